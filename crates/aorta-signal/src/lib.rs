@@ -1,0 +1,13 @@
+//! # aorta-signal — the ECG signal core
+//!
+//! This crate owns everything aorta knows about the ECG itself:
+//!
+//! - [`wfdb`]: reading PhysioNet WFDB records (`.hea` headers, signal files in
+//!   formats 212, 16, 80, 61, 310 and 311, MIT-format annotation files) into
+//!   digital and physical samples, with typed errors for every malformed input.
+//!
+//! It is **pure**: no network, no clocks, no global state. Parsers of outside
+//! bytes return typed errors and never panic.
+#![deny(missing_docs)]
+
+pub mod wfdb;

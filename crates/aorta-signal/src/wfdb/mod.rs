@@ -1,0 +1,518 @@
+//! WFDB record I/O: headers, signal files and MIT-format annotations.
+//!
+//! ```no_run
+//! use aorta_signal::wfdb::{Record, read_annotations};
+//! let rec = Record::read("../shared/data/mitdb/100")?;
+//! let mlii = rec.physical(0).unwrap_or_default(); // millivolts
+//! let atr = read_annotations("../shared/data/mitdb/100.atr")?;
+//! let beats = atr.iter().filter(|a| a.is_beat()).count();
+//! # Ok::<(), aorta_signal::wfdb::WfdbError>(())
+//! ```
+//!
+//! Every failure is a [`WfdbError`] that names the file and what is wrong with
+//! it. The header's checksums and initial values are verified by default
+//! ([`ReadOptions`] can relax this for datasets known to carry placeholder
+//! values, such as the PhysioNet/CinC 2017 challenge headers).
+
+mod annotation;
+mod header;
+mod signal;
+
+use std::path::{Path, PathBuf};
+
+pub use annotation::{
+    Annotation, RHYTHM, encode_annotations, is_beat_code, parse_annotations, symbol,
+};
+pub use header::{Format, Header, MAX_SIGNALS, SignalSpec, parse_header};
+pub use signal::{bytes_needed, checksum, decode, encode, samples_in};
+
+/// What is wrong with a header.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HeaderError {
+    /// No record line.
+    #[error("no record line (empty header)")]
+    Empty,
+    /// A required field is missing.
+    #[error("line {line}: missing {field}")]
+    MissingField {
+        /// 1-based line number.
+        line: usize,
+        /// Which field.
+        field: &'static str,
+    },
+    /// A field does not parse or is out of range.
+    #[error("line {line}: bad {field} {value:?}")]
+    BadField {
+        /// 1-based line number.
+        line: usize,
+        /// Which field.
+        field: &'static str,
+        /// The offending text (at most 64 characters).
+        value: String,
+    },
+    /// Fewer signal lines than the record line declares.
+    #[error("record line declares {declared} signals but only {found} signal lines follow")]
+    MissingSignalLines {
+        /// Declared count.
+        declared: usize,
+        /// Lines found.
+        found: usize,
+    },
+    /// More non-comment lines than the record line declares.
+    #[error("line {line}: unexpected line after the {declared} declared signal lines")]
+    TrailingLine {
+        /// 1-based line number.
+        line: usize,
+        /// Declared count.
+        declared: usize,
+    },
+    /// A signal format aorta does not read.
+    #[error(
+        "line {line}: unsupported signal format {format} (supported: 16, 24, 32, 61, 80, 212, 310, 311)"
+    )]
+    UnsupportedFormat {
+        /// 1-based line number.
+        line: usize,
+        /// The format code.
+        format: u32,
+    },
+    /// A valid WFDB feature aorta does not read.
+    #[error("line {line}: {what} are not supported")]
+    Unsupported {
+        /// 1-based line number.
+        line: usize,
+        /// What.
+        what: &'static str,
+    },
+}
+
+/// What is wrong with signal data.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignalError {
+    /// The file ends before the samples the header declares.
+    #[error("truncated: {needed} bytes needed, {available} available")]
+    Truncated {
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes present.
+        available: u64,
+    },
+    /// The declared size overflows.
+    #[error("declared signal size is too large")]
+    TooLarge,
+    /// A value does not fit the format (encoding).
+    #[error("sample {index} = {value} does not fit format {format}")]
+    OutOfRange {
+        /// Sample index.
+        index: usize,
+        /// Value.
+        value: i32,
+        /// Format code.
+        format: u32,
+    },
+    /// The header's checksum disagrees with the data.
+    #[error(
+        "signal {signal} ({description}): checksum mismatch: header says {expected}, data sums to {actual}"
+    )]
+    Checksum {
+        /// Signal index.
+        signal: usize,
+        /// Signal description.
+        description: String,
+        /// Header value.
+        expected: i16,
+        /// Computed value.
+        actual: i16,
+    },
+    /// The header's initial value disagrees with the first sample.
+    #[error(
+        "signal {signal} ({description}): initial value mismatch: header says {expected}, first sample is {actual}"
+    )]
+    InitialValue {
+        /// Signal index.
+        signal: usize,
+        /// Signal description.
+        description: String,
+        /// Header value.
+        expected: i32,
+        /// First sample.
+        actual: i32,
+    },
+    /// Signals sharing one file disagree on format or offset.
+    #[error("signals sharing one file must share format and byte offset: {0}")]
+    Inconsistent(String),
+}
+
+/// What is wrong with an annotation file.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnnotationError {
+    /// The file ends inside a word, a SKIP or an AUX string.
+    #[error("truncated at byte {offset}")]
+    Truncated {
+        /// Byte offset.
+        offset: u64,
+    },
+    /// A NUM/SUB/CHN/AUX word before any annotation.
+    #[error("byte {offset}: modifier before any annotation")]
+    ModifierWithoutAnnotation {
+        /// Byte offset.
+        offset: u64,
+    },
+    /// A reserved annotation code (50–58).
+    #[error("byte {offset}: reserved annotation code {code}")]
+    UnknownCode {
+        /// Byte offset.
+        offset: u64,
+        /// The code.
+        code: u16,
+    },
+    /// Time goes negative or overflows.
+    #[error("byte {offset}: annotation time out of range")]
+    BadTime {
+        /// Byte offset (or index when encoding).
+        offset: u64,
+    },
+    /// Aux string longer than 1023 bytes (encoding).
+    #[error("annotation {offset}: aux string longer than 1023 bytes")]
+    AuxTooLong {
+        /// Annotation index.
+        offset: u64,
+    },
+}
+
+/// An error reading a WFDB file, naming the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WfdbError {
+    /// The file could not be read.
+    #[error("{}: {error}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// The header is malformed.
+    #[error("{}: {error}", path.display())]
+    Header {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        error: HeaderError,
+    },
+    /// A signal file is malformed or disagrees with its header.
+    #[error("{}: {error}", path.display())]
+    Signal {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        error: SignalError,
+    },
+    /// An annotation file is malformed.
+    #[error("{}: {error}", path.display())]
+    Annotation {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        error: AnnotationError,
+    },
+}
+
+/// Which header values to check against the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Verify each signal's checksum (default true).
+    pub verify_checksum: bool,
+    /// Verify each signal's initial value (default true).
+    pub verify_initial_value: bool,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            verify_checksum: true,
+            verify_initial_value: true,
+        }
+    }
+}
+
+impl ReadOptions {
+    /// Reads without verifying checksums or initial values: for datasets whose
+    /// headers carry placeholders (PhysioNet/CinC 2017 writes checksum 0).
+    pub fn unverified() -> Self {
+        ReadOptions {
+            verify_checksum: false,
+            verify_initial_value: false,
+        }
+    }
+}
+
+/// Largest signal file aorta reads into memory (4 GiB).
+pub const MAX_SIGNAL_FILE: u64 = 4 << 30;
+
+/// A WFDB record: its header and its digital samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// The parsed header.
+    pub header: Header,
+    /// Digital samples per signal (`frames × samples_per_frame` each).
+    pub samples: Vec<Vec<i32>>,
+}
+
+fn record_paths(path: &Path) -> (PathBuf, PathBuf) {
+    let hea = if path.extension().is_some_and(|e| e == "hea") {
+        path.to_path_buf()
+    } else {
+        path.with_extension_added()
+    };
+    let dir = hea.parent().map(Path::to_path_buf).unwrap_or_default();
+    (hea, dir)
+}
+
+trait AddExt {
+    fn with_extension_added(&self) -> PathBuf;
+}
+impl AddExt for Path {
+    fn with_extension_added(&self) -> PathBuf {
+        let mut s = self.as_os_str().to_os_string();
+        s.push(".hea");
+        PathBuf::from(s)
+    }
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, WfdbError> {
+    std::fs::read(path).map_err(|error| WfdbError::Io {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+/// Reads and parses a header file.
+pub fn read_header(path: impl AsRef<Path>) -> Result<Header, WfdbError> {
+    let (hea, _) = record_paths(path.as_ref());
+    let bytes = read_file(&hea)?;
+    let text = String::from_utf8_lossy(&bytes);
+    parse_header(&text).map_err(|error| WfdbError::Header { path: hea, error })
+}
+
+/// Reads an annotation file.
+pub fn read_annotations(path: impl AsRef<Path>) -> Result<Vec<Annotation>, WfdbError> {
+    let path = path.as_ref();
+    let bytes = read_file(path)?;
+    parse_annotations(&bytes).map_err(|error| WfdbError::Annotation {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+impl Record {
+    /// Reads a record given its path without extension (`dir/100`) or its
+    /// `.hea` path, verifying checksums and initial values.
+    pub fn read(path: impl AsRef<Path>) -> Result<Record, WfdbError> {
+        Record::read_with(path, ReadOptions::default())
+    }
+
+    /// Reads a record with explicit verification options.
+    pub fn read_with(path: impl AsRef<Path>, opts: ReadOptions) -> Result<Record, WfdbError> {
+        let (hea, dir) = record_paths(path.as_ref());
+        let header = read_header(&hea)?;
+        let samples = read_signals(&header, &dir, opts)?;
+        Ok(Record { header, samples })
+    }
+
+    /// Sampling frequency in Hz.
+    pub fn fs(&self) -> f64 {
+        self.header.sampling_frequency
+    }
+
+    /// Samples of `signal` in physical units, or `None` if there is no such signal.
+    pub fn physical(&self, signal: usize) -> Option<Vec<f64>> {
+        let spec = self.header.signals.get(signal)?;
+        Some(
+            self.samples
+                .get(signal)?
+                .iter()
+                .map(|&d| spec.to_physical(d))
+                .collect(),
+        )
+    }
+
+    /// Index of the first signal whose description matches `name` (case-insensitive).
+    pub fn signal_index(&self, name: &str) -> Option<usize> {
+        self.header
+            .signals
+            .iter()
+            .position(|s| s.description.eq_ignore_ascii_case(name))
+    }
+}
+
+fn read_signals(
+    header: &Header,
+    dir: &Path,
+    opts: ReadOptions,
+) -> Result<Vec<Vec<i32>>, WfdbError> {
+    let mut samples: Vec<Vec<i32>> = vec![Vec::new(); header.signals.len()];
+    // Group signals by file, in order of first appearance.
+    let mut files: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, s) in header.signals.iter().enumerate() {
+        match files.iter_mut().find(|(f, _)| *f == s.file_name) {
+            Some((_, v)) => v.push(i),
+            None => files.push((&s.file_name, vec![i])),
+        }
+    }
+    for (file, members) in files {
+        let path = dir.join(file);
+        let sig_err = |error| WfdbError::Signal {
+            path: path.clone(),
+            error,
+        };
+        if file == "-" || file.contains('/') || file.contains('\\') || file == ".." {
+            return Err(sig_err(SignalError::Inconsistent(format!(
+                "signal file name {file:?} is not a plain file name"
+            ))));
+        }
+        let specs: Vec<&SignalSpec> = members
+            .iter()
+            .filter_map(|&i| header.signals.get(i))
+            .collect();
+        let Some(first) = specs.first() else { continue };
+        if specs
+            .iter()
+            .any(|s| s.format != first.format || s.byte_offset != first.byte_offset)
+        {
+            return Err(sig_err(SignalError::Inconsistent(format!(
+                "{file} mixes formats or offsets"
+            ))));
+        }
+        let spf_total: u64 = specs.iter().map(|s| u64::from(s.samples_per_frame)).sum();
+        let meta = std::fs::metadata(&path).map_err(|error| WfdbError::Io {
+            path: path.clone(),
+            error,
+        })?;
+        let available = meta.len().saturating_sub(first.byte_offset);
+        if meta.len() > MAX_SIGNAL_FILE {
+            return Err(sig_err(SignalError::TooLarge));
+        }
+        let frames = match header.samples_per_signal {
+            Some(n) => n,
+            None => samples_in(first.format, available) / spf_total.max(1),
+        };
+        let total = frames
+            .checked_mul(spf_total)
+            .ok_or_else(|| sig_err(SignalError::TooLarge))?;
+        let needed =
+            bytes_needed(first.format, total).ok_or_else(|| sig_err(SignalError::TooLarge))?;
+        if needed > available {
+            return Err(sig_err(SignalError::Truncated {
+                needed: needed + first.byte_offset,
+                available: meta.len(),
+            }));
+        }
+        let bytes = read_file(&path)?;
+        let body = bytes
+            .get(usize::try_from(first.byte_offset).unwrap_or(usize::MAX)..)
+            .unwrap_or_default();
+        let n = usize::try_from(total).map_err(|_| sig_err(SignalError::TooLarge))?;
+        let flat = decode(first.format, body, n).map_err(sig_err)?;
+        // De-interleave: each frame holds spf_i samples of each member signal in turn.
+        for &i in &members {
+            if let Some(v) = samples.get_mut(i) {
+                v.reserve(usize::try_from(frames).unwrap_or(0));
+            }
+        }
+        let mut it = flat.into_iter();
+        for _ in 0..frames {
+            for &i in &members {
+                let spf = header.signals.get(i).map_or(1, |s| s.samples_per_frame);
+                if let Some(v) = samples.get_mut(i) {
+                    v.extend(it.by_ref().take(spf as usize));
+                }
+            }
+        }
+        for &i in &members {
+            let (Some(spec), Some(data)) = (header.signals.get(i), samples.get(i)) else {
+                continue;
+            };
+            if opts.verify_checksum {
+                if let Some(expected) = spec.checksum {
+                    let actual = checksum(data);
+                    if actual != expected {
+                        return Err(sig_err(SignalError::Checksum {
+                            signal: i,
+                            description: spec.description.clone(),
+                            expected,
+                            actual,
+                        }));
+                    }
+                }
+            }
+            if opts.verify_initial_value {
+                if let (Some(expected), Some(&actual)) = (spec.initial_value, data.first()) {
+                    if actual != expected {
+                        return Err(sig_err(SignalError::InitialValue {
+                            signal: i,
+                            description: spec.description.clone(),
+                            expected,
+                            actual,
+                        }));
+                    }
+                }
+            }
+        }
+    }
+    Ok(samples)
+}
+
+/// Writes a record as `<dir>/<name>.hea` plus `<dir>/<name>.dat` in format 16
+/// (all signals interleaved in one file), with correct checksums and initial
+/// values. `signals` gives each signal's calibration; its `file_name`,
+/// `format`, offset, checksum and initial value are replaced.
+pub fn write_record_16(
+    dir: impl AsRef<Path>,
+    name: &str,
+    fs: f64,
+    signals: &[SignalSpec],
+    samples: &[Vec<i32>],
+) -> Result<(), WfdbError> {
+    let dir = dir.as_ref();
+    let dat_name = format!("{name}.dat");
+    let dat_path = dir.join(&dat_name);
+    let sig_err = |error| WfdbError::Signal {
+        path: dat_path.clone(),
+        error,
+    };
+    let n = samples.first().map_or(0, Vec::len);
+    if samples.len() != signals.len() || samples.iter().any(|s| s.len() != n) {
+        return Err(sig_err(SignalError::Inconsistent(
+            "every signal needs the same number of samples".into(),
+        )));
+    }
+    let mut flat = Vec::with_capacity(n * samples.len());
+    for t in 0..n {
+        flat.extend(samples.iter().filter_map(|s| s.get(t).copied()));
+    }
+    let bytes = encode(Format::F16, &flat).map_err(sig_err)?;
+    let mut text = format!("{name} {} {} {n}\n", signals.len(), fs);
+    for (spec, data) in signals.iter().zip(samples) {
+        text.push_str(&format!(
+            "{dat_name} 16 {}({})/{} {} {} {} {} 0 {}\n",
+            spec.gain,
+            spec.baseline,
+            spec.units,
+            spec.adc_resolution,
+            spec.adc_zero,
+            data.first().copied().unwrap_or(0),
+            checksum(data),
+            spec.description
+        ));
+    }
+    std::fs::write(&dat_path, bytes).map_err(|error| WfdbError::Io {
+        path: dat_path.clone(),
+        error,
+    })?;
+    let hea = dir.join(format!("{name}.hea"));
+    std::fs::write(&hea, text).map_err(|error| WfdbError::Io { path: hea, error })
+}
