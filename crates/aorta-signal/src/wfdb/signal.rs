@@ -285,7 +285,7 @@ mod tests {
         fn roundtrip_every_format(fi in 0usize..8, raw in proptest::collection::vec(any::<i32>(), 0..200)) {
             let f = ALL[fi];
             let (lo, hi) = f.range();
-            let vals: Vec<i32> = raw.iter().map(|&v| lo + (v as i64 - i32::MIN as i64).rem_euclid(hi as i64 - lo as i64 + 1) as i32).collect();
+            let vals: Vec<i32> = raw.iter().map(|&v| (lo as i64 + (v as i64 - i32::MIN as i64).rem_euclid(hi as i64 - lo as i64 + 1)) as i32).collect();
             let bytes = encode(f, &vals).unwrap();
             prop_assert_eq!(bytes.len() as u64, bytes_needed(f, vals.len() as u64).unwrap());
             prop_assert_eq!(decode(f, &bytes, vals.len()).unwrap(), vals);
