@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod eval_cmd;
 mod wfdb_cmd;
 
 #[derive(Parser)]
@@ -19,6 +20,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Score analyses against annotated databases.
+    #[command(subcommand)]
+    Eval(eval_cmd::EvalCmd),
     /// Inspect WFDB records.
     #[command(subcommand)]
     Wfdb(wfdb_cmd::WfdbCmd),
@@ -27,6 +31,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
+        Command::Eval(c) => eval_cmd::run(c),
         Command::Wfdb(c) => wfdb_cmd::run(c),
     };
     match result {

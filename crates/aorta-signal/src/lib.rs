@@ -5,9 +5,15 @@
 //! - [`wfdb`]: reading PhysioNet WFDB records (`.hea` headers, signal files in
 //!   formats 212, 16, 80, 61, 310 and 311, MIT-format annotation files) into
 //!   digital and physical samples, with typed errors for every malformed input.
+//! - [`rpeak`]: a causal, online, chunk-independent R-peak detector with a
+//!   bounded report latency.
+//! - [`eval`]: ANSI/AAMI EC57 beat-by-beat scoring.
 //!
 //! It is **pure**: no network, no clocks, no global state. Parsers of outside
 //! bytes return typed errors and never panic.
 #![deny(missing_docs)]
 
+pub mod eval;
+mod filter;
+pub mod rpeak;
 pub mod wfdb;

@@ -1,0 +1,250 @@
+//! Beat-detection scoring per ANSI/AAMI EC57 (the rules of PhysioNet's `bxb`).
+//!
+//! A detection matches a reference beat when they are at most `window`
+//! samples apart (EC57: 150 ms); each reference beat and each detection is
+//! matched at most once, closest pairs first. Unmatched reference beats are
+//! false negatives, unmatched detections false positives. Scoring covers the
+//! interval `[start, end)`; EC57 excludes the first 5 minutes of each record
+//! as the detector's learning period.
+
+use std::path::Path;
+
+use crate::rpeak::{Detector, DetectorConfig};
+use crate::wfdb::{Record, WfdbError, read_annotations};
+
+/// Options for [`evaluate_record`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EvalOptions {
+    /// Matching window in seconds (EC57: 0.150).
+    pub window: f64,
+    /// Scoring starts this many seconds into the record (EC57: 300).
+    pub start: f64,
+    /// Signal (lead) index fed to the detector.
+    pub lead: usize,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            window: 0.150,
+            start: 300.0,
+            lead: 0,
+        }
+    }
+}
+
+/// The score of one record.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RecordEval {
+    /// Record name.
+    pub record: String,
+    /// Counts in the scored interval.
+    pub counts: Counts,
+    /// Largest report latency after the R-peak, in milliseconds.
+    pub max_latency_ms: f64,
+    /// Samples processed.
+    pub samples: u64,
+}
+
+/// Runs the detector over one record's lead and scores it against the beat
+/// annotations of its `.atr` file.
+pub fn evaluate_record(db: &Path, name: &str, opts: &EvalOptions) -> Result<RecordEval, WfdbError> {
+    let rec = Record::read(db.join(name))?;
+    let fs = rec.fs();
+    let signal = rec.physical(opts.lead).unwrap_or_default();
+    let mut det =
+        Detector::with_config(DetectorConfig::new(fs)).map_err(|e| WfdbError::Signal {
+            path: db.join(name),
+            error: crate::wfdb::SignalError::Inconsistent(e.to_string()),
+        })?;
+    let mut beats = Vec::new();
+    det.push(&signal, &mut beats);
+    det.finish(&mut beats);
+    let reference: Vec<u64> = read_annotations(db.join(format!("{name}.atr")))?
+        .iter()
+        .filter(|a| a.is_beat())
+        .map(|a| a.sample)
+        .collect();
+    let detected: Vec<u64> = beats.iter().map(|b| b.sample).collect();
+    let max_latency = beats
+        .iter()
+        .map(|b| b.reported_at.saturating_sub(b.sample))
+        .max()
+        .unwrap_or(0);
+    let start = (opts.start * fs).round() as u64;
+    let window = (opts.window * fs).round() as u64;
+    Ok(RecordEval {
+        record: name.to_string(),
+        counts: match_beats(&reference, &detected, window, start, signal.len() as u64),
+        max_latency_ms: max_latency as f64 * 1000.0 / fs,
+        samples: signal.len() as u64,
+    })
+}
+
+/// True positives, false positives and false negatives, with derived figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Matched reference beats.
+    pub tp: u64,
+    /// Detections with no reference beat.
+    pub fp: u64,
+    /// Reference beats with no detection.
+    #[serde(rename = "fn")]
+    pub fn_: u64,
+}
+
+impl Counts {
+    /// Sensitivity TP / (TP + FN) as a fraction (1 when there is no reference beat).
+    pub fn se(&self) -> f64 {
+        ratio(self.tp, self.tp + self.fn_)
+    }
+
+    /// Positive predictivity TP / (TP + FP) as a fraction (1 when nothing was detected).
+    pub fn ppv(&self) -> f64 {
+        ratio(self.tp, self.tp + self.fp)
+    }
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, o: Counts) {
+        self.tp += o.tp;
+        self.fp += o.fp;
+        self.fn_ += o.fn_;
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 { 1.0 } else { a as f64 / b as f64 }
+}
+
+/// Matches sorted `detected` against sorted `reference` sample times within
+/// `window` samples, counting only events in `[start, end)`.
+pub fn match_beats(
+    reference: &[u64],
+    detected: &[u64],
+    window: u64,
+    start: u64,
+    end: u64,
+) -> Counts {
+    let in_range = |t: &&u64| **t >= start && **t < end;
+    let r: Vec<u64> = reference.iter().filter(in_range).copied().collect();
+    // Detections just outside the range may legitimately match a reference beat inside it.
+    let d: Vec<u64> = detected
+        .iter()
+        .filter(|t| **t + window >= start && **t < end.saturating_add(window))
+        .copied()
+        .collect();
+    // Candidate pairs (distance, ref index, det index) within the window.
+    let mut pairs: Vec<(u64, usize, usize)> = Vec::new();
+    let mut j0 = 0usize;
+    for (i, &rt) in r.iter().enumerate() {
+        while d.get(j0).is_some_and(|&dt| dt + window < rt) {
+            j0 += 1;
+        }
+        let mut j = j0;
+        while let Some(&dt) = d.get(j) {
+            if dt > rt + window {
+                break;
+            }
+            pairs.push((dt.abs_diff(rt), i, j));
+            j += 1;
+        }
+    }
+    pairs.sort_unstable();
+    let mut r_used = vec![false; r.len()];
+    let mut d_used = vec![false; d.len()];
+    let mut tp = 0;
+    for (_, i, j) in pairs {
+        if let (Some(ru @ false), Some(du @ false)) = (r_used.get_mut(i), d_used.get_mut(j)) {
+            *ru = true;
+            *du = true;
+            tp += 1;
+        }
+    }
+    // Unmatched detections outside the range are not counted.
+    let fp = d
+        .iter()
+        .zip(&d_used)
+        .filter(|(t, used)| !**used && **t >= start && **t < end)
+        .count() as u64;
+    Counts {
+        tp,
+        fp,
+        fn_: r.len() as u64 - tp,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_window() {
+        let r = [100, 500, 900, 1300];
+        let d = [110, 520, 960, 1000, 1301];
+        let c = match_beats(&r, &d, 54, 0, 2000);
+        assert_eq!(
+            c,
+            Counts {
+                tp: 3,
+                fp: 2,
+                fn_: 1
+            }
+        );
+        assert!((c.se() - 0.75).abs() < 1e-12);
+        assert!((c.ppv() - 0.6).abs() < 1e-12);
+    }
+
+    #[test]
+    fn closest_pair_wins_and_no_double_match() {
+        // One detection between two reference beats may match only one.
+        let c = match_beats(&[100, 150], &[126], 54, 0, 1000);
+        assert_eq!(
+            c,
+            Counts {
+                tp: 1,
+                fp: 0,
+                fn_: 1
+            }
+        );
+        let c = match_beats(&[100], &[60, 95, 140], 54, 0, 1000);
+        assert_eq!(
+            c,
+            Counts {
+                tp: 1,
+                fp: 2,
+                fn_: 0
+            }
+        );
+    }
+
+    #[test]
+    fn start_excludes_learning_period() {
+        let c = match_beats(&[10, 20, 500], &[12, 30, 498], 5, 100, 1000);
+        assert_eq!(
+            c,
+            Counts {
+                tp: 1,
+                fp: 0,
+                fn_: 0
+            }
+        );
+        // A detection just before `start` may match the first reference beat after it.
+        let c = match_beats(&[102], &[98], 5, 100, 1000);
+        assert_eq!(
+            c,
+            Counts {
+                tp: 1,
+                fp: 0,
+                fn_: 0
+            }
+        );
+    }
+
+    #[test]
+    fn empty_inputs() {
+        assert_eq!(match_beats(&[], &[], 5, 0, 10), Counts::default());
+        assert_eq!(match_beats(&[1, 2], &[], 5, 0, 10).se(), 0.0);
+        assert_eq!(match_beats(&[], &[1], 5, 0, 10).ppv(), 0.0);
+    }
+}
