@@ -243,6 +243,12 @@ impl Detector {
         &self.cfg
     }
 
+    /// Bytes held in the detector's buffers: fixed at construction, whatever
+    /// the length of the stream.
+    pub fn buffer_bytes(&self) -> usize {
+        (self.y.capacity() + self.e.capacity()) * std::mem::size_of::<f64>()
+    }
+
     /// Number of samples consumed so far.
     pub fn samples_seen(&self) -> u64 {
         self.n
