@@ -1,5 +1,11 @@
 //! The detector on hostile and degenerate input: no panic, bounded output,
 //! bounded memory.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // test code: a panic is a failed test
 
 use aorta_signal::rpeak::{Detector, DetectorConfig, detect};
 use proptest::prelude::*;

@@ -1,5 +1,11 @@
 //! The R-peak detector on real MIT-BIH recordings: accuracy targets, latency
 //! bound, chunking independence and sampling-rate independence.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // test code: a panic is a failed test
 
 mod common;
 

@@ -1,4 +1,10 @@
 //! Shared helpers for tests that read `../shared/data`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)] // test code: a panic is a failed test
 #![allow(dead_code)]
 
 use std::path::PathBuf;
