@@ -4,13 +4,37 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use aorta_signal::eval::{Counts, EvalOptions, evaluate_record};
+use aorta_signal::eval::{
+    Confusion, Counts, EvalOptions, classify_af_recording, evaluate_af_record, evaluate_record,
+};
+use aorta_signal::rhythm::RhythmConfig;
 
 /// `aorta eval` subcommands.
 #[derive(clap::Subcommand)]
 pub enum EvalCmd {
     /// Score the R-peak detector against reference beat annotations (ANSI/AAMI EC57).
     Rpeaks(RpeakArgs),
+    /// Score the AF detector: 30-s segments of MIT-BIH-style records against
+    /// their (AFIB rhythm annotations, or PhysioNet/CinC 2017 strips against REFERENCE.csv.
+    Af(AfArgs),
+}
+
+/// Arguments of `aorta eval af`.
+#[derive(clap::Args)]
+pub struct AfArgs {
+    /// Database directory: one with .atr rhythm annotations (e.g. ../shared/data/mitdb) or
+    /// one with REFERENCE.csv (e.g. ../shared/data/challenge-2017).
+    #[arg(long)]
+    db: PathBuf,
+    /// Records to score (default: all).
+    #[arg(long = "record")]
+    records: Vec<String>,
+    /// Segment length in seconds for annotated records.
+    #[arg(long, default_value_t = 30.0)]
+    segment: f64,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `aorta eval rpeaks`.
@@ -39,6 +63,7 @@ pub struct RpeakArgs {
 pub fn run(cmd: EvalCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         EvalCmd::Rpeaks(a) => rpeaks(a),
+        EvalCmd::Af(a) => af(a),
     }
 }
 
@@ -133,6 +158,130 @@ fn rpeaks(a: RpeakArgs) -> anyhow::Result<ExitCode> {
             a.start,
             a.lead
         );
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn af(a: AfArgs) -> anyhow::Result<ExitCode> {
+    let cfg = RhythmConfig::default();
+    let reference = a.db.join("REFERENCE.csv");
+    let mut total = Confusion::default();
+    let mut failed = 0;
+    if reference.is_file() {
+        let mut rows = Vec::new();
+        let text = std::fs::read_to_string(&reference)
+            .with_context(|| format!("reading {}", reference.display()))?;
+        for (lno, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let Some((name, label)) = line.trim().split_once(',') else {
+                anyhow::bail!(
+                    "{}: line {}: expected `record,label`",
+                    reference.display(),
+                    lno + 1
+                );
+            };
+            if !a.records.is_empty() && !a.records.iter().any(|r| r == name) {
+                continue;
+            }
+            match classify_af_recording(&a.db, name, &cfg) {
+                Ok(pred) => {
+                    let truth = label == "A";
+                    total.add(truth, pred);
+                    rows.push(serde_json::json!({"record": name, "label": label, "af": pred}));
+                }
+                Err(e) => {
+                    eprintln!("error: record {name}: {e}");
+                    failed += 1;
+                }
+            }
+        }
+        if a.json {
+            let out = serde_json::json!({
+                "se": total.se(), "sp": total.sp(), "f1_af": total.f1(),
+                "tp": total.tp, "fp": total.fp, "tn": total.tn, "fn": total.fn_,
+                "unit": "recording", "records": rows,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        } else {
+            println!(
+                "{} recordings: TP {} FP {} TN {} FN {}",
+                rows.len(),
+                total.tp,
+                total.fp,
+                total.tn,
+                total.fn_
+            );
+            println!(
+                "AF Se {:.2} %  Sp {:.2} %  F1(A) {:.3}",
+                100.0 * total.se(),
+                100.0 * total.sp(),
+                total.f1()
+            );
+        }
+    } else {
+        let names = record_list(&a.db, &a.records)?;
+        let mut rows = Vec::new();
+        for name in &names {
+            match evaluate_af_record(&a.db, name, a.segment, &cfg) {
+                Ok(r) => {
+                    total += r.segments;
+                    rows.push(r);
+                }
+                Err(e) => {
+                    eprintln!("error: record {name}: {e}");
+                    failed += 1;
+                }
+            }
+        }
+        if a.json {
+            let records: Vec<_> = rows
+                .iter()
+                .map(|r| {
+                    serde_json::json!({"record": r.record, "tp": r.segments.tp, "fp": r.segments.fp,
+                    "tn": r.segments.tn, "fn": r.segments.fn_, "episodes": r.episodes})
+                })
+                .collect();
+            let out = serde_json::json!({
+                "se": total.se(), "sp": total.sp(), "f1_af": total.f1(),
+                "tp": total.tp, "fp": total.fp, "tn": total.tn, "fn": total.fn_,
+                "unit": "segment", "segment_s": a.segment, "records": records,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        } else {
+            println!(
+                "{:<8} {:>4} {:>4} {:>4} {:>4}  AF episodes",
+                "record", "TP", "FP", "TN", "FN"
+            );
+            for r in &rows {
+                let c = r.segments;
+                println!(
+                    "{:<8} {:>4} {:>4} {:>4} {:>4}  {}",
+                    r.record,
+                    c.tp,
+                    c.fp,
+                    c.tn,
+                    c.fn_,
+                    r.episodes.len()
+                );
+            }
+            println!(
+                "{:.0}-s segments: AF Se {:.2} %  Sp {:.2} %  (TP {} FP {} TN {} FN {})",
+                a.segment,
+                100.0 * total.se(),
+                100.0 * total.sp(),
+                total.tp,
+                total.fp,
+                total.tn,
+                total.fn_
+            );
+        }
     }
     Ok(if failed > 0 {
         ExitCode::from(2)

@@ -248,3 +248,163 @@ mod tests {
         assert_eq!(match_beats(&[], &[1], 5, 0, 10).ppv(), 0.0);
     }
 }
+
+/// Scores of the AF detector.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Confusion {
+    /// AF called AF.
+    pub tp: u64,
+    /// Not-AF called AF.
+    pub fp: u64,
+    /// Not-AF called not-AF.
+    pub tn: u64,
+    /// AF called not-AF.
+    #[serde(rename = "fn")]
+    pub fn_: u64,
+}
+
+impl Confusion {
+    /// Adds one decision.
+    pub fn add(&mut self, truth: bool, predicted: bool) {
+        match (truth, predicted) {
+            (true, true) => self.tp += 1,
+            (false, true) => self.fp += 1,
+            (false, false) => self.tn += 1,
+            (true, false) => self.fn_ += 1,
+        }
+    }
+
+    /// Sensitivity.
+    pub fn se(&self) -> f64 {
+        ratio(self.tp, self.tp + self.fn_)
+    }
+
+    /// Specificity.
+    pub fn sp(&self) -> f64 {
+        ratio(self.tn, self.tn + self.fp)
+    }
+
+    /// F1 of the AF class, 2·TP / (2·TP + FP + FN) (the Challenge 2017 F1 for class A).
+    pub fn f1(&self) -> f64 {
+        ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn_)
+    }
+}
+
+impl std::ops::AddAssign for Confusion {
+    fn add_assign(&mut self, o: Confusion) {
+        self.tp += o.tp;
+        self.fp += o.fp;
+        self.tn += o.tn;
+        self.fn_ += o.fn_;
+    }
+}
+
+fn overlap(intervals: &[(f64, f64)], a: f64, b: f64) -> f64 {
+    intervals
+        .iter()
+        .map(|&(s, e)| (e.min(b) - s.max(a)).max(0.0))
+        .sum()
+}
+
+fn detect_beat_times(rec: &Record, lead: usize) -> Result<(Vec<f64>, f64), String> {
+    let fs = rec.fs();
+    let signal = rec
+        .physical(lead)
+        .ok_or_else(|| format!("no signal {lead}"))?;
+    let beats = crate::rpeak::detect(&signal, fs).map_err(|e| e.to_string())?;
+    Ok((
+        beats.iter().map(|b| b.sample as f64 / fs).collect(),
+        signal.len() as f64 / fs,
+    ))
+}
+
+/// AF score of one MIT-BIH-style record over fixed segments.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AfRecordEval {
+    /// Record name.
+    pub record: String,
+    /// Segment decisions.
+    pub segments: Confusion,
+    /// Detected AF episodes (onset, offset) in seconds.
+    pub episodes: Vec<(f64, f64)>,
+}
+
+/// Scores AF detection on a record with `(AFIB` rhythm annotations: the
+/// record is cut into `segment`-second pieces; a piece is AF in the
+/// reference (or the detection) when more than half of it lies in an AFIB
+/// episode of the reference (or of the detector's output).
+pub fn evaluate_af_record(
+    db: &Path,
+    name: &str,
+    segment: f64,
+    cfg: &crate::rhythm::RhythmConfig,
+) -> Result<AfRecordEval, WfdbError> {
+    let rec = Record::read(db.join(name))?;
+    let fs = rec.fs();
+    let (times, duration) = detect_beat_times(&rec, 0).map_err(|e| WfdbError::Signal {
+        path: db.join(name),
+        error: crate::wfdb::SignalError::Inconsistent(e),
+    })?;
+    let mut mon = crate::rhythm::RhythmMonitor::new(*cfg);
+    let mut events = Vec::new();
+    for &t in &times {
+        mon.push_beat(t, &mut events);
+    }
+    mon.finish(duration, &mut events);
+    let episodes = crate::rhythm::af_episodes(&events);
+    // Reference AFIB intervals from rhythm-change annotations.
+    let anns = read_annotations(db.join(format!("{name}.atr")))?;
+    let mut truth = Vec::new();
+    let mut open: Option<f64> = None;
+    for a in anns.iter().filter(|a| a.rhythm().is_some()) {
+        let t = a.sample as f64 / fs;
+        let is_af = a.rhythm() == Some("AFIB");
+        match (open, is_af) {
+            (None, true) => open = Some(t),
+            (Some(s), false) => {
+                truth.push((s, t));
+                open = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = open {
+        truth.push((s, duration));
+    }
+    let mut c = Confusion::default();
+    let mut a = 0.0;
+    while a + segment <= duration {
+        let b = a + segment;
+        c.add(
+            overlap(&truth, a, b) > segment / 2.0,
+            overlap(&episodes, a, b) > segment / 2.0,
+        );
+        a = b;
+    }
+    Ok(AfRecordEval {
+        record: name.to_string(),
+        segments: c,
+        episodes,
+    })
+}
+
+/// Classifies one short recording (e.g. a PhysioNet/CinC 2017 strip) as AF or
+/// not from the RR intervals of the detected beats. Recordings with fewer
+/// than 9 beats are called not-AF.
+pub fn classify_af_recording(
+    db: &Path,
+    name: &str,
+    cfg: &crate::rhythm::RhythmConfig,
+) -> Result<bool, WfdbError> {
+    let rec = Record::read_with(db.join(name), crate::wfdb::ReadOptions::unverified())?;
+    let (times, _) = detect_beat_times(&rec, 0).map_err(|e| WfdbError::Signal {
+        path: db.join(name),
+        error: crate::wfdb::SignalError::Inconsistent(e),
+    })?;
+    let rr: Vec<f64> = times
+        .iter()
+        .zip(times.iter().skip(1))
+        .map(|(a, b)| b - a)
+        .collect();
+    Ok(crate::rhythm::classify_af(&rr, cfg).unwrap_or(false))
+}

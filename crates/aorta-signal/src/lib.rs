@@ -8,6 +8,7 @@
 //! - [`rpeak`]: a causal, online, chunk-independent R-peak detector with a
 //!   bounded report latency.
 //! - [`eval`]: ANSI/AAMI EC57 beat-by-beat scoring.
+//! - [`rhythm`]: real-time AF episodes, brady-/tachycardia and pauses from beat times.
 //!
 //! It is **pure**: no network, no clocks, no global state. Parsers of outside
 //! bytes return typed errors and never panic.
@@ -15,5 +16,6 @@
 
 pub mod eval;
 mod filter;
+pub mod rhythm;
 pub mod rpeak;
 pub mod wfdb;
