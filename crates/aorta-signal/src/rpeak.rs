@@ -130,6 +130,10 @@ pub struct Detector {
     /// Ring of squared derivative samples (moving-window integration).
     e: Vec<f64>,
     mwi_sum: f64,
+    /// Position in `e` (kept apart from `n` to avoid a division per sample).
+    e_pos: usize,
+    /// Windows since the integration sum was last re-summed.
+    e_wraps: u32,
     n: u64,
     // Peak tracking on the integrated signal.
     rising: bool,
@@ -219,6 +223,8 @@ impl Detector {
             y: vec![0.0; ring],
             e: vec![0.0; win],
             mwi_sum: 0.0,
+            e_pos: 0,
+            e_wraps: 0,
             n: 0,
             rising: true,
             peak_val: 0.0,
@@ -280,14 +286,19 @@ impl Detector {
         }
         let d = yv - lagged;
         let ev = d.abs();
-        let ei = (n % self.win as u64) as usize;
-        if let Some(slot) = self.e.get_mut(ei) {
+        if let Some(slot) = self.e.get_mut(self.e_pos) {
             self.mwi_sum += ev - *slot;
             *slot = ev;
         }
-        if ei == 0 {
-            // Re-sum once per window to cancel floating-point drift.
-            self.mwi_sum = self.e.iter().sum();
+        self.e_pos += 1;
+        if self.e_pos == self.e.len() {
+            self.e_pos = 0;
+            self.e_wraps += 1;
+            if self.e_wraps == 16 {
+                // Re-sum now and then to cancel floating-point drift.
+                self.e_wraps = 0;
+                self.mwi_sum = self.e.iter().sum();
+            }
         }
         let m = self.mwi_sum;
 
