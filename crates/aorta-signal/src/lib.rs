@@ -5,9 +5,13 @@
 //! - [`wfdb`]: reading PhysioNet WFDB records (`.hea` headers, signal files in
 //!   formats 212, 16, 80, 61, 310 and 311, MIT-format annotation files) into
 //!   digital and physical samples, with typed errors for every malformed input.
+//! - [`hrv`]: heart-rate variability per the 1996 Task Force standard (NN
+//!   series with artefact handling; time, frequency and non-linear metrics in
+//!   an [`hrv::HrvReport`]), matched to NeuroKit2's definitions.
 //!
 //! It is **pure**: no network, no clocks, no global state. Parsers of outside
 //! bytes return typed errors and never panic.
 #![deny(missing_docs)]
 
+pub mod hrv;
 pub mod wfdb;
