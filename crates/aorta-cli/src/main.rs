@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod hrv_cmd;
 mod wfdb_cmd;
 
 #[derive(Parser)]
@@ -22,12 +23,15 @@ enum Command {
     /// Inspect WFDB records.
     #[command(subcommand)]
     Wfdb(wfdb_cmd::WfdbCmd),
+    /// Heart-rate variability (Task Force 1996 metrics) from RR intervals.
+    Hrv(hrv_cmd::HrvArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Wfdb(c) => wfdb_cmd::run(c),
+        Command::Hrv(a) => hrv_cmd::run(a),
     };
     match result {
         Ok(code) => code,

@@ -57,7 +57,6 @@ fn agrees_with_neurokit2() {
     );
     type Get = fn(&HrvReport) -> f64;
     type Want = fn(&Value) -> f64;
-    let f = |w: &Value, k: &str| w[k].as_f64().unwrap_or(f64::NAN);
     let specs: Vec<(&'static str, f64, Get, Want)> = vec![
         // Time domain and Poincaré: 1e-6 relative (the contract).
         (
@@ -135,7 +134,6 @@ fn agrees_with_neurokit2() {
             |w| w["DFA_alpha2"].as_f64().unwrap(),
         ),
     ];
-    let _ = f;
     let mut checks: Vec<Check> = specs
         .iter()
         .map(|(name, tol, _, _)| Check {
