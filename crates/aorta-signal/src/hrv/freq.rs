@@ -240,22 +240,21 @@ fn resample_quadratic(x: &[f64], y: &[f64], fs: f64, s: &mut FreqScratch) -> boo
 /// (`t[l] <= x < t[l+1]`), for `B_{l−2}, B_{l−1}, B_l` (Cox–de Boor).
 fn basis2(t: &[f64], l: usize, x: f64) -> [f64; 3] {
     let k = |i: usize| t.get(i).copied().unwrap_or(f64::NAN);
-    let mut nb = [1.0, 0.0, 0.0];
-    let mut left = [0.0; 3];
-    let mut right = [0.0; 3];
-    for j in 1..=2usize {
-        left[j] = x - k(l + 1 - j);
-        right[j] = k(l + j) - x;
-        let mut saved = 0.0;
-        for r in 0..j {
-            let den = right[r + 1] + left[j - r];
-            let temp = if den == 0.0 { 0.0 } else { nb[r] / den };
-            nb[r] = saved + right[r + 1] * temp;
-            saved = left[j - r] * temp;
-        }
-        nb[j] = saved;
-    }
-    nb
+    let div = |a: f64, b: f64| if b == 0.0 { 0.0 } else { a / b };
+    let (left1, right1) = (x - k(l), k(l + 1) - x);
+    let (left2, right2) = (x - k(l.wrapping_sub(1)), k(l + 2) - x);
+    // Degree 1.
+    let temp = div(1.0, right1 + left1);
+    let n0 = right1 * temp;
+    let n1 = left1 * temp;
+    // Degree 2.
+    let temp = div(n0, right1 + left2);
+    let b0 = right1 * temp;
+    let saved = left2 * temp;
+    let temp = div(n1, right2 + left1);
+    let b1 = saved + right2 * temp;
+    let b2 = left1 * temp;
+    [b0, b1, b2]
 }
 
 fn welch(nn: &NnSeries, s: &mut FreqScratch) -> FrequencyDomain {
