@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod eval_cmd;
+mod hrv_cmd;
 mod wfdb_cmd;
 
 #[derive(Parser)]
@@ -26,6 +27,8 @@ enum Command {
     /// Inspect WFDB records.
     #[command(subcommand)]
     Wfdb(wfdb_cmd::WfdbCmd),
+    /// Heart-rate variability (Task Force 1996 metrics) from RR intervals.
+    Hrv(hrv_cmd::HrvArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Eval(c) => eval_cmd::run(c),
         Command::Wfdb(c) => wfdb_cmd::run(c),
+        Command::Hrv(a) => hrv_cmd::run(a),
     };
     match result {
         Ok(code) => code,

@@ -9,6 +9,9 @@
 //!   bounded report latency.
 //! - [`eval`]: ANSI/AAMI EC57 beat-by-beat scoring.
 //! - [`rhythm`]: real-time AF episodes, brady-/tachycardia and pauses from beat times.
+//! - [`hrv`]: heart-rate variability per the 1996 Task Force standard (NN
+//!   series with artefact handling; time, frequency and non-linear metrics in
+//!   an [`hrv::HrvReport`]), matched to NeuroKit2's definitions.
 //!
 //! It is **pure**: no network, no clocks, no global state. Parsers of outside
 //! bytes return typed errors and never panic.
@@ -16,6 +19,7 @@
 
 pub mod eval;
 mod filter;
+pub mod hrv;
 pub mod rhythm;
 pub mod rpeak;
 pub mod wfdb;

@@ -1,0 +1,265 @@
+//! `aorta hrv`: heart-rate variability from an RR file.
+//!
+//! `aorta hrv --rr FILE [--json]`: FILE holds one RR interval in ms per line
+//! (blank lines and `#` comments ignored). The input is an [`clap::ArgGroup`]
+//! so another source (e.g. `--record PATH --window 300`) can join `--rr`;
+//! [`print_report`] / [`render_table`] print one report either way.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use aorta_signal::hrv::{
+    ArtefactRule, HrvEngine, HrvOptions, HrvReport, NnSeries, SpectralMethod, parse_rr_text,
+};
+
+/// Spectral method choice on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Spectral {
+    /// Welch on NN resampled at 4 Hz (NeuroKit2's method).
+    Welch,
+    /// Lomb-Scargle on the uneven NN series.
+    Lomb,
+}
+
+impl From<Spectral> for SpectralMethod {
+    fn from(s: Spectral) -> Self {
+        match s {
+            Spectral::Welch => SpectralMethod::Welch,
+            Spectral::Lomb => SpectralMethod::LombScargle,
+        }
+    }
+}
+
+/// `aorta hrv` arguments.
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["rr"])))]
+pub struct HrvArgs {
+    /// File with one RR interval in milliseconds per line (blank lines and `#` comments ignored).
+    #[arg(long, value_name = "FILE")]
+    pub rr: Option<PathBuf>,
+    /// Spectral estimator for VLF/LF/HF.
+    #[arg(long, value_enum, default_value_t = Spectral::Welch)]
+    pub spectral: Spectral,
+    /// Keep every RR interval: no range [300, 2000] ms / 20 %-from-local-median filter.
+    #[arg(long)]
+    pub no_artefact_filter: bool,
+    /// Print JSON (the HrvReport keys; units ms, ms², %, bpm; undefined values are null).
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl HrvArgs {
+    /// The artefact rule these arguments select.
+    pub fn artefact_rule(&self) -> ArtefactRule {
+        if self.no_artefact_filter {
+            ArtefactRule::none()
+        } else {
+            ArtefactRule::default()
+        }
+    }
+}
+
+/// Runs `aorta hrv`.
+pub fn run(args: HrvArgs) -> anyhow::Result<ExitCode> {
+    let Some(path) = &args.rr else {
+        anyhow::bail!("no input: give --rr FILE");
+    };
+    let report = report_from_rr_file(path, &args.artefact_rule(), args.spectral.into())?;
+    print_report(&report, args.spectral.into(), args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads an RR file and computes its report.
+pub fn report_from_rr_file(
+    path: &Path,
+    rule: &ArtefactRule,
+    spectral: SpectralMethod,
+) -> anyhow::Result<HrvReport> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let rr = parse_rr_text(&bytes).with_context(|| format!("in {}", path.display()))?;
+    let nn = NnSeries::from_rr(&rr, rule).with_context(|| format!("in {}", path.display()))?;
+    let report = HrvEngine::new()
+        .report(&nn, &HrvOptions { spectral })
+        .with_context(|| format!("HRV of {}", path.display()))?;
+    Ok(report)
+}
+
+/// Prints one report as JSON or as a table.
+pub fn print_report(
+    report: &HrvReport,
+    spectral: SpectralMethod,
+    json: bool,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let text = if json {
+        serde_json::to_string_pretty(report)? + "\n"
+    } else {
+        render_table(report, spectral)
+    };
+    std::io::stdout().write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// The human-readable table.
+pub fn render_table(r: &HrvReport, spectral: SpectralMethod) -> String {
+    let method = match spectral {
+        SpectralMethod::LombScargle => "Lomb-Scargle on uneven NN",
+        _ => "Welch on NN resampled at 4 Hz",
+    };
+    let rows: [(&str, f64, &str); 24] = [
+        ("mean_nn", r.mean_nn, "ms"),
+        ("sdnn", r.sdnn, "ms"),
+        ("rmssd", r.rmssd, "ms"),
+        ("sdsd", r.sdsd, "ms"),
+        ("pnn50", r.pnn50, "%"),
+        ("pnn20", r.pnn20, "%"),
+        ("mean_hr", r.mean_hr, "bpm"),
+        ("min_hr", r.min_hr, "bpm"),
+        ("max_hr", r.max_hr, "bpm"),
+        ("hti", r.hti, ""),
+        ("tinn", r.tinn, "ms"),
+        ("vlf", r.vlf, "ms²"),
+        ("lf", r.lf, "ms²"),
+        ("hf", r.hf, "ms²"),
+        ("lf_hf", r.lf_hf, ""),
+        ("lfnu", r.lfnu, "%"),
+        ("hfnu", r.hfnu, "%"),
+        ("total_power", r.total_power, "ms²"),
+        ("sd1", r.sd1, "ms"),
+        ("sd2", r.sd2, "ms"),
+        ("sd1_sd2", r.sd1_sd2, ""),
+        ("sampen", r.sampen, ""),
+        ("dfa_alpha1", r.dfa_alpha1, ""),
+        ("dfa_alpha2", r.dfa_alpha2, ""),
+    ];
+    let mut out = format!(
+        "HRV of {} NN intervals ({} RR before filtering); spectrum: {method}\n",
+        r.n_nn, r.n_rr
+    );
+    for (i, (name, v, unit)) in rows.iter().enumerate() {
+        let header = match i {
+            0 => Some("time domain"),
+            11 => Some("frequency domain (0.0033-0.04 / 0.04-0.15 / 0.15-0.4 Hz)"),
+            18 => Some("non-linear"),
+            _ => None,
+        };
+        if let Some(h) = header {
+            out.push_str(&format!("{h}\n"));
+        }
+        let value = if v.is_finite() {
+            format!("{v:.3}")
+        } else {
+            "n/a".to_string()
+        };
+        let line = format!("  {name:<12} {value:>12} {unit}");
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("aorta-hrv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn sample_rr() -> String {
+        let mut s = String::from("# RR intervals (ms)\n");
+        for i in 0..300 {
+            let v = 800.0 + 40.0 * (i as f64 * 0.9).sin() + 15.0 * (i as f64 * 0.37).cos();
+            s.push_str(&format!("{v:.1}\n"));
+            if i % 50 == 0 {
+                s.push('\n');
+            }
+        }
+        s
+    }
+
+    #[test]
+    fn json_has_exactly_the_contract_keys() {
+        let p = write("ok.txt", &sample_rr());
+        let r = report_from_rr_file(&p, &ArtefactRule::default(), SpectralMethod::Welch).unwrap();
+        let v = serde_json::to_value(r).unwrap();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let mut want = vec![
+            "n_rr",
+            "n_nn",
+            "mean_nn",
+            "sdnn",
+            "rmssd",
+            "sdsd",
+            "pnn50",
+            "pnn20",
+            "mean_hr",
+            "min_hr",
+            "max_hr",
+            "hti",
+            "tinn",
+            "vlf",
+            "lf",
+            "hf",
+            "lf_hf",
+            "lfnu",
+            "hfnu",
+            "total_power",
+            "sd1",
+            "sd2",
+            "sd1_sd2",
+            "sampen",
+            "dfa_alpha1",
+            "dfa_alpha2",
+        ];
+        want.sort_unstable();
+        assert_eq!(keys, want);
+        assert_eq!(v["n_rr"], 300);
+        assert!(v["rmssd"].as_f64().unwrap() > 0.0);
+    }
+
+    #[test]
+    fn table_shows_units() {
+        let p = write("table.txt", &sample_rr());
+        let r =
+            report_from_rr_file(&p, &ArtefactRule::none(), SpectralMethod::LombScargle).unwrap();
+        let t = render_table(&r, SpectralMethod::LombScargle);
+        assert!(t.contains("Lomb-Scargle"));
+        assert!(
+            t.lines()
+                .any(|l| l.trim_start().starts_with("sdnn") && l.ends_with("ms"))
+        );
+        assert!(
+            t.lines()
+                .any(|l| l.trim_start().starts_with("lf ") && l.ends_with("ms²"))
+        );
+        assert!(
+            t.lines()
+                .any(|l| l.trim_start().starts_with("mean_hr") && l.ends_with("bpm"))
+        );
+    }
+
+    #[test]
+    fn bad_line_is_named() {
+        let p = write("bad.txt", "800\n810\nhello\n");
+        let err =
+            report_from_rr_file(&p, &ArtefactRule::none(), SpectralMethod::Welch).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("line 3"), "{msg}");
+        assert!(msg.contains("bad.txt"), "{msg}");
+    }
+
+    #[test]
+    fn too_few_is_an_error() {
+        let p = write("few.txt", "800\n810\n");
+        let err =
+            report_from_rr_file(&p, &ArtefactRule::none(), SpectralMethod::Welch).unwrap_err();
+        assert!(format!("{err:#}").contains("too few"), "{err:#}");
+    }
+}
