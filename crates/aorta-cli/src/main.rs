@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench_cmd;
+mod bench_rr_stream;
 mod eval_cmd;
 mod hrv_cmd;
 mod wfdb_cmd;
@@ -21,6 +23,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Performance measurements.
+    #[command(subcommand)]
+    Bench(bench_cmd::BenchCmd),
     /// Score analyses against annotated databases.
     #[command(subcommand)]
     Eval(eval_cmd::EvalCmd),
@@ -34,6 +39,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
+        Command::Bench(c) => bench_cmd::run(c),
         Command::Eval(c) => eval_cmd::run(c),
         Command::Wfdb(c) => wfdb_cmd::run(c),
         Command::Hrv(a) => hrv_cmd::run(a),

@@ -1,0 +1,101 @@
+//! # aorta-stream — the streaming engine
+//!
+//! This crate owns how aorta processes many patients' streams at once, in
+//! event time, and how it survives crashes:
+//!
+//! - [`KeyedOperator`] — the one generic operator trait: per-key state, an
+//!   event handler and a watermark handler. Every analysis runs as one (see
+//!   [`window::WindowAggregate`], which turns any [`window::Aggregator`] into
+//!   an operator over tumbling or sliding event-time windows).
+//! - [`Engine`] — routes events to per-key state, keeps a per-key watermark
+//!   (largest event time seen minus the allowed out-of-orderness), fires
+//!   operators as watermarks advance, drops and counts late events, evicts
+//!   idle keys, and checkpoints/restores all operator state.
+//! - [`log::FrameLog`], [`checkpoint::CheckpointStore`], [`results::ResultSink`]
+//!   — the durable log of accepted input, the store of checkpoints and the
+//!   idempotent results store, as traits with embedded file-backed
+//!   implementations. A distributed deployment (NATS JetStream, MQTT ingest)
+//!   replaces these implementations without touching operators.
+//! - [`rr`] — the RR-interval job: per patient, tumbling 5-minute windows of
+//!   count, mean RR, SDNN, RMSSD, LF, HF and LF/HF.
+//!
+//! It does no networking. Exactly-once results come from three rules:
+//! input is acknowledged only once it is durable in the log; a checkpoint
+//! records operator state together with the log offset it covers; every
+//! result has a deterministic id (key, window, kind) and the results store
+//! ignores an id it already holds. After a crash the engine restores the last
+//! checkpoint and replays the log from its offset: results recomputed during
+//! replay are identical and deduplicated, so none is lost or emitted twice.
+//!
+//! ```
+//! use aorta_stream::{Engine, EngineConfig};
+//! use aorta_stream::window::{Aggregator, WindowAggregate, WindowSpec};
+//!
+//! /// Counts events per one-second tumbling window.
+//! struct Count;
+//! impl Aggregator for Count {
+//!     type In = ();
+//!     type Acc = u64;
+//!     type Out = u64;
+//!     fn add(&self, acc: &mut u64, _t: i64, _ev: &()) { *acc += 1; }
+//!     fn finish(&self, acc: u64, _start: i64, _end: i64) -> Option<u64> { Some(acc) }
+//! }
+//!
+//! let op = WindowAggregate::new(Count, WindowSpec::tumbling(1_000_000)?);
+//! let mut engine = Engine::new(op, EngineConfig::default());
+//! let mut out = Vec::new();
+//! for t in (0..3_000_000).step_by(100_000) {
+//!     engine.push(7u32, t, (), &mut out);
+//! }
+//! engine.finish(&mut out);
+//! assert_eq!(out.iter().map(|r| r.value).collect::<Vec<_>>(), vec![10, 10, 10]);
+//! # Ok::<(), aorta_stream::StreamError>(())
+//! ```
+#![deny(missing_docs)]
+
+pub mod checkpoint;
+mod engine;
+pub mod log;
+pub mod results;
+pub mod rr;
+pub mod window;
+
+pub use engine::{Engine, EngineConfig, EngineStats, KeyedOperator, Output};
+
+/// Event time in microseconds since the Unix epoch (UTC).
+pub type Micros = i64;
+
+/// Errors of the streaming engine and its stores.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamError {
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A file could not be read or written.
+    #[error("{}: {error}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// Stored bytes are corrupt (checksum mismatch, bad framing, bad JSON).
+    #[error("{}: corrupt at byte {offset}: {what}", path.display())]
+    Corrupt {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Byte offset.
+        offset: u64,
+        /// What is wrong.
+        what: String,
+    },
+    /// A record is larger than the store accepts.
+    #[error("record of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Record length.
+        len: usize,
+        /// Limit.
+        max: usize,
+    },
+}

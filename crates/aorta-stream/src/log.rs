@@ -1,0 +1,205 @@
+//! The durable log of accepted input.
+//!
+//! [`FrameLog`] is what ingest appends to before it acknowledges, and what a
+//! restarted worker replays from its last checkpoint. [`FileLog`] is the
+//! embedded implementation: one append-only file of records
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 4 | payload length `n`, u32 little-endian (≤ [`MAX_RECORD`]) |
+//! | 4 | CRC-32 (IEEE) of the payload, u32 little-endian |
+//! | n | payload |
+//!
+//! A record's offset is the byte position of its header. A crash can leave a
+//! torn record at the end (short header, short payload or CRC mismatch);
+//! opening the log cuts it off, so the log only ever holds whole records.
+//! [`FrameLog::sync`] returns once everything appended is on stable storage:
+//! acknowledge only after it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::StreamError;
+
+/// Largest payload one record may hold (16 MiB).
+pub const MAX_RECORD: usize = 16 << 20;
+
+/// An append-only, replayable log.
+pub trait FrameLog {
+    /// Appends a record, returning its offset. Not durable until [`FrameLog::sync`].
+    fn append(&mut self, payload: &[u8]) -> Result<u64, StreamError>;
+    /// Makes every appended record durable.
+    fn sync(&mut self) -> Result<(), StreamError>;
+    /// Offset one past the last record (where the next append goes).
+    fn end(&self) -> u64;
+    /// Reads up to `max` records starting at `offset`, returning them with
+    /// the offset after the last one read.
+    fn read_from(&self, offset: u64, max: usize) -> Result<(Vec<Vec<u8>>, u64), StreamError>;
+}
+
+/// The file-backed [`FrameLog`].
+#[derive(Debug)]
+pub struct FileLog {
+    path: PathBuf,
+    writer: BufWriter<File>,
+    end: u64,
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> StreamError + '_ {
+    move |error| StreamError::Io { path: path.to_path_buf(), error }
+}
+
+/// Scans whole records from the start of `bytes`; returns the end of the last whole record.
+fn valid_prefix(bytes: &[u8]) -> u64 {
+    let mut pos = 0usize;
+    while let Some((len, next)) = record_at(bytes, pos) {
+        let _ = len;
+        pos = next;
+    }
+    pos as u64
+}
+
+/// The payload range and next offset of the record at `pos`, if whole and intact.
+fn record_at(bytes: &[u8], pos: usize) -> Option<(std::ops::Range<usize>, usize)> {
+    let hdr = bytes.get(pos..pos.checked_add(8)?)?;
+    let len = u32::from_le_bytes(hdr.get(0..4)?.try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(hdr.get(4..8)?.try_into().ok()?);
+    if len > MAX_RECORD {
+        return None;
+    }
+    let start = pos + 8;
+    let payload = bytes.get(start..start.checked_add(len)?)?;
+    if crc32fast::hash(payload) != crc {
+        return None;
+    }
+    Some((start..start + len, start + len))
+}
+
+impl FileLog {
+    /// Opens (creating if needed) the log at `path`, cutting off a torn tail.
+    pub fn open(path: impl AsRef<Path>) -> Result<FileLog, StreamError> {
+        let path = path.as_ref().to_path_buf();
+        let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(io(&path))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io(&path))?;
+        let end = valid_prefix(&bytes);
+        if end != bytes.len() as u64 {
+            file.set_len(end).map_err(io(&path))?;
+            file.sync_all().map_err(io(&path))?;
+        }
+        file.seek(SeekFrom::End(0)).map_err(io(&path))?;
+        Ok(FileLog { writer: BufWriter::with_capacity(1 << 16, file), path, end })
+    }
+
+    /// The log's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl FrameLog for FileLog {
+    fn append(&mut self, payload: &[u8]) -> Result<u64, StreamError> {
+        if payload.len() > MAX_RECORD {
+            return Err(StreamError::TooLarge { len: payload.len(), max: MAX_RECORD });
+        }
+        let offset = self.end;
+        let path = &self.path;
+        self.writer.write_all(&(payload.len() as u32).to_le_bytes()).map_err(io(path))?;
+        self.writer.write_all(&crc32fast::hash(payload).to_le_bytes()).map_err(io(path))?;
+        self.writer.write_all(payload).map_err(io(path))?;
+        self.end += 8 + payload.len() as u64;
+        Ok(offset)
+    }
+
+    fn sync(&mut self) -> Result<(), StreamError> {
+        self.writer.flush().map_err(io(&self.path))?;
+        self.writer.get_ref().sync_data().map_err(io(&self.path))
+    }
+
+    fn end(&self) -> u64 {
+        self.end
+    }
+
+    fn read_from(&self, offset: u64, max: usize) -> Result<(Vec<Vec<u8>>, u64), StreamError> {
+        let path = &self.path;
+        let mut f = File::open(path).map_err(io(path))?;
+        let len = f.metadata().map_err(io(path))?.len().min(self.end);
+        if offset > len {
+            return Err(StreamError::Corrupt { path: path.clone(), offset, what: "offset beyond the end of the log".into() });
+        }
+        f.seek(SeekFrom::Start(offset)).map_err(io(path))?;
+        let mut bytes = Vec::new();
+        f.take(len - offset).read_to_end(&mut bytes).map_err(io(path))?;
+        let mut out = Vec::new();
+        let mut pos = 0usize;
+        while out.len() < max && pos < bytes.len() {
+            let Some((range, next)) = record_at(&bytes, pos) else {
+                return Err(StreamError::Corrupt {
+                    path: path.clone(),
+                    offset: offset + pos as u64,
+                    what: "bad record (length or checksum)".into(),
+                });
+            };
+            out.push(bytes.get(range).unwrap_or_default().to_vec());
+            pos = next;
+        }
+        Ok((out, offset + pos as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("aorta-log-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_file(&d);
+        d
+    }
+
+    #[test]
+    fn append_read_and_torn_tail() {
+        let p = tmp("torn");
+        let mut log = FileLog::open(&p).unwrap();
+        let a = log.append(b"alpha").unwrap();
+        let b = log.append(b"").unwrap();
+        let c = log.append(&[7u8; 1000]).unwrap();
+        log.sync().unwrap();
+        assert_eq!((a, b, c), (0, 13, 21));
+        let (recs, next) = log.read_from(0, 10).unwrap();
+        assert_eq!(recs.len(), 3);
+        assert_eq!(next, log.end());
+        let (recs, _) = log.read_from(b, 1).unwrap();
+        assert_eq!(recs, vec![Vec::<u8>::new()]);
+        drop(log);
+        // Every possible torn tail is cut back to the last whole record.
+        let full = std::fs::read(&p).unwrap();
+        let c0 = c as usize;
+        let cuts = (c0..c0 + 9).chain((c0 + 9..full.len()).step_by(97)).chain([full.len() - 1]);
+        for cut in cuts {
+            std::fs::write(&p, &full[..cut]).unwrap();
+            let log = FileLog::open(&p).unwrap();
+            assert_eq!(log.end(), c, "cut {cut}");
+            assert_eq!(std::fs::metadata(&p).unwrap().len(), c);
+        }
+        // A flipped bit in the last record also cuts it.
+        let mut bad = full.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        std::fs::write(&p, &bad).unwrap();
+        assert_eq!(FileLog::open(&p).unwrap().end(), c);
+        let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
+    fn refuses_oversize_and_bad_offsets() {
+        let p = tmp("oversize");
+        let mut log = FileLog::open(&p).unwrap();
+        assert!(matches!(log.append(&vec![0; MAX_RECORD + 1]), Err(StreamError::TooLarge { .. })));
+        log.append(b"x").unwrap();
+        log.sync().unwrap();
+        assert!(log.read_from(3, 1).is_err(), "offset inside a record");
+        assert!(log.read_from(100, 1).is_err());
+        let _ = std::fs::remove_file(&p);
+    }
+}

@@ -1,0 +1,123 @@
+//! The results store: idempotent by result id.
+//!
+//! A result's id is deterministic (`key/start/end/kind`), so a result
+//! recomputed while replaying the log after a crash has the id of the one
+//! already stored, and [`ResultSink::put`] ignores it. [`FileResultStore`]
+//! keeps results in a [`FileLog`] of `id \0 payload` records and rebuilds
+//! its id index when opened.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use crate::StreamError;
+use crate::log::{FileLog, FrameLog};
+
+/// A store of results keyed by id.
+pub trait ResultSink {
+    /// Stores `payload` under `id` unless `id` is already present; returns
+    /// whether it was new. Durable after [`ResultSink::sync`].
+    fn put(&mut self, id: &str, payload: &[u8]) -> Result<bool, StreamError>;
+    /// Makes stored results durable.
+    fn sync(&mut self) -> Result<(), StreamError>;
+}
+
+/// The file-backed [`ResultSink`].
+#[derive(Debug)]
+pub struct FileResultStore {
+    log: FileLog,
+    ids: HashSet<String>,
+}
+
+impl FileResultStore {
+    /// Opens (creating) the store at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StreamError> {
+        let log = FileLog::open(path)?;
+        let mut ids = HashSet::new();
+        let mut offset = 0;
+        loop {
+            let (recs, next) = log.read_from(offset, 4096)?;
+            if recs.is_empty() {
+                break;
+            }
+            for r in recs {
+                let id = r.split(|b| *b == 0).next().unwrap_or_default();
+                ids.insert(String::from_utf8_lossy(id).into_owned());
+            }
+            offset = next;
+        }
+        Ok(FileResultStore { log, ids })
+    }
+
+    /// Number of results held.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Every `(id, payload)` in insertion order.
+    pub fn all(&self) -> Result<Vec<(String, Vec<u8>)>, StreamError> {
+        let mut out = Vec::new();
+        let mut offset = 0;
+        loop {
+            let (recs, next) = self.log.read_from(offset, 4096)?;
+            if recs.is_empty() {
+                return Ok(out);
+            }
+            for r in recs {
+                let mut parts = r.splitn(2, |b| *b == 0);
+                let id = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+                out.push((id, parts.next().unwrap_or_default().to_vec()));
+            }
+            offset = next;
+        }
+    }
+}
+
+impl ResultSink for FileResultStore {
+    fn put(&mut self, id: &str, payload: &[u8]) -> Result<bool, StreamError> {
+        if id.as_bytes().contains(&0) {
+            return Err(StreamError::Config("result id contains NUL".into()));
+        }
+        if self.ids.contains(id) {
+            return Ok(false);
+        }
+        let mut rec = Vec::with_capacity(id.len() + 1 + payload.len());
+        rec.extend_from_slice(id.as_bytes());
+        rec.push(0);
+        rec.extend_from_slice(payload);
+        self.log.append(&rec)?;
+        self.ids.insert(id.to_string());
+        Ok(true)
+    }
+
+    fn sync(&mut self) -> Result<(), StreamError> {
+        self.log.sync()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_ignored_across_reopen() {
+        let p = std::env::temp_dir().join(format!("aorta-results-{}", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        let mut s = FileResultStore::open(&p).unwrap();
+        assert!(s.put("k/0/10", b"a").unwrap());
+        assert!(!s.put("k/0/10", b"a").unwrap());
+        assert!(s.put("k/10/20", b"b").unwrap());
+        s.sync().unwrap();
+        drop(s);
+        let mut s = FileResultStore::open(&p).unwrap();
+        assert!(!s.put("k/0/10", b"a").unwrap());
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.all().unwrap()[1], ("k/10/20".to_string(), b"b".to_vec()));
+        assert!(s.put("bad\0id", b"").is_err());
+        let _ = std::fs::remove_file(&p);
+    }
+}
