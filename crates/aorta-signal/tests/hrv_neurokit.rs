@@ -6,7 +6,12 @@
 //! and NeuroKit2's `hrv_time`, `hrv_frequency` (Welch, 4 Hz, absolute power)
 //! and `hrv_nonlinear` on exactly that NN series.
 // Test helpers may unwrap and index like the tests themselves (see clippy.toml).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use aorta_signal::hrv::{ArtefactRule, HrvEngine, HrvOptions, HrvReport, NnSeries};
 use serde_json::Value;

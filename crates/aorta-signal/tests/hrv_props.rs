@@ -1,7 +1,12 @@
 //! Property and hostile-input tests for `aorta_signal::hrv`: nothing panics,
 //! bad input is a typed error, and the metrics keep their invariants.
 // Test helpers may unwrap and index like the tests themselves (see clippy.toml).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use aorta_signal::hrv::{
     ArtefactRule, HrvEngine, HrvError, HrvOptions, NnSeries, SpectralMethod, parse_rr_text,
