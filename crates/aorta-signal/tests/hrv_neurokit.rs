@@ -213,6 +213,18 @@ fn nn_from_beats_matches_fixture() {
         assert_eq!(s.nn_ms(), nums(&w["nn_ms"]).as_slice());
         assert_eq!(s.t_s(), nums(&w["nn_time_s"]).as_slice());
         assert_eq!(s.n_rr(), samples.len() - 1);
+        // The 300 s windowing used by `aorta hrv --record` gives the same window.
+        let ws = aorta_signal::hrv::windows_from_beats(
+            &samples,
+            fs,
+            Some(&normal),
+            300.0,
+            &ArtefactRule::none(),
+        )
+        .unwrap();
+        assert_eq!(ws.len(), 1);
+        assert_eq!(ws[0].start_s, w["start_s"].as_f64().unwrap());
+        assert_eq!(ws[0].nn, s);
         // Gaps inferred from times (NnSeries::new) equal gaps known from labels.
         let t = NnSeries::new(nums(&w["nn_ms"]), nums(&w["nn_time_s"])).unwrap();
         assert_eq!(s.successive(), t.successive());
