@@ -365,12 +365,9 @@ pub fn windows_from_beats(
         .windows(2)
         .any(|p| matches!(p, [a, b] if b.start_s <= a.start_s))
     {
-        // Beats out of order across windows.
-        let index = samples
-            .windows(2)
-            .position(|p| matches!(p, [a, b] if b <= a))
-            .map_or(0, |i| i + 1);
-        return Err(HrvError::BeatsNotIncreasing { index });
+        // Beats are increasing (checked above), so the window starts are no
+        // longer distinguishable at this magnitude: the window is unusable.
+        return Err(HrvError::BadWindow { seconds: window_s });
     }
     Ok(out)
 }
