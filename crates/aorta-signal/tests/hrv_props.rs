@@ -94,6 +94,27 @@ proptest! {
         }
     }
 
+    /// Windowing arbitrary beats: never a panic, windows in order, no beat lost.
+    #[test]
+    fn hostile_windows_never_panic(
+        mut samples in prop::collection::vec(0u64..100_000_000, 0..200),
+        sorted in any::<bool>(),
+        fs in any_f64(),
+        window in any_f64(),
+    ) {
+        if sorted {
+            samples.sort_unstable();
+            samples.dedup();
+        }
+        if let Ok(ws) = aorta_signal::hrv::windows_from_beats(&samples, fs, None, window, &ArtefactRule::none()) {
+            for pair in ws.windows(2) {
+                prop_assert!(pair[0].start_s < pair[1].start_s);
+            }
+            let intervals: usize = ws.iter().map(|w| w.nn.n_rr()).sum();
+            prop_assert!(intervals + ws.len() == samples.len());
+        }
+    }
+
     /// Arbitrary bytes as an RR file: values or a line-numbered error.
     #[test]
     fn rr_text_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..400)) {

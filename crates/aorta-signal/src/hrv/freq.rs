@@ -19,8 +19,11 @@ pub const LF_BAND: (f64, f64) = (0.04, 0.15);
 pub const HF_BAND: (f64, f64) = (0.15, 0.4);
 /// Resampling rate (Hz) of the Welch method.
 pub const RESAMPLE_HZ: f64 = 4.0;
-/// Highest frequency kept in the spectrum (NeuroKit2's VHF upper edge).
+/// Highest frequency kept in the Welch spectrum (NeuroKit2's VHF upper edge).
 const MAX_FREQ: f64 = 0.5;
+/// Highest frequency of the Lomb-Scargle grid (HF upper edge; nothing above
+/// it is integrated).
+const LOMB_MAX_FREQ: f64 = 0.4;
 /// Lomb-Scargle frequency-grid oversampling (grid step `1 / (4·T)`).
 const LOMB_OVERSAMPLE: f64 = 4.0;
 
@@ -356,7 +359,7 @@ fn welch(nn: &NnSeries, s: &mut FreqScratch) -> FrequencyDomain {
 }
 
 /// Lomb-Scargle periodogram (Lomb 1976, Scargle 1982) of the mean-removed NN
-/// series on a grid `f_k = k·df`, `df = 1/(4T)`, `k = 1..` up to 0.5 Hz
+/// series on a grid `f_k = k·df`, `df = 1/(4T)`, `k = 1..` up to 0.4 Hz
 /// (`T` = time span), scaled as `PSD(f) = 2·T·P(f)/N` with
 /// `P = ½[(Σy·cos ω(t−τ))²/Σcos² + (Σy·sin ω(t−τ))²/Σsin²]`, so that for
 /// evenly sampled data the one-sided PSD integrates to the variance.
@@ -375,7 +378,7 @@ fn lomb(nn: &NnSeries, s: &mut FreqScratch) -> FrequencyDomain {
     s.lomb_y.clear();
     s.lomb_y.extend(y.iter().map(|v| v - m));
     let df = 1.0 / (LOMB_OVERSAMPLE * span);
-    let nf = (MAX_FREQ / df).floor() as usize;
+    let nf = (LOMB_MAX_FREQ / df).floor() as usize;
     // z_j = exp(i·2π·f_k·(t_j − t0)) advanced by one grid step per frequency.
     s.lomb_z.clear();
     s.lomb_step.clear();

@@ -16,7 +16,8 @@
 //! # Pipeline
 //! 1. **NN series** ([`NnSeries`]): RR intervals (ms) from a list
 //!    ([`NnSeries::from_rr`]) or from beat positions and labels
-//!    ([`NnSeries::from_beats`]: only intervals between two normal beats), then
+//!    ([`NnSeries::from_beats`]: only intervals between two normal beats;
+//!    [`windows_from_beats`] cuts a beat list into e.g. 300 s windows), then
 //!    an [`ArtefactRule`] (default: keep RR in [300, 2000] ms and within 20 %
 //!    of the median of up to 5 neighbours on each side; [`ArtefactRule::none`]
 //!    turns it off). Dropped intervals leave gaps: successive differences are
@@ -78,7 +79,8 @@ pub mod time;
 
 pub use freq::{FrequencyDomain, HF_BAND, LF_BAND, RESAMPLE_HZ, SpectralMethod, VLF_BAND};
 pub use nn::{
-    ArtefactRule, LocalMedian, MAX_INTERVAL_MS, MAX_SPAN_S, NnSeries, SUCCESSIVE_TOLERANCE_MS,
+    ArtefactRule, BeatWindow, LocalMedian, MAX_INTERVAL_MS, MAX_SPAN_S, NnSeries,
+    SUCCESSIVE_TOLERANCE_MS, windows_from_beats,
 };
 pub use nonlinear::{NonLinear, sample_entropy};
 pub use rrtext::{RrParseError, parse_rr_text};
@@ -140,6 +142,12 @@ pub enum HrvError {
         intervals: usize,
         /// Times (or labels).
         times: usize,
+    },
+    /// The analysis window length is not a finite positive number.
+    #[error("window length {seconds} s is not finite and positive")]
+    BadWindow {
+        /// The value given.
+        seconds: f64,
     },
     /// The sampling frequency is not a finite positive number.
     #[error("sampling frequency {fs} Hz is not finite and positive")]

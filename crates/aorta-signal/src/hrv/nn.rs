@@ -291,6 +291,87 @@ impl NnSeries {
     }
 }
 
+/// One analysis window of a beat list (see [`windows_from_beats`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BeatWindow {
+    /// Window start (s, inclusive).
+    pub start_s: f64,
+    /// Window end (s, exclusive).
+    pub end_s: f64,
+    /// NN series of the beats inside the window.
+    pub nn: NnSeries,
+}
+
+/// Splits beats into consecutive windows `[k·w, (k+1)·w)` seconds (by beat
+/// time `sample / fs`) and builds each window's NN series with
+/// [`NnSeries::from_beats`] from the beats inside it only (as
+/// `tools/hrv_reference.py` does), so no interval crosses a window edge.
+/// Only windows that contain at least one beat are returned; the last window
+/// may be partial (its `end_s` is still `start_s + w`).
+pub fn windows_from_beats(
+    samples: &[u64],
+    fs: f64,
+    normal: Option<&[bool]>,
+    window_s: f64,
+    rule: &ArtefactRule,
+) -> Result<Vec<BeatWindow>, HrvError> {
+    if !(fs.is_finite() && fs > 0.0) {
+        return Err(HrvError::BadSamplingFrequency { fs });
+    }
+    if !(window_s.is_finite() && window_s > 0.0) {
+        return Err(HrvError::BadWindow { seconds: window_s });
+    }
+    if let Some(n) = normal {
+        if n.len() != samples.len() {
+            return Err(HrvError::LengthMismatch {
+                intervals: samples.len(),
+                times: n.len(),
+            });
+        }
+    }
+    if let Some(i) = samples
+        .windows(2)
+        .position(|p| matches!(p, [a, b] if b <= a))
+    {
+        return Err(HrvError::BeatsNotIncreasing { index: i + 1 });
+    }
+    // Window index of each beat: floor(t / w), monotone in t.
+    let window_of = |s: u64| (s as f64 / fs / window_s).floor();
+    for (i, &s) in samples.iter().enumerate() {
+        let t = s as f64 / fs;
+        if !(t.is_finite() && window_of(s).is_finite()) {
+            return Err(HrvError::NonFinite { index: i, value: t });
+        }
+    }
+    let mut out = Vec::new();
+    let mut start = 0usize;
+    while let Some(&first) = samples.get(start) {
+        let k = window_of(first);
+        let mut end = start + 1;
+        while samples.get(end).is_some_and(|&s| window_of(s) == k) {
+            end += 1;
+        }
+        let beats = samples.get(start..end).unwrap_or(&[]);
+        let flags = normal.and_then(|n| n.get(start..end));
+        let nn = NnSeries::from_beats(beats, fs, flags, rule)?;
+        out.push(BeatWindow {
+            start_s: k * window_s,
+            end_s: (k + 1.0) * window_s,
+            nn,
+        });
+        start = end;
+    }
+    if out
+        .windows(2)
+        .any(|p| matches!(p, [a, b] if b.start_s <= a.start_s))
+    {
+        // Beats are increasing (checked above), so the window starts are no
+        // longer distinguishable at this magnitude: the window is unusable.
+        return Err(HrvError::BadWindow { seconds: window_s });
+    }
+    Ok(out)
+}
+
 fn check_times(t: &[f64]) -> Result<(), HrvError> {
     for (i, &v) in t.iter().enumerate() {
         if !v.is_finite() {
@@ -357,6 +438,28 @@ mod tests {
         assert_eq!(s.nn_ms(), &[1000.0, 1000.0, 1000.0]);
         assert_eq!(s.successive(), &[false, true, false]);
         assert_eq!(s.n_rr(), 5);
+    }
+
+    #[test]
+    fn windows_split_beats_without_crossing_edges() {
+        // Beats every 0.8 s at 100 Hz for 25 s; 10 s windows.
+        let samples: Vec<u64> = (0..32).map(|i| i * 80).collect();
+        let w = windows_from_beats(&samples, 100.0, None, 10.0, &ArtefactRule::none()).unwrap();
+        assert_eq!(w.len(), 3);
+        assert_eq!((w[0].start_s, w[0].end_s), (0.0, 10.0));
+        assert_eq!((w[2].start_s, w[2].end_s), (20.0, 30.0));
+        // 0..=9.6 s: 13 beats, 12 intervals; 10.4..=19.2: 12 beats, 11 intervals.
+        assert_eq!(w[0].nn.len(), 12);
+        assert_eq!(w[1].nn.len(), 11);
+        assert!(w.iter().all(|x| x.nn.nn_ms().iter().all(|&v| v == 800.0)));
+        assert!(matches!(
+            windows_from_beats(&samples, 100.0, None, 0.0, &ArtefactRule::none()),
+            Err(HrvError::BadWindow { .. })
+        ));
+        assert!(matches!(
+            windows_from_beats(&[5, 1], 100.0, None, 10.0, &ArtefactRule::none()),
+            Err(HrvError::BeatsNotIncreasing { .. })
+        ));
     }
 
     #[test]
