@@ -38,7 +38,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if let Some(n) = a.patients {
         let files = rr::generate(&a.db, n, a.seed, &a.input, 2_000_000)
             .with_context(|| format!("generating {n} patients from {}", a.db.display()))?;
-        eprintln!("generated {} file(s) for {n} patients in {}", files.len(), a.input.display());
+        eprintln!(
+            "generated {} file(s) for {n} patients in {}",
+            files.len(),
+            a.input.display()
+        );
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(&a.input)
         .with_context(|| format!("reading {}", a.input.display()))?
@@ -46,12 +50,21 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         .filter(|p| p.extension().is_some_and(|x| x == "csv"))
         .collect();
     files.sort();
-    anyhow::ensure!(!files.is_empty(), "no .csv RR files in {} (use --patients N to generate some)", a.input.display());
-    let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    anyhow::ensure!(
+        !files.is_empty(),
+        "no .csv RR files in {} (use --patients N to generate some)",
+        a.input.display()
+    );
+    let threads = a
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let (out, run) = rr::run(&files, threads, rr::FIVE_MINUTES)?;
     let diff = if a.verify {
         let reference = rr::reference(&files, rr::FIVE_MINUTES)?;
-        Some(rr::max_relative_difference(&out, &reference).context("engine and reference disagree on the set of windows")?)
+        Some(
+            rr::max_relative_difference(&out, &reference)
+                .context("engine and reference disagree on the set of windows")?,
+        )
     } else {
         None
     };

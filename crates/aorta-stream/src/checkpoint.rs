@@ -28,9 +28,15 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// A checkpoint of `state` at `log_offset`.
     pub fn new(log_offset: u64, state: Vec<u8>) -> Result<Checkpoint, StreamError> {
-        let state = String::from_utf8(state).map_err(|_| StreamError::Config("state is not UTF-8 JSON".into()))?;
+        let state = String::from_utf8(state)
+            .map_err(|_| StreamError::Config("state is not UTF-8 JSON".into()))?;
         let crc = crc32fast::hash(state.as_bytes());
-        Ok(Checkpoint { version: 1, log_offset, state, crc })
+        Ok(Checkpoint {
+            version: 1,
+            log_offset,
+            state,
+            crc,
+        })
     }
 }
 
@@ -52,7 +58,10 @@ impl FileCheckpointStore {
     /// Stores checkpoints in `dir` (created if needed).
     pub fn new(dir: impl AsRef<Path>) -> Result<Self, StreamError> {
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|error| StreamError::Io { path: dir.clone(), error })?;
+        std::fs::create_dir_all(&dir).map_err(|error| StreamError::Io {
+            path: dir.clone(),
+            error,
+        })?;
         Ok(FileCheckpointStore { dir })
     }
 
@@ -66,14 +75,19 @@ impl CheckpointStore for FileCheckpointStore {
         let tmp = self.dir.join("checkpoint.json.tmp");
         let err = |path: &Path| {
             let path = path.to_path_buf();
-            move |error| StreamError::Io { path: path.clone(), error }
+            move |error| StreamError::Io {
+                path: path.clone(),
+                error,
+            }
         };
         let bytes = serde_json::to_vec(cp).map_err(|e| StreamError::Config(e.to_string()))?;
         let mut f = std::fs::File::create(&tmp).map_err(err(&tmp))?;
         f.write_all(&bytes).map_err(err(&tmp))?;
         f.sync_all().map_err(err(&tmp))?;
         std::fs::rename(&tmp, self.path()).map_err(err(&tmp))?;
-        std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(err(&self.dir))
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err(&self.dir))
     }
 
     fn load(&self) -> Result<Option<Checkpoint>, StreamError> {
@@ -83,10 +97,17 @@ impl CheckpointStore for FileCheckpointStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(StreamError::Io { path, error }),
         };
-        let corrupt = |what: String| StreamError::Corrupt { path: path.clone(), offset: 0, what };
+        let corrupt = |what: String| StreamError::Corrupt {
+            path: path.clone(),
+            offset: 0,
+            what,
+        };
         let cp: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
         if cp.version != 1 {
-            return Err(corrupt(format!("unknown checkpoint version {} (upgrade aorta)", cp.version)));
+            return Err(corrupt(format!(
+                "unknown checkpoint version {} (upgrade aorta)",
+                cp.version
+            )));
         }
         if crc32fast::hash(cp.state.as_bytes()) != cp.crc {
             return Err(corrupt("checksum mismatch".into()));
@@ -110,7 +131,11 @@ mod tests {
         assert_eq!(s.load().unwrap(), Some(cp.clone()));
         let mut tampered = cp.clone();
         tampered.state = "{\"a\":2}".into();
-        std::fs::write(dir.join("checkpoint.json"), serde_json::to_vec(&tampered).unwrap()).unwrap();
+        std::fs::write(
+            dir.join("checkpoint.json"),
+            serde_json::to_vec(&tampered).unwrap(),
+        )
+        .unwrap();
         assert!(matches!(s.load(), Err(StreamError::Corrupt { .. })));
         std::fs::write(dir.join("checkpoint.json"), b"{not json").unwrap();
         assert!(matches!(s.load(), Err(StreamError::Corrupt { .. })));

@@ -20,7 +20,12 @@ pub trait KeyedOperator {
     fn on_event(&self, state: &mut Self::State, t: Micros, ev: &Self::Event);
     /// The key's watermark advanced to `wm`: every event still to come has
     /// `t ≥ wm`. Emit `(start, end, value)` for whatever is now complete.
-    fn on_watermark(&self, state: &mut Self::State, wm: Micros, emit: &mut dyn FnMut(Micros, Micros, Self::Output));
+    fn on_watermark(
+        &self,
+        state: &mut Self::State,
+        wm: Micros,
+        emit: &mut dyn FnMut(Micros, Micros, Self::Output),
+    );
     /// True when `state` holds nothing, so the key may be evicted.
     fn is_empty(&self, state: &Self::State) -> bool;
 }
@@ -52,7 +57,10 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { out_of_orderness: 0, evict_idle: true }
+        EngineConfig {
+            out_of_orderness: 0,
+            evict_idle: true,
+        }
     }
 }
 
@@ -78,7 +86,10 @@ struct KeyState<S> {
 }
 
 #[derive(Serialize, Deserialize)]
-#[serde(bound(serialize = "K: Serialize, S: Serialize", deserialize = "K: DeserializeOwned, S: DeserializeOwned"))]
+#[serde(bound(
+    serialize = "K: Serialize, S: Serialize",
+    deserialize = "K: DeserializeOwned, S: DeserializeOwned"
+))]
 struct Snapshot<K, S> {
     version: u32,
     stats: EngineStats,
@@ -109,7 +120,12 @@ where
 {
     /// A new engine.
     pub fn new(op: Op, cfg: EngineConfig) -> Self {
-        Engine { op, cfg, keys: HashMap::new(), stats: EngineStats::default() }
+        Engine {
+            op,
+            cfg,
+            keys: HashMap::new(),
+            stats: EngineStats::default(),
+        }
     }
 
     /// The operator.
@@ -130,10 +146,11 @@ where
     /// Processes one event, appending any results it completes to `out`.
     #[inline]
     pub fn push(&mut self, key: K, t: Micros, ev: Op::Event, out: &mut Vec<Output<K, Op::Output>>) {
-        let ks = self
-            .keys
-            .entry(key.clone())
-            .or_insert_with(|| KeyState { state: Op::State::default(), max_t: Micros::MIN, wm: Micros::MIN });
+        let ks = self.keys.entry(key.clone()).or_insert_with(|| KeyState {
+            state: Op::State::default(),
+            max_t: Micros::MIN,
+            wm: Micros::MIN,
+        });
         if t < ks.wm {
             self.stats.late_dropped += 1;
             return;
@@ -146,9 +163,15 @@ where
             if wm > ks.wm {
                 ks.wm = wm;
                 let before = out.len();
-                self.op.on_watermark(&mut ks.state, wm, &mut |start, end, value| {
-                    out.push(Output { key: key.clone(), start, end, value })
-                });
+                self.op
+                    .on_watermark(&mut ks.state, wm, &mut |start, end, value| {
+                        out.push(Output {
+                            key: key.clone(),
+                            start,
+                            end,
+                            value,
+                        })
+                    });
                 self.stats.outputs += (out.len() - before) as u64;
             }
         }
@@ -163,7 +186,12 @@ where
             if wm > ks.wm {
                 ks.wm = wm;
                 op.on_watermark(&mut ks.state, wm, &mut |start, end, value| {
-                    out.push(Output { key: key.clone(), start, end, value })
+                    out.push(Output {
+                        key: key.clone(),
+                        start,
+                        end,
+                        value,
+                    })
                 });
             }
         }
@@ -188,22 +216,31 @@ where
             stats: EngineStats,
             keys: Vec<(&'a K, &'a KeyState<S>)>,
         }
-        let snap = SnapshotRef { version: SNAPSHOT_VERSION, stats: self.stats, keys: self.keys.iter().collect() };
-        serde_json::to_vec(&snap).map_err(|e| StreamError::Config(format!("cannot serialise state: {e}")))
+        let snap = SnapshotRef {
+            version: SNAPSHOT_VERSION,
+            stats: self.stats,
+            keys: self.keys.iter().collect(),
+        };
+        serde_json::to_vec(&snap)
+            .map_err(|e| StreamError::Config(format!("cannot serialise state: {e}")))
     }
 
     /// Replaces all state with a snapshot taken by [`Engine::snapshot`].
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), StreamError> {
-        let snap: Snapshot<K, Op::State> = serde_json::from_slice(bytes).map_err(|e| StreamError::Corrupt {
-            path: "<snapshot>".into(),
-            offset: e.column() as u64,
-            what: e.to_string(),
-        })?;
+        let snap: Snapshot<K, Op::State> =
+            serde_json::from_slice(bytes).map_err(|e| StreamError::Corrupt {
+                path: "<snapshot>".into(),
+                offset: e.column() as u64,
+                what: e.to_string(),
+            })?;
         if snap.version != SNAPSHOT_VERSION {
             return Err(StreamError::Corrupt {
                 path: "<snapshot>".into(),
                 offset: 0,
-                what: format!("unknown snapshot version {} (this build reads {SNAPSHOT_VERSION})", snap.version),
+                what: format!(
+                    "unknown snapshot version {} (this build reads {SNAPSHOT_VERSION})",
+                    snap.version
+                ),
             });
         }
         self.stats = snap.stats;
@@ -234,7 +271,10 @@ mod tests {
     fn engine(ooo: Micros) -> Engine<u32, WindowAggregate<Sum>> {
         Engine::new(
             WindowAggregate::new(Sum, WindowSpec::tumbling(100).unwrap()),
-            EngineConfig { out_of_orderness: ooo, evict_idle: true },
+            EngineConfig {
+                out_of_orderness: ooo,
+                evict_idle: true,
+            },
         )
     }
 
@@ -248,7 +288,10 @@ mod tests {
         // 95 arrives after 120 but within 30 µs: kept. 50 arrives after the
         // watermark passed 100 (130 − 30): dropped and counted.
         assert_eq!(e.stats().late_dropped, 1);
-        assert_eq!(out.iter().map(|o| (o.start, o.value)).collect::<Vec<_>>(), vec![(0, (2, 4)), (100, (2, 6))]);
+        assert_eq!(
+            out.iter().map(|o| (o.start, o.value)).collect::<Vec<_>>(),
+            vec![(0, (2, 4)), (100, (2, 6))]
+        );
         e.finish(&mut out);
         assert_eq!(out.len(), 3);
         assert_eq!(e.live_keys(), 0, "idle keys evicted");
@@ -269,7 +312,8 @@ mod tests {
 
     #[test]
     fn snapshot_restore_continues_identically() {
-        let events: Vec<(u32, Micros, i64)> = (0..400).map(|i| ((i % 3) as u32, (i / 3) * 7, i)).collect();
+        let events: Vec<(u32, Micros, i64)> =
+            (0..400).map(|i| ((i % 3) as u32, (i / 3) * 7, i)).collect();
         let mut full = engine(5);
         let mut expect = Vec::new();
         for &(k, t, v) in &events {
@@ -295,7 +339,10 @@ mod tests {
             assert_eq!(got, expect, "cut at {cut}");
         }
         let mut c = engine(5);
-        assert!(c.restore(b"{\"version\":9,\"stats\":{},\"keys\":[]}").is_err());
+        assert!(
+            c.restore(b"{\"version\":9,\"stats\":{},\"keys\":[]}")
+                .is_err()
+        );
         assert!(c.restore(b"garbage").is_err());
     }
 }

@@ -47,7 +47,10 @@ pub struct FileLog {
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> StreamError + '_ {
-    move |error| StreamError::Io { path: path.to_path_buf(), error }
+    move |error| StreamError::Io {
+        path: path.to_path_buf(),
+        error,
+    }
 }
 
 /// Scans whole records from the start of `bytes`; returns the end of the last whole record.
@@ -80,7 +83,12 @@ impl FileLog {
     /// Opens (creating if needed) the log at `path`, cutting off a torn tail.
     pub fn open(path: impl AsRef<Path>) -> Result<FileLog, StreamError> {
         let path = path.as_ref().to_path_buf();
-        let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(io(&path))?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(io(&path))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io(&path))?;
         let end = valid_prefix(&bytes);
@@ -89,7 +97,11 @@ impl FileLog {
             file.sync_all().map_err(io(&path))?;
         }
         file.seek(SeekFrom::End(0)).map_err(io(&path))?;
-        Ok(FileLog { writer: BufWriter::with_capacity(1 << 16, file), path, end })
+        Ok(FileLog {
+            writer: BufWriter::with_capacity(1 << 16, file),
+            path,
+            end,
+        })
     }
 
     /// The log's path.
@@ -101,12 +113,19 @@ impl FileLog {
 impl FrameLog for FileLog {
     fn append(&mut self, payload: &[u8]) -> Result<u64, StreamError> {
         if payload.len() > MAX_RECORD {
-            return Err(StreamError::TooLarge { len: payload.len(), max: MAX_RECORD });
+            return Err(StreamError::TooLarge {
+                len: payload.len(),
+                max: MAX_RECORD,
+            });
         }
         let offset = self.end;
         let path = &self.path;
-        self.writer.write_all(&(payload.len() as u32).to_le_bytes()).map_err(io(path))?;
-        self.writer.write_all(&crc32fast::hash(payload).to_le_bytes()).map_err(io(path))?;
+        self.writer
+            .write_all(&(payload.len() as u32).to_le_bytes())
+            .map_err(io(path))?;
+        self.writer
+            .write_all(&crc32fast::hash(payload).to_le_bytes())
+            .map_err(io(path))?;
         self.writer.write_all(payload).map_err(io(path))?;
         self.end += 8 + payload.len() as u64;
         Ok(offset)
@@ -126,11 +145,17 @@ impl FrameLog for FileLog {
         let mut f = File::open(path).map_err(io(path))?;
         let len = f.metadata().map_err(io(path))?.len().min(self.end);
         if offset > len {
-            return Err(StreamError::Corrupt { path: path.clone(), offset, what: "offset beyond the end of the log".into() });
+            return Err(StreamError::Corrupt {
+                path: path.clone(),
+                offset,
+                what: "offset beyond the end of the log".into(),
+            });
         }
         f.seek(SeekFrom::Start(offset)).map_err(io(path))?;
         let mut bytes = Vec::new();
-        f.take(len - offset).read_to_end(&mut bytes).map_err(io(path))?;
+        f.take(len - offset)
+            .read_to_end(&mut bytes)
+            .map_err(io(path))?;
         let mut out = Vec::new();
         let mut pos = 0usize;
         while out.len() < max && pos < bytes.len() {
@@ -176,7 +201,9 @@ mod tests {
         // Every possible torn tail is cut back to the last whole record.
         let full = std::fs::read(&p).unwrap();
         let c0 = c as usize;
-        let cuts = (c0..c0 + 9).chain((c0 + 9..full.len()).step_by(97)).chain([full.len() - 1]);
+        let cuts = (c0..c0 + 9)
+            .chain((c0 + 9..full.len()).step_by(97))
+            .chain([full.len() - 1]);
         for cut in cuts {
             std::fs::write(&p, &full[..cut]).unwrap();
             let log = FileLog::open(&p).unwrap();
@@ -195,7 +222,10 @@ mod tests {
     fn refuses_oversize_and_bad_offsets() {
         let p = tmp("oversize");
         let mut log = FileLog::open(&p).unwrap();
-        assert!(matches!(log.append(&vec![0; MAX_RECORD + 1]), Err(StreamError::TooLarge { .. })));
+        assert!(matches!(
+            log.append(&vec![0; MAX_RECORD + 1]),
+            Err(StreamError::TooLarge { .. })
+        ));
         log.append(b"x").unwrap();
         log.sync().unwrap();
         assert!(log.read_from(3, 1).is_err(), "offset inside a record");

@@ -65,13 +65,28 @@ pub fn window_stats(events: &[(Micros, f64)], hrv: &mut HrvEngine) -> RrWindowSt
     let n = events.len();
     let nan = f64::NAN;
     if n == 0 {
-        return RrWindowStats { count: 0, mean_rr: nan, sdnn: nan, rmssd: nan, lf: nan, hf: nan, lf_hf: nan };
+        return RrWindowStats {
+            count: 0,
+            mean_rr: nan,
+            sdnn: nan,
+            rmssd: nan,
+            lf: nan,
+            hf: nan,
+            lf_hf: nan,
+        };
     }
     let mean = events.iter().map(|e| e.1).sum::<f64>() / n as f64;
-    let sdnn =
-        if n > 1 { (events.iter().map(|e| (e.1 - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { nan };
+    let sdnn = if n > 1 {
+        (events.iter().map(|e| (e.1 - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+    } else {
+        nan
+    };
     let rmssd = if n > 1 {
-        let s: f64 = events.iter().zip(events.iter().skip(1)).map(|(a, b)| (b.1 - a.1).powi(2)).sum();
+        let s: f64 = events
+            .iter()
+            .zip(events.iter().skip(1))
+            .map(|(a, b)| (b.1 - a.1).powi(2))
+            .sum();
         (s / (n - 1) as f64).sqrt()
     } else {
         nan
@@ -82,7 +97,15 @@ pub fn window_stats(events: &[(Micros, f64)], hrv: &mut HrvEngine) -> RrWindowSt
     let (lf, hf, lf_hf) = NnSeries::new(nn, t)
         .and_then(|s| hrv.frequency_domain(&s, SpectralMethod::Welch))
         .map_or((nan, nan, nan), |f| (f.lf, f.hf, f.lf_hf));
-    RrWindowStats { count: n as u64, mean_rr: mean, sdnn, rmssd, lf, hf, lf_hf }
+    RrWindowStats {
+        count: n as u64,
+        mean_rr: mean,
+        sdnn,
+        rmssd,
+        lf,
+        hf,
+        lf_hf,
+    }
 }
 
 /// The windowed RR aggregator (one per worker: it reuses HRV buffers).
@@ -103,7 +126,10 @@ impl Aggregator for RrWindowAgg {
 
     fn finish(&self, mut acc: Self::Acc, _start: Micros, _end: Micros) -> Option<RrWindowStats> {
         // Out-of-order arrivals within the bound are put back in time order.
-        if acc.windows(2).any(|w| w.first().map(|a| a.0) > w.get(1).map(|b| b.0)) {
+        if acc
+            .windows(2)
+            .any(|w| w.first().map(|a| a.0) > w.get(1).map(|b| b.0))
+        {
             acc.sort_by_key(|e| e.0);
         }
         Some(window_stats(&acc, &mut self.hrv.borrow_mut()))
@@ -131,7 +157,11 @@ pub struct RrRun {
 
 /// Errors reading RR files.
 fn bad(path: &Path, line: usize, what: &str) -> StreamError {
-    StreamError::Corrupt { path: path.to_path_buf(), offset: line as u64, what: format!("line {line}: {what}") }
+    StreamError::Corrupt {
+        path: path.to_path_buf(),
+        offset: line as u64,
+        what: format!("line {line}: {what}"),
+    }
 }
 
 /// Parses one CSV line `patient_id,event_time,rr_ms`.
@@ -143,12 +173,23 @@ fn parse_line(line: &str) -> Option<RrEvent> {
     if !rr_ms.is_finite() {
         return None;
     }
-    Some(RrEvent { patient_id, event_time, rr_ms })
+    Some(RrEvent {
+        patient_id,
+        event_time,
+        rr_ms,
+    })
 }
 
 /// Reads a CSV RR file, calling `f` with batches of events.
-pub fn read_csv(path: &Path, batch: usize, mut f: impl FnMut(Vec<RrEvent>)) -> Result<u64, StreamError> {
-    let file = std::fs::File::open(path).map_err(|error| StreamError::Io { path: path.to_path_buf(), error })?;
+pub fn read_csv(
+    path: &Path,
+    batch: usize,
+    mut f: impl FnMut(Vec<RrEvent>),
+) -> Result<u64, StreamError> {
+    let file = std::fs::File::open(path).map_err(|error| StreamError::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
     let mut r = std::io::BufReader::with_capacity(1 << 20, file);
     let mut line = String::new();
     let mut lno = 0usize;
@@ -156,21 +197,29 @@ pub fn read_csv(path: &Path, batch: usize, mut f: impl FnMut(Vec<RrEvent>)) -> R
     let mut total = 0u64;
     loop {
         line.clear();
-        let n = r.read_line(&mut line).map_err(|error| StreamError::Io { path: path.to_path_buf(), error })?;
+        let n = r.read_line(&mut line).map_err(|error| StreamError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
         if n == 0 {
             break;
         }
         lno += 1;
         if lno == 1 {
             if line.trim_end() != "patient_id,event_time,rr_ms" {
-                return Err(bad(path, 1, "expected the header `patient_id,event_time,rr_ms`"));
+                return Err(bad(
+                    path,
+                    1,
+                    "expected the header `patient_id,event_time,rr_ms`",
+                ));
             }
             continue;
         }
         if line.trim().is_empty() {
             continue;
         }
-        let ev = parse_line(&line).ok_or_else(|| bad(path, lno, "expected `int32,int64 µs,finite float`"))?;
+        let ev = parse_line(&line)
+            .ok_or_else(|| bad(path, lno, "expected `int32,int64 µs,finite float`"))?;
         buf.push(ev);
         total += 1;
         if buf.len() == batch {
@@ -185,7 +234,11 @@ pub fn read_csv(path: &Path, batch: usize, mut f: impl FnMut(Vec<RrEvent>)) -> R
 
 /// Runs the job over `files` on `threads` workers; returns the windows
 /// (sorted by patient, then window start) and the measurements.
-pub fn run(files: &[PathBuf], threads: usize, window: Micros) -> Result<(Vec<RrOutput>, RrRun), StreamError> {
+pub fn run(
+    files: &[PathBuf],
+    threads: usize,
+    window: Micros,
+) -> Result<(Vec<RrOutput>, RrRun), StreamError> {
     let threads = threads.max(1);
     let spec = WindowSpec::tumbling(window)?;
     let start = std::time::Instant::now();
@@ -196,7 +249,10 @@ pub fn run(files: &[PathBuf], threads: usize, window: Micros) -> Result<(Vec<RrO
             let (tx, rx) = sync_channel::<Vec<RrEvent>>(8);
             senders.push(tx);
             handles.push(s.spawn(move || {
-                let mut engine = Engine::new(WindowAggregate::new(RrWindowAgg::default(), spec), EngineConfig::default());
+                let mut engine = Engine::new(
+                    WindowAggregate::new(RrWindowAgg::default(), spec),
+                    EngineConfig::default(),
+                );
                 let mut out = Vec::new();
                 for batch in rx {
                     for ev in batch {
@@ -209,7 +265,8 @@ pub fn run(files: &[PathBuf], threads: usize, window: Micros) -> Result<(Vec<RrO
         }
         let mut events = 0u64;
         for path in files {
-            let mut parts: Vec<Vec<RrEvent>> = (0..threads).map(|_| Vec::with_capacity(8192)).collect();
+            let mut parts: Vec<Vec<RrEvent>> =
+                (0..threads).map(|_| Vec::with_capacity(8192)).collect();
             events += read_csv(path, 65536, |batch| {
                 for ev in batch {
                     let w = ev.patient_id.unsigned_abs() as usize % threads;
@@ -229,7 +286,9 @@ pub fn run(files: &[PathBuf], threads: usize, window: Micros) -> Result<(Vec<RrO
         let mut outputs = Vec::new();
         let mut stats = EngineStats::default();
         for h in handles {
-            let (out, st) = h.join().map_err(|_| StreamError::Config("a worker thread panicked".into()))?;
+            let (out, st) = h
+                .join()
+                .map_err(|_| StreamError::Config("a worker thread panicked".into()))?;
             outputs.extend(out);
             stats.events += st.events;
             stats.late_dropped += st.late_dropped;
@@ -258,7 +317,10 @@ pub fn reference(files: &[PathBuf], window: Micros) -> Result<Vec<RrOutput>, Str
         read_csv(path, 65536, |batch| {
             for ev in batch {
                 let start = ev.event_time.div_euclid(window) * window;
-                groups.entry((ev.patient_id, start)).or_default().push((ev.event_time, ev.rr_ms));
+                groups
+                    .entry((ev.patient_id, start))
+                    .or_default()
+                    .push((ev.event_time, ev.rr_ms));
             }
         })?;
     }
@@ -267,7 +329,12 @@ pub fn reference(files: &[PathBuf], window: Micros) -> Result<Vec<RrOutput>, Str
         .into_iter()
         .map(|((key, start), mut evs)| {
             evs.sort_by_key(|e| e.0);
-            Output { key, start, end: start + window, value: window_stats(&evs, &mut hrv) }
+            Output {
+                key,
+                start,
+                end: start + window,
+                value: window_stats(&evs, &mut hrv),
+            }
         })
         .collect())
 }
@@ -284,8 +351,14 @@ pub fn max_relative_difference(a: &[RrOutput], b: &[RrOutput]) -> Option<f64> {
             return None;
         }
         let (u, v) = (&x.value, &y.value);
-        for (p, q) in [(u.mean_rr, v.mean_rr), (u.sdnn, v.sdnn), (u.rmssd, v.rmssd), (u.lf, v.lf), (u.hf, v.hf), (u.lf_hf, v.lf_hf)]
-        {
+        for (p, q) in [
+            (u.mean_rr, v.mean_rr),
+            (u.sdnn, v.sdnn),
+            (u.rmssd, v.rmssd),
+            (u.lf, v.lf),
+            (u.hf, v.hf),
+            (u.lf_hf, v.lf_hf),
+        ] {
             if p.is_nan() && q.is_nan() {
                 continue;
             }
@@ -303,15 +376,27 @@ pub fn max_relative_difference(a: &[RrOutput], b: &[RrOutput]) -> Option<f64> {
 /// reference beat annotations: patient `p` replays record `p mod R` from an
 /// offset in `[0, 300)` s drawn from a seeded generator. Events are merged
 /// in event-time order and cut into files of at most `per_file` events.
-pub fn generate(db: &Path, patients: u32, seed: u64, out_dir: &Path, per_file: usize) -> Result<Vec<PathBuf>, StreamError> {
+pub fn generate(
+    db: &Path,
+    patients: u32,
+    seed: u64,
+    out_dir: &Path,
+    per_file: usize,
+) -> Result<Vec<PathBuf>, StreamError> {
     use aorta_signal::wfdb::{read_annotations, read_header};
     let names: Vec<String> = std::fs::read_to_string(db.join("RECORDS"))
-        .map_err(|error| StreamError::Io { path: db.join("RECORDS"), error })?
+        .map_err(|error| StreamError::Io {
+            path: db.join("RECORDS"),
+            error,
+        })?
         .split_whitespace()
         .map(String::from)
         .collect();
     if names.is_empty() {
-        return Err(StreamError::Config(format!("{}: RECORDS lists no record", db.display())));
+        return Err(StreamError::Config(format!(
+            "{}: RECORDS lists no record",
+            db.display()
+        )));
     }
     // Beat times (s) per record.
     let mut beats: Vec<Vec<f64>> = Vec::with_capacity(names.len());
@@ -319,7 +404,12 @@ pub fn generate(db: &Path, patients: u32, seed: u64, out_dir: &Path, per_file: u
         let wf = |e: aorta_signal::wfdb::WfdbError| StreamError::Config(e.to_string());
         let fs = read_header(db.join(name)).map_err(wf)?.sampling_frequency;
         let anns = read_annotations(db.join(format!("{name}.atr"))).map_err(wf)?;
-        beats.push(anns.iter().filter(|a| a.is_beat()).map(|a| a.sample as f64 / fs).collect());
+        beats.push(
+            anns.iter()
+                .filter(|a| a.is_beat())
+                .map(|a| a.sample as f64 / fs)
+                .collect(),
+        );
     }
     const EPOCH_2026: Micros = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
     let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
@@ -333,23 +423,36 @@ pub fn generate(db: &Path, patients: u32, seed: u64, out_dir: &Path, per_file: u
     };
     let mut events: Vec<RrEvent> = Vec::new();
     for p in 0..patients {
-        let Some(b) = beats.get(p as usize % beats.len()) else { continue };
+        let Some(b) = beats.get(p as usize % beats.len()) else {
+            continue;
+        };
         let offset = (next() >> 11) as f64 / (1u64 << 53) as f64 * 300.0;
         for (a, c) in b.iter().zip(b.iter().skip(1)) {
             if *a < offset {
                 continue;
             }
             let t = EPOCH_2026 + ((c - offset) * 1e6).round() as Micros;
-            events.push(RrEvent { patient_id: p as i32, event_time: t, rr_ms: (c - a) * 1000.0 });
+            events.push(RrEvent {
+                patient_id: p as i32,
+                event_time: t,
+                rr_ms: (c - a) * 1000.0,
+            });
         }
     }
     events.sort_by_key(|e| (e.event_time, e.patient_id));
-    std::fs::create_dir_all(out_dir).map_err(|error| StreamError::Io { path: out_dir.to_path_buf(), error })?;
+    std::fs::create_dir_all(out_dir).map_err(|error| StreamError::Io {
+        path: out_dir.to_path_buf(),
+        error,
+    })?;
     let mut files = Vec::new();
     for (i, chunk) in events.chunks(per_file.max(1)).enumerate() {
         let path = out_dir.join(format!("rr-{i:04}.csv"));
-        let io = |error| StreamError::Io { path: path.clone(), error };
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path).map_err(io)?);
+        let io = |error| StreamError::Io {
+            path: path.clone(),
+            error,
+        };
+        let mut w =
+            std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path).map_err(io)?);
         writeln!(w, "patient_id,event_time,rr_ms").map_err(io)?;
         for e in chunk {
             writeln!(w, "{},{},{}", e.patient_id, e.event_time, e.rr_ms).map_err(io)?;
@@ -404,7 +507,10 @@ mod tests {
             ("big.csv", "patient_id,event_time,rr_ms\n99999999999,2,3\n"),
         ] {
             let f = write(&dir, name, body);
-            assert!(matches!(run(&[f], 2, FIVE_MINUTES), Err(StreamError::Corrupt { .. })), "{name}");
+            assert!(
+                matches!(run(&[f], 2, FIVE_MINUTES), Err(StreamError::Corrupt { .. })),
+                "{name}"
+            );
         }
         assert!(run(&[dir.join("missing.csv")], 1, FIVE_MINUTES).is_err());
         let _ = std::fs::remove_dir_all(&dir);

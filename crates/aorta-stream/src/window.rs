@@ -33,7 +33,9 @@ impl WindowSpec {
     /// Tumbling windows of `size` µs (> 0).
     pub fn tumbling(size: Micros) -> Result<WindowSpec, StreamError> {
         if size <= 0 {
-            return Err(StreamError::Config(format!("window size must be > 0 µs, got {size}")));
+            return Err(StreamError::Config(format!(
+                "window size must be > 0 µs, got {size}"
+            )));
         }
         Ok(WindowSpec::Tumbling { size })
     }
@@ -41,7 +43,9 @@ impl WindowSpec {
     /// Sliding windows of `size` µs every `slide` µs (0 < slide ≤ size, at most 1000 windows per event).
     pub fn sliding(size: Micros, slide: Micros) -> Result<WindowSpec, StreamError> {
         if size <= 0 || slide <= 0 || slide > size || size / slide > 1000 {
-            return Err(StreamError::Config(format!("bad sliding window: size {size} µs, slide {slide} µs")));
+            return Err(StreamError::Config(format!(
+                "bad sliding window: size {size} µs, slide {slide} µs"
+            )));
         }
         Ok(WindowSpec::Sliding { size, slide })
     }
@@ -95,7 +99,9 @@ pub struct WindowState<A> {
 
 impl<A> Default for WindowState<A> {
     fn default() -> Self {
-        WindowState { open: BTreeMap::new() }
+        WindowState {
+            open: BTreeMap::new(),
+        }
     }
 }
 
@@ -141,7 +147,12 @@ impl<G: Aggregator> KeyedOperator for WindowAggregate<G> {
         });
     }
 
-    fn on_watermark(&self, state: &mut Self::State, wm: Micros, emit: &mut dyn FnMut(Micros, Micros, Self::Output)) {
+    fn on_watermark(
+        &self,
+        state: &mut Self::State,
+        wm: Micros,
+        emit: &mut dyn FnMut(Micros, Micros, Self::Output),
+    ) {
         let size = self.spec.size();
         while let Some(e) = state.open.first_entry() {
             let start = *e.key();
