@@ -33,11 +33,21 @@ impl From<Spectral> for SpectralMethod {
 
 /// `aorta hrv` arguments.
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("input").required(true).args(["rr"])))]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["rr", "record"])))]
 pub struct HrvArgs {
     /// File with one RR interval in milliseconds per line (blank lines and `#` comments ignored).
     #[arg(long, value_name = "FILE")]
     pub rr: Option<PathBuf>,
+    /// WFDB record (path without extension): detect beats on its first signal with aorta's
+    /// R-peak detector and report HRV per window.
+    #[arg(long, value_name = "PATH")]
+    pub record: Option<PathBuf>,
+    /// Window length in seconds for --record (Task Force short-term: 300).
+    #[arg(long, default_value_t = 300.0, requires = "record")]
+    pub window: f64,
+    /// Signal index analysed with --record.
+    #[arg(long, default_value_t = 0, requires = "record")]
+    pub lead: usize,
     /// Spectral estimator for VLF/LF/HF.
     #[arg(long, value_enum, default_value_t = Spectral::Welch)]
     pub spectral: Spectral,
@@ -62,11 +72,82 @@ impl HrvArgs {
 
 /// Runs `aorta hrv`.
 pub fn run(args: HrvArgs) -> anyhow::Result<ExitCode> {
+    if let Some(record) = &args.record {
+        return run_record(record, &args);
+    }
     let Some(path) = &args.rr else {
-        anyhow::bail!("no input: give --rr FILE");
+        anyhow::bail!("no input: give --rr FILE or --record PATH");
     };
     let report = report_from_rr_file(path, &args.artefact_rule(), args.spectral.into())?;
     print_report(&report, args.spectral.into(), args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `aorta hrv --record PATH [--window S]`: detect beats, report HRV per window.
+fn run_record(record: &Path, args: &HrvArgs) -> anyhow::Result<ExitCode> {
+    use aorta_signal::hrv::windows_from_beats;
+    use aorta_signal::wfdb::Record;
+    anyhow::ensure!(
+        args.window.is_finite() && args.window >= 10.0,
+        "--window must be at least 10 seconds"
+    );
+    let rec = Record::read(record)?;
+    let fs = rec.fs();
+    let signal = rec
+        .physical(args.lead)
+        .with_context(|| format!("{} has no signal {}", record.display(), args.lead))?;
+    let beats: Vec<u64> = aorta_signal::rpeak::detect(&signal, fs)?
+        .iter()
+        .map(|b| b.sample)
+        .collect();
+    let windows = windows_from_beats(&beats, fs, None, args.window, &args.artefact_rule())?;
+    let mut engine = HrvEngine::new();
+    let opts = HrvOptions {
+        spectral: args.spectral.into(),
+    };
+    let mut rows = Vec::new();
+    for w in &windows {
+        // A window with too few beats (signal loss) is reported as such, not dropped.
+        match engine.report(&w.nn, &opts) {
+            Ok(r) => rows.push((w.start_s, w.end_s, Ok(r))),
+            Err(e) => rows.push((w.start_s, w.end_s, Err(e.to_string()))),
+        }
+    }
+    if args.json {
+        let windows: Vec<_> = rows
+            .iter()
+            .map(|(s, e, r)| match r {
+                Ok(r) => serde_json::json!({"start_s": s, "end_s": e, "hrv": r}),
+                Err(msg) => serde_json::json!({"start_s": s, "end_s": e, "error": msg}),
+            })
+            .collect();
+        let out = serde_json::json!({
+            "record": record.display().to_string(), "fs": fs, "beats": beats.len(),
+            "window_s": args.window, "windows": windows,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "{}: {} beats detected at {} Hz; HRV per {} s window (ms, ms², bpm)",
+            record.display(),
+            beats.len(),
+            fs,
+            args.window
+        );
+        println!(
+            "{:>7} {:>7} {:>5} {:>7} {:>7} {:>7} {:>9} {:>9} {:>6} {:>6} {:>6}",
+            "start", "end", "NN", "HR", "SDNN", "RMSSD", "LF", "HF", "LF/HF", "SD1", "SampEn"
+        );
+        for (s, e, r) in &rows {
+            match r {
+                Ok(r) => println!(
+                    "{:>7.0} {:>7.0} {:>5} {:>7.1} {:>7.1} {:>7.1} {:>9.1} {:>9.1} {:>6.2} {:>6.1} {:>6.2}",
+                    s, e, r.n_nn, r.mean_hr, r.sdnn, r.rmssd, r.lf, r.hf, r.lf_hf, r.sd1, r.sampen
+                ),
+                Err(msg) => println!("{s:>7.0} {e:>7.0}  {msg}"),
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
