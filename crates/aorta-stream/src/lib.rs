@@ -16,6 +16,8 @@
 //!   idempotent results store, as traits with embedded file-backed
 //!   implementations. A distributed deployment (NATS JetStream, MQTT ingest)
 //!   replaces these implementations without touching operators.
+//! - [`pipeline::Pipeline`] — log → engine → results with checkpoints, the
+//!   piece that makes `kill -9` at any instant harmless.
 //! - [`rr`] — the RR-interval job: per patient, tumbling 5-minute windows of
 //!   count, mean RR, SDNN, RMSSD, LF, HF and LF/HF.
 //!
@@ -56,6 +58,7 @@
 pub mod checkpoint;
 mod engine;
 pub mod log;
+pub mod pipeline;
 pub mod results;
 pub mod rr;
 pub mod window;

@@ -142,34 +142,39 @@ impl FrameLog for FileLog {
 
     fn read_from(&self, offset: u64, max: usize) -> Result<(Vec<Vec<u8>>, u64), StreamError> {
         let path = &self.path;
+        let corrupt = |at: u64, what: &str| StreamError::Corrupt {
+            path: path.clone(),
+            offset: at,
+            what: what.into(),
+        };
+        if offset > self.end {
+            return Err(corrupt(offset, "offset beyond the end of the log"));
+        }
         let mut f = File::open(path).map_err(io(path))?;
-        let len = f.metadata().map_err(io(path))?.len().min(self.end);
-        if offset > len {
-            return Err(StreamError::Corrupt {
-                path: path.clone(),
-                offset,
-                what: "offset beyond the end of the log".into(),
-            });
-        }
         f.seek(SeekFrom::Start(offset)).map_err(io(path))?;
-        let mut bytes = Vec::new();
-        f.take(len - offset)
-            .read_to_end(&mut bytes)
-            .map_err(io(path))?;
+        let mut r = std::io::BufReader::with_capacity(1 << 16, f);
         let mut out = Vec::new();
-        let mut pos = 0usize;
-        while out.len() < max && pos < bytes.len() {
-            let Some((range, next)) = record_at(&bytes, pos) else {
-                return Err(StreamError::Corrupt {
-                    path: path.clone(),
-                    offset: offset + pos as u64,
-                    what: "bad record (length or checksum)".into(),
-                });
-            };
-            out.push(bytes.get(range).unwrap_or_default().to_vec());
-            pos = next;
+        let mut pos = offset;
+        while out.len() < max && pos < self.end {
+            let mut hdr = [0u8; 8];
+            r.read_exact(&mut hdr)
+                .map_err(|_| corrupt(pos, "truncated record header"))?;
+            let [l0, l1, l2, l3, c0, c1, c2, c3] = hdr;
+            let len = u32::from_le_bytes([l0, l1, l2, l3]) as usize;
+            let crc = u32::from_le_bytes([c0, c1, c2, c3]);
+            if len > MAX_RECORD || pos + 8 + len as u64 > self.end {
+                return Err(corrupt(pos, "bad record length"));
+            }
+            let mut payload = vec![0u8; len];
+            r.read_exact(&mut payload)
+                .map_err(|_| corrupt(pos, "truncated record"))?;
+            if crc32fast::hash(&payload) != crc {
+                return Err(corrupt(pos, "record checksum mismatch"));
+            }
+            out.push(payload);
+            pos += 8 + len as u64;
         }
-        Ok((out, offset + pos as u64))
+        Ok((out, pos))
     }
 }
 
