@@ -1,8 +1,8 @@
 //! The keyed event-time engine.
 
-use std::collections::HashMap;
 use std::hash::Hash;
 
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::{Micros, StreamError};
@@ -109,7 +109,9 @@ const SNAPSHOT_VERSION: u32 = 1;
 pub struct Engine<K, Op: KeyedOperator> {
     op: Op,
     cfg: EngineConfig,
-    keys: HashMap<K, KeyState<Op::State>>,
+    /// Per-key state. FxHash: keys are device/patient ids, not attacker-chosen
+    /// strings, and the hash is on the per-event path.
+    keys: FxHashMap<K, KeyState<Op::State>>,
     stats: EngineStats,
 }
 
@@ -123,7 +125,7 @@ where
         Engine {
             op,
             cfg,
-            keys: HashMap::new(),
+            keys: FxHashMap::default(),
             stats: EngineStats::default(),
         }
     }

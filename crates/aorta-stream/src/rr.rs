@@ -16,7 +16,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 
@@ -164,12 +164,31 @@ fn bad(path: &Path, line: usize, what: &str) -> StreamError {
     }
 }
 
-/// Parses one CSV line `patient_id,event_time,rr_ms`.
-fn parse_line(line: &str) -> Option<RrEvent> {
-    let mut it = line.trim_end().splitn(3, ',');
-    let patient_id = it.next()?.trim().parse().ok()?;
-    let event_time = it.next()?.trim().parse().ok()?;
-    let rr_ms: f64 = it.next()?.trim().parse().ok()?;
+fn parse_int(field: &[u8]) -> Option<i64> {
+    let (neg, digits) = match field.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, field),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + i64::from(c - b'0');
+    }
+    Some(if neg { -v } else { v })
+}
+
+/// Parses one CSV line `patient_id,event_time,rr_ms` (no line terminator).
+fn parse_line(line: &[u8]) -> Option<RrEvent> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut it = line.splitn(3, |&b| b == b',');
+    let patient_id = i32::try_from(parse_int(it.next()?)?).ok()?;
+    let event_time = parse_int(it.next()?)?;
+    let rr_ms: f64 = std::str::from_utf8(it.next()?).ok()?.parse().ok()?;
     if !rr_ms.is_finite() {
         return None;
     }
@@ -180,56 +199,46 @@ fn parse_line(line: &str) -> Option<RrEvent> {
     })
 }
 
+/// Reads a whole CSV RR file.
+pub fn read_csv_file(path: &Path) -> Result<Vec<RrEvent>, StreamError> {
+    let bytes = std::fs::read(path).map_err(|error| StreamError::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    let mut lines = bytes.split(|&b| b == b'\n');
+    let header = lines.next().unwrap_or_default();
+    if header.strip_suffix(b"\r").unwrap_or(header) != b"patient_id,event_time,rr_ms" {
+        return Err(bad(
+            path,
+            1,
+            "expected the header `patient_id,event_time,rr_ms`",
+        ));
+    }
+    let mut out = Vec::with_capacity(bytes.len() / 32);
+    for (i, line) in lines.enumerate() {
+        if line.is_empty() || line == b"\r" {
+            continue;
+        }
+        out.push(
+            parse_line(line)
+                .ok_or_else(|| bad(path, i + 2, "expected `int32,int64 µs,finite float`"))?,
+        );
+    }
+    Ok(out)
+}
+
 /// Reads a CSV RR file, calling `f` with batches of events.
 pub fn read_csv(
     path: &Path,
     batch: usize,
     mut f: impl FnMut(Vec<RrEvent>),
 ) -> Result<u64, StreamError> {
-    let file = std::fs::File::open(path).map_err(|error| StreamError::Io {
-        path: path.to_path_buf(),
-        error,
-    })?;
-    let mut r = std::io::BufReader::with_capacity(1 << 20, file);
-    let mut line = String::new();
-    let mut lno = 0usize;
-    let mut buf = Vec::with_capacity(batch);
-    let mut total = 0u64;
-    loop {
-        line.clear();
-        let n = r.read_line(&mut line).map_err(|error| StreamError::Io {
-            path: path.to_path_buf(),
-            error,
-        })?;
-        if n == 0 {
-            break;
-        }
-        lno += 1;
-        if lno == 1 {
-            if line.trim_end() != "patient_id,event_time,rr_ms" {
-                return Err(bad(
-                    path,
-                    1,
-                    "expected the header `patient_id,event_time,rr_ms`",
-                ));
-            }
-            continue;
-        }
-        if line.trim().is_empty() {
-            continue;
-        }
-        let ev = parse_line(&line)
-            .ok_or_else(|| bad(path, lno, "expected `int32,int64 µs,finite float`"))?;
-        buf.push(ev);
-        total += 1;
-        if buf.len() == batch {
-            f(std::mem::replace(&mut buf, Vec::with_capacity(batch)));
-        }
+    let events = read_csv_file(path)?;
+    let n = events.len() as u64;
+    for chunk in events.chunks(batch.max(1)) {
+        f(chunk.to_vec());
     }
-    if !buf.is_empty() {
-        f(buf);
-    }
-    Ok(total)
+    Ok(n)
 }
 
 /// Runs the job over `files` on `threads` workers; returns the windows
@@ -246,7 +255,7 @@ pub fn run(
         let mut senders = Vec::with_capacity(threads);
         let mut handles = Vec::with_capacity(threads);
         for _ in 0..threads {
-            let (tx, rx) = sync_channel::<Vec<RrEvent>>(8);
+            let (tx, rx) = sync_channel::<Vec<RrEvent>>(2);
             senders.push(tx);
             handles.push(s.spawn(move || {
                 let mut engine = Engine::new(
@@ -263,25 +272,83 @@ pub fn run(
                 (out, engine.stats())
             }));
         }
-        let mut events = 0u64;
-        for path in files {
-            let mut parts: Vec<Vec<RrEvent>> =
-                (0..threads).map(|_| Vec::with_capacity(8192)).collect();
-            events += read_csv(path, 65536, |batch| {
-                for ev in batch {
-                    let w = ev.patient_id.unsigned_abs() as usize % threads;
-                    if let Some(p) = parts.get_mut(w) {
-                        p.push(ev);
-                    }
+        // Parsers take files round-robin; each hands its file's events to
+        // the workers only after the previous file's, so every worker sees
+        // its keys in file (event-time) order. Bounded channels and at most
+        // one parsed file per parser in flight bound memory.
+        let parsers = threads.clamp(1, files.len().max(1));
+        let turn = std::sync::Mutex::new(0usize);
+        let turn_cv = std::sync::Condvar::new();
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let parsed: Result<Vec<u64>, StreamError> = std::thread::scope(|ps| {
+            let handles: Vec<_> = (0..parsers)
+                .map(|p| {
+                    let (senders, turn, turn_cv, failed) = (&senders, &turn, &turn_cv, &failed);
+                    ps.spawn(move || -> Result<u64, StreamError> {
+                        let mut n = 0u64;
+                        for (k, path) in files.iter().enumerate().skip(p).step_by(parsers) {
+                            let parsed = read_csv_file(path);
+                            let mut parts: Vec<Vec<RrEvent>> =
+                                (0..threads).map(|_| Vec::new()).collect();
+                            if let Ok(evs) = &parsed {
+                                for ev in evs {
+                                    if let Some(part) = parts
+                                        .get_mut(ev.patient_id.unsigned_abs() as usize % threads)
+                                    {
+                                        part.push(*ev);
+                                    }
+                                }
+                            }
+                            let mut t = turn
+                                .lock()
+                                .map_err(|_| StreamError::Config("parser lock poisoned".into()))?;
+                            while *t != k && !failed.load(std::sync::atomic::Ordering::SeqCst) {
+                                t = turn_cv.wait(t).map_err(|_| {
+                                    StreamError::Config("parser lock poisoned".into())
+                                })?;
+                            }
+                            let result = match parsed {
+                                Ok(evs) if !failed.load(std::sync::atomic::Ordering::SeqCst) => {
+                                    n += evs.len() as u64;
+                                    for (part, tx) in parts.into_iter().zip(senders) {
+                                        // A worker that died drops its receiver; its panic surfaces at join.
+                                        let _ = tx.send(part);
+                                    }
+                                    Ok(())
+                                }
+                                Ok(_) => Ok(()),
+                                Err(e) => {
+                                    failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                                    Err(e)
+                                }
+                            };
+                            *t += 1;
+                            turn_cv.notify_all();
+                            drop(t);
+                            result?;
+                        }
+                        Ok(n)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .map_err(|_| StreamError::Config("a parser thread panicked".into()))?
+                })
+                .collect()
+        });
+        let events: u64 = match parsed {
+            Ok(v) => v.iter().sum(),
+            Err(e) => {
+                drop(senders);
+                for h in handles {
+                    let _ = h.join();
                 }
-                for (p, tx) in parts.iter_mut().zip(&senders) {
-                    if !p.is_empty() {
-                        // A worker that died drops its receiver; its panic surfaces at join.
-                        let _ = tx.send(std::mem::replace(p, Vec::with_capacity(8192)));
-                    }
-                }
-            })?;
-        }
+                return Err(e);
+            }
+        };
         drop(senders);
         let mut outputs = Vec::new();
         let mut stats = EngineStats::default();
@@ -455,7 +522,8 @@ pub fn generate(
             std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path).map_err(io)?);
         writeln!(w, "patient_id,event_time,rr_ms").map_err(io)?;
         for e in chunk {
-            writeln!(w, "{},{},{}", e.patient_id, e.event_time, e.rr_ms).map_err(io)?;
+            // RR to the microsecond, as devices report it (and as the event times are).
+            writeln!(w, "{},{},{:.3}", e.patient_id, e.event_time, e.rr_ms).map_err(io)?;
         }
         w.flush().map_err(io)?;
         files.push(path);

@@ -95,6 +95,8 @@ pub(crate) struct FreqScratch {
     spec: Vec<Complex<f64>>,
     fft_scratch: Vec<Complex<f64>>,
     window: Vec<f64>,
+    /// Hann windows by length: Welch on a stream of windows sees a handful of lengths.
+    hann: std::collections::HashMap<usize, Vec<f64>>,
     psd: Vec<f64>,
     freqs: Vec<f64>,
     lomb_z: Vec<Complex<f64>>,
@@ -289,11 +291,16 @@ fn welch(nn: &NnSeries, s: &mut FreqScratch) -> FrequencyDomain {
         return FrequencyDomain::undefined();
     }
     // Periodic Hann window (scipy get_window('hann', nperseg)).
-    s.window.clear();
-    s.window.extend(
+    if s.hann.len() > 64 {
+        s.hann.clear();
+    }
+    let hann = s.hann.entry(nperseg).or_insert_with(|| {
         (0..nperseg)
-            .map(|k| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * k as f64 / nperseg as f64).cos()),
-    );
+            .map(|k| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * k as f64 / nperseg as f64).cos())
+            .collect()
+    });
+    s.window.clear();
+    s.window.extend_from_slice(hann);
     let wss: f64 = s.window.iter().map(|w| w * w).sum();
     let scale = 1.0 / (fs * wss);
 
