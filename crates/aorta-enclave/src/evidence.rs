@@ -43,7 +43,12 @@ pub enum Backend {
 
 impl Backend {
     /// All backends, in code order.
-    pub const ALL: [Backend; 4] = [Backend::Sim, Backend::Tdx, Backend::SevSnp, Backend::SgxGramine];
+    pub const ALL: [Backend; 4] = [
+        Backend::Sim,
+        Backend::Tdx,
+        Backend::SevSnp,
+        Backend::SgxGramine,
+    ];
 
     /// Wire code of the backend.
     pub fn code(self) -> u8 {
@@ -257,10 +262,20 @@ impl fmt::Debug for EvidenceBody {
         match self {
             EvidenceBody::Sim { debug, .. } => write!(f, "Sim {{ debug: {debug} }}"),
             EvidenceBody::Tdx { quote, collateral } => {
-                write!(f, "Tdx {{ quote: {} B, collateral: {} B }}", quote.len(), collateral.len())
+                write!(
+                    f,
+                    "Tdx {{ quote: {} B, collateral: {} B }}",
+                    quote.len(),
+                    collateral.len()
+                )
             }
             EvidenceBody::SevSnp { report, certs } => {
-                write!(f, "SevSnp {{ report: {} B, certs: {} B }}", report.len(), certs.len())
+                write!(
+                    f,
+                    "SevSnp {{ report: {} B, certs: {} B }}",
+                    report.len(),
+                    certs.len()
+                )
             }
             EvidenceBody::SgxGramine { quote, collateral } => write!(
                 f,
@@ -527,23 +542,41 @@ mod tests {
         let enc = sample().encode();
         let mut b = enc.clone();
         b[0] = b'X';
-        assert!(matches!(Evidence::decode(&b), Err(EvidenceError::BadMagic { .. })));
+        assert!(matches!(
+            Evidence::decode(&b),
+            Err(EvidenceError::BadMagic { .. })
+        ));
         let mut b = enc.clone();
         b[5] = 2;
-        assert_eq!(Evidence::decode(&b), Err(EvidenceError::UnknownVersion { version: 2 }));
+        assert_eq!(
+            Evidence::decode(&b),
+            Err(EvidenceError::UnknownVersion { version: 2 })
+        );
         let mut b = enc.clone();
         b[6] = 77;
-        assert_eq!(Evidence::decode(&b), Err(EvidenceError::UnknownBackend { code: 77 }));
+        assert_eq!(
+            Evidence::decode(&b),
+            Err(EvidenceError::UnknownBackend { code: 77 })
+        );
         let mut b = enc.clone();
         b[7] = 1;
-        assert!(matches!(Evidence::decode(&b), Err(EvidenceError::BadField { .. })));
+        assert!(matches!(
+            Evidence::decode(&b),
+            Err(EvidenceError::BadField { .. })
+        ));
         let mut b = enc.clone();
         b.push(0);
-        assert_eq!(Evidence::decode(&b), Err(EvidenceError::TrailingBytes { extra: 1 }));
+        assert_eq!(
+            Evidence::decode(&b),
+            Err(EvidenceError::TrailingBytes { extra: 1 })
+        );
         // A declared quote length beyond the limit.
         let mut b = enc[..112].to_vec();
         b.extend_from_slice(&u32::MAX.to_be_bytes());
-        assert!(matches!(Evidence::decode(&b), Err(EvidenceError::TooLarge { .. })));
+        assert!(matches!(
+            Evidence::decode(&b),
+            Err(EvidenceError::TooLarge { .. })
+        ));
     }
 
     #[test]
@@ -551,7 +584,10 @@ mod tests {
         let enc = sample().encode();
         for n in 0..enc.len() {
             assert!(
-                matches!(Evidence::decode(&enc[..n]), Err(EvidenceError::Truncated { .. })),
+                matches!(
+                    Evidence::decode(&enc[..n]),
+                    Err(EvidenceError::Truncated { .. })
+                ),
                 "prefix {n}"
             );
         }

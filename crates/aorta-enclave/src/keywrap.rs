@@ -92,7 +92,9 @@ pub enum KeyWrapError {
         offset: usize,
     },
     /// The bundle version is unknown.
-    #[error("unknown key bundle version {version} (this build reads {BUNDLE_VERSION}); upgrade the worker")]
+    #[error(
+        "unknown key bundle version {version} (this build reads {BUNDLE_VERSION}); upgrade the worker"
+    )]
     UnknownVersion {
         /// The version found.
         version: u8,
@@ -177,9 +179,7 @@ impl KeyBundle {
                     Some(Err(())) => return Err(bad("bad identifier", &r)),
                     Some(Ok(s)) => s,
                 };
-                let key = r
-                    .array::<32>()
-                    .ok_or_else(|| bad("truncated key", &r))?;
+                let key = r.array::<32>().ok_or_else(|| bad("truncated key", &r))?;
                 list.push((name, Secret32(key)));
             }
         }

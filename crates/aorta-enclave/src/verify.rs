@@ -164,7 +164,9 @@ pub enum Refusal {
         measurement: String,
     },
     /// The quote's report data does not bind this evidence's claims.
-    #[error("{backend} quote report data does not match the evidence claims (nonce, worker key, measurement, time)")]
+    #[error(
+        "{backend} quote report data does not match the evidence claims (nonce, worker key, measurement, time)"
+    )]
     ReportDataMismatch {
         /// The backend.
         backend: Backend,
@@ -178,7 +180,9 @@ pub enum Refusal {
         detail: String,
     },
     /// No collateral came with a DCAP quote.
-    #[error("{backend} evidence carries no Intel collateral; the host must attach it (from a PCCS)")]
+    #[error(
+        "{backend} evidence carries no Intel collateral; the host must attach it (from a PCCS)"
+    )]
     MissingCollateral {
         /// The backend.
         backend: Backend,

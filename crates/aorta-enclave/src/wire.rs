@@ -168,7 +168,9 @@ pub enum WireError {
     #[error("peer does not speak the aorta worker protocol (bad magic)")]
     BadMagic,
     /// `Hello` with another version.
-    #[error("peer speaks worker protocol version {version}, this build speaks {PROTOCOL_VERSION}; run matching aorta versions")]
+    #[error(
+        "peer speaks worker protocol version {version}, this build speaks {PROTOCOL_VERSION}; run matching aorta versions"
+    )]
     UnknownVersion {
         /// Peer's version.
         version: u16,

@@ -1,10 +1,16 @@
 //! Real Intel DCAP quotes (SGX and TDX, from dcap-qvl's samples; see
 //! `fixtures/dcap/README.md`) verified offline at a fixed time, and altered
 //! copies rejected.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
+use aorta_enclave::Backend;
 use aorta_enclave::evidence::{Evidence, EvidenceBody, EvidenceClaims, Measurement, Nonce};
 use aorta_enclave::verify::{Refusal, TcbLevel, VerifierPolicy, verify, verify_dcap_quote};
-use aorta_enclave::Backend;
 
 const SGX_QUOTE: &[u8] = include_bytes!("fixtures/dcap/sgx_quote");
 const SGX_COLL: &[u8] = include_bytes!("fixtures/dcap/sgx_quote_collateral.json");
@@ -102,7 +108,10 @@ fn outside_the_collateral_window_is_rejected() {
 #[test]
 fn altered_or_missing_collateral_is_rejected() {
     let mut c: serde_json::Value = serde_json::from_slice(TDX_COLL).unwrap();
-    let tcb = c["tcb_info"].as_str().unwrap().replace("UpToDate", "UpToDatf");
+    let tcb = c["tcb_info"]
+        .as_str()
+        .unwrap()
+        .replace("UpToDate", "UpToDatf");
     c["tcb_info"] = serde_json::Value::String(tcb);
     let bad = serde_json::to_vec(&c).unwrap();
     assert!(matches!(

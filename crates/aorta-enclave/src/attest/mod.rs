@@ -168,16 +168,13 @@ impl SimAttester {
         match std::fs::read(path) {
             Ok(b) => {
                 let b = Zeroizing::new(b);
-                let seed: [u8; 32] =
-                    b.as_slice()
-                        .try_into()
-                        .map_err(|_| AttestError::BadFile {
-                            path: path.to_owned(),
-                            detail: format!(
-                                "a sim platform key file holds 32 bytes, this one {}",
-                                b.len()
-                            ),
-                        })?;
+                let seed: [u8; 32] = b.as_slice().try_into().map_err(|_| AttestError::BadFile {
+                    path: path.to_owned(),
+                    detail: format!(
+                        "a sim platform key file holds 32 bytes, this one {}",
+                        b.len()
+                    ),
+                })?;
                 let seed = Zeroizing::new(seed);
                 Ok(Self::from_seed(&seed))
             }
