@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod broker_cmd;
 mod wfdb_cmd;
+mod worker_cmd;
 
 #[derive(Parser)]
 #[command(name = "aorta", version, about = "Secure streaming of medical sensor data", long_about = None)]
@@ -22,12 +24,20 @@ enum Command {
     /// Inspect WFDB records.
     #[command(subcommand)]
     Wfdb(wfdb_cmd::WfdbCmd),
+    /// The key broker: releases stream keys only to attested workers.
+    #[command(subcommand)]
+    Broker(broker_cmd::BrokerCmd),
+    /// The attested analysis worker.
+    #[command(subcommand)]
+    Worker(worker_cmd::WorkerCmd),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Wfdb(c) => wfdb_cmd::run(c),
+        Command::Broker(c) => broker_cmd::run(c),
+        Command::Worker(c) => worker_cmd::run(c),
     };
     match result {
         Ok(code) => code,
@@ -42,6 +52,19 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Logs to stderr (stdout may carry protocol or JSON), INFO or DEBUG.
+pub(crate) fn init_logging(verbose: bool) {
+    let level = if verbose {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::INFO
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
