@@ -144,6 +144,9 @@ pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
             json,
         } => {
             crate::init_logging(false);
+            if let Err(e) = aorta_enclave::worker::harden_process() {
+                tracing::warn!(target: "aorta::worker", error = %e, "could not mark the worker non-dumpable");
+            }
             let roots = SystemRoots::default();
             let backend = if backend == "auto" {
                 detect(&roots)?

@@ -28,6 +28,19 @@ use crate::evidence::{Backend, Evidence, EvidenceClaims, Measurement, Nonce};
 use crate::keywrap::{KeyBundle, KeyWrapError, Secret32, open_bundle};
 use crate::wire::{self, Message, Role, WireError};
 
+/// Hardens the worker process where the OS allows it without `unsafe` in
+/// aorta: marks it non-dumpable (`prctl(PR_SET_DUMPABLE, 0)` on Linux), so
+/// it writes no core dump holding keys or samples and other processes of the
+/// same user cannot `ptrace` it or read its `/proc/PID/mem`. (Root still
+/// can on a non-TEE host; see docs/trust-model.md.)
+pub fn harden_process() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)?;
+    }
+    Ok(())
+}
+
 /// The worker's fresh X25519 key pair (HPKE recipient). The private key is
 /// zeroized on drop by `hpke`/`x25519-dalek`; `Debug` shows only the public key.
 pub struct WorkerKeypair {
