@@ -282,3 +282,126 @@ fn device_outside_the_assignment_is_refused() {
         Err(BrokerRefusal::KeyUnavailable { what: "device", .. })
     ));
 }
+
+/// A duplex in-memory stream: reads from `input`, writes into `output`.
+struct Duplex {
+    input: std::io::Cursor<Vec<u8>>,
+    output: Vec<u8>,
+}
+
+impl std::io::Read for Duplex {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        self.input.read(b)
+    }
+}
+
+impl std::io::Write for Duplex {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.output.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn hello(role: aorta_enclave::wire::Role) -> Vec<u8> {
+    aorta_enclave::wire::Message::Hello {
+        version: aorta_enclave::wire::PROTOCOL_VERSION,
+        role,
+    }
+    .encode()
+}
+
+#[test]
+fn broker_connection_refuses_protocol_abuse() {
+    use aorta_enclave::wire::{Message, Role};
+    let s = setup();
+    // A host (not a worker) may not talk to the broker.
+    let mut d = Duplex {
+        input: std::io::Cursor::new(hello(Role::Host)),
+        output: vec![],
+    };
+    assert!(s.broker.handle_connection(&mut d).is_err());
+    // A worker sending a host message.
+    let mut input = hello(Role::Worker);
+    input.extend(Message::Shutdown.encode());
+    let mut d = Duplex {
+        input: std::io::Cursor::new(input),
+        output: vec![],
+    };
+    assert!(s.broker.handle_connection(&mut d).is_err());
+    // More than the per-connection message limit: served up to the limit, then closed.
+    let mut input = hello(Role::Worker);
+    for _ in 0..100 {
+        input.extend(Message::ChallengeRequest.encode());
+    }
+    let mut d = Duplex {
+        input: std::io::Cursor::new(input),
+        output: vec![],
+    };
+    s.broker.handle_connection(&mut d).unwrap();
+    let mut cur = std::io::Cursor::new(d.output);
+    let mut n = 0;
+    while let Some(m) = aorta_enclave::wire::read_message(&mut cur).unwrap() {
+        if matches!(m, Message::Challenge { .. }) {
+            n += 1;
+        }
+    }
+    assert_eq!(n, aorta_server::broker::MAX_MESSAGES_PER_CONNECTION);
+}
+
+proptest::proptest! {
+    #[test]
+    fn hostile_bytes_to_the_broker_never_panic(
+        garbage in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        after_hello in proptest::prelude::any::<bool>(),
+    ) {
+        let s = setup();
+        let mut input = if after_hello { hello(aorta_enclave::wire::Role::Worker) } else { vec![] };
+        input.extend(garbage);
+        let mut d = Duplex { input: std::io::Cursor::new(input), output: vec![] };
+        let _ = s.broker.handle_connection(&mut d);
+    }
+
+    #[test]
+    fn hostile_policy_text_never_panics(text in "\\PC{0,200}") {
+        let _ = Policy::from_toml_str(&text);
+    }
+
+    #[test]
+    fn hostile_key_requests_are_refused(
+        evidence in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        assignment in "\\PC{0,20}",
+    ) {
+        let s = setup();
+        let r = s.broker.release(&ReleaseRequest { evidence, assignment, devices: vec![], subscribers: vec![] });
+        proptest::prop_assert!(r.is_err());
+    }
+}
+
+#[test]
+fn key_file_is_parsed_and_errors_never_echo_keys() {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("keys.toml");
+    std::fs::write(
+        &p,
+        "[transport]\n\"ECG-1\" = \"0101010101010101010101010101010101010101010101010101010101010101\"\n[results]\n\"dr\" = \"0202020202020202020202020202020202020202020202020202020202020202\"\n",
+    )
+    .unwrap();
+    let k = MemoryKeySource::from_toml_file(&p).unwrap();
+    use aorta_server::broker::KeySource;
+    assert_eq!(k.transport_key("ECG-1"), Some(key(1)));
+    assert_eq!(k.result_key("dr"), Some(key(2)));
+    assert!(!format!("{k:?}").contains("0101"));
+    // A short key and broken TOML: errors that do not quote the key material.
+    for bad in [
+        "[transport]\n\"ECG-1\" = \"abcdef0123456789\"\n",
+        "[transport]\n\"ECG-1\" = 0123456789abcdef0123456789abcdef\n",
+        "[transport\n\"ECG-1\" = \"0123456789abcdef0123456789abcdef\"\n",
+    ] {
+        std::fs::write(&p, bad).unwrap();
+        let e = MemoryKeySource::from_toml_file(&p).unwrap_err().to_string();
+        assert!(!e.contains("0123456789abcdef"), "{e}");
+    }
+}
