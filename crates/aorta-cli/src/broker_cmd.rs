@@ -32,6 +32,30 @@ pub enum BrokerCmd {
         #[arg(long)]
         verbose: bool,
     },
+    /// Verify an Intel DCAP quote (SGX or TDX) offline with its collateral
+    /// and print what it attests: TCB status, debug flag, report data and
+    /// the measurement to list in a policy. Exit 1 if it does not verify.
+    InspectQuote {
+        /// `sgx-gramine` or `tdx`.
+        #[arg(long)]
+        backend: String,
+        /// The raw quote file.
+        #[arg(long)]
+        quote: PathBuf,
+        /// Intel collateral JSON (dcap-qvl `QuoteCollateralV3`).
+        #[arg(long)]
+        collateral: PathBuf,
+        /// Verification time, unix seconds (default: now).
+        #[arg(long)]
+        at: Option<u64>,
+        /// TDX: the worker's app measurement (hex, from `aorta worker measure`)
+        /// to compute the policy measurement.
+        #[arg(long)]
+        app_measurement: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a policy file and print what it allows.
     Check {
         /// Policy file.
@@ -66,6 +90,81 @@ pub fn run(cmd: BrokerCmd) -> anyhow::Result<ExitCode> {
             out.flush()?;
             drop(out);
             serve(listener, Arc::new(Broker::new(policy, Arc::new(keys))))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        BrokerCmd::InspectQuote {
+            backend,
+            quote,
+            collateral,
+            at,
+            app_measurement,
+            json,
+        } => {
+            let backend: aorta_enclave::Backend = backend.parse()?;
+            if !matches!(
+                backend,
+                aorta_enclave::Backend::Tdx | aorta_enclave::Backend::SgxGramine
+            ) {
+                anyhow::bail!("inspect-quote handles DCAP quotes: --backend tdx or sgx-gramine");
+            }
+            let q = std::fs::read(&quote)
+                .with_context(|| format!("cannot read quote {}", quote.display()))?;
+            let c = std::fs::read(&collateral)
+                .with_context(|| format!("cannot read collateral {}", collateral.display()))?;
+            let now = at.unwrap_or_else(aorta_server::broker::unix_now);
+            let rep = match aorta_enclave::verify::verify_dcap_quote(backend, &q, &c, now) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("quote does not verify: {e}");
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::json!({ "verified": false, "code": e.code(), "reason": e.to_string() })
+                        );
+                    }
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let policy_measurement = if rep.is_sgx {
+                Some(hex(&rep.raw_measurement))
+            } else {
+                match &app_measurement {
+                    Some(m) => {
+                        let b: [u8; 32] = aorta_enclave::evidence::parse_hex(m)
+                            .and_then(|b| b.try_into().ok())
+                            .context("--app-measurement must be 64 hex digits")?;
+                        Some(hex(&aorta_enclave::verify::tdx_measurement(
+                            &rep.raw_measurement,
+                            &aorta_enclave::Measurement(b),
+                        )))
+                    }
+                    None => None,
+                }
+            };
+            let doc = serde_json::json!({
+                "verified": true,
+                "kind": if rep.is_sgx { "sgx" } else { "tdx" },
+                "tcb_status": rep.tcb_status,
+                "advisory_ids": rep.advisory_ids,
+                "debug": rep.debug,
+                "report_data": hex(&rep.report_data),
+                "raw_measurement": hex(&rep.raw_measurement),
+                "policy_measurement": policy_measurement,
+            });
+            if json {
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                println!("quote verifies ({}), TCB {}", doc["kind"], rep.tcb_status);
+                if rep.debug {
+                    println!("  DEBUG TEE: the broker will refuse it");
+                }
+                match &policy_measurement {
+                    Some(m) => println!("  policy measurement: {m}"),
+                    None => {
+                        println!("  policy measurement: pass --app-measurement to compute it (TDX)")
+                    }
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         BrokerCmd::Check { policy, json } => {
