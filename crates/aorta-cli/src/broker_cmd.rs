@@ -154,7 +154,11 @@ pub fn run(cmd: BrokerCmd) -> anyhow::Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&doc)?);
             } else {
-                println!("quote verifies ({}), TCB {}", doc["kind"], rep.tcb_status);
+                println!(
+                    "quote verifies ({}), TCB {}",
+                    if rep.is_sgx { "sgx" } else { "tdx" },
+                    rep.tcb_status
+                );
                 if rep.debug {
                     println!("  DEBUG TEE: the broker will refuse it");
                 }
