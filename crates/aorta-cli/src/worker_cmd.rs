@@ -104,10 +104,6 @@ impl FrameOpener for UnlinkedFrameFormat {
     }
 }
 
-fn unix_now() -> u64 {
-    aorta_server::broker::unix_now()
-}
-
 pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         WorkerCmd::Measure { config, json } => {
@@ -177,21 +173,20 @@ pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
                 devices,
                 subscribers,
             };
-            let ready =
-                match attest_to_broker(&mut stream, worker, attester.as_ref(), &req, unix_now) {
-                    Ok(r) => r,
-                    Err(ClientError::Refused { code, reason }) => {
-                        eprintln!("refused by the key broker (code {code}): {reason}");
-                        if json {
-                            println!(
-                                "{}",
-                                serde_json::json!({ "refused": { "code": code, "reason": reason } })
-                            );
-                        }
-                        return Ok(ExitCode::from(1));
+            let ready = match attest_to_broker(&mut stream, worker, attester.as_ref(), &req) {
+                Ok(r) => r,
+                Err(ClientError::Refused { code, reason }) => {
+                    eprintln!("refused by the key broker (code {code}): {reason}");
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::json!({ "refused": { "code": code, "reason": reason } })
+                        );
                     }
-                    Err(e) => return Err(e.into()),
-                };
+                    return Ok(ExitCode::from(1));
+                }
+                Err(e) => return Err(e.into()),
+            };
             drop(stream);
             let hardware = backend.is_hardware();
             let status = serde_json::json!({

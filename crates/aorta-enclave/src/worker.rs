@@ -207,18 +207,19 @@ pub struct KeyRequest {
 }
 
 /// The full client exchange over one broker connection: handshake, get a
-/// nonce, attest, request keys, open them. `now` gives unix seconds.
+/// nonce, attest, request keys, open them. The evidence is dated with the
+/// challenge's time: a worker's own clock is set by the untrusted host and
+/// means nothing, so freshness rests on the broker's nonce and clock.
 pub fn attest_to_broker<S: Read + Write>(
     stream: &mut S,
     worker: Unattested,
     attester: &dyn Attester,
     request: &KeyRequest,
-    now: impl Fn() -> u64,
 ) -> Result<Ready, ClientError> {
     wire::handshake(stream, Role::Worker)?;
     wire::write_message(stream, &Message::ChallengeRequest)?;
-    let nonce = match wire::expect_message(stream)? {
-        Message::Challenge { nonce, .. } => nonce,
+    let (nonce, issued_at) = match wire::expect_message(stream)? {
+        Message::Challenge { nonce, issued_at } => (nonce, issued_at),
         Message::Refused { code, reason } => return Err(ClientError::Refused { code, reason }),
         other => {
             return Err(WireError::Unexpected {
@@ -228,7 +229,7 @@ pub fn attest_to_broker<S: Read + Write>(
             .into());
         }
     };
-    let awaiting = worker.attest(attester, nonce, now())?;
+    let awaiting = worker.attest(attester, nonce, issued_at)?;
     wire::write_message(
         stream,
         &Message::KeyRequest {

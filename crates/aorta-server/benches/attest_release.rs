@@ -85,7 +85,7 @@ fn round_trip(c: &mut Criterion) {
             let mut s = std::net::TcpStream::connect(addr).unwrap();
             s.set_nodelay(true).unwrap();
             let w = Unattested::new(m).unwrap();
-            let ready = worker::attest_to_broker(&mut s, w, &platform, &req, unix_now).unwrap();
+            let ready = worker::attest_to_broker(&mut s, w, &platform, &req).unwrap();
             assert_eq!(ready.keys().transport_keys.len(), 1);
         })
     });

@@ -168,13 +168,11 @@ fn the_host_sees_no_plaintext_and_no_key_bytes() {
         devices: vec![],
         subscribers: vec![],
     };
-    let now = || s.clock.load(Ordering::SeqCst);
     let ready = worker::attest_to_broker(
         &mut conn,
         Unattested::new(s.measurement).unwrap(),
         &s.platform,
         &req,
-        now,
     )
     .unwrap();
     drop(conn);
