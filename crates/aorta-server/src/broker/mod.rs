@@ -448,36 +448,46 @@ impl Broker {
             });
         }
         for _ in 0..MAX_MESSAGES_PER_CONNECTION {
-            let reply = match wire::read_message(s)? {
-                None => return Ok(()),
-                Some(Message::ChallengeRequest) => match self.issue_nonce() {
-                    Ok((nonce, issued_at)) => Message::Challenge { nonce, issued_at },
-                    Err(e) => refused(&e),
-                },
-                Some(Message::KeyRequest {
-                    evidence,
-                    assignment,
-                    devices,
-                    subscribers,
-                }) => match self.release(&ReleaseRequest {
-                    evidence,
-                    assignment,
-                    devices,
-                    subscribers,
-                }) {
-                    Ok(r) => Message::KeyRelease { sealed: r.sealed },
-                    Err(e) => refused(&e),
-                },
-                Some(other) => {
-                    return Err(WireError::Unexpected {
-                        got: other.name(),
-                        expected: "ChallengeRequest or KeyRequest",
-                    });
-                }
+            let Some(msg) = wire::read_message(s)? else {
+                return Ok(());
             };
+            let reply = self.respond(msg)?;
             wire::write_message(s, &reply)?;
         }
         Ok(())
+    }
+
+    /// Answers one worker message, independent of the transport (the TCP
+    /// server above; an HTTP route can call it the same way after its own
+    /// handshake): `ChallengeRequest` → `Challenge`, `KeyRequest` →
+    /// `KeyRelease` or `Refused`; anything else is a protocol error.
+    pub fn respond(&self, msg: Message) -> Result<Message, WireError> {
+        Ok(match msg {
+            Message::ChallengeRequest => match self.issue_nonce() {
+                Ok((nonce, issued_at)) => Message::Challenge { nonce, issued_at },
+                Err(e) => refused(&e),
+            },
+            Message::KeyRequest {
+                evidence,
+                assignment,
+                devices,
+                subscribers,
+            } => match self.release(&ReleaseRequest {
+                evidence,
+                assignment,
+                devices,
+                subscribers,
+            }) {
+                Ok(r) => Message::KeyRelease { sealed: r.sealed },
+                Err(e) => refused(&e),
+            },
+            other => {
+                return Err(WireError::Unexpected {
+                    got: other.name(),
+                    expected: "ChallengeRequest or KeyRequest",
+                });
+            }
+        })
     }
 }
 
