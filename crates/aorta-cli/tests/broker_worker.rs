@@ -241,7 +241,7 @@ subscribers = ["dr-a"]
         },
         Message::Shutdown,
     ] {
-        input.write_all(&m.encode()).unwrap();
+        input.write_all(&m.encode().unwrap()).unwrap();
     }
     drop(input);
     let out = child.wait_with_output().unwrap();

@@ -37,7 +37,8 @@ fn crossing(c: &mut Criterion) {
         let msg = Message::SealedFrame {
             frame: vec![0xa5; size],
         }
-        .encode();
+        .encode()
+        .unwrap();
         g.throughput(Throughput::Bytes(size as u64));
         g.bench_with_input(BenchmarkId::from_parameter(size), &msg, |b, msg| {
             b.iter(|| {

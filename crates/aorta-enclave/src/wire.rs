@@ -175,6 +175,16 @@ pub enum WireError {
         /// Peer's version.
         version: u16,
     },
+    /// A field too large to encode (refused before sending; nothing is cut).
+    #[error("{field} is {len} long, more than the protocol allows ({max})")]
+    TooLarge {
+        /// Field name.
+        field: &'static str,
+        /// Its length (bytes or items).
+        len: usize,
+        /// Limit.
+        max: usize,
+    },
     /// A valid message that is not allowed at this point.
     #[error("unexpected message {got} (expected {expected})")]
     Unexpected {
@@ -220,15 +230,31 @@ impl Message {
         }
     }
 
-    /// Encodes the message including its length prefix.
-    pub fn encode(&self) -> Vec<u8> {
+    /// Encodes the message including its length prefix. Fields over the
+    /// protocol's limits are refused with [`WireError::TooLarge`], never cut.
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+        fn s16(p: &mut Vec<u8>, field: &'static str, s: &str) -> Result<(), WireError> {
+            let n = u16::try_from(s.len()).map_err(|_| WireError::TooLarge {
+                field,
+                len: s.len(),
+                max: usize::from(u16::MAX),
+            })?;
+            p.extend_from_slice(&n.to_be_bytes());
+            p.extend_from_slice(s.as_bytes());
+            Ok(())
+        }
+        fn b32(p: &mut Vec<u8>, field: &'static str, b: &[u8]) -> Result<(), WireError> {
+            if b.len() > MAX_MESSAGE_LEN {
+                return Err(WireError::TooLarge {
+                    field,
+                    len: b.len(),
+                    max: MAX_MESSAGE_LEN,
+                });
+            }
+            put_bytes32(p, b);
+            Ok(())
+        }
         let mut p = vec![0, 0, 0, 0, self.type_byte()];
-        let s16 = |p: &mut Vec<u8>, s: &str| {
-            let b = s.as_bytes();
-            let b = b.get(..usize::from(u16::MAX)).unwrap_or(b);
-            p.extend_from_slice(&(b.len() as u16).to_be_bytes());
-            p.extend_from_slice(b);
-        };
         match self {
             Message::Hello { version, role } => {
                 p.extend_from_slice(&PROTOCOL_MAGIC);
@@ -246,20 +272,24 @@ impl Message {
                 devices,
                 subscribers,
             } => {
-                put_bytes32(&mut p, evidence);
-                s16(&mut p, assignment);
-                for list in [devices, subscribers] {
-                    let n = list.len().min(MAX_IDS);
-                    p.extend_from_slice(&(n as u16).to_be_bytes());
-                    for s in list.iter().take(n) {
-                        s16(&mut p, s);
+                b32(&mut p, "evidence", evidence)?;
+                s16(&mut p, "assignment", assignment)?;
+                for (field, list) in [("devices", devices), ("subscribers", subscribers)] {
+                    let n = u16::try_from(list.len()).map_err(|_| WireError::TooLarge {
+                        field,
+                        len: list.len(),
+                        max: MAX_IDS,
+                    })?;
+                    p.extend_from_slice(&n.to_be_bytes());
+                    for s in list {
+                        s16(&mut p, field, s)?;
                     }
                 }
             }
-            Message::KeyRelease { sealed } => put_bytes32(&mut p, sealed),
+            Message::KeyRelease { sealed } => b32(&mut p, "sealed", sealed)?,
             Message::Refused { code, reason } | Message::FrameRefused { code, reason } => {
                 p.extend_from_slice(&code.to_be_bytes());
-                s16(&mut p, reason);
+                s16(&mut p, "reason", reason)?;
             }
             Message::Status {
                 backend,
@@ -270,26 +300,34 @@ impl Message {
             } => {
                 p.push(*backend);
                 p.push(u8::from(*hardware_protected));
-                put_bytes32(&mut p, measurement);
+                b32(&mut p, "measurement", measurement)?;
                 p.extend_from_slice(&transport_keys.to_be_bytes());
                 p.extend_from_slice(&result_keys.to_be_bytes());
             }
-            Message::SealedFrame { frame } => put_bytes32(&mut p, frame),
+            Message::SealedFrame { frame } => b32(&mut p, "frame", frame)?,
             Message::FrameDone {
                 serial,
                 sequence,
                 samples,
             } => {
-                s16(&mut p, serial);
+                s16(&mut p, "serial", serial)?;
                 p.extend_from_slice(&sequence.to_be_bytes());
                 p.extend_from_slice(&samples.to_be_bytes());
             }
         }
-        let len = u32::try_from(p.len() - 4).unwrap_or(u32::MAX);
-        if let Some(h) = p.get_mut(..4) {
-            h.copy_from_slice(&len.to_be_bytes());
+        let body = p.len() - 4;
+        if body > MAX_MESSAGE_LEN {
+            return Err(WireError::TooLarge {
+                field: "message",
+                len: body,
+                max: MAX_MESSAGE_LEN,
+            });
         }
-        p
+        let len = (body as u32).to_be_bytes();
+        if let Some(h) = p.get_mut(..4) {
+            h.copy_from_slice(&len);
+        }
+        Ok(p)
     }
 
     /// Decodes one message body (`type u8 | payload`, without the length).
@@ -434,7 +472,7 @@ pub fn read_message<R: Read>(r: &mut R) -> Result<Option<Message>, WireError> {
 
 /// Writes one message and flushes.
 pub fn write_message<W: Write>(w: &mut W, msg: &Message) -> Result<(), WireError> {
-    w.write_all(&msg.encode())?;
+    w.write_all(&msg.encode()?)?;
     w.flush()?;
     Ok(())
 }
@@ -515,7 +553,7 @@ mod tests {
     #[test]
     fn every_message_round_trips_and_truncation_is_typed() {
         for m in samples() {
-            let enc = m.encode();
+            let enc = m.encode().unwrap();
             let mut c = std::io::Cursor::new(&enc);
             assert_eq!(read_message(&mut c).unwrap().unwrap(), m);
             assert!(read_message(&mut c).unwrap().is_none());
@@ -546,7 +584,8 @@ mod tests {
             version: 1,
             role: Role::Host,
         }
-        .encode();
+        .encode()
+        .unwrap();
         enc[14] = 2;
         assert!(matches!(
             Message::decode_body(&enc[4..]),
@@ -561,6 +600,48 @@ mod tests {
             Message::decode_body(&[0x99]),
             Err(WireError::UnknownType { ty: 0x99 })
         ));
+    }
+
+    #[test]
+    fn oversized_fields_are_refused_not_cut() {
+        let long = "x".repeat(70_000);
+        let m = Message::Refused {
+            code: 1,
+            reason: long.clone(),
+        };
+        assert!(matches!(
+            m.encode(),
+            Err(WireError::TooLarge {
+                field: "reason",
+                ..
+            })
+        ));
+        let m = Message::KeyRequest {
+            evidence: vec![],
+            assignment: "a".into(),
+            devices: vec![String::new(); 70_000],
+            subscribers: vec![],
+        };
+        assert!(matches!(
+            m.encode(),
+            Err(WireError::TooLarge {
+                field: "devices",
+                ..
+            })
+        ));
+        let m = Message::SealedFrame {
+            frame: vec![0; MAX_MESSAGE_LEN],
+        };
+        assert!(matches!(
+            m.encode(),
+            Err(WireError::TooLarge {
+                field: "message",
+                ..
+            })
+        ));
+        let mut sink = Vec::new();
+        assert!(write_message(&mut sink, &m).is_err());
+        assert!(sink.is_empty());
     }
 
     proptest! {

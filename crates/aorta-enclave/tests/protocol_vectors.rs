@@ -183,7 +183,7 @@ fn worker_protocol_vectors() {
     let mut index = Vec::new();
     for (name, m) in messages(&ev) {
         let file = format!("worker-protocol/{name}.bin");
-        check_or_write(&file, &m.encode());
+        check_or_write(&file, &m.encode().unwrap());
         let bytes = std::fs::read(root().join(&file)).unwrap();
         let mut c = std::io::Cursor::new(&bytes);
         assert_eq!(wire::read_message(&mut c).unwrap().unwrap(), m);
@@ -213,7 +213,7 @@ fn worker_protocol_vectors() {
         )
         .unwrap();
         let sealed = aorta_enclave::keywrap::seal_bundle(&w, &bundle()).unwrap();
-        std::fs::write(&p, Message::KeyRelease { sealed }.encode()).unwrap();
+        std::fs::write(&p, Message::KeyRelease { sealed }.encode().unwrap()).unwrap();
     }
     let bytes = std::fs::read(&p).unwrap();
     let Some(Message::KeyRelease { sealed }) =

@@ -120,27 +120,34 @@ fn hello() -> Vec<u8> {
         role: Role::Host,
     }
     .encode()
+    .unwrap()
 }
 
 #[test]
 fn host_loop_refuses_protocol_abuse() {
     // No Hello first.
-    let (r, _) = serve(Message::Shutdown.encode());
+    let (r, _) = serve(Message::Shutdown.encode().unwrap());
     assert!(matches!(r, Err(WireError::Unexpected { .. })));
     // A broker message on the host channel.
     let mut i = hello();
-    i.extend(Message::ChallengeRequest.encode());
+    i.extend(Message::ChallengeRequest.encode().unwrap());
     let (r, _) = serve(i);
     assert!(matches!(r, Err(WireError::Unexpected { .. })));
     // Truncated frame message.
     let mut i = hello();
-    let f = Message::SealedFrame { frame: vec![1; 50] }.encode();
+    let f = Message::SealedFrame { frame: vec![1; 50] }
+        .encode()
+        .unwrap();
     i.extend_from_slice(&f[..20]);
     let (r, _) = serve(i);
     assert!(matches!(r, Err(WireError::Truncated)));
     // A refused frame is answered and counted, then a clean end.
     let mut i = hello();
-    i.extend(Message::SealedFrame { frame: vec![1; 50] }.encode());
+    i.extend(
+        Message::SealedFrame { frame: vec![1; 50] }
+            .encode()
+            .unwrap(),
+    );
     let (r, out) = serve(i);
     assert_eq!(r.unwrap().refused, 1);
     let mut c = std::io::Cursor::new(out);

@@ -311,6 +311,7 @@ fn hello(role: aorta_enclave::wire::Role) -> Vec<u8> {
         role,
     }
     .encode()
+    .unwrap()
 }
 
 #[test]
@@ -325,7 +326,7 @@ fn broker_connection_refuses_protocol_abuse() {
     assert!(s.broker.handle_connection(&mut d).is_err());
     // A worker sending a host message.
     let mut input = hello(Role::Worker);
-    input.extend(Message::Shutdown.encode());
+    input.extend(Message::Shutdown.encode().unwrap());
     let mut d = Duplex {
         input: std::io::Cursor::new(input),
         output: vec![],
@@ -334,7 +335,7 @@ fn broker_connection_refuses_protocol_abuse() {
     // More than the per-connection message limit: served up to the limit, then closed.
     let mut input = hello(Role::Worker);
     for _ in 0..100 {
-        input.extend(Message::ChallengeRequest.encode());
+        input.extend(Message::ChallengeRequest.encode().unwrap());
     }
     let mut d = Duplex {
         input: std::io::Cursor::new(input),
@@ -349,6 +350,37 @@ fn broker_connection_refuses_protocol_abuse() {
         }
     }
     assert_eq!(n, aorta_server::broker::MAX_MESSAGES_PER_CONNECTION);
+}
+
+#[test]
+fn huge_identifiers_still_get_a_refusal() {
+    use aorta_enclave::wire::{Message, Role};
+    let s = setup();
+    let kp = WorkerKeypair::generate().unwrap();
+    let (nonce, _) = s.broker.issue_nonce().unwrap();
+    let ev = s.platform.attest(claims(&s, &kp, nonce)).unwrap();
+    let mut input = hello(Role::Worker);
+    input.extend(
+        Message::KeyRequest {
+            evidence: ev.encode(),
+            assignment: "ward-a".into(),
+            devices: vec!["é".repeat(30_000)],
+            subscribers: vec![],
+        }
+        .encode()
+        .unwrap(),
+    );
+    let mut d = Duplex {
+        input: std::io::Cursor::new(input),
+        output: vec![],
+    };
+    s.broker.handle_connection(&mut d).unwrap();
+    let mut cur = std::io::Cursor::new(d.output);
+    let _hello = aorta_enclave::wire::read_message(&mut cur).unwrap();
+    match aorta_enclave::wire::read_message(&mut cur).unwrap() {
+        Some(Message::Refused { code: 303, reason }) => assert!(reason.len() <= 1030),
+        other => panic!("{other:?}"),
+    }
 }
 
 proptest::proptest! {

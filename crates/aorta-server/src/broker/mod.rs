@@ -491,10 +491,23 @@ impl Broker {
     }
 }
 
+/// Longest human-readable refusal text sent (the code carries the meaning;
+/// a hostile 60 KiB device name must not make the refusal unsendable).
+const MAX_REASON_LEN: usize = 1024;
+
 fn refused(e: &BrokerRefusal) -> Message {
+    let mut reason = e.to_string();
+    if reason.len() > MAX_REASON_LEN {
+        let mut cut = MAX_REASON_LEN;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+        reason.push('…');
+    }
     Message::Refused {
         code: e.code(),
-        reason: e.to_string(),
+        reason,
     }
 }
 
