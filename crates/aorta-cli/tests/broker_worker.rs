@@ -250,6 +250,14 @@ subscribers = ["dr-a"]
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Nothing the host got from the worker process holds key bytes or hex.
+    for k in [KEY1, KEY2, KEY9, KEYR] {
+        let raw = aorta_enclave::evidence::parse_hex(k).unwrap();
+        for stream in [&out.stdout, &out.stderr] {
+            assert!(!stream.windows(32).any(|w| w == raw.as_slice()));
+            assert!(!String::from_utf8_lossy(stream).contains(k));
+        }
+    }
     let mut cur = std::io::Cursor::new(out.stdout);
     let mut msgs = Vec::new();
     while let Some(m) = wire::read_message(&mut cur).unwrap() {
