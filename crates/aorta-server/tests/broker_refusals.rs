@@ -437,3 +437,14 @@ fn key_file_is_parsed_and_errors_never_echo_keys() {
         assert!(!e.contains("0123456789abcdef"), "{e}");
     }
 }
+
+#[test]
+fn outstanding_challenges_are_bounded_and_expire() {
+    let s = setup();
+    for _ in 0..aorta_server::broker::MAX_OUTSTANDING_NONCES {
+        s.broker.issue_nonce().unwrap();
+    }
+    assert_eq!(s.broker.issue_nonce().unwrap_err(), BrokerRefusal::Busy);
+    s.clock.store(T0 + 61, Ordering::SeqCst);
+    s.broker.issue_nonce().unwrap();
+}

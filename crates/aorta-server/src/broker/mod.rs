@@ -254,8 +254,28 @@ type Clock = dyn Fn() -> u64 + Send + Sync;
 pub struct Broker {
     policy: Policy,
     keys: Arc<dyn KeySource>,
-    nonces: Mutex<HashMap<[u8; 32], u64>>,
+    nonces: Mutex<NonceStore>,
     clock: Box<Clock>,
+}
+
+/// Outstanding nonces: a map for lookup plus the issuance order, so expired
+/// entries are pruned from the front in amortised O(1).
+#[derive(Default)]
+struct NonceStore {
+    live: HashMap<[u8; 32], u64>,
+    order: std::collections::VecDeque<([u8; 32], u64)>,
+}
+
+impl NonceStore {
+    fn prune(&mut self, now: u64, ttl: u64) {
+        while let Some(&(n, t)) = self.order.front() {
+            if now.saturating_sub(t) <= ttl {
+                break;
+            }
+            self.order.pop_front();
+            self.live.remove(&n);
+        }
+    }
 }
 
 impl std::fmt::Debug for Broker {
@@ -288,7 +308,7 @@ impl Broker {
         Self {
             policy,
             keys,
-            nonces: Mutex::new(HashMap::new()),
+            nonces: Mutex::new(NonceStore::default()),
             clock,
         }
     }
@@ -298,7 +318,7 @@ impl Broker {
         &self.policy
     }
 
-    fn lock_nonces(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], u64>> {
+    fn lock_nonces(&self) -> std::sync::MutexGuard<'_, NonceStore> {
         // A poisoned lock only means another thread panicked mid-update of a
         // plain map; its content is still a valid map.
         self.nonces.lock().unwrap_or_else(|p| p.into_inner())
@@ -311,14 +331,15 @@ impl Broker {
         let nonce = Nonce::random().map_err(|e| BrokerRefusal::Internal {
             detail: format!("random generator: {e}"),
         })?;
-        let mut map = self.lock_nonces();
-        map.retain(|_, issued| now.saturating_sub(*issued) <= ttl);
-        if map.len() >= MAX_OUTSTANDING_NONCES {
+        let mut store = self.lock_nonces();
+        store.prune(now, ttl);
+        if store.order.len() >= MAX_OUTSTANDING_NONCES {
             tracing::warn!(target: "aorta::broker", decision = "refuse", code = 306, "too many outstanding challenges");
             return Err(BrokerRefusal::Busy);
         }
-        map.insert(nonce.0, now);
-        drop(map);
+        store.live.insert(nonce.0, now);
+        store.order.push_back((nonce.0, now));
+        drop(store);
         tracing::debug!(target: "aorta::broker", nonce = %nonce.to_hex(), "challenge issued");
         Ok((nonce, now))
     }
@@ -354,6 +375,7 @@ impl Broker {
         // Single use: the nonce is consumed whatever the outcome.
         let issued_at = self
             .lock_nonces()
+            .live
             .remove(&evidence.claims.nonce.0)
             .ok_or_else(|| BrokerRefusal::UnknownNonce {
                 nonce: evidence.claims.nonce.to_hex(),
