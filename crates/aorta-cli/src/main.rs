@@ -10,9 +10,11 @@ use clap::{Parser, Subcommand};
 
 mod bench_cmd;
 mod bench_rr_stream;
+mod broker_cmd;
 mod eval_cmd;
 mod hrv_cmd;
 mod wfdb_cmd;
+mod worker_cmd;
 
 #[derive(Parser)]
 #[command(name = "aorta", version, about = "Secure streaming of medical sensor data", long_about = None)]
@@ -34,6 +36,12 @@ enum Command {
     Wfdb(wfdb_cmd::WfdbCmd),
     /// Heart-rate variability (Task Force 1996 metrics) from RR intervals.
     Hrv(hrv_cmd::HrvArgs),
+    /// The key broker: releases stream keys only to attested workers.
+    #[command(subcommand)]
+    Broker(broker_cmd::BrokerCmd),
+    /// The attested analysis worker.
+    #[command(subcommand)]
+    Worker(worker_cmd::WorkerCmd),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +51,8 @@ fn main() -> ExitCode {
         Command::Eval(c) => eval_cmd::run(c),
         Command::Wfdb(c) => wfdb_cmd::run(c),
         Command::Hrv(a) => hrv_cmd::run(a),
+        Command::Broker(c) => broker_cmd::run(c),
+        Command::Worker(c) => worker_cmd::run(c),
     };
     match result {
         Ok(code) => code,
@@ -57,6 +67,19 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Logs to stderr (stdout may carry protocol or JSON), INFO or DEBUG.
+pub(crate) fn init_logging(verbose: bool) {
+    let level = if verbose {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::INFO
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

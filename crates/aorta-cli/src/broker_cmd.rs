@@ -1,0 +1,214 @@
+//! `aorta broker …`: the key broker run by the data owner.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use aorta_enclave::evidence::hex;
+use aorta_server::broker::policy::Policy;
+use aorta_server::broker::{Broker, MemoryKeySource, serve};
+
+/// `aorta broker` subcommands.
+#[derive(clap::Subcommand)]
+pub enum BrokerCmd {
+    /// Serve the key broker: verify worker attestation against the policy and
+    /// release the assignment's keys, HPKE-wrapped to the attested worker.
+    Serve {
+        /// Policy file (TOML; see docs/trust-model.md).
+        #[arg(long)]
+        policy: PathBuf,
+        /// Key source: a DEVELOPMENT key file (TOML `[transport]` serial = hex,
+        /// `[results]` subscriber = hex). Keys sit in clear in it; production
+        /// wires the device key registry instead.
+        #[arg(long)]
+        keys: PathBuf,
+        /// Address to listen on (`127.0.0.1:0` picks a free port). The first
+        /// line on stdout is `listening on ADDR`.
+        #[arg(long, default_value = "127.0.0.1:7450")]
+        listen: String,
+        /// Log at debug level.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Verify an Intel DCAP quote (SGX or TDX) offline with its collateral
+    /// and print what it attests: TCB status, debug flag, report data and
+    /// the measurement to list in a policy. Exit 1 if it does not verify.
+    InspectQuote {
+        /// `sgx-gramine` or `tdx`.
+        #[arg(long)]
+        backend: String,
+        /// The raw quote file.
+        #[arg(long)]
+        quote: PathBuf,
+        /// Intel collateral JSON (dcap-qvl `QuoteCollateralV3`).
+        #[arg(long)]
+        collateral: PathBuf,
+        /// Verification time, unix seconds (default: now).
+        #[arg(long)]
+        at: Option<u64>,
+        /// TDX: the worker's app measurement (hex, from `aorta worker measure`)
+        /// to compute the policy measurement.
+        #[arg(long)]
+        app_measurement: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a policy file and print what it allows.
+    Check {
+        /// Policy file.
+        #[arg(long)]
+        policy: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(cmd: BrokerCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        BrokerCmd::Serve {
+            policy,
+            keys,
+            listen,
+            verbose,
+        } => {
+            crate::init_logging(verbose);
+            let policy = Policy::from_file(&policy)?;
+            let keys = MemoryKeySource::from_toml_file(&keys)?;
+            if policy.verifier.allow_simulation {
+                eprintln!("WARNING: {}", aorta_enclave::SIM_WARNING);
+            }
+            let listener = std::net::TcpListener::bind(&listen)
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            let addr = listener.local_addr()?;
+            tracing::info!(target: "aorta::broker", %addr, ?keys, "key broker listening");
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "listening on {addr}")?;
+            out.flush()?;
+            drop(out);
+            serve(listener, Arc::new(Broker::new(policy, Arc::new(keys))))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        BrokerCmd::InspectQuote {
+            backend,
+            quote,
+            collateral,
+            at,
+            app_measurement,
+            json,
+        } => {
+            let backend: aorta_enclave::Backend = backend.parse()?;
+            if !matches!(
+                backend,
+                aorta_enclave::Backend::Tdx | aorta_enclave::Backend::SgxGramine
+            ) {
+                anyhow::bail!("inspect-quote handles DCAP quotes: --backend tdx or sgx-gramine");
+            }
+            let q = std::fs::read(&quote)
+                .with_context(|| format!("cannot read quote {}", quote.display()))?;
+            let c = std::fs::read(&collateral)
+                .with_context(|| format!("cannot read collateral {}", collateral.display()))?;
+            let now = at.unwrap_or_else(aorta_server::broker::unix_now);
+            let rep = match aorta_enclave::verify::verify_dcap_quote(backend, &q, &c, now) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("quote does not verify: {e}");
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::json!({ "verified": false, "code": e.code(), "reason": e.to_string() })
+                        );
+                    }
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let policy_measurement = if rep.is_sgx {
+                Some(hex(&rep.raw_measurement))
+            } else {
+                match &app_measurement {
+                    Some(m) => {
+                        let b: [u8; 32] = aorta_enclave::evidence::parse_hex(m)
+                            .and_then(|b| b.try_into().ok())
+                            .context("--app-measurement must be 64 hex digits")?;
+                        Some(hex(&aorta_enclave::verify::tdx_measurement(
+                            &rep.raw_measurement,
+                            &aorta_enclave::Measurement(b),
+                        )))
+                    }
+                    None => None,
+                }
+            };
+            let doc = serde_json::json!({
+                "verified": true,
+                "kind": if rep.is_sgx { "sgx" } else { "tdx" },
+                "tcb_status": rep.tcb_status,
+                "advisory_ids": rep.advisory_ids,
+                "debug": rep.debug,
+                "report_data": hex(&rep.report_data),
+                "raw_measurement": hex(&rep.raw_measurement),
+                "policy_measurement": policy_measurement,
+            });
+            if json {
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                println!(
+                    "quote verifies ({}), TCB {}",
+                    if rep.is_sgx { "sgx" } else { "tdx" },
+                    rep.tcb_status
+                );
+                if rep.debug {
+                    println!("  DEBUG TEE: the broker will refuse it");
+                }
+                match &policy_measurement {
+                    Some(m) => println!("  policy measurement: {m}"),
+                    None => {
+                        println!("  policy measurement: pass --app-measurement to compute it (TDX)")
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BrokerCmd::Check { policy, json } => {
+            let p = Policy::from_file(&policy)?;
+            let v = &p.verifier;
+            let doc = serde_json::json!({
+                "allowed_backends": v.allowed_backends.iter().map(|b| b.name()).collect::<Vec<_>>(),
+                "allow_simulation": v.allow_simulation,
+                "allowed_measurements": v.allowed_measurements.iter().map(|m| hex(m)).collect::<Vec<_>>(),
+                "sim_platform_keys": v.sim_platform_keys.iter().map(|k| hex(k)).collect::<Vec<_>>(),
+                "min_tcb": v.min_tcb.name(),
+                "freshness_secs": v.freshness_secs,
+                "assignments": p.assignments.iter().map(|a| serde_json::json!({
+                    "name": a.name, "devices": a.devices, "subscribers": a.subscribers,
+                })).collect::<Vec<_>>(),
+            });
+            if json {
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                println!("policy {} is valid", policy.display());
+                println!(
+                    "  backends: {}",
+                    v.allowed_backends
+                        .iter()
+                        .map(|b| b.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                if v.allow_simulation {
+                    println!("  WARNING: {}", aorta_enclave::SIM_WARNING);
+                }
+                println!("  measurements: {}", v.allowed_measurements.len());
+                println!(
+                    "  min TCB: {}, freshness: {} s",
+                    v.min_tcb.name(),
+                    v.freshness_secs
+                );
+                println!("  assignments: {}", p.assignments.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! Key release: the key bundle a broker sends an attested worker, sealed
+//! with HPKE (RFC 9180, base mode) to the worker's attested X25519 key.
+//!
+//! Suite: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305.
+//! `info = "aorta key release v1"`, associated data = the 64-byte report
+//! data of the evidence, so a sealed bundle only opens for the attestation it
+//! answers. Wire form: `enc [32] ‖ ciphertext`.
+//!
+//! Plaintext bundle (version 1, big-endian):
+//! `version u8 | assignment (u16 len, UTF-8) | n u16 | n × (serial (u16 len, UTF-8) | key [32])
+//!  | m u16 | m × (subscriber (u16 len, UTF-8) | key [32])`.
+
+use std::fmt;
+
+use hpke::aead::ChaCha20Poly1305;
+use hpke::kdf::HkdfSha256;
+use hpke::kem::X25519HkdfSha256;
+use hpke::{Deserializable, OpModeR, OpModeS, Serializable};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::bytes::Reader;
+use crate::evidence::EvidenceClaims;
+use crate::verify::AttestedWorker;
+use crate::worker::WorkerKeypair;
+
+/// HPKE `info` string for key release.
+pub const KEY_RELEASE_INFO: &[u8] = b"aorta key release v1";
+/// Bundle plaintext version.
+pub const BUNDLE_VERSION: u8 = 1;
+/// Most keys of each kind in one bundle.
+pub const MAX_KEYS_PER_KIND: usize = 65_535;
+/// Longest identifier (serial, subscriber, assignment) in bytes.
+pub const MAX_ID_LEN: usize = 256;
+
+/// A 32-byte secret key, zeroized on drop, never printed.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+pub struct Secret32([u8; 32]);
+
+impl Secret32 {
+    /// Wraps key bytes.
+    pub fn from_bytes(b: [u8; 32]) -> Self {
+        Self(b)
+    }
+    /// The key bytes (for handing to a cipher; never log them).
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret32 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret32(<redacted>)")
+    }
+}
+
+/// The keys an assignment needs, as released to one worker.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct KeyBundle {
+    /// The assignment name.
+    pub assignment: String,
+    /// Per-device transport keys, by device serial.
+    pub transport_keys: Vec<(String, Secret32)>,
+    /// Subscribers' result keys, by subscriber id.
+    pub result_keys: Vec<(String, Secret32)>,
+}
+
+/// Why key wrapping or unwrapping failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyWrapError {
+    /// The attested public key is not a valid X25519 key.
+    #[error("the attested worker key is not a valid X25519 public key")]
+    BadWorkerKey,
+    /// The sealed bundle is too short to hold the encapsulated key.
+    #[error("sealed bundle is {len} bytes, too short")]
+    Truncated {
+        /// Its length.
+        len: usize,
+    },
+    /// HPKE refused (wrong key, wrong attestation, tampered ciphertext).
+    #[error("sealed bundle does not open with this worker key and attestation")]
+    OpenFailed,
+    /// HPKE sealing failed.
+    #[error("HPKE seal failed")]
+    SealFailed,
+    /// The plaintext bundle is malformed.
+    #[error("malformed key bundle: {detail} (offset {offset})")]
+    Malformed {
+        /// What is wrong.
+        detail: &'static str,
+        /// Byte offset.
+        offset: usize,
+    },
+    /// The bundle version is unknown.
+    #[error(
+        "unknown key bundle version {version} (this build reads {BUNDLE_VERSION}); upgrade the worker"
+    )]
+    UnknownVersion {
+        /// The version found.
+        version: u8,
+    },
+    /// Too many keys or too long an identifier to encode.
+    #[error("key bundle too large: {detail}")]
+    TooLarge {
+        /// What.
+        detail: &'static str,
+    },
+}
+
+impl KeyBundle {
+    /// An empty bundle for `assignment`.
+    pub fn new(assignment: &str) -> Self {
+        Self {
+            assignment: assignment.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// Encodes the plaintext bundle (into zeroizing memory).
+    pub fn encode(&self) -> Result<Zeroizing<Vec<u8>>, KeyWrapError> {
+        fn id(out: &mut Vec<u8>, s: &str) -> Result<(), KeyWrapError> {
+            if s.len() > MAX_ID_LEN {
+                return Err(KeyWrapError::TooLarge {
+                    detail: "identifier longer than 256 bytes",
+                });
+            }
+            out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+            out.extend_from_slice(s.as_bytes());
+            Ok(())
+        }
+        let mut out = Zeroizing::new(Vec::with_capacity(
+            64 + (self.transport_keys.len() + self.result_keys.len()) * 64,
+        ));
+        out.push(BUNDLE_VERSION);
+        id(&mut out, &self.assignment)?;
+        for list in [&self.transport_keys, &self.result_keys] {
+            let n = u16::try_from(list.len()).map_err(|_| KeyWrapError::TooLarge {
+                detail: "more than 65535 keys of one kind",
+            })?;
+            out.extend_from_slice(&n.to_be_bytes());
+            for (name, key) in list {
+                id(&mut out, name)?;
+                out.extend_from_slice(key.expose());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Decodes a plaintext bundle.
+    pub fn decode(buf: &[u8]) -> Result<Self, KeyWrapError> {
+        let mut r = Reader::new(buf);
+        let bad = |detail, r: &Reader<'_>| KeyWrapError::Malformed {
+            detail,
+            offset: r.offset(),
+        };
+        let version = r.u8().ok_or_else(|| bad("empty", &r))?;
+        if version != BUNDLE_VERSION {
+            return Err(KeyWrapError::UnknownVersion { version });
+        }
+        fn id(r: &mut Reader<'_>) -> Option<Result<String, ()>> {
+            let n = usize::from(r.u16()?);
+            if n > MAX_ID_LEN {
+                return Some(Err(()));
+            }
+            let b = r.take(n)?;
+            Some(String::from_utf8(b.to_vec()).map_err(|_| ()))
+        }
+        let assignment = match id(&mut r) {
+            None => return Err(bad("truncated assignment", &r)),
+            Some(Err(())) => return Err(bad("bad assignment name", &r)),
+            Some(Ok(s)) => s,
+        };
+        let mut lists: [Vec<(String, Secret32)>; 2] = [Vec::new(), Vec::new()];
+        for list in &mut lists {
+            let n = r.u16().ok_or_else(|| bad("truncated key count", &r))?;
+            for _ in 0..n {
+                let name = match id(&mut r) {
+                    None => return Err(bad("truncated identifier", &r)),
+                    Some(Err(())) => return Err(bad("bad identifier", &r)),
+                    Some(Ok(s)) => s,
+                };
+                let key = r.array::<32>().ok_or_else(|| bad("truncated key", &r))?;
+                list.push((name, Secret32(key)));
+            }
+        }
+        if r.remaining() != 0 {
+            return Err(bad("trailing bytes", &r));
+        }
+        let [transport_keys, result_keys] = lists;
+        Ok(Self {
+            assignment,
+            transport_keys,
+            result_keys,
+        })
+    }
+
+    /// The transport key of device `serial`, if released.
+    pub fn transport_key(&self, serial: &str) -> Option<&Secret32> {
+        self.transport_keys
+            .iter()
+            .find(|(s, _)| s == serial)
+            .map(|(_, k)| k)
+    }
+
+    /// The result key of `subscriber`, if released.
+    pub fn result_key(&self, subscriber: &str) -> Option<&Secret32> {
+        self.result_keys
+            .iter()
+            .find(|(s, _)| s == subscriber)
+            .map(|(_, k)| k)
+    }
+}
+
+/// Seals `bundle` to the attested worker. Only an [`AttestedWorker`] — which
+/// only [`crate::verify::verify`] creates — can be a recipient.
+pub fn seal_bundle(worker: &AttestedWorker, bundle: &KeyBundle) -> Result<Vec<u8>, KeyWrapError> {
+    let _proof = worker.proof();
+    let pk = <X25519HkdfSha256 as hpke::Kem>::PublicKey::from_bytes(worker.public_key())
+        .map_err(|_| KeyWrapError::BadWorkerKey)?;
+    let pt = bundle.encode()?;
+    let (enc, ct) = hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256>(
+        &OpModeS::Base,
+        &pk,
+        KEY_RELEASE_INFO,
+        &pt,
+        worker.report_data(),
+    )
+    .map_err(|_| KeyWrapError::SealFailed)?;
+    let mut out = enc.to_bytes().to_vec();
+    out.extend_from_slice(&ct);
+    Ok(out)
+}
+
+/// Opens a sealed bundle inside the worker, with the worker's private key and
+/// the claims of the evidence it sent.
+pub fn open_bundle(
+    keypair: &WorkerKeypair,
+    claims: &EvidenceClaims,
+    sealed: &[u8],
+) -> Result<KeyBundle, KeyWrapError> {
+    let (enc, ct) = sealed
+        .split_at_checked(32)
+        .ok_or(KeyWrapError::Truncated { len: sealed.len() })?;
+    let enc = <X25519HkdfSha256 as hpke::Kem>::EncappedKey::from_bytes(enc)
+        .map_err(|_| KeyWrapError::OpenFailed)?;
+    let pt = Zeroizing::new(
+        hpke::single_shot_open::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256>(
+            &OpModeR::Base,
+            keypair.private_key(),
+            &enc,
+            KEY_RELEASE_INFO,
+            ct,
+            &claims.report_data(),
+        )
+        .map_err(|_| KeyWrapError::OpenFailed)?,
+    );
+    KeyBundle::decode(&pt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn bundle() -> KeyBundle {
+        let mut b = KeyBundle::new("ward-a");
+        b.transport_keys
+            .push(("ECG-1".into(), Secret32::from_bytes([1; 32])));
+        b.transport_keys
+            .push(("ECG-2".into(), Secret32::from_bytes([2; 32])));
+        b.result_keys
+            .push(("dr-who".into(), Secret32::from_bytes([3; 32])));
+        b
+    }
+
+    #[test]
+    fn bundle_round_trip_and_truncations() {
+        let b = bundle();
+        let enc = b.encode().unwrap();
+        assert_eq!(KeyBundle::decode(&enc).unwrap(), b);
+        for n in 0..enc.len() {
+            assert!(KeyBundle::decode(&enc[..n]).is_err(), "prefix {n}");
+        }
+        let mut v = enc.to_vec();
+        v[0] = 9;
+        assert_eq!(
+            KeyBundle::decode(&v),
+            Err(KeyWrapError::UnknownVersion { version: 9 })
+        );
+        assert_eq!(b.transport_key("ECG-2").unwrap().expose(), &[2; 32]);
+        assert!(b.transport_key("ECG-3").is_none());
+    }
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        let s = format!("{:?}", bundle());
+        assert!(!s.contains("[1, 1"), "{s}");
+        assert!(s.contains("redacted"));
+    }
+
+    proptest! {
+        #[test]
+        fn hostile_bundle_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = KeyBundle::decode(&b);
+        }
+    }
+}

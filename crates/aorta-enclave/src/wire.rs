@@ -1,0 +1,654 @@
+//! The worker protocol's framing and messages, version 1 (spec:
+//! `docs/worker-protocol.md`). One framing for both channels:
+//!
+//! * worker ↔ key broker (TCP): `Hello`, `ChallengeRequest` → `Challenge`,
+//!   `KeyRequest` → `KeyRelease` | `Refused`;
+//! * untrusted host ↔ worker (stdin/stdout or a socket): `Hello`, `Status`,
+//!   `SealedFrame` → `FrameDone` | `FrameRefused`, `Shutdown`.
+//!
+//! A message is `length u32 (big-endian, counts type + payload, 1..=MAX) |
+//! type u8 | payload`. Strings are UTF-8 with a `u16` length; byte strings
+//! have a `u32` length. Every message must be consumed exactly (no trailing
+//! bytes). Each side's first message is `Hello`, whose `magic` and `version`
+//! must match.
+
+use std::io::{Read, Write};
+
+use crate::bytes::{Reader, put_bytes32};
+use crate::evidence::Nonce;
+
+/// Magic in `Hello`.
+pub const PROTOCOL_MAGIC: [u8; 8] = *b"AORTA-WP";
+/// Protocol version.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Largest message (type + payload) accepted: 16 MiB.
+pub const MAX_MESSAGE_LEN: usize = 16 * 1024 * 1024;
+/// Most identifiers in a `KeyRequest` list.
+pub const MAX_IDS: usize = 65_535;
+
+/// Who speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Role {
+    /// The untrusted host process.
+    Host = 1,
+    /// The worker (inside the TEE).
+    Worker = 2,
+    /// The key broker.
+    Broker = 3,
+}
+
+impl Role {
+    fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Role::Host),
+            2 => Some(Role::Worker),
+            3 => Some(Role::Broker),
+            _ => None,
+        }
+    }
+}
+
+/// One protocol message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Message {
+    /// `0x01`: `magic [8] | version u16 | role u8`.
+    Hello {
+        /// Protocol version.
+        version: u16,
+        /// Sender's role.
+        role: Role,
+    },
+    /// `0x10` worker → broker: empty.
+    ChallengeRequest,
+    /// `0x11` broker → worker: `nonce [32] | issued_at u64`.
+    Challenge {
+        /// The single-use nonce.
+        nonce: Nonce,
+        /// Broker time at issuance (unix s).
+        issued_at: u64,
+    },
+    /// `0x12` worker → broker: `evidence (u32 len) | assignment (u16 str) |
+    /// devices (u16 count × u16 str) | subscribers (u16 count × u16 str)`.
+    KeyRequest {
+        /// Encoded [`crate::Evidence`].
+        evidence: Vec<u8>,
+        /// Assignment name.
+        assignment: String,
+        /// Device serials whose transport keys are requested.
+        devices: Vec<String>,
+        /// Subscribers whose result keys are requested.
+        subscribers: Vec<String>,
+    },
+    /// `0x13` broker → worker: `sealed (u32 len)` — an HPKE-sealed key bundle.
+    KeyRelease {
+        /// See [`crate::keywrap`].
+        sealed: Vec<u8>,
+    },
+    /// `0x14` broker → worker: `code u16 | reason (u16 str)`.
+    Refused {
+        /// Stable refusal code.
+        code: u16,
+        /// Human-readable reason.
+        reason: String,
+    },
+    /// `0x20` worker → host: `backend u8 | hardware u8 | measurement (u32 len) |
+    /// transport_keys u16 | result_keys u16`. Counts only, never key bytes.
+    Status {
+        /// Backend code.
+        backend: u8,
+        /// Whether TEE hardware protects the worker.
+        hardware_protected: bool,
+        /// The attested measurement.
+        measurement: Vec<u8>,
+        /// Number of transport keys held.
+        transport_keys: u16,
+        /// Number of result keys held.
+        result_keys: u16,
+    },
+    /// `0x21` host → worker: `frame (u32 len)` — a sealed upload frame.
+    SealedFrame {
+        /// The sealed frame bytes.
+        frame: Vec<u8>,
+    },
+    /// `0x22` worker → host: `serial (u16 str) | sequence u64 | samples u64`.
+    FrameDone {
+        /// Device serial.
+        serial: String,
+        /// Frame sequence number.
+        sequence: u64,
+        /// Number of samples analysed.
+        samples: u64,
+    },
+    /// `0x23` worker → host: `code u16 | reason (u16 str)`.
+    FrameRefused {
+        /// Stable code.
+        code: u16,
+        /// Reason (never contains plaintext).
+        reason: String,
+    },
+    /// `0x2f` host → worker: empty; the worker zeroizes and exits.
+    Shutdown,
+}
+
+/// Framing and decoding errors (malformed input or I/O).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// Transport failure.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The stream ended inside a message.
+    #[error("stream ended inside a message")]
+    Truncated,
+    /// A message length of 0 or over the limit.
+    #[error("message length {len} outside 1..={max}")]
+    BadLength {
+        /// Declared length.
+        len: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// Unknown message type.
+    #[error("unknown message type 0x{ty:02x}")]
+    UnknownType {
+        /// The type byte.
+        ty: u8,
+    },
+    /// A message body does not parse.
+    #[error("malformed message 0x{ty:02x}: {detail}")]
+    Malformed {
+        /// The type byte.
+        ty: u8,
+        /// What is wrong.
+        detail: &'static str,
+    },
+    /// `Hello` with wrong magic.
+    #[error("peer does not speak the aorta worker protocol (bad magic)")]
+    BadMagic,
+    /// `Hello` with another version.
+    #[error(
+        "peer speaks worker protocol version {version}, this build speaks {PROTOCOL_VERSION}; run matching aorta versions"
+    )]
+    UnknownVersion {
+        /// Peer's version.
+        version: u16,
+    },
+    /// A field too large to encode (refused before sending; nothing is cut).
+    #[error("{field} is {len} long, more than the protocol allows ({max})")]
+    TooLarge {
+        /// Field name.
+        field: &'static str,
+        /// Its length (bytes or items).
+        len: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// A valid message that is not allowed at this point.
+    #[error("unexpected message {got} (expected {expected})")]
+    Unexpected {
+        /// What arrived.
+        got: &'static str,
+        /// What was expected.
+        expected: &'static str,
+    },
+}
+
+impl Message {
+    /// The message type byte.
+    pub fn type_byte(&self) -> u8 {
+        match self {
+            Message::Hello { .. } => 0x01,
+            Message::ChallengeRequest => 0x10,
+            Message::Challenge { .. } => 0x11,
+            Message::KeyRequest { .. } => 0x12,
+            Message::KeyRelease { .. } => 0x13,
+            Message::Refused { .. } => 0x14,
+            Message::Status { .. } => 0x20,
+            Message::SealedFrame { .. } => 0x21,
+            Message::FrameDone { .. } => 0x22,
+            Message::FrameRefused { .. } => 0x23,
+            Message::Shutdown => 0x2f,
+        }
+    }
+
+    /// A short name for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Hello { .. } => "Hello",
+            Message::ChallengeRequest => "ChallengeRequest",
+            Message::Challenge { .. } => "Challenge",
+            Message::KeyRequest { .. } => "KeyRequest",
+            Message::KeyRelease { .. } => "KeyRelease",
+            Message::Refused { .. } => "Refused",
+            Message::Status { .. } => "Status",
+            Message::SealedFrame { .. } => "SealedFrame",
+            Message::FrameDone { .. } => "FrameDone",
+            Message::FrameRefused { .. } => "FrameRefused",
+            Message::Shutdown => "Shutdown",
+        }
+    }
+
+    /// Encodes the message including its length prefix. Fields over the
+    /// protocol's limits are refused with [`WireError::TooLarge`], never cut.
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+        fn s16(p: &mut Vec<u8>, field: &'static str, s: &str) -> Result<(), WireError> {
+            let n = u16::try_from(s.len()).map_err(|_| WireError::TooLarge {
+                field,
+                len: s.len(),
+                max: usize::from(u16::MAX),
+            })?;
+            p.extend_from_slice(&n.to_be_bytes());
+            p.extend_from_slice(s.as_bytes());
+            Ok(())
+        }
+        fn b32(p: &mut Vec<u8>, field: &'static str, b: &[u8]) -> Result<(), WireError> {
+            if b.len() > MAX_MESSAGE_LEN {
+                return Err(WireError::TooLarge {
+                    field,
+                    len: b.len(),
+                    max: MAX_MESSAGE_LEN,
+                });
+            }
+            put_bytes32(p, b);
+            Ok(())
+        }
+        let mut p = vec![0, 0, 0, 0, self.type_byte()];
+        match self {
+            Message::Hello { version, role } => {
+                p.extend_from_slice(&PROTOCOL_MAGIC);
+                p.extend_from_slice(&version.to_be_bytes());
+                p.push(*role as u8);
+            }
+            Message::ChallengeRequest | Message::Shutdown => {}
+            Message::Challenge { nonce, issued_at } => {
+                p.extend_from_slice(&nonce.0);
+                p.extend_from_slice(&issued_at.to_be_bytes());
+            }
+            Message::KeyRequest {
+                evidence,
+                assignment,
+                devices,
+                subscribers,
+            } => {
+                b32(&mut p, "evidence", evidence)?;
+                s16(&mut p, "assignment", assignment)?;
+                for (field, list) in [("devices", devices), ("subscribers", subscribers)] {
+                    let n = u16::try_from(list.len()).map_err(|_| WireError::TooLarge {
+                        field,
+                        len: list.len(),
+                        max: MAX_IDS,
+                    })?;
+                    p.extend_from_slice(&n.to_be_bytes());
+                    for s in list {
+                        s16(&mut p, field, s)?;
+                    }
+                }
+            }
+            Message::KeyRelease { sealed } => b32(&mut p, "sealed", sealed)?,
+            Message::Refused { code, reason } | Message::FrameRefused { code, reason } => {
+                p.extend_from_slice(&code.to_be_bytes());
+                s16(&mut p, "reason", reason)?;
+            }
+            Message::Status {
+                backend,
+                hardware_protected,
+                measurement,
+                transport_keys,
+                result_keys,
+            } => {
+                p.push(*backend);
+                p.push(u8::from(*hardware_protected));
+                b32(&mut p, "measurement", measurement)?;
+                p.extend_from_slice(&transport_keys.to_be_bytes());
+                p.extend_from_slice(&result_keys.to_be_bytes());
+            }
+            Message::SealedFrame { frame } => b32(&mut p, "frame", frame)?,
+            Message::FrameDone {
+                serial,
+                sequence,
+                samples,
+            } => {
+                s16(&mut p, "serial", serial)?;
+                p.extend_from_slice(&sequence.to_be_bytes());
+                p.extend_from_slice(&samples.to_be_bytes());
+            }
+        }
+        let body = p.len() - 4;
+        if body > MAX_MESSAGE_LEN {
+            return Err(WireError::TooLarge {
+                field: "message",
+                len: body,
+                max: MAX_MESSAGE_LEN,
+            });
+        }
+        let len = (body as u32).to_be_bytes();
+        if let Some(h) = p.get_mut(..4) {
+            h.copy_from_slice(&len);
+        }
+        Ok(p)
+    }
+
+    /// Decodes one message body (`type u8 | payload`, without the length).
+    pub fn decode_body(body: &[u8]) -> Result<Self, WireError> {
+        let (&ty, payload) = body.split_first().ok_or(WireError::BadLength {
+            len: 0,
+            max: MAX_MESSAGE_LEN,
+        })?;
+        let mut r = Reader::new(payload);
+        let m = |detail| WireError::Malformed { ty, detail };
+        fn s16(r: &mut Reader<'_>) -> Option<Result<String, ()>> {
+            let n = usize::from(r.u16()?);
+            let b = r.take(n)?;
+            Some(String::from_utf8(b.to_vec()).map_err(|_| ()))
+        }
+        let str16 = |r: &mut Reader<'_>| match s16(r) {
+            None => Err(m("truncated string")),
+            Some(Err(())) => Err(m("string is not UTF-8")),
+            Some(Ok(s)) => Ok(s),
+        };
+        let blob = |r: &mut Reader<'_>| match r.bytes32(MAX_MESSAGE_LEN) {
+            None => Err(m("truncated byte string")),
+            Some(Err(_)) => Err(m("byte string too long")),
+            Some(Ok(b)) => Ok(b.to_vec()),
+        };
+        let msg = match ty {
+            0x01 => {
+                let magic: [u8; 8] = r.array().ok_or_else(|| m("truncated"))?;
+                if magic != PROTOCOL_MAGIC {
+                    return Err(WireError::BadMagic);
+                }
+                let version = r.u16().ok_or_else(|| m("truncated"))?;
+                if version != PROTOCOL_VERSION {
+                    return Err(WireError::UnknownVersion { version });
+                }
+                let role = r
+                    .u8()
+                    .and_then(Role::from_u8)
+                    .ok_or_else(|| m("bad role"))?;
+                Message::Hello { version, role }
+            }
+            0x10 => Message::ChallengeRequest,
+            0x11 => Message::Challenge {
+                nonce: Nonce(r.array().ok_or_else(|| m("truncated"))?),
+                issued_at: r.u64().ok_or_else(|| m("truncated"))?,
+            },
+            0x12 => {
+                let evidence = blob(&mut r)?;
+                let assignment = str16(&mut r)?;
+                let mut lists = [Vec::new(), Vec::new()];
+                for list in &mut lists {
+                    let n = r.u16().ok_or_else(|| m("truncated"))?;
+                    for _ in 0..n {
+                        list.push(str16(&mut r)?);
+                    }
+                }
+                let [devices, subscribers] = lists;
+                Message::KeyRequest {
+                    evidence,
+                    assignment,
+                    devices,
+                    subscribers,
+                }
+            }
+            0x13 => Message::KeyRelease {
+                sealed: blob(&mut r)?,
+            },
+            0x14 | 0x23 => {
+                let code = r.u16().ok_or_else(|| m("truncated"))?;
+                let reason = str16(&mut r)?;
+                if ty == 0x14 {
+                    Message::Refused { code, reason }
+                } else {
+                    Message::FrameRefused { code, reason }
+                }
+            }
+            0x20 => {
+                let backend = r.u8().ok_or_else(|| m("truncated"))?;
+                let hardware_protected = match r.u8() {
+                    Some(0) => false,
+                    Some(1) => true,
+                    _ => return Err(m("bad hardware flag")),
+                };
+                let measurement = blob(&mut r)?;
+                Message::Status {
+                    backend,
+                    hardware_protected,
+                    measurement,
+                    transport_keys: r.u16().ok_or_else(|| m("truncated"))?,
+                    result_keys: r.u16().ok_or_else(|| m("truncated"))?,
+                }
+            }
+            0x21 => Message::SealedFrame {
+                frame: blob(&mut r)?,
+            },
+            0x22 => Message::FrameDone {
+                serial: str16(&mut r)?,
+                sequence: r.u64().ok_or_else(|| m("truncated"))?,
+                samples: r.u64().ok_or_else(|| m("truncated"))?,
+            },
+            0x2f => Message::Shutdown,
+            _ => return Err(WireError::UnknownType { ty }),
+        };
+        if r.remaining() != 0 {
+            return Err(m("trailing bytes"));
+        }
+        Ok(msg)
+    }
+}
+
+/// Reads one message; `Ok(None)` on a clean end of stream between messages.
+pub fn read_message<R: Read>(r: &mut R) -> Result<Option<Message>, WireError> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        let buf = len.get_mut(got..).ok_or(WireError::Truncated)?;
+        match r.read(buf) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(WireError::Truncated),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len == 0 || len > MAX_MESSAGE_LEN {
+        return Err(WireError::BadLength {
+            len,
+            max: MAX_MESSAGE_LEN,
+        });
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            WireError::Truncated
+        } else {
+            WireError::Io(e)
+        }
+    })?;
+    Message::decode_body(&body).map(Some)
+}
+
+/// Writes one message and flushes.
+pub fn write_message<W: Write>(w: &mut W, msg: &Message) -> Result<(), WireError> {
+    w.write_all(&msg.encode()?)?;
+    w.flush()?;
+    Ok(())
+}
+
+/// Reads the next message, treating end of stream as [`WireError::Truncated`].
+pub fn expect_message<R: Read>(r: &mut R) -> Result<Message, WireError> {
+    read_message(r)?.ok_or(WireError::Truncated)
+}
+
+/// Sends our `Hello` and checks the peer's.
+pub fn handshake<S: Read + Write>(s: &mut S, me: Role) -> Result<Role, WireError> {
+    write_message(
+        s,
+        &Message::Hello {
+            version: PROTOCOL_VERSION,
+            role: me,
+        },
+    )?;
+    match expect_message(s)? {
+        Message::Hello { role, .. } => Ok(role),
+        other => Err(WireError::Unexpected {
+            got: other.name(),
+            expected: "Hello",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    pub(crate) fn samples() -> Vec<Message> {
+        vec![
+            Message::Hello {
+                version: PROTOCOL_VERSION,
+                role: Role::Worker,
+            },
+            Message::ChallengeRequest,
+            Message::Challenge {
+                nonce: Nonce([7; 32]),
+                issued_at: 1_700_000_000,
+            },
+            Message::KeyRequest {
+                evidence: vec![1, 2, 3],
+                assignment: "ward-a".into(),
+                devices: vec!["ECG-1".into(), "ECG-2".into()],
+                subscribers: vec!["dr-a".into()],
+            },
+            Message::KeyRelease {
+                sealed: vec![9; 80],
+            },
+            Message::Refused {
+                code: 109,
+                reason: "no".into(),
+            },
+            Message::Status {
+                backend: 1,
+                hardware_protected: false,
+                measurement: vec![5; 32],
+                transport_keys: 2,
+                result_keys: 1,
+            },
+            Message::SealedFrame { frame: vec![4; 10] },
+            Message::FrameDone {
+                serial: "ECG-1".into(),
+                sequence: 3,
+                samples: 720,
+            },
+            Message::FrameRefused {
+                code: 201,
+                reason: "bad tag".into(),
+            },
+            Message::Shutdown,
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips_and_truncation_is_typed() {
+        for m in samples() {
+            let enc = m.encode().unwrap();
+            let mut c = std::io::Cursor::new(&enc);
+            assert_eq!(read_message(&mut c).unwrap().unwrap(), m);
+            assert!(read_message(&mut c).unwrap().is_none());
+            for n in 1..enc.len() {
+                let mut c = std::io::Cursor::new(&enc[..n]);
+                assert!(read_message(&mut c).is_err(), "{} prefix {n}", m.name());
+            }
+            // A trailing byte inside the frame is refused.
+            let mut body = enc[4..].to_vec();
+            body.push(0);
+            assert!(Message::decode_body(&body).is_err(), "{}", m.name());
+        }
+    }
+
+    #[test]
+    fn hostile_lengths_and_versions() {
+        let mut c = std::io::Cursor::new(u32::MAX.to_be_bytes().to_vec());
+        assert!(matches!(
+            read_message(&mut c),
+            Err(WireError::BadLength { .. })
+        ));
+        let mut c = std::io::Cursor::new(vec![0, 0, 0, 0]);
+        assert!(matches!(
+            read_message(&mut c),
+            Err(WireError::BadLength { len: 0, .. })
+        ));
+        let mut enc = Message::Hello {
+            version: 1,
+            role: Role::Host,
+        }
+        .encode()
+        .unwrap();
+        enc[14] = 2;
+        assert!(matches!(
+            Message::decode_body(&enc[4..]),
+            Err(WireError::UnknownVersion { version: 2 })
+        ));
+        enc[5] = b'X';
+        assert!(matches!(
+            Message::decode_body(&enc[4..]),
+            Err(WireError::BadMagic)
+        ));
+        assert!(matches!(
+            Message::decode_body(&[0x99]),
+            Err(WireError::UnknownType { ty: 0x99 })
+        ));
+    }
+
+    #[test]
+    fn oversized_fields_are_refused_not_cut() {
+        let long = "x".repeat(70_000);
+        let m = Message::Refused {
+            code: 1,
+            reason: long.clone(),
+        };
+        assert!(matches!(
+            m.encode(),
+            Err(WireError::TooLarge {
+                field: "reason",
+                ..
+            })
+        ));
+        let m = Message::KeyRequest {
+            evidence: vec![],
+            assignment: "a".into(),
+            devices: vec![String::new(); 70_000],
+            subscribers: vec![],
+        };
+        assert!(matches!(
+            m.encode(),
+            Err(WireError::TooLarge {
+                field: "devices",
+                ..
+            })
+        ));
+        let m = Message::SealedFrame {
+            frame: vec![0; MAX_MESSAGE_LEN],
+        };
+        assert!(matches!(
+            m.encode(),
+            Err(WireError::TooLarge {
+                field: "message",
+                ..
+            })
+        ));
+        let mut sink = Vec::new();
+        assert!(write_message(&mut sink, &m).is_err());
+        assert!(sink.is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn hostile_bodies_never_panic(b in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = Message::decode_body(&b);
+            let _ = read_message(&mut std::io::Cursor::new(&b));
+        }
+    }
+}

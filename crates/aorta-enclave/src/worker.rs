@@ -1,0 +1,433 @@
+//! The worker: its key pair, its protocol states as types, the broker
+//! client, and the host-facing message loop.
+//!
+//! ```text
+//! Unattested ──attest_to_broker──▶ Ready ──serve(host)──▶ (zeroized on drop)
+//!      │                              ▲
+//!      └─ attest(nonce) ▶ AwaitingKeys ┘ receive_keys(sealed)
+//! ```
+//! Each transition consumes the previous state, so a worker cannot serve
+//! frames before it holds keys, nor attest twice with one key pair.
+//!
+//! Inside the worker, key bytes live in [`Secret32`] (zeroized on drop) and
+//! opened samples in [`zeroize::Zeroizing`] buffers that are wiped as soon
+//! as the frame is analysed. Nothing the worker writes to the host contains
+//! key bytes or samples: `Status` carries counts, `FrameDone` carries the
+//! serial, sequence and sample count, `FrameRefused` a code and a fixed text.
+
+use std::fmt;
+use std::io::{Read, Write};
+
+use hpke::Kem as _;
+use hpke::Serializable;
+use hpke::kem::X25519HkdfSha256;
+use zeroize::Zeroizing;
+
+use crate::attest::{AttestError, Attester};
+use crate::evidence::{Backend, Evidence, EvidenceClaims, Measurement, Nonce};
+use crate::keywrap::{KeyBundle, KeyWrapError, Secret32, open_bundle};
+use crate::wire::{self, Message, Role, WireError};
+
+/// Hardens the worker process where the OS allows it without `unsafe` in
+/// aorta: marks it non-dumpable (`prctl(PR_SET_DUMPABLE, 0)` on Linux), so
+/// it writes no core dump holding keys or samples and other processes of the
+/// same user cannot `ptrace` it or read its `/proc/PID/mem`. (Root still
+/// can on a non-TEE host; see docs/trust-model.md.)
+pub fn harden_process() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)?;
+    }
+    Ok(())
+}
+
+/// The worker's fresh X25519 key pair (HPKE recipient). The private key is
+/// zeroized on drop by `hpke`/`x25519-dalek`; `Debug` shows only the public key.
+pub struct WorkerKeypair {
+    sk: <X25519HkdfSha256 as hpke::Kem>::PrivateKey,
+    pk: [u8; 32],
+}
+
+impl fmt::Debug for WorkerKeypair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "WorkerKeypair {{ public: {} }}",
+            crate::evidence::hex(&self.pk)
+        )
+    }
+}
+
+impl WorkerKeypair {
+    /// A fresh key pair from the OS CSPRNG.
+    pub fn generate() -> Result<Self, getrandom::Error> {
+        let mut ikm = Zeroizing::new([0u8; 32]);
+        getrandom::fill(ikm.as_mut())?;
+        Ok(Self::from_ikm(&ikm))
+    }
+
+    /// A key pair derived (HPKE `DeriveKeyPair`) from 32 bytes of input keying
+    /// material — for test vectors; production uses [`WorkerKeypair::generate`].
+    pub fn from_ikm(ikm: &[u8; 32]) -> Self {
+        let (sk, pk) = X25519HkdfSha256::derive_keypair(ikm);
+        let mut pkb = [0u8; 32];
+        pkb.copy_from_slice(&pk.to_bytes());
+        Self { sk, pk: pkb }
+    }
+
+    /// The public key bytes.
+    pub fn public_bytes(&self) -> [u8; 32] {
+        self.pk
+    }
+
+    pub(crate) fn private_key(&self) -> &<X25519HkdfSha256 as hpke::Kem>::PrivateKey {
+        &self.sk
+    }
+}
+
+/// State 1: a worker with a fresh key pair and a measurement, not yet attested.
+#[derive(Debug)]
+pub struct Unattested {
+    keypair: WorkerKeypair,
+    app_measurement: Measurement,
+}
+
+/// State 2: evidence produced for a nonce; waiting for the sealed key bundle.
+#[derive(Debug)]
+pub struct AwaitingKeys {
+    keypair: WorkerKeypair,
+    evidence: Evidence,
+}
+
+/// State 3: the worker holds the keys of its assignment.
+#[derive(Debug)]
+pub struct Ready {
+    keys: KeyBundle,
+    backend: Backend,
+    app_measurement: Measurement,
+}
+
+impl Unattested {
+    /// A worker with a fresh key pair.
+    pub fn new(app_measurement: Measurement) -> Result<Self, getrandom::Error> {
+        Ok(Self {
+            keypair: WorkerKeypair::generate()?,
+            app_measurement,
+        })
+    }
+
+    /// A worker with a given key pair (tests, vectors).
+    pub fn with_keypair(keypair: WorkerKeypair, app_measurement: Measurement) -> Self {
+        Self {
+            keypair,
+            app_measurement,
+        }
+    }
+
+    /// Produces evidence for `nonce` at time `now` with `attester`.
+    pub fn attest(
+        self,
+        attester: &dyn Attester,
+        nonce: Nonce,
+        now: u64,
+    ) -> Result<AwaitingKeys, AttestError> {
+        let claims = EvidenceClaims {
+            backend: attester.backend(),
+            nonce,
+            worker_public_key: self.keypair.public_bytes(),
+            app_measurement: self.app_measurement,
+            issued_at: now,
+        };
+        let evidence = attester.attest(claims)?;
+        Ok(AwaitingKeys {
+            keypair: self.keypair,
+            evidence,
+        })
+    }
+}
+
+impl AwaitingKeys {
+    /// The evidence to send to the broker.
+    pub fn evidence(&self) -> &Evidence {
+        &self.evidence
+    }
+
+    /// Opens the broker's sealed bundle. The key pair is dropped (zeroized)
+    /// afterwards: it served this one release only.
+    pub fn receive_keys(self, sealed: &[u8]) -> Result<Ready, KeyWrapError> {
+        let keys = open_bundle(&self.keypair, &self.evidence.claims, sealed)?;
+        Ok(Ready {
+            keys,
+            backend: self.evidence.claims.backend,
+            app_measurement: self.evidence.claims.app_measurement,
+        })
+    }
+}
+
+/// Why the worker could not obtain its keys from the broker.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Protocol or transport failure.
+    #[error("broker channel: {0}")]
+    Wire(#[from] WireError),
+    /// Evidence could not be produced.
+    #[error("attestation: {0}")]
+    Attest(#[from] AttestError),
+    /// The broker refused.
+    #[error("the key broker refused (code {code}): {reason}")]
+    Refused {
+        /// Refusal code.
+        code: u16,
+        /// Reason.
+        reason: String,
+    },
+    /// The sealed bundle did not open.
+    #[error("key bundle: {0}")]
+    KeyWrap(#[from] KeyWrapError),
+    /// The bundle is not what was asked for.
+    #[error("the broker released keys for assignment {got:?}, not {asked:?}")]
+    WrongAssignment {
+        /// Asked for.
+        asked: String,
+        /// Received.
+        got: String,
+    },
+}
+
+/// What the worker asks the broker for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRequest {
+    /// Assignment name.
+    pub assignment: String,
+    /// Device serials.
+    pub devices: Vec<String>,
+    /// Subscriber ids.
+    pub subscribers: Vec<String>,
+}
+
+/// The full client exchange over one broker connection: handshake, get a
+/// nonce, attest, request keys, open them. The evidence is dated with the
+/// challenge's time: a worker's own clock is set by the untrusted host and
+/// means nothing, so freshness rests on the broker's nonce and clock.
+pub fn attest_to_broker<S: Read + Write>(
+    stream: &mut S,
+    worker: Unattested,
+    attester: &dyn Attester,
+    request: &KeyRequest,
+) -> Result<Ready, ClientError> {
+    wire::handshake(stream, Role::Worker)?;
+    wire::write_message(stream, &Message::ChallengeRequest)?;
+    let (nonce, issued_at) = match wire::expect_message(stream)? {
+        Message::Challenge { nonce, issued_at } => (nonce, issued_at),
+        Message::Refused { code, reason } => return Err(ClientError::Refused { code, reason }),
+        other => {
+            return Err(WireError::Unexpected {
+                got: other.name(),
+                expected: "Challenge",
+            }
+            .into());
+        }
+    };
+    let awaiting = worker.attest(attester, nonce, issued_at)?;
+    wire::write_message(
+        stream,
+        &Message::KeyRequest {
+            evidence: awaiting.evidence().encode(),
+            assignment: request.assignment.clone(),
+            devices: request.devices.clone(),
+            subscribers: request.subscribers.clone(),
+        },
+    )?;
+    match wire::expect_message(stream)? {
+        Message::KeyRelease { sealed } => {
+            let ready = awaiting.receive_keys(&sealed)?;
+            if ready.keys.assignment != request.assignment {
+                return Err(ClientError::WrongAssignment {
+                    asked: request.assignment.clone(),
+                    got: ready.keys.assignment.clone(),
+                });
+            }
+            Ok(ready)
+        }
+        Message::Refused { code, reason } => Err(ClientError::Refused { code, reason }),
+        other => Err(WireError::Unexpected {
+            got: other.name(),
+            expected: "KeyRelease or Refused",
+        }
+        .into()),
+    }
+}
+
+/// A frame the worker opened: plaintext samples in zeroizing memory.
+pub struct OpenedFrame {
+    /// Device serial.
+    pub serial: String,
+    /// Frame sequence number.
+    pub sequence: u64,
+    /// Samples (channel-interleaved), wiped on drop.
+    pub samples: Zeroizing<Vec<i32>>,
+}
+
+impl fmt::Debug for OpenedFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "OpenedFrame {{ serial: {:?}, sequence: {}, samples: <{} redacted> }}",
+            self.serial,
+            self.sequence,
+            self.samples.len()
+        )
+    }
+}
+
+/// Why a frame was refused inside the worker. `reason` must never contain
+/// plaintext or key bytes (it crosses to the host).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("frame refused (code {code}): {reason}")]
+pub struct FrameError {
+    /// Stable code (2xx).
+    pub code: u16,
+    /// Fixed description.
+    pub reason: String,
+}
+
+/// Frame code: no transport key was released for the frame's device.
+pub const FRAME_NO_KEY: u16 = 200;
+
+/// The seam to the device issue's upload frames: tell which device a sealed
+/// frame comes from (its cleartext, authenticated header) and open it with
+/// that device's transport key. The lead wires aorta-device's frame code
+/// here; tests implement it with a small AEAD format of their own.
+pub trait FrameOpener {
+    /// The serial in the frame's header (not yet authenticated).
+    fn serial(&self, frame: &[u8]) -> Result<String, FrameError>;
+    /// Authenticates and opens the frame.
+    fn open(&self, frame: &[u8], transport_key: &Secret32) -> Result<OpenedFrame, FrameError>;
+}
+
+/// What [`Ready::serve`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServeSummary {
+    /// Frames opened.
+    pub frames: u64,
+    /// Frames refused.
+    pub refused: u64,
+    /// Samples analysed.
+    pub samples: u64,
+}
+
+impl Ready {
+    /// The released keys.
+    pub fn keys(&self) -> &KeyBundle {
+        &self.keys
+    }
+
+    /// The backend the worker attested with.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The `Status` message for the host (counts only).
+    pub fn status(&self) -> Message {
+        Message::Status {
+            backend: self.backend.code(),
+            hardware_protected: self.backend.is_hardware(),
+            measurement: self.app_measurement.0.to_vec(),
+            transport_keys: u16::try_from(self.keys.transport_keys.len()).unwrap_or(u16::MAX),
+            result_keys: u16::try_from(self.keys.result_keys.len()).unwrap_or(u16::MAX),
+        }
+    }
+
+    /// Opens one sealed frame and analyses it with `analyse` (which sees the
+    /// plaintext inside the worker only).
+    pub fn process_frame(
+        &self,
+        opener: &dyn FrameOpener,
+        frame: &[u8],
+        analyse: &mut dyn FnMut(&OpenedFrame),
+    ) -> Message {
+        let serial = match opener.serial(frame) {
+            Ok(s) => s,
+            Err(e) => {
+                return Message::FrameRefused {
+                    code: e.code,
+                    reason: e.reason,
+                };
+            }
+        };
+        let Some(key) = self.keys.transport_key(&serial) else {
+            return Message::FrameRefused {
+                code: FRAME_NO_KEY,
+                reason: "no transport key released for this frame's device".into(),
+            };
+        };
+        match opener.open(frame, key) {
+            Ok(opened) => {
+                analyse(&opened);
+                Message::FrameDone {
+                    serial: opened.serial.clone(),
+                    sequence: opened.sequence,
+                    samples: opened.samples.len() as u64,
+                }
+                // `opened` drops here: samples zeroized.
+            }
+            Err(e) => Message::FrameRefused {
+                code: e.code,
+                reason: e.reason,
+            },
+        }
+    }
+
+    /// The host-facing loop: `Hello` both ways, our `Status`, then
+    /// `SealedFrame` → `FrameDone`/`FrameRefused` until `Shutdown` or end of
+    /// stream. Keys are zeroized when `self` drops after this returns.
+    pub fn serve<R: Read, W: Write>(
+        &self,
+        opener: &dyn FrameOpener,
+        input: &mut R,
+        output: &mut W,
+        analyse: &mut dyn FnMut(&OpenedFrame),
+    ) -> Result<ServeSummary, WireError> {
+        wire::write_message(
+            output,
+            &Message::Hello {
+                version: wire::PROTOCOL_VERSION,
+                role: Role::Worker,
+            },
+        )?;
+        match wire::expect_message(input)? {
+            Message::Hello { .. } => {}
+            other => {
+                return Err(WireError::Unexpected {
+                    got: other.name(),
+                    expected: "Hello",
+                });
+            }
+        }
+        wire::write_message(output, &self.status())?;
+        let mut sum = ServeSummary::default();
+        loop {
+            match wire::read_message(input)? {
+                None | Some(Message::Shutdown) => return Ok(sum),
+                Some(Message::SealedFrame { frame }) => {
+                    let reply = self.process_frame(opener, &frame, analyse);
+                    match &reply {
+                        Message::FrameDone { samples, .. } => {
+                            sum.frames += 1;
+                            sum.samples += samples;
+                        }
+                        _ => sum.refused += 1,
+                    }
+                    wire::write_message(output, &reply)?;
+                }
+                Some(other) => {
+                    return Err(WireError::Unexpected {
+                        got: other.name(),
+                        expected: "SealedFrame or Shutdown",
+                    });
+                }
+            }
+        }
+    }
+}

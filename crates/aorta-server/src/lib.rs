@@ -1,0 +1,36 @@
+//! # aorta-server — the data owner's server side
+//!
+//! Owns the **key broker** ([`broker`]): it reads a TOML policy
+//! ([`broker::policy::Policy`]), issues single-use attestation nonces,
+//! verifies worker evidence with `aorta-enclave`, and releases exactly the
+//! keys a worker's assignment needs, HPKE-wrapped to the worker's attested
+//! key — or refuses with a typed reason ([`broker::BrokerRefusal`]). Every
+//! decision is logged with `tracing`; key bytes never are.
+//!
+//! It must never: release a key to an unverified worker (the types forbid it:
+//! wrapping needs an `AttestedWorker`), accept a nonce twice, or accept `sim`
+//! evidence unless the policy says `allow_simulation = true`.
+//!
+//! The streaming issue adds device ingest and the results API here.
+//!
+//! ## Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use aorta_server::broker::{Broker, MemoryKeySource, policy::Policy};
+//!
+//! let policy = Policy::from_toml_str(r#"
+//!     allowed_backends = ["tdx"]
+//!     allowed_measurements = ["00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"]
+//!     [[assignments]]
+//!     name = "ward-a"
+//!     devices = ["ECG-0001"]
+//!     subscribers = []
+//! "#).unwrap();
+//! let broker = Broker::new(policy, Arc::new(MemoryKeySource::default()));
+//! let (nonce, _issued_at) = broker.issue_nonce().unwrap();
+//! assert_eq!(nonce.0.len(), 32);
+//! ```
+#![deny(missing_docs)]
+
+pub mod broker;

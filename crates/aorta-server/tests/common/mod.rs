@@ -1,0 +1,207 @@
+//! Shared setup for the broker tests: a sim platform, a policy, in-memory keys.
+#![allow(dead_code, unused_imports)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+pub use std::sync::atomic::{AtomicU64, Ordering};
+pub use std::sync::{Arc, Mutex};
+
+pub use aorta_enclave::attest::{Attester, SimAttester};
+pub use aorta_enclave::evidence::{Backend, EvidenceBody, EvidenceClaims, Measurement, Nonce, hex};
+pub use aorta_enclave::keywrap::{Secret32, open_bundle};
+pub use aorta_enclave::verify::Refusal;
+pub use aorta_enclave::worker::{self, ClientError, KeyRequest, Unattested, WorkerKeypair};
+pub use aorta_server::broker::policy::Policy;
+pub use aorta_server::broker::{Broker, BrokerRefusal, MemoryKeySource, ReleaseRequest};
+
+pub const T0: u64 = 1_800_000_000;
+
+pub struct Setup {
+    pub broker: Arc<Broker>,
+    pub clock: Arc<AtomicU64>,
+    pub platform: SimAttester,
+    pub measurement: Measurement,
+}
+
+pub fn key(i: u8) -> Secret32 {
+    Secret32::from_bytes([i; 32])
+}
+
+pub fn policy_toml(
+    platform: &SimAttester,
+    measurement: &Measurement,
+    backends: &str,
+    sim: bool,
+) -> String {
+    format!(
+        r#"
+        allowed_backends = {backends}
+        allow_simulation = {sim}
+        allowed_measurements = ["{m}"]
+        sim_platform_keys = ["{k}"]
+        freshness_secs = 60
+        [[assignments]]
+        name = "ward-a"
+        devices = ["ECG-1", "ECG-2"]
+        subscribers = ["dr-a"]
+        [[assignments]]
+        name = "ward-b"
+        devices = ["ECG-3", "ECG-9"]
+        subscribers = []
+        "#,
+        m = measurement.to_hex(),
+        k = hex(&platform.platform_public_key()),
+    )
+}
+
+pub fn setup_with(backends: &str, sim: bool) -> Setup {
+    let platform = SimAttester::from_seed(&[42; 32]);
+    let measurement = Measurement::of_worker(b"worker-binary", b"worker-config");
+    let policy =
+        Policy::from_toml_str(&policy_toml(&platform, &measurement, backends, sim)).unwrap();
+    let mut keys = MemoryKeySource::default();
+    keys.transport.insert("ECG-1".into(), key(1));
+    keys.transport.insert("ECG-2".into(), key(2));
+    keys.transport.insert("ECG-3".into(), key(3));
+    keys.results.insert("dr-a".into(), key(10));
+    let clock = Arc::new(AtomicU64::new(T0));
+    let c = Arc::clone(&clock);
+    let broker = Arc::new(Broker::with_clock(
+        policy,
+        Arc::new(keys),
+        Box::new(move || c.load(Ordering::SeqCst)),
+    ));
+    Setup {
+        broker,
+        clock,
+        platform,
+        measurement,
+    }
+}
+
+pub fn setup() -> Setup {
+    setup_with(r#"["sim"]"#, true)
+}
+
+pub fn claims(s: &Setup, kp: &WorkerKeypair, nonce: Nonce) -> EvidenceClaims {
+    EvidenceClaims {
+        backend: Backend::Sim,
+        nonce,
+        worker_public_key: kp.public_bytes(),
+        app_measurement: s.measurement,
+        issued_at: s.clock.load(Ordering::SeqCst),
+    }
+}
+
+pub fn request(evidence: Vec<u8>, devices: &[&str]) -> ReleaseRequest {
+    ReleaseRequest {
+        evidence,
+        assignment: "ward-a".into(),
+        devices: devices.iter().map(|d| d.to_string()).collect(),
+        subscribers: vec![],
+    }
+}
+
+pub fn evidence_refusal(r: Result<aorta_server::broker::Released, BrokerRefusal>) -> Refusal {
+    match r {
+        Err(BrokerRefusal::Evidence(e)) => e,
+        other => panic!("expected an evidence refusal, got {other:?}"),
+    }
+}
+
+/// A small AEAD frame format for tests only ("TFR1"), standing in for the
+/// device issue's upload frames at the [`worker::FrameOpener`] seam:
+/// `"TFR1" | serial (u16 len) | sequence u64 | ChaCha20-Poly1305(samples as
+/// i16 LE)` with the header as associated data and the sequence as nonce.
+pub struct TestFrames;
+
+pub fn test_header(serial: &str, seq: u64) -> Vec<u8> {
+    let mut h = b"TFR1".to_vec();
+    h.extend_from_slice(&(serial.len() as u16).to_be_bytes());
+    h.extend_from_slice(serial.as_bytes());
+    h.extend_from_slice(&seq.to_be_bytes());
+    h
+}
+
+fn test_nonce(seq: u64) -> chacha20poly1305::Nonce {
+    let mut n = [0u8; 12];
+    n[4..].copy_from_slice(&seq.to_be_bytes());
+    chacha20poly1305::Nonce::from(n)
+}
+
+pub fn seal_test_frame(key: &Secret32, serial: &str, seq: u64, samples: &[i32]) -> Vec<u8> {
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+    let header = test_header(serial, seq);
+    let pt: Vec<u8> = samples
+        .iter()
+        .flat_map(|s| (*s as i16).to_le_bytes())
+        .collect();
+    let c = chacha20poly1305::ChaCha20Poly1305::new(&(*key.expose()).into());
+    let ct = c
+        .encrypt(
+            &test_nonce(seq),
+            Payload {
+                msg: &pt,
+                aad: &header,
+            },
+        )
+        .unwrap();
+    let mut out = header;
+    out.extend_from_slice(&ct);
+    out
+}
+
+impl worker::FrameOpener for TestFrames {
+    fn serial(&self, frame: &[u8]) -> Result<String, worker::FrameError> {
+        let bad = || worker::FrameError {
+            code: 201,
+            reason: "malformed test frame header".into(),
+        };
+        if frame.get(..4) != Some(b"TFR1") {
+            return Err(bad());
+        }
+        let n = u16::from_be_bytes(frame.get(4..6).ok_or_else(bad)?.try_into().unwrap()) as usize;
+        let s = frame.get(6..6 + n).ok_or_else(bad)?;
+        String::from_utf8(s.to_vec()).map_err(|_| bad())
+    }
+
+    fn open(
+        &self,
+        frame: &[u8],
+        key: &Secret32,
+    ) -> Result<worker::OpenedFrame, worker::FrameError> {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        let serial = self.serial(frame)?;
+        let hl = 6 + serial.len() + 8;
+        let bad = || worker::FrameError {
+            code: 202,
+            reason: "test frame does not authenticate".into(),
+        };
+        let header = frame.get(..hl).ok_or_else(bad)?;
+        let seq = u64::from_be_bytes(header[hl - 8..].try_into().unwrap());
+        let c = chacha20poly1305::ChaCha20Poly1305::new(&(*key.expose()).into());
+        let pt = zeroize::Zeroizing::new(
+            c.decrypt(
+                &test_nonce(seq),
+                Payload {
+                    msg: &frame[hl..],
+                    aad: header,
+                },
+            )
+            .map_err(|_| bad())?,
+        );
+        let samples = pt
+            .chunks_exact(2)
+            .map(|c| i32::from(i16::from_le_bytes([c[0], c[1]])))
+            .collect();
+        Ok(worker::OpenedFrame {
+            serial,
+            sequence: seq,
+            samples: zeroize::Zeroizing::new(samples),
+        })
+    }
+}
