@@ -224,21 +224,67 @@ fn resample_quadratic(x: &[f64], y: &[f64], fs: f64, s: &mut FreqScratch) -> boo
     s.resampled.clear();
     s.resampled.reserve(count);
     let mut l = 2usize;
+    let mut span = SpanBasis::new(t, l);
     for i in 0..count {
         let xv = x0 + i as f64 * delta;
         if xv > xl {
             s.resampled.push(yl);
             continue;
         }
+        let l0 = l;
         while l < n - 1 && t.get(l + 1).is_some_and(|&k| xv >= k) {
             l += 1;
         }
-        let b = basis2(t, l, xv);
+        if l != l0 {
+            span = SpanBasis::new(t, l);
+        }
+        let b = span.eval(xv);
         let c = |j: usize| s.coef.get(j).copied().unwrap_or(0.0);
         s.resampled
             .push(b[0] * c(l - 2) + b[1] * c(l - 1) + b[2] * c(l));
     }
     true
+}
+
+/// [`basis2`] for many points of one knot span: the three denominators of
+/// Cox–de Boor depend only on the span, so their reciprocals are taken once
+/// and evaluation needs no division (the grid has ~3 points per span).
+struct SpanBasis {
+    kl: f64,
+    kl1: f64,
+    klm1: f64,
+    kl2: f64,
+    inv0: f64,
+    inv1: f64,
+    inv2: f64,
+}
+
+impl SpanBasis {
+    fn new(t: &[f64], l: usize) -> Self {
+        let k = |i: usize| t.get(i).copied().unwrap_or(f64::NAN);
+        let inv = |d: f64| if d == 0.0 { 0.0 } else { 1.0 / d };
+        let (kl, kl1, klm1, kl2) = (k(l), k(l + 1), k(l.wrapping_sub(1)), k(l + 2));
+        SpanBasis {
+            kl,
+            kl1,
+            klm1,
+            kl2,
+            inv0: inv(kl1 - kl),
+            inv1: inv(kl1 - klm1),
+            inv2: inv(kl2 - kl),
+        }
+    }
+
+    #[inline]
+    fn eval(&self, x: f64) -> [f64; 3] {
+        let (left1, right1) = (x - self.kl, self.kl1 - x);
+        let (left2, right2) = (x - self.klm1, self.kl2 - x);
+        let n0 = right1 * self.inv0;
+        let n1 = left1 * self.inv0;
+        let t0 = n0 * self.inv1;
+        let t1 = n1 * self.inv2;
+        [right1 * t0, left2 * t0 + right2 * t1, left1 * t1]
+    }
 }
 
 /// The three non-zero quadratic B-spline basis values on knot span `l`
