@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench_cmd;
+mod bench_compress;
 mod wfdb_cmd;
 
 #[derive(Parser)]
@@ -22,12 +24,16 @@ enum Command {
     /// Inspect WFDB records.
     #[command(subcommand)]
     Wfdb(wfdb_cmd::WfdbCmd),
+    /// Measure performance on real data.
+    #[command(subcommand)]
+    Bench(bench_cmd::BenchCmd),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Wfdb(c) => wfdb_cmd::run(c),
+        Command::Bench(c) => bench_cmd::run(c),
     };
     match result {
         Ok(code) => code,
