@@ -146,7 +146,7 @@ fn aorta_codec(rec: &Record, frame_seconds: f64) -> anyhow::Result<Tally> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    if !(a.frame_seconds > 0.0) {
+    if a.frame_seconds.is_nan() || a.frame_seconds <= 0.0 {
         bail!("--frame-seconds must be positive");
     }
     let names = record_names(&a.db)?;
