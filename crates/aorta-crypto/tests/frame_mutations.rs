@@ -2,6 +2,12 @@
 //!
 //! The case count is `AORTA_FRAME_MUTATIONS` (default 100,000; it runs in a
 //! few seconds in debug because the frames are small).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use aorta_crypto::frame::{self, ChannelCalibration, FrameHeader, TransportKey};
 use aorta_crypto::keys::KeySlice;
@@ -73,15 +79,27 @@ fn random_mutations_of_valid_frames_are_all_refused() {
     let key = TransportKey::derive(&keys, 7, &epoch).unwrap();
     let x: Vec<i32> = (0..24).map(|i| 1000 + (i * 13) % 29 - 14).collect();
     let y: Vec<i32> = (0..24).map(|i| -3 * i + 40).collect();
-    let h = FrameHeader::new("SN-MUT-1", 7, 1234, 1_700_000_000_000_000, 360_000, 2, 24, epoch)
-        .unwrap();
+    let h = FrameHeader::new(
+        "SN-MUT-1",
+        7,
+        1234,
+        1_700_000_000_000_000,
+        360_000,
+        2,
+        24,
+        epoch,
+    )
+    .unwrap();
     let cal = vec![
         ChannelCalibration::new(200.0, 1024, 1024, 11, "mV", "MLII"),
         ChannelCalibration::new(200.0, 1024, 1024, 11, "mV", "V1"),
     ];
     let valid = frame::seal(&key, &h, &cal, &[&x, &y]).unwrap();
     // The unmutated frame opens.
-    assert_eq!(frame::parse(&valid).unwrap().open(&key).unwrap().samples, vec![x, y]);
+    assert_eq!(
+        frame::parse(&valid).unwrap().open(&key).unwrap().samples,
+        vec![x, y]
+    );
 
     let mut runner = TestRunner::new(Config {
         cases,
