@@ -10,6 +10,9 @@ use clap::{Parser, Subcommand};
 
 mod bench_cmd;
 mod bench_compress;
+mod device_cmd;
+mod factory_cmd;
+mod frames_cmd;
 mod wfdb_cmd;
 
 #[derive(Parser)]
@@ -24,6 +27,15 @@ enum Command {
     /// Inspect WFDB records.
     #[command(subcommand)]
     Wfdb(wfdb_cmd::WfdbCmd),
+    /// Factory: key pool, key registry, device provisioning.
+    #[command(subcommand)]
+    Factory(factory_cmd::FactoryCmd),
+    /// Device: seal samples into upload frames.
+    #[command(subcommand)]
+    Device(device_cmd::DeviceCmd),
+    /// Server: open upload frames.
+    #[command(subcommand)]
+    Frames(frames_cmd::FramesCmd),
     /// Measure performance on real data.
     #[command(subcommand)]
     Bench(bench_cmd::BenchCmd),
@@ -34,6 +46,9 @@ fn main() -> ExitCode {
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Wfdb(c) => wfdb_cmd::run(c),
         Command::Bench(c) => bench_cmd::run(c),
+        Command::Factory(c) => factory_cmd::run(c),
+        Command::Device(c) => device_cmd::run(c),
+        Command::Frames(c) => frames_cmd::run(c),
     };
     match result {
         Ok(code) => code,
