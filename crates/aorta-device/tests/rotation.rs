@@ -1,7 +1,12 @@
 //! Key rotation and the no-(key, nonce)-reuse guarantee, under wrap-around,
 //! reboot, a crash between sealing and the next state write, and the restore
 //! of an old state file.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -43,7 +48,11 @@ impl NonceLedger {
     }
 }
 
-fn seal_n(s: &mut Sealer<FileSecureElement>, n: usize, ledger: &mut NonceLedger) -> Vec<(u64, u16)> {
+fn seal_n(
+    s: &mut Sealer<FileSecureElement>,
+    n: usize,
+    ledger: &mut NonceLedger,
+) -> Vec<(u64, u16)> {
     (0..n)
         .map(|i| {
             let x = [i as i32, 2, 3];
@@ -59,7 +68,11 @@ fn index_advances_after_max_uses_and_wraps_around_the_slice() {
     let d = tempfile::tempdir().unwrap();
     let se_path = make_se(d.path());
     let state = d.path().join("state");
-    let mut ledger = NonceLedger { se: FileSecureElement::open(&se_path).unwrap(), seen: HashSet::new(), seqs: vec![] };
+    let mut ledger = NonceLedger {
+        se: FileSecureElement::open(&se_path).unwrap(),
+        seen: HashSet::new(),
+        seqs: vec![],
+    };
     let mut s = Sealer::new(FileSecureElement::open(&se_path).unwrap(), &state).unwrap();
     s.set_max_key_uses(2, 1).unwrap();
     let got = seal_n(&mut s, 2 * 120 * 2 + 5, &mut ledger);
@@ -83,7 +96,11 @@ fn no_key_nonce_pair_repeats_across_reboot_crash_and_restore() {
     let d = tempfile::tempdir().unwrap();
     let se_path = make_se(d.path());
     let state = d.path().join("state");
-    let mut ledger = NonceLedger { se: FileSecureElement::open(&se_path).unwrap(), seen: HashSet::new(), seqs: vec![] };
+    let mut ledger = NonceLedger {
+        se: FileSecureElement::open(&se_path).unwrap(),
+        seen: HashSet::new(),
+        seqs: vec![],
+    };
     let open = || Sealer::new(FileSecureElement::open(&se_path).unwrap(), &state).unwrap();
 
     // Run 1, with a tiny max_key_uses so keys wrap around the slice inside the run.
@@ -111,9 +128,16 @@ fn no_key_nonce_pair_repeats_across_reboot_crash_and_restore() {
     std::fs::write(&state, &snapshot).unwrap();
     let mut s = open();
     let restarted = s.next_sequence();
-    assert!(restarted <= used_max, "the restore must actually rewind the sequence");
+    assert!(
+        restarted <= used_max,
+        "the restore must actually rewind the sequence"
+    );
     let again = seal_n(&mut s, 30, &mut ledger);
-    assert!(again.iter().any(|(seq, _)| ledger.seqs.iter().filter(|x| *x == seq).count() > 1));
+    assert!(
+        again
+            .iter()
+            .any(|(seq, _)| ledger.seqs.iter().filter(|x| *x == seq).count() > 1)
+    );
     // Once the server reports its highest accepted sequence, the device skips past it.
     s.sync_with_server(used_max + 20 + RESERVE).unwrap();
     let after = seal_n(&mut s, 3, &mut ledger);
