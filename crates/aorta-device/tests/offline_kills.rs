@@ -60,14 +60,13 @@ impl Transport for Server<'_> {
         match self.reg.accept_frame(frame) {
             Ok(acc) => {
                 let start = (acc.frame.header.first_sample_us / 1000) as usize;
-                if !acc.duplicate {
-                    if self
+                if !acc.duplicate
+                    && self
                         .store
                         .insert(start, acc.frame.samples[0].clone())
                         .is_some()
-                    {
-                        *self.stored_twice += 1;
-                    }
+                {
+                    *self.stored_twice += 1;
                 }
                 if self.rng.chance(self.die_after_store) {
                     return Err(DeviceError::Network("device killed before the ack".into()));
