@@ -71,6 +71,9 @@ pub enum DeviceError {
     /// Sealing failed.
     #[error(transparent)]
     Seal(#[from] aorta_crypto::frame::SealError),
+    /// A renegotiation message was refused.
+    #[error("renegotiation refused: {0}")]
+    Reneg(#[from] aorta_crypto::reneg::RenegError),
     /// The PKCS#11 token failed.
     #[error("PKCS#11: {0}")]
     Pkcs11(String),

@@ -30,7 +30,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use aorta_crypto::frame::{self, ChannelCalibration, FrameHeader, TransportKey};
-use aorta_crypto::keys::EPOCH_LEN;
+use aorta_crypto::keys::{self, EPOCH_LEN};
+use aorta_crypto::reneg::{DeviceAwaitingValue, Offer, Reply, Sealed};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::DeviceError;
@@ -245,6 +246,38 @@ impl<S: SecureElement> Sealer<S> {
         st.store(&self.state_path)?;
         self.state = st;
         Ok(())
+    }
+
+    /// Renegotiation, device side, step 1: checks the server's Offer (MAC
+    /// under the PSK from the secure element, serial, counter above the last
+    /// accepted one) and returns the Reply to send.
+    pub fn reneg_on_offer(
+        &self,
+        offer: &Offer,
+    ) -> Result<(DeviceAwaitingValue, Reply), DeviceError> {
+        let psk = keys::renegotiation_psk(&self.se)?;
+        let rng = SystemRandom::new();
+        Ok(DeviceAwaitingValue::on_offer(
+            psk,
+            self.se.serial(),
+            self.state.reneg_counter,
+            offer,
+            &rng,
+        )?)
+    }
+
+    /// Renegotiation, device side, step 2: opens the Value, applies the new
+    /// `max_key_uses` from the next frame on (durably), and returns the
+    /// Confirm to send.
+    pub fn reneg_on_value(
+        &mut self,
+        st: DeviceAwaitingValue,
+        msg: &Sealed,
+    ) -> Result<Sealed, DeviceError> {
+        let base = self.next_seq;
+        let (v, counter, confirm) = st.on_value(msg, base)?;
+        self.set_max_key_uses(v, counter)?;
+        Ok(confirm)
     }
 
     /// Reserves the next sequence number (persisting a new high-water mark

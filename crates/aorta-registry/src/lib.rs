@@ -32,7 +32,10 @@
 //! ```
 #![deny(missing_docs)]
 
+mod reneg;
 mod store;
+
+pub use reneg::RenegPolicy;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -129,6 +132,21 @@ pub enum RegistryError {
         /// Serial.
         serial: String,
     },
+    /// `max_key_uses` changed too often.
+    #[error(
+        "device {serial}: {changes} max_key_uses changes in the last {window_secs} s; renegotiation refused (rate limit)"
+    )]
+    RateLimited {
+        /// Serial.
+        serial: String,
+        /// Completed changes inside the window.
+        changes: usize,
+        /// Window length.
+        window_secs: u64,
+    },
+    /// A renegotiation message was refused.
+    #[error("renegotiation refused: {0}")]
+    Reneg(#[from] aorta_crypto::reneg::RenegError),
     /// Bad configuration value.
     #[error("bad configuration: {0}")]
     Config(String),
@@ -171,6 +189,8 @@ pub struct DeviceInfo {
     pub verified: bool,
     /// Current `max_key_uses`.
     pub max_key_uses: u64,
+    /// Smallest `max_key_uses` ever offered (used by the key-index window).
+    pub min_key_uses: u64,
     /// Highest accepted frame sequence.
     pub last_sequence: Option<u64>,
     /// Key index of that frame.
@@ -379,6 +399,7 @@ impl Accepted {
 pub struct Registry {
     db: Database,
     kek: Kek,
+    rng: SystemRandom,
     counters: RefusalCounters,
     dir: PathBuf,
 }
@@ -452,11 +473,13 @@ impl Registry {
             w.open_table(ALLOC).map_err(db_err)?;
             w.open_table(FRAME_STATE).map_err(db_err)?;
             w.open_table(ACKS).map_err(db_err)?;
+            w.open_table(reneg::RENEG).map_err(db_err)?;
         }
         w.commit().map_err(db_err)?;
         Ok(Registry {
             db,
             kek,
+            rng,
             counters: RefusalCounters::default(),
             dir: dir.to_path_buf(),
         })
@@ -481,6 +504,7 @@ impl Registry {
         Ok(Registry {
             db,
             kek,
+            rng: SystemRandom::new(),
             counters: RefusalCounters::default(),
             dir: dir.to_path_buf(),
         })
@@ -556,6 +580,7 @@ impl Registry {
                 slice_len: n as u16,
                 verified: false,
                 max_key_uses: DEFAULT_MAX_KEY_USES,
+                min_key_uses: DEFAULT_MAX_KEY_USES,
             };
             devices
                 .insert(serial, rec.encode().as_slice())
@@ -645,6 +670,7 @@ impl Registry {
             slice_len: rec.slice_len,
             verified: rec.verified,
             max_key_uses: rec.max_key_uses,
+            min_key_uses: rec.min_key_uses,
             last_sequence: st.last_sequence,
             last_key_index: st.last_key_index,
         })
@@ -762,7 +788,7 @@ impl Registry {
             Some(last) => h.sequence - last,
             None => h.sequence.saturating_add(1),
         };
-        let max_advance = (gap / rec.max_key_uses.max(1)).saturating_add(1).min(n - 1);
+        let max_advance = (gap / rec.min_key_uses.max(1)).saturating_add(1).min(n - 1);
         let got = u64::from(h.key_index);
         let out = got >= n || (got + n - u64::from(st.last_key_index)) % n > max_advance;
         if out {
@@ -793,5 +819,18 @@ impl Registry {
             frame,
             duplicate: false,
         })
+    }
+
+    fn note_offered_key_uses(&self, serial: &str, v: u64) -> Result<(), RegistryError> {
+        let mut rec = self.record(serial)?;
+        rec.min_key_uses = rec.min_key_uses.min(v);
+        self.put_record(serial, &rec)
+    }
+
+    fn set_max_key_uses(&self, serial: &str, v: u64) -> Result<(), RegistryError> {
+        let mut rec = self.record(serial)?;
+        rec.max_key_uses = v;
+        rec.min_key_uses = rec.min_key_uses.min(v);
+        self.put_record(serial, &rec)
     }
 }

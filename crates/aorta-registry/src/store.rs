@@ -154,6 +154,10 @@ pub(crate) struct DeviceRecord {
     pub(crate) slice_len: u16,
     pub(crate) verified: bool,
     pub(crate) max_key_uses: u64,
+    /// Smallest `max_key_uses` ever offered or applied: the key-index window
+    /// uses it, so frames sealed under any schedule the device may be on
+    /// (including one whose Confirm was lost) stay inside the window.
+    pub(crate) min_key_uses: u64,
 }
 
 impl DeviceRecord {
@@ -163,6 +167,7 @@ impl DeviceRecord {
         b.extend_from_slice(&self.slice_len.to_be_bytes());
         b.push(u8::from(self.verified));
         b.extend_from_slice(&self.max_key_uses.to_be_bytes());
+        b.extend_from_slice(&self.min_key_uses.to_be_bytes());
         b
     }
     pub(crate) fn decode(b: &[u8]) -> Result<Self, RegistryError> {
@@ -176,6 +181,7 @@ impl DeviceRecord {
             slice_len: u16::from_be_bytes(take(b, &mut p)?),
             verified: take::<1>(b, &mut p)? == [1],
             max_key_uses: u64::from_be_bytes(take(b, &mut p)?),
+            min_key_uses: u64::from_be_bytes(take(b, &mut p)?),
         })
     }
 }
