@@ -125,7 +125,22 @@ pub fn encode(channels: &[&[i32]]) -> Result<Vec<u8>, CodecError> {
         }
     }
     block.extend_from_slice(&escapes);
-    zstd::bulk::compress(&block, ZSTD_LEVEL).map_err(|_| CodecError::Compress)
+    // One zstd context per thread: creating it costs more than compressing
+    // a 1-second frame.
+    thread_local! {
+        static CCTX: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    CCTX.with(|c| {
+        let mut c = c.try_borrow_mut().map_err(|_| CodecError::Compress)?;
+        if c.is_none() {
+            *c = Some(zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(|_| CodecError::Compress)?);
+        }
+        match c.as_mut() {
+            Some(z) => z.compress(&block).map_err(|_| CodecError::Compress),
+            None => Err(CodecError::Compress),
+        }
+    })
 }
 
 /// Decodes a block produced by [`encode`] that must hold exactly `channels`
@@ -149,8 +164,27 @@ pub fn decode(bytes: &[u8], channels: usize, n: usize) -> Result<Vec<Vec<i32>>, 
             "block shorter than the declared samples",
         ));
     }
-    let block = zstd::bulk::decompress(bytes, declared as usize)
-        .map_err(|_| CodecError::Malformed("zstd decompression failed"))?;
+    thread_local! {
+        static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let block = DCTX.with(|d| {
+        let mut d = d
+            .try_borrow_mut()
+            .map_err(|_| CodecError::Malformed("decoder busy"))?;
+        if d.is_none() {
+            *d = Some(
+                zstd::bulk::Decompressor::new()
+                    .map_err(|_| CodecError::Malformed("zstd context"))?,
+            );
+        }
+        match d.as_mut() {
+            Some(z) => z
+                .decompress(bytes, declared as usize)
+                .map_err(|_| CodecError::Malformed("zstd decompression failed")),
+            None => Err(CodecError::Malformed("zstd context")),
+        }
+    })?;
     if block.len() as u64 != declared {
         return Err(CodecError::Malformed("zstd content size mismatch"));
     }

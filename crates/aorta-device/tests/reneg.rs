@@ -54,8 +54,8 @@ fn renegotiation_end_to_end() {
     let day = 86_400;
     let mut now = 1_700_000_000;
     let run = |dev: &mut Sealer<FileSecureElement>,
-                   value: u64,
-                   now: u64|
+               value: u64,
+               now: u64|
      -> Result<Offer, RegistryError> {
         let (srv, offer) = reg.reneg_begin("SN-NEG", now, policy)?;
         let (st, reply) = dev
