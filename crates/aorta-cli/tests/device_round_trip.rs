@@ -26,6 +26,89 @@ fn aorta(args: &[&str], cwd: &Path) -> std::process::Output {
         .unwrap()
 }
 
+/// With `AORTA_ROUNDTRIP_ALL=1`, every record listed in mitdb/RECORDS makes
+/// the same round trip (about a minute in debug; off by default to keep CI fast).
+#[test]
+fn every_mitdb_record_round_trips_when_asked() {
+    if std::env::var_os("AORTA_ROUNDTRIP_ALL").is_none() {
+        eprintln!("SKIP: set AORTA_ROUNDTRIP_ALL=1 to round-trip every mitdb record");
+        return;
+    }
+    let db = data().join("mitdb");
+    let Ok(list) = std::fs::read_to_string(db.join("RECORDS")) else {
+        eprintln!("SKIP: {} not found (shared data absent)", db.display());
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let ok = |o: std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    ok(aorta(
+        &[
+            "factory",
+            "init",
+            "--registry",
+            "reg",
+            "--pool-keys",
+            "12000",
+        ],
+        d,
+    ));
+    for name in list.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let serial = format!("MITDB-{name}");
+        let (dev, frames, out) = (
+            format!("dev{name}"),
+            format!("frames{name}"),
+            format!("out{name}"),
+        );
+        let rec = db.join(name);
+        ok(aorta(
+            &[
+                "factory",
+                "provision",
+                "--registry",
+                "reg",
+                "--serial",
+                &serial,
+                "--out",
+                &dev,
+            ],
+            d,
+        ));
+        ok(aorta(
+            &[
+                "device",
+                "seal",
+                "--device",
+                &dev,
+                "--record",
+                rec.to_str().unwrap(),
+                "--out",
+                &frames,
+            ],
+            d,
+        ));
+        ok(aorta(
+            &[
+                "frames",
+                "open",
+                "--registry",
+                "reg",
+                "--in",
+                &frames,
+                "--out-wfdb",
+                &out,
+            ],
+            d,
+        ));
+        let back = Record::read(d.join(&out).join(format!("MITDB_{name}"))).unwrap();
+        let orig = Record::read(&rec).unwrap();
+        assert_eq!(back.samples, orig.samples, "record {name}");
+        eprintln!("record {name}: identical samples");
+    }
+}
+
 #[test]
 fn mitdb_100_round_trips_through_sealed_frames() {
     let rec_path = data().join("mitdb/100");
