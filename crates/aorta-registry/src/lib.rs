@@ -801,24 +801,49 @@ impl Registry {
         }
         let key = self.transport_key(serial, h.key_index, &h.epoch)?;
         let frame = parsed.open(&key)?;
-        // Authenticated: record the acknowledgement and the new window atomically.
+        // Authenticated: record the acknowledgement and the new window
+        // atomically. redb serializes write transactions, and the state read
+        // above may be stale if another thread accepted a frame of this
+        // device meanwhile, so the decisive checks are repeated here.
         let w = self.db.begin_write().map_err(db_err)?;
+        let mut duplicate = false;
         {
             let mut acks = w.open_table(ACKS).map_err(db_err)?;
-            acks.insert((serial, h.sequence), digest.as_slice())
-                .map_err(db_err)?;
             let mut fs = w.open_table(FRAME_STATE).map_err(db_err)?;
-            let new = FrameState {
-                last_sequence: Some(h.sequence),
-                last_key_index: h.key_index,
+            let existing = acks
+                .get((serial, h.sequence))
+                .map_err(db_err)?
+                .map(|v| v.value().to_vec());
+            let now = match fs.get(serial).map_err(db_err)? {
+                Some(v) => FrameState::decode(v.value())?,
+                None => FrameState::default(),
             };
-            fs.insert(serial, new.encode().as_slice()).map_err(db_err)?;
+            if let Some(stored) = existing {
+                if !keys::ct_eq(&stored, &digest) {
+                    return Err(AcceptError::Replayed {
+                        serial: serial.to_owned(),
+                        sequence: h.sequence,
+                    });
+                }
+                duplicate = true;
+            } else if let Some(last) = now.last_sequence.filter(|&l| h.sequence <= l) {
+                return Err(AcceptError::Reordered {
+                    serial: serial.to_owned(),
+                    sequence: h.sequence,
+                    last,
+                });
+            } else {
+                acks.insert((serial, h.sequence), digest.as_slice())
+                    .map_err(db_err)?;
+                let new = FrameState {
+                    last_sequence: Some(h.sequence),
+                    last_key_index: h.key_index,
+                };
+                fs.insert(serial, new.encode().as_slice()).map_err(db_err)?;
+            }
         }
         w.commit().map_err(db_err)?;
-        Ok(Accepted {
-            frame,
-            duplicate: false,
-        })
+        Ok(Accepted { frame, duplicate })
     }
 
     fn note_offered_key_uses(&self, serial: &str, v: u64) -> Result<(), RegistryError> {

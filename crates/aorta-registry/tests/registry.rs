@@ -247,3 +247,30 @@ fn key_index_wraps_around_the_slice() {
     }
     assert_eq!(reg.device("SN-W").unwrap().last_key_index, 1);
 }
+
+#[test]
+fn concurrent_resends_are_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::init(dir.path(), small_pool(1)).unwrap();
+    let a = reg.provision("SN-C").unwrap();
+    reg.verify("SN-C", &keys::commitment(&a).unwrap()).unwrap();
+    let frames: Vec<Vec<u8>> = (0..6).map(|s| seal(&a, 0, s, [5; 16])).collect();
+    // Four threads upload the same frames at once (a device re-sending while
+    // an earlier upload is still in flight).
+    let stored = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|sc| {
+        for _ in 0..4 {
+            sc.spawn(|| {
+                for f in &frames {
+                    if let Ok(acc) = reg.accept_frame(f) {
+                        if !acc.duplicate {
+                            stored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(stored.into_inner(), 6);
+    assert_eq!(reg.counters().accepted(), 6);
+}
