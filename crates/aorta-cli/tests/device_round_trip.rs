@@ -226,6 +226,38 @@ fn mitdb_100_round_trips_through_sealed_frames() {
         orig.samples
     );
 
+    // A missing frame in the middle: the stream has a gap; refused and named.
+    let mut names: Vec<_> = std::fs::read_dir(d.join("frames"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    std::fs::create_dir(d.join("gappy")).unwrap();
+    for (i, p) in names.iter().enumerate() {
+        if i != 3 {
+            std::fs::copy(p, d.join("gappy").join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let o = aorta(
+        &[
+            "frames",
+            "open",
+            "--registry",
+            "reg",
+            "--in",
+            "gappy",
+            "--out-wfdb",
+            "outg",
+        ],
+        d,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("gap") && err.contains(names[4].file_name().unwrap().to_str().unwrap()),
+        "{err}"
+    );
+
     // One flipped bit in one frame: refused, named, exit 1.
     let mut names: Vec<_> = std::fs::read_dir(d.join("frames"))
         .unwrap()
