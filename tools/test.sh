@@ -9,6 +9,11 @@ log() { printf '\n== %s\n' "$*"; }
 # --- system packages the tests need (installed only when missing) -----------
 apt_needed=()
 # (each issue appends the packages its tests use; see the blocks below)
+# --- issue 3 (device keys): SoftHSM2 for the PKCS#11 secure-element tests ---
+if ! ls /usr/lib/softhsm/libsofthsm2.so /usr/lib/*/softhsm/libsofthsm2.so >/dev/null 2>&1; then
+  apt_needed+=(softhsm2)
+fi
+# --- end issue 3 ---
 if [ "${#apt_needed[@]}" -gt 0 ]; then
   log "installing ${apt_needed[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -1,17 +1,24 @@
-//! `aorta bench …`: performance measurements (each subcommand in its own file).
+//! `aorta bench …`: measured performance figures. Each variant delegates to
+//! its own `bench_<name>.rs` file.
 
 use std::process::ExitCode;
+
+use crate::{bench_compress, bench_rr_stream};
 
 /// `aorta bench` subcommands.
 #[derive(clap::Subcommand)]
 pub enum BenchCmd {
+    /// Compressed size and speed of aorta's ECG codec against gzip -6, zstd -3
+    /// and the paper's dedup+gzip, on every record of a WFDB database.
+    Compress(bench_compress::Args),
     /// RR-interval stream job: per patient, tumbling 5-min windows of count,
     /// mean RR, SDNN, RMSSD, LF, HF, LF/HF; prints events/s.
-    RrStream(crate::bench_rr_stream::Args),
+    RrStream(bench_rr_stream::Args),
 }
 
 pub fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        BenchCmd::RrStream(a) => crate::bench_rr_stream::run(a),
+        BenchCmd::Compress(a) => bench_compress::run(a),
+        BenchCmd::RrStream(a) => bench_rr_stream::run(a),
     }
 }

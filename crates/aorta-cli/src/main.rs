@@ -9,9 +9,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench_cmd;
+mod bench_compress;
 mod bench_rr_stream;
 mod broker_cmd;
+mod device_cmd;
 mod eval_cmd;
+mod factory_cmd;
+mod frames_cmd;
 mod hrv_cmd;
 mod wfdb_cmd;
 mod worker_cmd;
@@ -42,6 +46,15 @@ enum Command {
     /// The attested analysis worker.
     #[command(subcommand)]
     Worker(worker_cmd::WorkerCmd),
+    /// Factory: key pool, key registry, device provisioning.
+    #[command(subcommand)]
+    Factory(factory_cmd::FactoryCmd),
+    /// Device: seal samples into upload frames.
+    #[command(subcommand)]
+    Device(device_cmd::DeviceCmd),
+    /// Server: open upload frames.
+    #[command(subcommand)]
+    Frames(frames_cmd::FramesCmd),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +66,9 @@ fn main() -> ExitCode {
         Command::Hrv(a) => hrv_cmd::run(a),
         Command::Broker(c) => broker_cmd::run(c),
         Command::Worker(c) => worker_cmd::run(c),
+        Command::Factory(c) => factory_cmd::run(c),
+        Command::Device(c) => device_cmd::run(c),
+        Command::Frames(c) => frames_cmd::run(c),
     };
     match result {
         Ok(code) => code,

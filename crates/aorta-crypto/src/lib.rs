@@ -7,3 +7,13 @@
 //! KDF itself; it composes audited crates. Secrets are zeroized on drop and
 //! have no byte-printing `Debug`.
 #![deny(missing_docs)]
+//!
+//! Device-key modules (issue 3): [`keys`] (the paper's multi-key-per-machine
+//! schedule: transport keys, commitments, renegotiation PSK), [`codec`] (the
+//! lossless ECG codec), [`frame`] (compress-then-encrypt upload frames) and
+//! [`reneg`] (authenticated renegotiation of `max_key_uses`).
+
+pub mod codec;
+pub mod frame;
+pub mod keys;
+pub mod reneg;

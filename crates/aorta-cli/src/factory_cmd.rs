@@ -1,0 +1,119 @@
+//! `aorta factory …`: the key pool, the key registry and device provisioning.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use aorta_crypto::keys;
+use aorta_device::se::FileSecureElement;
+use aorta_registry::{PoolConfig, Registry, RegistryError};
+
+/// `aorta factory` subcommands.
+#[derive(clap::Subcommand)]
+pub enum FactoryCmd {
+    /// Create a new master key pool (system CSPRNG) and an empty key registry.
+    Init {
+        /// Registry directory (created; must not hold a registry yet).
+        #[arg(long)]
+        registry: PathBuf,
+        /// Keys in the pool (default: 1024 devices × 120 keys).
+        #[arg(long, default_value_t = 1024 * 120)]
+        pool_keys: u64,
+        /// Keys per device.
+        #[arg(long, default_value_t = keys::DEFAULT_SLICE_LEN)]
+        slice_len: u16,
+    },
+    /// Give a device the next slice of the pool: write its key store (file
+    /// backend), read it back as the assembled device would, and verify its
+    /// commitment against the registry.
+    Provision {
+        /// Registry directory.
+        #[arg(long)]
+        registry: PathBuf,
+        /// Device serial number ([A-Za-z0-9._-], at most 64 characters).
+        #[arg(long)]
+        serial: String,
+        /// Device directory to create (holds `se.key`; the rotation state is written beside it).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// The key store file inside a device directory.
+pub const SE_FILE: &str = "se.key";
+
+pub fn run(cmd: FactoryCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        FactoryCmd::Init {
+            registry,
+            pool_keys,
+            slice_len,
+        } => {
+            let reg = Registry::init(
+                &registry,
+                PoolConfig {
+                    pool_keys,
+                    slice_len,
+                },
+            )?;
+            println!(
+                "registry {}: pool of {} keys, {} keys per device ({} devices); keys wrapped under {}/kek",
+                registry.display(),
+                reg.pool_keys()?,
+                slice_len,
+                reg.pool_keys()? / u64::from(slice_len.max(1)),
+                registry.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        FactoryCmd::Provision {
+            registry,
+            serial,
+            out,
+        } => {
+            let reg = Registry::open(&registry)?;
+            let se_path = out.join(SE_FILE);
+            if se_path.exists() {
+                anyhow::bail!(
+                    "{} already exists; refusing to overwrite a key store",
+                    se_path.display()
+                );
+            }
+            let slice = match reg.provision(&serial) {
+                Ok(s) => s,
+                Err(
+                    e @ (RegistryError::AlreadyProvisioned { .. }
+                    | RegistryError::Overlap { .. }
+                    | RegistryError::PoolExhausted { .. }),
+                ) => {
+                    eprintln!("refused: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            FileSecureElement::create(&se_path, slice)?;
+            // Assembly check: read the keys back from the device's store and
+            // send the commitment with the serial.
+            let se = FileSecureElement::open(&se_path)?;
+            let commitment = keys::commitment(&se)?;
+            match reg.verify(&serial, &commitment) {
+                Ok(()) => {
+                    let info = reg.device(&serial)?;
+                    println!(
+                        "device {serial}: keys {}..{} of the pool, key store {}, verified",
+                        info.offset,
+                        info.offset + u64::from(info.slice_len),
+                        se_path.display()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e @ RegistryError::CommitmentMismatch { .. }) => {
+                    eprintln!("refused: {e}");
+                    Ok(ExitCode::from(1))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}

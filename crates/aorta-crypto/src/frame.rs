@@ -1,0 +1,712 @@
+//! Upload frames: compress, then encrypt with AES-256-GCM; the header is the
+//! AEAD associated data. The byte layout and the rules a reader MUST follow
+//! are specified in `docs/frame-format.md`.
+//!
+//! ```
+//! use aorta_crypto::frame::{self, ChannelCalibration, FrameHeader, TransportKey};
+//! use aorta_crypto::keys::KeySlice;
+//! let keys = KeySlice::new("SN-1", vec![7u8; 120 * 32])?;
+//! let epoch = [1u8; 16];
+//! let key = TransportKey::derive(&keys, 0, &epoch)?;
+//! let header = FrameHeader::new("SN-1", 0, 1, 0, 360_000, 1, 3, epoch)?;
+//! let cal = vec![ChannelCalibration::new(200.0, 1024, 1024, 11, "mV", "MLII")];
+//! let bytes = frame::seal(&key, &header, &cal, &[&[1, 2, 3][..]])?;
+//! let opened = frame::parse(&bytes)?.open(&key)?;
+//! assert_eq!(opened.samples, vec![vec![1, 2, 3]]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+
+use crate::codec::{self, CODEC_LPC_ZSTD, CodecError};
+use crate::keys::{self, EPOCH_LEN, KeyError, KeyPrf, MAX_SERIAL_LEN};
+
+/// Frame magic.
+pub const MAGIC: [u8; 4] = *b"AOFR";
+/// The only frame version this build reads and writes.
+pub const VERSION: u8 = 1;
+/// Bytes of the fixed part of the header (before the serial).
+pub const FIXED_HEADER_LEN: usize = 51;
+/// AEAD tag length.
+pub const TAG_LEN: usize = 16;
+/// Largest frame accepted (8 MiB).
+pub const MAX_FRAME_LEN: usize = 8 << 20;
+/// Most channels per frame.
+pub const MAX_CHANNELS: u16 = 32;
+/// Most samples (all channels together) per frame.
+pub const MAX_SAMPLES_PER_FRAME: u64 = 4 << 20;
+
+/// Why a frame is refused by the pure frame layer (malformed or forged input).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// Fewer bytes than the header or the declared ciphertext needs.
+    #[error("truncated frame: needs {needed} bytes, has {available}")]
+    Truncated {
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes present.
+        available: u64,
+    },
+    /// Bytes after the declared ciphertext.
+    #[error("{extra} trailing bytes after the frame")]
+    TrailingBytes {
+        /// Extra bytes.
+        extra: u64,
+    },
+    /// The frame (or its declared ciphertext) is larger than allowed.
+    #[error("oversize frame: {len} bytes, at most {max}")]
+    Oversize {
+        /// Declared or actual size.
+        len: u64,
+        /// Limit.
+        max: u64,
+    },
+    /// Not an aorta frame.
+    #[error("not an aorta frame (bad magic)")]
+    BadMagic,
+    /// A frame version this build does not know.
+    #[error(
+        "unknown frame version {found} (this build reads version {VERSION}); upgrade aorta to read it"
+    )]
+    UnsupportedVersion {
+        /// Version byte found.
+        found: u8,
+    },
+    /// Unknown codec identifier.
+    #[error("unknown codec {codec}")]
+    UnknownCodec {
+        /// Codec byte found.
+        codec: u8,
+    },
+    /// A header field is out of range.
+    #[error("bad header field {field}")]
+    BadField {
+        /// Which field.
+        field: &'static str,
+    },
+    /// Authentication failed: wrong key, or any bit of header or ciphertext changed.
+    #[error("authentication failed (tampered frame or wrong key)")]
+    AuthenticationFailed,
+    /// The compressed payload would expand beyond the declared samples.
+    #[error("decompression bomb: payload declares {declared} bytes, at most {limit}")]
+    DecompressionBomb {
+        /// Declared size.
+        declared: u64,
+        /// Limit.
+        limit: u64,
+    },
+    /// The authenticated payload does not parse.
+    #[error("malformed payload: {0}")]
+    MalformedPayload(&'static str),
+}
+
+/// Why a frame cannot be sealed (caller's input or our bug).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SealError {
+    /// Samples do not match the header's channels and count.
+    #[error("samples do not match the header: {0}")]
+    Shape(&'static str),
+    /// A header or calibration field is out of range.
+    #[error("bad field {0}")]
+    BadField(&'static str),
+    /// Key derivation failed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// Compression failed.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The AEAD refused (our bug).
+    #[error("AEAD seal failed")]
+    Aead,
+}
+
+/// The authenticated frame header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// Format version ([`VERSION`]).
+    pub version: u8,
+    /// Codec ([`CODEC_LPC_ZSTD`]).
+    pub codec: u8,
+    /// Device serial number.
+    pub serial: String,
+    /// Index of the active factory key group.
+    pub key_index: u16,
+    /// Frame sequence number, strictly increasing per device.
+    pub sequence: u64,
+    /// Time of the first sample, microseconds since the Unix epoch (device clock).
+    pub first_sample_us: i64,
+    /// Sampling rate in millihertz.
+    pub sample_rate_mhz: u32,
+    /// Number of channels.
+    pub channels: u16,
+    /// Samples per channel in this frame.
+    pub samples_per_channel: u32,
+    /// Random per-run epoch bound into the transport key.
+    pub epoch: [u8; EPOCH_LEN],
+}
+
+impl FrameHeader {
+    /// A version-1 header with the aorta codec; validates every field.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        serial: &str,
+        key_index: u16,
+        sequence: u64,
+        first_sample_us: i64,
+        sample_rate_mhz: u32,
+        channels: u16,
+        samples_per_channel: u32,
+        epoch: [u8; EPOCH_LEN],
+    ) -> Result<Self, SealError> {
+        let h = FrameHeader {
+            version: VERSION,
+            codec: CODEC_LPC_ZSTD,
+            serial: serial.to_owned(),
+            key_index,
+            sequence,
+            first_sample_us,
+            sample_rate_mhz,
+            channels,
+            samples_per_channel,
+            epoch,
+        };
+        h.validate().map_err(|e| match e {
+            FrameError::BadField { field } => SealError::BadField(field),
+            _ => SealError::BadField("header"),
+        })?;
+        Ok(h)
+    }
+
+    fn validate(&self) -> Result<(), FrameError> {
+        if self.version != VERSION {
+            return Err(FrameError::UnsupportedVersion {
+                found: self.version,
+            });
+        }
+        if self.codec != CODEC_LPC_ZSTD {
+            return Err(FrameError::UnknownCodec { codec: self.codec });
+        }
+        if keys::check_serial(&self.serial).is_err() {
+            return Err(FrameError::BadField { field: "serial" });
+        }
+        if self.sample_rate_mhz == 0 {
+            return Err(FrameError::BadField {
+                field: "sample_rate",
+            });
+        }
+        if self.channels == 0 || self.channels > MAX_CHANNELS {
+            return Err(FrameError::BadField { field: "channels" });
+        }
+        if self.samples_per_channel == 0
+            || u64::from(self.channels) * u64::from(self.samples_per_channel)
+                > MAX_SAMPLES_PER_FRAME
+        {
+            return Err(FrameError::BadField {
+                field: "samples_per_channel",
+            });
+        }
+        Ok(())
+    }
+
+    /// Sampling rate in Hz.
+    pub fn sample_rate_hz(&self) -> f64 {
+        f64::from(self.sample_rate_mhz) / 1000.0
+    }
+
+    fn encode(&self, ct_len: u32) -> Vec<u8> {
+        let mut b = Vec::with_capacity(FIXED_HEADER_LEN + self.serial.len() + 4);
+        b.extend_from_slice(&MAGIC);
+        b.push(self.version);
+        b.push(self.codec);
+        b.extend_from_slice(&self.key_index.to_be_bytes());
+        b.extend_from_slice(&self.sequence.to_be_bytes());
+        b.extend_from_slice(&self.first_sample_us.to_be_bytes());
+        b.extend_from_slice(&self.sample_rate_mhz.to_be_bytes());
+        b.extend_from_slice(&self.channels.to_be_bytes());
+        b.extend_from_slice(&self.samples_per_channel.to_be_bytes());
+        b.extend_from_slice(&self.epoch);
+        b.push(self.serial.len() as u8); // ≤ 64, validated
+        b.extend_from_slice(self.serial.as_bytes());
+        b.extend_from_slice(&ct_len.to_be_bytes());
+        b
+    }
+}
+
+/// A channel's calibration, carried inside the encrypted payload so the
+/// server can write the samples back with their physical meaning.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelCalibration {
+    /// ADC units per physical unit.
+    pub gain: f64,
+    /// Digital value of physical zero.
+    pub baseline: i32,
+    /// ADC zero.
+    pub adc_zero: i32,
+    /// ADC resolution in bits.
+    pub adc_resolution: u16,
+    /// Physical units (e.g. `mV`), at most 255 bytes.
+    pub units: String,
+    /// Lead or signal description, at most 255 bytes.
+    pub description: String,
+}
+
+impl ChannelCalibration {
+    /// Convenience constructor.
+    pub fn new(
+        gain: f64,
+        baseline: i32,
+        adc_zero: i32,
+        adc_resolution: u16,
+        units: &str,
+        description: &str,
+    ) -> Self {
+        ChannelCalibration {
+            gain,
+            baseline,
+            adc_zero,
+            adc_resolution,
+            units: units.to_owned(),
+            description: description.to_owned(),
+        }
+    }
+}
+
+/// An opened, authenticated frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenedFrame {
+    /// The authenticated header.
+    pub header: FrameHeader,
+    /// Per-channel calibration.
+    pub calibration: Vec<ChannelCalibration>,
+    /// Digital samples per channel.
+    pub samples: Vec<Vec<i32>>,
+}
+
+/// A transport key ready for AES-256-GCM. No `Debug` of key bytes.
+pub struct TransportKey {
+    key: LessSafeKey,
+}
+
+impl std::fmt::Debug for TransportKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TransportKey(AES-256-GCM)")
+    }
+}
+
+impl TransportKey {
+    /// Derives the transport key of `index` and `epoch` (see [`keys`]).
+    pub fn derive(prf: &dyn KeyPrf, index: u16, epoch: &[u8; EPOCH_LEN]) -> Result<Self, KeyError> {
+        let raw = keys::transport_key_bytes(prf, index, epoch)?;
+        Self::from_bytes(&raw)
+    }
+
+    /// Wraps 32 raw key bytes (the caller zeroizes its copy).
+    pub fn from_bytes(raw: &[u8; 32]) -> Result<Self, KeyError> {
+        let unbound = UnboundKey::new(&AES_256_GCM, raw).map_err(|_| KeyError::Hkdf)?;
+        Ok(TransportKey {
+            key: LessSafeKey::new(unbound),
+        })
+    }
+}
+
+fn nonce(sequence: u64) -> Nonce {
+    let mut n = [0u8; 12];
+    for (d, s) in n.iter_mut().skip(4).zip(sequence.to_be_bytes()) {
+        *d = s;
+    }
+    Nonce::assume_unique_for_key(n)
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str, field: &'static str) -> Result<(), SealError> {
+    let len = u8::try_from(s.len()).map_err(|_| SealError::BadField(field))?;
+    out.push(len);
+    out.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+/// Compresses and seals `samples` (one slice per channel) under `key`.
+pub fn seal(
+    key: &TransportKey,
+    header: &FrameHeader,
+    calibration: &[ChannelCalibration],
+    samples: &[&[i32]],
+) -> Result<Vec<u8>, SealError> {
+    header
+        .validate()
+        .map_err(|_| SealError::BadField("header"))?;
+    if samples.len() != usize::from(header.channels) || calibration.len() != samples.len() {
+        return Err(SealError::Shape("channel count"));
+    }
+    if samples
+        .iter()
+        .any(|s| s.len() as u64 != u64::from(header.samples_per_channel))
+    {
+        return Err(SealError::Shape("samples per channel"));
+    }
+    let mut cal = Vec::new();
+    for c in calibration {
+        if !c.gain.is_finite() {
+            return Err(SealError::BadField("gain"));
+        }
+        cal.extend_from_slice(&c.gain.to_bits().to_be_bytes());
+        cal.extend_from_slice(&c.baseline.to_be_bytes());
+        cal.extend_from_slice(&c.adc_zero.to_be_bytes());
+        cal.extend_from_slice(&c.adc_resolution.to_be_bytes());
+        put_str(&mut cal, &c.units, "units")?;
+        put_str(&mut cal, &c.description, "description")?;
+    }
+    let cal_len = u16::try_from(cal.len()).map_err(|_| SealError::BadField("calibration"))?;
+    let block = codec::encode(samples)?;
+    let mut body = Vec::with_capacity(2 + cal.len() + block.len() + TAG_LEN);
+    body.extend_from_slice(&cal_len.to_be_bytes());
+    body.extend_from_slice(&cal);
+    body.extend_from_slice(&block);
+    let ct_len = u32::try_from(body.len() + TAG_LEN).map_err(|_| SealError::Shape("too big"))?;
+    let mut out = header.encode(ct_len);
+    if out.len() + ct_len as usize > MAX_FRAME_LEN {
+        return Err(SealError::Shape("frame larger than MAX_FRAME_LEN"));
+    }
+    let tag = key
+        .key
+        .seal_in_place_separate_tag(nonce(header.sequence), Aad::from(out.as_slice()), &mut body)
+        .map_err(|_| SealError::Aead)?;
+    out.extend_from_slice(&body);
+    out.extend_from_slice(tag.as_ref());
+    Ok(out)
+}
+
+/// A frame whose header parsed and whose length is consistent, not yet authenticated.
+#[derive(Debug)]
+pub struct ParsedFrame<'a> {
+    /// The header (NOT yet authenticated: use only to find the key and to refuse early).
+    pub header: FrameHeader,
+    aad: &'a [u8],
+    ciphertext: &'a [u8],
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
+        let end = self.pos.checked_add(n).ok_or(FrameError::Truncated {
+            needed: u64::MAX,
+            available: self.b.len() as u64,
+        })?;
+        let s = self.b.get(self.pos..end).ok_or(FrameError::Truncated {
+            needed: end as u64,
+            available: self.b.len() as u64,
+        })?;
+        self.pos = end;
+        Ok(s)
+    }
+    fn arr<const N: usize>(&mut self) -> Result<[u8; N], FrameError> {
+        let s = self.take(N)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+}
+
+/// Parses the header and checks sizes. Refuses oversize input before
+/// looking at it, and any frame whose declared length disagrees with the bytes.
+pub fn parse(bytes: &[u8]) -> Result<ParsedFrame<'_>, FrameError> {
+    if bytes.len() > MAX_FRAME_LEN {
+        return Err(FrameError::Oversize {
+            len: bytes.len() as u64,
+            max: MAX_FRAME_LEN as u64,
+        });
+    }
+    let mut r = Reader { b: bytes, pos: 0 };
+    if r.arr::<4>()? != MAGIC {
+        return Err(FrameError::BadMagic);
+    }
+    let [version] = r.arr::<1>()?;
+    if version != VERSION {
+        return Err(FrameError::UnsupportedVersion { found: version });
+    }
+    let [codec] = r.arr::<1>()?;
+    let key_index = u16::from_be_bytes(r.arr()?);
+    let sequence = u64::from_be_bytes(r.arr()?);
+    let first_sample_us = i64::from_be_bytes(r.arr()?);
+    let sample_rate_mhz = u32::from_be_bytes(r.arr()?);
+    let channels = u16::from_be_bytes(r.arr()?);
+    let samples_per_channel = u32::from_be_bytes(r.arr()?);
+    let epoch: [u8; EPOCH_LEN] = r.arr()?;
+    let [serial_len] = r.arr::<1>()?;
+    if serial_len == 0 || usize::from(serial_len) > MAX_SERIAL_LEN {
+        return Err(FrameError::BadField { field: "serial" });
+    }
+    let serial = std::str::from_utf8(r.take(usize::from(serial_len))?)
+        .map_err(|_| FrameError::BadField { field: "serial" })?
+        .to_owned();
+    let ct_len = u32::from_be_bytes(r.arr()?) as usize;
+    let header_len = r.pos;
+    if header_len + ct_len > MAX_FRAME_LEN {
+        return Err(FrameError::Oversize {
+            len: (header_len + ct_len) as u64,
+            max: MAX_FRAME_LEN as u64,
+        });
+    }
+    if ct_len < TAG_LEN + 2 {
+        return Err(FrameError::BadField {
+            field: "ciphertext_len",
+        });
+    }
+    let ciphertext = r.take(ct_len)?;
+    if r.pos != bytes.len() {
+        return Err(FrameError::TrailingBytes {
+            extra: (bytes.len() - r.pos) as u64,
+        });
+    }
+    let header = FrameHeader {
+        version,
+        codec,
+        serial,
+        key_index,
+        sequence,
+        first_sample_us,
+        sample_rate_mhz,
+        channels,
+        samples_per_channel,
+        epoch,
+    };
+    header.validate()?;
+    let aad = bytes.get(..header_len).ok_or(FrameError::Truncated {
+        needed: header_len as u64,
+        available: bytes.len() as u64,
+    })?;
+    Ok(ParsedFrame {
+        header,
+        aad,
+        ciphertext,
+    })
+}
+
+fn get_str(r: &mut Reader<'_>) -> Result<String, FrameError> {
+    let [len] = r
+        .arr::<1>()
+        .map_err(|_| FrameError::MalformedPayload("calibration truncated"))?;
+    let s = r
+        .take(usize::from(len))
+        .map_err(|_| FrameError::MalformedPayload("calibration truncated"))?;
+    String::from_utf8(s.to_vec()).map_err(|_| FrameError::MalformedPayload("calibration not UTF-8"))
+}
+
+impl ParsedFrame<'_> {
+    /// Length of the whole frame in bytes.
+    pub fn len(&self) -> usize {
+        self.aad.len() + self.ciphertext.len()
+    }
+
+    /// Always false: a parsed frame has a header.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Authenticates and decrypts under `key`, then decompresses.
+    pub fn open(self, key: &TransportKey) -> Result<OpenedFrame, FrameError> {
+        let mut body = self.ciphertext.to_vec();
+        let plain = key
+            .key
+            .open_in_place(nonce(self.header.sequence), Aad::from(self.aad), &mut body)
+            .map_err(|_| FrameError::AuthenticationFailed)?;
+        let mut r = Reader { b: plain, pos: 0 };
+        let bad = |_| FrameError::MalformedPayload("calibration truncated");
+        let cal_len = usize::from(u16::from_be_bytes(r.arr().map_err(bad)?));
+        let cal_bytes = r.take(cal_len).map_err(bad)?;
+        let block = plain.get(r.pos..).unwrap_or_default();
+        let mut cr = Reader {
+            b: cal_bytes,
+            pos: 0,
+        };
+        let mut calibration = Vec::with_capacity(usize::from(self.header.channels));
+        for _ in 0..self.header.channels {
+            let gain = f64::from_bits(u64::from_be_bytes(cr.arr().map_err(bad)?));
+            let baseline = i32::from_be_bytes(cr.arr().map_err(bad)?);
+            let adc_zero = i32::from_be_bytes(cr.arr().map_err(bad)?);
+            let adc_resolution = u16::from_be_bytes(cr.arr().map_err(bad)?);
+            let units = get_str(&mut cr)?;
+            let description = get_str(&mut cr)?;
+            if !gain.is_finite() {
+                return Err(FrameError::MalformedPayload("gain not finite"));
+            }
+            calibration.push(ChannelCalibration {
+                gain,
+                baseline,
+                adc_zero,
+                adc_resolution,
+                units,
+                description,
+            });
+        }
+        if cr.pos != cal_bytes.len() {
+            return Err(FrameError::MalformedPayload(
+                "calibration has trailing bytes",
+            ));
+        }
+        let samples = codec::decode(
+            block,
+            usize::from(self.header.channels),
+            self.header.samples_per_channel as usize,
+        )
+        .map_err(|e| match e {
+            CodecError::DecompressionBomb { declared, limit } => {
+                FrameError::DecompressionBomb { declared, limit }
+            }
+            CodecError::Malformed(m) => FrameError::MalformedPayload(m),
+            _ => FrameError::MalformedPayload("codec"),
+        })?;
+        Ok(OpenedFrame {
+            header: self.header,
+            calibration,
+            samples,
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::keys::KeySlice;
+
+    pub(crate) fn sample_frame(seq: u64) -> (TransportKey, Vec<u8>, Vec<Vec<i32>>) {
+        let keys = KeySlice::new("SN-TEST", (0..120 * 32).map(|i| i as u8).collect()).unwrap();
+        let epoch = [9u8; 16];
+        let key = TransportKey::derive(&keys, 3, &epoch).unwrap();
+        let x: Vec<i32> = (0..40).map(|i| 1000 + (i * 7) % 23).collect();
+        let y: Vec<i32> = (0..40).map(|i| 990 - (i * 5) % 17).collect();
+        let h = FrameHeader::new(
+            "SN-TEST",
+            3,
+            seq,
+            1_700_000_000_000_000,
+            360_000,
+            2,
+            40,
+            epoch,
+        )
+        .unwrap();
+        let cal = vec![
+            ChannelCalibration::new(200.0, 1024, 1024, 11, "mV", "MLII"),
+            ChannelCalibration::new(200.0, 1024, 1024, 11, "mV", "V5"),
+        ];
+        let bytes = seal(&key, &h, &cal, &[&x, &y]).unwrap();
+        (key, bytes, vec![x, y])
+    }
+
+    #[test]
+    fn seal_open_round_trip() {
+        let (key, bytes, samples) = sample_frame(42);
+        let p = parse(&bytes).unwrap();
+        assert_eq!(p.header.sequence, 42);
+        let o = p.open(&key).unwrap();
+        assert_eq!(o.samples, samples);
+        assert_eq!(o.calibration[1].description, "V5");
+    }
+
+    #[test]
+    fn each_refusal_has_its_kind() {
+        let (key, bytes, _) = sample_frame(1);
+        // flipped ciphertext bit
+        let mut b = bytes.clone();
+        *b.last_mut().unwrap() ^= 1;
+        assert_eq!(
+            parse(&b).unwrap().open(&key).unwrap_err(),
+            FrameError::AuthenticationFailed
+        );
+        // flipped header bit (sequence)
+        let mut b = bytes.clone();
+        b[15] ^= 1;
+        assert_eq!(
+            parse(&b).unwrap().open(&key).unwrap_err(),
+            FrameError::AuthenticationFailed
+        );
+        // truncation
+        assert!(matches!(
+            parse(&bytes[..bytes.len() - 1]),
+            Err(FrameError::Truncated { .. })
+        ));
+        assert!(matches!(
+            parse(&bytes[..10]),
+            Err(FrameError::Truncated { .. })
+        ));
+        // trailing
+        let mut b = bytes.clone();
+        b.push(0);
+        assert!(matches!(
+            parse(&b),
+            Err(FrameError::TrailingBytes { extra: 1 })
+        ));
+        // oversize
+        let big = vec![0u8; MAX_FRAME_LEN + 1];
+        assert!(matches!(parse(&big), Err(FrameError::Oversize { .. })));
+        // version
+        let mut b = bytes.clone();
+        b[4] = 2;
+        assert_eq!(
+            parse(&b).unwrap_err(),
+            FrameError::UnsupportedVersion { found: 2 }
+        );
+        assert!(parse(&b).unwrap_err().to_string().contains("upgrade"));
+        let mut b = bytes.clone();
+        b[0] = b'X';
+        assert_eq!(parse(&b).unwrap_err(), FrameError::BadMagic);
+        let mut b = bytes.clone();
+        b[5] = 9;
+        assert_eq!(
+            parse(&b).unwrap_err(),
+            FrameError::UnknownCodec { codec: 9 }
+        );
+    }
+
+    #[test]
+    fn decompression_bomb_from_a_key_holder_is_refused() {
+        // A compromised device (it has the key) seals a payload whose zstd
+        // frame declares far more bytes than its header's samples.
+        let keys = KeySlice::new("SN-B", vec![3u8; 120 * 32]).unwrap();
+        let epoch = [0u8; 16];
+        let key = TransportKey::derive(&keys, 0, &epoch).unwrap();
+        let h = FrameHeader::new("SN-B", 0, 5, 0, 360_000, 1, 10, epoch).unwrap();
+        let mut body = Vec::new();
+        let cal = {
+            let mut c = Vec::new();
+            c.extend_from_slice(&200f64.to_bits().to_be_bytes());
+            c.extend_from_slice(&[0; 10]);
+            c.extend_from_slice(&[0, 0]);
+            c
+        };
+        body.extend_from_slice(&(cal.len() as u16).to_be_bytes());
+        body.extend_from_slice(&cal);
+        body.extend_from_slice(&zstd::bulk::compress(&vec![0u8; 50 << 20], 3).unwrap());
+        let ct_len = (body.len() + TAG_LEN) as u32;
+        let mut out = h.encode(ct_len);
+        let tag = key
+            .key
+            .seal_in_place_separate_tag(nonce(5), Aad::from(out.as_slice()), &mut body)
+            .unwrap();
+        out.extend_from_slice(&body);
+        out.extend_from_slice(tag.as_ref());
+        assert!(out.len() < 10_000);
+        assert!(matches!(
+            parse(&out).unwrap().open(&key),
+            Err(FrameError::DecompressionBomb { .. })
+        ));
+    }
+
+    #[test]
+    fn seal_refuses_bad_input() {
+        let keys = KeySlice::new("SN", vec![3u8; 120 * 32]).unwrap();
+        let key = TransportKey::derive(&keys, 0, &[0; 16]).unwrap();
+        let h = FrameHeader::new("SN", 0, 0, 0, 360_000, 1, 3, [0; 16]).unwrap();
+        let cal = vec![ChannelCalibration::new(1.0, 0, 0, 16, "mV", "x")];
+        assert!(seal(&key, &h, &cal, &[&[1, 2][..]]).is_err());
+        assert!(seal(&key, &h, &[], &[&[1, 2, 3][..]]).is_err());
+        assert!(FrameHeader::new("SN", 0, 0, 0, 0, 1, 3, [0; 16]).is_err());
+        assert!(FrameHeader::new("SN", 0, 0, 0, 1, 0, 3, [0; 16]).is_err());
+        assert!(FrameHeader::new("", 0, 0, 0, 1, 1, 3, [0; 16]).is_err());
+    }
+}

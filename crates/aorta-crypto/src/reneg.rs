@@ -1,0 +1,551 @@
+//! Authenticated renegotiation of `max_key_uses` (paper 003, "key
+//! synchronization"): the paper's Diffie-Hellman exchange, made
+//! authenticated with a pre-shared key derived from the device's factory
+//! keys ([`crate::keys::renegotiation_psk`]), with X25519 instead of
+//! finite-field DH.
+//!
+//! ```text
+//! server → device  Offer   = serial, counter, eS, HMAC(psk, "offer" ‖ serial ‖ counter ‖ eS)
+//! device → server  Reply   = eD, HMAC(psk, "reply" ‖ th)          th = SHA-256(Offer ‖ eD)
+//!                  K       = HKDF(salt = psk, ikm = X25519(e, e'), info = "aorta/v1/reneg/k" ‖ th)
+//! server → device  Value   = AES-256-GCM(K, nonce 0, aad th, max_key_uses ‖ counter)
+//! device → server  Confirm = AES-256-GCM(K, nonce 1, aad th, base_seq ‖ counter)
+//! ```
+//!
+//! A man in the middle without the PSK can neither read nor change the new
+//! value (it is encrypted and authenticated under `K`, which needs both the
+//! PSK and an ephemeral secret); a replayed Offer is refused by its counter
+//! (the device keeps the last accepted one); a Value or Confirm from another
+//! session fails authentication because `th` differs; messages out of order
+//! cannot be fed to the state machine (each state is a type, each transition
+//! consumes it).
+
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use ring::agreement::{self, EphemeralPrivateKey, UnparsedPublicKey, X25519};
+use ring::digest;
+use ring::hkdf;
+use ring::hmac;
+use ring::rand::SecureRandom;
+use zeroize::Zeroizing;
+
+use crate::keys::{self, KeyError};
+
+/// Why a renegotiation message is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RenegError {
+    /// The message does not parse.
+    #[error("malformed renegotiation message: {0}")]
+    Malformed(&'static str),
+    /// The MAC does not verify (tampered, or a peer without the PSK).
+    #[error("renegotiation message failed authentication")]
+    BadMac,
+    /// The offer's counter is not above the last accepted one (replay).
+    #[error("replayed renegotiation offer: counter {counter}, last accepted {last}")]
+    Replayed {
+        /// Counter in the offer.
+        counter: u64,
+        /// Last accepted counter.
+        last: u64,
+    },
+    /// The offer is for another device.
+    #[error("offer is for device {0}")]
+    WrongSerial(String),
+    /// The new value is out of range.
+    #[error("max_key_uses {0} out of range")]
+    BadValue(u64),
+    /// The peer's public key was rejected by X25519.
+    #[error("key agreement failed")]
+    KeyAgreement,
+    /// The CSPRNG failed.
+    #[error("random number generator failed")]
+    Rng,
+    /// Key derivation failed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+const MAGIC: &[u8; 4] = b"AORN";
+const T_OFFER: u8 = 1;
+const T_REPLY: u8 = 2;
+const T_VALUE: u8 = 3;
+const T_CONFIRM: u8 = 4;
+
+/// The pre-shared key (zeroized).
+pub type Psk = Zeroizing<[u8; 32]>;
+
+fn mac(psk: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
+    let k = hmac::Key::new(hmac::HMAC_SHA256, psk);
+    let mut c = hmac::Context::with_key(&k);
+    for p in parts {
+        c.update(p);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(c.sign().as_ref());
+    out
+}
+
+fn header(t: u8, body_len: usize) -> Vec<u8> {
+    let mut b = Vec::with_capacity(5 + body_len);
+    b.extend_from_slice(MAGIC);
+    b.push(t);
+    b
+}
+
+fn body(bytes: &[u8], t: u8) -> Result<&[u8], RenegError> {
+    let (m, rest) = bytes
+        .split_first_chunk::<4>()
+        .ok_or(RenegError::Malformed("short"))?;
+    if m != MAGIC {
+        return Err(RenegError::Malformed("bad magic"));
+    }
+    let (&ty, rest) = rest.split_first().ok_or(RenegError::Malformed("short"))?;
+    if ty != t {
+        return Err(RenegError::Malformed("unexpected message type"));
+    }
+    Ok(rest)
+}
+
+/// Message 1 (server → device).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    /// Device serial.
+    pub serial: String,
+    /// Server's renegotiation counter for this device (strictly increasing).
+    pub counter: u64,
+    server_eph: [u8; 32],
+    mac: [u8; 32],
+}
+
+impl Offer {
+    fn signed_part(&self) -> Vec<u8> {
+        let mut b = header(T_OFFER, 0);
+        b.push(self.serial.len() as u8);
+        b.extend_from_slice(self.serial.as_bytes());
+        b.extend_from_slice(&self.counter.to_be_bytes());
+        b.extend_from_slice(&self.server_eph);
+        b
+    }
+    /// Wire bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = self.signed_part();
+        b.extend_from_slice(&self.mac);
+        b
+    }
+    /// Parses wire bytes (not yet authenticated).
+    pub fn decode(bytes: &[u8]) -> Result<Self, RenegError> {
+        let rest = body(bytes, T_OFFER)?;
+        let (&n, rest) = rest.split_first().ok_or(RenegError::Malformed("short"))?;
+        let (serial, rest) = rest
+            .split_at_checked(usize::from(n))
+            .ok_or(RenegError::Malformed("short"))?;
+        let serial = std::str::from_utf8(serial)
+            .map_err(|_| RenegError::Malformed("serial"))?
+            .to_owned();
+        keys::check_serial(&serial).map_err(|_| RenegError::Malformed("serial"))?;
+        let (c, rest) = rest
+            .split_first_chunk::<8>()
+            .ok_or(RenegError::Malformed("short"))?;
+        let (e, rest) = rest
+            .split_first_chunk::<32>()
+            .ok_or(RenegError::Malformed("short"))?;
+        let m: [u8; 32] = rest
+            .try_into()
+            .map_err(|_| RenegError::Malformed("length"))?;
+        Ok(Offer {
+            serial,
+            counter: u64::from_be_bytes(*c),
+            server_eph: *e,
+            mac: m,
+        })
+    }
+}
+
+/// Message 2 (device → server).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    device_eph: [u8; 32],
+    mac: [u8; 32],
+}
+
+impl Reply {
+    /// Wire bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = header(T_REPLY, 64);
+        b.extend_from_slice(&self.device_eph);
+        b.extend_from_slice(&self.mac);
+        b
+    }
+    /// Parses wire bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, RenegError> {
+        let rest = body(bytes, T_REPLY)?;
+        let (e, m) = rest
+            .split_first_chunk::<32>()
+            .ok_or(RenegError::Malformed("short"))?;
+        Ok(Reply {
+            device_eph: *e,
+            mac: m.try_into().map_err(|_| RenegError::Malformed("length"))?,
+        })
+    }
+}
+
+/// Messages 3 and 4: AEAD-sealed under the session key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    t: u8,
+    ct: Vec<u8>,
+}
+
+impl Sealed {
+    /// Wire bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = header(self.t, self.ct.len());
+        b.extend_from_slice(&self.ct);
+        b
+    }
+    /// Parses a Value message (3).
+    pub fn decode_value(bytes: &[u8]) -> Result<Self, RenegError> {
+        Ok(Sealed {
+            t: T_VALUE,
+            ct: body(bytes, T_VALUE)?.to_vec(),
+        })
+    }
+    /// Parses a Confirm message (4).
+    pub fn decode_confirm(bytes: &[u8]) -> Result<Self, RenegError> {
+        Ok(Sealed {
+            t: T_CONFIRM,
+            ct: body(bytes, T_CONFIRM)?.to_vec(),
+        })
+    }
+}
+
+struct SessionKey {
+    key: LessSafeKey,
+    th: [u8; 32],
+}
+
+impl SessionKey {
+    fn derive(psk: &[u8; 32], shared: &[u8], th: [u8; 32]) -> Result<Self, RenegError> {
+        struct L;
+        impl hkdf::KeyType for L {
+            fn len(&self) -> usize {
+                32
+            }
+        }
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, psk).extract(shared);
+        let info: [&[u8]; 2] = [b"aorta/v1/reneg/k", &th];
+        let okm = prk.expand(&info, L).map_err(|_| RenegError::KeyAgreement)?;
+        let mut raw = Zeroizing::new([0u8; 32]);
+        okm.fill(raw.as_mut())
+            .map_err(|_| RenegError::KeyAgreement)?;
+        let k =
+            UnboundKey::new(&AES_256_GCM, raw.as_ref()).map_err(|_| RenegError::KeyAgreement)?;
+        Ok(SessionKey {
+            key: LessSafeKey::new(k),
+            th,
+        })
+    }
+    fn seal(&self, t: u8, n: u8, a: u64, b: u64) -> Result<Sealed, RenegError> {
+        let mut buf = a.to_be_bytes().to_vec();
+        buf.extend_from_slice(&b.to_be_bytes());
+        let mut nonce = [0u8; 12];
+        if let Some(last) = nonce.last_mut() {
+            *last = n;
+        }
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&self.th),
+                &mut buf,
+            )
+            .map_err(|_| RenegError::KeyAgreement)?;
+        Ok(Sealed { t, ct: buf })
+    }
+    fn open(&self, m: &Sealed, n: u8) -> Result<(u64, u64), RenegError> {
+        let mut buf = m.ct.clone();
+        let mut nonce = [0u8; 12];
+        if let Some(last) = nonce.last_mut() {
+            *last = n;
+        }
+        let p = self
+            .key
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&self.th),
+                &mut buf,
+            )
+            .map_err(|_| RenegError::BadMac)?;
+        let (a, b) = p
+            .split_first_chunk::<8>()
+            .ok_or(RenegError::Malformed("short"))?;
+        let b: [u8; 8] = b.try_into().map_err(|_| RenegError::Malformed("length"))?;
+        Ok((u64::from_be_bytes(*a), u64::from_be_bytes(b)))
+    }
+}
+
+fn transcript(offer: &Offer, device_eph: &[u8; 32]) -> [u8; 32] {
+    let mut c = digest::Context::new(&digest::SHA256);
+    c.update(&offer.encode());
+    c.update(device_eph);
+    let mut th = [0u8; 32];
+    th.copy_from_slice(c.finish().as_ref());
+    th
+}
+
+fn ephemeral(rng: &dyn SecureRandom) -> Result<(EphemeralPrivateKey, [u8; 32]), RenegError> {
+    let k = EphemeralPrivateKey::generate(&X25519, rng).map_err(|_| RenegError::Rng)?;
+    let p = k.compute_public_key().map_err(|_| RenegError::Rng)?;
+    let pk: [u8; 32] = p.as_ref().try_into().map_err(|_| RenegError::Rng)?;
+    Ok((k, pk))
+}
+
+/// Server state after sending the Offer.
+pub struct ServerAwaitingReply {
+    psk: Psk,
+    offer: Offer,
+    eph: EphemeralPrivateKey,
+}
+
+/// Server state after sending the Value.
+pub struct ServerAwaitingConfirm {
+    session: SessionKey,
+    counter: u64,
+    max_key_uses: u64,
+}
+
+/// The outcome the server records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// The new `max_key_uses`.
+    pub max_key_uses: u64,
+    /// First sequence number sealed under it.
+    pub base_seq: u64,
+    /// Renegotiation counter.
+    pub counter: u64,
+}
+
+impl ServerAwaitingReply {
+    /// Starts a renegotiation for `serial` with the next `counter`.
+    pub fn start(
+        psk: Psk,
+        serial: &str,
+        counter: u64,
+        rng: &dyn SecureRandom,
+    ) -> Result<(Self, Offer), RenegError> {
+        keys::check_serial(serial)?;
+        let (eph, pk) = ephemeral(rng)?;
+        let mut offer = Offer {
+            serial: serial.to_owned(),
+            counter,
+            server_eph: pk,
+            mac: [0; 32],
+        };
+        offer.mac = mac(&psk, &[b"aorta/v1/reneg/offer", &offer.signed_part()]);
+        Ok((
+            ServerAwaitingReply {
+                psk,
+                offer: offer.clone(),
+                eph,
+            },
+            offer,
+        ))
+    }
+
+    /// Verifies the device's Reply and sends the new value, encrypted.
+    pub fn on_reply(
+        self,
+        reply: &Reply,
+        max_key_uses: u64,
+    ) -> Result<(ServerAwaitingConfirm, Sealed), RenegError> {
+        if max_key_uses == 0 {
+            return Err(RenegError::BadValue(0));
+        }
+        let th = transcript(&self.offer, &reply.device_eph);
+        let want = mac(&self.psk, &[b"aorta/v1/reneg/reply", &th]);
+        if !keys::ct_eq(&want, &reply.mac) {
+            return Err(RenegError::BadMac);
+        }
+        let peer = UnparsedPublicKey::new(&X25519, reply.device_eph);
+        let psk = self.psk;
+        let session = agreement::agree_ephemeral(self.eph, &peer, |shared| {
+            SessionKey::derive(&psk, shared, th)
+        })
+        .map_err(|_| RenegError::KeyAgreement)??;
+        let msg = session.seal(T_VALUE, 0, max_key_uses, self.offer.counter)?;
+        Ok((
+            ServerAwaitingConfirm {
+                session,
+                counter: self.offer.counter,
+                max_key_uses,
+            },
+            msg,
+        ))
+    }
+}
+
+impl ServerAwaitingConfirm {
+    /// Verifies the device's Confirm.
+    pub fn on_confirm(self, msg: &Sealed) -> Result<Applied, RenegError> {
+        let (base_seq, counter) = self.session.open(msg, 1)?;
+        if counter != self.counter {
+            return Err(RenegError::BadMac);
+        }
+        Ok(Applied {
+            max_key_uses: self.max_key_uses,
+            base_seq,
+            counter,
+        })
+    }
+}
+
+/// Device state after replying, waiting for the Value.
+pub struct DeviceAwaitingValue {
+    session: SessionKey,
+    counter: u64,
+}
+
+impl DeviceAwaitingValue {
+    /// Checks the server's Offer (MAC, serial, counter above `last_counter`)
+    /// and answers it.
+    pub fn on_offer(
+        psk: Psk,
+        serial: &str,
+        last_counter: u64,
+        offer: &Offer,
+        rng: &dyn SecureRandom,
+    ) -> Result<(Self, Reply), RenegError> {
+        let want = mac(&psk, &[b"aorta/v1/reneg/offer", &offer.signed_part()]);
+        if !keys::ct_eq(&want, &offer.mac) {
+            return Err(RenegError::BadMac);
+        }
+        if offer.serial != serial {
+            return Err(RenegError::WrongSerial(offer.serial.clone()));
+        }
+        if offer.counter <= last_counter {
+            return Err(RenegError::Replayed {
+                counter: offer.counter,
+                last: last_counter,
+            });
+        }
+        let (eph, pk) = ephemeral(rng)?;
+        let th = transcript(offer, &pk);
+        let reply = Reply {
+            device_eph: pk,
+            mac: mac(&psk, &[b"aorta/v1/reneg/reply", &th]),
+        };
+        let peer = UnparsedPublicKey::new(&X25519, offer.server_eph);
+        let session =
+            agreement::agree_ephemeral(eph, &peer, |shared| SessionKey::derive(&psk, shared, th))
+                .map_err(|_| RenegError::KeyAgreement)??;
+        Ok((
+            DeviceAwaitingValue {
+                session,
+                counter: offer.counter,
+            },
+            reply,
+        ))
+    }
+
+    /// Opens the Value; returns (new max_key_uses, counter) and the Confirm
+    /// to send once the device has applied it from `base_seq` on.
+    pub fn on_value(self, msg: &Sealed, base_seq: u64) -> Result<(u64, u64, Sealed), RenegError> {
+        let (v, counter) = self.session.open(msg, 0)?;
+        if counter != self.counter {
+            return Err(RenegError::BadMac);
+        }
+        if v == 0 {
+            return Err(RenegError::BadValue(v));
+        }
+        let confirm = self.session.seal(T_CONFIRM, 1, base_seq, counter)?;
+        Ok((v, counter, confirm))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring::rand::SystemRandom;
+
+    fn psk(b: u8) -> Psk {
+        Zeroizing::new([b; 32])
+    }
+
+    fn run(counter: u64, last: u64) -> Result<(Applied, u64), RenegError> {
+        let rng = SystemRandom::new();
+        let (srv, offer) = ServerAwaitingReply::start(psk(1), "SN-R", counter, &rng)?;
+        let offer = Offer::decode(&offer.encode())?;
+        let (dev, reply) = DeviceAwaitingValue::on_offer(psk(1), "SN-R", last, &offer, &rng)?;
+        let (srv, value) = srv.on_reply(&Reply::decode(&reply.encode())?, 1000)?;
+        let (v, _, confirm) = dev.on_value(&Sealed::decode_value(&value.encode())?, 77)?;
+        let applied = srv.on_confirm(&Sealed::decode_confirm(&confirm.encode())?)?;
+        Ok((applied, v))
+    }
+
+    #[test]
+    fn honest_run() {
+        let (a, v) = run(5, 4).unwrap();
+        assert_eq!(v, 1000);
+        assert_eq!(
+            a,
+            Applied {
+                max_key_uses: 1000,
+                base_seq: 77,
+                counter: 5
+            }
+        );
+    }
+
+    #[test]
+    fn replayed_offer_is_refused() {
+        assert_eq!(
+            run(4, 4).unwrap_err(),
+            RenegError::Replayed {
+                counter: 4,
+                last: 4
+            }
+        );
+    }
+
+    #[test]
+    fn wrong_psk_and_tampering_are_refused() {
+        let rng = SystemRandom::new();
+        let (srv, offer) = ServerAwaitingReply::start(psk(1), "SN-R", 9, &rng).unwrap();
+        // A device with another PSK (or a MITM forging offers) refuses.
+        assert_eq!(
+            DeviceAwaitingValue::on_offer(psk(2), "SN-R", 0, &offer, &rng).err(),
+            Some(RenegError::BadMac)
+        );
+        // Any flipped bit of the offer is refused.
+        let enc = offer.encode();
+        for i in 0..enc.len() {
+            let mut b = enc.clone();
+            b[i] ^= 0x40;
+            let r = Offer::decode(&b).and_then(|o| {
+                DeviceAwaitingValue::on_offer(psk(1), "SN-R", 0, &o, &rng).map(|_| ())
+            });
+            assert!(r.is_err(), "bit flip at {i} accepted");
+        }
+        let (dev, reply) = DeviceAwaitingValue::on_offer(psk(1), "SN-R", 0, &offer, &rng).unwrap();
+        // A MITM substituting its own ephemeral key in the reply is refused.
+        let mut forged = reply.clone();
+        forged.device_eph[0] ^= 1;
+        let (srv2, offer2) = ServerAwaitingReply::start(psk(1), "SN-R", 10, &rng).unwrap();
+        assert!(matches!(srv2.on_reply(&forged, 5), Err(RenegError::BadMac)));
+        let (srv, value) = srv.on_reply(&reply, 500).unwrap();
+        // A tampered value is refused.
+        let mut bad = value.clone();
+        bad.ct[0] ^= 1;
+        let (dev_b, _) = DeviceAwaitingValue::on_offer(psk(1), "SN-R", 0, &offer, &rng).unwrap();
+        assert_eq!(dev_b.on_value(&bad, 0).err(), Some(RenegError::BadMac));
+        // A value from another session (replayed into this one) is refused.
+        let (dev2, reply2) =
+            DeviceAwaitingValue::on_offer(psk(1), "SN-R", 0, &offer2, &rng).unwrap();
+        let _ = reply2;
+        assert_eq!(dev2.on_value(&value, 0).err(), Some(RenegError::BadMac));
+        // Reordered: a Value sent where a Confirm is expected does not parse as one.
+        assert!(Sealed::decode_confirm(&value.encode()).is_err());
+        let (v, _, confirm) = dev.on_value(&value, 3).unwrap();
+        assert_eq!(v, 500);
+        assert_eq!(srv.on_confirm(&confirm).unwrap().base_seq, 3);
+    }
+}

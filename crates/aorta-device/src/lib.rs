@@ -1,0 +1,107 @@
+//! # aorta-device — the device side of paper 003's key scheme
+//!
+//! This crate owns what runs on the ECG device: the key store behind the
+//! [`se::SecureElement`] trait (file-backed for development, PKCS#11 for
+//! hardware), the key-rotation state and the [`rotation::Sealer`] that turns
+//! samples into sealed upload frames, the crash-safe offline buffer
+//! ([`queue::OfflineQueue`]) and the upload loop ([`queue::flush`]).
+//!
+//! It must never write key bytes anywhere but the secure element, never log
+//! them, never reuse a (key, nonce) pair, and never drop a buffered frame
+//! except by the documented full-queue policy.
+//!
+//! ```no_run
+//! use aorta_device::{rotation::Sealer, se::FileSecureElement, queue::{OfflineQueue, QueueLimits}};
+//! use aorta_crypto::frame::ChannelCalibration;
+//! let se = FileSecureElement::open("device/se.key")?;
+//! let mut sealer = Sealer::new(se, "device/state")?;
+//! let mut queue = OfflineQueue::open("device/queue", QueueLimits::default())?;
+//! let cal = [ChannelCalibration::new(200.0, 1024, 1024, 11, "mV", "MLII")];
+//! let frame = sealer.seal(0, 360_000, &cal, &[&[1024, 1030, 1041][..]])?;
+//! queue.push(frame.sequence, &frame.bytes)?;
+//! # Ok::<(), aorta_device::DeviceError>(())
+//! ```
+#![deny(missing_docs)]
+
+mod fsutil;
+pub mod pkcs11;
+pub mod queue;
+pub mod rotation;
+pub mod se;
+
+use std::path::PathBuf;
+
+/// A device-side error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeviceError {
+    /// File I/O failed.
+    #[error("{}: {error}", path.display())]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Error.
+        error: std::io::Error,
+    },
+    /// Refusing to overwrite a key store.
+    #[error("{}: already exists; refusing to overwrite a key store", path.display())]
+    AlreadyExists {
+        /// File.
+        path: PathBuf,
+    },
+    /// The key store file is damaged or not ours.
+    #[error("{}: bad key store: {why}", path.display())]
+    BadKeyStore {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// The rotation state file is damaged or not ours.
+    #[error("{}: bad rotation state: {why}", path.display())]
+    BadState {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// Key derivation failed.
+    #[error(transparent)]
+    Key(#[from] aorta_crypto::keys::KeyError),
+    /// Sealing failed.
+    #[error(transparent)]
+    Seal(#[from] aorta_crypto::frame::SealError),
+    /// A renegotiation message was refused.
+    #[error("renegotiation refused: {0}")]
+    Reneg(#[from] aorta_crypto::reneg::RenegError),
+    /// The PKCS#11 token failed.
+    #[error("PKCS#11: {0}")]
+    Pkcs11(String),
+    /// The CSPRNG failed.
+    #[error("system random number generator failed")]
+    Rng,
+    /// 2^64 sequence numbers used.
+    #[error("sequence numbers exhausted")]
+    SequenceExhausted,
+    /// A frame larger than the whole queue.
+    #[error("frame of {len} bytes is larger than the offline queue")]
+    FrameTooLargeForQueue {
+        /// Frame length.
+        len: u64,
+    },
+    /// The sequence is already queued.
+    #[error("sequence {sequence} is already queued")]
+    DuplicateSequence {
+        /// Sequence.
+        sequence: u64,
+    },
+    /// The network is down (transport failure); frames stay queued.
+    #[error("network unavailable: {0}")]
+    Network(String),
+    /// The peer broke the protocol.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// Bad configuration.
+    #[error("configuration: {0}")]
+    Config(String),
+}

@@ -1,0 +1,336 @@
+//! Key rotation state and the sealer that uses it.
+//!
+//! **A use is one sealed frame.** Every frame takes the next sequence number;
+//! the active key index is a pure function of the sequence number and the
+//! current schedule segment:
+//! `index(seq) = (base_index + (seq − base_seq) / max_key_uses) mod N`, so the
+//! index advances after `max_key_uses` frames and loops over the slice.
+//! A renegotiation of `max_key_uses` starts a new segment at the next
+//! sequence number.
+//!
+//! **No (key, nonce) pair ever repeats.** The AES-GCM nonce is the sequence
+//! number and the transport key is derived from the key group *and a 16-byte
+//! epoch drawn from the OS CSPRNG each time a [`Sealer`] is created*
+//! (`aorta_crypto::keys`). Within one sealer the sequence strictly increases
+//! (checked arithmetic, never wraps), so nonces under each of its keys are
+//! distinct, also after the key index wraps around the slice. Two sealers
+//! (a reboot, a crash, a restored old state file) have independent random
+//! epochs and therefore independent keys. Sequence reservation (below) is for
+//! the server's replay window, not for nonce safety.
+//!
+//! **Reservation.** Before a sequence number is used, the state file records
+//! a high-water mark `reserved_until` above it (atomic write-rename + fsync),
+//! [`RESERVE`] numbers at a time. A new sealer starts at `reserved_until`, so
+//! after a crash the sequence never goes back (numbers reserved but unused are
+//! skipped; the server allows gaps). If an old state file is restored, the
+//! server's acknowledgement tells the device its highest accepted sequence
+//! and [`Sealer::sync_with_server`] jumps past it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use aorta_crypto::frame::{self, ChannelCalibration, FrameHeader, TransportKey};
+use aorta_crypto::keys::{self, EPOCH_LEN};
+use aorta_crypto::reneg::{DeviceAwaitingValue, Offer, Reply, Sealed};
+use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::DeviceError;
+use crate::fsutil::{io_err, write_atomic};
+use crate::se::SecureElement;
+
+/// Sequence numbers reserved per state write.
+pub const RESERVE: u64 = 64;
+/// Default `max_key_uses` (frames per key): 30 days of 10-second frames.
+pub const DEFAULT_MAX_KEY_USES: u64 = 259_200;
+
+/// The persisted rotation state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationState {
+    /// Every sequence number below this may have been used.
+    pub reserved_until: u64,
+    /// First sequence of the current schedule segment.
+    pub base_seq: u64,
+    /// Key index at `base_seq`.
+    pub base_index: u16,
+    /// Frames per key in this segment.
+    pub max_key_uses: u64,
+    /// Counter of the last accepted renegotiation (replay protection).
+    pub reneg_counter: u64,
+}
+
+impl Default for RotationState {
+    fn default() -> Self {
+        RotationState {
+            reserved_until: 0,
+            base_seq: 0,
+            base_index: 0,
+            max_key_uses: DEFAULT_MAX_KEY_USES,
+            reneg_counter: 0,
+        }
+    }
+}
+
+const STATE_MAGIC: &[u8; 4] = b"AOST";
+
+impl RotationState {
+    /// Key index for `seq` under a slice of `n` keys.
+    pub fn key_index(&self, seq: u64, n: u16) -> u16 {
+        let steps = seq.saturating_sub(self.base_seq) / self.max_key_uses.max(1);
+        let n = u64::from(n.max(1));
+        ((u64::from(self.base_index) + steps % n) % n) as u16
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut b = STATE_MAGIC.to_vec();
+        b.push(1);
+        b.extend_from_slice(&self.reserved_until.to_be_bytes());
+        b.extend_from_slice(&self.base_seq.to_be_bytes());
+        b.extend_from_slice(&self.base_index.to_be_bytes());
+        b.extend_from_slice(&self.max_key_uses.to_be_bytes());
+        b.extend_from_slice(&self.reneg_counter.to_be_bytes());
+        b
+    }
+
+    fn decode(b: &[u8], path: &Path) -> Result<Self, DeviceError> {
+        let bad = |why| DeviceError::BadState {
+            path: path.to_path_buf(),
+            why,
+        };
+        if b.len() != 39 || b.get(..4) != Some(STATE_MAGIC.as_slice()) {
+            return Err(bad("not an aorta rotation state file"));
+        }
+        if b.get(4) != Some(&1) {
+            return Err(bad("unknown state version; upgrade aorta"));
+        }
+        let u64_at = |o: usize| {
+            b.get(o..o + 8)
+                .and_then(|s| <[u8; 8]>::try_from(s).ok())
+                .map(u64::from_be_bytes)
+        };
+        let st = RotationState {
+            reserved_until: u64_at(5).ok_or(bad("short"))?,
+            base_seq: u64_at(13).ok_or(bad("short"))?,
+            base_index: b
+                .get(21..23)
+                .and_then(|s| <[u8; 2]>::try_from(s).ok())
+                .map(u16::from_be_bytes)
+                .ok_or(bad("short"))?,
+            max_key_uses: u64_at(23).ok_or(bad("short"))?,
+            reneg_counter: u64_at(31).ok_or(bad("short"))?,
+        };
+        if st.max_key_uses == 0 || st.base_seq > st.reserved_until {
+            return Err(bad("inconsistent state"));
+        }
+        Ok(st)
+    }
+
+    /// Loads the state file, or the default state if it does not exist.
+    pub fn load(path: &Path) -> Result<Self, DeviceError> {
+        match std::fs::read(path) {
+            Ok(b) => Self::decode(&b, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(io_err(path)(e)),
+        }
+    }
+
+    /// Writes the state file atomically and durably.
+    pub fn store(&self, path: &Path) -> Result<(), DeviceError> {
+        write_atomic(path, &self.encode())
+    }
+}
+
+/// A sealed frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedFrame {
+    /// Its sequence number.
+    pub sequence: u64,
+    /// Its key index.
+    pub key_index: u16,
+    /// The frame bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// Seals frames for one device run: owns the secure element, the state file
+/// and this run's random epoch. The same code serves `aorta device seal` and
+/// the live uploader.
+pub struct Sealer<S: SecureElement> {
+    se: S,
+    state: RotationState,
+    state_path: PathBuf,
+    next_seq: u64,
+    epoch: [u8; EPOCH_LEN],
+    keys: HashMap<u16, TransportKey>,
+}
+
+impl<S: SecureElement> std::fmt::Debug for Sealer<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealer")
+            .field("serial", &self.se.serial())
+            .field("next_seq", &self.next_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: SecureElement> Sealer<S> {
+    /// Starts a run: loads (or creates) the state and draws a fresh epoch.
+    pub fn new(se: S, state_path: impl AsRef<Path>) -> Result<Self, DeviceError> {
+        let state_path = state_path.as_ref().to_path_buf();
+        let state = RotationState::load(&state_path)?;
+        let mut epoch = [0u8; EPOCH_LEN];
+        SystemRandom::new()
+            .fill(&mut epoch)
+            .map_err(|_| DeviceError::Rng)?;
+        Ok(Sealer {
+            se,
+            next_seq: state.reserved_until,
+            state,
+            state_path,
+            epoch,
+            keys: HashMap::new(),
+        })
+    }
+
+    /// The secure element.
+    pub fn secure_element(&self) -> &S {
+        &self.se
+    }
+
+    /// This run's epoch (public: it travels in every frame header).
+    pub fn epoch(&self) -> [u8; EPOCH_LEN] {
+        self.epoch
+    }
+
+    /// The persisted state as last written.
+    pub fn state(&self) -> &RotationState {
+        &self.state
+    }
+
+    /// The next sequence number this sealer will use.
+    pub fn next_sequence(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// After the server reports its highest accepted sequence (e.g. following
+    /// the restore of an old state file), skip past it.
+    pub fn sync_with_server(&mut self, highest_accepted: u64) -> Result<(), DeviceError> {
+        let want = highest_accepted
+            .checked_add(1)
+            .ok_or(DeviceError::SequenceExhausted)?;
+        if want > self.next_seq {
+            self.next_seq = want;
+            if self.state.reserved_until < want {
+                let mut st = self.state.clone();
+                st.reserved_until = want;
+                st.store(&self.state_path)?;
+                self.state = st;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a renegotiated `max_key_uses` from the next frame on.
+    pub fn set_max_key_uses(
+        &mut self,
+        max_key_uses: u64,
+        reneg_counter: u64,
+    ) -> Result<(), DeviceError> {
+        if max_key_uses == 0 {
+            return Err(DeviceError::Config("max_key_uses must be positive".into()));
+        }
+        let mut st = self.state.clone();
+        st.base_index = st.key_index(self.next_seq, self.se.slice_len());
+        st.base_seq = self.next_seq;
+        st.max_key_uses = max_key_uses;
+        st.reneg_counter = reneg_counter;
+        st.reserved_until = st.reserved_until.max(self.next_seq);
+        st.store(&self.state_path)?;
+        self.state = st;
+        Ok(())
+    }
+
+    /// Renegotiation, device side, step 1: checks the server's Offer (MAC
+    /// under the PSK from the secure element, serial, counter above the last
+    /// accepted one) and returns the Reply to send.
+    pub fn reneg_on_offer(
+        &self,
+        offer: &Offer,
+    ) -> Result<(DeviceAwaitingValue, Reply), DeviceError> {
+        let psk = keys::renegotiation_psk(&self.se)?;
+        let rng = SystemRandom::new();
+        Ok(DeviceAwaitingValue::on_offer(
+            psk,
+            self.se.serial(),
+            self.state.reneg_counter,
+            offer,
+            &rng,
+        )?)
+    }
+
+    /// Renegotiation, device side, step 2: opens the Value, applies the new
+    /// `max_key_uses` from the next frame on (durably), and returns the
+    /// Confirm to send.
+    pub fn reneg_on_value(
+        &mut self,
+        st: DeviceAwaitingValue,
+        msg: &Sealed,
+    ) -> Result<Sealed, DeviceError> {
+        let base = self.next_seq;
+        let (v, counter, confirm) = st.on_value(msg, base)?;
+        self.set_max_key_uses(v, counter)?;
+        Ok(confirm)
+    }
+
+    /// Reserves the next sequence number (persisting a new high-water mark
+    /// first when needed) and returns it with its key index.
+    fn reserve(&mut self) -> Result<(u64, u16), DeviceError> {
+        let seq = self.next_seq;
+        if seq >= self.state.reserved_until {
+            let mut st = self.state.clone();
+            st.reserved_until = seq
+                .checked_add(RESERVE)
+                .ok_or(DeviceError::SequenceExhausted)?;
+            st.store(&self.state_path)?; // durable BEFORE the number is used
+            self.state = st;
+        }
+        self.next_seq = seq.checked_add(1).ok_or(DeviceError::SequenceExhausted)?;
+        Ok((seq, self.state.key_index(seq, self.se.slice_len())))
+    }
+
+    /// Seals one frame of samples (one slice per channel).
+    pub fn seal(
+        &mut self,
+        first_sample_us: i64,
+        sample_rate_mhz: u32,
+        calibration: &[ChannelCalibration],
+        samples: &[&[i32]],
+    ) -> Result<SealedFrame, DeviceError> {
+        let channels = u16::try_from(samples.len())
+            .map_err(|_| DeviceError::Config("too many channels".into()))?;
+        let n = samples.first().map_or(0, |s| s.len());
+        let n = u32::try_from(n).map_err(|_| DeviceError::Config("frame too long".into()))?;
+        let (seq, index) = self.reserve()?;
+        let header = FrameHeader::new(
+            self.se.serial(),
+            index,
+            seq,
+            first_sample_us,
+            sample_rate_mhz,
+            channels,
+            n,
+            self.epoch,
+        )?;
+        if !self.keys.contains_key(&index) {
+            // Keep only the active key of this run.
+            self.keys.clear();
+            let k = TransportKey::derive(&self.se, index, &self.epoch)?;
+            self.keys.insert(index, k);
+        }
+        let key = self.keys.get(&index).ok_or(DeviceError::Rng)?;
+        let bytes = frame::seal(key, &header, calibration, samples)?;
+        Ok(SealedFrame {
+            sequence: seq,
+            key_index: index,
+            bytes,
+        })
+    }
+}
