@@ -182,13 +182,56 @@ fn parse_int(field: &[u8]) -> Option<i64> {
     Some(if neg { -v } else { v })
 }
 
+/// Parses a float. Plain decimals with at most 15 significant digits take
+/// an exact fast path: mantissa and power of ten are both exact in f64, so
+/// one IEEE division gives the correctly rounded value, bit-identical to
+/// `str::parse` (Clinger's fast path). Anything else goes to `str::parse`.
+fn parse_decimal(field: &[u8]) -> Option<f64> {
+    const POW10: [f64; 16] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let (neg, body) = match field.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, field),
+    };
+    let mut mantissa: u64 = 0;
+    let mut digits = 0usize;
+    let mut frac: Option<usize> = None;
+    let mut simple = !body.is_empty();
+    for &c in body {
+        match c {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(c - b'0');
+                digits += 1;
+                if let Some(f) = frac.as_mut() {
+                    *f += 1;
+                }
+                if digits > 15 {
+                    simple = false;
+                    break;
+                }
+            }
+            b'.' if frac.is_none() => frac = Some(0),
+            _ => {
+                simple = false;
+                break;
+            }
+        }
+    }
+    if simple && digits > 0 {
+        let v = mantissa as f64 / POW10.get(frac.unwrap_or(0)).copied()?;
+        return Some(if neg { -v } else { v });
+    }
+    std::str::from_utf8(field).ok()?.parse().ok()
+}
+
 /// Parses one CSV line `patient_id,event_time,rr_ms` (no line terminator).
 fn parse_line(line: &[u8]) -> Option<RrEvent> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let mut it = line.splitn(3, |&b| b == b',');
     let patient_id = i32::try_from(parse_int(it.next()?)?).ok()?;
     let event_time = parse_int(it.next()?)?;
-    let rr_ms: f64 = std::str::from_utf8(it.next()?).ok()?.parse().ok()?;
+    let rr_ms = parse_decimal(it.next()?)?;
     if !rr_ms.is_finite() {
         return None;
     }
@@ -561,6 +604,45 @@ mod tests {
         assert_eq!(max_relative_difference(&out, &reference), Some(0.0));
         assert!(out.iter().all(|o| o.value.lf > 0.0 && o.value.hf > 0.0));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn decimal_fast_path_is_bit_identical_to_std() {
+        for s in [
+            "813.889",
+            "0.001",
+            "-2.5",
+            "1000",
+            "123456789012345",
+            "0.000000000000001",
+            "7.",
+            ".5",
+            "1e3",
+            "1234567890123456.7",
+            "NaN",
+            "inf",
+            "",
+            "-",
+            "1.2.3",
+            "+4",
+        ] {
+            let ours = parse_decimal(s.as_bytes());
+            let std = s.parse::<f64>().ok();
+            assert_eq!(ours.map(f64::to_bits), std.map(f64::to_bits), "{s:?}");
+        }
+        let mut x = 0x1234_5678_9abc_def0_u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = (x % 10_000_000) as f64 / 1000.0;
+            let s = format!("{v:.3}");
+            assert_eq!(
+                parse_decimal(s.as_bytes()).map(f64::to_bits),
+                s.parse::<f64>().ok().map(f64::to_bits),
+                "{s}"
+            );
+        }
     }
 
     #[test]

@@ -207,17 +207,18 @@ fn resample_quadratic(x: &[f64], y: &[f64], fs: f64, s: &mut FreqScratch) -> boo
             *c -= w * c_prev;
         }
     }
-    for i in (0..n).rev() {
-        let next = s.coef.get(i + 1).copied().unwrap_or(0.0);
-        let (Some(&d), Some(&u)) = (s.diag.get(i), s.sup.get(i)) else {
-            return false;
-        };
-        if d == 0.0 {
-            return false;
-        }
-        if let Some(c) = s.coef.get_mut(i) {
-            *c = (*c - u * next) / d;
-        }
+    // Back substitution. The reciprocals are independent of each other, so
+    // they are taken off the serial chain (which then only multiplies).
+    if s.diag.contains(&0.0) {
+        return false;
+    }
+    for d in s.diag.iter_mut() {
+        *d = 1.0 / *d;
+    }
+    let mut next = 0.0;
+    for ((c, &inv_d), &u) in s.coef.iter_mut().zip(&s.diag).zip(&s.sup).rev() {
+        *c = (*c - u * next) * inv_d;
+        next = *c;
     }
 
     // Evaluate on the grid.
