@@ -5,7 +5,7 @@
 use std::f64::consts::PI;
 
 /// A second-order IIR section (direct form II transposed), state included.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Biquad {
     b0: f64,
     b1: f64,

@@ -40,7 +40,7 @@
 use std::collections::VecDeque;
 
 /// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 #[non_exhaustive]
 pub enum RhythmEventKind {
@@ -56,15 +56,18 @@ pub enum RhythmEventKind {
     TachyOnset,
     /// Heart rate fell back below the tachycardia limit.
     TachyOffset,
-    /// No beat for at least the pause limit.
+    /// No beat for the pause limit: reported as soon as that much time has
+    /// passed (see [`RhythmMonitor::tick`]), dated at the last beat.
+    PauseOnset,
+    /// A pause ended: the next beat came; dated at the last beat before it.
     Pause {
-        /// Length of the pause so far, seconds.
+        /// Length of the pause, seconds.
         duration_s: f64,
     },
 }
 
 /// A rhythm event at a time (seconds from the start of the stream).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RhythmEvent {
     /// Event time, seconds.
     pub time_s: f64,
@@ -74,7 +77,7 @@ pub struct RhythmEvent {
 }
 
 /// Parameters of [`RhythmMonitor`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RhythmConfig {
     /// RR intervals per AF analysis window.
     pub af_window: usize,
@@ -116,7 +119,7 @@ impl Default for RhythmConfig {
 }
 
 /// AF features of a series of RR intervals (any unit).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AfFeatures {
     /// Patterned irregularity (see the module docs).
     pub minlag: f64,
@@ -194,7 +197,7 @@ pub fn classify_af(rr: &[f64], cfg: &RhythmConfig) -> Option<bool> {
 }
 
 /// Streaming rhythm monitor. Feed beat times in seconds, in order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RhythmMonitor {
     cfg: RhythmConfig,
     last_beat: Option<f64>,
@@ -229,15 +232,16 @@ impl RhythmMonitor {
         self.in_af
     }
 
-    /// Reports a pause while it is happening: call with the current stream time.
+    /// Reports a pause while it is happening: call with the current stream
+    /// time. The onset is dated at the last beat, so the events do not depend
+    /// on when or how often this is called.
     pub fn tick(&mut self, now_s: f64, out: &mut Vec<RhythmEvent>) {
         if let Some(last) = self.last_beat {
-            let gap = now_s - last;
-            if gap >= self.cfg.pause_s && !self.pause_reported {
+            if now_s - last >= self.cfg.pause_s && !self.pause_reported {
                 self.pause_reported = true;
                 out.push(RhythmEvent {
                     time_s: last,
-                    kind: RhythmEventKind::Pause { duration_s: gap },
+                    kind: RhythmEventKind::PauseOnset,
                 });
             }
         }
@@ -255,6 +259,10 @@ impl RhythmMonitor {
         self.pause_reported = false;
         let rr = t_s - last;
         if rr >= self.cfg.pause_s {
+            out.push(RhythmEvent {
+                time_s: last,
+                kind: RhythmEventKind::Pause { duration_s: rr },
+            });
             // A pause breaks the series: AF and rate analysis restart after it.
             self.rr.clear();
             return;
@@ -434,9 +442,29 @@ mod tests {
         m.tick(12.5, &mut out);
         assert!(out.is_empty());
         m.tick(13.1, &mut out);
-        assert!(matches!(out[0].kind, RhythmEventKind::Pause { duration_s } if duration_s >= 3.0));
+        m.tick(13.5, &mut out);
+        assert_eq!(
+            out,
+            vec![RhythmEvent {
+                time_s: 10.0,
+                kind: RhythmEventKind::PauseOnset
+            }],
+            "reported once"
+        );
         m.push_beat(14.0, &mut out);
-        assert_eq!(out.len(), 1, "reported once");
+        assert_eq!(
+            out[1],
+            RhythmEvent {
+                time_s: 10.0,
+                kind: RhythmEventKind::Pause { duration_s: 4.0 }
+            }
+        );
+        // Without ticks the same two events come with the next beat.
+        let mut m = RhythmMonitor::new(RhythmConfig::default());
+        let mut late = Vec::new();
+        m.push_beat(10.0, &mut late);
+        m.push_beat(14.0, &mut late);
+        assert_eq!(late, out);
     }
 
     #[test]

@@ -47,7 +47,7 @@
 use crate::filter::{Biquad, group_delay};
 
 /// A detected beat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Beat {
     /// Sample index of the R-peak.
     pub sample: u64,
@@ -73,7 +73,7 @@ pub enum ConfigError {
 }
 
 /// Detector parameters (times in seconds).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DetectorConfig {
     /// Sampling frequency in Hz.
     pub fs: f64,
@@ -113,7 +113,11 @@ const RR_HISTORY: usize = 8;
 
 /// The online detector. Feed samples (any unit; physical mV recommended)
 /// with [`Detector::push`], and call [`Detector::finish`] at end of stream.
-#[derive(Debug, Clone)]
+///
+/// The whole state serialises (serde) so a streaming engine can checkpoint it;
+/// a damaged or hostile serialised state cannot make it panic (every buffer
+/// access is bounds-checked), only produce wrong beats.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Detector {
     cfg: DetectorConfig,
     filters: [Biquad; 2],
@@ -155,7 +159,7 @@ pub struct Detector {
     pending: Option<Pending>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct LastBeat {
     /// R sample.
     r: u64,
@@ -164,7 +168,7 @@ struct LastBeat {
     slope: f64,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct Pending {
     r: u64,
     idx: u64,
@@ -273,7 +277,7 @@ impl Detector {
     fn step(&mut self, x: f64, out: &mut Vec<Beat>) {
         let [hp, lp] = &mut self.filters;
         let yv = lp.step(hp.step(x));
-        let mask = self.y.len() - 1;
+        let mask = self.y.len().wrapping_sub(1);
         let n = self.n;
         let i = (n as usize) & mask;
         let lagged = self
@@ -343,7 +347,7 @@ impl Detector {
 
     /// Maximal |slope| of the band-passed signal in `[from, to]`.
     fn slope(&self, from: u64, to: u64) -> f64 {
-        let mask = self.y.len() - 1;
+        let mask = self.y.len().wrapping_sub(1);
         let mut best = 0.0f64;
         let mut prev: Option<f64> = None;
         for t in from..=to {
@@ -363,9 +367,9 @@ impl Detector {
         let lo = idx
             .saturating_sub(self.win as u64 + self.gd)
             .max(oldest)
-            .max(now.saturating_sub(self.y.len() as u64 - 1));
+            .max(now.saturating_sub((self.y.len() as u64).saturating_sub(1)));
         let hi = idx.max(lo);
-        let mask = self.y.len() - 1;
+        let mask = self.y.len().wrapping_sub(1);
         let mut best = lo;
         let mut best_v = -1.0;
         for t in lo..=hi {

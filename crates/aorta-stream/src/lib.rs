@@ -18,6 +18,8 @@
 //!   replaces these implementations without touching operators.
 //! - [`pipeline::Pipeline`] — log → engine → results with checkpoints, the
 //!   piece that makes `kill -9` at any instant harmless.
+//! - [`ecg`] — the ECG operator: raw samples in; heart rate (sliding
+//!   windows), HRV (tumbling 5-minute windows) and rhythm events out.
 //! - [`rr`] — the RR-interval job: per patient, tumbling 5-minute windows of
 //!   count, mean RR, SDNN, RMSSD, LF, HF and LF/HF.
 //!
@@ -56,6 +58,7 @@
 #![deny(missing_docs)]
 
 pub mod checkpoint;
+pub mod ecg;
 mod engine;
 pub mod log;
 pub mod pipeline;

@@ -1,0 +1,354 @@
+//! The ECG operator: per device, raw samples in; beats, heart rate, HRV and
+//! rhythm events out. It runs inside the attested worker.
+//!
+//! State per device (all of it checkpointed with the engine): the online
+//! R-peak detector ([`aorta_signal::rpeak::Detector`]), the rhythm monitor
+//! ([`aorta_signal::rhythm::RhythmMonitor`]), the beat times still needed by
+//! an open window, and rhythm events waiting for the watermark.
+//!
+//! Outputs, each with a deterministic identity `(device, start, end)`:
+//! - [`EcgResult::HeartRate`] per sliding window (default 10 s every 5 s):
+//!   beats in the window and the mean rate over their intervals;
+//! - [`EcgResult::Hrv`] per tumbling window (default 5 min, Task Force):
+//!   the main time-domain, frequency-domain and Poincaré values;
+//! - [`EcgResult::Rhythm`] for each AF onset/offset, brady/tachy change and
+//!   pause, as an interval `[t, t + 1 + kind)` µs so that two events at the
+//!   same instant keep distinct identities.
+//!
+//! A chunk whose first sample is more than one second away from where the
+//! previous chunk ended (a gap, a device restart) restarts the detector.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+
+use aorta_signal::hrv::{ArtefactRule, HrvEngine, HrvOptions, NnSeries};
+use aorta_signal::rhythm::{RhythmConfig, RhythmEvent, RhythmEventKind, RhythmMonitor};
+use aorta_signal::rpeak::{Beat, Detector};
+use serde::{Deserialize, Serialize};
+
+use crate::{KeyedOperator, Micros};
+
+/// Consecutive samples of a device's analysed lead; the event time is the
+/// time of the first sample (µs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EcgChunk {
+    /// Sampling rate, Hz.
+    pub fs: f64,
+    /// Samples in physical units (mV).
+    pub samples: Vec<f64>,
+}
+
+/// HRV summary of one window.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HrvSummary {
+    /// NN intervals used.
+    pub n_nn: usize,
+    /// Mean NN, ms.
+    pub mean_nn: f64,
+    /// SDNN, ms.
+    pub sdnn: f64,
+    /// RMSSD, ms.
+    pub rmssd: f64,
+    /// pNN50, %.
+    pub pnn50: f64,
+    /// LF power, ms².
+    pub lf: f64,
+    /// HF power, ms².
+    pub hf: f64,
+    /// LF/HF.
+    pub lf_hf: f64,
+    /// Poincaré SD1, ms.
+    pub sd1: f64,
+    /// Poincaré SD2, ms.
+    pub sd2: f64,
+}
+
+/// One result of the ECG operator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EcgResult {
+    /// Heart rate over a sliding window.
+    HeartRate {
+        /// Beats detected in the window.
+        beats: u32,
+        /// Mean rate over the window's beat intervals (NaN with < 2 beats).
+        bpm: f64,
+    },
+    /// HRV over a tumbling window (absent values are NaN).
+    Hrv(HrvSummary),
+    /// A rhythm event.
+    Rhythm(RhythmEvent),
+}
+
+/// Parameters of [`EcgOperator`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EcgConfig {
+    /// Heart-rate window length, µs.
+    pub hr_window: Micros,
+    /// Heart-rate window slide, µs.
+    pub hr_slide: Micros,
+    /// HRV window length, µs.
+    pub hrv_window: Micros,
+    /// Rhythm monitor parameters.
+    pub rhythm: RhythmConfig,
+}
+
+impl Default for EcgConfig {
+    fn default() -> Self {
+        EcgConfig {
+            hr_window: 10_000_000,
+            hr_slide: 5_000_000,
+            hrv_window: 300_000_000,
+            rhythm: RhythmConfig::default(),
+        }
+    }
+}
+
+/// Per-device state of [`EcgOperator`].
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct EcgState {
+    detector: Option<Detector>,
+    fs: f64,
+    /// Time of the detector's sample 0, µs.
+    origin: Micros,
+    /// Time just after the last sample seen, µs.
+    next_t: Micros,
+    monitor: Option<RhythmMonitor>,
+    /// Beat times not yet behind every open window, µs.
+    beats: VecDeque<Micros>,
+    next_hr: Option<Micros>,
+    next_hrv: Option<Micros>,
+    pending: Vec<(Micros, Micros, EcgResult)>,
+}
+
+/// The ECG operator (one per worker: it reuses HRV buffers).
+#[derive(Debug, Default)]
+pub struct EcgOperator {
+    cfg: EcgConfig,
+    hrv: RefCell<HrvEngine>,
+}
+
+fn kind_code(k: &RhythmEventKind) -> Micros {
+    match k {
+        RhythmEventKind::AfOnset => 0,
+        RhythmEventKind::AfOffset => 1,
+        RhythmEventKind::BradyOnset => 2,
+        RhythmEventKind::BradyOffset => 3,
+        RhythmEventKind::TachyOnset => 4,
+        RhythmEventKind::TachyOffset => 5,
+        RhythmEventKind::Pause { .. } => 6,
+        RhythmEventKind::PauseOnset => 7,
+        _ => 8,
+    }
+}
+
+impl EcgOperator {
+    /// An operator with `cfg`.
+    pub fn new(cfg: EcgConfig) -> Self {
+        EcgOperator {
+            cfg,
+            hrv: RefCell::new(HrvEngine::new()),
+        }
+    }
+
+    fn queue_events(state: &mut EcgState, events: Vec<RhythmEvent>) {
+        for e in events {
+            let t = (e.time_s * 1e6).round() as Micros;
+            state
+                .pending
+                .push((t, t + 1 + kind_code(&e.kind), EcgResult::Rhythm(e)));
+        }
+    }
+
+    fn add_beats(&self, state: &mut EcgState, beats: &[Beat]) {
+        let mut events = Vec::new();
+        for b in beats {
+            let t = state.origin + (b.sample as f64 * 1e6 / state.fs).round() as Micros;
+            state.beats.push_back(t);
+            if let Some(m) = state.monitor.as_mut() {
+                m.push_beat(t as f64 / 1e6, &mut events);
+            }
+            let align = |size: Micros| t.div_euclid(size) * size;
+            state.next_hr.get_or_insert(align(self.cfg.hr_slide));
+            state.next_hrv.get_or_insert(align(self.cfg.hrv_window));
+        }
+        Self::queue_events(state, events);
+    }
+
+    fn hrv_summary(&self, beats: &[Micros]) -> HrvSummary {
+        let nan = f64::NAN;
+        let rr: Vec<f64> = beats
+            .iter()
+            .zip(beats.iter().skip(1))
+            .map(|(a, b)| (b - a) as f64 / 1000.0)
+            .collect();
+        let report = NnSeries::from_rr(&rr, &ArtefactRule::default())
+            .and_then(|nn| self.hrv.borrow_mut().report(&nn, &HrvOptions::default()));
+        match report {
+            Ok(r) => HrvSummary {
+                n_nn: r.n_nn,
+                mean_nn: r.mean_nn,
+                sdnn: r.sdnn,
+                rmssd: r.rmssd,
+                pnn50: r.pnn50,
+                lf: r.lf,
+                hf: r.hf,
+                lf_hf: r.lf_hf,
+                sd1: r.sd1,
+                sd2: r.sd2,
+            },
+            Err(_) => HrvSummary {
+                n_nn: 0,
+                mean_nn: nan,
+                sdnn: nan,
+                rmssd: nan,
+                pnn50: nan,
+                lf: nan,
+                hf: nan,
+                lf_hf: nan,
+                sd1: nan,
+                sd2: nan,
+            },
+        }
+    }
+}
+
+impl KeyedOperator for EcgOperator {
+    type Event = EcgChunk;
+    type Output = EcgResult;
+    type State = EcgState;
+
+    fn on_event(&self, state: &mut EcgState, t: Micros, chunk: &EcgChunk) {
+        let restart = match &state.detector {
+            None => true,
+            Some(_) => state.fs != chunk.fs || (t - state.next_t).abs() > 1_000_000,
+        };
+        if restart {
+            let mut flushed = Vec::new();
+            if let Some(d) = state.detector.as_mut() {
+                d.finish(&mut flushed);
+            }
+            self.add_beats(state, &flushed);
+            // An invalid rate leaves the device without a detector: its chunks are ignored.
+            state.detector = Detector::new(chunk.fs).ok();
+            state.fs = chunk.fs;
+            state.origin = t;
+            if state.monitor.is_none() {
+                state.monitor = Some(RhythmMonitor::new(self.cfg.rhythm));
+            }
+        }
+        let Some(det) = state.detector.as_mut() else {
+            return;
+        };
+        let mut beats = Vec::new();
+        det.push(&chunk.samples, &mut beats);
+        let seen = det.samples_seen();
+        state.next_t = state.origin + (seen as f64 * 1e6 / state.fs).round() as Micros;
+        self.add_beats(state, &beats);
+        let mut events = Vec::new();
+        if let Some(m) = state.monitor.as_mut() {
+            m.tick(state.next_t as f64 / 1e6, &mut events);
+        }
+        Self::queue_events(state, events);
+    }
+
+    fn on_watermark(
+        &self,
+        state: &mut EcgState,
+        wm: Micros,
+        emit: &mut dyn FnMut(Micros, Micros, EcgResult),
+    ) {
+        // Beats up to `wm` minus the detector's latency bound are final.
+        let done = if wm == Micros::MAX {
+            wm
+        } else {
+            wm.saturating_sub(300_000)
+        };
+        if wm == Micros::MAX {
+            let mut flushed = Vec::new();
+            if let Some(d) = state.detector.as_mut() {
+                d.finish(&mut flushed);
+            }
+            self.add_beats(state, &flushed);
+            let mut events = Vec::new();
+            if let Some(m) = state.monitor.as_mut() {
+                m.finish(state.next_t as f64 / 1e6, &mut events);
+            }
+            Self::queue_events(state, events);
+        }
+        let last_beat = state.beats.back().copied();
+        let end_of_data = if wm == Micros::MAX {
+            last_beat.map_or(Micros::MIN, |b| b + 1)
+        } else {
+            done
+        };
+        // Heart rate, sliding windows.
+        while let Some(s) = state.next_hr {
+            let e = s + self.cfg.hr_window;
+            if e > end_of_data {
+                break;
+            }
+            let inside: Vec<Micros> = state
+                .beats
+                .iter()
+                .copied()
+                .filter(|b| *b >= s && *b < e)
+                .collect();
+            let bpm = match (inside.first(), inside.last()) {
+                (Some(a), Some(b)) if inside.len() >= 2 && b > a => {
+                    60e6 * (inside.len() - 1) as f64 / (b - a) as f64
+                }
+                _ => f64::NAN,
+            };
+            emit(
+                s,
+                e,
+                EcgResult::HeartRate {
+                    beats: inside.len() as u32,
+                    bpm,
+                },
+            );
+            state.next_hr = Some(s + self.cfg.hr_slide);
+        }
+        // HRV, tumbling windows.
+        while let Some(s) = state.next_hrv {
+            let e = s + self.cfg.hrv_window;
+            if e > end_of_data {
+                break;
+            }
+            let inside: Vec<Micros> = state
+                .beats
+                .iter()
+                .copied()
+                .filter(|b| *b >= s && *b < e)
+                .collect();
+            emit(s, e, EcgResult::Hrv(self.hrv_summary(&inside)));
+            state.next_hrv = Some(e);
+        }
+        // Rhythm events whose time has passed.
+        let mut keep = Vec::new();
+        for (s, e, r) in state.pending.drain(..) {
+            if s <= done {
+                emit(s, e, r);
+            } else {
+                keep.push((s, e, r));
+            }
+        }
+        state.pending = keep;
+        // Evict beats behind every open window.
+        let horizon = match (state.next_hr, state.next_hrv) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(Micros::MIN),
+        };
+        while state.beats.front().is_some_and(|&b| b < horizon) {
+            state.beats.pop_front();
+        }
+        if wm == Micros::MAX {
+            *state = EcgState::default();
+        }
+    }
+
+    fn is_empty(&self, state: &EcgState) -> bool {
+        state.detector.is_none() && state.pending.is_empty() && state.beats.is_empty()
+    }
+}
