@@ -7,3 +7,5 @@
 //! KDF itself; it composes audited crates. Secrets are zeroized on drop and
 //! have no byte-printing `Debug`.
 #![deny(missing_docs)]
+
+pub mod selective;
