@@ -4,6 +4,12 @@
 //! restricted to 2^18 candidates (the top 14 bits of the piece are given to
 //! the attacker) so the test is fast; the attack is otherwise the real one.
 //! Strong mode resists the identical attack.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test helpers
 
 use aorta_crypto::selective::container::{parse_private, parse_public};
 use aorta_crypto::selective::units::{piece_indices, unit_count, unit_hash};

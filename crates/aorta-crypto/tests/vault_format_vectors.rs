@@ -5,6 +5,12 @@
 //! `AORTA_WRITE_VECTORS=1 cargo test -p aorta-crypto --test vault_format_vectors`.
 //! Otherwise the test checks that this build produces the committed bytes
 //! byte for byte and recovers the committed input from them.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test helpers
 
 use std::path::PathBuf;
 

@@ -1,6 +1,12 @@
 //! Dispersion end to end through `object_store`: local stores with k-of-n
 //! Reed-Solomon (stores deleted, record still recovered), backup of the
 //! private fragment, and S3 against a local moto server.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test helpers
 
 use aorta_crypto::selective::{
     KdfParams, ProtectOptions, RecordId, container::open_private, protect, recover,
