@@ -8,6 +8,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench_cmd;
+mod bench_se;
+mod ehr_cmd;
 mod wfdb_cmd;
 
 #[derive(Parser)]
@@ -22,12 +25,20 @@ enum Command {
     /// Inspect WFDB records.
     #[command(subcommand)]
     Wfdb(wfdb_cmd::WfdbCmd),
+    /// Health-record vault: selective encryption, dispersion, sharing.
+    #[command(subcommand)]
+    Ehr(ehr_cmd::EhrCmd),
+    /// Throughput benchmarks (build with --release).
+    #[command(subcommand)]
+    Bench(bench_cmd::BenchCmd),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Wfdb(c) => wfdb_cmd::run(c),
+        Command::Ehr(c) => ehr_cmd::run(c),
+        Command::Bench(c) => bench_cmd::run(c),
     };
     match result {
         Ok(code) => code,

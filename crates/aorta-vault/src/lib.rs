@@ -32,6 +32,7 @@
 #![deny(missing_docs)]
 
 pub mod audit;
+pub mod deid;
 
 pub mod dispersal;
 pub mod error;

@@ -80,18 +80,13 @@ pub fn split(input: &[u8], rule: HeaderRule) -> Result<Split, SelectiveError> {
                 });
             }
             let (meta_end, ts) = read_meta(input)?;
-            let syntax = if ts == TS_DEFLATED {
+            let syntax = Syntax::from_uid(&ts);
+            if syntax == Syntax::Deflated {
                 return Ok(Split {
                     head_len: meta_end,
                     kind: SplitKind::Dicom { pixel_data: false },
                 });
-            } else if ts == TS_IMPLICIT_LE {
-                Syntax::ImplicitLe
-            } else if ts == TS_EXPLICIT_BE {
-                Syntax::ExplicitBe
-            } else {
-                Syntax::ExplicitLe
-            };
+            }
             match find_pixel_data(input, meta_end, syntax)? {
                 Some(value_start) => Ok(Split {
                     head_len: value_start,
@@ -113,17 +108,128 @@ pub fn is_dicom(input: &[u8]) -> bool {
 
 /// DICOM transfer syntax families this walker understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Syntax {
+pub enum Syntax {
+    /// Explicit VR little endian (and the compressed syntaxes built on it).
     ExplicitLe,
+    /// Implicit VR little endian.
     ImplicitLe,
+    /// Explicit VR big endian (retired).
     ExplicitBe,
+    /// Deflated explicit VR little endian: not walkable without inflating.
+    Deflated,
+}
+
+impl Syntax {
+    fn from_uid(ts: &[u8]) -> Self {
+        if ts == TS_DEFLATED {
+            Syntax::Deflated
+        } else if ts == TS_IMPLICIT_LE {
+            Syntax::ImplicitLe
+        } else if ts == TS_EXPLICIT_BE {
+            Syntax::ExplicitBe
+        } else {
+            Syntax::ExplicitLe
+        }
+    }
+}
+
+/// The structure of a DICOM Part 10 file (or of a D_head that ends at
+/// Pixel Data): file meta elements and top-level data set elements up to,
+/// and including, Pixel Data. Each element comes with the offset just past it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DicomLayout {
+    /// Transfer syntax family of the data set.
+    pub syntax: Syntax,
+    /// File meta group elements with their end offsets.
+    pub meta: Vec<(Element, usize)>,
+    /// Offset where the data set starts.
+    pub dataset_start: usize,
+    /// Top-level data set elements with their end offsets (empty for
+    /// [`Syntax::Deflated`]); Pixel Data, if present, is last and its end
+    /// offset is clamped to the input length.
+    pub elements: Vec<(Element, usize)>,
+}
+
+/// Parses the layout of a DICOM Part 10 input.
+pub fn dicom_layout(d: &[u8]) -> Result<DicomLayout, SelectiveError> {
+    if !is_dicom(d) {
+        return Err(malformed(128, "no DICM magic after the 128-byte preamble"));
+    }
+    let (meta_end, ts) = read_meta(d)?;
+    let mut meta = Vec::new();
+    let mut off = 132;
+    while off < meta_end {
+        let e = read_element(d, off, Syntax::ExplicitLe)?;
+        let end = e.value_start + e.len.unwrap_or(0) as usize;
+        meta.push((e, end));
+        off = end;
+    }
+    let syntax = Syntax::from_uid(&ts);
+    let mut elements = Vec::new();
+    if syntax != Syntax::Deflated {
+        let mut pending: Option<Element> = None;
+        walk_top_level_ends(d, meta_end, syntax, |e, end| {
+            if (e.group, e.element) == (0x7FE0, 0x0010) {
+                pending = Some(*e);
+                false
+            } else {
+                elements.push((*e, end));
+                true
+            }
+        })?;
+        if let Some(p) = pending {
+            let end = match p.len {
+                Some(l) => (p.value_start + l as usize).min(d.len()),
+                None => d.len(),
+            };
+            elements.push((p, end));
+        }
+    }
+    Ok(DicomLayout {
+        syntax,
+        meta,
+        dataset_start: meta_end,
+        elements,
+    })
+}
+
+fn walk_top_level_ends(
+    d: &[u8],
+    start: usize,
+    syntax: Syntax,
+    mut visit: impl FnMut(&Element, usize) -> bool,
+) -> Result<(), SelectiveError> {
+    let mut off = start;
+    while off < d.len() {
+        let e = read_element(d, off, syntax)?;
+        if (e.group, e.element) == (0x7FE0, 0x0010) {
+            visit(&e, d.len());
+            return Ok(());
+        }
+        let end = match e.len {
+            Some(l) => e.value_start + l as usize,
+            None => skip_undefined_sequence(d, e.value_start, syntax, 1)?,
+        };
+        if !visit(&e, end) {
+            return Ok(());
+        }
+        off = end;
+    }
+    Ok(())
 }
 
 /// One element header as found in the byte stream.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Element {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Element {
+    /// Tag group.
     pub group: u16,
+    /// Tag element.
     pub element: u16,
+    /// Value representation (explicit syntaxes).
+    pub vr: Option<[u8; 2]>,
+    /// Offset of the tag.
+    pub header_start: usize,
+    /// Offset of the value.
     pub value_start: usize,
     /// `None` for undefined length.
     pub len: Option<u32>,
@@ -180,7 +286,7 @@ fn long_vr(vr: [u8; 2]) -> bool {
 }
 
 /// Reads the element header at `off`.
-pub(crate) fn read_element(
+fn read_element(
     d: &[u8],
     off: usize,
     syntax: Syntax,
@@ -207,7 +313,9 @@ pub(crate) fn read_element(
         }
     };
     let len = (len != UNDEFINED).then_some(len);
-    if let Some(l) = len {
+    // Pixel Data's value may lie beyond a D_head that ends at it.
+    let pixel_data = (group, element) == (0x7FE0, 0x0010);
+    if let (Some(l), false) = (len, pixel_data) {
         let end = value_start
             .checked_add(l as usize)
             .ok_or_else(|| malformed(off, "element length overflows"))?;
@@ -215,17 +323,18 @@ pub(crate) fn read_element(
             return Err(malformed(off, "element value runs past end of file"));
         }
     }
-    let _ = vr;
     Ok(Element {
         group,
         element,
+        vr,
+        header_start: off,
         value_start,
         len,
     })
 }
 
 /// Reads the file meta group; returns (offset after it, transfer syntax UID).
-pub(crate) fn read_meta(d: &[u8]) -> Result<(usize, Vec<u8>), SelectiveError> {
+fn read_meta(d: &[u8]) -> Result<(usize, Vec<u8>), SelectiveError> {
     let mut off = 132;
     let mut ts = None;
     while off < d.len() {
@@ -301,7 +410,7 @@ fn skip_undefined_item(
 
 /// Visits the top-level elements of the data set from `start`; the visitor
 /// returns `false` to stop. Returns the offset where walking stopped.
-pub(crate) fn walk_top_level(
+fn walk_top_level(
     d: &[u8],
     start: usize,
     syntax: Syntax,
