@@ -52,7 +52,11 @@ struct Row {
     input: String,
 }
 
-fn time(min: Duration, bytes: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+fn time(
+    min: Duration,
+    bytes: usize,
+    mut f: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<f64> {
     f()?; // warm-up
     let start = Instant::now();
     let mut reps = 0u32;
@@ -102,7 +106,9 @@ fn gcm_encrypt(buf: &mut [u8], threads: usize) -> anyhow::Result<()> {
 /// Runs the benchmark.
 pub fn run(a: SeArgs) -> anyhow::Result<ExitCode> {
     if cfg!(debug_assertions) {
-        eprintln!("warning: this is a debug build; figures are meaningless. Use cargo run --release.");
+        eprintln!(
+            "warning: this is a debug build; figures are meaningless. Use cargo run --release."
+        );
     }
     let mut inputs: Vec<(String, Vec<u8>)> = Vec::new();
     let mut random = vec![0u8; a.size];
@@ -186,7 +192,10 @@ pub fn run(a: SeArgs) -> anyhow::Result<ExitCode> {
         println!("cores {all}, SHA-NI {sha_ni}, AES-NI {aes_ni}; MB = 10^6 bytes");
         println!("{:<14} {:>7} {:>10}  input", "scheme", "threads", "MB/s");
         for r in &rows {
-            println!("{:<14} {:>7} {:>10.1}  {}", r.scheme, r.threads, r.mb_per_s, r.input);
+            println!(
+                "{:<14} {:>7} {:>10.1}  {}",
+                r.scheme, r.threads, r.mb_per_s, r.input
+            );
         }
         for (name, _) in &inputs {
             for &t in &thread_counts {

@@ -163,8 +163,7 @@ fn read_passphrase(path: &Path) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
 }
 
 fn record_id(s: &str) -> anyhow::Result<RecordId> {
-    RecordId::from_hex(s.trim())
-        .with_context(|| format!("record id {s:?} is not 32 hex digits"))
+    RecordId::from_hex(s.trim()).with_context(|| format!("record id {s:?} is not 32 hex digits"))
 }
 
 fn header_rule(header_bytes: Option<u64>) -> HeaderRule {
@@ -206,9 +205,9 @@ fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> anyhow::Result<()> {
 fn parse_duration(s: &str) -> anyhow::Result<u64> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .with_context(|| format!("duration {s:?}: expected a number followed by s, m, h, d or w"))?;
+    let n: u64 = num.parse().with_context(|| {
+        format!("duration {s:?}: expected a number followed by s, m, h, d or w")
+    })?;
     let mult = match unit {
         "s" => 1,
         "m" => 60,
@@ -251,7 +250,10 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         EhrCmd::Keygen { out } => {
             if out.exists() {
-                bail!("{} exists; refusing to overwrite an identity", out.display());
+                bail!(
+                    "{} exists; refusing to overwrite an identity",
+                    out.display()
+                );
             }
             let id = Identity::generate()?;
             write_atomic(&out, id.to_text().as_bytes(), true)?;
@@ -448,7 +450,10 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
                     );
                 }
                 if verify {
-                    println!("audit log verified: {} entries, hash chain intact", entries.len());
+                    println!(
+                        "audit log verified: {} entries, hash chain intact",
+                        entries.len()
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -468,7 +473,12 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
                 kdf: KdfParams::DEFAULT,
                 header: header_rule(header_bytes),
             };
-            let p = protect_with_key(&data, &MasterKey::from_bytes(k), &opts, &Randomness::fresh()?)?;
+            let p = protect_with_key(
+                &data,
+                &MasterKey::from_bytes(k),
+                &opts,
+                &Randomness::fresh()?,
+            )?;
             let (_, body, _) = parse_public(&p.public)?;
             let input_entropy = shannon_bits_per_byte(&data);
             let public_entropy = shannon_bits_per_byte(body);

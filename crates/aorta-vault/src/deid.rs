@@ -132,8 +132,19 @@ fn put_elem(out: &mut Vec<u8>, t: Tag, vr: [u8; 2], value: &[u8]) {
     out.extend_from_slice(&vr);
     let long = matches!(
         &vr,
-        b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR"
-            | b"UT" | b"UV"
+        b"OB"
+            | b"OD"
+            | b"OF"
+            | b"OL"
+            | b"OV"
+            | b"OW"
+            | b"SQ"
+            | b"SV"
+            | b"UC"
+            | b"UN"
+            | b"UR"
+            | b"UT"
+            | b"UV"
     );
     if long {
         out.extend_from_slice(&[0, 0]);
@@ -212,7 +223,9 @@ pub fn deidentify_head(
     })?;
     let mut out = Zeroizing::new(head.get(..132).ok_or(malformed("truncated"))?.to_vec());
     for (e, end) in &layout.meta {
-        let raw = head.get(e.header_start..*end).ok_or(malformed("truncated"))?;
+        let raw = head
+            .get(e.header_start..*end)
+            .ok_or(malformed("truncated"))?;
         if UIDS.contains(&tag(e)) {
             let v = value(head, e, *end);
             let mut copy = raw.to_vec();
@@ -261,7 +274,10 @@ pub fn deidentify_head(
             let v = value(head, e, *end);
             put_elem(&mut out, t, vr, &new_uid(&salt, v, v.len()));
         } else {
-            out.extend_from_slice(head.get(e.header_start..*end).ok_or(malformed("truncated"))?);
+            out.extend_from_slice(
+                head.get(e.header_start..*end)
+                    .ok_or(malformed("truncated"))?,
+            );
         }
     }
     if !marks_done {
@@ -304,7 +320,15 @@ mod tests {
         let (out, note) = deidentify_head(&head, &rid).unwrap();
         assert!(note.is_none());
         let text = String::from_utf8_lossy(&out);
-        for needle in ["Doe^Jane", "MRN-123456", "Example Hospital", "PRIVATE CREATOR", "19700101", "20240101", "1.2.3.4.5"] {
+        for needle in [
+            "Doe^Jane",
+            "MRN-123456",
+            "Example Hospital",
+            "PRIVATE CREATOR",
+            "19700101",
+            "20240101",
+            "1.2.3.4.5",
+        ] {
             assert!(!text.contains(needle), "{needle} survived");
         }
         assert!(text.contains("ANONYMOUS"));
@@ -316,7 +340,11 @@ mod tests {
         assert_eq!((last.group, last.element), (0x7FE0, 0x0010));
         assert_eq!(last.value_start, out.len());
         let media = &l.meta[0];
-        let sop = l.elements.iter().find(|(e, _)| tag(e) == (0x0008, 0x0018)).unwrap();
+        let sop = l
+            .elements
+            .iter()
+            .find(|(e, _)| tag(e) == (0x0008, 0x0018))
+            .unwrap();
         assert_eq!(value(&out, &media.0, media.1), value(&out, &sop.0, sop.1));
         assert!(value(&out, &sop.0, sop.1).starts_with(b"2.25."));
     }

@@ -286,11 +286,7 @@ fn long_vr(vr: [u8; 2]) -> bool {
 }
 
 /// Reads the element header at `off`.
-fn read_element(
-    d: &[u8],
-    off: usize,
-    syntax: Syntax,
-) -> Result<Element, SelectiveError> {
+fn read_element(d: &[u8], off: usize, syntax: Syntax) -> Result<Element, SelectiveError> {
     let be = syntax == Syntax::ExplicitBe;
     let group = u16_at(d, off, be)?;
     let element = u16_at(d, off + 2, be)?;
