@@ -330,18 +330,13 @@ pub fn parse_public(d: &[u8]) -> Result<(PublicHeader, &[u8], [u8; 32]), Selecti
     ))
 }
 
-fn write_public(h: &PublicHeader, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(PUBLIC_HEADER_LEN + body.len() + CHECKSUM_LEN);
+fn write_public_header(h: &PublicHeader, out: &mut Vec<u8>) {
     out.extend_from_slice(PUBLIC_MAGIC);
     out.push(VERSION);
     out.push(h.mode.to_byte());
     out.extend_from_slice(&[0, 0]);
     out.extend_from_slice(&h.record_id.0);
     out.extend_from_slice(&h.content_len.to_be_bytes());
-    out.extend_from_slice(body);
-    let sum: [u8; 32] = Sha256::digest(&out).into();
-    out.extend_from_slice(&sum);
-    out
 }
 
 fn write_private_header(h: &PrivateHeader) -> [u8; PRIVATE_HEADER_LEN] {
@@ -463,20 +458,12 @@ pub fn protect_with_key(
         Mode::Faithful => None,
     };
     let uk = UnitKeys::for_mode(opts.mode, k, secret)?;
-    let (pub_body, pieces) = units::encode(&uk, content);
-    let pieces = Zeroizing::new(pieces);
+    let (pub_len, piece_len) = lengths(content_len)?;
     let ph = PublicHeader {
         mode: opts.mode,
         record_id: rnd.record_id,
         content_len,
     };
-    let public = write_public(&ph, &pub_body);
-    let checksum = public
-        .get(public.len() - CHECKSUM_LEN..)
-        .ok_or(SelectiveError::Internal {
-            what: "public container shorter than its checksum",
-        })?;
-
     let prh = PrivateHeader {
         mode: opts.mode,
         record_id: rnd.record_id,
@@ -486,30 +473,65 @@ pub fn protect_with_key(
         content_len,
     };
     let header = write_private_header(&prh);
-    let mut payload = Zeroizing::new(Vec::with_capacity(
-        PAYLOAD_FIXED_LEN + head.len() + pieces.len() + TAG_LEN,
-    ));
-    payload.extend_from_slice(checksum);
-    match secret {
-        Some(s) => payload.extend_from_slice(s.as_bytes()),
-        None => payload.extend_from_slice(&[0u8; KEY_LEN]),
-    }
-    payload.extend_from_slice(&head_len.to_be_bytes());
-    payload.extend_from_slice(head);
-    payload.extend_from_slice(&pieces);
-    let key = aead_key(k)?;
-    let mut sealed: Vec<u8> = payload.to_vec();
-    key.seal_in_place_append_tag(
-        aead::Nonce::assume_unique_for_key(rnd.nonce),
-        aead::Aad::from(&header[..]),
-        &mut sealed,
-    )
-    .map_err(|_| SelectiveError::Internal {
-        what: "AES-256-GCM seal failed",
-    })?;
-    let mut private = Vec::with_capacity(PRIVATE_HEADER_LEN + sealed.len());
+
+    // Both containers are laid out first and the transform writes straight
+    // into them: public body into the public container, pieces into the
+    // private payload, which is then sealed in place.
+    let mut public = Vec::with_capacity(PUBLIC_HEADER_LEN + pub_len + CHECKSUM_LEN);
+    write_public_header(&ph, &mut public);
+    public.resize(PUBLIC_HEADER_LEN + pub_len, 0);
+    let mut private = Vec::with_capacity(
+        PRIVATE_HEADER_LEN + PAYLOAD_FIXED_LEN + head.len() + piece_len + TAG_LEN,
+    );
     private.extend_from_slice(&header);
-    private.extend_from_slice(&sealed);
+    private.extend_from_slice(&[0u8; CHECKSUM_LEN]); // filled in below
+    match secret {
+        Some(s) => private.extend_from_slice(s.as_bytes()),
+        None => private.extend_from_slice(&[0u8; KEY_LEN]),
+    }
+    private.extend_from_slice(&head_len.to_be_bytes());
+    private.extend_from_slice(head);
+    let pieces_at = private.len();
+    private.resize(pieces_at + piece_len, 0);
+    {
+        let pub_body = public
+            .get_mut(PUBLIC_HEADER_LEN..)
+            .ok_or(SelectiveError::Internal {
+                what: "public container shorter than its header",
+            })?;
+        let pieces = private
+            .get_mut(pieces_at..)
+            .ok_or(SelectiveError::Internal {
+                what: "private container shorter than its payload",
+            })?;
+        units::encode_into(&uk, content, pub_body, pieces);
+    }
+    let sum: [u8; 32] = Sha256::digest(&public).into();
+    public.extend_from_slice(&sum);
+    private
+        .get_mut(PRIVATE_HEADER_LEN..PRIVATE_HEADER_LEN + CHECKSUM_LEN)
+        .ok_or(SelectiveError::Internal {
+            what: "private container shorter than its payload",
+        })?
+        .copy_from_slice(&sum);
+    let key = aead_key(k)?;
+    let (aad, payload) = private.split_at_mut(PRIVATE_HEADER_LEN);
+    let tag = key.seal_in_place_separate_tag(
+        aead::Nonce::assume_unique_for_key(rnd.nonce),
+        aead::Aad::from(&aad[..]),
+        payload,
+    );
+    let tag = match tag {
+        Ok(t) => t,
+        Err(_) => {
+            // Never leave plaintext pieces behind in a buffer we drop.
+            zeroize::Zeroize::zeroize(&mut private);
+            return Err(SelectiveError::Internal {
+                what: "AES-256-GCM seal failed",
+            });
+        }
+    };
+    private.extend_from_slice(tag.as_ref());
     Ok(Protected {
         record_id: rnd.record_id,
         public,

@@ -173,9 +173,18 @@ fn decode_unit(
 /// Runs on the current rayon pool (use `ThreadPool::install` to bound it).
 pub fn encode(keys: &UnitKeys, content: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let n = unit_count(content.len());
-    let js = piece_indices(&keys.prng_seed, n);
     let mut public = vec![0u8; n * PUBLIC_UNIT_BYTES];
     let mut private = vec![0u8; n * PIECE_BYTES];
+    encode_into(keys, content, &mut public, &mut private);
+    (public, private)
+}
+
+/// [`encode`] into caller-provided buffers (no copies), which must be exactly
+/// 28·N and 4·N bytes long; with other lengths only the units that fit
+/// all three buffers are written.
+pub fn encode_into(keys: &UnitKeys, content: &[u8], public: &mut [u8], private: &mut [u8]) {
+    let n = unit_count(content.len());
+    let js = piece_indices(&keys.prng_seed, n);
     let t = BlockTemplate::new(&keys.hash_key);
     content
         .par_chunks(CHUNK_UNITS * UNIT_BYTES)
@@ -195,7 +204,6 @@ pub fn encode(keys: &UnitKeys, content: &[u8]) -> (Vec<u8>, Vec<u8>) {
                 encode_unit(&t, unit, *j, base + k as u64, pub_u, priv_u);
             }
         });
-    (public, private)
 }
 
 /// Inverse of [`encode`]: rebuilds `len` content bytes from the public body
