@@ -273,4 +273,18 @@ mod tests {
         std::fs::write(&log.path, &edited).unwrap();
         assert!(log.append(1, Event::Use, "ab", None, "").is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn verify_never_panics_on_hostile_logs(text in "(\\PC|\n){0,300}", head in "\\PC{0,80}") {
+            let d = tempfile::tempdir().unwrap();
+            let log = AuditLog::new(&d.path().join("audit.log"));
+            std::fs::write(&log.path, &text).unwrap();
+            std::fs::write(log.head_path(), &head).unwrap();
+            let r = log.verify();
+            if !text.trim().is_empty() {
+                proptest::prop_assert!(r.is_err());
+            }
+        }
+    }
 }
