@@ -361,6 +361,12 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
                 Err(e @ SelectiveError::PrivateAuthFailed) => return refuse(e),
                 Err(e) => return Err(e.into()),
             };
+            if m.mode == Mode::Faithful {
+                eprintln!(
+                    "note: this record uses faithful mode; its grant carries the record key K, \
+                     which lets the recipient test passphrase guesses offline (strong mode does not)"
+                );
+            }
             if !keep_identifying_header {
                 let (head, note) = aorta_vault::deid::deidentify_head(&m.head, &rid)?;
                 m.head = head;

@@ -20,9 +20,10 @@
 //! * Patient Identity Removed (0012,0062) = `YES` and De-identification
 //!   Method (0012,0063) are added.
 //!
-//! Limits (said plainly): only explicit VR little endian data sets are
-//! rewritten (the common case; others are refused with a clear error and can
-//! be shared with `--keep-identifying-header`); attributes nested inside
+//! Limits (said plainly): explicit and implicit VR little endian data sets
+//! are rewritten; the retired big-endian and the deflated syntaxes are
+//! refused with a clear error (share with `--keep-identifying-header` to send
+//! the header unchanged); attributes nested inside
 //! sequences that are kept are not rewritten; burned-in annotations in the
 //! pixel data are out of scope of the Basic Profile itself.
 //! Non-DICOM headers (empty or `--header-bytes`) are shared unchanged.
@@ -125,10 +126,16 @@ fn malformed(reason: &'static str) -> VaultError {
     }
 }
 
-/// Writes an explicit-VR-little-endian element.
-fn put_elem(out: &mut Vec<u8>, t: Tag, vr: [u8; 2], value: &[u8]) {
+/// Writes a little-endian element: explicit VR when `vr` is given, implicit
+/// VR otherwise.
+fn put_elem(out: &mut Vec<u8>, t: Tag, vr: Option<[u8; 2]>, value: &[u8]) {
     out.extend_from_slice(&t.0.to_le_bytes());
     out.extend_from_slice(&t.1.to_le_bytes());
+    let Some(vr) = vr else {
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(value);
+        return;
+    };
     out.extend_from_slice(&vr);
     let long = matches!(
         &vr,
@@ -209,14 +216,18 @@ pub fn deidentify_head(
         ));
     }
     let layout: DicomLayout = dicom_layout(head)?;
-    if layout.syntax != Syntax::ExplicitLe {
-        return Err(VaultError::Config {
-            reason: format!(
-                "cannot de-identify a {:?} DICOM header; share with --keep-identifying-header to send it unchanged",
-                layout.syntax
-            ),
-        });
-    }
+    let implicit = match layout.syntax {
+        Syntax::ExplicitLe => false,
+        Syntax::ImplicitLe => true,
+        _ => {
+            return Err(VaultError::Config {
+                reason: format!(
+                    "cannot de-identify a {:?} DICOM header; share with --keep-identifying-header to send it unchanged",
+                    layout.syntax
+                ),
+            });
+        }
+    };
     let mut salt = [0u8; 32];
     getrandom::fill(&mut salt).map_err(|e| VaultError::Hpke {
         reason: format!("random number generator: {e}"),
@@ -239,13 +250,14 @@ pub fn deidentify_head(
         }
     }
     let mut marks_done = false;
+    let vr = |v: &[u8; 2]| (!implicit).then_some(*v);
     let emit_marks = |out: &mut Vec<u8>| {
-        put_elem(out, IDENTITY_REMOVED, *b"CS", b"YES ");
-        put_elem(out, DEID_METHOD, *b"LO", &pad_even(METHOD, b' '));
+        put_elem(out, IDENTITY_REMOVED, vr(b"CS"), b"YES ");
+        put_elem(out, DEID_METHOD, vr(b"LO"), &pad_even(METHOD, b' '));
     };
     for (e, end) in &layout.elements {
         let t = tag(e);
-        let vr = e.vr.ok_or(malformed("explicit VR expected"))?;
+        let vr = e.vr;
         if !marks_done && t > DEID_METHOD {
             emit_marks(&mut out);
             marks_done = true;
@@ -291,7 +303,7 @@ mod tests {
     use super::*;
 
     fn el(out: &mut Vec<u8>, g: u16, e: u16, vr: &[u8; 2], v: &[u8]) {
-        put_elem(out, (g, e), *vr, &pad_even(v, b' '));
+        put_elem(out, (g, e), Some(*vr), &pad_even(v, b' '));
     }
 
     fn sample() -> Vec<u8> {
@@ -347,6 +359,62 @@ mod tests {
             .unwrap();
         assert_eq!(value(&out, &media.0, media.1), value(&out, &sop.0, sop.1));
         assert!(value(&out, &sop.0, sop.1).starts_with(b"2.25."));
+    }
+
+    #[test]
+    fn real_fixtures_in_both_little_endian_syntaxes() {
+        let dir =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/dicom");
+        for name in [
+            "CT_small.dcm",
+            "MR_small.dcm",
+            "MR_small_implicit.dcm",
+            "JPEG2000.dcm",
+        ] {
+            let data = std::fs::read(dir.join(name)).unwrap();
+            let sp = aorta_crypto::selective::split::split(&data, Default::default()).unwrap();
+            let head = &data[..sp.head_len];
+            let before = dicom_layout(head).unwrap();
+            let name_before = before
+                .elements
+                .iter()
+                .find(|(e, _)| tag(e) == PATIENT_NAME)
+                .unwrap();
+            assert!(!value(head, &name_before.0, name_before.1).starts_with(b"ANONYMOUS"));
+            let (out, _) = deidentify_head(head, &RecordId([7; 16])).unwrap();
+            let l = dicom_layout(&out).unwrap();
+            assert_eq!(l.syntax, before.syntax, "{name}");
+            let last = l.elements.last().unwrap().0;
+            assert_eq!((last.group, last.element), (0x7FE0, 0x0010), "{name}");
+            let pn = l
+                .elements
+                .iter()
+                .find(|(e, _)| tag(e) == PATIENT_NAME)
+                .unwrap();
+            assert_eq!(value(&out, &pn.0, pn.1), b"ANONYMOUS ", "{name}");
+            assert!(
+                l.elements.iter().all(|(e, _)| e.group % 2 == 0),
+                "{name}: private attribute left"
+            );
+            assert!(
+                l.elements.iter().any(|(e, _)| tag(e) == IDENTITY_REMOVED),
+                "{name}"
+            );
+            for (e, _) in &l.elements {
+                assert!(
+                    !REMOVE.contains(&tag(e)),
+                    "{name}: {:04x},{:04x} left",
+                    e.group,
+                    e.element
+                );
+            }
+        }
+        let be = std::fs::read(dir.join("MR_small_bigendian.dcm")).unwrap();
+        let sp = aorta_crypto::selective::split::split(&be, Default::default()).unwrap();
+        assert!(matches!(
+            deidentify_head(&be[..sp.head_len], &RecordId([7; 16])),
+            Err(VaultError::Config { .. })
+        ));
     }
 
     #[test]

@@ -51,6 +51,30 @@ fn default_layout_replicates_and_recovers() {
 }
 
 #[test]
+fn corrupted_replica_is_skipped() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = VaultConfig {
+        public: vec![local("r0"), local("r1")],
+        private: local("device"),
+        backup: None,
+        dispersal: None,
+    };
+    let v = Vault::with_config(d.path(), &cfg).unwrap();
+    let (input, p) = record();
+    v.put_record(&p).unwrap();
+    let f = d.path().join(format!("r0/records/{}.aosp", p.record_id));
+    let mut b = std::fs::read(&f).unwrap();
+    b[1000] ^= 1;
+    std::fs::write(&f, &b).unwrap();
+    let pubc = v.get_public(&p.record_id).unwrap();
+    let privc = v.get_private(&p.record_id).unwrap();
+    assert_eq!(
+        recover_with_passphrase(&pubc, &privc, b"pw").unwrap(),
+        input
+    );
+}
+
+#[test]
 fn reed_solomon_survives_deleted_stores_and_backup_survives_lost_device() {
     let d = tempfile::tempdir().unwrap();
     let cfg = VaultConfig {
