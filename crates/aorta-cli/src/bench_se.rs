@@ -9,6 +9,8 @@
 //!   public container, container assembly;
 //! * `se-units`: the unit transform of Algorithm 1 alone (identical cost in
 //!   both modes), the figure the paper's estimate is about;
+//! * `sha256-block`: only the per-unit SHA-256 compressions of that transform
+//!   (one pre-padded 64-byte block per 32-byte unit) — its ceiling;
 //! * `aes-128-cbc`, `aes-256-gcm`: encryption in place of the same bytes.
 //!   With several threads the input is cut into one chunk per thread, each
 //!   encrypted independently with its own IV/nonce (CBC itself is serial).
@@ -160,6 +162,14 @@ pub fn run(a: SeArgs) -> anyhow::Result<ExitCode> {
                 })
             })?;
             push("se-units", r);
+            let n = units::unit_count(data.len());
+            let r = pool.install(|| {
+                time(min, data.len(), || {
+                    std::hint::black_box(units::hash_only(&uk, n));
+                    Ok(())
+                })
+            })?;
+            push("sha256-block", r);
             let mut buf = data.clone();
             let r = pool.install(|| {
                 time(min, data.len(), || {

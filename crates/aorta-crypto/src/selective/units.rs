@@ -102,19 +102,45 @@ pub fn unit_hash(key: &[u8; 32], piece: [u8; 4], counter: u64) -> [u8; 32] {
     out
 }
 
-#[inline]
-fn pieces_of(unit: &[u8]) -> [[u8; 4]; 8] {
-    let mut p = [[0u8; 4]; 8];
-    for (dst, src) in p.iter_mut().zip(unit.chunks(PIECE_BYTES)) {
-        // A short final unit leaves the rest zero: that is the padding rule.
-        if let Some(d) = dst.get_mut(..src.len()) {
-            d.copy_from_slice(src);
+/// The unit's eight pieces as native-endian words; a short final unit is
+/// zero-padded (the padding rule).
+#[inline(always)]
+fn words_of(unit: &[u8]) -> [u32; 8] {
+    let mut w = [0u32; 8];
+    if unit.len() == UNIT_BYTES {
+        for (dst, src) in w.iter_mut().zip(unit.chunks_exact(PIECE_BYTES)) {
+            let mut b = [0u8; 4];
+            b.copy_from_slice(src);
+            *dst = u32::from_ne_bytes(b);
+        }
+    } else {
+        let mut padded = [0u8; UNIT_BYTES];
+        if let Some(d) = padded.get_mut(..unit.len()) {
+            d.copy_from_slice(unit);
+        }
+        for (dst, src) in w.iter_mut().zip(padded.chunks_exact(PIECE_BYTES)) {
+            let mut b = [0u8; 4];
+            b.copy_from_slice(src);
+            *dst = u32::from_ne_bytes(b);
         }
     }
-    p
+    w
 }
 
-#[inline]
+/// The seven words other than `j`, in order, selected without branches
+/// (j is random per unit, so a branch would mispredict).
+#[inline(always)]
+fn others(w: &[u32; 8], j: usize) -> [u32; 7] {
+    let mut o = [0u32; 7];
+    for (k, dst) in o.iter_mut().enumerate() {
+        let a = w.get(k).copied().unwrap_or(0);
+        let b = w.get(k + 1).copied().unwrap_or(0);
+        *dst = if k < j { a } else { b };
+    }
+    o
+}
+
+#[inline(always)]
 fn encode_unit(
     t: &BlockTemplate,
     unit: &[u8],
@@ -123,23 +149,21 @@ fn encode_unit(
     public: &mut [u8],
     private: &mut [u8],
 ) {
-    let pieces = pieces_of(unit);
+    let w = words_of(unit);
     let j = usize::from(j & 7);
-    let sel = pieces.get(j).copied().unwrap_or_default();
+    let sel = w.get(j).copied().unwrap_or(0).to_ne_bytes();
     private.copy_from_slice(&sel);
     let h = t.hash(sel, counter);
-    let others = pieces
-        .iter()
-        .enumerate()
-        .filter(|(k, _)| *k != j)
-        .map(|(_, p)| p);
-    for ((out, p), w) in public.chunks_exact_mut(PIECE_BYTES).zip(others).zip(h) {
-        let x = u32::from_ne_bytes(*p) ^ w.to_be();
-        out.copy_from_slice(&x.to_ne_bytes());
+    for ((out, p), hw) in public
+        .chunks_exact_mut(PIECE_BYTES)
+        .zip(others(&w, j))
+        .zip(h)
+    {
+        out.copy_from_slice(&(p ^ hw.to_be()).to_ne_bytes());
     }
 }
 
-#[inline]
+#[inline(always)]
 fn decode_unit(
     t: &BlockTemplate,
     public: &[u8],
@@ -152,16 +176,24 @@ fn decode_unit(
     sel.copy_from_slice(private);
     let h = t.hash(sel, counter);
     let j = usize::from(j & 7);
-    let mut others = public.chunks_exact(PIECE_BYTES).zip(h);
+    let mut o = [0u32; 7];
+    for ((dst, p), hw) in o.iter_mut().zip(public.chunks_exact(PIECE_BYTES)).zip(h) {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(p);
+        *dst = u32::from_ne_bytes(b) ^ hw.to_be();
+    }
+    let s = u32::from_ne_bytes(sel);
     for (k, dst) in out.chunks_exact_mut(PIECE_BYTES).enumerate() {
-        if k == j {
-            dst.copy_from_slice(&sel);
-        } else if let Some((p, w)) = others.next() {
-            let mut pb = [0u8; 4];
-            pb.copy_from_slice(p);
-            let x = u32::from_ne_bytes(pb) ^ w.to_be();
-            dst.copy_from_slice(&x.to_ne_bytes());
-        }
+        let before = o.get(k).copied().unwrap_or(0);
+        let after = o.get(k.wrapping_sub(1)).copied().unwrap_or(0);
+        let v = if k < j {
+            before
+        } else if k == j {
+            s
+        } else {
+            after
+        };
+        dst.copy_from_slice(&v.to_ne_bytes());
     }
 }
 
@@ -233,6 +265,27 @@ pub fn decode(keys: &UnitKeys, public: &[u8], private: &[u8], len: usize) -> Vec
         });
     out.truncate(len);
     out
+}
+
+/// The hash work alone of [`encode`] for `n` units (one pre-padded
+/// compression per unit, same parallel split), for benchmarks: the ceiling
+/// the unit transform can reach. Returns a value that depends on every hash.
+pub fn hash_only(keys: &UnitKeys, n: usize) -> u32 {
+    let t = BlockTemplate::new(&keys.hash_key);
+    let chunks = n.div_ceil(CHUNK_UNITS);
+    (0..chunks)
+        .into_par_iter()
+        .map(|ci| {
+            let start = ci * CHUNK_UNITS;
+            let end = (start + CHUNK_UNITS).min(n);
+            let mut acc = 0u32;
+            for i in start..end {
+                let piece = (i as u32).to_ne_bytes();
+                acc ^= t.hash(piece, i as u64)[0];
+            }
+            acc
+        })
+        .reduce(|| 0, |a, b| a ^ b)
 }
 
 /// (public body length, private pieces length) for `len` content bytes, or
