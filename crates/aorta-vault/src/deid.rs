@@ -241,8 +241,10 @@ pub fn deidentify_head(
             let v = value(head, e, *end);
             let mut copy = raw.to_vec();
             let nu = new_uid(&salt, v, v.len());
-            if let Some(dst) = copy.get_mut(e.value_start - e.header_start..) {
-                dst.copy_from_slice(&nu);
+            if let Some(dst) = copy.get_mut(e.value_start.saturating_sub(e.header_start)..) {
+                for (d, n) in dst.iter_mut().zip(&nu) {
+                    *d = *n;
+                }
             }
             out.extend_from_slice(&copy);
         } else {

@@ -321,17 +321,24 @@ impl Vault {
     pub fn get_public(&self, id: &RecordId) -> Result<Vec<u8>, VaultError> {
         match self.dispersal {
             None => {
+                // First replica that reads and passes its checksum wins; a
+                // store error is reported only if no replica could be used.
+                let mut last_err = None;
                 for s in &self.public {
-                    if let Ok(Some(b)) = self.get(s, &public_path(id)) {
-                        if aorta_crypto::selective::container::parse_public(&b).is_ok() {
-                            return Ok(b);
+                    match self.get(s, &public_path(id)) {
+                        Ok(Some(b)) => {
+                            if aorta_crypto::selective::container::parse_public(&b).is_ok() {
+                                return Ok(b);
+                            }
                         }
+                        Ok(None) => {}
+                        Err(e) => last_err = Some(e),
                     }
                 }
-                Err(VaultError::NotFound {
+                Err(last_err.unwrap_or_else(|| VaultError::NotFound {
                     record_id: id.to_hex(),
                     store: "any public store".into(),
-                })
+                }))
             }
             Some(d) => {
                 let shards: Vec<Option<Vec<u8>>> = self
