@@ -326,11 +326,10 @@ impl Vault {
                 let mut last_err = None;
                 for s in &self.public {
                     match self.get(s, &public_path(id)) {
-                        Ok(Some(b)) => {
-                            if aorta_crypto::selective::container::parse_public(&b).is_ok() {
-                                return Ok(b);
-                            }
-                        }
+                        Ok(Some(b)) => match aorta_crypto::selective::container::parse_public(&b) {
+                            Ok(_) => return Ok(b),
+                            Err(e) => last_err = Some(VaultError::Selective(e)),
+                        },
                         Ok(None) => {}
                         Err(e) => last_err = Some(e),
                     }
