@@ -297,7 +297,7 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             out,
         } => {
             let rid = record_id(&record)?;
-            let v = Vault::open(&vault)?;
+            let v = Vault::open_existing(&vault)?;
             let log = audit(&v);
             let result = match (passphrase_file, grant, identity) {
                 (Some(pf), _, _) => {
@@ -354,7 +354,7 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("{to} is not a public key file"))?
             };
             let recipient = RecipientKey::from_text(&key_text)?;
-            let v = Vault::open(&vault)?;
+            let v = Vault::open_existing(&vault)?;
             let private = v.get_private(&rid)?;
             let mut m = match open_private(&private, &pass) {
                 Ok(m) => m,
@@ -423,7 +423,7 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
                 }
                 (None, None) => bail!("give --grant or --grant-id"),
             };
-            let v = Vault::open(&vault)?;
+            let v = Vault::open_existing(&vault)?;
             v.revoke(&gid)?;
             audit(&v).append(now(), Event::Revoke, &rid, Some(&gid), "")?;
             println!("revoked {gid}");
@@ -434,7 +434,7 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             verify,
             json,
         } => {
-            let v = Vault::open(&vault)?;
+            let v = Vault::open_existing(&vault)?;
             let entries = match audit(&v).verify() {
                 Ok(e) => e,
                 Err(e @ VaultError::AuditTampered { .. }) if verify => return refuse(e),

@@ -218,6 +218,17 @@ impl Vault {
         Self::with_config(dir, &cfg)
     }
 
+    /// Opens an existing vault (for reading, sharing, revoking, auditing): a
+    /// mistyped path is an error instead of a new, empty vault.
+    pub fn open_existing(dir: &Path) -> Result<Self, VaultError> {
+        if !dir.is_dir() {
+            return Err(VaultError::Config {
+                reason: format!("{} is not a vault directory", dir.display()),
+            });
+        }
+        Self::open(dir)
+    }
+
     /// Opens the vault in `dir` with an explicit configuration.
     pub fn with_config(dir: &Path, cfg: &VaultConfig) -> Result<Self, VaultError> {
         if cfg.public.is_empty() {
