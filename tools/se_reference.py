@@ -27,6 +27,7 @@ RECORD_ID = b"record-id-000001"
 NONCE = b"nonce-000001"
 SECRET = bytes([0x5A]) * 32
 HEAD_LEN = 10
+SEGMENT = 8192 * 28  # public body bytes per checksum leaf
 
 
 def hkdf(salt, ikm, info):
@@ -70,8 +71,9 @@ def main():
             hash_key = hkdf(SECRET, k, b"aorta-se v1 strong hash key")
             seed = hkdf(SECRET, k, b"aorta-se v1 strong prng seed")
         body, pieces = encode(hash_key, seed, content)
-        pub = b"AOSP" + bytes([1, mode_byte, 0, 0]) + RECORD_ID + struct.pack(">Q", len(content)) + body
-        pub += hashlib.sha256(pub).digest()
+        header = b"AOSP" + bytes([1, mode_byte, 0, 0]) + RECORD_ID + struct.pack(">Q", len(content))
+        leaves = [hashlib.sha256(body[o:o + SEGMENT]).digest() for o in range(0, len(body), SEGMENT)]
+        pub = header + body + hashlib.sha256(header + b"".join(leaves)).digest()
         want = (d / f"{mode}.public.aosp").read_bytes()
         assert pub == want, f"{mode}: public container differs"
         prv = (d / f"{mode}.private.aosr").read_bytes()

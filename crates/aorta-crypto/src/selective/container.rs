@@ -314,8 +314,8 @@ pub fn parse_public(d: &[u8]) -> Result<(PublicHeader, &[u8], [u8; 32]), Selecti
     if r.off != d.len() {
         return Err(r.invalid("length", r.off, "trailing bytes after the checksum"));
     }
-    let covered = d.get(..PUBLIC_HEADER_LEN + pub_len).unwrap_or(&[]);
-    let actual: [u8; 32] = Sha256::digest(covered).into();
+    let header = d.get(..PUBLIC_HEADER_LEN).unwrap_or(&[]);
+    let actual = public_checksum(header, &units::segment_digests(body));
     if !bool::from(actual.ct_eq(&stored)) {
         return Err(SelectiveError::PublicChecksum);
     }
@@ -328,6 +328,18 @@ pub fn parse_public(d: &[u8]) -> Result<(PublicHeader, &[u8], [u8; 32]), Selecti
         body,
         stored,
     ))
+}
+
+/// The public container's checksum: SHA-256(header ‖ SHA-256(segment_0) ‖ …)
+/// over the body's [`units::SEGMENT_BYTES`]-byte segments, so that both
+/// writing and checking it run in parallel.
+pub fn public_checksum(header: &[u8], leaves: &[[u8; 32]]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(header);
+    for l in leaves {
+        h.update(l);
+    }
+    h.finalize().into()
 }
 
 fn write_public_header(h: &PublicHeader, out: &mut Vec<u8>) {
@@ -493,7 +505,7 @@ pub fn protect_with_key(
     private.extend_from_slice(head);
     let pieces_at = private.len();
     private.resize(pieces_at + piece_len, 0);
-    {
+    let leaves = {
         let pub_body = public
             .get_mut(PUBLIC_HEADER_LEN..)
             .ok_or(SelectiveError::Internal {
@@ -504,9 +516,9 @@ pub fn protect_with_key(
             .ok_or(SelectiveError::Internal {
                 what: "private container shorter than its payload",
             })?;
-        units::encode_into(&uk, content, pub_body, pieces);
-    }
-    let sum: [u8; 32] = Sha256::digest(&public).into();
+        units::encode_into(&uk, content, pub_body, pieces)
+    };
+    let sum = public_checksum(public.get(..PUBLIC_HEADER_LEN).unwrap_or(&[]), &leaves);
     public.extend_from_slice(&sum);
     private
         .get_mut(PRIVATE_HEADER_LEN..PRIVATE_HEADER_LEN + CHECKSUM_LEN)
@@ -710,6 +722,30 @@ mod tests {
             assert_eq!(m, m2);
             assert_eq!(recover(&p.public, &m2).unwrap(), input);
         }
+    }
+
+    #[test]
+    fn checksum_is_two_level_over_segments() {
+        // 600 kB of content: 3 segments of the public body (2 full, 1 short).
+        let input: Vec<u8> = (0..600_000u32).map(|i| (i % 253) as u8).collect();
+        let p = protect(&input, b"pw", &opts(Mode::Strong)).unwrap();
+        let body = &p.public[32..p.public.len() - 32];
+        let leaves: Vec<[u8; 32]> = body
+            .chunks(units::SEGMENT_BYTES)
+            .map(|c| Sha256::digest(c).into())
+            .collect();
+        assert_eq!(leaves.len(), 3);
+        let mut h = Sha256::new();
+        h.update(&p.public[..32]);
+        for l in &leaves {
+            h.update(l);
+        }
+        let want: [u8; 32] = h.finalize().into();
+        assert_eq!(&p.public[p.public.len() - 32..], &want);
+        assert_eq!(
+            recover_with_passphrase(&p.public, &p.private, b"pw").unwrap(),
+            input
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use rayon::prelude::*;
 use sha2::block_api::compress256;
+use sha2::{Digest, Sha256};
 
 use super::keys::UnitKeys;
 
@@ -25,6 +26,9 @@ pub const PIECE_BYTES: usize = 4;
 pub const PUBLIC_UNIT_BYTES: usize = UNIT_BYTES - PIECE_BYTES;
 /// Units handed to one rayon task.
 const CHUNK_UNITS: usize = 8192;
+/// Bytes of public body per checksum segment (8192 units × 28 bytes); see
+/// [`segment_digests`].
+pub const SEGMENT_BYTES: usize = CHUNK_UNITS * PUBLIC_UNIT_BYTES;
 
 const SHA256_IV: [u32; 8] = [
     0x6a09_e667,
@@ -211,10 +215,26 @@ pub fn encode(keys: &UnitKeys, content: &[u8]) -> (Vec<u8>, Vec<u8>) {
     (public, private)
 }
 
+/// SHA-256 of each [`SEGMENT_BYTES`]-byte segment of a public body (the last
+/// one may be shorter), computed in parallel: the leaves of the public
+/// container's checksum.
+pub fn segment_digests(public: &[u8]) -> Vec<[u8; 32]> {
+    public
+        .par_chunks(SEGMENT_BYTES)
+        .map(|seg| Sha256::digest(seg).into())
+        .collect()
+}
+
 /// [`encode`] into caller-provided buffers (no copies), which must be exactly
 /// 28·N and 4·N bytes long; with other lengths only the units that fit
-/// all three buffers are written.
-pub fn encode_into(keys: &UnitKeys, content: &[u8], public: &mut [u8], private: &mut [u8]) {
+/// all three buffers are written. Returns [`segment_digests`] of the public
+/// body, each computed by the task that wrote the segment while it is in cache.
+pub fn encode_into(
+    keys: &UnitKeys,
+    content: &[u8],
+    public: &mut [u8],
+    private: &mut [u8],
+) -> Vec<[u8; 32]> {
     let n = unit_count(content.len());
     let js = piece_indices(&keys.prng_seed, n);
     let t = BlockTemplate::new(&keys.hash_key);
@@ -224,7 +244,7 @@ pub fn encode_into(keys: &UnitKeys, content: &[u8], public: &mut [u8], private: 
         .zip(private.par_chunks_mut(CHUNK_UNITS * PIECE_BYTES))
         .zip(js.par_chunks(CHUNK_UNITS))
         .enumerate()
-        .for_each(|(ci, (((c, pu), pr), jc))| {
+        .map(|(ci, (((c, pu), pr), jc))| {
             let base = (ci * CHUNK_UNITS) as u64;
             for (k, (((unit, pub_u), priv_u), j)) in c
                 .chunks(UNIT_BYTES)
@@ -235,7 +255,9 @@ pub fn encode_into(keys: &UnitKeys, content: &[u8], public: &mut [u8], private: 
             {
                 encode_unit(&t, unit, *j, base + k as u64, pub_u, priv_u);
             }
-        });
+            Sha256::digest(&*pu).into()
+        })
+        .collect()
 }
 
 /// Inverse of [`encode`]: rebuilds `len` content bytes from the public body
@@ -302,7 +324,6 @@ pub fn expected_lengths(len: u64) -> Option<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sha2::{Digest, Sha256};
 
     fn keys() -> UnitKeys {
         UnitKeys::from_parts([7u8; 32], [9u8; 32])
@@ -364,6 +385,11 @@ mod tests {
             let (p, q) = encode(&k, &content);
             assert_eq!(Some((p.len(), q.len())), expected_lengths(len as u64));
             assert_eq!(decode(&k, &p, &q, len), content, "len {len}");
+            let mut p2 = vec![0u8; p.len()];
+            let mut q2 = vec![0u8; q.len()];
+            let leaves = encode_into(&k, &content, &mut p2, &mut q2);
+            assert_eq!(leaves, segment_digests(&p), "len {len}");
+            assert_eq!(leaves.len(), p.len().div_ceil(SEGMENT_BYTES));
         }
     }
 
