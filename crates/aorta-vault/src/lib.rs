@@ -18,8 +18,16 @@
 //!   Level Confidentiality Profile, the attributes aorta handles) before it is
 //!   shared.
 //!
-//! It never sees a passphrase beyond passing it to `aorta-crypto`, never
-//! logs secrets, and never returns recovered bytes that failed a check.
+//! Main types: [`store::Vault`] (open a vault directory, put and get
+//! fragments, revoke), [`store::VaultConfig`] (`vault.json`),
+//! [`grant::Identity`] / [`grant::RecipientKey`] / [`grant::GrantHeader`],
+//! [`audit::AuditLog`], [`dispersal::Dispersal`], [`VaultError`].
+//!
+//! It must never: implement cryptography itself (HPKE, SHA-256,
+//! Reed-Solomon come from audited crates; selective encryption from
+//! `aorta-crypto`), hold a passphrase beyond passing it to `aorta-crypto`,
+//! log or `Debug`-print secrets, or return recovered bytes that failed a
+//! check.
 //!
 //! ```no_run
 //! use aorta_vault::store::Vault;
