@@ -114,6 +114,15 @@ impl Identity {
         Self::from_secret(*raw)
     }
 
+    /// The identity derived from 32 bytes of input keying material
+    /// (RFC 9180 DeriveKeyPair) — test vectors and deterministic set-ups.
+    pub fn derive(ikm: &[u8; 32]) -> Result<Self, VaultError> {
+        let (sk, _) = Kem::derive_keypair(ikm);
+        let mut raw = Zeroizing::new([0u8; 32]);
+        raw.copy_from_slice(&sk.to_bytes());
+        Self::from_secret(*raw)
+    }
+
     fn from_secret(raw: [u8; 32]) -> Result<Self, VaultError> {
         let raw = Zeroizing::new(raw);
         let sk = <Kem as KemTrait>::PrivateKey::from_bytes(raw.as_slice()).map_err(|_| {
@@ -266,33 +275,84 @@ pub fn seal(
     getrandom::fill(&mut grant_id).map_err(|e| VaultError::Hpke {
         reason: format!("random number generator: {e}"),
     })?;
-    let h = GrantHeader {
+    let h = header(material, recipient, now, expires_at, emergency, grant_id);
+    let (pk, header, plain) = prepare(&h, material)?;
+    let (enc, ct) =
+        hpke::single_shot_seal::<Aead, Kdf, Kem>(&OpModeS::Base, &pk, INFO, &plain, &header)
+            .map_err(|e| VaultError::Hpke {
+                reason: e.to_string(),
+            })?;
+    Ok((h, assemble(&header, &enc, &ct)))
+}
+
+/// [`seal`] with a caller-chosen grant id and random number generator: for
+/// test vectors only (a predictable generator makes the grant predictable).
+pub fn seal_with_rng(
+    material: &RecoveryMaterial,
+    recipient: &RecipientKey,
+    now: u64,
+    expires_at: u64,
+    emergency: bool,
+    grant_id: [u8; 16],
+    rng: &mut impl hpke::rand_core::CryptoRng,
+) -> Result<(GrantHeader, Vec<u8>), VaultError> {
+    let h = header(material, recipient, now, expires_at, emergency, grant_id);
+    let (pk, header, plain) = prepare(&h, material)?;
+    let (enc, ct) = hpke::single_shot_seal_with_rng::<Aead, Kdf, Kem>(
+        &OpModeS::Base,
+        &pk,
+        INFO,
+        &plain,
+        &header,
+        rng,
+    )
+    .map_err(|e| VaultError::Hpke {
+        reason: e.to_string(),
+    })?;
+    Ok((h, assemble(&header, &enc, &ct)))
+}
+
+fn header(
+    material: &RecoveryMaterial,
+    recipient: &RecipientKey,
+    now: u64,
+    expires_at: u64,
+    emergency: bool,
+    grant_id: [u8; 16],
+) -> GrantHeader {
+    GrantHeader {
         grant_id,
         record_id: material.record_id,
         issued_at: now,
         expires_at,
         emergency,
         recipient: *recipient,
-    };
-    let header = h.to_bytes();
-    let pk = <Kem as KemTrait>::PublicKey::from_bytes(&recipient.0).map_err(|_| {
+    }
+}
+
+type Prepared = (
+    <Kem as KemTrait>::PublicKey,
+    [u8; HEADER_LEN],
+    Zeroizing<Vec<u8>>,
+);
+
+fn prepare(h: &GrantHeader, material: &RecoveryMaterial) -> Result<Prepared, VaultError> {
+    let pk = <Kem as KemTrait>::PublicKey::from_bytes(&h.recipient.0).map_err(|_| {
         VaultError::Malformed {
             what: "recipient public key",
             offset: 0,
             reason: "not a valid X25519 public key",
         }
     })?;
-    let plain = material.to_bytes();
-    let (enc, ct) =
-        hpke::single_shot_seal::<Aead, Kdf, Kem>(&OpModeS::Base, &pk, INFO, &plain, &header)
-            .map_err(|e| VaultError::Hpke {
-                reason: e.to_string(),
-            })?;
+    Ok((pk, h.to_bytes(), material.to_bytes()))
+}
+
+fn assemble(header: &[u8; HEADER_LEN], enc: &<Kem as KemTrait>::EncappedKey, ct: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + ENC_LEN + ct.len());
-    out.extend_from_slice(&header);
+    out.extend_from_slice(header);
     out.extend_from_slice(&enc.to_bytes());
-    out.extend_from_slice(&ct);
-    Ok((h, out))
+    out.extend_from_slice(ct);
+    out
 }
 
 /// Reads a grant's header without opening it.
