@@ -29,7 +29,7 @@ if command -v moto_server >/dev/null 2>&1 && [ -z "${AORTA_TEST_S3_ENDPOINT:-}" 
   vault_moto_log=$(mktemp)
   moto_server -H 127.0.0.1 -p "$vault_moto_port" >"$vault_moto_log" 2>&1 &
   vault_moto_pid=$!
-  vault_moto_stop() { kill "$vault_moto_pid" 2>/dev/null || true; rm -f "$vault_moto_log"; }
+  vault_moto_stop() { kill "$vault_moto_pid" 2>/dev/null || true; wait "$vault_moto_pid" 2>/dev/null || true; rm -f "$vault_moto_log"; }
   trap vault_moto_stop EXIT
   if python3 - "$vault_moto_port" <<'PY'
 import socket, sys, time
