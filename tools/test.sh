@@ -21,6 +21,41 @@ if [ "${#apt_needed[@]}" -gt 0 ]; then
   apt-get install -y -qq "${apt_needed[@]}" >/dev/null
 fi
 
+# --- issue 4 (health-record vault): local S3 server for the object_store S3 test
+# >>> vault-moto (owned by the vault work; idempotent)
+# crates/aorta-vault/tests/dispersion.rs reads AORTA_TEST_S3_ENDPOINT; without
+# it the test starts moto_server itself, and skips visibly only if moto is absent.
+# moto is run as `python3 -m moto.server`: a freshly pip-installed console
+# script may not be on PATH yet (pyenv shims need a rehash).
+if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
+  log "installing moto[server] (PyPI) for the S3 test"
+  python3 -m pip install -q 'moto[server]' || echo "warning: moto could not be installed; the S3 test will be skipped"
+fi
+if python3 -c 'import moto.server' >/dev/null 2>&1 && [ -z "${AORTA_TEST_S3_ENDPOINT:-}" ]; then
+  vault_moto_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  vault_moto_log=$(mktemp)
+  python3 -m moto.server -H 127.0.0.1 -p "$vault_moto_port" >"$vault_moto_log" 2>&1 &
+  vault_moto_pid=$!
+  vault_moto_stop() { kill "$vault_moto_pid" 2>/dev/null || true; wait "$vault_moto_pid" 2>/dev/null || true; rm -f "$vault_moto_log"; }
+  trap vault_moto_stop EXIT
+  if python3 - "$vault_moto_port" <<'PY'
+import socket, sys, time
+for _ in range(100):
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2).close(); sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+sys.exit(1)
+PY
+  then
+    export AORTA_TEST_S3_ENDPOINT="http://127.0.0.1:$vault_moto_port"
+    log "moto S3 server on $AORTA_TEST_S3_ENDPOINT"
+  else
+    echo "warning: moto_server did not start:"; cat "$vault_moto_log"
+  fi
+fi
+# <<< vault-moto
+
 # --- Rust checks --------------------------------------------------------------
 log "cargo fmt --check"
 cargo fmt --all -- --check

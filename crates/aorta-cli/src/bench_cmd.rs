@@ -1,9 +1,9 @@
 //! `aorta bench …`: measured performance figures. Each variant delegates to
-//! its own `bench_<name>.rs` file.
+//! its own `bench_<name>.rs` file. Build with `--release` before measuring.
 
 use std::process::ExitCode;
 
-use crate::{bench_compress, bench_rr_stream};
+use crate::{bench_compress, bench_rr_stream, bench_se};
 
 /// `aorta bench` subcommands.
 #[derive(clap::Subcommand)]
@@ -14,11 +14,16 @@ pub enum BenchCmd {
     /// RR-interval stream job: per patient, tumbling 5-min windows of count,
     /// mean RR, SDNN, RMSSD, LF, HF, LF/HF; prints events/s.
     RrStream(bench_rr_stream::Args),
+    /// Selective encryption (faithful, strong) against AES-128-CBC and
+    /// AES-256-GCM, single core and all cores.
+    Se(bench_se::SeArgs),
 }
 
+/// Runs one `aorta bench` command.
 pub fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCmd::Compress(a) => bench_compress::run(a),
         BenchCmd::RrStream(a) => bench_rr_stream::run(a),
+        BenchCmd::Se(a) => bench_se::run(a),
     }
 }

@@ -11,8 +11,10 @@ use clap::{Parser, Subcommand};
 mod bench_cmd;
 mod bench_compress;
 mod bench_rr_stream;
+mod bench_se;
 mod broker_cmd;
 mod device_cmd;
+mod ehr_cmd;
 mod eval_cmd;
 mod factory_cmd;
 mod frames_cmd;
@@ -55,6 +57,9 @@ enum Command {
     /// Server: open upload frames.
     #[command(subcommand)]
     Frames(frames_cmd::FramesCmd),
+    /// Health-record vault: selective encryption, dispersion, sharing.
+    #[command(subcommand)]
+    Ehr(ehr_cmd::EhrCmd),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +74,7 @@ fn main() -> ExitCode {
         Command::Factory(c) => factory_cmd::run(c),
         Command::Device(c) => device_cmd::run(c),
         Command::Frames(c) => frames_cmd::run(c),
+        Command::Ehr(c) => ehr_cmd::run(c),
     };
     match result {
         Ok(code) => code,

@@ -11,9 +11,12 @@
 //! Device-key modules (issue 3): [`keys`] (the paper's multi-key-per-machine
 //! schedule: transport keys, commitments, renegotiation PSK), [`codec`] (the
 //! lossless ECG codec), [`frame`] (compress-then-encrypt upload frames) and
-//! [`reneg`] (authenticated renegotiation of `max_key_uses`).
+//! [`reneg`] (authenticated renegotiation of `max_key_uses`). Health-record
+//! module (issue 4): [`selective`] (the paper's selective encryption with
+//! fragmentation, faithful and strong modes).
 
 pub mod codec;
 pub mod frame;
 pub mod keys;
 pub mod reneg;
+pub mod selective;

@@ -1,0 +1,471 @@
+//! Sharing grants (paper Fig. 5): the patient wraps a record's recovery
+//! material (unit keys, private pieces, D_head — never the passphrase) to a
+//! recipient's X25519 public key with HPKE (RFC 9180, base mode,
+//! DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / ChaCha20-Poly1305).
+//!
+//! Grant format `AOSG` v1 (`docs/vault-format.md`): an 88-byte header (magic,
+//! version, suite, flags, grant id, pseudonymous record id, issue and expiry
+//! times, recipient key) used as HPKE associated data, the 32-byte
+//! encapsulated key, and the sealed material. Any change to the header, the
+//! key or the ciphertext makes opening fail. The grant names only the random
+//! record id, never the patient.
+//!
+//! Expiry and revocation are enforced where the fragments are served (the
+//! vault checks them before handing out the public fragment); a recipient
+//! who already fetched both fragments before revocation keeps what they saw —
+//! cryptography cannot take back a disclosed secret.
+
+use aorta_crypto::selective::{RecordId, RecoveryMaterial};
+use hpke::kem::X25519HkdfSha256;
+use hpke::{Deserializable, Kem as KemTrait, OpModeR, OpModeS, Serializable};
+use zeroize::Zeroizing;
+
+use crate::VaultError;
+
+type Kem = X25519HkdfSha256;
+type Kdf = hpke::kdf::HkdfSha256;
+type Aead = hpke::aead::ChaCha20Poly1305;
+
+/// Grant magic.
+pub const GRANT_MAGIC: &[u8; 4] = b"AOSG";
+/// Grant format version.
+pub const GRANT_VERSION: u8 = 1;
+const SUITE_X25519_SHA256_CHACHA: u8 = 1;
+const FLAG_EMERGENCY: u8 = 1;
+const HEADER_LEN: usize = 88;
+const ENC_LEN: usize = 32;
+const INFO: &[u8] = b"aorta-ehr grant v1";
+const WHAT: &str = "grant";
+/// Expiry value meaning "never" (standing emergency grants).
+pub const NEVER: u64 = u64::MAX;
+
+const SK_PREFIX: &str = "aorta-ehr-sk1:";
+const PK_PREFIX: &str = "aorta-ehr-pk1:";
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
+        *o = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A recipient's public key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecipientKey(pub [u8; 32]);
+
+impl RecipientKey {
+    /// `aorta-ehr-pk1:<64 hex>`.
+    pub fn to_text(&self) -> String {
+        format!("{PK_PREFIX}{}", hex(&self.0))
+    }
+    /// Parses [`RecipientKey::to_text`] output (surrounding whitespace ignored).
+    pub fn from_text(s: &str) -> Result<Self, VaultError> {
+        let bytes =
+            s.trim()
+                .strip_prefix(PK_PREFIX)
+                .and_then(unhex32)
+                .ok_or(VaultError::Malformed {
+                    what: "recipient public key",
+                    offset: 0,
+                    reason: "expected aorta-ehr-pk1: followed by 64 hex digits",
+                })?;
+        <Kem as KemTrait>::PublicKey::from_bytes(&bytes).map_err(|_| VaultError::Malformed {
+            what: "recipient public key",
+            offset: 0,
+            reason: "not a valid X25519 public key",
+        })?;
+        Ok(Self(bytes))
+    }
+}
+
+/// A recipient's identity (X25519 key pair). Zeroized on drop; `Debug` shows
+/// only the public key.
+pub struct Identity {
+    sk: Zeroizing<[u8; 32]>,
+    pk: RecipientKey,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("public", &self.pk.to_text())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    /// A fresh identity from the OS CSPRNG.
+    pub fn generate() -> Result<Self, VaultError> {
+        let mut ikm = Zeroizing::new([0u8; 32]);
+        getrandom::fill(ikm.as_mut_slice()).map_err(|e| VaultError::Hpke {
+            reason: format!("random number generator: {e}"),
+        })?;
+        let (sk, _) = Kem::derive_keypair(ikm.as_slice());
+        let mut raw = Zeroizing::new([0u8; 32]);
+        raw.copy_from_slice(&sk.to_bytes());
+        Self::from_secret(*raw)
+    }
+
+    /// The identity derived from 32 bytes of input keying material
+    /// (RFC 9180 DeriveKeyPair) — test vectors and deterministic set-ups.
+    pub fn derive(ikm: &[u8; 32]) -> Result<Self, VaultError> {
+        let (sk, _) = Kem::derive_keypair(ikm);
+        let mut raw = Zeroizing::new([0u8; 32]);
+        raw.copy_from_slice(&sk.to_bytes());
+        Self::from_secret(*raw)
+    }
+
+    fn from_secret(raw: [u8; 32]) -> Result<Self, VaultError> {
+        let raw = Zeroizing::new(raw);
+        let sk = <Kem as KemTrait>::PrivateKey::from_bytes(raw.as_slice()).map_err(|_| {
+            VaultError::Malformed {
+                what: "identity",
+                offset: 0,
+                reason: "not a valid X25519 private key",
+            }
+        })?;
+        let pk = Kem::sk_to_pk(&sk);
+        let mut pkb = [0u8; 32];
+        pkb.copy_from_slice(&pk.to_bytes());
+        Ok(Self {
+            sk: raw,
+            pk: RecipientKey(pkb),
+        })
+    }
+
+    /// The public key to give to patients.
+    pub fn public(&self) -> RecipientKey {
+        self.pk
+    }
+
+    /// `aorta-ehr-sk1:<64 hex>` plus the public key on a comment line; keep
+    /// this file secret.
+    pub fn to_text(&self) -> Zeroizing<String> {
+        Zeroizing::new(format!(
+            "# aorta ehr identity; public key: {}\n{SK_PREFIX}{}\n",
+            self.pk.to_text(),
+            hex(self.sk.as_slice())
+        ))
+    }
+
+    /// Parses an identity file (lines starting with `#` are ignored).
+    pub fn from_text(s: &str) -> Result<Self, VaultError> {
+        let line = s
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .unwrap_or("");
+        let raw = line
+            .strip_prefix(SK_PREFIX)
+            .and_then(unhex32)
+            .ok_or(VaultError::Malformed {
+                what: "identity",
+                offset: 0,
+                reason: "expected aorta-ehr-sk1: followed by 64 hex digits",
+            })?;
+        Self::from_secret(raw)
+    }
+}
+
+/// The public header of a grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrantHeader {
+    /// Random grant id.
+    pub grant_id: [u8; 16],
+    /// Pseudonymous record id.
+    pub record_id: RecordId,
+    /// Issue time (unix seconds).
+    pub issued_at: u64,
+    /// Expiry (unix seconds, [`NEVER`] for none).
+    pub expires_at: u64,
+    /// Standing emergency grant (responsible doctor).
+    pub emergency: bool,
+    /// The recipient.
+    pub recipient: RecipientKey,
+}
+
+impl GrantHeader {
+    /// Grant id in hex.
+    pub fn grant_hex(&self) -> String {
+        hex(&self.grant_id)
+    }
+
+    fn to_bytes(self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0..4].copy_from_slice(GRANT_MAGIC);
+        b[4] = GRANT_VERSION;
+        b[5] = SUITE_X25519_SHA256_CHACHA;
+        b[6] = if self.emergency { FLAG_EMERGENCY } else { 0 };
+        b[8..24].copy_from_slice(&self.grant_id);
+        b[24..40].copy_from_slice(&self.record_id.0);
+        b[40..48].copy_from_slice(&self.issued_at.to_be_bytes());
+        b[48..56].copy_from_slice(&self.expires_at.to_be_bytes());
+        b[56..88].copy_from_slice(&self.recipient.0);
+        b
+    }
+
+    fn parse(d: &[u8]) -> Result<Self, VaultError> {
+        let b: [u8; HEADER_LEN] = d
+            .get(..HEADER_LEN)
+            .and_then(|s| s.try_into().ok())
+            .ok_or(malformed(d.len(), "truncated header"))?;
+        if &b[0..4] != GRANT_MAGIC {
+            return Err(malformed(0, "bad magic"));
+        }
+        if b[4] != GRANT_VERSION {
+            return Err(VaultError::UnknownVersion {
+                what: WHAT,
+                version: b[4],
+                supported: GRANT_VERSION,
+            });
+        }
+        if b[5] != SUITE_X25519_SHA256_CHACHA {
+            return Err(malformed(5, "unknown HPKE suite"));
+        }
+        if b[6] & !FLAG_EMERGENCY != 0 || b[7] != 0 {
+            return Err(malformed(6, "unknown flags or non-zero reserved byte"));
+        }
+        let mut grant_id = [0u8; 16];
+        grant_id.copy_from_slice(&b[8..24]);
+        let mut rid = [0u8; 16];
+        rid.copy_from_slice(&b[24..40]);
+        let mut t = [0u8; 8];
+        t.copy_from_slice(&b[40..48]);
+        let issued_at = u64::from_be_bytes(t);
+        t.copy_from_slice(&b[48..56]);
+        let expires_at = u64::from_be_bytes(t);
+        let mut pk = [0u8; 32];
+        pk.copy_from_slice(&b[56..88]);
+        Ok(Self {
+            grant_id,
+            record_id: RecordId(rid),
+            issued_at,
+            expires_at,
+            emergency: b[6] & FLAG_EMERGENCY != 0,
+            recipient: RecipientKey(pk),
+        })
+    }
+}
+
+fn malformed(offset: usize, reason: &'static str) -> VaultError {
+    VaultError::Malformed {
+        what: WHAT,
+        offset: offset as u64,
+        reason,
+    }
+}
+
+/// Seals `material` to `recipient`. `now` and `expires_at` are unix seconds.
+pub fn seal(
+    material: &RecoveryMaterial,
+    recipient: &RecipientKey,
+    now: u64,
+    expires_at: u64,
+    emergency: bool,
+) -> Result<(GrantHeader, Vec<u8>), VaultError> {
+    let mut grant_id = [0u8; 16];
+    getrandom::fill(&mut grant_id).map_err(|e| VaultError::Hpke {
+        reason: format!("random number generator: {e}"),
+    })?;
+    let h = header(material, recipient, now, expires_at, emergency, grant_id);
+    let (pk, header, plain) = prepare(&h, material)?;
+    let (enc, ct) =
+        hpke::single_shot_seal::<Aead, Kdf, Kem>(&OpModeS::Base, &pk, INFO, &plain, &header)
+            .map_err(|e| VaultError::Hpke {
+                reason: e.to_string(),
+            })?;
+    Ok((h, assemble(&header, &enc, &ct)))
+}
+
+/// [`seal`] with a caller-chosen grant id and random number generator: for
+/// test vectors only (a predictable generator makes the grant predictable).
+pub fn seal_with_rng(
+    material: &RecoveryMaterial,
+    recipient: &RecipientKey,
+    now: u64,
+    expires_at: u64,
+    emergency: bool,
+    grant_id: [u8; 16],
+    rng: &mut impl hpke::rand_core::CryptoRng,
+) -> Result<(GrantHeader, Vec<u8>), VaultError> {
+    let h = header(material, recipient, now, expires_at, emergency, grant_id);
+    let (pk, header, plain) = prepare(&h, material)?;
+    let (enc, ct) = hpke::single_shot_seal_with_rng::<Aead, Kdf, Kem>(
+        &OpModeS::Base,
+        &pk,
+        INFO,
+        &plain,
+        &header,
+        rng,
+    )
+    .map_err(|e| VaultError::Hpke {
+        reason: e.to_string(),
+    })?;
+    Ok((h, assemble(&header, &enc, &ct)))
+}
+
+fn header(
+    material: &RecoveryMaterial,
+    recipient: &RecipientKey,
+    now: u64,
+    expires_at: u64,
+    emergency: bool,
+    grant_id: [u8; 16],
+) -> GrantHeader {
+    GrantHeader {
+        grant_id,
+        record_id: material.record_id,
+        issued_at: now,
+        expires_at,
+        emergency,
+        recipient: *recipient,
+    }
+}
+
+type Prepared = (
+    <Kem as KemTrait>::PublicKey,
+    [u8; HEADER_LEN],
+    Zeroizing<Vec<u8>>,
+);
+
+fn prepare(h: &GrantHeader, material: &RecoveryMaterial) -> Result<Prepared, VaultError> {
+    let pk = <Kem as KemTrait>::PublicKey::from_bytes(&h.recipient.0).map_err(|_| {
+        VaultError::Malformed {
+            what: "recipient public key",
+            offset: 0,
+            reason: "not a valid X25519 public key",
+        }
+    })?;
+    Ok((pk, h.to_bytes(), material.to_bytes()))
+}
+
+fn assemble(header: &[u8; HEADER_LEN], enc: &<Kem as KemTrait>::EncappedKey, ct: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + ENC_LEN + ct.len());
+    out.extend_from_slice(header);
+    out.extend_from_slice(&enc.to_bytes());
+    out.extend_from_slice(ct);
+    out
+}
+
+/// Reads a grant's header without opening it.
+pub fn peek(grant: &[u8]) -> Result<GrantHeader, VaultError> {
+    GrantHeader::parse(grant)
+}
+
+/// Opens a grant with `identity` and checks its expiry against `now`.
+/// Revocation is checked by the caller against the vault.
+pub fn open(
+    grant: &[u8],
+    identity: &Identity,
+    now: u64,
+) -> Result<(GrantHeader, RecoveryMaterial), VaultError> {
+    let h = GrantHeader::parse(grant)?;
+    let header = grant
+        .get(..HEADER_LEN)
+        .ok_or(malformed(0, "truncated header"))?;
+    let enc_bytes = grant
+        .get(HEADER_LEN..HEADER_LEN + ENC_LEN)
+        .ok_or(malformed(HEADER_LEN, "truncated encapsulated key"))?;
+    let ct = grant.get(HEADER_LEN + ENC_LEN..).unwrap_or(&[]);
+    if h.recipient != identity.public() {
+        return Err(VaultError::GrantNotForUs);
+    }
+    let enc = <Kem as KemTrait>::EncappedKey::from_bytes(enc_bytes)
+        .map_err(|_| VaultError::GrantNotForUs)?;
+    let sk = <Kem as KemTrait>::PrivateKey::from_bytes(identity.sk.as_slice()).map_err(|_| {
+        VaultError::Internal {
+            what: "identity secret no longer parses",
+        }
+    })?;
+    let plain = Zeroizing::new(
+        hpke::single_shot_open::<Aead, Kdf, Kem>(&OpModeR::Base, &sk, &enc, INFO, ct, header)
+            .map_err(|_| VaultError::GrantNotForUs)?,
+    );
+    let m = RecoveryMaterial::from_bytes(&plain)?;
+    if m.record_id != h.record_id {
+        return Err(malformed(24, "record id differs from the sealed material"));
+    }
+    if now >= h.expires_at {
+        return Err(VaultError::Expired {
+            expires_at: h.expires_at,
+            now,
+        });
+    }
+    Ok((h, m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aorta_crypto::selective::{KdfParams, ProtectOptions, container::open_private, protect};
+
+    fn material() -> RecoveryMaterial {
+        let opts = ProtectOptions {
+            kdf: KdfParams::INSECURE_TEST,
+            ..Default::default()
+        };
+        let p = protect(b"a record to share", b"pw", &opts).unwrap();
+        open_private(&p.private, b"pw").unwrap()
+    }
+
+    #[test]
+    fn seal_open_expiry_and_wrong_recipient() {
+        let alice = Identity::generate().unwrap();
+        let mallory = Identity::generate().unwrap();
+        let m = material();
+        let (h, g) = seal(&m, &alice.public(), 1000, 2000, false).unwrap();
+        let (h2, m2) = open(&g, &alice, 1500).unwrap();
+        assert_eq!(h, h2);
+        assert_eq!(m, m2);
+        assert!(matches!(
+            open(&g, &alice, 2000),
+            Err(VaultError::Expired { .. })
+        ));
+        assert!(matches!(
+            open(&g, &mallory, 1500),
+            Err(VaultError::GrantNotForUs)
+        ));
+    }
+
+    #[test]
+    fn every_byte_of_a_grant_is_protected() {
+        let alice = Identity::generate().unwrap();
+        let (_, g) = seal(&material(), &alice.public(), 1000, 2000, false).unwrap();
+        for i in 0..g.len() {
+            let mut t = g.clone();
+            t[i] ^= 0x40;
+            assert!(open(&t, &alice, 1500).is_err(), "byte {i}");
+        }
+    }
+
+    #[test]
+    fn identity_text_roundtrip() {
+        let a = Identity::generate().unwrap();
+        let b = Identity::from_text(&a.to_text()).unwrap();
+        assert_eq!(a.public(), b.public());
+        assert_eq!(
+            RecipientKey::from_text(&a.public().to_text()).unwrap(),
+            a.public()
+        );
+        assert!(RecipientKey::from_text("aorta-ehr-pk1:zz").is_err());
+        assert!(!format!("{a:?}").contains(&hex(a.sk.as_slice())));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn open_never_panics(d in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            static ALICE: std::sync::OnceLock<Identity> = std::sync::OnceLock::new();
+            let alice = ALICE.get_or_init(|| Identity::generate().unwrap());
+            let _ = open(&d, alice, 0);
+            let _ = peek(&d);
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! Dispersion of a record's fragments over object stores.
+//!
+//! A vault is a directory. With no configuration file it uses local stores
+//! under it: `cloud/` for the public fragment (standing in for the cloud),
+//! `device/` for the private fragment (the patient's phone), the audit log
+//! `audit.log` and revocations under `device/revoked/`. A `vault.json` in the
+//! directory selects other stores (see `docs/vault-format.md`), e.g. several
+//! S3 buckets with k-of-n dispersal:
+//!
+//! ```json
+//! { "public": [ {"type": "local", "path": "cloud-a"},
+//!               {"type": "s3", "bucket": "b", "endpoint": "http://127.0.0.1:9000",
+//!                "region": "us-east-1", "allow_http": true} ],
+//!   "private": {"type": "local", "path": "device"},
+//!   "backup": {"type": "local", "path": "trusted-backup"},
+//!   "dispersal": {"k": 1, "n": 2} }
+//! ```
+//!
+//! Without dispersal every public store holds a full copy (replication); with
+//! dispersal store i holds shard i. S3 credentials come from the config's
+//! `access_key_id`/`secret_access_key` or, when absent, from the usual
+//! `AWS_*` environment variables.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aorta_crypto::selective::{Protected, RecordId};
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::VaultError;
+use crate::dispersal::{self, Dispersal};
+
+/// Name of the optional configuration file inside a vault directory.
+pub const CONFIG_FILE: &str = "vault.json";
+
+/// One store.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StoreSpec {
+    /// A local directory (relative paths are relative to the vault directory).
+    Local {
+        /// Directory.
+        path: PathBuf,
+    },
+    /// An S3 (or S3-compatible) bucket.
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Endpoint URL (omit for AWS).
+        #[serde(default)]
+        endpoint: Option<String>,
+        /// Region.
+        #[serde(default)]
+        region: Option<String>,
+        /// Access key id (else from the environment).
+        #[serde(default)]
+        access_key_id: Option<String>,
+        /// Secret access key (else from the environment).
+        #[serde(default)]
+        secret_access_key: Option<String>,
+        /// Allow plain HTTP (local test servers only).
+        #[serde(default)]
+        allow_http: bool,
+    },
+}
+
+impl StoreSpec {
+    fn label(&self) -> String {
+        match self {
+            StoreSpec::Local { path } => format!("local:{}", path.display()),
+            StoreSpec::S3 { bucket, .. } => format!("s3:{bucket}"),
+        }
+    }
+}
+
+/// A vault's configuration (`vault.json`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultConfig {
+    /// Stores for the public fragment ("cloud").
+    pub public: Vec<StoreSpec>,
+    /// Store for the private fragment (the device).
+    pub private: StoreSpec,
+    /// Optional trusted backup store for the (encrypted) private fragment.
+    #[serde(default)]
+    pub backup: Option<StoreSpec>,
+    /// Optional k-of-n dispersal of the public fragment; n must equal the
+    /// number of public stores.
+    #[serde(default)]
+    pub dispersal: Option<Dispersal>,
+}
+
+impl Default for VaultConfig {
+    fn default() -> Self {
+        Self {
+            public: vec![StoreSpec::Local {
+                path: PathBuf::from("cloud"),
+            }],
+            private: StoreSpec::Local {
+                path: PathBuf::from("device"),
+            },
+            backup: None,
+            dispersal: None,
+        }
+    }
+}
+
+struct Store {
+    label: String,
+    inner: Arc<dyn ObjectStore>,
+}
+
+/// An opened vault.
+pub struct Vault {
+    dir: PathBuf,
+    rt: tokio::runtime::Runtime,
+    public: Vec<Store>,
+    private: Store,
+    backup: Option<Store>,
+    dispersal: Option<Dispersal>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault")
+            .field("dir", &self.dir)
+            .field(
+                "public",
+                &self.public.iter().map(|s| &s.label).collect::<Vec<_>>(),
+            )
+            .field("private", &self.private.label)
+            .field("dispersal", &self.dispersal)
+            .finish_non_exhaustive()
+    }
+}
+
+fn obj_err(label: &str) -> impl FnOnce(object_store::Error) -> VaultError + '_ {
+    move |source| VaultError::Store {
+        store: label.to_string(),
+        source,
+    }
+}
+
+fn build(dir: &Path, spec: &StoreSpec) -> Result<Store, VaultError> {
+    let label = spec.label();
+    let inner: Arc<dyn ObjectStore> = match spec {
+        StoreSpec::Local { path } => {
+            let p = if path.is_absolute() {
+                path.clone()
+            } else {
+                dir.join(path)
+            };
+            std::fs::create_dir_all(&p).map_err(|e| VaultError::io(&p, e))?;
+            Arc::new(
+                object_store::local::LocalFileSystem::new_with_prefix(&p)
+                    .map_err(obj_err(&label))?,
+            )
+        }
+        StoreSpec::S3 {
+            bucket,
+            endpoint,
+            region,
+            access_key_id,
+            secret_access_key,
+            allow_http,
+        } => {
+            // reqwest is built without a bundled TLS provider; use ring's. An
+            // error only means a provider is already installed.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let mut b = object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_allow_http(*allow_http);
+            if let Some(e) = endpoint {
+                b = b.with_endpoint(e);
+            }
+            if let Some(r) = region {
+                b = b.with_region(r);
+            }
+            if let Some(a) = access_key_id {
+                b = b.with_access_key_id(a);
+            }
+            if let Some(s) = secret_access_key {
+                b = b.with_secret_access_key(s);
+            }
+            Arc::new(b.build().map_err(obj_err(&label))?)
+        }
+    };
+    Ok(Store { label, inner })
+}
+
+fn public_path(id: &RecordId) -> ObjPath {
+    ObjPath::from(format!("records/{}.aosp", id.to_hex()))
+}
+fn shard_path(id: &RecordId, i: usize) -> ObjPath {
+    ObjPath::from(format!("records/{}.aosp.shard{i}", id.to_hex()))
+}
+fn private_path(id: &RecordId) -> ObjPath {
+    ObjPath::from(format!("records/{}.aosr", id.to_hex()))
+}
+fn revoked_path(grant_hex: &str) -> ObjPath {
+    ObjPath::from(format!("revoked/{grant_hex}"))
+}
+
+impl Vault {
+    /// Opens (creating if needed) the vault in `dir`, reading `vault.json`
+    /// when present.
+    pub fn open(dir: &Path) -> Result<Self, VaultError> {
+        std::fs::create_dir_all(dir).map_err(|e| VaultError::io(dir, e))?;
+        let cfg_path = dir.join(CONFIG_FILE);
+        let cfg = match std::fs::read(&cfg_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| VaultError::Config {
+                reason: format!("{}: {e}", cfg_path.display()),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => VaultConfig::default(),
+            Err(e) => return Err(VaultError::io(&cfg_path, e)),
+        };
+        Self::with_config(dir, &cfg)
+    }
+
+    /// Opens an existing vault (for reading, sharing, revoking, auditing): a
+    /// mistyped path is an error instead of a new, empty vault.
+    pub fn open_existing(dir: &Path) -> Result<Self, VaultError> {
+        if !dir.is_dir() {
+            return Err(VaultError::Config {
+                reason: format!("{} is not a vault directory", dir.display()),
+            });
+        }
+        Self::open(dir)
+    }
+
+    /// Opens the vault in `dir` with an explicit configuration.
+    pub fn with_config(dir: &Path, cfg: &VaultConfig) -> Result<Self, VaultError> {
+        if cfg.public.is_empty() {
+            return Err(VaultError::Config {
+                reason: "at least one public store is needed".into(),
+            });
+        }
+        if let Some(d) = cfg.dispersal {
+            d.check()?;
+            if usize::from(d.n) != cfg.public.len() {
+                return Err(VaultError::Config {
+                    reason: format!(
+                        "dispersal n = {} but {} public stores are configured",
+                        d.n,
+                        cfg.public.len()
+                    ),
+                });
+            }
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| VaultError::io(dir, e))?;
+        let public = cfg
+            .public
+            .iter()
+            .map(|s| build(dir, s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let private = build(dir, &cfg.private)?;
+        let backup = cfg.backup.as_ref().map(|s| build(dir, s)).transpose()?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            rt,
+            public,
+            private,
+            backup,
+            dispersal: cfg.dispersal,
+        })
+    }
+
+    /// The vault directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of the audit log.
+    pub fn audit_path(&self) -> PathBuf {
+        self.dir.join("audit.log")
+    }
+
+    fn put(&self, s: &Store, p: &ObjPath, bytes: Vec<u8>) -> Result<(), VaultError> {
+        self.rt
+            .block_on(s.inner.put(p, PutPayload::from(bytes)))
+            .map(|_| ())
+            .map_err(obj_err(&s.label))
+    }
+
+    /// `Ok(None)` when the object does not exist.
+    fn get(&self, s: &Store, p: &ObjPath) -> Result<Option<Vec<u8>>, VaultError> {
+        let r = self.rt.block_on(async {
+            let g = s.inner.get(p).await?;
+            g.bytes().await
+        });
+        match r {
+            Ok(b) => Ok(Some(b.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(obj_err(&s.label)(e)),
+        }
+    }
+
+    /// Disperses a protected record: public fragment to the public store(s)
+    /// (replicated, or Reed-Solomon shards), private fragment to the device
+    /// store and, if configured, to the backup store.
+    pub fn put_record(&self, p: &Protected) -> Result<(), VaultError> {
+        match self.dispersal {
+            None => {
+                for s in &self.public {
+                    self.put(s, &public_path(&p.record_id), p.public.clone())?;
+                }
+            }
+            Some(d) => {
+                let shards = dispersal::encode(&p.public, p.record_id, d)?;
+                for (i, (s, shard)) in self.public.iter().zip(shards).enumerate() {
+                    self.put(s, &shard_path(&p.record_id, i), shard)?;
+                }
+            }
+        }
+        self.put(
+            &self.private,
+            &private_path(&p.record_id),
+            p.private.clone(),
+        )?;
+        if let Some(b) = &self.backup {
+            self.put(b, &private_path(&p.record_id), p.private.clone())?;
+        }
+        Ok(())
+    }
+
+    /// Reads the public fragment back (from any replica, or by rebuilding
+    /// from any k shards). Stores that fail or lack the object are skipped.
+    pub fn get_public(&self, id: &RecordId) -> Result<Vec<u8>, VaultError> {
+        match self.dispersal {
+            None => {
+                // First replica that reads and passes its checksum wins; a
+                // store error is reported only if no replica could be used.
+                let mut last_err = None;
+                for s in &self.public {
+                    match self.get(s, &public_path(id)) {
+                        Ok(Some(b)) => match aorta_crypto::selective::container::parse_public(&b) {
+                            Ok(_) => return Ok(b),
+                            Err(e) => last_err = Some(VaultError::Selective(e)),
+                        },
+                        Ok(None) => {}
+                        Err(e) => last_err = Some(e),
+                    }
+                }
+                Err(last_err.unwrap_or_else(|| VaultError::NotFound {
+                    record_id: id.to_hex(),
+                    store: "any public store".into(),
+                }))
+            }
+            Some(d) => {
+                let shards: Vec<Option<Vec<u8>>> = self
+                    .public
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| self.get(s, &shard_path(id, i)).ok().flatten())
+                    .collect();
+                dispersal::decode(&shards, *id, d)
+            }
+        }
+    }
+
+    /// Reads the private fragment from the device store, falling back to the
+    /// backup store.
+    pub fn get_private(&self, id: &RecordId) -> Result<Vec<u8>, VaultError> {
+        if let Some(b) = self.get(&self.private, &private_path(id))? {
+            return Ok(b);
+        }
+        if let Some(bk) = &self.backup {
+            if let Some(b) = self.get(bk, &private_path(id))? {
+                return Ok(b);
+            }
+        }
+        Err(VaultError::NotFound {
+            record_id: id.to_hex(),
+            store: self.private.label.clone(),
+        })
+    }
+
+    /// Deletes the record's public objects from public store `index`
+    /// (tests and store migration).
+    pub fn delete_public_from(&self, index: usize, id: &RecordId) -> Result<(), VaultError> {
+        let s = self.public.get(index).ok_or(VaultError::Config {
+            reason: format!("no public store {index}"),
+        })?;
+        let p = match self.dispersal {
+            None => public_path(id),
+            Some(_) => shard_path(id, index),
+        };
+        self.rt
+            .block_on(s.inner.delete(&p))
+            .map_err(obj_err(&s.label))
+    }
+
+    /// Deletes the private fragment from the device store (a lost phone).
+    pub fn delete_private(&self, id: &RecordId) -> Result<(), VaultError> {
+        self.rt
+            .block_on(self.private.inner.delete(&private_path(id)))
+            .map_err(obj_err(&self.private.label))
+    }
+
+    /// Records that a grant is revoked.
+    pub fn revoke(&self, grant_hex: &str) -> Result<(), VaultError> {
+        self.put(
+            &self.private,
+            &revoked_path(grant_hex),
+            b"revoked\n".to_vec(),
+        )
+    }
+
+    /// True when the grant was revoked.
+    pub fn is_revoked(&self, grant_hex: &str) -> Result<bool, VaultError> {
+        Ok(self.get(&self.private, &revoked_path(grant_hex))?.is_some())
+    }
+}

@@ -1,0 +1,168 @@
+//! Test vectors for the vault formats of `docs/vault-format.md` that live in
+//! aorta-vault: dispersal shards (`AOSD`), a grant (`AOSG`, HPKE made
+//! deterministic with a seeded generator), an identity and public key, and
+//! an audit log with its head. They build on the selective-encryption
+//! vectors written by aorta-crypto's `vault_format_vectors` test.
+//!
+//! Regenerate with `AORTA_WRITE_VECTORS=1 cargo test -p aorta-vault --test
+//! vault_format_vectors`; otherwise this checks the committed bytes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)] // test helpers
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+
+use aorta_crypto::selective::{RecordId, RecoveryMaterial, recover};
+use aorta_vault::audit::{AuditLog, Event};
+use aorta_vault::dispersal::{self, Dispersal};
+use aorta_vault::grant::{self, Identity};
+use sha2::{Digest, Sha256};
+
+/// A predictable generator for vectors only: SHA-256(seed ‖ counter) blocks.
+struct VectorRng {
+    seed: [u8; 32],
+    counter: u64,
+    buf: Vec<u8>,
+}
+
+impl VectorRng {
+    fn new(seed: [u8; 32]) -> Self {
+        Self {
+            seed,
+            counter: 0,
+            buf: Vec::new(),
+        }
+    }
+    fn byte(&mut self) -> u8 {
+        if self.buf.is_empty() {
+            let mut h = Sha256::new();
+            h.update(self.seed);
+            h.update(self.counter.to_be_bytes());
+            self.counter += 1;
+            self.buf = h.finalize().to_vec();
+            self.buf.reverse();
+        }
+        self.buf.pop().unwrap()
+    }
+}
+
+impl hpke::rand_core::TryRng for VectorRng {
+    type Error = Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        let mut b = [0u8; 4];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        let mut b = [0u8; 8];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        for d in dst {
+            *d = self.byte();
+        }
+        Ok(())
+    }
+}
+
+impl hpke::rand_core::TryCryptoRng for VectorRng {}
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/vectors/vault-format")
+}
+
+fn check(name: &str, bytes: &[u8], write: bool) {
+    let p = dir().join(name);
+    if write {
+        std::fs::write(&p, bytes).unwrap();
+    }
+    assert_eq!(
+        std::fs::read(&p).unwrap(),
+        bytes,
+        "{name} differs from the committed vector"
+    );
+}
+
+#[test]
+fn vault_vectors_match() {
+    let write = std::env::var_os("AORTA_WRITE_VECTORS").is_some();
+    let public = std::fs::read(dir().join("strong.public.aosp")).unwrap();
+    let material =
+        RecoveryMaterial::from_bytes(&std::fs::read(dir().join("strong.material.aosm")).unwrap())
+            .unwrap();
+    let rid = RecordId(*b"record-id-000001");
+    assert_eq!(material.record_id, rid);
+
+    // Shards: 2-of-3 over the strong public container; any two rebuild it.
+    let d = Dispersal { k: 2, n: 3 };
+    let shards = dispersal::encode(&public, rid, d).unwrap();
+    for (i, s) in shards.iter().enumerate() {
+        check(&format!("strong.public.aosp.shard{i}.aosd"), s, write);
+    }
+    let some = vec![None, Some(shards[1].clone()), Some(shards[2].clone())];
+    assert_eq!(dispersal::decode(&some, rid, d).unwrap(), public);
+
+    // Identity and grant.
+    let id = Identity::derive(&[0x11; 32]).unwrap();
+    check("recipient.identity", id.to_text().as_bytes(), write);
+    check(
+        "recipient.pk",
+        format!("{}\n", id.public().to_text()).as_bytes(),
+        write,
+    );
+    let mut rng = VectorRng::new([0x22; 32]);
+    let (h, g) = grant::seal_with_rng(
+        &material,
+        &id.public(),
+        1_700_000_000,
+        1_700_086_400,
+        false,
+        *b"grant-id-0000001",
+        &mut rng,
+    )
+    .unwrap();
+    check("strong.grant.aosg", &g, write);
+    let (h2, m2) = grant::open(&g, &id, 1_700_000_100).unwrap();
+    assert_eq!(h, h2);
+    assert_eq!(
+        recover(&public, &m2).unwrap(),
+        std::fs::read(dir().join("input.bin")).unwrap()
+    );
+    assert!(grant::open(&g, &id, 1_700_086_400).is_err());
+
+    // Audit log with fixed times.
+    let t = tempfile::tempdir().unwrap();
+    let log = AuditLog::new(&t.path().join("audit.log"));
+    let r = rid.to_hex();
+    log.append(1_700_000_000, Event::Protect, &r, None, "mode strong")
+        .unwrap();
+    log.append(
+        1_700_000_050,
+        Event::Grant,
+        &r,
+        Some(&h.grant_hex()),
+        &format!("to {} expires 1700086400", id.public().to_text()),
+    )
+    .unwrap();
+    log.append(1_700_000_100, Event::Use, &r, Some(&h.grant_hex()), "")
+        .unwrap();
+    log.append(1_700_000_200, Event::Revoke, &r, Some(&h.grant_hex()), "")
+        .unwrap();
+    check(
+        "audit.log",
+        &std::fs::read(t.path().join("audit.log")).unwrap(),
+        write,
+    );
+    check(
+        "audit.log.head",
+        &std::fs::read(t.path().join("audit.log.head")).unwrap(),
+        write,
+    );
+    let committed = AuditLog::new(&dir().join("audit.log"));
+    assert_eq!(committed.verify().unwrap().len(), 4);
+}
