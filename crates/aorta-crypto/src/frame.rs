@@ -522,7 +522,8 @@ impl ParsedFrame<'_> {
 
     /// Authenticates and decrypts under `key`, then decompresses.
     pub fn open(self, key: &TransportKey) -> Result<OpenedFrame, FrameError> {
-        let mut body = self.ciphertext.to_vec();
+        // The decrypted payload is wiped on drop (the caller owns the samples).
+        let mut body = zeroize::Zeroizing::new(self.ciphertext.to_vec());
         let plain = key
             .key
             .open_in_place(nonce(self.header.sequence), Aad::from(self.aad), &mut body)

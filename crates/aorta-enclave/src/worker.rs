@@ -295,14 +295,22 @@ pub struct FrameError {
 /// Frame code: no transport key was released for the frame's device.
 pub const FRAME_NO_KEY: u16 = 200;
 
-/// The seam to the device issue's upload frames: tell which device a sealed
-/// frame comes from (its cleartext, authenticated header) and open it with
-/// that device's transport key. The lead wires aorta-device's frame code
-/// here; tests implement it with a small AEAD format of their own.
+/// A frame format the worker can open: tell which released key a sealed
+/// frame needs (from its cleartext, authenticated header) and open it with
+/// that key. [`crate::upload::UploadFrames`] implements it for aorta's
+/// device upload frames (`docs/frame-format.md`); tests also implement it
+/// with a small AEAD format of their own.
 pub trait FrameOpener {
     /// The serial in the frame's header (not yet authenticated).
     fn serial(&self, frame: &[u8]) -> Result<String, FrameError>;
-    /// Authenticates and opens the frame.
+    /// The name of the released transport key that opens the frame (a
+    /// bundle entry name). Default: the serial, for formats with one key per
+    /// device; upload frames use `SERIAL/KEY_INDEX` (a group key).
+    fn key_name(&self, frame: &[u8]) -> Result<String, FrameError> {
+        self.serial(frame)
+    }
+    /// Authenticates and opens the frame with the key named by
+    /// [`FrameOpener::key_name`].
     fn open(&self, frame: &[u8], transport_key: &Secret32) -> Result<OpenedFrame, FrameError>;
 }
 
@@ -347,7 +355,7 @@ impl Ready {
         frame: &[u8],
         analyse: &mut dyn FnMut(&OpenedFrame),
     ) -> Message {
-        let serial = match opener.serial(frame) {
+        let name = match opener.key_name(frame) {
             Ok(s) => s,
             Err(e) => {
                 return Message::FrameRefused {
@@ -356,7 +364,7 @@ impl Ready {
                 };
             }
         };
-        let Some(key) = self.keys.transport_key(&serial) else {
+        let Some(key) = self.keys.transport_key(&name) else {
             return Message::FrameRefused {
                 code: FRAME_NO_KEY,
                 reason: "no transport key released for this frame's device".into(),
