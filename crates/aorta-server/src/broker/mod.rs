@@ -162,8 +162,9 @@ struct RawKeyFile {
 impl MemoryKeySource {
     /// Loads a **development** key file: TOML tables `[transport]`
     /// (serial = "64 hex digits") and `[results]` (subscriber = "64 hex
-    /// digits"). The keys sit in clear on disk; production wires the device
-    /// registry (issue 3) as the [`KeySource`] instead.
+    /// digits"). The keys sit in clear on disk; production serves device
+    /// keys from the registry ([`RegistryKeySource`]) and uses only the
+    /// `[results]` table of such a file.
     pub fn from_toml_file(path: &std::path::Path) -> Result<Self, KeyFileError> {
         let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
             KeyFileError::Io {
