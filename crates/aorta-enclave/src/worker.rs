@@ -292,7 +292,8 @@ pub struct FrameError {
     pub reason: String,
 }
 
-/// Frame code: no transport key was released for the frame's device.
+/// Frame code: no transport key was released for the frame's device (and,
+/// for upload frames, key index).
 pub const FRAME_NO_KEY: u16 = 200;
 
 /// A frame format the worker can open: tell which released key a sealed
@@ -367,7 +368,7 @@ impl Ready {
         let Some(key) = self.keys.transport_key(&name) else {
             return Message::FrameRefused {
                 code: FRAME_NO_KEY,
-                reason: "no transport key released for this frame's device".into(),
+                reason: "no transport key released for this frame's device and key index".into(),
             };
         };
         match opener.open(frame, key) {
