@@ -103,6 +103,10 @@ pub struct AwaitingKeys {
 #[derive(Debug)]
 pub struct Ready {
     keys: KeyBundle,
+    /// Transport key name → position in `keys.transport_keys` (first
+    /// occurrence), so a frame's key is found in O(1) however many devices ×
+    /// key indices the assignment has. Names only, no key bytes.
+    transport_index: std::collections::HashMap<String, usize>,
     backend: Backend,
     app_measurement: Measurement,
 }
@@ -156,8 +160,13 @@ impl AwaitingKeys {
     /// afterwards: it served this one release only.
     pub fn receive_keys(self, sealed: &[u8]) -> Result<Ready, KeyWrapError> {
         let keys = open_bundle(&self.keypair, &self.evidence.claims, sealed)?;
+        let mut transport_index = std::collections::HashMap::new();
+        for (i, (name, _)) in keys.transport_keys.iter().enumerate() {
+            transport_index.entry(name.clone()).or_insert(i);
+        }
         Ok(Ready {
             keys,
+            transport_index,
             backend: self.evidence.claims.backend,
             app_measurement: self.evidence.claims.app_measurement,
         })
@@ -365,7 +374,12 @@ impl Ready {
                 };
             }
         };
-        let Some(key) = self.keys.transport_key(&name) else {
+        let key = self
+            .transport_index
+            .get(&name)
+            .and_then(|&i| self.keys.transport_keys.get(i))
+            .map(|(_, k)| k);
+        let Some(key) = key else {
             return Message::FrameRefused {
                 code: FRAME_NO_KEY,
                 reason: "no transport key released for this frame's device and key index".into(),
