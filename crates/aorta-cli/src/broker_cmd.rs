@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use aorta_enclave::evidence::hex;
 use aorta_server::broker::policy::Policy;
-use aorta_server::broker::{Broker, MemoryKeySource, serve};
+use aorta_server::broker::{Broker, KeySource, MemoryKeySource, RegistryKeySource, serve};
 
 /// `aorta broker` subcommands.
 #[derive(clap::Subcommand)]
@@ -19,11 +19,16 @@ pub enum BrokerCmd {
         /// Policy file (TOML; see docs/trust-model.md).
         #[arg(long)]
         policy: PathBuf,
-        /// Key source: a DEVELOPMENT key file (TOML `[transport]` serial = hex,
-        /// `[results]` subscriber = hex). Keys sit in clear in it; production
-        /// wires the device key registry instead.
+        /// Device key registry directory (`aorta factory init`): device keys
+        /// are released from it as per-device group keys. The registry must
+        /// not be used by another process while the broker runs.
+        #[arg(long, required_unless_present = "keys")]
+        registry: Option<PathBuf>,
+        /// Key file (TOML `[results]` subscriber = hex; DEVELOPMENT only:
+        /// `[transport]` serial = hex). Keys sit in clear in it. With
+        /// `--registry` only its `[results]` table is used.
         #[arg(long)]
-        keys: PathBuf,
+        keys: Option<PathBuf>,
         /// Address to listen on (`127.0.0.1:0` picks a free port). The first
         /// line on stdout is `listening on ADDR`.
         #[arg(long, default_value = "127.0.0.1:7450")]
@@ -71,25 +76,52 @@ pub fn run(cmd: BrokerCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         BrokerCmd::Serve {
             policy,
+            registry,
             keys,
             listen,
             verbose,
         } => {
             crate::init_logging(verbose);
             let policy = Policy::from_file(&policy)?;
-            let keys = MemoryKeySource::from_toml_file(&keys)?;
+            let file_keys = match &keys {
+                Some(p) => MemoryKeySource::from_toml_file(p)?,
+                None => MemoryKeySource::default(),
+            };
+            let keys: Arc<dyn KeySource> = match &registry {
+                Some(dir) => {
+                    if !file_keys.transport.is_empty() {
+                        eprintln!(
+                            "note: --registry given: the key file's [transport] table is ignored; device keys come from the registry"
+                        );
+                    }
+                    let mut results = MemoryKeySource::default();
+                    results.results = file_keys.results;
+                    let src = RegistryKeySource::open(dir, results).with_context(|| {
+                        format!("cannot open the device key registry {}", dir.display())
+                    })?;
+                    tracing::info!(target: "aorta::broker", source = ?src, "device keys from the registry");
+                    Arc::new(src)
+                }
+                None => {
+                    eprintln!(
+                        "WARNING: device keys from a development key file (clear keys on disk); production uses --registry"
+                    );
+                    tracing::info!(target: "aorta::broker", source = ?file_keys, "device keys from a development key file");
+                    Arc::new(file_keys)
+                }
+            };
             if policy.verifier.allow_simulation {
                 eprintln!("WARNING: {}", aorta_enclave::SIM_WARNING);
             }
             let listener = std::net::TcpListener::bind(&listen)
                 .with_context(|| format!("cannot listen on {listen}"))?;
             let addr = listener.local_addr()?;
-            tracing::info!(target: "aorta::broker", %addr, ?keys, "key broker listening");
+            tracing::info!(target: "aorta::broker", %addr, "key broker listening");
             let mut out = std::io::stdout().lock();
             writeln!(out, "listening on {addr}")?;
             out.flush()?;
             drop(out);
-            serve(listener, Arc::new(Broker::new(policy, Arc::new(keys))))?;
+            serve(listener, Arc::new(Broker::new(policy, keys)))?;
             Ok(ExitCode::SUCCESS)
         }
         BrokerCmd::InspectQuote {

@@ -8,10 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use aorta_enclave::attest::{Attester, SimAttester, SystemRoots, detect, hardware_attester};
 use aorta_enclave::evidence::{Backend, Measurement, hex};
-use aorta_enclave::keywrap::Secret32;
-use aorta_enclave::worker::{
-    ClientError, FrameError, FrameOpener, KeyRequest, OpenedFrame, Unattested, attest_to_broker,
-};
+use aorta_enclave::upload::UploadFrames;
+use aorta_enclave::worker::{ClientError, KeyRequest, Unattested, attest_to_broker};
 
 /// `aorta worker` subcommands.
 #[derive(clap::Subcommand)]
@@ -82,26 +80,16 @@ fn read_config(config: &Option<PathBuf>) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-/// Frame opener until the device issue's upload frames are linked in: it
-/// refuses every frame with a clear code instead of pretending.
-struct UnlinkedFrameFormat;
-
-/// Code for frames refused because no frame format is linked into the build.
-const FRAME_FORMAT_UNLINKED: u16 = 299;
-
-impl FrameOpener for UnlinkedFrameFormat {
-    fn serial(&self, _frame: &[u8]) -> Result<String, FrameError> {
-        Err(FrameError {
-            code: FRAME_FORMAT_UNLINKED,
-            reason: "this build does not link the device upload frame format yet".into(),
+/// The devices whose keys a bundle holds: entry names are `SERIAL` (a
+/// development key file) or `SERIAL/INDEX` (group keys from the registry).
+fn released_devices(names: impl Iterator<Item = String>) -> Vec<String> {
+    let set: std::collections::BTreeSet<String> = names
+        .map(|n| match n.split_once('/') {
+            Some((serial, _)) => serial.to_owned(),
+            None => n,
         })
-    }
-    fn open(&self, _frame: &[u8], _key: &Secret32) -> Result<OpenedFrame, FrameError> {
-        Err(FrameError {
-            code: FRAME_FORMAT_UNLINKED,
-            reason: "this build does not link the device upload frame format yet".into(),
-        })
-    }
+        .collect();
+    set.into_iter().collect()
 }
 
 pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
@@ -195,7 +183,7 @@ pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
                 "warning": if hardware { serde_json::Value::Null } else { aorta_enclave::SIM_WARNING.into() },
                 "measurement": measurement.to_hex(),
                 "assignment": assignment,
-                "devices": ready.keys().transport_keys.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>(),
+                "devices": released_devices(ready.keys().transport_keys.iter().map(|(s, _)| s.clone())),
                 "subscribers": ready.keys().result_keys.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>(),
                 "transport_keys": ready.keys().transport_keys.len(),
                 "result_keys": ready.keys().result_keys.len(),
@@ -214,7 +202,7 @@ pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
                 let stdin = std::io::stdin();
                 let stdout = std::io::stdout();
                 let sum = ready.serve(
-                    &UnlinkedFrameFormat,
+                    &UploadFrames,
                     &mut stdin.lock(),
                     &mut stdout.lock(),
                     &mut |_f| {},

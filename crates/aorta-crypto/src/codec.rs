@@ -168,7 +168,9 @@ pub fn decode(bytes: &[u8], channels: usize, n: usize) -> Result<Vec<Vec<i32>>, 
         static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
             const { std::cell::RefCell::new(None) };
     }
-    let block = DCTX.with(|d| {
+    // The decompressed block is the samples in another form: wiped on drop,
+    // as is every partly decoded channel on an error path.
+    let block = zeroize::Zeroizing::new(DCTX.with(|d| {
         let mut d = d
             .try_borrow_mut()
             .map_err(|_| CodecError::Malformed("decoder busy"))?;
@@ -184,14 +186,14 @@ pub fn decode(bytes: &[u8], channels: usize, n: usize) -> Result<Vec<Vec<i32>>, 
                 .map_err(|_| CodecError::Malformed("zstd decompression failed")),
             None => Err(CodecError::Malformed("zstd context")),
         }
-    })?;
+    })?);
     if block.len() as u64 != declared {
         return Err(CodecError::Malformed("zstd content size mismatch"));
     }
     let (orders, rest) = block.split_at(channels);
     let (residuals, escapes) = rest.split_at(channels * n);
     let mut esc = escapes.chunks_exact(4);
-    let mut out = Vec::with_capacity(channels);
+    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(channels));
     for (ci, &order) in orders.iter().enumerate() {
         if !(1..=3).contains(&order) {
             return Err(CodecError::Malformed("unknown predictor order"));
@@ -230,7 +232,7 @@ pub fn decode(bytes: &[u8], channels: usize, n: usize) -> Result<Vec<Vec<i32>>, 
     if esc.next().is_some() || !esc.remainder().is_empty() {
         return Err(CodecError::Malformed("trailing bytes in escape area"));
     }
-    Ok(out)
+    Ok(std::mem::take(&mut *out))
 }
 
 #[cfg(test)]

@@ -302,6 +302,19 @@ impl TransportKey {
         Self::from_bytes(&raw)
     }
 
+    /// The transport key of `index` and `epoch` from the device's group key
+    /// of `index` ([`keys::transport_group_key`]) — what an attested worker
+    /// holding the broker's released group keys uses.
+    pub fn from_group(
+        group: &[u8; 32],
+        serial: &str,
+        index: u16,
+        epoch: &[u8; EPOCH_LEN],
+    ) -> Result<Self, KeyError> {
+        let raw = keys::transport_key_from_group(group, serial, index, epoch)?;
+        Self::from_bytes(&raw)
+    }
+
     /// Wraps 32 raw key bytes (the caller zeroizes its copy).
     pub fn from_bytes(raw: &[u8; 32]) -> Result<Self, KeyError> {
         let unbound = UnboundKey::new(&AES_256_GCM, raw).map_err(|_| KeyError::Hkdf)?;
@@ -509,7 +522,8 @@ impl ParsedFrame<'_> {
 
     /// Authenticates and decrypts under `key`, then decompresses.
     pub fn open(self, key: &TransportKey) -> Result<OpenedFrame, FrameError> {
-        let mut body = self.ciphertext.to_vec();
+        // The decrypted payload is wiped on drop (the caller owns the samples).
+        let mut body = zeroize::Zeroizing::new(self.ciphertext.to_vec());
         let plain = key
             .key
             .open_in_place(nonce(self.header.sequence), Aad::from(self.aad), &mut body)

@@ -7,14 +7,19 @@
 //! still compute everything; the server computes the same values from the raw
 //! keys in its registry ([`KeySlice`] implements [`KeyPrf`]).
 //!
-//! - **Transport key** (the paper's "compression key", made from 8
-//!   consecutive keys and a hash): for active index `i`,
-//!   `p_k = prf(i+k mod N, "aorta/v1/transport" ‖ serial ‖ i)` for `k = 0..8`,
-//!   then `TK = HKDF-SHA256(salt = "aorta/v1/transport-key",
-//!   ikm = p_0‖…‖p_7, info = serial ‖ i ‖ epoch)`. `epoch` is 16 random bytes
-//!   drawn afresh each time a device starts sealing (see `docs/device-keys.md`
-//!   for why this makes (key, nonce) reuse impossible after a crash or the
-//!   restore of an old state file).
+//! - **Transport key**, in two steps. First the **group key** of active index
+//!   `i` (the paper's "compression key", made from 8 consecutive keys and a
+//!   hash): `p_k = prf(i+k mod N, "aorta/v1/transport" ‖ serial ‖ i)` for
+//!   `k = 0..8`, then `G_i = HKDF-SHA256(salt = "aorta/v1/transport-group",
+//!   ikm = p_0‖…‖p_7, info = serial ‖ i)` ([`transport_group_key`]). Then
+//!   `TK(i, epoch) = HKDF-SHA256(salt = "aorta/v1/transport-key", ikm = G_i,
+//!   info = serial ‖ i ‖ epoch)` ([`transport_key_from_group`]). `epoch` is 16
+//!   random bytes drawn afresh each time a device starts sealing (see
+//!   `docs/device-keys.md` for why this makes (key, nonce) reuse impossible
+//!   after a crash or the restore of an old state file). The split lets the
+//!   key broker release a device's `N` group keys to an attested worker,
+//!   which then derives every run's `TK` itself without ever holding the
+//!   factory keys.
 //! - **Commitment** (the paper's MD5 over the keys, used for key verification
 //!   at assembly): `SHA-256("aorta/v1/commitment" ‖ serial ‖ N ‖
 //!   prf(0, c) ‖ … ‖ prf(N-1, c))` with `c = "aorta/v1/commit" ‖ serial`.
@@ -196,13 +201,11 @@ fn hkdf32(salt: &[u8], ikm: &[u8], info: &[&[u8]]) -> Result<Zeroizing<[u8; 32]>
     Ok(out)
 }
 
-/// Derives the raw 32-byte transport key for active key index `index` and
-/// run `epoch` (see the module docs for the construction).
-pub fn transport_key_bytes(
-    prf: &dyn KeyPrf,
-    index: u16,
-    epoch: &[u8; EPOCH_LEN],
-) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+/// Derives the group key `G_index` of active key index `index` (the paper's
+/// "compression key" of that group; see the module docs). One per key index:
+/// with it and a frame header's epoch, [`transport_key_from_group`] gives the
+/// frame's transport key.
+pub fn transport_group_key(prf: &dyn KeyPrf, index: u16) -> Result<Zeroizing<[u8; 32]>, KeyError> {
     let serial = prf.serial();
     check_serial(serial)?;
     let n = prf.slice_len();
@@ -220,10 +223,38 @@ pub fn transport_key_bytes(
     }
     let info_serial = labelled(b"", serial, &[]);
     hkdf32(
-        b"aorta/v1/transport-key",
+        b"aorta/v1/transport-group",
         &ikm,
+        &[&info_serial, &index.to_be_bytes()],
+    )
+}
+
+/// Derives the transport key `TK(index, epoch)` from the group key of
+/// `index` (see [`transport_group_key`]).
+pub fn transport_key_from_group(
+    group: &[u8; 32],
+    serial: &str,
+    index: u16,
+    epoch: &[u8; EPOCH_LEN],
+) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    check_serial(serial)?;
+    let info_serial = labelled(b"", serial, &[]);
+    hkdf32(
+        b"aorta/v1/transport-key",
+        group,
         &[&info_serial, &index.to_be_bytes(), epoch],
     )
+}
+
+/// Derives the raw 32-byte transport key for active key index `index` and
+/// run `epoch`: [`transport_group_key`] then [`transport_key_from_group`].
+pub fn transport_key_bytes(
+    prf: &dyn KeyPrf,
+    index: u16,
+    epoch: &[u8; EPOCH_LEN],
+) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    let group = transport_group_key(prf, index)?;
+    transport_key_from_group(&group, prf.serial(), index, epoch)
 }
 
 /// The key-verification commitment over a device's whole key slice.
@@ -297,6 +328,44 @@ mod tests {
                 len: 120
             }
         );
+    }
+
+    #[test]
+    fn transport_key_is_the_composition_of_group_and_epoch_steps() {
+        let a = slice("SN-1", 120, 1);
+        let e = [9u8; 16];
+        for i in [0u16, 1, 112, 119] {
+            let g = transport_group_key(&a, i).unwrap();
+            assert_eq!(
+                *transport_key_bytes(&a, i, &e).unwrap(),
+                *transport_key_from_group(&g, "SN-1", i, &e).unwrap()
+            );
+            // The group key is not the transport key, and binds the index and serial.
+            assert_ne!(*g, *transport_key_bytes(&a, i, &e).unwrap());
+            assert_ne!(
+                *transport_key_from_group(&g, "SN-1", i, &e).unwrap(),
+                *transport_key_from_group(&g, "SN-2", i, &e).unwrap()
+            );
+            assert_ne!(
+                *transport_key_from_group(&g, "SN-1", i, &e).unwrap(),
+                *transport_key_from_group(&g, "SN-1", i ^ 1, &e).unwrap()
+            );
+        }
+        assert_ne!(
+            *transport_group_key(&a, 0).unwrap(),
+            *transport_group_key(&a, 1).unwrap()
+        );
+        assert_eq!(
+            transport_group_key(&a, 120).unwrap_err(),
+            KeyError::IndexOutOfRange {
+                index: 120,
+                len: 120
+            }
+        );
+        assert!(matches!(
+            transport_key_from_group(&[0; 32], "a/b", 0, &e),
+            Err(KeyError::BadSerial { .. })
+        ));
     }
 
     #[test]

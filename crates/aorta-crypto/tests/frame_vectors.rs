@@ -2,7 +2,7 @@
 //!
 //! `AORTA_WRITE_VECTORS=1 cargo test -p aorta-crypto --test frame_vectors`
 //! (re)writes `docs/vectors/frame-format/`; without it, this test checks the
-//! committed vectors: the transport key derivation, every valid frame opens
+//! committed vectors: the group and transport key derivations, every valid frame opens
 //! to the listed samples and re-seals to the same bytes, every invalid frame
 //! is refused with the listed error kind.
 #![allow(
@@ -31,6 +31,12 @@ fn dir() -> PathBuf {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
 }
 
 /// Factory keys of the vectors: key j, byte b = (j * 32 + b) mod 251.
@@ -178,6 +184,7 @@ fn build() -> (Value, Vec<(String, Vec<u8>)>) {
         "factory_keys": "120 keys of 32 bytes; byte i of the concatenation is i mod 251",
         "epoch_hex": hex(&EPOCH),
         "key_index": 5,
+        "group_key_hex": hex(keys::transport_group_key(&ks, 5).unwrap().as_ref()),
         "transport_key_hex": hex(tk.as_ref()),
         "commitment_hex": hex(&keys::commitment(&ks).unwrap()),
         "vectors": entries,
@@ -208,10 +215,24 @@ fn frame_format_vectors() {
     );
     let ks = key_slice();
     let key = TransportKey::derive(&ks, 5, &EPOCH).unwrap();
+    // The two-step derivation from the committed group key gives the
+    // committed transport key (what an attested worker computes).
+    let group: [u8; 32] = hex_decode(committed["group_key_hex"].as_str().unwrap())
+        .try_into()
+        .unwrap();
+    assert_eq!(
+        hex(keys::transport_key_from_group(&group, SERIAL, 5, &EPOCH)
+            .unwrap()
+            .as_ref()),
+        committed["transport_key_hex"].as_str().unwrap()
+    );
+    let from_group = TransportKey::from_group(&group, SERIAL, 5, &EPOCH).unwrap();
     for v in committed["vectors"].as_array().unwrap() {
         let name = v["file"].as_str().unwrap();
         let bytes = std::fs::read(d.join(name)).unwrap();
         let result = frame::parse(&bytes).and_then(|p| p.open(&key));
+        let via_group = frame::parse(&bytes).and_then(|p| p.open(&from_group));
+        assert_eq!(result, via_group, "{name}: group-key path differs");
         match v["expect"].as_str().unwrap() {
             "ok" => {
                 let f = result.unwrap_or_else(|e| panic!("{name}: {e}"));

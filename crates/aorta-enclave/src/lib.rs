@@ -21,7 +21,9 @@
 //!   that has not been attested;
 //! * the **worker protocol** ([`wire`], [`worker`]): the narrow,
 //!   length-prefixed, versioned messages between the untrusted host and the
-//!   worker, and between the worker and the key broker.
+//!   worker, and between the worker and the key broker;
+//! * the **upload frame opener** ([`upload`]): opens aorta device upload
+//!   frames inside the worker with the group keys the broker released.
 //!
 //! It must never: log or `Debug`-print key bytes or plaintext samples, accept
 //! evidence without checking the nonce, or fall back silently from a hardware
@@ -68,6 +70,7 @@ pub mod attest;
 mod bytes;
 pub mod evidence;
 pub mod keywrap;
+pub mod upload;
 pub mod verify;
 pub mod wire;
 pub mod worker;

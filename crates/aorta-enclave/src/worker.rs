@@ -103,6 +103,10 @@ pub struct AwaitingKeys {
 #[derive(Debug)]
 pub struct Ready {
     keys: KeyBundle,
+    /// Transport key name → position in `keys.transport_keys` (first
+    /// occurrence), so a frame's key is found in O(1) however many devices ×
+    /// key indices the assignment has. Names only, no key bytes.
+    transport_index: std::collections::HashMap<String, usize>,
     backend: Backend,
     app_measurement: Measurement,
 }
@@ -156,8 +160,13 @@ impl AwaitingKeys {
     /// afterwards: it served this one release only.
     pub fn receive_keys(self, sealed: &[u8]) -> Result<Ready, KeyWrapError> {
         let keys = open_bundle(&self.keypair, &self.evidence.claims, sealed)?;
+        let mut transport_index = std::collections::HashMap::new();
+        for (i, (name, _)) in keys.transport_keys.iter().enumerate() {
+            transport_index.entry(name.clone()).or_insert(i);
+        }
         Ok(Ready {
             keys,
+            transport_index,
             backend: self.evidence.claims.backend,
             app_measurement: self.evidence.claims.app_measurement,
         })
@@ -292,17 +301,26 @@ pub struct FrameError {
     pub reason: String,
 }
 
-/// Frame code: no transport key was released for the frame's device.
+/// Frame code: no transport key was released for the frame's device (and,
+/// for upload frames, key index).
 pub const FRAME_NO_KEY: u16 = 200;
 
-/// The seam to the device issue's upload frames: tell which device a sealed
-/// frame comes from (its cleartext, authenticated header) and open it with
-/// that device's transport key. The lead wires aorta-device's frame code
-/// here; tests implement it with a small AEAD format of their own.
+/// A frame format the worker can open: tell which released key a sealed
+/// frame needs (from its cleartext, authenticated header) and open it with
+/// that key. [`crate::upload::UploadFrames`] implements it for aorta's
+/// device upload frames (`docs/frame-format.md`); tests also implement it
+/// with a small AEAD format of their own.
 pub trait FrameOpener {
     /// The serial in the frame's header (not yet authenticated).
     fn serial(&self, frame: &[u8]) -> Result<String, FrameError>;
-    /// Authenticates and opens the frame.
+    /// The name of the released transport key that opens the frame (a
+    /// bundle entry name). Default: the serial, for formats with one key per
+    /// device; upload frames use `SERIAL/KEY_INDEX` (a group key).
+    fn key_name(&self, frame: &[u8]) -> Result<String, FrameError> {
+        self.serial(frame)
+    }
+    /// Authenticates and opens the frame with the key named by
+    /// [`FrameOpener::key_name`].
     fn open(&self, frame: &[u8], transport_key: &Secret32) -> Result<OpenedFrame, FrameError>;
 }
 
@@ -347,7 +365,7 @@ impl Ready {
         frame: &[u8],
         analyse: &mut dyn FnMut(&OpenedFrame),
     ) -> Message {
-        let serial = match opener.serial(frame) {
+        let name = match opener.key_name(frame) {
             Ok(s) => s,
             Err(e) => {
                 return Message::FrameRefused {
@@ -356,10 +374,15 @@ impl Ready {
                 };
             }
         };
-        let Some(key) = self.keys.transport_key(&serial) else {
+        let key = self
+            .transport_index
+            .get(&name)
+            .and_then(|&i| self.keys.transport_keys.get(i))
+            .map(|(_, k)| k);
+        let Some(key) = key else {
             return Message::FrameRefused {
                 code: FRAME_NO_KEY,
-                reason: "no transport key released for this frame's device".into(),
+                reason: "no transport key released for this frame's device and key index".into(),
             };
         };
         match opener.open(frame, key) {

@@ -26,8 +26,9 @@
 //! let keys = reg.provision("SN-0001")?; // written into the device's secure element
 //! let commitment = aorta_crypto::keys::commitment(&keys)?; // computed by the device
 //! reg.verify("SN-0001", &commitment)?;
-//! // Issue 5's key broker: a device's transport key by serial.
-//! let key = reg.transport_key("SN-0001", 0, &[0u8; 16])?;
+//! // Issue 5's key broker: a device's group keys, one per key index.
+//! let groups = reg.transport_group_keys("SN-0001")?;
+//! assert_eq!(groups.len(), usize::from(reg.slice_len()?));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(missing_docs)]
@@ -121,6 +122,12 @@ pub enum RegistryError {
     /// No such device.
     #[error("unknown device serial {serial}")]
     UnknownSerial {
+        /// Serial.
+        serial: String,
+    },
+    /// The device was provisioned but its key commitment was never verified.
+    #[error("device {serial} has not passed key verification; its keys are not released")]
+    NotVerified {
         /// Serial.
         serial: String,
     },
@@ -658,6 +665,27 @@ impl Registry {
     ) -> Result<TransportKey, RegistryError> {
         let slice = self.device_keys(serial)?;
         Ok(TransportKey::derive(&slice, key_index, epoch)?)
+    }
+
+    /// The group keys `G_0 … G_(N-1)` of a registered, verified device
+    /// (`aorta_crypto::keys::transport_group_key`, one per key index of its
+    /// slice, in index order) — what the key broker releases to an attested
+    /// worker so it can open every frame of that device, whatever the key
+    /// index and run epoch. Refuses unknown and unverified devices.
+    pub fn transport_group_keys(
+        &self,
+        serial: &str,
+    ) -> Result<Vec<Zeroizing<[u8; 32]>>, RegistryError> {
+        let rec = self.record(serial)?;
+        if !rec.verified {
+            return Err(RegistryError::NotVerified {
+                serial: serial.to_owned(),
+            });
+        }
+        let slice = self.device_keys_unchecked(serial, rec.offset, rec.slice_len)?;
+        (0..rec.slice_len)
+            .map(|i| Ok(keys::transport_group_key(&slice, i)?))
+            .collect()
     }
 
     /// What the registry knows about `serial`.

@@ -324,3 +324,49 @@ fn mutated_frames_are_refused_by_the_server_without_state_change() {
     assert_eq!(reg.counters().get(RefusalKind::Internal), 0);
     assert!(!reg.accept_frame(&valid).unwrap().duplicate);
 }
+
+#[test]
+fn group_keys_open_every_frame_and_are_released_only_for_verified_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::init(dir.path(), small_pool(2)).unwrap();
+    let a = reg.provision("SN-A").unwrap();
+    let b = reg.provision("SN-B").unwrap();
+    // Provisioned but not verified: no keys leave the registry.
+    assert!(matches!(
+        reg.transport_group_keys("SN-A"),
+        Err(RegistryError::NotVerified { ref serial }) if serial == "SN-A"
+    ));
+    assert!(matches!(
+        reg.transport_group_keys("SN-NONE"),
+        Err(RegistryError::UnknownSerial { .. })
+    ));
+    reg.verify("SN-A", &keys::commitment(&a).unwrap()).unwrap();
+    reg.verify("SN-B", &keys::commitment(&b).unwrap()).unwrap();
+    let ga = reg.transport_group_keys("SN-A").unwrap();
+    let gb = reg.transport_group_keys("SN-B").unwrap();
+    assert_eq!(ga.len(), 120);
+    // One per index, all distinct, and distinct between devices.
+    let all: std::collections::HashSet<[u8; 32]> = ga.iter().chain(&gb).map(|g| **g).collect();
+    assert_eq!(all.len(), 240);
+    // A frame sealed by the device opens with the key derived from the
+    // released group key of its index and its header's epoch — for several
+    // indices (including the wrap-around groups at the end) and epochs.
+    for (index, epoch) in [(0u16, [1u8; 16]), (7, [2; 16]), (119, [3; 16])] {
+        let f = seal(&a, index, 1, epoch);
+        let p = frame::parse(&f).unwrap();
+        let tk = TransportKey::from_group(
+            &ga[usize::from(index)],
+            "SN-A",
+            p.header.key_index,
+            &p.header.epoch,
+        )
+        .unwrap();
+        assert!(p.open(&tk).is_ok(), "index {index}");
+        // Another index's or another device's group key does not open it.
+        for wrong in [&ga[usize::from((index + 1) % 120)], &gb[usize::from(index)]] {
+            let p = frame::parse(&f).unwrap();
+            let tk = TransportKey::from_group(wrong, "SN-A", index, &epoch).unwrap();
+            assert!(p.open(&tk).is_err());
+        }
+    }
+}

@@ -4,7 +4,9 @@
 //! ([`broker::policy::Policy`]), issues single-use attestation nonces,
 //! verifies worker evidence with `aorta-enclave`, and releases exactly the
 //! keys a worker's assignment needs, HPKE-wrapped to the worker's attested
-//! key — or refuses with a typed reason ([`broker::BrokerRefusal`]). Every
+//! key — or refuses with a typed reason ([`broker::BrokerRefusal`]). Device
+//! keys come from the device key registry ([`broker::RegistryKeySource`]:
+//! per-device group keys, named `SERIAL/INDEX`). Every
 //! decision is logged with `tracing`; key bytes never are.
 //!
 //! It must never: release a key to an unverified worker (the types forbid it:

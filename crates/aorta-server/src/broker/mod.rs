@@ -1,9 +1,14 @@
 //! The key broker: nonce issuance, evidence verification, key release.
 //!
-//! Integration seam: keys come from a [`KeySource`]. The device issue's key
-//! registry (serial → transport key) and the subscribers' result keys plug
-//! in there; [`MemoryKeySource`] is the in-memory implementation used by
-//! tests and by the development key file of `aorta broker --keys`.
+//! Keys come from a [`KeySource`]. [`RegistryKeySource`] serves device keys
+//! from the device key registry (`aorta-registry`): each device's **group
+//! keys** `G_0 … G_(N-1)`, one per key index, released to the worker as
+//! bundle entries named `SERIAL/INDEX` (serials are `[A-Za-z0-9._-]`, so the
+//! `/` cannot collide with a serial). With `G_i` and the epoch in a frame's
+//! header the worker derives that frame's transport key; it never holds a
+//! factory key. Subscribers' result keys come from a key file.
+//! [`MemoryKeySource`] is the in-memory implementation used by tests and by
+//! the development key file of `aorta broker serve --keys`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
@@ -30,10 +35,76 @@ pub const MAX_CONNECTIONS: usize = 64;
 
 /// Where the broker gets the keys it releases.
 pub trait KeySource: Send + Sync {
-    /// The transport key of device `serial` (the device issue's registry).
+    /// A single transport key of device `serial`, released under the name
+    /// `SERIAL` (development key files; the registry has no such key).
     fn transport_key(&self, serial: &str) -> Option<Secret32>;
     /// The result key of subscriber `id`.
     fn result_key(&self, id: &str) -> Option<Secret32>;
+    /// The group keys of device `serial`, index `i` at position `i`
+    /// (`aorta_crypto::keys::transport_group_key`), released under the names
+    /// `SERIAL/i`. When this returns `Some`, the broker releases these and
+    /// not [`KeySource::transport_key`].
+    fn transport_group_keys(&self, serial: &str) -> Option<Vec<Secret32>> {
+        let _ = serial;
+        None
+    }
+}
+
+/// The bundle name of group key `index` of device `serial`: `SERIAL/INDEX`
+/// (shared with the worker's opener).
+pub use aorta_enclave::upload::group_key_name;
+
+/// A [`KeySource`] backed by the device key registry for device keys and by
+/// a [`MemoryKeySource`] (a result key file) for subscribers' result keys.
+///
+/// Device keys are released as group keys only, and only for registered
+/// devices that passed key verification; refusals are logged (serial and
+/// reason, never key bytes). The registry must not be opened by another
+/// process (`aorta factory …`) while the broker runs: the store is locked.
+pub struct RegistryKeySource {
+    registry: aorta_registry::Registry,
+    results: MemoryKeySource,
+}
+
+impl std::fmt::Debug for RegistryKeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryKeySource")
+            .field("registry", &self.registry)
+            .field("result_keys", &self.results.results.len())
+            .finish()
+    }
+}
+
+impl RegistryKeySource {
+    /// Opens the registry in `dir`; result keys come from `results` (its
+    /// transport table, if any, is not used).
+    pub fn open(
+        dir: &std::path::Path,
+        results: MemoryKeySource,
+    ) -> Result<Self, aorta_registry::RegistryError> {
+        Ok(Self {
+            registry: aorta_registry::Registry::open(dir)?,
+            results,
+        })
+    }
+}
+
+impl KeySource for RegistryKeySource {
+    fn transport_key(&self, _serial: &str) -> Option<Secret32> {
+        None
+    }
+    fn result_key(&self, id: &str) -> Option<Secret32> {
+        self.results.result_key(id)
+    }
+    fn transport_group_keys(&self, serial: &str) -> Option<Vec<Secret32>> {
+        match self.registry.transport_group_keys(serial) {
+            Ok(groups) => Some(groups.iter().map(|g| Secret32::from_bytes(**g)).collect()),
+            Err(e) => {
+                tracing::warn!(target: "aorta::broker", serial = %serial, reason = %e, "device keys not available from the registry");
+                None
+            }
+        }
+    }
 }
 
 /// An in-memory [`KeySource`].
@@ -91,8 +162,9 @@ struct RawKeyFile {
 impl MemoryKeySource {
     /// Loads a **development** key file: TOML tables `[transport]`
     /// (serial = "64 hex digits") and `[results]` (subscriber = "64 hex
-    /// digits"). The keys sit in clear on disk; production wires the device
-    /// registry (issue 3) as the [`KeySource`] instead.
+    /// digits"). The keys sit in clear on disk; production serves device
+    /// keys from the registry ([`RegistryKeySource`]) and uses only the
+    /// `[results]` table of such a file.
     pub fn from_toml_file(path: &std::path::Path) -> Result<Self, KeyFileError> {
         let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
             KeyFileError::Io {
@@ -429,14 +501,25 @@ impl Broker {
         }
         let mut bundle = KeyBundle::new(&a.name);
         for d in &devices {
-            let k = self
-                .keys
-                .transport_key(d)
-                .ok_or_else(|| BrokerRefusal::KeyUnavailable {
-                    what: "device",
-                    id: d.clone(),
-                })?;
-            bundle.transport_keys.push((d.clone(), k));
+            let unavailable = || BrokerRefusal::KeyUnavailable {
+                what: "device",
+                id: d.clone(),
+            };
+            match self.keys.transport_group_keys(d) {
+                Some(groups) if groups.is_empty() => return Err(unavailable()),
+                Some(groups) => {
+                    for (i, g) in groups.into_iter().enumerate() {
+                        let i = u16::try_from(i).map_err(|_| BrokerRefusal::Internal {
+                            detail: format!("device {d} has more than 65535 group keys"),
+                        })?;
+                        bundle.transport_keys.push((group_key_name(d, i), g));
+                    }
+                }
+                None => {
+                    let k = self.keys.transport_key(d).ok_or_else(unavailable)?;
+                    bundle.transport_keys.push((d.clone(), k));
+                }
+            }
         }
         for s in &subscribers {
             let k = self

@@ -1,0 +1,224 @@
+//! The worker's opener for aorta device upload frames
+//! (`docs/frame-format.md`, sealed by `aorta-device`).
+//!
+//! The key broker releases, per assigned device, the device's **group keys**
+//! `G_i` (one per key index of its slice) as bundle entries named
+//! `SERIAL/INDEX`. A frame's cleartext header names its serial, key index
+//! and the device's per-run epoch; [`UploadFrames`] looks up `G_index` under
+//! that name and derives the frame's transport key
+//! `TK = HKDF(G_index, serial ‖ index ‖ epoch)` inside the worker
+//! (`aorta_crypto::keys::transport_key_from_group`). The header is the AEAD's
+//! associated data, so a frame whose header was changed to pick another key
+//! does not authenticate.
+//!
+//! This module lives here, not in the CLI, because it is trusted code: it
+//! runs inside the boundary, holds key bytes and sees plaintext, and is part
+//! of what the worker's measurement covers. It depends on `aorta-crypto`
+//! (pure, no I/O), never on the registry: the worker only ever holds what the
+//! broker released.
+//!
+//! Refusal codes (sent to the host with a fixed text, never plaintext or key
+//! bytes): see the `FRAME_*` constants; 200 ([`crate::worker::FRAME_NO_KEY`])
+//! means no key was released for the frame's device and key index.
+
+use aorta_crypto::frame::{self, FrameError as CryptoFrameError, TransportKey};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::keywrap::Secret32;
+use crate::worker::{FrameError, FrameOpener, OpenedFrame};
+
+/// Fewer bytes than the header or the declared ciphertext needs.
+pub const FRAME_TRUNCATED: u16 = 201;
+/// Bytes after the declared ciphertext.
+pub const FRAME_TRAILING_BYTES: u16 = 202;
+/// The frame, or its declared ciphertext, is larger than allowed.
+pub const FRAME_OVERSIZE: u16 = 203;
+/// Not an aorta upload frame.
+pub const FRAME_BAD_MAGIC: u16 = 204;
+/// A frame version this build does not read.
+pub const FRAME_UNSUPPORTED_VERSION: u16 = 205;
+/// Unknown codec.
+pub const FRAME_UNKNOWN_CODEC: u16 = 206;
+/// A header field is out of range.
+pub const FRAME_BAD_FIELD: u16 = 207;
+/// Authentication failed: tampered frame, or a key that is not the device's.
+pub const FRAME_AUTHENTICATION_FAILED: u16 = 208;
+/// The compressed payload declares more than the header's samples allow.
+pub const FRAME_DECOMPRESSION_BOMB: u16 = 209;
+/// The authenticated payload does not parse.
+pub const FRAME_MALFORMED_PAYLOAD: u16 = 210;
+/// The transport key could not be derived from the released key.
+pub const FRAME_KEY_DERIVATION: u16 = 211;
+/// A refusal of the frame layer this build has no code for.
+pub const FRAME_OTHER: u16 = 298;
+
+/// Opens aorta device upload frames with released group keys.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UploadFrames;
+
+fn refusal(e: &CryptoFrameError) -> FrameError {
+    let code = match e {
+        CryptoFrameError::Truncated { .. } => FRAME_TRUNCATED,
+        CryptoFrameError::TrailingBytes { .. } => FRAME_TRAILING_BYTES,
+        CryptoFrameError::Oversize { .. } => FRAME_OVERSIZE,
+        CryptoFrameError::BadMagic => FRAME_BAD_MAGIC,
+        CryptoFrameError::UnsupportedVersion { .. } => FRAME_UNSUPPORTED_VERSION,
+        CryptoFrameError::UnknownCodec { .. } => FRAME_UNKNOWN_CODEC,
+        CryptoFrameError::BadField { .. } => FRAME_BAD_FIELD,
+        CryptoFrameError::AuthenticationFailed => FRAME_AUTHENTICATION_FAILED,
+        CryptoFrameError::DecompressionBomb { .. } => FRAME_DECOMPRESSION_BOMB,
+        CryptoFrameError::MalformedPayload(_) => FRAME_MALFORMED_PAYLOAD,
+        _ => FRAME_OTHER,
+    };
+    // The frame layer's messages hold only static text and sizes.
+    FrameError {
+        code,
+        reason: e.to_string(),
+    }
+}
+
+/// The bundle name of the group key that opens frames of `serial` sealed
+/// under key index `key_index`: `SERIAL/INDEX` (the broker's naming).
+pub fn group_key_name(serial: &str, key_index: u16) -> String {
+    format!("{serial}/{key_index}")
+}
+
+impl FrameOpener for UploadFrames {
+    fn serial(&self, frame: &[u8]) -> Result<String, FrameError> {
+        frame::parse(frame)
+            .map(|p| p.header.serial)
+            .map_err(|e| refusal(&e))
+    }
+
+    fn key_name(&self, frame: &[u8]) -> Result<String, FrameError> {
+        let p = frame::parse(frame).map_err(|e| refusal(&e))?;
+        Ok(group_key_name(&p.header.serial, p.header.key_index))
+    }
+
+    fn open(&self, frame: &[u8], group_key: &Secret32) -> Result<OpenedFrame, FrameError> {
+        let parsed = frame::parse(frame).map_err(|e| refusal(&e))?;
+        let h = &parsed.header;
+        let tk = TransportKey::from_group(group_key.expose(), &h.serial, h.key_index, &h.epoch)
+            .map_err(|_| FrameError {
+                code: FRAME_KEY_DERIVATION,
+                reason: "transport key derivation failed".into(),
+            })?;
+        let mut opened = parsed.open(&tk).map_err(|e| refusal(&e))?;
+        // Channel-interleaved into zeroizing memory; the per-channel vectors
+        // are wiped at once.
+        let n = opened.header.samples_per_channel as usize;
+        let mut samples = Zeroizing::new(Vec::with_capacity(n * opened.samples.len()));
+        for t in 0..n {
+            for ch in &opened.samples {
+                samples.push(ch.get(t).copied().unwrap_or_default());
+            }
+        }
+        opened.samples.zeroize();
+        Ok(OpenedFrame {
+            serial: std::mem::take(&mut opened.header.serial),
+            sequence: opened.header.sequence,
+            samples,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aorta_crypto::frame::{ChannelCalibration, FrameHeader};
+    use aorta_crypto::keys::{self, KeySlice};
+
+    fn slice() -> KeySlice {
+        KeySlice::new("SN-U", (0..16 * 32).map(|i| (i * 7) as u8).collect()).unwrap()
+    }
+
+    fn sealed(index: u16, seq: u64) -> Vec<u8> {
+        let epoch = [3u8; 16];
+        let k = TransportKey::derive(&slice(), index, &epoch).unwrap();
+        let h = FrameHeader::new("SN-U", index, seq, 0, 360_000, 2, 3, epoch).unwrap();
+        let cal = vec![ChannelCalibration::new(200.0, 0, 0, 11, "mV", "I"); 2];
+        frame::seal(&k, &h, &cal, &[&[1, 2, 3][..], &[-4, -5, -6][..]]).unwrap()
+    }
+
+    fn group(index: u16) -> Secret32 {
+        Secret32::from_bytes(*keys::transport_group_key(&slice(), index).unwrap())
+    }
+
+    #[test]
+    fn opens_with_the_group_key_and_interleaves() {
+        let f = sealed(4, 9);
+        assert_eq!(UploadFrames.key_name(&f).unwrap(), "SN-U/4");
+        assert_eq!(UploadFrames.serial(&f).unwrap(), "SN-U");
+        let o = UploadFrames.open(&f, &group(4)).unwrap();
+        assert_eq!(o.serial, "SN-U");
+        assert_eq!(o.sequence, 9);
+        assert_eq!(o.samples.as_slice(), &[1, -4, 2, -5, 3, -6]);
+    }
+
+    #[test]
+    fn refusals_have_distinct_codes() {
+        let f = sealed(4, 9);
+        // Another index's group key.
+        assert_eq!(
+            UploadFrames.open(&f, &group(5)).unwrap_err().code,
+            FRAME_AUTHENTICATION_FAILED
+        );
+        // A flipped ciphertext bit.
+        let mut t = f.clone();
+        let last = t.len() - 1;
+        t[last] ^= 1;
+        assert_eq!(
+            UploadFrames.open(&t, &group(4)).unwrap_err().code,
+            FRAME_AUTHENTICATION_FAILED
+        );
+        // Header changed to name another key index: refused (AAD).
+        let mut t = f.clone();
+        t[7] ^= 1; // low byte of key_index (offset 6..8)
+        assert_eq!(UploadFrames.key_name(&t).unwrap(), "SN-U/5");
+        assert_eq!(
+            UploadFrames.open(&t, &group(5)).unwrap_err().code,
+            FRAME_AUTHENTICATION_FAILED
+        );
+        assert_eq!(
+            UploadFrames.key_name(&f[..20]).unwrap_err().code,
+            FRAME_TRUNCATED
+        );
+        let mut t = f.clone();
+        t.push(0);
+        assert_eq!(
+            UploadFrames.key_name(&t).unwrap_err().code,
+            FRAME_TRAILING_BYTES
+        );
+        let mut t = f.clone();
+        t[0] = b'X';
+        assert_eq!(UploadFrames.key_name(&t).unwrap_err().code, FRAME_BAD_MAGIC);
+        let mut t = f.clone();
+        t[4] = 9;
+        assert_eq!(
+            UploadFrames.key_name(&t).unwrap_err().code,
+            FRAME_UNSUPPORTED_VERSION
+        );
+        let mut t = f;
+        t[5] = 9;
+        assert_eq!(
+            UploadFrames.key_name(&t).unwrap_err().code,
+            FRAME_UNKNOWN_CODEC
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hostile_bytes_never_panic(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = UploadFrames.key_name(&b);
+            let _ = UploadFrames.open(&b, &group(0));
+        }
+
+        #[test]
+        fn any_single_bit_flip_is_refused(pos in 0usize..10_000, bit in 0u8..8) {
+            let mut f = sealed(2, 1);
+            let i = pos % f.len();
+            f[i] ^= 1 << bit;
+            proptest::prop_assert!(UploadFrames.open(&f, &group(2)).is_err());
+        }
+    }
+}
