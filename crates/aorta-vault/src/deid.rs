@@ -29,7 +29,9 @@
 //! Non-DICOM headers (empty or `--header-bytes`) are shared unchanged.
 
 use aorta_crypto::selective::RecordId;
-use aorta_crypto::selective::split::{DicomLayout, Element, Syntax, dicom_layout, is_dicom};
+use aorta_crypto::selective::split::{
+    DicomLayout, Element, Syntax, dicom_layout, is_dicom, long_vr,
+};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -137,22 +139,7 @@ fn put_elem(out: &mut Vec<u8>, t: Tag, vr: Option<[u8; 2]>, value: &[u8]) {
         return;
     };
     out.extend_from_slice(&vr);
-    let long = matches!(
-        &vr,
-        b"OB"
-            | b"OD"
-            | b"OF"
-            | b"OL"
-            | b"OV"
-            | b"OW"
-            | b"SQ"
-            | b"SV"
-            | b"UC"
-            | b"UN"
-            | b"UR"
-            | b"UT"
-            | b"UV"
-    );
+    let long = long_vr(vr);
     if long {
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&(value.len() as u32).to_le_bytes());

@@ -266,7 +266,9 @@ fn u32_at(d: &[u8], off: usize, be: bool) -> Result<u32, SelectiveError> {
     })
 }
 
-fn long_vr(vr: [u8; 2]) -> bool {
+/// True for the DICOM value representations whose explicit-VR element header
+/// has two reserved bytes and a 32-bit length (PS3.5 §7.1.2).
+pub fn long_vr(vr: [u8; 2]) -> bool {
     matches!(
         &vr,
         b"OB"
