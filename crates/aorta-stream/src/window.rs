@@ -6,7 +6,7 @@
 //! `end`; its accumulator is then dropped (the state's eviction rule), so a
 //! key holds at most `⌈size / slide⌉ + 1` open windows once it is caught up.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -94,13 +94,14 @@ pub trait Aggregator {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(bound(serialize = "A: Serialize", deserialize = "A: DeserializeOwned"))]
 pub struct WindowState<A> {
-    open: BTreeMap<Micros, A>,
+    /// Open windows sorted by start (in-order input only ever appends).
+    open: VecDeque<(Micros, A)>,
 }
 
 impl<A> Default for WindowState<A> {
     fn default() -> Self {
         WindowState {
-            open: BTreeMap::new(),
+            open: VecDeque::new(),
         }
     }
 }
@@ -139,10 +140,26 @@ impl<G: Aggregator> KeyedOperator for WindowAggregate<G> {
     #[inline]
     fn on_event(&self, state: &mut Self::State, t: Micros, ev: &Self::Event) {
         self.spec.assign(t, |start| {
-            // Fast path: the newest window is the usual target.
-            match state.open.last_entry() {
-                Some(mut e) if *e.key() == start => self.agg.add(e.get_mut(), t, ev),
-                _ => self.agg.add(state.open.entry(start).or_default(), t, ev),
+            // Fast path: the newest window is the usual target, or a new one
+            // after it; out-of-order events search the (few) open windows.
+            match state.open.back_mut() {
+                Some((s, acc)) if *s == start => self.agg.add(acc, t, ev),
+                Some((s, _)) if *s > start => {
+                    let i = state.open.partition_point(|(s, _)| *s < start);
+                    match state.open.get_mut(i) {
+                        Some((s, acc)) if *s == start => self.agg.add(acc, t, ev),
+                        _ => {
+                            let mut acc = G::Acc::default();
+                            self.agg.add(&mut acc, t, ev);
+                            state.open.insert(i, (start, acc));
+                        }
+                    }
+                }
+                _ => {
+                    let mut acc = G::Acc::default();
+                    self.agg.add(&mut acc, t, ev);
+                    state.open.push_back((start, acc));
+                }
             }
         });
     }
@@ -154,13 +171,14 @@ impl<G: Aggregator> KeyedOperator for WindowAggregate<G> {
         emit: &mut dyn FnMut(Micros, Micros, Self::Output),
     ) {
         let size = self.spec.size();
-        while let Some(e) = state.open.first_entry() {
-            let start = *e.key();
-            let end = start.saturating_add(size);
+        while let Some((start, _)) = state.open.front() {
+            let (start, end) = (*start, start.saturating_add(size));
             if end > wm {
                 break;
             }
-            let acc = e.remove();
+            let Some((_, acc)) = state.open.pop_front() else {
+                break;
+            };
             if let Some(out) = self.agg.finish(acc, start, end) {
                 emit(start, end, out);
             }
