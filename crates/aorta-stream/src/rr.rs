@@ -121,6 +121,10 @@ impl Aggregator for RrWindowAgg {
 
     #[inline]
     fn add(&self, acc: &mut Self::Acc, t: Micros, rr: &f64) {
+        if acc.capacity() == 0 {
+            // A 5-minute window holds a few hundred intervals: skip the regrowths.
+            acc.reserve(512);
+        }
         acc.push((t, *rr));
     }
 
@@ -239,11 +243,7 @@ fn int_until(b: &[u8], mut pos: usize, delim: u8) -> Option<(i64, usize)> {
 /// line gives `None`. Returns the position after the line's `\n` (or the end).
 #[inline]
 fn parse_record(b: &[u8], pos: usize) -> Option<(Option<RrEvent>, usize)> {
-    let end = b
-        .get(pos..)?
-        .iter()
-        .position(|&c| c == b'\n')
-        .map_or(b.len(), |i| pos + i);
+    let end = memchr::memchr(b'\n', b.get(pos..)?).map_or(b.len(), |i| pos + i);
     let line = b.get(pos..end)?;
     let next = end + 1;
     if line.is_empty() || line == b"\r" {
