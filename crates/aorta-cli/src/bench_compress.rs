@@ -120,27 +120,22 @@ fn timed<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<(T, f64)> {
 }
 
 fn aorta_codec(rec: &Record, frame_seconds: f64) -> anyhow::Result<Tally> {
-    let n = rec.samples.first().map_or(0, Vec::len);
     let per = ((rec.fs() * frame_seconds).round() as usize).max(1);
     let mut total = Tally::default();
-    let mut start = 0;
-    while start < n {
-        let end = (start + per).min(n);
-        let chans: Vec<&[i32]> = rec
-            .samples
-            .iter()
-            .map(|s| s.get(start..end).unwrap_or_default())
-            .collect();
+    for (start, chans) in rec.blocks(per) {
+        let len = chans.first().map_or(0, |c| c.len());
         let (enc, secs) = timed(|| Ok(aorta_crypto::codec::encode(&chans)?))?;
-        let dec = aorta_crypto::codec::decode(&enc, chans.len(), end - start)?;
+        let dec = aorta_crypto::codec::decode(&enc, chans.len(), len)?;
         if dec.iter().zip(&chans).any(|(d, c)| d.as_slice() != *c) {
-            bail!("aorta codec is not lossless on samples {start}..{end}");
+            bail!(
+                "aorta codec is not lossless on samples {start}..{}",
+                start + len
+            );
         }
         total.add(Tally {
             bytes: enc.len() as u64,
             secs,
         });
-        start = end;
     }
     Ok(total)
 }

@@ -89,14 +89,7 @@ pub fn run(cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
                 },
             )?;
             let (mut frames, mut bytes, mut first_seq) = (0u64, 0u64, None);
-            let mut start = 0usize;
-            while start < n {
-                let end = (start + per).min(n);
-                let chans: Vec<&[i32]> = rec
-                    .samples
-                    .iter()
-                    .map(|s| s.get(start..end).unwrap_or_default())
-                    .collect();
+            for (start, chans) in rec.blocks(per) {
                 let t = start_us
                     .checked_add((start as f64 * 1e6 / fs).round() as i64)
                     .context("timestamp overflow")?;
@@ -105,7 +98,6 @@ pub fn run(cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
                 first_seq.get_or_insert(f.sequence);
                 frames += 1;
                 bytes += f.bytes.len() as u64;
-                start = end;
             }
             let raw = (n * rec.samples.len() * 2) as u64;
             println!(

@@ -67,6 +67,26 @@ pub fn run(cmd: EvalCmd) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Runs `f` on every record; a record that fails is reported on stderr and
+/// the batch goes on. Returns the results and the number of failures.
+fn each_record<T, E: std::fmt::Display>(
+    names: &[String],
+    f: impl Fn(&str) -> Result<T, E>,
+) -> (Vec<T>, usize) {
+    let mut rows = Vec::with_capacity(names.len());
+    let mut failed = 0;
+    for name in names {
+        match f(name) {
+            Ok(r) => rows.push(r),
+            Err(e) => {
+                eprintln!("error: record {name}: {e}");
+                failed += 1;
+            }
+        }
+    }
+    (rows, failed)
+}
+
 /// Record names from `RECORDS`, or the explicit list.
 pub fn record_list(db: &Path, explicit: &[String]) -> anyhow::Result<Vec<String>> {
     if !explicit.is_empty() {
@@ -94,20 +114,10 @@ fn rpeaks(a: RpeakArgs) -> anyhow::Result<ExitCode> {
         start: a.start,
         lead: a.lead,
     };
-    let mut rows = Vec::new();
+    let (rows, failed) = each_record(&names, |name| evaluate_record(&a.db, name, &opts));
     let mut gross = Counts::default();
-    let mut failed = 0;
-    for name in &names {
-        match evaluate_record(&a.db, name, &opts) {
-            Ok(r) => {
-                gross += r.counts;
-                rows.push(r);
-            }
-            Err(e) => {
-                eprintln!("error: record {name}: {e}");
-                failed += 1;
-            }
-        }
+    for r in &rows {
+        gross += r.counts;
     }
     if a.json {
         let records: Vec<_> = rows
@@ -227,18 +237,12 @@ fn af(a: AfArgs) -> anyhow::Result<ExitCode> {
         }
     } else {
         let names = record_list(&a.db, &a.records)?;
-        let mut rows = Vec::new();
-        for name in &names {
-            match evaluate_af_record(&a.db, name, a.segment, &cfg) {
-                Ok(r) => {
-                    total += r.segments;
-                    rows.push(r);
-                }
-                Err(e) => {
-                    eprintln!("error: record {name}: {e}");
-                    failed += 1;
-                }
-            }
+        let (rows, failed_here) = each_record(&names, |name| {
+            evaluate_af_record(&a.db, name, a.segment, &cfg)
+        });
+        failed += failed_here;
+        for r in &rows {
+            total += r.segments;
         }
         if a.json {
             let records: Vec<_> = rows

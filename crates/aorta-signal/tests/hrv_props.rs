@@ -137,16 +137,16 @@ proptest! {
     fn invariants_hold(rr in prop::collection::vec(350.0..1500.0f64, 20..400)) {
         let nn = NnSeries::from_rr(&rr, &ArtefactRule::none()).unwrap();
         let r = HrvEngine::new().report(&nn, &HrvOptions::default()).unwrap();
-        prop_assert!(r.sdnn >= 0.0 && r.rmssd >= 0.0 && r.sdsd >= 0.0);
-        prop_assert!(0.0 <= r.pnn50 && r.pnn50 <= r.pnn20 && r.pnn20 <= 100.0);
-        prop_assert!(r.min_hr <= r.mean_hr + 1e-9 && r.mean_hr <= r.max_hr + 1e-9);
+        prop_assert!(r.time.sdnn >= 0.0 && r.time.rmssd >= 0.0 && r.time.sdsd >= 0.0);
+        prop_assert!(0.0 <= r.time.pnn50 && r.time.pnn50 <= r.time.pnn20 && r.time.pnn20 <= 100.0);
+        prop_assert!(r.time.min_hr <= r.time.mean_hr + 1e-9 && r.time.mean_hr <= r.time.max_hr + 1e-9);
         // SD1 is SDSD/√2 by definition.
-        prop_assert!((r.sd1 - r.sdsd / 2f64.sqrt()).abs() <= 1e-9 * r.sdsd.max(1.0));
-        prop_assert!(r.hti >= 1.0 && r.hti <= r.n_nn as f64);
-        prop_assert!(r.tinn >= 0.0);
-        if r.lf.is_finite() && r.hf.is_finite() {
-            prop_assert!(r.lf > 0.0 && r.hf > 0.0);
-            prop_assert!((r.lfnu + r.hfnu - 100.0).abs() < 1e-9);
+        prop_assert!((r.nonlinear.sd1 - r.time.sdsd / 2f64.sqrt()).abs() <= 1e-9 * r.time.sdsd.max(1.0));
+        prop_assert!(r.time.hti >= 1.0 && r.time.hti <= r.n_nn as f64);
+        prop_assert!(r.time.tinn >= 0.0);
+        if r.freq.lf.is_finite() && r.freq.hf.is_finite() {
+            prop_assert!(r.freq.lf > 0.0 && r.freq.hf > 0.0);
+            prop_assert!((r.freq.lfnu + r.freq.hfnu - 100.0).abs() < 1e-9);
         }
     }
 }
@@ -171,13 +171,18 @@ fn constant_series_gives_defined_or_nan_not_panic() {
     let r = HrvEngine::new()
         .report(&nn, &HrvOptions::default())
         .unwrap();
-    assert_eq!(r.sdnn, 0.0);
-    assert_eq!(r.rmssd, 0.0);
-    assert_eq!(r.mean_hr, 75.0);
+    assert_eq!(r.time.sdnn, 0.0);
+    assert_eq!(r.time.rmssd, 0.0);
+    assert_eq!(r.time.mean_hr, 75.0);
     // No variability: no spectral power (rounding noise at most), no DFA fluctuation.
     let quiet = |v: f64| v.is_nan() || v <= 1e-12;
-    assert!(quiet(r.lf) && quiet(r.hf), "{} {}", r.lf, r.hf);
-    assert!(r.dfa_alpha1.is_nan());
+    assert!(
+        quiet(r.freq.lf) && quiet(r.freq.hf),
+        "{} {}",
+        r.freq.lf,
+        r.freq.hf
+    );
+    assert!(r.nonlinear.dfa_alpha1.is_nan());
     // JSON turns undefined values into null.
     let v = serde_json::to_value(r).unwrap();
     assert!(v["dfa_alpha1"].is_null());
@@ -190,7 +195,7 @@ fn long_extreme_series_is_handled() {
     let r = HrvEngine::new()
         .report(&nn, &HrvOptions::default())
         .unwrap();
-    assert_eq!(r.mean_nn, 60_000.0);
+    assert_eq!(r.time.mean_nn, 60_000.0);
     // Over 7 days is refused.
     let too_long = vec![60_000.0; 11_000];
     assert!(matches!(

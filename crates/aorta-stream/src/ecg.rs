@@ -128,6 +128,14 @@ pub struct EcgOperator {
     hrv: RefCell<HrvEngine>,
 }
 
+/// The beats in `[s, e)` (the deque is in time order: two binary searches,
+/// not a scan of every beat held).
+fn beats_in(beats: &VecDeque<Micros>, s: Micros, e: Micros) -> Vec<Micros> {
+    let from = beats.partition_point(|b| *b < s);
+    let to = beats.partition_point(|b| *b < e);
+    beats.range(from..to.max(from)).copied().collect()
+}
+
 fn kind_code(k: &RhythmEventKind) -> Micros {
     match k {
         RhythmEventKind::AfOnset => 0,
@@ -187,15 +195,15 @@ impl EcgOperator {
         match report {
             Ok(r) => HrvSummary {
                 n_nn: r.n_nn,
-                mean_nn: r.mean_nn,
-                sdnn: r.sdnn,
-                rmssd: r.rmssd,
-                pnn50: r.pnn50,
-                lf: r.lf,
-                hf: r.hf,
-                lf_hf: r.lf_hf,
-                sd1: r.sd1,
-                sd2: r.sd2,
+                mean_nn: r.time.mean_nn,
+                sdnn: r.time.sdnn,
+                rmssd: r.time.rmssd,
+                pnn50: r.time.pnn50,
+                lf: r.freq.lf,
+                hf: r.freq.hf,
+                lf_hf: r.freq.lf_hf,
+                sd1: r.nonlinear.sd1,
+                sd2: r.nonlinear.sd2,
             },
             Err(_) => HrvSummary {
                 n_nn: 0,
@@ -288,12 +296,7 @@ impl KeyedOperator for EcgOperator {
             if e > end_of_data {
                 break;
             }
-            let inside: Vec<Micros> = state
-                .beats
-                .iter()
-                .copied()
-                .filter(|b| *b >= s && *b < e)
-                .collect();
+            let inside = beats_in(&state.beats, s, e);
             let bpm = match (inside.first(), inside.last()) {
                 (Some(a), Some(b)) if inside.len() >= 2 && b > a => {
                     60e6 * (inside.len() - 1) as f64 / (b - a) as f64
@@ -316,12 +319,7 @@ impl KeyedOperator for EcgOperator {
             if e > end_of_data {
                 break;
             }
-            let inside: Vec<Micros> = state
-                .beats
-                .iter()
-                .copied()
-                .filter(|b| *b >= s && *b < e)
-                .collect();
+            let inside = beats_in(&state.beats, s, e);
             emit(s, e, EcgResult::Hrv(self.hrv_summary(&inside)));
             state.next_hrv = Some(e);
         }

@@ -9,7 +9,7 @@
 //! let rr: Vec<f64> = (0..300).map(|i| 800.0 + 40.0 * (i as f64 * 0.7).sin()).collect();
 //! let nn = NnSeries::from_rr(&rr, &ArtefactRule::default())?;
 //! let report = HrvEngine::new().report(&nn, &HrvOptions::default())?;
-//! assert!(report.rmssd > 0.0 && report.hf > 0.0);
+//! assert!(report.time.rmssd > 0.0 && report.freq.hf > 0.0);
 //! # Ok::<(), aorta_signal::hrv::HrvError>(())
 //! ```
 //!
@@ -164,62 +164,25 @@ pub struct HrvOptions {
     pub spectral: SpectralMethod,
 }
 
-/// Every HRV metric for one NN series. JSON keys are the field names
-/// (snake_case); units ms, ms², %, bpm; NaN serialises as `null`.
+/// Every HRV metric for one NN series: the three families side by side.
+/// The JSON is flat — keys are the families' field names (snake_case:
+/// `mean_nn`, `sdnn`, …, `lf`, `hf`, …, `sd1`, …); units ms, ms², %, bpm;
+/// NaN serialises as `null`.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct HrvReport {
     /// RR intervals before filtering.
     pub n_rr: usize,
     /// NN intervals used.
     pub n_nn: usize,
-    /// Mean NN (ms).
-    pub mean_nn: f64,
-    /// SD of NN, ddof 1 (ms).
-    pub sdnn: f64,
-    /// RMS of successive differences (ms).
-    pub rmssd: f64,
-    /// SD of successive differences, ddof 1 (ms).
-    pub sdsd: f64,
-    /// % successive differences > 50 ms.
-    pub pnn50: f64,
-    /// % successive differences > 20 ms.
-    pub pnn20: f64,
-    /// Mean heart rate (bpm).
-    pub mean_hr: f64,
-    /// Minimum heart rate (bpm).
-    pub min_hr: f64,
-    /// Maximum heart rate (bpm).
-    pub max_hr: f64,
-    /// HRV triangular index.
-    pub hti: f64,
-    /// TINN (ms).
-    pub tinn: f64,
-    /// VLF power (ms²).
-    pub vlf: f64,
-    /// LF power (ms²).
-    pub lf: f64,
-    /// HF power (ms²).
-    pub hf: f64,
-    /// LF/HF.
-    pub lf_hf: f64,
-    /// LF in normalised units (%).
-    pub lfnu: f64,
-    /// HF in normalised units (%).
-    pub hfnu: f64,
-    /// VLF + LF + HF (ms²).
-    pub total_power: f64,
-    /// Poincaré SD1 (ms).
-    pub sd1: f64,
-    /// Poincaré SD2 (ms).
-    pub sd2: f64,
-    /// SD1/SD2.
-    pub sd1_sd2: f64,
-    /// Sample entropy (m = 2, r = 0.2·SDNN).
-    pub sampen: f64,
-    /// DFA α1 (4–11 beats).
-    pub dfa_alpha1: f64,
-    /// DFA α2 (12…(N+1)/10 beats).
-    pub dfa_alpha2: f64,
+    /// Time-domain and geometric metrics.
+    #[serde(flatten)]
+    pub time: TimeDomain,
+    /// Frequency-domain metrics.
+    #[serde(flatten)]
+    pub freq: FrequencyDomain,
+    /// Poincaré, sample entropy and DFA.
+    #[serde(flatten)]
+    pub nonlinear: NonLinear,
 }
 
 /// Computes HRV metrics, reusing its buffers and FFT plans between calls
@@ -271,36 +234,12 @@ impl HrvEngine {
 
     /// The full report.
     pub fn report(&mut self, nn: &NnSeries, opts: &HrvOptions) -> Result<HrvReport, HrvError> {
-        let t = self.time_domain(nn)?;
-        let f = self.frequency_domain(nn, opts.spectral)?;
-        let n = self.nonlinear(nn)?;
         Ok(HrvReport {
             n_rr: nn.n_rr(),
             n_nn: nn.len(),
-            mean_nn: t.mean_nn,
-            sdnn: t.sdnn,
-            rmssd: t.rmssd,
-            sdsd: t.sdsd,
-            pnn50: t.pnn50,
-            pnn20: t.pnn20,
-            mean_hr: t.mean_hr,
-            min_hr: t.min_hr,
-            max_hr: t.max_hr,
-            hti: t.hti,
-            tinn: t.tinn,
-            vlf: f.vlf,
-            lf: f.lf,
-            hf: f.hf,
-            lf_hf: f.lf_hf,
-            lfnu: f.lfnu,
-            hfnu: f.hfnu,
-            total_power: f.total_power,
-            sd1: n.sd1,
-            sd2: n.sd2,
-            sd1_sd2: n.sd1_sd2,
-            sampen: n.sampen,
-            dfa_alpha1: n.dfa_alpha1,
-            dfa_alpha2: n.dfa_alpha2,
+            time: self.time_domain(nn)?,
+            freq: self.frequency_domain(nn, opts.spectral)?,
+            nonlinear: self.nonlinear(nn)?,
         })
     }
 }

@@ -340,6 +340,24 @@ impl Record {
         )
     }
 
+    /// The record cut into consecutive blocks of `per` samples per signal (the
+    /// last one may be shorter): `(first sample index, one slice per signal)`.
+    /// Upload frames and codec benchmarks are cut this way.
+    pub fn blocks(&self, per: usize) -> impl Iterator<Item = (usize, Vec<&[i32]>)> + '_ {
+        let n = self.samples.first().map_or(0, Vec::len);
+        let per = per.max(1);
+        (0..n).step_by(per).map(move |start| {
+            let end = (start + per).min(n);
+            (
+                start,
+                self.samples
+                    .iter()
+                    .map(|s| s.get(start..end).unwrap_or_default())
+                    .collect(),
+            )
+        })
+    }
+
     /// Index of the first signal whose description matches `name` (case-insensitive).
     pub fn signal_index(&self, name: &str) -> Option<usize> {
         self.header
@@ -515,4 +533,31 @@ pub fn write_record_16(
     })?;
     let hea = dir.join(format!("{name}.hea"));
     std::fs::write(&hea, text).map_err(|error| WfdbError::Io { path: hea, error })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_cover_every_sample_once() {
+        let header = parse_header("r 2 360 7\nr.dat 16\nr.dat 16\n").unwrap();
+        let rec = Record {
+            header,
+            samples: vec![(0..7).collect(), (10..17).collect()],
+        };
+        let blocks: Vec<(usize, Vec<&[i32]>)> = rec.blocks(3).collect();
+        assert_eq!(blocks.len(), 3);
+        assert_eq!(blocks[2], (6, vec![&[6][..], &[16][..]]));
+        let joined: Vec<i32> = blocks
+            .iter()
+            .flat_map(|(_, c)| c[0].iter().copied())
+            .collect();
+        assert_eq!(joined, rec.samples[0]);
+        assert_eq!(
+            rec.blocks(0).count(),
+            7,
+            "a zero block size means one sample per block"
+        );
+    }
 }
