@@ -13,10 +13,13 @@
 //! lossless ECG codec), [`frame`] (compress-then-encrypt upload frames) and
 //! [`reneg`] (authenticated renegotiation of `max_key_uses`). Health-record
 //! module (issue 4): [`selective`] (the paper's selective encryption with
-//! fragmentation, faithful and strong modes).
+//! fragmentation, faithful and strong modes). Streaming module (issue 6):
+//! [`results`] (analysis results sealed to clinicians' X25519 keys with HPKE
+//! session envelopes + AES-256-GCM, and worker checkpoint state sealing).
 
 pub mod codec;
 pub mod frame;
 pub mod keys;
 pub mod reneg;
+pub mod results;
 pub mod selective;
