@@ -1448,6 +1448,21 @@ mod tests {
     }
 
     #[test]
+    fn public_key_is_standard_x25519() {
+        // RFC 7748 section 6.1, Alice's key pair.
+        let sk: [u8; 32] = *hex_array::<32>(
+            "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a",
+            false,
+        )
+        .unwrap();
+        let id = ClinicianIdentity::from_secret_bytes(&sk).unwrap();
+        assert_eq!(
+            to_hex(id.public().as_bytes()),
+            "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
+        );
+    }
+
+    #[test]
     fn low_order_recipient_is_refused() {
         // The all-zero point and 1 are low-order: DH gives all zeros.
         for pk in [[0u8; 32], {
