@@ -19,6 +19,8 @@ mod eval_cmd;
 mod factory_cmd;
 mod frames_cmd;
 mod hrv_cmd;
+mod results_cmd;
+mod server_cmd;
 mod wfdb_cmd;
 mod worker_cmd;
 
@@ -60,6 +62,11 @@ enum Command {
     /// Health-record vault: selective encryption, dispersion, sharing.
     #[command(subcommand)]
     Ehr(ehr_cmd::EhrCmd),
+    /// The aorta server: device ingest, key broker, results API, metrics.
+    Server(server_cmd::ServerArgs),
+    /// Clinicians: fetch and open the results sealed to you.
+    #[command(subcommand)]
+    Results(results_cmd::ResultsCmd),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +82,8 @@ fn main() -> ExitCode {
         Command::Device(c) => device_cmd::run(c),
         Command::Frames(c) => frames_cmd::run(c),
         Command::Ehr(c) => ehr_cmd::run(c),
+        Command::Server(a) => server_cmd::run(a),
+        Command::Results(c) => results_cmd::run(c),
     };
     match result {
         Ok(code) => code,

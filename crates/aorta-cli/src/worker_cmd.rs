@@ -9,7 +9,7 @@ use anyhow::Context;
 use aorta_enclave::attest::{Attester, SimAttester, SystemRoots, detect, hardware_attester};
 use aorta_enclave::evidence::{Backend, Measurement, hex};
 use aorta_enclave::upload::UploadFrames;
-use aorta_enclave::worker::{ClientError, KeyRequest, Unattested, attest_to_broker};
+use aorta_enclave::worker::{ClientError, KeyRequest, Ready, Unattested, attest_to_broker};
 
 /// `aorta worker` subcommands.
 #[derive(clap::Subcommand)]
@@ -49,6 +49,32 @@ pub enum WorkerCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Attest to a key broker, then run the ECG job over an aorta server's
+    /// frame log: open frames inside the worker, analyse them, seal results
+    /// to the assignment's subscribers and checkpoints under the state key.
+    /// Stops cleanly (final checkpoint) on SIGINT/SIGTERM.
+    Stream {
+        #[command(flatten)]
+        attest: AttestArgs,
+        /// Server base URL.
+        #[arg(long, default_value = "https://127.0.0.1:7443")]
+        server: String,
+        /// The server's certificate to trust (its `data_dir/cert.pem`).
+        #[arg(long)]
+        ca: PathBuf,
+        /// File holding the server's worker token (`data_dir/worker.token`).
+        #[arg(long)]
+        token_file: PathBuf,
+        /// Records per batch.
+        #[arg(long, default_value_t = 1024)]
+        batch: usize,
+        /// Checkpoint interval, seconds.
+        #[arg(long, default_value_t = 5.0)]
+        checkpoint_secs: f64,
+        /// Print a summary as JSON when stopping.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the measurement of this binary with a configuration (what a
     /// policy lists in `allowed_measurements` for sim workers).
     Measure {
@@ -69,6 +95,80 @@ pub enum WorkerCmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// How the worker attests and what it asks for.
+#[derive(clap::Args, Clone)]
+pub struct AttestArgs {
+    /// Evidence backend: sim (NOT hardware-protected), tdx, sev-snp,
+    /// sgx-gramine, or auto (a hardware backend whose device files exist).
+    #[arg(long, default_value = "auto")]
+    pub backend: String,
+    /// Key broker address (host:port).
+    #[arg(long)]
+    pub broker: String,
+    /// Assignment name in the broker's policy.
+    #[arg(long)]
+    pub assignment: String,
+    /// Worker configuration file (measured together with the binary).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// sim backend: the platform key file (created if missing).
+    #[arg(long, default_value = "aorta-sim-platform.key")]
+    pub sim_platform_key: PathBuf,
+    /// tdx/sgx-gramine: Intel collateral JSON for the quote (from a PCCS).
+    #[arg(long)]
+    pub collateral: Option<PathBuf>,
+}
+
+/// An attested worker with its keys, backend and measurement.
+type Attested = (Ready, Backend, Measurement);
+
+/// Attests with `a` and receives the assignment's keys; `Err(code, reason)`
+/// inside `Ok` when the broker refused.
+fn attest(
+    a: &AttestArgs,
+    devices: Vec<String>,
+    subscribers: Vec<String>,
+) -> anyhow::Result<Result<Attested, (u16, String)>> {
+    if let Err(e) = aorta_enclave::worker::harden_process() {
+        tracing::warn!(target: "aorta::worker", error = %e, "could not mark the worker non-dumpable");
+    }
+    let roots = SystemRoots::default();
+    let backend = if a.backend == "auto" {
+        detect(&roots)?
+    } else {
+        a.backend.parse::<Backend>()?
+    };
+    let attester: Box<dyn Attester + Send + Sync> = if backend == Backend::Sim {
+        eprintln!("WARNING: {}", aorta_enclave::SIM_WARNING);
+        Box::new(SimAttester::load_or_create(&a.sim_platform_key)?)
+    } else {
+        let coll = match &a.collateral {
+            Some(p) => std::fs::read(p)
+                .with_context(|| format!("cannot read collateral {}", p.display()))?,
+            None => Vec::new(),
+        };
+        hardware_attester(backend, &roots, coll)
+            .with_context(|| format!("no producer for backend {backend}"))?
+    };
+    let measurement = Measurement::of_current_exe(&read_config(&a.config)?)
+        .context("cannot read this executable to measure it")?;
+    let worker = Unattested::new(measurement)
+        .map_err(|e| anyhow::anyhow!("random generator failed: {e}"))?;
+    let mut stream = TcpStream::connect(&a.broker)
+        .with_context(|| format!("cannot connect to the key broker at {}", a.broker))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let req = KeyRequest {
+        assignment: a.assignment.clone(),
+        devices,
+        subscribers,
+    };
+    match attest_to_broker(&mut stream, worker, attester.as_ref(), &req) {
+        Ok(r) => Ok(Ok((r, backend, measurement))),
+        Err(ClientError::Refused { code, reason }) => Ok(Err((code, reason))),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn read_config(config: &Option<PathBuf>) -> anyhow::Result<Vec<u8>> {
@@ -128,42 +228,17 @@ pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
             json,
         } => {
             crate::init_logging(false);
-            if let Err(e) = aorta_enclave::worker::harden_process() {
-                tracing::warn!(target: "aorta::worker", error = %e, "could not mark the worker non-dumpable");
-            }
-            let roots = SystemRoots::default();
-            let backend = if backend == "auto" {
-                detect(&roots)?
-            } else {
-                backend.parse::<Backend>()?
-            };
-            let attester: Box<dyn Attester + Send + Sync> = if backend == Backend::Sim {
-                eprintln!("WARNING: {}", aorta_enclave::SIM_WARNING);
-                Box::new(SimAttester::load_or_create(&sim_platform_key)?)
-            } else {
-                let coll = match &collateral {
-                    Some(p) => std::fs::read(p)
-                        .with_context(|| format!("cannot read collateral {}", p.display()))?,
-                    None => Vec::new(),
-                };
-                hardware_attester(backend, &roots, coll)
-                    .with_context(|| format!("no producer for backend {backend}"))?
-            };
-            let measurement = Measurement::of_current_exe(&read_config(&config)?)
-                .context("cannot read this executable to measure it")?;
-            let worker = Unattested::new(measurement)
-                .map_err(|e| anyhow::anyhow!("random generator failed: {e}"))?;
-            let mut stream = TcpStream::connect(&broker)
-                .with_context(|| format!("cannot connect to the key broker at {broker}"))?;
-            stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-            let req = KeyRequest {
+            let a = AttestArgs {
+                backend,
+                broker,
                 assignment: assignment.clone(),
-                devices,
-                subscribers,
+                config,
+                sim_platform_key,
+                collateral,
             };
-            let ready = match attest_to_broker(&mut stream, worker, attester.as_ref(), &req) {
+            let (ready, backend, measurement) = match attest(&a, devices, subscribers)? {
                 Ok(r) => r,
-                Err(ClientError::Refused { code, reason }) => {
+                Err((code, reason)) => {
                     eprintln!("refused by the key broker (code {code}): {reason}");
                     if json {
                         println!(
@@ -173,9 +248,7 @@ pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
                     }
                     return Ok(ExitCode::from(1));
                 }
-                Err(e) => return Err(e.into()),
             };
-            drop(stream);
             let hardware = backend.is_hardware();
             let status = serde_json::json!({
                 "backend": backend.name(),
@@ -225,5 +298,112 @@ pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        WorkerCmd::Stream {
+            attest: a,
+            server,
+            ca,
+            token_file,
+            batch,
+            checkpoint_secs,
+            json,
+        } => {
+            crate::init_logging(false);
+            stream(&a, &server, &ca, &token_file, batch, checkpoint_secs, json)
+        }
     }
+}
+
+fn stream(
+    a: &AttestArgs,
+    server: &str,
+    ca: &std::path::Path,
+    token_file: &std::path::Path,
+    batch: usize,
+    checkpoint_secs: f64,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use aorta_stream::job::{EcgJob, SecureFrames, StateKeySealer, SubscriberSealer};
+    use aorta_stream::remote::{
+        RemoteCheckpoints, RemoteLog, RemoteResults, Server, WorkerOptions,
+    };
+    if !(checkpoint_secs.is_finite() && checkpoint_secs > 0.0) {
+        anyhow::bail!("--checkpoint-secs must be positive");
+    }
+    let token = zeroize::Zeroizing::new(
+        std::fs::read_to_string(token_file)
+            .with_context(|| format!("cannot read the worker token {}", token_file.display()))?
+            .trim()
+            .to_owned(),
+    );
+    let (ready, backend, _m) = match attest(a, Vec::new(), Vec::new())? {
+        Ok(r) => r,
+        Err((code, reason)) => {
+            eprintln!("refused by the key broker (code {code}): {reason}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let state_key = ready
+        .keys()
+        .transport_keys
+        .iter()
+        .find(|(n, _)| n == aorta_server::broker::STATE_KEY_NAME)
+        .map(|(_, k)| *k.expose())
+        .context("the broker released no worker state key (is the broker an `aorta server` with a registry?)")?;
+    let subscribers: Vec<(String, aorta_crypto::results::ClinicianPublic)> = ready
+        .keys()
+        .result_keys
+        .iter()
+        .map(|(id, k)| {
+            (
+                id.clone(),
+                aorta_crypto::results::ClinicianPublic::from_bytes(*k.expose()),
+            )
+        })
+        .collect();
+    if subscribers.is_empty() {
+        tracing::warn!(target: "aorta::worker", "the assignment has no subscribers: results are computed but nobody can read them");
+    }
+    let devices = released_devices(
+        ready
+            .keys()
+            .transport_keys
+            .iter()
+            .filter(|(n, _)| !n.starts_with('@'))
+            .map(|(s, _)| s.clone()),
+    );
+    tracing::info!(target: "aorta::worker", backend = backend.name(), hardware_protected = backend.is_hardware(), devices = devices.len(), subscribers = subscribers.len(), "keys received; streaming");
+    let srv = Server::new(server, ca, Some(token.to_string()))?;
+    let log = RemoteLog::new(srv.clone(), 500);
+    let mut job = EcgJob::open(
+        aorta_stream::ecg::EcgConfig::default(),
+        aorta_stream::EngineConfig::default(),
+        SecureFrames::new(ready),
+        RemoteCheckpoints::new(srv.clone()),
+        StateKeySealer::new(&state_key, &a.assignment),
+        RemoteResults::new(srv.clone()),
+        SubscriberSealer::new(&subscribers)?,
+        u64::MAX,
+    )?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    let opts = WorkerOptions {
+        batch: batch.clamp(1, 4096),
+        checkpoint_every: Duration::from_secs_f64(checkpoint_secs),
+        ..WorkerOptions::default()
+    };
+    let p = aorta_stream::remote::run_worker(&mut job, &log, opts, &stop, |_p| {})?;
+    let (stored, duplicates) = job.pipeline().results().inner().counts();
+    let summary = serde_json::json!({
+        "records": p.records, "opened": p.opened, "refused": p.refused,
+        "offset": p.offset, "checkpoints": p.checkpoints, "retries": p.retries,
+        "results_stored": stored, "results_duplicate": duplicates,
+    });
+    if json {
+        println!("{summary}");
+    } else {
+        eprintln!("worker stopped: {summary}");
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -201,6 +201,18 @@ fn hkdf32(salt: &[u8], ikm: &[u8], info: &[&[u8]]) -> Result<Zeroizing<[u8; 32]>
     Ok(out)
 }
 
+/// Derives the **worker state key** of an assignment from the key broker's
+/// state secret: `HKDF-SHA256(salt = "aorta worker state v1", ikm = secret,
+/// info = assignment)`. The broker releases it only to attested workers of
+/// that assignment, which seal their checkpoints under it; a restarted
+/// worker (a new attested instance) gets the same key and can resume.
+pub fn worker_state_key(
+    secret: &[u8; 32],
+    assignment: &str,
+) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+    hkdf32(b"aorta worker state v1", secret, &[assignment.as_bytes()])
+}
+
 /// Derives the group key `G_index` of active key index `index` (the paper's
 /// "compression key" of that group; see the module docs). One per key index:
 /// with it and a frame header's epoch, [`transport_key_from_group`] gives the

@@ -117,6 +117,14 @@ impl FrameOpener for UploadFrames {
         Ok(OpenedFrame {
             serial: std::mem::take(&mut opened.header.serial),
             sequence: opened.header.sequence,
+            first_sample_us: opened.header.first_sample_us,
+            sample_rate_hz: opened.header.sample_rate_hz(),
+            channels: opened.header.channels,
+            calibration: opened
+                .calibration
+                .iter()
+                .map(|c| (c.gain, c.baseline))
+                .collect(),
             samples,
         })
     }

@@ -274,6 +274,16 @@ pub struct OpenedFrame {
     pub serial: String,
     /// Frame sequence number.
     pub sequence: u64,
+    /// Time of the first sample, µs since the Unix epoch (0 when the format
+    /// carries no time).
+    pub first_sample_us: i64,
+    /// Sampling rate, Hz (0 when the format carries none).
+    pub sample_rate_hz: f64,
+    /// Number of interleaved channels (≥ 1).
+    pub channels: u16,
+    /// Per channel: ADC gain (units per mV) and baseline; empty when the
+    /// format carries no calibration.
+    pub calibration: Vec<(f64, i32)>,
     /// Samples (channel-interleaved), wiped on drop.
     pub samples: Zeroizing<Vec<i32>>,
 }

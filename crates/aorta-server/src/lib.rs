@@ -36,3 +36,4 @@
 #![deny(missing_docs)]
 
 pub mod broker;
+pub mod http;

@@ -60,8 +60,10 @@
 pub mod checkpoint;
 pub mod ecg;
 mod engine;
+pub mod job;
 pub mod log;
 pub mod pipeline;
+pub mod remote;
 pub mod results;
 pub mod rr;
 pub mod window;

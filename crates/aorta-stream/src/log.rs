@@ -141,41 +141,86 @@ impl FrameLog for FileLog {
     }
 
     fn read_from(&self, offset: u64, max: usize) -> Result<(Vec<Vec<u8>>, u64), StreamError> {
-        let path = &self.path;
-        let corrupt = |at: u64, what: &str| StreamError::Corrupt {
-            path: path.clone(),
-            offset: at,
-            what: what.into(),
-        };
-        if offset > self.end {
-            return Err(corrupt(offset, "offset beyond the end of the log"));
-        }
-        let mut f = File::open(path).map_err(io(path))?;
-        f.seek(SeekFrom::Start(offset)).map_err(io(path))?;
-        let mut r = std::io::BufReader::with_capacity(1 << 16, f);
-        let mut out = Vec::new();
-        let mut pos = offset;
-        while out.len() < max && pos < self.end {
-            let mut hdr = [0u8; 8];
-            r.read_exact(&mut hdr)
-                .map_err(|_| corrupt(pos, "truncated record header"))?;
-            let [l0, l1, l2, l3, c0, c1, c2, c3] = hdr;
-            let len = u32::from_le_bytes([l0, l1, l2, l3]) as usize;
-            let crc = u32::from_le_bytes([c0, c1, c2, c3]);
-            if len > MAX_RECORD || pos + 8 + len as u64 > self.end {
-                return Err(corrupt(pos, "bad record length"));
-            }
-            let mut payload = vec![0u8; len];
-            r.read_exact(&mut payload)
-                .map_err(|_| corrupt(pos, "truncated record"))?;
-            if crc32fast::hash(&payload) != crc {
-                return Err(corrupt(pos, "record checksum mismatch"));
-            }
-            out.push(payload);
-            pos += 8 + len as u64;
-        }
-        Ok((out, pos))
+        read_records(&self.path, offset, max, self.end)
     }
+}
+
+/// A read-only view of a [`FileLog`] for other threads: reads whole records
+/// up to an end offset the writer has published (after its sync).
+#[derive(Debug, Clone)]
+pub struct LogReader {
+    path: PathBuf,
+}
+
+impl LogReader {
+    /// A reader of the log file at `path`.
+    pub fn new(path: impl AsRef<Path>) -> Self {
+        LogReader {
+            path: path.as_ref().to_path_buf(),
+        }
+    }
+
+    /// Reads up to `max` records (and at most about `max_bytes` of payload)
+    /// from `offset`, never past `end`.
+    pub fn read_from(
+        &self,
+        offset: u64,
+        max: usize,
+        end: u64,
+    ) -> Result<(Vec<Vec<u8>>, u64), StreamError> {
+        read_records(&self.path, offset, max, end)
+    }
+}
+
+impl FileLog {
+    /// A reader of this log for other threads.
+    pub fn reader(&self) -> LogReader {
+        LogReader::new(&self.path)
+    }
+}
+
+fn read_records(
+    path: &Path,
+    offset: u64,
+    max: usize,
+    end: u64,
+) -> Result<(Vec<Vec<u8>>, u64), StreamError> {
+    let corrupt = |at: u64, what: &str| StreamError::Corrupt {
+        path: path.to_path_buf(),
+        offset: at,
+        what: what.into(),
+    };
+    if offset > end {
+        return Err(corrupt(offset, "offset beyond the end of the log"));
+    }
+    if offset == end || max == 0 {
+        return Ok((Vec::new(), offset));
+    }
+    let mut f = File::open(path).map_err(io(path))?;
+    f.seek(SeekFrom::Start(offset)).map_err(io(path))?;
+    let mut r = std::io::BufReader::with_capacity(1 << 16, f);
+    let mut out = Vec::new();
+    let mut pos = offset;
+    while out.len() < max && pos < end {
+        let mut hdr = [0u8; 8];
+        r.read_exact(&mut hdr)
+            .map_err(|_| corrupt(pos, "truncated record header"))?;
+        let [l0, l1, l2, l3, c0, c1, c2, c3] = hdr;
+        let len = u32::from_le_bytes([l0, l1, l2, l3]) as usize;
+        let crc = u32::from_le_bytes([c0, c1, c2, c3]);
+        if len > MAX_RECORD || pos + 8 + len as u64 > end {
+            return Err(corrupt(pos, "bad record length"));
+        }
+        let mut payload = vec![0u8; len];
+        r.read_exact(&mut payload)
+            .map_err(|_| corrupt(pos, "truncated record"))?;
+        if crc32fast::hash(&payload) != crc {
+            return Err(corrupt(pos, "record checksum mismatch"));
+        }
+        out.push(payload);
+        pos += 8 + len as u64;
+    }
+    Ok((out, pos))
 }
 
 #[cfg(test)]

@@ -22,8 +22,22 @@ use crate::log::FrameLog;
 use crate::results::ResultSink;
 use crate::{Engine, EngineConfig, KeyedOperator, Micros, Output, StreamError};
 
-/// Turns a log record into an event (or a typed refusal).
-pub type Decoder<K, E> = fn(&[u8]) -> Result<(K, Micros, E), StreamError>;
+/// Turns a log record into an event (or a typed refusal). Any
+/// `FnMut(&[u8]) -> Result<(K, Micros, E), StreamError>` is one; a decoder
+/// with state (keys to open sealed frames, counters) implements it directly.
+pub trait Decoder<K, E> {
+    /// Decodes one record.
+    fn decode(&mut self, record: &[u8]) -> Result<(K, Micros, E), StreamError>;
+}
+
+impl<K, E, F> Decoder<K, E> for F
+where
+    F: FnMut(&[u8]) -> Result<(K, Micros, E), StreamError>,
+{
+    fn decode(&mut self, record: &[u8]) -> Result<(K, Micros, E), StreamError> {
+        self(record)
+    }
+}
 
 /// Counters of one pipeline run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,9 +55,9 @@ pub struct PipelineStats {
 }
 
 /// Log-driven, checkpointed processing of one operator.
-pub struct Pipeline<K, Op: KeyedOperator, C, R> {
+pub struct Pipeline<K, Op: KeyedOperator, C, R, D> {
     engine: Engine<K, Op>,
-    decode: Decoder<K, Op::Event>,
+    decode: D,
     checkpoints: C,
     results: R,
     offset: u64,
@@ -52,8 +66,9 @@ pub struct Pipeline<K, Op: KeyedOperator, C, R> {
     stats: PipelineStats,
 }
 
-impl<K, Op, C, R> Pipeline<K, Op, C, R>
+impl<K, Op, C, R, D> Pipeline<K, Op, C, R, D>
 where
+    D: Decoder<K, Op::Event>,
     K: Hash + Eq + Clone + Serialize + DeserializeOwned + std::fmt::Display,
     Op: KeyedOperator,
     Op::Output: Serialize,
@@ -64,7 +79,7 @@ where
     pub fn open(
         op: Op,
         cfg: EngineConfig,
-        decode: Decoder<K, Op::Event>,
+        decode: D,
         checkpoints: C,
         results: R,
         checkpoint_every: u64,
@@ -102,6 +117,28 @@ where
         &self.results
     }
 
+    /// The decoder (for its counters).
+    pub fn decoder(&self) -> &D {
+        &self.decode
+    }
+
+    /// The decoder, mutably.
+    pub fn decoder_mut(&mut self) -> &mut D {
+        &mut self.decode
+    }
+
+    /// The engine (for its counters).
+    pub fn engine(&self) -> &Engine<K, Op> {
+        &self.engine
+    }
+
+    /// Makes the results stored so far durable (without a checkpoint): a
+    /// worker calls it after each step so that results reach readers with
+    /// low latency; the checkpoint interval only bounds replay work.
+    pub fn sync_results(&mut self) -> Result<(), StreamError> {
+        self.results.sync()
+    }
+
     fn store(&mut self, out: Vec<Output<K, Op::Output>>) -> Result<(), StreamError> {
         for o in out {
             let id = format!("{}/{}/{}", o.key, o.start, o.end);
@@ -121,7 +158,7 @@ where
         let (records, next) = log.read_from(self.offset, max)?;
         let mut out = Vec::new();
         for r in &records {
-            match (self.decode)(r) {
+            match self.decode.decode(r) {
                 Ok((k, t, ev)) => self.engine.push(k, t, ev, &mut out),
                 Err(_) => self.stats.undecodable += 1,
             }

@@ -12,6 +12,9 @@ use std::path::Path;
 use crate::StreamError;
 use crate::log::{FileLog, FrameLog};
 
+/// A stored result: `(id, payload)`.
+pub type StoredResult = (String, Vec<u8>);
+
 /// A store of results keyed by id.
 pub trait ResultSink {
     /// Stores `payload` under `id` unless `id` is already present; returns
@@ -56,6 +59,30 @@ impl FileResultStore {
     /// True when empty.
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
+    }
+
+    /// Up to `max` `(id, payload)` from store offset `offset` (0 = start),
+    /// with the offset to continue from: a reader's cursor.
+    pub fn read_from(
+        &self,
+        offset: u64,
+        max: usize,
+    ) -> Result<(Vec<StoredResult>, u64), StreamError> {
+        let (recs, next) = self.log.read_from(offset, max)?;
+        let out = recs
+            .into_iter()
+            .map(|r| {
+                let mut parts = r.splitn(2, |b| *b == 0);
+                let id = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+                (id, parts.next().unwrap_or_default().to_vec())
+            })
+            .collect();
+        Ok((out, next))
+    }
+
+    /// Offset one past the last stored result.
+    pub fn end(&self) -> u64 {
+        self.log.end()
     }
 
     /// Every `(id, payload)` in insertion order.

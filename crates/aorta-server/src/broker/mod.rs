@@ -48,7 +48,17 @@ pub trait KeySource: Send + Sync {
         let _ = serial;
         None
     }
+    /// The worker state key of `assignment` (sealing its checkpoints),
+    /// released as the bundle entry [`STATE_KEY_NAME`]. Default: none.
+    fn state_key(&self, assignment: &str) -> Option<Secret32> {
+        let _ = assignment;
+        None
+    }
 }
+
+/// The bundle entry name of the worker state key (`@` cannot start a
+/// serial, so it cannot collide with a device's key).
+pub const STATE_KEY_NAME: &str = "@state";
 
 /// The bundle name of group key `index` of device `serial`: `SERIAL/INDEX`
 /// (shared with the worker's opener).
@@ -62,8 +72,9 @@ pub use aorta_enclave::upload::group_key_name;
 /// reason, never key bytes). The registry must not be opened by another
 /// process (`aorta factory …`) while the broker runs: the store is locked.
 pub struct RegistryKeySource {
-    registry: aorta_registry::Registry,
+    registry: Arc<aorta_registry::Registry>,
     results: MemoryKeySource,
+    state_secret: Option<Secret32>,
 }
 
 impl std::fmt::Debug for RegistryKeySource {
@@ -83,9 +94,30 @@ impl RegistryKeySource {
         results: MemoryKeySource,
     ) -> Result<Self, aorta_registry::RegistryError> {
         Ok(Self {
-            registry: aorta_registry::Registry::open(dir)?,
+            registry: Arc::new(aorta_registry::Registry::open(dir)?),
             results,
+            state_secret: None,
         })
+    }
+
+    /// A key source over an already open registry (shared with ingest,
+    /// which reads only device records, never keys).
+    pub fn from_registry(
+        registry: Arc<aorta_registry::Registry>,
+        results: MemoryKeySource,
+    ) -> Self {
+        Self {
+            registry,
+            results,
+            state_secret: None,
+        }
+    }
+
+    /// Also release worker state keys derived from `secret`
+    /// (`aorta_crypto::keys::worker_state_key`).
+    pub fn with_state_secret(mut self, secret: Secret32) -> Self {
+        self.state_secret = Some(secret);
+        self
     }
 }
 
@@ -95,6 +127,16 @@ impl KeySource for RegistryKeySource {
     }
     fn result_key(&self, id: &str) -> Option<Secret32> {
         self.results.result_key(id)
+    }
+    fn state_key(&self, assignment: &str) -> Option<Secret32> {
+        let secret = self.state_secret.as_ref()?;
+        match aorta_crypto::keys::worker_state_key(secret.expose(), assignment) {
+            Ok(k) => Some(Secret32::from_bytes(*k)),
+            Err(e) => {
+                tracing::warn!(target: "aorta::broker", assignment = %assignment, reason = %e, "state key not derivable");
+                None
+            }
+        }
     }
     fn transport_group_keys(&self, serial: &str) -> Option<Vec<Secret32>> {
         match self.registry.transport_group_keys(serial) {
@@ -530,6 +572,9 @@ impl Broker {
                     id: s.clone(),
                 })?;
             bundle.result_keys.push((s.clone(), k));
+        }
+        if let Some(k) = self.keys.state_key(&a.name) {
+            bundle.transport_keys.push((STATE_KEY_NAME.to_owned(), k));
         }
         let sealed = seal_bundle(&worker, &bundle).map_err(|e| BrokerRefusal::Internal {
             detail: e.to_string(),

@@ -201,6 +201,10 @@ impl worker::FrameOpener for TestFrames {
         Ok(worker::OpenedFrame {
             serial,
             sequence: seq,
+            first_sample_us: 0,
+            sample_rate_hz: 0.0,
+            channels: 1,
+            calibration: Vec::new(),
             samples: zeroize::Zeroizing::new(samples),
         })
     }

@@ -1,0 +1,830 @@
+//! The HTTP routes, their state and the serving loop.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use aorta_stream::checkpoint::{Checkpoint, CheckpointStore, FileCheckpointStore};
+use aorta_stream::results::{FileResultStore, ResultSink};
+
+use super::ingest::{DeviceDirectory, Ingest, IngestError};
+use super::{ServerConfig, tls};
+
+/// Most records one `GET /v1/log` returns.
+pub const MAX_LOG_RECORDS: usize = 4096;
+/// Most results one `GET /v1/results` returns.
+pub const MAX_RESULTS: usize = 10_000;
+/// Largest `POST /v1/results` / `PUT /v1/checkpoint` body.
+pub const MAX_WORKER_BODY: usize = 64 << 20;
+/// Latency samples kept for percentiles (the most recent).
+pub const LATENCY_SAMPLES: usize = 1 << 20;
+
+/// Latency histogram bucket bounds, ms.
+const BUCKETS_MS: [f64; 14] = [
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 30000.0,
+];
+
+/// What workers reported.
+#[derive(Default)]
+struct WorkerStats {
+    opened: u64,
+    refused: BTreeMap<u16, u64>,
+    latencies_us: std::collections::VecDeque<i64>,
+    buckets: [u64; BUCKETS_MS.len() + 1],
+    latency_sum_us: f64,
+    latency_count: u64,
+    batches: u64,
+}
+
+/// Shared state of the routes.
+pub struct AppState {
+    ingest: Ingest,
+    results: Mutex<FileResultStore>,
+    results_end: AtomicU64,
+    checkpoints: Mutex<FileCheckpointStore>,
+    worker_token: zeroize::Zeroizing<String>,
+    stats: Mutex<WorkerStats>,
+    poll: Duration,
+    results_stored: AtomicU64,
+    results_duplicate: AtomicU64,
+    stopping: AtomicBool,
+}
+
+/// A JSON error body: `{"error": name, "detail": text}`.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct ErrorBody {
+    /// Stable snake_case name.
+    pub error: String,
+    /// Human-readable detail.
+    pub detail: String,
+}
+
+fn err(status: StatusCode, name: &str, detail: impl Into<String>) -> Response {
+    (
+        status,
+        axum::Json(ErrorBody {
+            error: name.into(),
+            detail: detail.into(),
+        }),
+    )
+        .into_response()
+}
+
+fn ingest_err(e: &IngestError) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = err(status, e.name(), e.to_string());
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    r
+}
+
+impl AppState {
+    fn authorized(&self, h: &HeaderMap) -> bool {
+        let Some(v) = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+            return false;
+        };
+        let Some(t) = v.strip_prefix("Bearer ") else {
+            return false;
+        };
+        aorta_crypto::keys::ct_eq(t.trim().as_bytes(), self.worker_token.as_bytes())
+    }
+}
+
+fn unauthorized() -> Response {
+    err(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "worker routes need `Authorization: Bearer <data_dir/worker.token>`",
+    )
+}
+
+async fn post_frame(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
+    let arrival = aorta_stream::job::now_us();
+    match s.ingest.submit(arrival, &body).await {
+        Ok(ack) => {
+            tracing::debug!(target: "aorta::ingest", serial = %ack.serial, sequence = ack.sequence, offset = ack.offset, duplicate = ack.duplicate, "frame acknowledged");
+            axum::Json(ack).into_response()
+        }
+        Err(e) => {
+            tracing::info!(target: "aorta::ingest", error = e.name(), detail = %e, "frame refused");
+            ingest_err(&e)
+        }
+    }
+}
+
+/// Query of `GET /v1/log`.
+#[derive(Deserialize)]
+pub struct LogQuery {
+    /// Offset to read from.
+    pub from: u64,
+    /// Most records (≤ [`MAX_LOG_RECORDS`]).
+    #[serde(default = "default_max")]
+    pub max: usize,
+    /// Longest wait for new records, ms (capped by `log_poll_ms`).
+    #[serde(default)]
+    pub wait_ms: u64,
+}
+fn default_max() -> usize {
+    1024
+}
+
+async fn get_log(State(s): State<Arc<AppState>>, h: HeaderMap, q: Query<LogQuery>) -> Response {
+    if !s.authorized(&h) {
+        return unauthorized();
+    }
+    let mut end_rx = s.ingest.end.clone();
+    let mut end = *end_rx.borrow_and_update();
+    if q.from > end {
+        return err(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "offset_beyond_end",
+            format!("offset {} is beyond the log end {end}", q.from),
+        );
+    }
+    if q.from == end && q.wait_ms > 0 {
+        let wait = Duration::from_millis(q.wait_ms).min(s.poll);
+        if let Ok(Ok(())) = tokio::time::timeout(wait, end_rx.changed()).await {
+            end = *end_rx.borrow();
+        }
+    }
+    let reader = s.ingest.reader.clone();
+    let (from, max) = (q.from, q.max.clamp(1, MAX_LOG_RECORDS));
+    let read = tokio::task::spawn_blocking(move || reader.read_from(from, max, end)).await;
+    match read {
+        Ok(Ok((recs, next))) => {
+            let mut body = Vec::with_capacity(recs.iter().map(|r| r.len() + 4).sum());
+            for r in &recs {
+                body.extend_from_slice(&(r.len() as u32).to_le_bytes());
+                body.extend_from_slice(r);
+            }
+            let mut resp = body.into_response();
+            let hv = |v: u64| {
+                HeaderValue::from_str(&v.to_string()).unwrap_or(HeaderValue::from_static("0"))
+            };
+            resp.headers_mut().insert("x-aorta-next", hv(next));
+            resp.headers_mut().insert("x-aorta-end", hv(end));
+            resp
+        }
+        Ok(Err(e)) => {
+            // A client offset inside a record lands here too.
+            err(StatusCode::BAD_REQUEST, "bad_offset", e.to_string())
+        }
+        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+async fn get_checkpoint(State(s): State<Arc<AppState>>, h: HeaderMap) -> Response {
+    if !s.authorized(&h) {
+        return unauthorized();
+    }
+    let r = s.checkpoints.lock().map(|c| c.load());
+    match r {
+        Ok(Ok(Some(cp))) => axum::Json(cp).into_response(),
+        Ok(Ok(None)) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(e)) => err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "checkpoint_unreadable",
+            e.to_string(),
+        ),
+        Err(_) => err(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "lock poisoned",
+        ),
+    }
+}
+
+async fn put_checkpoint(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Response {
+    if !s.authorized(&h) {
+        return unauthorized();
+    }
+    let cp: Checkpoint = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => return err(StatusCode::BAD_REQUEST, "bad_checkpoint", e.to_string()),
+    };
+    if cp.version != 1 || crc32(&cp.state) != cp.crc {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "bad_checkpoint",
+            "unknown version or checksum mismatch",
+        );
+    }
+    if cp.log_offset > *s.ingest.end.borrow() {
+        return err(
+            StatusCode::BAD_REQUEST,
+            "bad_checkpoint",
+            "checkpoint offset beyond the log end",
+        );
+    }
+    let st = s.clone();
+    let off = cp.log_offset;
+    let r = tokio::task::spawn_blocking(move || {
+        st.checkpoints
+            .lock()
+            .map_err(|_| "lock poisoned".to_string())
+            .and_then(|mut c| c.save(&cp).map_err(|e| e.to_string()))
+    })
+    .await;
+    match r {
+        Ok(Ok(())) => {
+            s.ingest.worker_offset.store(off, Ordering::Relaxed);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(Err(e)) => err(StatusCode::INTERNAL_SERVER_ERROR, "checkpoint_write", e),
+        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+fn crc32(s: &str) -> u32 {
+    // Same CRC the checkpoint store checks.
+    let mut h = crc32fast_hasher();
+    h.update(s.as_bytes());
+    h.finalize()
+}
+
+fn crc32fast_hasher() -> crc32fast::Hasher {
+    crc32fast::Hasher::new()
+}
+
+/// One result in a worker batch or a read.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ResultItem {
+    /// Deterministic id (`subscriber/serial/start/end`, or a session
+    /// envelope `subscriber/@session/ID`).
+    pub id: String,
+    /// Sealed payload, base64.
+    pub body: String,
+}
+
+/// `POST /v1/results` body.
+#[derive(Serialize, Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerBatch {
+    /// Results to store (idempotent by id).
+    pub results: Vec<ResultItem>,
+    /// Frame arrival → results durable, µs, for frames of this batch.
+    #[serde(default)]
+    pub latencies_us: Vec<i64>,
+    /// Frames opened in this batch.
+    #[serde(default)]
+    pub opened: u64,
+    /// Frames refused in this batch, by code.
+    #[serde(default)]
+    pub refused: BTreeMap<u16, u64>,
+}
+
+/// `POST /v1/results` answer.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct BatchAnswer {
+    /// Results newly stored.
+    pub stored: u64,
+    /// Results already present (replays after a restart).
+    pub duplicates: u64,
+}
+
+async fn post_results(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Response {
+    if !s.authorized(&h) {
+        return unauthorized();
+    }
+    let batch: WorkerBatch = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => return err(StatusCode::BAD_REQUEST, "bad_batch", e.to_string()),
+    };
+    let mut decoded = Vec::with_capacity(batch.results.len());
+    for r in &batch.results {
+        if r.id.is_empty() || r.id.len() > 1024 || r.id.contains('\0') {
+            return err(
+                StatusCode::BAD_REQUEST,
+                "bad_batch",
+                "result id empty, too long or with NUL",
+            );
+        }
+        match base64::engine::general_purpose::STANDARD.decode(&r.body) {
+            Ok(b) => decoded.push((r.id.clone(), b)),
+            Err(e) => {
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    "bad_batch",
+                    format!("{}: {e}", r.id),
+                );
+            }
+        }
+    }
+    let st = s.clone();
+    let stored = tokio::task::spawn_blocking(move || -> Result<(u64, u64, u64), String> {
+        let mut store = st.results.lock().map_err(|_| "lock poisoned".to_string())?;
+        let (mut new, mut dup) = (0, 0);
+        for (id, b) in decoded {
+            if store.put(&id, &b).map_err(|e| e.to_string())? {
+                new += 1;
+            } else {
+                dup += 1;
+            }
+        }
+        store.sync().map_err(|e| e.to_string())?;
+        Ok((new, dup, store.end()))
+    })
+    .await;
+    let (stored, duplicates) = match stored {
+        Ok(Ok((n, d, end))) => {
+            s.results_end.store(end, Ordering::Relaxed);
+            (n, d)
+        }
+        Ok(Err(e)) => return err(StatusCode::INTERNAL_SERVER_ERROR, "results_write", e),
+        Err(e) => return err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    };
+    s.results_stored.fetch_add(stored, Ordering::Relaxed);
+    s.results_duplicate.fetch_add(duplicates, Ordering::Relaxed);
+    if let Ok(mut w) = s.stats.lock() {
+        w.batches += 1;
+        w.opened += batch.opened;
+        for (c, n) in batch.refused {
+            *w.refused.entry(c).or_default() += n;
+        }
+        for l in batch.latencies_us {
+            let ms = l as f64 / 1000.0;
+            let b = BUCKETS_MS
+                .iter()
+                .position(|&u| ms <= u)
+                .unwrap_or(BUCKETS_MS.len());
+            if let Some(c) = w.buckets.get_mut(b) {
+                *c += 1;
+            }
+            w.latency_sum_us += l as f64;
+            w.latency_count += 1;
+            if w.latencies_us.len() >= LATENCY_SAMPLES {
+                w.latencies_us.pop_front();
+            }
+            w.latencies_us.push_back(l);
+        }
+    }
+    axum::Json(BatchAnswer { stored, duplicates }).into_response()
+}
+
+/// Query of `GET /v1/results`.
+#[derive(Deserialize)]
+pub struct ResultsQuery {
+    /// Cursor: the `next` of the previous answer (0 = from the start).
+    #[serde(default)]
+    pub after: u64,
+    /// Most results scanned (≤ [`MAX_RESULTS`]).
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+    /// Only ids starting with this (e.g. `dr-a/` or `dr-a/SN-1/`).
+    #[serde(default)]
+    pub prefix: String,
+}
+fn default_limit() -> usize {
+    1000
+}
+
+/// `GET /v1/results` answer.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct ResultsPage {
+    /// Matching results, in storage order.
+    pub results: Vec<ResultItem>,
+    /// Cursor for the next call.
+    pub next: u64,
+}
+
+async fn get_results(State(s): State<Arc<AppState>>, q: Query<ResultsQuery>) -> Response {
+    let end = s.results_end.load(Ordering::Relaxed);
+    if q.after > end {
+        return err(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "cursor_beyond_end",
+            "cursor beyond the end",
+        );
+    }
+    let st = s.clone();
+    let (after, limit) = (q.after, q.limit.clamp(1, MAX_RESULTS));
+    let r = tokio::task::spawn_blocking(move || {
+        st.results
+            .lock()
+            .map_err(|_| "lock poisoned".to_string())
+            .and_then(|r| r.read_from(after, limit).map_err(|e| e.to_string()))
+    })
+    .await;
+    match r {
+        Ok(Ok((items, next))) => axum::Json(ResultsPage {
+            results: items
+                .into_iter()
+                .filter(|(id, _)| id.starts_with(&q.prefix))
+                .map(|(id, b)| ResultItem {
+                    id,
+                    body: base64::engine::general_purpose::STANDARD.encode(b),
+                })
+                .collect(),
+            next,
+        })
+        .into_response(),
+        Ok(Err(e)) => err(StatusCode::BAD_REQUEST, "bad_cursor", e),
+        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+/// `GET /v1/stats` answer.
+#[derive(Serialize, Deserialize, Debug, Default, Clone)]
+pub struct Stats {
+    /// Frames appended to the log.
+    pub frames_accepted: u64,
+    /// Exact re-sends acknowledged again.
+    pub frames_duplicate: u64,
+    /// Ingest refusals by name.
+    pub frames_refused: BTreeMap<String, u64>,
+    /// Bytes in the log.
+    pub log_end: u64,
+    /// Log offset of the worker's last checkpoint.
+    pub worker_offset: u64,
+    /// Frames the workers opened.
+    pub frames_opened: u64,
+    /// Frames the workers refused, by code.
+    pub frames_refused_by_worker: BTreeMap<u16, u64>,
+    /// Results stored.
+    pub results: u64,
+    /// Results recomputed after a restart and ignored.
+    pub results_duplicate: u64,
+    /// Frames with a latency measurement.
+    pub latency_count: u64,
+    /// Median frame-arrival → results-durable latency, ms.
+    pub latency_p50_ms: f64,
+    /// 99th percentile of the same, ms.
+    pub latency_p99_ms: f64,
+}
+
+fn percentile(sorted: &[i64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted.get(i).map_or(f64::NAN, |v| *v as f64 / 1000.0)
+}
+
+impl AppState {
+    /// Current counters.
+    pub fn stats(&self) -> Stats {
+        let c = &self.ingest.counters;
+        let mut st = Stats {
+            frames_accepted: c.accepted.load(Ordering::Relaxed),
+            frames_duplicate: c.duplicates.load(Ordering::Relaxed),
+            frames_refused: c
+                .refused
+                .lock()
+                .map(|m| m.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect())
+                .unwrap_or_default(),
+            log_end: *self.ingest.end.borrow(),
+            worker_offset: self.ingest.worker_offset.load(Ordering::Relaxed),
+            results: self.results_stored.load(Ordering::Relaxed),
+            results_duplicate: self.results_duplicate.load(Ordering::Relaxed),
+            ..Stats::default()
+        };
+        if let Ok(w) = self.stats.lock() {
+            st.frames_opened = w.opened;
+            st.frames_refused_by_worker = w.refused.clone();
+            st.latency_count = w.latency_count;
+            let mut v: Vec<i64> = w.latencies_us.iter().copied().collect();
+            v.sort_unstable();
+            st.latency_p50_ms = percentile(&v, 0.50);
+            st.latency_p99_ms = percentile(&v, 0.99);
+        }
+        st
+    }
+
+    fn metrics(&self) -> String {
+        use std::fmt::Write as _;
+        let st = self.stats();
+        let mut m = String::new();
+        let mut counter = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        counter(
+            "aorta_ingest_frames_accepted_total",
+            "Frames appended to the durable log.",
+            st.frames_accepted,
+        );
+        counter(
+            "aorta_ingest_frames_duplicate_total",
+            "Exact re-sends acknowledged again.",
+            st.frames_duplicate,
+        );
+        counter(
+            "aorta_ingest_log_syncs_total",
+            "Group commits of the log.",
+            self.ingest.counters.syncs.load(Ordering::Relaxed),
+        );
+        counter(
+            "aorta_ingest_bytes_total",
+            "Bytes appended to the log.",
+            self.ingest.counters.bytes.load(Ordering::Relaxed),
+        );
+        counter(
+            "aorta_worker_frames_opened_total",
+            "Frames opened by attested workers.",
+            st.frames_opened,
+        );
+        counter(
+            "aorta_results_stored_total",
+            "Sealed results stored.",
+            st.results,
+        );
+        counter(
+            "aorta_results_duplicate_total",
+            "Results recomputed after a restart and ignored.",
+            st.results_duplicate,
+        );
+        let _ = writeln!(
+            m,
+            "# HELP aorta_ingest_frames_refused_total Frames refused by ingest.\n# TYPE aorta_ingest_frames_refused_total counter"
+        );
+        for (k, v) in &st.frames_refused {
+            let _ = writeln!(m, "aorta_ingest_frames_refused_total{{reason=\"{k}\"}} {v}");
+        }
+        let _ = writeln!(
+            m,
+            "# HELP aorta_worker_frames_refused_total Frames refused inside workers, by code.\n# TYPE aorta_worker_frames_refused_total counter"
+        );
+        for (k, v) in &st.frames_refused_by_worker {
+            let _ = writeln!(m, "aorta_worker_frames_refused_total{{code=\"{k}\"}} {v}");
+        }
+        let _ = writeln!(
+            m,
+            "# HELP aorta_log_end_bytes Durable end of the frame log.\n# TYPE aorta_log_end_bytes gauge\naorta_log_end_bytes {}",
+            st.log_end
+        );
+        let _ = writeln!(
+            m,
+            "# HELP aorta_worker_lag_bytes Log bytes not yet covered by a worker checkpoint.\n# TYPE aorta_worker_lag_bytes gauge\naorta_worker_lag_bytes {}",
+            st.log_end.saturating_sub(st.worker_offset)
+        );
+        if let Ok(w) = self.stats.lock() {
+            let name = "aorta_frame_to_result_seconds";
+            let _ = writeln!(
+                m,
+                "# HELP {name} Frame arrival at ingest to its results durable.\n# TYPE {name} histogram"
+            );
+            let mut cum = 0;
+            for (i, le) in BUCKETS_MS.iter().enumerate() {
+                cum += w.buckets.get(i).copied().unwrap_or(0);
+                let _ = writeln!(m, "{name}_bucket{{le=\"{}\"}} {cum}", le / 1000.0);
+            }
+            let _ = writeln!(m, "{name}_bucket{{le=\"+Inf\"}} {}", w.latency_count);
+            let _ = writeln!(m, "{name}_sum {}", w.latency_sum_us / 1e6);
+            let _ = writeln!(m, "{name}_count {}", w.latency_count);
+        }
+        m
+    }
+}
+
+async fn get_stats(State(s): State<Arc<AppState>>) -> Response {
+    axum::Json(s.stats()).into_response()
+}
+
+async fn get_metrics(State(s): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics(),
+    )
+        .into_response()
+}
+
+async fn healthz(State(s): State<Arc<AppState>>) -> Response {
+    if s.stopping.load(Ordering::Relaxed) {
+        return err(StatusCode::SERVICE_UNAVAILABLE, "stopping", "shutting down");
+    }
+    "ok".into_response()
+}
+
+/// The router over `state`.
+pub fn router(state: Arc<AppState>, max_frame_bytes: usize) -> Router {
+    let frames = Router::new()
+        .route("/v1/frames", post(post_frame))
+        .layer(DefaultBodyLimit::max(max_frame_bytes));
+    let worker = Router::new()
+        .route("/v1/log", get(get_log))
+        .route("/v1/checkpoint", get(get_checkpoint).put(put_checkpoint))
+        .route("/v1/results", post(post_results).get(get_results))
+        .layer(DefaultBodyLimit::max(MAX_WORKER_BODY));
+    Router::new()
+        .merge(frames)
+        .merge(worker)
+        .route("/v1/stats", get(get_stats))
+        .route("/metrics", get(get_metrics))
+        .route("/healthz", get(healthz))
+        .with_state(state)
+}
+
+/// Opens the stores in `cfg.data_dir` and builds the state.
+pub fn open_state(
+    cfg: &ServerConfig,
+    devices: Arc<dyn DeviceDirectory>,
+) -> anyhow::Result<Arc<AppState>> {
+    let dir = &cfg.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let token_path = dir.join("worker.token");
+    if !token_path.exists() {
+        let mut t = [0u8; 24];
+        super::getrandom_fill(&mut t)?;
+        super::write_private(&token_path, aorta_enclave::evidence::hex(&t).as_bytes())?;
+    }
+    let worker_token = zeroize::Zeroizing::new(
+        std::fs::read_to_string(&token_path)
+            .with_context(|| format!("reading {}", token_path.display()))?
+            .trim()
+            .to_owned(),
+    );
+    let ingest = Ingest::start(
+        dir,
+        devices,
+        cfg.ingest_queue_frames,
+        cfg.ingest_queue_bytes,
+        cfg.max_worker_lag_bytes,
+    )
+    .context("opening the frame log")?;
+    let checkpoints = FileCheckpointStore::new(dir.join("checkpoint"))?;
+    if let Some(cp) = checkpoints
+        .load()
+        .context("reading the worker checkpoint")?
+    {
+        ingest.worker_offset.store(cp.log_offset, Ordering::Relaxed);
+    }
+    let results =
+        FileResultStore::open(dir.join("results.log")).context("opening the results store")?;
+    let results_end = AtomicU64::new(results.end());
+    Ok(Arc::new(AppState {
+        ingest,
+        results: Mutex::new(results),
+        results_end,
+        checkpoints: Mutex::new(checkpoints),
+        worker_token,
+        stats: Mutex::new(WorkerStats::default()),
+        poll: Duration::from_millis(cfg.log_poll_ms),
+        results_stored: AtomicU64::new(0),
+        results_duplicate: AtomicU64::new(0),
+        stopping: AtomicBool::new(false),
+    }))
+}
+
+/// Serves HTTPS on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: Arc<AppState>,
+    max_frame_bytes: usize,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let app = router(state.clone(), max_frame_bytes);
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(target: "aorta::server", error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+                .await
+            {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    tracing::debug!(target: "aorta::server", %peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let svc = hyper_util::service::TowerToHyperService::new(app);
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            if let Err(e) = builder
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                .await
+            {
+                tracing::debug!(target: "aorta::server", %peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    state.stopping.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Everything `aorta server` runs, started: TLS, stores, broker.
+pub struct Running {
+    /// The HTTPS address bound.
+    pub addr: SocketAddr,
+    /// The broker address bound, if the broker runs.
+    pub broker: Option<SocketAddr>,
+    /// The certificate clients should trust.
+    pub cert: std::path::PathBuf,
+}
+
+/// Runs `aorta server` with `cfg` until SIGINT/SIGTERM; `ready` is called
+/// once listening.
+pub fn run(cfg: &ServerConfig, ready: impl FnOnce(&Running)) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let (cert, key) = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        _ => {
+            let (c, k, made) = tls::ensure_dev_cert(&cfg.data_dir, &cfg.tls_names)?;
+            if made {
+                tracing::warn!(target: "aorta::server", cert = %c.display(), "generated a self-signed development certificate; clients must pin it (--ca)");
+            }
+            (c, k)
+        }
+    };
+    let tls_cfg = tls::server_config(&cert, &key)?;
+    let registry = Arc::new(
+        aorta_registry::Registry::open(&cfg.registry)
+            .with_context(|| format!("opening the device registry {}", cfg.registry.display()))?,
+    );
+    let broker_addr = match &cfg.policy {
+        Some(p) => {
+            let policy = crate::broker::policy::Policy::from_file(p)?;
+            let results = match &cfg.subscribers {
+                Some(f) => crate::broker::MemoryKeySource::from_toml_file(f)?,
+                None => crate::broker::MemoryKeySource::default(),
+            };
+            let secret = super::load_or_create_secret(&cfg.data_dir.join("broker-state.key"))?;
+            let keys = crate::broker::RegistryKeySource::from_registry(registry.clone(), results)
+                .with_state_secret(aorta_enclave::keywrap::Secret32::from_bytes(*secret));
+            let broker = Arc::new(crate::broker::Broker::new(policy, Arc::new(keys)));
+            let l = std::net::TcpListener::bind(cfg.broker_listen)
+                .with_context(|| format!("binding the broker to {}", cfg.broker_listen))?;
+            let addr = l.local_addr()?;
+            std::thread::Builder::new()
+                .name("aorta-broker".into())
+                .spawn(move || {
+                    if let Err(e) = crate::broker::serve(l, broker) {
+                        tracing::error!(target: "aorta::broker", error = %e, "broker stopped");
+                    }
+                })?;
+            Some(addr)
+        }
+        None => None,
+    };
+    let state = open_state(cfg, registry)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("aorta-http")
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .with_context(|| format!("binding {}", cfg.listen))?;
+        let running = Running {
+            addr: listener.local_addr()?,
+            broker: broker_addr,
+            cert: cert.clone(),
+        };
+        tracing::info!(target: "aorta::server", addr = %running.addr, broker = ?running.broker, "listening (HTTP/2 and HTTP/1.1 over TLS)");
+        ready(&running);
+        serve(listener, tls_cfg, state, cfg.max_frame_bytes, shutdown_signal()).await
+    })?;
+    tracing::info!(target: "aorta::server", "stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        match (term, int) {
+            (Ok(mut t), Ok(mut i)) => {
+                tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,237 @@
+//! `aorta server` configuration: a TOML file whose every key has a
+//! documented default (`docs/server.md`). Relative paths are resolved
+//! against the directory of the configuration file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The server's configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// HTTPS listen address (HTTP/2 and HTTP/1.1 over TLS).
+    pub listen: SocketAddr,
+    /// Where the log, results, checkpoints, certificate and secrets live.
+    pub data_dir: PathBuf,
+    /// The device key registry (`aorta factory init`).
+    pub registry: PathBuf,
+    /// Key broker policy (`docs/attestation.md`); no broker when absent.
+    pub policy: Option<PathBuf>,
+    /// Key broker listen address (worker protocol over TCP).
+    pub broker_listen: SocketAddr,
+    /// Subscribers (clinicians) and their public keys: a TOML file with a
+    /// `[results]` table `id = "hex public key"`.
+    pub subscribers: Option<PathBuf>,
+    /// Largest accepted frame, bytes.
+    pub max_frame_bytes: usize,
+    /// Frames waiting for the log writer before ingest answers 503.
+    pub ingest_queue_frames: usize,
+    /// Bytes waiting for the log writer before ingest answers 503.
+    pub ingest_queue_bytes: usize,
+    /// Log bytes not yet covered by a worker checkpoint before ingest
+    /// answers 503 (backpressure from the worker's progress); 0 = no limit.
+    pub max_worker_lag_bytes: u64,
+    /// Longest a worker's log read waits for new records, ms.
+    pub log_poll_ms: u64,
+    /// TLS certificate (PEM); a self-signed development certificate is
+    /// generated in `data_dir` when absent.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM), with `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Names the generated development certificate is valid for.
+    pub tls_names: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
+            data_dir: PathBuf::from("aorta-data"),
+            registry: PathBuf::from("registry"),
+            policy: None,
+            broker_listen: SocketAddr::from(([127, 0, 0, 1], 7450)),
+            subscribers: None,
+            max_frame_bytes: 4 << 20,
+            ingest_queue_frames: 8192,
+            ingest_queue_bytes: 256 << 20,
+            max_worker_lag_bytes: 1 << 30,
+            log_poll_ms: 1000,
+            tls_cert: None,
+            tls_key: None,
+            tls_names: vec!["localhost".into(), "127.0.0.1".into()],
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not valid TOML, an unknown key or a wrong type.
+    #[error("{}: {detail}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Parser message (line and column).
+        detail: String,
+    },
+    /// A value is out of range.
+    #[error("{}: {field}: {detail}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        field: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+impl ServerConfig {
+    /// Parses `text` (from `path`, used for messages and relative paths).
+    pub fn from_toml_str(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut c: ServerConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let rel = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        rel(&mut c.data_dir);
+        rel(&mut c.registry);
+        for p in [
+            &mut c.policy,
+            &mut c.subscribers,
+            &mut c.tls_cert,
+            &mut c.tls_key,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            rel(p);
+        }
+        c.validate(path)?;
+        Ok(c)
+    }
+
+    /// Reads and validates a configuration file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml_str(&text, path)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |field, detail: &str| {
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                field,
+                detail: detail.into(),
+            })
+        };
+        if self.max_frame_bytes < 64 || self.max_frame_bytes > aorta_stream::log::MAX_RECORD - 64 {
+            return bad("max_frame_bytes", "must be in [64, 16 MiB - 64]");
+        }
+        if self.ingest_queue_frames == 0 || self.ingest_queue_frames > 1 << 20 {
+            return bad("ingest_queue_frames", "must be in [1, 1048576]");
+        }
+        if self.ingest_queue_bytes < self.max_frame_bytes {
+            return bad("ingest_queue_bytes", "must be at least max_frame_bytes");
+        }
+        if self.log_poll_ms > 60_000 {
+            return bad("log_poll_ms", "must be at most 60000");
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return bad("tls_cert", "tls_cert and tls_key go together");
+        }
+        if self.tls_names.is_empty() {
+            return bad("tls_names", "needs at least one name");
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML with every default written out (for
+    /// `aorta server --print-default-config`).
+    pub fn default_toml() -> &'static str {
+        DEFAULT_TOML
+    }
+}
+
+const DEFAULT_TOML: &str = r#"# aorta server configuration. Every key is optional; these are the defaults.
+# Relative paths are relative to this file.
+
+# HTTPS (HTTP/2 and HTTP/1.1 over TLS) listen address.
+listen = "127.0.0.1:7443"
+# Log of accepted frames, results, checkpoints, TLS certificate, secrets.
+data_dir = "aorta-data"
+# Device key registry made by `aorta factory init`.
+registry = "registry"
+# Key broker policy; the broker is off when this is absent.
+# policy = "policy.toml"
+# Key broker (worker protocol, TCP).
+broker_listen = "127.0.0.1:7450"
+# Subscribers: [results] id = "clinician public key (hex)".
+# subscribers = "subscribers.toml"
+# Largest frame accepted (bytes); larger bodies get 413.
+max_frame_bytes = 4194304
+# Frames / bytes queued for the log writer before ingest answers 503.
+ingest_queue_frames = 8192
+ingest_queue_bytes = 268435456
+# Log bytes not yet checkpointed by the worker before ingest answers 503.
+max_worker_lag_bytes = 1073741824
+# Longest a worker's log read waits for new frames (ms).
+log_poll_ms = 1000
+# TLS certificate and key (PEM); generated (self-signed) in data_dir if absent.
+# tls_cert = "cert.pem"
+# tls_key = "key.pem"
+tls_names = ["localhost", "127.0.0.1"]
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_text_is_the_default() {
+        let p = Path::new("/etc/aorta/server.toml");
+        let mut c = ServerConfig::from_toml_str(DEFAULT_TOML, p).unwrap();
+        assert_eq!(c.data_dir, Path::new("/etc/aorta/aorta-data"));
+        c.data_dir = "aorta-data".into();
+        c.registry = "registry".into();
+        assert_eq!(c, ServerConfig::default());
+    }
+
+    #[test]
+    fn hostile_configs_are_typed_errors() {
+        let p = Path::new("x.toml");
+        for bad in [
+            "listen = 5",
+            "nope = 1",
+            "max_frame_bytes = 1",
+            "ingest_queue_frames = 0",
+            "tls_cert = \"a\"",
+            "tls_names = []",
+            "log_poll_ms = 99999999",
+            "[[[",
+            "max_frame_bytes = -1",
+        ] {
+            assert!(ServerConfig::from_toml_str(bad, p).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,644 @@
+//! The ECG job a worker runs: log records of sealed device frames in,
+//! protected results and checkpoints out.
+//!
+//! ```text
+//!  log record ──► JobDecoder ──► Engine<EcgOperator> ──► ProtectedSink ──► ResultSink
+//!  (arrival ‖ frame)  │ FrameOpen                         │ ResultSealer      (untrusted store)
+//!                     └ refusals by code                  └ ids stay clear, payloads sealed
+//!                               checkpoints ──► ProtectedCheckpoints ──► CheckpointStore
+//!                                               │ StateSealer
+//! ```
+//!
+//! Everything that decides *how* bytes are protected sits behind three small
+//! traits, so the same engine and operators run in two configurations:
+//!
+//! - **secure** — frames are opened inside the attested worker with the keys
+//!   the broker released ([`SecureFrames`]), results are sealed to each
+//!   subscriber and checkpoints under the state key (implemented with
+//!   `aorta_crypto::results`);
+//! - **plain** — the same workload without encryption or boundary
+//!   ([`PlainFrames`], [`PlainResults`], [`PlainState`]), the baseline of
+//!   `aorta bench pipeline`.
+//!
+//! Log records are written by ingest as `arrival_us (i64 LE) ‖ frame` (see
+//! [`encode_record`]); the arrival time gives the frame-to-result latency.
+
+use std::collections::BTreeMap;
+
+use aorta_enclave::upload::UploadFrames;
+use aorta_enclave::wire::{self, Message};
+use aorta_enclave::worker::{OpenedFrame, Ready};
+
+use crate::checkpoint::{Checkpoint, CheckpointStore};
+use crate::ecg::{EcgChunk, EcgConfig, EcgOperator};
+use crate::log::FrameLog;
+use crate::pipeline::{Decoder, Pipeline, PipelineStats};
+use crate::results::ResultSink;
+use crate::{EngineConfig, Micros, StreamError};
+
+/// Bytes of the arrival-time prefix of a log record.
+pub const RECORD_PREFIX: usize = 8;
+
+/// A log record: the ingest arrival time (µs since the Unix epoch) and the
+/// frame bytes.
+pub fn encode_record(arrival_us: i64, frame: &[u8]) -> Vec<u8> {
+    let mut r = Vec::with_capacity(RECORD_PREFIX + frame.len());
+    r.extend_from_slice(&arrival_us.to_le_bytes());
+    r.extend_from_slice(frame);
+    r
+}
+
+/// Splits a log record into arrival time and frame.
+pub fn decode_record(record: &[u8]) -> Result<(i64, &[u8]), StreamError> {
+    let (t, frame) = record
+        .split_first_chunk::<RECORD_PREFIX>()
+        .ok_or_else(|| StreamError::Config("log record shorter than its arrival time".into()))?;
+    Ok((i64::from_le_bytes(*t), frame))
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A frame that could not be opened: a stable code and fixed text (never
+/// plaintext or key bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Stable code (the worker's `FRAME_*` codes; 1xx for plain frames).
+    pub code: u16,
+    /// Fixed description.
+    pub reason: String,
+}
+
+/// Turns frame bytes into a device's ECG chunk.
+pub trait FrameOpen {
+    /// Opens one frame: the device serial, the time of its first sample and
+    /// its analysed lead.
+    fn open(&mut self, frame: &[u8]) -> Result<(String, Micros, EcgChunk), Refused>;
+}
+
+/// The analysed lead (channel 0) of an opened frame, in mV.
+fn lead0(f: &OpenedFrame) -> Result<EcgChunk, Refused> {
+    let bad = |reason: &str| Refused {
+        code: 297,
+        reason: reason.into(),
+    };
+    let ch = usize::from(f.channels.max(1));
+    if !(f.sample_rate_hz.is_finite() && f.sample_rate_hz > 0.0) {
+        return Err(bad("frame has no sampling rate"));
+    }
+    let (gain, base) = f.calibration.first().copied().unwrap_or((200.0, 0));
+    let gain = if gain.is_finite() && gain != 0.0 {
+        gain
+    } else {
+        200.0
+    };
+    let samples = f
+        .samples
+        .iter()
+        .step_by(ch)
+        .map(|&v| f64::from(v - base) / gain)
+        .collect();
+    Ok(EcgChunk {
+        fs: f.sample_rate_hz,
+        samples,
+    })
+}
+
+/// Opens aorta upload frames inside the attested worker with the released
+/// group keys. Each frame crosses the host↔worker boundary as a protocol
+/// message (`SealedFrame`, answered by `FrameDone`/`FrameRefused`), exactly
+/// the bytes a separate host process would exchange with the worker.
+pub struct SecureFrames {
+    ready: Ready,
+}
+
+impl SecureFrames {
+    /// A frame opener over an attested worker holding its keys.
+    pub fn new(ready: Ready) -> Self {
+        SecureFrames { ready }
+    }
+
+    /// The attested worker.
+    pub fn ready(&self) -> &Ready {
+        &self.ready
+    }
+}
+
+impl FrameOpen for SecureFrames {
+    fn open(&mut self, frame: &[u8]) -> Result<(String, Micros, EcgChunk), Refused> {
+        // Host side: the frame is handed over as a protocol message.
+        let crossing = Message::SealedFrame {
+            frame: frame.to_vec(),
+        };
+        let mut bytes = Vec::with_capacity(frame.len() + 16);
+        wire::write_message(&mut bytes, &crossing).map_err(|e| Refused {
+            code: 296,
+            reason: format!("boundary: {e}"),
+        })?;
+        // Worker side: decode, open, analyse.
+        let inside = wire::read_message(&mut bytes.as_slice())
+            .ok()
+            .flatten()
+            .ok_or_else(|| Refused {
+                code: 296,
+                reason: "boundary: message did not decode".into(),
+            })?;
+        let Message::SealedFrame { frame } = inside else {
+            return Err(Refused {
+                code: 296,
+                reason: "boundary: unexpected message".into(),
+            });
+        };
+        let mut got = None;
+        let reply = self
+            .ready
+            .process_frame(&UploadFrames, &frame, &mut |f: &OpenedFrame| {
+                got = Some((f.serial.clone(), f.first_sample_us, lead0(f)));
+            });
+        match (reply, got) {
+            (Message::FrameDone { .. }, Some((serial, t, chunk))) => Ok((serial, t, chunk?)),
+            (Message::FrameRefused { code, reason }, _) => Err(Refused { code, reason }),
+            _ => Err(Refused {
+                code: 298,
+                reason: "worker gave no result for the frame".into(),
+            }),
+        }
+    }
+}
+
+/// The plain baseline's frame: the same compressed samples with no
+/// encryption. `serial_len u8 ‖ serial ‖ first_sample_us i64 ‖ rate_mhz u32 ‖
+/// channels u16 ‖ samples_per_channel u32 ‖ channels × (gain f64, baseline
+/// i32) ‖ codec payload` (little-endian). Used only by the benchmark.
+pub fn encode_plain_frame(
+    serial: &str,
+    first_sample_us: i64,
+    rate_mhz: u32,
+    calibration: &[(f64, i32)],
+    samples: &[&[i32]],
+) -> Result<Vec<u8>, StreamError> {
+    let n = samples.first().map_or(0, |s| s.len());
+    let payload = aorta_crypto::codec::encode(samples)
+        .map_err(|e| StreamError::Config(format!("codec: {e}")))?;
+    let serial_len = u8::try_from(serial.len())
+        .map_err(|_| StreamError::Config("serial longer than 255 bytes".into()))?;
+    let mut b = Vec::with_capacity(64 + payload.len());
+    b.push(serial_len);
+    b.extend_from_slice(serial.as_bytes());
+    b.extend_from_slice(&first_sample_us.to_le_bytes());
+    b.extend_from_slice(&rate_mhz.to_le_bytes());
+    let ch = u16::try_from(samples.len())
+        .map_err(|_| StreamError::Config("too many channels".into()))?;
+    b.extend_from_slice(&ch.to_le_bytes());
+    b.extend_from_slice(
+        &u32::try_from(n)
+            .map_err(|_| StreamError::Config("frame too long".into()))?
+            .to_le_bytes(),
+    );
+    for i in 0..samples.len() {
+        let (g, base) = calibration.get(i).copied().unwrap_or((200.0, 0));
+        b.extend_from_slice(&g.to_le_bytes());
+        b.extend_from_slice(&base.to_le_bytes());
+    }
+    b.extend_from_slice(&payload);
+    Ok(b)
+}
+
+/// Opens [`encode_plain_frame`] frames (no keys, no boundary).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PlainFrames;
+
+struct Cursor<'a>(&'a [u8]);
+impl<'a> Cursor<'a> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (h, t) = self.0.split_first_chunk::<N>()?;
+        self.0 = t;
+        Some(*h)
+    }
+    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (h, t) = self.0.split_at_checked(n)?;
+        self.0 = t;
+        Some(h)
+    }
+}
+
+impl FrameOpen for PlainFrames {
+    fn open(&mut self, frame: &[u8]) -> Result<(String, Micros, EcgChunk), Refused> {
+        let bad = |reason: &str| Refused {
+            code: 101,
+            reason: reason.into(),
+        };
+        let mut c = Cursor(frame);
+        let sl = c.take::<1>().ok_or_else(|| bad("truncated"))?[0];
+        let serial = c
+            .bytes(usize::from(sl))
+            .and_then(|s| std::str::from_utf8(s).ok())
+            .ok_or_else(|| bad("bad serial"))?
+            .to_owned();
+        let t = i64::from_le_bytes(c.take().ok_or_else(|| bad("truncated"))?);
+        let rate = u32::from_le_bytes(c.take().ok_or_else(|| bad("truncated"))?);
+        let ch = u16::from_le_bytes(c.take().ok_or_else(|| bad("truncated"))?);
+        let n = u32::from_le_bytes(c.take().ok_or_else(|| bad("truncated"))?);
+        let mut calibration = Vec::with_capacity(usize::from(ch));
+        for _ in 0..ch {
+            let g = f64::from_le_bytes(c.take().ok_or_else(|| bad("truncated"))?);
+            let b = i32::from_le_bytes(c.take().ok_or_else(|| bad("truncated"))?);
+            calibration.push((g, b));
+        }
+        let chans = aorta_crypto::codec::decode(c.0, usize::from(ch), n as usize)
+            .map_err(|_| bad("payload does not decode"))?;
+        let n = n as usize;
+        let mut samples = zeroize::Zeroizing::new(Vec::with_capacity(n * chans.len()));
+        for i in 0..n {
+            for c in &chans {
+                samples.push(c.get(i).copied().unwrap_or_default());
+            }
+        }
+        let f = OpenedFrame {
+            serial,
+            sequence: 0,
+            first_sample_us: t,
+            sample_rate_hz: f64::from(rate) / 1000.0,
+            channels: ch,
+            calibration,
+            samples,
+        };
+        let chunk = lead0(&f)?;
+        Ok((f.serial.clone(), t, chunk))
+    }
+}
+
+/// Log records → events, with per-batch arrival times and refusal counts.
+pub struct JobDecoder<F> {
+    frames: F,
+    arrivals: Vec<i64>,
+    refused: BTreeMap<u16, u64>,
+    opened: u64,
+}
+
+impl<F: FrameOpen> JobDecoder<F> {
+    /// A decoder over `frames`.
+    pub fn new(frames: F) -> Self {
+        JobDecoder {
+            frames,
+            arrivals: Vec::new(),
+            refused: BTreeMap::new(),
+            opened: 0,
+        }
+    }
+    /// Refusals so far, by code.
+    pub fn refused(&self) -> &BTreeMap<u16, u64> {
+        &self.refused
+    }
+    /// Frames opened so far.
+    pub fn opened(&self) -> u64 {
+        self.opened
+    }
+    /// The frame opener.
+    pub fn frames(&self) -> &F {
+        &self.frames
+    }
+}
+
+impl<F: FrameOpen> Decoder<String, EcgChunk> for JobDecoder<F> {
+    fn decode(&mut self, record: &[u8]) -> Result<(String, Micros, EcgChunk), StreamError> {
+        let (arrival, frame) = decode_record(record)?;
+        self.arrivals.push(arrival);
+        match self.frames.open(frame) {
+            Ok(v) => {
+                self.opened += 1;
+                Ok(v)
+            }
+            Err(r) => {
+                *self.refused.entry(r.code).or_default() += 1;
+                Err(StreamError::Config(format!(
+                    "frame refused (code {}): {}",
+                    r.code, r.reason
+                )))
+            }
+        }
+    }
+}
+
+/// How results leave the worker.
+pub trait ResultSealer {
+    /// Turns one result (`id`, JSON) into the records to store: `(id,
+    /// payload)` pairs whose ids are deterministic (so replays deduplicate).
+    fn seal(
+        &mut self,
+        id: &str,
+        json: &[u8],
+        out: &mut Vec<(String, Vec<u8>)>,
+    ) -> Result<(), StreamError>;
+}
+
+/// How checkpoint state leaves the worker.
+pub trait StateSealer {
+    /// Protects engine state.
+    fn seal(&self, state: &[u8]) -> Result<Vec<u8>, StreamError>;
+    /// Recovers engine state.
+    fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, StreamError>;
+}
+
+/// Results stored as they are (the plain baseline).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PlainResults;
+
+impl ResultSealer for PlainResults {
+    fn seal(
+        &mut self,
+        id: &str,
+        json: &[u8],
+        out: &mut Vec<(String, Vec<u8>)>,
+    ) -> Result<(), StreamError> {
+        out.push((id.to_owned(), json.to_vec()));
+        Ok(())
+    }
+}
+
+/// State stored as it is (the plain baseline).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PlainState;
+
+impl StateSealer for PlainState {
+    fn seal(&self, state: &[u8]) -> Result<Vec<u8>, StreamError> {
+        Ok(state.to_vec())
+    }
+    fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, StreamError> {
+        Ok(sealed.to_vec())
+    }
+}
+
+/// A [`ResultSink`] that seals each result before the inner sink stores it.
+pub struct ProtectedSink<R, S> {
+    inner: R,
+    sealer: S,
+    buf: Vec<(String, Vec<u8>)>,
+}
+
+impl<R: ResultSink, S: ResultSealer> ProtectedSink<R, S> {
+    /// Wraps `inner`.
+    pub fn new(inner: R, sealer: S) -> Self {
+        ProtectedSink {
+            inner,
+            sealer,
+            buf: Vec::new(),
+        }
+    }
+    /// The inner sink.
+    pub fn inner(&self) -> &R {
+        &self.inner
+    }
+}
+
+impl<R: ResultSink, S: ResultSealer> ResultSink for ProtectedSink<R, S> {
+    fn put(&mut self, id: &str, payload: &[u8]) -> Result<bool, StreamError> {
+        self.buf.clear();
+        self.sealer.seal(id, payload, &mut self.buf)?;
+        let mut new = false;
+        for (i, p) in self.buf.drain(..) {
+            new |= self.inner.put(&i, &p)?;
+        }
+        Ok(new)
+    }
+    fn sync(&mut self) -> Result<(), StreamError> {
+        self.inner.sync()
+    }
+}
+
+/// A [`CheckpointStore`] that seals engine state before the inner store
+/// keeps it (the sealed bytes travel base64-encoded in the state field).
+pub struct ProtectedCheckpoints<C, S> {
+    inner: C,
+    sealer: S,
+}
+
+impl<C, S> ProtectedCheckpoints<C, S> {
+    /// Wraps `inner`.
+    pub fn new(inner: C, sealer: S) -> Self {
+        ProtectedCheckpoints { inner, sealer }
+    }
+}
+
+impl<C: CheckpointStore, S: StateSealer> CheckpointStore for ProtectedCheckpoints<C, S> {
+    fn save(&mut self, cp: &Checkpoint) -> Result<(), StreamError> {
+        use base64::Engine as _;
+        let sealed = self.sealer.seal(cp.state.as_bytes())?;
+        let text = base64::engine::general_purpose::STANDARD.encode(sealed);
+        self.inner
+            .save(&Checkpoint::new(cp.log_offset, text.into_bytes())?)
+    }
+    fn load(&self) -> Result<Option<Checkpoint>, StreamError> {
+        use base64::Engine as _;
+        let Some(cp) = self.inner.load()? else {
+            return Ok(None);
+        };
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(cp.state.as_bytes())
+            .map_err(|e| StreamError::Config(format!("checkpoint state is not base64: {e}")))?;
+        let state = self.sealer.open(&sealed)?;
+        Ok(Some(Checkpoint::new(cp.log_offset, state)?))
+    }
+}
+
+/// What one [`EcgJob::run_batch`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchReport {
+    /// Log records processed.
+    pub records: usize,
+    /// Per record: microseconds from its arrival at ingest to its results
+    /// being durable.
+    pub latencies_us: Vec<i64>,
+}
+
+/// The ECG job: the checkpointed pipeline with protected results and state.
+pub type EcgPipeline<F, C, R, RS, SS> =
+    Pipeline<String, EcgOperator, ProtectedCheckpoints<C, SS>, ProtectedSink<R, RS>, JobDecoder<F>>;
+
+/// A worker's ECG job over one log.
+pub struct EcgJob<F: FrameOpen, C, R, RS, SS> {
+    pipe: EcgPipeline<F, C, R, RS, SS>,
+}
+
+impl<F, C, R, RS, SS> EcgJob<F, C, R, RS, SS>
+where
+    F: FrameOpen,
+    C: CheckpointStore,
+    R: ResultSink,
+    RS: ResultSealer,
+    SS: StateSealer,
+{
+    /// Opens the job, restoring the last checkpoint if there is one.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open(
+        cfg: EcgConfig,
+        engine: EngineConfig,
+        frames: F,
+        checkpoints: C,
+        state: SS,
+        results: R,
+        sealer: RS,
+        checkpoint_every: u64,
+    ) -> Result<Self, StreamError> {
+        Ok(EcgJob {
+            pipe: Pipeline::open(
+                EcgOperator::new(cfg),
+                engine,
+                JobDecoder::new(frames),
+                ProtectedCheckpoints::new(checkpoints, state),
+                ProtectedSink::new(results, sealer),
+                checkpoint_every,
+            )?,
+        })
+    }
+
+    /// Processes up to `max` records and makes their results durable;
+    /// returns the latency of each record.
+    pub fn run_batch(
+        &mut self,
+        log: &impl FrameLog,
+        max: usize,
+    ) -> Result<BatchReport, StreamError> {
+        let records = self.pipe.step(log, max)?;
+        self.pipe.sync_results()?;
+        let now = now_us();
+        let latencies_us = self
+            .pipe
+            .decoder_mut()
+            .arrivals
+            .drain(..)
+            .map(|a| now.saturating_sub(a))
+            .collect();
+        Ok(BatchReport {
+            records,
+            latencies_us,
+        })
+    }
+
+    /// Takes a checkpoint now.
+    pub fn checkpoint(&mut self) -> Result<(), StreamError> {
+        self.pipe.checkpoint()
+    }
+
+    /// Log offset processed so far.
+    pub fn offset(&self) -> u64 {
+        self.pipe.offset()
+    }
+
+    /// Pipeline counters.
+    pub fn stats(&self) -> PipelineStats {
+        self.pipe.stats()
+    }
+
+    /// The decoder: frames opened and refusals by code.
+    pub fn decoder(&self) -> &JobDecoder<F> {
+        self.pipe.decoder()
+    }
+
+    /// The pipeline.
+    pub fn pipeline(&self) -> &EcgPipeline<F, C, R, RS, SS> {
+        &self.pipe
+    }
+
+    /// The pipeline, mutably.
+    pub fn pipeline_mut(&mut self) -> &mut EcgPipeline<F, C, R, RS, SS> {
+        &mut self.pipe
+    }
+}
+
+/// Seals each result to every subscriber of the worker's assignment
+/// (`aorta_crypto::results`, `docs/results-format.md`). One result session
+/// per subscriber per worker run: its envelope is stored once, under
+/// `SUBSCRIBER/@session/SESSION_ID`, before the first result it seals;
+/// results are stored under `SUBSCRIBER/ID`.
+pub struct SubscriberSealer {
+    sessions: Vec<(aorta_crypto::results::ResultSession, Option<Vec<u8>>)>,
+}
+
+impl SubscriberSealer {
+    /// Sessions for `subscribers` (id, clinician public key).
+    pub fn new(
+        subscribers: &[(String, aorta_crypto::results::ClinicianPublic)],
+    ) -> Result<Self, StreamError> {
+        let mut sessions = Vec::with_capacity(subscribers.len());
+        for (id, pk) in subscribers {
+            let (s, envelope) = aorta_crypto::results::ResultSession::open_new(id, pk)
+                .map_err(|e| StreamError::Config(format!("result session for {id}: {e}")))?;
+            sessions.push((s, Some(envelope)));
+        }
+        Ok(SubscriberSealer { sessions })
+    }
+
+    /// Number of subscribers.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// True without subscribers.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+}
+
+/// The store id of a session envelope.
+pub fn session_id_key(subscriber: &str, session: &[u8]) -> String {
+    format!(
+        "{subscriber}/@session/{}",
+        aorta_crypto::results::to_hex(session)
+    )
+}
+
+impl ResultSealer for SubscriberSealer {
+    fn seal(
+        &mut self,
+        id: &str,
+        json: &[u8],
+        out: &mut Vec<(String, Vec<u8>)>,
+    ) -> Result<(), StreamError> {
+        for (s, envelope) in &mut self.sessions {
+            let sub = s.subscriber_id().to_owned();
+            if let Some(env) = envelope.take() {
+                out.push((session_id_key(&sub, &s.session_id()), env));
+            }
+            let sealed = s
+                .seal(id, json)
+                .map_err(|e| StreamError::Config(format!("sealing result {id}: {e}")))?;
+            out.push((format!("{sub}/{id}"), sealed));
+        }
+        Ok(())
+    }
+}
+
+/// Seals checkpoint state under the worker state key the broker released,
+/// bound to the assignment name.
+pub struct StateKeySealer {
+    key: zeroize::Zeroizing<[u8; 32]>,
+    context: Vec<u8>,
+}
+
+impl StateKeySealer {
+    /// A sealer with `key`, for `assignment`.
+    pub fn new(key: &[u8; 32], assignment: &str) -> Self {
+        StateKeySealer {
+            key: zeroize::Zeroizing::new(*key),
+            context: format!("aorta worker checkpoint/{assignment}").into_bytes(),
+        }
+    }
+}
+
+impl StateSealer for StateKeySealer {
+    fn seal(&self, state: &[u8]) -> Result<Vec<u8>, StreamError> {
+        aorta_crypto::results::seal_state(&self.key, &self.context, state)
+            .map_err(|e| StreamError::Config(format!("sealing the checkpoint: {e}")))
+    }
+    fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, StreamError> {
+        aorta_crypto::results::open_state(&self.key, &self.context, sealed)
+            .map(|z| z.to_vec())
+            .map_err(|e| StreamError::Config(format!("opening the checkpoint: {e}")))
+    }
+}
