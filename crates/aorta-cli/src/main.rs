@@ -19,6 +19,7 @@ mod eval_cmd;
 mod factory_cmd;
 mod frames_cmd;
 mod hrv_cmd;
+mod replay;
 mod wfdb_cmd;
 mod worker_cmd;
 
@@ -51,7 +52,7 @@ enum Command {
     /// Factory: key pool, key registry, device provisioning.
     #[command(subcommand)]
     Factory(factory_cmd::FactoryCmd),
-    /// Device: seal samples into upload frames.
+    /// Device: seal samples into upload frames; stream a record to a server.
     #[command(subcommand)]
     Device(device_cmd::DeviceCmd),
     /// Server: open upload frames.
