@@ -265,6 +265,13 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_can_move_to_a_device_thread() {
+        fn send<T: Send>() {}
+        send::<RecordReplay>();
+        send::<aorta_device::rotation::Sealer<aorta_device::se::FileSecureElement>>();
+    }
+
+    #[test]
     fn bad_options_are_refused() {
         for o in [
             opts(0.0, 0.0, None),

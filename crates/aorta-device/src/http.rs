@@ -265,7 +265,8 @@ impl Transport for HttpsTransport {
                 });
             }
         };
-        let net = |e: reqwest::Error| DeviceError::Network(format!("{}: {}", self.url, chain(&e)));
+        // reqwest's message already names the URL.
+        let net = |e: reqwest::Error| DeviceError::Network(chain(&e));
         let resp = self
             .client
             .post(self.url.clone())
@@ -401,6 +402,12 @@ mod tests {
                 Err(e) => prop_assert!(false, "unexpected {e}"),
             }
         }
+    }
+
+    #[test]
+    fn the_transport_can_be_shared_by_device_threads() {
+        fn send_sync_clone<T: Send + Sync + Clone>() {}
+        send_sync_clone::<HttpsTransport>();
     }
 
     #[test]
