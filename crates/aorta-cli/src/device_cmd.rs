@@ -1,19 +1,27 @@
 //! `aorta device …`: what the ECG device does, run from the command line.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use aorta_crypto::frame::ChannelCalibration;
+use anyhow::Context;
+use aorta_device::agent::{self, AgentConfig, AgentEvent, AgentReport, FrameSource, Speed};
+use aorta_device::http::{HttpOptions, HttpsTransport};
 use aorta_device::queue::{OfflineQueue, QueueLimits};
 use aorta_device::rotation::Sealer;
 use aorta_device::se::FileSecureElement;
 use aorta_signal::wfdb::Record;
 
 use crate::factory_cmd::SE_FILE;
+use crate::replay::{RecordReplay, ReplayOptions};
 
 /// The rotation state file inside a device directory.
 pub const STATE_FILE: &str = "rotation.state";
+/// The offline queue inside a device directory (used by `device run`).
+pub const QUEUE_DIR: &str = "queue";
 
 /// `aorta device` subcommands.
 #[derive(clap::Subcommand)]
@@ -37,6 +45,51 @@ pub enum DeviceCmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Stream a WFDB record to an aorta server as a live device: frames are
+    /// sealed on schedule (real time × SPEED, or as fast as possible),
+    /// buffered in DEVICE/queue, uploaded over HTTPS with retry (capped
+    /// exponential backoff with jitter). SIGINT/SIGTERM stops cleanly: the
+    /// in-flight upload finishes, unsent frames stay queued, exit 0; the next
+    /// run sends them first. A second SIGINT/SIGTERM exits at once (130).
+    Run {
+        /// Device directory made by `aorta factory provision`.
+        #[arg(long)]
+        device: PathBuf,
+        /// WFDB record (path without extension, or its .hea).
+        #[arg(long)]
+        record: PathBuf,
+        /// Server base URL (https://host:port).
+        #[arg(long)]
+        server: String,
+        /// PEM file with the CA certificate(s) to trust for the server (the
+        /// dev server's `cert.pem`).
+        #[arg(long)]
+        ca: PathBuf,
+        /// × real time (e.g. 1, 10), or `max`.
+        #[arg(long, default_value = "1")]
+        speed: Speed,
+        /// Seconds of samples per frame.
+        #[arg(long, default_value_t = 1.0)]
+        frame_seconds: f64,
+        /// Seconds of signal to stream (default: the rest of the record;
+        /// longer wraps around to its start).
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Where in the record to start, in seconds.
+        #[arg(long, default_value_t = 0.0)]
+        offset: f64,
+        /// Time of the first sample, µs since the Unix epoch (default: now).
+        #[arg(long)]
+        start_us: Option<i64>,
+        /// After the record ends, give up emptying the queue after this many
+        /// seconds (frames stay queued; default: keep trying until stopped).
+        #[arg(long)]
+        drain_timeout: Option<f64>,
+        /// Print the summary as JSON (`frames`, `acked`, `refused`,
+        /// `retries`, `queued_left`, `samples`, ...).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
@@ -47,69 +100,269 @@ pub fn run(cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
             frame_seconds,
             start_us,
             out,
+        } => seal(device, record, frame_seconds, start_us, out),
+        DeviceCmd::Run {
+            device,
+            record,
+            server,
+            ca,
+            speed,
+            frame_seconds,
+            duration,
+            offset,
+            start_us,
+            drain_timeout,
+            json,
         } => {
-            if frame_seconds.is_nan() || frame_seconds <= 0.0 || frame_seconds > 3600.0 {
-                bail!("--frame-seconds must be in (0, 3600]");
-            }
-            let se = FileSecureElement::open(device.join(SE_FILE))?;
-            let mut sealer = Sealer::new(se, device.join(STATE_FILE))?;
-            let rec = Record::read(&record)?;
-            let h = &rec.header;
-            let fs = h.sampling_frequency;
-            let rate_mhz = (fs * 1000.0).round();
-            if !(1.0..=f64::from(u32::MAX)).contains(&rate_mhz) {
-                bail!("sampling frequency {fs} Hz is out of range");
-            }
-            let rate_mhz = rate_mhz as u32;
-            let n = rec.samples.first().map_or(0, Vec::len);
-            if rec.samples.iter().any(|s| s.len() != n) {
-                bail!("multi-frequency records are not supported (signals differ in length)");
-            }
-            let cal: Vec<ChannelCalibration> = h
-                .signals
-                .iter()
+            let drain_timeout = drain_timeout
                 .map(|s| {
-                    Ok(ChannelCalibration {
-                        gain: s.gain,
-                        baseline: s.baseline,
-                        adc_zero: s.adc_zero,
-                        adc_resolution: u16::try_from(s.adc_resolution)
-                            .context("ADC resolution out of range")?,
-                        units: s.units.clone(),
-                        description: s.description.clone(),
-                    })
+                    Duration::try_from_secs_f64(s).context("--drain-timeout must be seconds ≥ 0")
                 })
-                .collect::<anyhow::Result<_>>()?;
-            let per = (fs * frame_seconds).round().max(1.0) as usize;
-            let mut queue = OfflineQueue::open(
-                &out,
-                QueueLimits {
-                    max_bytes: u64::MAX,
-                    max_frames: usize::MAX,
-                },
-            )?;
-            let (mut frames, mut bytes, mut first_seq) = (0u64, 0u64, None);
-            for (start, chans) in rec.blocks(per) {
-                let t = start_us
-                    .checked_add((start as f64 * 1e6 / fs).round() as i64)
-                    .context("timestamp overflow")?;
-                let f = sealer.seal(t, rate_mhz, &cal, &chans)?;
-                queue.push(f.sequence, &f.bytes)?;
-                first_seq.get_or_insert(f.sequence);
-                frames += 1;
-                bytes += f.bytes.len() as u64;
-            }
-            let raw = (n * rec.samples.len() * 2) as u64;
-            println!(
-                "sealed {frames} frames (sequences {}..{}) of {} samples × {} channels into {}: {bytes} bytes ({:.1}% of 16-bit samples)",
-                first_seq.unwrap_or(0),
-                sealer.next_sequence(),
-                n,
-                rec.samples.len(),
-                out.display(),
-                100.0 * bytes as f64 / raw.max(1) as f64
-            );
-            Ok(ExitCode::SUCCESS)
+                .transpose()?;
+            let start_us = match start_us {
+                Some(t) => t,
+                None => now_us()?,
+            };
+            let opts = ReplayOptions {
+                frame_seconds,
+                offset_seconds: offset,
+                duration_seconds: duration,
+                start_us,
+            };
+            let config = AgentConfig {
+                speed,
+                drain_timeout,
+                ..AgentConfig::default()
+            };
+            stream(&device, &record, &server, &ca, &opts, &config, json)
         }
     }
+}
+
+fn now_us() -> anyhow::Result<i64> {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the system clock is before 1970")?;
+    i64::try_from(d.as_micros()).context("the system clock is out of range")
+}
+
+/// `aorta device seal`: the agent's seal-and-queue step over a whole record,
+/// without an uplink.
+fn seal(
+    device: PathBuf,
+    record: PathBuf,
+    frame_seconds: f64,
+    start_us: i64,
+    out: PathBuf,
+) -> anyhow::Result<ExitCode> {
+    let se = FileSecureElement::open(device.join(SE_FILE))?;
+    let mut sealer = Sealer::new(se, device.join(STATE_FILE))?;
+    let rec = Arc::new(Record::read(&record)?);
+    let mut src = RecordReplay::new(
+        rec.clone(),
+        &ReplayOptions {
+            frame_seconds,
+            offset_seconds: 0.0,
+            duration_seconds: None,
+            start_us,
+        },
+    )?;
+    let mut queue = OfflineQueue::open(
+        &out,
+        QueueLimits {
+            max_bytes: u64::MAX,
+            max_frames: usize::MAX,
+        },
+    )?;
+    let (rate, cal) = (src.sample_rate_mhz(), src.calibration().to_vec());
+    let (n, channels) = (src.total_samples(), src.channels());
+    let (mut frames, mut bytes, mut first_seq) = (0u64, 0u64, None);
+    while let Some(frame) = src.next_frame()? {
+        let (f, _) = agent::seal_and_queue(&mut sealer, &mut queue, rate, &cal, &frame)?;
+        first_seq.get_or_insert(f.sequence);
+        frames += 1;
+        bytes += f.bytes.len() as u64;
+    }
+    let raw = n * channels as u64 * 2;
+    println!(
+        "sealed {frames} frames (sequences {}..{}) of {n} samples × {channels} channels into {}: {bytes} bytes ({:.1}% of 16-bit samples)",
+        first_seq.unwrap_or(0),
+        sealer.next_sequence(),
+        out.display(),
+        100.0 * bytes as f64 / raw.max(1) as f64
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Raises `stop` on SIGINT/SIGTERM; a second signal exits at once with 130.
+fn install_stop_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        // Order matters: the conditional exit sees the flag the first
+        // signal set, so only a second signal exits immediately.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
+            .context("installing the signal handler")?;
+        signal_hook::flag::register(sig, stop.clone()).context("installing the signal handler")?;
+    }
+    Ok(stop)
+}
+
+/// A one-line progress display on stderr: redrawn in place on a terminal,
+/// one line every 10 s otherwise.
+struct ProgressLine {
+    tty: bool,
+    every: Duration,
+    last: Option<Instant>,
+    drawn: bool,
+}
+
+impl ProgressLine {
+    fn new() -> Self {
+        let tty = std::io::stderr().is_terminal();
+        ProgressLine {
+            tty,
+            every: if tty {
+                Duration::from_millis(250)
+            } else {
+                Duration::from_secs(10)
+            },
+            last: None,
+            drawn: false,
+        }
+    }
+
+    fn line(r: &AgentReport) -> String {
+        let mut s = format!(
+            "sealed {} · acked {} · queued {} · retries {} · refused {}",
+            r.frames_sealed,
+            r.acked,
+            r.queued_left,
+            r.retries,
+            r.refused.len()
+        );
+        if r.dropped > 0 {
+            s.push_str(&format!(" · dropped {}", r.dropped));
+        }
+        s
+    }
+
+    fn on_event(&mut self, e: &AgentEvent<'_>, r: &AgentReport) {
+        match e {
+            AgentEvent::Refused { sequence, reason } => {
+                self.clear();
+                eprintln!("frame {sequence} refused: {reason}");
+            }
+            AgentEvent::Retry { error, wait } if r.retries == 1 || r.retries % 20 == 0 => {
+                self.clear();
+                eprintln!(
+                    "upload failed ({error}); frames stay queued, retrying in {:.1} s",
+                    wait.as_secs_f64()
+                );
+            }
+            _ => {}
+        }
+        if self.last.is_none_or(|t| t.elapsed() >= self.every) {
+            self.last = Some(Instant::now());
+            if self.tty {
+                eprint!("\r\x1b[2K{}", Self::line(r));
+                self.drawn = true;
+            } else {
+                eprintln!("{}", Self::line(r));
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        if self.drawn {
+            eprint!("\r\x1b[2K");
+            self.drawn = false;
+        }
+    }
+}
+
+/// `aorta device run`.
+fn stream(
+    device: &std::path::Path,
+    record: &std::path::Path,
+    server: &str,
+    ca: &std::path::Path,
+    opts: &ReplayOptions,
+    config: &AgentConfig,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut transport = HttpsTransport::new(server, ca, HttpOptions::default())?;
+    let se = FileSecureElement::open(device.join(SE_FILE))?;
+    let serial = aorta_crypto::keys::KeyPrf::serial(&se).to_owned();
+    let mut sealer = Sealer::new(se, device.join(STATE_FILE))?;
+    let mut queue = OfflineQueue::open(device.join(QUEUE_DIR), QueueLimits::default())?;
+    let resumed = queue.len();
+    let rec = Arc::new(Record::read(record)?);
+    let mut src = RecordReplay::new(rec, opts)?;
+    let stop = install_stop_signals()?;
+    if resumed > 0 {
+        eprintln!("{serial}: {resumed} frames queued by an earlier run go first");
+    }
+    eprintln!(
+        "{serial}: streaming {:.1} s of {} to {} ({})",
+        src.total_samples() as f64 * 1000.0 / f64::from(src.sample_rate_mhz()),
+        record.display(),
+        transport.url(),
+        match config.speed {
+            Speed::Max => "as fast as possible".to_owned(),
+            Speed::RealTime(x) => format!("{x}× real time"),
+        }
+    );
+    let mut line = ProgressLine::new();
+    let mut cb = |e: &AgentEvent<'_>, r: &AgentReport| line.on_event(e, r);
+    let r = agent::run(
+        &mut src,
+        &mut sealer,
+        &mut queue,
+        &mut transport,
+        config,
+        &stop,
+        Some(&mut cb),
+    )?;
+    line.clear();
+    if json {
+        let v = serde_json::json!({
+            "serial": serial,
+            "frames": r.frames_sealed,
+            "samples": r.samples_sealed,
+            "bytes": r.bytes_sealed,
+            "acked": r.acked,
+            "refused": r.refused.len(),
+            "retries": r.retries,
+            "dropped": r.dropped,
+            "queued_left": r.queued_left,
+            "resumed": resumed,
+            "stopped": r.stopped,
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "{serial}: sealed {} frames ({} samples/channel, {} bytes), acked {}, refused {}, retries {}, dropped {}, left queued {}{}",
+            r.frames_sealed,
+            r.samples_sealed,
+            r.bytes_sealed,
+            r.acked,
+            r.refused.len(),
+            r.retries,
+            r.dropped,
+            r.queued_left,
+            if r.stopped {
+                " (stopped; queued frames go first next run)"
+            } else if r.drain_timed_out {
+                " (drain timeout; queued frames go first next run)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(if r.refused.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

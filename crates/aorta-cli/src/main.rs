@@ -21,6 +21,7 @@ mod frames_cmd;
 mod hrv_cmd;
 mod results_cmd;
 mod server_cmd;
+mod replay;
 mod wfdb_cmd;
 mod worker_cmd;
 
@@ -53,7 +54,7 @@ enum Command {
     /// Factory: key pool, key registry, device provisioning.
     #[command(subcommand)]
     Factory(factory_cmd::FactoryCmd),
-    /// Device: seal samples into upload frames.
+    /// Device: seal samples into upload frames; stream a record to a server.
     #[command(subcommand)]
     Device(device_cmd::DeviceCmd),
     /// Server: open upload frames.

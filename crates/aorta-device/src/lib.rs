@@ -4,7 +4,10 @@
 //! [`se::SecureElement`] trait (file-backed for development, PKCS#11 for
 //! hardware), the key-rotation state and the [`rotation::Sealer`] that turns
 //! samples into sealed upload frames, the crash-safe offline buffer
-//! ([`queue::OfflineQueue`]) and the upload loop ([`queue::flush`]).
+//! ([`queue::OfflineQueue`]), the upload loop ([`queue::flush`]), the live
+//! device agent ([`agent::run`]: paced production, offline buffering, retry
+//! with capped exponential backoff and jitter, clean shutdown) and its HTTPS
+//! uplink ([`http::HttpsTransport`]).
 //!
 //! It must never write key bytes anywhere but the secure element, never log
 //! them, never reuse a (key, nonce) pair, and never drop a buffered frame
@@ -23,7 +26,9 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod agent;
 mod fsutil;
+pub mod http;
 pub mod pkcs11;
 pub mod queue;
 pub mod rotation;
@@ -98,6 +103,21 @@ pub enum DeviceError {
     /// The network is down (transport failure); frames stay queued.
     #[error("network unavailable: {0}")]
     Network(String),
+    /// The server is reachable but cannot take the frame now (HTTP 429, 5xx
+    /// or an unexpected status): transient, the frame stays queued and is
+    /// retried after a backoff (at least `retry_after` when the server said so).
+    #[error("server busy (HTTP {status}): {detail}")]
+    ServerBusy {
+        /// HTTP status.
+        status: u16,
+        /// The server's explanation, if any.
+        detail: String,
+        /// The server's `Retry-After`, already capped by the transport.
+        retry_after: Option<std::time::Duration>,
+    },
+    /// The frame source (a record, a growing file, a sensor) failed.
+    #[error("frame source: {0}")]
+    Source(String),
     /// The peer broke the protocol.
     #[error("protocol violation: {0}")]
     Protocol(String),

@@ -212,6 +212,47 @@ pub struct FlushReport {
     pub refused: Vec<(u64, String)>,
 }
 
+/// What became of one uploaded frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Acknowledged and removed from the queue.
+    Acked {
+        /// The queued sequence.
+        sequence: u64,
+    },
+    /// Refused for good, removed from the queue, reported.
+    Refused {
+        /// The queued sequence.
+        sequence: u64,
+        /// The server's reason.
+        reason: String,
+    },
+}
+
+/// Applies the server's reply to the queued frame `sequence`: an
+/// acknowledgement of that sequence or a refusal removes it durably; an
+/// acknowledgement of another sequence is a [`DeviceError::Protocol`] error
+/// and leaves the queue untouched.
+pub fn apply_reply(
+    queue: &mut OfflineQueue,
+    sequence: u64,
+    reply: UploadReply,
+) -> Result<Outcome, DeviceError> {
+    match reply {
+        UploadReply::Ack { sequence: acked } if acked == sequence => {
+            queue.ack(sequence)?;
+            Ok(Outcome::Acked { sequence })
+        }
+        UploadReply::Ack { sequence: acked } => Err(DeviceError::Protocol(format!(
+            "server acknowledged {acked} for frame {sequence}"
+        ))),
+        UploadReply::Refused { reason, .. } => {
+            queue.ack(sequence)?;
+            Ok(Outcome::Refused { sequence, reason })
+        }
+    }
+}
+
 /// Uploads queued frames oldest first until the queue is empty or the
 /// network fails (then the error is returned and unsent frames stay queued).
 pub fn flush(
@@ -220,20 +261,10 @@ pub fn flush(
 ) -> Result<FlushReport, DeviceError> {
     let mut r = FlushReport::default();
     while let Some((seq, bytes)) = queue.oldest()? {
-        match transport.upload(&bytes)? {
-            UploadReply::Ack { sequence } if sequence == seq => {
-                queue.ack(seq)?;
-                r.acked.push(seq);
-            }
-            UploadReply::Ack { sequence } => {
-                return Err(DeviceError::Protocol(format!(
-                    "server acknowledged {sequence} for frame {seq}"
-                )));
-            }
-            UploadReply::Refused { sequence, reason } => {
-                queue.ack(seq)?;
-                r.refused.push((sequence, reason));
-            }
+        let reply = transport.upload(&bytes)?;
+        match apply_reply(queue, seq, reply)? {
+            Outcome::Acked { sequence } => r.acked.push(sequence),
+            Outcome::Refused { sequence, reason } => r.refused.push((sequence, reason)),
         }
     }
     Ok(r)
