@@ -13,15 +13,16 @@ mod bench_compress;
 mod bench_rr_stream;
 mod bench_se;
 mod broker_cmd;
+mod demo_cmd;
 mod device_cmd;
 mod ehr_cmd;
 mod eval_cmd;
 mod factory_cmd;
 mod frames_cmd;
 mod hrv_cmd;
+mod replay;
 mod results_cmd;
 mod server_cmd;
-mod replay;
 mod wfdb_cmd;
 mod worker_cmd;
 
@@ -34,6 +35,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the whole system on this machine: provision devices, start the
+    /// server, broker and attested worker, stream real ECG records, show
+    /// live results for a clinician, then a summary.
+    Demo(demo_cmd::DemoArgs),
     /// Performance measurements.
     #[command(subcommand)]
     Bench(bench_cmd::BenchCmd),
@@ -73,6 +78,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: anyhow::Result<ExitCode> = match cli.command {
+        Command::Demo(a) => demo_cmd::run(a),
         Command::Bench(c) => bench_cmd::run(c),
         Command::Eval(c) => eval_cmd::run(c),
         Command::Wfdb(c) => wfdb_cmd::run(c),
