@@ -81,6 +81,10 @@ pub struct DemoArgs {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Only provision and write the configuration into `--dir`, print the
+    /// commands that run each part, and exit (to run the pieces yourself).
+    #[arg(long, requires = "dir")]
+    setup_only: bool,
 }
 
 /// A child process killed on drop.
@@ -369,6 +373,33 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     let st = setup(&work, a.devices)?;
+    if a.setup_only {
+        let w = work.display();
+        let record = recs
+            .first()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        println!("set up in {w}. Run each part in its own terminal, from {w}:");
+        println!();
+        println!("  aorta server --config server.toml");
+        println!(
+            "  aorta worker stream --backend sim --broker BROKER_ADDR --assignment {ASSIGNMENT} \\"
+        );
+        println!("      --sim-platform-key sim-platform.key --server https://ADDR \\");
+        println!("      --ca server/cert.pem --token-file server/worker.token");
+        println!("  aorta device run --device devices/DEMO-0001 --record {record} \\");
+        println!("      --server https://ADDR --ca server/cert.pem --speed 10");
+        println!("  aorta results fetch --server https://ADDR --ca server/cert.pem \\");
+        println!("      --identity clinician.key --subscriber {SUBSCRIBER}");
+        println!();
+        println!(
+            "ADDR and BROKER_ADDR: what `aorta server` prints. server.toml listens on ephemeral"
+        );
+        println!(
+            "ports (127.0.0.1:0); set `listen` and `broker_listen` to fixed ones to keep them."
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     say(&format!(
         "  provisioned {} device(s) with {} factory keys each; clinician identity and broker policy written to {}",
         a.devices,
