@@ -319,9 +319,14 @@ impl Ingest {
             record: aorta_stream::job::encode_record(arrival_us, frame_bytes),
             reply,
         };
-        if self.tx.try_send(job).is_err() {
+        if let Err(e) = self.tx.try_send(job) {
             self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-            return Err(IngestError::Overloaded("ingest queue full"));
+            return Err(match e {
+                mpsc::error::TrySendError::Full(_) => IngestError::Overloaded("ingest queue full"),
+                mpsc::error::TrySendError::Closed(_) => {
+                    IngestError::Internal("the log writer stopped (see the server log)".into())
+                }
+            });
         }
         rx.await
             .map_err(|_| IngestError::Internal("log writer stopped".into()))?
