@@ -410,6 +410,14 @@ pub fn run<S: SecureElement>(
     {
         return Err(DeviceError::Config(format!("speed {x} must be > 0")));
     }
+    let b = config.backoff;
+    if b.initial.is_zero() || b.max < b.initial {
+        // A zero delay would hammer a failing server in a tight loop.
+        return Err(DeviceError::Config(format!(
+            "backoff must have 0 < initial ≤ max (got {:?}, {:?})",
+            b.initial, b.max
+        )));
+    }
     let rate = source.sample_rate_mhz();
     if rate == 0 {
         return Err(DeviceError::Config("sample rate must be positive".into()));
@@ -1000,6 +1008,42 @@ mod tests {
         assert_eq!(r.acked, 5);
     }
 
+    /// Fails on its third frame.
+    struct Broken(Synth);
+    impl FrameSource for Broken {
+        fn sample_rate_mhz(&self) -> u32 {
+            self.0.sample_rate_mhz()
+        }
+        fn calibration(&self) -> &[ChannelCalibration] {
+            self.0.calibration()
+        }
+        fn next_frame(&mut self) -> Result<Option<SourceFrame<'_>>, DeviceError> {
+            if self.0.next == 2 {
+                return Err(DeviceError::Source("sensor unplugged".into()));
+            }
+            self.0.next_frame()
+        }
+    }
+
+    #[test]
+    fn a_failing_source_stops_the_run_and_keeps_what_was_sealed() {
+        let d = device();
+        let stop = AtomicBool::new(false);
+        let mut sealer = Sealer::new(FileSecureElement::open(&d.se).unwrap(), &d.state).unwrap();
+        let mut queue = OfflineQueue::open(&d.queue, QueueLimits::default()).unwrap();
+        let e = run(
+            &mut Broken(Synth::new(0, 10)),
+            &mut sealer,
+            &mut queue,
+            &mut FakeServer::new(usize::MAX),
+            &fast(),
+            &stop,
+            None,
+        );
+        assert!(matches!(e, Err(DeviceError::Source(_))));
+        assert_eq!(queue.sequences(), vec![0, 1]);
+    }
+
     #[test]
     fn bad_configuration_is_refused() {
         let d = device();
@@ -1018,5 +1062,24 @@ mod tests {
             None,
         );
         assert!(matches!(e, Err(DeviceError::Config(_))));
+        for (initial, max) in [(0, 10), (20, 10)] {
+            let mut cfg = fast();
+            cfg.backoff.initial = Duration::from_millis(initial);
+            cfg.backoff.max = Duration::from_millis(max);
+            let e = run(
+                &mut Synth::new(0, 1),
+                &mut sealer,
+                &mut queue,
+                &mut FakeServer::new(0),
+                &cfg,
+                &stop,
+                None,
+            );
+            assert!(matches!(e, Err(DeviceError::Config(_))), "{initial} {max}");
+        }
+        assert!(
+            queue.is_empty(),
+            "nothing sealed under a refused configuration"
+        );
     }
 }
