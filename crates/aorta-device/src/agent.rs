@@ -34,6 +34,29 @@
 //! it) is removed from the queue and reported with the server's reason, so
 //! it cannot block newer frames. Frames dropped by the queue's full-queue
 //! policy are counted.
+//!
+//! ```no_run
+//! use std::sync::{Arc, atomic::AtomicBool};
+//! use aorta_device::agent::{self, AgentConfig, Speed};
+//! use aorta_device::http::{HttpOptions, HttpsTransport};
+//! use aorta_device::queue::{OfflineQueue, QueueLimits};
+//! use aorta_device::rotation::Sealer;
+//! use aorta_device::se::FileSecureElement;
+//! # fn source() -> Box<dyn agent::FrameSource> { unimplemented!() }
+//! let mut sealer = Sealer::new(FileSecureElement::open("dev/se.key")?, "dev/rotation.state")?;
+//! let mut queue = OfflineQueue::open("dev/queue", QueueLimits::default())?;
+//! // One transport per process; clones share its connection pool.
+//! let uplink = HttpsTransport::new("https://127.0.0.1:8443", "cert.pem".as_ref(), HttpOptions::default())?;
+//! let stop = Arc::new(AtomicBool::new(false)); // raised by a signal handler
+//! let config = AgentConfig { speed: Speed::RealTime(10.0), ..AgentConfig::default() };
+//! let mut src = source();
+//! let report = agent::run(
+//!     src.as_mut(), &mut sealer, &mut queue, &mut uplink.clone(), &config, &stop,
+//!     Some(&mut |event, report| eprintln!("{event:?} → {} acked", report.acked)),
+//! )?;
+//! println!("{} sealed, {} acked, {} left queued", report.frames_sealed, report.acked, report.queued_left);
+//! # Ok::<(), aorta_device::DeviceError>(())
+//! ```
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
