@@ -338,7 +338,7 @@ impl Uplink {
             _ => None,
         };
         let wait = self.backoff.next_wait(self.failures, self.uniform(), hint);
-        self.retry_at = Some(Instant::now() + wait);
+        self.retry_at = Some(later(Instant::now(), wait));
         report.retries += 1;
         report.last_error = Some(error.to_string());
         progress(
@@ -398,6 +398,14 @@ impl Uplink {
         }
         Ok(())
     }
+}
+
+/// `now + d`, or (for a duration beyond what the clock can represent, e.g.
+/// a hostile `Retry-After` from a custom transport) a year from now.
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 86_400)))
+        .unwrap_or(now)
 }
 
 /// Sleeps until `until`, at most `poll`.
@@ -472,9 +480,7 @@ pub fn run<S: SecureElement>(
         let end = frame
             .first_sample_us
             .saturating_add(span_us(frame.samples(), rate));
-        let due = t0
-            .checked_add(config.speed.due_after(end.saturating_sub(start)))
-            .unwrap_or(t0 + Duration::from_secs(u32::MAX.into()));
+        let due = later(t0, config.speed.due_after(end.saturating_sub(start)));
         // Serve the uplink until the frame is due.
         loop {
             if stop.load(Ordering::SeqCst) {
@@ -519,9 +525,7 @@ pub fn run<S: SecureElement>(
     }
 
     // The source has ended (or stop was raised): drain the queue.
-    let deadline = config
-        .drain_timeout
-        .and_then(|d| Instant::now().checked_add(d));
+    let deadline = config.drain_timeout.map(|d| later(Instant::now(), d));
     while !report.stopped && !queue.is_empty() {
         if stop.load(Ordering::SeqCst) {
             report.stopped = true;
@@ -856,6 +860,26 @@ mod tests {
     }
 
     #[test]
+    fn an_absurd_retry_after_neither_panics_nor_blocks_production() {
+        let d = device();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut src = Synth::new(0, 100);
+        src.stop_at = Some((stop.clone(), 5));
+        let mut server = FakeServer::new(usize::MAX);
+        server.busy_hint = Some(Duration::MAX);
+        let r = go(
+            &d,
+            &mut src,
+            &mut server,
+            &fast(),
+            &stop,
+            QueueLimits::default(),
+        );
+        assert!(r.stopped);
+        assert_eq!((r.frames_sealed, r.retries, r.queued_left), (5, 1, 5));
+    }
+
+    #[test]
     fn permanent_refusals_are_removed_and_reported() {
         let d = device();
         let mut src = Synth::new(0, 10);
@@ -1019,6 +1043,12 @@ mod tests {
         assert_eq!(Speed::RealTime(1.0).due_after(-5), Duration::ZERO);
         assert_eq!(span_us(360, 360_000), 1_000_000);
         assert_eq!(span_us(36, RATE_MHZ), 36_000);
+        let now = Instant::now();
+        assert_eq!(
+            later(now, Duration::from_secs(2)),
+            now + Duration::from_secs(2)
+        );
+        assert!(later(now, Duration::MAX) > now);
         assert_eq!("max".parse::<Speed>().unwrap(), Speed::Max);
         assert_eq!("2.5".parse::<Speed>().unwrap(), Speed::RealTime(2.5));
         for bad in ["0", "-1", "nan", "inf", "fast", ""] {
