@@ -139,7 +139,8 @@ pub fn run(cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn now_us() -> anyhow::Result<i64> {
+/// Now, in µs since the Unix epoch (the default `--start-us`).
+pub fn now_us() -> anyhow::Result<i64> {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .context("the system clock is before 1970")?;
@@ -195,7 +196,8 @@ fn seal(
 }
 
 /// Raises `stop` on SIGINT/SIGTERM; a second signal exits at once with 130.
-fn install_stop_signals() -> anyhow::Result<Arc<AtomicBool>> {
+/// (One flag can stop many agent threads, as in `aorta demo`.)
+pub fn install_stop_signals() -> anyhow::Result<Arc<AtomicBool>> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [SIGINT, SIGTERM] {

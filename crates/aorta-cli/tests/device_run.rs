@@ -1,8 +1,11 @@
-//! `aorta device run` through the real binary, with the server unreachable:
+//! `aorta device run` through the real binary. With the server unreachable:
 //! every sealed frame lands in DEVICE/queue (nothing lost offline), a second
 //! run keeps them ahead of its own, and SIGINT/SIGTERM stop cleanly (exit 0,
-//! unsent frames on disk). Uploading to a live server is tested in
-//! `aorta-device` (`http::tests`, a real TLS server in-process).
+//! unsent frames on disk). With a minimal HTTPS ingest in the test (rustls,
+//! HTTP/1.1, frames accepted by the real key registry, the protocol of
+//! docs/device-agent.md): a run stopped during an outage is resumed by the
+//! next, which uploads the old frames first; the server ends up with every
+//! sample of the record exactly once.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,8 +13,11 @@
     clippy::indexing_slicing
 )]
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aorta_signal::wfdb::{Format, SignalSpec, write_record_16};
@@ -71,7 +77,7 @@ fn setup(d: &Path) -> String {
         block_size: 0,
         description: "MLII".into(),
     };
-    let x: Vec<i32> = (0..7200).map(|i| ((i * 7) % 301) - 150).collect();
+    let x = signal();
     std::fs::create_dir(d.join("rec")).unwrap();
     write_record_16(
         d.join("rec"),
@@ -81,8 +87,12 @@ fn setup(d: &Path) -> String {
         &[x.clone(), x],
     )
     .unwrap();
-    let c = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let c =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
     std::fs::write(d.join("cert.pem"), c.cert.pem()).unwrap();
+    std::fs::write(d.join("cert.der"), c.cert.der()).unwrap();
+    std::fs::write(d.join("key.der"), c.signing_key.serialize_der()).unwrap();
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     drop(l);
@@ -161,6 +171,9 @@ fn offline_frames_are_all_queued_and_a_rerun_keeps_them_first() {
 
 #[test]
 fn sigint_and_sigterm_stop_cleanly_and_keep_unsent_frames() {
+    if !have_kill() {
+        return;
+    }
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     let server = setup(d);
@@ -169,7 +182,15 @@ fn sigint_and_sigterm_stop_cleanly_and_keep_unsent_frames() {
         let mut child = Command::new(env!("CARGO_BIN_EXE_aorta"))
             .args(run_args(
                 &server,
-                &["--speed", "1", "--frame-seconds", "0.25"],
+                // (the drain timeout only bounds a failed test's orphan)
+                &[
+                    "--speed",
+                    "1",
+                    "--frame-seconds",
+                    "0.25",
+                    "--drain-timeout",
+                    "1",
+                ],
             ))
             .current_dir(d)
             .stdout(Stdio::piped())
@@ -182,11 +203,7 @@ fn sigint_and_sigterm_stop_cleanly_and_keep_unsent_frames() {
             assert!(t0.elapsed() < Duration::from_secs(30), "no frame queued");
             std::thread::sleep(Duration::from_millis(20));
         }
-        let st = Command::new("kill")
-            .args([sig, &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success());
+        assert!(send_signal(sig, child.id()));
         let sent = Instant::now();
         let o = loop {
             if child.try_wait().unwrap().is_some() {
@@ -211,6 +228,25 @@ fn sigint_and_sigterm_stop_cleanly_and_keep_unsent_frames() {
         );
         assert_eq!(queued(d).len() as u64, before as u64 + frames);
     }
+}
+
+/// Whether the `kill` command is there to send signals (procps).
+fn have_kill() -> bool {
+    let ok = Command::new("kill")
+        .arg("-l")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("SKIP: no `kill` command (procps) to send signals with");
+    }
+    ok
+}
+
+fn send_signal(sig: &str, pid: u32) -> bool {
+    Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn queued_or_empty(d: &Path) -> Vec<u64> {
@@ -243,4 +279,186 @@ fn bad_arguments_are_usage_errors() {
     assert_eq!(aorta(&no_ca, d).status.code(), Some(2));
     // Nothing was sealed by a refused invocation.
     assert!(queued_or_empty(d).is_empty());
+}
+
+fn signal() -> Vec<i32> {
+    (0..7200).map(|i| ((i * 7) % 301) - 150).collect()
+}
+
+/// What the mini ingest stored: (sequence, first sample µs, channel 0).
+type Store = Arc<Mutex<Vec<(u64, i64, Vec<i32>)>>>;
+
+/// A minimal HTTPS/1.1 ingest on 127.0.0.1: 503 + `Retry-After: 0` while
+/// `down`, else the registry accepts (200 JSON) or refuses (422) the frame.
+fn ingest(d: &Path, down: Arc<AtomicBool>, store: Store) -> String {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cert = rustls::pki_types::CertificateDer::from(std::fs::read(d.join("cert.der")).unwrap());
+    let key =
+        rustls::pki_types::PrivatePkcs8KeyDer::from(std::fs::read(d.join("key.der")).unwrap());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key.into())
+        .unwrap();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let cfg = Arc::new(cfg);
+    let reg = Arc::new(aorta_registry::Registry::open(d.join("reg")).unwrap());
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for sock in l.incoming() {
+            let Ok(sock) = sock else { continue };
+            let (cfg, reg, down, store) = (cfg.clone(), reg.clone(), down.clone(), store.clone());
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(cfg).unwrap();
+                let mut r = BufReader::new(rustls::StreamOwned::new(conn, sock));
+                loop {
+                    let mut len = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let l = line.trim_end().to_ascii_lowercase();
+                        if l.is_empty() {
+                            break;
+                        }
+                        if let Some(v) = l.strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    if r.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let (status, extra, out) = if down.load(Ordering::SeqCst) {
+                        (
+                            503,
+                            "retry-after: 0\r\n",
+                            r#"{"error":"busy","detail":"down"}"#.to_owned(),
+                        )
+                    } else {
+                        match reg.accept_frame(&body) {
+                            Ok(a) => {
+                                let h = &a.frame.header;
+                                let mut st = store.lock().unwrap();
+                                if !a.duplicate {
+                                    st.push((
+                                        h.sequence,
+                                        h.first_sample_us,
+                                        a.frame.samples[0].clone(),
+                                    ));
+                                }
+                                let reply = format!(
+                                    r#"{{"serial":"{}","sequence":{},"offset":{},"duplicate":{}}}"#,
+                                    h.serial,
+                                    h.sequence,
+                                    st.len(),
+                                    a.duplicate
+                                );
+                                (200, "", reply)
+                            }
+                            Err(e) => (422, "", format!(r#"{{"error":"refused","detail":"{e}"}}"#)),
+                        }
+                    };
+                    let head = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{extra}\r\n",
+                        out.len()
+                    );
+                    let w = r.get_mut();
+                    if w.write_all(head.as_bytes()).is_err() || w.write_all(out.as_bytes()).is_err()
+                    {
+                        return;
+                    }
+                    let _ = w.flush();
+                }
+            });
+        }
+    });
+    format!("https://127.0.0.1:{port}")
+}
+
+#[test]
+fn a_stopped_run_during_an_outage_is_resumed_and_every_sample_arrives_once() {
+    if !have_kill() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    setup(d);
+    let down = Arc::new(AtomicBool::new(true));
+    let store: Store = Arc::default();
+    let server = ingest(d, down.clone(), store.clone());
+
+    // Run 1, server down: 4× real time from t = 0 s, stopped by SIGINT
+    // once at least three frames are queued.
+    let child = Command::new(env!("CARGO_BIN_EXE_aorta"))
+        .args(run_args(
+            &server,
+            &["--speed", "4", "--start-us", "0", "--drain-timeout", "1"],
+        ))
+        .current_dir(d)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while queued_or_empty(d).len() < 3 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no frame queued");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(send_signal("-INT", child.id()));
+    let o = ok(child.wait_with_output().unwrap());
+    let v1: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let n1 = v1["frames"].as_u64().unwrap();
+    assert_eq!(v1["stopped"], true, "{v1}");
+    assert_eq!(v1["acked"], 0, "{v1}");
+    assert!(v1["retries"].as_u64().unwrap() >= 1, "{v1}");
+    assert_eq!(v1["queued_left"].as_u64(), Some(n1));
+    assert!(store.lock().unwrap().is_empty());
+    let old = queued(d);
+
+    // Run 2, server up: the rest of the record, as fast as possible.
+    down.store(false, Ordering::SeqCst);
+    let start = n1.to_string();
+    let start_us = (n1 * 1_000_000).to_string();
+    let o = ok(aorta(
+        &run_args(
+            &server,
+            &[
+                "--speed",
+                "max",
+                "--offset",
+                &start,
+                "--start-us",
+                &start_us,
+            ],
+        ),
+        d,
+    ));
+    let v2: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v2["resumed"].as_u64(), Some(n1), "{v2}");
+    assert_eq!(v2["frames"].as_u64(), Some(20 - n1), "{v2}");
+    assert_eq!(v2["acked"], 20, "{v2}");
+    assert_eq!(
+        (v2["queued_left"].as_u64(), v2["refused"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert!(queued(d).is_empty());
+
+    // The server got the old frames first, then the new ones, each once,
+    // and together they are the whole record, sample for sample.
+    let st = store.lock().unwrap();
+    let seqs: Vec<u64> = st.iter().map(|s| s.0).collect();
+    assert_eq!(&seqs[..old.len()], &old[..]);
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let mut by_time: Vec<(i64, Vec<i32>)> = st.iter().map(|s| (s.1, s.2.clone())).collect();
+    by_time.sort();
+    let mut got = Vec::new();
+    for (us, samples) in by_time {
+        assert_eq!(us, got.len() as i64 * 1_000_000 / 360, "frame at {us} µs");
+        got.extend(samples);
+    }
+    assert_eq!(got, signal());
 }

@@ -34,6 +34,29 @@
 //! it) is removed from the queue and reported with the server's reason, so
 //! it cannot block newer frames. Frames dropped by the queue's full-queue
 //! policy are counted.
+//!
+//! ```no_run
+//! use std::sync::{Arc, atomic::AtomicBool};
+//! use aorta_device::agent::{self, AgentConfig, Speed};
+//! use aorta_device::http::{HttpOptions, HttpsTransport};
+//! use aorta_device::queue::{OfflineQueue, QueueLimits};
+//! use aorta_device::rotation::Sealer;
+//! use aorta_device::se::FileSecureElement;
+//! # fn source() -> Box<dyn agent::FrameSource> { unimplemented!() }
+//! let mut sealer = Sealer::new(FileSecureElement::open("dev/se.key")?, "dev/rotation.state")?;
+//! let mut queue = OfflineQueue::open("dev/queue", QueueLimits::default())?;
+//! // One transport per process; clones share its connection pool.
+//! let uplink = HttpsTransport::new("https://127.0.0.1:8443", "cert.pem".as_ref(), HttpOptions::default())?;
+//! let stop = Arc::new(AtomicBool::new(false)); // raised by a signal handler
+//! let config = AgentConfig { speed: Speed::RealTime(10.0), ..AgentConfig::default() };
+//! let mut src = source();
+//! let report = agent::run(
+//!     src.as_mut(), &mut sealer, &mut queue, &mut uplink.clone(), &config, &stop,
+//!     Some(&mut |event, report| eprintln!("{event:?} → {} acked", report.acked)),
+//! )?;
+//! println!("{} sealed, {} acked, {} left queued", report.frames_sealed, report.acked, report.queued_left);
+//! # Ok::<(), aorta_device::DeviceError>(())
+//! ```
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -315,7 +338,7 @@ impl Uplink {
             _ => None,
         };
         let wait = self.backoff.next_wait(self.failures, self.uniform(), hint);
-        self.retry_at = Some(Instant::now() + wait);
+        self.retry_at = Some(later(Instant::now(), wait));
         report.retries += 1;
         report.last_error = Some(error.to_string());
         progress(
@@ -377,6 +400,14 @@ impl Uplink {
     }
 }
 
+/// `now + d`, or (for a duration beyond what the clock can represent, e.g.
+/// a hostile `Retry-After` from a custom transport) a year from now.
+fn later(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 86_400)))
+        .unwrap_or(now)
+}
+
 /// Sleeps until `until`, at most `poll`.
 fn nap(until: Instant, poll: Duration) {
     let now = Instant::now();
@@ -410,6 +441,14 @@ pub fn run<S: SecureElement>(
     {
         return Err(DeviceError::Config(format!("speed {x} must be > 0")));
     }
+    let b = config.backoff;
+    if b.initial.is_zero() || b.max < b.initial {
+        // A zero delay would hammer a failing server in a tight loop.
+        return Err(DeviceError::Config(format!(
+            "backoff must have 0 < initial ≤ max (got {:?}, {:?})",
+            b.initial, b.max
+        )));
+    }
     let rate = source.sample_rate_mhz();
     if rate == 0 {
         return Err(DeviceError::Config("sample rate must be positive".into()));
@@ -441,9 +480,7 @@ pub fn run<S: SecureElement>(
         let end = frame
             .first_sample_us
             .saturating_add(span_us(frame.samples(), rate));
-        let due = t0
-            .checked_add(config.speed.due_after(end.saturating_sub(start)))
-            .unwrap_or(t0 + Duration::from_secs(u32::MAX.into()));
+        let due = later(t0, config.speed.due_after(end.saturating_sub(start)));
         // Serve the uplink until the frame is due.
         loop {
             if stop.load(Ordering::SeqCst) {
@@ -488,9 +525,7 @@ pub fn run<S: SecureElement>(
     }
 
     // The source has ended (or stop was raised): drain the queue.
-    let deadline = config
-        .drain_timeout
-        .and_then(|d| Instant::now().checked_add(d));
+    let deadline = config.drain_timeout.map(|d| later(Instant::now(), d));
     while !report.stopped && !queue.is_empty() {
         if stop.load(Ordering::SeqCst) {
             report.stopped = true;
@@ -779,7 +814,9 @@ mod tests {
     #[test]
     fn production_goes_on_while_the_uplink_backs_off() {
         // The server is down for 3 attempts and says "retry after 300 ms"
-        // each time: production must not wait for it.
+        // each time: production must not wait for it. (Checked on the order
+        // of events, not on wall time: frames are sealed between a failure
+        // and the next successful upload.)
         let d = device();
         let mut src = Synth::new(0, 30);
         let mut server = FakeServer::new(3);
@@ -787,8 +824,19 @@ mod tests {
         let stop = AtomicBool::new(false);
         let mut sealer = Sealer::new(FileSecureElement::open(&d.se).unwrap(), &d.state).unwrap();
         let mut queue = OfflineQueue::open(&d.queue, QueueLimits::default()).unwrap();
-        let mut peak = 0usize;
-        let mut cb = |_: &AgentEvent<'_>, r: &AgentReport| peak = peak.max(r.queued_left);
+        let mut events = Vec::new();
+        let mut waits = Vec::new();
+        let mut cb = |e: &AgentEvent<'_>, _: &AgentReport| {
+            if let AgentEvent::Retry { wait, .. } = e {
+                waits.push(*wait);
+            }
+            events.push(match e {
+                AgentEvent::Sealed { .. } => 'S',
+                AgentEvent::Retry { .. } => 'R',
+                AgentEvent::Acked { .. } => 'A',
+                _ => '?',
+            });
+        };
         let r = run(
             &mut src,
             &mut sealer,
@@ -799,11 +847,36 @@ mod tests {
             Some(&mut cb),
         )
         .unwrap();
-        // The first failure happens after frame 1 is sealed; all 30 frames
-        // are sealed during the first 300 ms wait, so the queue peaks at 30.
-        assert_eq!(peak, 30);
+        let events: String = events.into_iter().collect();
+        // Frame 0 is sealed, its upload fails; frame 1 is sealed at once,
+        // without waiting out the 300 ms.
+        assert!(events.starts_with("SRS"), "{events}");
+        let first_ack = events.find('A').unwrap();
+        assert!(events[..first_ack].matches('S').count() >= 2, "{events}");
+        // The server's hint (300 ms) outranks the 1-4 ms backoff.
+        assert_eq!(waits, vec![Duration::from_millis(300); 3]);
         assert_eq!((r.acked, r.retries, r.queued_left), (30, 3, 0));
         assert_complete(&server, 0, 30);
+    }
+
+    #[test]
+    fn an_absurd_retry_after_neither_panics_nor_blocks_production() {
+        let d = device();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut src = Synth::new(0, 100);
+        src.stop_at = Some((stop.clone(), 5));
+        let mut server = FakeServer::new(usize::MAX);
+        server.busy_hint = Some(Duration::MAX);
+        let r = go(
+            &d,
+            &mut src,
+            &mut server,
+            &fast(),
+            &stop,
+            QueueLimits::default(),
+        );
+        assert!(r.stopped);
+        assert_eq!((r.frames_sealed, r.retries, r.queued_left), (5, 1, 5));
     }
 
     #[test]
@@ -970,6 +1043,12 @@ mod tests {
         assert_eq!(Speed::RealTime(1.0).due_after(-5), Duration::ZERO);
         assert_eq!(span_us(360, 360_000), 1_000_000);
         assert_eq!(span_us(36, RATE_MHZ), 36_000);
+        let now = Instant::now();
+        assert_eq!(
+            later(now, Duration::from_secs(2)),
+            now + Duration::from_secs(2)
+        );
+        assert!(later(now, Duration::MAX) > now);
         assert_eq!("max".parse::<Speed>().unwrap(), Speed::Max);
         assert_eq!("2.5".parse::<Speed>().unwrap(), Speed::RealTime(2.5));
         for bad in ["0", "-1", "nan", "inf", "fast", ""] {
@@ -1000,6 +1079,42 @@ mod tests {
         assert_eq!(r.acked, 5);
     }
 
+    /// Fails on its third frame.
+    struct Broken(Synth);
+    impl FrameSource for Broken {
+        fn sample_rate_mhz(&self) -> u32 {
+            self.0.sample_rate_mhz()
+        }
+        fn calibration(&self) -> &[ChannelCalibration] {
+            self.0.calibration()
+        }
+        fn next_frame(&mut self) -> Result<Option<SourceFrame<'_>>, DeviceError> {
+            if self.0.next == 2 {
+                return Err(DeviceError::Source("sensor unplugged".into()));
+            }
+            self.0.next_frame()
+        }
+    }
+
+    #[test]
+    fn a_failing_source_stops_the_run_and_keeps_what_was_sealed() {
+        let d = device();
+        let stop = AtomicBool::new(false);
+        let mut sealer = Sealer::new(FileSecureElement::open(&d.se).unwrap(), &d.state).unwrap();
+        let mut queue = OfflineQueue::open(&d.queue, QueueLimits::default()).unwrap();
+        let e = run(
+            &mut Broken(Synth::new(0, 10)),
+            &mut sealer,
+            &mut queue,
+            &mut FakeServer::new(usize::MAX),
+            &fast(),
+            &stop,
+            None,
+        );
+        assert!(matches!(e, Err(DeviceError::Source(_))));
+        assert_eq!(queue.sequences(), vec![0, 1]);
+    }
+
     #[test]
     fn bad_configuration_is_refused() {
         let d = device();
@@ -1018,5 +1133,24 @@ mod tests {
             None,
         );
         assert!(matches!(e, Err(DeviceError::Config(_))));
+        for (initial, max) in [(0, 10), (20, 10)] {
+            let mut cfg = fast();
+            cfg.backoff.initial = Duration::from_millis(initial);
+            cfg.backoff.max = Duration::from_millis(max);
+            let e = run(
+                &mut Synth::new(0, 1),
+                &mut sealer,
+                &mut queue,
+                &mut FakeServer::new(0),
+                &cfg,
+                &stop,
+                None,
+            );
+            assert!(matches!(e, Err(DeviceError::Config(_))), "{initial} {max}");
+        }
+        assert!(
+            queue.is_empty(),
+            "nothing sealed under a refused configuration"
+        );
     }
 }
