@@ -13,6 +13,7 @@ mod bench_compress;
 mod bench_rr_stream;
 mod bench_se;
 mod broker_cmd;
+mod clinician_cmd;
 mod device_cmd;
 mod ehr_cmd;
 mod eval_cmd;
@@ -60,6 +61,9 @@ enum Command {
     /// Health-record vault: selective encryption, dispersion, sharing.
     #[command(subcommand)]
     Ehr(ehr_cmd::EhrCmd),
+    /// Clinician identities: the keys analysis results are sealed to.
+    #[command(subcommand)]
+    Clinician(clinician_cmd::ClinicianCmd),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
         Command::Device(c) => device_cmd::run(c),
         Command::Frames(c) => frames_cmd::run(c),
         Command::Ehr(c) => ehr_cmd::run(c),
+        Command::Clinician(c) => clinician_cmd::run(c),
     };
     match result {
         Ok(code) => code,
