@@ -14,6 +14,7 @@ mod bench_rr_stream;
 mod bench_se;
 mod broker_cmd;
 mod demo_cmd;
+mod clinician_cmd;
 mod device_cmd;
 mod ehr_cmd;
 mod eval_cmd;
@@ -73,6 +74,9 @@ enum Command {
     /// Clinicians: fetch and open the results sealed to you.
     #[command(subcommand)]
     Results(results_cmd::ResultsCmd),
+    /// Clinician identities: the keys analysis results are sealed to.
+    #[command(subcommand)]
+    Clinician(clinician_cmd::ClinicianCmd),
 }
 
 fn main() -> ExitCode {
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
         Command::Ehr(c) => ehr_cmd::run(c),
         Command::Server(a) => server_cmd::run(a),
         Command::Results(c) => results_cmd::run(c),
+        Command::Clinician(c) => clinician_cmd::run(c),
     };
     match result {
         Ok(code) => code,

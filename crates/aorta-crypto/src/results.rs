@@ -25,8 +25,10 @@
 //!
 //! All parsers take untrusted bytes and return [`ResultsError`]; none panics.
 //! Secret material (identity, session keys, opened plaintext) lives in
-//! zeroizing memory and has no byte-printing `Debug`. This module does no
-//! I/O except drawing randomness from the OS (`getrandom`).
+//! zeroizing memory and has no byte-printing `Debug`. `ring`'s expanded
+//! AES key schedule is not zeroized by `ring`, so it is built per call and
+//! lives only for that call. This module does no I/O except drawing
+//! randomness from the OS (`getrandom`).
 //!
 //! ```
 //! use aorta_crypto::results::{ClinicianIdentity, ResultSession, open_envelope};
