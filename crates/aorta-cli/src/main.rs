@@ -13,8 +13,8 @@ mod bench_compress;
 mod bench_rr_stream;
 mod bench_se;
 mod broker_cmd;
-mod demo_cmd;
 mod clinician_cmd;
+mod demo_cmd;
 mod device_cmd;
 mod ehr_cmd;
 mod eval_cmd;
@@ -121,6 +121,7 @@ pub(crate) fn init_logging(verbose: bool) {
     };
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }

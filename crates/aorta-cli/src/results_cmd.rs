@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use aorta_stream::remote::{ResultReader, Server};
 
 /// `aorta results` subcommands.
@@ -43,12 +42,7 @@ pub fn run(cmd: ResultsCmd) -> anyhow::Result<ExitCode> {
             patient,
             json,
         } => {
-            let text = zeroize::Zeroizing::new(
-                std::fs::read_to_string(&identity)
-                    .with_context(|| format!("cannot read {}", identity.display()))?,
-            );
-            let id = aorta_crypto::results::ClinicianIdentity::from_file_text(&text)
-                .with_context(|| format!("{}: not a clinician identity", identity.display()))?;
+            let id = crate::clinician_cmd::read_identity(&identity)?;
             let srv = Server::new(&server, &ca, None)?;
             let mut reader = ResultReader::new(srv, id, &subscriber, patient.as_deref());
             let results = reader.poll()?;

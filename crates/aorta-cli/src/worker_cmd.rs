@@ -335,11 +335,27 @@ fn stream(
             .trim()
             .to_owned(),
     );
-    let (ready, backend, _m) = match attest(a, Vec::new(), Vec::new())? {
-        Ok(r) => r,
-        Err((code, reason)) => {
-            eprintln!("refused by the key broker (code {code}): {reason}");
-            return Ok(ExitCode::from(1));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    // The broker may be restarting: retry what the network breaks, never a
+    // refusal.
+    let mut failures = 0u32;
+    let (ready, backend, _m) = loop {
+        match attest(a, Vec::new(), Vec::new()) {
+            Ok(Ok(r)) => break r,
+            Ok(Err((code, reason))) => {
+                eprintln!("refused by the key broker (code {code}): {reason}");
+                return Ok(ExitCode::from(1));
+            }
+            Err(e) if failures < 30 && !stop.load(std::sync::atomic::Ordering::Relaxed) => {
+                failures += 1;
+                let pause = Duration::from_millis(100u64 << failures.min(5));
+                tracing::warn!(target: "aorta::worker", error = %format!("{e:#}"), retry_in_ms = pause.as_millis() as u64, "attestation failed; retrying");
+                std::thread::sleep(pause);
+            }
+            Err(e) => return Err(e),
         }
     };
     let state_key = ready
@@ -384,10 +400,6 @@ fn stream(
         SubscriberSealer::new(&subscribers)?,
         u64::MAX,
     )?;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone())?;
-    }
     let opts = WorkerOptions {
         batch: batch.clamp(1, 4096),
         checkpoint_every: Duration::from_secs_f64(checkpoint_secs),

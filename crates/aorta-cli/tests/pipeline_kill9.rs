@@ -104,7 +104,13 @@ fn worker(dir: &Path, data: &str, port: u16, broker: u16) -> Proc {
             ])
             .current_dir(dir)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join(format!("worker-{data}.log")))
+                    .unwrap(),
+            )
             .spawn()
             .unwrap(),
     )
