@@ -153,10 +153,17 @@ fn spawn(
 fn records(db: &Path, work: &Path) -> anyhow::Result<(Vec<PathBuf>, bool)> {
     let list = std::fs::read_to_string(db.join("RECORDS")).ok();
     if let Some(list) = list {
-        let recs: Vec<PathBuf> = list
+        // A varied ward first (sinus rhythm, AF, ectopy, noise), then the rest.
+        const FIRST: [&str; 8] = ["100", "203", "201", "208", "119", "105", "210", "106"];
+        let names: Vec<&str> = list
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())
+            .collect();
+        let recs: Vec<PathBuf> = FIRST
+            .iter()
+            .filter(|f| names.contains(f))
+            .chain(names.iter().filter(|n| !FIRST.contains(n)))
             .map(|l| db.join(l))
             .collect();
         if !recs.is_empty() {
@@ -519,6 +526,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         let mut sealer = Sealer::new(se, dir.join(crate::device_cmd::STATE_FILE))?;
         let mut queue = OfflineQueue::open(dir.join("queue"), QueueLimits::default())?;
         let mut transport = HttpsTransport::new(&url, &cert, HttpOptions::default())?;
+        let channels = replay.channels() as u64;
         let (stop, sent, acked, frames) =
             (stop.clone(), sent.clone(), acked.clone(), frames.clone());
         let cfg = AgentConfig {
@@ -529,7 +537,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
             let mut on = |e: &AgentEvent<'_>, _r: &agent::AgentReport| match e {
                 AgentEvent::Sealed { samples, .. } => {
                     frames.fetch_add(1, Ordering::Relaxed);
-                    sent.fetch_add(*samples as u64 * 2, Ordering::Relaxed);
+                    sent.fetch_add(*samples as u64 * channels, Ordering::Relaxed);
                 }
                 AgentEvent::Acked { .. } => {
                     acked.fetch_add(1, Ordering::Relaxed);
