@@ -364,6 +364,30 @@ fn aead_key(raw: &[u8; 32]) -> Result<LessSafeKey> {
         })
 }
 
+/// `header ‖ AES-256-GCM(key, nonce, aad, plaintext) ‖ tag`: the body of
+/// every sealed container here.
+fn seal_after_header(
+    key: &LessSafeKey,
+    header: &[u8],
+    plaintext: &[u8],
+    nonce: [u8; NONCE_LEN],
+    aad: &[u8],
+) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(header.len() + plaintext.len() + TAG_LEN);
+    out.extend_from_slice(header);
+    out.extend_from_slice(plaintext);
+    let body = out.get_mut(header.len()..).ok_or(ResultsError::Internal {
+        what: "sealed header written",
+    })?;
+    let tag = key
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), body)
+        .map_err(|_| ResultsError::Internal {
+            what: "AES-256-GCM seal failed",
+        })?;
+    out.extend_from_slice(tag.as_ref());
+    Ok(out)
+}
+
 /// Checks `magic ‖ version` at the start of `bytes`, returning typed errors.
 fn check_head(
     bytes: &[u8],
@@ -917,25 +941,13 @@ impl ResultSession {
             });
         }
         let aad = result_aad(&self.session_id, &self.subscriber_id, result_id)?;
-        let mut out = Vec::with_capacity(RESULT_HEADER_LEN + plaintext.len() + TAG_LEN);
-        out.extend_from_slice(&RESULT_MAGIC);
-        out.push(RESULT_VERSION);
-        out.extend_from_slice(&self.session_id);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(plaintext);
-        let key = aead_key(&self.aead_key)?;
-        let body = out
-            .get_mut(RESULT_HEADER_LEN..)
-            .ok_or(ResultsError::Internal {
-                what: "sealed result header written",
-            })?;
-        let tag = key
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&aad), body)
-            .map_err(|_| ResultsError::Internal {
-                what: "AES-256-GCM seal failed",
-            })?;
-        out.extend_from_slice(tag.as_ref());
-        Ok(out)
+        let mut header = [0u8; RESULT_HEADER_LEN];
+        let (head, rest) = header.split_at_mut(RESULT_MAGIC.len() + 1);
+        head.copy_from_slice(&[RESULT_MAGIC.as_slice(), &[RESULT_VERSION]].concat());
+        let (sid, n) = rest.split_at_mut(self.session_id.len());
+        sid.copy_from_slice(&self.session_id);
+        n.copy_from_slice(&nonce);
+        seal_after_header(&aead_key(&self.aead_key)?, &header, plaintext, nonce, &aad)
     }
 
     /// The session's secret state, for the worker to keep in its sealed
@@ -1242,24 +1254,11 @@ pub fn seal_state_with_nonce(
     }
     let aad = state_aad(context)?;
     let k = hkdf32(&[], key, &[STATE_KEY_LABEL])?;
-    let key = aead_key(&k)?;
-    let mut out = Vec::with_capacity(STATE_HEADER_LEN + state.len() + TAG_LEN);
-    out.extend_from_slice(&STATE_MAGIC);
-    out.push(STATE_VERSION);
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(state);
-    let body = out
-        .get_mut(STATE_HEADER_LEN..)
-        .ok_or(ResultsError::Internal {
-            what: "sealed state header written",
-        })?;
-    let tag = key
-        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&aad), body)
-        .map_err(|_| ResultsError::Internal {
-            what: "AES-256-GCM seal failed",
-        })?;
-    out.extend_from_slice(tag.as_ref());
-    Ok(out)
+    let mut header = [0u8; STATE_HEADER_LEN];
+    let (head, n) = header.split_at_mut(STATE_MAGIC.len() + 1);
+    head.copy_from_slice(&[STATE_MAGIC.as_slice(), &[STATE_VERSION]].concat());
+    n.copy_from_slice(&nonce);
+    seal_after_header(&aead_key(&k)?, &header, state, nonce, &aad)
 }
 
 /// Opens state sealed by [`seal_state`] with the same key and context.
