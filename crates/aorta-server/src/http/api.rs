@@ -28,6 +28,8 @@ pub const MAX_LOG_RECORDS: usize = 4096;
 pub const MAX_RESULTS: usize = 10_000;
 /// Largest `POST /v1/results` / `PUT /v1/checkpoint` body.
 pub const MAX_WORKER_BODY: usize = 64 << 20;
+/// Most connections served at once.
+pub const MAX_CONNECTIONS: usize = 16_384;
 /// Latency samples kept for percentiles (the most recent).
 pub const LATENCY_SAMPLES: usize = 1 << 20;
 
@@ -688,8 +690,14 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let app = router(state.clone(), max_frame_bytes);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
+        // At most MAX_CONNECTIONS open connections: beyond that, accepting
+        // waits (the kernel's backlog holds the rest), memory stays bounded.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
@@ -705,6 +713,7 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
                 .await
             {
