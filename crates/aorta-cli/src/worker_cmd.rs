@@ -52,7 +52,9 @@ pub enum WorkerCmd {
     /// Attest to a key broker, then run the ECG job over an aorta server's
     /// frame log: open frames inside the worker, analyse them, seal results
     /// to the assignment's subscribers and checkpoints under the state key.
-    /// Stops cleanly (final checkpoint) on SIGINT/SIGTERM.
+    /// Stops cleanly (final checkpoint) on SIGINT/SIGTERM. `--config FILE`
+    /// (measured with the binary) may set `hr_window_s` (10), `hr_slide_s`
+    /// (5), `hrv_window_s` (300) and `out_of_orderness_s` (0).
     Stream {
         #[command(flatten)]
         attest: AttestArgs,
@@ -119,6 +121,78 @@ pub struct AttestArgs {
     /// tdx/sgx-gramine: Intel collateral JSON for the quote (from a PCCS).
     #[arg(long)]
     pub collateral: Option<PathBuf>,
+}
+
+/// The analysis parameters of `aorta worker stream`, from the worker
+/// configuration file (TOML). The file is part of the worker's measurement,
+/// so the broker's policy pins the parameters along with the binary.
+#[derive(serde::Deserialize, Debug, Clone, Copy, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConfig {
+    /// Heart-rate sliding window length, seconds.
+    pub hr_window_s: f64,
+    /// Heart-rate window slide, seconds.
+    pub hr_slide_s: f64,
+    /// HRV tumbling window, seconds (Task Force: 300).
+    pub hrv_window_s: f64,
+    /// Allowed out-of-orderness of a device's frames, seconds (later ones
+    /// are dropped and counted).
+    pub out_of_orderness_s: f64,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            hr_window_s: 10.0,
+            hr_slide_s: 5.0,
+            hrv_window_s: 300.0,
+            out_of_orderness_s: 0.0,
+        }
+    }
+}
+
+impl StreamConfig {
+    /// Parses and checks the configuration (empty bytes: the defaults).
+    pub fn parse(bytes: &[u8]) -> anyhow::Result<StreamConfig> {
+        let text = std::str::from_utf8(bytes).context("worker config is not UTF-8")?;
+        let c: StreamConfig = toml::from_str(text).context("worker config")?;
+        let ok = |v: f64, lo: f64, hi: f64| v.is_finite() && v >= lo && v <= hi;
+        if !ok(c.hr_window_s, 1.0, 3600.0) {
+            anyhow::bail!("hr_window_s must be in [1, 3600]");
+        }
+        if !ok(c.hr_slide_s, 0.1, c.hr_window_s) {
+            anyhow::bail!("hr_slide_s must be in [0.1, hr_window_s]");
+        }
+        if !ok(c.hrv_window_s, 30.0, 86_400.0) {
+            anyhow::bail!("hrv_window_s must be in [30, 86400]");
+        }
+        if !ok(c.out_of_orderness_s, 0.0, 3600.0) {
+            anyhow::bail!("out_of_orderness_s must be in [0, 3600]");
+        }
+        Ok(c)
+    }
+
+    fn micros(s: f64) -> i64 {
+        (s * 1e6).round() as i64
+    }
+
+    /// The ECG operator's parameters.
+    pub fn ecg(&self) -> aorta_stream::ecg::EcgConfig {
+        aorta_stream::ecg::EcgConfig {
+            hr_window: Self::micros(self.hr_window_s),
+            hr_slide: Self::micros(self.hr_slide_s),
+            hrv_window: Self::micros(self.hrv_window_s),
+            ..aorta_stream::ecg::EcgConfig::default()
+        }
+    }
+
+    /// The engine's parameters.
+    pub fn engine(&self) -> aorta_stream::EngineConfig {
+        aorta_stream::EngineConfig {
+            out_of_orderness: Self::micros(self.out_of_orderness_s),
+            ..aorta_stream::EngineConfig::default()
+        }
+    }
 }
 
 /// An attested worker with its keys, backend and measurement.
@@ -329,6 +403,7 @@ fn stream(
     if !(checkpoint_secs.is_finite() && checkpoint_secs > 0.0) {
         anyhow::bail!("--checkpoint-secs must be positive");
     }
+    let cfg = StreamConfig::parse(&read_config(&a.config)?)?;
     let token = zeroize::Zeroizing::new(
         std::fs::read_to_string(token_file)
             .with_context(|| format!("cannot read the worker token {}", token_file.display()))?
@@ -391,8 +466,8 @@ fn stream(
     let srv = Server::new(server, ca, Some(token.to_string()))?;
     let log = RemoteLog::new(srv.clone(), 500);
     let mut job = EcgJob::open(
-        aorta_stream::ecg::EcgConfig::default(),
-        aorta_stream::EngineConfig::default(),
+        cfg.ecg(),
+        cfg.engine(),
         SecureFrames::new(ready),
         RemoteCheckpoints::new(srv.clone()),
         StateKeySealer::new(&state_key, &a.assignment),
@@ -418,4 +493,34 @@ fn stream(
         eprintln!("worker stopped: {summary}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StreamConfig;
+
+    #[test]
+    fn stream_config_defaults_and_hostile_values() {
+        assert_eq!(StreamConfig::parse(b"").unwrap(), StreamConfig::default());
+        let c =
+            StreamConfig::parse(b"hr_window_s = 20\nhr_slide_s = 2\nhrv_window_s = 120\n").unwrap();
+        assert_eq!(c.ecg().hr_slide, 2_000_000);
+        assert_eq!(c.ecg().hrv_window, 120_000_000);
+        for bad in [
+            &b"hr_slide_s = 0"[..],
+            b"hr_slide_s = 11",
+            b"hr_window_s = nan",
+            b"hrv_window_s = 1",
+            b"out_of_orderness_s = -1",
+            b"what = 1",
+            b"\xff\xfe",
+            b"hr_window_s = \"ten\"",
+        ] {
+            assert!(
+                StreamConfig::parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 }
