@@ -490,6 +490,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut view: BTreeMap<String, Patient> = BTreeMap::new();
     let mut total = 0u64;
     let mut threads = Vec::new();
+    let uplink = HttpsTransport::new(&url, &cert, HttpOptions::default())?;
     let t0 = Instant::now();
     for (i, serial) in st.serials.iter().enumerate() {
         let path = recs
@@ -525,7 +526,8 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         let se = FileSecureElement::open(dir.join(crate::factory_cmd::SE_FILE))?;
         let mut sealer = Sealer::new(se, dir.join(crate::device_cmd::STATE_FILE))?;
         let mut queue = OfflineQueue::open(dir.join("queue"), QueueLimits::default())?;
-        let mut transport = HttpsTransport::new(&url, &cert, HttpOptions::default())?;
+        // One client for all devices (HTTP/2: one connection, many streams).
+        let mut transport = uplink.clone();
         let channels = replay.channels() as u64;
         let (stop, sent, acked, frames) =
             (stop.clone(), sent.clone(), acked.clone(), frames.clone());

@@ -85,6 +85,14 @@ pub enum DeviceCmd {
         /// seconds (frames stay queued; default: keep trying until stopped).
         #[arg(long)]
         drain_timeout: Option<f64>,
+        /// Follow a record that is still being written (its signal file
+        /// grows): frames go out as the samples arrive; ends when the file
+        /// has not grown for `--idle-timeout` seconds, or on SIGINT/SIGTERM.
+        #[arg(long, conflicts_with_all = ["duration", "offset"])]
+        follow: bool,
+        /// With `--follow`: seconds without growth that end the stream.
+        #[arg(long, default_value_t = 10.0, requires = "follow")]
+        idle_timeout: f64,
         /// Print the summary as JSON (`frames`, `acked`, `refused`,
         /// `retries`, `queued_left`, `samples`, ...).
         #[arg(long)]
@@ -112,8 +120,18 @@ pub fn run(cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
             offset,
             start_us,
             drain_timeout,
+            follow,
+            idle_timeout,
             json,
         } => {
+            let follow = if follow {
+                Some(
+                    Duration::try_from_secs_f64(idle_timeout)
+                        .context("--idle-timeout must be seconds ≥ 0")?,
+                )
+            } else {
+                None
+            };
             let drain_timeout = drain_timeout
                 .map(|s| {
                     Duration::try_from_secs_f64(s).context("--drain-timeout must be seconds ≥ 0")
@@ -130,11 +148,12 @@ pub fn run(cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
                 start_us,
             };
             let config = AgentConfig {
-                speed,
+                // A followed file paces itself: send as the samples arrive.
+                speed: if follow.is_some() { Speed::Max } else { speed },
                 drain_timeout,
                 ..AgentConfig::default()
             };
-            stream(&device, &record, &server, &ca, &opts, &config, json)
+            stream(&device, &record, &server, &ca, &opts, follow, &config, json)
         }
     }
 }
@@ -284,12 +303,14 @@ impl ProgressLine {
 }
 
 /// `aorta device run`.
+#[allow(clippy::too_many_arguments)]
 fn stream(
     device: &std::path::Path,
     record: &std::path::Path,
     server: &str,
     ca: &std::path::Path,
     opts: &ReplayOptions,
+    follow: Option<Duration>,
     config: &AgentConfig,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -299,26 +320,47 @@ fn stream(
     let mut sealer = Sealer::new(se, device.join(STATE_FILE))?;
     let mut queue = OfflineQueue::open(device.join(QUEUE_DIR), QueueLimits::default())?;
     let resumed = queue.len();
-    let rec = Arc::new(Record::read(record)?);
-    let mut src = RecordReplay::new(rec, opts)?;
     let stop = install_stop_signals()?;
     if resumed > 0 {
         eprintln!("{serial}: {resumed} frames queued by an earlier run go first");
     }
-    eprintln!(
-        "{serial}: streaming {:.1} s of {} to {} ({})",
-        src.total_samples() as f64 * 1000.0 / f64::from(src.sample_rate_mhz()),
-        record.display(),
-        transport.url(),
-        match config.speed {
-            Speed::Max => "as fast as possible".to_owned(),
-            Speed::RealTime(x) => format!("{x}× real time"),
+    let mut src: Box<dyn aorta_device::agent::FrameSource> = match follow {
+        Some(idle) => {
+            let f = crate::follow::FollowSource::new(
+                record,
+                opts.frame_seconds,
+                opts.start_us,
+                idle,
+                stop.clone(),
+            )?;
+            eprintln!(
+                "{serial}: following {} as it grows, to {} (ends after {:.1} s without growth)",
+                record.display(),
+                transport.url(),
+                idle.as_secs_f64()
+            );
+            Box::new(f)
         }
-    );
+        None => {
+            let rec = Arc::new(Record::read(record)?);
+            let src = RecordReplay::new(rec, opts)?;
+            eprintln!(
+                "{serial}: streaming {:.1} s of {} to {} ({})",
+                src.total_samples() as f64 * 1000.0 / f64::from(src.sample_rate_mhz()),
+                record.display(),
+                transport.url(),
+                match config.speed {
+                    Speed::Max => "as fast as possible".to_owned(),
+                    Speed::RealTime(x) => format!("{x}× real time"),
+                }
+            );
+            Box::new(src)
+        }
+    };
     let mut line = ProgressLine::new();
     let mut cb = |e: &AgentEvent<'_>, r: &AgentReport| line.on_event(e, r);
     let r = agent::run(
-        &mut src,
+        src.as_mut(),
         &mut sealer,
         &mut queue,
         &mut transport,

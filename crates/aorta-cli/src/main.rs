@@ -19,6 +19,7 @@ mod device_cmd;
 mod ehr_cmd;
 mod eval_cmd;
 mod factory_cmd;
+mod follow;
 mod frames_cmd;
 mod hrv_cmd;
 mod replay;

@@ -16,66 +16,16 @@
 )]
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aorta_stream::log::{FileLog, FrameLog};
 
-const AORTA: &str = env!("CARGO_BIN_EXE_aorta");
+mod common;
+use common::{AORTA, Proc, free_port, ok, server, term, write_config};
+
 const RECORD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/sample/100");
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn ok(o: Output) -> Output {
-    assert!(
-        o.status.success(),
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts `aorta server --config` and waits for its listening line.
-fn server(dir: &Path, config: &str) -> Proc {
-    let mut c = Command::new(AORTA)
-        .args(["server", "--config", config])
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut r = BufReader::new(c.stderr.take().unwrap());
-    let t = Instant::now();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(r.read_line(&mut line).unwrap() > 0, "server exited early");
-        if line.contains("aorta server listening") {
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(30));
-    }
-    std::thread::spawn(move || for _ in r.lines() {});
-    Proc(c)
-}
 
 fn worker(dir: &Path, data: &str, port: u16, broker: u16) -> Proc {
     Proc(
@@ -121,20 +71,6 @@ fn kill9(p: &mut Proc) {
         .args(["-KILL", &p.0.id().to_string()])
         .status();
     let _ = p.0.wait();
-}
-
-fn term(p: &mut Proc) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &p.0.id().to_string()])
-        .status();
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(20) {
-        if let Ok(Some(_)) = p.0.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("process did not stop on SIGTERM");
 }
 
 fn stats(port: u16, ca: &Path) -> serde_json::Value {
@@ -185,17 +121,6 @@ fn results(dir: &Path, data: &str, port: u16) -> BTreeSet<String> {
     set
 }
 
-fn write_config(dir: &Path, name: &str, data: &str, port: u16, broker: u16) {
-    std::fs::write(
-        dir.join(name),
-        format!(
-            "listen = \"127.0.0.1:{port}\"\nbroker_listen = \"127.0.0.1:{broker}\"\ndata_dir = \"{data}\"\n\
-             registry = \"registry\"\npolicy = \"policy.toml\"\nsubscribers = \"subscribers.toml\"\n"
-        ),
-    )
-    .unwrap();
-}
-
 /// Tiny deterministic PRNG (the kill instants vary with the seed printed).
 struct Lcg(u64);
 impl Lcg {
@@ -213,13 +138,7 @@ fn kill9_of_worker_and_server_loses_nothing_and_duplicates_nothing() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     let work = d.join("w");
-    ok(Command::new(AORTA)
-        .args(["demo", "--setup-only", "--devices", "2", "--dir"])
-        .arg(&work)
-        .output()
-        .unwrap());
-    let (port, broker) = (free_port(), free_port());
-    write_config(&work, "server.toml", "server", port, broker);
+    let (port, broker) = common::setup(&work, 2);
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
