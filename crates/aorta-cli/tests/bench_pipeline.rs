@@ -27,7 +27,15 @@ fn run(db: &Path, keep: &Path, devices: &str, seconds: &str) -> serde_json::Valu
             "--seconds",
             seconds,
         ])
-        .args(["--paced-seconds", "3", "--checkpoint-secs", "0.05", "--db"])
+        .args([
+            "--paced-seconds",
+            "3",
+            "--checkpoint-secs",
+            "0.05",
+            "--rounds",
+            "2",
+        ])
+        .arg("--db")
         .arg(db)
         .arg("--keep")
         .arg(keep)
@@ -68,9 +76,16 @@ fn check_contract(v: &serde_json::Value, devices: u64) {
     );
     assert_eq!(v["results_identical"], true);
     assert_eq!(v["results_opened"].as_u64().unwrap(), results);
-    // Checkpoints were taken (every 0.05 s) in both.
-    assert!(v["secure"]["checkpoints"].as_u64().unwrap() > 0, "{v}");
-    assert!(v["plain"]["checkpoints"].as_u64().unwrap() > 0, "{v}");
+    // Checkpoints were taken (every 0.05 s) in both paced runs (3 s).
+    assert!(
+        v["secure"]["paced"]["checkpoints"].as_u64().unwrap() > 0,
+        "{v}"
+    );
+    assert!(
+        v["plain"]["paced"]["checkpoints"].as_u64().unwrap() > 0,
+        "{v}"
+    );
+    assert_eq!(v["secure"]["rounds"].as_array().unwrap().len(), 2);
 }
 
 /// Opens the kept secure results with the kept clinician identity and
