@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use crate::{bench_compress, bench_rr_stream, bench_se};
+use crate::{bench_compress, bench_pipeline, bench_rr_stream, bench_se};
 
 /// `aorta bench` subcommands.
 #[derive(clap::Subcommand)]
@@ -11,6 +11,10 @@ pub enum BenchCmd {
     /// Compressed size and speed of aorta's ECG codec against gzip -6, zstd -3
     /// and the paper's dedup+gzip, on every record of a WFDB database.
     Compress(bench_compress::Args),
+    /// The same ECG workload through the secure pipeline (sealed frames,
+    /// attested worker, sealed results and checkpoints) and a plain one, in
+    /// one run: throughputs (samples/s), overhead, p50/p99 latency in real time.
+    Pipeline(bench_pipeline::Args),
     /// RR-interval stream job: per patient, tumbling 5-min windows of count,
     /// mean RR, SDNN, RMSSD, LF, HF, LF/HF; prints events/s.
     RrStream(bench_rr_stream::Args),
@@ -23,6 +27,7 @@ pub enum BenchCmd {
 pub fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCmd::Compress(a) => bench_compress::run(a),
+        BenchCmd::Pipeline(a) => bench_pipeline::run(a),
         BenchCmd::RrStream(a) => bench_rr_stream::run(a),
         BenchCmd::Se(a) => bench_se::run(a),
     }

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod bench_cmd;
 mod bench_compress;
+mod bench_pipeline;
 mod bench_rr_stream;
 mod bench_se;
 mod broker_cmd;

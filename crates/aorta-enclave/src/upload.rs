@@ -98,35 +98,151 @@ impl FrameOpener for UploadFrames {
     fn open(&self, frame: &[u8], group_key: &Secret32) -> Result<OpenedFrame, FrameError> {
         let parsed = frame::parse(frame).map_err(|e| refusal(&e))?;
         let h = &parsed.header;
-        let tk = TransportKey::from_group(group_key.expose(), &h.serial, h.key_index, &h.epoch)
-            .map_err(|_| FrameError {
-                code: FRAME_KEY_DERIVATION,
-                reason: "transport key derivation failed".into(),
-            })?;
-        let mut opened = parsed.open(&tk).map_err(|e| refusal(&e))?;
-        // Channel-interleaved into zeroizing memory; the per-channel vectors
-        // are wiped at once.
-        let n = opened.header.samples_per_channel as usize;
-        let mut samples = Zeroizing::new(Vec::with_capacity(n * opened.samples.len()));
-        for t in 0..n {
-            for ch in &opened.samples {
-                samples.push(ch.get(t).copied().unwrap_or_default());
-            }
+        let tk = transport_key(group_key, h)?;
+        open_parsed(parsed, &tk)
+    }
+}
+
+/// The frame's transport key, derived from the group key its header names.
+fn transport_key(group_key: &Secret32, h: &frame::FrameHeader) -> Result<TransportKey, FrameError> {
+    TransportKey::from_group(group_key.expose(), &h.serial, h.key_index, &h.epoch).map_err(|_| {
+        FrameError {
+            code: FRAME_KEY_DERIVATION,
+            reason: "transport key derivation failed".into(),
         }
-        opened.samples.zeroize();
-        Ok(OpenedFrame {
-            serial: std::mem::take(&mut opened.header.serial),
-            sequence: opened.header.sequence,
-            first_sample_us: opened.header.first_sample_us,
-            sample_rate_hz: opened.header.sample_rate_hz(),
-            channels: opened.header.channels,
-            calibration: opened
-                .calibration
-                .iter()
-                .map(|c| (c.gain, c.baseline))
-                .collect(),
-            samples,
-        })
+    })
+}
+
+/// Authenticates, decrypts and decompresses `parsed` under `tk`; the samples
+/// channel-interleaved in zeroizing memory.
+fn open_parsed(
+    parsed: frame::ParsedFrame<'_>,
+    tk: &TransportKey,
+) -> Result<OpenedFrame, FrameError> {
+    let mut opened = parsed.open(tk).map_err(|e| refusal(&e))?;
+    // Channel-interleaved into zeroizing memory; the per-channel vectors
+    // are wiped at once.
+    let n = opened.header.samples_per_channel as usize;
+    let mut samples = Zeroizing::new(Vec::with_capacity(n * opened.samples.len()));
+    for t in 0..n {
+        for ch in &opened.samples {
+            samples.push(ch.get(t).copied().unwrap_or_default());
+        }
+    }
+    opened.samples.zeroize();
+    Ok(OpenedFrame {
+        serial: std::mem::take(&mut opened.header.serial),
+        sequence: opened.header.sequence,
+        first_sample_us: opened.header.first_sample_us,
+        sample_rate_hz: opened.header.sample_rate_hz(),
+        channels: opened.header.channels,
+        calibration: opened
+            .calibration
+            .iter()
+            .map(|c| (c.gain, c.baseline))
+            .collect(),
+        samples,
+    })
+}
+
+/// Most transport keys [`CachedUploadFrames`] remembers; when full, it
+/// forgets them all (zeroized) and starts again.
+pub const MAX_CACHED_TRANSPORT_KEYS: usize = 1 << 18;
+
+/// What a transport key is remembered by: `(serial, key index, epoch)`.
+type CacheId = (String, u16, [u8; aorta_crypto::keys::EPOCH_LEN]);
+
+/// A remembered derivation: the group key it came from and the transport key.
+struct CachedKey {
+    group: Zeroizing<[u8; 32]>,
+    transport: Zeroizing<[u8; 32]>,
+}
+
+/// [`UploadFrames`] that remembers each transport key it derived, per
+/// `(serial, key index, epoch)`, so a device's frames within one run (one
+/// epoch) cost one HKDF derivation instead of one per frame.
+///
+/// Only keys that opened an authentic frame are remembered, so forged
+/// headers cannot fill the cache; a remembered key is used only when the
+/// group key offered for the frame is (constant-time) equal to the one it was
+/// derived from. Key bytes live in zeroizing memory and are wiped when the
+/// cache is dropped or cleared; the opener lives inside the worker like the
+/// group keys themselves. `Debug` shows only the number of keys.
+#[derive(Default)]
+pub struct CachedUploadFrames {
+    keys: std::cell::RefCell<std::collections::HashMap<CacheId, CachedKey>>,
+}
+
+impl std::fmt::Debug for CachedUploadFrames {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CachedUploadFrames {{ {} key(s) }}",
+            self.keys.borrow().len()
+        )
+    }
+}
+
+impl CachedUploadFrames {
+    /// An opener with an empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Transport keys remembered.
+    pub fn cached(&self) -> usize {
+        self.keys.borrow().len()
+    }
+}
+
+impl FrameOpener for CachedUploadFrames {
+    fn serial(&self, frame: &[u8]) -> Result<String, FrameError> {
+        UploadFrames.serial(frame)
+    }
+
+    fn key_name(&self, frame: &[u8]) -> Result<String, FrameError> {
+        UploadFrames.key_name(frame)
+    }
+
+    fn open(&self, frame: &[u8], group_key: &Secret32) -> Result<OpenedFrame, FrameError> {
+        let parsed = frame::parse(frame).map_err(|e| refusal(&e))?;
+        let h = &parsed.header;
+        let id = (h.serial.clone(), h.key_index, h.epoch);
+        let hit = self.keys.borrow().get(&id).and_then(|c| {
+            aorta_crypto::keys::ct_eq(c.group.as_ref(), group_key.expose())
+                .then(|| TransportKey::from_bytes(&c.transport).ok())
+                .flatten()
+        });
+        if let Some(tk) = hit {
+            return open_parsed(parsed, &tk);
+        }
+        let raw = aorta_crypto::keys::transport_key_from_group(
+            group_key.expose(),
+            &h.serial,
+            h.key_index,
+            &h.epoch,
+        )
+        .map_err(|_| FrameError {
+            code: FRAME_KEY_DERIVATION,
+            reason: "transport key derivation failed".into(),
+        })?;
+        let tk = TransportKey::from_bytes(&raw).map_err(|_| FrameError {
+            code: FRAME_KEY_DERIVATION,
+            reason: "transport key derivation failed".into(),
+        })?;
+        let opened = open_parsed(parsed, &tk)?;
+        let mut keys = self.keys.borrow_mut();
+        if keys.len() >= MAX_CACHED_TRANSPORT_KEYS {
+            keys.clear();
+        }
+        keys.insert(
+            id,
+            CachedKey {
+                group: Zeroizing::new(*group_key.expose()),
+                transport: raw,
+            },
+        );
+        Ok(opened)
     }
 }
 
@@ -214,11 +330,41 @@ mod tests {
         );
     }
 
+    #[test]
+    fn cached_opener_equals_the_plain_one_and_never_mixes_keys() {
+        let c = CachedUploadFrames::new();
+        for seq in 0..3 {
+            let f = sealed(4, seq);
+            let a = UploadFrames.open(&f, &group(4)).unwrap();
+            let b = c.open(&f, &group(4)).unwrap();
+            assert_eq!(
+                (a.serial, a.sequence, a.samples.to_vec()),
+                (b.serial, b.sequence, b.samples.to_vec())
+            );
+        }
+        assert_eq!(c.cached(), 1, "one (serial, index, epoch)");
+        // A remembered key is not used for another group key: refused.
+        assert_eq!(
+            c.open(&sealed(4, 7), &group(5)).unwrap_err().code,
+            FRAME_AUTHENTICATION_FAILED
+        );
+        // Forged frames are not remembered.
+        let mut t = sealed(2, 1);
+        let last = t.len() - 1;
+        t[last] ^= 1;
+        assert!(c.open(&t, &group(2)).is_err());
+        assert_eq!(c.cached(), 1);
+        assert_eq!(format!("{c:?}"), "CachedUploadFrames { 1 key(s) }");
+    }
+
     proptest::proptest! {
         #[test]
         fn hostile_bytes_never_panic(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
             let _ = UploadFrames.key_name(&b);
             let _ = UploadFrames.open(&b, &group(0));
+            let c = CachedUploadFrames::new();
+            let _ = c.open(&b, &group(0));
+            proptest::prop_assert_eq!(c.cached(), 0);
         }
 
         #[test]

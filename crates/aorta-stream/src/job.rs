@@ -25,7 +25,7 @@
 
 use std::collections::BTreeMap;
 
-use aorta_enclave::upload::UploadFrames;
+use aorta_enclave::upload::CachedUploadFrames;
 use aorta_enclave::wire::{self, Message};
 use aorta_enclave::worker::{OpenedFrame, Ready};
 
@@ -113,14 +113,22 @@ fn lead0(f: &OpenedFrame) -> Result<EcgChunk, Refused> {
 /// group keys. Each frame crosses the host↔worker boundary as a protocol
 /// message (`SealedFrame`, answered by `FrameDone`/`FrameRefused`), exactly
 /// the bytes a separate host process would exchange with the worker.
+///
+/// Inside the worker, each device's transport key is derived once per
+/// `(serial, key index, epoch)` and remembered in zeroizing memory
+/// ([`CachedUploadFrames`]).
 pub struct SecureFrames {
     ready: Ready,
+    opener: CachedUploadFrames,
 }
 
 impl SecureFrames {
     /// A frame opener over an attested worker holding its keys.
     pub fn new(ready: Ready) -> Self {
-        SecureFrames { ready }
+        SecureFrames {
+            ready,
+            opener: CachedUploadFrames::new(),
+        }
     }
 
     /// The attested worker.
@@ -157,7 +165,7 @@ impl FrameOpen for SecureFrames {
         let mut got = None;
         let reply = self
             .ready
-            .process_frame(&UploadFrames, &frame, &mut |f: &OpenedFrame| {
+            .process_frame(&self.opener, &frame, &mut |f: &OpenedFrame| {
                 got = Some((f.serial.clone(), f.first_sample_us, lead0(f)));
             });
         match (reply, got) {

@@ -1,0 +1,189 @@
+//! `aorta bench pipeline --json` keeps the JSON contract, both
+//! pipelines produce the same results, and the secure ones open with the
+//! clinician's identity to exactly the plain ones.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+use aorta_crypto::results::{ClinicianIdentity, open_envelope, sealed_result_session_id, to_hex};
+use aorta_stream::results::FileResultStore;
+
+const SUBSCRIBER: &str = "bench-clinician";
+
+fn run(db: &Path, keep: &Path, devices: &str, seconds: &str) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_aorta"))
+        .args([
+            "bench",
+            "pipeline",
+            "--devices",
+            devices,
+            "--seconds",
+            seconds,
+        ])
+        .args([
+            "--paced-seconds",
+            "3",
+            "--checkpoint-secs",
+            "0.05",
+            "--rounds",
+            "2",
+        ])
+        .arg("--db")
+        .arg(db)
+        .arg("--keep")
+        .arg(keep)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {stderr}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn check_contract(v: &serde_json::Value, devices: u64) {
+    for p in ["secure", "plain"] {
+        for k in ["samples_per_s", "p50_ms", "p99_ms"] {
+            assert!(v[p][k].as_f64().unwrap() > 0.0, "{p}.{k} in {v}");
+        }
+        assert_eq!(v[p]["refused"], 0, "{p}");
+        assert_eq!(v[p]["paced"]["refused"], 0, "{p}");
+    }
+    let overhead = v["overhead"].as_f64().unwrap();
+    let ratio = v["plain"]["samples_per_s"].as_f64().unwrap()
+        / v["secure"]["samples_per_s"].as_f64().unwrap();
+    assert!((overhead - ratio).abs() < 1e-9 * ratio);
+    assert_eq!(v["devices"], devices);
+    assert_eq!(
+        v["realtime_samples_per_s"].as_f64().unwrap(),
+        devices as f64 * 720.0
+    );
+    // The same work in both pipelines.
+    assert_eq!(v["secure"]["samples"], v["plain"]["samples"]);
+    assert_eq!(v["secure"]["frames"], v["plain"]["frames"]);
+    let results = v["secure"]["results"].as_u64().unwrap();
+    assert!(results > 0, "{v}");
+    assert_eq!(v["plain"]["results"].as_u64().unwrap(), results);
+    assert_eq!(
+        v["secure"]["paced"]["results"],
+        v["plain"]["paced"]["results"]
+    );
+    assert_eq!(v["results_identical"], true);
+    assert_eq!(v["results_opened"].as_u64().unwrap(), results);
+    // Checkpoints were taken (every 0.05 s) in both paced runs (3 s).
+    assert!(
+        v["secure"]["paced"]["checkpoints"].as_u64().unwrap() > 0,
+        "{v}"
+    );
+    assert!(
+        v["plain"]["paced"]["checkpoints"].as_u64().unwrap() > 0,
+        "{v}"
+    );
+    assert_eq!(v["secure"]["rounds"].as_array().unwrap().len(), 2);
+}
+
+/// Opens the kept secure results with the kept clinician identity and
+/// returns them with the plain ones (`id → JSON`).
+fn open_kept(keep: &Path) -> (HashMap<String, Vec<u8>>, HashMap<String, Vec<u8>>) {
+    let text = std::fs::read_to_string(keep.join("clinician.key")).unwrap();
+    let id = ClinicianIdentity::from_file_text(&text).unwrap();
+    let sec = FileResultStore::open(keep.join("secure-max/results.log"))
+        .unwrap()
+        .all()
+        .unwrap();
+    let plain: HashMap<String, Vec<u8>> = FileResultStore::open(keep.join("plain-max/results.log"))
+        .unwrap()
+        .all()
+        .unwrap()
+        .into_iter()
+        .collect();
+    let mut sessions = HashMap::new();
+    for (k, env) in &sec {
+        if k.starts_with(&format!("{SUBSCRIBER}/@session/")) {
+            let s = open_envelope(&id, env).unwrap();
+            assert_eq!(
+                *k,
+                format!("{SUBSCRIBER}/@session/{}", to_hex(&s.session_id()))
+            );
+            sessions.insert(s.session_id(), s);
+        }
+    }
+    assert_eq!(sessions.len(), 1, "one result session per worker run");
+    let mut opened = HashMap::new();
+    for (k, sealed) in &sec {
+        if k.contains("/@session/") {
+            continue;
+        }
+        let rid = k.strip_prefix(&format!("{SUBSCRIBER}/")).unwrap();
+        // Nothing of the plain JSON is visible in the stored bytes.
+        assert!(
+            !plain
+                .get(rid)
+                .is_some_and(|p| sealed.windows(p.len().min(16)).any(|w| p.starts_with(w))),
+            "sealed result {k} shows its plaintext"
+        );
+        let s = &sessions[&sealed_result_session_id(sealed).unwrap()];
+        opened.insert(rid.to_owned(), s.open(rid, sealed).unwrap().to_vec());
+        // Under another result's id it does not open.
+        assert!(s.open(&format!("{rid}x"), sealed).is_err());
+    }
+    (opened, plain)
+}
+
+#[test]
+fn secure_and_plain_agree_on_mitdb() {
+    let db = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/data/mitdb"
+    ));
+    if !db.is_dir() {
+        eprintln!(
+            "SKIP: {} not found (the synthetic test still runs)",
+            db.display()
+        );
+        return;
+    }
+    let keep = tempfile::tempdir().unwrap();
+    let v = run(db, keep.path(), "4", "16");
+    assert_eq!(v["data"].as_str().unwrap(), db.display().to_string());
+    check_contract(&v, 4);
+    let (opened, plain) = open_kept(keep.path());
+    assert_eq!(opened, plain);
+    // Heart-rate windows of real records carry plausible rates.
+    let hr: Vec<f64> = plain
+        .values()
+        .map(|j| serde_json::from_slice::<serde_json::Value>(j).unwrap())
+        .filter(|j| j["type"] == "heart_rate")
+        .map(|j| j["bpm"].as_f64().unwrap())
+        .collect();
+    assert!(!hr.is_empty());
+    assert!(hr.iter().all(|b| (30.0..200.0).contains(b)), "{hr:?}");
+}
+
+#[test]
+fn synthetic_fallback_is_labelled_and_analysable() {
+    let keep = tempfile::tempdir().unwrap();
+    let absent = keep.path().join("no-such-db");
+    let out = keep.path().join("out");
+    let v = run(&absent, &out, "2", "16");
+    assert_eq!(v["data"], "synthetic");
+    check_contract(&v, 2);
+    let (opened, plain) = open_kept(&out);
+    assert_eq!(opened, plain);
+    // The synthetic ECG's beats are detected: heart rates near the
+    // generator's (58 and 65 bpm for the first two sources).
+    let hr: Vec<f64> = plain
+        .values()
+        .map(|j| serde_json::from_slice::<serde_json::Value>(j).unwrap())
+        .filter(|j| j["type"] == "heart_rate")
+        .map(|j| j["bpm"].as_f64().unwrap())
+        .collect();
+    assert!(!hr.is_empty());
+    assert!(hr.iter().all(|b| (50.0..75.0).contains(b)), "{hr:?}");
+}
