@@ -59,7 +59,8 @@ const ASSIGNMENT: &str = "demo";
 /// `aorta demo` arguments.
 #[derive(clap::Args)]
 pub struct DemoArgs {
-    /// Simulated devices (patients), each streaming one record.
+    /// Simulated devices (patients), each streaming one record (≤ 500: one
+    /// worker's key bundle).
     #[arg(long, default_value_t = 8)]
     devices: usize,
     /// Replay speed: × real time, or `max`.
@@ -349,8 +350,12 @@ fn render(
 }
 
 pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
-    if a.devices == 0 || a.devices > 1000 {
-        bail!("--devices must be in 1..=1000");
+    // One key bundle holds at most 65,535 keys and the broker releases a
+    // device's 120 group keys: one worker serves at most 546 devices.
+    if a.devices == 0 || a.devices > 500 {
+        bail!(
+            "--devices must be in 1..=500 (one worker's key bundle holds the group keys of at most 546 devices)"
+        );
     }
     if !(a.duration.is_finite() && a.duration > 0.0 && a.duration <= 86_400.0) {
         bail!("--duration must be in (0, 86400] seconds");

@@ -26,8 +26,11 @@ use super::{ServerConfig, tls};
 pub const MAX_LOG_RECORDS: usize = 4096;
 /// Most results one `GET /v1/results` returns.
 pub const MAX_RESULTS: usize = 10_000;
-/// Largest `POST /v1/results` / `PUT /v1/checkpoint` body.
+/// Largest `POST /v1/results` body.
 pub const MAX_WORKER_BODY: usize = 64 << 20;
+/// Largest `PUT /v1/checkpoint` body: a sealed state of up to 256 MiB
+/// (`aorta_crypto::results::MAX_STATE_LEN`), base64 in JSON.
+pub const MAX_CHECKPOINT_BODY: usize = 360 << 20;
 /// Most connections served at once.
 pub const MAX_CONNECTIONS: usize = 16_384;
 /// Latency samples kept for percentiles (the most recent).
@@ -617,12 +620,15 @@ pub fn router(state: Arc<AppState>, max_frame_bytes: usize) -> Router {
         .layer(DefaultBodyLimit::max(max_frame_bytes));
     let worker = Router::new()
         .route("/v1/log", get(get_log))
-        .route("/v1/checkpoint", get(get_checkpoint).put(put_checkpoint))
         .route("/v1/results", post(post_results).get(get_results))
         .layer(DefaultBodyLimit::max(MAX_WORKER_BODY));
+    let checkpoint = Router::new()
+        .route("/v1/checkpoint", get(get_checkpoint).put(put_checkpoint))
+        .layer(DefaultBodyLimit::max(MAX_CHECKPOINT_BODY));
     Router::new()
         .merge(frames)
         .merge(worker)
+        .merge(checkpoint)
         .route("/v1/stats", get(get_stats))
         .route("/metrics", get(get_metrics))
         .route("/healthz", get(healthz))
