@@ -312,7 +312,8 @@ impl FrameOpen for PlainFrames {
             samples,
         };
         if rate == aorta_crypto::frame::RR_SAMPLE_RATE_MHZ && ch == 1 {
-            aorta_crypto::frame::check_rr(&f.samples).map_err(|_| bad("RR interval out of range"))?;
+            aorta_crypto::frame::check_rr(&f.samples)
+                .map_err(|_| bad("RR interval out of range"))?;
             return Ok((f.serial.clone(), t, rr_event(&f)?));
         }
         let chunk = lead0(&f)?;
