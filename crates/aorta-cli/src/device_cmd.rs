@@ -56,8 +56,19 @@ pub enum DeviceCmd {
         #[arg(long)]
         device: PathBuf,
         /// WFDB record (path without extension, or its .hea).
+        #[arg(long, required_unless_present_any = ["rr", "rr_from_annotations"], conflicts_with_all = ["rr", "rr_from_annotations"])]
+        record: Option<PathBuf>,
+        /// Stream RR intervals instead of ECG (a chest strap or PPG
+        /// wearable): a text file with one interval in ms per line, or
+        /// `time_s,rr_ms` lines (time of the beat ending the interval); a
+        /// header line, blank lines and `#` comments are skipped. Sent as RR
+        /// frames (codec 2) of about --frame-seconds of beats each.
+        #[arg(long, conflicts_with = "rr_from_annotations")]
+        rr: Option<PathBuf>,
+        /// Stream the normal-to-normal RR intervals of a WFDB record's beat
+        /// annotations (RECORD.atr) as RR frames.
         #[arg(long)]
-        record: PathBuf,
+        rr_from_annotations: Option<PathBuf>,
         /// Server base URL (https://host:port).
         #[arg(long)]
         server: String,
@@ -104,6 +115,8 @@ pub fn run(cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
         DeviceCmd::Run {
             device,
             record,
+            rr,
+            rr_from_annotations,
             server,
             ca,
             speed,
@@ -134,7 +147,13 @@ pub fn run(cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
                 drain_timeout,
                 ..AgentConfig::default()
             };
-            stream(&device, &record, &server, &ca, &opts, &config, json)
+            let input = match (record, rr, rr_from_annotations) {
+                (Some(r), None, None) => Input::Record(r),
+                (None, Some(f), None) => Input::RrFile(f),
+                (None, None, Some(r)) => Input::RrAnnotations(r),
+                _ => anyhow::bail!("give exactly one of --record, --rr, --rr-from-annotations"),
+            };
+            stream(&device, &input, &server, &ca, &opts, &config, json)
         }
     }
 }
@@ -283,10 +302,20 @@ impl ProgressLine {
     }
 }
 
+/// What `aorta device run` streams.
+enum Input {
+    /// ECG samples of a WFDB record.
+    Record(PathBuf),
+    /// RR intervals from a text file.
+    RrFile(PathBuf),
+    /// Normal-to-normal RR intervals of a record's beat annotations.
+    RrAnnotations(PathBuf),
+}
+
 /// `aorta device run`.
 fn stream(
     device: &std::path::Path,
-    record: &std::path::Path,
+    input: &Input,
     server: &str,
     ca: &std::path::Path,
     opts: &ReplayOptions,
@@ -299,26 +328,55 @@ fn stream(
     let mut sealer = Sealer::new(se, device.join(STATE_FILE))?;
     let mut queue = OfflineQueue::open(device.join(QUEUE_DIR), QueueLimits::default())?;
     let resumed = queue.len();
-    let rec = Arc::new(Record::read(record)?);
-    let mut src = RecordReplay::new(rec, opts)?;
+    let pace = match config.speed {
+        Speed::Max => "as fast as possible".to_owned(),
+        Speed::RealTime(x) => format!("{x}× real time"),
+    };
+    let mut src: Box<dyn FrameSource> = match input {
+        Input::Record(record) => {
+            let rec = Arc::new(Record::read(record)?);
+            let src = RecordReplay::new(rec, opts)?;
+            eprintln!(
+                "{serial}: streaming {:.1} s of {} to {} ({pace})",
+                src.total_samples() as f64 * 1000.0 / f64::from(src.sample_rate_mhz()),
+                record.display(),
+                transport.url(),
+            );
+            Box::new(src)
+        }
+        Input::RrFile(path) | Input::RrAnnotations(path) => {
+            let (segs, stats, what) = match input {
+                Input::RrFile(_) => {
+                    let (s, st) = crate::rr_replay::read_rr_file(path)?;
+                    (s, st, "RR intervals")
+                }
+                _ => {
+                    let (s, st) = crate::rr_replay::from_annotations(path)?;
+                    (s, st, "N→N RR intervals")
+                }
+            };
+            let src =
+                crate::rr_replay::RrReplay::new(&segs, opts.frame_seconds, opts.start_us, "RR")?;
+            eprintln!(
+                "{serial}: streaming {} {what} ({:.1} s, {} segments, {} left out) of {} as RR frames to {} ({pace})",
+                src.total_intervals(),
+                src.seconds(),
+                segs.len(),
+                stats.skipped,
+                path.display(),
+                transport.url(),
+            );
+            Box::new(src)
+        }
+    };
     let stop = install_stop_signals()?;
     if resumed > 0 {
         eprintln!("{serial}: {resumed} frames queued by an earlier run go first");
     }
-    eprintln!(
-        "{serial}: streaming {:.1} s of {} to {} ({})",
-        src.total_samples() as f64 * 1000.0 / f64::from(src.sample_rate_mhz()),
-        record.display(),
-        transport.url(),
-        match config.speed {
-            Speed::Max => "as fast as possible".to_owned(),
-            Speed::RealTime(x) => format!("{x}× real time"),
-        }
-    );
     let mut line = ProgressLine::new();
     let mut cb = |e: &AgentEvent<'_>, r: &AgentReport| line.on_event(e, r);
     let r = agent::run(
-        &mut src,
+        src.as_mut(),
         &mut sealer,
         &mut queue,
         &mut transport,
