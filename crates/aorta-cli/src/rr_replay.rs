@@ -318,4 +318,28 @@ mod tests {
             vec![(5, 10), (10_000_005, 10), (20_000_005, 5), (40_000_005, 4)]
         );
     }
+
+    #[test]
+    fn mitdb_100_annotations_give_normal_to_normal_segments() {
+        let db = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/mitdb");
+        let rec = Path::new(db).join("100");
+        if !Path::new(db).join("100.atr").is_file() {
+            eprintln!("SKIPPED: {db} not found (the shared MIT-BIH data is absent)");
+            return;
+        }
+        let (segs, st) = from_annotations(&rec).unwrap();
+        // Record 100: 2,273 beats, 33 A and 1 V among them.
+        assert!(
+            st.kept > 2_100 && st.skipped > 30 && st.skipped < 100,
+            "{st:?}"
+        );
+        assert!(segs.len() > 30);
+        assert!(segs.windows(2).all(|w| w[0].0 < w[1].0));
+        for (_, rr) in &segs {
+            assert!(frame::check_rr(rr).is_ok());
+        }
+        let r = RrReplay::new(&segs, 10.0, 0, "RR").unwrap();
+        assert_eq!(r.total_intervals(), st.kept);
+        assert!((r.seconds() - 1805.0).abs() < 10.0, "{}", r.seconds());
+    }
 }
