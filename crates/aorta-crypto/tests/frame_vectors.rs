@@ -254,6 +254,12 @@ fn frame_format_vectors() {
         match v["expect"].as_str().unwrap() {
             "ok" => {
                 let f = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(
+                    u64::from(f.header.codec),
+                    v["codec"].as_u64().unwrap_or(1),
+                    "{name}: codec"
+                );
+                assert_eq!(f.header.is_rr(), f.header.codec == 2, "{name}");
                 let want: Vec<Vec<i32>> = serde_json::from_value(v["samples"].clone()).unwrap();
                 assert_eq!(f.samples, want, "{name}");
                 // Re-sealing with the same inputs gives the same bytes.

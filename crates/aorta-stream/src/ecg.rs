@@ -261,24 +261,32 @@ impl EcgOperator {
         if state.monitor.is_none() {
             state.monitor = Some(RhythmMonitor::new(self.cfg.rhythm));
         }
-        let held = state.beats.back().copied();
         let mut events = Vec::new();
         let mut beat = t;
-        // The first beat: the previous frame's last beat (continuation), or
-        // the start of a new segment.
-        if state.last_rr_beat != Some(t) && held.is_none_or(|h| t > h) {
-            state.breaks.push_back(t);
-            self.add_beat_time(state, t, &mut events);
+        // The first beat is the previous frame's last beat (a continuation),
+        // or the start of a new segment: the first beat this frame adds then
+        // starts the segment.
+        let continuation = state.last_rr_beat == Some(t);
+        let mut new_segment = !continuation;
+        let mut add = |state: &mut EcgState, b: Micros, events: &mut Vec<RhythmEvent>| {
+            // Beats at or before what is held (an overlapping frame) are skipped.
+            if state.beats.back().is_none_or(|&h| b > h) {
+                if new_segment {
+                    state.breaks.push_back(b);
+                    new_segment = false;
+                }
+                self.add_beat_time(state, b, events);
+            }
+        };
+        if !continuation {
+            add(state, t, &mut events);
         }
         for &r in &rr.rr_us {
             if r <= 0 {
                 break; // frames refuse these; never move time backwards
             }
             beat = beat.saturating_add(Micros::from(r));
-            // Beats at or before what is held (an overlapping frame) are skipped.
-            if state.beats.back().is_none_or(|&h| beat > h) {
-                self.add_beat_time(state, beat, &mut events);
-            }
+            add(state, beat, &mut events);
         }
         state.last_rr_beat = Some(beat);
         state.next_t = state.next_t.max(beat);

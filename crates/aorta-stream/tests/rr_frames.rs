@@ -253,3 +253,21 @@ fn a_gap_is_not_an_interval() {
     assert!(close(w["rmssd"].as_f64().unwrap(), r.time.rmssd));
     assert!(r.time.mean_nn < 800.0);
 }
+
+#[test]
+fn an_overlapping_frame_adds_no_beat_twice_and_no_false_interval() {
+    let dir = std::env::temp_dir().join(format!("aorta-rr-overlap-{}", std::process::id()));
+    let t0 = 1_800_000_000_000_000 - 1_800_000_000_000_000 % W;
+    // 240 s of beats, then a frame restarting 40 s earlier (200 s .. 360 s):
+    // its beats up to 240 s are already held; the first new one (240.8 s)
+    // starts a segment.
+    let frames = vec![
+        (t0, vec![800_000; 300]),
+        (t0 + 200_000_000, vec![800_000; 200]),
+    ];
+    let got = run(&dir, &frames, 1);
+    let w = got.get(&t0).unwrap();
+    // 300 intervals of the first frame, then 240.8 s .. 299.2 s: 73.
+    assert_eq!(w["n_nn"].as_u64().unwrap(), 373, "{w}");
+    assert!(close(w["mean_nn"].as_f64().unwrap(), 800.0));
+}
