@@ -56,8 +56,19 @@ pub enum DeviceCmd {
         #[arg(long)]
         device: PathBuf,
         /// WFDB record (path without extension, or its .hea).
+        #[arg(long, required_unless_present_any = ["rr", "rr_from_annotations"], conflicts_with_all = ["rr", "rr_from_annotations"])]
+        record: Option<PathBuf>,
+        /// Stream RR intervals instead of ECG (a chest strap or PPG
+        /// wearable): a text file with one interval in ms per line, or
+        /// `time_s,rr_ms` lines (time of the beat ending the interval); a
+        /// header line, blank lines and `#` comments are skipped. Sent as RR
+        /// frames (codec 2) of about --frame-seconds of beats each.
+        #[arg(long, conflicts_with = "rr_from_annotations")]
+        rr: Option<PathBuf>,
+        /// Stream the normal-to-normal RR intervals of a WFDB record's beat
+        /// annotations (RECORD.atr) as RR frames.
         #[arg(long)]
-        record: PathBuf,
+        rr_from_annotations: Option<PathBuf>,
         /// Server base URL (https://host:port).
         #[arg(long)]
         server: String,
@@ -112,6 +123,8 @@ pub fn run(cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
         DeviceCmd::Run {
             device,
             record,
+            rr,
+            rr_from_annotations,
             server,
             ca,
             speed,
@@ -153,7 +166,16 @@ pub fn run(cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
                 drain_timeout,
                 ..AgentConfig::default()
             };
-            stream(&device, &record, &server, &ca, &opts, follow, &config, json)
+            let input = match (record, rr, rr_from_annotations) {
+                (Some(r), None, None) => match follow {
+                    Some(idle) => Input::Follow(r, idle),
+                    None => Input::Record(r),
+                },
+                (None, Some(f), None) => Input::RrFile(f),
+                (None, None, Some(r)) => Input::RrAnnotations(r),
+                _ => anyhow::bail!("give exactly one of --record, --rr, --rr-from-annotations"),
+            };
+            stream(&device, &input, &server, &ca, &opts, &config, json)
         }
     }
 }
@@ -302,15 +324,27 @@ impl ProgressLine {
     }
 }
 
+/// What `aorta device run` streams.
+enum Input {
+    /// ECG samples of a WFDB record.
+    Record(PathBuf),
+    /// ECG samples of a WFDB record still being written, and how long
+    /// without growth ends it.
+    Follow(PathBuf, Duration),
+    /// RR intervals from a text file.
+    RrFile(PathBuf),
+    /// Normal-to-normal RR intervals of a record's beat annotations.
+    RrAnnotations(PathBuf),
+}
+
 /// `aorta device run`.
 #[allow(clippy::too_many_arguments)]
 fn stream(
     device: &std::path::Path,
-    record: &std::path::Path,
+    input: &Input,
     server: &str,
     ca: &std::path::Path,
     opts: &ReplayOptions,
-    follow: Option<Duration>,
     config: &AgentConfig,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -321,16 +355,28 @@ fn stream(
     let mut queue = OfflineQueue::open(device.join(QUEUE_DIR), QueueLimits::default())?;
     let resumed = queue.len();
     let stop = install_stop_signals()?;
-    if resumed > 0 {
-        eprintln!("{serial}: {resumed} frames queued by an earlier run go first");
-    }
-    let mut src: Box<dyn aorta_device::agent::FrameSource> = match follow {
-        Some(idle) => {
+    let pace = match config.speed {
+        Speed::Max => "as fast as possible".to_owned(),
+        Speed::RealTime(x) => format!("{x}× real time"),
+    };
+    let mut src: Box<dyn FrameSource> = match input {
+        Input::Record(record) => {
+            let rec = Arc::new(Record::read(record)?);
+            let src = RecordReplay::new(rec, opts)?;
+            eprintln!(
+                "{serial}: streaming {:.1} s of {} to {} ({pace})",
+                src.total_samples() as f64 * 1000.0 / f64::from(src.sample_rate_mhz()),
+                record.display(),
+                transport.url(),
+            );
+            Box::new(src)
+        }
+        Input::Follow(record, idle) => {
             let f = crate::follow::FollowSource::new(
                 record,
                 opts.frame_seconds,
                 opts.start_us,
-                idle,
+                *idle,
                 stop.clone(),
             )?;
             eprintln!(
@@ -341,22 +387,34 @@ fn stream(
             );
             Box::new(f)
         }
-        None => {
-            let rec = Arc::new(Record::read(record)?);
-            let src = RecordReplay::new(rec, opts)?;
-            eprintln!(
-                "{serial}: streaming {:.1} s of {} to {} ({})",
-                src.total_samples() as f64 * 1000.0 / f64::from(src.sample_rate_mhz()),
-                record.display(),
-                transport.url(),
-                match config.speed {
-                    Speed::Max => "as fast as possible".to_owned(),
-                    Speed::RealTime(x) => format!("{x}× real time"),
+        Input::RrFile(path) | Input::RrAnnotations(path) => {
+            let (segs, stats, what) = match input {
+                Input::RrFile(_) => {
+                    let (s, st) = crate::rr_replay::read_rr_file(path)?;
+                    (s, st, "RR intervals")
                 }
+                _ => {
+                    let (s, st) = crate::rr_replay::from_annotations(path)?;
+                    (s, st, "N→N RR intervals")
+                }
+            };
+            let src =
+                crate::rr_replay::RrReplay::new(&segs, opts.frame_seconds, opts.start_us, "RR")?;
+            eprintln!(
+                "{serial}: streaming {} {what} ({:.1} s, {} segments, {} left out) of {} as RR frames to {} ({pace})",
+                src.total_intervals(),
+                src.seconds(),
+                segs.len(),
+                stats.skipped,
+                path.display(),
+                transport.url(),
             );
             Box::new(src)
         }
     };
+    if resumed > 0 {
+        eprintln!("{serial}: {resumed} frames queued by an earlier run go first");
+    }
     let mut line = ProgressLine::new();
     let mut cb = |e: &AgentEvent<'_>, r: &AgentReport| line.on_event(e, r);
     let r = agent::run(

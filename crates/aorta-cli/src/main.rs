@@ -25,6 +25,7 @@ mod frames_cmd;
 mod hrv_cmd;
 mod replay;
 mod results_cmd;
+mod rr_replay;
 mod server_cmd;
 mod wfdb_cmd;
 mod worker_cmd;

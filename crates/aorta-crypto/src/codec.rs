@@ -24,6 +24,10 @@
 
 /// Codec identifier of this codec in frame headers.
 pub const CODEC_LPC_ZSTD: u8 = 1;
+/// Codec identifier of RR-interval frames: one channel of RR intervals in
+/// microseconds, compressed with this same lossless block
+/// (`docs/frame-format.md`, codec 2; rules in [`crate::frame`]).
+pub const CODEC_RR: u8 = 2;
 /// zstd level the encoder uses.
 pub const ZSTD_LEVEL: i32 = 3;
 

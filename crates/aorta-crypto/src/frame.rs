@@ -18,7 +18,7 @@
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
-use crate::codec::{self, CODEC_LPC_ZSTD, CodecError};
+use crate::codec::{self, CODEC_LPC_ZSTD, CODEC_RR, CodecError};
 use crate::keys::{self, EPOCH_LEN, KeyError, KeyPrf, MAX_SERIAL_LEN};
 
 /// Frame magic.
@@ -35,6 +35,20 @@ pub const MAX_FRAME_LEN: usize = 8 << 20;
 pub const MAX_CHANNELS: u16 = 32;
 /// Most samples (all channels together) per frame.
 pub const MAX_SAMPLES_PER_FRAME: u64 = 4 << 20;
+/// The `sample_rate_mhz` every RR frame (codec 2) carries: 1 MHz, i.e. one
+/// tick per microsecond, the unit of its values. Any other value is refused.
+pub const RR_SAMPLE_RATE_MHZ: u32 = 1_000_000_000;
+/// Shortest RR interval accepted, µs (300 beats/min).
+pub const MIN_RR_US: i32 = 200_000;
+/// Longest RR interval accepted, µs. A longer pause is sent as a gap: the
+/// next frame starts at the beat that ends it.
+pub const MAX_RR_US: i32 = 5_000_000;
+/// Most RR intervals per frame.
+pub const MAX_RR_PER_FRAME: u32 = 65_536;
+/// Units of the single calibration entry of an RR frame.
+pub const RR_UNITS: &str = "us";
+/// ADC resolution field of an RR frame's calibration (the values are i32).
+pub const RR_RESOLUTION: u16 = 32;
 
 /// Why a frame is refused by the pure frame layer (malformed or forged input).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,6 +113,22 @@ pub enum FrameError {
     /// The authenticated payload does not parse.
     #[error("malformed payload: {0}")]
     MalformedPayload(&'static str),
+    /// An RR frame (codec 2) holds an interval outside
+    /// [`MIN_RR_US`]`..=`[`MAX_RR_US`].
+    #[error("RR interval {index} is {value_us} µs, outside {MIN_RR_US}..={MAX_RR_US} µs")]
+    RrOutOfRange {
+        /// Index of the interval in the frame.
+        index: u32,
+        /// The value, µs.
+        value_us: i32,
+    },
+    /// An RR frame's calibration is not the fixed RR calibration
+    /// ([`ChannelCalibration::rr`]).
+    #[error("RR frame calibration field {field} is not the RR calibration")]
+    RrCalibration {
+        /// Which field.
+        field: &'static str,
+    },
 }
 
 /// Why a frame cannot be sealed (caller's input or our bug).
@@ -185,7 +215,7 @@ impl FrameHeader {
                 found: self.version,
             });
         }
-        if self.codec != CODEC_LPC_ZSTD {
+        if self.codec != CODEC_LPC_ZSTD && self.codec != CODEC_RR {
             return Err(FrameError::UnknownCodec { codec: self.codec });
         }
         if keys::check_serial(&self.serial).is_err() {
@@ -207,7 +237,63 @@ impl FrameHeader {
                 field: "samples_per_channel",
             });
         }
+        if self.codec == CODEC_RR {
+            if self.sample_rate_mhz != RR_SAMPLE_RATE_MHZ {
+                return Err(FrameError::BadField {
+                    field: "sample_rate",
+                });
+            }
+            if self.channels != 1 {
+                return Err(FrameError::BadField { field: "channels" });
+            }
+            if self.samples_per_channel > MAX_RR_PER_FRAME {
+                return Err(FrameError::BadField {
+                    field: "samples_per_channel",
+                });
+            }
+            // The last beat's time must be representable.
+            let span = i64::from(self.samples_per_channel) * i64::from(MAX_RR_US);
+            if self.first_sample_us.checked_add(span).is_none() {
+                return Err(FrameError::BadField {
+                    field: "first_sample_us",
+                });
+            }
+        }
         Ok(())
+    }
+
+    /// A version-1 header of an RR frame (codec 2) holding `intervals` RR
+    /// intervals whose first beat is at `first_beat_us`; validates every field.
+    pub fn new_rr(
+        serial: &str,
+        key_index: u16,
+        sequence: u64,
+        first_beat_us: i64,
+        intervals: u32,
+        epoch: [u8; EPOCH_LEN],
+    ) -> Result<Self, SealError> {
+        let h = FrameHeader {
+            version: VERSION,
+            codec: CODEC_RR,
+            serial: serial.to_owned(),
+            key_index,
+            sequence,
+            first_sample_us: first_beat_us,
+            sample_rate_mhz: RR_SAMPLE_RATE_MHZ,
+            channels: 1,
+            samples_per_channel: intervals,
+            epoch,
+        };
+        h.validate().map_err(|e| match e {
+            FrameError::BadField { field } => SealError::BadField(field),
+            _ => SealError::BadField("header"),
+        })?;
+        Ok(h)
+    }
+
+    /// True for an RR-interval frame (codec 2).
+    pub fn is_rr(&self) -> bool {
+        self.codec == CODEC_RR
     }
 
     /// Sampling rate in Hz.
@@ -270,6 +356,46 @@ impl ChannelCalibration {
             units: units.to_owned(),
             description: description.to_owned(),
         }
+    }
+}
+
+impl ChannelCalibration {
+    /// The one calibration an RR frame carries: gain 1, baseline 0,
+    /// adc_zero 0, resolution 32, units `us`; `description` is free text
+    /// (e.g. the sensor, `RR chest strap`).
+    pub fn rr(description: &str) -> Self {
+        ChannelCalibration::new(1.0, 0, 0, RR_RESOLUTION, RR_UNITS, description)
+    }
+
+    fn check_rr(&self) -> Result<(), FrameError> {
+        let field = if self.gain.to_bits() != 1f64.to_bits() {
+            "gain"
+        } else if self.baseline != 0 {
+            "baseline"
+        } else if self.adc_zero != 0 {
+            "adc_zero"
+        } else if self.adc_resolution != RR_RESOLUTION {
+            "adc_resolution"
+        } else if self.units != RR_UNITS {
+            "units"
+        } else {
+            return Ok(());
+        };
+        Err(FrameError::RrCalibration { field })
+    }
+}
+
+/// Checks every RR interval is inside [`MIN_RR_US`]`..=`[`MAX_RR_US`].
+pub fn check_rr(rr_us: &[i32]) -> Result<(), FrameError> {
+    match rr_us
+        .iter()
+        .position(|v| !(MIN_RR_US..=MAX_RR_US).contains(v))
+    {
+        None => Ok(()),
+        Some(i) => Err(FrameError::RrOutOfRange {
+            index: u32::try_from(i).unwrap_or(u32::MAX),
+            value_us: rr_us.get(i).copied().unwrap_or_default(),
+        }),
     }
 }
 
@@ -339,7 +465,28 @@ fn put_str(out: &mut Vec<u8>, s: &str, field: &'static str) -> Result<(), SealEr
     Ok(())
 }
 
-/// Compresses and seals `samples` (one slice per channel) under `key`.
+/// Seals one RR frame: `rr_us` are consecutive RR intervals in µs, the first
+/// starting at the beat `header.first_sample_us` (a header from
+/// [`FrameHeader::new_rr`]); the calibration is [`ChannelCalibration::rr`].
+pub fn seal_rr(
+    key: &TransportKey,
+    header: &FrameHeader,
+    description: &str,
+    rr_us: &[i32],
+) -> Result<Vec<u8>, SealError> {
+    if !header.is_rr() {
+        return Err(SealError::BadField("codec"));
+    }
+    seal(
+        key,
+        header,
+        &[ChannelCalibration::rr(description)],
+        &[rr_us],
+    )
+}
+
+/// Compresses and seals `samples` (one slice per channel) under `key`. For an
+/// RR header (codec 2) the calibration and values must follow the RR rules.
 pub fn seal(
     key: &TransportKey,
     header: &FrameHeader,
@@ -357,6 +504,17 @@ pub fn seal(
         .any(|s| s.len() as u64 != u64::from(header.samples_per_channel))
     {
         return Err(SealError::Shape("samples per channel"));
+    }
+    if header.is_rr() {
+        for c in calibration {
+            c.check_rr().map_err(|e| match e {
+                FrameError::RrCalibration { field } => SealError::BadField(field),
+                _ => SealError::BadField("calibration"),
+            })?;
+        }
+        for s in samples {
+            check_rr(s).map_err(|_| SealError::BadField("rr interval out of range"))?;
+        }
     }
     let mut cal = Vec::new();
     for c in calibration {
@@ -574,6 +732,14 @@ impl ParsedFrame<'_> {
             CodecError::Malformed(m) => FrameError::MalformedPayload(m),
             _ => FrameError::MalformedPayload("codec"),
         })?;
+        if self.header.is_rr() {
+            for c in &calibration {
+                c.check_rr()?;
+            }
+            for s in &samples {
+                check_rr(s)?;
+            }
+        }
         Ok(OpenedFrame {
             header: self.header,
             calibration,
@@ -722,5 +888,197 @@ pub(crate) mod tests {
         assert!(FrameHeader::new("SN", 0, 0, 0, 0, 1, 3, [0; 16]).is_err());
         assert!(FrameHeader::new("SN", 0, 0, 0, 1, 0, 3, [0; 16]).is_err());
         assert!(FrameHeader::new("", 0, 0, 0, 1, 1, 3, [0; 16]).is_err());
+    }
+
+    fn rr_key() -> TransportKey {
+        let keys = KeySlice::new("SN-RR", (0..120 * 32).map(|i| (i * 3) as u8).collect()).unwrap();
+        TransportKey::derive(&keys, 2, &[4; 16]).unwrap()
+    }
+
+    fn rr_frame(seq: u64, rr: &[i32]) -> Vec<u8> {
+        let h = FrameHeader::new_rr(
+            "SN-RR",
+            2,
+            seq,
+            1_700_000_000_000_000,
+            rr.len() as u32,
+            [4; 16],
+        )
+        .unwrap();
+        seal_rr(&rr_key(), &h, "RR test", rr).unwrap()
+    }
+
+    /// Seals `rr` under an RR header with `cal`, bypassing `seal`'s checks
+    /// (what a compromised key holder could send).
+    fn forged_rr(h: &FrameHeader, cal: &ChannelCalibration, rr: &[i32]) -> Vec<u8> {
+        let mut c = Vec::new();
+        c.extend_from_slice(&cal.gain.to_bits().to_be_bytes());
+        c.extend_from_slice(&cal.baseline.to_be_bytes());
+        c.extend_from_slice(&cal.adc_zero.to_be_bytes());
+        c.extend_from_slice(&cal.adc_resolution.to_be_bytes());
+        put_str(&mut c, &cal.units, "u").unwrap();
+        put_str(&mut c, &cal.description, "d").unwrap();
+        let mut body = (c.len() as u16).to_be_bytes().to_vec();
+        body.extend_from_slice(&c);
+        body.extend_from_slice(&codec::encode(&[rr]).unwrap());
+        let mut out = h.encode((body.len() + TAG_LEN) as u32);
+        let tag = rr_key()
+            .key
+            .seal_in_place_separate_tag(nonce(h.sequence), Aad::from(out.as_slice()), &mut body)
+            .unwrap();
+        out.extend_from_slice(&body);
+        out.extend_from_slice(tag.as_ref());
+        out
+    }
+
+    #[test]
+    fn rr_frame_round_trips_and_keeps_its_rules() {
+        let rr = [812_000, 798_500, 1_020_000, 200_000, 5_000_000];
+        let b = rr_frame(7, &rr);
+        let p = parse(&b).unwrap();
+        assert!(p.header.is_rr());
+        assert_eq!(p.header.sample_rate_mhz, RR_SAMPLE_RATE_MHZ);
+        let o = p.open(&rr_key()).unwrap();
+        assert_eq!(o.samples, vec![rr.to_vec()]);
+        assert_eq!(o.calibration, vec![ChannelCalibration::rr("RR test")]);
+        // Sealing refuses what opening refuses.
+        let h = FrameHeader::new_rr("SN-RR", 2, 8, 0, 2, [4; 16]).unwrap();
+        assert!(seal_rr(&rr_key(), &h, "x", &[199_999, 800_000]).is_err());
+        assert!(seal_rr(&rr_key(), &h, "x", &[800_000, 5_000_001]).is_err());
+        assert!(seal_rr(&rr_key(), &h, "x", &[800_000]).is_err());
+        let cal = ChannelCalibration::new(200.0, 0, 0, 32, "us", "x");
+        assert!(seal(&rr_key(), &h, &[cal], &[&[800_000, 800_000][..]]).is_err());
+        let ecg = FrameHeader::new("SN-RR", 2, 8, 0, 360_000, 1, 2, [4; 16]).unwrap();
+        assert!(seal_rr(&rr_key(), &ecg, "x", &[800_000, 800_000]).is_err());
+        assert!(FrameHeader::new_rr("SN-RR", 2, 8, 0, 0, [4; 16]).is_err());
+        assert!(FrameHeader::new_rr("SN-RR", 2, 8, 0, MAX_RR_PER_FRAME + 1, [4; 16]).is_err());
+        assert!(FrameHeader::new_rr("SN-RR", 2, 8, i64::MAX - 10, 3, [4; 16]).is_err());
+    }
+
+    #[test]
+    fn rr_header_rules_are_enforced_by_the_reader() {
+        let b = rr_frame(9, &[800_000, 810_000]);
+        // Offsets: 24..28 sample_rate_mhz, 28..30 channels.
+        let mut t = b.clone();
+        t[27] ^= 1;
+        assert_eq!(
+            parse(&t).unwrap_err(),
+            FrameError::BadField {
+                field: "sample_rate"
+            }
+        );
+        let mut t = b.clone();
+        t[29] = 2;
+        assert_eq!(
+            parse(&t).unwrap_err(),
+            FrameError::BadField { field: "channels" }
+        );
+        // A codec-1 frame relabelled as codec 2 fails its RR header rules
+        // (360 Hz, two channels) before any key is used.
+        let (_, ecg, _) = sample_frame(3);
+        let mut t = ecg.clone();
+        t[5] = CODEC_RR;
+        assert!(matches!(parse(&t), Err(FrameError::BadField { .. })));
+        // An RR frame relabelled as codec 1 parses but does not authenticate.
+        let mut t = b;
+        t[5] = CODEC_LPC_ZSTD;
+        assert_eq!(
+            parse(&t).unwrap().open(&rr_key()).unwrap_err(),
+            FrameError::AuthenticationFailed
+        );
+    }
+
+    #[test]
+    fn rr_values_and_calibration_from_a_key_holder_are_refused() {
+        let h = FrameHeader::new_rr("SN-RR", 2, 1, 0, 3, [4; 16]).unwrap();
+        let good = ChannelCalibration::rr("x");
+        let open = |b: Vec<u8>| parse(&b).unwrap().open(&rr_key());
+        assert!(open(forged_rr(&h, &good, &[800_000; 3])).is_ok());
+        assert_eq!(
+            open(forged_rr(&h, &good, &[800_000, -5, 800_000])).unwrap_err(),
+            FrameError::RrOutOfRange {
+                index: 1,
+                value_us: -5
+            }
+        );
+        assert_eq!(
+            open(forged_rr(&h, &good, &[800_000, 800_000, i32::MAX])).unwrap_err(),
+            FrameError::RrOutOfRange {
+                index: 2,
+                value_us: i32::MAX
+            }
+        );
+        for (cal, field) in [
+            (ChannelCalibration::new(2.0, 0, 0, 32, "us", "x"), "gain"),
+            (
+                ChannelCalibration::new(f64::NAN, 0, 0, 32, "us", "x"),
+                "gain",
+            ),
+            (
+                ChannelCalibration::new(1.0, 1, 0, 32, "us", "x"),
+                "baseline",
+            ),
+            (
+                ChannelCalibration::new(1.0, 0, 7, 32, "us", "x"),
+                "adc_zero",
+            ),
+            (
+                ChannelCalibration::new(1.0, 0, 0, 16, "us", "x"),
+                "adc_resolution",
+            ),
+            (ChannelCalibration::new(1.0, 0, 0, 32, "ms", "x"), "units"),
+        ] {
+            let e = open(forged_rr(&h, &cal, &[800_000; 3])).unwrap_err();
+            if cal.gain.is_nan() {
+                assert_eq!(e, FrameError::MalformedPayload("gain not finite"));
+            } else {
+                assert_eq!(e, FrameError::RrCalibration { field });
+            }
+        }
+        // Fewer or more intervals than the header declares.
+        assert!(matches!(
+            open(forged_rr(&h, &good, &[800_000; 2])),
+            Err(FrameError::MalformedPayload(_))
+        ));
+        assert!(matches!(
+            open(forged_rr(&h, &good, &[800_000; 4])),
+            Err(FrameError::DecompressionBomb { .. } | FrameError::MalformedPayload(_))
+        ));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn rr_frames_round_trip(rr in proptest::collection::vec(MIN_RR_US..=MAX_RR_US, 1..300)) {
+            let b = rr_frame(11, &rr);
+            let o = parse(&b).unwrap().open(&rr_key()).unwrap();
+            proptest::prop_assert_eq!(o.samples, vec![rr]);
+        }
+
+        #[test]
+        fn hostile_rr_values_are_refused_never_panic(
+            rr in proptest::collection::vec(proptest::prelude::any::<i32>(), 1..50)
+        ) {
+            let h = FrameHeader::new_rr("SN-RR", 2, 1, 0, rr.len() as u32, [4; 16]).unwrap();
+            let r = parse(&forged_rr(&h, &ChannelCalibration::rr("x"), &rr))
+                .unwrap()
+                .open(&rr_key());
+            let in_range = rr.iter().all(|v| (MIN_RR_US..=MAX_RR_US).contains(v));
+            proptest::prop_assert_eq!(r.is_ok(), in_range);
+            if !in_range {
+                let is_range_error = matches!(r, Err(FrameError::RrOutOfRange { .. }));
+                proptest::prop_assert!(is_range_error);
+            }
+        }
+
+        #[test]
+        fn mutated_or_truncated_rr_frames_are_refused(pos in 0usize..10_000, bit in 0u8..8, cut in 0usize..10_000) {
+            let b = rr_frame(12, &[800_000, 790_000, 805_000, 1_200_000]);
+            let mut t = b.clone();
+            let i = pos % t.len();
+            t[i] ^= 1 << bit;
+            proptest::prop_assert!(parse(&t).and_then(|p| p.open(&rr_key())).is_err());
+            let c = cut % b.len();
+            proptest::prop_assert!(parse(&b[..c]).and_then(|p| p.open(&rr_key())).is_err());
+        }
     }
 }

@@ -127,6 +127,24 @@ fn build() -> (Value, Vec<(String, Vec<u8>)>) {
         "samples": [z]}),
     );
 
+    // 3. A valid RR-interval frame (codec 2): eight sinus-rhythm
+    // beat-to-beat intervals in µs (one premature beat and its pause).
+    let rr = vec![
+        811_111, 788_889, 791_667, 788_889, 816_667, 652_778, 994_444, 844_444,
+    ];
+    let hr = FrameHeader::new_rr(SERIAL, 5, 1004, 1_700_000_001_027_778, 8, EPOCH).unwrap();
+    let valid_rr = frame::seal(&key, &hr, &[ChannelCalibration::rr("RR MLII")], &[&rr]).unwrap();
+    files.push(("valid-rr.aof".to_owned(), valid_rr.clone()));
+    entries.push(
+        json!({"file": "valid-rr.aof", "key_index": 5, "sequence": 1004, "expect": "ok",
+        "codec": 2, "samples": [rr]}),
+    );
+    // An RR frame whose header claims another rate (offsets 24..28).
+    let mut v = valid_rr;
+    v[27] ^= 0x01;
+    files.push(("rr-bad-rate.aof".to_owned(), v));
+    entries.push(json!({"file": "rr-bad-rate.aof", "key_index": 5, "expect": "bad_field"}));
+
     // Refusals derived from the valid frame.
     let mut bad = |name: &str, b: Vec<u8>, expect: &str| {
         files.push((format!("{name}.aof"), b));
@@ -236,6 +254,12 @@ fn frame_format_vectors() {
         match v["expect"].as_str().unwrap() {
             "ok" => {
                 let f = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(
+                    u64::from(f.header.codec),
+                    v["codec"].as_u64().unwrap_or(1),
+                    "{name}: codec"
+                );
+                assert_eq!(f.header.is_rr(), f.header.codec == 2, "{name}");
                 let want: Vec<Vec<i32>> = serde_json::from_value(v["samples"].clone()).unwrap();
                 assert_eq!(f.samples, want, "{name}");
                 // Re-sealing with the same inputs gives the same bytes.

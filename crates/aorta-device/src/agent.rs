@@ -93,6 +93,28 @@ pub trait FrameSource {
     fn calibration(&self) -> &[ChannelCalibration];
     /// The next frame, or `None` at the end of the signal.
     fn next_frame(&mut self) -> Result<Option<SourceFrame<'_>>, DeviceError>;
+    /// True for a source of RR intervals (chest strap, PPG wearable): each
+    /// frame has one channel of RR intervals in µs, `first_sample_us` is the
+    /// beat that starts the first interval, and frames are sealed as RR
+    /// frames (codec 2, [`Sealer::seal_rr`]); [`FrameSource::sample_rate_mhz`]
+    /// must then be [`aorta_crypto::frame::RR_SAMPLE_RATE_MHZ`] and the
+    /// calibration one [`ChannelCalibration::rr`].
+    fn is_rr(&self) -> bool {
+        false
+    }
+}
+
+/// Signal time a frame covers, µs: samples at `rate_mhz`, or for an RR
+/// frame the sum of its intervals.
+pub fn frame_span_us(frame: &SourceFrame<'_>, rate_mhz: u32, rr: bool) -> i64 {
+    if rr {
+        frame
+            .channels
+            .first()
+            .map_or(0, |c| c.iter().map(|&v| i64::from(v.max(0))).sum())
+    } else {
+        span_us(frame.samples(), rate_mhz)
+    }
 }
 
 /// How fast frames are produced.
@@ -299,6 +321,24 @@ pub fn seal_and_queue<S: SecureElement>(
     Ok((f, dropped))
 }
 
+/// [`seal_and_queue`] for an RR source frame (one channel of RR intervals,
+/// µs): sealed as an RR frame (codec 2) with `description` as the sensor.
+pub fn seal_and_queue_rr<S: SecureElement>(
+    sealer: &mut Sealer<S>,
+    queue: &mut OfflineQueue,
+    description: &str,
+    frame: &SourceFrame<'_>,
+) -> Result<(SealedFrame, Vec<u64>), DeviceError> {
+    let [rr] = frame.channels.as_slice() else {
+        return Err(DeviceError::Config(
+            "an RR frame has exactly one channel".into(),
+        ));
+    };
+    let f = sealer.seal_rr(frame.first_sample_us, description, rr)?;
+    let dropped = queue.push(f.sequence, &f.bytes)?;
+    Ok((f, dropped))
+}
+
 /// Duration of `n` samples at `rate_mhz`, in µs.
 fn span_us(n: usize, rate_mhz: u32) -> i64 {
     let us = (n as u128 * 1_000_000_000) / u128::from(rate_mhz.max(1));
@@ -454,6 +494,10 @@ pub fn run<S: SecureElement>(
         return Err(DeviceError::Config("sample rate must be positive".into()));
     }
     let cal = source.calibration().to_vec();
+    let rr = source.is_rr();
+    let rr_description = cal
+        .first()
+        .map_or_else(String::new, |c| c.description.clone());
     let poll = config.poll.max(Duration::from_millis(1));
     let mut up = Uplink {
         backoff: config.backoff,
@@ -479,7 +523,7 @@ pub fn run<S: SecureElement>(
         let start = *signal_start.get_or_insert(frame.first_sample_us);
         let end = frame
             .first_sample_us
-            .saturating_add(span_us(frame.samples(), rate));
+            .saturating_add(frame_span_us(&frame, rate, rr));
         let due = later(t0, config.speed.due_after(end.saturating_sub(start)));
         // Serve the uplink until the frame is due.
         loop {
@@ -501,7 +545,11 @@ pub fn run<S: SecureElement>(
             };
             nap(wake, poll);
         }
-        let (f, dropped) = seal_and_queue(sealer, queue, rate, &cal, &frame)?;
+        let (f, dropped) = if rr {
+            seal_and_queue_rr(sealer, queue, &rr_description, &frame)?
+        } else {
+            seal_and_queue(sealer, queue, rate, &cal, &frame)?
+        };
         report.frames_sealed += 1;
         report.samples_sealed += frame.samples() as u64;
         report.bytes_sealed += f.bytes.len() as u64;
@@ -766,6 +814,92 @@ mod tests {
             r.frames_sealed
         );
         r
+    }
+
+    /// RR intervals, `per` per frame, frames contiguous (each starts at the
+    /// previous frame's last beat).
+    struct RrSynth {
+        cal: Vec<ChannelCalibration>,
+        rr: Vec<i32>,
+        per: usize,
+        next: usize,
+        t: i64,
+    }
+
+    impl FrameSource for RrSynth {
+        fn sample_rate_mhz(&self) -> u32 {
+            frame::RR_SAMPLE_RATE_MHZ
+        }
+        fn calibration(&self) -> &[ChannelCalibration] {
+            &self.cal
+        }
+        fn is_rr(&self) -> bool {
+            true
+        }
+        fn next_frame(&mut self) -> Result<Option<SourceFrame<'_>>, DeviceError> {
+            let Some(chunk) = self
+                .rr
+                .get(self.next..(self.next + self.per).min(self.rr.len()))
+            else {
+                return Ok(None);
+            };
+            if chunk.is_empty() {
+                return Ok(None);
+            }
+            let t = self.t;
+            self.t += chunk.iter().map(|&v| i64::from(v)).sum::<i64>();
+            self.next += chunk.len();
+            Ok(Some(SourceFrame {
+                first_sample_us: t,
+                channels: vec![chunk],
+            }))
+        }
+    }
+
+    #[test]
+    fn an_rr_source_is_sealed_as_rr_frames_through_the_same_queue() {
+        let d = device();
+        let rr: Vec<i32> = (0..50).map(|i| 700_000 + (i * 37_000) % 300_000).collect();
+        let mut src = RrSynth {
+            cal: vec![ChannelCalibration::rr("strap")],
+            rr: rr.clone(),
+            per: 8,
+            next: 0,
+            t: 1_000_000,
+        };
+        let mut server = FakeServer::new(2);
+        let mut sealer = Sealer::new(FileSecureElement::open(&d.se).unwrap(), &d.state).unwrap();
+        let mut queue = OfflineQueue::open(&d.queue, QueueLimits::default()).unwrap();
+        let stop = AtomicBool::new(false);
+        let r = run(
+            &mut src,
+            &mut sealer,
+            &mut queue,
+            &mut server,
+            &fast(),
+            &stop,
+            None,
+        )
+        .unwrap();
+        assert_eq!(r.frames_sealed, 7);
+        assert_eq!(r.acked, 7);
+        assert_eq!(server.sequences(), (0..7).collect::<Vec<u64>>());
+        let got: Vec<i32> = server.stored.iter().flat_map(|s| s.2.clone()).collect();
+        assert_eq!(got, rr);
+        // Frame k starts at the beat ending frame k - 1.
+        let mut t = 1_000_000i64;
+        for (k, s) in server.stored.iter().enumerate() {
+            assert_eq!(s.1 as i64, t / 1000, "frame {k}");
+            t += s.2.iter().map(|&v| i64::from(v)).sum::<i64>();
+        }
+        // Out-of-range intervals are refused without using a sequence number.
+        let before = sealer.next_sequence();
+        assert!(sealer.seal_rr(0, "x", &[800_000, 100]).is_err());
+        assert!(sealer.seal_rr(0, "x", &[]).is_err());
+        assert_eq!(sealer.next_sequence(), before);
+        let f = sealer.seal_rr(0, "x", &[800_000]).unwrap();
+        assert_eq!(f.sequence, before);
+        assert!(frame::parse(&f.bytes).unwrap().header.is_rr());
     }
 
     /// Every frame the source produced is stored exactly once, in sequence

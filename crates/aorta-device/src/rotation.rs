@@ -296,6 +296,45 @@ impl<S: SecureElement> Sealer<S> {
         Ok((seq, self.state.key_index(seq, self.se.slice_len())))
     }
 
+    /// Seals one RR-interval frame (codec 2, `docs/frame-format.md`):
+    /// `rr_us` are consecutive intervals in µs (200 ms..5 s each), the first
+    /// starting at the beat at `first_beat_us`. Same sequence numbers, key
+    /// rotation and nonces as [`Sealer::seal`]; `description` names the
+    /// sensor. Out-of-range intervals are refused before a sequence number is
+    /// used.
+    pub fn seal_rr(
+        &mut self,
+        first_beat_us: i64,
+        description: &str,
+        rr_us: &[i32],
+    ) -> Result<SealedFrame, DeviceError> {
+        frame::check_rr(rr_us).map_err(|e| DeviceError::Config(e.to_string()))?;
+        let n = u32::try_from(rr_us.len())
+            .map_err(|_| DeviceError::Config("RR frame too long".into()))?;
+        // Validate the header before reserving a sequence number.
+        FrameHeader::new_rr(self.se.serial(), 0, 0, first_beat_us, n, self.epoch)?;
+        let (seq, index) = self.reserve()?;
+        let header =
+            FrameHeader::new_rr(self.se.serial(), index, seq, first_beat_us, n, self.epoch)?;
+        let key = self.key(index)?;
+        let bytes = frame::seal_rr(key, &header, description, rr_us)?;
+        Ok(SealedFrame {
+            sequence: seq,
+            key_index: index,
+            bytes,
+        })
+    }
+
+    fn key(&mut self, index: u16) -> Result<&TransportKey, DeviceError> {
+        if !self.keys.contains_key(&index) {
+            // Keep only the active key of this run.
+            self.keys.clear();
+            let k = TransportKey::derive(&self.se, index, &self.epoch)?;
+            self.keys.insert(index, k);
+        }
+        self.keys.get(&index).ok_or(DeviceError::Rng)
+    }
+
     /// Seals one frame of samples (one slice per channel).
     pub fn seal(
         &mut self,

@@ -49,6 +49,10 @@ pub const FRAME_DECOMPRESSION_BOMB: u16 = 209;
 pub const FRAME_MALFORMED_PAYLOAD: u16 = 210;
 /// The transport key could not be derived from the released key.
 pub const FRAME_KEY_DERIVATION: u16 = 211;
+/// An RR frame (codec 2) holds an interval outside the accepted range.
+pub const FRAME_RR_OUT_OF_RANGE: u16 = 212;
+/// An RR frame's calibration is not the fixed RR calibration.
+pub const FRAME_RR_CALIBRATION: u16 = 213;
 /// A refusal of the frame layer this build has no code for.
 pub const FRAME_OTHER: u16 = 298;
 
@@ -68,6 +72,8 @@ fn refusal(e: &CryptoFrameError) -> FrameError {
         CryptoFrameError::AuthenticationFailed => FRAME_AUTHENTICATION_FAILED,
         CryptoFrameError::DecompressionBomb { .. } => FRAME_DECOMPRESSION_BOMB,
         CryptoFrameError::MalformedPayload(_) => FRAME_MALFORMED_PAYLOAD,
+        CryptoFrameError::RrOutOfRange { .. } => FRAME_RR_OUT_OF_RANGE,
+        CryptoFrameError::RrCalibration { .. } => FRAME_RR_CALIBRATION,
         _ => FRAME_OTHER,
     };
     // The frame layer's messages hold only static text and sizes.
@@ -81,6 +87,19 @@ fn refusal(e: &CryptoFrameError) -> FrameError {
 /// under key index `key_index`: `SERIAL/INDEX` (the broker's naming).
 pub fn group_key_name(serial: &str, key_index: u16) -> String {
     format!("{serial}/{key_index}")
+}
+
+impl UploadFrames {
+    /// The codec byte of `frame`'s header: [`aorta_crypto::codec::CODEC_LPC_ZSTD`]
+    /// (ECG samples) or [`aorta_crypto::codec::CODEC_RR`] (RR intervals, µs,
+    /// one channel, `sample_rate_hz` = 1e6). The header is the AEAD's
+    /// associated data, so once [`FrameOpener::open`] accepted the frame this
+    /// value is authenticated: callers dispatch on it after a successful open.
+    pub fn codec(&self, frame: &[u8]) -> Result<u8, FrameError> {
+        frame::parse(frame)
+            .map(|p| p.header.codec)
+            .map_err(|e| refusal(&e))
+    }
 }
 
 impl FrameOpener for UploadFrames {
@@ -131,6 +150,7 @@ fn open_parsed(
     }
     opened.samples.zeroize();
     Ok(OpenedFrame {
+        codec: opened.header.codec,
         serial: std::mem::take(&mut opened.header.serial),
         sequence: opened.header.sequence,
         first_sample_us: opened.header.first_sample_us,
@@ -277,6 +297,31 @@ mod tests {
         assert_eq!(o.serial, "SN-U");
         assert_eq!(o.sequence, 9);
         assert_eq!(o.samples.as_slice(), &[1, -4, 2, -5, 3, -6]);
+    }
+
+    #[test]
+    fn rr_frames_open_as_one_channel_of_microseconds() {
+        let epoch = [3u8; 16];
+        let k = TransportKey::derive(&slice(), 4, &epoch).unwrap();
+        let h = FrameHeader::new_rr("SN-U", 4, 10, 1_000_000, 3, epoch).unwrap();
+        let f = frame::seal_rr(&k, &h, "strap", &[800_000, 790_000, 1_100_000]).unwrap();
+        assert_eq!(
+            UploadFrames.codec(&f).unwrap(),
+            aorta_crypto::codec::CODEC_RR
+        );
+        assert_eq!(
+            UploadFrames.codec(&sealed(4, 9)).unwrap(),
+            aorta_crypto::codec::CODEC_LPC_ZSTD
+        );
+        let o = UploadFrames.open(&f, &group(4)).unwrap();
+        assert_eq!(o.channels, 1);
+        assert_eq!(o.sample_rate_hz, 1e6);
+        assert_eq!(o.first_sample_us, 1_000_000);
+        assert_eq!(o.calibration, vec![(1.0, 0)]);
+        assert_eq!(o.samples.as_slice(), &[800_000, 790_000, 1_100_000]);
+        let mut t = f;
+        t[29] = 2; // channels
+        assert_eq!(UploadFrames.codec(&t).unwrap_err().code, FRAME_BAD_FIELD);
     }
 
     #[test]

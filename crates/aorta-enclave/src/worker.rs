@@ -270,6 +270,9 @@ pub fn attest_to_broker<S: Read + Write>(
 
 /// A frame the worker opened: plaintext samples in zeroizing memory.
 pub struct OpenedFrame {
+    /// The frame's codec (`aorta_crypto::codec::CODEC_*`; 0 when the format
+    /// has none), authenticated with the frame.
+    pub codec: u8,
     /// Device serial.
     pub serial: String,
     /// Frame sequence number.

@@ -17,6 +17,21 @@
 //!
 //! A chunk whose first sample is more than one second away from where the
 //! previous chunk ended (a gap, a device restart) restarts the detector.
+//!
+//! Two kinds of event enter the operator ([`EcgEvent`]):
+//! - [`EcgEvent::Samples`]: raw ECG, which goes through the R-peak detector;
+//! - [`EcgEvent::Rr`]: RR intervals from a chest strap or PPG wearable (RR
+//!   upload frames, codec 2), which enter at the beat stage and skip the
+//!   detector. The event time is the first beat; beat `k + 1` is at
+//!   `t + rr[0] + … + rr[k]`. A frame that starts exactly at the previous
+//!   frame's last beat continues the series; any other start is a gap: the
+//!   beats after it form a new segment and no interval is counted across it
+//!   (heart rate and HRV use only intervals inside a segment). The rhythm
+//!   monitor sees the beats as they come, so a gap longer than the pause
+//!   threshold is reported as a pause.
+//!
+//! Both feed the same beat stage: rhythm monitor, heart-rate and HRV windows
+//! and result types.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -36,6 +51,35 @@ pub struct EcgChunk {
     pub fs: f64,
     /// Samples in physical units (mV).
     pub samples: Vec<f64>,
+}
+
+/// Consecutive RR intervals of a device; the event time is the time of the
+/// beat that starts the first interval (µs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RrBeats {
+    /// RR intervals, µs (each > 0; frames enforce 200 ms..5 s).
+    pub rr_us: Vec<i32>,
+}
+
+/// What enters the ECG operator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EcgEvent {
+    /// Raw ECG samples: R-peak detection, then the beat stage.
+    Samples(EcgChunk),
+    /// RR intervals: straight to the beat stage.
+    Rr(RrBeats),
+}
+
+impl From<EcgChunk> for EcgEvent {
+    fn from(c: EcgChunk) -> Self {
+        EcgEvent::Samples(c)
+    }
+}
+
+impl From<RrBeats> for EcgEvent {
+    fn from(r: RrBeats) -> Self {
+        EcgEvent::Rr(r)
+    }
 }
 
 /// HRV summary of one window.
@@ -119,6 +163,14 @@ pub struct EcgState {
     next_hr: Option<Micros>,
     next_hrv: Option<Micros>,
     pending: Vec<(Micros, Micros, EcgResult)>,
+    /// Beat times (held in `beats`) that start a segment: no interval ends
+    /// at them. Only RR input creates segments.
+    #[serde(default)]
+    breaks: VecDeque<Micros>,
+    /// The last beat of the RR series, µs (None before any RR event or
+    /// after raw samples).
+    #[serde(default)]
+    last_rr_beat: Option<Micros>,
 }
 
 /// The ECG operator (one per worker: it reuses HRV buffers).
@@ -134,6 +186,17 @@ fn beats_in(beats: &VecDeque<Micros>, s: Micros, e: Micros) -> Vec<Micros> {
     let from = beats.partition_point(|b| *b < s);
     let to = beats.partition_point(|b| *b < e);
     beats.range(from..to.max(from)).copied().collect()
+}
+
+/// The intervals (µs) between consecutive `inside` beats that belong to one
+/// segment (the later beat is not in `breaks`).
+fn intervals(inside: &[Micros], breaks: &VecDeque<Micros>) -> Vec<Micros> {
+    inside
+        .iter()
+        .zip(inside.iter().skip(1))
+        .filter(|(_, b)| breaks.binary_search(b).is_err())
+        .map(|(a, b)| b - a)
+        .collect()
 }
 
 fn kind_code(k: &RhythmEventKind) -> Micros {
@@ -172,23 +235,107 @@ impl EcgOperator {
         let mut events = Vec::new();
         for b in beats {
             let t = state.origin + (b.sample as f64 * 1e6 / state.fs).round() as Micros;
-            state.beats.push_back(t);
-            if let Some(m) = state.monitor.as_mut() {
-                m.push_beat(t as f64 / 1e6, &mut events);
-            }
-            let align = |size: Micros| t.div_euclid(size) * size;
-            state.next_hr.get_or_insert(align(self.cfg.hr_slide));
-            state.next_hrv.get_or_insert(align(self.cfg.hrv_window));
+            self.add_beat_time(state, t, &mut events);
         }
         Self::queue_events(state, events);
     }
 
-    fn hrv_summary(&self, beats: &[Micros]) -> HrvSummary {
+    fn add_beat_time(&self, state: &mut EcgState, t: Micros, events: &mut Vec<RhythmEvent>) {
+        state.beats.push_back(t);
+        if let Some(m) = state.monitor.as_mut() {
+            m.push_beat(t as f64 / 1e6, events);
+        }
+        let align = |size: Micros| t.div_euclid(size) * size;
+        state.next_hr.get_or_insert(align(self.cfg.hr_slide));
+        state.next_hrv.get_or_insert(align(self.cfg.hrv_window));
+    }
+
+    /// RR intervals enter at the beat stage (no detector).
+    fn on_rr(&self, state: &mut EcgState, t: Micros, rr: &RrBeats) {
+        // A device that switches from raw ECG to RR: flush its detector.
+        if let Some(mut d) = state.detector.take() {
+            let mut flushed = Vec::new();
+            d.finish(&mut flushed);
+            self.add_beats(state, &flushed);
+        }
+        if state.monitor.is_none() {
+            state.monitor = Some(RhythmMonitor::new(self.cfg.rhythm));
+        }
+        let mut events = Vec::new();
+        let mut beat = t;
+        // The first beat is the previous frame's last beat (a continuation),
+        // or the start of a new segment: the first beat this frame adds then
+        // starts the segment.
+        let continuation = state.last_rr_beat == Some(t);
+        let mut new_segment = !continuation;
+        let mut add = |state: &mut EcgState, b: Micros, events: &mut Vec<RhythmEvent>| {
+            // Beats at or before what is held (an overlapping frame) are skipped.
+            if state.beats.back().is_none_or(|&h| b > h) {
+                if new_segment {
+                    state.breaks.push_back(b);
+                    new_segment = false;
+                }
+                self.add_beat_time(state, b, events);
+            }
+        };
+        if !continuation {
+            add(state, t, &mut events);
+        }
+        for &r in &rr.rr_us {
+            if r <= 0 {
+                break; // frames refuse these; never move time backwards
+            }
+            beat = beat.saturating_add(Micros::from(r));
+            add(state, beat, &mut events);
+        }
+        state.last_rr_beat = Some(beat);
+        state.next_t = state.next_t.max(beat);
+        if let Some(m) = state.monitor.as_mut() {
+            m.tick(state.next_t as f64 / 1e6, &mut events);
+        }
+        Self::queue_events(state, events);
+    }
+
+    fn on_chunk(&self, state: &mut EcgState, t: Micros, chunk: &EcgChunk) {
+        state.last_rr_beat = None;
+        let restart = match &state.detector {
+            None => true,
+            Some(_) => state.fs != chunk.fs || (t - state.next_t).abs() > 1_000_000,
+        };
+        if restart {
+            let mut flushed = Vec::new();
+            if let Some(d) = state.detector.as_mut() {
+                d.finish(&mut flushed);
+            }
+            self.add_beats(state, &flushed);
+            // An invalid rate leaves the device without a detector: its chunks are ignored.
+            state.detector = Detector::new(chunk.fs).ok();
+            state.fs = chunk.fs;
+            state.origin = t;
+            if state.monitor.is_none() {
+                state.monitor = Some(RhythmMonitor::new(self.cfg.rhythm));
+            }
+        }
+        let Some(det) = state.detector.as_mut() else {
+            return;
+        };
+        let mut beats = Vec::new();
+        det.push(&chunk.samples, &mut beats);
+        let seen = det.samples_seen();
+        state.next_t = state.origin + (seen as f64 * 1e6 / state.fs).round() as Micros;
+        self.add_beats(state, &beats);
+        let mut events = Vec::new();
+        if let Some(m) = state.monitor.as_mut() {
+            m.tick(state.next_t as f64 / 1e6, &mut events);
+        }
+        Self::queue_events(state, events);
+    }
+
+    fn hrv_summary(&self, beats: &[Micros], breaks: &VecDeque<Micros>) -> HrvSummary {
         let nan = f64::NAN;
-        let rr: Vec<f64> = beats
+        let rr: Vec<f64> = intervals(beats, breaks)
             .iter()
-            .zip(beats.iter().skip(1))
-            .map(|(a, b)| (b - a) as f64 / 1000.0)
+            .map(|d| *d as f64 / 1000.0)
             .collect();
         let report = NnSeries::from_rr(&rr, &ArtefactRule::default())
             .and_then(|nn| self.hrv.borrow_mut().report(&nn, &HrvOptions::default()));
@@ -222,42 +369,15 @@ impl EcgOperator {
 }
 
 impl KeyedOperator for EcgOperator {
-    type Event = EcgChunk;
+    type Event = EcgEvent;
     type Output = EcgResult;
     type State = EcgState;
 
-    fn on_event(&self, state: &mut EcgState, t: Micros, chunk: &EcgChunk) {
-        let restart = match &state.detector {
-            None => true,
-            Some(_) => state.fs != chunk.fs || (t - state.next_t).abs() > 1_000_000,
-        };
-        if restart {
-            let mut flushed = Vec::new();
-            if let Some(d) = state.detector.as_mut() {
-                d.finish(&mut flushed);
-            }
-            self.add_beats(state, &flushed);
-            // An invalid rate leaves the device without a detector: its chunks are ignored.
-            state.detector = Detector::new(chunk.fs).ok();
-            state.fs = chunk.fs;
-            state.origin = t;
-            if state.monitor.is_none() {
-                state.monitor = Some(RhythmMonitor::new(self.cfg.rhythm));
-            }
+    fn on_event(&self, state: &mut EcgState, t: Micros, ev: &EcgEvent) {
+        match ev {
+            EcgEvent::Samples(chunk) => self.on_chunk(state, t, chunk),
+            EcgEvent::Rr(rr) => self.on_rr(state, t, rr),
         }
-        let Some(det) = state.detector.as_mut() else {
-            return;
-        };
-        let mut beats = Vec::new();
-        det.push(&chunk.samples, &mut beats);
-        let seen = det.samples_seen();
-        state.next_t = state.origin + (seen as f64 * 1e6 / state.fs).round() as Micros;
-        self.add_beats(state, &beats);
-        let mut events = Vec::new();
-        if let Some(m) = state.monitor.as_mut() {
-            m.tick(state.next_t as f64 / 1e6, &mut events);
-        }
-        Self::queue_events(state, events);
     }
 
     fn on_watermark(
@@ -297,11 +417,13 @@ impl KeyedOperator for EcgOperator {
                 break;
             }
             let inside = beats_in(&state.beats, s, e);
-            let bpm = match (inside.first(), inside.last()) {
-                (Some(a), Some(b)) if inside.len() >= 2 && b > a => {
-                    60e6 * (inside.len() - 1) as f64 / (b - a) as f64
-                }
-                _ => f64::NAN,
+            // Mean rate over the window's intervals (inside one segment).
+            let iv = intervals(&inside, &state.breaks);
+            let span: Micros = iv.iter().sum();
+            let bpm = if !iv.is_empty() && span > 0 {
+                60e6 * iv.len() as f64 / span as f64
+            } else {
+                f64::NAN
             };
             emit(
                 s,
@@ -320,7 +442,11 @@ impl KeyedOperator for EcgOperator {
                 break;
             }
             let inside = beats_in(&state.beats, s, e);
-            emit(s, e, EcgResult::Hrv(self.hrv_summary(&inside)));
+            emit(
+                s,
+                e,
+                EcgResult::Hrv(self.hrv_summary(&inside, &state.breaks)),
+            );
             state.next_hrv = Some(e);
         }
         // Rhythm events whose time has passed.
@@ -340,6 +466,11 @@ impl KeyedOperator for EcgOperator {
         };
         while state.beats.front().is_some_and(|&b| b < horizon) {
             state.beats.pop_front();
+        }
+        // A held beat that starts a segment keeps its break; older ones go.
+        let first = state.beats.front().copied().unwrap_or(Micros::MAX);
+        while state.breaks.front().is_some_and(|&b| b < first) {
+            state.breaks.pop_front();
         }
         if wm == Micros::MAX {
             *state = EcgState::default();

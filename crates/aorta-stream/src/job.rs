@@ -30,7 +30,7 @@ use aorta_enclave::wire::{self, Message};
 use aorta_enclave::worker::{OpenedFrame, Ready};
 
 use crate::checkpoint::{Checkpoint, CheckpointStore};
-use crate::ecg::{EcgChunk, EcgConfig, EcgOperator};
+use crate::ecg::{EcgChunk, EcgConfig, EcgEvent, EcgOperator, RrBeats};
 use crate::log::FrameLog;
 use crate::pipeline::{Decoder, Pipeline, PipelineStats};
 use crate::results::ResultSink;
@@ -74,11 +74,25 @@ pub struct Refused {
     pub reason: String,
 }
 
-/// Turns frame bytes into a device's ECG chunk.
+/// Turns frame bytes into a device's operator event.
 pub trait FrameOpen {
-    /// Opens one frame: the device serial, the time of its first sample and
-    /// its analysed lead.
-    fn open(&mut self, frame: &[u8]) -> Result<(String, Micros, EcgChunk), Refused>;
+    /// Opens one frame: the device serial, the time of its first sample (or
+    /// first beat) and its event: the analysed lead of an ECG frame, or the
+    /// intervals of an RR frame.
+    fn open(&mut self, frame: &[u8]) -> Result<(String, Micros, EcgEvent), Refused>;
+}
+
+/// The intervals of an opened RR frame (codec 2: one channel of µs).
+fn rr_event(f: &OpenedFrame) -> Result<EcgEvent, Refused> {
+    if f.channels != 1 {
+        return Err(Refused {
+            code: 297,
+            reason: "RR frame must have one channel".into(),
+        });
+    }
+    Ok(EcgEvent::Rr(RrBeats {
+        rr_us: f.samples.to_vec(),
+    }))
 }
 
 /// The analysed lead (channel 0) of an opened frame, in mV.
@@ -138,7 +152,7 @@ impl SecureFrames {
 }
 
 impl FrameOpen for SecureFrames {
-    fn open(&mut self, frame: &[u8]) -> Result<(String, Micros, EcgChunk), Refused> {
+    fn open(&mut self, frame: &[u8]) -> Result<(String, Micros, EcgEvent), Refused> {
         // Host side: the frame is handed over as a protocol message.
         let crossing = Message::SealedFrame {
             frame: frame.to_vec(),
@@ -166,10 +180,16 @@ impl FrameOpen for SecureFrames {
         let reply = self
             .ready
             .process_frame(&self.opener, &frame, &mut |f: &OpenedFrame| {
-                got = Some((f.serial.clone(), f.first_sample_us, lead0(f)));
+                // The codec is part of the authenticated header.
+                let ev = if f.codec == aorta_crypto::codec::CODEC_RR {
+                    rr_event(f)
+                } else {
+                    lead0(f).map(EcgEvent::Samples)
+                };
+                got = Some((f.serial.clone(), f.first_sample_us, ev));
             });
         match (reply, got) {
-            (Message::FrameDone { .. }, Some((serial, t, chunk))) => Ok((serial, t, chunk?)),
+            (Message::FrameDone { .. }, Some((serial, t, ev))) => Ok((serial, t, ev?)),
             (Message::FrameRefused { code, reason }, _) => Err(Refused { code, reason }),
             _ => Err(Refused {
                 code: 298,
@@ -217,7 +237,28 @@ pub fn encode_plain_frame(
     Ok(b)
 }
 
-/// Opens [`encode_plain_frame`] frames (no keys, no boundary).
+/// The plain baseline's RR frame: [`encode_plain_frame`] with one channel,
+/// rate [`aorta_crypto::frame::RR_SAMPLE_RATE_MHZ`] and calibration `(1, 0)`
+/// — the same conventions as an RR upload frame (codec 2). Values are checked
+/// against the RR range. Used by benchmarks and tests.
+pub fn encode_plain_rr_frame(
+    serial: &str,
+    first_beat_us: i64,
+    rr_us: &[i32],
+) -> Result<Vec<u8>, StreamError> {
+    aorta_crypto::frame::check_rr(rr_us).map_err(|e| StreamError::Config(e.to_string()))?;
+    encode_plain_frame(
+        serial,
+        first_beat_us,
+        aorta_crypto::frame::RR_SAMPLE_RATE_MHZ,
+        &[(1.0, 0)],
+        &[rr_us],
+    )
+}
+
+/// Opens [`encode_plain_frame`] frames (no keys, no boundary); a frame with
+/// one channel at [`aorta_crypto::frame::RR_SAMPLE_RATE_MHZ`] is an RR frame
+/// ([`encode_plain_rr_frame`]).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PlainFrames;
 
@@ -236,7 +277,7 @@ impl<'a> Cursor<'a> {
 }
 
 impl FrameOpen for PlainFrames {
-    fn open(&mut self, frame: &[u8]) -> Result<(String, Micros, EcgChunk), Refused> {
+    fn open(&mut self, frame: &[u8]) -> Result<(String, Micros, EcgEvent), Refused> {
         let bad = |reason: &str| Refused {
             code: 101,
             reason: reason.into(),
@@ -268,6 +309,7 @@ impl FrameOpen for PlainFrames {
             }
         }
         let f = OpenedFrame {
+            codec: 0,
             serial,
             sequence: 0,
             first_sample_us: t,
@@ -276,8 +318,13 @@ impl FrameOpen for PlainFrames {
             calibration,
             samples,
         };
+        if rate == aorta_crypto::frame::RR_SAMPLE_RATE_MHZ && ch == 1 {
+            aorta_crypto::frame::check_rr(&f.samples)
+                .map_err(|_| bad("RR interval out of range"))?;
+            return Ok((f.serial.clone(), t, rr_event(&f)?));
+        }
         let chunk = lead0(&f)?;
-        Ok((f.serial.clone(), t, chunk))
+        Ok((f.serial.clone(), t, EcgEvent::Samples(chunk)))
     }
 }
 
@@ -313,8 +360,8 @@ impl<F: FrameOpen> JobDecoder<F> {
     }
 }
 
-impl<F: FrameOpen> Decoder<String, EcgChunk> for JobDecoder<F> {
-    fn decode(&mut self, record: &[u8]) -> Result<(String, Micros, EcgChunk), StreamError> {
+impl<F: FrameOpen> Decoder<String, EcgEvent> for JobDecoder<F> {
+    fn decode(&mut self, record: &[u8]) -> Result<(String, Micros, EcgEvent), StreamError> {
         let (arrival, frame) = decode_record(record)?;
         self.arrivals.push(arrival);
         match self.frames.open(frame) {

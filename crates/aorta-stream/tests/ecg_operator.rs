@@ -58,7 +58,8 @@ fn run(x: &[f64], fs: f64, chunk: usize, restore_at: Option<usize>) -> Vec<Strin
             EcgChunk {
                 fs,
                 samples: c.to_vec(),
-            },
+            }
+            .into(),
             &mut out,
         );
     }

@@ -199,6 +199,7 @@ impl worker::FrameOpener for TestFrames {
             .map(|c| i32::from(i16::from_le_bytes([c[0], c[1]])))
             .collect();
         Ok(worker::OpenedFrame {
+            codec: 0,
             serial,
             sequence: seq,
             first_sample_us: 0,

@@ -1,0 +1,259 @@
+//! An RR-interval device end to end, through the real binaries over HTTPS on
+//! loopback: `aorta demo --setup-only`, `aorta server`, `aorta worker stream`
+//! (attested, simulated backend), `aorta device run --rr FILE --speed max`,
+//! then `aorta results fetch --json` as the clinician.
+//!
+//! Proves: RR frames (codec 2) are accepted by the server, opened by the
+//! worker with the released keys, enter the engine at the beat stage, and
+//! the clinician opens HRV windows whose values match `HrvEngine` run on the
+//! same intervals, plus heart-rate windows at the file's rate.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use aorta_signal::hrv::{ArtefactRule, HrvEngine, HrvOptions, NnSeries};
+
+const AORTA: &str = env!("CARGO_BIN_EXE_aorta");
+const W: i64 = 300_000_000;
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn ok(o: Output) -> Output {
+    assert!(
+        o.status.success(),
+        "status {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn server(dir: &Path) -> Proc {
+    let mut c = Command::new(AORTA)
+        .args(["server", "--config", "server.toml"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut r = BufReader::new(c.stderr.take().unwrap());
+    let t = Instant::now();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(r.read_line(&mut line).unwrap() > 0, "server exited early");
+        if line.contains("aorta server listening") {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30));
+    }
+    std::thread::spawn(move || for _ in r.lines() {});
+    Proc(c)
+}
+
+fn worker(dir: &Path, port: u16, broker: u16) -> Proc {
+    Proc(
+        Command::new(AORTA)
+            .args([
+                "worker",
+                "stream",
+                "--backend",
+                "sim",
+                "--broker",
+                &format!("127.0.0.1:{broker}"),
+                "--assignment",
+                "demo",
+                "--sim-platform-key",
+                "sim-platform.key",
+                "--server",
+                &format!("https://127.0.0.1:{port}"),
+                "--ca",
+                "server/cert.pem",
+                "--token-file",
+                "server/worker.token",
+                "--checkpoint-secs",
+                "0.3",
+            ])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// A deterministic RR series (ms): ~70 bpm with respiratory and slow
+/// modulation, 11 minutes.
+fn rr_series() -> Vec<i32> {
+    let mut v = Vec::new();
+    let mut t = 0.0f64;
+    while t < 660.0 {
+        let rr = 850.0
+            + 40.0 * (2.0 * std::f64::consts::PI * 0.25 * t).sin()
+            + 25.0 * (2.0 * std::f64::consts::PI * 0.08 * t).sin();
+        let rr = rr.round() as i32;
+        v.push(rr);
+        t += f64::from(rr) / 1000.0;
+    }
+    v
+}
+
+fn fetch(dir: &Path, port: u16) -> Vec<serde_json::Value> {
+    let o = ok(Command::new(AORTA)
+        .args([
+            "results",
+            "fetch",
+            "--server",
+            &format!("https://127.0.0.1:{port}"),
+            "--ca",
+            "server/cert.pem",
+            "--identity",
+            "clinician.key",
+            "--subscriber",
+            "demo-clinician",
+            "--json",
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap());
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn rr_device_streams_to_hrv_results() {
+    let t = tempfile::tempdir().unwrap();
+    let work = t.path().join("w");
+    ok(Command::new(AORTA)
+        .args(["demo", "--setup-only", "--devices", "1", "--dir"])
+        .arg(&work)
+        .output()
+        .unwrap());
+    let (port, broker) = (free_port(), free_port());
+    std::fs::write(
+        work.join("server.toml"),
+        format!(
+            "listen = \"127.0.0.1:{port}\"\nbroker_listen = \"127.0.0.1:{broker}\"\ndata_dir = \"server\"\n\
+             registry = \"registry\"\npolicy = \"policy.toml\"\nsubscribers = \"subscribers.toml\"\n"
+        ),
+    )
+    .unwrap();
+    let rr = rr_series();
+    let mut text = String::from("rr_ms\n");
+    for r in &rr {
+        text.push_str(&format!("{r}\n"));
+    }
+    std::fs::write(work.join("strap.txt"), text).unwrap();
+    // The first beat on a 5-minute boundary.
+    let start = 1_800_000_000_000_000i64 - 1_800_000_000_000_000 % W;
+
+    let _srv = server(&work);
+    let _wrk = worker(&work, port, broker);
+    let out = ok(Command::new(AORTA)
+        .args([
+            "device",
+            "run",
+            "--device",
+            "devices/DEMO-0001",
+            "--rr",
+            "strap.txt",
+            "--server",
+            &format!("https://127.0.0.1:{port}"),
+            "--ca",
+            "server/cert.pem",
+            "--speed",
+            "max",
+            "--frame-seconds",
+            "10",
+            "--start-us",
+            &start.to_string(),
+            "--drain-timeout",
+            "60",
+            "--json",
+        ])
+        .current_dir(&work)
+        .output()
+        .unwrap());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["frames"], v["acked"], "{v}");
+    assert_eq!(v["refused"].as_u64(), Some(0), "{v}");
+    assert_eq!(v["samples"].as_u64(), Some(rr.len() as u64), "{v}");
+
+    // Direct reference for the first window [start, start + 5 min).
+    let mut beats = vec![start];
+    for r in &rr {
+        beats.push(beats.last().unwrap() + i64::from(*r) * 1000);
+    }
+    let in_w: Vec<f64> = beats
+        .windows(2)
+        .filter(|p| p[0] >= start && p[1] < start + W)
+        .map(|p| (p[1] - p[0]) as f64 / 1000.0)
+        .collect();
+    let want = HrvEngine::new()
+        .report(
+            &NnSeries::from_rr(&in_w, &ArtefactRule::default()).unwrap(),
+            &HrvOptions::default(),
+        )
+        .unwrap();
+
+    let t0 = Instant::now();
+    loop {
+        let got = fetch(&work, port);
+        let hrv: Vec<&serde_json::Value> = got
+            .iter()
+            .filter(|r| r["result"]["type"] == "hrv" && r["start"].as_i64() == Some(start))
+            .collect();
+        if let Some(h) = hrv.first() {
+            assert_eq!(h["patient"], "DEMO-0001");
+            assert_eq!(h["end"].as_i64(), Some(start + W));
+            let r = &h["result"];
+            assert_eq!(r["n_nn"].as_u64().unwrap() as usize, want.n_nn);
+            for (k, w) in [
+                ("sdnn", want.time.sdnn),
+                ("rmssd", want.time.rmssd),
+                ("lf", want.freq.lf),
+                ("hf", want.freq.hf),
+            ] {
+                let g = r[k].as_f64().unwrap();
+                assert!((g - w).abs() <= 1e-9 * w.abs().max(1.0), "{k}: {g} vs {w}");
+            }
+            // Heart-rate windows at the series' rate (~70 bpm).
+            let hr: Vec<f64> = got
+                .iter()
+                .filter(|r| r["result"]["type"] == "heart_rate")
+                .filter_map(|r| r["result"]["bpm"].as_f64())
+                .collect();
+            assert!(hr.len() > 50, "{} heart-rate windows", hr.len());
+            assert!(hr.iter().all(|b| (60.0..80.0).contains(b)), "{hr:?}");
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "no HRV window after 90 s; results: {}",
+            got.len()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
