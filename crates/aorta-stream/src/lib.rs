@@ -66,6 +66,7 @@ pub mod pipeline;
 pub mod remote;
 pub mod results;
 pub mod rr;
+pub mod rr_parquet;
 pub mod window;
 
 pub use engine::{Engine, EngineConfig, EngineStats, KeyedOperator, Output};
