@@ -318,12 +318,13 @@ pub fn write_parquet_file(path: &Path, events: &[RrEvent]) -> Result<(), StreamE
 mod tests {
     use super::*;
     use parquet::column::writer::ColumnWriter;
-    use std::path::PathBuf;
 
-    fn tmp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("aorta-rrpq-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join(name)
+    /// A fresh directory per test, removed when dropped.
+    fn tmpdir() -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix("aorta-rrpq-")
+            .tempdir()
+            .unwrap()
     }
 
     fn events(n: usize) -> Vec<RrEvent> {
@@ -398,7 +399,8 @@ mod tests {
 
     #[test]
     fn round_trip_is_exact() {
-        let p = tmp("rt.parquet");
+        let d = tmpdir();
+        let p = d.path().join("rt.parquet");
         let evs = events(3000);
         write_parquet_file(&p, &evs).unwrap();
         assert_eq!(read_parquet_file(&p).unwrap(), evs);
@@ -436,7 +438,8 @@ mod tests {
             eprintln!("SKIPPED pyarrow_sees_the_schema: python3 with pyarrow not available");
             return;
         }
-        let p = tmp("schema.parquet");
+        let d = tmpdir();
+        let p = d.path().join("schema.parquet");
         write_parquet_file(&p, &events(100)).unwrap();
         let script = concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -458,6 +461,7 @@ mod tests {
 
     #[test]
     fn wrong_schemas_are_typed_errors() {
+        let d = tmpdir();
         for (i, schema) in [
             // event_time in milliseconds, nanoseconds, not UTC, plain int64
             "message m { required int32 patient_id; required int64 event_time (TIMESTAMP(MILLIS,true)); required double rr_ms; }",
@@ -482,7 +486,7 @@ mod tests {
         .iter()
         .enumerate()
         {
-            let p = tmp(&format!("schema-{i}.parquet"));
+            let p = d.path().join(&format!("schema-{i}.parquet"));
             write_schema(&p, schema, 10, false);
             assert_corrupt(&p, schema);
         }
@@ -490,8 +494,9 @@ mod tests {
 
     #[test]
     fn optional_columns_read_and_nulls_are_rejected() {
+        let d = tmpdir();
         let schema = "message m { optional int32 patient_id; optional int64 event_time (TIMESTAMP(MICROS,true)); optional double rr_ms; }";
-        let p = tmp("opt.parquet");
+        let p = d.path().join("opt.parquet");
         write_schema(&p, schema, 10, false);
         assert_eq!(read_parquet_file(&p).unwrap().len(), 10);
         write_schema(&p, schema, 10, true);
@@ -500,7 +505,8 @@ mod tests {
 
     #[test]
     fn non_finite_and_far_times_are_rejected() {
-        let p = tmp("nan.parquet");
+        let d = tmpdir();
+        let p = d.path().join("nan.parquet");
         for bad in [
             RrEvent {
                 patient_id: 1,
@@ -532,16 +538,17 @@ mod tests {
 
     #[test]
     fn truncated_files_are_typed_errors() {
-        let p = tmp("full.parquet");
+        let d = tmpdir();
+        let p = d.path().join("full.parquet");
         write_parquet_file(&p, &events(200)).unwrap();
         let bytes = std::fs::read(&p).unwrap();
-        let q = tmp("trunc.parquet");
+        let q = d.path().join("trunc.parquet");
         for len in 0..bytes.len() {
             std::fs::write(&q, &bytes[..len]).unwrap();
             assert_corrupt(&q, &format!("truncated at {len}"));
         }
         assert!(matches!(
-            read_parquet_file(&tmp("absent.parquet")),
+            read_parquet_file(&d.path().join("absent.parquet")),
             Err(StreamError::Io { .. })
         ));
     }
@@ -556,7 +563,8 @@ mod tests {
             garbage in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
             edits in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 1..8),
         ) {
-            let p = tmp(&format!("hostile-{:?}.parquet", std::thread::current().id()));
+            let d = tmpdir();
+            let p = d.path().join("hostile.parquet");
             std::fs::write(&p, &garbage).unwrap();
             let mut out = Vec::new();
             let _ = read_inner(&p, File::open(&p).unwrap(), &mut ParquetBufs::default(), &mut out);
