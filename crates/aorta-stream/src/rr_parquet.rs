@@ -486,7 +486,7 @@ mod tests {
         .iter()
         .enumerate()
         {
-            let p = d.path().join(&format!("schema-{i}.parquet"));
+            let p = d.path().join(format!("schema-{i}.parquet"));
             write_schema(&p, schema, 10, false);
             assert_corrupt(&p, schema);
         }
