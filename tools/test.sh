@@ -59,6 +59,15 @@ PY
 fi
 # <<< vault-moto
 
+# >>> rr-parquet (issue 6: RR Parquet files; idempotent)
+# aorta-stream's pyarrow_sees_the_schema test checks with pyarrow that aorta's
+# Parquet files have the issue's schema; it skips visibly without pyarrow.
+if ! python3 -c 'import pyarrow' >/dev/null 2>&1; then
+  log "installing pyarrow (PyPI) for the RR Parquet schema test"
+  python3 -m pip install -q pyarrow || echo "warning: pyarrow could not be installed; the RR Parquet schema test will be skipped"
+fi
+# <<< rr-parquet
+
 # --- Rust checks --------------------------------------------------------------
 log "cargo fmt --check"
 cargo fmt --all -- --check

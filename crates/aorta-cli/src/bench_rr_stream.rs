@@ -9,9 +9,15 @@ use aorta_stream::rr;
 /// Arguments of `aorta bench rr-stream`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Directory of RR files (CSV: `patient_id,event_time,rr_ms`, event_time in µs UTC).
+    /// Directory of RR files: Parquet (`*.parquet`: patient_id int32, event_time
+    /// timestamp[us, UTC], rr_ms double) or CSV (`*.csv`: `patient_id,event_time,rr_ms`,
+    /// event_time in µs UTC), in event-time order by file name.
     #[arg(long)]
     input: PathBuf,
+    /// File format: written by --patients (default parquet) and read from --input
+    /// (default: the one format found there).
+    #[arg(long, value_enum)]
+    format: Option<Format>,
     /// First generate files for N patients into --input from the database's annotations
     /// (patient p replays record p mod R from a random offset in [0, 300) s).
     #[arg(long)]
@@ -34,9 +40,26 @@ pub struct Args {
     json: bool,
 }
 
+/// `--format`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Parquet,
+    Csv,
+}
+
+impl From<Format> for rr::RrFormat {
+    fn from(f: Format) -> Self {
+        match f {
+            Format::Parquet => rr::RrFormat::Parquet,
+            Format::Csv => rr::RrFormat::Csv,
+        }
+    }
+}
+
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if let Some(n) = a.patients {
-        let files = rr::generate(&a.db, n, a.seed, &a.input, 2_000_000)
+        let format = a.format.map_or(rr::RrFormat::Parquet, Into::into);
+        let files = rr::generate(&a.db, n, a.seed, &a.input, 2_000_000, format)
             .with_context(|| format!("generating {n} patients from {}", a.db.display()))?;
         eprintln!(
             "generated {} file(s) for {n} patients in {}",
@@ -44,15 +67,38 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             a.input.display()
         );
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&a.input)
+    let all: Vec<(PathBuf, rr::RrFormat)> = std::fs::read_dir(&a.input)
         .with_context(|| format!("reading {}", a.input.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "csv"))
+        .filter_map(|p| rr::RrFormat::of_path(&p).map(|f| (p, f)))
+        .collect();
+    let format = match a.format {
+        Some(f) => f.into(),
+        None => {
+            let has = |f| all.iter().any(|(_, g)| *g == f);
+            match (has(rr::RrFormat::Parquet), has(rr::RrFormat::Csv)) {
+                (true, true) => {
+                    eprintln!(
+                        "{} holds both .parquet and .csv RR files: choose one with --format",
+                        a.input.display()
+                    );
+                    return Ok(ExitCode::from(2));
+                }
+                (false, true) => rr::RrFormat::Csv,
+                _ => rr::RrFormat::Parquet,
+            }
+        }
+    };
+    let mut files: Vec<PathBuf> = all
+        .into_iter()
+        .filter(|(_, f)| *f == format)
+        .map(|(p, _)| p)
         .collect();
     files.sort();
     anyhow::ensure!(
         !files.is_empty(),
-        "no .csv RR files in {} (use --patients N to generate some)",
+        "no .{} RR files in {} (use --patients N to generate some)",
+        format.extension(),
         a.input.display()
     );
     let threads = a
@@ -72,6 +118,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         let mut v = serde_json::json!({
             "events": run.events, "windows": run.windows, "events_per_s": run.events_per_s,
             "seconds": run.seconds, "threads": threads, "late_dropped": run.stats.late_dropped,
+            "format": format.extension(), "files": files.len(),
         });
         if let (Some(d), Some(obj)) = (diff, v.as_object_mut()) {
             obj.insert("max_rel_diff".into(), serde_json::json!(d));
@@ -79,9 +126,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!(
-            "{} events, {} windows in {:.3} s on {threads} thread(s): {:.2} M events/s",
+            "{} events, {} windows from {} {} file(s) in {:.3} s on {threads} thread(s): {:.2} M events/s",
             run.events,
             run.windows,
+            files.len(),
+            format.extension(),
             run.seconds,
             run.events_per_s / 1e6
         );

@@ -21,7 +21,9 @@
 //! - [`ecg`] — the ECG operator: raw samples in; heart rate (sliding
 //!   windows), HRV (tumbling 5-minute windows) and rhythm events out.
 //! - [`rr`] — the RR-interval job: per patient, tumbling 5-minute windows of
-//!   count, mean RR, SDNN, RMSSD, LF, HF and LF/HF.
+//!   count, mean RR, SDNN, RMSSD, LF, HF and LF/HF, over Parquet or CSV files.
+//! - [`rr_parquet`] — RR events in Parquet (`parquet` crate, column API, no
+//!   Arrow); hostile files are typed errors.
 //!
 //! It does no networking. Exactly-once results come from three rules:
 //! input is acknowledged only once it is durable in the log; a checkpoint
@@ -66,6 +68,7 @@ pub mod pipeline;
 pub mod remote;
 pub mod results;
 pub mod rr;
+pub mod rr_parquet;
 pub mod window;
 
 pub use engine::{Engine, EngineConfig, EngineStats, KeyedOperator, Output};

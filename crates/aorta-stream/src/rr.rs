@@ -7,9 +7,11 @@
 //! at 4 Hz exactly as NeuroKit2 does (`aorta_signal::hrv`).
 //!
 //! Input files (`patient_id` int32, `event_time` µs since the epoch UTC,
-//! `rr_ms` float64; each file in event-time order, files in order) are CSV
-//! with that header line and `event_time` as an integer. [`run`] parses them
-//! on one thread and processes on `threads` workers, each owning the keyed
+//! `rr_ms` float64; each file in event-time order, files in order) are
+//! Parquet (`.parquet`, schema in [`crate::rr_parquet`]) or CSV (`.csv`, with
+//! that header line and `event_time` as an integer); [`RrFormat`] picks the
+//! reader from the extension. [`run`] parses them on up to `threads` parser
+//! threads and processes on `threads` workers, each owning the keyed
 //! state of the patients hashed to it (`patient_id mod threads`); batches
 //! travel over bounded channels, so a slow worker holds the reader back
 //! instead of letting memory grow.
@@ -28,6 +30,69 @@ use crate::{Engine, EngineConfig, EngineStats, Micros, Output, StreamError};
 
 /// Five minutes in µs: the Task Force short-term window.
 pub const FIVE_MINUTES: Micros = 300_000_000;
+
+/// The file formats of RR events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RrFormat {
+    /// Apache Parquet (`.parquet`).
+    Parquet,
+    /// CSV with a `patient_id,event_time,rr_ms` header (`.csv`).
+    Csv,
+}
+
+impl RrFormat {
+    /// The file extension (without the dot).
+    pub fn extension(self) -> &'static str {
+        match self {
+            RrFormat::Parquet => "parquet",
+            RrFormat::Csv => "csv",
+        }
+    }
+
+    /// The format of a file, from its extension.
+    pub fn of_path(path: &Path) -> Option<RrFormat> {
+        match path.extension()?.to_str()? {
+            "parquet" => Some(RrFormat::Parquet),
+            "csv" => Some(RrFormat::Csv),
+            _ => None,
+        }
+    }
+}
+
+/// Reusable read buffers for [`read_rr_file_with`].
+#[derive(Debug, Default)]
+pub struct ReadBufs {
+    csv: Vec<u8>,
+    parquet: crate::rr_parquet::ParquetBufs,
+    events: Vec<RrEvent>,
+}
+
+/// Reads a whole RR file, Parquet or CSV by its extension.
+pub fn read_rr_file(path: &Path) -> Result<Vec<RrEvent>, StreamError> {
+    let mut bufs = ReadBufs::default();
+    read_rr_file_with(path, &mut bufs)?;
+    Ok(std::mem::take(&mut bufs.events))
+}
+
+/// [`read_rr_file`] through reusable buffers; the events stay in `bufs`.
+pub fn read_rr_file_with<'b>(
+    path: &Path,
+    bufs: &'b mut ReadBufs,
+) -> Result<&'b [RrEvent], StreamError> {
+    match RrFormat::of_path(path) {
+        Some(RrFormat::Parquet) => {
+            crate::rr_parquet::read_parquet_file_with(path, &mut bufs.parquet, &mut bufs.events)?;
+        }
+        Some(RrFormat::Csv) => bufs.events = read_csv_file_with(path, &mut bufs.csv)?,
+        None => {
+            return Err(StreamError::Config(format!(
+                "{}: not an RR file (expected .parquet or .csv)",
+                path.display()
+            )));
+        }
+    }
+    Ok(&bufs.events)
+}
 
 /// One RR interval event.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -368,13 +433,13 @@ pub fn run(
                     let (senders, turn, turn_cv, failed) = (&senders, &turn, &turn_cv, &failed);
                     ps.spawn(move || -> Result<u64, StreamError> {
                         let mut n = 0u64;
-                        let mut buf = Vec::new();
+                        let mut bufs = ReadBufs::default();
                         for (k, path) in files.iter().enumerate().skip(p).step_by(parsers) {
-                            let parsed = read_csv_file_with(path, &mut buf);
+                            let parsed = read_rr_file_with(path, &mut bufs).map(<[_]>::len);
                             let mut parts: Vec<Vec<RrEvent>> =
                                 (0..threads).map(|_| Vec::new()).collect();
-                            if let Ok(evs) = &parsed {
-                                for ev in evs {
+                            if parsed.is_ok() {
+                                for ev in &bufs.events {
                                     if let Some(part) = parts
                                         .get_mut(ev.patient_id.unsigned_abs() as usize % threads)
                                     {
@@ -391,8 +456,8 @@ pub fn run(
                                 })?;
                             }
                             let result = match parsed {
-                                Ok(evs) if !failed.load(std::sync::atomic::Ordering::SeqCst) => {
-                                    n += evs.len() as u64;
+                                Ok(len) if !failed.load(std::sync::atomic::Ordering::SeqCst) => {
+                                    n += len as u64;
                                     for (part, tx) in parts.into_iter().zip(senders) {
                                         // A worker that died drops its receiver; its panic surfaces at join.
                                         let _ = tx.send(part);
@@ -464,15 +529,13 @@ pub fn run(
 pub fn reference(files: &[PathBuf], window: Micros) -> Result<Vec<RrOutput>, StreamError> {
     let mut groups: BTreeMap<(i32, Micros), Vec<(Micros, f64)>> = BTreeMap::new();
     for path in files {
-        read_csv(path, 65536, |batch| {
-            for ev in batch {
-                let start = ev.event_time.div_euclid(window) * window;
-                groups
-                    .entry((ev.patient_id, start))
-                    .or_default()
-                    .push((ev.event_time, ev.rr_ms));
-            }
-        })?;
+        for ev in read_rr_file(path)? {
+            let start = ev.event_time.div_euclid(window) * window;
+            groups
+                .entry((ev.patient_id, start))
+                .or_default()
+                .push((ev.event_time, ev.rr_ms));
+        }
     }
     let mut hrv = HrvEngine::new();
     Ok(groups
@@ -525,13 +588,17 @@ pub fn max_relative_difference(a: &[RrOutput], b: &[RrOutput]) -> Option<f64> {
 /// Writes RR files for `patients` simulated patients from a WFDB database's
 /// reference beat annotations: patient `p` replays record `p mod R` from an
 /// offset in `[0, 300)` s drawn from a seeded generator. Events are merged
-/// in event-time order and cut into files of at most `per_file` events.
+/// in event-time order and cut into files of at most `per_file` events,
+/// `rr-NNNN.parquet` or `rr-NNNN.csv`. RR values are rounded to the
+/// microsecond, as devices report them, so both formats hold the same
+/// doubles.
 pub fn generate(
     db: &Path,
     patients: u32,
     seed: u64,
     out_dir: &Path,
     per_file: usize,
+    format: RrFormat,
 ) -> Result<Vec<PathBuf>, StreamError> {
     use aorta_signal::wfdb::{read_annotations, read_header};
     let names: Vec<String> = std::fs::read_to_string(db.join("RECORDS"))
@@ -585,7 +652,9 @@ pub fn generate(
             events.push(RrEvent {
                 patient_id: p as i32,
                 event_time: t,
-                rr_ms: (c - a) * 1000.0,
+                // k / 1000 with k an integer: the double nearest to the
+                // decimal `{:.3}` prints, so CSV and Parquet agree bit for bit.
+                rr_ms: ((c - a) * 1e6).round() / 1000.0,
             });
         }
     }
@@ -596,7 +665,12 @@ pub fn generate(
     })?;
     let mut files = Vec::new();
     for (i, chunk) in events.chunks(per_file.max(1)).enumerate() {
-        let path = out_dir.join(format!("rr-{i:04}.csv"));
+        let path = out_dir.join(format!("rr-{i:04}.{}", format.extension()));
+        if format == RrFormat::Parquet {
+            crate::rr_parquet::write_parquet_file(&path, chunk)?;
+            files.push(path);
+            continue;
+        }
         let io = |error| StreamError::Io {
             path: path.clone(),
             error,
@@ -605,7 +679,6 @@ pub fn generate(
             std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&path).map_err(io)?);
         writeln!(w, "patient_id,event_time,rr_ms").map_err(io)?;
         for e in chunk {
-            // RR to the microsecond, as devices report it (and as the event times are).
             writeln!(w, "{},{},{:.3}", e.patient_id, e.event_time, e.rr_ms).map_err(io)?;
         }
         w.flush().map_err(io)?;
@@ -698,6 +771,45 @@ mod tests {
                 "{s}"
             );
         }
+    }
+
+    /// The generator writes the same events in both formats, and the job
+    /// gives bit-identical windows from either (and equals the reference).
+    #[test]
+    fn parquet_and_csv_inputs_agree() {
+        let db = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/data/mitdb"
+        ));
+        if !db.join("RECORDS").exists() {
+            eprintln!(
+                "SKIPPED parquet_and_csv_inputs_agree: {} absent",
+                db.display()
+            );
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("aorta-rr-fmt-{}", std::process::id()));
+        let pq = generate(db, 6, 7, &dir.join("pq"), 5000, RrFormat::Parquet).unwrap();
+        let csv = generate(db, 6, 7, &dir.join("csv"), 5000, RrFormat::Csv).unwrap();
+        assert!(pq.len() > 1 && pq.len() == csv.len());
+        for (a, b) in pq.iter().zip(&csv) {
+            assert_eq!(read_rr_file(a).unwrap(), read_rr_file(b).unwrap());
+        }
+        let (out_pq, run_pq) = run(&pq, 2, FIVE_MINUTES).unwrap();
+        let (out_csv, run_csv) = run(&csv, 2, FIVE_MINUTES).unwrap();
+        assert_eq!(run_pq.events, run_csv.events);
+        assert_eq!(max_relative_difference(&out_pq, &out_csv), Some(0.0));
+        let reference = reference(&pq, FIVE_MINUTES).unwrap();
+        assert_eq!(max_relative_difference(&out_pq, &reference), Some(0.0));
+        // A broken Parquet file among good ones stops the run with a typed error.
+        let broken = dir.join("pq").join("rr-0001.parquet");
+        let bytes = std::fs::read(&broken).unwrap();
+        std::fs::write(&broken, &bytes[..bytes.len() / 2]).unwrap();
+        match run(&pq, 2, FIVE_MINUTES) {
+            Err(StreamError::Corrupt { path, .. }) => assert_eq!(path, broken),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
