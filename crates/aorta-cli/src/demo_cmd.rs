@@ -644,9 +644,9 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let wstatus = worker.stop();
     match reader.poll() {
         Ok(rs) => rs.iter().for_each(|r| apply(&mut view, r, &mut events)),
-        Err(e) => failed
-            .get_or_insert(format!("reading results: {e}"))
-            .push(' '),
+        Err(e) => {
+            failed.get_or_insert(format!("reading the last results: {e}"));
+        }
     }
     draw(&view, true);
     let stats = srv.stats().unwrap_or(stats);

@@ -112,21 +112,7 @@ impl FollowSource {
             bail!("sampling frequency {fs} Hz is out of range");
         }
         let per = ((frame_seconds * fs).round() as usize).max(1);
-        let calibration = h
-            .signals
-            .iter()
-            .map(|s| {
-                Ok(ChannelCalibration {
-                    gain: s.gain,
-                    baseline: s.baseline,
-                    adc_zero: s.adc_zero,
-                    adc_resolution: u16::try_from(s.adc_resolution)
-                        .context("ADC resolution out of range")?,
-                    units: s.units.clone(),
-                    description: s.description.clone(),
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let calibration = crate::replay::calibration_of(&h)?;
         let dat = hea
             .parent()
             .unwrap_or(Path::new("."))

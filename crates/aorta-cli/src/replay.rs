@@ -18,6 +18,24 @@ use aorta_device::DeviceError;
 use aorta_device::agent::{FrameSource, SourceFrame};
 use aorta_signal::wfdb::Record;
 
+/// The frame calibration of each signal of a WFDB header.
+pub fn calibration_of(h: &aorta_signal::wfdb::Header) -> anyhow::Result<Vec<ChannelCalibration>> {
+    h.signals
+        .iter()
+        .map(|s| {
+            Ok(ChannelCalibration {
+                gain: s.gain,
+                baseline: s.baseline,
+                adc_zero: s.adc_zero,
+                adc_resolution: u16::try_from(s.adc_resolution)
+                    .context("ADC resolution out of range")?,
+                units: s.units.clone(),
+                description: s.description.clone(),
+            })
+        })
+        .collect()
+}
+
 /// Which part of the record to replay, and how to cut it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ReplayOptions {
@@ -74,21 +92,7 @@ impl RecordReplay {
         if len == 0 {
             bail!("the record has no samples");
         }
-        let calibration = h
-            .signals
-            .iter()
-            .map(|s| {
-                Ok(ChannelCalibration {
-                    gain: s.gain,
-                    baseline: s.baseline,
-                    adc_zero: s.adc_zero,
-                    adc_resolution: u16::try_from(s.adc_resolution)
-                        .context("ADC resolution out of range")?,
-                    units: s.units.clone(),
-                    description: s.description.clone(),
-                })
-            })
-            .collect::<anyhow::Result<_>>()?;
+        let calibration = calibration_of(h)?;
         let first = (opts.offset_seconds * fs).round();
         if first >= len as f64 {
             bail!(
