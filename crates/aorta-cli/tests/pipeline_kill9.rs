@@ -23,48 +23,9 @@ use std::time::{Duration, Instant};
 use aorta_stream::log::{FileLog, FrameLog};
 
 mod common;
-use common::{AORTA, Proc, free_port, ok, server, term, write_config};
+use common::{AORTA, Proc, free_port, ok, server, term, worker, write_config};
 
 const RECORD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/sample/100");
-
-fn worker(dir: &Path, data: &str, port: u16, broker: u16) -> Proc {
-    Proc(
-        Command::new(AORTA)
-            .args([
-                "worker",
-                "stream",
-                "--backend",
-                "sim",
-                "--broker",
-                &format!("127.0.0.1:{broker}"),
-                "--assignment",
-                "demo",
-                "--sim-platform-key",
-                "sim-platform.key",
-                "--server",
-                &format!("https://127.0.0.1:{port}"),
-                "--ca",
-                &format!("{data}/cert.pem"),
-                "--token-file",
-                &format!("{data}/worker.token"),
-                "--checkpoint-secs",
-                "0.3",
-                "--batch",
-                "16",
-            ])
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(dir.join(format!("worker-{data}.log")))
-                    .unwrap(),
-            )
-            .spawn()
-            .unwrap(),
-    )
-}
 
 fn kill9(p: &mut Proc) {
     let _ = Command::new("kill")

@@ -14,96 +14,16 @@
     clippy::indexing_slicing
 )]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aorta_signal::hrv::{ArtefactRule, HrvEngine, HrvOptions, NnSeries};
 
-const AORTA: &str = env!("CARGO_BIN_EXE_aorta");
+mod common;
+use common::{AORTA, ok, server, worker};
+
 const W: i64 = 300_000_000;
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn ok(o: Output) -> Output {
-    assert!(
-        o.status.success(),
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn server(dir: &Path) -> Proc {
-    let mut c = Command::new(AORTA)
-        .args(["server", "--config", "server.toml"])
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut r = BufReader::new(c.stderr.take().unwrap());
-    let t = Instant::now();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(r.read_line(&mut line).unwrap() > 0, "server exited early");
-        if line.contains("aorta server listening") {
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(30));
-    }
-    std::thread::spawn(move || for _ in r.lines() {});
-    Proc(c)
-}
-
-fn worker(dir: &Path, port: u16, broker: u16) -> Proc {
-    Proc(
-        Command::new(AORTA)
-            .args([
-                "worker",
-                "stream",
-                "--backend",
-                "sim",
-                "--broker",
-                &format!("127.0.0.1:{broker}"),
-                "--assignment",
-                "demo",
-                "--sim-platform-key",
-                "sim-platform.key",
-                "--server",
-                &format!("https://127.0.0.1:{port}"),
-                "--ca",
-                "server/cert.pem",
-                "--token-file",
-                "server/worker.token",
-                "--checkpoint-secs",
-                "0.3",
-            ])
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
 
 /// A deterministic RR series (ms): ~70 bpm with respiratory and slow
 /// modulation, 11 minutes.
@@ -146,20 +66,7 @@ fn fetch(dir: &Path, port: u16) -> Vec<serde_json::Value> {
 fn rr_device_streams_to_hrv_results() {
     let t = tempfile::tempdir().unwrap();
     let work = t.path().join("w");
-    ok(Command::new(AORTA)
-        .args(["demo", "--setup-only", "--devices", "1", "--dir"])
-        .arg(&work)
-        .output()
-        .unwrap());
-    let (port, broker) = (free_port(), free_port());
-    std::fs::write(
-        work.join("server.toml"),
-        format!(
-            "listen = \"127.0.0.1:{port}\"\nbroker_listen = \"127.0.0.1:{broker}\"\ndata_dir = \"server\"\n\
-             registry = \"registry\"\npolicy = \"policy.toml\"\nsubscribers = \"subscribers.toml\"\n"
-        ),
-    )
-    .unwrap();
+    let (port, broker) = common::setup(&work, 1);
     let rr = rr_series();
     let mut text = String::from("rr_ms\n");
     for r in &rr {
@@ -169,8 +76,8 @@ fn rr_device_streams_to_hrv_results() {
     // The first beat on a 5-minute boundary.
     let start = 1_800_000_000_000_000i64 - 1_800_000_000_000_000 % W;
 
-    let _srv = server(&work);
-    let _wrk = worker(&work, port, broker);
+    let _srv = server(&work, "server.toml");
+    let _wrk = worker(&work, "server", port, broker);
     let out = ok(Command::new(AORTA)
         .args([
             "device",

@@ -37,25 +37,29 @@
 //!
 //! ```no_run
 //! use std::sync::{Arc, atomic::AtomicBool};
-//! use aorta_device::agent::{self, AgentConfig, Speed};
+//! use aorta_device::DeviceError;
+//! use aorta_device::agent::{self, AgentConfig, FrameSource, Speed};
 //! use aorta_device::http::{HttpOptions, HttpsTransport};
 //! use aorta_device::queue::{OfflineQueue, QueueLimits};
 //! use aorta_device::rotation::Sealer;
 //! use aorta_device::se::FileSecureElement;
-//! # fn source() -> Box<dyn agent::FrameSource> { unimplemented!() }
-//! let mut sealer = Sealer::new(FileSecureElement::open("dev/se.key")?, "dev/rotation.state")?;
-//! let mut queue = OfflineQueue::open("dev/queue", QueueLimits::default())?;
-//! // One transport per process; clones share its connection pool.
-//! let uplink = HttpsTransport::new("https://127.0.0.1:8443", "cert.pem".as_ref(), HttpOptions::default())?;
+//!
+//! /// Streams `src` (a WFDB replay, a followed file, RR intervals...).
+//! fn stream(src: &mut dyn FrameSource, stop: &AtomicBool) -> Result<(), DeviceError> {
+//!     let mut sealer = Sealer::new(FileSecureElement::open("dev/se.key")?, "dev/rotation.state")?;
+//!     let mut queue = OfflineQueue::open("dev/queue", QueueLimits::default())?;
+//!     // One transport per process; clones share its connection pool.
+//!     let uplink = HttpsTransport::new("https://127.0.0.1:8443", "cert.pem".as_ref(), HttpOptions::default())?;
+//!     let config = AgentConfig { speed: Speed::RealTime(10.0), ..AgentConfig::default() };
+//!     let report = agent::run(
+//!         src, &mut sealer, &mut queue, &mut uplink.clone(), &config, stop,
+//!         Some(&mut |event, report| eprintln!("{event:?} → {} acked", report.acked)),
+//!     )?;
+//!     println!("{} sealed, {} acked, {} left queued", report.frames_sealed, report.acked, report.queued_left);
+//!     Ok(())
+//! }
 //! let stop = Arc::new(AtomicBool::new(false)); // raised by a signal handler
-//! let config = AgentConfig { speed: Speed::RealTime(10.0), ..AgentConfig::default() };
-//! let mut src = source();
-//! let report = agent::run(
-//!     src.as_mut(), &mut sealer, &mut queue, &mut uplink.clone(), &config, &stop,
-//!     Some(&mut |event, report| eprintln!("{event:?} → {} acked", report.acked)),
-//! )?;
-//! println!("{} sealed, {} acked, {} left queued", report.frames_sealed, report.acked, report.queued_left);
-//! # Ok::<(), aorta_device::DeviceError>(())
+//! # let _ = (stream, stop);
 //! ```
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -110,3 +110,45 @@ pub fn term(p: &mut Proc) {
     }
     panic!("process did not stop on SIGTERM");
 }
+
+/// Starts `aorta worker stream` (sim backend) against the server whose data
+/// directory is `data` (relative to `dir`); its stderr is appended to
+/// `dir/worker-DATA.log`.
+pub fn worker(dir: &Path, data: &str, port: u16, broker: u16) -> Proc {
+    Proc(
+        Command::new(AORTA)
+            .args([
+                "worker",
+                "stream",
+                "--backend",
+                "sim",
+                "--broker",
+                &format!("127.0.0.1:{broker}"),
+                "--assignment",
+                "demo",
+                "--sim-platform-key",
+                "sim-platform.key",
+                "--server",
+                &format!("https://127.0.0.1:{port}"),
+                "--ca",
+                &format!("{data}/cert.pem"),
+                "--token-file",
+                &format!("{data}/worker.token"),
+                "--checkpoint-secs",
+                "0.3",
+                "--batch",
+                "16",
+            ])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join(format!("worker-{data}.log")))
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap(),
+    )
+}
