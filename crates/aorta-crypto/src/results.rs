@@ -294,6 +294,30 @@ fn push_hex(s: &mut String, b: &[u8], upper: bool) {
 
 /// Decodes exactly `N` bytes of hex in one letter case (`upper` or lower);
 /// `None` on any other character or length.
+/// The 32 key bytes of a key text: exactly `prefix`, then exactly 64 hex
+/// digits of one case (upper for secrets, lower for public keys).
+fn key_text(
+    s: &str,
+    what: Container,
+    prefix: &'static str,
+    upper: bool,
+) -> Result<Zeroizing<[u8; 32]>> {
+    let rest = s.strip_prefix(prefix).ok_or(ResultsError::BadMagic {
+        what,
+        expected: prefix,
+    })?;
+    hex_array::<32>(rest, upper).ok_or(ResultsError::BadField {
+        what,
+        field: "key",
+        offset: prefix.len(),
+        reason: if upper {
+            "expected exactly 64 upper-case hex digits"
+        } else {
+            "expected exactly 64 lower-case hex digits"
+        },
+    })
+}
+
 fn hex_array<const N: usize>(s: &str, upper: bool) -> Option<Zeroizing<[u8; N]>> {
     fn nibble(c: u8, upper: bool) -> Option<u8> {
         match c {
@@ -484,19 +508,7 @@ impl ClinicianPublic {
     /// Parses the text form exactly: the prefix, then exactly 64 lower-case
     /// hex digits, nothing else (no whitespace).
     pub fn from_text(s: &str) -> Result<Self> {
-        let what = Container::PublicKeyText;
-        let rest = s
-            .strip_prefix(PUBLIC_TEXT_PREFIX)
-            .ok_or(ResultsError::BadMagic {
-                what,
-                expected: PUBLIC_TEXT_PREFIX,
-            })?;
-        let bytes = hex_array::<32>(rest, false).ok_or(ResultsError::BadField {
-            what,
-            field: "key",
-            offset: PUBLIC_TEXT_PREFIX.len(),
-            reason: "expected exactly 64 lower-case hex digits",
-        })?;
+        let bytes = key_text(s, Container::PublicKeyText, PUBLIC_TEXT_PREFIX, false)?;
         Ok(Self(*bytes))
     }
 }
@@ -578,19 +590,7 @@ impl ClinicianIdentity {
     /// Parses the secret key text exactly: the prefix, then exactly 64
     /// upper-case hex digits, nothing else.
     pub fn from_text(s: &str) -> Result<Self> {
-        let what = Container::SecretKeyText;
-        let rest = s
-            .strip_prefix(SECRET_TEXT_PREFIX)
-            .ok_or(ResultsError::BadMagic {
-                what,
-                expected: SECRET_TEXT_PREFIX,
-            })?;
-        let bytes = hex_array::<32>(rest, true).ok_or(ResultsError::BadField {
-            what,
-            field: "key",
-            offset: SECRET_TEXT_PREFIX.len(),
-            reason: "expected exactly 64 upper-case hex digits",
-        })?;
+        let bytes = key_text(s, Container::SecretKeyText, SECRET_TEXT_PREFIX, true)?;
         Self::from_secret_bytes(&bytes)
     }
 
