@@ -26,6 +26,7 @@ const GENESIS: &str = "000000000000000000000000000000000000000000000000000000000
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Event {
     /// A record was protected and dispersed.
     Protect,
@@ -41,6 +42,21 @@ pub enum Event {
     Refuse,
     /// A grant was revoked.
     Revoke,
+}
+
+impl Event {
+    /// The event's name as written in the log (`protect`, `grant`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Event::Protect => "protect",
+            Event::Grant => "grant",
+            Event::Emergency => "emergency",
+            Event::Use => "use",
+            Event::Recover => "recover",
+            Event::Refuse => "refuse",
+            Event::Revoke => "revoke",
+        }
+    }
 }
 
 #[derive(serde::Serialize)]
@@ -84,7 +100,7 @@ fn entry_hash(prev: &str, body: &Body<'_>) -> Result<String, VaultError> {
     h.update(prev.as_bytes());
     h.update(b"\n");
     h.update(&json);
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(aorta_base::hex::encode(&h.finalize()))
 }
 
 /// An audit log file and its head file.
@@ -213,11 +229,10 @@ impl AuditLog {
         f.write_all(line.as_bytes())
             .and_then(|()| f.sync_data())
             .map_err(|err| VaultError::io(&self.path, err))?;
-        let head = self.head_path();
-        let tmp = head.with_extension("head.tmp");
-        std::fs::write(&tmp, format!("{} {}\n", e.seq, e.hash))
-            .and_then(|()| std::fs::rename(&tmp, &head))
-            .map_err(|err| VaultError::io(&head, err))?;
+        aorta_base::fs::write_private_atomic(
+            &self.head_path(),
+            format!("{} {}\n", e.seq, e.hash).as_bytes(),
+        )?;
         Ok(e)
     }
 }

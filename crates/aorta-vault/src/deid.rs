@@ -215,10 +215,7 @@ pub fn deidentify_head(
             });
         }
     };
-    let mut salt = [0u8; 32];
-    getrandom::fill(&mut salt).map_err(|e| VaultError::Hpke {
-        reason: format!("random number generator: {e}"),
-    })?;
+    let salt = aorta_base::random::secret::<32>()?;
     let mut out = Zeroizing::new(head.get(..132).ok_or(malformed("truncated"))?.to_vec());
     for (e, end) in &layout.meta {
         let raw = head

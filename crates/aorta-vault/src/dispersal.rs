@@ -10,6 +10,7 @@
 //! keyed: a forged shard set is caught afterwards, because the rebuilt public
 //! container must match the checksum sealed in the private fragment.
 
+use aorta_base::codec::{Decode, DecodeError, Encode, Reader};
 use aorta_crypto::selective::RecordId;
 use sha2::{Digest, Sha256};
 
@@ -19,7 +20,6 @@ use crate::VaultError;
 pub const SHARD_MAGIC: &[u8; 4] = b"AOSD";
 /// Shard format version.
 pub const SHARD_VERSION: u8 = 1;
-const HEADER_LEN: usize = 40;
 const SUM_LEN: usize = 32;
 const WHAT: &str = "dispersal shard";
 
@@ -48,21 +48,16 @@ impl Dispersal {
     }
 }
 
-fn malformed(offset: usize, reason: &'static str) -> VaultError {
-    VaultError::Malformed {
-        what: WHAT,
-        offset: offset as u64,
-        reason,
-    }
-}
-
 /// Splits `data` (a public container) into n shards.
 pub fn encode(data: &[u8], record: RecordId, d: Dispersal) -> Result<Vec<Vec<u8>>, VaultError> {
     d.check()?;
     let k = usize::from(d.k);
     let n = usize::from(d.n);
-    let mut shard_len = data.len().div_ceil(k).max(2);
-    shard_len += shard_len % 2;
+    let shard_len = shard_len(data.len() as u64, d.k)
+        .and_then(|l| usize::try_from(l).ok())
+        .ok_or(VaultError::Internal {
+            what: "a container in memory is too large to disperse",
+        })?;
     let mut padded = data.to_vec();
     padded.resize(shard_len * k, 0);
     let originals: Vec<&[u8]> = padded.chunks_exact(shard_len).collect();
@@ -70,28 +65,30 @@ pub fn encode(data: &[u8], record: RecordId, d: Dispersal) -> Result<Vec<Vec<u8>
         reed_solomon_simd::encode(k, n - k, &originals).map_err(|_| VaultError::Internal {
             what: "reed-solomon encode rejected valid parameters",
         })?;
-    let mut out = Vec::with_capacity(n);
-    for (i, body) in originals
+    let out = originals
         .iter()
         .copied()
         .chain(recovery.iter().map(Vec::as_slice))
-        .enumerate()
-    {
-        let mut s = Vec::with_capacity(HEADER_LEN + shard_len + SUM_LEN);
-        s.extend_from_slice(SHARD_MAGIC);
-        s.push(SHARD_VERSION);
-        s.push(d.k);
-        s.push(d.n);
-        s.push(i as u8);
-        s.extend_from_slice(&record.0);
-        s.extend_from_slice(&(data.len() as u64).to_be_bytes());
-        s.extend_from_slice(&(shard_len as u64).to_be_bytes());
-        s.extend_from_slice(body);
-        let sum: [u8; 32] = Sha256::digest(&s).into();
-        s.extend_from_slice(&sum);
-        out.push(s);
-    }
+        .zip(0..d.n)
+        .map(|(body, index)| {
+            Shard {
+                dispersal: d,
+                index,
+                record,
+                data_len: data.len() as u64,
+                body,
+            }
+            .to_bytes()
+        })
+        .collect();
     Ok(out)
+}
+
+/// The shard length for `data_len` bytes over `k` shards: even and at least
+/// 2 (`reed-solomon-simd` works on pairs of bytes); `None` if it overflows.
+fn shard_len(data_len: u64, k: u8) -> Option<u64> {
+    let per = data_len.div_ceil(u64::from(k.max(1))).max(2);
+    per.checked_add(per % 2)
 }
 
 /// A parsed, checksum-verified shard.
@@ -109,67 +106,77 @@ pub struct Shard<'a> {
     pub body: &'a [u8],
 }
 
-fn arr<const N: usize>(d: &[u8], off: usize) -> Result<[u8; N], VaultError> {
-    d.get(off..off + N)
-        .and_then(|s| s.try_into().ok())
-        .ok_or_else(|| malformed(off, "truncated"))
+impl Encode for Shard<'_> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(SHARD_MAGIC);
+        out.push(SHARD_VERSION);
+        out.push(self.dispersal.k);
+        out.push(self.dispersal.n);
+        out.push(self.index);
+        out.extend_from_slice(&self.record.0);
+        out.extend_from_slice(&self.data_len.to_be_bytes());
+        out.extend_from_slice(&(self.body.len() as u64).to_be_bytes());
+        out.extend_from_slice(self.body);
+        let sum: [u8; SUM_LEN] = Sha256::digest(out.get(start..).unwrap_or(&[])).into();
+        out.extend_from_slice(&sum);
+    }
 }
 
-/// Parses and verifies one shard.
+impl<'a> Decode<'a> for Shard<'a> {
+    fn decode(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
+        let start = r.position();
+        let all = r.peek(r.remaining());
+        if &r.array::<4>("magic")? != SHARD_MAGIC {
+            return Err(r.invalid("magic", 4, "bad magic"));
+        }
+        if r.u8("version")? != SHARD_VERSION {
+            return Err(r.invalid("version", 1, "unknown format version"));
+        }
+        let dispersal = Dispersal {
+            k: r.u8("k")?,
+            n: r.u8("n")?,
+        };
+        if dispersal.check().is_err() {
+            return Err(r.invalid("k", 2, "dispersal needs 1 <= k < n"));
+        }
+        let index = r.u8("index")?;
+        if index >= dispersal.n {
+            return Err(r.invalid("index", 1, "index not below n"));
+        }
+        let record = RecordId(r.array("record id")?);
+        let data_len = r.u64("data length")?;
+        let len = r.u64("shard length")?;
+        if shard_len(data_len, dispersal.k) != Some(len) {
+            return Err(r.invalid(
+                "shard length",
+                8,
+                "shard length inconsistent with data length",
+            ));
+        }
+        let len =
+            usize::try_from(len).map_err(|_| r.invalid("shard length", 8, "shard too large"))?;
+        let body = r.take(len, "shard body")?;
+        let covered = all.get(..r.position().saturating_sub(start)).unwrap_or(&[]);
+        let actual: [u8; SUM_LEN] = Sha256::digest(covered).into();
+        if r.array::<SUM_LEN>("checksum")? != actual {
+            return Err(r.invalid("checksum", SUM_LEN, "checksum mismatch"));
+        }
+        Ok(Shard {
+            dispersal,
+            index,
+            record,
+            data_len,
+            body,
+        })
+    }
+}
+
+/// Parses and verifies one shard (the whole of `d`: short and trailing bytes
+/// are errors).
 pub fn parse(d: &[u8]) -> Result<Shard<'_>, VaultError> {
-    let magic: [u8; 4] = arr(d, 0)?;
-    if &magic != SHARD_MAGIC {
-        return Err(malformed(0, "bad magic"));
-    }
-    let [version, k, n, index]: [u8; 4] = arr(d, 4)?;
-    if version != SHARD_VERSION {
-        return Err(VaultError::UnknownVersion {
-            what: WHAT,
-            version,
-            supported: SHARD_VERSION,
-        });
-    }
-    let dispersal = Dispersal { k, n };
-    dispersal.check()?;
-    if index >= n {
-        return Err(malformed(7, "index not below n"));
-    }
-    let record = RecordId(arr(d, 8)?);
-    let data_len = u64::from_be_bytes(arr(d, 24)?);
-    let shard_len = u64::from_be_bytes(arr(d, 32)?);
-    let expect = data_len.div_ceil(u64::from(k)).max(2);
-    if shard_len != expect + expect % 2 {
-        return Err(malformed(32, "shard length inconsistent with data length"));
-    }
-    let shard_len = usize::try_from(shard_len).map_err(|_| malformed(32, "shard too large"))?;
-    let total = HEADER_LEN
-        .checked_add(shard_len)
-        .and_then(|x| x.checked_add(SUM_LEN))
-        .ok_or_else(|| malformed(32, "shard too large"))?;
-    if d.len() != total {
-        return Err(malformed(
-            d.len().min(total),
-            "length does not match header",
-        ));
-    }
-    let covered = d
-        .get(..HEADER_LEN + shard_len)
-        .ok_or_else(|| malformed(0, "truncated"))?;
-    let sum: [u8; 32] = arr(d, HEADER_LEN + shard_len)?;
-    let actual: [u8; 32] = Sha256::digest(covered).into();
-    if actual != sum {
-        return Err(malformed(HEADER_LEN + shard_len, "checksum mismatch"));
-    }
-    let body = d
-        .get(HEADER_LEN..HEADER_LEN + shard_len)
-        .ok_or_else(|| malformed(HEADER_LEN, "truncated"))?;
-    Ok(Shard {
-        dispersal,
-        index,
-        record,
-        data_len,
-        body,
-    })
+    crate::format::check_version(d, SHARD_MAGIC, SHARD_VERSION, WHAT)?;
+    Shard::from_bytes(d).map_err(VaultError::decode(WHAT))
 }
 
 /// Rebuilds the container from whatever shards were read (`None` = lost).
@@ -251,10 +258,14 @@ pub fn decode(
             what: "reed-solomon decode left a shard missing",
         })?);
     }
-    let len = usize::try_from(len).map_err(|_| malformed(24, "length too large"))?;
-    if len > out.len() {
-        return Err(malformed(24, "length exceeds shard data"));
-    }
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|l| *l <= out.len())
+        .ok_or(VaultError::Malformed {
+            what: WHAT,
+            offset: 24,
+            reason: "length exceeds shard data",
+        })?;
     out.truncate(len);
     Ok(out)
 }

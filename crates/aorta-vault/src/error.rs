@@ -1,9 +1,32 @@
-//! The vault's error type, split by blame: malformed input (`Malformed`,
-//! `UnknownVersion`), refusals (`Grant*`, `Revoked`, `Expired`), storage
-//! (`Store`, `NotFound`, `TooFewShards`), configuration (`Config`), audit
-//! (`AuditTampered`) and our bug (`Internal`).
+//! The vault's error type, split by blame ([`VaultError::blame`]): malformed
+//! input (`Malformed`, `Decode`, `UnknownVersion`, `GrantForOtherRecord`),
+//! refusals (`GrantNotForUs`, `Revoked`, `Expired`, a wrong passphrase or a
+//! fragment that fails its check), tampered stored evidence
+//! (`AuditTampered`), the environment (`Store`, `NotFound`, `TooFewShards`,
+//! `Io`, `Write`, `Random`), configuration (`Config`) and our bug (`Hpke`,
+//! `Internal`).
 
+use aorta_base::codec::DecodeError;
 use aorta_crypto::selective::SelectiveError;
+
+/// Who is to blame for a [`VaultError`]: what a front-end tells its user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Blame {
+    /// The caller's input is malformed or does not fit (fix the input).
+    Input,
+    /// A check ran and said no: wrong identity or passphrase, an expired or
+    /// revoked grant, a fragment that fails its authentication.
+    Refused,
+    /// Stored evidence (the audit log) fails its integrity check.
+    Tampered,
+    /// A store, the file system or the random source failed.
+    Environment,
+    /// The vault's configuration is wrong.
+    Configuration,
+    /// A bug in aorta.
+    Bug,
+}
 
 /// Everything that can go wrong in the vault.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +45,15 @@ pub enum VaultError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A byte format of ours fails to decode (short, trailing or invalid).
+    #[error("{what} is malformed: {source}")]
+    Decode {
+        /// Which kind of object.
+        what: &'static str,
+        /// What the decoder found.
+        #[source]
+        source: DecodeError,
+    },
     /// Unknown format version.
     #[error(
         "{what} has format version {version}, this aorta reads version {supported}; upgrade aorta to read it"
@@ -39,6 +71,14 @@ pub enum VaultError {
         "grant refused: it does not open with this identity (addressed to someone else, or modified)"
     )]
     GrantNotForUs,
+    /// The grant is for another record than the one asked for.
+    #[error("the grant is for record {grant_record}, not record {record}")]
+    GrantForOtherRecord {
+        /// The record the grant names (hex).
+        grant_record: String,
+        /// The record asked for (hex).
+        record: String,
+    },
     /// The grant has expired.
     #[error("grant refused: expired at {expires_at} (now {now}, unix seconds)")]
     Expired {
@@ -91,6 +131,12 @@ pub enum VaultError {
         #[source]
         source: std::io::Error,
     },
+    /// An owner-only file write failed.
+    #[error(transparent)]
+    Write(#[from] aorta_base::fs::WriteError),
+    /// The operating system's random source failed.
+    #[error(transparent)]
+    Random(#[from] aorta_base::random::RandomError),
     /// Bad configuration.
     #[error("vault configuration: {reason}")]
     Config {
@@ -120,6 +166,40 @@ pub enum VaultError {
 }
 
 impl VaultError {
+    /// Who is to blame: the input, a refusing check, tampered evidence, the
+    /// environment, the configuration, or aorta.
+    pub fn blame(&self) -> Blame {
+        match self {
+            Self::Selective(
+                SelectiveError::PrivateAuthFailed
+                | SelectiveError::PublicMismatch { .. }
+                | SelectiveError::PublicChecksum,
+            )
+            | Self::GrantNotForUs
+            | Self::Expired { .. }
+            | Self::Revoked { .. } => Blame::Refused,
+            Self::Selective(_)
+            | Self::Malformed { .. }
+            | Self::Decode { .. }
+            | Self::UnknownVersion { .. }
+            | Self::GrantForOtherRecord { .. } => Blame::Input,
+            Self::AuditTampered { .. } => Blame::Tampered,
+            Self::NotFound { .. }
+            | Self::TooFewShards { .. }
+            | Self::Store { .. }
+            | Self::Io { .. }
+            | Self::Write(_)
+            | Self::Random(_) => Blame::Environment,
+            Self::Config { .. } => Blame::Configuration,
+            Self::Hpke { .. } | Self::Internal { .. } => Blame::Bug,
+        }
+    }
+
+    /// Maps a [`DecodeError`] of format `what`.
+    pub(crate) fn decode(what: &'static str) -> impl FnOnce(DecodeError) -> Self {
+        move |source| Self::Decode { what, source }
+    }
+
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
         Self::Io {
             path: path.display().to_string(),

@@ -15,6 +15,8 @@
 //! who already fetched both fragments before revocation keeps what they saw —
 //! cryptography cannot take back a disclosed secret.
 
+use aorta_base::codec::{Decode, DecodeError, Encode, Reader};
+use aorta_base::hex::{self, Case};
 use aorta_crypto::selective::{RecordId, RecoveryMaterial};
 use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable, Kem as KemTrait, OpModeR, OpModeS, Serializable};
@@ -42,19 +44,10 @@ pub const NEVER: u64 = u64::MAX;
 const SK_PREFIX: &str = "aorta-ehr-sk1:";
 const PK_PREFIX: &str = "aorta-ehr-pk1:";
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 fn unhex32(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 || !s.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (o, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
-        *o = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(out)
+    aorta_base::hex::decode_array::<32>(s, Case::Any)
+        .ok()
+        .map(|a| *a)
 }
 
 /// A recipient's public key.
@@ -64,7 +57,7 @@ pub struct RecipientKey(pub [u8; 32]);
 impl RecipientKey {
     /// `aorta-ehr-pk1:<64 hex>`.
     pub fn to_text(&self) -> String {
-        format!("{PK_PREFIX}{}", hex(&self.0))
+        format!("{PK_PREFIX}{}", hex::encode(&self.0))
     }
     /// Parses [`RecipientKey::to_text`] output (surrounding whitespace ignored).
     pub fn from_text(s: &str) -> Result<Self, VaultError> {
@@ -104,10 +97,7 @@ impl std::fmt::Debug for Identity {
 impl Identity {
     /// A fresh identity from the OS CSPRNG.
     pub fn generate() -> Result<Self, VaultError> {
-        let mut ikm = Zeroizing::new([0u8; 32]);
-        getrandom::fill(ikm.as_mut_slice()).map_err(|e| VaultError::Hpke {
-            reason: format!("random number generator: {e}"),
-        })?;
+        let ikm = aorta_base::random::secret::<32>()?;
         let (sk, _) = Kem::derive_keypair(ikm.as_slice());
         let mut raw = Zeroizing::new([0u8; 32]);
         raw.copy_from_slice(&sk.to_bytes());
@@ -149,10 +139,11 @@ impl Identity {
     /// `aorta-ehr-sk1:<64 hex>` plus the public key on a comment line; keep
     /// this file secret.
     pub fn to_text(&self) -> Zeroizing<String> {
+        let sk = hex::encode_secret(self.sk.as_slice());
         Zeroizing::new(format!(
             "# aorta ehr identity; public key: {}\n{SK_PREFIX}{}\n",
             self.pk.to_text(),
-            hex(self.sk.as_slice())
+            sk.as_str()
         ))
     }
 
@@ -195,71 +186,86 @@ pub struct GrantHeader {
 impl GrantHeader {
     /// Grant id in hex.
     pub fn grant_hex(&self) -> String {
-        hex(&self.grant_id)
+        hex::encode(&self.grant_id)
     }
+}
 
-    fn to_bytes(self) -> [u8; HEADER_LEN] {
-        let mut b = [0u8; HEADER_LEN];
-        b[0..4].copy_from_slice(GRANT_MAGIC);
-        b[4] = GRANT_VERSION;
-        b[5] = SUITE_X25519_SHA256_CHACHA;
-        b[6] = if self.emergency { FLAG_EMERGENCY } else { 0 };
-        b[8..24].copy_from_slice(&self.grant_id);
-        b[24..40].copy_from_slice(&self.record_id.0);
-        b[40..48].copy_from_slice(&self.issued_at.to_be_bytes());
-        b[48..56].copy_from_slice(&self.expires_at.to_be_bytes());
-        b[56..88].copy_from_slice(&self.recipient.0);
-        b
+impl Encode for GrantHeader {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(GRANT_MAGIC);
+        out.push(GRANT_VERSION);
+        out.push(SUITE_X25519_SHA256_CHACHA);
+        out.push(if self.emergency { FLAG_EMERGENCY } else { 0 });
+        out.push(0);
+        out.extend_from_slice(&self.grant_id);
+        out.extend_from_slice(&self.record_id.0);
+        out.extend_from_slice(&self.issued_at.to_be_bytes());
+        out.extend_from_slice(&self.expires_at.to_be_bytes());
+        out.extend_from_slice(&self.recipient.0);
     }
+}
 
-    fn parse(d: &[u8]) -> Result<Self, VaultError> {
-        let b: [u8; HEADER_LEN] = d
-            .get(..HEADER_LEN)
-            .and_then(|s| s.try_into().ok())
-            .ok_or(malformed(d.len(), "truncated header"))?;
-        if &b[0..4] != GRANT_MAGIC {
-            return Err(malformed(0, "bad magic"));
+impl Decode<'_> for GrantHeader {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        if &r.array::<4>("magic")? != GRANT_MAGIC {
+            return Err(r.invalid("magic", 4, "bad magic"));
         }
-        if b[4] != GRANT_VERSION {
-            return Err(VaultError::UnknownVersion {
-                what: WHAT,
-                version: b[4],
-                supported: GRANT_VERSION,
-            });
+        if r.u8("version")? != GRANT_VERSION {
+            return Err(r.invalid("version", 1, "unknown format version"));
         }
-        if b[5] != SUITE_X25519_SHA256_CHACHA {
-            return Err(malformed(5, "unknown HPKE suite"));
+        if r.u8("suite")? != SUITE_X25519_SHA256_CHACHA {
+            return Err(r.invalid("suite", 1, "unknown HPKE suite"));
         }
-        if b[6] & !FLAG_EMERGENCY != 0 || b[7] != 0 {
-            return Err(malformed(6, "unknown flags or non-zero reserved byte"));
+        let flags = r.u8("flags")?;
+        if flags & !FLAG_EMERGENCY != 0 || r.u8("reserved")? != 0 {
+            return Err(r.invalid("flags", 2, "unknown flags or non-zero reserved byte"));
         }
-        let mut grant_id = [0u8; 16];
-        grant_id.copy_from_slice(&b[8..24]);
-        let mut rid = [0u8; 16];
-        rid.copy_from_slice(&b[24..40]);
-        let mut t = [0u8; 8];
-        t.copy_from_slice(&b[40..48]);
-        let issued_at = u64::from_be_bytes(t);
-        t.copy_from_slice(&b[48..56]);
-        let expires_at = u64::from_be_bytes(t);
-        let mut pk = [0u8; 32];
-        pk.copy_from_slice(&b[56..88]);
         Ok(Self {
-            grant_id,
-            record_id: RecordId(rid),
-            issued_at,
-            expires_at,
-            emergency: b[6] & FLAG_EMERGENCY != 0,
-            recipient: RecipientKey(pk),
+            grant_id: r.array("grant id")?,
+            record_id: RecordId(r.array("record id")?),
+            issued_at: r.u64("issued at")?,
+            expires_at: r.u64("expires at")?,
+            emergency: flags & FLAG_EMERGENCY != 0,
+            recipient: RecipientKey(r.array("recipient key")?),
         })
     }
 }
 
-fn malformed(offset: usize, reason: &'static str) -> VaultError {
-    VaultError::Malformed {
-        what: WHAT,
-        offset: offset as u64,
-        reason,
+/// A whole grant as stored: the public header (the HPKE associated data),
+/// the encapsulated key, and the sealed recovery material.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant<'a> {
+    /// The public header.
+    pub header: GrantHeader,
+    /// The HPKE encapsulated key.
+    pub enc: [u8; ENC_LEN],
+    /// The sealed recovery material (ChaCha20-Poly1305 ciphertext and tag).
+    pub sealed: &'a [u8],
+}
+
+impl Encode for Grant<'_> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.header.encode(out);
+        out.extend_from_slice(&self.enc);
+        out.extend_from_slice(self.sealed);
+    }
+}
+
+impl<'a> Decode<'a> for Grant<'a> {
+    fn decode(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            header: GrantHeader::decode(r)?,
+            enc: r.array("encapsulated key")?,
+            sealed: r.rest(),
+        })
+    }
+}
+
+impl<'a> Grant<'a> {
+    /// Decodes a grant (an unknown version is [`VaultError::UnknownVersion`]).
+    pub fn parse(d: &'a [u8]) -> Result<Self, VaultError> {
+        crate::format::check_version(d, GRANT_MAGIC, GRANT_VERSION, WHAT)?;
+        Self::from_bytes(d).map_err(VaultError::decode(WHAT))
     }
 }
 
@@ -271,10 +277,7 @@ pub fn seal(
     expires_at: u64,
     emergency: bool,
 ) -> Result<(GrantHeader, Vec<u8>), VaultError> {
-    let mut grant_id = [0u8; 16];
-    getrandom::fill(&mut grant_id).map_err(|e| VaultError::Hpke {
-        reason: format!("random number generator: {e}"),
-    })?;
+    let grant_id = aorta_base::random::array::<16>()?;
     let h = header(material, recipient, now, expires_at, emergency, grant_id);
     let (pk, header, plain) = prepare(&h, material)?;
     let (enc, ct) =
@@ -330,11 +333,7 @@ fn header(
     }
 }
 
-type Prepared = (
-    <Kem as KemTrait>::PublicKey,
-    [u8; HEADER_LEN],
-    Zeroizing<Vec<u8>>,
-);
+type Prepared = (<Kem as KemTrait>::PublicKey, Vec<u8>, Zeroizing<Vec<u8>>);
 
 fn prepare(h: &GrantHeader, material: &RecoveryMaterial) -> Result<Prepared, VaultError> {
     let pk = <Kem as KemTrait>::PublicKey::from_bytes(&h.recipient.0).map_err(|_| {
@@ -347,7 +346,7 @@ fn prepare(h: &GrantHeader, material: &RecoveryMaterial) -> Result<Prepared, Vau
     Ok((pk, h.to_bytes(), material.to_bytes()))
 }
 
-fn assemble(header: &[u8; HEADER_LEN], enc: &<Kem as KemTrait>::EncappedKey, ct: &[u8]) -> Vec<u8> {
+fn assemble(header: &[u8], enc: &<Kem as KemTrait>::EncappedKey, ct: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + ENC_LEN + ct.len());
     out.extend_from_slice(header);
     out.extend_from_slice(&enc.to_bytes());
@@ -357,7 +356,7 @@ fn assemble(header: &[u8; HEADER_LEN], enc: &<Kem as KemTrait>::EncappedKey, ct:
 
 /// Reads a grant's header without opening it.
 pub fn peek(grant: &[u8]) -> Result<GrantHeader, VaultError> {
-    GrantHeader::parse(grant)
+    Grant::parse(grant).map(|g| g.header)
 }
 
 /// Opens a grant with `identity` and checks its expiry against `now`.
@@ -367,18 +366,14 @@ pub fn open(
     identity: &Identity,
     now: u64,
 ) -> Result<(GrantHeader, RecoveryMaterial), VaultError> {
-    let h = GrantHeader::parse(grant)?;
-    let header = grant
-        .get(..HEADER_LEN)
-        .ok_or(malformed(0, "truncated header"))?;
-    let enc_bytes = grant
-        .get(HEADER_LEN..HEADER_LEN + ENC_LEN)
-        .ok_or(malformed(HEADER_LEN, "truncated encapsulated key"))?;
-    let ct = grant.get(HEADER_LEN + ENC_LEN..).unwrap_or(&[]);
+    let g = Grant::parse(grant)?;
+    let h = g.header;
+    let header = h.to_bytes();
+    let ct = g.sealed;
     if h.recipient != identity.public() {
         return Err(VaultError::GrantNotForUs);
     }
-    let enc = <Kem as KemTrait>::EncappedKey::from_bytes(enc_bytes)
+    let enc = <Kem as KemTrait>::EncappedKey::from_bytes(&g.enc)
         .map_err(|_| VaultError::GrantNotForUs)?;
     let sk = <Kem as KemTrait>::PrivateKey::from_bytes(identity.sk.as_slice()).map_err(|_| {
         VaultError::Internal {
@@ -386,12 +381,16 @@ pub fn open(
         }
     })?;
     let plain = Zeroizing::new(
-        hpke::single_shot_open::<Aead, Kdf, Kem>(&OpModeR::Base, &sk, &enc, INFO, ct, header)
+        hpke::single_shot_open::<Aead, Kdf, Kem>(&OpModeR::Base, &sk, &enc, INFO, ct, &header)
             .map_err(|_| VaultError::GrantNotForUs)?,
     );
     let m = RecoveryMaterial::from_bytes(&plain)?;
     if m.record_id != h.record_id {
-        return Err(malformed(24, "record id differs from the sealed material"));
+        return Err(VaultError::Malformed {
+            what: WHAT,
+            offset: 24,
+            reason: "record id differs from the sealed material",
+        });
     }
     if now >= h.expires_at {
         return Err(VaultError::Expired {
@@ -456,7 +455,7 @@ mod tests {
             a.public()
         );
         assert!(RecipientKey::from_text("aorta-ehr-pk1:zz").is_err());
-        assert!(!format!("{a:?}").contains(&hex(a.sk.as_slice())));
+        assert!(!format!("{a:?}").contains(&hex::encode(a.sk.as_slice())));
     }
 
     proptest::proptest! {

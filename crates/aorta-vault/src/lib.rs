@@ -41,10 +41,49 @@
 
 pub mod audit;
 pub mod deid;
-
 pub mod dispersal;
 pub mod error;
+mod format;
 pub mod grant;
 pub mod store;
 
-pub use error::VaultError;
+pub use error::{Blame, VaultError};
+
+/// Decode → re-encode → compare oracles, one per vault byte format, for
+/// fuzzers and the mutation tests (not a stable API).
+#[doc(hidden)]
+pub mod fuzzing {
+    use aorta_base::codec::{Decode, Encode};
+
+    /// Returns whether `data` decodes as `T`; if it does, panics unless
+    /// re-encoding gives back exactly `data` (the vault formats are
+    /// canonical: every byte is a field or is checked).
+    #[allow(
+        clippy::panic,
+        reason = "a fuzz oracle reports a broken round trip by panicking"
+    )]
+    fn canonical<'a, T: Decode<'a> + Encode>(data: &'a [u8]) -> bool {
+        let Ok(v) = T::from_bytes(data) else {
+            return false;
+        };
+        if v.to_bytes() != data {
+            panic!("encode(decode(x)) differs from x");
+        }
+        true
+    }
+
+    /// `AOSD` dispersal shard.
+    pub fn shard(data: &[u8]) -> bool {
+        canonical::<crate::dispersal::Shard<'_>>(data)
+    }
+
+    /// `AOSG` grant (header, encapsulated key, sealed material; not opened).
+    pub fn grant(data: &[u8]) -> bool {
+        canonical::<crate::grant::Grant<'_>>(data)
+    }
+
+    /// The 88-byte `AOSG` grant header alone.
+    pub fn grant_header(data: &[u8]) -> bool {
+        canonical::<crate::grant::GrantHeader>(data)
+    }
+}
