@@ -1,8 +1,14 @@
 //! # aorta-vault — the patient-controlled health-record vault
 //!
 //! Owns where the two fragments of a selectively encrypted record
-//! ([`aorta_crypto::selective`]) live and who may combine them:
+//! ([`aorta_crypto::selective`]) live, who may combine them, and the rules
+//! every front-end obeys:
 //!
+//! * [`rules`]: [`EhrVault`], the vault's operations with their checks and
+//!   audit entries built in — protect, share (de-identification and the
+//!   7-day default validity), recover with the passphrase or a grant
+//!   (revocation, expiry and grant/record match checked here, not by the
+//!   caller), revoke, verify the audit log;
 //! * [`store`]: dispersion through `object_store` — the public fragment to the
 //!   "cloud" store(s) (local directories by default, S3 by configuration),
 //!   the private fragment to the device's local store, an optional backup of
@@ -18,24 +24,25 @@
 //!   Level Confidentiality Profile, the attributes aorta handles) before it is
 //!   shared.
 //!
-//! Main types: [`store::Vault`] (open a vault directory, put and get
-//! fragments, revoke), [`store::VaultConfig`] (`vault.json`),
+//! Main types: [`EhrVault`] (what a front-end calls), [`store::Vault`] (the
+//! stores beneath it: put and get fragments, record revocations), [`store::VaultConfig`] (`vault.json`),
 //! [`grant::Identity`] / [`grant::RecipientKey`] / [`grant::GrantHeader`],
-//! [`audit::AuditLog`], [`dispersal::Dispersal`], [`VaultError`].
+//! [`audit::AuditLog`], [`dispersal::Dispersal`], [`VaultError`] with its
+//! [`Blame`]. The byte formats (`AOSD` shards, `AOSG` grants) decode with
+//! [`aorta_base::codec`].
 //!
 //! It must never: implement cryptography itself (HPKE, SHA-256,
 //! Reed-Solomon come from audited crates; selective encryption from
 //! `aorta-crypto`), hold a passphrase beyond passing it to `aorta-crypto`,
-//! log or `Debug`-print secrets, or return recovered bytes that failed a
-//! check.
+//! log or `Debug`-print secrets, return recovered bytes that failed a check,
+//! or parse command lines and print (front-ends do that).
 //!
 //! ```no_run
-//! use aorta_vault::store::Vault;
-//! let vault = Vault::open(std::path::Path::new("/tmp/my-vault")).unwrap();
-//! let rec = aorta_crypto::selective::protect(b"record", b"passphrase", &Default::default()).unwrap();
-//! vault.put_record(&rec).unwrap();
-//! let public = vault.get_public(&rec.record_id).unwrap();
-//! # let _ = public;
+//! use aorta_vault::EhrVault;
+//! let vault = EhrVault::open(std::path::Path::new("/tmp/my-vault")).unwrap();
+//! let id = vault.protect(b"record", b"passphrase", &Default::default()).unwrap();
+//! let back = vault.recover_with_passphrase(&id, b"passphrase").unwrap();
+//! # let _ = back;
 //! ```
 #![deny(missing_docs)]
 
@@ -45,9 +52,11 @@ pub mod dispersal;
 pub mod error;
 mod format;
 pub mod grant;
+pub mod rules;
 pub mod store;
 
 pub use error::{Blame, VaultError};
+pub use rules::EhrVault;
 
 /// Decode → re-encode → compare oracles, one per vault byte format, for
 /// fuzzers and the mutation tests (not a stable API).
