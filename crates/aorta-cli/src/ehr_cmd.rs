@@ -1,24 +1,23 @@
 //! `aorta ehr …`: the health-record vault (paper 004): protect a record into
 //! a public and a private fragment, disperse them, share them with HPKE
-//! grants, recover them, audit who did what.
+//! grants, recover them, audit who did what. Parses, calls
+//! [`aorta_vault::EhrVault`] (which owns every check and audit entry) and
+//! prints.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use aorta_crypto::selective::container::open_private;
+use aorta_base::fs::{write_private_atomic, write_private_new};
 use aorta_crypto::selective::entropy::shannon_bits_per_byte;
 use aorta_crypto::selective::{
-    HeaderRule, KdfParams, MasterKey, Mode, ProtectOptions, Randomness, RecordId, SelectiveError,
+    HeaderRule, KdfParams, MasterKey, Mode, ProtectOptions, Randomness, RecordId,
     container::{parse_public, protect_with_key},
-    protect, recover,
 };
-use aorta_vault::VaultError;
-use aorta_vault::audit::{AuditLog, Event};
-use aorta_vault::grant::{self, Identity, NEVER, RecipientKey};
-use aorta_vault::store::Vault;
+use aorta_vault::audit::Entry;
+use aorta_vault::grant::{Identity, RecipientKey};
+use aorta_vault::rules::{RevokeTarget, ShareOptions};
+use aorta_vault::{Blame, EhrVault, VaultError};
 
 /// `aorta ehr` subcommands.
 #[derive(clap::Subcommand)]
@@ -137,13 +136,6 @@ pub enum EhrCmd {
     },
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
@@ -170,37 +162,6 @@ fn header_rule(header_bytes: Option<u64>) -> HeaderRule {
     header_bytes.map_or(HeaderRule::Auto, HeaderRule::Bytes)
 }
 
-/// Writes `bytes` to `path` atomically (temporary file + rename).
-fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file path", path.display()))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(".aorta-tmp");
-    let tmp = dir.join(tmp_name);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    if secret {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let _ = secret;
-    let mut f = opts
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
 /// Parses `30s`, `15m`, `12h`, `7d`, `2w` into seconds.
 fn parse_duration(s: &str) -> anyhow::Result<u64> {
     let s = s.trim();
@@ -220,29 +181,37 @@ fn parse_duration(s: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("duration {s:?} is too long"))
 }
 
-/// A refusal: the command ran and said no (exit 1).
-fn refuse(msg: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
-    eprintln!("refused: {msg}");
-    Ok(ExitCode::from(1))
+/// A vault result for the exit code: a refusal (the check ran and said no,
+/// blamed on `refusal`) prints `refused: …` and exits 1; any other error is
+/// an error (exit 2).
+fn checked<T>(r: Result<T, VaultError>, refusal: Blame) -> anyhow::Result<Result<T, ExitCode>> {
+    match r {
+        Ok(v) => Ok(Ok(v)),
+        Err(e) if e.blame() == refusal => {
+            eprintln!("refused: {e}");
+            Ok(Err(ExitCode::from(1)))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
-/// True for errors that mean "the check failed" rather than "bad input".
-fn is_refusal(e: &VaultError) -> bool {
-    matches!(
-        e,
-        VaultError::GrantNotForUs
-            | VaultError::Expired { .. }
-            | VaultError::Revoked { .. }
-            | VaultError::Selective(
-                SelectiveError::PrivateAuthFailed
-                    | SelectiveError::PublicMismatch { .. }
-                    | SelectiveError::PublicChecksum
-            )
-    )
+/// `ehr audit --json`.
+#[derive(serde::Serialize)]
+struct AuditReport<'a> {
+    verified: bool,
+    entries: &'a [Entry],
 }
 
-fn audit(vault: &Vault) -> AuditLog {
-    AuditLog::new(&vault.audit_path())
+/// `ehr entropy --json`.
+#[derive(serde::Serialize)]
+struct EntropyReport {
+    file: String,
+    mode: &'static str,
+    input_bytes: usize,
+    header_bytes: usize,
+    public_bytes: usize,
+    input_entropy: f64,
+    public_entropy: f64,
 }
 
 /// Runs one `aorta ehr` command.
@@ -256,7 +225,7 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
                 );
             }
             let id = Identity::generate()?;
-            write_atomic(&out, id.to_text().as_bytes(), true)?;
+            write_private_new(&out, id.to_text().as_bytes())?;
             println!("{}", id.public().to_text());
             Ok(ExitCode::SUCCESS)
         }
@@ -269,23 +238,16 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
         } => {
             let pass = read_passphrase(&passphrase_file)?;
             let data = read(&input)?;
-            let v = Vault::open(&vault)?;
+            let v = EhrVault::open(&vault)?;
             let opts = ProtectOptions {
                 mode,
                 kdf: KdfParams::DEFAULT,
                 header: header_rule(header_bytes),
             };
-            let p = protect(&data, &pass, &opts)
+            let rid = v
+                .protect(&data, &pass, &opts)
                 .with_context(|| format!("protecting {}", input.display()))?;
-            v.put_record(&p)?;
-            audit(&v).append(
-                now(),
-                Event::Protect,
-                &p.record_id.to_hex(),
-                None,
-                &format!("mode {}", mode.name()),
-            )?;
-            println!("{}", p.record_id);
+            println!("{rid}");
             Ok(ExitCode::SUCCESS)
         }
         EhrCmd::Recover {
@@ -297,17 +259,11 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             out,
         } => {
             let rid = record_id(&record)?;
-            let v = Vault::open_existing(&vault)?;
-            let log = audit(&v);
+            let v = EhrVault::open_existing(&vault)?;
             let result = match (passphrase_file, grant, identity) {
                 (Some(pf), _, _) => {
                     let pass = read_passphrase(&pf)?;
-                    let private = v.get_private(&rid)?;
-                    let public = v.get_public(&rid)?;
-                    open_private(&private, &pass)
-                        .and_then(|m| recover(&public, &m))
-                        .map_err(|e| (VaultError::from(e), None))
-                        .map(|b| (b, Event::Recover, None))
+                    v.recover_with_passphrase(&rid, &pass)
                 }
                 (None, Some(gf), Some(idf)) => {
                     let g = read(&gf)?;
@@ -315,25 +271,17 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
                         .with_context(|| format!("{} is not text", idf.display()))?;
                     let ident = Identity::from_text(&id_text)
                         .with_context(|| format!("reading identity {}", idf.display()))?;
-                    recover_by_grant(&v, rid, &g, &ident)
+                    v.recover_with_grant(&rid, &g, &ident).map(|r| r.bytes)
                 }
                 _ => bail!("give --passphrase-file, or --grant with --identity"),
             };
-            match result {
-                Ok((bytes, event, grant_hex)) => {
-                    write_atomic(&out, &bytes, true)?;
-                    log.append(now(), event, &rid.to_hex(), grant_hex.as_deref(), "")?;
-                    eprintln!("recovered {} bytes to {}", bytes.len(), out.display());
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err((e, grant_hex)) if is_refusal(&e) => {
-                    if let Some(g) = &grant_hex {
-                        log.append(now(), Event::Refuse, &rid.to_hex(), Some(g), &e.to_string())?;
-                    }
-                    refuse(e)
-                }
-                Err((e, _)) => Err(e.into()),
-            }
+            let bytes = match checked(result, Blame::Refused)? {
+                Ok(b) => b,
+                Err(code) => return Ok(code),
+            };
+            write_private_atomic(&out, &bytes)?;
+            eprintln!("recovered {} bytes to {}", bytes.len(), out.display());
+            Ok(ExitCode::SUCCESS)
         }
         EhrCmd::Share {
             vault,
@@ -354,54 +302,21 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("{to} is not a public key file"))?
             };
             let recipient = RecipientKey::from_text(&key_text)?;
-            let v = Vault::open_existing(&vault)?;
-            let private = v.get_private(&rid)?;
-            let mut m = match open_private(&private, &pass) {
-                Ok(m) => m,
-                Err(e @ SelectiveError::PrivateAuthFailed) => return refuse(e),
-                Err(e) => return Err(e.into()),
+            let opts = ShareOptions {
+                valid_for_s: expires.as_deref().map(parse_duration).transpose()?,
+                emergency,
+                keep_identifying_header,
             };
-            if m.mode == Mode::Faithful {
-                eprintln!(
-                    "note: this record uses faithful mode; its grant carries the record key K, \
-                     which lets the recipient test passphrase guesses offline (strong mode does not)"
-                );
-            }
-            if !keep_identifying_header {
-                let (head, note) = aorta_vault::deid::deidentify_head(&m.head, &rid)?;
-                m.head = head;
-                if let Some(n) = note {
-                    eprintln!("{n}");
-                }
-            }
-            let t = now();
-            let expires_at = match (&expires, emergency) {
-                (Some(d), _) => t.saturating_add(parse_duration(d)?),
-                (None, true) => NEVER,
-                (None, false) => t + 7 * 86_400,
+            let v = EhrVault::open_existing(&vault)?;
+            let shared = match checked(v.share(&rid, &pass, &recipient, &opts), Blame::Refused)? {
+                Ok(s) => s,
+                Err(code) => return Ok(code),
             };
-            let (h, bytes) = grant::seal(&m, &recipient, t, expires_at, emergency)?;
-            write_atomic(&out, &bytes, false)?;
-            audit(&v).append(
-                t,
-                if emergency {
-                    Event::Emergency
-                } else {
-                    Event::Grant
-                },
-                &rid.to_hex(),
-                Some(&h.grant_hex()),
-                &format!(
-                    "to {} expires {}",
-                    recipient.to_text(),
-                    if expires_at == NEVER {
-                        "never".to_string()
-                    } else {
-                        expires_at.to_string()
-                    }
-                ),
-            )?;
-            println!("{}", h.grant_hex());
+            for n in &shared.notes {
+                eprintln!("{n}");
+            }
+            write_private_atomic(&out, &shared.grant)?;
+            println!("{}", shared.header.grant_hex());
             Ok(ExitCode::SUCCESS)
         }
         EhrCmd::Revoke {
@@ -409,23 +324,14 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             grant,
             grant_id,
         } => {
-            let (gid, rid) = match (grant, grant_id) {
-                (Some(g), _) => {
-                    let h = grant::peek(&read(&g)?)?;
-                    (h.grant_hex(), h.record_id.to_hex())
-                }
-                (None, Some(id)) => {
-                    let id = id.trim().to_ascii_lowercase();
-                    if RecordId::from_hex(&id).is_none() {
-                        bail!("grant id {id:?} is not 32 hex digits");
-                    }
-                    (id, String::new())
-                }
+            let grant_bytes = grant.as_deref().map(read).transpose()?;
+            let target = match (&grant_bytes, &grant_id) {
+                (Some(g), _) => RevokeTarget::Grant(g),
+                (None, Some(id)) => RevokeTarget::Id(id),
                 (None, None) => bail!("give --grant or --grant-id"),
             };
-            let v = Vault::open_existing(&vault)?;
-            v.revoke(&gid)?;
-            audit(&v).append(now(), Event::Revoke, &rid, Some(&gid), "")?;
+            let v = EhrVault::open_existing(&vault)?;
+            let gid = v.revoke(target)?;
             println!("revoked {gid}");
             Ok(ExitCode::SUCCESS)
         }
@@ -434,22 +340,29 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             verify,
             json,
         } => {
-            let v = Vault::open_existing(&vault)?;
-            let entries = match audit(&v).verify() {
+            let v = EhrVault::open_existing(&vault)?;
+            let refusal = if verify {
+                Blame::Tampered
+            } else {
+                Blame::Refused
+            };
+            let entries = match checked(v.audit_verify(), refusal)? {
                 Ok(e) => e,
-                Err(e @ VaultError::AuditTampered { .. }) if verify => return refuse(e),
-                Err(e) => return Err(e.into()),
+                Err(code) => return Ok(code),
             };
             if json {
-                let out = serde_json::json!({ "verified": true, "entries": entries });
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                let report = AuditReport {
+                    verified: true,
+                    entries: &entries,
+                };
+                println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 for e in &entries {
                     println!(
                         "{:>5} {} {:<9} record {} grant {} {}",
                         e.seq,
                         e.time,
-                        serde_json::to_value(e.event)?.as_str().unwrap_or("?"),
+                        e.event.name(),
                         e.record,
                         e.grant.as_deref().unwrap_or("-"),
                         e.detail
@@ -472,8 +385,7 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
         } => {
             let data = read(&file)?;
             // The key does not matter for the statistics: a random K, no KDF.
-            let mut k = [0u8; 32];
-            aorta_crypto::selective::keys::fill_random(&mut k)?;
+            let k = aorta_base::random::array::<32>()?;
             let opts = ProtectOptions {
                 mode,
                 kdf: KdfParams::DEFAULT,
@@ -486,64 +398,30 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
                 &Randomness::fresh()?,
             )?;
             let (_, body, _) = parse_public(&p.public)?;
-            let input_entropy = shannon_bits_per_byte(&data);
-            let public_entropy = shannon_bits_per_byte(body);
+            let report = EntropyReport {
+                file: file.display().to_string(),
+                mode: mode.name(),
+                input_bytes: data.len(),
+                header_bytes: p.split.head_len,
+                public_bytes: body.len(),
+                input_entropy: shannon_bits_per_byte(&data),
+                public_entropy: shannon_bits_per_byte(body),
+            };
             if json {
-                let out = serde_json::json!({
-                    "file": file.display().to_string(),
-                    "mode": mode.name(),
-                    "input_bytes": data.len(),
-                    "header_bytes": p.split.head_len,
-                    "public_bytes": body.len(),
-                    "input_entropy": input_entropy,
-                    "public_entropy": public_entropy,
-                });
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 println!(
                     "{}: input {:.4} bits/byte ({} bytes, header {}), public fragment {:.4} bits/byte ({} bytes, mode {})",
-                    file.display(),
-                    input_entropy,
-                    data.len(),
-                    p.split.head_len,
-                    public_entropy,
-                    body.len(),
-                    mode.name()
+                    report.file,
+                    report.input_entropy,
+                    report.input_bytes,
+                    report.header_bytes,
+                    report.public_entropy,
+                    report.public_bytes,
+                    report.mode
                 );
             }
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-type Recovered = (Vec<u8>, Event, Option<String>);
-
-fn recover_by_grant(
-    v: &Vault,
-    rid: RecordId,
-    g: &[u8],
-    ident: &Identity,
-) -> Result<Recovered, (VaultError, Option<String>)> {
-    let h = grant::peek(g).map_err(|e| (e, None))?;
-    let gid = h.grant_hex();
-    let tag = |e: VaultError| (e, Some(gid.clone()));
-    if h.record_id != rid {
-        return Err((
-            VaultError::Malformed {
-                what: "grant",
-                offset: 24,
-                reason: "the grant is for a different record",
-            },
-            Some(gid),
-        ));
-    }
-    if v.is_revoked(&gid).map_err(tag)? {
-        return Err(tag(VaultError::Revoked {
-            grant_id: gid.clone(),
-        }));
-    }
-    let (_, m) = grant::open(g, ident, now()).map_err(tag)?;
-    let public = v.get_public(&rid).map_err(tag)?;
-    let bytes = recover(&public, &m).map_err(|e| tag(e.into()))?;
-    Ok((bytes, Event::Use, Some(gid)))
 }
