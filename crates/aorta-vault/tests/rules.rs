@@ -23,6 +23,12 @@ fn at_t0() -> u64 {
     T0
 }
 
+const EMERGENCY: ShareOptions = ShareOptions {
+    valid_for_s: None,
+    emergency: true,
+    keep_identifying_header: false,
+};
+
 fn opts(mode: Mode) -> ProtectOptions {
     ProtectOptions {
         mode,
@@ -106,17 +112,7 @@ fn every_operation_writes_its_audit_entry() {
     let g = v
         .share(&rid, b"pw", &doc.public(), &ShareOptions::default())
         .unwrap();
-    let em = v
-        .share(
-            &rid,
-            b"pw",
-            &doc.public(),
-            &ShareOptions {
-                emergency: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let em = v.share(&rid, b"pw", &doc.public(), &EMERGENCY).unwrap();
     v.recover_with_grant(&rid, &g.grant, &doc).unwrap();
     v.revoke(RevokeTarget::Grant(&em.grant)).unwrap();
     let stranger = Identity::generate().unwrap();
@@ -173,17 +169,7 @@ fn expiry_defaults_and_checks_are_the_librarys() {
         .unwrap();
     assert_eq!(default.header.expires_at, T0 + 7 * 86_400);
     assert_eq!(default.header.issued_at, T0);
-    let em = v
-        .share(
-            &rid,
-            b"pw",
-            &doc.public(),
-            &ShareOptions {
-                emergency: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let em = v.share(&rid, b"pw", &doc.public(), &EMERGENCY).unwrap();
     assert_eq!(em.header.expires_at, NEVER);
     assert!(em.header.emergency);
     let short = v
