@@ -5,8 +5,9 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
-)] // test helpers
+    clippy::indexing_slicing,
+    reason = "test helpers: a failing unwrap, expect, panic or index is the test failing"
+)]
 
 use aorta_crypto::selective::{
     KdfParams, ProtectOptions, RecordId, container::open_private, protect, recover,

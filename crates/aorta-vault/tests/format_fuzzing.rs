@@ -7,8 +7,9 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
-)] // test helpers
+    clippy::indexing_slicing,
+    reason = "test helpers: a failing unwrap, expect, panic or index is the test failing"
+)]
 
 use std::path::PathBuf;
 

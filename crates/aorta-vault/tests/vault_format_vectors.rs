@@ -10,8 +10,9 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
-)] // test helpers
+    clippy::indexing_slicing,
+    reason = "test helpers: a failing unwrap, expect, panic or index is the test failing"
+)]
 
 use std::convert::Infallible;
 use std::path::PathBuf;
