@@ -10,10 +10,12 @@
 //! key or the ciphertext makes opening fail. The grant names only the random
 //! record id, never the patient.
 //!
-//! Expiry and revocation are enforced where the fragments are served (the
-//! vault checks them before handing out the public fragment); a recipient
-//! who already fetched both fragments before revocation keeps what they saw —
-//! cryptography cannot take back a disclosed secret.
+//! Expiry and revocation are enforced where the fragments are served:
+//! [`crate::EhrVault::recover_with_grant`] checks them (and that the grant
+//! names the record asked for) before handing out the public fragment, and
+//! audits the use or the refusal. A recipient who already fetched both
+//! fragments before revocation keeps what they saw — cryptography cannot
+//! take back a disclosed secret.
 
 use aorta_base::codec::{Decode, DecodeError, Encode, Reader};
 use aorta_base::hex::{self, Case};
@@ -360,7 +362,8 @@ pub fn peek(grant: &[u8]) -> Result<GrantHeader, VaultError> {
 }
 
 /// Opens a grant with `identity` and checks its expiry against `now`.
-/// Revocation is checked by the caller against the vault.
+/// Revocation is checked against the vault by
+/// [`crate::EhrVault::recover_with_grant`], which front-ends call instead.
 pub fn open(
     grant: &[u8],
     identity: &Identity,
