@@ -48,6 +48,7 @@ impl Fleet {
         serials: &[String],
         cloud: &Cloud,
         start_us: i64,
+        stop: &Arc<AtomicBool>,
     ) -> anyhow::Result<Fleet> {
         let mut fleet = Fleet {
             threads: Vec::new(),
@@ -88,6 +89,7 @@ impl Fleet {
                 rec,
                 &spec,
                 uplink.clone(),
+                stop.clone(),
             )?;
         }
         Ok(fleet)
@@ -101,6 +103,7 @@ impl Fleet {
         rec: Arc<Record>,
         spec: &ReplaySpec,
         mut transport: HttpsTransport,
+        stop: Arc<AtomicBool>,
     ) -> anyhow::Result<()> {
         let mut replay = (cfg.open_replay)(rec, spec)?;
         self.total += replay.samples;
@@ -108,7 +111,7 @@ impl Fleet {
         let mut sealer = Sealer::new(se, dir.join(cfg.layout.state_file))?;
         let mut queue = OfflineQueue::open(dir.join("queue"), QueueLimits::default())?;
         let channels = replay.channels as u64;
-        let (stop, counters) = (cfg.stop.clone(), self.counters.clone());
+        let counters = self.counters.clone();
         let acfg = AgentConfig {
             speed: cfg.speed,
             ..AgentConfig::default()

@@ -109,13 +109,13 @@ pub struct DemoConfig {
     pub layout: DeviceLayout,
     /// Builds each device's frame source.
     pub open_replay: Box<OpenReplay>,
-    /// Raised to stop the devices early (e.g. on SIGINT).
-    pub stop: Arc<AtomicBool>,
+    /// Called as the devices start with the flag that stops them early
+    /// (the CLI raises it on SIGINT and SIGTERM).
+    pub watch_stop: fn(&Arc<AtomicBool>) -> anyhow::Result<()>,
 }
 
 /// How `aorta demo` ended.
 #[derive(Debug)]
-#[non_exhaustive]
 pub enum DemoOutcome {
     /// `setup_only`: everything is written into `dir`.
     SetupOnly {
@@ -316,13 +316,15 @@ fn stream(
         let now = aorta_base::time::now_us();
         now - now.rem_euclid(300_000_000)
     };
+    let stop = Arc::new(AtomicBool::new(false));
+    (cfg.watch_stop)(&stop)?;
     let t0 = Instant::now();
-    let mut fleet = fleet::Fleet::start(cfg, work, recs, &st.serials, &cloud, start_us)?;
+    let mut fleet = fleet::Fleet::start(cfg, work, recs, &st.serials, &cloud, start_us, &stop)?;
     // The clinician, live.
     let srv = Server::new(&cloud.url, &cloud.cert, None)?;
     let mut reader = ResultReader::new(srv.clone(), st.identity, SUBSCRIBER, None);
     let mut screen = view::Screen::new(t0);
-    let mut failed = fleet.watch(&mut cloud.worker, &mut reader, &mut screen, &cfg.stop);
+    let mut failed = fleet.watch(&mut cloud.worker, &mut reader, &mut screen, &stop);
     let device_errors = fleet.join();
     // Wait for the worker to open everything ingest accepted.
     let mut stats = serde_json::Value::Null;
