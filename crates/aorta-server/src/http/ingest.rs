@@ -545,3 +545,56 @@ fn writer(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(serial: &str, sequence: u64, bytes: &[u8]) -> Submission {
+        Submission::new(serial.to_owned(), sequence, 1, bytes)
+    }
+
+    #[test]
+    fn group_commit_dedups_refuses_replays_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let counters = Arc::new(IngestCounters::default());
+        let mut gc = GroupCommit::open(&dir.path().join("frames.log"), counters.clone()).unwrap();
+        let c = gc.commit(vec![sub("A", 0, b"zero"), sub("A", 1, b"one")]);
+        assert!(c.sync_error.is_none());
+        let acks: Vec<Ack> = c.acks.into_iter().map(Result::unwrap).collect();
+        assert!(acks.iter().all(|a| !a.duplicate));
+        assert!(acks[1].offset > acks[0].offset);
+        assert_eq!(gc.end(), acks[1].offset + 8 + 8 + 3);
+        let c = gc.commit(vec![sub("A", 0, b"zero"), sub("A", 1, b"uno")]);
+        let mut acks = c.acks.into_iter();
+        let again = acks.next().unwrap().unwrap();
+        assert!(again.duplicate);
+        assert_eq!(again.offset, 0);
+        assert!(matches!(
+            acks.next().unwrap(),
+            Err(IngestError::Replayed { sequence: 1, .. })
+        ));
+        assert_eq!(counters.accepted.load(Ordering::Relaxed), 2);
+        assert_eq!(counters.duplicates.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.syncs.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn group_commit_refuses_sequences_older_than_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut gc = GroupCommit::open(
+            &dir.path().join("frames.log"),
+            Arc::new(IngestCounters::default()),
+        )
+        .unwrap();
+        let batch = (1..=DEDUP_WINDOW)
+            .map(|s| sub("B", s, &s.to_le_bytes()))
+            .collect();
+        assert!(gc.commit(batch).acks.iter().all(Result::is_ok));
+        let c = gc.commit(vec![sub("B", 0, b"late")]);
+        assert!(matches!(
+            c.acks.as_slice(),
+            [Err(IngestError::Stale { sequence: 0, .. })]
+        ));
+    }
+}
