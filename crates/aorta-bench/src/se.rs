@@ -197,45 +197,39 @@ fn measure_input(
             input: name.to_owned(),
         });
     };
+    let measure = |f: &mut (dyn FnMut() -> anyhow::Result<()> + Send)| {
+        pool.install(|| time(min, data.len(), f))
+    };
     for (scheme, mode) in [("se-faithful", Mode::Faithful), ("se-strong", Mode::Strong)] {
         let opts = ProtectOptions {
             mode,
             kdf: KdfParams::DEFAULT,
             header: HeaderRule::None,
         };
-        let r = pool.install(|| {
-            time(min, data.len(), || {
-                protect_with_key(data, &k, &opts, &rnd)?;
-                Ok(())
-            })
+        let r = measure(&mut || {
+            protect_with_key(data, &k, &opts, &rnd)?;
+            Ok(())
         })?;
         push(scheme, r);
     }
     let uk = UnitKeys::faithful(&k)?;
-    let r = pool.install(|| {
-        time(min, data.len(), || {
-            std::hint::black_box(units::encode(&uk, data));
-            Ok(())
-        })
+    let n = units::unit_count(data.len());
+    let r = measure(&mut || {
+        std::hint::black_box(units::encode(&uk, data));
+        Ok(())
     })?;
     push("se-units", r);
-    let n = units::unit_count(data.len());
-    let r = pool.install(|| {
-        time(min, data.len(), || {
-            std::hint::black_box(units::hash_only(&uk, n));
-            Ok(())
-        })
+    let r = measure(&mut || {
+        std::hint::black_box(units::hash_only(&uk, n));
+        Ok(())
     })?;
     push("sha256-block", r);
     let mut buf = data.to_vec();
-    let r = pool.install(|| {
-        time(min, data.len(), || {
-            cbc_encrypt(&mut buf, t);
-            Ok(())
-        })
+    let r = measure(&mut || {
+        cbc_encrypt(&mut buf, t);
+        Ok(())
     })?;
     push("aes-128-cbc", r);
-    let r = pool.install(|| time(min, data.len(), || gcm_encrypt(&mut buf, t)))?;
-    push("aes-256-gcm", r);
+    push("aes-256-gcm", measure(&mut || gcm_encrypt(&mut buf, t))?);
     Ok(())
 }

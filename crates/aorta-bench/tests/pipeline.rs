@@ -23,9 +23,9 @@ fn tiny_pipeline_reports_identical_results() {
     assert!(r.ok(), "{r:?}");
     assert_eq!(r.data, "synthetic");
     assert!(said.lock().unwrap().iter().any(|s| s.contains("SYNTHETIC")));
-    assert_eq!(r.secure.frames, 2 * 3);
-    assert_eq!(r.plain.frames, 2 * 3);
-    assert_eq!(r.secure.paced.frames, 2);
+    assert_eq!(r.secure.run.frames, 2 * 3);
+    assert_eq!(r.plain.run.frames, 2 * 3);
+    assert_eq!(r.secure.paced.run.frames, 2);
     assert!(r.results_identical);
     // Frames went through the server's log writer into the kept stores.
     let log = keep.path().join("work/secure-max/frames.log");

@@ -119,6 +119,6 @@ fn print_row(name: &str, p: &PipelineFigures) {
         p.paced.max_ms,
         p.paced.final_lag_ms,
         p.paced.max_backlog_frames as f64,
-        p.results as f64,
+        p.run.results as f64,
     );
 }

@@ -58,7 +58,7 @@ use aorta_stream::job::{
     PlainFrames, PlainResults, PlainState, SecureFrames, StateKeySealer, SubscriberSealer,
 };
 
-pub use report::{PacedFigures, PipelineFigures, PipelineReport, RoundFigures, Targets};
+pub use report::{PacedFigures, PipelineFigures, PipelineReport, RoundFigures, RunCounts, Targets};
 
 use devices::{BenchKeys, DeviceFrames, RELEASED_INDICES};
 use run::{JobParts, Pace, RunStats, WorkerPlan, Workload};

@@ -88,20 +88,9 @@ pub struct PipelineFigures {
     pub p99_ms: f64,
     /// Wall time of the median round (s).
     pub seconds: f64,
-    /// Frames of the median round.
-    pub frames: u64,
-    /// Samples of the median round.
-    pub samples: u64,
-    /// Results of the median round.
-    pub results: u64,
-    /// Frames refused or undecodable in the median round.
-    pub refused: u64,
-    /// Checkpoints of the median round.
-    pub checkpoints: u64,
-    /// Longest checkpoint of the median round (ms).
-    pub checkpoint_max_ms: f64,
-    /// Worker CPU time of the median round (s).
-    pub worker_cpu_s: f64,
+    /// The median round's counts.
+    #[serde(flatten)]
+    pub run: RunCounts,
     /// Ingest CPU time of the median round (s).
     pub ingest_cpu_s: f64,
     /// Samples per CPU second of the median round.
@@ -112,6 +101,40 @@ pub struct PipelineFigures {
     pub rounds: Vec<RoundFigures>,
     /// The paced run.
     pub paced: PacedFigures,
+}
+
+/// What one run processed.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct RunCounts {
+    /// Frames.
+    pub frames: u64,
+    /// Samples.
+    pub samples: u64,
+    /// Results.
+    pub results: u64,
+    /// Frames refused or undecodable.
+    pub refused: u64,
+    /// Checkpoints.
+    pub checkpoints: u64,
+    /// Longest checkpoint (ms).
+    pub checkpoint_max_ms: f64,
+    /// Worker CPU time (s).
+    pub worker_cpu_s: f64,
+}
+
+impl From<&RunStats> for RunCounts {
+    fn from(r: &RunStats) -> RunCounts {
+        RunCounts {
+            frames: r.frames,
+            samples: r.samples,
+            results: r.results,
+            refused: r.refused + r.undecodable,
+            checkpoints: r.checkpoints,
+            checkpoint_max_ms: r.checkpoint_max_ms,
+            worker_cpu_s: r.worker_cpu_s,
+        }
+    }
 }
 
 /// One full-speed round.
@@ -134,20 +157,9 @@ pub struct RoundFigures {
 pub struct PacedFigures {
     /// Seconds of signal per device.
     pub signal_seconds: f64,
-    /// Frames.
-    pub frames: u64,
-    /// Samples.
-    pub samples: u64,
-    /// Results.
-    pub results: u64,
-    /// Frames refused or undecodable.
-    pub refused: u64,
-    /// Checkpoints.
-    pub checkpoints: u64,
-    /// Longest checkpoint (ms).
-    pub checkpoint_max_ms: f64,
-    /// Worker CPU time (s).
-    pub worker_cpu_s: f64,
+    /// The paced run's counts.
+    #[serde(flatten)]
+    pub run: RunCounts,
     /// Latency, median (ms).
     pub p50_ms: f64,
     /// Latency, 99th percentile (ms).
@@ -230,13 +242,7 @@ fn paced_figures(paced: &RunStats, lat: &[i64], paced_s: f64, frame_s: f64) -> P
     let p99 = percentile_ms(lat, 99.0);
     PacedFigures {
         signal_seconds: paced_s,
-        frames: paced.frames,
-        samples: paced.samples,
-        results: paced.results,
-        refused: paced.refused + paced.undecodable,
-        checkpoints: paced.checkpoints,
-        checkpoint_max_ms: paced.checkpoint_max_ms,
-        worker_cpu_s: paced.worker_cpu_s,
+        run: paced.into(),
         p50_ms: percentile_ms(lat, 50.0),
         p99_ms: p99,
         max_ms: lat.last().map_or(f64::NAN, |&v| v as f64 / 1e3),
@@ -260,13 +266,7 @@ fn pipeline_figures(
         p50_ms: percentile_ms(&lat, 50.0),
         p99_ms: percentile_ms(&lat, 99.0),
         seconds: max.seconds,
-        frames: max.frames,
-        samples: max.samples,
-        results: max.results,
-        refused: max.refused + max.undecodable,
-        checkpoints: max.checkpoints,
-        checkpoint_max_ms: max.checkpoint_max_ms,
-        worker_cpu_s: max.worker_cpu_s,
+        run: max.into(),
         ingest_cpu_s: max.ingest_cpu_s,
         cpu_samples_per_s: max.samples as f64 / cpu(max),
         max_speed_p50_ms: percentile_ms(&lat_max, 50.0),
