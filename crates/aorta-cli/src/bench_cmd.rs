@@ -1,5 +1,6 @@
-//! `aorta bench …`: measured performance figures. Each variant delegates to
-//! its own `bench_<name>.rs` file. Build with `--release` before measuring.
+//! `aorta bench …`: measured performance figures. Each variant's own
+//! `bench_<name>.rs` file parses its flags, calls `aorta-bench` and prints
+//! the typed report. Build with `--release` before measuring.
 
 use std::process::ExitCode;
 

@@ -1,23 +1,10 @@
-//! `aorta bench compress --db DIR [--json]`.
-//!
-//! For each record: the raw size (every sample as a 16-bit little-endian
-//! integer, channels interleaved — the bytes gzip and zstd see), and the
-//! compressed size and compression speed (MB/s of raw bytes, one core) of:
-//! `aorta` (the frame codec, applied to 10-second frames exactly as the
-//! device seals them; every frame is decoded and checked to be lossless),
-//! `gzip6` (flate2, pure-Rust backend, level 6, whole record), `zstd3`
-//! (level 3, whole record) and `dedup_gzip` (the paper's scheme: 512-byte
-//! chunks deduplicated, then gzip -6).
+//! `aorta bench compress --db DIR [--json]`: flags →
+//! [`aorta_bench::compress::run`] → the report as a table or JSON.
 
-use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
-use anyhow::{Context, bail};
-use aorta_signal::wfdb::{ReadOptions, Record};
-use serde_json::json;
+use aorta_bench::compress::{CodecSizes, CompressConfig};
 
 /// Arguments of `aorta bench compress`.
 #[derive(clap::Args)]
@@ -33,209 +20,37 @@ pub struct Args {
     json: bool,
 }
 
-#[derive(Default, Clone, Copy)]
-struct Tally {
-    bytes: u64,
-    secs: f64,
-}
-
-impl Tally {
-    fn json(&self, raw: u64) -> serde_json::Value {
-        json!({"bytes": self.bytes, "mb_per_s": mb_per_s(raw, self.secs)})
-    }
-    fn add(&mut self, o: Tally) {
-        self.bytes += o.bytes;
-        self.secs += o.secs;
-    }
-}
-
-fn mb_per_s(raw: u64, secs: f64) -> f64 {
-    if secs > 0.0 {
-        ((raw as f64 / 1e6 / secs) * 10.0).round() / 10.0
-    } else {
-        0.0
-    }
-}
-
-const CODECS: [&str; 4] = ["aorta", "gzip6", "zstd3", "dedup_gzip"];
-
-fn record_names(db: &Path) -> anyhow::Result<Vec<String>> {
-    let list = db.join("RECORDS");
-    let mut names: Vec<String> = if list.exists() {
-        std::fs::read_to_string(&list)
-            .with_context(|| format!("reading {}", list.display()))?
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .collect()
-    } else {
-        std::fs::read_dir(db)
-            .with_context(|| format!("reading {}", db.display()))?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let p = e.path();
-                (p.extension()? == "hea").then(|| p.file_stem()?.to_str().map(str::to_owned))?
-            })
-            .collect()
-    };
-    names.sort();
-    if names.is_empty() {
-        bail!("no records in {}", db.display());
-    }
-    Ok(names)
-}
-
-fn gzip6(data: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-    e.write_all(data)?;
-    Ok(e.finish()?)
-}
-
-/// The paper's dedup+gzip: fixed 512-byte chunks, each distinct chunk kept
-/// once, a u32 index per chunk, then gzip -6 over index and chunks.
-fn dedup_gzip(data: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut seen: HashMap<&[u8], u32> = HashMap::new();
-    let mut unique = Vec::new();
-    let mut index = Vec::new();
-    for chunk in data.chunks(512) {
-        let next = u32::try_from(seen.len())?;
-        let id = *seen.entry(chunk).or_insert_with(|| {
-            unique.extend_from_slice(chunk);
-            next
-        });
-        index.extend_from_slice(&id.to_le_bytes());
-    }
-    let mut all = Vec::with_capacity(8 + index.len() + unique.len());
-    all.extend_from_slice(&(index.len() as u64).to_le_bytes());
-    all.extend_from_slice(&index);
-    all.extend_from_slice(&unique);
-    gzip6(&all)
-}
-
-fn timed<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<(T, f64)> {
-    let t = Instant::now();
-    let v = f()?;
-    Ok((v, t.elapsed().as_secs_f64()))
-}
-
-fn aorta_codec(rec: &Record, frame_seconds: f64) -> anyhow::Result<Tally> {
-    let per = ((rec.fs() * frame_seconds).round() as usize).max(1);
-    let mut total = Tally::default();
-    for (start, chans) in rec.blocks(per) {
-        let len = chans.first().map_or(0, |c| c.len());
-        let (enc, secs) = timed(|| Ok(aorta_crypto::codec::encode(&chans)?))?;
-        let dec = aorta_crypto::codec::decode(&enc, chans.len(), len)?;
-        if dec.iter().zip(&chans).any(|(d, c)| d.as_slice() != *c) {
-            bail!(
-                "aorta codec is not lossless on samples {start}..{}",
-                start + len
-            );
-        }
-        total.add(Tally {
-            bytes: enc.len() as u64,
-            secs,
-        });
-    }
-    Ok(total)
-}
-
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    if a.frame_seconds.is_nan() || a.frame_seconds <= 0.0 {
-        bail!("--frame-seconds must be positive");
-    }
-    let names = record_names(&a.db)?;
-    let mut rows = Vec::new();
-    let mut total_raw = 0u64;
-    let mut totals = [Tally::default(); 4];
-    if !a.json {
-        println!(
-            "{:<10} {:>12} {:>22} {:>22} {:>22} {:>22}",
-            "record", "raw bytes", "aorta", "gzip6", "zstd3", "dedup_gzip"
-        );
-    }
-    for name in &names {
-        let path = a.db.join(name);
-        let rec = Record::read_with(&path, ReadOptions::unverified())
-            .with_context(|| format!("reading record {name}"))?;
-        let n = rec.samples.first().map_or(0, Vec::len);
-        let mut raw = Vec::with_capacity(n * rec.samples.len() * 2);
-        for t in 0..n {
-            for s in &rec.samples {
-                let v = s.get(t).copied().unwrap_or(0);
-                let v = i16::try_from(v)
-                    .with_context(|| format!("record {name}: sample {v} does not fit 16 bits"))?;
-                raw.extend_from_slice(&v.to_le_bytes());
-            }
-        }
-        let raw_len = raw.len() as u64;
-        let t_aorta = aorta_codec(&rec, a.frame_seconds)?;
-        let (g, gs) = timed(|| gzip6(&raw))?;
-        let (z, zs) = timed(|| Ok(zstd::bulk::compress(&raw, 3)?))?;
-        let (d, ds) = timed(|| dedup_gzip(&raw))?;
-        let row = [
-            t_aorta,
-            Tally {
-                bytes: g.len() as u64,
-                secs: gs,
-            },
-            Tally {
-                bytes: z.len() as u64,
-                secs: zs,
-            },
-            Tally {
-                bytes: d.len() as u64,
-                secs: ds,
-            },
-        ];
-        total_raw += raw_len;
-        for (t, r) in totals.iter_mut().zip(row) {
-            t.add(r);
-        }
-        if a.json {
-            let mut o = serde_json::Map::new();
-            o.insert("record".into(), json!(name));
-            o.insert("raw_bytes".into(), json!(raw_len));
-            for (c, r) in CODECS.iter().zip(row) {
-                o.insert((*c).into(), r.json(raw_len));
-            }
-            rows.push(serde_json::Value::Object(o));
-        } else {
-            print_row(name, raw_len, &row);
-        }
-    }
+    let r = aorta_bench::compress::run(&CompressConfig {
+        db: a.db,
+        frame_seconds: a.frame_seconds,
+    })?;
     if a.json {
-        let mut t = serde_json::Map::new();
-        t.insert("raw_bytes".into(), json!(total_raw));
-        for (c, r) in CODECS.iter().zip(totals) {
-            t.insert((*c).into(), r.json(total_raw));
-        }
-        let v = json!({"records": rows, "total": t});
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        print_row("total", total_raw, &totals);
-        let ratio = totals[0].bytes as f64 / totals[1].bytes.max(1) as f64;
-        println!("aorta / gzip6 size ratio: {ratio:.3} (target <= 0.60)");
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(ExitCode::SUCCESS);
     }
+    println!(
+        "{:<10} {:>12} {:>22} {:>22} {:>22} {:>22}",
+        "record", "raw bytes", "aorta", "gzip6", "zstd3", "dedup_gzip"
+    );
+    for row in &r.records {
+        print_row(&row.record, &row.sizes);
+    }
+    print_row("total", &r.total);
+    let ratio = r.total.aorta.bytes as f64 / r.total.gzip6.bytes.max(1) as f64;
+    println!("aorta / gzip6 size ratio: {ratio:.3} (target <= 0.60)");
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_row(name: &str, raw: u64, row: &[Tally; 4]) {
-    let cell = |t: &Tally| {
+fn print_row(name: &str, s: &CodecSizes) {
+    let raw = s.raw_bytes;
+    let [a, g, z, d] = s.codecs().map(|(_, t)| {
         format!(
             "{:>9} {:>5.1}% {:>5.0}MB/s",
             t.bytes,
             100.0 * t.bytes as f64 / raw.max(1) as f64,
-            mb_per_s(raw, t.secs)
+            t.mb_per_s
         )
-    };
-    println!(
-        "{:<10} {:>12} {:>22} {:>22} {:>22} {:>22}",
-        name,
-        raw,
-        cell(&row[0]),
-        cell(&row[1]),
-        cell(&row[2]),
-        cell(&row[3])
-    );
+    });
+    println!("{name:<10} {raw:>12} {a:>22} {g:>22} {z:>22} {d:>22}");
 }

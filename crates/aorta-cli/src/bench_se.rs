@@ -1,33 +1,10 @@
-//! `aorta bench se`: selective encryption against the paper's baseline
-//! (AES-128-CBC, RustCrypto `aes` + `cbc`) and AES-256-GCM (`ring`), in one
-//! run, on the same inputs, with one thread and with all cores.
-//!
-//! What is timed (the passphrase KDF is excluded everywhere: K is derived
-//! once, as a phone would cache it):
-//! * `se-faithful`, `se-strong`: the whole protection of a record — unit
-//!   transform, AES-256-GCM of the private fragment, SHA-256 checksum of the
-//!   public container, container assembly;
-//! * `se-units`: the unit transform of Algorithm 1 alone (identical cost in
-//!   both modes), the figure the paper's estimate is about;
-//! * `sha256-block`: only the per-unit SHA-256 compressions of that transform
-//!   (one pre-padded 64-byte block per 32-byte unit) — its ceiling;
-//! * `aes-128-cbc`, `aes-256-gcm`: encryption in place of the same bytes.
-//!   With several threads the input is cut into one chunk per thread, each
-//!   encrypted independently with its own IV/nonce (CBC itself is serial).
-//!
-//! MB/s are 10^6 bytes of input per second.
+//! `aorta bench se`: flags → [`aorta_bench::se::run`] → the report as text
+//! or JSON.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
-use aes::cipher::{BlockEncryptMut, KeyIvInit};
-use anyhow::Context;
-use aorta_crypto::selective::container::protect_with_key;
-use aorta_crypto::selective::{
-    HeaderRule, KdfParams, MasterKey, Mode, ProtectOptions, Randomness, UnitKeys, units,
-};
-use rayon::prelude::*;
+use aorta_bench::se::{SeConfig, SeReport};
 
 /// Arguments of `aorta bench se`.
 #[derive(clap::Args)]
@@ -46,65 +23,6 @@ pub struct SeArgs {
     json: bool,
 }
 
-#[derive(serde::Serialize)]
-struct Row {
-    scheme: &'static str,
-    threads: usize,
-    mb_per_s: f64,
-    input: String,
-}
-
-fn time(
-    min: Duration,
-    bytes: usize,
-    mut f: impl FnMut() -> anyhow::Result<()>,
-) -> anyhow::Result<f64> {
-    f()?; // warm-up
-    let start = Instant::now();
-    let mut reps = 0u32;
-    while reps < 2 || start.elapsed() < min {
-        f()?;
-        reps += 1;
-    }
-    let secs = start.elapsed().as_secs_f64();
-    Ok(bytes as f64 * f64::from(reps) / secs / 1e6)
-}
-
-fn cbc_encrypt(buf: &mut [u8], threads: usize) {
-    let key = [7u8; 16];
-    let chunk = (buf.len() / threads / 16).max(1) * 16;
-    buf.par_chunks_mut(chunk).enumerate().for_each(|(i, c)| {
-        let mut iv = [0u8; 16];
-        iv[..8].copy_from_slice(&(i as u64).to_be_bytes());
-        let mut enc = cbc::Encryptor::<aes::Aes128>::new(&key.into(), &iv.into());
-        let whole = c.len() / 16 * 16;
-        let (blocks, _) = c.split_at_mut(whole);
-        let (blocks, _) = aes::cipher::inout::InOutBuf::from(blocks).into_chunks();
-        enc.encrypt_blocks_inout_mut(blocks);
-    });
-}
-
-fn gcm_encrypt(buf: &mut [u8], threads: usize) -> anyhow::Result<()> {
-    let key = ring::aead::LessSafeKey::new(
-        ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &[9u8; 32])
-            .map_err(|_| anyhow::anyhow!("AES-256-GCM key rejected"))?,
-    );
-    let chunk = (buf.len() / threads).max(1);
-    buf.par_chunks_mut(chunk)
-        .enumerate()
-        .try_for_each(|(i, c)| {
-            let mut n = [0u8; 12];
-            n[4..].copy_from_slice(&(i as u64).to_be_bytes());
-            key.seal_in_place_separate_tag(
-                ring::aead::Nonce::assume_unique_for_key(n),
-                ring::aead::Aad::empty(),
-                c,
-            )
-            .map(|_| ())
-            .map_err(|_| anyhow::anyhow!("AES-256-GCM seal failed"))
-        })
-}
-
 /// Runs the benchmark.
 pub fn run(a: SeArgs) -> anyhow::Result<ExitCode> {
     if cfg!(debug_assertions) {
@@ -112,118 +30,42 @@ pub fn run(a: SeArgs) -> anyhow::Result<ExitCode> {
             "warning: this is a debug build; figures are meaningless. Use cargo run --release."
         );
     }
-    let mut inputs: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut random = vec![0u8; a.size];
-    aorta_crypto::selective::keys::fill_random(&mut random)?;
-    inputs.push((format!("random {} bytes", a.size), random));
-    for p in &a.inputs {
-        let d = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-        inputs.push((p.display().to_string(), d));
-    }
-    let all = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut thread_counts = vec![1];
-    if all > 1 {
-        thread_counts.push(all);
-    }
-    let min = Duration::from_secs_f64(a.min_time.max(0.05));
-    let k = MasterKey::from_bytes([3u8; 32]);
-    let rnd = Randomness::fresh()?;
-    let mut rows = Vec::new();
-    for (name, data) in &inputs {
-        for &t in &thread_counts {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build()?;
-            let mut push = |scheme: &'static str, mbps: f64| {
-                rows.push(Row {
-                    scheme,
-                    threads: t,
-                    mb_per_s: (mbps * 10.0).round() / 10.0,
-                    input: name.clone(),
-                });
-            };
-            for (scheme, mode) in [("se-faithful", Mode::Faithful), ("se-strong", Mode::Strong)] {
-                let opts = ProtectOptions {
-                    mode,
-                    kdf: KdfParams::DEFAULT,
-                    header: HeaderRule::None,
-                };
-                let r = pool.install(|| {
-                    time(min, data.len(), || {
-                        protect_with_key(data, &k, &opts, &rnd)?;
-                        Ok(())
-                    })
-                })?;
-                push(scheme, r);
-            }
-            let uk = UnitKeys::faithful(&k)?;
-            let r = pool.install(|| {
-                time(min, data.len(), || {
-                    std::hint::black_box(units::encode(&uk, data));
-                    Ok(())
-                })
-            })?;
-            push("se-units", r);
-            let n = units::unit_count(data.len());
-            let r = pool.install(|| {
-                time(min, data.len(), || {
-                    std::hint::black_box(units::hash_only(&uk, n));
-                    Ok(())
-                })
-            })?;
-            push("sha256-block", r);
-            let mut buf = data.clone();
-            let r = pool.install(|| {
-                time(min, data.len(), || {
-                    cbc_encrypt(&mut buf, t);
-                    Ok(())
-                })
-            })?;
-            push("aes-128-cbc", r);
-            let r = pool.install(|| time(min, data.len(), || gcm_encrypt(&mut buf, t)))?;
-            push("aes-256-gcm", r);
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
-    let (sha_ni, aes_ni) = (
-        std::arch::is_x86_feature_detected!("sha"),
-        std::arch::is_x86_feature_detected!("aes"),
-    );
-    #[cfg(not(target_arch = "x86_64"))]
-    let (sha_ni, aes_ni) = (false, false);
+    let r = aorta_bench::se::run(&SeConfig {
+        size: a.size,
+        inputs: a.inputs,
+        min_time: a.min_time,
+    })?;
     if a.json {
-        let out = serde_json::json!({
-            "size": a.size,
-            "cores": all,
-            "sha_ni": sha_ni,
-            "aes_ni": aes_ni,
-            "results": rows,
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
-        println!("cores {all}, SHA-NI {sha_ni}, AES-NI {aes_ni}; MB = 10^6 bytes");
-        println!("{:<14} {:>7} {:>10}  input", "scheme", "threads", "MB/s");
-        for r in &rows {
-            println!(
-                "{:<14} {:>7} {:>10.1}  {}",
-                r.scheme, r.threads, r.mb_per_s, r.input
-            );
-        }
-        for (name, _) in &inputs {
-            for &t in &thread_counts {
-                let get = |s: &str| {
-                    rows.iter()
-                        .find(|r| r.scheme == s && r.threads == t && &r.input == name)
-                        .map_or(0.0, |r| r.mb_per_s)
-                };
-                let cbc = get("aes-128-cbc");
-                if cbc > 0.0 {
-                    println!(
-                        "{name}, {t} thread(s): se-strong / aes-128-cbc = {:.2}x, se-units / aes-128-cbc = {:.2}x",
-                        get("se-strong") / cbc,
-                        get("se-units") / cbc
-                    );
-                }
-            }
-        }
+        print_text(&r);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_text(r: &SeReport) {
+    println!(
+        "cores {}, SHA-NI {}, AES-NI {}; MB = 10^6 bytes",
+        r.cores, r.sha_ni, r.aes_ni
+    );
+    println!("{:<14} {:>7} {:>10}  input", "scheme", "threads", "MB/s");
+    for row in &r.results {
+        println!(
+            "{:<14} {:>7} {:>10.1}  {}",
+            row.scheme, row.threads, row.mb_per_s, row.input
+        );
+    }
+    for name in &r.inputs {
+        for &t in &r.thread_counts {
+            let get = |s: &str| r.mb_per_s(s, t, name);
+            let cbc = get("aes-128-cbc");
+            if cbc > 0.0 {
+                println!(
+                    "{name}, {t} thread(s): se-strong / aes-128-cbc = {:.2}x, se-units / aes-128-cbc = {:.2}x",
+                    get("se-strong") / cbc,
+                    get("se-units") / cbc
+                );
+            }
+        }
+    }
 }

@@ -7,9 +7,12 @@
 //! and leaves authentication to the attested worker, which refuses and
 //! counts forged frames (`aorta_worker_frames_refused_total`).
 //!
-//! One writer thread owns the log: it takes queued frames in batches,
-//! deduplicates them by `(serial, sequence, SHA-256)`, appends, syncs once
-//! per batch (group commit) and only then answers each request. The queue is
+//! One writer thread owns the log: it takes queued frames in batches of up
+//! to [`GroupCommit::MAX_BATCH`] and hands each batch to [`GroupCommit`],
+//! which deduplicates them by `(serial, sequence, SHA-256)`, appends, syncs
+//! once per batch (group commit); only then is each request answered.
+//! `aorta bench pipeline` drives the same [`GroupCommit`], so it measures
+//! this ingest path. The queue is
 //! bounded in frames and bytes; when it is full, or when the worker lags
 //! further behind than `max_worker_lag_bytes`, ingest answers `503` with
 //! `Retry-After` instead of buffering.
@@ -146,18 +149,229 @@ impl DeviceDirectory for HashMap<String, (bool, u16)> {
     }
 }
 
+/// Checks what a sealed frame's cleartext header shows against `devices`:
+/// well-formed, a registered and verified device, a key index inside its
+/// slice. The parsed serial and sequence.
+pub fn check_header(
+    devices: &dyn DeviceDirectory,
+    frame_bytes: &[u8],
+) -> Result<(String, u64), IngestError> {
+    let p = frame::parse(frame_bytes)?;
+    let h = p.header;
+    match devices.lookup(&h.serial).map_err(IngestError::Internal)? {
+        None => Err(IngestError::UnknownDevice { serial: h.serial }),
+        Some((false, _)) => Err(IngestError::NotVerified { serial: h.serial }),
+        Some((true, slice)) if h.key_index >= slice => Err(IngestError::KeyIndex {
+            serial: h.serial,
+            index: h.key_index,
+            slice,
+        }),
+        Some(_) => Ok((h.serial, h.sequence)),
+    }
+}
+
 struct Job {
+    frame: Submission,
+    reply: oneshot::Sender<Result<Ack, IngestError>>,
+}
+
+/// One checked frame for the log writer: its header's serial and sequence,
+/// its digest (deduplication) and its log record (arrival time + bytes).
+#[derive(Debug, Clone)]
+pub struct Submission {
     serial: String,
     sequence: u64,
     digest: [u8; 16],
     record: Vec<u8>,
-    reply: oneshot::Sender<Result<Ack, IngestError>>,
+}
+
+impl Submission {
+    /// The submission of `frame_bytes` from `serial` with `sequence`, which
+    /// arrived at `arrival_us` (µs since the Unix epoch).
+    pub fn new(serial: String, sequence: u64, arrival_us: i64, frame_bytes: &[u8]) -> Submission {
+        Submission {
+            serial,
+            sequence,
+            digest: digest(frame_bytes),
+            record: aorta_stream::job::encode_record(arrival_us, frame_bytes),
+        }
+    }
+
+    /// Length of the frame (without the log record's arrival prefix).
+    pub fn frame_len(&self) -> usize {
+        self.record
+            .len()
+            .saturating_sub(aorta_stream::job::RECORD_PREFIX)
+    }
 }
 
 #[derive(Default)]
 struct Seen {
     /// sequence → (digest, offset), the last [`DEDUP_WINDOW`] sequences.
     recent: BTreeMap<u64, ([u8; 16], u64)>,
+}
+
+impl Seen {
+    fn remember(&mut self, sequence: u64, digest: [u8; 16], offset: u64) {
+        self.recent.insert(sequence, (digest, offset));
+        while self.recent.len() as u64 > DEDUP_WINDOW {
+            self.recent.pop_first();
+        }
+    }
+}
+
+/// What one group commit answered: one result per submission, in order.
+#[derive(Debug)]
+pub struct Committed {
+    /// Each submission's acknowledgement or refusal (a failed sync turns
+    /// every acknowledgement of the batch into [`IngestError::Internal`]).
+    pub acks: Vec<Result<Ack, IngestError>>,
+    /// Why the batch's sync failed, if it did: the log can then acknowledge
+    /// nothing more and its owner must stop.
+    pub sync_error: Option<String>,
+}
+
+/// The log's only writer: deduplication and replay checks, appends, one
+/// sync per batch (group commit). The server's writer thread and
+/// `aorta bench pipeline` both drive it.
+pub struct GroupCommit {
+    log: FileLog,
+    seen: HashMap<String, Seen>,
+    counters: Arc<IngestCounters>,
+}
+
+impl GroupCommit {
+    /// Most submissions the server's writer thread commits at once.
+    pub const MAX_BATCH: usize = 1024;
+
+    /// Opens (or creates) the log at `path` and rebuilds the deduplication
+    /// index from it; `counters` receive accepted frames, bytes and syncs.
+    pub fn open(
+        path: &Path,
+        counters: Arc<IngestCounters>,
+    ) -> Result<GroupCommit, aorta_stream::StreamError> {
+        let log = FileLog::open(path)?;
+        let mut seen: HashMap<String, Seen> = HashMap::new();
+        let mut offset = 0;
+        loop {
+            let (recs, next) = log.read_from(offset, 4096)?;
+            if recs.is_empty() {
+                break;
+            }
+            let mut at = offset;
+            for r in &recs {
+                if let Ok((_, f)) = aorta_stream::job::decode_record(r) {
+                    if let Ok(p) = frame::parse(f) {
+                        seen.entry(p.header.serial.clone()).or_default().remember(
+                            p.header.sequence,
+                            digest(f),
+                            at,
+                        );
+                    }
+                }
+                at += 8 + r.len() as u64;
+            }
+            offset = next;
+        }
+        Ok(GroupCommit {
+            log,
+            seen,
+            counters,
+        })
+    }
+
+    /// A reader of the log (for workers).
+    pub fn reader(&self) -> LogReader {
+        self.log.reader()
+    }
+
+    /// The log's end offset (durable after a successful [`GroupCommit::commit`]).
+    pub fn end(&self) -> u64 {
+        self.log.end()
+    }
+
+    /// Commits `batch`: an exact re-send of a remembered frame is
+    /// acknowledged again at its offset, a remembered sequence with other
+    /// bytes is [`IngestError::Replayed`], one older than the window is
+    /// [`IngestError::Stale`], anything else is appended; then one sync.
+    pub fn commit(&mut self, batch: Vec<Submission>) -> Committed {
+        let mut acks = Vec::with_capacity(batch.len());
+        let mut appended = false;
+        for j in batch {
+            let r = self.admit(j);
+            appended |= matches!(&r, Ok(a) if !a.duplicate);
+            acks.push(r);
+        }
+        let synced = if appended {
+            self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+            self.log.sync().map_err(|e| e.to_string())
+        } else {
+            Ok(())
+        };
+        let acks = acks
+            .into_iter()
+            .map(|r| match (&synced, r) {
+                (Err(e), Ok(_)) => Err(IngestError::Internal(format!("log sync failed: {e}"))),
+                (_, r) => r,
+            })
+            .inspect(|r| match r {
+                Ok(a) if a.duplicate => {
+                    self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) => {
+                    self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => {}
+            })
+            .collect();
+        Committed {
+            acks,
+            sync_error: synced.err(),
+        }
+    }
+
+    /// Checks one submission against the remembered sequences and appends it.
+    fn admit(&mut self, j: Submission) -> Result<Ack, IngestError> {
+        let s = self.seen.entry(j.serial.clone()).or_default();
+        match s.recent.get(&j.sequence) {
+            Some((d, off)) if *d == j.digest => Ok(Ack {
+                serial: j.serial,
+                sequence: j.sequence,
+                offset: *off,
+                duplicate: true,
+            }),
+            Some(_) => Err(IngestError::Replayed {
+                serial: j.serial,
+                sequence: j.sequence,
+            }),
+            None if s.recent.len() as u64 >= DEDUP_WINDOW
+                && s.recent
+                    .first_key_value()
+                    .is_some_and(|(k, _)| j.sequence < *k) =>
+            {
+                Err(IngestError::Stale {
+                    serial: j.serial,
+                    sequence: j.sequence,
+                })
+            }
+            None => {
+                let off = self
+                    .log
+                    .append(&j.record)
+                    .map_err(|e| IngestError::Internal(e.to_string()))?;
+                s.remember(j.sequence, j.digest, off);
+                self.counters
+                    .bytes
+                    .fetch_add(j.record.len() as u64, Ordering::Relaxed);
+                Ok(Ack {
+                    serial: j.serial,
+                    sequence: j.sequence,
+                    offset: off,
+                    duplicate: false,
+                })
+            }
+        }
+    }
 }
 
 /// Counters for `/metrics`.
@@ -218,40 +432,17 @@ impl Ingest {
         queue_bytes: usize,
         max_lag: u64,
     ) -> Result<Ingest, aorta_stream::StreamError> {
-        let log = FileLog::open(dir.join("frames.log"))?;
+        let counters = Arc::new(IngestCounters::default());
+        let log = GroupCommit::open(&dir.join("frames.log"), counters.clone())?;
         let reader = log.reader();
-        let mut seen: HashMap<String, Seen> = HashMap::new();
-        let mut offset = 0;
-        loop {
-            let (recs, next) = log.read_from(offset, 4096)?;
-            if recs.is_empty() {
-                break;
-            }
-            let mut at = offset;
-            for r in &recs {
-                if let Ok((_, f)) = aorta_stream::job::decode_record(r) {
-                    if let Ok(p) = frame::parse(f) {
-                        let s = seen.entry(p.header.serial.clone()).or_default();
-                        s.recent.insert(p.header.sequence, (digest(f), at));
-                        while s.recent.len() as u64 > DEDUP_WINDOW {
-                            s.recent.pop_first();
-                        }
-                    }
-                }
-                at += 8 + r.len() as u64;
-            }
-            offset = next;
-        }
         let (end_tx, end_rx) = watch::channel(log.end());
         let (tx, rx) = mpsc::channel(queue_frames);
         let queued_bytes = Arc::new(AtomicUsize::new(0));
-        let counters = Arc::new(IngestCounters::default());
         {
             let queued = queued_bytes.clone();
-            let counters = counters.clone();
             std::thread::Builder::new()
                 .name("aorta-log-writer".into())
-                .spawn(move || writer(log, rx, seen, end_tx, queued, counters))
+                .spawn(move || writer(log, rx, end_tx, queued))
                 .map_err(|e| aorta_stream::StreamError::Config(format!("writer thread: {e}")))?;
         }
         Ok(Ingest {
@@ -269,22 +460,7 @@ impl Ingest {
 
     /// Checks the header of `frame`; the parsed serial and sequence.
     pub fn check(&self, frame_bytes: &[u8]) -> Result<(String, u64), IngestError> {
-        let p = frame::parse(frame_bytes)?;
-        let h = p.header;
-        match self
-            .devices
-            .lookup(&h.serial)
-            .map_err(IngestError::Internal)?
-        {
-            None => Err(IngestError::UnknownDevice { serial: h.serial }),
-            Some((false, _)) => Err(IngestError::NotVerified { serial: h.serial }),
-            Some((true, slice)) if h.key_index >= slice => Err(IngestError::KeyIndex {
-                serial: h.serial,
-                index: h.key_index,
-                slice,
-            }),
-            Some(_) => Ok((h.serial, h.sequence)),
-        }
+        check_header(self.devices.as_ref(), frame_bytes)
     }
 
     /// Validates, queues and waits until the frame is durable.
@@ -313,10 +489,7 @@ impl Ingest {
         }
         let (reply, rx) = oneshot::channel();
         let job = Job {
-            serial,
-            sequence,
-            digest: digest(frame_bytes),
-            record: aorta_stream::job::encode_record(arrival_us, frame_bytes),
+            frame: Submission::new(serial, sequence, arrival_us, frame_bytes),
             reply,
         };
         if let Err(e) = self.tx.try_send(job) {
@@ -333,104 +506,95 @@ impl Ingest {
     }
 }
 
+/// The server's writer thread: batches of queued frames through
+/// [`GroupCommit`], the durable end published after each, then the replies.
 fn writer(
-    mut log: FileLog,
+    mut log: GroupCommit,
     mut rx: mpsc::Receiver<Job>,
-    mut seen: HashMap<String, Seen>,
     end: watch::Sender<u64>,
     queued: Arc<AtomicUsize>,
-    counters: Arc<IngestCounters>,
 ) {
     let mut batch = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
-        while batch.len() < 1024 {
+        while batch.len() < GroupCommit::MAX_BATCH {
             match rx.try_recv() {
                 Ok(j) => batch.push(j),
                 Err(_) => break,
             }
         }
         let mut replies = Vec::with_capacity(batch.len());
-        let mut appended = false;
+        let mut frames = Vec::with_capacity(batch.len());
         for j in batch.drain(..) {
-            queued.fetch_sub(
-                j.record.len() - aorta_stream::job::RECORD_PREFIX,
-                Ordering::AcqRel,
-            );
-            let s = seen.entry(j.serial.clone()).or_default();
-            let r = match s.recent.get(&j.sequence) {
-                Some((d, off)) if *d == j.digest => Ok(Ack {
-                    serial: j.serial,
-                    sequence: j.sequence,
-                    offset: *off,
-                    duplicate: true,
-                }),
-                Some(_) => Err(IngestError::Replayed {
-                    serial: j.serial,
-                    sequence: j.sequence,
-                }),
-                None if s.recent.len() as u64 >= DEDUP_WINDOW
-                    && s.recent
-                        .first_key_value()
-                        .is_some_and(|(k, _)| j.sequence < *k) =>
-                {
-                    Err(IngestError::Stale {
-                        serial: j.serial,
-                        sequence: j.sequence,
-                    })
-                }
-                None => match log.append(&j.record) {
-                    Ok(off) => {
-                        appended = true;
-                        s.recent.insert(j.sequence, (j.digest, off));
-                        while s.recent.len() as u64 > DEDUP_WINDOW {
-                            s.recent.pop_first();
-                        }
-                        counters
-                            .bytes
-                            .fetch_add(j.record.len() as u64, Ordering::Relaxed);
-                        Ok(Ack {
-                            serial: j.serial,
-                            sequence: j.sequence,
-                            offset: off,
-                            duplicate: false,
-                        })
-                    }
-                    Err(e) => Err(IngestError::Internal(e.to_string())),
-                },
-            };
-            replies.push((j.reply, r));
+            queued.fetch_sub(j.frame.frame_len(), Ordering::AcqRel);
+            replies.push(j.reply);
+            frames.push(j.frame);
         }
-        let synced = if appended {
-            counters.syncs.fetch_add(1, Ordering::Relaxed);
-            log.sync().map_err(|e| e.to_string())
-        } else {
-            Ok(())
-        };
-        if synced.is_ok() {
+        let committed = log.commit(frames);
+        if committed.sync_error.is_none() {
             end.send_replace(log.end());
         }
-        for (reply, r) in replies {
-            let r = match (&synced, r) {
-                (Err(e), Ok(_)) => Err(IngestError::Internal(format!("log sync failed: {e}"))),
-                (_, r) => r,
-            };
-            match &r {
-                Ok(a) if a.duplicate => {
-                    counters.duplicates.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(_) => {
-                    counters.accepted.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(_) => {}
-            }
+        for (reply, r) in replies.into_iter().zip(committed.acks) {
             let _ = reply.send(r);
         }
-        if let Err(e) = synced {
+        if let Some(e) = committed.sync_error {
             // A log that cannot sync cannot acknowledge anything: stop, so
             // every later request gets a 500 instead of a false ack.
             tracing::error!(target: "aorta::ingest", error = %e, "log sync failed; ingest stops");
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(serial: &str, sequence: u64, bytes: &[u8]) -> Submission {
+        Submission::new(serial.to_owned(), sequence, 1, bytes)
+    }
+
+    #[test]
+    fn group_commit_dedups_refuses_replays_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let counters = Arc::new(IngestCounters::default());
+        let mut gc = GroupCommit::open(&dir.path().join("frames.log"), counters.clone()).unwrap();
+        let c = gc.commit(vec![sub("A", 0, b"zero"), sub("A", 1, b"one")]);
+        assert!(c.sync_error.is_none());
+        let acks: Vec<Ack> = c.acks.into_iter().map(Result::unwrap).collect();
+        assert!(acks.iter().all(|a| !a.duplicate));
+        assert!(acks[1].offset > acks[0].offset);
+        assert_eq!(gc.end(), acks[1].offset + 8 + 8 + 3);
+        let c = gc.commit(vec![sub("A", 0, b"zero"), sub("A", 1, b"uno")]);
+        let mut acks = c.acks.into_iter();
+        let again = acks.next().unwrap().unwrap();
+        assert!(again.duplicate);
+        assert_eq!(again.offset, 0);
+        assert!(matches!(
+            acks.next().unwrap(),
+            Err(IngestError::Replayed { sequence: 1, .. })
+        ));
+        assert_eq!(counters.accepted.load(Ordering::Relaxed), 2);
+        assert_eq!(counters.duplicates.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.syncs.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn group_commit_refuses_sequences_older_than_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut gc = GroupCommit::open(
+            &dir.path().join("frames.log"),
+            Arc::new(IngestCounters::default()),
+        )
+        .unwrap();
+        let batch = (1..=DEDUP_WINDOW)
+            .map(|s| sub("B", s, &s.to_le_bytes()))
+            .collect();
+        assert!(gc.commit(batch).acks.iter().all(Result::is_ok));
+        let c = gc.commit(vec![sub("B", 0, b"late")]);
+        assert!(matches!(
+            c.acks.as_slice(),
+            [Err(IngestError::Stale { sequence: 0, .. })]
+        ));
     }
 }

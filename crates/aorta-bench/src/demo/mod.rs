@@ -1,0 +1,373 @@
+//! `aorta demo`: the whole system on one machine, with no setup.
+//!
+//! 1. **Factory**: a device key registry and N provisioned devices (file
+//!    key stores), a clinician identity, a sim attestation platform key.
+//! 2. **Data owner**: a broker policy admitting exactly the given build of
+//!    the worker (its measurement) and sealing results to the clinician.
+//! 3. **Cloud**: `aorta server` (HTTPS ingest, log, results API, the broker)
+//!    and `aorta worker stream` (attests, receives keys, analyses), as real
+//!    child processes of the executable in [`DemoConfig::exe`].
+//! 4. **Devices**: N device agents (threads here, the same code as
+//!    `aorta device run`) replay MIT-BIH records as live, sealed streams,
+//!    from the frame sources [`DemoConfig::open_replay`] builds.
+//! 5. **Clinician**: fetches the results sealed to it and opens them, live
+//!    (drawn on stderr).
+//!
+//! Then it returns a [`DemoReport`] (`devices`, `samples`, `frames`,
+//! `events`, `samples_per_s`, `latency_ms` {`p50`, `p99`}, …).
+
+mod fleet;
+mod procs;
+mod setup;
+mod view;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use aorta_device::agent::{FrameSource, Speed};
+use aorta_signal::wfdb::Record;
+use aorta_stream::remote::{ResultReader, Server};
+use serde::Serialize;
+
+use procs::Proc;
+
+/// The subscriber (clinician) results are sealed to.
+pub const SUBSCRIBER: &str = "demo-clinician";
+/// The broker assignment of the demo's worker.
+pub const ASSIGNMENT: &str = "demo";
+
+/// A record shipped with the executable, replayed when the database is
+/// absent.
+#[derive(Debug, Clone, Copy)]
+pub struct SampleRecord {
+    /// Record name.
+    pub name: &'static str,
+    /// The `.hea` file.
+    pub header: &'static [u8],
+    /// The `.dat` file.
+    pub signal: &'static [u8],
+}
+
+/// File names inside a device's directory.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceLayout {
+    /// The secure element's key store.
+    pub se_file: &'static str,
+    /// The key-rotation state.
+    pub state_file: &'static str,
+}
+
+/// What a demo device replays.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplaySpec {
+    /// Seconds of signal per frame.
+    pub frame_seconds: f64,
+    /// Seconds of signal from the record's start.
+    pub duration_seconds: f64,
+    /// Event time of the first sample (µs since the Unix epoch).
+    pub start_us: i64,
+}
+
+/// A device's frame source and the samples (all channels) it will send.
+pub struct Replay {
+    /// The source.
+    pub source: Box<dyn FrameSource + Send>,
+    /// Samples of all channels over the whole replay.
+    pub samples: u64,
+    /// Channels.
+    pub channels: usize,
+}
+
+/// Builds the frame source that replays a record.
+pub type OpenReplay = dyn Fn(Arc<Record>, &ReplaySpec) -> anyhow::Result<Replay> + Sync;
+
+/// What `aorta demo` runs (its flags, and what the CLI provides).
+pub struct DemoConfig {
+    /// The `aorta` executable the server and worker are launched from (and
+    /// whose measurement the policy admits).
+    pub exe: PathBuf,
+    /// Simulated devices (1..=500).
+    pub devices: usize,
+    /// Replay speed.
+    pub speed: Speed,
+    /// Seconds of signal per device.
+    pub duration: f64,
+    /// Seconds of signal per frame.
+    pub frame_seconds: f64,
+    /// MIT-BIH folder.
+    pub db: PathBuf,
+    /// Working directory (kept); `None`: a temporary one, removed.
+    pub dir: Option<PathBuf>,
+    /// Only provision and write the configuration.
+    pub setup_only: bool,
+    /// Records replayed when `db` is absent.
+    pub sample: Vec<SampleRecord>,
+    /// Device directory layout.
+    pub layout: DeviceLayout,
+    /// Builds each device's frame source.
+    pub open_replay: Box<OpenReplay>,
+    /// Called as the devices start with the flag that stops them early
+    /// (the CLI raises it on SIGINT and SIGTERM).
+    pub watch_stop: fn(&Arc<AtomicBool>) -> anyhow::Result<()>,
+}
+
+/// How `aorta demo` ended.
+#[derive(Debug)]
+pub enum DemoOutcome {
+    /// `setup_only`: everything is written into `dir`.
+    SetupOnly {
+        /// The working directory.
+        dir: PathBuf,
+        /// The first record a device would replay.
+        record: String,
+    },
+    /// The demo ran.
+    Ran(Box<DemoReport>),
+}
+
+/// The demo's summary (its `--json` output) and what went wrong.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct DemoReport {
+    /// Devices.
+    pub devices: usize,
+    /// Samples sent (all channels).
+    pub samples: u64,
+    /// Frames ingest accepted.
+    pub frames: u64,
+    /// Rhythm events received.
+    pub events: u64,
+    /// Results opened.
+    pub results: u64,
+    /// Samples per second of streaming.
+    pub samples_per_s: f64,
+    /// Seconds of streaming.
+    pub seconds: f64,
+    /// Frame arrival → sealed results stored.
+    pub latency_ms: Latency,
+    /// The worker's refusals by reason, as the server reports them.
+    pub frames_refused_by_worker: Option<serde_json::Value>,
+    /// Results the clinician could not open.
+    pub results_unopenable: u64,
+    /// The shipped sample was replayed.
+    pub sample_data: bool,
+    /// Always false: the worker attests with `sim`.
+    pub hardware_protected: bool,
+    /// Why the demo failed (the worker exited, the last results unread).
+    #[serde(skip)]
+    pub failed: Option<String>,
+    /// Problems of the devices.
+    #[serde(skip)]
+    pub device_errors: Vec<String>,
+    /// The worker stopped cleanly.
+    #[serde(skip)]
+    pub worker_clean: bool,
+    /// The working directory, when kept.
+    #[serde(skip)]
+    pub kept_dir: Option<PathBuf>,
+}
+
+impl DemoReport {
+    /// True when everything worked (the CLI exits 1 otherwise).
+    pub fn ok(&self) -> bool {
+        self.failed.is_none()
+            && self.device_errors.is_empty()
+            && self.worker_clean
+            && self.results_unopenable == 0
+    }
+}
+
+/// Latency percentiles (ms).
+#[derive(Debug, Clone, Copy, Serialize)]
+#[non_exhaustive]
+pub struct Latency {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+}
+
+/// Runs the demo; `say` receives what to tell the user (stderr in the CLI).
+pub fn run(cfg: &DemoConfig, say: &dyn Fn(&str)) -> anyhow::Result<DemoOutcome> {
+    // One key bundle holds at most 65,535 keys and the broker releases a
+    // device's 120 group keys: one worker serves at most 546 devices.
+    if cfg.devices == 0 || cfg.devices > 500 {
+        bail!(
+            "--devices must be in 1..=500 (one worker's key bundle holds the group keys of at most 546 devices)"
+        );
+    }
+    if !(cfg.duration.is_finite() && cfg.duration > 0.0 && cfg.duration <= 86_400.0) {
+        bail!("--duration must be in (0, 86400] seconds");
+    }
+    let tmp;
+    let work = match &cfg.dir {
+        Some(d) => {
+            if d.exists() && std::fs::read_dir(d)?.next().is_some() {
+                bail!("{} is not empty; give a new or empty --dir", d.display());
+            }
+            std::fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => {
+            tmp = tempfile::Builder::new().prefix("aorta-demo-").tempdir()?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let (recs, sample) = setup::records(cfg, &work)?;
+    say("aorta demo — devices → server → attested worker → clinician, on this machine");
+    if sample {
+        say(&format!(
+            "  {} not found: replaying the 6-minute MIT-BIH sample shipped in aorta (records 100, 203)",
+            cfg.db.display()
+        ));
+    }
+    let st = setup::setup(cfg, &work)?;
+    if cfg.setup_only {
+        let record = recs
+            .first()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        return Ok(DemoOutcome::SetupOnly { dir: work, record });
+    }
+    say(&format!(
+        "  provisioned {} device(s) with {} factory keys each; clinician identity and broker policy written to {}",
+        cfg.devices,
+        aorta_crypto::keys::DEFAULT_SLICE_LEN,
+        work.display()
+    ));
+    say(
+        "  WARNING: the worker attests with the `sim` backend — NOT hardware-protected (no TEE on this machine)",
+    );
+    let mut report = stream(cfg, &work, &recs, st, say)?;
+    report.sample_data = sample;
+    report.kept_dir = cfg.dir.as_ref().map(|_| work.clone());
+    Ok(DemoOutcome::Ran(Box::new(report)))
+}
+
+/// The cloud's processes.
+struct Cloud {
+    server: Proc,
+    worker: Proc,
+    /// The worker's stderr lines (kept open for its log copy).
+    _worker_lines: std::sync::mpsc::Receiver<String>,
+    url: String,
+    cert: PathBuf,
+}
+
+impl Cloud {
+    /// Starts the server (with its broker), then the worker.
+    fn start(exe: &Path, work: &Path, say: &dyn Fn(&str)) -> anyhow::Result<Cloud> {
+        let (server, addr, broker) =
+            procs::start_server(exe, &work.join("server.toml"), &work.join("server.log"))?;
+        let url = format!("https://{addr}");
+        let data = work.join("server");
+        let cert = data.join(aorta_server::http::tls::DEV_CERT);
+        say(&format!(
+            "  server: {url} (TLS, HTTP/2), key broker on {broker}"
+        ));
+        let (worker, lines) = procs::spawn(
+            exe,
+            "worker",
+            &[
+                "worker",
+                "stream",
+                "--backend",
+                "sim",
+                "--broker",
+                &broker,
+                "--assignment",
+                ASSIGNMENT,
+                "--sim-platform-key",
+                work.join("sim-platform.key").to_str().context("path")?,
+                "--server",
+                &url,
+                "--ca",
+                cert.to_str().context("path")?,
+                "--token-file",
+                data.join("worker.token").to_str().context("path")?,
+                "--json",
+            ],
+            &work.join("worker.log"),
+        )?;
+        say("  worker: attesting to the broker and streaming (log: worker.log)");
+        Ok(Cloud {
+            server,
+            worker,
+            _worker_lines: lines,
+            url,
+            cert,
+        })
+    }
+}
+
+/// Streams every device through the cloud to the clinician; the summary.
+fn stream(
+    cfg: &DemoConfig,
+    work: &Path,
+    recs: &[PathBuf],
+    st: setup::Setup,
+    say: &dyn Fn(&str),
+) -> anyhow::Result<DemoReport> {
+    let mut cloud = Cloud::start(&cfg.exe, work, say)?;
+    let start_us = {
+        let now = aorta_base::time::now_us();
+        now - now.rem_euclid(300_000_000)
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    (cfg.watch_stop)(&stop)?;
+    let t0 = Instant::now();
+    let mut fleet = fleet::Fleet::start(cfg, work, recs, &st.serials, &cloud, start_us, &stop)?;
+    // The clinician, live.
+    let srv = Server::new(&cloud.url, &cloud.cert, None)?;
+    let mut reader = ResultReader::new(srv.clone(), st.identity, SUBSCRIBER, None);
+    let mut screen = view::Screen::new(t0);
+    let mut failed = fleet.watch(&mut cloud.worker, &mut reader, &mut screen, &stop);
+    let device_errors = fleet.join();
+    // Wait for the worker to open everything ingest accepted.
+    let mut stats = serde_json::Value::Null;
+    if failed.is_none() {
+        stats = settle(&srv)?;
+    }
+    let streaming = t0.elapsed().as_secs_f64();
+    // Stop the worker (final checkpoint), read the last results, stop the server.
+    let wstatus = cloud.worker.stop();
+    if let Err(e) = fleet.poll(&mut reader) {
+        failed.get_or_insert(format!("reading the last results: {e}"));
+    }
+    fleet.draw(&mut screen, true);
+    let stats = srv.stats().unwrap_or(stats);
+    cloud.server.stop();
+    let mut report = fleet.report(&stats, streaming, reader.refused());
+    report.failed = failed;
+    report.device_errors = device_errors;
+    report.worker_clean = wstatus.is_none_or(|s| s.success());
+    Ok(report)
+}
+
+/// Polls the server's counters until the worker has opened (or refused)
+/// every frame ingest accepted, or 120 s pass; the last counters.
+fn settle(srv: &Server) -> anyhow::Result<serde_json::Value> {
+    let settle = Instant::now();
+    let mut stats = serde_json::Value::Null;
+    while settle.elapsed() < Duration::from_secs(120) {
+        stats = srv.stats()?;
+        let g = |k: &str| {
+            stats
+                .get(k)
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+        };
+        let refused: u64 = stats
+            .get("frames_refused_by_worker")
+            .and_then(|m| m.as_object())
+            .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum());
+        if g("frames_opened") + refused >= g("frames_accepted") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(stats)
+}

@@ -1,0 +1,127 @@
+//! What the factory and the data owner set up before the demo runs: the
+//! records to replay, the device registry and devices, the clinician, the
+//! broker policy and the server's configuration.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use aorta_crypto::keys;
+use aorta_crypto::results::ClinicianIdentity;
+use aorta_device::se::FileSecureElement;
+use aorta_enclave::attest::SimAttester;
+use aorta_enclave::evidence::Measurement;
+use aorta_registry::{PoolConfig, Registry};
+
+use super::{ASSIGNMENT, DemoConfig, SUBSCRIBER};
+
+/// The records to replay: the MIT-BIH folder's, or the shipped sample
+/// (written into `work`); true for the sample.
+pub(crate) fn records(cfg: &DemoConfig, work: &Path) -> anyhow::Result<(Vec<PathBuf>, bool)> {
+    let db = &cfg.db;
+    let list = std::fs::read_to_string(db.join("RECORDS")).ok();
+    if let Some(list) = list {
+        // A varied ward first (sinus rhythm, AF, ectopy, noise), then the rest.
+        const FIRST: [&str; 8] = ["100", "203", "201", "208", "119", "105", "210", "106"];
+        let names: Vec<&str> = list
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let recs: Vec<PathBuf> = FIRST
+            .iter()
+            .filter(|f| names.contains(f))
+            .chain(names.iter().filter(|n| !FIRST.contains(n)))
+            .map(|l| db.join(l))
+            .collect();
+        if !recs.is_empty() {
+            return Ok((recs, false));
+        }
+    }
+    let dir = work.join("sample");
+    std::fs::create_dir_all(&dir)?;
+    let mut out = Vec::new();
+    for s in &cfg.sample {
+        std::fs::write(dir.join(format!("{}.hea", s.name)), s.header)?;
+        std::fs::write(dir.join(format!("{}.dat", s.name)), s.signal)?;
+        out.push(dir.join(s.name));
+    }
+    Ok((out, true))
+}
+
+/// Everything the factory and the data owner set up.
+pub(crate) struct Setup {
+    pub(crate) serials: Vec<String>,
+    pub(crate) identity: ClinicianIdentity,
+}
+
+/// Provisions `cfg.devices` devices in `work` and writes the clinician's
+/// identity, the policy admitting exactly `cfg.exe` as the worker, the
+/// subscribers and the server's configuration.
+pub(crate) fn setup(cfg: &DemoConfig, work: &Path) -> anyhow::Result<Setup> {
+    let serials = provision(cfg, work)?;
+    // The clinician.
+    let identity = ClinicianIdentity::generate()?;
+    aorta_base::fs::write_private_new(
+        &work.join("clinician.key"),
+        identity.to_file_text().as_bytes(),
+    )?;
+    // The data owner's policy: this exact worker build, sim allowed for the
+    // demo only, results sealed to the clinician.
+    let platform = SimAttester::load_or_create(&work.join("sim-platform.key"))?;
+    let binary =
+        std::fs::read(&cfg.exe).with_context(|| format!("cannot measure {}", cfg.exe.display()))?;
+    let m = Measurement::of_worker(&binary, b"");
+    let devices_toml = serials
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    std::fs::write(
+        work.join("policy.toml"),
+        format!(
+            "# aorta demo: sim attestation is NOT hardware-protected; never allow it in production.\n\
+             allowed_backends = [\"sim\"]\nallow_simulation = true\n\
+             allowed_measurements = [\"{}\"]\nsim_platform_keys = [\"{}\"]\n\n\
+             [[assignments]]\nname = \"{ASSIGNMENT}\"\ndevices = [{devices_toml}]\nsubscribers = [\"{SUBSCRIBER}\"]\n",
+            m.to_hex(),
+            aorta_base::hex::encode(&platform.platform_public_key())
+        ),
+    )?;
+    std::fs::write(
+        work.join("subscribers.toml"),
+        format!(
+            "# Subscribers' public keys (clinicians); results are sealed to them.\n[results]\n{SUBSCRIBER} = \"{}\"\n",
+            aorta_base::hex::encode(identity.public().as_bytes())
+        ),
+    )?;
+    std::fs::write(
+        work.join("server.toml"),
+        "listen = \"127.0.0.1:0\"\nbroker_listen = \"127.0.0.1:0\"\ndata_dir = \"server\"\n\
+         registry = \"registry\"\npolicy = \"policy.toml\"\nsubscribers = \"subscribers.toml\"\n",
+    )?;
+    Ok(Setup { serials, identity })
+}
+
+/// Factory: the registry and the devices' secure elements, verified.
+fn provision(cfg: &DemoConfig, work: &Path) -> anyhow::Result<Vec<String>> {
+    let slice = keys::DEFAULT_SLICE_LEN;
+    let reg = Registry::init(
+        work.join("registry"),
+        PoolConfig {
+            pool_keys: u64::from(slice) * cfg.devices as u64,
+            slice_len: slice,
+        },
+    )?;
+    let mut serials = Vec::with_capacity(cfg.devices);
+    for i in 0..cfg.devices {
+        let serial = format!("DEMO-{:04}", i + 1);
+        let dir = work.join("devices").join(&serial);
+        std::fs::create_dir_all(&dir)?;
+        let se_path = dir.join(cfg.layout.se_file);
+        FileSecureElement::create(&se_path, reg.provision(&serial)?)?;
+        let se = FileSecureElement::open(&se_path)?;
+        reg.verify(&serial, &keys::commitment(&se)?)?;
+        serials.push(serial);
+    }
+    Ok(serials)
+}

@@ -1,0 +1,162 @@
+//! The clinician's live view: the results opened so far, per patient,
+//! redrawn on stderr.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use aorta_stream::remote::OpenedResult;
+
+/// Per-patient live view.
+#[derive(Default, Clone)]
+pub(crate) struct Patient {
+    pub(crate) record: String,
+    bpm: Option<f64>,
+    sdnn: Option<f64>,
+    rmssd: Option<f64>,
+    lf_hf: Option<f64>,
+    events: Vec<String>,
+    pub(crate) results: u64,
+}
+
+pub(crate) fn apply(view: &mut BTreeMap<String, Patient>, r: &OpenedResult, events: &mut u64) {
+    let p = view.entry(r.patient.clone()).or_default();
+    p.results += 1;
+    let num = |k: &str| r.result.get(k).and_then(serde_json::Value::as_f64);
+    match r.result.get("type").and_then(|t| t.as_str()) {
+        Some("heart_rate") => p.bpm = num("bpm").filter(|b| b.is_finite()),
+        Some("hrv") => {
+            p.sdnn = num("sdnn");
+            p.rmssd = num("rmssd");
+            p.lf_hf = num("lf_hf");
+        }
+        Some("rhythm") => {
+            *events += 1;
+            let kind = r
+                .result
+                .get("kind")
+                .map(|k| match k {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Object(o) => o.keys().next().cloned().unwrap_or_default(),
+                    other => other.to_string(),
+                })
+                .unwrap_or_default();
+            p.events.push(kind);
+        }
+        _ => {}
+    }
+}
+
+fn fmt_opt(v: Option<f64>, prec: usize) -> String {
+    v.filter(|x| x.is_finite())
+        .map_or("–".into(), |x| format!("{x:.prec$}"))
+}
+
+fn render(
+    view: &BTreeMap<String, Patient>,
+    sent: u64,
+    total: u64,
+    acked: u64,
+    frames: u64,
+    elapsed: f64,
+) -> Vec<String> {
+    let frac = if total == 0 {
+        1.0
+    } else {
+        sent as f64 / total as f64
+    };
+    let width = 30;
+    let filled = ((frac * width as f64).round() as usize).min(width);
+    let mut lines = vec![format!(
+        "[{}{}] {:5.1}%  {:>10} samples sent  {:>6}/{:<6} frames acked  {:5.1} s",
+        "#".repeat(filled),
+        ".".repeat(width - filled),
+        frac * 100.0,
+        sent,
+        acked,
+        frames,
+        elapsed
+    )];
+    lines.push(format!(
+        "{:<10} {:<7} {:>7} {:>9} {:>9} {:>7}  {}",
+        "patient", "record", "HR bpm", "SDNN ms", "RMSSD ms", "LF/HF", "rhythm events"
+    ));
+    for (serial, p) in view.iter().take(16) {
+        let ev = if p.events.is_empty() {
+            "–".to_string()
+        } else {
+            let last: Vec<&str> = p.events.iter().rev().take(3).map(String::as_str).collect();
+            format!("{} (last: {})", p.events.len(), last.join(", "))
+        };
+        lines.push(format!(
+            "{:<10} {:<7} {:>7} {:>9} {:>9} {:>7}  {}",
+            serial,
+            p.record,
+            fmt_opt(p.bpm, 0),
+            fmt_opt(p.sdnn, 1),
+            fmt_opt(p.rmssd, 1),
+            fmt_opt(p.lf_hf, 2),
+            ev
+        ));
+    }
+    if view.len() > 16 {
+        lines.push(format!("… and {} more patients", view.len() - 16));
+    }
+    lines
+}
+
+/// Progress counters the view shows.
+pub(crate) struct Progress {
+    /// Samples sent (all channels).
+    pub(crate) sent: u64,
+    /// Samples to send.
+    pub(crate) total: u64,
+    /// Frames acknowledged.
+    pub(crate) acked: u64,
+    /// Frames sealed.
+    pub(crate) frames: u64,
+}
+
+/// Draws the view on stderr: redrawn in place on a terminal, otherwise
+/// its progress line every 5 s and at the end.
+pub(crate) struct Screen {
+    tty: bool,
+    drawn: usize,
+    last_plain: Instant,
+    t0: Instant,
+}
+
+impl Screen {
+    pub(crate) fn new(t0: Instant) -> Screen {
+        Screen {
+            tty: std::io::stderr().is_terminal(),
+            drawn: 0,
+            last_plain: Instant::now(),
+            t0,
+        }
+    }
+
+    pub(crate) fn draw(&mut self, view: &BTreeMap<String, Patient>, p: &Progress, final_: bool) {
+        let lines = render(
+            view,
+            p.sent,
+            p.total,
+            p.acked,
+            p.frames,
+            self.t0.elapsed().as_secs_f64(),
+        );
+        let mut err = std::io::stderr().lock();
+        if self.tty {
+            if self.drawn > 0 {
+                let _ = write!(err, "\x1b[{}A", self.drawn);
+            }
+            for l in &lines {
+                let _ = writeln!(err, "\x1b[2K{l}");
+            }
+            self.drawn = lines.len();
+        } else if final_ || self.last_plain.elapsed() >= Duration::from_secs(5) {
+            let _ = writeln!(err, "{}", lines.first().cloned().unwrap_or_default());
+            self.last_plain = Instant::now();
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! `aorta bench se`: selective encryption against the paper's baseline
+//! (AES-128-CBC, RustCrypto `aes` + `cbc`) and AES-256-GCM (`ring`), in one
+//! run, on the same inputs, with one thread and with all cores.
+//!
+//! What is timed (the passphrase KDF is excluded everywhere: K is derived
+//! once, as a phone would cache it):
+//! * `se-faithful`, `se-strong`: the whole protection of a record — unit
+//!   transform, AES-256-GCM of the private fragment, SHA-256 checksum of the
+//!   public container, container assembly;
+//! * `se-units`: the unit transform of Algorithm 1 alone (identical cost in
+//!   both modes), the figure the paper's estimate is about;
+//! * `sha256-block`: only the per-unit SHA-256 compressions of that transform
+//!   (one pre-padded 64-byte block per 32-byte unit) — its ceiling;
+//! * `aes-128-cbc`, `aes-256-gcm`: encryption in place of the same bytes.
+//!   With several threads the input is cut into one chunk per thread, each
+//!   encrypted independently with its own IV/nonce (CBC itself is serial).
+//!
+//! MB/s are 10^6 bytes of input per second.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use aes::cipher::{BlockEncryptMut, KeyIvInit};
+use anyhow::Context;
+use aorta_crypto::selective::container::protect_with_key;
+use aorta_crypto::selective::{
+    HeaderRule, KdfParams, MasterKey, Mode, ProtectOptions, Randomness, UnitKeys, units,
+};
+use rayon::prelude::*;
+use serde::Serialize;
+
+/// What `aorta bench se` measures (its flags).
+#[derive(Debug, Clone)]
+pub struct SeConfig {
+    /// Size of the random input in bytes.
+    pub size: usize,
+    /// Real files to measure as well.
+    pub inputs: Vec<PathBuf>,
+    /// Minimum measuring time per case, in seconds.
+    pub min_time: f64,
+}
+
+/// What `aorta bench se` measured (its `--json` output).
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct SeReport {
+    /// Size of the random input.
+    pub size: usize,
+    /// Cores available.
+    pub cores: usize,
+    /// The CPU has SHA extensions.
+    pub sha_ni: bool,
+    /// The CPU has AES instructions.
+    pub aes_ni: bool,
+    /// One row per input, thread count and scheme.
+    pub results: Vec<SeRow>,
+    /// The inputs' names, in order.
+    #[serde(skip)]
+    pub inputs: Vec<String>,
+    /// The thread counts measured, in order.
+    #[serde(skip)]
+    pub thread_counts: Vec<usize>,
+}
+
+impl SeReport {
+    /// MB/s of `scheme` on `input` with `threads` (0 when not measured).
+    pub fn mb_per_s(&self, scheme: &str, threads: usize, input: &str) -> f64 {
+        self.results
+            .iter()
+            .find(|r| r.scheme == scheme && r.threads == threads && r.input == input)
+            .map_or(0.0, |r| r.mb_per_s)
+    }
+}
+
+/// One measurement.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct SeRow {
+    /// Scheme (`se-faithful`, `se-strong`, `se-units`, `sha256-block`,
+    /// `aes-128-cbc`, `aes-256-gcm`).
+    pub scheme: &'static str,
+    /// Threads.
+    pub threads: usize,
+    /// 10^6 bytes of input per second, one decimal.
+    pub mb_per_s: f64,
+    /// The input's name.
+    pub input: String,
+}
+
+fn time(
+    min: Duration,
+    bytes: usize,
+    mut f: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<f64> {
+    f()?; // warm-up
+    let start = Instant::now();
+    let mut reps = 0u32;
+    while reps < 2 || start.elapsed() < min {
+        f()?;
+        reps += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok(bytes as f64 * f64::from(reps) / secs / 1e6)
+}
+
+fn cbc_encrypt(buf: &mut [u8], threads: usize) {
+    let key = [7u8; 16];
+    let chunk = (buf.len() / threads / 16).max(1) * 16;
+    buf.par_chunks_mut(chunk).enumerate().for_each(|(i, c)| {
+        let mut iv = [0u8; 16];
+        iv[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        let mut enc = cbc::Encryptor::<aes::Aes128>::new(&key.into(), &iv.into());
+        let whole = c.len() / 16 * 16;
+        let (blocks, _) = c.split_at_mut(whole);
+        let (blocks, _) = aes::cipher::inout::InOutBuf::from(blocks).into_chunks();
+        enc.encrypt_blocks_inout_mut(blocks);
+    });
+}
+
+fn gcm_encrypt(buf: &mut [u8], threads: usize) -> anyhow::Result<()> {
+    let key = ring::aead::LessSafeKey::new(
+        ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &[9u8; 32])
+            .map_err(|_| anyhow::anyhow!("AES-256-GCM key rejected"))?,
+    );
+    let chunk = (buf.len() / threads).max(1);
+    buf.par_chunks_mut(chunk)
+        .enumerate()
+        .try_for_each(|(i, c)| {
+            let mut n = [0u8; 12];
+            n[4..].copy_from_slice(&(i as u64).to_be_bytes());
+            key.seal_in_place_separate_tag(
+                ring::aead::Nonce::assume_unique_for_key(n),
+                ring::aead::Aad::empty(),
+                c,
+            )
+            .map(|_| ())
+            .map_err(|_| anyhow::anyhow!("AES-256-GCM seal failed"))
+        })
+}
+/// Runs the benchmark (meaningless figures in a debug build).
+pub fn run(cfg: &SeConfig) -> anyhow::Result<SeReport> {
+    let mut inputs: Vec<(String, Vec<u8>)> = Vec::new();
+    inputs.push((
+        format!("random {} bytes", cfg.size),
+        aorta_base::random::vec(cfg.size)?,
+    ));
+    for p in &cfg.inputs {
+        let d = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+        inputs.push((p.display().to_string(), d));
+    }
+    let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut thread_counts = vec![1];
+    if all > 1 {
+        thread_counts.push(all);
+    }
+    let min = Duration::from_secs_f64(cfg.min_time.max(0.05));
+    let mut rows = Vec::new();
+    for (name, data) in &inputs {
+        for &t in &thread_counts {
+            measure_input(name, data, t, min, &mut rows)?;
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    let (sha_ni, aes_ni) = (
+        std::arch::is_x86_feature_detected!("sha"),
+        std::arch::is_x86_feature_detected!("aes"),
+    );
+    #[cfg(not(target_arch = "x86_64"))]
+    let (sha_ni, aes_ni) = (false, false);
+    Ok(SeReport {
+        size: cfg.size,
+        cores: all,
+        sha_ni,
+        aes_ni,
+        results: rows,
+        inputs: inputs.into_iter().map(|(n, _)| n).collect(),
+        thread_counts,
+    })
+}
+
+/// Every scheme on one input with `t` threads.
+fn measure_input(
+    name: &str,
+    data: &[u8],
+    t: usize,
+    min: Duration,
+    rows: &mut Vec<SeRow>,
+) -> anyhow::Result<()> {
+    let k = MasterKey::from_bytes([3u8; 32]);
+    let rnd = Randomness::fresh()?;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build()?;
+    let mut push = |scheme: &'static str, mbps: f64| {
+        rows.push(SeRow {
+            scheme,
+            threads: t,
+            mb_per_s: (mbps * 10.0).round() / 10.0,
+            input: name.to_owned(),
+        });
+    };
+    let measure = |f: &mut (dyn FnMut() -> anyhow::Result<()> + Send)| {
+        pool.install(|| time(min, data.len(), f))
+    };
+    for (scheme, mode) in [("se-faithful", Mode::Faithful), ("se-strong", Mode::Strong)] {
+        let opts = ProtectOptions {
+            mode,
+            kdf: KdfParams::DEFAULT,
+            header: HeaderRule::None,
+        };
+        let r = measure(&mut || {
+            protect_with_key(data, &k, &opts, &rnd)?;
+            Ok(())
+        })?;
+        push(scheme, r);
+    }
+    let uk = UnitKeys::faithful(&k)?;
+    let n = units::unit_count(data.len());
+    let r = measure(&mut || {
+        std::hint::black_box(units::encode(&uk, data));
+        Ok(())
+    })?;
+    push("se-units", r);
+    let r = measure(&mut || {
+        std::hint::black_box(units::hash_only(&uk, n));
+        Ok(())
+    })?;
+    push("sha256-block", r);
+    let mut buf = data.to_vec();
+    let r = measure(&mut || {
+        cbc_encrypt(&mut buf, t);
+        Ok(())
+    })?;
+    push("aes-128-cbc", r);
+    push("aes-256-gcm", measure(&mut || gcm_encrypt(&mut buf, t))?);
+    Ok(())
+}
