@@ -726,3 +726,97 @@ pub fn score_af(
         failures,
     })
 }
+
+#[cfg(test)]
+mod report_tests {
+    use super::*;
+
+    #[test]
+    fn rpeak_report_json_keys_in_order() {
+        let report = RpeakReport {
+            records: vec![RpeakRow {
+                record: "100".into(),
+                score: Counts {
+                    tp: 3,
+                    fp: 1,
+                    fn_: 1,
+                }
+                .into(),
+                max_latency_ms: 250.0,
+            }],
+            gross: Counts {
+                tp: 3,
+                fp: 1,
+                fn_: 1,
+            }
+            .into(),
+            window_s: 0.15,
+            start_s: 300.0,
+            lead: 0,
+            failures: Vec::new(),
+        };
+        assert_eq!(
+            serde_json::to_string(&report).unwrap(),
+            concat!(
+                r#"{"records":[{"record":"100","tp":3,"fp":1,"fn":1,"se":0.75,"ppv":0.75,"max_latency_ms":250.0}],"#,
+                r#""gross":{"tp":3,"fp":1,"fn":1,"se":0.75,"ppv":0.75},"window_s":0.15,"start_s":300.0,"lead":0}"#
+            )
+        );
+    }
+
+    #[test]
+    fn af_report_json_keys_in_order() {
+        let mut c = Confusion::default();
+        c.add(true, true);
+        c.add(false, false);
+        let recordings = AfReport {
+            score: c.into(),
+            units: AfUnits::Recording {
+                records: vec![AfRecordingRow {
+                    record: "A00004".into(),
+                    label: "A".into(),
+                    af: true,
+                }],
+            },
+            failures: Vec::new(),
+        };
+        assert_eq!(
+            serde_json::to_string(&recordings).unwrap(),
+            concat!(
+                r#"{"se":1.0,"sp":1.0,"f1_af":1.0,"tp":1,"fp":0,"tn":1,"fn":0,"unit":"recording","#,
+                r#""records":[{"record":"A00004","label":"A","af":true}]}"#
+            )
+        );
+        let segments = AfReport {
+            score: c.into(),
+            units: AfUnits::Segment {
+                segment_s: 30.0,
+                records: vec![AfRecordEval {
+                    record: "203".into(),
+                    segments: c,
+                    episodes: vec![(1.5, 2.5)],
+                }],
+            },
+            failures: Vec::new(),
+        };
+        assert_eq!(
+            serde_json::to_string(&segments).unwrap(),
+            concat!(
+                r#"{"se":1.0,"sp":1.0,"f1_af":1.0,"tp":1,"fp":0,"tn":1,"fn":0,"unit":"segment","#,
+                r#""segment_s":30.0,"records":[{"record":"203","tp":1,"fp":0,"tn":1,"fn":0,"#,
+                r#""episodes":[[1.5,2.5]]}]}"#
+            )
+        );
+    }
+
+    #[test]
+    fn record_list_names_records_file() {
+        let dir = std::env::temp_dir().join(format!("aorta-eval-list-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let err = record_list(&dir.join("missing"), &[]).unwrap_err();
+        assert!(err.to_string().contains("RECORDS"), "{err}");
+        std::fs::write(dir.join("RECORDS"), "100\n# note\n\n 101 \n").unwrap();
+        assert_eq!(record_list(&dir, &[]).unwrap(), vec!["100", "101"]);
+        assert_eq!(record_list(&dir, &["7".into()]).unwrap(), vec!["7"]);
+    }
+}

@@ -115,3 +115,51 @@ pub fn record_hrv(
         windows,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_json_has_hrv_or_error() {
+        let w = WindowHrv {
+            start_s: 0.0,
+            end_s: 300.0,
+            result: WindowResult::Error(HrvError::TooFewIntervals { needed: 3, got: 1 }),
+        };
+        assert_eq!(
+            serde_json::to_string(&w).unwrap(),
+            r#"{"start_s":0.0,"end_s":300.0,"error":"too few NN intervals: need at least 3, got 1"}"#
+        );
+        let rr: Vec<f64> = (0..300)
+            .map(|i| 800.0 + 40.0 * (f64::from(i) * 0.7).sin())
+            .collect();
+        let nn = super::super::NnSeries::from_rr(&rr, &ArtefactRule::default()).unwrap();
+        let r = HrvEngine::new()
+            .report(&nn, &HrvOptions::default())
+            .unwrap();
+        let w = WindowHrv {
+            start_s: 0.0,
+            end_s: 300.0,
+            result: WindowResult::Hrv(r),
+        };
+        let text = serde_json::to_string(&w).unwrap();
+        assert!(
+            text.starts_with(r#"{"start_s":0.0,"end_s":300.0,"hrv":{"n_rr":300,"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn missing_record_is_a_wfdb_error() {
+        let err = record_hrv(
+            Path::new("/nonexistent/aorta/rec"),
+            0,
+            300.0,
+            &ArtefactRule::default(),
+            &HrvOptions::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, RecordHrvError::Wfdb(_)), "{err}");
+    }
+}
