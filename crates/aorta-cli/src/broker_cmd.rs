@@ -1,7 +1,7 @@
 //! `aorta broker …`: the key broker run by the data owner.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use anyhow::Context;
 use aorta_base::hex;
 use aorta_server::broker::policy::Policy;
 use aorta_server::broker::{Broker, KeySource, MemoryKeySource, RegistryKeySource, serve};
-use aorta_server::broker_report::{PolicySummary, QuoteRefused, inspect_quote};
+use aorta_server::broker_report::{PolicySummary, QuoteRefused, QuoteReport, inspect_quote};
 
 /// `aorta broker` subcommands.
 #[derive(clap::Subcommand)]
@@ -163,41 +163,39 @@ pub fn run(cmd: BrokerCmd) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(1));
                 }
             };
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rep)?);
-            } else {
-                println!("quote verifies ({}), TCB {}", rep.kind, rep.tcb_status);
-                if rep.debug {
-                    println!("  DEBUG TEE: the broker will refuse it");
-                }
-                match &rep.policy_measurement {
-                    Some(m) => println!("  policy measurement: {m}"),
-                    None => {
-                        println!("  policy measurement: pass --app-measurement to compute it (TDX)")
-                    }
-                }
-            }
+            crate::show(&rep, json, print_quote)?;
             Ok(ExitCode::SUCCESS)
         }
         BrokerCmd::Check { policy, json } => {
             let p = Policy::from_file(&policy)?;
             let summary = PolicySummary::of(&p);
-            if json {
-                println!("{}", serde_json::to_string_pretty(&summary)?);
-            } else {
-                println!("policy {} is valid", policy.display());
-                println!("  backends: {}", summary.allowed_backends.join(", "));
-                if summary.allow_simulation {
-                    println!("  WARNING: {}", aorta_enclave::SIM_WARNING);
-                }
-                println!("  measurements: {}", summary.allowed_measurements.len());
-                println!(
-                    "  min TCB: {}, freshness: {} s",
-                    summary.min_tcb, summary.freshness_secs
-                );
-                println!("  assignments: {}", summary.assignments.len());
-            }
+            crate::show(&summary, json, |s| print_policy(&policy, s))?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn print_quote(rep: &QuoteReport) {
+    println!("quote verifies ({}), TCB {}", rep.kind, rep.tcb_status);
+    if rep.debug {
+        println!("  DEBUG TEE: the broker will refuse it");
+    }
+    match &rep.policy_measurement {
+        Some(m) => println!("  policy measurement: {m}"),
+        None => println!("  policy measurement: pass --app-measurement to compute it (TDX)"),
+    }
+}
+
+fn print_policy(path: &Path, summary: &PolicySummary<'_>) {
+    println!("policy {} is valid", path.display());
+    println!("  backends: {}", summary.allowed_backends.join(", "));
+    if summary.allow_simulation {
+        println!("  WARNING: {}", aorta_enclave::SIM_WARNING);
+    }
+    println!("  measurements: {}", summary.allowed_measurements.len());
+    println!(
+        "  min TCB: {}, freshness: {} s",
+        summary.min_tcb, summary.freshness_secs
+    );
+    println!("  assignments: {}", summary.assignments.len());
 }

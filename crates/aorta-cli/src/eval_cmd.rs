@@ -87,11 +87,7 @@ fn rpeaks(a: RpeakArgs) -> anyhow::Result<ExitCode> {
     };
     let report = score_rpeaks(&a.db, &names, &opts);
     let code = exit_code(&report.failures);
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_rpeaks(&report);
-    }
+    crate::show(&report, a.json, print_rpeaks)?;
     Ok(code)
 }
 
@@ -134,11 +130,7 @@ fn print_rpeaks(report: &RpeakReport) {
 fn af(a: AfArgs) -> anyhow::Result<ExitCode> {
     let report = score_af(&a.db, &a.records, a.segment, &RhythmConfig::default())?;
     let code = exit_code(&report.failures);
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_af(&report);
-    }
+    crate::show(&report, a.json, print_af)?;
     Ok(code)
 }
 

@@ -94,11 +94,7 @@ fn run_record(record: &Path, args: &HrvArgs) -> anyhow::Result<ExitCode> {
         spectral: args.spectral.into(),
     };
     let report = record_hrv(record, args.lead, args.window, &args.artefact_rule(), &opts)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_windows(&report);
-    }
+    crate::show(&report, args.json, print_windows)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -117,6 +117,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints a typed report on stdout: pretty JSON (its `Serialize` keys) with
+/// `--json`, else the command's text form.
+pub(crate) fn show<R: serde::Serialize>(
+    report: &R,
+    json: bool,
+    text: impl FnOnce(&R),
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        text(report);
+    }
+    Ok(())
+}
+
 /// Logs to stderr (stdout may carry protocol or JSON), INFO or DEBUG.
 pub(crate) fn init_logging(verbose: bool) {
     let level = if verbose {

@@ -38,11 +38,7 @@ pub fn run(cmd: WfdbCmd) -> anyhow::Result<ExitCode> {
                 ReadOptions::default()
             };
             let info = record_info(&record, opts, annotator.as_deref())?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&info)?);
-            } else {
-                print_info(&info, no_verify);
-            }
+            crate::show(&info, json, |i| print_info(i, no_verify))?;
             Ok(ExitCode::SUCCESS)
         }
     }
