@@ -1,9 +1,10 @@
-//! `aorta hrv`: heart-rate variability from an RR file.
+//! `aorta hrv`: heart-rate variability from an RR file or a WFDB record.
 //!
 //! `aorta hrv --rr FILE [--json]`: FILE holds one RR interval in ms per line
-//! (blank lines and `#` comments ignored). The input is an [`clap::ArgGroup`]
-//! so another source (e.g. `--record PATH --window 300`) can join `--rr`;
-//! [`print_report`] / [`render_table`] print one report either way.
+//! (blank lines and `#` comments ignored); [`print_report`] /
+//! [`render_table`] print its one report. `aorta hrv --record PATH --window
+//! 300 [--json]`: `aorta_signal::hrv::record_hrv` reports per window. The
+//! input is a [`clap::ArgGroup`] of the two.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
