@@ -1,14 +1,15 @@
 //! `aorta broker …`: the key broker run by the data owner.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use aorta_enclave::evidence::hex;
+use aorta_base::hex;
 use aorta_server::broker::policy::Policy;
 use aorta_server::broker::{Broker, KeySource, MemoryKeySource, RegistryKeySource, serve};
+use aorta_server::broker_report::{PolicySummary, QuoteRefused, QuoteReport, inspect_quote};
 
 /// `aorta broker` subcommands.
 #[derive(clap::Subcommand)]
@@ -143,104 +144,58 @@ pub fn run(cmd: BrokerCmd) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot read quote {}", quote.display()))?;
             let c = std::fs::read(&collateral)
                 .with_context(|| format!("cannot read collateral {}", collateral.display()))?;
-            let now = at.unwrap_or_else(aorta_server::broker::unix_now);
-            let rep = match aorta_enclave::verify::verify_dcap_quote(backend, &q, &c, now) {
+            let app = match &app_measurement {
+                Some(m) => Some(aorta_enclave::Measurement(
+                    *hex::decode_array::<32>(m.trim(), hex::Case::Any)
+                        .ok()
+                        .context("--app-measurement must be 64 hex digits")?,
+                )),
+                None => None,
+            };
+            let now = at.unwrap_or_else(aorta_base::time::now_s);
+            let rep = match inspect_quote(backend, &q, &c, now, app.as_ref()) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("quote does not verify: {e}");
                     if json {
-                        println!(
-                            "{}",
-                            serde_json::json!({ "verified": false, "code": e.code(), "reason": e.to_string() })
-                        );
+                        println!("{}", serde_json::to_string(&QuoteRefused::from(&e))?);
                     }
                     return Ok(ExitCode::from(1));
                 }
             };
-            let policy_measurement = if rep.is_sgx {
-                Some(hex(&rep.raw_measurement))
-            } else {
-                match &app_measurement {
-                    Some(m) => {
-                        let b: [u8; 32] = aorta_enclave::evidence::parse_hex(m)
-                            .and_then(|b| b.try_into().ok())
-                            .context("--app-measurement must be 64 hex digits")?;
-                        Some(hex(&aorta_enclave::verify::tdx_measurement(
-                            &rep.raw_measurement,
-                            &aorta_enclave::Measurement(b),
-                        )))
-                    }
-                    None => None,
-                }
-            };
-            let doc = serde_json::json!({
-                "verified": true,
-                "kind": if rep.is_sgx { "sgx" } else { "tdx" },
-                "tcb_status": rep.tcb_status,
-                "advisory_ids": rep.advisory_ids,
-                "debug": rep.debug,
-                "report_data": hex(&rep.report_data),
-                "raw_measurement": hex(&rep.raw_measurement),
-                "policy_measurement": policy_measurement,
-            });
-            if json {
-                println!("{}", serde_json::to_string_pretty(&doc)?);
-            } else {
-                println!(
-                    "quote verifies ({}), TCB {}",
-                    if rep.is_sgx { "sgx" } else { "tdx" },
-                    rep.tcb_status
-                );
-                if rep.debug {
-                    println!("  DEBUG TEE: the broker will refuse it");
-                }
-                match &policy_measurement {
-                    Some(m) => println!("  policy measurement: {m}"),
-                    None => {
-                        println!("  policy measurement: pass --app-measurement to compute it (TDX)")
-                    }
-                }
-            }
+            crate::show(&rep, json, print_quote)?;
             Ok(ExitCode::SUCCESS)
         }
         BrokerCmd::Check { policy, json } => {
             let p = Policy::from_file(&policy)?;
-            let v = &p.verifier;
-            let doc = serde_json::json!({
-                "allowed_backends": v.allowed_backends.iter().map(|b| b.name()).collect::<Vec<_>>(),
-                "allow_simulation": v.allow_simulation,
-                "allowed_measurements": v.allowed_measurements.iter().map(|m| hex(m)).collect::<Vec<_>>(),
-                "sim_platform_keys": v.sim_platform_keys.iter().map(|k| hex(k)).collect::<Vec<_>>(),
-                "min_tcb": v.min_tcb.name(),
-                "freshness_secs": v.freshness_secs,
-                "assignments": p.assignments.iter().map(|a| serde_json::json!({
-                    "name": a.name, "devices": a.devices, "subscribers": a.subscribers,
-                })).collect::<Vec<_>>(),
-            });
-            if json {
-                println!("{}", serde_json::to_string_pretty(&doc)?);
-            } else {
-                println!("policy {} is valid", policy.display());
-                println!(
-                    "  backends: {}",
-                    v.allowed_backends
-                        .iter()
-                        .map(|b| b.name())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                if v.allow_simulation {
-                    println!("  WARNING: {}", aorta_enclave::SIM_WARNING);
-                }
-                println!("  measurements: {}", v.allowed_measurements.len());
-                println!(
-                    "  min TCB: {}, freshness: {} s",
-                    v.min_tcb.name(),
-                    v.freshness_secs
-                );
-                println!("  assignments: {}", p.assignments.len());
-            }
+            let summary = PolicySummary::of(&p);
+            crate::show(&summary, json, |s| print_policy(&policy, s))?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn print_quote(rep: &QuoteReport) {
+    println!("quote verifies ({}), TCB {}", rep.kind, rep.tcb_status);
+    if rep.debug {
+        println!("  DEBUG TEE: the broker will refuse it");
+    }
+    match &rep.policy_measurement {
+        Some(m) => println!("  policy measurement: {m}"),
+        None => println!("  policy measurement: pass --app-measurement to compute it (TDX)"),
+    }
+}
+
+fn print_policy(path: &Path, summary: &PolicySummary<'_>) {
+    println!("policy {} is valid", path.display());
+    println!("  backends: {}", summary.allowed_backends.join(", "));
+    if summary.allow_simulation {
+        println!("  WARNING: {}", aorta_enclave::SIM_WARNING);
+    }
+    println!("  measurements: {}", summary.allowed_measurements.len());
+    println!(
+        "  min TCB: {}, freshness: {} s",
+        summary.min_tcb, summary.freshness_secs
+    );
+    println!("  assignments: {}", summary.assignments.len());
 }

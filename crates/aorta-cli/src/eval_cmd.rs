@@ -1,11 +1,10 @@
 //! `aorta eval …`: accuracy against annotated databases.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use aorta_signal::eval::{
-    Confusion, Counts, EvalOptions, classify_af_recording, evaluate_af_record, evaluate_record,
+    AfReport, AfUnits, EvalOptions, RecordFailure, RpeakReport, record_list, score_af, score_rpeaks,
 };
 use aorta_signal::rhythm::RhythmConfig;
 
@@ -67,44 +66,16 @@ pub fn run(cmd: EvalCmd) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Runs `f` on every record; a record that fails is reported on stderr and
-/// the batch goes on. Returns the results and the number of failures.
-fn each_record<T, E: std::fmt::Display>(
-    names: &[String],
-    f: impl Fn(&str) -> Result<T, E>,
-) -> (Vec<T>, usize) {
-    let mut rows = Vec::with_capacity(names.len());
-    let mut failed = 0;
-    for name in names {
-        match f(name) {
-            Ok(r) => rows.push(r),
-            Err(e) => {
-                eprintln!("error: record {name}: {e}");
-                failed += 1;
-            }
-        }
+/// Reports the records that could not be scored on stderr; exit 2 if any.
+fn exit_code(failures: &[RecordFailure]) -> ExitCode {
+    for f in failures {
+        eprintln!("error: record {}: {}", f.record, f.error);
     }
-    (rows, failed)
-}
-
-/// Record names from `RECORDS`, or the explicit list.
-pub fn record_list(db: &Path, explicit: &[String]) -> anyhow::Result<Vec<String>> {
-    if !explicit.is_empty() {
-        return Ok(explicit.to_vec());
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
     }
-    let path = db.join("RECORDS");
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "cannot read {} (pass --record NAME or a database directory)",
-            path.display()
-        )
-    })?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(String::from)
-        .collect())
 }
 
 fn rpeaks(a: RpeakArgs) -> anyhow::Result<ExitCode> {
@@ -114,115 +85,62 @@ fn rpeaks(a: RpeakArgs) -> anyhow::Result<ExitCode> {
         start: a.start,
         lead: a.lead,
     };
-    let (rows, failed) = each_record(&names, |name| evaluate_record(&a.db, name, &opts));
-    let mut gross = Counts::default();
-    for r in &rows {
-        gross += r.counts;
-    }
-    if a.json {
-        let records: Vec<_> = rows
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "record": r.record, "tp": r.counts.tp, "fp": r.counts.fp, "fn": r.counts.fn_,
-                    "se": r.counts.se(), "ppv": r.counts.ppv(), "max_latency_ms": r.max_latency_ms,
-                })
-            })
-            .collect();
-        let out = serde_json::json!({
-            "records": records,
-            "gross": {"tp": gross.tp, "fp": gross.fp, "fn": gross.fn_, "se": gross.se(), "ppv": gross.ppv()},
-            "window_s": a.window, "start_s": a.start, "lead": a.lead,
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
+    let report = score_rpeaks(&a.db, &names, &opts);
+    let code = exit_code(&report.failures);
+    crate::show(&report, a.json, print_rpeaks)?;
+    Ok(code)
+}
+
+fn print_rpeaks(report: &RpeakReport) {
+    println!(
+        "{:<8} {:>6} {:>5} {:>5} {:>8} {:>8} {:>9}",
+        "record", "TP", "FP", "FN", "Se %", "+P %", "lat ms"
+    );
+    for r in &report.records {
+        let c = r.score;
         println!(
-            "{:<8} {:>6} {:>5} {:>5} {:>8} {:>8} {:>9}",
-            "record", "TP", "FP", "FN", "Se %", "+P %", "lat ms"
-        );
-        for r in &rows {
-            let c = r.counts;
-            println!(
-                "{:<8} {:>6} {:>5} {:>5} {:>8.2} {:>8.2} {:>9.0}",
-                r.record,
-                c.tp,
-                c.fp,
-                c.fn_,
-                100.0 * c.se(),
-                100.0 * c.ppv(),
-                r.max_latency_ms
-            );
-        }
-        println!(
-            "{:<8} {:>6} {:>5} {:>5} {:>8.2} {:>8.2}",
-            "gross",
-            gross.tp,
-            gross.fp,
-            gross.fn_,
-            100.0 * gross.se(),
-            100.0 * gross.ppv()
-        );
-        println!(
-            "(ANSI/AAMI EC57 matching window {:.0} ms; scoring from {:.0} s; lead {})",
-            a.window * 1000.0,
-            a.start,
-            a.lead
+            "{:<8} {:>6} {:>5} {:>5} {:>8.2} {:>8.2} {:>9.0}",
+            r.record,
+            c.tp,
+            c.fp,
+            c.fn_,
+            100.0 * c.se,
+            100.0 * c.ppv,
+            r.max_latency_ms
         );
     }
-    Ok(if failed > 0 {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
+    let gross = report.gross;
+    println!(
+        "{:<8} {:>6} {:>5} {:>5} {:>8.2} {:>8.2}",
+        "gross",
+        gross.tp,
+        gross.fp,
+        gross.fn_,
+        100.0 * gross.se,
+        100.0 * gross.ppv
+    );
+    println!(
+        "(ANSI/AAMI EC57 matching window {:.0} ms; scoring from {:.0} s; lead {})",
+        report.window_s * 1000.0,
+        report.start_s,
+        report.lead
+    );
 }
 
 fn af(a: AfArgs) -> anyhow::Result<ExitCode> {
-    let cfg = RhythmConfig::default();
-    let reference = a.db.join("REFERENCE.csv");
-    let mut total = Confusion::default();
-    let mut failed = 0;
-    if reference.is_file() {
-        let mut rows = Vec::new();
-        let text = std::fs::read_to_string(&reference)
-            .with_context(|| format!("reading {}", reference.display()))?;
-        for (lno, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let Some((name, label)) = line.trim().split_once(',') else {
-                anyhow::bail!(
-                    "{}: line {}: expected `record,label`",
-                    reference.display(),
-                    lno + 1
-                );
-            };
-            if !a.records.is_empty() && !a.records.iter().any(|r| r == name) {
-                continue;
-            }
-            match classify_af_recording(&a.db, name, &cfg) {
-                Ok(pred) => {
-                    let truth = label == "A";
-                    total.add(truth, pred);
-                    rows.push(serde_json::json!({"record": name, "label": label, "af": pred}));
-                }
-                Err(e) => {
-                    eprintln!("error: record {name}: {e}");
-                    failed += 1;
-                }
-            }
-        }
-        if a.json {
-            let out = serde_json::json!({
-                "se": total.se(), "sp": total.sp(), "f1_af": total.f1(),
-                "tp": total.tp, "fp": total.fp, "tn": total.tn, "fn": total.fn_,
-                "unit": "recording", "records": rows,
-            });
-            println!("{}", serde_json::to_string_pretty(&out)?);
-        } else {
+    let report = score_af(&a.db, &a.records, a.segment, &RhythmConfig::default())?;
+    let code = exit_code(&report.failures);
+    crate::show(&report, a.json, print_af)?;
+    Ok(code)
+}
+
+fn print_af(report: &AfReport) {
+    let total = report.score;
+    match &report.units {
+        AfUnits::Recording { records } => {
             println!(
                 "{} recordings: TP {} FP {} TN {} FN {}",
-                rows.len(),
+                records.len(),
                 total.tp,
                 total.fp,
                 total.tn,
@@ -230,40 +148,17 @@ fn af(a: AfArgs) -> anyhow::Result<ExitCode> {
             );
             println!(
                 "AF Se {:.2} %  Sp {:.2} %  F1(A) {:.3}",
-                100.0 * total.se(),
-                100.0 * total.sp(),
-                total.f1()
+                100.0 * total.se,
+                100.0 * total.sp,
+                total.f1_af
             );
         }
-    } else {
-        let names = record_list(&a.db, &a.records)?;
-        let (rows, failed_here) = each_record(&names, |name| {
-            evaluate_af_record(&a.db, name, a.segment, &cfg)
-        });
-        failed += failed_here;
-        for r in &rows {
-            total += r.segments;
-        }
-        if a.json {
-            let records: Vec<_> = rows
-                .iter()
-                .map(|r| {
-                    serde_json::json!({"record": r.record, "tp": r.segments.tp, "fp": r.segments.fp,
-                    "tn": r.segments.tn, "fn": r.segments.fn_, "episodes": r.episodes})
-                })
-                .collect();
-            let out = serde_json::json!({
-                "se": total.se(), "sp": total.sp(), "f1_af": total.f1(),
-                "tp": total.tp, "fp": total.fp, "tn": total.tn, "fn": total.fn_,
-                "unit": "segment", "segment_s": a.segment, "records": records,
-            });
-            println!("{}", serde_json::to_string_pretty(&out)?);
-        } else {
+        AfUnits::Segment { segment_s, records } => {
             println!(
                 "{:<8} {:>4} {:>4} {:>4} {:>4}  AF episodes",
                 "record", "TP", "FP", "TN", "FN"
             );
-            for r in &rows {
+            for r in records {
                 let c = r.segments;
                 println!(
                     "{:<8} {:>4} {:>4} {:>4} {:>4}  {}",
@@ -277,9 +172,9 @@ fn af(a: AfArgs) -> anyhow::Result<ExitCode> {
             }
             println!(
                 "{:.0}-s segments: AF Se {:.2} %  Sp {:.2} %  (TP {} FP {} TN {} FN {})",
-                a.segment,
-                100.0 * total.se(),
-                100.0 * total.sp(),
+                segment_s,
+                100.0 * total.se,
+                100.0 * total.sp,
                 total.tp,
                 total.fp,
                 total.tn,
@@ -287,9 +182,4 @@ fn af(a: AfArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    Ok(if failed > 0 {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
 }

@@ -1,16 +1,18 @@
-//! `aorta hrv`: heart-rate variability from an RR file.
+//! `aorta hrv`: heart-rate variability from an RR file or a WFDB record.
 //!
 //! `aorta hrv --rr FILE [--json]`: FILE holds one RR interval in ms per line
-//! (blank lines and `#` comments ignored). The input is an [`clap::ArgGroup`]
-//! so another source (e.g. `--record PATH --window 300`) can join `--rr`;
-//! [`print_report`] / [`render_table`] print one report either way.
+//! (blank lines and `#` comments ignored); [`print_report`] /
+//! [`render_table`] print its one report. `aorta hrv --record PATH --window
+//! 300 [--json]`: `aorta_signal::hrv::record_hrv` reports per window. The
+//! input is a [`clap::ArgGroup`] of the two.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use aorta_signal::hrv::{
-    ArtefactRule, HrvEngine, HrvOptions, HrvReport, NnSeries, SpectralMethod, parse_rr_text,
+    ArtefactRule, HrvEngine, HrvOptions, HrvReport, NnSeries, RecordHrvReport, SpectralMethod,
+    WindowResult, parse_rr_text, record_hrv,
 };
 
 /// Spectral method choice on the command line.
@@ -85,80 +87,48 @@ pub fn run(args: HrvArgs) -> anyhow::Result<ExitCode> {
 
 /// `aorta hrv --record PATH [--window S]`: detect beats, report HRV per window.
 fn run_record(record: &Path, args: &HrvArgs) -> anyhow::Result<ExitCode> {
-    use aorta_signal::hrv::windows_from_beats;
-    use aorta_signal::wfdb::Record;
     anyhow::ensure!(
         args.window.is_finite() && args.window >= 10.0,
         "--window must be at least 10 seconds"
     );
-    let rec = Record::read(record)?;
-    let fs = rec.fs();
-    let signal = rec
-        .physical(args.lead)
-        .with_context(|| format!("{} has no signal {}", record.display(), args.lead))?;
-    let beats: Vec<u64> = aorta_signal::rpeak::detect(&signal, fs)?
-        .iter()
-        .map(|b| b.sample)
-        .collect();
-    let windows = windows_from_beats(&beats, fs, None, args.window, &args.artefact_rule())?;
-    let mut engine = HrvEngine::new();
     let opts = HrvOptions {
         spectral: args.spectral.into(),
     };
-    let mut rows = Vec::new();
-    for w in &windows {
-        // A window with too few beats (signal loss) is reported as such, not dropped.
-        match engine.report(&w.nn, &opts) {
-            Ok(r) => rows.push((w.start_s, w.end_s, Ok(r))),
-            Err(e) => rows.push((w.start_s, w.end_s, Err(e.to_string()))),
-        }
-    }
-    if args.json {
-        let windows: Vec<_> = rows
-            .iter()
-            .map(|(s, e, r)| match r {
-                Ok(r) => serde_json::json!({"start_s": s, "end_s": e, "hrv": r}),
-                Err(msg) => serde_json::json!({"start_s": s, "end_s": e, "error": msg}),
-            })
-            .collect();
-        let out = serde_json::json!({
-            "record": record.display().to_string(), "fs": fs, "beats": beats.len(),
-            "window_s": args.window, "windows": windows,
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
-        println!(
-            "{}: {} beats detected at {} Hz; HRV per {} s window (ms, ms², bpm)",
-            record.display(),
-            beats.len(),
-            fs,
-            args.window
-        );
-        println!(
-            "{:>7} {:>7} {:>5} {:>7} {:>7} {:>7} {:>9} {:>9} {:>6} {:>6} {:>6}",
-            "start", "end", "NN", "HR", "SDNN", "RMSSD", "LF", "HF", "LF/HF", "SD1", "SampEn"
-        );
-        for (s, e, r) in &rows {
-            match r {
-                Ok(r) => println!(
-                    "{:>7.0} {:>7.0} {:>5} {:>7.1} {:>7.1} {:>7.1} {:>9.1} {:>9.1} {:>6.2} {:>6.1} {:>6.2}",
-                    s,
-                    e,
-                    r.n_nn,
-                    r.time.mean_hr,
-                    r.time.sdnn,
-                    r.time.rmssd,
-                    r.freq.lf,
-                    r.freq.hf,
-                    r.freq.lf_hf,
-                    r.nonlinear.sd1,
-                    r.nonlinear.sampen
-                ),
-                Err(msg) => println!("{s:>7.0} {e:>7.0}  {msg}"),
-            }
-        }
-    }
+    let report = record_hrv(record, args.lead, args.window, &args.artefact_rule(), &opts)?;
+    crate::show(&report, args.json, print_windows)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The per-window table of `aorta hrv --record`.
+fn print_windows(report: &RecordHrvReport) {
+    println!(
+        "{}: {} beats detected at {} Hz; HRV per {} s window (ms, ms², bpm)",
+        report.record, report.beats, report.fs, report.window_s
+    );
+    println!(
+        "{:>7} {:>7} {:>5} {:>7} {:>7} {:>7} {:>9} {:>9} {:>6} {:>6} {:>6}",
+        "start", "end", "NN", "HR", "SDNN", "RMSSD", "LF", "HF", "LF/HF", "SD1", "SampEn"
+    );
+    for w in &report.windows {
+        let (s, e) = (w.start_s, w.end_s);
+        match &w.result {
+            WindowResult::Hrv(r) => println!(
+                "{:>7.0} {:>7.0} {:>5} {:>7.1} {:>7.1} {:>7.1} {:>9.1} {:>9.1} {:>6.2} {:>6.1} {:>6.2}",
+                s,
+                e,
+                r.n_nn,
+                r.time.mean_hr,
+                r.time.sdnn,
+                r.time.rmssd,
+                r.freq.lf,
+                r.freq.hf,
+                r.freq.lf_hf,
+                r.nonlinear.sd1,
+                r.nonlinear.sampen
+            ),
+            WindowResult::Error(msg) => println!("{s:>7.0} {e:>7.0}  {msg}"),
+        }
+    }
 }
 
 /// Reads an RR file and computes its report.

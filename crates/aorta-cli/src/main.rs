@@ -37,8 +37,26 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Subcommand)]
-enum Command {
+/// Declares the subcommands once: the `Command` enum clap parses and the
+/// dispatch from each variant to its module's `run`.
+macro_rules! commands {
+    ($($(#[$attr:meta])* $variant:ident($module:ident :: $args:ident),)*) => {
+        #[derive(Subcommand)]
+        enum Command {
+            $($(#[$attr])* $variant($module::$args),)*
+        }
+
+        impl Command {
+            fn run(self) -> anyhow::Result<ExitCode> {
+                match self {
+                    $(Command::$variant(a) => $module::run(a),)*
+                }
+            }
+        }
+    };
+}
+
+commands! {
     /// Run the whole system on this machine: provision devices, start the
     /// server, broker and attested worker, stream real ECG records, show
     /// live results for a clinician, then a summary.
@@ -83,23 +101,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result: anyhow::Result<ExitCode> = match cli.command {
-        Command::Demo(a) => demo_cmd::run(a),
-        Command::Bench(c) => bench_cmd::run(c),
-        Command::Eval(c) => eval_cmd::run(c),
-        Command::Wfdb(c) => wfdb_cmd::run(c),
-        Command::Hrv(a) => hrv_cmd::run(a),
-        Command::Broker(c) => broker_cmd::run(c),
-        Command::Worker(c) => worker_cmd::run(c),
-        Command::Factory(c) => factory_cmd::run(c),
-        Command::Device(c) => device_cmd::run(c),
-        Command::Frames(c) => frames_cmd::run(c),
-        Command::Ehr(c) => ehr_cmd::run(c),
-        Command::Server(a) => server_cmd::run(a),
-        Command::Results(c) => results_cmd::run(c),
-        Command::Clinician(c) => clinician_cmd::run(c),
-    };
+    let result = Cli::parse().command.run();
     match result {
         Ok(code) => code,
         Err(err) => {
@@ -113,6 +115,21 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Prints a typed report on stdout: pretty JSON (its `Serialize` keys) with
+/// `--json`, else the command's text form.
+pub(crate) fn show<R: serde::Serialize>(
+    report: &R,
+    json: bool,
+    text: impl FnOnce(&R),
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        text(report);
+    }
+    Ok(())
 }
 
 /// Logs to stderr (stdout may carry protocol or JSON), INFO or DEBUG.

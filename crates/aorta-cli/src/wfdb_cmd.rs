@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use aorta_signal::wfdb::{ReadOptions, Record, read_annotations};
+use aorta_signal::wfdb::{ReadOptions, RecordInfo, record_info};
 
 /// `aorta wfdb` subcommands.
 #[derive(clap::Subcommand)]
@@ -37,52 +37,34 @@ pub fn run(cmd: WfdbCmd) -> anyhow::Result<ExitCode> {
             } else {
                 ReadOptions::default()
             };
-            let rec = Record::read_with(&record, opts)?;
-            let anns = match &annotator {
-                Some(a) => {
-                    let base = record.with_extension("");
-                    let mut p = base.into_os_string();
-                    p.push(format!(".{a}"));
-                    Some(read_annotations(PathBuf::from(p))?)
-                }
-                None => None,
-            };
-            let beats = anns
-                .as_ref()
-                .map(|a| a.iter().filter(|x| x.is_beat()).count());
-            if json {
-                let v = serde_json::json!({
-                    "header": rec.header,
-                    "samples_per_signal": rec.samples.iter().map(Vec::len).collect::<Vec<_>>(),
-                    "annotations": anns.as_ref().map(Vec::len),
-                    "beats": beats,
-                });
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                let h = &rec.header;
-                println!(
-                    "record {}: {} signals at {} Hz",
-                    h.record_name,
-                    h.signals.len(),
-                    h.sampling_frequency
-                );
-                for (s, data) in h.signals.iter().zip(&rec.samples) {
-                    println!(
-                        "  {:<8} format {:>3}  gain {} adu/{}  baseline {}  {} samples  checksum {}",
-                        s.description,
-                        s.format.code(),
-                        s.gain,
-                        s.units,
-                        s.baseline,
-                        data.len(),
-                        if no_verify { "not verified" } else { "ok" }
-                    );
-                }
-                if let (Some(a), Some(b)) = (&anns, beats) {
-                    println!("  {} annotations, {} beats", a.len(), b);
-                }
-            }
+            let info = record_info(&record, opts, annotator.as_deref())?;
+            crate::show(&info, json, |i| print_info(i, no_verify))?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn print_info(info: &RecordInfo, no_verify: bool) {
+    let h = &info.header;
+    println!(
+        "record {}: {} signals at {} Hz",
+        h.record_name,
+        h.signals.len(),
+        h.sampling_frequency
+    );
+    for (s, n) in h.signals.iter().zip(&info.samples_per_signal) {
+        println!(
+            "  {:<8} format {:>3}  gain {} adu/{}  baseline {}  {} samples  checksum {}",
+            s.description,
+            s.format.code(),
+            s.gain,
+            s.units,
+            s.baseline,
+            n,
+            if no_verify { "not verified" } else { "ok" }
+        );
+    }
+    if let (Some(a), Some(b)) = (info.annotations, info.beats) {
+        println!("  {a} annotations, {b} beats");
     }
 }

@@ -14,6 +14,8 @@
 //! evidence unless the policy says `allow_simulation = true`.
 //!
 //! The streaming issue adds device ingest and the results API here.
+//! [`broker_report`] summarises a policy and inspects DCAP quotes offline
+//! for the data owner (`aorta broker check` / `inspect-quote`).
 //!
 //! ## Example
 //!
@@ -36,4 +38,5 @@
 #![deny(missing_docs)]
 
 pub mod broker;
+pub mod broker_report;
 pub mod http;

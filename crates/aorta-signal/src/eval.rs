@@ -6,8 +6,12 @@
 //! false negatives, unmatched detections false positives. Scoring covers the
 //! interval `[start, end)`; EC57 excludes the first 5 minutes of each record
 //! as the detector's learning period.
+//!
+//! Whole databases are scored by [`score_rpeaks`] and [`score_af`]: they
+//! return typed reports ([`RpeakReport`], [`AfReport`]) whose JSON is what
+//! `aorta eval rpeaks|af --json` prints.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::rpeak::{Detector, DetectorConfig};
 use crate::wfdb::{Record, WfdbError, read_annotations};
@@ -323,7 +327,8 @@ fn detect_beat_times(rec: &Record, lead: usize) -> Result<(Vec<f64>, f64), Strin
 pub struct AfRecordEval {
     /// Record name.
     pub record: String,
-    /// Segment decisions.
+    /// Segment decisions (flat in JSON: `tp`, `fp`, `tn`, `fn`).
+    #[serde(flatten)]
     pub segments: Confusion,
     /// Detected AF episodes (onset, offset) in seconds.
     pub episodes: Vec<(f64, f64)>,
@@ -407,4 +412,411 @@ pub fn classify_af_recording(
         .map(|(a, b)| b - a)
         .collect();
     Ok(crate::rhythm::classify_af(&rr, cfg).unwrap_or(false))
+}
+
+/// Why a database could not be scored at all (one record that fails is a
+/// [`RecordFailure`] in the report instead, and the batch goes on).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EvalError {
+    /// The database's `RECORDS` list cannot be read.
+    #[error(
+        "cannot read {} (pass --record NAME or a database directory)",
+        path.display()
+    )]
+    RecordList {
+        /// The `RECORDS` file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database's `REFERENCE.csv` cannot be read.
+    #[error("reading {}", path.display())]
+    Reference {
+        /// The `REFERENCE.csv` file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `REFERENCE.csv` line is not `record,label`.
+    #[error("{}: line {line}: expected `record,label`", path.display())]
+    ReferenceLine {
+        /// The `REFERENCE.csv` file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+    },
+}
+
+/// A record of a database run that could not be scored.
+#[derive(Debug)]
+pub struct RecordFailure {
+    /// Record name.
+    pub record: String,
+    /// What went wrong.
+    pub error: WfdbError,
+}
+
+/// Record names: `explicit` when it is not empty, else the lines of
+/// `DB/RECORDS` (blank lines and `#` comments skipped).
+pub fn record_list(db: &Path, explicit: &[String]) -> Result<Vec<String>, EvalError> {
+    if !explicit.is_empty() {
+        return Ok(explicit.to_vec());
+    }
+    let path = db.join("RECORDS");
+    let text =
+        std::fs::read_to_string(&path).map_err(|source| EvalError::RecordList { path, source })?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect())
+}
+
+/// Runs `f` on every record; a record that fails is kept as a
+/// [`RecordFailure`] and the batch goes on.
+fn each_record<T>(
+    names: &[String],
+    f: impl Fn(&str) -> Result<T, WfdbError>,
+) -> (Vec<T>, Vec<RecordFailure>) {
+    let mut rows = Vec::with_capacity(names.len());
+    let mut failures = Vec::new();
+    for name in names {
+        match f(name) {
+            Ok(r) => rows.push(r),
+            Err(error) => failures.push(RecordFailure {
+                record: name.clone(),
+                error,
+            }),
+        }
+    }
+    (rows, failures)
+}
+
+/// Beat-detection counts with sensitivity and positive predictivity
+/// (fractions), as the reports print them.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct BeatScore {
+    /// Matched reference beats.
+    pub tp: u64,
+    /// Detections with no reference beat.
+    pub fp: u64,
+    /// Reference beats with no detection.
+    #[serde(rename = "fn")]
+    pub fn_: u64,
+    /// Sensitivity, [`Counts::se`].
+    pub se: f64,
+    /// Positive predictivity, [`Counts::ppv`].
+    pub ppv: f64,
+}
+
+impl From<Counts> for BeatScore {
+    fn from(c: Counts) -> Self {
+        BeatScore {
+            tp: c.tp,
+            fp: c.fp,
+            fn_: c.fn_,
+            se: c.se(),
+            ppv: c.ppv(),
+        }
+    }
+}
+
+/// One record's row of an [`RpeakReport`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RpeakRow {
+    /// Record name.
+    pub record: String,
+    /// Its counts and figures.
+    #[serde(flatten)]
+    pub score: BeatScore,
+    /// Largest report latency after the R-peak, in milliseconds.
+    pub max_latency_ms: f64,
+}
+
+/// The R-peak detector scored over a database (EC57 beat-by-beat).
+#[derive(Debug, serde::Serialize)]
+pub struct RpeakReport {
+    /// One row per record scored.
+    pub records: Vec<RpeakRow>,
+    /// Gross figures: the counts of every record summed.
+    pub gross: BeatScore,
+    /// Matching window in seconds.
+    pub window_s: f64,
+    /// Seconds at the start of each record not scored.
+    pub start_s: f64,
+    /// Signal (lead) index analysed.
+    pub lead: usize,
+    /// Records that could not be scored (not in the JSON).
+    #[serde(skip)]
+    pub failures: Vec<RecordFailure>,
+}
+
+/// Scores the R-peak detector on the records `names` of database `db`.
+pub fn score_rpeaks(db: &Path, names: &[String], opts: &EvalOptions) -> RpeakReport {
+    let (rows, failures) = each_record(names, |name| evaluate_record(db, name, opts));
+    let mut gross = Counts::default();
+    for r in &rows {
+        gross += r.counts;
+    }
+    RpeakReport {
+        records: rows
+            .into_iter()
+            .map(|r| RpeakRow {
+                record: r.record,
+                score: r.counts.into(),
+                max_latency_ms: r.max_latency_ms,
+            })
+            .collect(),
+        gross: gross.into(),
+        window_s: opts.window,
+        start_s: opts.start,
+        lead: opts.lead,
+        failures,
+    }
+}
+
+/// AF-detector decisions with sensitivity, specificity and F1 of the AF class.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct AfScore {
+    /// Sensitivity, [`Confusion::se`].
+    pub se: f64,
+    /// Specificity, [`Confusion::sp`].
+    pub sp: f64,
+    /// F1 of the AF class, [`Confusion::f1`].
+    pub f1_af: f64,
+    /// AF called AF.
+    pub tp: u64,
+    /// Not-AF called AF.
+    pub fp: u64,
+    /// Not-AF called not-AF.
+    pub tn: u64,
+    /// AF called not-AF.
+    #[serde(rename = "fn")]
+    pub fn_: u64,
+}
+
+impl From<Confusion> for AfScore {
+    fn from(c: Confusion) -> Self {
+        AfScore {
+            se: c.se(),
+            sp: c.sp(),
+            f1_af: c.f1(),
+            tp: c.tp,
+            fp: c.fp,
+            tn: c.tn,
+            fn_: c.fn_,
+        }
+    }
+}
+
+/// One recording of a `REFERENCE.csv` database and the detector's call.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AfRecordingRow {
+    /// Record name.
+    pub record: String,
+    /// Reference label (`A` is AF).
+    pub label: String,
+    /// The detector called it AF.
+    pub af: bool,
+}
+
+/// What an [`AfReport`] scored: whole recordings or fixed segments (JSON
+/// key `unit`: `recording` or `segment`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "unit", rename_all = "lowercase")]
+pub enum AfUnits {
+    /// Short recordings against `REFERENCE.csv` (PhysioNet/CinC 2017).
+    Recording {
+        /// One row per recording.
+        records: Vec<AfRecordingRow>,
+    },
+    /// Fixed segments of records with rhythm annotations.
+    Segment {
+        /// Segment length in seconds.
+        segment_s: f64,
+        /// One row per record.
+        records: Vec<AfRecordEval>,
+    },
+}
+
+/// The AF detector scored over a database.
+#[derive(Debug, serde::Serialize)]
+pub struct AfReport {
+    /// Decisions summed over every recording or segment.
+    #[serde(flatten)]
+    pub score: AfScore,
+    /// The unit scored and the rows.
+    #[serde(flatten)]
+    pub units: AfUnits,
+    /// Records that could not be scored (not in the JSON).
+    #[serde(skip)]
+    pub failures: Vec<RecordFailure>,
+}
+
+/// Scores the AF detector on database `db`: when it holds `REFERENCE.csv`,
+/// each listed recording (those in `records`, or all) is classified whole
+/// ([`classify_af_recording`]); otherwise each record (`records`, or
+/// `DB/RECORDS`) is scored over `segment`-second pieces
+/// ([`evaluate_af_record`]).
+pub fn score_af(
+    db: &Path,
+    records: &[String],
+    segment: f64,
+    cfg: &crate::rhythm::RhythmConfig,
+) -> Result<AfReport, EvalError> {
+    let mut total = Confusion::default();
+    let reference = db.join("REFERENCE.csv");
+    if reference.is_file() {
+        let text = std::fs::read_to_string(&reference).map_err(|source| EvalError::Reference {
+            path: reference.clone(),
+            source,
+        })?;
+        let mut rows = Vec::new();
+        let mut failures = Vec::new();
+        for (lno, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let Some((name, label)) = line.trim().split_once(',') else {
+                return Err(EvalError::ReferenceLine {
+                    path: reference,
+                    line: lno + 1,
+                });
+            };
+            if !records.is_empty() && !records.iter().any(|r| r == name) {
+                continue;
+            }
+            match classify_af_recording(db, name, cfg) {
+                Ok(af) => {
+                    total.add(label == "A", af);
+                    rows.push(AfRecordingRow {
+                        record: name.to_string(),
+                        label: label.to_string(),
+                        af,
+                    });
+                }
+                Err(error) => failures.push(RecordFailure {
+                    record: name.to_string(),
+                    error,
+                }),
+            }
+        }
+        return Ok(AfReport {
+            score: total.into(),
+            units: AfUnits::Recording { records: rows },
+            failures,
+        });
+    }
+    let names = record_list(db, records)?;
+    let (rows, failures) = each_record(&names, |name| evaluate_af_record(db, name, segment, cfg));
+    for r in &rows {
+        total += r.segments;
+    }
+    Ok(AfReport {
+        score: total.into(),
+        units: AfUnits::Segment {
+            segment_s: segment,
+            records: rows,
+        },
+        failures,
+    })
+}
+
+#[cfg(test)]
+mod report_tests {
+    use super::*;
+
+    #[test]
+    fn rpeak_report_json_keys_in_order() {
+        let report = RpeakReport {
+            records: vec![RpeakRow {
+                record: "100".into(),
+                score: Counts {
+                    tp: 3,
+                    fp: 1,
+                    fn_: 1,
+                }
+                .into(),
+                max_latency_ms: 250.0,
+            }],
+            gross: Counts {
+                tp: 3,
+                fp: 1,
+                fn_: 1,
+            }
+            .into(),
+            window_s: 0.15,
+            start_s: 300.0,
+            lead: 0,
+            failures: Vec::new(),
+        };
+        assert_eq!(
+            serde_json::to_string(&report).unwrap(),
+            concat!(
+                r#"{"records":[{"record":"100","tp":3,"fp":1,"fn":1,"se":0.75,"ppv":0.75,"max_latency_ms":250.0}],"#,
+                r#""gross":{"tp":3,"fp":1,"fn":1,"se":0.75,"ppv":0.75},"window_s":0.15,"start_s":300.0,"lead":0}"#
+            )
+        );
+    }
+
+    #[test]
+    fn af_report_json_keys_in_order() {
+        let mut c = Confusion::default();
+        c.add(true, true);
+        c.add(false, false);
+        let recordings = AfReport {
+            score: c.into(),
+            units: AfUnits::Recording {
+                records: vec![AfRecordingRow {
+                    record: "A00004".into(),
+                    label: "A".into(),
+                    af: true,
+                }],
+            },
+            failures: Vec::new(),
+        };
+        assert_eq!(
+            serde_json::to_string(&recordings).unwrap(),
+            concat!(
+                r#"{"se":1.0,"sp":1.0,"f1_af":1.0,"tp":1,"fp":0,"tn":1,"fn":0,"unit":"recording","#,
+                r#""records":[{"record":"A00004","label":"A","af":true}]}"#
+            )
+        );
+        let segments = AfReport {
+            score: c.into(),
+            units: AfUnits::Segment {
+                segment_s: 30.0,
+                records: vec![AfRecordEval {
+                    record: "203".into(),
+                    segments: c,
+                    episodes: vec![(1.5, 2.5)],
+                }],
+            },
+            failures: Vec::new(),
+        };
+        assert_eq!(
+            serde_json::to_string(&segments).unwrap(),
+            concat!(
+                r#"{"se":1.0,"sp":1.0,"f1_af":1.0,"tp":1,"fp":0,"tn":1,"fn":0,"unit":"segment","#,
+                r#""segment_s":30.0,"records":[{"record":"203","tp":1,"fp":0,"tn":1,"fn":0,"#,
+                r#""episodes":[[1.5,2.5]]}]}"#
+            )
+        );
+    }
+
+    #[test]
+    fn record_list_names_records_file() {
+        let dir = std::env::temp_dir().join(format!("aorta-eval-list-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let err = record_list(&dir.join("missing"), &[]).unwrap_err();
+        assert!(err.to_string().contains("RECORDS"), "{err}");
+        std::fs::write(dir.join("RECORDS"), "100\n# note\n\n 101 \n").unwrap();
+        assert_eq!(record_list(&dir, &[]).unwrap(), vec!["100", "101"]);
+        assert_eq!(record_list(&dir, &["7".into()]).unwrap(), vec!["7"]);
+    }
 }

@@ -7,11 +7,13 @@
 //!   digital and physical samples, with typed errors for every malformed input.
 //! - [`rpeak`]: a causal, online, chunk-independent R-peak detector with a
 //!   bounded report latency.
-//! - [`eval`]: ANSI/AAMI EC57 beat-by-beat scoring.
+//! - [`eval`]: ANSI/AAMI EC57 beat-by-beat scoring and AF-detector scoring,
+//!   per record and over a database (typed reports, as `aorta eval` prints).
 //! - [`rhythm`]: real-time AF episodes, brady-/tachycardia and pauses from beat times.
 //! - [`hrv`]: heart-rate variability per the 1996 Task Force standard (NN
 //!   series with artefact handling; time, frequency and non-linear metrics in
-//!   an [`hrv::HrvReport`]), matched to NeuroKit2's definitions.
+//!   an [`hrv::HrvReport`]), matched to NeuroKit2's definitions; per window
+//!   of a record in an [`hrv::RecordHrvReport`].
 //!
 //! It is **pure**: no network, no clocks, no global state. Parsers of outside
 //! bytes return typed errors and never panic.

@@ -25,6 +25,8 @@
 //! 2. **Metrics** ([`HrvEngine::report`] → [`HrvReport`]; or each family via
 //!    [`HrvEngine::time_domain`], [`HrvEngine::frequency_domain`],
 //!    [`HrvEngine::nonlinear`]).
+//! 3. **Records** ([`record_hrv`] → [`RecordHrvReport`]): beats detected on
+//!    a WFDB record, one report per window.
 //!
 //! # Definitions (units: ms, ms², %, bpm)
 //! Time domain, over all N NN intervals; `d` = successive differences over
@@ -74,6 +76,7 @@
 mod freq;
 mod nn;
 pub mod nonlinear;
+mod record;
 mod rrtext;
 pub mod time;
 
@@ -83,6 +86,7 @@ pub use nn::{
     SUCCESSIVE_TOLERANCE_MS, windows_from_beats,
 };
 pub use nonlinear::{NonLinear, sample_entropy};
+pub use record::{RecordHrvError, RecordHrvReport, WindowHrv, WindowResult, record_hrv};
 pub use rrtext::{RrParseError, parse_rr_text};
 pub use time::TimeDomain;
 

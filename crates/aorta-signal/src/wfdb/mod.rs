@@ -13,9 +13,11 @@
 //! it. The header's checksums and initial values are verified by default
 //! ([`ReadOptions`] can relax this for datasets known to carry placeholder
 //! values, such as the PhysioNet/CinC 2017 challenge headers).
+//! [`record_info`] summarises a record (header, sample and beat counts).
 
 mod annotation;
 mod header;
+mod info;
 mod signal;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +26,7 @@ pub use annotation::{
     Annotation, RHYTHM, encode_annotations, is_beat_code, parse_annotations, symbol,
 };
 pub use header::{Format, Header, MAX_SIGNALS, SignalSpec, parse_header};
+pub use info::{RecordInfo, record_info};
 pub use signal::{bytes_needed, checksum, decode, encode, samples_in};
 
 /// What is wrong with a header.

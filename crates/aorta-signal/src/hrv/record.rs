@@ -1,0 +1,165 @@
+//! HRV of a WFDB record: beats detected on one signal with aorta's R-peak
+//! detector ([`crate::rpeak::detect`]), cut into windows
+//! ([`windows_from_beats`]) and reported per window ([`HrvEngine::report`]).
+//! The JSON of [`RecordHrvReport`] is what `aorta hrv --record PATH --json`
+//! prints.
+
+use std::path::{Path, PathBuf};
+
+use super::{ArtefactRule, HrvEngine, HrvError, HrvOptions, HrvReport, windows_from_beats};
+use crate::rpeak::ConfigError;
+use crate::wfdb::{Record, WfdbError};
+
+/// Why a record's HRV could not be computed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordHrvError {
+    /// The record cannot be read.
+    #[error(transparent)]
+    Wfdb(#[from] WfdbError),
+    /// The record has no signal of that index.
+    #[error("{} has no signal {lead}", path.display())]
+    NoSignal {
+        /// The record path.
+        path: PathBuf,
+        /// The signal index asked for.
+        lead: usize,
+    },
+    /// The R-peak detector refused the record's sampling frequency.
+    #[error(transparent)]
+    Detector(#[from] ConfigError),
+    /// The beats cannot be cut into windows.
+    #[error(transparent)]
+    Hrv(#[from] HrvError),
+}
+
+/// HRV of one window, or why it has none.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub enum WindowResult {
+    /// The window's report (JSON key `hrv`).
+    #[serde(rename = "hrv")]
+    Hrv(HrvReport),
+    /// Too few beats (e.g. signal loss): the window is reported as such, not
+    /// dropped (JSON key `error`, the message).
+    #[serde(rename = "error", serialize_with = "display")]
+    Error(HrvError),
+}
+
+fn display<S: serde::Serializer>(e: &HrvError, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(e)
+}
+
+/// One window of a [`RecordHrvReport`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WindowHrv {
+    /// Window start (s).
+    pub start_s: f64,
+    /// Window end (s).
+    pub end_s: f64,
+    /// Its HRV, or why it has none.
+    #[serde(flatten)]
+    pub result: WindowResult,
+}
+
+/// HRV per window of a WFDB record.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RecordHrvReport {
+    /// The record path as given.
+    pub record: String,
+    /// Sampling frequency (Hz).
+    pub fs: f64,
+    /// Beats detected.
+    pub beats: usize,
+    /// Window length (s).
+    pub window_s: f64,
+    /// Windows that hold at least one beat, in order.
+    pub windows: Vec<WindowHrv>,
+}
+
+/// Reads the record at `path`, detects beats on signal `lead` and reports
+/// HRV per `window_s`-second window.
+pub fn record_hrv(
+    path: &Path,
+    lead: usize,
+    window_s: f64,
+    rule: &ArtefactRule,
+    opts: &HrvOptions,
+) -> Result<RecordHrvReport, RecordHrvError> {
+    let rec = Record::read(path)?;
+    let fs = rec.fs();
+    let signal = rec.physical(lead).ok_or_else(|| RecordHrvError::NoSignal {
+        path: path.to_path_buf(),
+        lead,
+    })?;
+    let beats: Vec<u64> = crate::rpeak::detect(&signal, fs)?
+        .iter()
+        .map(|b| b.sample)
+        .collect();
+    let mut engine = HrvEngine::new();
+    let windows = windows_from_beats(&beats, fs, None, window_s, rule)?
+        .iter()
+        .map(|w| WindowHrv {
+            start_s: w.start_s,
+            end_s: w.end_s,
+            result: match engine.report(&w.nn, opts) {
+                Ok(r) => WindowResult::Hrv(r),
+                Err(e) => WindowResult::Error(e),
+            },
+        })
+        .collect();
+    Ok(RecordHrvReport {
+        record: path.display().to_string(),
+        fs,
+        beats: beats.len(),
+        window_s,
+        windows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_json_has_hrv_or_error() {
+        let w = WindowHrv {
+            start_s: 0.0,
+            end_s: 300.0,
+            result: WindowResult::Error(HrvError::TooFewIntervals { needed: 3, got: 1 }),
+        };
+        assert_eq!(
+            serde_json::to_string(&w).unwrap(),
+            r#"{"start_s":0.0,"end_s":300.0,"error":"too few NN intervals: need at least 3, got 1"}"#
+        );
+        let rr: Vec<f64> = (0..300)
+            .map(|i| 800.0 + 40.0 * (f64::from(i) * 0.7).sin())
+            .collect();
+        let nn = super::super::NnSeries::from_rr(&rr, &ArtefactRule::default()).unwrap();
+        let r = HrvEngine::new()
+            .report(&nn, &HrvOptions::default())
+            .unwrap();
+        let w = WindowHrv {
+            start_s: 0.0,
+            end_s: 300.0,
+            result: WindowResult::Hrv(r),
+        };
+        let text = serde_json::to_string(&w).unwrap();
+        assert!(
+            text.starts_with(r#"{"start_s":0.0,"end_s":300.0,"hrv":{"n_rr":300,"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn missing_record_is_a_wfdb_error() {
+        let err = record_hrv(
+            Path::new("/nonexistent/aorta/rec"),
+            0,
+            300.0,
+            &ArtefactRule::default(),
+            &HrvOptions::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, RecordHrvError::Wfdb(_)), "{err}");
+    }
+}
