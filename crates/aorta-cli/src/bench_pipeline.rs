@@ -45,11 +45,13 @@ use aorta_server::broker::{Broker, KeySource, ReleaseRequest, STATE_KEY_NAME};
 use aorta_stream::StreamError;
 use aorta_stream::checkpoint::{CheckpointStore, FileCheckpointStore};
 use aorta_stream::job::{
-    EcgJob, FrameOpen, PlainFrames, PlainResults, PlainState, ResultSealer, SecureFrames,
-    StateKeySealer, StateSealer, SubscriberSealer, encode_plain_frame, encode_record, now_us,
+    EcgJob, FrameOpen, PlainFrames, PlainResults, PlainState, ResultSealer, StateSealer,
+    encode_plain_frame, encode_record, now_us,
 };
 use aorta_stream::log::{FileLog, FrameLog, LogReader};
 use aorta_stream::results::{FileResultStore, ResultSink};
+use aorta_worker::frames::SecureFrames;
+use aorta_worker::seal::{StateKeySealer, SubscriberSealer};
 use rayon::prelude::*;
 use ring::rand::SecureRandom;
 

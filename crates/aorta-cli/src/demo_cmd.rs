@@ -34,7 +34,9 @@ use aorta_enclave::attest::SimAttester;
 use aorta_enclave::evidence::{Measurement, hex};
 use aorta_registry::{PoolConfig, Registry};
 use aorta_signal::wfdb::Record;
-use aorta_stream::remote::{OpenedResult, ResultReader, Server};
+use aorta_stream::ecg::EcgResult;
+use aorta_worker::clinician::{OpenedResult, ResultReader};
+use aorta_worker::server::Server;
 
 use crate::replay::{RecordReplay, ReplayOptions};
 
@@ -266,28 +268,23 @@ struct Patient {
 fn apply(view: &mut BTreeMap<String, Patient>, r: &OpenedResult, events: &mut u64) {
     let p = view.entry(r.patient.clone()).or_default();
     p.results += 1;
-    let num = |k: &str| r.result.get(k).and_then(serde_json::Value::as_f64);
-    match r.result.get("type").and_then(|t| t.as_str()) {
-        Some("heart_rate") => p.bpm = num("bpm").filter(|b| b.is_finite()),
-        Some("hrv") => {
-            p.sdnn = num("sdnn");
-            p.rmssd = num("rmssd");
-            p.lf_hf = num("lf_hf");
+    let finite = |v: f64| Some(v).filter(|x| x.is_finite());
+    match &r.result {
+        EcgResult::HeartRate { bpm, .. } => p.bpm = finite(*bpm),
+        EcgResult::Hrv(h) => {
+            p.sdnn = finite(h.sdnn);
+            p.rmssd = finite(h.rmssd);
+            p.lf_hf = finite(h.lf_hf);
         }
-        Some("rhythm") => {
+        EcgResult::Rhythm(ev) => {
             *events += 1;
-            let kind = r
-                .result
-                .get("kind")
-                .map(|k| match k {
-                    serde_json::Value::String(s) => s.clone(),
-                    serde_json::Value::Object(o) => o.keys().next().cloned().unwrap_or_default(),
-                    other => other.to_string(),
-                })
+            // The kind's name as it is written in results (`af_onset`, …).
+            let kind = serde_json::to_value(ev.kind)
+                .ok()
+                .and_then(|v| v.get("kind")?.as_str().map(str::to_owned))
                 .unwrap_or_default();
             p.events.push(kind);
         }
-        _ => {}
     }
 }
 
@@ -621,20 +618,11 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     // Wait for the worker to open everything ingest accepted.
     let settle = Instant::now();
-    let mut stats = serde_json::Value::Null;
+    let mut stats = aorta_api::Stats::default();
     while failed.is_none() && settle.elapsed() < Duration::from_secs(120) {
         stats = srv.stats()?;
-        let g = |k: &str| {
-            stats
-                .get(k)
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0)
-        };
-        let refused: u64 = stats
-            .get("frames_refused_by_worker")
-            .and_then(|m| m.as_object())
-            .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum());
-        if g("frames_opened") + refused >= g("frames_accepted") {
+        let refused: u64 = stats.frames_refused_by_worker.values().sum();
+        if stats.frames_opened + refused >= stats.frames_accepted {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -651,30 +639,19 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     draw(&view, true);
     let stats = srv.stats().unwrap_or(stats);
     server.stop();
-    let g = |k: &str| {
-        stats
-            .get(k)
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0)
-    };
-    let lat = |k: &str| {
-        stats
-            .get(k)
-            .and_then(serde_json::Value::as_f64)
-            .unwrap_or(f64::NAN)
-    };
+    let lat = |v: Option<f64>| v.unwrap_or(f64::NAN);
     let samples = sent.load(Ordering::Relaxed);
     let results: u64 = view.values().map(|p| p.results).sum();
     let summary = serde_json::json!({
         "devices": a.devices,
         "samples": samples,
-        "frames": g("frames_accepted"),
+        "frames": stats.frames_accepted,
         "events": events,
         "results": results,
         "samples_per_s": samples as f64 / streaming.max(1e-9),
         "seconds": streaming,
-        "latency_ms": { "p50": lat("latency_p50_ms"), "p99": lat("latency_p99_ms") },
-        "frames_refused_by_worker": stats.get("frames_refused_by_worker"),
+        "latency_ms": { "p50": lat(stats.latency_p50_ms), "p99": lat(stats.latency_p99_ms) },
+        "frames_refused_by_worker": stats.frames_refused_by_worker,
         "results_unopenable": reader.refused(),
         "sample_data": sample,
         "hardware_protected": false,
@@ -683,12 +660,12 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         "\n{} devices · {} samples · {} frames · {} results ({} rhythm events) · {:.0} samples/s · latency p50 {:.1} ms, p99 {:.1} ms (frame arrival → sealed results stored)",
         a.devices,
         samples,
-        g("frames_accepted"),
+        stats.frames_accepted,
         results,
         events,
         samples as f64 / streaming.max(1e-9),
-        lat("latency_p50_ms"),
-        lat("latency_p99_ms"),
+        lat(stats.latency_p50_ms),
+        lat(stats.latency_p99_ms),
     );
     if a.dir.is_some() {
         eprintln!("work directory kept: {}", work.display());

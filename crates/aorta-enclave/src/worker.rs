@@ -204,6 +204,11 @@ pub enum ClientError {
     },
 }
 
+/// The key-bundle entry under which a broker releases the worker's state key
+/// (the key that seals the worker's checkpoints). `@` cannot start a serial,
+/// so it cannot collide with a device's key.
+pub const STATE_KEY_NAME: &str = "@state";
+
 /// What the worker asks the broker for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyRequest {
