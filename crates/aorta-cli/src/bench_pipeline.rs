@@ -39,7 +39,6 @@ use aorta_crypto::results::{ClinicianIdentity, ClinicianPublic};
 use aorta_enclave::attest::SimAttester;
 use aorta_enclave::evidence::{Measurement, hex};
 use aorta_enclave::keywrap::Secret32;
-use aorta_enclave::worker::{Ready, Unattested};
 use aorta_server::broker::policy::Policy;
 use aorta_server::broker::{Broker, KeySource, ReleaseRequest, STATE_KEY_NAME};
 use aorta_stream::StreamError;
@@ -50,6 +49,7 @@ use aorta_stream::job::{
 };
 use aorta_stream::log::{FileLog, FrameLog, LogReader};
 use aorta_stream::results::{FileResultStore, ResultSink};
+use aorta_worker::client::{Ready, Unattested};
 use aorta_worker::frames::SecureFrames;
 use aorta_worker::seal::{StateKeySealer, SubscriberSealer};
 use rayon::prelude::*;

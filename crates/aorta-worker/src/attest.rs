@@ -5,10 +5,10 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::client::{ClientError, KeyRequest, Ready, Unattested, attest_to_broker};
 use aorta_enclave::attest::{Attester, SimAttester, SystemRoots, detect, hardware_attester};
 use aorta_enclave::evidence::{Backend, Measurement};
 use aorta_enclave::wire::WireError;
-use aorta_enclave::worker::{ClientError, KeyRequest, Ready, Unattested, attest_to_broker};
 
 use crate::WorkerError;
 
@@ -73,7 +73,7 @@ pub fn attest(
     devices: Vec<String>,
     subscribers: Vec<String>,
 ) -> Result<Attested, WorkerError> {
-    if let Err(e) = aorta_enclave::worker::harden_process() {
+    if let Err(e) = crate::client::harden_process() {
         tracing::warn!(target: "aorta::worker", error = %e, "could not mark the worker non-dumpable");
     }
     let backend = o.backend;

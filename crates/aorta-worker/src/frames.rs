@@ -2,7 +2,9 @@
 
 use aorta_enclave::upload::CachedUploadFrames;
 use aorta_enclave::wire::{self, Message};
-use aorta_enclave::worker::{OpenedFrame, Ready};
+use aorta_enclave::worker::OpenedFrame;
+
+use crate::client::Ready;
 use aorta_stream::Micros;
 use aorta_stream::ecg::EcgEvent;
 use aorta_stream::job::{FrameOpen, Refused, lead0, rr_event};

@@ -3,7 +3,11 @@
 //! This crate owns everything one attested analysis worker does between the
 //! server's frame log and the clinicians:
 //!
-//! - [`attest`] — the attestation client: pick the evidence backend, measure
+//! - [`client`] — the worker's protocol states as types (`Unattested` →
+//!   `AwaitingKeys` → `Ready`), the key-broker client
+//!   ([`client::attest_to_broker`]) and the host-facing message loop
+//!   ([`client::Ready::serve`]);
+//! - [`attest`] — attesting this process: pick the evidence backend, measure
 //!   this binary with its [`config::StreamConfig`], attest to the key broker
 //!   and receive the assignment's keys ([`attest::attest`]);
 //! - [`frames`] — [`frames::SecureFrames`], opening sealed device frames
@@ -28,6 +32,7 @@
 #![deny(missing_docs)]
 
 pub mod attest;
+pub mod client;
 pub mod clinician;
 pub mod config;
 pub mod frames;

@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use aorta_enclave::upload::UploadFrames;
-use aorta_enclave::worker::{Ready, STATE_KEY_NAME, ServeSummary};
+use aorta_enclave::worker::STATE_KEY_NAME;
 use aorta_stream::job::{FrameOpen, ResultSealer, StateSealer};
 use serde::Serialize;
 
 use crate::WorkerError;
 use crate::attest::{AttestOptions, Attested, attest, released_devices};
+use crate::client::{Ready, ServeSummary};
 use crate::config::{StreamConfig, read_config};
 use crate::frames::SecureFrames;
 use crate::seal::{StateKeySealer, SubscriberSealer};
