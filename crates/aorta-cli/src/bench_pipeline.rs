@@ -15,8 +15,8 @@
 //!   [`Ready`] obtained by a real in-process sim attestation and key release
 //!   by a [`Broker`]; frames cross the host↔worker message boundary
 //!   ([`SecureFrames`]); results are sealed to one clinician
-//!   ([`SubscriberSealer`]) and checkpoints under the released state key
-//!   ([`StateKeySealer`]).
+//!   ([`aorta_worker::seal::SubscriberSealer`]) and checkpoints under the released state key
+//!   ([`aorta_worker::seal::StateKeySealer`]).
 //! - **plain**: the same samples as [`encode_plain_frame`] frames (same
 //!   codec), [`PlainFrames`], [`PlainResults`], [`PlainState`].
 //!
@@ -35,12 +35,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use aorta_crypto::frame::{self, ChannelCalibration, FrameHeader, TransportKey};
 use aorta_crypto::keys::{self, KeySlice};
-use aorta_crypto::results::{ClinicianIdentity, ClinicianPublic};
+use aorta_crypto::results::ClinicianIdentity;
 use aorta_enclave::attest::SimAttester;
 use aorta_enclave::evidence::{Measurement, hex};
 use aorta_enclave::keywrap::Secret32;
 use aorta_server::broker::policy::Policy;
-use aorta_server::broker::{Broker, KeySource, ReleaseRequest, STATE_KEY_NAME};
+use aorta_server::broker::{Broker, KeySource, ReleaseRequest};
 use aorta_stream::StreamError;
 use aorta_stream::checkpoint::{CheckpointStore, FileCheckpointStore};
 use aorta_stream::job::{
@@ -51,7 +51,7 @@ use aorta_stream::log::{FileLog, FrameLog, LogReader};
 use aorta_stream::results::{FileResultStore, ResultSink};
 use aorta_worker::client::{Ready, Unattested};
 use aorta_worker::frames::SecureFrames;
-use aorta_worker::seal::{StateKeySealer, SubscriberSealer};
+use aorta_worker::seal::sealers;
 use rayon::prelude::*;
 use ring::rand::SecureRandom;
 
@@ -929,19 +929,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 
     let secure_run = |pace: Pace, frames: usize, dir: &Path| -> anyhow::Result<RunStats> {
         let ready = attest(&broker, &platform, measurement)?;
-        let state_key = ready
-            .keys()
-            .transport_keys
-            .iter()
-            .find(|(n, _)| n == STATE_KEY_NAME)
-            .map(|(_, k)| *k.expose())
-            .context("the broker released no state key")?;
-        let subscribers: Vec<(String, ClinicianPublic)> = ready
-            .keys()
-            .result_keys
-            .iter()
-            .map(|(id, k)| (id.clone(), ClinicianPublic::from_bytes(*k.expose())))
-            .collect();
+        let (results_sealer, state_sealer) = sealers(&ready, ASSIGNMENT)?;
         let w = Workload {
             devices: &devices,
             secure: true,
@@ -954,8 +942,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             batch,
             checkpoint_every,
             SecureFrames::new(ready),
-            SubscriberSealer::new(&subscribers)?,
-            StateKeySealer::new(&state_key, ASSIGNMENT),
+            results_sealer,
+            state_sealer,
         )
     };
     let plain_run = |pace: Pace, frames: usize, dir: &Path| -> anyhow::Result<RunStats> {

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use aorta_enclave::upload::UploadFrames;
-use aorta_enclave::worker::STATE_KEY_NAME;
 use aorta_stream::job::{FrameOpen, ResultSealer, StateSealer};
 use serde::Serialize;
 
@@ -17,7 +16,7 @@ use crate::attest::{AttestOptions, Attested, attest, released_devices};
 use crate::client::{Ready, ServeSummary};
 use crate::config::{StreamConfig, read_config};
 use crate::frames::SecureFrames;
-use crate::seal::{StateKeySealer, SubscriberSealer};
+use crate::seal::sealers;
 use crate::server::{RemoteCheckpoints, RemoteJob, RemoteLog, RemoteResults, Server};
 
 /// Options of [`run_worker`].
@@ -218,18 +217,9 @@ pub struct StreamOptions {
 /// What `aorta worker stream` did, reported when it stops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct StreamSummary {
-    /// Log records processed.
-    pub records: u64,
-    /// Frames opened.
-    pub opened: u64,
-    /// Frames refused.
-    pub refused: u64,
-    /// Log offset processed.
-    pub offset: u64,
-    /// Checkpoints taken.
-    pub checkpoints: u64,
-    /// Failures retried.
-    pub retries: u64,
+    /// The worker loop's progress.
+    #[serde(flatten)]
+    pub progress: WorkerProgress,
     /// Results newly stored by the server.
     pub results_stored: u64,
     /// Results the server already held (replays).
@@ -274,25 +264,8 @@ pub fn stream(o: &StreamOptions, stop: &AtomicBool) -> Result<StreamSummary, Wor
             Err(e) => return Err(e),
         }
     };
-    let state_key = ready
-        .keys()
-        .transport_keys
-        .iter()
-        .find(|(n, _)| n == STATE_KEY_NAME)
-        .map(|(_, k)| *k.expose())
-        .ok_or_else(|| WorkerError::Peer("the broker released no worker state key (is the broker an `aorta server` with a registry?)".into()))?;
-    let subscribers: Vec<(String, aorta_crypto::results::ClinicianPublic)> = ready
-        .keys()
-        .result_keys
-        .iter()
-        .map(|(id, k)| {
-            (
-                id.clone(),
-                aorta_crypto::results::ClinicianPublic::from_bytes(*k.expose()),
-            )
-        })
-        .collect();
-    if subscribers.is_empty() {
+    let (results_sealer, state_sealer) = sealers(&ready, &o.attest.assignment)?;
+    if results_sealer.is_empty() {
         tracing::warn!(target: "aorta::worker", "the assignment has no subscribers: results are computed but nobody can read them");
     }
     let devices = released_devices(
@@ -303,7 +276,7 @@ pub fn stream(o: &StreamOptions, stop: &AtomicBool) -> Result<StreamSummary, Wor
             .filter(|(n, _)| !n.starts_with('@'))
             .map(|(s, _)| s.clone()),
     );
-    tracing::info!(target: "aorta::worker", backend = backend.name(), hardware_protected = backend.is_hardware(), devices = devices.len(), subscribers = subscribers.len(), "keys received; streaming");
+    tracing::info!(target: "aorta::worker", backend = backend.name(), hardware_protected = backend.is_hardware(), devices = devices.len(), subscribers = results_sealer.len(), "keys received; streaming");
     let srv = Server::new(&o.server, &o.ca, Some(token.to_string()))?;
     let log = RemoteLog::new(srv.clone(), 500);
     let mut job = aorta_stream::job::EcgJob::open(
@@ -311,9 +284,9 @@ pub fn stream(o: &StreamOptions, stop: &AtomicBool) -> Result<StreamSummary, Wor
         cfg.engine(),
         SecureFrames::new(ready),
         RemoteCheckpoints::new(srv.clone()),
-        StateKeySealer::new(&state_key, &o.attest.assignment),
+        state_sealer,
         RemoteResults::new(srv.clone()),
-        SubscriberSealer::new(&subscribers)?,
+        results_sealer,
         u64::MAX,
     )?;
     let opts = WorkerOptions {
@@ -324,12 +297,7 @@ pub fn stream(o: &StreamOptions, stop: &AtomicBool) -> Result<StreamSummary, Wor
     let p = run_worker(&mut job, &log, opts, stop, |_p| {})?;
     let (results_stored, results_duplicate) = job.pipeline().results().inner().counts();
     Ok(StreamSummary {
-        records: p.records,
-        opened: p.opened,
-        refused: p.refused,
-        offset: p.offset,
-        checkpoints: p.checkpoints,
-        retries: p.retries,
+        progress: p,
         results_stored,
         results_duplicate,
     })

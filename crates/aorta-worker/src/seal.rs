@@ -5,7 +5,45 @@
 use aorta_stream::StreamError;
 use aorta_stream::job::{ResultSealer, StateSealer};
 
+use aorta_enclave::worker::STATE_KEY_NAME;
+
 use crate::WorkerError;
+use crate::client::Ready;
+
+/// The sealers of an attested worker for `assignment`, from the keys the
+/// broker released: results to every released subscriber, checkpoints under
+/// the worker state key (a bundle without one is the broker's fault).
+pub fn sealers(
+    ready: &Ready,
+    assignment: &str,
+) -> Result<(SubscriberSealer, StateKeySealer), WorkerError> {
+    let keys = ready.keys();
+    let state_key = keys
+        .transport_keys
+        .iter()
+        .find(|(n, _)| n == STATE_KEY_NAME)
+        .map(|(_, k)| *k.expose())
+        .ok_or_else(|| {
+            WorkerError::Peer(
+                "the broker released no worker state key (is the broker an `aorta server` with a registry?)"
+                    .into(),
+            )
+        })?;
+    let subscribers: Vec<(String, aorta_crypto::results::ClinicianPublic)> = keys
+        .result_keys
+        .iter()
+        .map(|(id, k)| {
+            (
+                id.clone(),
+                aorta_crypto::results::ClinicianPublic::from_bytes(*k.expose()),
+            )
+        })
+        .collect();
+    Ok((
+        SubscriberSealer::new(&subscribers)?,
+        StateKeySealer::new(&state_key, assignment),
+    ))
+}
 
 /// Seals each result to every subscriber of the worker's assignment. One
 /// result session per subscriber per worker run: its envelope is stored
