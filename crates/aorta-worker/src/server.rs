@@ -81,6 +81,18 @@ impl Server {
         })
     }
 
+    /// Sends `r`; an error status is the server's [`answer_error`].
+    fn send(
+        what: &str,
+        r: reqwest::blocking::RequestBuilder,
+    ) -> Result<reqwest::blocking::Response, WorkerError> {
+        let r = r.send().map_err(net(what))?;
+        if !r.status().is_success() {
+            return Err(answer_error(what, r));
+        }
+        Ok(r)
+    }
+
     fn auth(&self, r: reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder {
         match &self.token {
             Some(t) => r.bearer_auth(t),
@@ -102,13 +114,10 @@ impl Server {
             max,
             wait_ms,
         };
-        let r = self
-            .auth(self.http.get(format!("{}/v1/log", self.base)).query(&q))
-            .send()
-            .map_err(net(WHAT))?;
-        if !r.status().is_success() {
-            return Err(answer_error(WHAT, r));
-        }
+        let r = Self::send(
+            WHAT,
+            self.auth(self.http.get(format!("{}/v1/log", self.base)).query(&q)),
+        )?;
         let next = r
             .headers()
             .get(NEXT_HEADER)
@@ -124,14 +133,11 @@ impl Server {
     /// `POST /v1/results`.
     pub fn post_results(&self, batch: &WorkerBatch) -> Result<BatchAnswer, WorkerError> {
         const WHAT: &str = "storing results";
-        let r = self
-            .auth(self.http.post(format!("{}/v1/results", self.base)))
-            .json(batch)
-            .send()
-            .map_err(net(WHAT))?;
-        if !r.status().is_success() {
-            return Err(answer_error(WHAT, r));
-        }
+        let r = Self::send(
+            WHAT,
+            self.auth(self.http.post(format!("{}/v1/results", self.base)))
+                .json(batch),
+        )?;
         r.json().map_err(malformed(WHAT))
     }
 
@@ -149,59 +155,40 @@ impl Server {
             limit,
             prefix: prefix.to_owned(),
         };
-        let r = self
-            .http
-            .get(format!("{}/v1/results", self.base))
-            .query(&q)
-            .send()
-            .map_err(net(WHAT))?;
-        if !r.status().is_success() {
-            return Err(answer_error(WHAT, r));
-        }
+        let r = Self::send(
+            WHAT,
+            self.http.get(format!("{}/v1/results", self.base)).query(&q),
+        )?;
         r.json().map_err(malformed(WHAT))
     }
 
     /// `GET /v1/stats`.
     pub fn stats(&self) -> Result<Stats, WorkerError> {
         const WHAT: &str = "reading stats";
-        let r = self
-            .http
-            .get(format!("{}/v1/stats", self.base))
-            .send()
-            .map_err(net(WHAT))?;
-        if !r.status().is_success() {
-            return Err(answer_error(WHAT, r));
-        }
+        let r = Self::send(WHAT, self.http.get(format!("{}/v1/stats", self.base)))?;
         r.json().map_err(malformed(WHAT))
     }
 
     /// `GET /v1/checkpoint`.
     pub fn load_checkpoint(&self) -> Result<Option<Checkpoint>, WorkerError> {
         const WHAT: &str = "reading the checkpoint";
-        let r = self
-            .auth(self.http.get(format!("{}/v1/checkpoint", self.base)))
-            .send()
-            .map_err(net(WHAT))?;
+        let r = Self::send(
+            WHAT,
+            self.auth(self.http.get(format!("{}/v1/checkpoint", self.base))),
+        )?;
         if r.status().as_u16() == 204 {
             return Ok(None);
-        }
-        if !r.status().is_success() {
-            return Err(answer_error(WHAT, r));
         }
         r.json().map(Some).map_err(malformed(WHAT))
     }
 
     /// `PUT /v1/checkpoint`.
     pub fn save_checkpoint(&self, cp: &Checkpoint) -> Result<(), WorkerError> {
-        const WHAT: &str = "saving the checkpoint";
-        let r = self
-            .auth(self.http.put(format!("{}/v1/checkpoint", self.base)))
-            .json(cp)
-            .send()
-            .map_err(net(WHAT))?;
-        if !r.status().is_success() {
-            return Err(answer_error(WHAT, r));
-        }
+        Self::send(
+            "saving the checkpoint",
+            self.auth(self.http.put(format!("{}/v1/checkpoint", self.base)))
+                .json(cp),
+        )?;
         Ok(())
     }
 }
