@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use aorta_stream::remote::{ResultReader, Server};
+use aorta_worker::clinician::ResultReader;
+use aorta_worker::server::Server;
 
 /// `aorta results` subcommands.
 #[derive(clap::Subcommand)]
@@ -50,7 +51,8 @@ pub fn run(cmd: ResultsCmd) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&results)?);
             } else {
                 for r in &results {
-                    println!("{} [{} .. {}] {}", r.patient, r.start, r.end, r.result);
+                    let result = serde_json::to_string(&r.result)?;
+                    println!("{} [{} .. {}] {result}", r.patient, r.start, r.end);
                 }
                 eprintln!("{} result(s)", results.len());
             }

@@ -1,15 +1,13 @@
 //! `aorta worker …`: the attested analysis worker.
 
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::Context;
-use aorta_enclave::attest::{Attester, SimAttester, SystemRoots, detect, hardware_attester};
-use aorta_enclave::evidence::{Backend, Measurement, hex};
-use aorta_enclave::upload::UploadFrames;
-use aorta_enclave::worker::{ClientError, KeyRequest, Ready, Unattested, attest_to_broker};
+use aorta_enclave::attest::SimAttester;
+use aorta_enclave::evidence::Backend;
+use aorta_worker::WorkerError;
+use aorta_worker::attest::{AttestOptions, attest, resolve_backend};
+use aorta_worker::run::{RunStatus, StreamOptions, serve_host, stream};
 
 /// `aorta worker` subcommands.
 #[derive(clap::Subcommand)]
@@ -123,167 +121,72 @@ pub struct AttestArgs {
     pub collateral: Option<PathBuf>,
 }
 
-/// The analysis parameters of `aorta worker stream`, from the worker
-/// configuration file (TOML). The file is part of the worker's measurement,
-/// so the broker's policy pins the parameters along with the binary.
-#[derive(serde::Deserialize, Debug, Clone, Copy, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct StreamConfig {
-    /// Heart-rate sliding window length, seconds.
-    pub hr_window_s: f64,
-    /// Heart-rate window slide, seconds.
-    pub hr_slide_s: f64,
-    /// HRV tumbling window, seconds (Task Force: 300).
-    pub hrv_window_s: f64,
-    /// Allowed out-of-orderness of a device's frames, seconds (later ones
-    /// are dropped and counted).
-    pub out_of_orderness_s: f64,
-}
-
-impl Default for StreamConfig {
-    fn default() -> Self {
-        StreamConfig {
-            hr_window_s: 10.0,
-            hr_slide_s: 5.0,
-            hrv_window_s: 300.0,
-            out_of_orderness_s: 0.0,
+impl AttestArgs {
+    /// The attestation options, with the backend resolved (the `sim`
+    /// warning is printed here, once).
+    fn options(&self) -> anyhow::Result<AttestOptions> {
+        let backend = resolve_backend(&self.backend)?;
+        if backend == Backend::Sim {
+            eprintln!("WARNING: {}", aorta_enclave::SIM_WARNING);
         }
-    }
-}
-
-impl StreamConfig {
-    /// Parses and checks the configuration (empty bytes: the defaults).
-    pub fn parse(bytes: &[u8]) -> anyhow::Result<StreamConfig> {
-        let text = std::str::from_utf8(bytes).context("worker config is not UTF-8")?;
-        let c: StreamConfig = toml::from_str(text).context("worker config")?;
-        let ok = |v: f64, lo: f64, hi: f64| v.is_finite() && v >= lo && v <= hi;
-        if !ok(c.hr_window_s, 1.0, 3600.0) {
-            anyhow::bail!("hr_window_s must be in [1, 3600]");
-        }
-        if !ok(c.hr_slide_s, 0.1, c.hr_window_s) {
-            anyhow::bail!("hr_slide_s must be in [0.1, hr_window_s]");
-        }
-        if !ok(c.hrv_window_s, 30.0, 86_400.0) {
-            anyhow::bail!("hrv_window_s must be in [30, 86400]");
-        }
-        if !ok(c.out_of_orderness_s, 0.0, 3600.0) {
-            anyhow::bail!("out_of_orderness_s must be in [0, 3600]");
-        }
-        Ok(c)
-    }
-
-    fn micros(s: f64) -> i64 {
-        (s * 1e6).round() as i64
-    }
-
-    /// The ECG operator's parameters.
-    pub fn ecg(&self) -> aorta_stream::ecg::EcgConfig {
-        aorta_stream::ecg::EcgConfig {
-            hr_window: Self::micros(self.hr_window_s),
-            hr_slide: Self::micros(self.hr_slide_s),
-            hrv_window: Self::micros(self.hrv_window_s),
-            ..aorta_stream::ecg::EcgConfig::default()
-        }
-    }
-
-    /// The engine's parameters.
-    pub fn engine(&self) -> aorta_stream::EngineConfig {
-        aorta_stream::EngineConfig {
-            out_of_orderness: Self::micros(self.out_of_orderness_s),
-            ..aorta_stream::EngineConfig::default()
-        }
-    }
-}
-
-/// An attested worker with its keys, backend and measurement.
-type Attested = (Ready, Backend, Measurement);
-
-/// Attests with `a` and receives the assignment's keys; `Err(code, reason)`
-/// inside `Ok` when the broker refused.
-fn attest(
-    a: &AttestArgs,
-    devices: Vec<String>,
-    subscribers: Vec<String>,
-) -> anyhow::Result<Result<Attested, (u16, String)>> {
-    if let Err(e) = aorta_enclave::worker::harden_process() {
-        tracing::warn!(target: "aorta::worker", error = %e, "could not mark the worker non-dumpable");
-    }
-    let roots = SystemRoots::default();
-    let backend = if a.backend == "auto" {
-        detect(&roots)?
-    } else {
-        a.backend.parse::<Backend>()?
-    };
-    let attester: Box<dyn Attester + Send + Sync> = if backend == Backend::Sim {
-        eprintln!("WARNING: {}", aorta_enclave::SIM_WARNING);
-        Box::new(SimAttester::load_or_create(&a.sim_platform_key)?)
-    } else {
-        let coll = match &a.collateral {
-            Some(p) => std::fs::read(p)
-                .with_context(|| format!("cannot read collateral {}", p.display()))?,
-            None => Vec::new(),
-        };
-        hardware_attester(backend, &roots, coll)
-            .with_context(|| format!("no producer for backend {backend}"))?
-    };
-    let measurement = Measurement::of_current_exe(&read_config(&a.config)?)
-        .context("cannot read this executable to measure it")?;
-    let worker = Unattested::new(measurement)
-        .map_err(|e| anyhow::anyhow!("random generator failed: {e}"))?;
-    let mut stream = TcpStream::connect(&a.broker)
-        .with_context(|| format!("cannot connect to the key broker at {}", a.broker))?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let req = KeyRequest {
-        assignment: a.assignment.clone(),
-        devices,
-        subscribers,
-    };
-    match attest_to_broker(&mut stream, worker, attester.as_ref(), &req) {
-        Ok(r) => Ok(Ok((r, backend, measurement))),
-        Err(ClientError::Refused { code, reason }) => Ok(Err((code, reason))),
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn read_config(config: &Option<PathBuf>) -> anyhow::Result<Vec<u8>> {
-    match config {
-        Some(p) => {
-            std::fs::read(p).with_context(|| format!("cannot read worker config {}", p.display()))
-        }
-        None => Ok(Vec::new()),
-    }
-}
-
-/// The devices whose keys a bundle holds: entry names are `SERIAL` (a
-/// development key file) or `SERIAL/INDEX` (group keys from the registry).
-fn released_devices(names: impl Iterator<Item = String>) -> Vec<String> {
-    let set: std::collections::BTreeSet<String> = names
-        .map(|n| match n.split_once('/') {
-            Some((serial, _)) => serial.to_owned(),
-            None => n,
+        Ok(AttestOptions {
+            backend,
+            broker: self.broker.clone(),
+            assignment: self.assignment.clone(),
+            config: self.config.clone(),
+            sim_platform_key: self.sim_platform_key.clone(),
+            collateral: self.collateral.clone(),
         })
-        .collect();
-    set.into_iter().collect()
+    }
+}
+
+/// `{"measurement": …}`.
+#[derive(serde::Serialize)]
+struct MeasureReport {
+    measurement: String,
+}
+
+/// `{"platform_key": …}`.
+#[derive(serde::Serialize)]
+struct PlatformReport {
+    platform_key: String,
+}
+
+/// `{"refused": {"code", "reason"}}`.
+#[derive(serde::Serialize)]
+struct RefusedReport {
+    refused: Refusal,
+}
+
+#[derive(serde::Serialize)]
+struct Refusal {
+    code: u16,
+    reason: String,
 }
 
 pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         WorkerCmd::Measure { config, json } => {
-            let m = Measurement::of_current_exe(&read_config(&config)?)
-                .context("cannot read this executable to measure it")?;
+            let m = aorta_worker::config::measure(config.as_deref())?.to_hex();
             if json {
-                println!("{}", serde_json::json!({ "measurement": m.to_hex() }));
+                println!(
+                    "{}",
+                    serde_json::to_string(&MeasureReport { measurement: m })?
+                );
             } else {
-                println!("{}", m.to_hex());
+                println!("{m}");
             }
             Ok(ExitCode::SUCCESS)
         }
         WorkerCmd::SimPlatform { key, json } => {
             let p = SimAttester::load_or_create(&key)?;
-            let pk = hex(&p.platform_public_key());
+            let pk = aorta_base::hex::encode(&p.platform_public_key());
             eprintln!("WARNING: {}", aorta_enclave::SIM_WARNING);
             if json {
-                println!("{}", serde_json::json!({ "platform_key": pk }));
+                println!(
+                    "{}",
+                    serde_json::to_string(&PlatformReport { platform_key: pk })?
+                );
             } else {
                 println!("{pk}");
             }
@@ -309,50 +212,38 @@ pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
                 config,
                 sim_platform_key,
                 collateral,
-            };
-            let (ready, backend, measurement) = match attest(&a, devices, subscribers)? {
+            }
+            .options()?;
+            let attested = match attest(&a, devices, subscribers) {
                 Ok(r) => r,
-                Err((code, reason)) => {
+                Err(WorkerError::Refused { code, reason }) => {
                     eprintln!("refused by the key broker (code {code}): {reason}");
                     if json {
-                        println!(
-                            "{}",
-                            serde_json::json!({ "refused": { "code": code, "reason": reason } })
-                        );
+                        let r = RefusedReport {
+                            refused: Refusal { code, reason },
+                        };
+                        println!("{}", serde_json::to_string(&r)?);
                     }
                     return Ok(ExitCode::from(1));
                 }
+                Err(e) => return Err(e.into()),
             };
-            let hardware = backend.is_hardware();
-            let status = serde_json::json!({
-                "backend": backend.name(),
-                "hardware_protected": hardware,
-                "warning": if hardware { serde_json::Value::Null } else { aorta_enclave::SIM_WARNING.into() },
-                "measurement": measurement.to_hex(),
-                "assignment": assignment,
-                "devices": released_devices(ready.keys().transport_keys.iter().map(|(s, _)| s.clone())),
-                "subscribers": ready.keys().result_keys.iter().map(|(s, _)| s.clone()).collect::<Vec<_>>(),
-                "transport_keys": ready.keys().transport_keys.len(),
-                "result_keys": ready.keys().result_keys.len(),
-            });
+            let status = RunStatus::of(&attested, &assignment);
             tracing::info!(
                 target: "aorta::worker",
-                backend = backend.name(),
-                hardware_protected = hardware,
-                transport_keys = ready.keys().transport_keys.len(),
-                result_keys = ready.keys().result_keys.len(),
+                backend = %status.backend,
+                hardware_protected = status.hardware_protected,
+                transport_keys = status.transport_keys,
+                result_keys = status.result_keys,
                 "keys received"
             );
             if serve_stdio {
                 // stdout is the protocol channel: status goes to stderr.
-                eprintln!("{status}");
-                let stdin = std::io::stdin();
-                let stdout = std::io::stdout();
-                let sum = ready.serve(
-                    &UploadFrames,
-                    &mut stdin.lock(),
-                    &mut stdout.lock(),
-                    &mut |_f| {},
+                eprintln!("{}", serde_json::to_string(&status)?);
+                let sum = serve_host(
+                    &attested.ready,
+                    &mut std::io::stdin().lock(),
+                    &mut std::io::stdout().lock(),
                 )?;
                 tracing::info!(target: "aorta::worker", frames = sum.frames, refused = sum.refused, "host channel closed");
             } else if json {
@@ -360,14 +251,14 @@ pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
             } else {
                 println!(
                     "attested ({}{}) and received {} transport key(s), {} result key(s) for assignment {assignment}",
-                    backend.name(),
-                    if hardware {
+                    status.backend,
+                    if status.hardware_protected {
                         ""
                     } else {
                         ", NOT hardware-protected"
                     },
-                    ready.keys().transport_keys.len(),
-                    ready.keys().result_keys.len()
+                    status.transport_keys,
+                    status.result_keys
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -382,145 +273,32 @@ pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
             json,
         } => {
             crate::init_logging(false);
-            stream(&a, &server, &ca, &token_file, batch, checkpoint_secs, json)
-        }
-    }
-}
-
-fn stream(
-    a: &AttestArgs,
-    server: &str,
-    ca: &std::path::Path,
-    token_file: &std::path::Path,
-    batch: usize,
-    checkpoint_secs: f64,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
-    use aorta_stream::job::{EcgJob, SecureFrames, StateKeySealer, SubscriberSealer};
-    use aorta_stream::remote::{
-        RemoteCheckpoints, RemoteLog, RemoteResults, Server, WorkerOptions,
-    };
-    if !(checkpoint_secs.is_finite() && checkpoint_secs > 0.0) {
-        anyhow::bail!("--checkpoint-secs must be positive");
-    }
-    let cfg = StreamConfig::parse(&read_config(&a.config)?)?;
-    let token = zeroize::Zeroizing::new(
-        std::fs::read_to_string(token_file)
-            .with_context(|| format!("cannot read the worker token {}", token_file.display()))?
-            .trim()
-            .to_owned(),
-    );
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone())?;
-    }
-    // The broker may be restarting: retry what the network breaks, never a
-    // refusal.
-    let mut failures = 0u32;
-    let (ready, backend, _m) = loop {
-        match attest(a, Vec::new(), Vec::new()) {
-            Ok(Ok(r)) => break r,
-            Ok(Err((code, reason))) => {
-                eprintln!("refused by the key broker (code {code}): {reason}");
-                return Ok(ExitCode::from(1));
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(sig, stop.clone())?;
             }
-            Err(e) if failures < 30 && !stop.load(std::sync::atomic::Ordering::Relaxed) => {
-                failures += 1;
-                let pause = Duration::from_millis(100u64 << failures.min(5));
-                tracing::warn!(target: "aorta::worker", error = %format!("{e:#}"), retry_in_ms = pause.as_millis() as u64, "attestation failed; retrying");
-                std::thread::sleep(pause);
+            let o = StreamOptions {
+                attest: a.options()?,
+                server,
+                ca,
+                token_file,
+                batch,
+                checkpoint_secs,
+            };
+            let summary = match stream(&o, &stop) {
+                Ok(s) => serde_json::to_string(&s)?,
+                Err(WorkerError::Refused { code, reason }) => {
+                    eprintln!("refused by the key broker (code {code}): {reason}");
+                    return Ok(ExitCode::from(1));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if json {
+                println!("{summary}");
+            } else {
+                eprintln!("worker stopped: {summary}");
             }
-            Err(e) => return Err(e),
-        }
-    };
-    let state_key = ready
-        .keys()
-        .transport_keys
-        .iter()
-        .find(|(n, _)| n == aorta_server::broker::STATE_KEY_NAME)
-        .map(|(_, k)| *k.expose())
-        .context("the broker released no worker state key (is the broker an `aorta server` with a registry?)")?;
-    let subscribers: Vec<(String, aorta_crypto::results::ClinicianPublic)> = ready
-        .keys()
-        .result_keys
-        .iter()
-        .map(|(id, k)| {
-            (
-                id.clone(),
-                aorta_crypto::results::ClinicianPublic::from_bytes(*k.expose()),
-            )
-        })
-        .collect();
-    if subscribers.is_empty() {
-        tracing::warn!(target: "aorta::worker", "the assignment has no subscribers: results are computed but nobody can read them");
-    }
-    let devices = released_devices(
-        ready
-            .keys()
-            .transport_keys
-            .iter()
-            .filter(|(n, _)| !n.starts_with('@'))
-            .map(|(s, _)| s.clone()),
-    );
-    tracing::info!(target: "aorta::worker", backend = backend.name(), hardware_protected = backend.is_hardware(), devices = devices.len(), subscribers = subscribers.len(), "keys received; streaming");
-    let srv = Server::new(server, ca, Some(token.to_string()))?;
-    let log = RemoteLog::new(srv.clone(), 500);
-    let mut job = EcgJob::open(
-        cfg.ecg(),
-        cfg.engine(),
-        SecureFrames::new(ready),
-        RemoteCheckpoints::new(srv.clone()),
-        StateKeySealer::new(&state_key, &a.assignment),
-        RemoteResults::new(srv.clone()),
-        SubscriberSealer::new(&subscribers)?,
-        u64::MAX,
-    )?;
-    let opts = WorkerOptions {
-        batch: batch.clamp(1, 4096),
-        checkpoint_every: Duration::from_secs_f64(checkpoint_secs),
-        ..WorkerOptions::default()
-    };
-    let p = aorta_stream::remote::run_worker(&mut job, &log, opts, &stop, |_p| {})?;
-    let (stored, duplicates) = job.pipeline().results().inner().counts();
-    let summary = serde_json::json!({
-        "records": p.records, "opened": p.opened, "refused": p.refused,
-        "offset": p.offset, "checkpoints": p.checkpoints, "retries": p.retries,
-        "results_stored": stored, "results_duplicate": duplicates,
-    });
-    if json {
-        println!("{summary}");
-    } else {
-        eprintln!("worker stopped: {summary}");
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::StreamConfig;
-
-    #[test]
-    fn stream_config_defaults_and_hostile_values() {
-        assert_eq!(StreamConfig::parse(b"").unwrap(), StreamConfig::default());
-        let c =
-            StreamConfig::parse(b"hr_window_s = 20\nhr_slide_s = 2\nhrv_window_s = 120\n").unwrap();
-        assert_eq!(c.ecg().hr_slide, 2_000_000);
-        assert_eq!(c.ecg().hrv_window, 120_000_000);
-        for bad in [
-            &b"hr_slide_s = 0"[..],
-            b"hr_slide_s = 11",
-            b"hr_window_s = nan",
-            b"hrv_window_s = 1",
-            b"out_of_orderness_s = -1",
-            b"what = 1",
-            b"\xff\xfe",
-            b"hr_window_s = \"ten\"",
-        ] {
-            assert!(
-                StreamConfig::parse(bad).is_err(),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

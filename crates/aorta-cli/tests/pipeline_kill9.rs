@@ -36,8 +36,8 @@ fn kill9(p: &mut Proc) {
 
 fn stats(port: u16, ca: &Path) -> serde_json::Value {
     let s =
-        aorta_stream::remote::Server::new(&format!("https://127.0.0.1:{port}"), ca, None).unwrap();
-    s.stats().unwrap()
+        aorta_worker::server::Server::new(&format!("https://127.0.0.1:{port}"), ca, None).unwrap();
+    serde_json::to_value(s.stats().unwrap()).unwrap()
 }
 
 /// Waits until the worker's checkpoint covers the whole log.

@@ -22,10 +22,9 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
+use aorta_api::{ErrorBody, FrameAck};
 
 use crate::DeviceError;
 use crate::queue::{Transport, UploadReply};
@@ -57,55 +56,6 @@ impl Default for HttpOptions {
             max_retry_after: Duration::from_secs(60),
         }
     }
-}
-
-/// The server's 200 body.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Accepted {
-    /// Device serial of the stored frame.
-    pub serial: String,
-    /// Its sequence.
-    pub sequence: u64,
-    /// Where the server's durable log stored it.
-    pub offset: u64,
-    /// Whether it had been stored before (a retried upload).
-    pub duplicate: bool,
-}
-
-/// The server's error body.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct ErrorBody {
-    /// Short error code.
-    pub error: String,
-    /// Human explanation.
-    pub detail: String,
-}
-
-/// A rustls client configuration (ring provider, TLS 1.2/1.3, ALPN h2 then
-/// http/1.1) trusting exactly the certificates in `ca_pem`.
-pub fn client_tls_config(ca_pem: &[u8]) -> Result<rustls::ClientConfig, DeviceError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        let cert = cert.map_err(|e| DeviceError::Config(format!("CA certificate PEM: {e}")))?;
-        roots
-            .add(cert)
-            .map_err(|e| DeviceError::Config(format!("CA certificate: {e}")))?;
-    }
-    if roots.is_empty() {
-        return Err(DeviceError::Config(
-            "the CA file holds no PEM certificate".into(),
-        ));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| DeviceError::Config(format!("TLS: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(cfg)
 }
 
 /// `{server}/v1/frames`, for an `https://` server URL (a path prefix is kept).
@@ -162,7 +112,7 @@ pub fn map_reply(
     };
     match status {
         200 => {
-            let a: Accepted = serde_json::from_slice(body).map_err(|e| {
+            let a: FrameAck = serde_json::from_slice(body).map_err(|e| {
                 DeviceError::Protocol(format!(
                     "frame {sequence}: HTTP 200 with a malformed body ({e}): {}",
                     quote(body)
@@ -221,10 +171,8 @@ impl HttpsTransport {
             path: ca_pem.to_path_buf(),
             error,
         })?;
-        let tls = client_tls_config(&pem).map_err(|e| match e {
-            DeviceError::Config(m) => DeviceError::Config(format!("{}: {m}", ca_pem.display())),
-            e => e,
-        })?;
+        let tls = aorta_api::client_tls_config(&pem)
+            .map_err(|e| DeviceError::Config(format!("{}: {e}", ca_pem.display())))?;
         Self::with_tls(server, tls, opts)
     }
 
@@ -299,6 +247,7 @@ impl Transport for HttpsTransport {
 mod tests {
     use std::io::{BufRead, BufReader, Write};
     use std::net::TcpListener;
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use aorta_crypto::frame::ChannelCalibration;
@@ -391,7 +340,7 @@ mod tests {
                 Ok(UploadReply::Ack { sequence }) => {
                     prop_assert_eq!(status, 200);
                     prop_assert_eq!(sequence, 42);
-                    let a: Accepted = serde_json::from_slice(&body).unwrap();
+                    let a: FrameAck = serde_json::from_slice(&body).unwrap();
                     prop_assert_eq!((a.serial.as_str(), a.sequence), ("SN-1", 42));
                 }
                 Ok(UploadReply::Refused { .. }) => prop_assert!(PERMANENT_REFUSALS.contains(&status)),
@@ -452,25 +401,8 @@ mod tests {
 
     #[test]
     fn tls_config_from_pem() {
+        // The configuration itself is tested with `aorta_api::client_tls_config`.
         let c = cert();
-        let cfg = client_tls_config(c.pem.as_bytes()).unwrap();
-        assert_eq!(
-            cfg.alpn_protocols,
-            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-        );
-        // Two certificates in one file are both trusted.
-        let both = format!("{}{}", c.pem, cert().pem);
-        assert!(client_tls_config(both.as_bytes()).is_ok());
-        for bad in [
-            &b""[..],
-            b"not a certificate",
-            b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
-        ] {
-            assert!(matches!(
-                client_tls_config(bad),
-                Err(DeviceError::Config(_))
-            ));
-        }
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("cert.pem");
         std::fs::write(&p, &c.pem).unwrap();
@@ -684,7 +616,7 @@ mod tests {
             }
             conn.alpn_protocol().map(<[u8]>::to_vec)
         });
-        let client = Arc::new(client_tls_config(c.pem.as_bytes()).unwrap());
+        let client = Arc::new(aorta_api::client_tls_config(c.pem.as_bytes()).unwrap());
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
         let mut conn = rustls::ClientConnection::new(client, name).unwrap();
         let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();

@@ -21,7 +21,9 @@
 //!   that has not been attested;
 //! * the **worker protocol** ([`wire`], [`worker`]): the narrow,
 //!   length-prefixed, versioned messages between the untrusted host and the
-//!   worker, and between the worker and the key broker;
+//!   worker, and between the worker and the key broker, the worker's key
+//!   pair and the frame-opening interface (the worker's protocol states and
+//!   broker client are `aorta-worker`'s);
 //! * the **upload frame opener** ([`upload`]): opens aorta device upload
 //!   frames inside the worker with the group keys the broker released.
 //!

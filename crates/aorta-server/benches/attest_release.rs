@@ -17,11 +17,12 @@ use std::sync::Arc;
 use aorta_enclave::attest::{Attester, SimAttester};
 use aorta_enclave::evidence::{Backend, EvidenceClaims, Measurement, hex};
 use aorta_enclave::keywrap::{Secret32, open_bundle};
-use aorta_enclave::worker::{self, KeyRequest, Unattested, WorkerKeypair};
+use aorta_enclave::worker::WorkerKeypair;
 use aorta_server::broker::policy::Policy;
 use aorta_server::broker::{
     Broker, KeySource, MemoryKeySource, RegistryKeySource, ReleaseRequest, unix_now,
 };
+use aorta_worker::client::{self as worker, KeyRequest, Unattested};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn broker(devices: usize) -> (Arc<Broker>, SimAttester, Measurement) {

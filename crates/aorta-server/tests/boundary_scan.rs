@@ -168,7 +168,7 @@ fn the_host_sees_no_plaintext_and_no_key_bytes() {
         devices: vec![],
         subscribers: vec![],
     };
-    let ready = worker::attest_to_broker(
+    let ready = attest_to_broker(
         &mut conn,
         Unattested::new(s.measurement).unwrap(),
         &s.platform,

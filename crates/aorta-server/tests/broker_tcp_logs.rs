@@ -58,14 +58,14 @@ fn over_tcp_with_logs_free_of_keys() {
     };
     let mut conn = std::net::TcpStream::connect(addr).unwrap();
     let w = Unattested::new(s.measurement).unwrap();
-    let ready = worker::attest_to_broker(&mut conn, w, &s.platform, &req).unwrap();
+    let ready = attest_to_broker(&mut conn, w, &s.platform, &req).unwrap();
     assert_eq!(ready.keys().transport_keys.len(), 2);
     assert_eq!(ready.keys().result_key("dr-a"), Some(&key(10)));
     drop(conn);
     // A worker with a modified binary is refused over the wire with code 109.
     let mut conn = std::net::TcpStream::connect(addr).unwrap();
     let w = Unattested::new(Measurement::of_worker(b"evil", b"")).unwrap();
-    match worker::attest_to_broker(&mut conn, w, &s.platform, &req) {
+    match attest_to_broker(&mut conn, w, &s.platform, &req) {
         Err(ClientError::Refused { code, reason }) => {
             assert_eq!(code, 109);
             assert!(reason.contains("measurement"), "{reason}");

@@ -104,7 +104,7 @@ fn start(tweak: impl FnOnce(&mut ServerConfig)) -> Running {
         });
     });
     let client = reqwest::blocking::Client::builder()
-        .tls_backend_preconfigured(aorta_stream::remote::tls_client_config(&cert).unwrap())
+        .tls_backend_preconfigured(aorta_api::client_tls_config_file(&cert).unwrap())
         .build()
         .unwrap();
     let token = std::fs::read_to_string(cfg.data_dir.join("worker.token"))

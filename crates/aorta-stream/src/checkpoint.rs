@@ -80,7 +80,7 @@ impl CheckpointStore for FileCheckpointStore {
                 error,
             }
         };
-        let bytes = serde_json::to_vec(cp).map_err(|e| StreamError::Config(e.to_string()))?;
+        let bytes = serde_json::to_vec(cp).map_err(|e| StreamError::Internal(e.to_string()))?;
         let mut f = std::fs::File::create(&tmp).map_err(err(&tmp))?;
         f.write_all(&bytes).map_err(err(&tmp))?;
         f.sync_all().map_err(err(&tmp))?;

@@ -82,29 +82,44 @@ impl From<RrBeats> for EcgEvent {
     }
 }
 
-/// HRV summary of one window.
+/// HRV summary of one window (absent values are NaN, `null` in JSON).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct HrvSummary {
     /// NN intervals used.
     pub n_nn: usize,
     /// Mean NN, ms.
+    #[serde(deserialize_with = "nan_if_null")]
     pub mean_nn: f64,
     /// SDNN, ms.
+    #[serde(deserialize_with = "nan_if_null")]
     pub sdnn: f64,
     /// RMSSD, ms.
+    #[serde(deserialize_with = "nan_if_null")]
     pub rmssd: f64,
     /// pNN50, %.
+    #[serde(deserialize_with = "nan_if_null")]
     pub pnn50: f64,
     /// LF power, ms².
+    #[serde(deserialize_with = "nan_if_null")]
     pub lf: f64,
     /// HF power, ms².
+    #[serde(deserialize_with = "nan_if_null")]
     pub hf: f64,
     /// LF/HF.
+    #[serde(deserialize_with = "nan_if_null")]
     pub lf_hf: f64,
     /// Poincaré SD1, ms.
+    #[serde(deserialize_with = "nan_if_null")]
     pub sd1: f64,
     /// Poincaré SD2, ms.
+    #[serde(deserialize_with = "nan_if_null")]
     pub sd2: f64,
+}
+
+/// Deserializes a number, or `null` (how JSON writes NaN) as NaN, so results
+/// and checkpointed state read back what was written.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// One result of the ECG operator.
@@ -115,7 +130,9 @@ pub enum EcgResult {
     HeartRate {
         /// Beats detected in the window.
         beats: u32,
-        /// Mean rate over the window's beat intervals (NaN with < 2 beats).
+        /// Mean rate over the window's beat intervals (NaN with < 2 beats,
+        /// `null` in JSON).
+        #[serde(deserialize_with = "nan_if_null")]
         bpm: f64,
     },
     /// HRV over a tumbling window (absent values are NaN).
@@ -479,5 +496,30 @@ impl KeyedOperator for EcgOperator {
 
     fn is_empty(&self, state: &EcgState) -> bool {
         state.detector.is_none() && state.pending.is_empty() && state.beats.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+    use super::*;
+
+    #[test]
+    fn results_with_nan_read_back() {
+        let hr = EcgResult::HeartRate {
+            beats: 1,
+            bpm: f64::NAN,
+        };
+        let json = serde_json::to_string(&hr).unwrap();
+        assert_eq!(json, r#"{"type":"heart_rate","beats":1,"bpm":null}"#);
+        match serde_json::from_str::<EcgResult>(&json).unwrap() {
+            EcgResult::HeartRate { beats: 1, bpm } => assert!(bpm.is_nan()),
+            other => panic!("{other:?}"),
+        }
+        let json = r#"{"type":"hrv","n_nn":0,"mean_nn":null,"sdnn":null,"rmssd":null,"pnn50":null,"lf":null,"hf":null,"lf_hf":null,"sd1":null,"sd2":7.5}"#;
+        match serde_json::from_str::<EcgResult>(json).unwrap() {
+            EcgResult::Hrv(h) => assert!(h.sdnn.is_nan() && h.sd2 == 7.5),
+            other => panic!("{other:?}"),
+        }
     }
 }

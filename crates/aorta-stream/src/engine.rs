@@ -224,7 +224,7 @@ where
             keys: self.keys.iter().collect(),
         };
         serde_json::to_vec(&snap)
-            .map_err(|e| StreamError::Config(format!("cannot serialise state: {e}")))
+            .map_err(|e| StreamError::Internal(format!("cannot serialise state: {e}")))
     }
 
     /// Replaces all state with a snapshot taken by [`Engine::snapshot`].

@@ -13,9 +13,9 @@
 //! traits, so the same engine and operators run in two configurations:
 //!
 //! - **secure** — frames are opened inside the attested worker with the keys
-//!   the broker released ([`SecureFrames`]), results are sealed to each
-//!   subscriber and checkpoints under the state key (implemented with
-//!   `aorta_crypto::results`);
+//!   the broker released, results are sealed to each subscriber and
+//!   checkpoints under the state key (the `aorta-worker` crate implements
+//!   these traits with `aorta_enclave` and `aorta_crypto::results`);
 //! - **plain** — the same workload without encryption or boundary
 //!   ([`PlainFrames`], [`PlainResults`], [`PlainState`]), the baseline of
 //!   `aorta bench pipeline`.
@@ -24,10 +24,6 @@
 //! [`encode_record`]); the arrival time gives the frame-to-result latency.
 
 use std::collections::BTreeMap;
-
-use aorta_enclave::upload::CachedUploadFrames;
-use aorta_enclave::wire::{self, Message};
-use aorta_enclave::worker::{OpenedFrame, Ready};
 
 use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::ecg::{EcgChunk, EcgConfig, EcgEvent, EcgOperator, RrBeats};
@@ -52,17 +48,12 @@ pub fn encode_record(arrival_us: i64, frame: &[u8]) -> Vec<u8> {
 pub fn decode_record(record: &[u8]) -> Result<(i64, &[u8]), StreamError> {
     let (t, frame) = record
         .split_first_chunk::<RECORD_PREFIX>()
-        .ok_or_else(|| StreamError::Config("log record shorter than its arrival time".into()))?;
+        .ok_or_else(|| StreamError::Malformed("log record shorter than its arrival time".into()))?;
     Ok((i64::from_le_bytes(*t), frame))
 }
 
-/// Microseconds since the Unix epoch, now.
-pub fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+/// Microseconds since the Unix epoch, now (the one clock of `aorta-base`).
+pub use aorta_base::time::now_us;
 
 /// A frame that could not be opened: a stable code and fixed text (never
 /// plaintext or key bytes).
@@ -82,121 +73,52 @@ pub trait FrameOpen {
     fn open(&mut self, frame: &[u8]) -> Result<(String, Micros, EcgEvent), Refused>;
 }
 
-/// The intervals of an opened RR frame (codec 2: one channel of µs).
-fn rr_event(f: &OpenedFrame) -> Result<EcgEvent, Refused> {
-    if f.channels != 1 {
+/// The event of an RR frame's samples (codec 2: one channel of intervals,
+/// µs); refused (code 297) with more than one channel.
+pub fn rr_event(channels: u16, samples: &[i32]) -> Result<EcgEvent, Refused> {
+    if channels != 1 {
         return Err(Refused {
             code: 297,
             reason: "RR frame must have one channel".into(),
         });
     }
     Ok(EcgEvent::Rr(RrBeats {
-        rr_us: f.samples.to_vec(),
+        rr_us: samples.to_vec(),
     }))
 }
 
-/// The analysed lead (channel 0) of an opened frame, in mV.
-fn lead0(f: &OpenedFrame) -> Result<EcgChunk, Refused> {
-    let bad = |reason: &str| Refused {
-        code: 297,
-        reason: reason.into(),
-    };
-    let ch = usize::from(f.channels.max(1));
-    if !(f.sample_rate_hz.is_finite() && f.sample_rate_hz > 0.0) {
-        return Err(bad("frame has no sampling rate"));
+/// The analysed lead (channel 0, in mV) of a frame's interleaved samples,
+/// with its per-channel calibration `(gain, baseline)` (a missing or unusable
+/// gain is taken as 200 units/mV); refused (code 297) without a sampling
+/// rate.
+pub fn lead0(
+    sample_rate_hz: f64,
+    channels: u16,
+    calibration: &[(f64, i32)],
+    samples: &[i32],
+) -> Result<EcgChunk, Refused> {
+    let ch = usize::from(channels.max(1));
+    if !(sample_rate_hz.is_finite() && sample_rate_hz > 0.0) {
+        return Err(Refused {
+            code: 297,
+            reason: "frame has no sampling rate".into(),
+        });
     }
-    let (gain, base) = f.calibration.first().copied().unwrap_or((200.0, 0));
+    let (gain, base) = calibration.first().copied().unwrap_or((200.0, 0));
     let gain = if gain.is_finite() && gain != 0.0 {
         gain
     } else {
         200.0
     };
-    let samples = f
-        .samples
+    let samples = samples
         .iter()
         .step_by(ch)
         .map(|&v| f64::from(v - base) / gain)
         .collect();
     Ok(EcgChunk {
-        fs: f.sample_rate_hz,
+        fs: sample_rate_hz,
         samples,
     })
-}
-
-/// Opens aorta upload frames inside the attested worker with the released
-/// group keys. Each frame crosses the host↔worker boundary as a protocol
-/// message (`SealedFrame`, answered by `FrameDone`/`FrameRefused`), exactly
-/// the bytes a separate host process would exchange with the worker.
-///
-/// Inside the worker, each device's transport key is derived once per
-/// `(serial, key index, epoch)` and remembered in zeroizing memory
-/// ([`CachedUploadFrames`]).
-pub struct SecureFrames {
-    ready: Ready,
-    opener: CachedUploadFrames,
-}
-
-impl SecureFrames {
-    /// A frame opener over an attested worker holding its keys.
-    pub fn new(ready: Ready) -> Self {
-        SecureFrames {
-            ready,
-            opener: CachedUploadFrames::new(),
-        }
-    }
-
-    /// The attested worker.
-    pub fn ready(&self) -> &Ready {
-        &self.ready
-    }
-}
-
-impl FrameOpen for SecureFrames {
-    fn open(&mut self, frame: &[u8]) -> Result<(String, Micros, EcgEvent), Refused> {
-        // Host side: the frame is handed over as a protocol message.
-        let crossing = Message::SealedFrame {
-            frame: frame.to_vec(),
-        };
-        let mut bytes = Vec::with_capacity(frame.len() + 16);
-        wire::write_message(&mut bytes, &crossing).map_err(|e| Refused {
-            code: 296,
-            reason: format!("boundary: {e}"),
-        })?;
-        // Worker side: decode, open, analyse.
-        let inside = wire::read_message(&mut bytes.as_slice())
-            .ok()
-            .flatten()
-            .ok_or_else(|| Refused {
-                code: 296,
-                reason: "boundary: message did not decode".into(),
-            })?;
-        let Message::SealedFrame { frame } = inside else {
-            return Err(Refused {
-                code: 296,
-                reason: "boundary: unexpected message".into(),
-            });
-        };
-        let mut got = None;
-        let reply = self
-            .ready
-            .process_frame(&self.opener, &frame, &mut |f: &OpenedFrame| {
-                // The codec is part of the authenticated header.
-                let ev = if f.codec == aorta_crypto::codec::CODEC_RR {
-                    rr_event(f)
-                } else {
-                    lead0(f).map(EcgEvent::Samples)
-                };
-                got = Some((f.serial.clone(), f.first_sample_us, ev));
-            });
-        match (reply, got) {
-            (Message::FrameDone { .. }, Some((serial, t, ev))) => Ok((serial, t, ev?)),
-            (Message::FrameRefused { code, reason }, _) => Err(Refused { code, reason }),
-            _ => Err(Refused {
-                code: 298,
-                reason: "worker gave no result for the frame".into(),
-            }),
-        }
-    }
 }
 
 /// The plain baseline's frame: the same compressed samples with no
@@ -212,20 +134,20 @@ pub fn encode_plain_frame(
 ) -> Result<Vec<u8>, StreamError> {
     let n = samples.first().map_or(0, |s| s.len());
     let payload = aorta_crypto::codec::encode(samples)
-        .map_err(|e| StreamError::Config(format!("codec: {e}")))?;
+        .map_err(|e| StreamError::Malformed(format!("codec: {e}")))?;
     let serial_len = u8::try_from(serial.len())
-        .map_err(|_| StreamError::Config("serial longer than 255 bytes".into()))?;
+        .map_err(|_| StreamError::Malformed("serial longer than 255 bytes".into()))?;
     let mut b = Vec::with_capacity(64 + payload.len());
     b.push(serial_len);
     b.extend_from_slice(serial.as_bytes());
     b.extend_from_slice(&first_sample_us.to_le_bytes());
     b.extend_from_slice(&rate_mhz.to_le_bytes());
     let ch = u16::try_from(samples.len())
-        .map_err(|_| StreamError::Config("too many channels".into()))?;
+        .map_err(|_| StreamError::Malformed("too many channels".into()))?;
     b.extend_from_slice(&ch.to_le_bytes());
     b.extend_from_slice(
         &u32::try_from(n)
-            .map_err(|_| StreamError::Config("frame too long".into()))?
+            .map_err(|_| StreamError::Malformed("frame too long".into()))?
             .to_le_bytes(),
     );
     for i in 0..samples.len() {
@@ -246,7 +168,7 @@ pub fn encode_plain_rr_frame(
     first_beat_us: i64,
     rr_us: &[i32],
 ) -> Result<Vec<u8>, StreamError> {
-    aorta_crypto::frame::check_rr(rr_us).map_err(|e| StreamError::Config(e.to_string()))?;
+    aorta_crypto::frame::check_rr(rr_us).map_err(|e| StreamError::Malformed(e.to_string()))?;
     encode_plain_frame(
         serial,
         first_beat_us,
@@ -262,69 +184,46 @@ pub fn encode_plain_rr_frame(
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PlainFrames;
 
-struct Cursor<'a>(&'a [u8]);
-impl<'a> Cursor<'a> {
-    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let (h, t) = self.0.split_first_chunk::<N>()?;
-        self.0 = t;
-        Some(*h)
-    }
-    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
-        let (h, t) = self.0.split_at_checked(n)?;
-        self.0 = t;
-        Some(h)
-    }
-}
-
 impl FrameOpen for PlainFrames {
     fn open(&mut self, frame: &[u8]) -> Result<(String, Micros, EcgEvent), Refused> {
         let bad = |reason: &str| Refused {
             code: 101,
             reason: reason.into(),
         };
-        let mut c = Cursor(frame);
-        let sl = c.take::<1>().ok_or_else(|| bad("truncated"))?[0];
+        let truncated = |_| bad("truncated");
+        let mut c = aorta_base::codec::Reader::new(frame);
+        let sl = c.u8("serial length").map_err(truncated)?;
         let serial = c
-            .bytes(usize::from(sl))
+            .take(usize::from(sl), "serial")
+            .ok()
             .and_then(|s| std::str::from_utf8(s).ok())
             .ok_or_else(|| bad("bad serial"))?
             .to_owned();
-        let t = i64::from_le_bytes(c.take().ok_or_else(|| bad("truncated"))?);
-        let rate = u32::from_le_bytes(c.take().ok_or_else(|| bad("truncated"))?);
-        let ch = u16::from_le_bytes(c.take().ok_or_else(|| bad("truncated"))?);
-        let n = u32::from_le_bytes(c.take().ok_or_else(|| bad("truncated"))?);
+        let t = c.i64_le("first sample").map_err(truncated)?;
+        let rate = c.u32_le("rate").map_err(truncated)?;
+        let ch = c.u16_le("channels").map_err(truncated)?;
+        let n = c.u32_le("samples per channel").map_err(truncated)?;
         let mut calibration = Vec::with_capacity(usize::from(ch));
         for _ in 0..ch {
-            let g = f64::from_le_bytes(c.take().ok_or_else(|| bad("truncated"))?);
-            let b = i32::from_le_bytes(c.take().ok_or_else(|| bad("truncated"))?);
+            let g = f64::from_le_bytes(c.array("gain").map_err(truncated)?);
+            let b = i32::from_le_bytes(c.array("baseline").map_err(truncated)?);
             calibration.push((g, b));
         }
-        let chans = aorta_crypto::codec::decode(c.0, usize::from(ch), n as usize)
+        let chans = aorta_crypto::codec::decode(c.rest(), usize::from(ch), n as usize)
             .map_err(|_| bad("payload does not decode"))?;
         let n = n as usize;
-        let mut samples = zeroize::Zeroizing::new(Vec::with_capacity(n * chans.len()));
+        let mut samples = Vec::with_capacity(n * chans.len());
         for i in 0..n {
             for c in &chans {
                 samples.push(c.get(i).copied().unwrap_or_default());
             }
         }
-        let f = OpenedFrame {
-            codec: 0,
-            serial,
-            sequence: 0,
-            first_sample_us: t,
-            sample_rate_hz: f64::from(rate) / 1000.0,
-            channels: ch,
-            calibration,
-            samples,
-        };
         if rate == aorta_crypto::frame::RR_SAMPLE_RATE_MHZ && ch == 1 {
-            aorta_crypto::frame::check_rr(&f.samples)
-                .map_err(|_| bad("RR interval out of range"))?;
-            return Ok((f.serial.clone(), t, rr_event(&f)?));
+            aorta_crypto::frame::check_rr(&samples).map_err(|_| bad("RR interval out of range"))?;
+            return Ok((serial, t, rr_event(ch, &samples)?));
         }
-        let chunk = lead0(&f)?;
-        Ok((f.serial.clone(), t, EcgEvent::Samples(chunk)))
+        let chunk = lead0(f64::from(rate) / 1000.0, ch, &calibration, &samples)?;
+        Ok((serial, t, EcgEvent::Samples(chunk)))
     }
 }
 
@@ -371,10 +270,10 @@ impl<F: FrameOpen> Decoder<String, EcgEvent> for JobDecoder<F> {
             }
             Err(r) => {
                 *self.refused.entry(r.code).or_default() += 1;
-                Err(StreamError::Config(format!(
-                    "frame refused (code {}): {}",
-                    r.code, r.reason
-                )))
+                Err(StreamError::Refused {
+                    code: r.code,
+                    reason: r.reason,
+                })
             }
         }
     }
@@ -495,7 +394,11 @@ impl<C: CheckpointStore, S: StateSealer> CheckpointStore for ProtectedCheckpoint
         };
         let sealed = base64::engine::general_purpose::STANDARD
             .decode(cp.state.as_bytes())
-            .map_err(|e| StreamError::Config(format!("checkpoint state is not base64: {e}")))?;
+            .map_err(|e| StreamError::Corrupt {
+                path: "checkpoint".into(),
+                offset: 0,
+                what: format!("state is not base64: {e}"),
+            })?;
         let state = self.sealer.open(&sealed)?;
         Ok(Some(Checkpoint::new(cp.log_offset, state)?))
     }
@@ -603,97 +506,5 @@ where
     /// The pipeline, mutably.
     pub fn pipeline_mut(&mut self) -> &mut EcgPipeline<F, C, R, RS, SS> {
         &mut self.pipe
-    }
-}
-
-/// Seals each result to every subscriber of the worker's assignment
-/// (`aorta_crypto::results`, `docs/results-format.md`). One result session
-/// per subscriber per worker run: its envelope is stored once, under
-/// `SUBSCRIBER/@session/SESSION_ID`, before the first result it seals;
-/// results are stored under `SUBSCRIBER/ID`.
-pub struct SubscriberSealer {
-    sessions: Vec<(aorta_crypto::results::ResultSession, Option<Vec<u8>>)>,
-}
-
-impl SubscriberSealer {
-    /// Sessions for `subscribers` (id, clinician public key).
-    pub fn new(
-        subscribers: &[(String, aorta_crypto::results::ClinicianPublic)],
-    ) -> Result<Self, StreamError> {
-        let mut sessions = Vec::with_capacity(subscribers.len());
-        for (id, pk) in subscribers {
-            let (s, envelope) = aorta_crypto::results::ResultSession::open_new(id, pk)
-                .map_err(|e| StreamError::Config(format!("result session for {id}: {e}")))?;
-            sessions.push((s, Some(envelope)));
-        }
-        Ok(SubscriberSealer { sessions })
-    }
-
-    /// Number of subscribers.
-    pub fn len(&self) -> usize {
-        self.sessions.len()
-    }
-
-    /// True without subscribers.
-    pub fn is_empty(&self) -> bool {
-        self.sessions.is_empty()
-    }
-}
-
-/// The store id of a session envelope.
-pub fn session_id_key(subscriber: &str, session: &[u8]) -> String {
-    format!(
-        "{subscriber}/@session/{}",
-        aorta_crypto::results::to_hex(session)
-    )
-}
-
-impl ResultSealer for SubscriberSealer {
-    fn seal(
-        &mut self,
-        id: &str,
-        json: &[u8],
-        out: &mut Vec<(String, Vec<u8>)>,
-    ) -> Result<(), StreamError> {
-        for (s, envelope) in &mut self.sessions {
-            let sub = s.subscriber_id().to_owned();
-            if let Some(env) = envelope.take() {
-                out.push((session_id_key(&sub, &s.session_id()), env));
-            }
-            let sealed = s
-                .seal(id, json)
-                .map_err(|e| StreamError::Config(format!("sealing result {id}: {e}")))?;
-            out.push((format!("{sub}/{id}"), sealed));
-        }
-        Ok(())
-    }
-}
-
-/// Seals checkpoint state under the worker state key the broker released,
-/// bound to the assignment name.
-pub struct StateKeySealer {
-    key: zeroize::Zeroizing<[u8; 32]>,
-    context: Vec<u8>,
-}
-
-impl StateKeySealer {
-    /// A sealer with `key`, for `assignment`.
-    pub fn new(key: &[u8; 32], assignment: &str) -> Self {
-        StateKeySealer {
-            key: zeroize::Zeroizing::new(*key),
-            context: format!("aorta worker checkpoint/{assignment}").into_bytes(),
-        }
-    }
-}
-
-impl StateSealer for StateKeySealer {
-    fn seal(&self, state: &[u8]) -> Result<Vec<u8>, StreamError> {
-        aorta_crypto::results::seal_state(&self.key, &self.context, state)
-            .map_err(|e| StreamError::Config(format!("sealing the checkpoint: {e}")))
-    }
-    fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, StreamError> {
-        aorta_crypto::results::open_state(&self.key, &self.context, sealed)
-            .map(|z| z.to_vec())
-            .map_err(|e| StreamError::Config(format!("opening the checkpoint: {e}")))
     }
 }

@@ -25,7 +25,12 @@
 //! - [`rr_parquet`] — RR events in Parquet (`parquet` crate, column API, no
 //!   Arrow); hostile files are typed errors.
 //!
-//! It does no networking. Exactly-once results come from three rules:
+//! - [`job`] — the ECG job over a log of frames: the frame-opening,
+//!   result-sealing and state-sealing traits with their plain (unprotected)
+//!   implementations; the attested implementations, the transport to a
+//!   server and the worker loop live in `aorta-worker`.
+//!
+//! It does no networking and holds no key. Exactly-once results come from three rules:
 //! input is acknowledged only once it is durable in the log; a checkpoint
 //! records operator state together with the log offset it covers; every
 //! result has a deterministic id (key, window, kind) and the results store
@@ -65,7 +70,6 @@ mod engine;
 pub mod job;
 pub mod log;
 pub mod pipeline;
-pub mod remote;
 pub mod results;
 pub mod rr;
 pub mod rr_parquet;
@@ -76,7 +80,9 @@ pub use engine::{Engine, EngineConfig, EngineStats, KeyedOperator, Output};
 /// Event time in microseconds since the Unix epoch (UTC).
 pub type Micros = i64;
 
-/// Errors of the streaming engine and its stores.
+/// Errors of the streaming engine and its stores. (Network, peer-protocol
+/// and attestation failures are `aorta-worker`'s; a store implemented there
+/// reports them through [`StreamError::Store`].)
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StreamError {
@@ -101,6 +107,26 @@ pub enum StreamError {
         /// What is wrong.
         what: String,
     },
+    /// A log record or a frame is malformed, or cannot be encoded.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// A frame could not be opened: a stable code and fixed text (never
+    /// plaintext or key bytes).
+    #[error("frame refused (code {code}): {reason}")]
+    Refused {
+        /// Stable code.
+        code: u16,
+        /// Fixed description.
+        reason: String,
+    },
+    /// A log, results store, checkpoint store or sealer implemented outside
+    /// this crate failed; its own typed error is the source.
+    #[error(transparent)]
+    Store(Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// A bug of ours: an invariant broke (serialising our own state failed,
+    /// a lock was poisoned, a thread panicked).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A record is larger than the store accepts.
     #[error("record of {len} bytes exceeds the limit of {max}")]
     TooLarge {

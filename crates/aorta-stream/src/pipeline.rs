@@ -143,7 +143,7 @@ where
         for o in out {
             let id = format!("{}/{}/{}", o.key, o.start, o.end);
             let payload =
-                serde_json::to_vec(&o.value).map_err(|e| StreamError::Config(e.to_string()))?;
+                serde_json::to_vec(&o.value).map_err(|e| StreamError::Internal(e.to_string()))?;
             if self.results.put(&id, &payload)? {
                 self.stats.stored += 1;
             } else {

@@ -447,12 +447,12 @@ pub fn run(
                                     }
                                 }
                             }
-                            let mut t = turn
-                                .lock()
-                                .map_err(|_| StreamError::Config("parser lock poisoned".into()))?;
+                            let mut t = turn.lock().map_err(|_| {
+                                StreamError::Internal("parser lock poisoned".into())
+                            })?;
                             while *t != k && !failed.load(std::sync::atomic::Ordering::SeqCst) {
                                 t = turn_cv.wait(t).map_err(|_| {
-                                    StreamError::Config("parser lock poisoned".into())
+                                    StreamError::Internal("parser lock poisoned".into())
                                 })?;
                             }
                             let result = match parsed {
@@ -483,7 +483,7 @@ pub fn run(
                 .into_iter()
                 .map(|h| {
                     h.join()
-                        .map_err(|_| StreamError::Config("a parser thread panicked".into()))?
+                        .map_err(|_| StreamError::Internal("a parser thread panicked".into()))?
                 })
                 .collect()
         });
@@ -503,7 +503,7 @@ pub fn run(
         for h in handles {
             let (out, st) = h
                 .join()
-                .map_err(|_| StreamError::Config("a worker thread panicked".into()))?;
+                .map_err(|_| StreamError::Internal("a worker thread panicked".into()))?;
             outputs.extend(out);
             stats.events += st.events;
             stats.late_dropped += st.late_dropped;

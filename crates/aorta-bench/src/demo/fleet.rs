@@ -15,7 +15,7 @@ use aorta_device::queue::{OfflineQueue, QueueLimits};
 use aorta_device::rotation::Sealer;
 use aorta_device::se::FileSecureElement;
 use aorta_signal::wfdb::Record;
-use aorta_stream::remote::ResultReader;
+use aorta_worker::clinician::ResultReader;
 
 use super::view::{self, Patient, Progress, Screen};
 use super::{Cloud, DemoConfig, DemoReport, Latency, ReplaySpec};
@@ -209,36 +209,25 @@ impl Fleet {
     /// The summary from the server's last counters.
     pub(crate) fn report(
         &self,
-        stats: &serde_json::Value,
+        stats: &aorta_api::Stats,
         streaming: f64,
         unopenable: u64,
     ) -> DemoReport {
-        let g = |k: &str| {
-            stats
-                .get(k)
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0)
-        };
-        let lat = |k: &str| {
-            stats
-                .get(k)
-                .and_then(serde_json::Value::as_f64)
-                .unwrap_or(f64::NAN)
-        };
+        let lat = |v: Option<f64>| v.unwrap_or(f64::NAN);
         let samples = self.counters.sent.load(Ordering::Relaxed);
         DemoReport {
             devices: self.view.len(),
             samples,
-            frames: g("frames_accepted"),
+            frames: stats.frames_accepted,
             events: self.events,
             results: self.view.values().map(|p| p.results).sum(),
             samples_per_s: samples as f64 / streaming.max(1e-9),
             seconds: streaming,
             latency_ms: Latency {
-                p50: lat("latency_p50_ms"),
-                p99: lat("latency_p99_ms"),
+                p50: lat(stats.latency_p50_ms),
+                p99: lat(stats.latency_p99_ms),
             },
-            frames_refused_by_worker: stats.get("frames_refused_by_worker").cloned(),
+            frames_refused_by_worker: stats.frames_refused_by_worker.clone(),
             results_unopenable: unopenable,
             sample_data: false,
             hardware_protected: false,

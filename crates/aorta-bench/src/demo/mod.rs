@@ -29,7 +29,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use aorta_device::agent::{FrameSource, Speed};
 use aorta_signal::wfdb::Record;
-use aorta_stream::remote::{ResultReader, Server};
+use aorta_api::Stats;
+use aorta_worker::clinician::ResultReader;
+use aorta_worker::server::Server;
 use serde::Serialize;
 
 use procs::Proc;
@@ -149,7 +151,7 @@ pub struct DemoReport {
     /// Frame arrival → sealed results stored.
     pub latency_ms: Latency,
     /// The worker's refusals by reason, as the server reports them.
-    pub frames_refused_by_worker: Option<serde_json::Value>,
+    pub frames_refused_by_worker: std::collections::BTreeMap<u16, u64>,
     /// Results the clinician could not open.
     pub results_unopenable: u64,
     /// The shipped sample was replayed.
@@ -327,7 +329,7 @@ fn stream(
     let mut failed = fleet.watch(&mut cloud.worker, &mut reader, &mut screen, &stop);
     let device_errors = fleet.join();
     // Wait for the worker to open everything ingest accepted.
-    let mut stats = serde_json::Value::Null;
+    let mut stats = Stats::default();
     if failed.is_none() {
         stats = settle(&srv)?;
     }
@@ -349,22 +351,13 @@ fn stream(
 
 /// Polls the server's counters until the worker has opened (or refused)
 /// every frame ingest accepted, or 120 s pass; the last counters.
-fn settle(srv: &Server) -> anyhow::Result<serde_json::Value> {
+fn settle(srv: &Server) -> anyhow::Result<Stats> {
     let settle = Instant::now();
-    let mut stats = serde_json::Value::Null;
+    let mut stats = Stats::default();
     while settle.elapsed() < Duration::from_secs(120) {
         stats = srv.stats()?;
-        let g = |k: &str| {
-            stats
-                .get(k)
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0)
-        };
-        let refused: u64 = stats
-            .get("frames_refused_by_worker")
-            .and_then(|m| m.as_object())
-            .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum());
-        if g("frames_opened") + refused >= g("frames_accepted") {
+        let refused: u64 = stats.frames_refused_by_worker.values().sum();
+        if stats.frames_opened + refused >= stats.frames_accepted {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use aorta_stream::remote::OpenedResult;
+use aorta_stream::ecg::EcgResult;
+use aorta_worker::clinician::OpenedResult;
 
 /// Per-patient live view.
 #[derive(Default, Clone)]
@@ -22,28 +23,23 @@ pub(crate) struct Patient {
 pub(crate) fn apply(view: &mut BTreeMap<String, Patient>, r: &OpenedResult, events: &mut u64) {
     let p = view.entry(r.patient.clone()).or_default();
     p.results += 1;
-    let num = |k: &str| r.result.get(k).and_then(serde_json::Value::as_f64);
-    match r.result.get("type").and_then(|t| t.as_str()) {
-        Some("heart_rate") => p.bpm = num("bpm").filter(|b| b.is_finite()),
-        Some("hrv") => {
-            p.sdnn = num("sdnn");
-            p.rmssd = num("rmssd");
-            p.lf_hf = num("lf_hf");
+    let finite = |v: f64| Some(v).filter(|x| x.is_finite());
+    match &r.result {
+        EcgResult::HeartRate { bpm, .. } => p.bpm = finite(*bpm),
+        EcgResult::Hrv(h) => {
+            p.sdnn = finite(h.sdnn);
+            p.rmssd = finite(h.rmssd);
+            p.lf_hf = finite(h.lf_hf);
         }
-        Some("rhythm") => {
+        EcgResult::Rhythm(ev) => {
             *events += 1;
-            let kind = r
-                .result
-                .get("kind")
-                .map(|k| match k {
-                    serde_json::Value::String(s) => s.clone(),
-                    serde_json::Value::Object(o) => o.keys().next().cloned().unwrap_or_default(),
-                    other => other.to_string(),
-                })
+            // The kind's name as it is written in results (`af_onset`, …).
+            let kind = serde_json::to_value(ev.kind)
+                .ok()
+                .and_then(|v| v.get("kind")?.as_str().map(str::to_owned))
                 .unwrap_or_default();
             p.events.push(kind);
         }
-        _ => {}
     }
 }
 

@@ -33,9 +33,9 @@
 //! [`EcgJob`]: aorta_stream::job::EcgJob
 //! [`Ready`]: aorta_enclave::worker::Ready
 //! [`Broker`]: aorta_server::broker::Broker
-//! [`SecureFrames`]: aorta_stream::job::SecureFrames
-//! [`SubscriberSealer`]: aorta_stream::job::SubscriberSealer
-//! [`StateKeySealer`]: aorta_stream::job::StateKeySealer
+//! [`SecureFrames`]: aorta_worker::frames::SecureFrames
+//! [`SubscriberSealer`]: aorta_worker::seal::SubscriberSealer
+//! [`StateKeySealer`]: aorta_worker::seal::StateKeySealer
 //! [`encode_plain_frame`]: aorta_stream::job::encode_plain_frame
 //! [`PlainFrames`]: aorta_stream::job::PlainFrames
 //! [`PlainResults`]: aorta_stream::job::PlainResults
@@ -49,14 +49,14 @@ mod signal;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use aorta_crypto::results::{ClinicianIdentity, ClinicianPublic};
+use aorta_crypto::results::ClinicianIdentity;
 use aorta_enclave::attest::SimAttester;
 use aorta_enclave::evidence::Measurement;
 use aorta_enclave::keywrap::Secret32;
-use aorta_server::broker::{Broker, STATE_KEY_NAME};
-use aorta_stream::job::{
-    PlainFrames, PlainResults, PlainState, SecureFrames, StateKeySealer, SubscriberSealer,
-};
+use aorta_server::broker::Broker;
+use aorta_stream::job::{PlainFrames, PlainResults, PlainState};
+use aorta_worker::frames::SecureFrames;
+use aorta_worker::seal::sealers;
 
 pub use report::{PacedFigures, PipelineFigures, PipelineReport, RoundFigures, RunCounts, Targets};
 
@@ -235,19 +235,7 @@ impl Bench {
     /// One run of the secure pipeline: a freshly attested worker.
     fn secure(&self, pace: Pace, frames: usize, dir: &Path) -> anyhow::Result<RunStats> {
         let ready = devices::attest(&self.broker, &self.platform, self.measurement)?;
-        let state_key = ready
-            .keys()
-            .transport_keys
-            .iter()
-            .find(|(n, _)| n == STATE_KEY_NAME)
-            .map(|(_, k)| *k.expose())
-            .context("the broker released no state key")?;
-        let subscribers: Vec<(String, ClinicianPublic)> = ready
-            .keys()
-            .result_keys
-            .iter()
-            .map(|(id, k)| (id.clone(), ClinicianPublic::from_bytes(*k.expose())))
-            .collect();
+        let (sealer, state) = sealers(&ready, ASSIGNMENT)?;
         let w = Workload {
             devices: &self.devices,
             secure: true,
@@ -255,8 +243,8 @@ impl Bench {
         };
         let parts = JobParts {
             frames: SecureFrames::new(ready),
-            sealer: SubscriberSealer::new(&subscribers)?,
-            state: StateKeySealer::new(&state_key, ASSIGNMENT),
+            sealer,
+            state,
         };
         run::run_pipeline(&w, pace, dir, self.plan, parts)
     }

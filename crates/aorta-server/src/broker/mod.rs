@@ -56,9 +56,9 @@ pub trait KeySource: Send + Sync {
     }
 }
 
-/// The bundle entry name of the worker state key (`@` cannot start a
-/// serial, so it cannot collide with a device's key).
-pub const STATE_KEY_NAME: &str = "@state";
+/// The bundle entry name of the worker state key (defined with the worker
+/// protocol, which reads it).
+pub use aorta_enclave::worker::STATE_KEY_NAME;
 
 /// The bundle name of group key `index` of device `serial`: `SERIAL/INDEX`
 /// (shared with the worker's opener).

@@ -13,9 +13,11 @@ use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine as _;
-use serde::{Deserialize, Serialize};
 
+use aorta_api::{
+    BatchAnswer, END_HEADER, ErrorBody, LogQuery, NEXT_HEADER, ResultItem, ResultsPage,
+    ResultsQuery, Stats, WorkerBatch,
+};
 use aorta_stream::checkpoint::{Checkpoint, CheckpointStore, FileCheckpointStore};
 use aorta_stream::results::{FileResultStore, ResultSink};
 
@@ -67,15 +69,6 @@ pub struct AppState {
     stopping: AtomicBool,
 }
 
-/// A JSON error body: `{"error": name, "detail": text}`.
-#[derive(Serialize, Deserialize, Debug)]
-pub struct ErrorBody {
-    /// Stable snake_case name.
-    pub error: String,
-    /// Human-readable detail.
-    pub detail: String,
-}
-
 fn err(status: StatusCode, name: &str, detail: impl Into<String>) -> Response {
     (
         status,
@@ -118,7 +111,7 @@ fn unauthorized() -> Response {
 }
 
 async fn post_frame(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
-    let arrival = aorta_stream::job::now_us();
+    let arrival = aorta_base::time::now_us();
     match s.ingest.submit(arrival, &body).await {
         Ok(ack) => {
             tracing::debug!(target: "aorta::ingest", serial = %ack.serial, sequence = ack.sequence, offset = ack.offset, duplicate = ack.duplicate, "frame acknowledged");
@@ -129,22 +122,6 @@ async fn post_frame(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
             ingest_err(&e)
         }
     }
-}
-
-/// Query of `GET /v1/log`.
-#[derive(Deserialize)]
-pub struct LogQuery {
-    /// Offset to read from.
-    pub from: u64,
-    /// Most records (≤ [`MAX_LOG_RECORDS`]).
-    #[serde(default = "default_max")]
-    pub max: usize,
-    /// Longest wait for new records, ms (capped by `log_poll_ms`).
-    #[serde(default)]
-    pub wait_ms: u64,
-}
-fn default_max() -> usize {
-    1024
 }
 
 async fn get_log(State(s): State<Arc<AppState>>, h: HeaderMap, q: Query<LogQuery>) -> Response {
@@ -171,17 +148,12 @@ async fn get_log(State(s): State<Arc<AppState>>, h: HeaderMap, q: Query<LogQuery
     let read = tokio::task::spawn_blocking(move || reader.read_from(from, max, end)).await;
     match read {
         Ok(Ok((recs, next))) => {
-            let mut body = Vec::with_capacity(recs.iter().map(|r| r.len() + 4).sum());
-            for r in &recs {
-                body.extend_from_slice(&(r.len() as u32).to_le_bytes());
-                body.extend_from_slice(r);
-            }
-            let mut resp = body.into_response();
+            let mut resp = aorta_api::encode_log_records(&recs).into_response();
             let hv = |v: u64| {
                 HeaderValue::from_str(&v.to_string()).unwrap_or(HeaderValue::from_static("0"))
             };
-            resp.headers_mut().insert("x-aorta-next", hv(next));
-            resp.headers_mut().insert("x-aorta-end", hv(end));
+            resp.headers_mut().insert(NEXT_HEADER, hv(next));
+            resp.headers_mut().insert(END_HEADER, hv(end));
             resp
         }
         Ok(Err(e)) => {
@@ -265,42 +237,6 @@ fn crc32fast_hasher() -> crc32fast::Hasher {
     crc32fast::Hasher::new()
 }
 
-/// One result in a worker batch or a read.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct ResultItem {
-    /// Deterministic id (`subscriber/serial/start/end`, or a session
-    /// envelope `subscriber/@session/ID`).
-    pub id: String,
-    /// Sealed payload, base64.
-    pub body: String,
-}
-
-/// `POST /v1/results` body.
-#[derive(Serialize, Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-pub struct WorkerBatch {
-    /// Results to store (idempotent by id).
-    pub results: Vec<ResultItem>,
-    /// Frame arrival → results durable, µs, for frames of this batch.
-    #[serde(default)]
-    pub latencies_us: Vec<i64>,
-    /// Frames opened in this batch.
-    #[serde(default)]
-    pub opened: u64,
-    /// Frames refused in this batch, by code.
-    #[serde(default)]
-    pub refused: BTreeMap<u16, u64>,
-}
-
-/// `POST /v1/results` answer.
-#[derive(Serialize, Deserialize, Debug)]
-pub struct BatchAnswer {
-    /// Results newly stored.
-    pub stored: u64,
-    /// Results already present (replays after a restart).
-    pub duplicates: u64,
-}
-
 async fn post_results(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Response {
     if !s.authorized(&h) {
         return unauthorized();
@@ -318,15 +254,9 @@ async fn post_results(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes)
                 "result id empty, too long or with NUL",
             );
         }
-        match base64::engine::general_purpose::STANDARD.decode(&r.body) {
+        match r.bytes() {
             Ok(b) => decoded.push((r.id.clone(), b)),
-            Err(e) => {
-                return err(
-                    StatusCode::BAD_REQUEST,
-                    "bad_batch",
-                    format!("{}: {e}", r.id),
-                );
-            }
+            Err(e) => return err(StatusCode::BAD_REQUEST, "bad_batch", e.to_string()),
         }
     }
     let st = s.clone();
@@ -380,32 +310,6 @@ async fn post_results(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes)
     axum::Json(BatchAnswer { stored, duplicates }).into_response()
 }
 
-/// Query of `GET /v1/results`.
-#[derive(Deserialize)]
-pub struct ResultsQuery {
-    /// Cursor: the `next` of the previous answer (0 = from the start).
-    #[serde(default)]
-    pub after: u64,
-    /// Most results scanned (≤ [`MAX_RESULTS`]).
-    #[serde(default = "default_limit")]
-    pub limit: usize,
-    /// Only ids starting with this (e.g. `dr-a/` or `dr-a/SN-1/`).
-    #[serde(default)]
-    pub prefix: String,
-}
-fn default_limit() -> usize {
-    1000
-}
-
-/// `GET /v1/results` answer.
-#[derive(Serialize, Deserialize, Debug)]
-pub struct ResultsPage {
-    /// Matching results, in storage order.
-    pub results: Vec<ResultItem>,
-    /// Cursor for the next call.
-    pub next: u64,
-}
-
 async fn get_results(State(s): State<Arc<AppState>>, q: Query<ResultsQuery>) -> Response {
     let end = s.results_end.load(Ordering::Relaxed);
     if q.after > end {
@@ -429,10 +333,7 @@ async fn get_results(State(s): State<Arc<AppState>>, q: Query<ResultsQuery>) -> 
             results: items
                 .into_iter()
                 .filter(|(id, _)| id.starts_with(&q.prefix))
-                .map(|(id, b)| ResultItem {
-                    id,
-                    body: base64::engine::general_purpose::STANDARD.encode(b),
-                })
+                .map(|(id, b)| ResultItem::new(&id, &b))
                 .collect(),
             next,
         })
@@ -442,41 +343,10 @@ async fn get_results(State(s): State<Arc<AppState>>, q: Query<ResultsQuery>) -> 
     }
 }
 
-/// `GET /v1/stats` answer.
-#[derive(Serialize, Deserialize, Debug, Default, Clone)]
-pub struct Stats {
-    /// Frames appended to the log.
-    pub frames_accepted: u64,
-    /// Exact re-sends acknowledged again.
-    pub frames_duplicate: u64,
-    /// Ingest refusals by name.
-    pub frames_refused: BTreeMap<String, u64>,
-    /// Bytes in the log.
-    pub log_end: u64,
-    /// Log offset of the worker's last checkpoint.
-    pub worker_offset: u64,
-    /// Frames the workers opened.
-    pub frames_opened: u64,
-    /// Frames the workers refused, by code.
-    pub frames_refused_by_worker: BTreeMap<u16, u64>,
-    /// Results stored.
-    pub results: u64,
-    /// Results recomputed after a restart and ignored.
-    pub results_duplicate: u64,
-    /// Frames with a latency measurement.
-    pub latency_count: u64,
-    /// Median frame-arrival → results-durable latency, ms.
-    pub latency_p50_ms: f64,
-    /// 99th percentile of the same, ms.
-    pub latency_p99_ms: f64,
-}
-
-fn percentile(sorted: &[i64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted.get(i).map_or(f64::NAN, |v| *v as f64 / 1000.0)
+/// The `p` percentile of `sorted` latencies (µs), ms; `None` without any.
+fn percentile(sorted: &[i64], p: f64) -> Option<f64> {
+    let i = (sorted.len().checked_sub(1)? as f64 * p).round() as usize;
+    sorted.get(i).map(|v| *v as f64 / 1000.0)
 }
 
 impl AppState {

@@ -29,18 +29,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// Sequences remembered per device for deduplication.
 pub const DEDUP_WINDOW: u64 = 4096;
 
-/// What ingest answered.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Ack {
-    /// Device serial.
-    pub serial: String,
-    /// Frame sequence.
-    pub sequence: u64,
-    /// Log offset of the frame.
-    pub offset: u64,
-    /// True when this exact frame was already in the log.
-    pub duplicate: bool,
-}
+/// What ingest answered (the `POST /v1/frames` body).
+pub use aorta_api::FrameAck as Ack;
 
 /// Why ingest refused a frame. Each maps to one HTTP status.
 #[derive(Debug, thiserror::Error)]

@@ -14,9 +14,10 @@ pub use aorta_enclave::attest::{Attester, SimAttester};
 pub use aorta_enclave::evidence::{Backend, EvidenceBody, EvidenceClaims, Measurement, Nonce, hex};
 pub use aorta_enclave::keywrap::{Secret32, open_bundle};
 pub use aorta_enclave::verify::Refusal;
-pub use aorta_enclave::worker::{self, ClientError, KeyRequest, Unattested, WorkerKeypair};
+pub use aorta_enclave::worker::{self, WorkerKeypair};
 pub use aorta_server::broker::policy::Policy;
 pub use aorta_server::broker::{Broker, BrokerRefusal, MemoryKeySource, ReleaseRequest};
+pub use aorta_worker::client::{ClientError, KeyRequest, Unattested, attest_to_broker};
 
 pub const T0: u64 = 1_800_000_000;
 

@@ -13,9 +13,8 @@ use aorta_enclave::evidence::{Backend, Measurement, Nonce};
 use aorta_enclave::keywrap::{KeyBundle, KeyWrapError, Secret32, seal_bundle};
 use aorta_enclave::verify::{VerifierPolicy, verify};
 use aorta_enclave::wire::{self, Message, PROTOCOL_VERSION, Role, WireError};
-use aorta_enclave::worker::{
-    FrameError, FrameOpener, OpenedFrame, Ready, Unattested, WorkerKeypair,
-};
+use aorta_enclave::worker::{FrameError, FrameOpener, OpenedFrame, WorkerKeypair};
+use aorta_worker::client::{Ready, Unattested};
 use proptest::prelude::*;
 
 const NOW: u64 = 1_800_000_000;
@@ -99,7 +98,7 @@ impl FrameOpener for NeverOpens {
 fn serve(
     input: Vec<u8>,
 ) -> (
-    Result<aorta_enclave::worker::ServeSummary, WireError>,
+    Result<aorta_worker::client::ServeSummary, WireError>,
     Vec<u8>,
 ) {
     static READY: std::sync::OnceLock<Ready> = std::sync::OnceLock::new();

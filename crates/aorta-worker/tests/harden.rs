@@ -11,6 +11,6 @@
 #[test]
 fn process_becomes_non_dumpable() {
     use rustix::process::{DumpableBehavior, dumpable_behavior};
-    aorta_enclave::worker::harden_process().unwrap();
+    aorta_worker::client::harden_process().unwrap();
     assert_eq!(dumpable_behavior().unwrap(), DumpableBehavior::NotDumpable);
 }

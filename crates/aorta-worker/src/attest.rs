@@ -1,0 +1,135 @@
+//! The attestation client: backend choice, evidence, and key release from
+//! the key broker (`docs/worker-protocol.md`).
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::client::{ClientError, KeyRequest, Ready, Unattested, attest_to_broker};
+use aorta_enclave::attest::{Attester, SimAttester, SystemRoots, detect, hardware_attester};
+use aorta_enclave::evidence::{Backend, Measurement};
+use aorta_enclave::wire::WireError;
+
+use crate::WorkerError;
+
+/// How the worker attests and what it asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttestOptions {
+    /// Evidence backend resolved by [`resolve_backend`].
+    pub backend: Backend,
+    /// Key broker address (host:port).
+    pub broker: String,
+    /// Assignment name in the broker's policy.
+    pub assignment: String,
+    /// Worker configuration file (measured together with the binary).
+    pub config: Option<PathBuf>,
+    /// sim backend: the platform key file (created if missing).
+    pub sim_platform_key: PathBuf,
+    /// tdx/sgx-gramine: Intel collateral JSON for the quote (from a PCCS).
+    pub collateral: Option<PathBuf>,
+}
+
+/// The backend named `name`: `sim`, `tdx`, `sev-snp`, `sgx-gramine`, or
+/// `auto` (a hardware backend whose device files exist). Never falls back
+/// to `sim` silently.
+pub fn resolve_backend(name: &str) -> Result<Backend, WorkerError> {
+    if name == "auto" {
+        detect(&SystemRoots::default()).map_err(|e| WorkerError::Config(e.to_string()))
+    } else {
+        name.parse::<Backend>()
+            .map_err(|e| WorkerError::Config(e.to_string()))
+    }
+}
+
+/// An attested worker with its keys, backend and measurement.
+pub struct Attested {
+    /// The worker holding the released keys.
+    pub ready: Ready,
+    /// The evidence backend used.
+    pub backend: Backend,
+    /// This binary's measurement with its configuration.
+    pub measurement: Measurement,
+}
+
+/// The error of a key-release attempt, by blame.
+fn client_error(e: ClientError) -> WorkerError {
+    match e {
+        ClientError::Refused { code, reason } => WorkerError::Refused { code, reason },
+        ClientError::Wire(WireError::Io(io)) => WorkerError::Network {
+            what: "talking to the key broker".into(),
+            source: Box::new(io),
+        },
+        ClientError::Attest(a) => WorkerError::Attestation(a.to_string()),
+        e => WorkerError::Peer(e.to_string()),
+    }
+}
+
+/// Hardens the process (non-dumpable), produces evidence with `o.backend`,
+/// attests to the broker and receives the assignment's keys for `devices`
+/// and `subscribers` (empty: all of the assignment's). A refusal is
+/// [`WorkerError::Refused`].
+pub fn attest(
+    o: &AttestOptions,
+    devices: Vec<String>,
+    subscribers: Vec<String>,
+) -> Result<Attested, WorkerError> {
+    if let Err(e) = crate::client::harden_process() {
+        tracing::warn!(target: "aorta::worker", error = %e, "could not mark the worker non-dumpable");
+    }
+    let backend = o.backend;
+    let attester: Box<dyn Attester + Send + Sync> = if backend == Backend::Sim {
+        Box::new(
+            SimAttester::load_or_create(&o.sim_platform_key)
+                .map_err(|e| WorkerError::Config(e.to_string()))?,
+        )
+    } else {
+        let coll = match &o.collateral {
+            Some(p) => std::fs::read(p).map_err(|e| {
+                WorkerError::Config(format!("cannot read collateral {}: {e}", p.display()))
+            })?,
+            None => Vec::new(),
+        };
+        hardware_attester(backend, &SystemRoots::default(), coll)
+            .ok_or_else(|| WorkerError::Config(format!("no producer for backend {backend}")))?
+    };
+    let measurement = crate::config::measure(o.config.as_deref())?;
+    let worker = Unattested::new(measurement)
+        .map_err(|e| WorkerError::Internal(format!("random generator failed: {e}")))?;
+    let net = |what: String| {
+        move |e: std::io::Error| WorkerError::Network {
+            what,
+            source: Box::new(e),
+        }
+    };
+    let mut stream = TcpStream::connect(&o.broker).map_err(net(format!(
+        "cannot connect to the key broker at {}",
+        o.broker
+    )))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .map_err(net("setting the broker timeout".into()))?;
+    let req = KeyRequest {
+        assignment: o.assignment.clone(),
+        devices,
+        subscribers,
+    };
+    let ready =
+        attest_to_broker(&mut stream, worker, attester.as_ref(), &req).map_err(client_error)?;
+    Ok(Attested {
+        ready,
+        backend,
+        measurement,
+    })
+}
+
+/// The devices whose keys a bundle holds: entry names are `SERIAL` (a
+/// development key file) or `SERIAL/INDEX` (group keys from the registry).
+pub fn released_devices(names: impl Iterator<Item = String>) -> Vec<String> {
+    let set: std::collections::BTreeSet<String> = names
+        .map(|n| match n.split_once('/') {
+            Some((serial, _)) => serial.to_owned(),
+            None => n,
+        })
+        .collect();
+    set.into_iter().collect()
+}

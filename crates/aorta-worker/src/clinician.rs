@@ -1,0 +1,139 @@
+//! The clinician side of the results API: fetches the results sealed to one
+//! subscriber and opens them, typed, with the clinician's identity.
+
+use std::collections::HashMap;
+
+use aorta_crypto::results::{ClinicianIdentity, OpenedSession};
+use aorta_stream::ecg::EcgResult;
+use serde::{Deserialize, Serialize};
+
+use crate::WorkerError;
+use crate::server::Server;
+
+/// One result a clinician opened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenedResult {
+    /// Device serial (the patient's device).
+    pub patient: String,
+    /// Window start (or event time), µs since the Unix epoch.
+    pub start: i64,
+    /// Window end, µs.
+    pub end: i64,
+    /// The result the worker's ECG operator emitted.
+    pub result: EcgResult,
+}
+
+/// Reads the results sealed to one subscriber, incrementally.
+pub struct ResultReader {
+    server: Server,
+    identity: ClinicianIdentity,
+    subscriber: String,
+    patient: Option<String>,
+    cursor: u64,
+    sessions: HashMap<[u8; 16], OpenedSession>,
+    /// Results whose session envelope has not been seen (yet).
+    orphans: Vec<(String, Vec<u8>)>,
+    refused: u64,
+}
+
+impl ResultReader {
+    /// A reader for `subscriber` with `identity`, optionally only one
+    /// patient's results.
+    pub fn new(
+        server: Server,
+        identity: ClinicianIdentity,
+        subscriber: &str,
+        patient: Option<&str>,
+    ) -> Self {
+        ResultReader {
+            server,
+            identity,
+            subscriber: subscriber.to_owned(),
+            patient: patient.map(str::to_owned),
+            cursor: 0,
+            sessions: HashMap::new(),
+            orphans: Vec::new(),
+            refused: 0,
+        }
+    }
+
+    /// Results that failed to open (wrong identity, tampered by the host).
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// `None` while the result's session envelope is unseen; `Some(Err)`
+    /// when it does not open or is not a result.
+    fn open_one(&self, rest: &str, sealed: &[u8]) -> Option<Result<OpenedResult, ()>> {
+        let Ok(sid) = aorta_crypto::results::sealed_result_session_id(sealed) else {
+            return Some(Err(()));
+        };
+        let session = self.sessions.get(&sid)?;
+        let Ok(plain) = session.open(rest, sealed) else {
+            return Some(Err(()));
+        };
+        let mut parts = rest.rsplitn(3, '/');
+        let (Some(end), Some(start), Some(patient)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Some(Err(()));
+        };
+        let (Ok(start), Ok(end)) = (start.parse(), end.parse()) else {
+            return Some(Err(()));
+        };
+        let Ok(result) = serde_json::from_slice(&plain) else {
+            return Some(Err(()));
+        };
+        Some(Ok(OpenedResult {
+            patient: patient.to_owned(),
+            start,
+            end,
+            result,
+        }))
+    }
+
+    /// Fetches everything new and opens it.
+    pub fn poll(&mut self) -> Result<Vec<OpenedResult>, WorkerError> {
+        let prefix = format!("{}/", self.subscriber);
+        let mut items = Vec::new();
+        loop {
+            let page = self.server.results(self.cursor, &prefix, 5000)?;
+            let done = page.next == self.cursor;
+            self.cursor = page.next;
+            items.extend(page.results);
+            if done {
+                break;
+            }
+        }
+        let mut out = Vec::new();
+        let mut results = std::mem::take(&mut self.orphans);
+        for it in items {
+            let Some(rest) = it.id.strip_prefix(&prefix) else {
+                continue;
+            };
+            let body = it.bytes().map_err(|e| WorkerError::Peer(e.to_string()))?;
+            if rest.starts_with("@session/") {
+                match aorta_crypto::results::open_envelope(&self.identity, &body) {
+                    Ok(s) => {
+                        self.sessions.insert(s.session_id(), s);
+                    }
+                    Err(_) => self.refused += 1,
+                }
+                continue;
+            }
+            if let Some(p) = &self.patient {
+                if !rest.starts_with(&format!("{p}/")) {
+                    continue;
+                }
+            }
+            results.push((rest.to_owned(), body));
+        }
+        for (rest, body) in results {
+            match self.open_one(&rest, &body) {
+                Some(Ok(r)) => out.push(r),
+                Some(Err(())) => self.refused += 1,
+                None => self.orphans.push((rest, body)),
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,90 @@
+//! Opening sealed device frames inside the attested worker.
+
+use aorta_enclave::upload::CachedUploadFrames;
+use aorta_enclave::wire::{self, Message};
+use aorta_enclave::worker::OpenedFrame;
+
+use crate::client::Ready;
+use aorta_stream::Micros;
+use aorta_stream::ecg::EcgEvent;
+use aorta_stream::job::{FrameOpen, Refused, lead0, rr_event};
+
+/// Opens aorta upload frames inside the attested worker with the released
+/// group keys. Each frame crosses the host↔worker boundary as a protocol
+/// message (`SealedFrame`, answered by `FrameDone`/`FrameRefused`), exactly
+/// the bytes a separate host process would exchange with the worker.
+///
+/// Inside the worker, each device's transport key is derived once per
+/// `(serial, key index, epoch)` and remembered in zeroizing memory
+/// ([`CachedUploadFrames`]).
+pub struct SecureFrames {
+    ready: Ready,
+    opener: CachedUploadFrames,
+}
+
+impl SecureFrames {
+    /// A frame opener over an attested worker holding its keys.
+    pub fn new(ready: Ready) -> Self {
+        SecureFrames {
+            ready,
+            opener: CachedUploadFrames::new(),
+        }
+    }
+
+    /// The attested worker.
+    pub fn ready(&self) -> &Ready {
+        &self.ready
+    }
+}
+
+/// The engine event of an opened frame: its intervals for an RR frame (the
+/// codec is part of the authenticated header), else its analysed lead.
+fn event(f: &OpenedFrame) -> Result<EcgEvent, Refused> {
+    if f.codec == aorta_crypto::codec::CODEC_RR {
+        rr_event(f.channels, &f.samples)
+    } else {
+        lead0(f.sample_rate_hz, f.channels, &f.calibration, &f.samples).map(EcgEvent::Samples)
+    }
+}
+
+impl FrameOpen for SecureFrames {
+    fn open(&mut self, frame: &[u8]) -> Result<(String, Micros, EcgEvent), Refused> {
+        // Host side: the frame is handed over as a protocol message.
+        let crossing = Message::SealedFrame {
+            frame: frame.to_vec(),
+        };
+        let mut bytes = Vec::with_capacity(frame.len() + 16);
+        wire::write_message(&mut bytes, &crossing).map_err(|e| Refused {
+            code: 296,
+            reason: format!("boundary: {e}"),
+        })?;
+        // Worker side: decode, open, analyse.
+        let inside = wire::read_message(&mut bytes.as_slice())
+            .ok()
+            .flatten()
+            .ok_or_else(|| Refused {
+                code: 296,
+                reason: "boundary: message did not decode".into(),
+            })?;
+        let Message::SealedFrame { frame } = inside else {
+            return Err(Refused {
+                code: 296,
+                reason: "boundary: unexpected message".into(),
+            });
+        };
+        let mut got = None;
+        let reply = self
+            .ready
+            .process_frame(&self.opener, &frame, &mut |f: &OpenedFrame| {
+                got = Some((f.serial.clone(), f.first_sample_us, event(f)));
+            });
+        match (reply, got) {
+            (Message::FrameDone { .. }, Some((serial, t, ev))) => Ok((serial, t, ev?)),
+            (Message::FrameRefused { code, reason }, _) => Err(Refused { code, reason }),
+            _ => Err(Refused {
+                code: 298,
+                reason: "worker gave no result for the frame".into(),
+            }),
+        }
+    }
+}

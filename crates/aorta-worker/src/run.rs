@@ -1,0 +1,304 @@
+//! The worker loops: the ECG job over a server's log ([`run_worker`]), the
+//! whole `aorta worker stream` step ([`stream`]), the host channel of
+//! `aorta worker run --serve-stdio` ([`serve_host`]), and their typed reports.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use aorta_enclave::upload::UploadFrames;
+use aorta_stream::job::{FrameOpen, ResultSealer, StateSealer};
+use serde::Serialize;
+
+use crate::WorkerError;
+use crate::attest::{AttestOptions, Attested, attest, released_devices};
+use crate::client::{Ready, ServeSummary};
+use crate::config::{StreamConfig, read_config};
+use crate::frames::SecureFrames;
+use crate::seal::sealers;
+use crate::server::{RemoteCheckpoints, RemoteJob, RemoteLog, RemoteResults, Server};
+
+/// Options of [`run_worker`].
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerOptions {
+    /// Records per batch.
+    pub batch: usize,
+    /// Checkpoint at least this often while input flows.
+    pub checkpoint_every: Duration,
+    /// Longest pause between retries after a failure.
+    pub max_backoff: Duration,
+    /// Stop after this many consecutive failures (0 = never).
+    pub max_failures: u32,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            batch: 1024,
+            checkpoint_every: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(5),
+            max_failures: 0,
+        }
+    }
+}
+
+/// Progress of [`run_worker`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct WorkerProgress {
+    /// Log records processed.
+    pub records: u64,
+    /// Frames opened.
+    pub opened: u64,
+    /// Frames refused.
+    pub refused: u64,
+    /// Log offset processed.
+    pub offset: u64,
+    /// Checkpoints taken.
+    pub checkpoints: u64,
+    /// Failures retried.
+    pub retries: u64,
+}
+
+/// Runs `job` against the server's log until `stop` is set: read a batch,
+/// open and analyse it, send the sealed results (durably) with the batch's
+/// latencies, checkpoint periodically. Failures (server restarting, network)
+/// are retried with backoff; the pipeline's write order keeps retries
+/// exactly-once (unsent results stay buffered and precede any checkpoint).
+/// A final checkpoint is taken on a clean stop.
+pub fn run_worker<F, RS, SS>(
+    job: &mut RemoteJob<F, RS, SS>,
+    log: &RemoteLog,
+    opts: WorkerOptions,
+    stop: &AtomicBool,
+    mut progress: impl FnMut(&WorkerProgress),
+) -> Result<WorkerProgress, WorkerError>
+where
+    F: FrameOpen,
+    RS: ResultSealer,
+    SS: StateSealer,
+{
+    let mut p = WorkerProgress {
+        offset: job.offset(),
+        ..WorkerProgress::default()
+    };
+    let mut last_cp = Instant::now();
+    let mut cp_offset = job.offset();
+    let mut failures = 0u32;
+    let mut reported_opened = job.decoder().opened();
+    let mut reported_refused = job.decoder().refused().clone();
+    while !stop.load(Ordering::Relaxed) {
+        let r = job.run_batch(log, opts.batch).and_then(|b| {
+            let d = job.decoder();
+            let refused_delta: BTreeMap<u16, u64> = d
+                .refused()
+                .iter()
+                .map(|(c, n)| (*c, n - reported_refused.get(c).copied().unwrap_or(0)))
+                .filter(|(_, n)| *n > 0)
+                .collect();
+            let opened = d.opened() - reported_opened;
+            reported_opened = d.opened();
+            reported_refused = d.refused().clone();
+            job.pipeline()
+                .results()
+                .inner()
+                .report(opened, &refused_delta, &b.latencies_us);
+            if b.records == 0 {
+                // Idle: deliver the progress report now.
+                job.pipeline_mut().sync_results()?;
+            }
+            if job.offset() != cp_offset && last_cp.elapsed() >= opts.checkpoint_every {
+                job.checkpoint()?;
+                cp_offset = job.offset();
+                last_cp = Instant::now();
+                p.checkpoints += 1;
+            }
+            Ok(b.records)
+        });
+        match r {
+            Ok(n) => {
+                failures = 0;
+                p.records += n as u64;
+                p.offset = job.offset();
+                p.opened = job.decoder().opened();
+                p.refused = job.decoder().refused().values().sum();
+                progress(&p);
+            }
+            Err(e) => {
+                failures += 1;
+                p.retries += 1;
+                if opts.max_failures > 0 && failures >= opts.max_failures {
+                    return Err(e.into());
+                }
+                let pause = Duration::from_millis(100u64 << failures.min(6)).min(opts.max_backoff);
+                tracing::warn!(target: "aorta::worker", error = %e, retry_in_ms = pause.as_millis() as u64, "batch failed; retrying");
+                std::thread::sleep(pause);
+            }
+        }
+    }
+    if job.offset() != cp_offset {
+        job.checkpoint()?;
+        p.checkpoints += 1;
+    }
+    Ok(p)
+}
+
+/// What `aorta worker run` reports once attested.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunStatus {
+    /// Evidence backend.
+    pub backend: String,
+    /// False for `sim`.
+    pub hardware_protected: bool,
+    /// The `sim` warning, or `null`.
+    pub warning: Option<String>,
+    /// This binary's measurement, hex.
+    pub measurement: String,
+    /// Assignment name.
+    pub assignment: String,
+    /// Devices whose keys were released.
+    pub devices: Vec<String>,
+    /// Subscribers whose result keys were released.
+    pub subscribers: Vec<String>,
+    /// Transport keys released.
+    pub transport_keys: usize,
+    /// Result keys released.
+    pub result_keys: usize,
+}
+
+impl RunStatus {
+    /// The status of an attested worker for `assignment`.
+    pub fn of(a: &Attested, assignment: &str) -> Self {
+        let keys = a.ready.keys();
+        let hardware = a.backend.is_hardware();
+        RunStatus {
+            backend: a.backend.name().to_owned(),
+            hardware_protected: hardware,
+            warning: (!hardware).then(|| aorta_enclave::SIM_WARNING.to_owned()),
+            measurement: a.measurement.to_hex(),
+            assignment: assignment.to_owned(),
+            devices: released_devices(keys.transport_keys.iter().map(|(s, _)| s.clone())),
+            subscribers: keys.result_keys.iter().map(|(s, _)| s.clone()).collect(),
+            transport_keys: keys.transport_keys.len(),
+            result_keys: keys.result_keys.len(),
+        }
+    }
+}
+
+/// Serves the host protocol of an attested worker on `input`/`output`
+/// (`SealedFrame` → `FrameDone`/`FrameRefused`) until the host closes it.
+pub fn serve_host(
+    ready: &Ready,
+    input: &mut impl std::io::Read,
+    output: &mut impl std::io::Write,
+) -> Result<ServeSummary, WorkerError> {
+    ready
+        .serve(&UploadFrames, input, output, &mut |_f| {})
+        .map_err(|e| WorkerError::Peer(format!("host channel: {e}")))
+}
+
+/// Options of [`stream`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamOptions {
+    /// How to attest.
+    pub attest: AttestOptions,
+    /// Server base URL.
+    pub server: String,
+    /// The server's certificate to trust.
+    pub ca: PathBuf,
+    /// File holding the server's worker token.
+    pub token_file: PathBuf,
+    /// Records per batch (clamped to 1..=4096).
+    pub batch: usize,
+    /// Checkpoint interval, seconds (positive).
+    pub checkpoint_secs: f64,
+}
+
+/// What `aorta worker stream` did, reported when it stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StreamSummary {
+    /// The worker loop's progress.
+    #[serde(flatten)]
+    pub progress: WorkerProgress,
+    /// Results newly stored by the server.
+    pub results_stored: u64,
+    /// Results the server already held (replays).
+    pub results_duplicate: u64,
+}
+
+/// Attests (retrying what the network breaks, never a refusal), then runs
+/// the ECG job over the server's log until `stop` is set: frames opened
+/// inside the worker, results sealed to the assignment's subscribers,
+/// checkpoints under the state key. A final checkpoint is taken on a clean
+/// stop.
+pub fn stream(o: &StreamOptions, stop: &AtomicBool) -> Result<StreamSummary, WorkerError> {
+    if !(o.checkpoint_secs.is_finite() && o.checkpoint_secs > 0.0) {
+        return Err(WorkerError::Config(
+            "--checkpoint-secs must be positive".into(),
+        ));
+    }
+    let cfg = StreamConfig::parse(&read_config(o.attest.config.as_deref())?)?;
+    let token = zeroize::Zeroizing::new(
+        std::fs::read_to_string(&o.token_file)
+            .map_err(|e| {
+                WorkerError::Config(format!(
+                    "cannot read the worker token {}: {e}",
+                    o.token_file.display()
+                ))
+            })?
+            .trim()
+            .to_owned(),
+    );
+    // The broker may be restarting: retry what the network breaks, never a
+    // refusal.
+    let mut failures = 0u32;
+    let Attested { ready, backend, .. } = loop {
+        match attest(&o.attest, Vec::new(), Vec::new()) {
+            Ok(r) => break r,
+            Err(e) if e.is_transient() && failures < 30 && !stop.load(Ordering::Relaxed) => {
+                failures += 1;
+                let pause = Duration::from_millis(100u64 << failures.min(5));
+                tracing::warn!(target: "aorta::worker", error = %e, retry_in_ms = pause.as_millis() as u64, "attestation failed; retrying");
+                std::thread::sleep(pause);
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let (results_sealer, state_sealer) = sealers(&ready, &o.attest.assignment)?;
+    if results_sealer.is_empty() {
+        tracing::warn!(target: "aorta::worker", "the assignment has no subscribers: results are computed but nobody can read them");
+    }
+    let devices = released_devices(
+        ready
+            .keys()
+            .transport_keys
+            .iter()
+            .filter(|(n, _)| !n.starts_with('@'))
+            .map(|(s, _)| s.clone()),
+    );
+    tracing::info!(target: "aorta::worker", backend = backend.name(), hardware_protected = backend.is_hardware(), devices = devices.len(), subscribers = results_sealer.len(), "keys received; streaming");
+    let srv = Server::new(&o.server, &o.ca, Some(token.to_string()))?;
+    let log = RemoteLog::new(srv.clone(), 500);
+    let mut job = aorta_stream::job::EcgJob::open(
+        cfg.ecg(),
+        cfg.engine(),
+        SecureFrames::new(ready),
+        RemoteCheckpoints::new(srv.clone()),
+        state_sealer,
+        RemoteResults::new(srv.clone()),
+        results_sealer,
+        u64::MAX,
+    )?;
+    let opts = WorkerOptions {
+        batch: o.batch.clamp(1, 4096),
+        checkpoint_every: Duration::from_secs_f64(o.checkpoint_secs),
+        ..WorkerOptions::default()
+    };
+    let p = run_worker(&mut job, &log, opts, stop, |_p| {})?;
+    let (results_stored, results_duplicate) = job.pipeline().results().inner().counts();
+    Ok(StreamSummary {
+        progress: p,
+        results_stored,
+        results_duplicate,
+    })
+}

@@ -1,0 +1,136 @@
+//! Sealing what leaves the worker: results to each subscriber, checkpoint
+//! state under the worker state key (`aorta_crypto::results`,
+//! `docs/results-format.md`).
+
+use aorta_stream::StreamError;
+use aorta_stream::job::{ResultSealer, StateSealer};
+
+use aorta_enclave::worker::STATE_KEY_NAME;
+
+use crate::WorkerError;
+use crate::client::Ready;
+
+/// The sealers of an attested worker for `assignment`, from the keys the
+/// broker released: results to every released subscriber, checkpoints under
+/// the worker state key (a bundle without one is the broker's fault).
+pub fn sealers(
+    ready: &Ready,
+    assignment: &str,
+) -> Result<(SubscriberSealer, StateKeySealer), WorkerError> {
+    let keys = ready.keys();
+    let state_key = keys
+        .transport_keys
+        .iter()
+        .find(|(n, _)| n == STATE_KEY_NAME)
+        .map(|(_, k)| *k.expose())
+        .ok_or_else(|| {
+            WorkerError::Peer(
+                "the broker released no worker state key (is the broker an `aorta server` with a registry?)"
+                    .into(),
+            )
+        })?;
+    let subscribers: Vec<(String, aorta_crypto::results::ClinicianPublic)> = keys
+        .result_keys
+        .iter()
+        .map(|(id, k)| {
+            (
+                id.clone(),
+                aorta_crypto::results::ClinicianPublic::from_bytes(*k.expose()),
+            )
+        })
+        .collect();
+    Ok((
+        SubscriberSealer::new(&subscribers)?,
+        StateKeySealer::new(&state_key, assignment),
+    ))
+}
+
+/// Seals each result to every subscriber of the worker's assignment. One
+/// result session per subscriber per worker run: its envelope is stored
+/// once, under [`session_id_key`], before the first result it seals; results
+/// are stored under `SUBSCRIBER/ID`.
+pub struct SubscriberSealer {
+    sessions: Vec<(aorta_crypto::results::ResultSession, Option<Vec<u8>>)>,
+}
+
+impl SubscriberSealer {
+    /// Sessions for `subscribers` (id, clinician public key).
+    pub fn new(
+        subscribers: &[(String, aorta_crypto::results::ClinicianPublic)],
+    ) -> Result<Self, WorkerError> {
+        let mut sessions = Vec::with_capacity(subscribers.len());
+        for (id, pk) in subscribers {
+            let (s, envelope) = aorta_crypto::results::ResultSession::open_new(id, pk)
+                .map_err(|e| WorkerError::Internal(format!("result session for {id}: {e}")))?;
+            sessions.push((s, Some(envelope)));
+        }
+        Ok(SubscriberSealer { sessions })
+    }
+
+    /// Number of subscribers.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// True without subscribers.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+}
+
+/// The store id of a session envelope: `SUBSCRIBER/@session/SESSION_ID`.
+pub fn session_id_key(subscriber: &str, session: &[u8]) -> String {
+    format!("{subscriber}/@session/{}", aorta_base::hex::encode(session))
+}
+
+impl ResultSealer for SubscriberSealer {
+    fn seal(
+        &mut self,
+        id: &str,
+        json: &[u8],
+        out: &mut Vec<(String, Vec<u8>)>,
+    ) -> Result<(), StreamError> {
+        for (s, envelope) in &mut self.sessions {
+            let sub = s.subscriber_id().to_owned();
+            if let Some(env) = envelope.take() {
+                out.push((session_id_key(&sub, &s.session_id()), env));
+            }
+            let sealed = s
+                .seal(id, json)
+                .map_err(|e| WorkerError::Internal(format!("sealing result {id}: {e}")))?;
+            out.push((format!("{sub}/{id}"), sealed));
+        }
+        Ok(())
+    }
+}
+
+/// Seals checkpoint state under the worker state key the broker released,
+/// bound to the assignment name.
+pub struct StateKeySealer {
+    key: zeroize::Zeroizing<[u8; 32]>,
+    context: Vec<u8>,
+}
+
+impl StateKeySealer {
+    /// A sealer with `key`, for `assignment`.
+    pub fn new(key: &[u8; 32], assignment: &str) -> Self {
+        StateKeySealer {
+            key: zeroize::Zeroizing::new(*key),
+            context: format!("aorta worker checkpoint/{assignment}").into_bytes(),
+        }
+    }
+}
+
+impl StateSealer for StateKeySealer {
+    fn seal(&self, state: &[u8]) -> Result<Vec<u8>, StreamError> {
+        aorta_crypto::results::seal_state(&self.key, &self.context, state)
+            .map_err(|e| WorkerError::Internal(format!("sealing the checkpoint: {e}")).into())
+    }
+    fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, StreamError> {
+        // The server holds the sealed state: one that does not open was
+        // altered or is another assignment's.
+        aorta_crypto::results::open_state(&self.key, &self.context, sealed)
+            .map(|z| z.to_vec())
+            .map_err(|e| WorkerError::Peer(format!("opening the checkpoint: {e}")).into())
+    }
+}
