@@ -305,6 +305,55 @@ pub struct AgentReport {
     pub last_error: Option<String>,
 }
 
+/// The summary of a device run as a tool reports it (`aorta device run
+/// --json`): the [`AgentReport`] counts, plus the device and what an earlier
+/// run had left queued. Fields are in alphabetical order, as printed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RunSummary {
+    /// Frames acknowledged.
+    pub acked: u64,
+    /// Sealed bytes of this run.
+    pub bytes: u64,
+    /// Frames dropped by the full-queue policy.
+    pub dropped: u64,
+    /// Frames sealed by this run.
+    pub frames: u64,
+    /// Frames still queued.
+    pub queued_left: usize,
+    /// Frames refused for good.
+    pub refused: usize,
+    /// Frames an earlier run had left queued.
+    pub resumed: usize,
+    /// Failed upload attempts.
+    pub retries: u64,
+    /// Samples per channel sealed by this run.
+    pub samples: u64,
+    /// The device serial.
+    pub serial: String,
+    /// Whether the run was stopped (SIGINT/SIGTERM).
+    pub stopped: bool,
+}
+
+impl RunSummary {
+    /// The summary of `report` for device `serial`, which resumed `resumed`
+    /// queued frames.
+    pub fn new(serial: &str, resumed: usize, report: &AgentReport) -> Self {
+        RunSummary {
+            acked: report.acked,
+            bytes: report.bytes_sealed,
+            dropped: report.dropped,
+            frames: report.frames_sealed,
+            queued_left: report.queued_left,
+            refused: report.refused.len(),
+            resumed,
+            retries: report.retries,
+            samples: report.samples_sealed,
+            serial: serial.to_owned(),
+            stopped: report.stopped,
+        }
+    }
+}
+
 /// Seals one source frame and pushes it to the queue (durably) — the step
 /// shared by the live agent and `aorta device seal`. Returns the frame and
 /// the sequences the full-queue policy dropped to make room.

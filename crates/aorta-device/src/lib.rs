@@ -27,12 +27,16 @@
 #![deny(missing_docs)]
 
 pub mod agent;
+pub mod dir;
 mod fsutil;
 pub mod http;
 pub mod pkcs11;
 pub mod queue;
 pub mod rotation;
 pub mod se;
+pub mod source;
+
+pub use dir::DeviceDir;
 
 use std::path::PathBuf;
 
@@ -118,6 +122,18 @@ pub enum DeviceError {
     /// The frame source (a record, a growing file, a sensor) failed.
     #[error("frame source: {0}")]
     Source(String),
+    /// A WFDB record (header, signal file or annotations) could not be read.
+    #[error(transparent)]
+    Wfdb(#[from] aorta_signal::wfdb::WfdbError),
+    /// RR text is not in aorta's one RR text format.
+    #[error("RR text{}: {error}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    RrText {
+        /// The file, if the text came from one.
+        path: Option<PathBuf>,
+        /// The line and what is wrong with it.
+        #[source]
+        error: aorta_signal::hrv::RrParseError,
+    },
     /// The peer broke the protocol.
     #[error("protocol violation: {0}")]
     Protocol(String),
