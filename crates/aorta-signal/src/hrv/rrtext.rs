@@ -218,8 +218,8 @@ mod tests {
         );
         assert_eq!(parse_rr_text(t).unwrap(), vec![800.0, 800.0, 810.0]);
         // Out-of-range intervals are lines; judging them is the caller's.
-        assert_eq!(parse_rr_lines(b"rr_ms\n100\n6000\n").unwrap().len(), 2);
-        assert!(parse_rr_text(b"rr_ms\n100\n6000\n").is_err());
+        assert_eq!(parse_rr_lines(b"rr_ms\n-5\n70000\n").unwrap().len(), 2);
+        assert!(parse_rr_text(b"rr_ms\n-5\n70000\n").is_err());
     }
 
     #[test]
