@@ -46,8 +46,9 @@
 //!
 //! /// Streams `src` (a WFDB replay, a followed file, RR intervals...).
 //! fn stream(src: &mut dyn FrameSource, stop: &AtomicBool) -> Result<(), DeviceError> {
-//!     let mut sealer = Sealer::new(FileSecureElement::open("dev/se.key")?, "dev/rotation.state")?;
-//!     let mut queue = OfflineQueue::open("dev/queue", QueueLimits::default())?;
+//!     let dir = aorta_device::DeviceDir::new("dev");
+//!     let mut sealer = Sealer::new(FileSecureElement::open(dir.se())?, dir.state())?;
+//!     let mut queue = OfflineQueue::open(dir.queue(), QueueLimits::default())?;
 //!     // One transport per process; clones share its connection pool.
 //!     let uplink = HttpsTransport::new("https://127.0.0.1:8443", "cert.pem".as_ref(), HttpOptions::default())?;
 //!     let config = AgentConfig { speed: Speed::RealTime(10.0), ..AgentConfig::default() };
@@ -813,12 +814,13 @@ mod tests {
 
     fn device() -> Device {
         let dir = tempfile::tempdir().unwrap();
-        let se = dir.path().join("se.key");
+        let d = crate::DeviceDir::new(dir.path());
+        let se = d.se();
         FileSecureElement::create(&se, KeySlice::new("SN-AGENT", material()).unwrap()).unwrap();
         Device {
             se,
-            state: dir.path().join("state"),
-            queue: dir.path().join("queue"),
+            state: d.state(),
+            queue: d.queue(),
             _dir: dir,
         }
     }

@@ -7,7 +7,12 @@
 //! ([`queue::OfflineQueue`]), the upload loop ([`queue::flush`]), the live
 //! device agent ([`agent::run`]: paced production, offline buffering, retry
 //! with capped exponential backoff and jitter, clean shutdown) and its HTTPS
-//! uplink ([`http::HttpsTransport`]).
+//! uplink ([`http::HttpsTransport`]). It also owns the device's frame sources
+//! ([`source`]: a replayed WFDB record, a record still being written, RR
+//! intervals; the one WFDB-header-to-calibration mapping
+//! [`source::calibration_of`]), the device directory layout ([`DeviceDir`]:
+//! key store, rotation state, queue) and provisioning's device step
+//! ([`DeviceDir::install_keys`]).
 //!
 //! It must never write key bytes anywhere but the secure element, never log
 //! them, never reuse a (key, nonce) pair, and never drop a buffered frame
@@ -16,9 +21,9 @@
 //! ```no_run
 //! use aorta_device::{rotation::Sealer, se::FileSecureElement, queue::{OfflineQueue, QueueLimits}};
 //! use aorta_crypto::frame::ChannelCalibration;
-//! let se = FileSecureElement::open("device/se.key")?;
-//! let mut sealer = Sealer::new(se, "device/state")?;
-//! let mut queue = OfflineQueue::open("device/queue", QueueLimits::default())?;
+//! let dir = aorta_device::DeviceDir::new("device");
+//! let mut sealer = Sealer::new(FileSecureElement::open(dir.se())?, dir.state())?;
+//! let mut queue = OfflineQueue::open(dir.queue(), QueueLimits::default())?;
 //! let cal = [ChannelCalibration::new(200.0, 1024, 1024, 11, "mV", "MLII")];
 //! let frame = sealer.seal(0, 360_000, &cal, &[&[1024, 1030, 1041][..]])?;
 //! queue.push(frame.sequence, &frame.bytes)?;
