@@ -57,6 +57,9 @@ pub enum DeviceError {
         /// Error.
         error: std::io::Error,
     },
+    /// An owner-only atomic file write failed.
+    #[error(transparent)]
+    Write(aorta_base::fs::WriteError),
     /// Refusing to overwrite a key store.
     #[error("{}: already exists; refusing to overwrite a key store", path.display())]
     AlreadyExists {
