@@ -1,6 +1,6 @@
 //! `aorta demo`: flags → [`aorta_bench::demo::run`] (the server and worker
 //! launched from this executable, the devices replaying records with
-//! [`RecordReplay`]) → the summary on stderr, `--json` on stdout.
+//! `aorta_device::source::record::RecordReplay`) → the summary on stderr, `--json` on stdout.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,14 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
-use aorta_bench::demo::{
-    ASSIGNMENT, DemoConfig, DemoOutcome, DemoReport, DeviceLayout, Replay, ReplaySpec, SUBSCRIBER,
-    SampleRecord,
-};
+use aorta_bench::demo::{ASSIGNMENT, DemoConfig, DemoOutcome, DemoReport, SUBSCRIBER, SampleRecord};
 use aorta_device::agent::Speed;
-use aorta_signal::wfdb::Record;
-
-use crate::replay::{RecordReplay, ReplayOptions};
 
 /// The sample shipped in the binary, used when the MIT-BIH folder is absent
 /// (`tools/make_demo_sample.py`: the first 6 minutes of records 100 and 203).
@@ -64,25 +58,6 @@ pub struct DemoArgs {
     setup_only: bool,
 }
 
-/// A device's replay of `record` (the CLI's [`RecordReplay`]).
-fn open_replay(record: Arc<Record>, spec: &ReplaySpec) -> anyhow::Result<Replay> {
-    let replay = RecordReplay::new(
-        record,
-        &ReplayOptions {
-            frame_seconds: spec.frame_seconds,
-            offset_seconds: 0.0,
-            duration_seconds: Some(spec.duration_seconds),
-            start_us: spec.start_us,
-        },
-    )?;
-    let channels = replay.channels();
-    Ok(Replay {
-        samples: replay.total_samples() * channels as u64,
-        channels,
-        source: Box::new(replay),
-    })
-}
-
 /// SIGINT and SIGTERM stop the devices (then the demo ends as usual).
 fn watch_stop(stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -110,11 +85,6 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
                 signal,
             })
             .collect(),
-        layout: DeviceLayout {
-            se_file: crate::factory_cmd::SE_FILE,
-            state_file: crate::device_cmd::STATE_FILE,
-        },
-        open_replay: Box::new(open_replay),
         watch_stop,
     };
     match aorta_bench::demo::run(&cfg, &|s| eprintln!("{s}"))? {

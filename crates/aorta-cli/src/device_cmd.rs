@@ -8,20 +8,19 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use aorta_device::agent::{self, AgentConfig, AgentEvent, AgentReport, FrameSource, Speed};
+use aorta_device::DeviceDir;
+use aorta_device::agent::{
+    self, AgentConfig, AgentEvent, AgentReport, FrameSource, RunSummary, Speed,
+};
 use aorta_device::http::{HttpOptions, HttpsTransport};
 use aorta_device::queue::{OfflineQueue, QueueLimits};
-use aorta_device::rotation::Sealer;
-use aorta_device::se::FileSecureElement;
+use aorta_device::source::follow::FollowSource;
+use aorta_device::source::record::{RecordReplay, ReplayOptions, seal_record};
+use aorta_device::source::rr::{RrReplay, from_annotations, read_rr_file};
 use aorta_signal::wfdb::Record;
 
-use crate::factory_cmd::SE_FILE;
-use crate::replay::{RecordReplay, ReplayOptions};
-
-/// The rotation state file inside a device directory.
-pub const STATE_FILE: &str = "rotation.state";
-/// The offline queue inside a device directory (used by `device run`).
-pub const QUEUE_DIR: &str = "queue";
+/// Transitional re-export for `demo_cmd.rs` (moved by another branch; it
+/// should use [`DeviceDir`]).
 
 /// `aorta device` subcommands.
 #[derive(clap::Subcommand)]
@@ -150,10 +149,7 @@ pub fn run(cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
                     Duration::try_from_secs_f64(s).context("--drain-timeout must be seconds ≥ 0")
                 })
                 .transpose()?;
-            let start_us = match start_us {
-                Some(t) => t,
-                None => now_us()?,
-            };
+            let start_us = start_us.unwrap_or_else(aorta_base::time::now_us);
             let opts = ReplayOptions {
                 frame_seconds,
                 offset_seconds: offset,
@@ -180,14 +176,6 @@ pub fn run(cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Now, in µs since the Unix epoch (the default `--start-us`).
-pub fn now_us() -> anyhow::Result<i64> {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .context("the system clock is before 1970")?;
-    i64::try_from(d.as_micros()).context("the system clock is out of range")
-}
-
 /// `aorta device seal`: the agent's seal-and-queue step over a whole record,
 /// without an uplink.
 fn seal(
@@ -197,11 +185,9 @@ fn seal(
     start_us: i64,
     out: PathBuf,
 ) -> anyhow::Result<ExitCode> {
-    let se = FileSecureElement::open(device.join(SE_FILE))?;
-    let mut sealer = Sealer::new(se, device.join(STATE_FILE))?;
-    let rec = Arc::new(Record::read(&record)?);
+    let mut sealer = DeviceDir::new(device).open_sealer()?;
     let mut src = RecordReplay::new(
-        rec.clone(),
+        Arc::new(Record::read(&record)?),
         &ReplayOptions {
             frame_seconds,
             offset_seconds: 0.0,
@@ -216,22 +202,17 @@ fn seal(
             max_frames: usize::MAX,
         },
     )?;
-    let (rate, cal) = (src.sample_rate_mhz(), src.calibration().to_vec());
-    let (n, channels) = (src.total_samples(), src.channels());
-    let (mut frames, mut bytes, mut first_seq) = (0u64, 0u64, None);
-    while let Some(frame) = src.next_frame()? {
-        let (f, _) = agent::seal_and_queue(&mut sealer, &mut queue, rate, &cal, &frame)?;
-        first_seq.get_or_insert(f.sequence);
-        frames += 1;
-        bytes += f.bytes.len() as u64;
-    }
-    let raw = n * channels as u64 * 2;
+    let s = seal_record(&mut src, &mut sealer, &mut queue)?;
     println!(
-        "sealed {frames} frames (sequences {}..{}) of {n} samples × {channels} channels into {}: {bytes} bytes ({:.1}% of 16-bit samples)",
-        first_seq.unwrap_or(0),
-        sealer.next_sequence(),
+        "sealed {} frames (sequences {}..{}) of {} samples × {} channels into {}: {} bytes ({:.1}% of 16-bit samples)",
+        s.frames,
+        s.first_sequence.unwrap_or(0),
+        s.next_sequence,
+        s.samples,
+        s.channels,
         out.display(),
-        100.0 * bytes as f64 / raw.max(1) as f64
+        s.bytes,
+        s.percent_of_16_bit()
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -349,10 +330,10 @@ fn stream(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let mut transport = HttpsTransport::new(server, ca, HttpOptions::default())?;
-    let se = FileSecureElement::open(device.join(SE_FILE))?;
-    let serial = aorta_crypto::keys::KeyPrf::serial(&se).to_owned();
-    let mut sealer = Sealer::new(se, device.join(STATE_FILE))?;
-    let mut queue = OfflineQueue::open(device.join(QUEUE_DIR), QueueLimits::default())?;
+    let dir = DeviceDir::new(device);
+    let mut sealer = dir.open_sealer()?;
+    let serial = aorta_crypto::keys::KeyPrf::serial(sealer.secure_element()).to_owned();
+    let mut queue = dir.open_queue(QueueLimits::default())?;
     let resumed = queue.len();
     let stop = install_stop_signals()?;
     let pace = match config.speed {
@@ -372,7 +353,7 @@ fn stream(
             Box::new(src)
         }
         Input::Follow(record, idle) => {
-            let f = crate::follow::FollowSource::new(
+            let f = FollowSource::new(
                 record,
                 opts.frame_seconds,
                 opts.start_us,
@@ -390,16 +371,15 @@ fn stream(
         Input::RrFile(path) | Input::RrAnnotations(path) => {
             let (segs, stats, what) = match input {
                 Input::RrFile(_) => {
-                    let (s, st) = crate::rr_replay::read_rr_file(path)?;
+                    let (s, st) = read_rr_file(path)?;
                     (s, st, "RR intervals")
                 }
                 _ => {
-                    let (s, st) = crate::rr_replay::from_annotations(path)?;
+                    let (s, st) = from_annotations(path)?;
                     (s, st, "N→N RR intervals")
                 }
             };
-            let src =
-                crate::rr_replay::RrReplay::new(&segs, opts.frame_seconds, opts.start_us, "RR")?;
+            let src = RrReplay::new(&segs, opts.frame_seconds, opts.start_us, "RR")?;
             eprintln!(
                 "{serial}: streaming {} {what} ({:.1} s, {} segments, {} left out) of {} as RR frames to {} ({pace})",
                 src.total_intervals(),
@@ -428,20 +408,10 @@ fn stream(
     )?;
     line.clear();
     if json {
-        let v = serde_json::json!({
-            "serial": serial,
-            "frames": r.frames_sealed,
-            "samples": r.samples_sealed,
-            "bytes": r.bytes_sealed,
-            "acked": r.acked,
-            "refused": r.refused.len(),
-            "retries": r.retries,
-            "dropped": r.dropped,
-            "queued_left": r.queued_left,
-            "resumed": resumed,
-            "stopped": r.stopped,
-        });
-        println!("{v}");
+        println!(
+            "{}",
+            serde_json::to_string(&RunSummary::new(&serial, resumed, &r))?
+        );
     } else {
         println!(
             "{serial}: sealed {} frames ({} samples/channel, {} bytes), acked {}, refused {}, retries {}, dropped {}, left queued {}{}",

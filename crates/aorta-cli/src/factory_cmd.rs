@@ -3,9 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use aorta_crypto::keys;
-use aorta_device::se::FileSecureElement;
+use aorta_device::DeviceDir;
 use aorta_registry::{PoolConfig, Registry, RegistryError};
 
 /// `aorta factory` subcommands.
@@ -39,8 +38,8 @@ pub enum FactoryCmd {
     },
 }
 
-/// The key store file inside a device directory.
-pub const SE_FILE: &str = "se.key";
+/// Transitional re-export for `demo_cmd.rs` (moved by another branch; it
+/// should use [`DeviceDir`]).
 
 pub fn run(cmd: FactoryCmd) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -72,13 +71,8 @@ pub fn run(cmd: FactoryCmd) -> anyhow::Result<ExitCode> {
             out,
         } => {
             let reg = Registry::open(&registry)?;
-            let se_path = out.join(SE_FILE);
-            if se_path.exists() {
-                anyhow::bail!(
-                    "{} already exists; refusing to overwrite a key store",
-                    se_path.display()
-                );
-            }
+            let dir = DeviceDir::new(out);
+            dir.ensure_no_key_store()?;
             let slice = match reg.provision(&serial) {
                 Ok(s) => s,
                 Err(
@@ -91,12 +85,9 @@ pub fn run(cmd: FactoryCmd) -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => return Err(e.into()),
             };
-            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            FileSecureElement::create(&se_path, slice)?;
-            // Assembly check: read the keys back from the device's store and
-            // send the commitment with the serial.
-            let se = FileSecureElement::open(&se_path)?;
-            let commitment = keys::commitment(&se)?;
+            // Assembly check: the device reads its keys back and sends the
+            // commitment with the serial.
+            let commitment = dir.install_keys(slice)?;
             match reg.verify(&serial, &commitment) {
                 Ok(()) => {
                     let info = reg.device(&serial)?;
@@ -104,7 +95,7 @@ pub fn run(cmd: FactoryCmd) -> anyhow::Result<ExitCode> {
                         "device {serial}: keys {}..{} of the pool, key store {}, verified",
                         info.offset,
                         info.offset + u64::from(info.slice_len),
-                        se_path.display()
+                        dir.se().display()
                     );
                     Ok(ExitCode::SUCCESS)
                 }

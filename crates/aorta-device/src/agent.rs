@@ -46,8 +46,9 @@
 //!
 //! /// Streams `src` (a WFDB replay, a followed file, RR intervals...).
 //! fn stream(src: &mut dyn FrameSource, stop: &AtomicBool) -> Result<(), DeviceError> {
-//!     let mut sealer = Sealer::new(FileSecureElement::open("dev/se.key")?, "dev/rotation.state")?;
-//!     let mut queue = OfflineQueue::open("dev/queue", QueueLimits::default())?;
+//!     let dir = aorta_device::DeviceDir::new("dev");
+//!     let mut sealer = Sealer::new(FileSecureElement::open(dir.se())?, dir.state())?;
+//!     let mut queue = OfflineQueue::open(dir.queue(), QueueLimits::default())?;
 //!     // One transport per process; clones share its connection pool.
 //!     let uplink = HttpsTransport::new("https://127.0.0.1:8443", "cert.pem".as_ref(), HttpOptions::default())?;
 //!     let config = AgentConfig { speed: Speed::RealTime(10.0), ..AgentConfig::default() };
@@ -303,6 +304,55 @@ pub struct AgentReport {
     pub drain_timed_out: bool,
     /// The last upload error, if any.
     pub last_error: Option<String>,
+}
+
+/// The summary of a device run as a tool reports it (`aorta device run
+/// --json`): the [`AgentReport`] counts, plus the device and what an earlier
+/// run had left queued. Fields are in alphabetical order, as printed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RunSummary {
+    /// Frames acknowledged.
+    pub acked: u64,
+    /// Sealed bytes of this run.
+    pub bytes: u64,
+    /// Frames dropped by the full-queue policy.
+    pub dropped: u64,
+    /// Frames sealed by this run.
+    pub frames: u64,
+    /// Frames still queued.
+    pub queued_left: usize,
+    /// Frames refused for good.
+    pub refused: usize,
+    /// Frames an earlier run had left queued.
+    pub resumed: usize,
+    /// Failed upload attempts.
+    pub retries: u64,
+    /// Samples per channel sealed by this run.
+    pub samples: u64,
+    /// The device serial.
+    pub serial: String,
+    /// Whether the run was stopped (SIGINT/SIGTERM).
+    pub stopped: bool,
+}
+
+impl RunSummary {
+    /// The summary of `report` for device `serial`, which resumed `resumed`
+    /// queued frames.
+    pub fn new(serial: &str, resumed: usize, report: &AgentReport) -> Self {
+        RunSummary {
+            acked: report.acked,
+            bytes: report.bytes_sealed,
+            dropped: report.dropped,
+            frames: report.frames_sealed,
+            queued_left: report.queued_left,
+            refused: report.refused.len(),
+            resumed,
+            retries: report.retries,
+            samples: report.samples_sealed,
+            serial: serial.to_owned(),
+            stopped: report.stopped,
+        }
+    }
 }
 
 /// Seals one source frame and pushes it to the queue (durably) — the step
@@ -764,12 +814,13 @@ mod tests {
 
     fn device() -> Device {
         let dir = tempfile::tempdir().unwrap();
-        let se = dir.path().join("se.key");
+        let d = crate::DeviceDir::new(dir.path());
+        let se = d.se();
         FileSecureElement::create(&se, KeySlice::new("SN-AGENT", material()).unwrap()).unwrap();
         Device {
             se,
-            state: dir.path().join("state"),
-            queue: dir.path().join("queue"),
+            state: d.state(),
+            queue: d.queue(),
             _dir: dir,
         }
     }

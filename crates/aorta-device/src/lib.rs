@@ -7,7 +7,12 @@
 //! ([`queue::OfflineQueue`]), the upload loop ([`queue::flush`]), the live
 //! device agent ([`agent::run`]: paced production, offline buffering, retry
 //! with capped exponential backoff and jitter, clean shutdown) and its HTTPS
-//! uplink ([`http::HttpsTransport`]).
+//! uplink ([`http::HttpsTransport`]). It also owns the device's frame sources
+//! ([`source`]: a replayed WFDB record, a record still being written, RR
+//! intervals; the one WFDB-header-to-calibration mapping
+//! [`source::calibration_of`]), the device directory layout ([`DeviceDir`]:
+//! key store, rotation state, queue) and provisioning's device step
+//! ([`DeviceDir::install_keys`]).
 //!
 //! It must never write key bytes anywhere but the secure element, never log
 //! them, never reuse a (key, nonce) pair, and never drop a buffered frame
@@ -16,9 +21,9 @@
 //! ```no_run
 //! use aorta_device::{rotation::Sealer, se::FileSecureElement, queue::{OfflineQueue, QueueLimits}};
 //! use aorta_crypto::frame::ChannelCalibration;
-//! let se = FileSecureElement::open("device/se.key")?;
-//! let mut sealer = Sealer::new(se, "device/state")?;
-//! let mut queue = OfflineQueue::open("device/queue", QueueLimits::default())?;
+//! let dir = aorta_device::DeviceDir::new("device");
+//! let mut sealer = Sealer::new(FileSecureElement::open(dir.se())?, dir.state())?;
+//! let mut queue = OfflineQueue::open(dir.queue(), QueueLimits::default())?;
 //! let cal = [ChannelCalibration::new(200.0, 1024, 1024, 11, "mV", "MLII")];
 //! let frame = sealer.seal(0, 360_000, &cal, &[&[1024, 1030, 1041][..]])?;
 //! queue.push(frame.sequence, &frame.bytes)?;
@@ -27,12 +32,16 @@
 #![deny(missing_docs)]
 
 pub mod agent;
+pub mod dir;
 mod fsutil;
 pub mod http;
 pub mod pkcs11;
 pub mod queue;
 pub mod rotation;
 pub mod se;
+pub mod source;
+
+pub use dir::DeviceDir;
 
 use std::path::PathBuf;
 
@@ -48,6 +57,9 @@ pub enum DeviceError {
         /// Error.
         error: std::io::Error,
     },
+    /// An owner-only atomic file write failed.
+    #[error(transparent)]
+    Write(aorta_base::fs::WriteError),
     /// Refusing to overwrite a key store.
     #[error("{}: already exists; refusing to overwrite a key store", path.display())]
     AlreadyExists {
@@ -118,6 +130,18 @@ pub enum DeviceError {
     /// The frame source (a record, a growing file, a sensor) failed.
     #[error("frame source: {0}")]
     Source(String),
+    /// A WFDB record (header, signal file or annotations) could not be read.
+    #[error(transparent)]
+    Wfdb(#[from] aorta_signal::wfdb::WfdbError),
+    /// RR text is not in aorta's one RR text format.
+    #[error("RR text{}: {error}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    RrText {
+        /// The file, if the text came from one.
+        path: Option<PathBuf>,
+        /// The line and what is wrong with it.
+        #[source]
+        error: aorta_signal::hrv::RrParseError,
+    },
     /// The peer broke the protocol.
     #[error("protocol violation: {0}")]
     Protocol(String),

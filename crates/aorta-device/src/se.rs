@@ -14,7 +14,7 @@ use ring::digest;
 use zeroize::Zeroizing;
 
 use crate::DeviceError;
-use crate::fsutil::{io_err, write_atomic};
+use crate::fsutil::{io_err, write_new};
 
 /// A device key store. Everything the device derives goes through [`KeyPrf::prf`].
 pub trait SecureElement: KeyPrf + Send {
@@ -66,7 +66,7 @@ impl FileSecureElement {
         b.extend_from_slice(slice.material());
         let sum = digest::digest(&digest::SHA256, &b);
         b.extend_from_slice(sum.as_ref());
-        write_atomic(path, &b)?;
+        write_new(path, &b)?;
         Ok(FileSecureElement {
             slice,
             path: path.to_path_buf(),

@@ -99,10 +99,11 @@ fn random_kills_lose_and_duplicate_nothing() {
     let keys = reg.provision("SN-KILL").unwrap();
     reg.verify("SN-KILL", &keys::commitment(&keys).unwrap())
         .unwrap();
-    let se_path = d.path().join("se.key");
+    let dev = aorta_device::DeviceDir::new(d.path());
+    let se_path = dev.se();
     FileSecureElement::create(&se_path, keys).unwrap();
-    let state = d.path().join("state");
-    let qdir = d.path().join("queue");
+    let state = dev.state();
+    let qdir = dev.queue();
     let limits = QueueLimits {
         max_bytes: 1 << 30,
         max_frames: 1 << 20,

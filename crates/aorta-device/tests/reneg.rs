@@ -32,13 +32,10 @@ fn renegotiation_end_to_end() {
     let other = reg.provision("SN-OTHER").unwrap();
     reg.verify("SN-OTHER", &keys::commitment(&other).unwrap())
         .unwrap();
-    FileSecureElement::create(d.path().join("se.key"), ks).unwrap();
-    let state = d.path().join("state");
-    let mut dev = Sealer::new(
-        FileSecureElement::open(d.path().join("se.key")).unwrap(),
-        &state,
-    )
-    .unwrap();
+    let dir = aorta_device::DeviceDir::new(d.path());
+    FileSecureElement::create(dir.se(), ks).unwrap();
+    let state = dir.state();
+    let mut dev = Sealer::new(FileSecureElement::open(dir.se()).unwrap(), &state).unwrap();
     let cal = [ChannelCalibration::new(200.0, 0, 0, 11, "mV", "x")];
     let seal_and_send = |dev: &mut Sealer<FileSecureElement>| {
         let f = dev.seal(0, 360_000, &cal, &[&[1, 2, 3][..]]).unwrap();
@@ -88,11 +85,7 @@ fn renegotiation_end_to_end() {
 
     // A replayed (old) offer is refused by the device, even after a reboot.
     drop(dev);
-    let mut dev = Sealer::new(
-        FileSecureElement::open(d.path().join("se.key")).unwrap(),
-        &state,
-    )
-    .unwrap();
+    let mut dev = Sealer::new(FileSecureElement::open(dir.se()).unwrap(), &state).unwrap();
     assert!(matches!(
         dev.reneg_on_offer(&first_offer),
         Err(DeviceError::Reneg(_))

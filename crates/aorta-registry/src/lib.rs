@@ -5,7 +5,9 @@
 //! and the acceptance of upload frames: key lookup, key-index window, replay
 //! and reorder refusal, acknowledgement and de-duplication by
 //! `(serial, sequence)`, refusal counters. It also holds the server's side of
-//! the `max_key_uses` renegotiation (rate limit, replay counter).
+//! the `max_key_uses` renegotiation (rate limit, replay counter), and opens a
+//! directory of upload frames into one stream written back as a WFDB record
+//! ([`frames_dir`], `aorta frames open`).
 //!
 //! It must never log or print key bytes, never hand out a key of a device that
 //! is not registered, and never change state for a frame that did not
@@ -33,6 +35,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod frames_dir;
 mod reneg;
 mod store;
 

@@ -11,9 +11,9 @@ use std::time::Duration;
 use anyhow::Context;
 use aorta_device::agent::{self, AgentConfig, AgentEvent, AgentReport};
 use aorta_device::http::{HttpOptions, HttpsTransport};
-use aorta_device::queue::{OfflineQueue, QueueLimits};
-use aorta_device::rotation::Sealer;
-use aorta_device::se::FileSecureElement;
+use aorta_device::dir::DeviceDir;
+use aorta_device::queue::QueueLimits;
+use aorta_device::source::record::{RecordReplay, ReplayOptions};
 use aorta_signal::wfdb::Record;
 use aorta_worker::clinician::ResultReader;
 
@@ -105,12 +105,20 @@ impl Fleet {
         mut transport: HttpsTransport,
         stop: Arc<AtomicBool>,
     ) -> anyhow::Result<()> {
-        let mut replay = (cfg.open_replay)(rec, spec)?;
-        self.total += replay.samples;
-        let se = FileSecureElement::open(dir.join(cfg.layout.se_file))?;
-        let mut sealer = Sealer::new(se, dir.join(cfg.layout.state_file))?;
-        let mut queue = OfflineQueue::open(dir.join("queue"), QueueLimits::default())?;
-        let channels = replay.channels as u64;
+        let mut replay = RecordReplay::new(
+            rec,
+            &ReplayOptions {
+                frame_seconds: spec.frame_seconds,
+                offset_seconds: 0.0,
+                duration_seconds: Some(spec.duration_seconds),
+                start_us: spec.start_us,
+            },
+        )?;
+        let channels = replay.channels() as u64;
+        self.total += replay.total_samples() * channels;
+        let dir = DeviceDir::new(dir);
+        let mut sealer = dir.open_sealer()?;
+        let mut queue = dir.open_queue(QueueLimits::default())?;
         let counters = self.counters.clone();
         let acfg = AgentConfig {
             speed: cfg.speed,
@@ -130,7 +138,7 @@ impl Fleet {
                 _ => {}
             };
             agent::run(
-                replay.source.as_mut(),
+                &mut replay,
                 &mut sealer,
                 &mut queue,
                 &mut transport,

@@ -9,7 +9,7 @@
 //!    child processes of the executable in [`DemoConfig::exe`].
 //! 4. **Devices**: N device agents (threads here, the same code as
 //!    `aorta device run`) replay MIT-BIH records as live, sealed streams,
-//!    from the frame sources [`DemoConfig::open_replay`] builds.
+//!    with `aorta_device::source::record::RecordReplay`.
 //! 5. **Clinician**: fetches the results sealed to it and opens them, live
 //!    (drawn on stderr).
 //!
@@ -27,8 +27,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use aorta_device::agent::{FrameSource, Speed};
-use aorta_signal::wfdb::Record;
+use aorta_device::agent::Speed;
 use aorta_api::Stats;
 use aorta_worker::clinician::ResultReader;
 use aorta_worker::server::Server;
@@ -53,38 +52,16 @@ pub struct SampleRecord {
     pub signal: &'static [u8],
 }
 
-/// File names inside a device's directory.
-#[derive(Debug, Clone, Copy)]
-pub struct DeviceLayout {
-    /// The secure element's key store.
-    pub se_file: &'static str,
-    /// The key-rotation state.
-    pub state_file: &'static str,
-}
-
 /// What a demo device replays.
 #[derive(Debug, Clone, Copy)]
-pub struct ReplaySpec {
+struct ReplaySpec {
     /// Seconds of signal per frame.
-    pub frame_seconds: f64,
+    frame_seconds: f64,
     /// Seconds of signal from the record's start.
-    pub duration_seconds: f64,
+    duration_seconds: f64,
     /// Event time of the first sample (µs since the Unix epoch).
-    pub start_us: i64,
+    start_us: i64,
 }
-
-/// A device's frame source and the samples (all channels) it will send.
-pub struct Replay {
-    /// The source.
-    pub source: Box<dyn FrameSource + Send>,
-    /// Samples of all channels over the whole replay.
-    pub samples: u64,
-    /// Channels.
-    pub channels: usize,
-}
-
-/// Builds the frame source that replays a record.
-pub type OpenReplay = dyn Fn(Arc<Record>, &ReplaySpec) -> anyhow::Result<Replay> + Sync;
 
 /// What `aorta demo` runs (its flags, and what the CLI provides).
 pub struct DemoConfig {
@@ -107,10 +84,6 @@ pub struct DemoConfig {
     pub setup_only: bool,
     /// Records replayed when `db` is absent.
     pub sample: Vec<SampleRecord>,
-    /// Device directory layout.
-    pub layout: DeviceLayout,
-    /// Builds each device's frame source.
-    pub open_replay: Box<OpenReplay>,
     /// Called as the devices start with the flag that stops them early
     /// (the CLI raises it on SIGINT and SIGTERM).
     pub watch_stop: fn(&Arc<AtomicBool>) -> anyhow::Result<()>,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use aorta_crypto::keys;
 use aorta_crypto::results::ClinicianIdentity;
-use aorta_device::se::FileSecureElement;
+use aorta_device::dir::DeviceDir;
 use aorta_enclave::attest::SimAttester;
 use aorta_enclave::evidence::Measurement;
 use aorta_registry::{PoolConfig, Registry};
@@ -115,12 +115,9 @@ fn provision(cfg: &DemoConfig, work: &Path) -> anyhow::Result<Vec<String>> {
     let mut serials = Vec::with_capacity(cfg.devices);
     for i in 0..cfg.devices {
         let serial = format!("DEMO-{:04}", i + 1);
-        let dir = work.join("devices").join(&serial);
-        std::fs::create_dir_all(&dir)?;
-        let se_path = dir.join(cfg.layout.se_file);
-        FileSecureElement::create(&se_path, reg.provision(&serial)?)?;
-        let se = FileSecureElement::open(&se_path)?;
-        reg.verify(&serial, &keys::commitment(&se)?)?;
+        let dir = DeviceDir::new(work.join("devices").join(&serial));
+        let commitment = dir.install_keys(reg.provision(&serial)?)?;
+        reg.verify(&serial, &commitment)?;
         serials.push(serial);
     }
     Ok(serials)

@@ -77,7 +77,7 @@ mod freq;
 mod nn;
 pub mod nonlinear;
 mod record;
-mod rrtext;
+pub mod rrtext;
 pub mod time;
 
 pub use freq::{FrequencyDomain, HF_BAND, LF_BAND, RESAMPLE_HZ, SpectralMethod, VLF_BAND};
@@ -87,7 +87,7 @@ pub use nn::{
 };
 pub use nonlinear::{NonLinear, sample_entropy};
 pub use record::{RecordHrvError, RecordHrvReport, WindowHrv, WindowResult, record_hrv};
-pub use rrtext::{RrParseError, parse_rr_text};
+pub use rrtext::{RrLine, RrParseError, parse_rr_lines, parse_rr_text};
 pub use time::TimeDomain;
 
 /// Fewest NN intervals accepted by the metrics (SDSD needs two differences).

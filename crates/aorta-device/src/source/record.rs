@@ -12,28 +12,21 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
 use aorta_crypto::frame::ChannelCalibration;
-use aorta_device::DeviceError;
-use aorta_device::agent::{FrameSource, SourceFrame};
 use aorta_signal::wfdb::Record;
 
-/// The frame calibration of each signal of a WFDB header.
-pub fn calibration_of(h: &aorta_signal::wfdb::Header) -> anyhow::Result<Vec<ChannelCalibration>> {
-    h.signals
-        .iter()
-        .map(|s| {
-            Ok(ChannelCalibration {
-                gain: s.gain,
-                baseline: s.baseline,
-                adc_zero: s.adc_zero,
-                adc_resolution: u16::try_from(s.adc_resolution)
-                    .context("ADC resolution out of range")?,
-                units: s.units.clone(),
-                description: s.description.clone(),
-            })
-        })
-        .collect()
+use crate::DeviceError;
+use crate::agent::{FrameSource, SourceFrame};
+use crate::queue::OfflineQueue;
+use crate::rotation::Sealer;
+use crate::se::SecureElement;
+
+fn config(msg: String) -> DeviceError {
+    DeviceError::Config(msg)
+}
+
+fn source(msg: String) -> DeviceError {
+    DeviceError::Source(msg)
 }
 
 /// Which part of the record to replay, and how to cut it.
@@ -67,39 +60,43 @@ pub struct RecordReplay {
 impl RecordReplay {
     /// Prepares a replay; checks the record (one sampling rate, sane
     /// calibration) and the options.
-    pub fn new(record: Arc<Record>, opts: &ReplayOptions) -> anyhow::Result<Self> {
+    pub fn new(record: Arc<Record>, opts: &ReplayOptions) -> Result<Self, DeviceError> {
         if !(opts.frame_seconds > 0.0 && opts.frame_seconds <= 3600.0) {
-            bail!("frame seconds must be in (0, 3600]");
+            return Err(config("frame seconds must be in (0, 3600]".into()));
         }
         if !(opts.offset_seconds.is_finite() && opts.offset_seconds >= 0.0) {
-            bail!("offset must be a number of seconds ≥ 0");
+            return Err(config("offset must be a number of seconds ≥ 0".into()));
         }
         if let Some(d) = opts.duration_seconds
             && !(d.is_finite() && d > 0.0)
         {
-            bail!("duration must be a number of seconds > 0");
+            return Err(config("duration must be a number of seconds > 0".into()));
         }
         let h = &record.header;
         let fs = h.sampling_frequency;
         let rate_mhz = (fs * 1000.0).round();
         if !(1.0..=f64::from(u32::MAX)).contains(&rate_mhz) {
-            bail!("sampling frequency {fs} Hz is out of range");
+            return Err(source(format!(
+                "sampling frequency {fs} Hz is out of range"
+            )));
         }
         let len = record.samples.first().map_or(0, Vec::len);
         if record.samples.iter().any(|s| s.len() != len) {
-            bail!("multi-frequency records are not supported (signals differ in length)");
+            return Err(source(
+                "multi-frequency records are not supported (signals differ in length)".into(),
+            ));
         }
         if len == 0 {
-            bail!("the record has no samples");
+            return Err(source("the record has no samples".into()));
         }
-        let calibration = calibration_of(h)?;
+        let calibration = super::calibration_of(h)?;
         let first = (opts.offset_seconds * fs).round();
         if first >= len as f64 {
-            bail!(
+            return Err(config(format!(
                 "offset {} s is past the end of the record ({:.1} s)",
                 opts.offset_seconds,
                 len as f64 / fs
-            );
+            )));
         }
         let first = first as usize;
         let total = match opts.duration_seconds {
@@ -107,7 +104,7 @@ impl RecordReplay {
             Some(d) => {
                 let t = (d * fs).round();
                 if t > 1e15 {
-                    bail!("duration {d} s is too long");
+                    return Err(config(format!("duration {d} s is too long")));
                 }
                 (t as u64).max(1)
             }
@@ -173,6 +170,59 @@ impl FrameSource for RecordReplay {
             channels,
         }))
     }
+}
+
+/// What [`seal_record`] did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SealSummary {
+    /// Frames sealed.
+    pub frames: u64,
+    /// Their sealed size in bytes.
+    pub bytes: u64,
+    /// Sequence of the first frame (`None`: nothing sealed).
+    pub first_sequence: Option<u64>,
+    /// The sealer's next sequence after the last frame.
+    pub next_sequence: u64,
+    /// Samples per channel sealed.
+    pub samples: u64,
+    /// Channels per frame.
+    pub channels: usize,
+}
+
+impl SealSummary {
+    /// Sealed bytes as a percentage of the same samples stored as 16-bit
+    /// integers.
+    pub fn percent_of_16_bit(&self) -> f64 {
+        let raw = self.samples * self.channels as u64 * 2;
+        100.0 * self.bytes as f64 / raw.max(1) as f64
+    }
+}
+
+/// `aorta device seal`: the agent's seal-and-queue step
+/// ([`crate::agent::seal_and_queue`]) over a whole replay, without an uplink;
+/// the frames land in `queue`.
+pub fn seal_record<S: SecureElement>(
+    src: &mut RecordReplay,
+    sealer: &mut Sealer<S>,
+    queue: &mut OfflineQueue,
+) -> Result<SealSummary, DeviceError> {
+    let (rate, cal) = (src.sample_rate_mhz(), src.calibration().to_vec());
+    let mut sum = SealSummary {
+        frames: 0,
+        bytes: 0,
+        first_sequence: None,
+        next_sequence: sealer.next_sequence(),
+        samples: src.total_samples(),
+        channels: src.channels(),
+    };
+    while let Some(frame) = src.next_frame()? {
+        let (f, _) = crate::agent::seal_and_queue(sealer, queue, rate, &cal, &frame)?;
+        sum.first_sequence.get_or_insert(f.sequence);
+        sum.frames += 1;
+        sum.bytes += f.bytes.len() as u64;
+    }
+    sum.next_sequence = sealer.next_sequence();
+    Ok(sum)
 }
 
 #[cfg(test)]
@@ -272,7 +322,7 @@ mod tests {
     fn a_replay_can_move_to_a_device_thread() {
         fn send<T: Send>() {}
         send::<RecordReplay>();
-        send::<aorta_device::rotation::Sealer<aorta_device::se::FileSecureElement>>();
+        send::<crate::rotation::Sealer<crate::se::FileSecureElement>>();
     }
 
     #[test]

@@ -17,11 +17,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
 use aorta_crypto::frame::ChannelCalibration;
-use aorta_device::DeviceError;
-use aorta_device::agent::{FrameSource, SourceFrame};
 use aorta_signal::wfdb::{self as signal, Format, Header};
+
+use crate::DeviceError;
+use crate::agent::{FrameSource, SourceFrame};
+
+fn refuse(hea: &Path, why: &str) -> DeviceError {
+    DeviceError::Source(format!("{}: {why}", hea.display()))
+}
 
 /// Reads a growing record.
 pub struct FollowSource {
@@ -60,7 +64,7 @@ impl FollowSource {
         start_us: i64,
         idle_timeout: Duration,
         stop: Arc<AtomicBool>,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, DeviceError> {
         let hea = if header_path.extension().is_some_and(|e| e == "hea") {
             header_path.to_path_buf()
         } else {
@@ -70,29 +74,30 @@ impl FollowSource {
         let first = h
             .signals
             .first()
-            .with_context(|| format!("{}: no signals", hea.display()))?;
+            .ok_or_else(|| refuse(&hea, "no signals"))?;
         if h.signals.iter().any(|s| {
             s.file_name != first.file_name || s.format != first.format || s.samples_per_frame != 1
         }) {
-            bail!(
-                "{}: following needs all signals in one file, one format, one sample per frame",
-                hea.display()
-            );
+            return Err(refuse(
+                &hea,
+                "following needs all signals in one file, one format, one sample per frame",
+            ));
         }
         let group = match first.format {
             Format::F16 | Format::F24 | Format::F32 | Format::F80 => 1,
             Format::F212 => 2,
-            other => bail!(
-                "{}: format {} cannot be followed",
-                hea.display(),
-                other.code()
-            ),
+            other => {
+                return Err(refuse(
+                    &hea,
+                    &format!("format {} cannot be followed", other.code()),
+                ));
+            }
         };
         if first.byte_offset != 0 {
-            bail!(
-                "{}: signal files with a byte offset cannot be followed",
-                hea.display()
-            );
+            return Err(refuse(
+                &hea,
+                "signal files with a byte offset cannot be followed",
+            ));
         }
         let nsig = h.signals.len();
         // Read in units that end on a frame and a packing boundary.
@@ -102,17 +107,22 @@ impl FollowSource {
             nsig
         };
         let group_bytes = signal::bytes_needed(first.format, group as u64)
-            .context("sample group size overflows")?;
+            .ok_or_else(|| refuse(&hea, "sample group size overflows"))?;
         let fs = h.sampling_frequency;
         if !(frame_seconds > 0.0 && frame_seconds <= 3600.0) {
-            bail!("frame seconds must be in (0, 3600]");
+            return Err(DeviceError::Config(
+                "frame seconds must be in (0, 3600]".into(),
+            ));
         }
         let rate = (fs * 1000.0).round();
         if !(1.0..=f64::from(u32::MAX)).contains(&rate) {
-            bail!("sampling frequency {fs} Hz is out of range");
+            return Err(refuse(
+                &hea,
+                &format!("sampling frequency {fs} Hz is out of range"),
+            ));
         }
         let per = ((frame_seconds * fs).round() as usize).max(1);
-        let calibration = crate::replay::calibration_of(&h)?;
+        let calibration = super::calibration_of(&h)?;
         let dat = hea
             .parent()
             .unwrap_or(Path::new("."))

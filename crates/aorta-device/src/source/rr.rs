@@ -9,17 +9,18 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
 use aorta_crypto::frame::{self, ChannelCalibration, MAX_RR_US, MIN_RR_US};
-use aorta_device::DeviceError;
-use aorta_device::agent::{FrameSource, SourceFrame};
+use aorta_signal::hrv::parse_rr_lines;
+
+use crate::DeviceError;
+use crate::agent::{FrameSource, SourceFrame};
 
 /// Consecutive RR intervals: the time of the first beat (µs, relative to the
 /// source's start) and the intervals (µs).
 pub type Segment = (i64, Vec<i32>);
 
 /// What a source was built from, for the user.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct RrStats {
     /// Intervals kept.
     pub kept: usize,
@@ -33,101 +34,95 @@ fn push(segs: &mut Vec<Segment>, cur: &mut Option<Segment>) {
     }
 }
 
-/// Parses an RR text file: one interval per line, either `RR_MS` or
-/// `TIME_S,RR_MS` (TIME_S = time of the beat that ends the interval, seconds
-/// from the start of the recording). Blank lines, `#` comments and a first
-/// line holding a column header are skipped. With times, a beat whose time
-/// differs by more than 50 ms from the previous beat plus its interval starts
-/// a new segment; without times, intervals are consecutive from time 0.
-/// Intervals outside 200 ms..5 s end the segment and are left out.
-pub fn parse_rr_text(text: &str) -> anyhow::Result<(Vec<Segment>, RrStats)> {
+fn in_range(rr_us: i64) -> Option<i32> {
+    if (i64::from(MIN_RR_US)..=i64::from(MAX_RR_US)).contains(&rr_us) {
+        i32::try_from(rr_us).ok()
+    } else {
+        None
+    }
+}
+
+/// Segments of RR text in aorta's one RR text format
+/// ([`aorta_signal::hrv::rrtext`]: `RR_MS` or `TIME_S,RR_MS` lines). With
+/// times, a beat whose time differs by more than 50 ms from the previous
+/// beat plus its interval starts a new segment; without times, intervals are
+/// consecutive from time 0. Intervals outside 200 ms..5 s end the segment
+/// and are left out.
+pub fn rr_segments(text: impl AsRef<[u8]>) -> Result<(Vec<Segment>, RrStats), DeviceError> {
+    let lines =
+        parse_rr_lines(text.as_ref()).map_err(|error| DeviceError::RrText { path: None, error })?;
     let mut segs = Vec::new();
     let mut cur: Option<Segment> = None;
     let mut stats = RrStats::default();
     let mut clock: i64 = 0; // µs, the beat ending the previous interval
-    let mut seen_data = false;
-    let mut with_time: Option<bool> = None;
-    for (i, raw) in text.lines().enumerate() {
-        let line_no = i + 1;
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let fields: Vec<&str> = line.split([',', ';', '\t']).map(str::trim).collect();
-        let nums: Result<Vec<f64>, _> = fields.iter().map(|f| f.parse::<f64>()).collect();
-        let nums = match nums {
-            Ok(n) => n,
-            Err(_) if !seen_data && line.chars().any(|c| c.is_ascii_alphabetic()) => {
-                continue; // column header
-            }
-            Err(_) => bail!("line {line_no}: not a number: {line:?}"),
-        };
-        seen_data = true;
-        let (time_s, rr_ms) = match nums.as_slice() {
-            [rr] => (None, *rr),
-            [t, rr] => (Some(*t), *rr),
-            _ => bail!("line {line_no}: expected RR_MS or TIME_S,RR_MS, got {line:?}"),
-        };
-        let timed = time_s.is_some();
-        if *with_time.get_or_insert(timed) != timed {
-            bail!("line {line_no}: mixes lines with and without a time column");
-        }
-        if !rr_ms.is_finite() || time_s.is_some_and(|t| !t.is_finite()) {
-            bail!("line {line_no}: not a finite number: {line:?}");
-        }
-        if !(-1e9..=1e9).contains(&rr_ms) || time_s.is_some_and(|t| !(-1e9..=1e9).contains(&t)) {
-            bail!("line {line_no}: value out of range: {line:?}");
-        }
-        let rr_us = (rr_ms * 1000.0).round() as i64;
-        let end_us = match time_s {
+    for l in lines {
+        // Values are finite and within ±1e9 (the line reader's rule), so
+        // these µs fit an i64 with room to spare.
+        let rr_us = (l.rr_ms * 1000.0).round() as i64;
+        let end_us = match l.time_s {
             Some(t) => (t * 1e6).round() as i64,
             None => clock.saturating_add(rr_us.max(0)),
         };
-        let in_range = (i64::from(MIN_RR_US)..=i64::from(MAX_RR_US)).contains(&rr_us);
         let start_us = end_us - rr_us;
         let contiguous = cur
             .as_ref()
             .is_some_and(|_| (start_us - clock).abs() <= 50_000);
-        if !in_range {
-            stats.skipped += 1;
-            push(&mut segs, &mut cur);
-        } else {
-            let rr = i32::try_from(rr_us).context("interval out of range")?;
-            stats.kept += 1;
-            match cur.as_mut() {
-                Some((_, v)) if contiguous => v.push(rr),
-                _ => {
-                    push(&mut segs, &mut cur);
-                    // Without times, or with a jump: the segment starts at
-                    // this interval's first beat.
-                    cur = Some((start_us, vec![rr]));
+        let kept = in_range(rr_us);
+        match kept {
+            None => {
+                stats.skipped += 1;
+                push(&mut segs, &mut cur);
+            }
+            Some(rr) => {
+                stats.kept += 1;
+                match cur.as_mut() {
+                    Some((_, v)) if contiguous => v.push(rr),
+                    _ => {
+                        push(&mut segs, &mut cur);
+                        // Without times, or with a jump: the segment starts
+                        // at this interval's first beat.
+                        cur = Some((start_us, vec![rr]));
+                    }
                 }
             }
         }
         // Time follows the intervals actually sent, so frames stay contiguous.
-        clock = match (&cur, in_range) {
-            (Some((t0, v)), true) => t0 + v.iter().map(|&x| i64::from(x)).sum::<i64>(),
+        clock = match (&cur, kept) {
+            (Some((t0, v)), Some(_)) => t0 + v.iter().map(|&x| i64::from(x)).sum::<i64>(),
             _ => end_us,
         };
     }
     push(&mut segs, &mut cur);
     if stats.kept == 0 {
-        bail!("no RR interval in range 200 ms..5 s");
+        return Err(DeviceError::Source(
+            "no RR interval in range 200 ms..5 s".into(),
+        ));
     }
     Ok((segs, stats))
 }
 
-/// Reads [`parse_rr_text`] from a file.
-pub fn read_rr_file(path: &Path) -> anyhow::Result<(Vec<Segment>, RrStats)> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading RR file {}", path.display()))?;
-    parse_rr_text(&text).with_context(|| format!("RR file {}", path.display()))
+/// Reads [`rr_segments`] from a file.
+pub fn read_rr_file(path: &Path) -> Result<(Vec<Segment>, RrStats), DeviceError> {
+    let text = std::fs::read(path).map_err(|error| DeviceError::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    rr_segments(text).map_err(|e| match e {
+        DeviceError::RrText { path: None, error } => DeviceError::RrText {
+            path: Some(path.to_path_buf()),
+            error,
+        },
+        DeviceError::Source(why) => {
+            DeviceError::Source(format!("RR file {}: {why}", path.display()))
+        }
+        other => other,
+    })
 }
 
 /// RR segments from a WFDB record's beat annotations (`RECORD.atr`):
 /// normal-to-normal intervals only (both beats `N`), as HRV wants; any other
 /// beat, or an interval outside 200 ms..5 s, ends a segment.
-pub fn from_annotations(record: &Path) -> anyhow::Result<(Vec<Segment>, RrStats)> {
+pub fn from_annotations(record: &Path) -> Result<(Vec<Segment>, RrStats), DeviceError> {
     let base: PathBuf = match record.extension().and_then(|e| e.to_str()) {
         Some("hea" | "atr" | "dat") => record.with_extension(""),
         _ => record.to_path_buf(),
@@ -135,7 +130,10 @@ pub fn from_annotations(record: &Path) -> anyhow::Result<(Vec<Segment>, RrStats)
     let header = aorta_signal::wfdb::read_header(&base)?;
     let fs = header.sampling_frequency;
     if !(fs.is_finite() && fs > 0.0) {
-        bail!("{}: no sampling frequency", base.display());
+        return Err(DeviceError::Source(format!(
+            "{}: no sampling frequency",
+            base.display()
+        )));
     }
     let mut atr = base.clone().into_os_string();
     atr.push(".atr");
@@ -155,15 +153,12 @@ pub fn from_annotations(record: &Path) -> anyhow::Result<(Vec<Segment>, RrStats)
     let mut stats = RrStats::default();
     for w in beats.windows(2) {
         let [(a, an), (b, bn)] = w else { continue };
-        let rr = b - a;
-        let ok = *an && *bn && (i64::from(MIN_RR_US)..=i64::from(MAX_RR_US)).contains(&rr);
-        if !ok {
+        let Some(rr) = in_range(b - a).filter(|_| *an && *bn) else {
             stats.skipped += 1;
             push(&mut segs, &mut cur);
             continue;
-        }
+        };
         stats.kept += 1;
-        let rr = i32::try_from(rr).context("interval out of range")?;
         match cur.as_mut() {
             Some((_, v)) => v.push(rr),
             None => cur = Some((*a, vec![rr])),
@@ -171,7 +166,10 @@ pub fn from_annotations(record: &Path) -> anyhow::Result<(Vec<Segment>, RrStats)
     }
     push(&mut segs, &mut cur);
     if stats.kept == 0 {
-        bail!("{}: no normal-to-normal interval", base.display());
+        return Err(DeviceError::Source(format!(
+            "{}: no normal-to-normal interval",
+            base.display()
+        )));
     }
     Ok((segs, stats))
 }
@@ -190,14 +188,18 @@ impl RrReplay {
         frame_seconds: f64,
         start_us: i64,
         description: &str,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, DeviceError> {
         if !(frame_seconds.is_finite() && frame_seconds > 0.0 && frame_seconds <= 3600.0) {
-            bail!("--frame-seconds must be in (0, 3600]");
+            return Err(DeviceError::Config(
+                "--frame-seconds must be in (0, 3600]".into(),
+            ));
         }
         let per = (frame_seconds * 1e6) as i64;
         let mut frames = Vec::new();
         for (t0, rr) in segs {
-            let mut t = start_us.checked_add(*t0).context("time out of range")?;
+            let mut t = start_us
+                .checked_add(*t0)
+                .ok_or_else(|| DeviceError::Config("time out of range".into()))?;
             let mut cur = Vec::new();
             let mut span = 0i64;
             for &r in rr {
@@ -262,14 +264,14 @@ mod tests {
 
     #[test]
     fn plain_intervals_are_one_segment_from_zero() {
-        let (s, st) = parse_rr_text("rr_ms\n800\n810.5\n\n# note\n790\n").unwrap();
+        let (s, st) = rr_segments("rr_ms\n800\n810.5\n\n# note\n790\n").unwrap();
         assert_eq!(s, vec![(0, vec![800_000, 810_500, 790_000])]);
         assert_eq!(st.kept, 3);
     }
 
     #[test]
     fn out_of_range_and_time_jumps_cut_segments() {
-        let (s, st) = parse_rr_text("800\n100\n800\n6000\n800\n").unwrap();
+        let (s, st) = rr_segments("800\n100\n800\n6000\n800\n").unwrap();
         assert_eq!(st.skipped, 2);
         assert_eq!(
             s,
@@ -279,7 +281,7 @@ mod tests {
                 (7_700_000, vec![800_000])
             ]
         );
-        let (s, _) = parse_rr_text("time_s,rr_ms\n1.0,800\n1.8,800\n10.0,800\n10.8,800\n").unwrap();
+        let (s, _) = rr_segments("time_s,rr_ms\n1.0,800\n1.8,800\n10.0,800\n10.8,800\n").unwrap();
         assert_eq!(
             s,
             vec![
@@ -301,7 +303,7 @@ mod tests {
             "1e300\n",
             "100\n",
         ] {
-            assert!(parse_rr_text(bad).is_err(), "{bad:?}");
+            assert!(rr_segments(bad).is_err(), "{bad:?}");
         }
     }
 
