@@ -358,6 +358,27 @@ pub fn fuzz_exact<'a, T: Decode<'a> + Encode>(data: &'a [u8]) -> bool {
     true
 }
 
+/// For fuzz tests: every truncation of `b`, every single-bit flip of its
+/// first `flip_limit` bytes, and `b` with one zero byte appended.
+pub fn mutations(b: &[u8], flip_limit: usize) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = (0..b.len())
+        .map(|cut| b.get(..cut).unwrap_or_default().to_vec())
+        .collect();
+    for i in 0..b.len().min(flip_limit) {
+        for bit in 0..8 {
+            let mut m = b.to_vec();
+            if let Some(x) = m.get_mut(i) {
+                *x ^= 1 << bit;
+            }
+            out.push(m);
+        }
+    }
+    let mut longer = b.to_vec();
+    longer.push(0);
+    out.push(longer);
+    out
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
