@@ -65,6 +65,10 @@ pub use keys::{ClinicianIdentity, ClinicianPublic};
 pub use session::{OpenedSession, ResultSession, sealed_result_session_id};
 pub use state::{open_state, seal_state, seal_state_with_nonce};
 
+pub(crate) use checkpoint::SessionCheckpoint;
+pub(crate) use envelope::SessionEnvelope;
+pub(crate) use primitives::{SealedResult, SealedState};
+
 /// Lower-case hex of `b` (e.g. to name a session id): the one hex encoder,
 /// [`aorta_base::hex::encode`], re-exported where result readers look.
 pub use aorta_base::hex::encode as to_hex;

@@ -2,12 +2,106 @@
 //! secrets, id checks, key derivation, `header ‖ AEAD` sealing, the
 //! `magic ‖ version` check and the HPKE ephemeral-key RNG.
 
+use std::marker::PhantomData;
+
+use aorta_base::codec::{Decode, DecodeError, Encode, Reader};
 use hpke::rand_core::{Infallible, TryCryptoRng, TryRng};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::hkdf;
 use zeroize::Zeroizing;
 
 use super::{Container, MAX_ID_LEN, NONCE_LEN, Result, ResultsError, TAG_LEN};
+
+/// What distinguishes one sealed container layout from another.
+pub(crate) trait SealedKind {
+    /// The magic.
+    const MAGIC: [u8; 4];
+    /// The only version read and written.
+    const VERSION: u8;
+    /// Length of the id after the version (0 for none).
+    const ID_LEN: usize;
+    /// Largest plaintext.
+    const MAX_PLAINTEXT: usize;
+}
+
+/// A sealed result (`AORR`): the id is the session id.
+#[derive(Debug)]
+pub(crate) enum ResultKind {}
+
+impl SealedKind for ResultKind {
+    const MAGIC: [u8; 4] = super::RESULT_MAGIC;
+    const VERSION: u8 = super::RESULT_VERSION;
+    const ID_LEN: usize = super::SESSION_ID_LEN;
+    const MAX_PLAINTEXT: usize = super::MAX_RESULT_LEN;
+}
+
+/// Sealed state (`AOST`): no id.
+#[derive(Debug)]
+pub(crate) enum StateKind {}
+
+impl SealedKind for StateKind {
+    const MAGIC: [u8; 4] = super::STATE_MAGIC;
+    const VERSION: u8 = super::STATE_VERSION;
+    const ID_LEN: usize = 0;
+    const MAX_PLAINTEXT: usize = super::MAX_STATE_LEN;
+}
+
+/// The layout every sealed container here shares, not yet opened:
+/// `magic ‖ version ‖ id ‖ nonce ‖ AES-256-GCM ciphertext ‖ tag`.
+#[derive(Debug)]
+pub(crate) struct Sealed<'a, K> {
+    /// The id (the session id of a sealed result; empty for state).
+    pub(crate) id: &'a [u8],
+    pub(crate) nonce: [u8; NONCE_LEN],
+    /// Ciphertext and tag.
+    pub(crate) body: &'a [u8],
+    kind: PhantomData<K>,
+}
+
+impl<'a, K: SealedKind> Decode<'a> for Sealed<'a, K> {
+    fn decode(r: &mut Reader<'a>) -> std::result::Result<Self, DecodeError> {
+        if r.array::<4>("magic")? != K::MAGIC {
+            return Err(r.invalid("magic", 4, "bad magic"));
+        }
+        if r.u8("version")? != K::VERSION {
+            return Err(r.invalid("version", 1, "unsupported version"));
+        }
+        let id = r.take(K::ID_LEN, "id")?;
+        let nonce = r.array("nonce")?;
+        if r.remaining() < TAG_LEN {
+            return Err(DecodeError::Short {
+                field: "tag",
+                offset: r.position(),
+                needed: TAG_LEN,
+                available: r.remaining(),
+            });
+        }
+        if r.remaining() > K::MAX_PLAINTEXT + TAG_LEN {
+            return Err(r.invalid("ciphertext", 0, "over the size limit"));
+        }
+        Ok(Sealed {
+            id,
+            nonce,
+            body: r.rest(),
+            kind: PhantomData,
+        })
+    }
+}
+
+impl<K: SealedKind> Encode for Sealed<'_, K> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&K::MAGIC);
+        out.push(K::VERSION);
+        out.extend_from_slice(self.id);
+        out.extend_from_slice(&self.nonce);
+        out.extend_from_slice(self.body);
+    }
+}
+
+/// A sealed result's layout.
+pub(crate) type SealedResult<'a> = Sealed<'a, ResultKind>;
+/// Sealed state's layout.
+pub(crate) type SealedState<'a> = Sealed<'a, StateKind>;
 
 /// `N` secret random bytes from the OS ([`aorta_base::random::secret`]).
 pub(super) fn random_array<const N: usize>() -> Result<Zeroizing<[u8; N]>> {

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use aorta_base::codec::{Decode, DecodeError, Encode, Reader};
+use aorta_base::codec::{Decode, Reader};
 use aorta_base::hex;
 use hpke::aead::ChaCha20Poly1305;
 use hpke::kdf::HkdfSha256;
@@ -18,7 +18,8 @@ use zeroize::Zeroizing;
 use super::envelope::{envelope_min_len, hpke_info};
 use super::keys::ClinicianPublic;
 use super::primitives::{
-    EphemeralIkm, aead_key, check_head, check_id, hkdf32, random_array, seal_after_header,
+    EphemeralIkm, SealedResult, aead_key, check_head, check_id, hkdf32, random_array,
+    seal_after_header,
 };
 use super::{
     Container, MAX_RESULT_LEN, NONCE_LEN, RESULT_HEADER_LEN, RESULT_KEY_LABEL, RESULT_MAGIC,
@@ -52,54 +53,6 @@ fn result_aad(
     aad.push(rn);
     aad.extend_from_slice(result_id.as_bytes());
     Ok(aad)
-}
-
-/// A sealed result whose layout decoded, not yet opened.
-#[derive(Debug)]
-pub(crate) struct SealedResult<'a> {
-    pub(crate) session_id: [u8; SESSION_ID_LEN],
-    nonce: [u8; NONCE_LEN],
-    /// Ciphertext and tag.
-    body: &'a [u8],
-}
-
-impl<'a> Decode<'a> for SealedResult<'a> {
-    fn decode(r: &mut Reader<'a>) -> std::result::Result<Self, DecodeError> {
-        if r.array::<4>("magic")? != RESULT_MAGIC {
-            return Err(r.invalid("magic", 4, "not AORR"));
-        }
-        if r.u8("version")? != RESULT_VERSION {
-            return Err(r.invalid("version", 1, "unsupported version"));
-        }
-        let session_id = r.array("session_id")?;
-        let nonce = r.array("nonce")?;
-        if r.remaining() < TAG_LEN {
-            return Err(DecodeError::Short {
-                field: "tag",
-                offset: r.position(),
-                needed: TAG_LEN,
-                available: r.remaining(),
-            });
-        }
-        if r.remaining() > MAX_RESULT_LEN + TAG_LEN {
-            return Err(r.invalid("ciphertext", 0, "over the result size limit"));
-        }
-        Ok(SealedResult {
-            session_id,
-            nonce,
-            body: r.rest(),
-        })
-    }
-}
-
-impl Encode for SealedResult<'_> {
-    fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&RESULT_MAGIC);
-        out.push(RESULT_VERSION);
-        out.extend_from_slice(&self.session_id);
-        out.extend_from_slice(&self.nonce);
-        out.extend_from_slice(self.body);
-    }
 }
 
 /// The worker side of one subscriber's result session: seals results that

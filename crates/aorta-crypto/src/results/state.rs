@@ -2,59 +2,17 @@
 //! AES-256-GCM(state) ‖ tag` under a key derived from the broker-released
 //! state key, bound to a context.
 
-use aorta_base::codec::{Decode, DecodeError, Encode, Reader};
+use aorta_base::codec::Decode;
 use ring::aead::{Aad, Nonce};
 use zeroize::Zeroizing;
 
-use super::primitives::{aead_key, check_head, hkdf32, random_array, seal_after_header};
+use super::primitives::{
+    SealedState, aead_key, check_head, hkdf32, random_array, seal_after_header,
+};
 use super::{
     Container, MAX_CONTEXT_LEN, MAX_STATE_LEN, NONCE_LEN, Result, ResultsError, STATE_HEADER_LEN,
     STATE_KEY_LABEL, STATE_MAGIC, STATE_VERSION, TAG_LEN, decode_error,
 };
-
-/// Sealed state whose layout decoded, not yet opened.
-#[derive(Debug)]
-pub(crate) struct SealedState<'a> {
-    nonce: [u8; NONCE_LEN],
-    /// Ciphertext and tag.
-    body: &'a [u8],
-}
-
-impl<'a> Decode<'a> for SealedState<'a> {
-    fn decode(r: &mut Reader<'a>) -> std::result::Result<Self, DecodeError> {
-        if r.array::<4>("magic")? != STATE_MAGIC {
-            return Err(r.invalid("magic", 4, "not AOST"));
-        }
-        if r.u8("version")? != STATE_VERSION {
-            return Err(r.invalid("version", 1, "unsupported version"));
-        }
-        let nonce = r.array("nonce")?;
-        if r.remaining() < TAG_LEN {
-            return Err(DecodeError::Short {
-                field: "tag",
-                offset: r.position(),
-                needed: TAG_LEN,
-                available: r.remaining(),
-            });
-        }
-        if r.remaining() > MAX_STATE_LEN + TAG_LEN {
-            return Err(r.invalid("ciphertext", 0, "over the state size limit"));
-        }
-        Ok(SealedState {
-            nonce,
-            body: r.rest(),
-        })
-    }
-}
-
-impl Encode for SealedState<'_> {
-    fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&STATE_MAGIC);
-        out.push(STATE_VERSION);
-        out.extend_from_slice(&self.nonce);
-        out.extend_from_slice(self.body);
-    }
-}
 
 fn state_aad(context: &[u8]) -> Result<Vec<u8>> {
     if context.len() > MAX_CONTEXT_LEN {

@@ -360,3 +360,23 @@ proptest! {
         let _ = ClinicianPublic::from_text(&s);
     }
 }
+
+#[test]
+fn key_texts_refuse_a_sign_inside_the_hex() {
+    // `u8::from_str_radix` reads "+a" as 10; the strict hex must refuse it.
+    let id = alice();
+    let mut public = id.public().to_text();
+    public.replace_range(PUBLIC_TEXT_PREFIX.len()..PUBLIC_TEXT_PREFIX.len() + 1, "+");
+    assert!(matches!(
+        ClinicianPublic::from_text(&public),
+        Err(ResultsError::BadField { field: "key", .. })
+    ));
+    let mut secret = id.to_text().to_string();
+    secret.replace_range(SECRET_TEXT_PREFIX.len()..SECRET_TEXT_PREFIX.len() + 1, "+");
+    assert!(matches!(
+        ClinicianIdentity::from_text(&secret),
+        Err(ResultsError::BadField { field: "key", .. })
+    ));
+    let rid = "+".to_owned() + &"0".repeat(31);
+    assert_eq!(crate::selective::container::RecordId::from_hex(&rid), None);
+}
