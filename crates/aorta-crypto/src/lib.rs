@@ -58,6 +58,22 @@ pub mod fuzzing {
         fuzz_exact::<crate::reneg::Reply>(data)
     }
 
+    /// A vault public fragment (`.aosp`, checksum checked).
+    pub fn vault_public(data: &[u8]) -> bool {
+        fuzz_exact::<crate::selective::container::PublicFragment<'_>>(data)
+    }
+
+    /// A vault private fragment's header and sealed payload (`.aosr`, not
+    /// opened).
+    pub fn vault_private(data: &[u8]) -> bool {
+        fuzz_exact::<crate::selective::container::PrivateFragment<'_>>(data)
+    }
+
+    /// Vault recovery material (`.aosm`).
+    pub fn vault_material(data: &[u8]) -> bool {
+        fuzz_exact::<crate::selective::container::RecoveryMaterial>(data)
+    }
+
     /// A session envelope's layout (`AORS`, not opened).
     pub fn session_envelope(data: &[u8]) -> bool {
         fuzz_exact::<crate::results::SessionEnvelope<'_>>(data)

@@ -148,3 +148,25 @@ fn renegotiation_messages() {
         }
     }
 }
+
+#[test]
+fn vault_containers() {
+    run(
+        fuzzing::vault_public,
+        "vault-format",
+        "aosp",
+        &["faithful.public.aosp", "strong.public.aosp"],
+    );
+    run(
+        fuzzing::vault_private,
+        "vault-format",
+        "aosr",
+        &["faithful.private.aosr", "strong.private.aosr"],
+    );
+    run(
+        fuzzing::vault_material,
+        "vault-format",
+        "aosm",
+        &["faithful.material.aosm", "strong.material.aosm"],
+    );
+}

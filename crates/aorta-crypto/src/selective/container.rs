@@ -15,7 +15,7 @@
 //! matches, the decoding is a deterministic function, so the output is the
 //! protected input.
 
-use aorta_base::codec::{self, DecodeError};
+use aorta_base::codec::{self, Decode, DecodeError, Encode};
 use ring::aead;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -701,6 +701,88 @@ impl RecoveryMaterial {
             head,
             pieces,
         })
+    }
+}
+
+/// A container that did not decode, as a [`DecodeError`] at `offset` (the
+/// typed [`SelectiveError`] is what [`parse_public`], [`parse_private`] and
+/// [`RecoveryMaterial::from_bytes`] return).
+fn not_decoded(offset: usize, e: &SelectiveError) -> DecodeError {
+    DecodeError::Invalid {
+        field: "container",
+        offset,
+        reason: match e {
+            SelectiveError::Truncated { .. } => "truncated",
+            SelectiveError::BadMagic { .. } => "bad magic",
+            SelectiveError::UnknownVersion { .. } => "unknown version",
+            _ => "invalid",
+        },
+    }
+}
+
+/// A public fragment (`.aosp`) whose layout and checksum were checked.
+#[derive(Debug)]
+pub(crate) struct PublicFragment<'a> {
+    header: PublicHeader,
+    body: &'a [u8],
+    checksum: [u8; 32],
+}
+
+impl<'a> Decode<'a> for PublicFragment<'a> {
+    fn decode(r: &mut codec::Reader<'a>) -> Result<Self, DecodeError> {
+        let at = r.position();
+        let (header, body, checksum) = parse_public(r.rest()).map_err(|e| not_decoded(at, &e))?;
+        Ok(PublicFragment {
+            header,
+            body,
+            checksum,
+        })
+    }
+}
+
+impl Encode for PublicFragment<'_> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        write_public_header(&self.header, out);
+        out.extend_from_slice(self.body);
+        out.extend_from_slice(&self.checksum);
+    }
+}
+
+/// A private fragment (`.aosr`) whose header parsed, not yet opened.
+#[derive(Debug)]
+pub(crate) struct PrivateFragment<'a> {
+    header: PrivateHeader,
+    sealed: &'a [u8],
+}
+
+impl<'a> Decode<'a> for PrivateFragment<'a> {
+    fn decode(r: &mut codec::Reader<'a>) -> Result<Self, DecodeError> {
+        let at = r.position();
+        let (header, sealed) = parse_private(r.rest()).map_err(|e| not_decoded(at, &e))?;
+        Ok(PrivateFragment { header, sealed })
+    }
+}
+
+impl Encode for PrivateFragment<'_> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&write_private_header(&self.header));
+        out.extend_from_slice(self.sealed);
+    }
+}
+
+/// Recovery material (`.aosm`): [`RecoveryMaterial::to_bytes`].
+impl Encode for RecoveryMaterial {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_bytes());
+    }
+}
+
+/// All the remaining bytes as recovery material
+/// ([`RecoveryMaterial::from_bytes`]).
+impl Decode<'_> for RecoveryMaterial {
+    fn decode(r: &mut codec::Reader<'_>) -> Result<Self, DecodeError> {
+        let at = r.position();
+        RecoveryMaterial::from_bytes(r.rest()).map_err(|e| not_decoded(at, &e))
     }
 }
 
