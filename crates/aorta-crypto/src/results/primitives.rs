@@ -98,6 +98,29 @@ impl<K: SealedKind> Encode for Sealed<'_, K> {
     }
 }
 
+impl<K> Sealed<'_, K> {
+    /// Authenticates and decrypts the body under the 32-byte AEAD key `raw`
+    /// and `aad`; the plaintext is zeroizing.
+    pub(crate) fn open(
+        &self,
+        raw: &[u8; 32],
+        aad: &[u8],
+        what: Container,
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let mut buf = Zeroizing::new(self.body.to_vec());
+        let n = aead_key(raw)?
+            .open_in_place(
+                Nonce::assume_unique_for_key(self.nonce),
+                Aad::from(aad),
+                &mut buf,
+            )
+            .map_err(|_| ResultsError::AuthenticationFailed { what })?
+            .len();
+        buf.truncate(n);
+        Ok(buf)
+    }
+}
+
 /// A sealed result's layout.
 pub(crate) type SealedResult<'a> = Sealed<'a, ResultKind>;
 /// Sealed state's layout.

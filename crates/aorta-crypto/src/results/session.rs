@@ -11,7 +11,6 @@ use hpke::aead::ChaCha20Poly1305;
 use hpke::kdf::HkdfSha256;
 use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable, OpModeS, Serializable};
-use ring::aead::{Aad, Nonce};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -280,17 +279,6 @@ impl OpenedSession {
         let parsed = SealedResult::from_bytes(sealed)
             .map_err(|e| decode_error(what, sealed.len(), min, e))?;
         let aad = result_aad(&self.session_id, &self.subscriber_id, result_id)?;
-        let mut buf = Zeroizing::new(parsed.body.to_vec());
-        let key = aead_key(&self.aead_key)?;
-        let n = key
-            .open_in_place(
-                Nonce::assume_unique_for_key(parsed.nonce),
-                Aad::from(&aad),
-                &mut buf,
-            )
-            .map_err(|_| ResultsError::AuthenticationFailed { what })?
-            .len();
-        buf.truncate(n);
-        Ok(buf)
+        parsed.open(&self.aead_key, &aad, what)
     }
 }

@@ -3,7 +3,6 @@
 //! state key, bound to a context.
 
 use aorta_base::codec::Decode;
-use ring::aead::{Aad, Nonce};
 use zeroize::Zeroizing;
 
 use super::primitives::{
@@ -88,17 +87,6 @@ pub fn open_state(key: &[u8; 32], context: &[u8], sealed: &[u8]) -> Result<Zeroi
     let parsed =
         SealedState::from_bytes(sealed).map_err(|e| decode_error(what, sealed.len(), min, e))?;
     let aad = state_aad(context)?;
-    let mut buf = Zeroizing::new(parsed.body.to_vec());
     let k = hkdf32(&[], key, &[STATE_KEY_LABEL])?;
-    let key = aead_key(&k)?;
-    let n = key
-        .open_in_place(
-            Nonce::assume_unique_for_key(parsed.nonce),
-            Aad::from(&aad),
-            &mut buf,
-        )
-        .map_err(|_| ResultsError::AuthenticationFailed { what })?
-        .len();
-    buf.truncate(n);
-    Ok(buf)
+    parsed.open(&k, &aad, what)
 }
