@@ -183,6 +183,12 @@ impl<'a> Reader<'a> {
         Ok(i64::from_le_bytes(self.array(field)?))
     }
 
+    /// Bytes prefixed by a one-byte length.
+    pub fn bytes_u8(&mut self, field: &'static str) -> Result<&'a [u8], DecodeError> {
+        let n = self.u8(field)?;
+        self.take(usize::from(n), field)
+    }
+
     /// Bytes prefixed by a big-endian `u16` length.
     pub fn bytes_u16(&mut self, field: &'static str) -> Result<&'a [u8], DecodeError> {
         let n = self.u16(field)?;
@@ -236,6 +242,19 @@ pub struct TooLong {
     pub len: usize,
     /// Width of the prefix.
     pub bits: u32,
+}
+
+/// Appends `b` with a one-byte length prefix; nothing is written when it
+/// does not fit.
+pub fn put_bytes_u8(out: &mut Vec<u8>, field: &'static str, b: &[u8]) -> Result<(), TooLong> {
+    let n = u8::try_from(b.len()).map_err(|_| TooLong {
+        field,
+        len: b.len(),
+        bits: 8,
+    })?;
+    out.push(n);
+    out.extend_from_slice(b);
+    Ok(())
 }
 
 /// Appends `b` with a big-endian `u16` length prefix; nothing is written
@@ -316,6 +335,48 @@ pub fn fuzz_round_trip<T: for<'b> Decode<'b> + Encode>(data: &[u8]) -> bool {
         panic!("encode(decode(encode(decode(x)))) differs from encode(decode(x))");
     }
     true
+}
+
+/// For a format's hidden `fuzzing` module, for a format with exactly one
+/// encoding of each value (a borrowing type included): decodes `data`; when
+/// it decodes, checks that re-encoding gives back exactly `data`. Returns
+/// whether `data` decoded.
+///
+/// # Panics
+/// When the re-encoding differs — that is the bug a fuzzer looks for.
+#[allow(
+    clippy::panic,
+    reason = "a fuzz oracle reports a broken round trip by panicking"
+)]
+pub fn fuzz_exact<'a, T: Decode<'a> + Encode>(data: &'a [u8]) -> bool {
+    let Ok(v) = T::from_bytes(data) else {
+        return false;
+    };
+    if v.to_bytes() != data {
+        panic!("encode(decode(x)) differs from x");
+    }
+    true
+}
+
+/// For fuzz tests: every truncation of `b`, every single-bit flip of its
+/// first `flip_limit` bytes, and `b` with one zero byte appended.
+pub fn mutations(b: &[u8], flip_limit: usize) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = (0..b.len())
+        .map(|cut| b.get(..cut).unwrap_or_default().to_vec())
+        .collect();
+    for i in 0..b.len().min(flip_limit) {
+        for bit in 0..8 {
+            let mut m = b.to_vec();
+            if let Some(x) = m.get_mut(i) {
+                *x ^= 1 << bit;
+            }
+            out.push(m);
+        }
+    }
+    let mut longer = b.to_vec();
+    longer.push(0);
+    out.push(longer);
+    out
 }
 
 #[cfg(test)]

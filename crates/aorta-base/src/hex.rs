@@ -68,6 +68,14 @@ pub fn encode_secret(bytes: &[u8]) -> Zeroizing<String> {
     s
 }
 
+/// Upper-case hex of a secret (e.g. a secret key's text form), in a buffer
+/// that is wiped when dropped.
+pub fn encode_secret_upper(bytes: &[u8]) -> Zeroizing<String> {
+    let mut s = Zeroizing::new(String::with_capacity(bytes.len() * 2));
+    push(&mut s, bytes, UPPER);
+    s
+}
+
 fn push(s: &mut String, bytes: &[u8], digits: &[u8; 16]) {
     for &b in bytes {
         for nib in [b >> 4, b & 15] {

@@ -22,6 +22,8 @@
 //! larger is refused as a [`CodecError::DecompressionBomb`] before
 //! decompression.
 
+use aorta_base::codec::Reader;
+
 /// Codec identifier of this codec in frame headers.
 pub const CODEC_LPC_ZSTD: u8 = 1;
 /// Codec identifier of RR-interval frames: one channel of RR intervals in
@@ -194,9 +196,11 @@ pub fn decode(bytes: &[u8], channels: usize, n: usize) -> Result<Vec<Vec<i32>>, 
     if block.len() as u64 != declared {
         return Err(CodecError::Malformed("zstd content size mismatch"));
     }
-    let (orders, rest) = block.split_at(channels);
-    let (residuals, escapes) = rest.split_at(channels * n);
-    let mut esc = escapes.chunks_exact(4);
+    let mut r = Reader::new(&block);
+    let short = |_| CodecError::Malformed("residuals short");
+    let orders = r.take(channels, "orders").map_err(short)?;
+    let residuals = r.take(channels * n, "residuals").map_err(short)?;
+    let mut esc = Reader::new(r.rest());
     let mut out = zeroize::Zeroizing::new(Vec::with_capacity(channels));
     for (ci, &order) in orders.iter().enumerate() {
         if !(1..=3).contains(&order) {
@@ -211,15 +215,9 @@ pub fn decode(bytes: &[u8], channels: usize, n: usize) -> Result<Vec<Vec<i32>>, 
             let z = if b < 255 {
                 u32::from(b)
             } else {
-                let w = esc
-                    .next()
-                    .ok_or(CodecError::Malformed("escape area short"))?;
-                let z = u32::from_le_bytes([
-                    w.first().copied().unwrap_or(0),
-                    w.get(1).copied().unwrap_or(0),
-                    w.get(2).copied().unwrap_or(0),
-                    w.get(3).copied().unwrap_or(0),
-                ]);
+                let z = esc
+                    .u32_le("escape")
+                    .map_err(|_| CodecError::Malformed("escape area short"))?;
                 if z < 255 {
                     return Err(CodecError::Malformed("escape holds a short residual"));
                 }
@@ -233,9 +231,8 @@ pub fn decode(bytes: &[u8], channels: usize, n: usize) -> Result<Vec<Vec<i32>>, 
         }
         out.push(x);
     }
-    if esc.next().is_some() || !esc.remainder().is_empty() {
-        return Err(CodecError::Malformed("trailing bytes in escape area"));
-    }
+    esc.finish()
+        .map_err(|_| CodecError::Malformed("trailing bytes in escape area"))?;
     Ok(std::mem::take(&mut *out))
 }
 

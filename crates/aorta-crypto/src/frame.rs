@@ -16,6 +16,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use aorta_base::codec::{self as wire, Decode, DecodeError, Encode, Reader};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
 use crate::codec::{self, CODEC_LPC_ZSTD, CODEC_RR, CodecError};
@@ -179,7 +180,10 @@ pub struct FrameHeader {
 
 impl FrameHeader {
     /// A version-1 header with the aorta codec; validates every field.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "a frame header has eight independent fields; a builder would only rename them"
+    )]
     pub fn new(
         serial: &str,
         key_index: u16,
@@ -301,7 +305,7 @@ impl FrameHeader {
         f64::from(self.sample_rate_mhz) / 1000.0
     }
 
-    fn encode(&self, ct_len: u32) -> Vec<u8> {
+    fn encode_with_len(&self, ct_len: u32) -> Vec<u8> {
         let mut b = Vec::with_capacity(FIXED_HEADER_LEN + self.serial.len() + 4);
         b.extend_from_slice(&MAGIC);
         b.push(self.version);
@@ -385,6 +389,53 @@ impl ChannelCalibration {
     }
 }
 
+/// One calibration entry: `gain f64 (IEEE bits) ‖ baseline i32 ‖ adc_zero
+/// i32 ‖ adc_resolution u16 ‖ len u8 ‖ units ‖ len u8 ‖ description`. The
+/// strings must be at most 255 bytes ([`seal`] refuses longer ones; every
+/// decoded entry fits).
+impl Encode for ChannelCalibration {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.gain.to_bits().to_be_bytes());
+        out.extend_from_slice(&self.baseline.to_be_bytes());
+        out.extend_from_slice(&self.adc_zero.to_be_bytes());
+        out.extend_from_slice(&self.adc_resolution.to_be_bytes());
+        let _ = wire::put_bytes_u8(out, "units", self.units.as_bytes());
+        let _ = wire::put_bytes_u8(out, "description", self.description.as_bytes());
+    }
+}
+
+impl Decode<'_> for ChannelCalibration {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let at = r.position();
+        let gain = f64::from_bits(r.u64("gain")?);
+        let baseline = i32::from_be_bytes(r.array("baseline")?);
+        let adc_zero = i32::from_be_bytes(r.array("adc_zero")?);
+        let adc_resolution = r.u16("adc_resolution")?;
+        let mut text = |field| -> Result<String, DecodeError> {
+            let b = r.bytes_u8(field)?;
+            String::from_utf8(b.to_vec())
+                .map_err(|_| r.invalid(field, b.len(), "calibration not UTF-8"))
+        };
+        let units = text("units")?;
+        let description = text("description")?;
+        if !gain.is_finite() {
+            return Err(DecodeError::Invalid {
+                field: "gain",
+                offset: at,
+                reason: "gain not finite",
+            });
+        }
+        Ok(ChannelCalibration {
+            gain,
+            baseline,
+            adc_zero,
+            adc_resolution,
+            units,
+            description,
+        })
+    }
+}
+
 /// Checks every RR interval is inside [`MIN_RR_US`]`..=`[`MAX_RR_US`].
 pub fn check_rr(rr_us: &[i32]) -> Result<(), FrameError> {
     match rr_us
@@ -458,13 +509,6 @@ fn nonce(sequence: u64) -> Nonce {
     Nonce::assume_unique_for_key(n)
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str, field: &'static str) -> Result<(), SealError> {
-    let len = u8::try_from(s.len()).map_err(|_| SealError::BadField(field))?;
-    out.push(len);
-    out.extend_from_slice(s.as_bytes());
-    Ok(())
-}
-
 /// Seals one RR frame: `rr_us` are consecutive RR intervals in µs, the first
 /// starting at the beat `header.first_sample_us` (a header from
 /// [`FrameHeader::new_rr`]); the calibration is [`ChannelCalibration::rr`].
@@ -521,12 +565,12 @@ pub fn seal(
         if !c.gain.is_finite() {
             return Err(SealError::BadField("gain"));
         }
-        cal.extend_from_slice(&c.gain.to_bits().to_be_bytes());
-        cal.extend_from_slice(&c.baseline.to_be_bytes());
-        cal.extend_from_slice(&c.adc_zero.to_be_bytes());
-        cal.extend_from_slice(&c.adc_resolution.to_be_bytes());
-        put_str(&mut cal, &c.units, "units")?;
-        put_str(&mut cal, &c.description, "description")?;
+        for (field, text) in [("units", &c.units), ("description", &c.description)] {
+            if text.len() > usize::from(u8::MAX) {
+                return Err(SealError::BadField(field));
+            }
+        }
+        c.encode(&mut cal);
     }
     let cal_len = u16::try_from(cal.len()).map_err(|_| SealError::BadField("calibration"))?;
     let block = codec::encode(samples)?;
@@ -535,7 +579,7 @@ pub fn seal(
     body.extend_from_slice(&cal);
     body.extend_from_slice(&block);
     let ct_len = u32::try_from(body.len() + TAG_LEN).map_err(|_| SealError::Shape("too big"))?;
-    let mut out = header.encode(ct_len);
+    let mut out = header.encode_with_len(ct_len);
     if out.len() + ct_len as usize > MAX_FRAME_LEN {
         return Err(SealError::Shape("frame larger than MAX_FRAME_LEN"));
     }
@@ -557,28 +601,24 @@ pub struct ParsedFrame<'a> {
     ciphertext: &'a [u8],
 }
 
-struct Reader<'a> {
-    b: &'a [u8],
-    pos: usize,
-}
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
-        let end = self.pos.checked_add(n).ok_or(FrameError::Truncated {
-            needed: u64::MAX,
-            available: self.b.len() as u64,
-        })?;
-        let s = self.b.get(self.pos..end).ok_or(FrameError::Truncated {
-            needed: end as u64,
-            available: self.b.len() as u64,
-        })?;
-        self.pos = end;
-        Ok(s)
-    }
-    fn arr<const N: usize>(&mut self) -> Result<[u8; N], FrameError> {
-        let s = self.take(N)?;
-        let mut a = [0u8; N];
-        a.copy_from_slice(s);
-        Ok(a)
+/// A short read of the header: `needed` and `available` are absolute, as
+/// [`FrameError::Truncated`] reports them.
+fn truncated(e: DecodeError) -> FrameError {
+    match e {
+        DecodeError::Short {
+            offset,
+            needed,
+            available,
+            ..
+        } => FrameError::Truncated {
+            needed: offset.saturating_add(needed) as u64,
+            available: offset.saturating_add(available) as u64,
+        },
+        DecodeError::Trailing { extra, .. } => FrameError::TrailingBytes {
+            extra: extra as u64,
+        },
+        DecodeError::Invalid { field, .. } => FrameError::BadField { field },
+        _ => FrameError::BadField { field: "frame" },
     }
 }
 
@@ -591,31 +631,34 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedFrame<'_>, FrameError> {
             max: MAX_FRAME_LEN as u64,
         });
     }
-    let mut r = Reader { b: bytes, pos: 0 };
-    if r.arr::<4>()? != MAGIC {
+    let mut r = Reader::new(bytes);
+    if r.array::<4>("magic").map_err(truncated)? != MAGIC {
         return Err(FrameError::BadMagic);
     }
-    let [version] = r.arr::<1>()?;
+    let version = r.u8("version").map_err(truncated)?;
     if version != VERSION {
         return Err(FrameError::UnsupportedVersion { found: version });
     }
-    let [codec] = r.arr::<1>()?;
-    let key_index = u16::from_be_bytes(r.arr()?);
-    let sequence = u64::from_be_bytes(r.arr()?);
-    let first_sample_us = i64::from_be_bytes(r.arr()?);
-    let sample_rate_mhz = u32::from_be_bytes(r.arr()?);
-    let channels = u16::from_be_bytes(r.arr()?);
-    let samples_per_channel = u32::from_be_bytes(r.arr()?);
-    let epoch: [u8; EPOCH_LEN] = r.arr()?;
-    let [serial_len] = r.arr::<1>()?;
+    let codec = r.u8("codec").map_err(truncated)?;
+    let key_index = r.u16("key_index").map_err(truncated)?;
+    let sequence = r.u64("sequence").map_err(truncated)?;
+    let first_sample_us = r.i64("first_sample_us").map_err(truncated)?;
+    let sample_rate_mhz = r.u32("sample_rate_mhz").map_err(truncated)?;
+    let channels = r.u16("channels").map_err(truncated)?;
+    let samples_per_channel = r.u32("samples_per_channel").map_err(truncated)?;
+    let epoch: [u8; EPOCH_LEN] = r.array("epoch").map_err(truncated)?;
+    let serial_len = r.u8("serial_len").map_err(truncated)?;
     if serial_len == 0 || usize::from(serial_len) > MAX_SERIAL_LEN {
         return Err(FrameError::BadField { field: "serial" });
     }
-    let serial = std::str::from_utf8(r.take(usize::from(serial_len))?)
-        .map_err(|_| FrameError::BadField { field: "serial" })?
-        .to_owned();
-    let ct_len = u32::from_be_bytes(r.arr()?) as usize;
-    let header_len = r.pos;
+    let serial = std::str::from_utf8(
+        r.take(usize::from(serial_len), "serial")
+            .map_err(truncated)?,
+    )
+    .map_err(|_| FrameError::BadField { field: "serial" })?
+    .to_owned();
+    let ct_len = r.u32("ciphertext_len").map_err(truncated)? as usize;
+    let header_len = r.position();
     if header_len + ct_len > MAX_FRAME_LEN {
         return Err(FrameError::Oversize {
             len: (header_len + ct_len) as u64,
@@ -627,12 +670,8 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedFrame<'_>, FrameError> {
             field: "ciphertext_len",
         });
     }
-    let ciphertext = r.take(ct_len)?;
-    if r.pos != bytes.len() {
-        return Err(FrameError::TrailingBytes {
-            extra: (bytes.len() - r.pos) as u64,
-        });
-    }
+    let ciphertext = r.take(ct_len, "ciphertext").map_err(truncated)?;
+    r.finish().map_err(truncated)?;
     let header = FrameHeader {
         version,
         codec,
@@ -657,14 +696,34 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedFrame<'_>, FrameError> {
     })
 }
 
-fn get_str(r: &mut Reader<'_>) -> Result<String, FrameError> {
-    let [len] = r
-        .arr::<1>()
-        .map_err(|_| FrameError::MalformedPayload("calibration truncated"))?;
-    let s = r
-        .take(usize::from(len))
-        .map_err(|_| FrameError::MalformedPayload("calibration truncated"))?;
-    String::from_utf8(s.to_vec()).map_err(|_| FrameError::MalformedPayload("calibration not UTF-8"))
+/// The whole frame, exactly as parsed.
+impl Encode for ParsedFrame<'_> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.aad);
+        out.extend_from_slice(self.ciphertext);
+    }
+}
+
+/// All the remaining bytes as one frame ([`parse`]); its [`FrameError`]
+/// becomes [`DecodeError::Invalid`] (use [`parse`] for the typed error).
+impl<'a> Decode<'a> for ParsedFrame<'a> {
+    fn decode(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
+        let at = r.position();
+        parse(r.rest()).map_err(|e| DecodeError::Invalid {
+            field: "frame",
+            offset: at,
+            reason: match e {
+                FrameError::Truncated { .. } => "truncated",
+                FrameError::TrailingBytes { .. } => "trailing bytes",
+                FrameError::Oversize { .. } => "oversize",
+                FrameError::BadMagic => "bad magic",
+                FrameError::UnsupportedVersion { .. } => "unsupported version",
+                FrameError::UnknownCodec { .. } => "unknown codec",
+                FrameError::BadField { field } => field,
+                _ => "invalid",
+            },
+        })
+    }
 }
 
 impl ParsedFrame<'_> {
@@ -686,40 +745,22 @@ impl ParsedFrame<'_> {
             .key
             .open_in_place(nonce(self.header.sequence), Aad::from(self.aad), &mut body)
             .map_err(|_| FrameError::AuthenticationFailed)?;
-        let mut r = Reader { b: plain, pos: 0 };
-        let bad = |_| FrameError::MalformedPayload("calibration truncated");
-        let cal_len = usize::from(u16::from_be_bytes(r.arr().map_err(bad)?));
-        let cal_bytes = r.take(cal_len).map_err(bad)?;
-        let block = plain.get(r.pos..).unwrap_or_default();
-        let mut cr = Reader {
-            b: cal_bytes,
-            pos: 0,
+        let mut r = Reader::new(plain);
+        let payload = |e: DecodeError| match e {
+            DecodeError::Invalid { reason, .. } => FrameError::MalformedPayload(reason),
+            DecodeError::Trailing { .. } => {
+                FrameError::MalformedPayload("calibration has trailing bytes")
+            }
+            _ => FrameError::MalformedPayload("calibration truncated"),
         };
+        let cal_bytes = r.bytes_u16("calibration").map_err(payload)?;
+        let block = r.rest();
+        let mut cr = Reader::new(cal_bytes);
         let mut calibration = Vec::with_capacity(usize::from(self.header.channels));
         for _ in 0..self.header.channels {
-            let gain = f64::from_bits(u64::from_be_bytes(cr.arr().map_err(bad)?));
-            let baseline = i32::from_be_bytes(cr.arr().map_err(bad)?);
-            let adc_zero = i32::from_be_bytes(cr.arr().map_err(bad)?);
-            let adc_resolution = u16::from_be_bytes(cr.arr().map_err(bad)?);
-            let units = get_str(&mut cr)?;
-            let description = get_str(&mut cr)?;
-            if !gain.is_finite() {
-                return Err(FrameError::MalformedPayload("gain not finite"));
-            }
-            calibration.push(ChannelCalibration {
-                gain,
-                baseline,
-                adc_zero,
-                adc_resolution,
-                units,
-                description,
-            });
+            calibration.push(ChannelCalibration::decode(&mut cr).map_err(payload)?);
         }
-        if cr.pos != cal_bytes.len() {
-            return Err(FrameError::MalformedPayload(
-                "calibration has trailing bytes",
-            ));
-        }
+        cr.finish().map_err(payload)?;
         let samples = codec::decode(
             block,
             usize::from(self.header.channels),
@@ -863,7 +904,7 @@ pub(crate) mod tests {
         body.extend_from_slice(&cal);
         body.extend_from_slice(&zstd::bulk::compress(&vec![0u8; 50 << 20], 3).unwrap());
         let ct_len = (body.len() + TAG_LEN) as u32;
-        let mut out = h.encode(ct_len);
+        let mut out = h.encode_with_len(ct_len);
         let tag = key
             .key
             .seal_in_place_separate_tag(nonce(5), Aad::from(out.as_slice()), &mut body)
@@ -916,12 +957,12 @@ pub(crate) mod tests {
         c.extend_from_slice(&cal.baseline.to_be_bytes());
         c.extend_from_slice(&cal.adc_zero.to_be_bytes());
         c.extend_from_slice(&cal.adc_resolution.to_be_bytes());
-        put_str(&mut c, &cal.units, "u").unwrap();
-        put_str(&mut c, &cal.description, "d").unwrap();
+        wire::put_bytes_u8(&mut c, "u", cal.units.as_bytes()).unwrap();
+        wire::put_bytes_u8(&mut c, "d", cal.description.as_bytes()).unwrap();
         let mut body = (c.len() as u16).to_be_bytes().to_vec();
         body.extend_from_slice(&c);
         body.extend_from_slice(&codec::encode(&[rr]).unwrap());
-        let mut out = h.encode((body.len() + TAG_LEN) as u32);
+        let mut out = h.encode_with_len((body.len() + TAG_LEN) as u32);
         let tag = rr_key()
             .key
             .seal_in_place_separate_tag(nonce(h.sequence), Aad::from(out.as_slice()), &mut body)

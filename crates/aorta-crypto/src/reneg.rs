@@ -20,6 +20,7 @@
 //! cannot be fed to the state machine (each state is a type, each transition
 //! consumes it).
 
+use aorta_base::codec::{Decode, DecodeError, Encode, Reader};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::agreement::{self, EphemeralPrivateKey, UnparsedPublicKey, X25519};
 use ring::digest;
@@ -92,18 +93,29 @@ fn header(t: u8, body_len: usize) -> Vec<u8> {
     b
 }
 
-fn body(bytes: &[u8], t: u8) -> Result<&[u8], RenegError> {
-    let (m, rest) = bytes
-        .split_first_chunk::<4>()
-        .ok_or(RenegError::Malformed("short"))?;
-    if m != MAGIC {
+/// A short read is `Malformed("short")`, trailing bytes `Malformed("length")`.
+fn malformed(e: DecodeError) -> RenegError {
+    match e {
+        DecodeError::Trailing { .. } => RenegError::Malformed("length"),
+        DecodeError::Invalid { reason, .. } => RenegError::Malformed(reason),
+        _ => RenegError::Malformed("short"),
+    }
+}
+
+/// Reads `magic ‖ type`, refusing another magic or type.
+fn head<'a>(bytes: &'a [u8], t: u8) -> Result<Reader<'a>, RenegError> {
+    let mut r = Reader::new(bytes);
+    if &r.array::<4>("magic").map_err(malformed)? != MAGIC {
         return Err(RenegError::Malformed("bad magic"));
     }
-    let (&ty, rest) = rest.split_first().ok_or(RenegError::Malformed("short"))?;
-    if ty != t {
+    if r.u8("type").map_err(malformed)? != t {
         return Err(RenegError::Malformed("unexpected message type"));
     }
-    Ok(rest)
+    Ok(r)
+}
+
+fn body(bytes: &[u8], t: u8) -> Result<&[u8], RenegError> {
+    Ok(head(bytes, t)?.rest())
 }
 
 /// Message 1 (server → device).
@@ -134,28 +146,22 @@ impl Offer {
     }
     /// Parses wire bytes (not yet authenticated).
     pub fn decode(bytes: &[u8]) -> Result<Self, RenegError> {
-        let rest = body(bytes, T_OFFER)?;
-        let (&n, rest) = rest.split_first().ok_or(RenegError::Malformed("short"))?;
-        let (serial, rest) = rest
-            .split_at_checked(usize::from(n))
-            .ok_or(RenegError::Malformed("short"))?;
+        let mut r = head(bytes, T_OFFER)?;
+        let serial = r.bytes_u8("serial").map_err(malformed)?;
         let serial = std::str::from_utf8(serial)
             .map_err(|_| RenegError::Malformed("serial"))?
             .to_owned();
         keys::check_serial(&serial).map_err(|_| RenegError::Malformed("serial"))?;
-        let (c, rest) = rest
-            .split_first_chunk::<8>()
-            .ok_or(RenegError::Malformed("short"))?;
-        let (e, rest) = rest
-            .split_first_chunk::<32>()
-            .ok_or(RenegError::Malformed("short"))?;
-        let m: [u8; 32] = rest
-            .try_into()
-            .map_err(|_| RenegError::Malformed("length"))?;
+        let counter = r.u64("counter").map_err(malformed)?;
+        let server_eph = r.array("server_eph").map_err(malformed)?;
+        if r.remaining() != 32 {
+            return Err(RenegError::Malformed("length"));
+        }
+        let m = r.array("mac").map_err(malformed)?;
         Ok(Offer {
             serial,
-            counter: u64::from_be_bytes(*c),
-            server_eph: *e,
+            counter,
+            server_eph,
             mac: m,
         })
     }
@@ -178,16 +184,43 @@ impl Reply {
     }
     /// Parses wire bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, RenegError> {
-        let rest = body(bytes, T_REPLY)?;
-        let (e, m) = rest
-            .split_first_chunk::<32>()
-            .ok_or(RenegError::Malformed("short"))?;
-        Ok(Reply {
-            device_eph: *e,
-            mac: m.try_into().map_err(|_| RenegError::Malformed("length"))?,
-        })
+        let mut r = head(bytes, T_REPLY)?;
+        let device_eph = r.array("device_eph").map_err(malformed)?;
+        if r.remaining() != 32 {
+            return Err(RenegError::Malformed("length"));
+        }
+        let mac = r.array("mac").map_err(malformed)?;
+        Ok(Reply { device_eph, mac })
     }
 }
+
+/// Implements [`Encode`] and [`Decode`] (all the remaining bytes as one
+/// message) for a renegotiation message with inherent `encode`/`decode`.
+macro_rules! codec_traits {
+    ($t:ty) => {
+        impl Encode for $t {
+            fn encode(&self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&<$t>::encode(self));
+            }
+        }
+
+        impl Decode<'_> for $t {
+            fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+                let at = r.position();
+                <$t>::decode(r.rest()).map_err(|e| DecodeError::Invalid {
+                    field: "renegotiation message",
+                    offset: at,
+                    reason: match e {
+                        RenegError::Malformed(m) => m,
+                        _ => "invalid",
+                    },
+                })
+            }
+        }
+    };
+}
+codec_traits!(Offer);
+codec_traits!(Reply);
 
 /// Messages 3 and 4: AEAD-sealed under the session key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,11 +308,13 @@ impl SessionKey {
                 &mut buf,
             )
             .map_err(|_| RenegError::BadMac)?;
-        let (a, b) = p
-            .split_first_chunk::<8>()
-            .ok_or(RenegError::Malformed("short"))?;
-        let b: [u8; 8] = b.try_into().map_err(|_| RenegError::Malformed("length"))?;
-        Ok((u64::from_be_bytes(*a), u64::from_be_bytes(b)))
+        let mut r = Reader::new(p);
+        let a = r.u64("a").map_err(malformed)?;
+        if r.remaining() != 8 {
+            return Err(RenegError::Malformed("length"));
+        }
+        let b = r.u64("b").map_err(malformed)?;
+        Ok((a, b))
     }
 }
 

@@ -6,7 +6,8 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "tests: a failed unwrap, panic or out-of-range index is the failure report"
 )]
 
 use aorta_crypto::frame::{self, ChannelCalibration, FrameHeader, TransportKey};

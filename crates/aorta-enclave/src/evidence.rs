@@ -14,7 +14,8 @@ use std::str::FromStr;
 
 use sha2::{Digest, Sha256, Sha512};
 
-use crate::bytes::{Reader, put_bytes32};
+use aorta_base::codec::{self, Decode, DecodeError, Encode, Reader};
+use aorta_base::random::RandomError;
 
 /// Evidence magic bytes.
 pub const EVIDENCE_MAGIC: [u8; 4] = *b"AOEV";
@@ -111,10 +112,8 @@ pub struct Nonce(pub [u8; 32]);
 
 impl Nonce {
     /// A fresh nonce from the operating system's CSPRNG.
-    pub fn random() -> Result<Self, getrandom::Error> {
-        let mut n = [0u8; 32];
-        getrandom::fill(&mut n)?;
-        Ok(Self(n))
+    pub fn random() -> Result<Self, RandomError> {
+        aorta_base::random::array().map(Self)
     }
 
     /// The nonce as lowercase hex.
@@ -167,26 +166,14 @@ impl fmt::Debug for Measurement {
     }
 }
 
-/// Lowercase hex of `b`.
-pub fn hex(b: &[u8]) -> String {
-    use fmt::Write;
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        let _ = write!(s, "{x:02x}");
-    }
-    s
-}
+/// Lowercase hex of `b`: the one hex encoder, [`aorta_base::hex::encode`],
+/// re-exported for this crate's users.
+pub use aorta_base::hex::encode as hex;
 
-/// Parses lowercase or uppercase hex.
+/// Parses lowercase or uppercase hex, ignoring surrounding whitespace, with
+/// the strict [`aorta_base::hex`] rules (no sign, no `0x`).
 pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim();
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| s.get(i..i + 2).and_then(|p| u8::from_str_radix(p, 16).ok()))
-        .collect()
+    aorta_base::hex::decode(s.trim(), aorta_base::hex::Case::Any).ok()
 }
 
 /// The header of a piece of evidence: everything bound into the report data.
@@ -378,12 +365,12 @@ impl Evidence {
             }
             EvidenceBody::Tdx { quote, collateral }
             | EvidenceBody::SgxGramine { quote, collateral } => {
-                put_bytes32(&mut out, quote);
-                put_bytes32(&mut out, collateral);
+                put_blob(&mut out, quote);
+                put_blob(&mut out, collateral);
             }
             EvidenceBody::SevSnp { report, certs } => {
-                put_bytes32(&mut out, report);
-                put_bytes32(&mut out, certs);
+                put_blob(&mut out, report);
+                put_blob(&mut out, certs);
             }
         }
         out
@@ -401,10 +388,10 @@ impl Evidence {
         let mut r = Reader::new(buf);
         macro_rules! get {
             ($e:expr, $field:literal) => {{
-                let off = r.offset();
+                let off = r.position();
                 match $e {
-                    Some(v) => v,
-                    None => {
+                    Ok(v) => v,
+                    Err(_) => {
                         return Err(EvidenceError::Truncated {
                             offset: off,
                             field: $field,
@@ -413,29 +400,29 @@ impl Evidence {
                 }
             }};
         }
-        let magic: [u8; 4] = get!(r.array(), "magic");
+        let magic: [u8; 4] = get!(r.array("magic"), "magic");
         if magic != EVIDENCE_MAGIC {
             return Err(EvidenceError::BadMagic {
                 found: magic.to_vec(),
             });
         }
-        let version = get!(r.u16(), "version");
+        let version = get!(r.u16("version"), "version");
         if version != EVIDENCE_VERSION {
             return Err(EvidenceError::UnknownVersion { version });
         }
-        let code = get!(r.u8(), "backend");
+        let code = get!(r.u8("backend"), "backend");
         let backend = Backend::from_code(code).ok_or(EvidenceError::UnknownBackend { code })?;
-        let reserved = get!(r.u8(), "reserved");
+        let reserved = get!(r.u8("reserved"), "reserved");
         if reserved != 0 {
             return Err(EvidenceError::BadField {
                 field: "reserved",
                 value: u64::from(reserved),
             });
         }
-        let nonce = Nonce(get!(r.array(), "nonce"));
-        let worker_public_key = get!(r.array(), "worker_public_key");
-        let app_measurement = Measurement(get!(r.array(), "app_measurement"));
-        let issued_at = get!(r.u64(), "issued_at");
+        let nonce = Nonce(get!(r.array("nonce"), "nonce"));
+        let worker_public_key = get!(r.array("worker_public_key"), "worker_public_key");
+        let app_measurement = Measurement(get!(r.array("app_measurement"), "app_measurement"));
+        let issued_at = get!(r.u64("issued_at"), "issued_at");
         let claims = EvidenceClaims {
             backend,
             nonce,
@@ -444,21 +431,22 @@ impl Evidence {
             issued_at,
         };
         let blob = |r: &mut Reader<'_>, field: &'static str| -> Result<Vec<u8>, EvidenceError> {
-            let off = r.offset();
-            match r.bytes32(MAX_BLOB_LEN) {
-                None => Err(EvidenceError::Truncated { offset: off, field }),
-                Some(Err(len)) => Err(EvidenceError::TooLarge {
+            let off = r.position();
+            let truncated = |_| EvidenceError::Truncated { offset: off, field };
+            let len = usize::try_from(r.u32(field).map_err(truncated)?).unwrap_or(usize::MAX);
+            if len > MAX_BLOB_LEN {
+                return Err(EvidenceError::TooLarge {
                     field,
                     len,
                     max: MAX_BLOB_LEN,
-                }),
-                Some(Ok(b)) => Ok(b.to_vec()),
+                });
             }
+            r.take(len, field).map(<[u8]>::to_vec).map_err(truncated)
         };
         let body = match backend {
             Backend::Sim => {
-                let platform_key = get!(r.array(), "platform_key");
-                let debug = match get!(r.u8(), "debug") {
+                let platform_key = get!(r.array("platform_key"), "platform_key");
+                let debug = match get!(r.u8("debug"), "debug") {
                     0 => false,
                     1 => true,
                     v => {
@@ -468,7 +456,7 @@ impl Evidence {
                         });
                     }
                 };
-                let signature = get!(r.array(), "signature");
+                let signature = get!(r.array("signature"), "signature");
                 EvidenceBody::Sim {
                     platform_key,
                     debug,
@@ -494,6 +482,39 @@ impl Evidence {
             });
         }
         Ok(Evidence { claims, body })
+    }
+}
+
+/// Appends a `u32`-length-prefixed blob. Evidence blobs are far below
+/// 4 GiB (decoding refuses any over [`MAX_BLOB_LEN`]), so the prefix fits.
+fn put_blob(out: &mut Vec<u8>, b: &[u8]) {
+    let _ = codec::put_bytes_u32(out, "blob", b);
+}
+
+impl Encode for Evidence {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&Evidence::encode(self));
+    }
+}
+
+/// All the remaining bytes as one piece of evidence; its [`EvidenceError`]
+/// becomes [`DecodeError::Invalid`] (use [`Evidence::decode`] for the typed
+/// error).
+impl<'a> Decode<'a> for Evidence {
+    fn decode(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
+        let at = r.position();
+        Evidence::decode(r.rest()).map_err(|e| DecodeError::Invalid {
+            field: "evidence",
+            offset: at,
+            reason: match e {
+                EvidenceError::Truncated { .. } => "truncated",
+                EvidenceError::TrailingBytes { .. } => "trailing bytes",
+                EvidenceError::TooLarge { .. } => "too large",
+                EvidenceError::BadMagic { .. } => "bad magic",
+                EvidenceError::UnknownVersion { .. } => "unknown version",
+                _ => "invalid field",
+            },
+        })
     }
 }
 

@@ -18,10 +18,10 @@ use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable, OpModeR, OpModeS, Serializable};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::bytes::Reader;
 use crate::evidence::EvidenceClaims;
 use crate::verify::AttestedWorker;
 use crate::worker::WorkerKeypair;
+use aorta_base::codec::{Decode, DecodeError, Encode, Reader};
 
 /// HPKE `info` string for key release.
 pub const KEY_RELEASE_INFO: &[u8] = b"aorta key release v1";
@@ -151,35 +151,38 @@ impl KeyBundle {
         let mut r = Reader::new(buf);
         let bad = |detail, r: &Reader<'_>| KeyWrapError::Malformed {
             detail,
-            offset: r.offset(),
+            offset: r.position(),
         };
-        let version = r.u8().ok_or_else(|| bad("empty", &r))?;
+        let version = r.u8("version").map_err(|_| bad("empty", &r))?;
         if version != BUNDLE_VERSION {
             return Err(KeyWrapError::UnknownVersion { version });
         }
-        fn id(r: &mut Reader<'_>) -> Option<Result<String, ()>> {
-            let n = usize::from(r.u16()?);
+        /// `Err(None)`: truncated; `Err(Some(()))`: too long or not UTF-8.
+        fn id(r: &mut Reader<'_>) -> Result<String, Option<()>> {
+            let n = usize::from(r.u16("id length").map_err(|_| None)?);
             if n > MAX_ID_LEN {
-                return Some(Err(()));
+                return Err(Some(()));
             }
-            let b = r.take(n)?;
-            Some(String::from_utf8(b.to_vec()).map_err(|_| ()))
+            let b = r.take(n, "id").map_err(|_| None)?;
+            String::from_utf8(b.to_vec()).map_err(|_| Some(()))
         }
         let assignment = match id(&mut r) {
-            None => return Err(bad("truncated assignment", &r)),
-            Some(Err(())) => return Err(bad("bad assignment name", &r)),
-            Some(Ok(s)) => s,
+            Err(None) => return Err(bad("truncated assignment", &r)),
+            Err(Some(())) => return Err(bad("bad assignment name", &r)),
+            Ok(s) => s,
         };
         let mut lists: [Vec<(String, Secret32)>; 2] = [Vec::new(), Vec::new()];
         for list in &mut lists {
-            let n = r.u16().ok_or_else(|| bad("truncated key count", &r))?;
+            let n = r
+                .u16("key count")
+                .map_err(|_| bad("truncated key count", &r))?;
             for _ in 0..n {
                 let name = match id(&mut r) {
-                    None => return Err(bad("truncated identifier", &r)),
-                    Some(Err(())) => return Err(bad("bad identifier", &r)),
-                    Some(Ok(s)) => s,
+                    Err(None) => return Err(bad("truncated identifier", &r)),
+                    Err(Some(())) => return Err(bad("bad identifier", &r)),
+                    Ok(s) => s,
                 };
-                let key = r.array::<32>().ok_or_else(|| bad("truncated key", &r))?;
+                let key = r.array::<32>("key").map_err(|_| bad("truncated key", &r))?;
                 list.push((name, Secret32(key)));
             }
         }
@@ -208,6 +211,37 @@ impl KeyBundle {
             .iter()
             .find(|(s, _)| s == subscriber)
             .map(|(_, k)| k)
+    }
+}
+
+/// The plaintext bundle. A bundle over the format's limits encodes as
+/// nothing: [`KeyBundle::encode`] refuses it with a typed error, and every
+/// decoded bundle fits.
+impl Encode for KeyBundle {
+    fn encode(&self, out: &mut Vec<u8>) {
+        if let Ok(b) = KeyBundle::encode(self) {
+            out.extend_from_slice(&b);
+        }
+    }
+}
+
+/// All the remaining bytes as one bundle; its [`KeyWrapError`] becomes
+/// [`DecodeError::Invalid`] (use [`KeyBundle::decode`] for the typed error).
+impl<'a> Decode<'a> for KeyBundle {
+    fn decode(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
+        let at = r.position();
+        KeyBundle::decode(r.rest()).map_err(|e| DecodeError::Invalid {
+            field: "key bundle",
+            offset: match &e {
+                KeyWrapError::Malformed { offset, .. } => at.saturating_add(*offset),
+                _ => at,
+            },
+            reason: match e {
+                KeyWrapError::Malformed { detail, .. } => detail,
+                KeyWrapError::UnknownVersion { .. } => "unknown version",
+                _ => "invalid",
+            },
+        })
     }
 }
 

@@ -27,6 +27,11 @@
 //! * the **upload frame opener** ([`upload`]): opens aorta device upload
 //!   frames inside the worker with the group keys the broker released.
 //!
+//! Every byte format here (evidence, worker-protocol messages, key bundles)
+//! decodes through the one bounds-checked reader, `aorta_base::codec`, and
+//! has a fuzz entry point in the hidden `fuzzing` module. Refusal codes come
+//! from the one registry, `aorta_crypto::refusal`.
+//!
 //! It must never: log or `Debug`-print key bytes or plaintext samples, accept
 //! evidence without checking the nonce, or fall back silently from a hardware
 //! backend to `sim`. It implements no cipher, hash or KDF itself.
@@ -69,13 +74,36 @@
 #![deny(missing_docs)]
 
 pub mod attest;
-mod bytes;
 pub mod evidence;
 pub mod keywrap;
 pub mod upload;
 pub mod verify;
 pub mod wire;
 pub mod worker;
+
+/// Fuzz entry points, one per byte format this crate decodes: each decodes
+/// arbitrary bytes and, when they decode, checks that re-encoding gives them
+/// back exactly. None panics on any input except on a broken round trip
+/// (the bug a fuzzer looks for). Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use aorta_base::codec::fuzz_exact;
+
+    /// Attestation evidence ([`crate::evidence::Evidence`]).
+    pub fn evidence(data: &[u8]) -> bool {
+        fuzz_exact::<crate::evidence::Evidence>(data)
+    }
+
+    /// One framed worker-protocol message ([`crate::wire::Message`]).
+    pub fn message(data: &[u8]) -> bool {
+        fuzz_exact::<crate::wire::Message>(data)
+    }
+
+    /// A plaintext key bundle ([`crate::keywrap::KeyBundle`]).
+    pub fn key_bundle(data: &[u8]) -> bool {
+        fuzz_exact::<crate::keywrap::KeyBundle>(data)
+    }
+}
 
 pub use evidence::{Backend, Evidence, EvidenceClaims, Measurement, Nonce};
 pub use verify::{AttestationVerified, AttestedWorker, Refusal, VerifierPolicy};

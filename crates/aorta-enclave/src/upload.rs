@@ -27,34 +27,15 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::keywrap::Secret32;
 use crate::worker::{FrameError, FrameOpener, OpenedFrame};
 
-/// Fewer bytes than the header or the declared ciphertext needs.
-pub const FRAME_TRUNCATED: u16 = 201;
-/// Bytes after the declared ciphertext.
-pub const FRAME_TRAILING_BYTES: u16 = 202;
-/// The frame, or its declared ciphertext, is larger than allowed.
-pub const FRAME_OVERSIZE: u16 = 203;
-/// Not an aorta upload frame.
-pub const FRAME_BAD_MAGIC: u16 = 204;
-/// A frame version this build does not read.
-pub const FRAME_UNSUPPORTED_VERSION: u16 = 205;
-/// Unknown codec.
-pub const FRAME_UNKNOWN_CODEC: u16 = 206;
-/// A header field is out of range.
-pub const FRAME_BAD_FIELD: u16 = 207;
-/// Authentication failed: tampered frame, or a key that is not the device's.
-pub const FRAME_AUTHENTICATION_FAILED: u16 = 208;
-/// The compressed payload declares more than the header's samples allow.
-pub const FRAME_DECOMPRESSION_BOMB: u16 = 209;
-/// The authenticated payload does not parse.
-pub const FRAME_MALFORMED_PAYLOAD: u16 = 210;
-/// The transport key could not be derived from the released key.
-pub const FRAME_KEY_DERIVATION: u16 = 211;
-/// An RR frame (codec 2) holds an interval outside the accepted range.
-pub const FRAME_RR_OUT_OF_RANGE: u16 = 212;
-/// An RR frame's calibration is not the fixed RR calibration.
-pub const FRAME_RR_CALIBRATION: u16 = 213;
-/// A refusal of the frame layer this build has no code for.
-pub const FRAME_OTHER: u16 = 298;
+/// The frame refusal codes this opener sends, one per
+/// [`aorta_crypto::frame::FrameError`] kind, from the one registry
+/// ([`aorta_crypto::refusal`]).
+pub use aorta_crypto::refusal::{
+    FRAME_AUTHENTICATION_FAILED, FRAME_BAD_FIELD, FRAME_BAD_MAGIC, FRAME_DECOMPRESSION_BOMB,
+    FRAME_KEY_DERIVATION, FRAME_MALFORMED_PAYLOAD, FRAME_OTHER, FRAME_OVERSIZE,
+    FRAME_RR_CALIBRATION, FRAME_RR_OUT_OF_RANGE, FRAME_TRAILING_BYTES, FRAME_TRUNCATED,
+    FRAME_UNKNOWN_CODEC, FRAME_UNSUPPORTED_VERSION,
+};
 
 /// Opens aorta device upload frames with released group keys.
 #[derive(Clone, Copy, Debug, Default)]

@@ -10,6 +10,7 @@
 
 use std::fmt;
 
+use aorta_crypto::refusal;
 use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -206,24 +207,25 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// Stable wire code (1xx: evidence and policy).
+    /// Stable wire code (1xx: evidence and policy), from the one registry
+    /// ([`aorta_crypto::refusal`]).
     pub fn code(&self) -> u16 {
         match self {
-            Refusal::Malformed(_) => 100,
-            Refusal::NonceMismatch { .. } => 101,
-            Refusal::Stale { .. } => 102,
-            Refusal::FromTheFuture { .. } => 103,
-            Refusal::SimulationNotAllowed => 104,
-            Refusal::BackendNotAllowed { .. } => 105,
-            Refusal::UnknownSimPlatform { .. } => 106,
-            Refusal::BadSignature { .. } => 107,
-            Refusal::DebugTee { .. } => 108,
-            Refusal::MeasurementNotAllowed { .. } => 109,
-            Refusal::ReportDataMismatch { .. } => 110,
-            Refusal::QuoteInvalid { .. } => 111,
-            Refusal::MissingCollateral { .. } => 112,
-            Refusal::TcbTooLow { .. } => 113,
-            Refusal::BackendUnverifiable { .. } => 114,
+            Refusal::Malformed(_) => refusal::ATTEST_MALFORMED,
+            Refusal::NonceMismatch { .. } => refusal::ATTEST_NONCE_MISMATCH,
+            Refusal::Stale { .. } => refusal::ATTEST_STALE,
+            Refusal::FromTheFuture { .. } => refusal::ATTEST_FROM_THE_FUTURE,
+            Refusal::SimulationNotAllowed => refusal::ATTEST_SIMULATION_NOT_ALLOWED,
+            Refusal::BackendNotAllowed { .. } => refusal::ATTEST_BACKEND_NOT_ALLOWED,
+            Refusal::UnknownSimPlatform { .. } => refusal::ATTEST_UNKNOWN_SIM_PLATFORM,
+            Refusal::BadSignature { .. } => refusal::ATTEST_BAD_SIGNATURE,
+            Refusal::DebugTee { .. } => refusal::ATTEST_DEBUG_TEE,
+            Refusal::MeasurementNotAllowed { .. } => refusal::ATTEST_MEASUREMENT_NOT_ALLOWED,
+            Refusal::ReportDataMismatch { .. } => refusal::ATTEST_REPORT_DATA_MISMATCH,
+            Refusal::QuoteInvalid { .. } => refusal::ATTEST_QUOTE_INVALID,
+            Refusal::MissingCollateral { .. } => refusal::ATTEST_MISSING_COLLATERAL,
+            Refusal::TcbTooLow { .. } => refusal::ATTEST_TCB_TOO_LOW,
+            Refusal::BackendUnverifiable { .. } => refusal::ATTEST_BACKEND_UNVERIFIABLE,
         }
     }
 }

@@ -14,7 +14,8 @@
 
 use std::io::{Read, Write};
 
-use crate::bytes::{Reader, put_bytes32};
+use aorta_base::codec::{self, Decode, DecodeError, Encode, Reader};
+
 use crate::evidence::Nonce;
 
 /// Magic in `Hello`.
@@ -251,8 +252,11 @@ impl Message {
                     max: MAX_MESSAGE_LEN,
                 });
             }
-            put_bytes32(p, b);
-            Ok(())
+            codec::put_bytes_u32(p, field, b).map_err(|e| WireError::TooLarge {
+                field,
+                len: e.len,
+                max: MAX_MESSAGE_LEN,
+            })
         }
         let mut p = vec![0, 0, 0, 0, self.type_byte()];
         match self {
@@ -338,48 +342,44 @@ impl Message {
         })?;
         let mut r = Reader::new(payload);
         let m = |detail| WireError::Malformed { ty, detail };
-        fn s16(r: &mut Reader<'_>) -> Option<Result<String, ()>> {
-            let n = usize::from(r.u16()?);
-            let b = r.take(n)?;
-            Some(String::from_utf8(b.to_vec()).map_err(|_| ()))
-        }
-        let str16 = |r: &mut Reader<'_>| match s16(r) {
-            None => Err(m("truncated string")),
-            Some(Err(())) => Err(m("string is not UTF-8")),
-            Some(Ok(s)) => Ok(s),
+        let t = |_: DecodeError| m("truncated");
+        let str16 = |r: &mut Reader<'_>| {
+            let b = r.bytes_u16("string").map_err(|_| m("truncated string"))?;
+            String::from_utf8(b.to_vec()).map_err(|_| m("string is not UTF-8"))
         };
-        let blob = |r: &mut Reader<'_>| match r.bytes32(MAX_MESSAGE_LEN) {
-            None => Err(m("truncated byte string")),
-            Some(Err(_)) => Err(m("byte string too long")),
-            Some(Ok(b)) => Ok(b.to_vec()),
+        let blob = |r: &mut Reader<'_>| match r.bytes_u32("byte string", MAX_MESSAGE_LEN) {
+            Ok(b) => Ok(b.to_vec()),
+            Err(DecodeError::Invalid { .. }) => Err(m("byte string too long")),
+            Err(_) => Err(m("truncated byte string")),
         };
         let msg = match ty {
             0x01 => {
-                let magic: [u8; 8] = r.array().ok_or_else(|| m("truncated"))?;
+                let magic: [u8; 8] = r.array("magic").map_err(t)?;
                 if magic != PROTOCOL_MAGIC {
                     return Err(WireError::BadMagic);
                 }
-                let version = r.u16().ok_or_else(|| m("truncated"))?;
+                let version = r.u16("version").map_err(t)?;
                 if version != PROTOCOL_VERSION {
                     return Err(WireError::UnknownVersion { version });
                 }
                 let role = r
-                    .u8()
+                    .u8("role")
+                    .ok()
                     .and_then(Role::from_u8)
                     .ok_or_else(|| m("bad role"))?;
                 Message::Hello { version, role }
             }
             0x10 => Message::ChallengeRequest,
             0x11 => Message::Challenge {
-                nonce: Nonce(r.array().ok_or_else(|| m("truncated"))?),
-                issued_at: r.u64().ok_or_else(|| m("truncated"))?,
+                nonce: Nonce(r.array("nonce").map_err(t)?),
+                issued_at: r.u64("issued_at").map_err(t)?,
             },
             0x12 => {
                 let evidence = blob(&mut r)?;
                 let assignment = str16(&mut r)?;
                 let mut lists = [Vec::new(), Vec::new()];
                 for list in &mut lists {
-                    let n = r.u16().ok_or_else(|| m("truncated"))?;
+                    let n = r.u16("count").map_err(t)?;
                     for _ in 0..n {
                         list.push(str16(&mut r)?);
                     }
@@ -396,7 +396,7 @@ impl Message {
                 sealed: blob(&mut r)?,
             },
             0x14 | 0x23 => {
-                let code = r.u16().ok_or_else(|| m("truncated"))?;
+                let code = r.u16("code").map_err(t)?;
                 let reason = str16(&mut r)?;
                 if ty == 0x14 {
                     Message::Refused { code, reason }
@@ -405,10 +405,10 @@ impl Message {
                 }
             }
             0x20 => {
-                let backend = r.u8().ok_or_else(|| m("truncated"))?;
-                let hardware_protected = match r.u8() {
-                    Some(0) => false,
-                    Some(1) => true,
+                let backend = r.u8("backend").map_err(t)?;
+                let hardware_protected = match r.u8("hardware_protected") {
+                    Ok(0) => false,
+                    Ok(1) => true,
                     _ => return Err(m("bad hardware flag")),
                 };
                 let measurement = blob(&mut r)?;
@@ -416,8 +416,8 @@ impl Message {
                     backend,
                     hardware_protected,
                     measurement,
-                    transport_keys: r.u16().ok_or_else(|| m("truncated"))?,
-                    result_keys: r.u16().ok_or_else(|| m("truncated"))?,
+                    transport_keys: r.u16("transport_keys").map_err(t)?,
+                    result_keys: r.u16("result_keys").map_err(t)?,
                 }
             }
             0x21 => Message::SealedFrame {
@@ -425,8 +425,8 @@ impl Message {
             },
             0x22 => Message::FrameDone {
                 serial: str16(&mut r)?,
-                sequence: r.u64().ok_or_else(|| m("truncated"))?,
-                samples: r.u64().ok_or_else(|| m("truncated"))?,
+                sequence: r.u64("sequence").map_err(t)?,
+                samples: r.u64("samples").map_err(t)?,
             },
             0x2f => Message::Shutdown,
             _ => return Err(WireError::UnknownType { ty }),
@@ -435,6 +435,41 @@ impl Message {
             return Err(m("trailing bytes"));
         }
         Ok(msg)
+    }
+}
+
+/// The framed message (`length u32 | type u8 | payload`). A message over
+/// the protocol's limits encodes as nothing: [`Message::encode`] refuses it
+/// with a typed error, and every decoded message fits.
+impl Encode for Message {
+    fn encode(&self, out: &mut Vec<u8>) {
+        if let Ok(b) = Message::encode(self) {
+            out.extend_from_slice(&b);
+        }
+    }
+}
+
+/// One framed message; its [`WireError`] becomes [`DecodeError::Invalid`]
+/// (use [`Message::decode_body`] or [`read_message`] for the typed error).
+impl<'a> Decode<'a> for Message {
+    fn decode(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
+        let at = r.position();
+        let len = usize::try_from(r.u32("length")?).unwrap_or(usize::MAX);
+        if len == 0 || len > MAX_MESSAGE_LEN {
+            return Err(r.invalid("length", 4, "outside 1..=MAX_MESSAGE_LEN"));
+        }
+        let body = r.take(len, "message")?;
+        Message::decode_body(body).map_err(|e| DecodeError::Invalid {
+            field: "message",
+            offset: at,
+            reason: match e {
+                WireError::Malformed { detail, .. } => detail,
+                WireError::BadMagic => "bad magic",
+                WireError::UnknownVersion { .. } => "unknown version",
+                WireError::UnknownType { .. } => "unknown message type",
+                _ => "invalid",
+            },
+        })
     }
 }
 
@@ -526,7 +561,7 @@ mod tests {
                 sealed: vec![9; 80],
             },
             Message::Refused {
-                code: 109,
+                code: aorta_crypto::refusal::ATTEST_MEASUREMENT_NOT_ALLOWED,
                 reason: "no".into(),
             },
             Message::Status {
@@ -543,7 +578,7 @@ mod tests {
                 samples: 720,
             },
             Message::FrameRefused {
-                code: 201,
+                code: aorta_crypto::refusal::FRAME_TRUNCATED,
                 reason: "bad tag".into(),
             },
             Message::Shutdown,

@@ -9,7 +9,8 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "tests: a failed unwrap, panic or out-of-range index is the failure report"
 )]
 
 use std::path::PathBuf;

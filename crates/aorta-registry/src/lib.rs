@@ -18,6 +18,8 @@
 //! AES-256-GCM under a key-encryption key (KEK) kept outside the database
 //! (`kek`, mode 0600; in production an HSM-held key), with the page number as
 //! associated data so pages cannot be swapped. See `docs/device-keys.md`.
+//! Its records encode and decode through `aorta_base::codec` (one fuzz
+//! entry point per record in the hidden `fuzzing` module).
 //!
 //! Main types: [`Registry`], [`DeviceInfo`], [`Accepted`], [`AcceptError`],
 //! [`RefusalKind`], [`RefusalCounters`].
@@ -39,6 +41,30 @@ pub mod frames_dir;
 mod reneg;
 mod store;
 
+/// Fuzz entry points, one per record format of the registry's store: each
+/// decodes arbitrary bytes and, when they decode, checks that re-encoding
+/// gives them back exactly. None panics on any input except on a broken
+/// round trip (the bug a fuzzer looks for). Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use aorta_base::codec::fuzz_exact;
+
+    /// A device record (`devices` table).
+    pub fn device_record(data: &[u8]) -> bool {
+        fuzz_exact::<crate::store::DeviceRecord>(data)
+    }
+
+    /// A device's frame acceptance state (`frame_state` table).
+    pub fn frame_state(data: &[u8]) -> bool {
+        fuzz_exact::<crate::store::FrameState>(data)
+    }
+
+    /// An allocation-map value (`alloc` table).
+    pub fn alloc_record(data: &[u8]) -> bool {
+        fuzz_exact::<crate::store::AllocRecord>(data)
+    }
+}
+
 pub use reneg::RenegPolicy;
 
 use std::path::{Path, PathBuf};
@@ -47,10 +73,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aorta_crypto::frame::{self, FrameError, OpenedFrame, TransportKey};
 use aorta_crypto::keys::{self, KEY_LEN, KeyError, KeySlice};
 use redb::{Database, ReadableTable};
-use ring::rand::{SecureRandom, SystemRandom};
+use ring::rand::SystemRandom;
 use zeroize::Zeroizing;
 
-use store::{ACKS, ALLOC, DEVICES, DeviceRecord, FRAME_STATE, FrameState, Kek, META, POOL};
+use aorta_base::codec::{Decode, Encode};
+use store::{
+    ACKS, ALLOC, AllocRecord, DEVICES, DeviceRecord, FRAME_STATE, FrameState, Kek, META, POOL,
+};
 
 /// Keys per wrapped pool page.
 pub const PAGE_KEYS: u64 = 256;
@@ -460,7 +489,7 @@ impl Registry {
             });
         }
         let rng = SystemRandom::new();
-        let kek = Kek::create(&dir.join(KEK_FILE), &rng)?;
+        let kek = Kek::create(&dir.join(KEK_FILE))?;
         let db = Database::create(dir.join(DB_FILE)).map_err(db_err)?;
         let w = db.begin_write().map_err(db_err)?;
         {
@@ -469,8 +498,8 @@ impl Registry {
             for p in 0..pages {
                 let n = (cfg.pool_keys - p * PAGE_KEYS).min(PAGE_KEYS) as usize;
                 let mut page = Zeroizing::new(vec![0u8; n * KEY_LEN]);
-                rng.fill(&mut page).map_err(|_| RegistryError::Rng)?;
-                let wrapped = kek.wrap(&rng, &store::page_aad(p), &page)?;
+                aorta_base::random::fill(&mut page).map_err(|_| RegistryError::Rng)?;
+                let wrapped = kek.wrap(&store::page_aad(p), &page)?;
                 pool.insert(p, wrapped.as_slice()).map_err(db_err)?;
             }
             let mut meta = w.open_table(META).map_err(db_err)?;
@@ -565,7 +594,8 @@ impl Registry {
         {
             let mut devices = w.open_table(DEVICES).map_err(db_err)?;
             if let Some(existing) = devices.get(serial).map_err(db_err)? {
-                let rec = DeviceRecord::decode(existing.value())?;
+                let rec = DeviceRecord::from_bytes(existing.value())
+                    .map_err(store::corrupt("device record"))?;
                 return Err(RegistryError::AlreadyProvisioned {
                     serial: serial.to_owned(),
                     offset: rec.offset,
@@ -576,7 +606,9 @@ impl Registry {
             let below = match alloc.range(..end).map_err(db_err)?.next_back() {
                 Some(entry) => {
                     let (start, value) = entry.map_err(db_err)?;
-                    Some((start.value(), store::decode_alloc(value.value())?))
+                    let a = AllocRecord::from_bytes(value.value())
+                        .map_err(store::corrupt("allocation record"))?;
+                    Some((start.value(), (a.serial, a.len)))
                 }
                 None => None,
             };
@@ -593,10 +625,18 @@ impl Registry {
                 min_key_uses: DEFAULT_MAX_KEY_USES,
             };
             devices
-                .insert(serial, rec.encode().as_slice())
+                .insert(serial, rec.to_bytes().as_slice())
                 .map_err(db_err)?;
             alloc
-                .insert(offset, store::encode_alloc(serial, n).as_slice())
+                .insert(
+                    offset,
+                    AllocRecord {
+                        serial: serial.to_owned(),
+                        len: n,
+                    }
+                    .to_bytes()
+                    .as_slice(),
+                )
                 .map_err(db_err)?;
             let mut meta = w.open_table(META).map_err(db_err)?;
             let next = meta
@@ -618,7 +658,7 @@ impl Registry {
             .ok_or_else(|| RegistryError::UnknownSerial {
                 serial: serial.to_owned(),
             })?;
-        DeviceRecord::decode(v.value())
+        DeviceRecord::from_bytes(v.value()).map_err(store::corrupt("device record"))
     }
 
     fn device_keys_unchecked(
@@ -726,7 +766,8 @@ impl Registry {
         let w = self.db.begin_write().map_err(db_err)?;
         {
             let mut t = w.open_table(DEVICES).map_err(db_err)?;
-            t.insert(serial, rec.encode().as_slice()).map_err(db_err)?;
+            t.insert(serial, rec.to_bytes().as_slice())
+                .map_err(db_err)?;
         }
         w.commit().map_err(db_err)
     }
@@ -735,7 +776,7 @@ impl Registry {
         let r = self.db.begin_read().map_err(db_err)?;
         let t = r.open_table(FRAME_STATE).map_err(db_err)?;
         match t.get(serial).map_err(db_err)? {
-            Some(v) => FrameState::decode(v.value()),
+            Some(v) => FrameState::from_bytes(v.value()).map_err(store::corrupt("frame state")),
             None => Ok(FrameState::default()),
         }
     }
@@ -846,7 +887,9 @@ impl Registry {
                 .map_err(db_err)?
                 .map(|v| v.value().to_vec());
             let now = match fs.get(serial).map_err(db_err)? {
-                Some(v) => FrameState::decode(v.value())?,
+                Some(v) => {
+                    FrameState::from_bytes(v.value()).map_err(store::corrupt("frame state"))?
+                }
                 None => FrameState::default(),
             };
             if let Some(stored) = existing {
@@ -870,7 +913,8 @@ impl Registry {
                     last_sequence: Some(h.sequence),
                     last_key_index: h.key_index,
                 };
-                fs.insert(serial, new.encode().as_slice()).map_err(db_err)?;
+                fs.insert(serial, new.to_bytes().as_slice())
+                    .map_err(db_err)?;
             }
         }
         w.commit().map_err(db_err)?;

@@ -1,13 +1,12 @@
 //! The registry's redb tables and their record encodings, and the
 //! key-encryption key that wraps every stored key.
 
-use std::io::Write;
 use std::path::Path;
 
+use aorta_base::codec::{Decode, DecodeError, Encode, Reader};
 use redb::TableDefinition;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::digest;
-use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::Zeroizing;
 
 use crate::RegistryError;
@@ -43,23 +42,13 @@ pub(crate) struct Kek {
 }
 
 impl Kek {
-    pub(crate) fn create(path: &Path, rng: &SystemRandom) -> Result<Kek, RegistryError> {
-        let mut raw = Zeroizing::new([0u8; 32]);
-        rng.fill(raw.as_mut()).map_err(|_| RegistryError::Rng)?;
-        let io = |error| RegistryError::Io {
+    /// A fresh random KEK, written to the new owner-only file `path`.
+    pub(crate) fn create(path: &Path) -> Result<Kek, RegistryError> {
+        let raw = aorta_base::random::secret::<32>().map_err(|_| RegistryError::Rng)?;
+        aorta_base::fs::write_private_new(path, raw.as_ref()).map_err(|e| RegistryError::Io {
             path: path.to_path_buf(),
-            error,
-        };
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(path).map_err(io)?;
-        f.write_all(raw.as_ref()).map_err(io)?;
-        f.sync_all().map_err(io)?;
+            error: std::io::Error::other(e),
+        })?;
         Self::from_raw(&raw)
     }
 
@@ -84,14 +73,8 @@ impl Kek {
     }
 
     /// nonce (random, 12) ‖ ciphertext ‖ tag.
-    pub(crate) fn wrap(
-        &self,
-        rng: &SystemRandom,
-        aad: &[u8],
-        plain: &[u8],
-    ) -> Result<Vec<u8>, RegistryError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        rng.fill(&mut nonce).map_err(|_| RegistryError::Rng)?;
+    pub(crate) fn wrap(&self, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, RegistryError> {
+        let nonce = aorta_base::random::array::<NONCE_LEN>().map_err(|_| RegistryError::Rng)?;
         let mut buf = plain.to_vec();
         let tag = self
             .key
@@ -137,14 +120,9 @@ impl Kek {
     }
 }
 
-fn take<const N: usize>(b: &[u8], pos: &mut usize) -> Result<[u8; N], RegistryError> {
-    let s = b
-        .get(*pos..*pos + N)
-        .ok_or_else(|| RegistryError::Corrupt("record truncated".into()))?;
-    *pos += N;
-    let mut a = [0u8; N];
-    a.copy_from_slice(s);
-    Ok(a)
+/// A stored record that does not decode: the store is corrupt.
+pub(crate) fn corrupt(what: &'static str) -> impl FnOnce(DecodeError) -> RegistryError {
+    move |e| RegistryError::Corrupt(format!("{what}: {e}"))
 }
 
 /// A device's registry record (no key bytes: those stay in the wrapped pool).
@@ -160,28 +138,42 @@ pub(crate) struct DeviceRecord {
     pub(crate) min_key_uses: u64,
 }
 
-impl DeviceRecord {
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut b = vec![1u8];
+/// Version of the device record layout.
+const DEVICE_RECORD_VERSION: u8 = 1;
+
+/// Reads a `0`/`1` flag.
+fn flag(r: &mut Reader<'_>, field: &'static str) -> Result<bool, DecodeError> {
+    match r.u8(field)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(r.invalid(field, 1, "flag is neither 0 nor 1")),
+    }
+}
+
+/// `version(1) ‖ offset u64 ‖ slice_len u16 ‖ verified u8 ‖ max_key_uses
+/// u64 ‖ min_key_uses u64`.
+impl Encode for DeviceRecord {
+    fn encode(&self, b: &mut Vec<u8>) {
+        b.push(DEVICE_RECORD_VERSION);
         b.extend_from_slice(&self.offset.to_be_bytes());
         b.extend_from_slice(&self.slice_len.to_be_bytes());
         b.push(u8::from(self.verified));
         b.extend_from_slice(&self.max_key_uses.to_be_bytes());
         b.extend_from_slice(&self.min_key_uses.to_be_bytes());
-        b
     }
-    pub(crate) fn decode(b: &[u8]) -> Result<Self, RegistryError> {
-        let mut p = 0;
-        let [v] = take::<1>(b, &mut p)?;
-        if v != 1 {
-            return Err(RegistryError::Corrupt(format!("device record version {v}")));
+}
+
+impl Decode<'_> for DeviceRecord {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        if r.u8("version")? != DEVICE_RECORD_VERSION {
+            return Err(r.invalid("version", 1, "unknown device record version"));
         }
         Ok(DeviceRecord {
-            offset: u64::from_be_bytes(take(b, &mut p)?),
-            slice_len: u16::from_be_bytes(take(b, &mut p)?),
-            verified: take::<1>(b, &mut p)? == [1],
-            max_key_uses: u64::from_be_bytes(take(b, &mut p)?),
-            min_key_uses: u64::from_be_bytes(take(b, &mut p)?),
+            offset: r.u64("offset")?,
+            slice_len: r.u16("slice_len")?,
+            verified: flag(r, "verified")?,
+            max_key_uses: r.u64("max_key_uses")?,
+            min_key_uses: r.u64("min_key_uses")?,
         })
     }
 }
@@ -193,36 +185,50 @@ pub(crate) struct FrameState {
     pub(crate) last_key_index: u16,
 }
 
-impl FrameState {
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut b = vec![u8::from(self.last_sequence.is_some())];
+/// `has_sequence u8 ‖ last_sequence u64 (0 when none) ‖ last_key_index u16`.
+impl Encode for FrameState {
+    fn encode(&self, b: &mut Vec<u8>) {
+        b.push(u8::from(self.last_sequence.is_some()));
         b.extend_from_slice(&self.last_sequence.unwrap_or(0).to_be_bytes());
         b.extend_from_slice(&self.last_key_index.to_be_bytes());
-        b
     }
-    pub(crate) fn decode(b: &[u8]) -> Result<Self, RegistryError> {
-        let mut p = 0;
-        let [has] = take::<1>(b, &mut p)?;
-        let seq = u64::from_be_bytes(take(b, &mut p)?);
+}
+
+impl Decode<'_> for FrameState {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let has = flag(r, "has_sequence")?;
+        let seq = r.u64("last_sequence")?;
+        if !has && seq != 0 {
+            return Err(r.invalid("last_sequence", 8, "set without a sequence"));
+        }
         Ok(FrameState {
-            last_sequence: (has == 1).then_some(seq),
-            last_key_index: u16::from_be_bytes(take(b, &mut p)?),
+            last_sequence: has.then_some(seq),
+            last_key_index: r.u16("last_key_index")?,
         })
     }
 }
 
-pub(crate) fn encode_alloc(serial: &str, len: u64) -> Vec<u8> {
-    let mut b = len.to_be_bytes().to_vec();
-    b.extend_from_slice(serial.as_bytes());
-    b
+/// An allocation-map value: `length u64 ‖ serial (UTF-8, the rest)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AllocRecord {
+    pub(crate) serial: String,
+    pub(crate) len: u64,
 }
 
-pub(crate) fn decode_alloc(b: &[u8]) -> Result<(String, u64), RegistryError> {
-    let (len, serial) = b
-        .split_first_chunk::<8>()
-        .ok_or_else(|| RegistryError::Corrupt("allocation record".into()))?;
-    Ok((
-        String::from_utf8_lossy(serial).into_owned(),
-        u64::from_be_bytes(*len),
-    ))
+impl Encode for AllocRecord {
+    fn encode(&self, b: &mut Vec<u8>) {
+        b.extend_from_slice(&self.len.to_be_bytes());
+        b.extend_from_slice(self.serial.as_bytes());
+    }
+}
+
+impl Decode<'_> for AllocRecord {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let len = r.u64("length")?;
+        let rest = r.rest();
+        let serial = std::str::from_utf8(rest)
+            .map_err(|_| r.invalid("serial", rest.len(), "not UTF-8"))?
+            .to_owned();
+        Ok(AllocRecord { serial, len })
+    }
 }

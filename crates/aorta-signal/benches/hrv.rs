@@ -7,7 +7,12 @@
 //! each family alone, and the Rust crate `cardio-rs` (its `standard_analysis!`
 //! on the same NN intervals). Run with `cargo bench -p aorta-signal --bench hrv`.
 //! Skips with a message when `../shared/data/mitdb/100.atr` is absent.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "bench harness: a failure is the report, and criterion's macros generate undocumented items"
+)]
 
 use std::hint::black_box;
 

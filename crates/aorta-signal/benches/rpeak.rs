@@ -3,7 +3,12 @@
 //! `cargo bench -p aorta-signal --bench rpeak` — also times NeuroKit2's
 //! `ecg_peaks` on the same record in the same run when `python3` can import
 //! `neurokit2` and `wfdb` (tools/bench_rpeaks_neurokit.py), and prints the ratio.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)] // bench harness
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "bench harness: a failure is the report, and criterion's macros generate undocumented items"
+)]
 
 use std::hint::black_box;
 use std::path::PathBuf;

@@ -10,7 +10,8 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
-    clippy::panic
+    clippy::panic,
+    reason = "tests: a failed unwrap, panic or out-of-range index is the failure report"
 )]
 
 use aorta_signal::hrv::{ArtefactRule, HrvEngine, HrvOptions, HrvReport, NnSeries};

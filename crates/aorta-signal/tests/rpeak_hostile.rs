@@ -4,7 +4,8 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
-    clippy::panic
+    clippy::panic,
+    reason = "tests: a failed unwrap, panic or out-of-range index is the failure report"
 )] // test code: a panic is a failed test
 
 use aorta_signal::rpeak::{Detector, DetectorConfig, detect};

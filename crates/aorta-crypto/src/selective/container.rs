@@ -15,6 +15,7 @@
 //! matches, the decoding is a deterministic function, so the output is the
 //! protected input.
 
+use aorta_base::codec::{self, Decode, DecodeError, Encode};
 use ring::aead;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -61,19 +62,14 @@ impl RecordId {
     }
     /// Lower-case hex (32 characters).
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        aorta_base::hex::encode(&self.0)
     }
-    /// Parses 32 hex characters.
+    /// Parses 32 hex characters (either case; strict [`aorta_base::hex`]:
+    /// no sign, no `0x`).
     pub fn from_hex(s: &str) -> Option<Self> {
-        if s.len() != 32 || !s.is_ascii() {
-            return None;
-        }
-        let mut out = [0u8; 16];
-        for (o, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
-            let hex = std::str::from_utf8(pair).ok()?;
-            *o = u8::from_str_radix(hex, 16).ok()?;
-        }
-        Some(Self(out))
+        aorta_base::hex::decode_array::<16>(s, aorta_base::hex::Case::Any)
+            .ok()
+            .map(|b| Self(*b))
     }
 }
 
@@ -203,51 +199,63 @@ impl std::fmt::Debug for RecoveryMaterial {
     }
 }
 
-/// A little cursor that turns short reads into typed errors.
+/// The one bounds-checked reader ([`aorta_base::codec::Reader`]), naming
+/// the container in its typed errors.
 struct Reader<'a> {
-    d: &'a [u8],
-    off: usize,
+    r: codec::Reader<'a>,
     container: &'static str,
 }
 
 impl<'a> Reader<'a> {
     fn new(d: &'a [u8], container: &'static str) -> Self {
         Self {
-            d,
-            off: 0,
+            r: codec::Reader::new(d),
             container,
         }
     }
-    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], SelectiveError> {
-        let end = self.off.checked_add(n);
-        match end.and_then(|e| self.d.get(self.off..e)) {
-            Some(s) => {
-                self.off += n;
-                Ok(s)
-            }
-            None => Err(SelectiveError::Truncated {
+    /// Offset of the next byte.
+    fn off(&self) -> usize {
+        self.r.position()
+    }
+    fn short(&self, e: DecodeError) -> SelectiveError {
+        match e {
+            DecodeError::Short {
+                field,
+                offset,
+                needed,
+                available,
+            } => SelectiveError::Truncated {
                 container: self.container,
                 field,
-                offset: self.off as u64,
-                needed: n as u64,
-                available: self.d.len().saturating_sub(self.off) as u64,
-            }),
+                offset: offset as u64,
+                needed: needed as u64,
+                available: available as u64,
+            },
+            DecodeError::Trailing { offset, .. } => {
+                self.invalid("length", offset, "trailing bytes")
+            }
+            DecodeError::Invalid {
+                field,
+                offset,
+                reason,
+            } => self.invalid(field, offset, reason),
+            _ => self.invalid("container", self.off(), "does not decode"),
         }
     }
+    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], SelectiveError> {
+        self.r.take(n, field).map_err(|e| self.short(e))
+    }
     fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], SelectiveError> {
-        let s = self.take(N, field)?;
-        let mut a = [0u8; N];
-        a.copy_from_slice(s);
-        Ok(a)
+        self.r.array(field).map_err(|e| self.short(e))
     }
     fn u8(&mut self, field: &'static str) -> Result<u8, SelectiveError> {
-        Ok(self.array::<1>(field)?[0])
+        self.r.u8(field).map_err(|e| self.short(e))
     }
     fn u32(&mut self, field: &'static str) -> Result<u32, SelectiveError> {
-        Ok(u32::from_be_bytes(self.array(field)?))
+        self.r.u32(field).map_err(|e| self.short(e))
     }
     fn u64(&mut self, field: &'static str) -> Result<u64, SelectiveError> {
-        Ok(u64::from_be_bytes(self.array(field)?))
+        self.r.u64(field).map_err(|e| self.short(e))
     }
     fn invalid(&self, field: &'static str, at: usize, reason: &'static str) -> SelectiveError {
         SelectiveError::InvalidField {
@@ -280,7 +288,7 @@ impl<'a> Reader<'a> {
         Ok((mode, rest))
     }
     fn content_len(&mut self) -> Result<u64, SelectiveError> {
-        let at = self.off;
+        let at = self.off();
         let len = self.u64("content length")?;
         if len > MAX_CONTENT_LEN {
             return Err(self.invalid("content length", at, "exceeds 2^40 bytes"));
@@ -311,8 +319,8 @@ pub fn parse_public(d: &[u8]) -> Result<(PublicHeader, &[u8], [u8; 32]), Selecti
     let (pub_len, _) = lengths(content_len)?;
     let body = r.take(pub_len, "body")?;
     let stored: [u8; 32] = r.array("checksum")?;
-    if r.off != d.len() {
-        return Err(r.invalid("length", r.off, "trailing bytes after the checksum"));
+    if r.off() != d.len() {
+        return Err(r.invalid("length", r.off(), "trailing bytes after the checksum"));
     }
     let header = d.get(..PUBLIC_HEADER_LEN).unwrap_or(&[]);
     let actual = public_checksum(header, &units::segment_digests(body));
@@ -583,8 +591,8 @@ pub fn open_private_with_key(
     let head = Zeroizing::new(r.take(head_len, "head")?.to_vec());
     let (_, piece_len) = lengths(h.content_len)?;
     let pieces = Zeroizing::new(r.take(piece_len, "pieces")?.to_vec());
-    if r.off != plain.len() {
-        return Err(r.invalid("payload", r.off, "trailing bytes"));
+    if r.off() != plain.len() {
+        return Err(r.invalid("payload", r.off(), "trailing bytes"));
     }
     let secret = RecordSecret::from_bytes(s);
     let unit_keys = UnitKeys::for_mode(h.mode, k, Some(&secret))?;
@@ -681,8 +689,8 @@ impl RecoveryMaterial {
         let head = Zeroizing::new(r.take(head_len, "head")?.to_vec());
         let (_, piece_len) = lengths(content_len)?;
         let pieces = Zeroizing::new(r.take(piece_len, "pieces")?.to_vec());
-        if r.off != d.len() {
-            return Err(r.invalid("length", r.off, "trailing bytes"));
+        if r.off() != d.len() {
+            return Err(r.invalid("length", r.off(), "trailing bytes"));
         }
         Ok(Self {
             record_id,
@@ -693,6 +701,88 @@ impl RecoveryMaterial {
             head,
             pieces,
         })
+    }
+}
+
+/// A container that did not decode, as a [`DecodeError`] at `offset` (the
+/// typed [`SelectiveError`] is what [`parse_public`], [`parse_private`] and
+/// [`RecoveryMaterial::from_bytes`] return).
+fn not_decoded(offset: usize, e: &SelectiveError) -> DecodeError {
+    DecodeError::Invalid {
+        field: "container",
+        offset,
+        reason: match e {
+            SelectiveError::Truncated { .. } => "truncated",
+            SelectiveError::BadMagic { .. } => "bad magic",
+            SelectiveError::UnknownVersion { .. } => "unknown version",
+            _ => "invalid",
+        },
+    }
+}
+
+/// A public fragment (`.aosp`) whose layout and checksum were checked.
+#[derive(Debug)]
+pub(crate) struct PublicFragment<'a> {
+    header: PublicHeader,
+    body: &'a [u8],
+    checksum: [u8; 32],
+}
+
+impl<'a> Decode<'a> for PublicFragment<'a> {
+    fn decode(r: &mut codec::Reader<'a>) -> Result<Self, DecodeError> {
+        let at = r.position();
+        let (header, body, checksum) = parse_public(r.rest()).map_err(|e| not_decoded(at, &e))?;
+        Ok(PublicFragment {
+            header,
+            body,
+            checksum,
+        })
+    }
+}
+
+impl Encode for PublicFragment<'_> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        write_public_header(&self.header, out);
+        out.extend_from_slice(self.body);
+        out.extend_from_slice(&self.checksum);
+    }
+}
+
+/// A private fragment (`.aosr`) whose header parsed, not yet opened.
+#[derive(Debug)]
+pub(crate) struct PrivateFragment<'a> {
+    header: PrivateHeader,
+    sealed: &'a [u8],
+}
+
+impl<'a> Decode<'a> for PrivateFragment<'a> {
+    fn decode(r: &mut codec::Reader<'a>) -> Result<Self, DecodeError> {
+        let at = r.position();
+        let (header, sealed) = parse_private(r.rest()).map_err(|e| not_decoded(at, &e))?;
+        Ok(PrivateFragment { header, sealed })
+    }
+}
+
+impl Encode for PrivateFragment<'_> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&write_private_header(&self.header));
+        out.extend_from_slice(self.sealed);
+    }
+}
+
+/// Recovery material (`.aosm`): [`RecoveryMaterial::to_bytes`].
+impl Encode for RecoveryMaterial {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_bytes());
+    }
+}
+
+/// All the remaining bytes as recovery material
+/// ([`RecoveryMaterial::from_bytes`]).
+impl Decode<'_> for RecoveryMaterial {
+    fn decode(r: &mut codec::Reader<'_>) -> Result<Self, DecodeError> {
+        let at = r.position();
+        RecoveryMaterial::from_bytes(r.rest()).map_err(|e| not_decoded(at, &e))
     }
 }
 

@@ -257,9 +257,10 @@ fn expand(
     })
 }
 
-/// Fills `buf` from the operating system's CSPRNG.
+/// Fills `buf` from the operating system's CSPRNG
+/// ([`aorta_base::random::fill`]), failing with this module's error.
 pub fn fill_random(buf: &mut [u8]) -> Result<(), SelectiveError> {
-    getrandom::fill(buf).map_err(|e| SelectiveError::Rng {
+    aorta_base::random::fill(buf).map_err(|e| SelectiveError::Rng {
         reason: e.to_string(),
     })
 }

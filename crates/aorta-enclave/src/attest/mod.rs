@@ -30,7 +30,7 @@ pub(crate) fn sim_signed_message(report_data: &[u8; 64], debug: bool) -> Vec<u8>
 pub enum AttestError {
     /// The OS random generator failed.
     #[error("the operating system's random generator failed: {0}")]
-    Random(getrandom::Error),
+    Random(#[from] aorta_base::random::RandomError),
     /// A TEE interface file could not be used.
     #[error("{op} {path}: {source}")]
     Io {
@@ -143,8 +143,7 @@ impl std::fmt::Debug for SimAttester {
 impl SimAttester {
     /// A new random platform key.
     pub fn generate() -> Result<Self, AttestError> {
-        let mut seed = Zeroizing::new([0u8; 32]);
-        getrandom::fill(seed.as_mut()).map_err(AttestError::Random)?;
+        let seed = aorta_base::random::secret::<32>()?;
         Ok(Self::from_seed(&seed))
     }
 
@@ -180,10 +179,12 @@ impl SimAttester {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let me = Self::generate()?;
-                write_private(path, me.key.as_bytes()).map_err(|source| AttestError::Io {
-                    op: "create",
-                    path: path.to_owned(),
-                    source,
+                aorta_base::fs::write_private_new(path, me.key.as_bytes()).map_err(|e| {
+                    AttestError::Io {
+                        op: "create",
+                        path: path.to_owned(),
+                        source: std::io::Error::other(e),
+                    }
                 })?;
                 Ok(me)
             }
@@ -199,21 +200,6 @@ impl SimAttester {
     pub fn platform_public_key(&self) -> [u8; 32] {
         self.key.verifying_key().to_bytes()
     }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
 }
 
 impl Attester for SimAttester {

@@ -75,8 +75,7 @@ fn read_generation(dir: &Path) -> Result<u64, AttestError> {
 impl TsmEntry {
     /// Creates a fresh entry (`mkdir`) under the report directory and opens it.
     pub fn create(report_root: &Path) -> Result<Self, AttestError> {
-        let mut rnd = [0u8; 8];
-        getrandom::fill(&mut rnd).map_err(AttestError::Random)?;
+        let rnd = aorta_base::random::array::<8>()?;
         let dir = report_root.join(format!("aorta-{}-{}", std::process::id(), hex(&rnd)));
         std::fs::create_dir(&dir).map_err(io_err("mkdir", &dir))?;
         match Self::open(&dir) {

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aorta_crypto::refusal;
 use aorta_enclave::evidence::{Evidence, Nonce, hex};
 use aorta_enclave::keywrap::{KeyBundle, Secret32, seal_bundle};
 use aorta_enclave::verify::{Refusal, verify};
@@ -322,18 +323,23 @@ pub enum BrokerRefusal {
 }
 
 impl BrokerRefusal {
-    /// Stable wire code.
+    /// Stable wire code (3xx, or the verifier's 1xx), from the one
+    /// registry ([`refusal`]).
     pub fn code(&self) -> u16 {
         match self {
             BrokerRefusal::Evidence(r) => r.code(),
-            BrokerRefusal::UnknownNonce { .. } => 300,
-            BrokerRefusal::ChallengeExpired { .. } => 301,
-            BrokerRefusal::UnknownAssignment { .. } => 302,
-            BrokerRefusal::DeviceOutsideAssignment { .. } => 303,
-            BrokerRefusal::SubscriberOutsideAssignment { .. } => 304,
-            BrokerRefusal::KeyUnavailable { .. } => 305,
-            BrokerRefusal::Busy => 306,
-            BrokerRefusal::Internal { .. } => 399,
+            BrokerRefusal::UnknownNonce { .. } => refusal::BROKER_UNKNOWN_NONCE,
+            BrokerRefusal::ChallengeExpired { .. } => refusal::BROKER_CHALLENGE_EXPIRED,
+            BrokerRefusal::UnknownAssignment { .. } => refusal::BROKER_UNKNOWN_ASSIGNMENT,
+            BrokerRefusal::DeviceOutsideAssignment { .. } => {
+                refusal::BROKER_DEVICE_OUTSIDE_ASSIGNMENT
+            }
+            BrokerRefusal::SubscriberOutsideAssignment { .. } => {
+                refusal::BROKER_SUBSCRIBER_OUTSIDE_ASSIGNMENT
+            }
+            BrokerRefusal::KeyUnavailable { .. } => refusal::BROKER_KEY_UNAVAILABLE,
+            BrokerRefusal::Busy => refusal::BROKER_BUSY,
+            BrokerRefusal::Internal { .. } => refusal::BROKER_INTERNAL,
         }
     }
 }
@@ -448,7 +454,7 @@ impl Broker {
         let mut store = self.lock_nonces();
         store.prune(now, ttl);
         if store.order.len() >= MAX_OUTSTANDING_NONCES {
-            tracing::warn!(target: "aorta::broker", decision = "refuse", code = 306, "too many outstanding challenges");
+            tracing::warn!(target: "aorta::broker", decision = "refuse", code = refusal::BROKER_BUSY, "too many outstanding challenges");
             return Err(BrokerRefusal::Busy);
         }
         store.live.insert(nonce.0, now);

@@ -3,9 +3,13 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
-    clippy::panic
+    clippy::panic,
+    reason = "tests: a failed unwrap, panic or out-of-range index is the failure report"
 )] // test code: a panic is a failed test
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "shared test helpers: not every test file uses every helper"
+)]
 
 use std::path::PathBuf;
 
