@@ -6,19 +6,14 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "test code: a failure panics with its context"
 )]
 
-use std::process::{Command, Output};
+mod common;
 
 use aorta_crypto::results::{ClinicianPublic, ResultSession, open_envelope};
-
-fn aorta(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_aorta"))
-        .args(args)
-        .output()
-        .expect("run aorta")
-}
+use common::aorta;
 
 #[test]
 fn keygen_public_and_refusals() {

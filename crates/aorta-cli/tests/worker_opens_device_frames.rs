@@ -33,8 +33,8 @@ use aorta_enclave::wire::Message;
 use aorta_registry::Registry;
 use aorta_signal::wfdb::{Record, SignalSpec, write_record_16};
 use common::{
-    Broker, SimTrust, after_greeting, aorta_in, factory_init, host_session, ok, provision,
-    read_messages, shared_data, spec,
+    Broker, SimTrust, after_greeting, aorta_in, factory_init, files_in, host_session, ok,
+    provision, read_messages, shared_data, spec,
 };
 
 const RESULT_KEY: &str = "abababababababababababababababababababababababababababababababab";
@@ -78,13 +78,11 @@ fn write_excerpts(dir: &Path) -> Vec<(PathBuf, Vec<Vec<i32>>)> {
 
 /// Sealed frames in a device's output directory, by sequence.
 fn frames_in(dir: &Path) -> Vec<Vec<u8>> {
-    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
+    files_in(dir)
+        .iter()
         .filter(|p| p.extension().is_some_and(|x| x == "aof"))
-        .collect();
-    names.sort();
-    names.iter().map(|p| std::fs::read(p).unwrap()).collect()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect()
 }
 
 /// Finds any needle (all of one length) in a haystack, by hashing every window.

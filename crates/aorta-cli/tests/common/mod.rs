@@ -510,6 +510,16 @@ pub fn provision(dir: &Path, serial: &str, out: &str) -> Output {
     )
 }
 
+/// The paths in `dir`, sorted.
+pub fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    names
+}
+
 /// A format-16 signal of gain 200/mV with baseline and ADC zero `zero`.
 pub fn spec(description: &str, adc_resolution: u32, zero: i32) -> SignalSpec {
     SignalSpec {
