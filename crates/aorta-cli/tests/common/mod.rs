@@ -30,7 +30,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 use aorta_enclave::wire::{self, Message, Role};
-use aorta_signal::wfdb::{Format, SignalSpec};
+use aorta_signal::wfdb::{SignalSpec, parse_header};
 
 /// The binary under test.
 pub const AORTA: &str = env!("CARGO_BIN_EXE_aorta");
@@ -520,24 +520,16 @@ pub fn files_in(dir: &Path) -> Vec<PathBuf> {
     names
 }
 
-/// A format-16 signal of gain 200/mV with baseline and ADC zero `zero`.
+/// A format-16 signal of gain 200/mV with baseline and ADC zero `zero`,
+/// as a WFDB header line declares it.
 pub fn spec(description: &str, adc_resolution: u32, zero: i32) -> SignalSpec {
-    SignalSpec {
-        file_name: String::new(),
-        format: Format::F16,
-        samples_per_frame: 1,
-        skew: 0,
-        byte_offset: 0,
-        gain: 200.0,
-        baseline: zero,
-        units: "mV".into(),
-        adc_resolution,
-        adc_zero: zero,
-        initial_value: None,
-        checksum: None,
-        block_size: 0,
-        description: description.into(),
-    }
+    let line = format!("s.dat 16 200({zero})/mV {adc_resolution} {zero} 0 0 0 {description}");
+    let mut header = parse_header(&format!("s 1 360\n{line}\n")).unwrap();
+    let mut s = header.signals.remove(0);
+    // A header states these of its own data; `write_record_16` computes them.
+    s.file_name.clear();
+    (s.initial_value, s.checksum) = (None, None);
+    s
 }
 
 /// `../shared/data/SUB` when present (a database with `RECORDS`, or a
