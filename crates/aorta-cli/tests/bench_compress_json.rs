@@ -1,12 +1,4 @@
 //! `aorta bench compress --json` keeps the JSON contract exactly.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    reason = "test code: a failure panics with its context"
-)]
-
 mod common;
 
 use aorta_signal::wfdb::write_record_16;

@@ -134,6 +134,18 @@ fn open_kept(keep: &Path) -> (HashMap<String, Vec<u8>>, HashMap<String, Vec<u8>>
     (opened, plain)
 }
 
+/// The heart rates (bpm) of the plain results; at least one.
+fn heart_rates(plain: &HashMap<String, Vec<u8>>) -> Vec<f64> {
+    let hr: Vec<f64> = plain
+        .values()
+        .map(|j| serde_json::from_slice::<serde_json::Value>(j).unwrap())
+        .filter(|j| j["type"] == "heart_rate")
+        .map(|j| j["bpm"].as_f64().unwrap())
+        .collect();
+    assert!(!hr.is_empty());
+    hr
+}
+
 #[test]
 fn secure_and_plain_agree_on_mitdb() {
     let Some(db) = shared_data("mitdb", "(the synthetic test still runs)") else {
@@ -147,13 +159,7 @@ fn secure_and_plain_agree_on_mitdb() {
     let (opened, plain) = open_kept(keep.path());
     assert_eq!(opened, plain);
     // Heart-rate windows of real records carry plausible rates.
-    let hr: Vec<f64> = plain
-        .values()
-        .map(|j| serde_json::from_slice::<serde_json::Value>(j).unwrap())
-        .filter(|j| j["type"] == "heart_rate")
-        .map(|j| j["bpm"].as_f64().unwrap())
-        .collect();
-    assert!(!hr.is_empty());
+    let hr = heart_rates(&plain);
     assert!(hr.iter().all(|b| (30.0..200.0).contains(b)), "{hr:?}");
 }
 
@@ -169,12 +175,6 @@ fn synthetic_fallback_is_labelled_and_analysable() {
     assert_eq!(opened, plain);
     // The synthetic ECG's beats are detected: heart rates near the
     // generator's (58 and 65 bpm for the first two sources).
-    let hr: Vec<f64> = plain
-        .values()
-        .map(|j| serde_json::from_slice::<serde_json::Value>(j).unwrap())
-        .filter(|j| j["type"] == "heart_rate")
-        .map(|j| j["bpm"].as_f64().unwrap())
-        .collect();
-    assert!(!hr.is_empty());
+    let hr = heart_rates(&plain);
     assert!(hr.iter().all(|b| (50.0..75.0).contains(b)), "{hr:?}");
 }

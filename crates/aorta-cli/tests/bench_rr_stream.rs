@@ -1,13 +1,5 @@
 //! `aorta bench rr-stream`: Parquet by default, CSV on request, the JSON
 //! contract, `--verify`, and clear exits for ambiguous or broken input.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    reason = "test code: a failure panics with its context"
-)]
-
 mod common;
 
 use common::{aorta, json, shared_data};

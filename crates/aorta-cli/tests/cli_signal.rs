@@ -1,13 +1,5 @@
 //! The real `aorta` binary, run as a user would: JSON contracts of the
 //! signal commands and clear errors on bad input.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic,
-    reason = "test code: a failure panics with its context"
-)]
-
 mod common;
 
 use common::{Run, shared_data};

@@ -2,14 +2,6 @@
 //! file is created 0600 and never overwritten, the printed public key is the
 //! identity's and results sealed to it open with the file; malformed
 //! identity files are input errors (exit 2).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    reason = "test code: a failure panics with its context"
-)]
-
 mod common;
 
 use aorta_crypto::results::{ClinicianPublic, ResultSession, open_envelope};

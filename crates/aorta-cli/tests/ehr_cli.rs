@@ -14,6 +14,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use common::{aorta, ok, shared_data};
 
@@ -23,6 +24,22 @@ fn text(args: &[&str]) -> String {
         .unwrap()
         .trim()
         .to_string()
+}
+
+/// `aorta ehr recover` of `rid` from `vault` with the passphrase in `pw` into `out`.
+fn recover(vault: &Path, rid: &str, pw: &Path, out: &Path) -> Output {
+    aorta(&[
+        "ehr",
+        "recover",
+        "--vault",
+        s(vault),
+        "--record",
+        rid,
+        "--passphrase-file",
+        s(pw),
+        "--out",
+        s(out),
+    ])
 }
 
 /// Asserts a refusal: exit 1, a message, and no output file.
@@ -155,18 +172,7 @@ fn dicom_roundtrip_protect_disperse_share_recover_and_refusals() {
 
     // The patient recovers the exact original with the passphrase.
     let own = d.join("own.dcm");
-    text(&[
-        "ehr",
-        "recover",
-        "--vault",
-        s(&vault),
-        "--record",
-        &rid,
-        "--passphrase-file",
-        s(&pw),
-        "--out",
-        s(&own),
-    ]);
+    ok(recover(&vault, &rid, &pw, &own));
     assert_eq!(std::fs::read(&own).unwrap(), input);
 
     // Refusals, each writing nothing.
@@ -275,20 +281,7 @@ fn tampered_fragments_are_refused_and_nothing_is_written() {
         "faithful",
     ]);
     let no = d.join("out.txt");
-    let recover = || {
-        aorta(&[
-            "ehr",
-            "recover",
-            "--vault",
-            s(&vault),
-            "--record",
-            &rid,
-            "--passphrase-file",
-            s(&pw),
-            "--out",
-            s(&no),
-        ])
-    };
+    let recover = || recover(&vault, &rid, &pw, &no);
     for (file, at) in [
         (format!("cloud/records/{rid}.aosp"), 100usize),
         (format!("cloud/records/{rid}.aosp"), 5),
