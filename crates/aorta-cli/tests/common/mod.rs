@@ -532,10 +532,15 @@ pub fn spec(description: &str, adc_resolution: u32, zero: i32) -> SignalSpec {
     s
 }
 
-/// `../shared/data/SUB` when present (a database with `RECORDS`, or a
-/// record with its `.hea`); otherwise says `SKIP WHAT` and returns `None`.
+/// `../shared/data/SUB` (or `$AORTA_SHARED_DATA/SUB`) when present (a
+/// database with `RECORDS`, or a record with its `.hea`); otherwise says
+/// `SKIP WHAT` and returns `None`.
 pub fn shared_data(sub: &str, what: &str) -> Option<PathBuf> {
-    let p = Path::new(SHARED_DATA).join(sub);
+    // `AORTA_SHARED_DATA` points elsewhere (e.g. from a git worktree, which
+    // has no `../shared` beside it).
+    let root = std::env::var_os("AORTA_SHARED_DATA")
+        .map_or_else(|| PathBuf::from(SHARED_DATA), PathBuf::from);
+    let p = root.join(sub);
     if p.join("RECORDS").is_file() || p.with_extension("hea").is_file() {
         Some(p)
     } else {
