@@ -26,6 +26,23 @@ fn text(args: &[&str]) -> String {
         .to_string()
 }
 
+/// `aorta ehr protect` of `input` into `vault` with the passphrase in `pw`
+/// (and `extra` options): the record id.
+fn protect(vault: &Path, input: &Path, pw: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "ehr",
+        "protect",
+        "--vault",
+        s(vault),
+        "--in",
+        s(input),
+        "--passphrase-file",
+        s(pw),
+    ];
+    args.extend_from_slice(extra);
+    text(&args)
+}
+
 /// `aorta ehr recover` of `rid` from `vault` with the passphrase in `pw` into `out`.
 fn recover(vault: &Path, rid: &str, pw: &Path, out: &Path) -> Output {
     aorta(&[
@@ -86,16 +103,7 @@ fn dicom_roundtrip_protect_disperse_share_recover_and_refusals() {
     let input = std::fs::read(fixture()).unwrap();
     assert!(contains(&input, b"CompressedSamples^CT1"));
 
-    let rid = text(&[
-        "ehr",
-        "protect",
-        "--vault",
-        s(&vault),
-        "--in",
-        s(&fixture()),
-        "--passphrase-file",
-        s(&pw),
-    ]);
+    let rid = protect(&vault, &fixture(), &pw, &[]);
     assert_eq!(rid.len(), 32, "record id: {rid}");
     // Nothing identifying reaches the cloud stores (D_head stays private).
     for i in 0..3 {
@@ -268,18 +276,7 @@ fn tampered_fragments_are_refused_and_nothing_is_written() {
     std::fs::write(&pw, "pw").unwrap();
     let f = d.join("note.txt");
     std::fs::write(&f, "blood pressure 120/80, no allergies\n".repeat(100)).unwrap();
-    let rid = text(&[
-        "ehr",
-        "protect",
-        "--vault",
-        s(&vault),
-        "--in",
-        s(&f),
-        "--passphrase-file",
-        s(&pw),
-        "--mode",
-        "faithful",
-    ]);
+    let rid = protect(&vault, &f, &pw, &["--mode", "faithful"]);
     let no = d.join("out.txt");
     let recover = || recover(&vault, &rid, &pw, &no);
     for (file, at) in [
