@@ -1,34 +1,13 @@
 //! `aorta bench compress --json` keeps the JSON contract exactly.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+mod common;
 
-use std::process::Command;
-
-use aorta_signal::wfdb::{Format, SignalSpec, write_record_16};
+use aorta_signal::wfdb::write_record_16;
+use common::{Run, spec};
 
 #[test]
 fn json_contract() {
     let d = tempfile::tempdir().unwrap();
-    let spec = SignalSpec {
-        file_name: String::new(),
-        format: Format::F16,
-        samples_per_frame: 1,
-        skew: 0,
-        byte_offset: 0,
-        gain: 200.0,
-        baseline: 0,
-        units: "mV".into(),
-        adc_resolution: 12,
-        adc_zero: 0,
-        initial_value: None,
-        checksum: None,
-        block_size: 0,
-        description: "ECG".into(),
-    };
+    let spec = spec("ECG", 12, 0);
     for (name, k) in [("r1", 3), ("r2", 5)] {
         let x: Vec<i32> = (0..3600).map(|i| ((i * k) % 97) - 48).collect();
         write_record_16(
@@ -40,18 +19,10 @@ fn json_contract() {
         )
         .unwrap();
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_aorta"))
-        .args(["bench", "compress", "--db"])
+    let v = Run::new(["bench", "compress", "--db"])
         .arg(d.path())
         .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        .json();
     let codecs = ["aorta", "gzip6", "zstd3", "dedup_gzip"];
     let check = |o: &serde_json::Value| {
         assert!(o["raw_bytes"].as_u64().unwrap() > 0);

@@ -5,46 +5,44 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "test code: a failure panics with its context"
 )]
+
+mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 
 use aorta_crypto::results::{ClinicianIdentity, open_envelope, sealed_result_session_id, to_hex};
 use aorta_stream::results::FileResultStore;
+use common::{Run, shared_data};
 
 const SUBSCRIBER: &str = "bench-clinician";
 
 fn run(db: &Path, keep: &Path, devices: &str, seconds: &str) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_aorta"))
-        .args([
-            "bench",
-            "pipeline",
-            "--devices",
-            devices,
-            "--seconds",
-            seconds,
-        ])
-        .args([
-            "--paced-seconds",
-            "3",
-            "--checkpoint-secs",
-            "0.05",
-            "--rounds",
-            "2",
-        ])
-        .arg("--db")
-        .arg(db)
-        .arg("--keep")
-        .arg(keep)
-        .arg("--json")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bench failed: {stderr}");
-    serde_json::from_slice(&out.stdout).unwrap()
+    Run::new([
+        "bench",
+        "pipeline",
+        "--devices",
+        devices,
+        "--seconds",
+        seconds,
+    ])
+    .args([
+        "--paced-seconds",
+        "3",
+        "--checkpoint-secs",
+        "0.05",
+        "--rounds",
+        "2",
+    ])
+    .arg("--db")
+    .arg(db)
+    .arg("--keep")
+    .arg(keep)
+    .arg("--json")
+    .json()
 }
 
 fn check_contract(v: &serde_json::Value, devices: u64) {
@@ -136,26 +134,8 @@ fn open_kept(keep: &Path) -> (HashMap<String, Vec<u8>>, HashMap<String, Vec<u8>>
     (opened, plain)
 }
 
-#[test]
-fn secure_and_plain_agree_on_mitdb() {
-    let db = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/mitdb"
-    ));
-    if !db.is_dir() {
-        eprintln!(
-            "SKIP: {} not found (the synthetic test still runs)",
-            db.display()
-        );
-        return;
-    }
-    let keep = tempfile::tempdir().unwrap();
-    let v = run(db, keep.path(), "4", "16");
-    assert_eq!(v["data"].as_str().unwrap(), db.display().to_string());
-    check_contract(&v, 4);
-    let (opened, plain) = open_kept(keep.path());
-    assert_eq!(opened, plain);
-    // Heart-rate windows of real records carry plausible rates.
+/// The heart rates (bpm) of the plain results; at least one.
+fn heart_rates(plain: &HashMap<String, Vec<u8>>) -> Vec<f64> {
     let hr: Vec<f64> = plain
         .values()
         .map(|j| serde_json::from_slice::<serde_json::Value>(j).unwrap())
@@ -163,6 +143,23 @@ fn secure_and_plain_agree_on_mitdb() {
         .map(|j| j["bpm"].as_f64().unwrap())
         .collect();
     assert!(!hr.is_empty());
+    hr
+}
+
+#[test]
+fn secure_and_plain_agree_on_mitdb() {
+    let Some(db) = shared_data("mitdb", "(the synthetic test still runs)") else {
+        return;
+    };
+    let db = db.as_path();
+    let keep = tempfile::tempdir().unwrap();
+    let v = run(db, keep.path(), "4", "16");
+    assert_eq!(v["data"].as_str().unwrap(), db.display().to_string());
+    check_contract(&v, 4);
+    let (opened, plain) = open_kept(keep.path());
+    assert_eq!(opened, plain);
+    // Heart-rate windows of real records carry plausible rates.
+    let hr = heart_rates(&plain);
     assert!(hr.iter().all(|b| (30.0..200.0).contains(b)), "{hr:?}");
 }
 
@@ -178,12 +175,6 @@ fn synthetic_fallback_is_labelled_and_analysable() {
     assert_eq!(opened, plain);
     // The synthetic ECG's beats are detected: heart rates near the
     // generator's (58 and 65 bpm for the first two sources).
-    let hr: Vec<f64> = plain
-        .values()
-        .map(|j| serde_json::from_slice::<serde_json::Value>(j).unwrap())
-        .filter(|j| j["type"] == "heart_rate")
-        .map(|j| j["bpm"].as_f64().unwrap())
-        .collect();
-    assert!(!hr.is_empty());
+    let hr = heart_rates(&plain);
     assert!(hr.iter().all(|b| (50.0..75.0).contains(b)), "{hr:?}");
 }

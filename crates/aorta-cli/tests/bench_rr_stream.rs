@@ -1,48 +1,18 @@
 //! `aorta bench rr-stream`: Parquet by default, CSV on request, the JSON
 //! contract, `--verify`, and clear exits for ambiguous or broken input.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+mod common;
 
-use std::path::Path;
-use std::process::Command;
-
-fn aorta(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_aorta"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn json(out: &std::process::Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
+use common::{aorta, json, shared_data};
 
 #[test]
 fn parquet_default_csv_option_and_errors() {
-    let db = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/mitdb"
-    ));
-    if !db.join("RECORDS").exists() {
-        eprintln!(
-            "SKIPPED parquet_default_csv_option_and_errors: {} absent",
-            db.display()
-        );
+    let Some(db) = shared_data("mitdb", "parquet_default_csv_option_and_errors") else {
         return;
-    }
+    };
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().to_str().unwrap();
     let db = db.to_str().unwrap();
-    let pq = json(&aorta(&[
+    let pq = json(aorta(&[
         "bench",
         "rr-stream",
         "--input",
@@ -64,7 +34,7 @@ fn parquet_default_csv_option_and_errors() {
 
     // Both formats present: --format is required (usage error 2), then honoured.
     let csv_dir = d.path().join("csv");
-    let csv = json(&aorta(&[
+    let csv = json(aorta(&[
         "bench",
         "rr-stream",
         "--input",
@@ -87,7 +57,7 @@ fn parquet_default_csv_option_and_errors() {
         aorta(&["bench", "rr-stream", "--input", dir]).status.code(),
         Some(2)
     );
-    let again = json(&aorta(&[
+    let again = json(aorta(&[
         "bench",
         "rr-stream",
         "--input",

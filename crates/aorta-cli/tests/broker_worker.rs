@@ -6,61 +6,16 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "test code: a failure panics with its context"
 )]
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+mod common;
 
-use aorta_enclave::wire::{self, Message, Role};
-
-const AORTA: &str = env!("CARGO_BIN_EXE_aorta");
-
-fn aorta(args: &[&str]) -> Output {
-    Command::new(AORTA).args(args).output().unwrap()
-}
-
-fn stdout_json(o: &Output) -> serde_json::Value {
-    assert!(
-        o.status.success(),
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).unwrap()
-}
-
-struct Broker(Child);
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_broker(policy: &Path, keys: &Path) -> (Broker, String) {
-    let mut child = Command::new(AORTA)
-        .args(["broker", "serve", "--listen", "127.0.0.1:0", "--policy"])
-        .arg(policy)
-        .arg("--keys")
-        .arg(keys)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected broker output {line:?}"))
-        .to_owned();
-    (Broker(child), addr)
-}
+use aorta_enclave::wire::Message;
+use common::{
+    Broker, SimTrust, after_greeting, aorta, host_session, json, read_messages, stdout_json,
+};
 
 const KEY1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 const KEY2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
@@ -71,50 +26,12 @@ const KEYR: &str = "abababababababababababababababababababababababababababababab
 fn worker_attests_to_broker_from_the_cli() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    let platform_key = d.join("platform.key");
-    let config = d.join("worker.toml");
-    std::fs::write(&config, b"# worker configuration\nwindow_secs = 300\n").unwrap();
-
-    let pk = stdout_json(&aorta(&[
-        "worker",
-        "sim-platform",
-        "--json",
-        "--key",
-        platform_key.to_str().unwrap(),
-    ]))["platform_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let m = stdout_json(&aorta(&[
-        "worker",
-        "measure",
-        "--json",
-        "--config",
-        config.to_str().unwrap(),
-    ]))["measurement"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(m.len(), 64);
-
-    let policy = d.join("policy.toml");
-    std::fs::write(
-        &policy,
-        format!(
-            r#"allowed_backends = ["sim"]
-allow_simulation = true
-allowed_measurements = ["{m}"]
-sim_platform_keys = ["{pk}"]
-freshness_secs = 120
-
-[[assignments]]
-name = "ward-a"
-devices = ["ECG-1", "ECG-2"]
-subscribers = ["dr-a"]
-"#
-        ),
-    )
-    .unwrap();
+    let trust = SimTrust::new(
+        d,
+        "# worker configuration\nwindow_secs = 300\n",
+        &["ECG-1", "ECG-2"],
+    );
+    let (platform_key, config, policy) = (&trust.platform_key, &trust.config, &trust.policy);
     let keys = d.join("keys.toml");
     std::fs::write(
         &keys,
@@ -123,17 +40,27 @@ subscribers = ["dr-a"]
         ),
     )
     .unwrap();
-    let check = aorta(&[
+    let check = json(aorta(&[
         "broker",
         "check",
         "--json",
         "--policy",
         policy.to_str().unwrap(),
-    ]);
-    assert_eq!(stdout_json(&check)["allow_simulation"], true);
+    ]));
+    assert_eq!(check["allow_simulation"], true);
 
-    let (_broker, addr) = start_broker(&policy, &keys);
-    let run = |extra: &[&str]| {
+    let broker = Broker::start(
+        d,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--keys",
+            keys.to_str().unwrap(),
+        ],
+        &d.join("broker.log"),
+    );
+    let addr = broker.addr.clone();
+    let run_as = |key: &std::path::Path, extra: &[&str]| {
         let mut args = vec![
             "worker",
             "run",
@@ -145,15 +72,16 @@ subscribers = ["dr-a"]
             "--assignment",
             "ward-a",
             "--sim-platform-key",
-            platform_key.to_str().unwrap(),
+            key.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
         aorta(&args)
     };
+    let run = |extra: &[&str]| run_as(platform_key, extra);
 
     // Success: exactly the assignment's keys.
     let ok = run(&["--config", config.to_str().unwrap()]);
-    let v = stdout_json(&ok);
+    let v = json(ok.clone());
     assert_eq!(v["backend"], "sim");
     assert_eq!(v["hardware_protected"], false);
     assert!(
@@ -175,7 +103,7 @@ subscribers = ["dr-a"]
     // A device outside the assignment: refused, exit 1.
     let r = run(&["--config", config.to_str().unwrap(), "--device", "ECG-9"]);
     assert_eq!(r.status.code(), Some(1));
-    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let v = stdout_json(&r);
     assert_eq!(v["refused"]["code"], 303);
 
     // Another configuration = another measurement: refused.
@@ -183,25 +111,14 @@ subscribers = ["dr-a"]
     std::fs::write(&other, b"window_secs = 1\n").unwrap();
     let r = run(&["--config", other.to_str().unwrap()]);
     assert_eq!(r.status.code(), Some(1));
-    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let v = stdout_json(&r);
     assert_eq!(v["refused"]["code"], 109);
 
     // An unknown platform key: refused.
-    let r = aorta(&[
-        "worker",
-        "run",
-        "--backend",
-        "sim",
-        "--json",
-        "--broker",
-        &addr,
-        "--assignment",
-        "ward-a",
-        "--config",
-        config.to_str().unwrap(),
-        "--sim-platform-key",
-        d.join("other-platform.key").to_str().unwrap(),
-    ]);
+    let r = run_as(
+        &d.join("other-platform.key"),
+        &["--config", config.to_str().unwrap()],
+    );
     assert_eq!(r.status.code(), Some(1));
 
     // Usage error: unknown backend → exit 2.
@@ -209,42 +126,10 @@ subscribers = ["dr-a"]
     assert_eq!(r.status.code(), Some(2));
 
     // The host protocol over the worker's stdin/stdout.
-    let mut child = Command::new(AORTA)
-        .args([
-            "worker",
-            "run",
-            "--backend",
-            "sim",
-            "--serve-stdio",
-            "--broker",
-            &addr,
-            "--assignment",
-            "ward-a",
-            "--config",
-            config.to_str().unwrap(),
-            "--sim-platform-key",
-            platform_key.to_str().unwrap(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    for m in [
-        Message::Hello {
-            version: wire::PROTOCOL_VERSION,
-            role: Role::Host,
-        },
-        Message::SealedFrame {
-            frame: b"not a frame".to_vec(),
-        },
-        Message::Shutdown,
-    ] {
-        input.write_all(&m.encode().unwrap()).unwrap();
-    }
-    drop(input);
-    let out = child.wait_with_output().unwrap();
+    let out = trust
+        .serve_stdio(&addr)
+        .stdin(host_session(&[b"not a frame".to_vec()]))
+        .output();
     assert!(
         out.status.success(),
         "{}",
@@ -258,28 +143,8 @@ subscribers = ["dr-a"]
             assert!(!String::from_utf8_lossy(stream).contains(k));
         }
     }
-    let mut cur = std::io::Cursor::new(out.stdout);
-    let mut msgs = Vec::new();
-    while let Some(m) = wire::read_message(&mut cur).unwrap() {
-        msgs.push(m);
-    }
-    assert!(matches!(
-        msgs[0],
-        Message::Hello {
-            role: Role::Worker,
-            ..
-        }
-    ));
-    assert!(matches!(
-        msgs[1],
-        Message::Status {
-            backend: 1,
-            hardware_protected: false,
-            transport_keys: 2,
-            result_keys: 1,
-            ..
-        }
-    ));
-    assert!(matches!(msgs[2], Message::FrameRefused { .. }));
+    let msgs = read_messages(&out.stdout);
+    let replies = after_greeting(&msgs, 2, 1);
+    assert!(matches!(replies[0], Message::FrameRefused { .. }));
     assert_eq!(msgs.len(), 3);
 }

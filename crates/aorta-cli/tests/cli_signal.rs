@@ -1,57 +1,19 @@
 //! The real `aorta` binary, run as a user would: JSON contracts of the
 //! signal commands and clear errors on bad input.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)] // test code
+mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
-
-fn aorta() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_aorta"))
-}
-
-fn data(sub: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data")
-        .join(sub);
-    if p.join("RECORDS").is_file() {
-        Some(p)
-    } else {
-        eprintln!(
-            "SKIPPED: {} not found (the shared data is absent)",
-            p.display()
-        );
-        None
-    }
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("aorta-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use common::{Run, shared_data};
 
 #[test]
 fn eval_rpeaks_json_contract() {
-    let Some(db) = data("mitdb") else { return };
-    let out = aorta()
-        .args([
-            "eval", "rpeaks", "--json", "--record", "100", "--record", "203", "--db",
-        ])
-        .arg(&db)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let Some(db) = shared_data("mitdb", "this test") else {
+        return;
+    };
+    let v = Run::new([
+        "eval", "rpeaks", "--json", "--record", "100", "--record", "203", "--db",
+    ])
+    .arg(&db)
+    .json();
     let recs = v["records"].as_array().unwrap();
     assert_eq!(recs.len(), 2);
     for r in recs {
@@ -67,20 +29,10 @@ fn eval_rpeaks_json_contract() {
 
 #[test]
 fn eval_af_json_contract() {
-    let Some(db) = data("challenge-2017") else {
+    let Some(db) = shared_data("challenge-2017", "this test") else {
         return;
     };
-    let out = aorta()
-        .args(["eval", "af", "--json", "--db"])
-        .arg(&db)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = Run::new(["eval", "af", "--json", "--db"]).arg(&db).json();
     for k in ["se", "sp", "f1_af"] {
         let x = v[k].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&x), "{k} = {x}");
@@ -89,18 +41,12 @@ fn eval_af_json_contract() {
 
 #[test]
 fn hrv_record_windows() {
-    let Some(db) = data("mitdb") else { return };
-    let out = aorta()
-        .args(["hrv", "--json", "--window", "300", "--record"])
+    let Some(db) = shared_data("mitdb", "this test") else {
+        return;
+    };
+    let v = Run::new(["hrv", "--json", "--window", "300", "--record"])
         .arg(db.join("100"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        .json();
     let w = v["windows"].as_array().unwrap();
     assert_eq!(w.len(), 7, "30:06 of signal in 300 s windows");
     let first = &w[0]["hrv"];
@@ -110,36 +56,27 @@ fn hrv_record_windows() {
 
 #[test]
 fn bad_inputs_exit_2_and_name_the_file() {
-    let d = tmpdir("bad");
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
     std::fs::write(
         d.join("r.hea"),
         "r 1 360 100\nr.dat 212 200 11 1024 0 0 0 I\n",
     )
     .unwrap();
     std::fs::write(d.join("r.dat"), [0u8; 10]).unwrap();
-    let out = aorta()
-        .args(["wfdb", "info"])
-        .arg(d.join("r"))
-        .output()
-        .unwrap();
+    let out = Run::new(["wfdb", "info"]).arg(d.join("r")).output();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("r.dat") && err.contains("truncated"), "{err}");
 
     std::fs::write(d.join("rr.txt"), "800\n810\nxx\n").unwrap();
-    let out = aorta()
-        .args(["hrv", "--rr"])
-        .arg(d.join("rr.txt"))
-        .output()
-        .unwrap();
+    let out = Run::new(["hrv", "--rr"]).arg(d.join("rr.txt")).output();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 3"));
 
-    let out = aorta()
-        .args(["eval", "rpeaks", "--db"])
+    let out = Run::new(["eval", "rpeaks", "--db"])
         .arg(d.join("missing"))
-        .output()
-        .unwrap();
+        .output();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("RECORDS"));
 }

@@ -2,23 +2,10 @@
 //! file is created 0600 and never overwritten, the printed public key is the
 //! identity's and results sealed to it open with the file; malformed
 //! identity files are input errors (exit 2).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-use std::process::{Command, Output};
+mod common;
 
 use aorta_crypto::results::{ClinicianPublic, ResultSession, open_envelope};
-
-fn aorta(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_aorta"))
-        .args(args)
-        .output()
-        .expect("run aorta")
-}
+use common::aorta;
 
 #[test]
 fn keygen_public_and_refusals() {

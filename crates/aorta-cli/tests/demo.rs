@@ -6,37 +6,28 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "test code: a failure panics with its context"
 )]
 
-use std::process::Command;
+mod common;
 
-const AORTA: &str = env!("CARGO_BIN_EXE_aorta");
-const MITDB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/mitdb");
+use common::{Run, shared_data};
 
 fn demo(db: &str) -> serde_json::Value {
-    let o = Command::new(AORTA)
-        .args([
-            "demo",
-            "--devices",
-            "2",
-            "--duration",
-            "40",
-            "--speed",
-            "max",
-            "--json",
-            "--db",
-            db,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "demo failed: {}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).unwrap()
+    Run::new([
+        "demo",
+        "--devices",
+        "2",
+        "--duration",
+        "40",
+        "--speed",
+        "max",
+        "--json",
+        "--db",
+        db,
+    ])
+    .json()
 }
 
 fn check(v: &serde_json::Value) {
@@ -66,11 +57,10 @@ fn demo_runs_on_the_shipped_sample() {
 
 #[test]
 fn demo_runs_on_mitdb() {
-    if !std::path::Path::new(MITDB).join("RECORDS").exists() {
-        eprintln!("SKIP: {MITDB} absent (the shipped-sample test still ran)");
+    let Some(mitdb) = shared_data("mitdb", "(the shipped-sample test still ran)") else {
         return;
-    }
-    let v = demo(MITDB);
+    };
+    let v = demo(mitdb.to_str().unwrap());
     assert_eq!(v["sample_data"], false);
     check(&v);
 }

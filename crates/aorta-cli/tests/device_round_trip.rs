@@ -6,24 +6,33 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "test code: a failure panics with its context"
 )]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
+use std::path::Path;
+use std::process::Output;
 
 use aorta_signal::wfdb::Record;
+use common::{aorta_in, factory_init, files_in, ok, provision, shared_data};
 
-fn data() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data"))
-}
-
-fn aorta(args: &[&str], cwd: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_aorta"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap()
+/// `aorta frames open` of the frames in `d/INPUT` into the WFDB directory `d/OUT`.
+fn open_frames(d: &Path, input: &str, out: &str) -> Output {
+    aorta_in(
+        d,
+        &[
+            "frames",
+            "open",
+            "--registry",
+            "reg",
+            "--in",
+            input,
+            "--out-wfdb",
+            out,
+        ],
+    )
 }
 
 /// With `AORTA_ROUNDTRIP_ALL=1`, every record listed in mitdb/RECORDS makes
@@ -34,27 +43,13 @@ fn every_mitdb_record_round_trips_when_asked() {
         eprintln!("SKIP: set AORTA_ROUNDTRIP_ALL=1 to round-trip every mitdb record");
         return;
     }
-    let db = data().join("mitdb");
-    let Ok(list) = std::fs::read_to_string(db.join("RECORDS")) else {
-        eprintln!("SKIP: {} not found (shared data absent)", db.display());
+    let Some(db) = shared_data("mitdb", "the every-record round trip") else {
         return;
     };
+    let list = std::fs::read_to_string(db.join("RECORDS")).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let ok = |o: std::process::Output| {
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    };
-    ok(aorta(
-        &[
-            "factory",
-            "init",
-            "--registry",
-            "reg",
-            "--pool-keys",
-            "12000",
-        ],
-        d,
-    ));
+    factory_init(d, 12000);
     for name in list.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let serial = format!("MITDB-{name}");
         let (dev, frames, out) = (
@@ -63,20 +58,9 @@ fn every_mitdb_record_round_trips_when_asked() {
             format!("out{name}"),
         );
         let rec = db.join(name);
-        ok(aorta(
-            &[
-                "factory",
-                "provision",
-                "--registry",
-                "reg",
-                "--serial",
-                &serial,
-                "--out",
-                &dev,
-            ],
+        ok(provision(d, &serial, &dev));
+        ok(aorta_in(
             d,
-        ));
-        ok(aorta(
             &[
                 "device",
                 "seal",
@@ -87,21 +71,8 @@ fn every_mitdb_record_round_trips_when_asked() {
                 "--out",
                 &frames,
             ],
-            d,
         ));
-        ok(aorta(
-            &[
-                "frames",
-                "open",
-                "--registry",
-                "reg",
-                "--in",
-                &frames,
-                "--out-wfdb",
-                &out,
-            ],
-            d,
-        ));
+        ok(open_frames(d, &frames, &out));
         let back = Record::read(d.join(&out).join(format!("MITDB_{name}"))).unwrap();
         let orig = Record::read(&rec).unwrap();
         assert_eq!(back.samples, orig.samples, "record {name}");
@@ -111,61 +82,19 @@ fn every_mitdb_record_round_trips_when_asked() {
 
 #[test]
 fn mitdb_100_round_trips_through_sealed_frames() {
-    let rec_path = data().join("mitdb/100");
-    if !rec_path.with_extension("hea").exists() {
-        eprintln!(
-            "SKIP: {} not found (shared data absent)",
-            rec_path.display()
-        );
+    let Some(rec_path) = shared_data("mitdb/100", "the MIT-BIH 100 round trip") else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let rec = rec_path.to_str().unwrap();
-    let ok = |o: std::process::Output| {
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        o
-    };
-    ok(aorta(
-        &[
-            "factory",
-            "init",
-            "--registry",
-            "reg",
-            "--pool-keys",
-            "1200",
-        ],
-        d,
-    ));
-    ok(aorta(
-        &[
-            "factory",
-            "provision",
-            "--registry",
-            "reg",
-            "--serial",
-            "SN-100",
-            "--out",
-            "dev",
-        ],
-        d,
-    ));
-    let again = aorta(
-        &[
-            "factory",
-            "provision",
-            "--registry",
-            "reg",
-            "--serial",
-            "SN-100",
-            "--out",
-            "dev2",
-        ],
-        d,
-    );
+    factory_init(d, 1200);
+    ok(provision(d, "SN-100", "dev"));
+    let again = provision(d, "SN-100", "dev2");
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("SN-100"));
-    ok(aorta(
+    ok(aorta_in(
+        d,
         &[
             "device",
             "seal",
@@ -178,21 +107,8 @@ fn mitdb_100_round_trips_through_sealed_frames() {
             "--out",
             "frames",
         ],
-        d,
     ));
-    ok(aorta(
-        &[
-            "frames",
-            "open",
-            "--registry",
-            "reg",
-            "--in",
-            "frames",
-            "--out-wfdb",
-            "out",
-        ],
-        d,
-    ));
+    ok(open_frames(d, "frames", "out"));
 
     let orig = Record::read(&rec_path).unwrap();
     let back = Record::read(d.join("out/SN_100")).unwrap(); // checksums verified too
@@ -208,49 +124,21 @@ fn mitdb_100_round_trips_through_sealed_frames() {
     }
 
     // Opening again: every frame is an acknowledged re-send, still identical output.
-    ok(aorta(
-        &[
-            "frames",
-            "open",
-            "--registry",
-            "reg",
-            "--in",
-            "frames",
-            "--out-wfdb",
-            "out2",
-        ],
-        d,
-    ));
+    ok(open_frames(d, "frames", "out2"));
     assert_eq!(
         Record::read(d.join("out2/SN_100")).unwrap().samples,
         orig.samples
     );
 
     // A missing frame in the middle: the stream has a gap; refused and named.
-    let mut names: Vec<_> = std::fs::read_dir(d.join("frames"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    names.sort();
+    let names = files_in(&d.join("frames"));
     std::fs::create_dir(d.join("gappy")).unwrap();
     for (i, p) in names.iter().enumerate() {
         if i != 3 {
             std::fs::copy(p, d.join("gappy").join(p.file_name().unwrap())).unwrap();
         }
     }
-    let o = aorta(
-        &[
-            "frames",
-            "open",
-            "--registry",
-            "reg",
-            "--in",
-            "gappy",
-            "--out-wfdb",
-            "outg",
-        ],
-        d,
-    );
+    let o = open_frames(d, "gappy", "outg");
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -259,29 +147,13 @@ fn mitdb_100_round_trips_through_sealed_frames() {
     );
 
     // One flipped bit in one frame: refused, named, exit 1.
-    let mut names: Vec<_> = std::fs::read_dir(d.join("frames"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    names.sort();
+    let names = files_in(&d.join("frames"));
     let victim = &names[7];
     let mut b = std::fs::read(victim).unwrap();
     let i = b.len() / 2;
     b[i] ^= 0x04;
     std::fs::write(victim, &b).unwrap();
-    let o = aorta(
-        &[
-            "frames",
-            "open",
-            "--registry",
-            "reg",
-            "--in",
-            "frames",
-            "--out-wfdb",
-            "out3",
-        ],
-        d,
-    );
+    let o = open_frames(d, "frames", "out3");
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(

@@ -10,73 +10,28 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "test code: a failure panics with its context"
 )]
+
+mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use aorta_signal::wfdb::{Format, SignalSpec, write_record_16};
-
-fn aorta(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_aorta"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap()
-}
-
-fn ok(o: Output) -> Output {
-    assert!(
-        o.status.success(),
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
+use aorta_signal::wfdb::write_record_16;
+use common::{Run, aorta_in, factory_init, have_kill, ok, provision, spec, wait_until};
 
 /// A provisioned device `dev`, a 20 s two-channel 360 Hz record `rec/r`, a
 /// CA file `cert.pem`, and a server URL where nobody listens.
 fn setup(d: &Path) -> String {
-    ok(aorta(
-        &["factory", "init", "--registry", "reg", "--pool-keys", "240"],
-        d,
-    ));
-    ok(aorta(
-        &[
-            "factory",
-            "provision",
-            "--registry",
-            "reg",
-            "--serial",
-            "ECG-RUN",
-            "--out",
-            "dev",
-        ],
-        d,
-    ));
-    let spec = SignalSpec {
-        file_name: String::new(),
-        format: Format::F16,
-        samples_per_frame: 1,
-        skew: 0,
-        byte_offset: 0,
-        gain: 200.0,
-        baseline: 0,
-        units: "mV".into(),
-        adc_resolution: 11,
-        adc_zero: 0,
-        initial_value: None,
-        checksum: None,
-        block_size: 0,
-        description: "MLII".into(),
-    };
+    factory_init(d, 240);
+    ok(provision(d, "ECG-RUN", "dev"));
+    let spec = spec("MLII", 11, 0);
     let x = signal();
     std::fs::create_dir(d.join("rec")).unwrap();
     write_record_16(
@@ -93,10 +48,9 @@ fn setup(d: &Path) -> String {
     std::fs::write(d.join("cert.pem"), c.cert.pem()).unwrap();
     std::fs::write(d.join("cert.der"), c.cert.der()).unwrap();
     std::fs::write(d.join("key.der"), c.signing_key.serialize_der()).unwrap();
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    drop(l);
-    format!("https://127.0.0.1:{port}")
+    // Port 1 (tcpmux) is privileged and never an ephemeral port: nothing
+    // listens there, and no other test can take it in the meantime.
+    "https://127.0.0.1:1".to_owned()
 }
 
 fn queued(d: &Path) -> Vec<u64> {
@@ -125,9 +79,9 @@ fn offline_frames_are_all_queued_and_a_rerun_keeps_them_first() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     let server = setup(d);
-    let o = ok(aorta(
-        &run_args(&server, &["--speed", "max", "--drain-timeout", "0.3"]),
+    let o = ok(aorta_in(
         d,
+        &run_args(&server, &["--speed", "max", "--drain-timeout", "0.3"]),
     ));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["frames"], 20, "{v}");
@@ -142,7 +96,8 @@ fn offline_frames_are_all_queued_and_a_rerun_keeps_them_first() {
 
     // A second run (5 s of signal from 10 s in) keeps the first run's
     // frames, and its own sequences come after them (uploaded after them).
-    let o = ok(aorta(
+    let o = ok(aorta_in(
+        d,
         &run_args(
             &server,
             &[
@@ -156,7 +111,6 @@ fn offline_frames_are_all_queued_and_a_rerun_keeps_them_first() {
                 "5",
             ],
         ),
-        d,
     ));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(
@@ -179,43 +133,31 @@ fn sigint_and_sigterm_stop_cleanly_and_keep_unsent_frames() {
     let server = setup(d);
     for sig in ["-INT", "-TERM"] {
         let before = queued_or_empty(d).len();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_aorta"))
-            .args(run_args(
-                &server,
-                // (the drain timeout only bounds a failed test's orphan)
-                &[
-                    "--speed",
-                    "1",
-                    "--frame-seconds",
-                    "0.25",
-                    "--drain-timeout",
-                    "1",
-                ],
-            ))
-            .current_dir(d)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = Run::new(run_args(
+            &server,
+            // (the drain timeout only bounds a failed test's orphan)
+            &[
+                "--speed",
+                "1",
+                "--frame-seconds",
+                "0.25",
+                "--drain-timeout",
+                "1",
+            ],
+        ))
+        .cwd(d)
+        .spawn(Stdio::piped());
         // Wait until this run has queued at least two frames.
-        let t0 = Instant::now();
-        while queued_or_empty(d).len() < before + 2 {
-            assert!(t0.elapsed() < Duration::from_secs(30), "no frame queued");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(send_signal(sig, child.id()));
-        let sent = Instant::now();
-        let o = loop {
-            if child.try_wait().unwrap().is_some() {
-                break child.wait_with_output().unwrap();
-            }
-            assert!(
-                sent.elapsed() < Duration::from_secs(20),
-                "{sig}: no clean exit"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let o = ok(o);
+        wait_until("two frames queued", Duration::from_secs(30), || {
+            queued_or_empty(d).len() >= before + 2
+        });
+        assert!(child.signal(sig));
+        wait_until(
+            &format!("{sig}: clean exit"),
+            Duration::from_secs(20),
+            || child.exited(),
+        );
+        let o = ok(child.wait_output());
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(v["stopped"], true, "{sig}: {v}");
         let frames = v["frames"].as_u64().unwrap();
@@ -228,25 +170,6 @@ fn sigint_and_sigterm_stop_cleanly_and_keep_unsent_frames() {
         );
         assert_eq!(queued(d).len() as u64, before as u64 + frames);
     }
-}
-
-/// Whether the `kill` command is there to send signals (procps).
-fn have_kill() -> bool {
-    let ok = Command::new("kill")
-        .arg("-l")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("SKIP: no `kill` command (procps) to send signals with");
-    }
-    ok
-}
-
-fn send_signal(sig: &str, pid: u32) -> bool {
-    Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 fn queued_or_empty(d: &Path) -> Vec<u64> {
@@ -271,12 +194,12 @@ fn bad_arguments_are_usage_errors() {
         run_args(&server, &["--offset", "25"]),
         run_args(&server, &["--drain-timeout", "-1"]),
     ] {
-        let o = aorta(&args, d);
+        let o = aorta_in(d, &args);
         assert_eq!(o.status.code(), Some(2), "{args:?}");
     }
     let mut no_ca = run_args(&server, &[]);
     no_ca[9] = "missing.pem";
-    assert_eq!(aorta(&no_ca, d).status.code(), Some(2));
+    assert_eq!(aorta_in(d, &no_ca).status.code(), Some(2));
     // Nothing was sealed by a refused invocation.
     assert!(queued_or_empty(d).is_empty());
 }
@@ -393,23 +316,17 @@ fn a_stopped_run_during_an_outage_is_resumed_and_every_sample_arrives_once() {
 
     // Run 1, server down: 4× real time from t = 0 s, stopped by SIGINT
     // once at least three frames are queued.
-    let child = Command::new(env!("CARGO_BIN_EXE_aorta"))
-        .args(run_args(
-            &server,
-            &["--speed", "4", "--start-us", "0", "--drain-timeout", "1"],
-        ))
-        .current_dir(d)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while queued_or_empty(d).len() < 3 {
-        assert!(t0.elapsed() < Duration::from_secs(30), "no frame queued");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(send_signal("-INT", child.id()));
-    let o = ok(child.wait_with_output().unwrap());
+    let child = Run::new(run_args(
+        &server,
+        &["--speed", "4", "--start-us", "0", "--drain-timeout", "1"],
+    ))
+    .cwd(d)
+    .spawn(Stdio::piped());
+    wait_until("three frames queued", Duration::from_secs(30), || {
+        queued_or_empty(d).len() >= 3
+    });
+    assert!(child.signal("-INT"));
+    let o = ok(child.wait_output());
     let v1: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let n1 = v1["frames"].as_u64().unwrap();
     assert_eq!(v1["stopped"], true, "{v1}");
@@ -423,7 +340,8 @@ fn a_stopped_run_during_an_outage_is_resumed_and_every_sample_arrives_once() {
     down.store(false, Ordering::SeqCst);
     let start = n1.to_string();
     let start_us = (n1 * 1_000_000).to_string();
-    let o = ok(aorta(
+    let o = ok(aorta_in(
+        d,
         &run_args(
             &server,
             &[
@@ -435,7 +353,6 @@ fn a_stopped_run_during_an_outage_is_resumed_and_every_sample_arrives_once() {
                 &start_us,
             ],
         ),
-        d,
     ));
     let v2: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v2["resumed"].as_u64(), Some(n1), "{v2}");

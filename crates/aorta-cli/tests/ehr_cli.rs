@@ -7,27 +7,56 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
-)] // test helpers
+    clippy::indexing_slicing,
+    reason = "test code: a failure panics with its context"
+)]
+
+mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn aorta(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_aorta"))
-        .args(args)
-        .output()
-        .expect("run aorta")
+use common::{aorta, ok, shared_data};
+
+/// Runs `aorta ARGS`, asserts success, returns stdout trimmed.
+fn text(args: &[&str]) -> String {
+    String::from_utf8(ok(aorta(args)).stdout)
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
-fn ok(args: &[&str]) -> String {
-    let o = aorta(args);
-    assert!(
-        o.status.success(),
-        "aorta {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap().trim().to_string()
+/// `aorta ehr protect` of `input` into `vault` with the passphrase in `pw`
+/// (and `extra` options): the record id.
+fn protect(vault: &Path, input: &Path, pw: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "ehr",
+        "protect",
+        "--vault",
+        s(vault),
+        "--in",
+        s(input),
+        "--passphrase-file",
+        s(pw),
+    ];
+    args.extend_from_slice(extra);
+    text(&args)
+}
+
+/// `aorta ehr recover` of `rid` from `vault` with the passphrase in `pw` into `out`.
+fn recover(vault: &Path, rid: &str, pw: &Path, out: &Path) -> Output {
+    aorta(&[
+        "ehr",
+        "recover",
+        "--vault",
+        s(vault),
+        "--record",
+        rid,
+        "--passphrase-file",
+        s(pw),
+        "--out",
+        s(out),
+    ])
 }
 
 /// Asserts a refusal: exit 1, a message, and no output file.
@@ -74,16 +103,7 @@ fn dicom_roundtrip_protect_disperse_share_recover_and_refusals() {
     let input = std::fs::read(fixture()).unwrap();
     assert!(contains(&input, b"CompressedSamples^CT1"));
 
-    let rid = ok(&[
-        "ehr",
-        "protect",
-        "--vault",
-        s(&vault),
-        "--in",
-        s(&fixture()),
-        "--passphrase-file",
-        s(&pw),
-    ]);
+    let rid = protect(&vault, &fixture(), &pw, &[]);
     assert_eq!(rid.len(), 32, "record id: {rid}");
     // Nothing identifying reaches the cloud stores (D_head stays private).
     for i in 0..3 {
@@ -101,10 +121,10 @@ fn dicom_roundtrip_protect_disperse_share_recover_and_refusals() {
     std::fs::remove_dir_all(vault.join("cloud-1")).unwrap();
 
     let doc_id = d.join("doctor.identity");
-    let doc_pk = ok(&["ehr", "keygen", "--out", s(&doc_id)]);
+    let doc_pk = text(&["ehr", "keygen", "--out", s(&doc_id)]);
     assert!(doc_pk.starts_with("aorta-ehr-pk1:"));
     let other_id = d.join("other.identity");
-    ok(&["ehr", "keygen", "--out", s(&other_id)]);
+    text(&["ehr", "keygen", "--out", s(&other_id)]);
 
     let grant = d.join("doctor.grant");
     let share = |expires: &[&str], out: &Path| {
@@ -123,7 +143,7 @@ fn dicom_roundtrip_protect_disperse_share_recover_and_refusals() {
             s(out),
         ];
         a.extend_from_slice(expires);
-        ok(&a)
+        text(&a)
     };
     let gid = share(&["--expires", "1h"], &grant);
     assert_eq!(gid.len(), 32);
@@ -160,18 +180,7 @@ fn dicom_roundtrip_protect_disperse_share_recover_and_refusals() {
 
     // The patient recovers the exact original with the passphrase.
     let own = d.join("own.dcm");
-    ok(&[
-        "ehr",
-        "recover",
-        "--vault",
-        s(&vault),
-        "--record",
-        &rid,
-        "--passphrase-file",
-        s(&pw),
-        "--out",
-        s(&own),
-    ]);
+    ok(recover(&vault, &rid, &pw, &own));
     assert_eq!(std::fs::read(&own).unwrap(), input);
 
     // Refusals, each writing nothing.
@@ -223,11 +232,11 @@ fn dicom_roundtrip_protect_disperse_share_recover_and_refusals() {
     share(&["--emergency"], &em);
     let out2 = d.join("em.dcm");
     assert!(by_grant(&em, &doc_id, &out2).status.success());
-    ok(&["ehr", "revoke", "--vault", s(&vault), "--grant", s(&em)]);
+    text(&["ehr", "revoke", "--vault", s(&vault), "--grant", s(&em)]);
     check(&em, &doc_id, "revoked");
 
     // Audit: verified, records every step, detects tampering.
-    let a = ok(&["ehr", "audit", "--vault", s(&vault), "--verify", "--json"]);
+    let a = text(&["ehr", "audit", "--vault", s(&vault), "--verify", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&a).unwrap();
     let events: Vec<&str> = v["entries"]
         .as_array()
@@ -267,33 +276,9 @@ fn tampered_fragments_are_refused_and_nothing_is_written() {
     std::fs::write(&pw, "pw").unwrap();
     let f = d.join("note.txt");
     std::fs::write(&f, "blood pressure 120/80, no allergies\n".repeat(100)).unwrap();
-    let rid = ok(&[
-        "ehr",
-        "protect",
-        "--vault",
-        s(&vault),
-        "--in",
-        s(&f),
-        "--passphrase-file",
-        s(&pw),
-        "--mode",
-        "faithful",
-    ]);
+    let rid = protect(&vault, &f, &pw, &["--mode", "faithful"]);
     let no = d.join("out.txt");
-    let recover = || {
-        aorta(&[
-            "ehr",
-            "recover",
-            "--vault",
-            s(&vault),
-            "--record",
-            &rid,
-            "--passphrase-file",
-            s(&pw),
-            "--out",
-            s(&no),
-        ])
-    };
+    let recover = || recover(&vault, &rid, &pw, &no);
     for (file, at) in [
         (format!("cloud/records/{rid}.aosp"), 100usize),
         (format!("cloud/records/{rid}.aosp"), 5),
@@ -319,7 +304,7 @@ fn tampered_fragments_are_refused_and_nothing_is_written() {
 }
 
 fn entropy(path: &Path) -> (f64, f64) {
-    let out = ok(&["ehr", "entropy", s(path), "--json"]);
+    let out = text(&["ehr", "entropy", s(path), "--json"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     (
         v["input_entropy"].as_f64().unwrap(),
@@ -340,17 +325,9 @@ fn entropy_of_public_fragment_reaches_7_99_on_text_and_image_like_input() {
     // Real ECG samples from MIT-BIH record 100 (skipped if the data set is
     // absent): both leads as a 16-bit little-endian raster (2.6 MB, an image
     // of the signal) and as CSV text.
-    let data = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/mitdb/100"
-    ));
-    if !data.with_extension("hea").exists() {
-        eprintln!(
-            "SKIPPED MIT-BIH part of the entropy test: {} not found",
-            data.display()
-        );
+    let Some(data) = shared_data("mitdb/100", "the MIT-BIH part of the entropy test") else {
         return;
-    }
+    };
     let rec = aorta_signal::wfdb::Record::read(&data).unwrap();
     let mut raster = Vec::new();
     let mut csv = String::new();

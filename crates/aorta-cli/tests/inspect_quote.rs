@@ -5,38 +5,46 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "test code: a failure panics with its context"
 )]
 
-use std::process::Command;
+mod common;
 
-const AORTA: &str = env!("CARGO_BIN_EXE_aorta");
+use common::{Run, aorta, stdout_json};
+
 const FIX: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../aorta-enclave/tests/fixtures/dcap"
 );
 const AT: &str = "1750377600";
 
+/// `aorta broker inspect-quote --json --backend BACKEND --at AT EXTRA
+/// --quote QUOTE --collateral FIX/COLLATERAL`.
+fn inspect(backend: &str, extra: &[&str], quote: &str, collateral: &str) -> Run {
+    Run::new([
+        "broker",
+        "inspect-quote",
+        "--json",
+        "--backend",
+        backend,
+        "--at",
+        AT,
+    ])
+    .args(extra)
+    .args(["--quote", quote, "--collateral"])
+    .arg(format!("{FIX}/{collateral}"))
+}
+
 #[test]
 fn inspects_real_quotes() {
-    let o = Command::new(AORTA)
-        .args([
-            "broker",
-            "inspect-quote",
-            "--json",
-            "--backend",
-            "sgx-gramine",
-            "--at",
-            AT,
-        ])
-        .arg("--quote")
-        .arg(format!("{FIX}/sgx_quote"))
-        .arg("--collateral")
-        .arg(format!("{FIX}/sgx_quote_collateral.json"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = inspect(
+        "sgx-gramine",
+        &[],
+        &format!("{FIX}/sgx_quote"),
+        "sgx_quote_collateral.json",
+    )
+    .json();
     assert_eq!(v["kind"], "sgx");
     assert_eq!(v["tcb_status"], "ConfigurationAndSWHardeningNeeded");
     assert_eq!(v["debug"], false);
@@ -47,25 +55,13 @@ fn inspects_real_quotes() {
             .starts_with("33d8")
     );
 
-    let o = Command::new(AORTA)
-        .args([
-            "broker",
-            "inspect-quote",
-            "--json",
-            "--backend",
-            "tdx",
-            "--at",
-            AT,
-        ])
-        .args(["--app-measurement", &"ab".repeat(32)])
-        .arg("--quote")
-        .arg(format!("{FIX}/tdx_quote"))
-        .arg("--collateral")
-        .arg(format!("{FIX}/tdx_quote_collateral.json"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = inspect(
+        "tdx",
+        &["--app-measurement", &"ab".repeat(32)],
+        &format!("{FIX}/tdx_quote"),
+        "tdx_quote_collateral.json",
+    )
+    .json();
     assert_eq!(v["kind"], "tdx");
     assert_eq!(v["tcb_status"], "UpToDate");
     assert_eq!(v["policy_measurement"].as_str().unwrap().len(), 64);
@@ -74,25 +70,17 @@ fn inspects_real_quotes() {
     let t = tempfile::tempdir().unwrap();
     let mut q = std::fs::read(format!("{FIX}/tdx_quote")).unwrap();
     q[300] ^= 1;
-    std::fs::write(t.path().join("q"), q).unwrap();
-    let o = Command::new(AORTA)
-        .args([
-            "broker",
-            "inspect-quote",
-            "--json",
-            "--backend",
-            "tdx",
-            "--at",
-            AT,
-        ])
-        .arg("--quote")
-        .arg(t.path().join("q"))
-        .arg("--collateral")
-        .arg(format!("{FIX}/tdx_quote_collateral.json"))
-        .output()
-        .unwrap();
+    let altered = t.path().join("q");
+    std::fs::write(&altered, q).unwrap();
+    let o = inspect(
+        "tdx",
+        &[],
+        altered.to_str().unwrap(),
+        "tdx_quote_collateral.json",
+    )
+    .output();
     assert_eq!(o.status.code(), Some(1));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = stdout_json(&o);
     assert_eq!(v["verified"], false);
     assert_eq!(v["code"], 111);
 }
@@ -107,19 +95,16 @@ fn hardware_backends_fail_clearly_without_a_tee() {
         return;
     }
     for backend in ["auto", "tdx", "sgx-gramine"] {
-        let o = Command::new(AORTA)
-            .args([
-                "worker",
-                "run",
-                "--backend",
-                backend,
-                "--broker",
-                "127.0.0.1:1",
-                "--assignment",
-                "a",
-            ])
-            .output()
-            .unwrap();
+        let o = aorta(&[
+            "worker",
+            "run",
+            "--backend",
+            backend,
+            "--broker",
+            "127.0.0.1:1",
+            "--assignment",
+            "a",
+        ]);
         assert_eq!(o.status.code(), Some(2), "{backend}");
         let err = String::from_utf8_lossy(&o.stderr);
         if backend == "auto" {

@@ -12,70 +12,32 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "test code: a failure panics with its context"
 )]
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use aorta_stream::log::{FileLog, FrameLog};
 
 mod common;
-use common::{AORTA, Proc, free_port, ok, server, term, worker, write_config};
-
-const RECORD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/sample/100");
-
-fn kill9(p: &mut Proc) {
-    let _ = Command::new("kill")
-        .args(["-KILL", &p.0.id().to_string()])
-        .status();
-    let _ = p.0.wait();
-}
-
-fn stats(port: u16, ca: &Path) -> serde_json::Value {
-    let s =
-        aorta_worker::server::Server::new(&format!("https://127.0.0.1:{port}"), ca, None).unwrap();
-    serde_json::to_value(s.stats().unwrap()).unwrap()
-}
+use common::{Proc, Run, SAMPLE, Server, fetch_results, stats, wait_until, worker, write_config};
 
 /// Waits until the worker's checkpoint covers the whole log.
-fn wait_caught_up(port: u16, ca: &Path) {
-    let t = Instant::now();
-    loop {
-        if let Ok(s) = std::panic::catch_unwind(|| stats(port, ca)) {
-            if s["log_end"].as_u64().unwrap() > 0 && s["worker_offset"] == s["log_end"] {
-                return;
-            }
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "worker never caught up"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+fn wait_caught_up(server: &Server, ca: &Path) {
+    wait_until("worker caught up", Duration::from_secs(120), || {
+        stats(&server.url(), ca).is_some_and(|s| {
+            s["log_end"].as_u64().unwrap() > 0 && s["worker_offset"] == s["log_end"]
+        })
+    });
 }
 
-fn results(dir: &Path, data: &str, port: u16) -> BTreeSet<String> {
-    let o = ok(Command::new(AORTA)
-        .args([
-            "results",
-            "fetch",
-            "--server",
-            &format!("https://127.0.0.1:{port}"),
-            "--ca",
-            &format!("{data}/cert.pem"),
-            "--identity",
-            "clinician.key",
-            "--subscriber",
-            "demo-clinician",
-            "--json",
-        ])
-        .current_dir(dir)
-        .output()
-        .unwrap());
-    let v: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+/// The clinician's results, each once.
+fn results(dir: &Path, data: &str, server: &Server) -> BTreeSet<String> {
+    let v = fetch_results(dir, &server.url(), &format!("{data}/cert.pem"));
     let n = v.len();
     let set: BTreeSet<String> = v.iter().map(|r| r.to_string()).collect();
     assert_eq!(set.len(), n, "a result was returned twice");
@@ -99,7 +61,7 @@ fn kill9_of_worker_and_server_loses_nothing_and_duplicates_nothing() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     let work = d.join("w");
-    let (port, broker) = common::setup(&work, 2);
+    common::setup(&work, 2);
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -107,37 +69,27 @@ fn kill9_of_worker_and_server_loses_nothing_and_duplicates_nothing() {
     eprintln!("kill schedule seed {seed}");
     let mut rng = Lcg(seed);
 
-    let mut srv = server(&work, "server.toml");
+    let mut srv = Server::start(&work, "server.toml");
+    // Restarts keep the ports the first start bound: the devices and the
+    // worker know the server by its address.
+    write_config(
+        &work,
+        "server.toml",
+        "server",
+        &srv.addr.to_string(),
+        &srv.broker(),
+    );
     let ca = work.join("server/cert.pem");
-    let mut wrk = worker(&work, "server", port, broker);
+    let mut wrk = worker(&work, "server", &srv, true);
     let devices: Vec<Proc> = ["DEMO-0001", "DEMO-0002"]
         .iter()
         .map(|s| {
-            Proc(
-                Command::new(AORTA)
-                    .args([
-                        "device",
-                        "run",
-                        "--device",
-                        &format!("devices/{s}"),
-                        "--record",
-                        RECORD,
-                        "--server",
-                        &format!("https://127.0.0.1:{port}"),
-                        "--ca",
-                        ca.to_str().unwrap(),
-                        "--speed",
-                        "12",
-                        "--duration",
-                        "96",
-                        "--json",
-                    ])
-                    .current_dir(&work)
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap(),
-            )
+            Run::new(["device", "run", "--device", &format!("devices/{s}")])
+                .args(["--record", SAMPLE, "--server", &srv.url(), "--ca"])
+                .arg(&ca)
+                .args(["--speed", "12", "--duration", "96", "--json"])
+                .cwd(&work)
+                .spawn(Stdio::null())
         })
         .collect();
 
@@ -147,23 +99,21 @@ fn kill9_of_worker_and_server_loses_nothing_and_duplicates_nothing() {
         std::thread::sleep(Duration::from_millis(rng.next_ms(300, 1500)));
         match what {
             "worker" => {
-                kill9(&mut wrk);
+                wrk.kill9();
                 std::thread::sleep(Duration::from_millis(rng.next_ms(50, 400)));
-                wrk = worker(&work, "server", port, broker);
+                wrk = worker(&work, "server", &srv, false);
             }
             _ => {
-                kill9(&mut srv);
+                srv.proc.kill9();
                 std::thread::sleep(Duration::from_millis(rng.next_ms(50, 600)));
-                srv = server(&work, "server.toml");
+                srv = Server::start(&work, "server.toml");
             }
         }
     }
     // The devices finish: every sealed frame acknowledged, none refused.
     let mut sealed = BTreeMap::new();
-    for (i, mut dev) in devices.into_iter().enumerate() {
-        let out = std::mem::replace(&mut dev.0, Command::new("true").spawn().unwrap())
-            .wait_with_output()
-            .unwrap();
+    for (i, dev) in devices.into_iter().enumerate() {
+        let out = dev.wait_output();
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["frames"], v["acked"], "device {i}: {v}");
         assert_eq!(v["queued_left"], 0, "device {i}: {v}");
@@ -172,10 +122,10 @@ fn kill9_of_worker_and_server_loses_nothing_and_duplicates_nothing() {
     }
     assert!(sealed.values().all(|n| *n == 96), "{sealed:?}");
 
-    wait_caught_up(port, &ca);
-    let killed = results(&work, "server", port);
-    term(&mut wrk);
-    term(&mut srv);
+    wait_caught_up(&srv, &ca);
+    let killed = results(&work, "server", &srv);
+    wrk.term();
+    srv.proc.term();
 
     // Every acknowledged frame is in the log exactly once.
     let log = FileLog::open(work.join("server/frames.log")).unwrap();
@@ -212,14 +162,13 @@ fn kill9_of_worker_and_server_loses_nothing_and_duplicates_nothing() {
     ] {
         std::fs::copy(work.join("server").join(f), refdir.join(f)).unwrap();
     }
-    let (p2, b2) = (free_port(), free_port());
-    write_config(&work, "ref.toml", "ref", p2, b2);
-    let mut srv2 = server(&work, "ref.toml");
-    let mut wrk2 = worker(&work, "ref", p2, b2);
-    wait_caught_up(p2, &work.join("ref/cert.pem"));
-    let reference = results(&work, "ref", p2);
-    term(&mut wrk2);
-    term(&mut srv2);
+    write_config(&work, "ref.toml", "ref", "127.0.0.1:0", "127.0.0.1:0");
+    let mut srv2 = Server::start(&work, "ref.toml");
+    let mut wrk2 = worker(&work, "ref", &srv2, true);
+    wait_caught_up(&srv2, &work.join("ref/cert.pem"));
+    let reference = results(&work, "ref", &srv2);
+    wrk2.term();
+    srv2.proc.term();
     let only_killed: Vec<_> = killed.difference(&reference).take(3).collect();
     let only_ref: Vec<_> = reference.difference(&killed).take(3).collect();
     assert!(

@@ -11,17 +11,16 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "test code: a failure panics with its context"
 )]
 
-use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aorta_signal::hrv::{ArtefactRule, HrvEngine, HrvOptions, NnSeries};
 
 mod common;
-use common::{AORTA, ok, server, worker};
+use common::{Run, Server, fetch_results, worker};
 
 const W: i64 = 300_000_000;
 
@@ -41,32 +40,11 @@ fn rr_series() -> Vec<i32> {
     v
 }
 
-fn fetch(dir: &Path, port: u16) -> Vec<serde_json::Value> {
-    let o = ok(Command::new(AORTA)
-        .args([
-            "results",
-            "fetch",
-            "--server",
-            &format!("https://127.0.0.1:{port}"),
-            "--ca",
-            "server/cert.pem",
-            "--identity",
-            "clinician.key",
-            "--subscriber",
-            "demo-clinician",
-            "--json",
-        ])
-        .current_dir(dir)
-        .output()
-        .unwrap());
-    serde_json::from_slice(&o.stdout).unwrap()
-}
-
 #[test]
 fn rr_device_streams_to_hrv_results() {
     let t = tempfile::tempdir().unwrap();
     let work = t.path().join("w");
-    let (port, broker) = common::setup(&work, 1);
+    common::setup(&work, 1);
     let rr = rr_series();
     let mut text = String::from("rr_ms\n");
     for r in &rr {
@@ -76,33 +54,31 @@ fn rr_device_streams_to_hrv_results() {
     // The first beat on a 5-minute boundary.
     let start = 1_800_000_000_000_000i64 - 1_800_000_000_000_000 % W;
 
-    let _srv = server(&work, "server.toml");
-    let _wrk = worker(&work, "server", port, broker);
-    let out = ok(Command::new(AORTA)
-        .args([
-            "device",
-            "run",
-            "--device",
-            "devices/DEMO-0001",
-            "--rr",
-            "strap.txt",
-            "--server",
-            &format!("https://127.0.0.1:{port}"),
-            "--ca",
-            "server/cert.pem",
-            "--speed",
-            "max",
-            "--frame-seconds",
-            "10",
-            "--start-us",
-            &start.to_string(),
-            "--drain-timeout",
-            "60",
-            "--json",
-        ])
-        .current_dir(&work)
-        .output()
-        .unwrap());
+    let srv = Server::start(&work, "server.toml");
+    let _wrk = worker(&work, "server", &srv, true);
+    let out = Run::new([
+        "device",
+        "run",
+        "--device",
+        "devices/DEMO-0001",
+        "--rr",
+        "strap.txt",
+        "--server",
+        &srv.url(),
+        "--ca",
+        "server/cert.pem",
+        "--speed",
+        "max",
+        "--frame-seconds",
+        "10",
+        "--start-us",
+        &start.to_string(),
+        "--drain-timeout",
+        "60",
+        "--json",
+    ])
+    .cwd(&work)
+    .ok();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["frames"], v["acked"], "{v}");
     assert_eq!(v["refused"].as_u64(), Some(0), "{v}");
@@ -125,9 +101,9 @@ fn rr_device_streams_to_hrv_results() {
         )
         .unwrap();
 
-    let t0 = Instant::now();
+    let t0 = std::time::Instant::now();
     loop {
-        let got = fetch(&work, port);
+        let got = fetch_results(&work, &srv.url(), "server/cert.pem");
         let hrv: Vec<&serde_json::Value> = got
             .iter()
             .filter(|r| r["result"]["type"] == "hrv" && r["start"].as_i64() == Some(start))

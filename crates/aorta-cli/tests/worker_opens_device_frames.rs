@@ -18,90 +18,50 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "test code: a failure panics with its context"
 )]
 
+mod common;
+
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 
 use aorta_crypto::frame;
 use aorta_crypto::keys;
-use aorta_enclave::wire::{self, Message, Role};
+use aorta_enclave::wire::Message;
 use aorta_registry::Registry;
-use aorta_signal::wfdb::{Format, Record, SignalSpec, write_record_16};
+use aorta_signal::wfdb::{Record, SignalSpec, write_record_16};
+use common::{
+    Broker, SimTrust, after_greeting, aorta_in, factory_init, files_in, host_session, ok,
+    provision, read_messages, shared_data, spec,
+};
 
-const AORTA: &str = env!("CARGO_BIN_EXE_aorta");
 const RESULT_KEY: &str = "abababababababababababababababababababababababababababababababab";
 const EXCERPT: usize = 20 * 360;
-
-fn aorta(args: &[&str], cwd: &Path) -> Output {
-    Command::new(AORTA)
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap()
-}
-
-fn ok(o: Output) -> Output {
-    assert!(
-        o.status.success(),
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
-fn json(o: Output) -> serde_json::Value {
-    serde_json::from_slice(&ok(o).stdout).unwrap()
-}
-
-struct Broker(Child);
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Two 20 s excerpts (seconds 0–20 and 20–40) of MIT-BIH 100, both leads, as
 /// format-16 records; a synthetic two-lead waveform when the data set is absent.
 fn write_excerpts(dir: &Path) -> Vec<(PathBuf, Vec<Vec<i32>>)> {
-    let src = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/mitdb/100"
+    let real = shared_data(
+        "mitdb/100",
+        "real data: sealing a synthetic two-lead record instead of MIT-BIH 100",
     );
-    let (specs, samples): (Vec<SignalSpec>, Vec<Vec<i32>>) = match Record::read(src) {
-        Ok(rec) => (rec.header.signals.clone(), rec.samples),
-        Err(e) => {
-            eprintln!(
-                "SKIP real data ({e}): sealing a synthetic two-lead record instead of MIT-BIH 100"
-            );
-            let spec = |d: &str| SignalSpec {
-                file_name: String::new(),
-                format: Format::F16,
-                samples_per_frame: 1,
-                skew: 0,
-                byte_offset: 0,
-                gain: 200.0,
-                baseline: 1024,
-                units: "mV".into(),
-                adc_resolution: 11,
-                adc_zero: 1024,
-                initial_value: None,
-                checksum: None,
-                block_size: 0,
-                description: d.into(),
-            };
+    let (specs, samples): (Vec<SignalSpec>, Vec<Vec<i32>>) = match real {
+        Some(src) => {
+            let rec = Record::read(src).unwrap();
+            (rec.header.signals.clone(), rec.samples)
+        }
+        None => {
             let wave = |k: i32| -> Vec<i32> {
                 (0..2 * EXCERPT as i32)
                     .map(|i| 1000 + ((i * 7919 * k) % 613) - ((i * 104_729) % 211))
                     .collect()
             };
-            (vec![spec("MLII"), spec("V5")], vec![wave(1), wave(3)])
+            (
+                vec![spec("MLII", 11, 1024), spec("V5", 11, 1024)],
+                vec![wave(1), wave(3)],
+            )
         }
     };
     let mut out = Vec::new();
@@ -118,13 +78,11 @@ fn write_excerpts(dir: &Path) -> Vec<(PathBuf, Vec<Vec<i32>>)> {
 
 /// Sealed frames in a device's output directory, by sequence.
 fn frames_in(dir: &Path) -> Vec<Vec<u8>> {
-    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
+    files_in(dir)
+        .iter()
         .filter(|p| p.extension().is_some_and(|x| x == "aof"))
-        .collect();
-    names.sort();
-    names.iter().map(|p| std::fs::read(p).unwrap()).collect()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect()
 }
 
 /// Finds any needle (all of one length) in a haystack, by hashing every window.
@@ -187,24 +145,9 @@ fn worker_opens_registry_keyed_device_frames_end_to_end() {
     let d = t.path();
 
     // Factory: a registry and three devices (file-backed key stores).
-    ok(aorta(
-        &["factory", "init", "--registry", "reg", "--pool-keys", "360"],
-        d,
-    ));
+    factory_init(d, 360);
     for serial in ["ECG-A", "ECG-B", "ECG-OUT"] {
-        ok(aorta(
-            &[
-                "factory",
-                "provision",
-                "--registry",
-                "reg",
-                "--serial",
-                serial,
-                "--out",
-                &format!("dev-{serial}"),
-            ],
-            d,
-        ));
+        ok(provision(d, serial, &format!("dev-{serial}")));
     }
 
     // Devices seal 5 s frames through the live uploader's code.
@@ -215,7 +158,8 @@ fn worker_opens_registry_keyed_device_frames_end_to_end() {
         ("ECG-B", &excerpts[1]),
         ("ECG-OUT", &excerpts[0]),
     ] {
-        ok(aorta(
+        ok(aorta_in(
+            d,
             &[
                 "device",
                 "seal",
@@ -228,7 +172,6 @@ fn worker_opens_registry_keyed_device_frames_end_to_end() {
                 "--out",
                 &format!("frames-{serial}"),
             ],
-            d,
         ));
     }
     let frames_a = frames_in(&d.join("frames-ECG-A"));
@@ -297,52 +240,7 @@ fn worker_opens_registry_keyed_device_frames_end_to_end() {
 
     // The data owner's side: policy (sim allowed, for this test only) and
     // the subscribers' result keys.
-    let platform_key = d.join("platform.key");
-    let config = d.join("worker.toml");
-    std::fs::write(&config, b"window_secs = 300\n").unwrap();
-    let pk = json(aorta(
-        &[
-            "worker",
-            "sim-platform",
-            "--json",
-            "--key",
-            platform_key.to_str().unwrap(),
-        ],
-        d,
-    ))["platform_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let m = json(aorta(
-        &[
-            "worker",
-            "measure",
-            "--json",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        d,
-    ))["measurement"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    std::fs::write(
-        d.join("policy.toml"),
-        format!(
-            r#"allowed_backends = ["sim"]
-allow_simulation = true
-allowed_measurements = ["{m}"]
-sim_platform_keys = ["{pk}"]
-freshness_secs = 120
-
-[[assignments]]
-name = "ward-a"
-devices = ["ECG-A", "ECG-B"]
-subscribers = ["dr-a"]
-"#
-        ),
-    )
-    .unwrap();
+    let trust = SimTrust::new(d, "window_secs = 300\n", &["ECG-A", "ECG-B"]);
     std::fs::write(
         d.join("results.toml"),
         format!("[results]\n\"dr-a\" = \"{RESULT_KEY}\"\n"),
@@ -350,92 +248,32 @@ subscribers = ["dr-a"]
     .unwrap();
 
     let broker_log = d.join("broker.log");
-    let mut child = Command::new(AORTA)
-        .args([
-            "broker",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
+    let broker = Broker::start(
+        d,
+        &[
             "--policy",
             "policy.toml",
             "--registry",
             "reg",
             "--keys",
             "results.toml",
-        ])
-        .current_dir(d)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&broker_log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let broker = Broker(child);
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| {
-            panic!(
-                "unexpected broker output {line:?}; log: {}",
-                std::fs::read_to_string(&broker_log).unwrap_or_default()
-            )
-        })
-        .to_owned();
+        ],
+        &broker_log,
+    );
 
     // The host: start the worker, relay the sealed frames, collect replies.
     let mut tampered = frames_a[2].clone();
     let mid = tampered.len() - 40;
     tampered[mid] ^= 0x20;
-    let mut input_msgs = vec![Message::Hello {
-        version: wire::PROTOCOL_VERSION,
-        role: Role::Host,
-    }];
-    for f in frames_a.iter().chain(&frames_b) {
-        input_msgs.push(Message::SealedFrame { frame: f.clone() });
-    }
-    input_msgs.push(Message::SealedFrame {
-        frame: frames_out[0].clone(),
-    });
-    input_msgs.push(Message::SealedFrame {
-        frame: tampered.clone(),
-    });
-    input_msgs.push(Message::Shutdown);
-    let mut host_to_worker = Vec::new();
-    for m in &input_msgs {
-        host_to_worker.extend_from_slice(&m.encode().unwrap());
-    }
-
-    let mut worker = Command::new(AORTA)
-        .args([
-            "worker",
-            "run",
-            "--backend",
-            "sim",
-            "--serve-stdio",
-            "--broker",
-            &addr,
-            "--assignment",
-            "ward-a",
-            "--config",
-            config.to_str().unwrap(),
-            "--sim-platform-key",
-            platform_key.to_str().unwrap(),
-        ])
-        .current_dir(d)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = worker.stdin.take().unwrap();
-    let feed = host_to_worker.clone();
-    let writer = std::thread::spawn(move || {
-        stdin.write_all(&feed).unwrap();
-    });
-    let out = worker.wait_with_output().unwrap();
-    writer.join().unwrap();
+    let mut sent: Vec<Vec<u8>> = frames_a.iter().chain(&frames_b).cloned().collect();
+    sent.push(frames_out[0].clone());
+    sent.push(tampered);
+    let host_to_worker = host_session(&sent);
+    let out = trust
+        .serve_stdio(&broker.addr)
+        .cwd(d)
+        .stdin(host_to_worker.clone())
+        .output();
     drop(broker);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "worker failed: {stderr}");
@@ -450,29 +288,8 @@ subscribers = ["dr-a"]
     assert_eq!(status["transport_keys"], 240);
     assert_eq!(status["result_keys"], 1);
 
-    let mut cur = std::io::Cursor::new(out.stdout.clone());
-    let mut msgs = Vec::new();
-    while let Some(m) = wire::read_message(&mut cur).unwrap() {
-        msgs.push(m);
-    }
-    assert!(matches!(
-        msgs[0],
-        Message::Hello {
-            role: Role::Worker,
-            ..
-        }
-    ));
-    assert!(matches!(
-        msgs[1],
-        Message::Status {
-            backend: 1,
-            hardware_protected: false,
-            transport_keys: 240,
-            result_keys: 1,
-            ..
-        }
-    ));
-    let replies = &msgs[2..];
+    let msgs = read_messages(&out.stdout);
+    let replies = after_greeting(&msgs, 240, 1);
     assert_eq!(replies.len(), frames_a.len() + frames_b.len() + 2);
     // Every frame of the assignment's devices is opened, with its sequence
     // and its full sample count (channels × samples per channel).

@@ -46,18 +46,6 @@ impl<S: Write> Write for Recorder<S> {
     }
 }
 
-#[derive(Clone, Default)]
-struct LogBuf(Arc<Mutex<Vec<u8>>>);
-impl Write for LogBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Real ECG (MIT-BIH 100, first 20 s of lead MLII) when the data set is
 /// present; otherwise a deterministic synthetic waveform (the scan is about
 /// known plaintext, which both are).
@@ -132,30 +120,11 @@ impl Scanner {
 
 #[test]
 fn the_host_sees_no_plaintext_and_no_key_bytes() {
-    let logs = LogBuf::default();
-    let l2 = logs.clone();
-    let dispatch = tracing::Dispatch::new(
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || l2.clone())
-            .finish(),
-    );
+    let (logs, dispatch) = capture_logs(tracing::Level::TRACE);
     let _g = tracing::dispatcher::set_default(&dispatch);
 
     let s = setup();
-    s.clock
-        .store(aorta_server::broker::unix_now(), Ordering::SeqCst);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let b = Arc::clone(&s.broker);
-    let d2 = dispatch.clone();
-    let server = std::thread::spawn(move || {
-        tracing::dispatcher::with_default(&d2, || {
-            let (mut c, _) = listener.accept().unwrap();
-            b.handle_connection(&mut c).unwrap();
-        })
-    });
+    let (addr, server) = serve_broker_tcp(&s, &dispatch, 1);
 
     // 1. The worker attests and gets its keys through a host-relayed connection.
     let relayed = Arc::new(Mutex::new(Vec::new()));
@@ -257,7 +226,7 @@ fn the_host_sees_no_plaintext_and_no_key_bytes() {
     for e in std::fs::read_dir(store.path()).unwrap() {
         stored.extend(std::fs::read(e.unwrap().path()).unwrap());
     }
-    let log_bytes = logs.0.lock().unwrap().clone();
+    let log_bytes = logs.bytes();
     assert!(!log_bytes.is_empty());
     let keys: Vec<[u8; 32]> = [1u8, 2, 3, 10].iter().map(|k| [*k; 32]).collect();
     let scanner = Scanner::new(&samples, &keys);

@@ -15,42 +15,11 @@ use common::*;
 /// refusal over the wire, and every log line checked for key bytes.
 #[test]
 fn over_tcp_with_logs_free_of_keys() {
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let logs = Buf::default();
-    let l2 = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || l2.clone())
-        .finish();
-    let dispatch = tracing::Dispatch::new(subscriber);
+    let (logs, dispatch) = capture_logs(tracing::Level::DEBUG);
     let _g = tracing::dispatcher::set_default(&dispatch);
 
     let s = setup();
-    s.clock
-        .store(aorta_server::broker::unix_now(), Ordering::SeqCst);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let b = Arc::clone(&s.broker);
-    let d2 = dispatch.clone();
-    let server = std::thread::spawn(move || {
-        tracing::dispatcher::with_default(&d2, || {
-            for _ in 0..2 {
-                let (mut c, _) = listener.accept().unwrap();
-                b.handle_connection(&mut c).unwrap();
-            }
-        })
-    });
+    let (addr, server) = serve_broker_tcp(&s, &dispatch, 2);
     let req = KeyRequest {
         assignment: "ward-a".into(),
         devices: vec![],
@@ -74,7 +43,7 @@ fn over_tcp_with_logs_free_of_keys() {
     }
     drop(conn);
     server.join().unwrap();
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = String::from_utf8(logs.bytes()).unwrap();
     assert!(
         text.contains("decision=\"release\"") || text.contains("decision=release"),
         "{text}"
@@ -85,7 +54,7 @@ fn over_tcp_with_logs_free_of_keys() {
         let kb = [k; 32];
         assert!(!text.contains(&hex(&kb)), "key {k} hex in logs");
         assert!(
-            !logs.0.lock().unwrap().windows(32).any(|w| w == kb),
+            !logs.bytes().windows(32).any(|w| w == kb),
             "key {k} bytes in logs"
         );
     }

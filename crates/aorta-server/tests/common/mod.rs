@@ -211,3 +211,63 @@ impl worker::FrameOpener for TestFrames {
         })
     }
 }
+
+/// Log output captured in memory (every event a [`capture_logs`] dispatch saw).
+#[derive(Clone, Default)]
+pub struct LogBuf(pub Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogBuf {
+    /// Everything logged so far.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// A `tracing` dispatch that writes every event at `level` or above, without
+/// colours, into the returned buffer.
+pub fn capture_logs(level: tracing::Level) -> (LogBuf, tracing::Dispatch) {
+    let logs = LogBuf::default();
+    let l2 = logs.clone();
+    let dispatch = tracing::Dispatch::new(
+        tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_ansi(false)
+            .with_writer(move || l2.clone())
+            .finish(),
+    );
+    (logs, dispatch)
+}
+
+/// Serves `connections` connections of the setup's broker (clock set to now)
+/// on a loopback port, logging to `dispatch`: the address and the thread.
+pub fn serve_broker_tcp(
+    s: &Setup,
+    dispatch: &tracing::Dispatch,
+    connections: usize,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+    s.clock
+        .store(aorta_server::broker::unix_now(), Ordering::SeqCst);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let b = Arc::clone(&s.broker);
+    let d2 = dispatch.clone();
+    let server = std::thread::spawn(move || {
+        tracing::dispatcher::with_default(&d2, || {
+            for _ in 0..connections {
+                let (mut c, _) = listener.accept().unwrap();
+                b.handle_connection(&mut c).unwrap();
+            }
+        })
+    });
+    (addr, server)
+}
