@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
-use aorta_bench::demo::{ASSIGNMENT, DemoConfig, DemoOutcome, DemoReport, SUBSCRIBER, SampleRecord};
+use aorta_bench::demo::{
+    ASSIGNMENT, DemoConfig, DemoOutcome, DemoReport, SUBSCRIBER, SampleRecord,
+};
 use aorta_device::agent::Speed;
 
 /// The sample shipped in the binary, used when the MIT-BIH folder is absent

@@ -19,9 +19,6 @@ use aorta_device::source::record::{RecordReplay, ReplayOptions, seal_record};
 use aorta_device::source::rr::{RrReplay, from_annotations, read_rr_file};
 use aorta_signal::wfdb::Record;
 
-/// Transitional re-export for `demo_cmd.rs` (moved by another branch; it
-/// should use [`DeviceDir`]).
-
 /// `aorta device` subcommands.
 #[derive(clap::Subcommand)]
 pub enum DeviceCmd {

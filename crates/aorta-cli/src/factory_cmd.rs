@@ -38,9 +38,6 @@ pub enum FactoryCmd {
     },
 }
 
-/// Transitional re-export for `demo_cmd.rs` (moved by another branch; it
-/// should use [`DeviceDir`]).
-
 pub fn run(cmd: FactoryCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         FactoryCmd::Init {

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use aorta_device::agent::{self, AgentConfig, AgentEvent, AgentReport};
-use aorta_device::http::{HttpOptions, HttpsTransport};
 use aorta_device::dir::DeviceDir;
+use aorta_device::http::{HttpOptions, HttpsTransport};
 use aorta_device::queue::QueueLimits;
 use aorta_device::source::record::{RecordReplay, ReplayOptions};
 use aorta_signal::wfdb::Record;

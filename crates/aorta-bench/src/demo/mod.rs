@@ -27,8 +27,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use aorta_device::agent::Speed;
 use aorta_api::Stats;
+use aorta_device::agent::Speed;
 use aorta_worker::clinician::ResultReader;
 use aorta_worker::server::Server;
 use serde::Serialize;

@@ -10,10 +10,10 @@ use aorta_crypto::keys::{self, KeySlice};
 use aorta_enclave::attest::SimAttester;
 use aorta_enclave::evidence::Measurement;
 use aorta_enclave::keywrap::Secret32;
-use aorta_worker::client::{Ready, Unattested};
 use aorta_server::broker::policy::Policy;
 use aorta_server::broker::{Broker, KeySource, ReleaseRequest};
 use aorta_stream::job::encode_plain_frame;
+use aorta_worker::client::{Ready, Unattested};
 use rayon::prelude::*;
 
 use super::signal::Source;
