@@ -25,7 +25,7 @@ use aorta_crypto::frame::{self, FrameError as CryptoFrameError, TransportKey};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::keywrap::Secret32;
-use crate::worker::{FrameError, FrameOpener, OpenedFrame};
+use crate::worker::{FrameRefusal, FrameOpener, WorkerFrame};
 
 /// The frame refusal codes this opener sends, one per
 /// [`aorta_crypto::frame::FrameError`] kind, from the one registry
@@ -41,7 +41,7 @@ pub use aorta_crypto::refusal::{
 #[derive(Clone, Copy, Debug, Default)]
 pub struct UploadFrames;
 
-fn refusal(e: &CryptoFrameError) -> FrameError {
+fn refusal(e: &CryptoFrameError) -> FrameRefusal {
     let code = match e {
         CryptoFrameError::Truncated { .. } => FRAME_TRUNCATED,
         CryptoFrameError::TrailingBytes { .. } => FRAME_TRAILING_BYTES,
@@ -58,7 +58,7 @@ fn refusal(e: &CryptoFrameError) -> FrameError {
         _ => FRAME_OTHER,
     };
     // The frame layer's messages hold only static text and sizes.
-    FrameError {
+    FrameRefusal {
         code,
         reason: e.to_string(),
     }
@@ -76,7 +76,7 @@ impl UploadFrames {
     /// one channel, `sample_rate_hz` = 1e6). The header is the AEAD's
     /// associated data, so once [`FrameOpener::open`] accepted the frame this
     /// value is authenticated: callers dispatch on it after a successful open.
-    pub fn codec(&self, frame: &[u8]) -> Result<u8, FrameError> {
+    pub fn codec(&self, frame: &[u8]) -> Result<u8, FrameRefusal> {
         frame::parse(frame)
             .map(|p| p.header.codec)
             .map_err(|e| refusal(&e))
@@ -84,18 +84,18 @@ impl UploadFrames {
 }
 
 impl FrameOpener for UploadFrames {
-    fn serial(&self, frame: &[u8]) -> Result<String, FrameError> {
+    fn serial(&self, frame: &[u8]) -> Result<String, FrameRefusal> {
         frame::parse(frame)
             .map(|p| p.header.serial)
             .map_err(|e| refusal(&e))
     }
 
-    fn key_name(&self, frame: &[u8]) -> Result<String, FrameError> {
+    fn key_name(&self, frame: &[u8]) -> Result<String, FrameRefusal> {
         let p = frame::parse(frame).map_err(|e| refusal(&e))?;
         Ok(group_key_name(&p.header.serial, p.header.key_index))
     }
 
-    fn open(&self, frame: &[u8], group_key: &Secret32) -> Result<OpenedFrame, FrameError> {
+    fn open(&self, frame: &[u8], group_key: &Secret32) -> Result<WorkerFrame, FrameRefusal> {
         let parsed = frame::parse(frame).map_err(|e| refusal(&e))?;
         let h = &parsed.header;
         let tk = transport_key(group_key, h)?;
@@ -104,9 +104,9 @@ impl FrameOpener for UploadFrames {
 }
 
 /// The frame's transport key, derived from the group key its header names.
-fn transport_key(group_key: &Secret32, h: &frame::FrameHeader) -> Result<TransportKey, FrameError> {
+fn transport_key(group_key: &Secret32, h: &frame::FrameHeader) -> Result<TransportKey, FrameRefusal> {
     TransportKey::from_group(group_key.expose(), &h.serial, h.key_index, &h.epoch).map_err(|_| {
-        FrameError {
+        FrameRefusal {
             code: FRAME_KEY_DERIVATION,
             reason: "transport key derivation failed".into(),
         }
@@ -118,7 +118,7 @@ fn transport_key(group_key: &Secret32, h: &frame::FrameHeader) -> Result<Transpo
 fn open_parsed(
     parsed: frame::ParsedFrame<'_>,
     tk: &TransportKey,
-) -> Result<OpenedFrame, FrameError> {
+) -> Result<WorkerFrame, FrameRefusal> {
     let mut opened = parsed.open(tk).map_err(|e| refusal(&e))?;
     // Channel-interleaved into zeroizing memory; the per-channel vectors
     // are wiped at once.
@@ -130,7 +130,7 @@ fn open_parsed(
         }
     }
     opened.samples.zeroize();
-    Ok(OpenedFrame {
+    Ok(WorkerFrame {
         codec: opened.header.codec,
         serial: std::mem::take(&mut opened.header.serial),
         sequence: opened.header.sequence,
@@ -197,15 +197,15 @@ impl CachedUploadFrames {
 }
 
 impl FrameOpener for CachedUploadFrames {
-    fn serial(&self, frame: &[u8]) -> Result<String, FrameError> {
+    fn serial(&self, frame: &[u8]) -> Result<String, FrameRefusal> {
         UploadFrames.serial(frame)
     }
 
-    fn key_name(&self, frame: &[u8]) -> Result<String, FrameError> {
+    fn key_name(&self, frame: &[u8]) -> Result<String, FrameRefusal> {
         UploadFrames.key_name(frame)
     }
 
-    fn open(&self, frame: &[u8], group_key: &Secret32) -> Result<OpenedFrame, FrameError> {
+    fn open(&self, frame: &[u8], group_key: &Secret32) -> Result<WorkerFrame, FrameRefusal> {
         let parsed = frame::parse(frame).map_err(|e| refusal(&e))?;
         let h = &parsed.header;
         let id = (h.serial.clone(), h.key_index, h.epoch);
@@ -223,11 +223,11 @@ impl FrameOpener for CachedUploadFrames {
             h.key_index,
             &h.epoch,
         )
-        .map_err(|_| FrameError {
+        .map_err(|_| FrameRefusal {
             code: FRAME_KEY_DERIVATION,
             reason: "transport key derivation failed".into(),
         })?;
-        let tk = TransportKey::from_bytes(&raw).map_err(|_| FrameError {
+        let tk = TransportKey::from_bytes(&raw).map_err(|_| FrameRefusal {
             code: FRAME_KEY_DERIVATION,
             reason: "transport key derivation failed".into(),
         })?;

@@ -1,6 +1,6 @@
 //! The worker's side of the boundary: its key pair (the HPKE recipient of
-//! key release), the frames it opens ([`OpenedFrame`], [`FrameOpener`],
-//! [`FrameError`]) and the name of the state-key bundle entry. The worker's
+//! key release), the frames it opens ([`WorkerFrame`], [`FrameOpener`],
+//! [`FrameRefusal`]) and the name of the state-key bundle entry. The worker's
 //! protocol states, the broker client and the host loop that use them are
 //! the `aorta-worker` crate's (`aorta_worker::client`).
 //!
@@ -67,7 +67,7 @@ impl WorkerKeypair {
 pub const STATE_KEY_NAME: &str = "@state";
 
 /// A frame the worker opened: plaintext samples in zeroizing memory.
-pub struct OpenedFrame {
+pub struct WorkerFrame {
     /// The frame's codec (`aorta_crypto::codec::CODEC_*`; 0 when the format
     /// has none), authenticated with the frame.
     pub codec: u8,
@@ -89,11 +89,11 @@ pub struct OpenedFrame {
     pub samples: Zeroizing<Vec<i32>>,
 }
 
-impl fmt::Debug for OpenedFrame {
+impl fmt::Debug for WorkerFrame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "OpenedFrame {{ serial: {:?}, sequence: {}, samples: <{} redacted> }}",
+            "WorkerFrame {{ serial: {:?}, sequence: {}, samples: <{} redacted> }}",
             self.serial,
             self.sequence,
             self.samples.len()
@@ -105,7 +105,7 @@ impl fmt::Debug for OpenedFrame {
 /// plaintext or key bytes (it crosses to the host).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("frame refused (code {code}): {reason}")]
-pub struct FrameError {
+pub struct FrameRefusal {
     /// Stable code (2xx).
     pub code: u16,
     /// Fixed description.
@@ -123,14 +123,14 @@ pub const FRAME_NO_KEY: u16 = 200;
 /// with a small AEAD format of their own.
 pub trait FrameOpener {
     /// The serial in the frame's header (not yet authenticated).
-    fn serial(&self, frame: &[u8]) -> Result<String, FrameError>;
+    fn serial(&self, frame: &[u8]) -> Result<String, FrameRefusal>;
     /// The name of the released transport key that opens the frame (a
     /// bundle entry name). Default: the serial, for formats with one key per
     /// device; upload frames use `SERIAL/KEY_INDEX` (a group key).
-    fn key_name(&self, frame: &[u8]) -> Result<String, FrameError> {
+    fn key_name(&self, frame: &[u8]) -> Result<String, FrameRefusal> {
         self.serial(frame)
     }
     /// Authenticates and opens the frame with the key named by
     /// [`FrameOpener::key_name`].
-    fn open(&self, frame: &[u8], transport_key: &Secret32) -> Result<OpenedFrame, FrameError>;
+    fn open(&self, frame: &[u8], transport_key: &Secret32) -> Result<WorkerFrame, FrameRefusal>;
 }

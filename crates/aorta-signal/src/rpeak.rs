@@ -58,7 +58,7 @@ pub struct Beat {
 /// Why a detector could not be built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
-pub enum ConfigError {
+pub enum DetectorConfigError {
     /// Sampling rate outside the supported range.
     #[error("sampling frequency {0} Hz is outside the supported 100–10000 Hz")]
     SamplingRate(f64),
@@ -178,21 +178,21 @@ struct Pending {
 
 impl Detector {
     /// A detector with default parameters for sampling rate `fs` Hz.
-    pub fn new(fs: f64) -> Result<Detector, ConfigError> {
+    pub fn new(fs: f64) -> Result<Detector, DetectorConfigError> {
         Detector::with_config(DetectorConfig::new(fs))
     }
 
     /// A detector with explicit parameters.
-    pub fn with_config(cfg: DetectorConfig) -> Result<Detector, ConfigError> {
+    pub fn with_config(cfg: DetectorConfig) -> Result<Detector, DetectorConfigError> {
         let fs = cfg.fs;
         if !fs.is_finite() || !(100.0..=10_000.0).contains(&fs) {
-            return Err(ConfigError::SamplingRate(fs));
+            return Err(DetectorConfigError::SamplingRate(fs));
         }
         let check = |name: &'static str, value: f64, lo: f64, hi: f64| {
             if value.is_finite() && value >= lo && value <= hi {
                 Ok(())
             } else {
-                Err(ConfigError::Parameter { name, value })
+                Err(DetectorConfigError::Parameter { name, value })
             }
         };
         check("band.low", cfg.band.0, 0.5, fs / 4.0)?;
@@ -519,7 +519,7 @@ impl Detector {
 }
 
 /// Detects beats in a whole signal (convenience wrapper over [`Detector`]).
-pub fn detect(signal: &[f64], fs: f64) -> Result<Vec<Beat>, ConfigError> {
+pub fn detect(signal: &[f64], fs: f64) -> Result<Vec<Beat>, DetectorConfigError> {
     let mut det = Detector::new(fs)?;
     let mut out = Vec::with_capacity(signal.len() / (fs as usize).max(1) * 2);
     det.push(signal, &mut out);

@@ -21,7 +21,7 @@ use aorta_enclave::attest::{AttestError, Attester};
 use aorta_enclave::evidence::{Backend, Evidence, EvidenceClaims, Measurement, Nonce};
 use aorta_enclave::keywrap::{KeyBundle, KeyWrapError, open_bundle};
 use aorta_enclave::wire::{self, Message, Role, WireError};
-use aorta_enclave::worker::{FRAME_NO_KEY, FrameOpener, OpenedFrame, WorkerKeypair};
+use aorta_enclave::worker::{FRAME_NO_KEY, FrameOpener, WorkerFrame, WorkerKeypair};
 
 /// Hardens the worker process where the OS allows it without `unsafe` in
 /// aorta: marks it non-dumpable (`prctl(PR_SET_DUMPABLE, 0)` on Linux), so
@@ -258,7 +258,7 @@ impl Ready {
         &self,
         opener: &dyn FrameOpener,
         frame: &[u8],
-        analyse: &mut dyn FnMut(&OpenedFrame),
+        analyse: &mut dyn FnMut(&WorkerFrame),
     ) -> Message {
         let name = match opener.key_name(frame) {
             Ok(s) => s,
@@ -305,7 +305,7 @@ impl Ready {
         opener: &dyn FrameOpener,
         input: &mut R,
         output: &mut W,
-        analyse: &mut dyn FnMut(&OpenedFrame),
+        analyse: &mut dyn FnMut(&WorkerFrame),
     ) -> Result<ServeSummary, WireError> {
         wire::write_message(
             output,

@@ -2,7 +2,7 @@
 
 use aorta_enclave::upload::CachedUploadFrames;
 use aorta_enclave::wire::{self, Message};
-use aorta_enclave::worker::OpenedFrame;
+use aorta_enclave::worker::WorkerFrame;
 
 use crate::client::Ready;
 use aorta_stream::Micros;
@@ -39,7 +39,7 @@ impl SecureFrames {
 
 /// The engine event of an opened frame: its intervals for an RR frame (the
 /// codec is part of the authenticated header), else its analysed lead.
-fn event(f: &OpenedFrame) -> Result<EcgEvent, Refused> {
+fn event(f: &WorkerFrame) -> Result<EcgEvent, Refused> {
     if f.codec == aorta_crypto::codec::CODEC_RR {
         rr_event(f.channels, &f.samples)
     } else {
@@ -75,7 +75,7 @@ impl FrameOpen for SecureFrames {
         let mut got = None;
         let reply = self
             .ready
-            .process_frame(&self.opener, &frame, &mut |f: &OpenedFrame| {
+            .process_frame(&self.opener, &frame, &mut |f: &WorkerFrame| {
                 got = Some((f.serial.clone(), f.first_sample_us, event(f)));
             });
         match (reply, got) {

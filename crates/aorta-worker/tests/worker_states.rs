@@ -14,7 +14,7 @@ use aorta_enclave::evidence::{Backend, Measurement, Nonce};
 use aorta_enclave::keywrap::{KeyBundle, KeyWrapError, Secret32, seal_bundle};
 use aorta_enclave::verify::{VerifierPolicy, verify};
 use aorta_enclave::wire::{self, Message, PROTOCOL_VERSION, Role, WireError};
-use aorta_enclave::worker::{FrameError, FrameOpener, OpenedFrame, WorkerKeypair};
+use aorta_enclave::worker::{FrameRefusal, FrameOpener, WorkerFrame, WorkerKeypair};
 use aorta_worker::client::{Ready, Unattested};
 use proptest::prelude::*;
 
@@ -85,11 +85,11 @@ fn a_bundle_opens_only_for_its_own_attestation() {
 
 struct NeverOpens;
 impl FrameOpener for NeverOpens {
-    fn serial(&self, _f: &[u8]) -> Result<String, FrameError> {
+    fn serial(&self, _f: &[u8]) -> Result<String, FrameRefusal> {
         Ok("ECG-1".into())
     }
-    fn open(&self, _f: &[u8], _k: &Secret32) -> Result<OpenedFrame, FrameError> {
-        Err(FrameError {
+    fn open(&self, _f: &[u8], _k: &Secret32) -> Result<WorkerFrame, FrameRefusal> {
+        Err(FrameRefusal {
             code: 202,
             reason: "bad tag".into(),
         })

@@ -514,9 +514,8 @@ pub fn open_state(
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let token_path = dir.join("worker.token");
     if !token_path.exists() {
-        let mut t = [0u8; 24];
-        super::getrandom_fill(&mut t)?;
-        super::write_private(&token_path, aorta_enclave::evidence::hex(&t).as_bytes())?;
+        let t = aorta_base::random::secret::<24>()?;
+        aorta_base::fs::write_private_new(&token_path, aorta_base::hex::encode_secret(t.as_ref()).as_bytes())?;
     }
     let worker_token = zeroize::Zeroizing::new(
         std::fs::read_to_string(&token_path)

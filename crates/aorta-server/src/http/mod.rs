@@ -21,57 +21,28 @@ pub mod config;
 pub mod ingest;
 pub mod tls;
 
-use std::io::Write;
 use std::path::Path;
 
 pub use config::ServerConfig;
 
-/// Writes `bytes` to a new file readable only by its owner (0600).
-pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    let mut f = o
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("writing {}", path.display()))
-}
-
-/// Reads a 32-byte secret from `path` (hex), creating a random one (0600)
-/// when the file does not exist.
+/// Reads a 32-byte secret from `path` (hex), creating a random one (0600,
+/// [`aorta_base::fs::write_private_new`]) when the file does not exist.
 pub fn load_or_create_secret(path: &Path) -> anyhow::Result<zeroize::Zeroizing<[u8; 32]>> {
     use anyhow::Context;
     if !path.exists() {
-        let mut k = zeroize::Zeroizing::new([0u8; 32]);
-        getrandom_fill(k.as_mut())?;
-        let hex = zeroize::Zeroizing::new(aorta_enclave::evidence::hex(k.as_ref()));
-        write_private(path, hex.as_bytes())?;
+        let k = aorta_base::random::secret::<32>()?;
+        let hex = aorta_base::hex::encode_secret(k.as_ref());
+        aorta_base::fs::write_private_new(path, hex.as_bytes())?;
     }
     let text = zeroize::Zeroizing::new(
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
     );
-    let bytes = zeroize::Zeroizing::new(
-        aorta_enclave::evidence::parse_hex(text.trim())
-            .with_context(|| format!("{}: not hex", path.display()))?,
-    );
+    let bytes = aorta_base::hex::decode_secret(text.trim(), aorta_base::hex::Case::Any)
+        .with_context(|| format!("{}: not hex", path.display()))?;
     let mut k = zeroize::Zeroizing::new([0u8; 32]);
     if bytes.len() != 32 {
         anyhow::bail!("{}: expected 32 bytes of hex", path.display());
     }
     k.copy_from_slice(&bytes);
     Ok(k)
-}
-
-fn getrandom_fill(buf: &mut [u8]) -> anyhow::Result<()> {
-    use ring::rand::SecureRandom;
-    ring::rand::SystemRandom::new()
-        .fill(buf)
-        .map_err(|_| anyhow::anyhow!("the system random number generator failed"))
 }

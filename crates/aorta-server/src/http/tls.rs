@@ -27,7 +27,7 @@ pub fn ensure_dev_cert(dir: &Path, names: &[String]) -> anyhow::Result<(PathBuf,
     }
     let ck = rcgen::generate_simple_self_signed(names.to_vec())
         .context("generating the development certificate")?;
-    crate::http::write_private(&key, ck.signing_key.serialize_pem().as_bytes())?;
+    aorta_base::fs::write_private_new(&key, ck.signing_key.serialize_pem().as_bytes())?;
     std::fs::write(&cert, ck.cert.pem()).with_context(|| format!("writing {}", cert.display()))?;
     Ok((cert, key, true))
 }

@@ -157,8 +157,8 @@ pub fn seal_test_frame(key: &Secret32, serial: &str, seq: u64, samples: &[i32]) 
 }
 
 impl worker::FrameOpener for TestFrames {
-    fn serial(&self, frame: &[u8]) -> Result<String, worker::FrameError> {
-        let bad = || worker::FrameError {
+    fn serial(&self, frame: &[u8]) -> Result<String, worker::FrameRefusal> {
+        let bad = || worker::FrameRefusal {
             code: 201,
             reason: "malformed test frame header".into(),
         };
@@ -174,11 +174,11 @@ impl worker::FrameOpener for TestFrames {
         &self,
         frame: &[u8],
         key: &Secret32,
-    ) -> Result<worker::OpenedFrame, worker::FrameError> {
+    ) -> Result<worker::WorkerFrame, worker::FrameRefusal> {
         use chacha20poly1305::aead::{Aead, KeyInit, Payload};
         let serial = self.serial(frame)?;
         let hl = 6 + serial.len() + 8;
-        let bad = || worker::FrameError {
+        let bad = || worker::FrameRefusal {
             code: 202,
             reason: "test frame does not authenticate".into(),
         };
@@ -199,7 +199,7 @@ impl worker::FrameOpener for TestFrames {
             .chunks_exact(2)
             .map(|c| i32::from(i16::from_le_bytes([c[0], c[1]])))
             .collect();
-        Ok(worker::OpenedFrame {
+        Ok(worker::WorkerFrame {
             codec: 0,
             serial,
             sequence: seq,

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{ArtefactRule, HrvEngine, HrvError, HrvOptions, HrvReport, windows_from_beats};
-use crate::rpeak::ConfigError;
+use crate::rpeak::DetectorConfigError;
 use crate::wfdb::{Record, WfdbError};
 
 /// Why a record's HRV could not be computed.
@@ -27,7 +27,7 @@ pub enum RecordHrvError {
     },
     /// The R-peak detector refused the record's sampling frequency.
     #[error(transparent)]
-    Detector(#[from] ConfigError),
+    Detector(#[from] DetectorConfigError),
     /// The beats cannot be cut into windows.
     #[error(transparent)]
     Hrv(#[from] HrvError),
