@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use aorta_bench::pipeline::{PipelineConfig, PipelineFigures, PipelineReport};
+use aorta_bench::pipeline::PipelineConfig;
 
 /// Arguments of `aorta bench pipeline`.
 #[derive(clap::Args)]
@@ -64,11 +64,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         keep: a.keep,
     };
     let r = aorta_bench::pipeline::run(&cfg, &|s| eprintln!("{s}"))?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
-    } else {
-        print_text(&r);
-    }
+    crate::show(&r, a.json, |r| print!("{}", r.table()))?;
     Ok(if r.ok() {
         ExitCode::SUCCESS
     } else {
@@ -78,47 +74,4 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         );
         ExitCode::from(1)
     })
-}
-
-fn print_text(r: &PipelineReport) {
-    println!(
-        "{} devices, {} s of signal per device at full speed, {} s paced in real time (data: {}; sim attestation, NOT hardware-protected)",
-        r.devices, r.seconds, r.paced_seconds, r.data
-    );
-    println!(
-        "{:<8} {:>14} {:>10} {:>10} {:>10} {:>12} {:>14} {:>8}",
-        "pipeline",
-        "samples/s",
-        "p50 ms",
-        "p99 ms",
-        "max ms",
-        "final lag ms",
-        "max backlog",
-        "results"
-    );
-    for (name, p) in [("secure", &r.secure), ("plain", &r.plain)] {
-        print_row(name, p);
-    }
-    println!(
-        "overhead (plain / secure throughput, median of {} rounds): {:.3}× (target ≤ 1.15×); by CPU time: {:.3}×; real time needs {:.0} samples/s",
-        r.rounds, r.overhead, r.overhead_cpu, r.realtime_samples_per_s
-    );
-    println!(
-        "secure results opened with the clinician's identity and equal to the plain ones: {} ({} results)",
-        r.results_identical, r.results_opened
-    );
-}
-
-fn print_row(name: &str, p: &PipelineFigures) {
-    println!(
-        "{:<8} {:>14.0} {:>10.1} {:>10.1} {:>10.1} {:>12.1} {:>14.0} {:>8.0}",
-        name,
-        p.samples_per_s,
-        p.p50_ms,
-        p.p99_ms,
-        p.paced.max_ms,
-        p.paced.final_lag_ms,
-        p.paced.max_backlog_frames as f64,
-        p.run.results as f64,
-    );
 }

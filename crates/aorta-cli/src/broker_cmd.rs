@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use aorta_base::hex;
 use aorta_server::broker::policy::Policy;
-use aorta_server::broker::{Broker, KeySource, MemoryKeySource, RegistryKeySource, serve};
+use aorta_server::broker::{Broker, serve, standalone_key_source};
 use aorta_server::broker_report::{PolicySummary, QuoteRefused, QuoteReport, inspect_quote};
 
 /// `aorta broker` subcommands.
@@ -84,33 +84,10 @@ pub fn run(cmd: BrokerCmd) -> anyhow::Result<ExitCode> {
         } => {
             crate::init_logging(verbose);
             let policy = Policy::from_file(&policy)?;
-            let file_keys = match &keys {
-                Some(p) => MemoryKeySource::from_toml_file(p)?,
-                None => MemoryKeySource::default(),
-            };
-            let keys: Arc<dyn KeySource> = match &registry {
-                Some(dir) => {
-                    if !file_keys.transport.is_empty() {
-                        eprintln!(
-                            "note: --registry given: the key file's [transport] table is ignored; device keys come from the registry"
-                        );
-                    }
-                    let mut results = MemoryKeySource::default();
-                    results.results = file_keys.results;
-                    let src = RegistryKeySource::open(dir, results).with_context(|| {
-                        format!("cannot open the device key registry {}", dir.display())
-                    })?;
-                    tracing::info!(target: "aorta::broker", source = ?src, "device keys from the registry");
-                    Arc::new(src)
-                }
-                None => {
-                    eprintln!(
-                        "WARNING: device keys from a development key file (clear keys on disk); production uses --registry"
-                    );
-                    tracing::info!(target: "aorta::broker", source = ?file_keys, "device keys from a development key file");
-                    Arc::new(file_keys)
-                }
-            };
+            let (keys, note) = standalone_key_source(registry.as_deref(), keys.as_deref())?;
+            if let Some(note) = note {
+                eprintln!("{note}");
+            }
             if policy.verifier.allow_simulation {
                 eprintln!("WARNING: {}", aorta_enclave::SIM_WARNING);
             }

@@ -1,22 +1,19 @@
 //! `aorta device …`: what the ECG device does, run from the command line.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use aorta_device::DeviceDir;
-use aorta_device::agent::{
-    self, AgentConfig, AgentEvent, AgentReport, FrameSource, RunSummary, Speed,
-};
+use aorta_device::agent::{self, AgentConfig, AgentEvent, AgentReport, RunSummary, Speed};
 use aorta_device::http::{HttpOptions, HttpsTransport};
+use aorta_device::progress::ProgressLine;
 use aorta_device::queue::{OfflineQueue, QueueLimits};
-use aorta_device::source::follow::FollowSource;
 use aorta_device::source::record::{RecordReplay, ReplayOptions, seal_record};
-use aorta_device::source::rr::{RrReplay, from_annotations, read_rr_file};
+use aorta_device::source::{Input, Opened};
 use aorta_signal::wfdb::Record;
 
 /// `aorta device` subcommands.
@@ -160,9 +157,9 @@ pub fn run(cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
                 ..AgentConfig::default()
             };
             let input = match (record, rr, rr_from_annotations) {
-                (Some(r), None, None) => match follow {
-                    Some(idle) => Input::Follow(r, idle),
-                    None => Input::Record(r),
+                (Some(record), None, None) => match follow {
+                    Some(idle) => Input::Follow { record, idle },
+                    None => Input::Record(record),
                 },
                 (None, Some(f), None) => Input::RrFile(f),
                 (None, None, Some(r)) => Input::RrAnnotations(r),
@@ -229,92 +226,6 @@ pub fn install_stop_signals() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-/// A one-line progress display on stderr: redrawn in place on a terminal,
-/// one line every 10 s otherwise.
-struct ProgressLine {
-    tty: bool,
-    every: Duration,
-    last: Option<Instant>,
-    drawn: bool,
-}
-
-impl ProgressLine {
-    fn new() -> Self {
-        let tty = std::io::stderr().is_terminal();
-        ProgressLine {
-            tty,
-            every: if tty {
-                Duration::from_millis(250)
-            } else {
-                Duration::from_secs(10)
-            },
-            last: None,
-            drawn: false,
-        }
-    }
-
-    fn line(r: &AgentReport) -> String {
-        let mut s = format!(
-            "sealed {} · acked {} · queued {} · retries {} · refused {}",
-            r.frames_sealed,
-            r.acked,
-            r.queued_left,
-            r.retries,
-            r.refused.len()
-        );
-        if r.dropped > 0 {
-            s.push_str(&format!(" · dropped {}", r.dropped));
-        }
-        s
-    }
-
-    fn on_event(&mut self, e: &AgentEvent<'_>, r: &AgentReport) {
-        match e {
-            AgentEvent::Refused { sequence, reason } => {
-                self.clear();
-                eprintln!("frame {sequence} refused: {reason}");
-            }
-            AgentEvent::Retry { error, wait } if r.retries == 1 || r.retries % 20 == 0 => {
-                self.clear();
-                eprintln!(
-                    "upload failed ({error}); frames stay queued, retrying in {:.1} s",
-                    wait.as_secs_f64()
-                );
-            }
-            _ => {}
-        }
-        if self.last.is_none_or(|t| t.elapsed() >= self.every) {
-            self.last = Some(Instant::now());
-            if self.tty {
-                eprint!("\r\x1b[2K{}", Self::line(r));
-                self.drawn = true;
-            } else {
-                eprintln!("{}", Self::line(r));
-            }
-        }
-    }
-
-    fn clear(&mut self) {
-        if self.drawn {
-            eprint!("\r\x1b[2K");
-            self.drawn = false;
-        }
-    }
-}
-
-/// What `aorta device run` streams.
-enum Input {
-    /// ECG samples of a WFDB record.
-    Record(PathBuf),
-    /// ECG samples of a WFDB record still being written, and how long
-    /// without growth ends it.
-    Follow(PathBuf, Duration),
-    /// RR intervals from a text file.
-    RrFile(PathBuf),
-    /// Normal-to-normal RR intervals of a record's beat annotations.
-    RrAnnotations(PathBuf),
-}
-
 /// `aorta device run`.
 #[allow(clippy::too_many_arguments)]
 fn stream(
@@ -334,61 +245,15 @@ fn stream(
     let resumed = queue.len();
     let stop = install_stop_signals()?;
     let pace = match config.speed {
+        Speed::Max if matches!(input, Input::Follow { .. }) => "as the samples arrive".to_owned(),
         Speed::Max => "as fast as possible".to_owned(),
         Speed::RealTime(x) => format!("{x}× real time"),
     };
-    let mut src: Box<dyn FrameSource> = match input {
-        Input::Record(record) => {
-            let rec = Arc::new(Record::read(record)?);
-            let src = RecordReplay::new(rec, opts)?;
-            eprintln!(
-                "{serial}: streaming {:.1} s of {} to {} ({pace})",
-                src.total_samples() as f64 * 1000.0 / f64::from(src.sample_rate_mhz()),
-                record.display(),
-                transport.url(),
-            );
-            Box::new(src)
-        }
-        Input::Follow(record, idle) => {
-            let f = FollowSource::new(
-                record,
-                opts.frame_seconds,
-                opts.start_us,
-                *idle,
-                stop.clone(),
-            )?;
-            eprintln!(
-                "{serial}: following {} as it grows, to {} (ends after {:.1} s without growth)",
-                record.display(),
-                transport.url(),
-                idle.as_secs_f64()
-            );
-            Box::new(f)
-        }
-        Input::RrFile(path) | Input::RrAnnotations(path) => {
-            let (segs, stats, what) = match input {
-                Input::RrFile(_) => {
-                    let (s, st) = read_rr_file(path)?;
-                    (s, st, "RR intervals")
-                }
-                _ => {
-                    let (s, st) = from_annotations(path)?;
-                    (s, st, "N→N RR intervals")
-                }
-            };
-            let src = RrReplay::new(&segs, opts.frame_seconds, opts.start_us, "RR")?;
-            eprintln!(
-                "{serial}: streaming {} {what} ({:.1} s, {} segments, {} left out) of {} as RR frames to {} ({pace})",
-                src.total_intervals(),
-                src.seconds(),
-                segs.len(),
-                stats.skipped,
-                path.display(),
-                transport.url(),
-            );
-            Box::new(src)
-        }
-    };
+    let Opened {
+        source: mut src,
+        what,
+    } = input.open(opts, stop.clone())?;
+    eprintln!("{serial}: streaming {what} to {} ({pace})", transport.url());
     if resumed > 0 {
         eprintln!("{serial}: {resumed} frames queued by an earlier run go first");
     }

@@ -4,18 +4,15 @@
 //! [`aorta_vault::EhrVault`] (which owns every check and audit entry) and
 //! prints.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use aorta_base::fs::{write_private_atomic, write_private_new};
-use aorta_crypto::selective::entropy::shannon_bits_per_byte;
-use aorta_crypto::selective::{
-    HeaderRule, KdfParams, MasterKey, Mode, ProtectOptions, Randomness, RecordId,
-    container::{parse_public, protect_with_key},
-};
+use aorta_base::fs::write_private_atomic;
+use aorta_crypto::selective::{HeaderRule, KdfParams, Mode, ProtectOptions, RecordId};
 use aorta_vault::audit::Entry;
-use aorta_vault::grant::{Identity, RecipientKey};
+use aorta_vault::grant::Identity;
+use aorta_vault::inputs;
 use aorta_vault::rules::{RevokeTarget, ShareOptions};
 use aorta_vault::{Blame, EhrVault, VaultError};
 
@@ -136,49 +133,16 @@ pub enum EhrCmd {
     },
 }
 
-fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
-}
-
-fn read_passphrase(path: &Path) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
-    let mut p = zeroize::Zeroizing::new(read(path)?);
-    if p.ends_with(b"\n") {
-        p.pop();
-        if p.ends_with(b"\r") {
-            p.pop();
-        }
-    }
-    if p.is_empty() {
-        bail!("{}: the passphrase is empty", path.display());
-    }
-    Ok(p)
-}
-
 fn record_id(s: &str) -> anyhow::Result<RecordId> {
     RecordId::from_hex(s.trim()).with_context(|| format!("record id {s:?} is not 32 hex digits"))
 }
 
-fn header_rule(header_bytes: Option<u64>) -> HeaderRule {
-    header_bytes.map_or(HeaderRule::Auto, HeaderRule::Bytes)
-}
-
-/// Parses `30s`, `15m`, `12h`, `7d`, `2w` into seconds.
-fn parse_duration(s: &str) -> anyhow::Result<u64> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().with_context(|| {
-        format!("duration {s:?}: expected a number followed by s, m, h, d or w")
-    })?;
-    let mult = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" | "" => 86_400,
-        "w" => 7 * 86_400,
-        _ => bail!("duration {s:?}: unknown unit {unit:?} (use s, m, h, d or w)"),
-    };
-    n.checked_mul(mult)
-        .with_context(|| format!("duration {s:?} is too long"))
+fn protect_options(mode: Mode, header_bytes: Option<u64>) -> ProtectOptions {
+    ProtectOptions {
+        mode,
+        kdf: KdfParams::DEFAULT,
+        header: header_bytes.map_or(HeaderRule::Auto, HeaderRule::Bytes),
+    }
 }
 
 /// A vault result for the exit code: a refusal (the check ran and said no,
@@ -202,30 +166,12 @@ struct AuditReport<'a> {
     entries: &'a [Entry],
 }
 
-/// `ehr entropy --json`.
-#[derive(serde::Serialize)]
-struct EntropyReport {
-    file: String,
-    mode: &'static str,
-    input_bytes: usize,
-    header_bytes: usize,
-    public_bytes: usize,
-    input_entropy: f64,
-    public_entropy: f64,
-}
-
 /// Runs one `aorta ehr` command.
 pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         EhrCmd::Keygen { out } => {
-            if out.exists() {
-                bail!(
-                    "{} exists; refusing to overwrite an identity",
-                    out.display()
-                );
-            }
             let id = Identity::generate()?;
-            write_private_new(&out, id.to_text().as_bytes())?;
+            inputs::write_identity(&out, &id)?;
             println!("{}", id.public().to_text());
             Ok(ExitCode::SUCCESS)
         }
@@ -236,16 +182,11 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             mode,
             header_bytes,
         } => {
-            let pass = read_passphrase(&passphrase_file)?;
-            let data = read(&input)?;
+            let pass = inputs::read_passphrase(&passphrase_file)?;
+            let data = inputs::read(&input)?;
             let v = EhrVault::open(&vault)?;
-            let opts = ProtectOptions {
-                mode,
-                kdf: KdfParams::DEFAULT,
-                header: header_rule(header_bytes),
-            };
             let rid = v
-                .protect(&data, &pass, &opts)
+                .protect(&data, &pass, &protect_options(mode, header_bytes))
                 .with_context(|| format!("protecting {}", input.display()))?;
             println!("{rid}");
             Ok(ExitCode::SUCCESS)
@@ -261,17 +202,12 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             let rid = record_id(&record)?;
             let v = EhrVault::open_existing(&vault)?;
             let result = match (passphrase_file, grant, identity) {
-                (Some(pf), _, _) => {
-                    let pass = read_passphrase(&pf)?;
-                    v.recover_with_passphrase(&rid, &pass)
-                }
+                (Some(pf), _, _) => v.recover_with_passphrase(&rid, &inputs::read_passphrase(&pf)?),
                 (None, Some(gf), Some(idf)) => {
-                    let g = read(&gf)?;
-                    let id_text = String::from_utf8(read(&idf)?)
-                        .with_context(|| format!("{} is not text", idf.display()))?;
-                    let ident = Identity::from_text(&id_text)
+                    let ident = inputs::read_identity(&idf)
                         .with_context(|| format!("reading identity {}", idf.display()))?;
-                    v.recover_with_grant(&rid, &g, &ident).map(|r| r.bytes)
+                    v.recover_with_grant(&rid, &inputs::read(&gf)?, &ident)
+                        .map(|r| r.bytes)
                 }
                 _ => bail!("give --passphrase-file, or --grant with --identity"),
             };
@@ -294,16 +230,10 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             out,
         } => {
             let rid = record_id(&record)?;
-            let pass = read_passphrase(&passphrase_file)?;
-            let key_text = if to.trim_start().starts_with("aorta-ehr-pk1:") {
-                to.clone()
-            } else {
-                String::from_utf8(read(Path::new(&to))?)
-                    .with_context(|| format!("{to} is not a public key file"))?
-            };
-            let recipient = RecipientKey::from_text(&key_text)?;
+            let pass = inputs::read_passphrase(&passphrase_file)?;
+            let recipient = inputs::recipient_key(&to)?;
             let opts = ShareOptions {
-                valid_for_s: expires.as_deref().map(parse_duration).transpose()?,
+                valid_for_s: expires.as_deref().map(inputs::parse_validity).transpose()?,
                 emergency,
                 keep_identifying_header,
             };
@@ -324,7 +254,7 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             grant,
             grant_id,
         } => {
-            let grant_bytes = grant.as_deref().map(read).transpose()?;
+            let grant_bytes = grant.as_deref().map(inputs::read).transpose()?;
             let target = match (&grant_bytes, &grant_id) {
                 (Some(g), _) => RevokeTarget::Grant(g),
                 (None, Some(id)) => RevokeTarget::Id(id),
@@ -383,44 +313,19 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             header_bytes,
             json,
         } => {
-            let data = read(&file)?;
-            // The key does not matter for the statistics: a random K, no KDF.
-            let k = aorta_base::random::array::<32>()?;
-            let opts = ProtectOptions {
-                mode,
-                kdf: KdfParams::DEFAULT,
-                header: header_rule(header_bytes),
-            };
-            let p = protect_with_key(
-                &data,
-                &MasterKey::from_bytes(k),
-                &opts,
-                &Randomness::fresh()?,
-            )?;
-            let (_, body, _) = parse_public(&p.public)?;
-            let report = EntropyReport {
-                file: file.display().to_string(),
-                mode: mode.name(),
-                input_bytes: data.len(),
-                header_bytes: p.split.head_len,
-                public_bytes: body.len(),
-                input_entropy: shannon_bits_per_byte(&data),
-                public_entropy: shannon_bits_per_byte(body),
-            };
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
+            let report = inputs::entropy_report(&file, &protect_options(mode, header_bytes))?;
+            crate::show(&report, json, |r| {
                 println!(
                     "{}: input {:.4} bits/byte ({} bytes, header {}), public fragment {:.4} bits/byte ({} bytes, mode {})",
-                    report.file,
-                    report.input_entropy,
-                    report.input_bytes,
-                    report.header_bytes,
-                    report.public_entropy,
-                    report.public_bytes,
-                    report.mode
+                    r.file,
+                    r.input_entropy,
+                    r.input_bytes,
+                    r.header_bytes,
+                    r.public_entropy,
+                    r.public_bytes,
+                    r.mode
                 );
-            }
+            })?;
             Ok(ExitCode::SUCCESS)
         }
     }

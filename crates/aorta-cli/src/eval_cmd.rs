@@ -3,9 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use aorta_signal::eval::{
-    AfReport, AfUnits, EvalOptions, RecordFailure, RpeakReport, record_list, score_af, score_rpeaks,
-};
+use aorta_signal::eval::{EvalOptions, RecordFailure, record_list, score_af, score_rpeaks};
 use aorta_signal::rhythm::RhythmConfig;
 
 /// `aorta eval` subcommands.
@@ -87,99 +85,13 @@ fn rpeaks(a: RpeakArgs) -> anyhow::Result<ExitCode> {
     };
     let report = score_rpeaks(&a.db, &names, &opts);
     let code = exit_code(&report.failures);
-    crate::show(&report, a.json, print_rpeaks)?;
+    crate::show(&report, a.json, |r| print!("{}", r.table()))?;
     Ok(code)
-}
-
-fn print_rpeaks(report: &RpeakReport) {
-    println!(
-        "{:<8} {:>6} {:>5} {:>5} {:>8} {:>8} {:>9}",
-        "record", "TP", "FP", "FN", "Se %", "+P %", "lat ms"
-    );
-    for r in &report.records {
-        let c = r.score;
-        println!(
-            "{:<8} {:>6} {:>5} {:>5} {:>8.2} {:>8.2} {:>9.0}",
-            r.record,
-            c.tp,
-            c.fp,
-            c.fn_,
-            100.0 * c.se,
-            100.0 * c.ppv,
-            r.max_latency_ms
-        );
-    }
-    let gross = report.gross;
-    println!(
-        "{:<8} {:>6} {:>5} {:>5} {:>8.2} {:>8.2}",
-        "gross",
-        gross.tp,
-        gross.fp,
-        gross.fn_,
-        100.0 * gross.se,
-        100.0 * gross.ppv
-    );
-    println!(
-        "(ANSI/AAMI EC57 matching window {:.0} ms; scoring from {:.0} s; lead {})",
-        report.window_s * 1000.0,
-        report.start_s,
-        report.lead
-    );
 }
 
 fn af(a: AfArgs) -> anyhow::Result<ExitCode> {
     let report = score_af(&a.db, &a.records, a.segment, &RhythmConfig::default())?;
     let code = exit_code(&report.failures);
-    crate::show(&report, a.json, print_af)?;
+    crate::show(&report, a.json, |r| print!("{}", r.table()))?;
     Ok(code)
-}
-
-fn print_af(report: &AfReport) {
-    let total = report.score;
-    match &report.units {
-        AfUnits::Recording { records } => {
-            println!(
-                "{} recordings: TP {} FP {} TN {} FN {}",
-                records.len(),
-                total.tp,
-                total.fp,
-                total.tn,
-                total.fn_
-            );
-            println!(
-                "AF Se {:.2} %  Sp {:.2} %  F1(A) {:.3}",
-                100.0 * total.se,
-                100.0 * total.sp,
-                total.f1_af
-            );
-        }
-        AfUnits::Segment { segment_s, records } => {
-            println!(
-                "{:<8} {:>4} {:>4} {:>4} {:>4}  AF episodes",
-                "record", "TP", "FP", "TN", "FN"
-            );
-            for r in records {
-                let c = r.segments;
-                println!(
-                    "{:<8} {:>4} {:>4} {:>4} {:>4}  {}",
-                    r.record,
-                    c.tp,
-                    c.fp,
-                    c.tn,
-                    c.fn_,
-                    r.episodes.len()
-                );
-            }
-            println!(
-                "{:.0}-s segments: AF Se {:.2} %  Sp {:.2} %  (TP {} FP {} TN {} FN {})",
-                segment_s,
-                100.0 * total.se,
-                100.0 * total.sp,
-                total.tp,
-                total.fp,
-                total.tn,
-                total.fn_
-            );
-        }
-    }
 }

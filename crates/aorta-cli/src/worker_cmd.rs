@@ -15,31 +15,14 @@ pub enum WorkerCmd {
     /// Attest to a key broker, receive the assignment's keys, and optionally
     /// serve the host protocol on stdin/stdout.
     Run {
-        /// Evidence backend: sim (NOT hardware-protected), tdx, sev-snp,
-        /// sgx-gramine, or auto (a hardware backend whose device files exist).
-        #[arg(long, default_value = "auto")]
-        backend: String,
-        /// Key broker address (host:port).
-        #[arg(long)]
-        broker: String,
-        /// Assignment name in the broker's policy.
-        #[arg(long)]
-        assignment: String,
+        #[command(flatten)]
+        attest: AttestArgs,
         /// Device serials to request (default: all of the assignment's).
         #[arg(long = "device")]
         devices: Vec<String>,
         /// Subscribers to request (default: all of the assignment's).
         #[arg(long = "subscriber")]
         subscribers: Vec<String>,
-        /// Worker configuration file (measured together with the binary).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// sim backend: the platform key file (created if missing).
-        #[arg(long, default_value = "aorta-sim-platform.key")]
-        sim_platform_key: PathBuf,
-        /// tdx/sgx-gramine: Intel collateral JSON for the quote (from a PCCS).
-        #[arg(long)]
-        collateral: Option<PathBuf>,
         /// After receiving keys, serve the host protocol on stdin/stdout.
         #[arg(long)]
         serve_stdio: bool,
@@ -167,53 +150,31 @@ struct Refusal {
 pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         WorkerCmd::Measure { config, json } => {
-            let m = aorta_worker::config::measure(config.as_deref())?.to_hex();
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&MeasureReport { measurement: m })?
-                );
-            } else {
-                println!("{m}");
-            }
+            let r = MeasureReport {
+                measurement: aorta_worker::config::measure(config.as_deref())?.to_hex(),
+            };
+            crate::show(&r, json, |r| println!("{}", r.measurement))?;
             Ok(ExitCode::SUCCESS)
         }
         WorkerCmd::SimPlatform { key, json } => {
             let p = SimAttester::load_or_create(&key)?;
-            let pk = aorta_base::hex::encode(&p.platform_public_key());
             eprintln!("WARNING: {}", aorta_enclave::SIM_WARNING);
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&PlatformReport { platform_key: pk })?
-                );
-            } else {
-                println!("{pk}");
-            }
+            let r = PlatformReport {
+                platform_key: aorta_base::hex::encode(&p.platform_public_key()),
+            };
+            crate::show(&r, json, |r| println!("{}", r.platform_key))?;
             Ok(ExitCode::SUCCESS)
         }
         WorkerCmd::Run {
-            backend,
-            broker,
-            assignment,
+            attest: a,
             devices,
             subscribers,
-            config,
-            sim_platform_key,
-            collateral,
             serve_stdio,
             json,
         } => {
             crate::init_logging(false);
-            let a = AttestArgs {
-                backend,
-                broker,
-                assignment: assignment.clone(),
-                config,
-                sim_platform_key,
-                collateral,
-            }
-            .options()?;
+            let assignment = a.assignment.clone();
+            let a = a.options()?;
             let attested = match attest(&a, devices, subscribers) {
                 Ok(r) => r,
                 Err(WorkerError::Refused { code, reason }) => {

@@ -194,7 +194,7 @@ impl FrameHeader {
         samples_per_channel: u32,
         epoch: [u8; EPOCH_LEN],
     ) -> Result<Self, SealError> {
-        let h = FrameHeader {
+        FrameHeader {
             version: VERSION,
             codec: CODEC_LPC_ZSTD,
             serial: serial.to_owned(),
@@ -205,12 +205,17 @@ impl FrameHeader {
             channels,
             samples_per_channel,
             epoch,
-        };
-        h.validate().map_err(|e| match e {
+        }
+        .validated()
+    }
+
+    /// `self` once [`FrameHeader::validate`] accepts it, as a sealing error.
+    fn validated(self) -> Result<Self, SealError> {
+        self.validate().map_err(|e| match e {
             FrameError::BadField { field } => SealError::BadField(field),
             _ => SealError::BadField("header"),
         })?;
-        Ok(h)
+        Ok(self)
     }
 
     fn validate(&self) -> Result<(), FrameError> {
@@ -276,7 +281,7 @@ impl FrameHeader {
         intervals: u32,
         epoch: [u8; EPOCH_LEN],
     ) -> Result<Self, SealError> {
-        let h = FrameHeader {
+        FrameHeader {
             version: VERSION,
             codec: CODEC_RR,
             serial: serial.to_owned(),
@@ -287,12 +292,8 @@ impl FrameHeader {
             channels: 1,
             samples_per_channel: intervals,
             epoch,
-        };
-        h.validate().map_err(|e| match e {
-            FrameError::BadField { field } => SealError::BadField(field),
-            _ => SealError::BadField("header"),
-        })?;
-        Ok(h)
+        }
+        .validated()
     }
 
     /// True for an RR-interval frame (codec 2).

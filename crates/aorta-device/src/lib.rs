@@ -36,6 +36,7 @@ pub mod dir;
 mod fsutil;
 pub mod http;
 pub mod pkcs11;
+pub mod progress;
 pub mod queue;
 pub mod rotation;
 pub mod se;

@@ -25,7 +25,7 @@ use aorta_crypto::frame::{self, FrameError as CryptoFrameError, TransportKey};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::keywrap::Secret32;
-use crate::worker::{FrameRefusal, FrameOpener, WorkerFrame};
+use crate::worker::{FrameOpener, FrameRefusal, WorkerFrame};
 
 /// The frame refusal codes this opener sends, one per
 /// [`aorta_crypto::frame::FrameError`] kind, from the one registry
@@ -104,7 +104,10 @@ impl FrameOpener for UploadFrames {
 }
 
 /// The frame's transport key, derived from the group key its header names.
-fn transport_key(group_key: &Secret32, h: &frame::FrameHeader) -> Result<TransportKey, FrameRefusal> {
+fn transport_key(
+    group_key: &Secret32,
+    h: &frame::FrameHeader,
+) -> Result<TransportKey, FrameRefusal> {
     TransportKey::from_group(group_key.expose(), &h.serial, h.key_index, &h.epoch).map_err(|_| {
         FrameRefusal {
             code: FRAME_KEY_DERIVATION,

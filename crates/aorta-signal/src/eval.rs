@@ -178,6 +178,130 @@ pub fn match_beats(
     }
 }
 
+/// `writeln!` into a `String`, which cannot fail.
+macro_rules! w {
+    ($out:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
+impl RpeakReport {
+    /// The report as a table: one record a line, then the gross figures
+    /// (what `aorta eval rpeaks` prints).
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        w!(
+            out,
+            "{:<8} {:>6} {:>5} {:>5} {:>8} {:>8} {:>9}",
+            "record",
+            "TP",
+            "FP",
+            "FN",
+            "Se %",
+            "+P %",
+            "lat ms"
+        );
+        for r in &self.records {
+            let c = r.score;
+            w!(
+                out,
+                "{:<8} {:>6} {:>5} {:>5} {:>8.2} {:>8.2} {:>9.0}",
+                r.record,
+                c.tp,
+                c.fp,
+                c.fn_,
+                100.0 * c.se,
+                100.0 * c.ppv,
+                r.max_latency_ms
+            );
+        }
+        let gross = self.gross;
+        w!(
+            out,
+            "{:<8} {:>6} {:>5} {:>5} {:>8.2} {:>8.2}",
+            "gross",
+            gross.tp,
+            gross.fp,
+            gross.fn_,
+            100.0 * gross.se,
+            100.0 * gross.ppv
+        );
+        w!(
+            out,
+            "(ANSI/AAMI EC57 matching window {:.0} ms; scoring from {:.0} s; lead {})",
+            self.window_s * 1000.0,
+            self.start_s,
+            self.lead
+        );
+        out
+    }
+}
+
+impl AfReport {
+    /// The report as text (what `aorta eval af` prints).
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let total = self.score;
+        match &self.units {
+            AfUnits::Recording { records } => {
+                w!(
+                    out,
+                    "{} recordings: TP {} FP {} TN {} FN {}",
+                    records.len(),
+                    total.tp,
+                    total.fp,
+                    total.tn,
+                    total.fn_
+                );
+                w!(
+                    out,
+                    "AF Se {:.2} %  Sp {:.2} %  F1(A) {:.3}",
+                    100.0 * total.se,
+                    100.0 * total.sp,
+                    total.f1_af
+                );
+            }
+            AfUnits::Segment { segment_s, records } => {
+                w!(
+                    out,
+                    "{:<8} {:>4} {:>4} {:>4} {:>4}  AF episodes",
+                    "record",
+                    "TP",
+                    "FP",
+                    "TN",
+                    "FN"
+                );
+                for r in records {
+                    let c = r.segments;
+                    w!(
+                        out,
+                        "{:<8} {:>4} {:>4} {:>4} {:>4}  {}",
+                        r.record,
+                        c.tp,
+                        c.fp,
+                        c.tn,
+                        c.fn_,
+                        r.episodes.len()
+                    );
+                }
+                w!(
+                    out,
+                    "{:.0}-s segments: AF Se {:.2} %  Sp {:.2} %  (TP {} FP {} TN {} FN {})",
+                    segment_s,
+                    100.0 * total.se,
+                    100.0 * total.sp,
+                    total.tp,
+                    total.fp,
+                    total.tn,
+                    total.fn_
+                );
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,6 +44,24 @@ pub struct Output<K, O> {
     pub value: O,
 }
 
+/// Lets `op` emit whatever `key`'s watermark `wm` completes, into `out`.
+fn fire<K: Clone, Op: KeyedOperator>(
+    op: &Op,
+    key: &K,
+    state: &mut Op::State,
+    wm: Micros,
+    out: &mut Vec<Output<K, Op::Output>>,
+) {
+    op.on_watermark(state, wm, &mut |start, end, value| {
+        out.push(Output {
+            key: key.clone(),
+            start,
+            end,
+            value,
+        })
+    });
+}
+
 /// Engine parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EngineConfig {
@@ -165,15 +183,7 @@ where
             if wm > ks.wm {
                 ks.wm = wm;
                 let before = out.len();
-                self.op
-                    .on_watermark(&mut ks.state, wm, &mut |start, end, value| {
-                        out.push(Output {
-                            key: key.clone(),
-                            start,
-                            end,
-                            value,
-                        })
-                    });
+                fire(&self.op, &key, &mut ks.state, wm, out);
                 self.stats.outputs += (out.len() - before) as u64;
             }
         }
@@ -187,14 +197,7 @@ where
         for (key, ks) in self.keys.iter_mut() {
             if wm > ks.wm {
                 ks.wm = wm;
-                op.on_watermark(&mut ks.state, wm, &mut |start, end, value| {
-                    out.push(Output {
-                        key: key.clone(),
-                        start,
-                        end,
-                        value,
-                    })
-                });
+                fire(op, key, &mut ks.state, wm, out);
             }
         }
         self.stats.outputs += (out.len() - before) as u64;

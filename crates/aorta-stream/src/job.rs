@@ -279,16 +279,14 @@ impl<F: FrameOpen> Decoder<String, EcgEvent> for JobDecoder<F> {
     }
 }
 
+/// Records to store: `(id, payload)` pairs.
+pub type Records = Vec<(String, Vec<u8>)>;
+
 /// How results leave the worker.
 pub trait ResultSealer {
     /// Turns one result (`id`, JSON) into the records to store: `(id,
     /// payload)` pairs whose ids are deterministic (so replays deduplicate).
-    fn seal(
-        &mut self,
-        id: &str,
-        json: &[u8],
-        out: &mut Vec<(String, Vec<u8>)>,
-    ) -> Result<(), StreamError>;
+    fn seal(&mut self, id: &str, json: &[u8], out: &mut Records) -> Result<(), StreamError>;
 }
 
 /// How checkpoint state leaves the worker.
@@ -304,12 +302,7 @@ pub trait StateSealer {
 pub struct PlainResults;
 
 impl ResultSealer for PlainResults {
-    fn seal(
-        &mut self,
-        id: &str,
-        json: &[u8],
-        out: &mut Vec<(String, Vec<u8>)>,
-    ) -> Result<(), StreamError> {
+    fn seal(&mut self, id: &str, json: &[u8], out: &mut Records) -> Result<(), StreamError> {
         out.push((id.to_owned(), json.to_vec()));
         Ok(())
     }
@@ -332,7 +325,7 @@ impl StateSealer for PlainState {
 pub struct ProtectedSink<R, S> {
     inner: R,
     sealer: S,
-    buf: Vec<(String, Vec<u8>)>,
+    buf: Records,
 }
 
 impl<R: ResultSink, S: ResultSealer> ProtectedSink<R, S> {

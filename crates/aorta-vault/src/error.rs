@@ -137,6 +137,16 @@ pub enum VaultError {
     /// The operating system's random source failed.
     #[error(transparent)]
     Random(#[from] aorta_base::random::RandomError),
+    /// A front-end's argument or input file is unusable (an empty
+    /// passphrase, a validity that is not a duration, a key file that is
+    /// not text).
+    #[error("{what}: {reason}")]
+    BadInput {
+        /// The argument or file.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// Bad configuration.
     #[error("vault configuration: {reason}")]
     Config {
@@ -182,7 +192,8 @@ impl VaultError {
             | Self::Malformed { .. }
             | Self::Decode { .. }
             | Self::UnknownVersion { .. }
-            | Self::GrantForOtherRecord { .. } => Blame::Input,
+            | Self::GrantForOtherRecord { .. }
+            | Self::BadInput { .. } => Blame::Input,
             Self::AuditTampered { .. } => Blame::Tampered,
             Self::NotFound { .. }
             | Self::TooFewShards { .. }

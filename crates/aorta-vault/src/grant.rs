@@ -44,7 +44,7 @@ const WHAT: &str = "grant";
 pub const NEVER: u64 = u64::MAX;
 
 const SK_PREFIX: &str = "aorta-ehr-sk1:";
-const PK_PREFIX: &str = "aorta-ehr-pk1:";
+pub(crate) const PK_PREFIX: &str = "aorta-ehr-pk1:";
 
 fn unhex32(s: &str) -> Option<[u8; 32]> {
     aorta_base::hex::decode_array::<32>(s, Case::Any)
@@ -284,9 +284,7 @@ pub fn seal(
     let (pk, header, plain) = prepare(&h, material)?;
     let (enc, ct) =
         hpke::single_shot_seal::<Aead, Kdf, Kem>(&OpModeS::Base, &pk, INFO, &plain, &header)
-            .map_err(|e| VaultError::Hpke {
-                reason: e.to_string(),
-            })?;
+            .map_err(hpke_failed)?;
     Ok((h, assemble(&header, &enc, &ct)))
 }
 
@@ -311,9 +309,7 @@ pub fn seal_with_rng(
         &header,
         rng,
     )
-    .map_err(|e| VaultError::Hpke {
-        reason: e.to_string(),
-    })?;
+    .map_err(hpke_failed)?;
     Ok((h, assemble(&header, &enc, &ct)))
 }
 
@@ -346,6 +342,12 @@ fn prepare(h: &GrantHeader, material: &RecoveryMaterial) -> Result<Prepared, Vau
         }
     })?;
     Ok((pk, h.to_bytes(), material.to_bytes()))
+}
+
+fn hpke_failed(e: hpke::HpkeError) -> VaultError {
+    VaultError::Hpke {
+        reason: e.to_string(),
+    }
 }
 
 fn assemble(header: &[u8], enc: &<Kem as KemTrait>::EncappedKey, ct: &[u8]) -> Vec<u8> {

@@ -52,6 +52,7 @@ pub mod dispersal;
 pub mod error;
 mod format;
 pub mod grant;
+pub mod inputs;
 pub mod rules;
 pub mod store;
 

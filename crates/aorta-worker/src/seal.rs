@@ -3,7 +3,7 @@
 //! `docs/results-format.md`).
 
 use aorta_stream::StreamError;
-use aorta_stream::job::{ResultSealer, StateSealer};
+use aorta_stream::job::{Records, ResultSealer, StateSealer};
 
 use aorta_enclave::worker::STATE_KEY_NAME;
 
@@ -84,12 +84,7 @@ pub fn session_id_key(subscriber: &str, session: &[u8]) -> String {
 }
 
 impl ResultSealer for SubscriberSealer {
-    fn seal(
-        &mut self,
-        id: &str,
-        json: &[u8],
-        out: &mut Vec<(String, Vec<u8>)>,
-    ) -> Result<(), StreamError> {
+    fn seal(&mut self, id: &str, json: &[u8], out: &mut Records) -> Result<(), StreamError> {
         for (s, envelope) in &mut self.sessions {
             let sub = s.subscriber_id().to_owned();
             if let Some(env) = envelope.take() {

@@ -14,7 +14,7 @@ use aorta_enclave::evidence::{Backend, Measurement, Nonce};
 use aorta_enclave::keywrap::{KeyBundle, KeyWrapError, Secret32, seal_bundle};
 use aorta_enclave::verify::{VerifierPolicy, verify};
 use aorta_enclave::wire::{self, Message, PROTOCOL_VERSION, Role, WireError};
-use aorta_enclave::worker::{FrameRefusal, FrameOpener, WorkerFrame, WorkerKeypair};
+use aorta_enclave::worker::{FrameOpener, FrameRefusal, WorkerFrame, WorkerKeypair};
 use aorta_worker::client::{Ready, Unattested};
 use proptest::prelude::*;
 

@@ -2,6 +2,7 @@
 //! the runs.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
@@ -57,6 +58,54 @@ pub struct PipelineReport {
 }
 
 impl PipelineReport {
+    /// The report as text (what `aorta bench pipeline` prints).
+    pub fn table(&self) -> String {
+        let r = self;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{} devices, {} s of signal per device at full speed, {} s paced in real time (data: {}; sim attestation, NOT hardware-protected)",
+            r.devices, r.seconds, r.paced_seconds, r.data
+        );
+        let _ = writeln!(
+            out,
+            "{:<8} {:>14} {:>10} {:>10} {:>10} {:>12} {:>14} {:>8}",
+            "pipeline",
+            "samples/s",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "final lag ms",
+            "max backlog",
+            "results"
+        );
+        for (name, p) in [("secure", &r.secure), ("plain", &r.plain)] {
+            let _ = writeln!(
+                out,
+                "{:<8} {:>14.0} {:>10.1} {:>10.1} {:>10.1} {:>12.1} {:>14.0} {:>8.0}",
+                name,
+                p.samples_per_s,
+                p.p50_ms,
+                p.p99_ms,
+                p.paced.max_ms,
+                p.paced.final_lag_ms,
+                p.paced.max_backlog_frames as f64,
+                p.run.results as f64,
+            );
+        }
+        let _ = writeln!(
+            out,
+            "overhead (plain / secure throughput, median of {} rounds): {:.3}× (target ≤ 1.15×); by CPU time: {:.3}×; real time needs {:.0} samples/s",
+            r.rounds, r.overhead, r.overhead_cpu, r.realtime_samples_per_s
+        );
+        let _ = writeln!(
+            out,
+            "secure results opened with the clinician's identity and equal to the plain ones: {} ({} results)",
+            r.results_identical, r.results_opened
+        );
+        out
+    }
+
     /// True when the results are identical and no frame was refused (the
     /// CLI exits 1 otherwise).
     pub fn ok(&self) -> bool {

@@ -208,7 +208,7 @@ fn walk_top_level_ends(
         }
         let end = match e.len {
             Some(l) => e.value_start + l as usize,
-            None => skip_undefined_sequence(d, e.value_start, syntax, 1)?,
+            None => skip_undefined(d, e.value_start, syntax, 1, Undefined::Sequence)?,
         };
         if !visit(&e, end) {
             return Ok(());
@@ -359,49 +359,43 @@ fn read_meta(d: &[u8]) -> Result<(usize, Vec<u8>), SelectiveError> {
     Ok((off, ts))
 }
 
-/// Skips the items of an undefined-length sequence starting at `off`;
-/// returns the offset after its sequence delimitation item.
-fn skip_undefined_sequence(
-    d: &[u8],
-    mut off: usize,
-    syntax: Syntax,
-    depth: usize,
-) -> Result<usize, SelectiveError> {
-    if depth > MAX_DEPTH {
-        return Err(malformed(off, "sequences nested too deeply"));
-    }
-    loop {
-        let e = read_element(d, off, syntax)?;
-        match (e.group, e.element) {
-            (0xFFFE, 0xE0DD) => return Ok(e.value_start),
-            (0xFFFE, 0xE000) => match e.len {
-                Some(l) => off = e.value_start + l as usize,
-                None => off = skip_undefined_item(d, e.value_start, syntax, depth + 1)?,
-            },
-            _ => return Err(malformed(off, "unexpected element inside a sequence")),
-        }
-    }
+/// What an undefined-length value holds: a sequence holds items and ends at
+/// its sequence delimitation item; an item holds elements and ends at its
+/// item delimitation item.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Undefined {
+    Sequence,
+    Item,
 }
 
-/// Skips the elements of an undefined-length item; returns the offset after
-/// its item delimitation.
-fn skip_undefined_item(
+/// Skips the content of an undefined-length sequence or item starting at
+/// `off`; returns the offset after its delimitation item.
+fn skip_undefined(
     d: &[u8],
     mut off: usize,
     syntax: Syntax,
     depth: usize,
+    what: Undefined,
 ) -> Result<usize, SelectiveError> {
     if depth > MAX_DEPTH {
         return Err(malformed(off, "sequences nested too deeply"));
     }
+    let (end, inner) = match what {
+        Undefined::Sequence => ((0xFFFE, 0xE0DD), Undefined::Item),
+        Undefined::Item => ((0xFFFE, 0xE00D), Undefined::Sequence),
+    };
     loop {
         let e = read_element(d, off, syntax)?;
-        if (e.group, e.element) == (0xFFFE, 0xE00D) {
+        let tag = (e.group, e.element);
+        if tag == end {
             return Ok(e.value_start);
+        }
+        if what == Undefined::Sequence && tag != (0xFFFE, 0xE000) {
+            return Err(malformed(off, "unexpected element inside a sequence"));
         }
         off = match e.len {
             Some(l) => e.value_start + l as usize,
-            None => skip_undefined_sequence(d, e.value_start, syntax, depth + 1)?,
+            None => skip_undefined(d, e.value_start, syntax, depth + 1, inner)?,
         };
     }
 }
@@ -422,7 +416,7 @@ fn walk_top_level(
         }
         off = match e.len {
             Some(l) => e.value_start + l as usize,
-            None => skip_undefined_sequence(d, e.value_start, syntax, 1)?,
+            None => skip_undefined(d, e.value_start, syntax, 1, Undefined::Sequence)?,
         };
     }
     Ok(off)

@@ -10,6 +10,8 @@
 //!   ([`aorta_signal::hrv::parse_rr_lines`]) or a record's beat annotations
 //!   (`aorta device run --rr`, `--rr-from-annotations`).
 //!
+//! [`Input`] names one of them as `aorta device run` does and opens it.
+//!
 //! A WFDB header's signals become frame calibration through one function,
 //! [`calibration_of`].
 
@@ -17,10 +19,102 @@ pub mod follow;
 pub mod record;
 pub mod rr;
 
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
 use aorta_crypto::frame::ChannelCalibration;
-use aorta_signal::wfdb::{Header, SignalSpec};
+use aorta_signal::wfdb::{Header, Record, SignalSpec};
 
 use crate::DeviceError;
+use crate::agent::FrameSource;
+use record::{RecordReplay, ReplayOptions};
+
+/// What a device streams.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// ECG samples of a WFDB record ([`RecordReplay`]).
+    Record(PathBuf),
+    /// ECG samples of a WFDB record still being written
+    /// ([`follow::FollowSource`]); `idle` without growth ends it.
+    Follow {
+        /// The record.
+        record: PathBuf,
+        /// How long without growth ends the stream.
+        idle: Duration,
+    },
+    /// RR intervals from a text file ([`rr::read_rr_file`]).
+    RrFile(PathBuf),
+    /// Normal-to-normal RR intervals of a record's beat annotations
+    /// ([`rr::from_annotations`]).
+    RrAnnotations(PathBuf),
+}
+
+/// An opened [`Input`].
+pub struct Opened {
+    /// The frames.
+    pub source: Box<dyn FrameSource>,
+    /// What it streams, for a progress line (`12.0 s of rec/100`, …).
+    pub what: String,
+}
+
+impl Input {
+    /// Opens the source: frames of `opts.frame_seconds` from event time
+    /// `opts.start_us` (a record replay also honours the offset and
+    /// duration; a followed record ends early when `stop` is raised).
+    pub fn open(&self, opts: &ReplayOptions, stop: Arc<AtomicBool>) -> Result<Opened, DeviceError> {
+        let (source, what): (Box<dyn FrameSource>, String) = match self {
+            Input::Record(path) => {
+                let src = RecordReplay::new(Arc::new(Record::read(path)?), opts)?;
+                let seconds =
+                    src.total_samples() as f64 * 1000.0 / f64::from(src.sample_rate_mhz());
+                (
+                    Box::new(src),
+                    format!("{seconds:.1} s of {}", path.display()),
+                )
+            }
+            Input::Follow { record, idle } => {
+                let src = follow::FollowSource::new(
+                    record,
+                    opts.frame_seconds,
+                    opts.start_us,
+                    *idle,
+                    stop,
+                )?;
+                let what = format!(
+                    "{} as it grows (ends after {:.1} s without growth)",
+                    record.display(),
+                    idle.as_secs_f64()
+                );
+                (Box::new(src), what)
+            }
+            Input::RrFile(path) | Input::RrAnnotations(path) => {
+                let (segs, stats, kind) = match self {
+                    Input::RrFile(_) => {
+                        let (s, st) = rr::read_rr_file(path)?;
+                        (s, st, "RR intervals")
+                    }
+                    _ => {
+                        let (s, st) = rr::from_annotations(path)?;
+                        (s, st, "N→N RR intervals")
+                    }
+                };
+                let src = rr::RrReplay::new(&segs, opts.frame_seconds, opts.start_us, "RR")?;
+                let what = format!(
+                    "{} {kind} ({:.1} s, {} segments, {} left out) of {} as RR frames",
+                    src.total_intervals(),
+                    src.seconds(),
+                    segs.len(),
+                    stats.skipped,
+                    path.display()
+                );
+                (Box::new(src), what)
+            }
+        };
+        Ok(Opened { source, what })
+    }
+}
 
 /// WFDB's default ADC gain (digital units per physical unit).
 pub const DEFAULT_GAIN: f64 = 200.0;

@@ -150,6 +150,42 @@ impl KeySource for RegistryKeySource {
     }
 }
 
+/// The key source of a standalone broker (`aorta broker serve`): device
+/// keys from the registry at `registry` (only the `[results]` table of the
+/// key file `keys` is used then), or, without a registry, every key from the
+/// development key file `keys` (clear keys on disk). Returns the source and
+/// what the operator must be told.
+pub fn standalone_key_source(
+    registry: Option<&std::path::Path>,
+    keys: Option<&std::path::Path>,
+) -> anyhow::Result<(Arc<dyn KeySource>, Option<&'static str>)> {
+    use anyhow::Context;
+    let file_keys = match keys {
+        Some(p) => MemoryKeySource::from_toml_file(p)?,
+        None => MemoryKeySource::default(),
+    };
+    let Some(dir) = registry else {
+        tracing::info!(target: "aorta::broker", source = ?file_keys, "device keys from a development key file");
+        return Ok((
+            Arc::new(file_keys),
+            Some(
+                "WARNING: device keys from a development key file (clear keys on disk); production uses --registry",
+            ),
+        ));
+    };
+    let note = (!file_keys.transport.is_empty()).then_some(
+        "note: --registry given: the key file's [transport] table is ignored; device keys come from the registry",
+    );
+    let results = MemoryKeySource {
+        results: file_keys.results,
+        ..MemoryKeySource::default()
+    };
+    let src = RegistryKeySource::open(dir, results)
+        .with_context(|| format!("cannot open the device key registry {}", dir.display()))?;
+    tracing::info!(target: "aorta::broker", source = ?src, "device keys from the registry");
+    Ok((Arc::new(src), note))
+}
+
 /// An in-memory [`KeySource`].
 #[derive(Default)]
 pub struct MemoryKeySource {

@@ -515,7 +515,10 @@ pub fn open_state(
     let token_path = dir.join("worker.token");
     if !token_path.exists() {
         let t = aorta_base::random::secret::<24>()?;
-        aorta_base::fs::write_private_new(&token_path, aorta_base::hex::encode_secret(t.as_ref()).as_bytes())?;
+        aorta_base::fs::write_private_new(
+            &token_path,
+            aorta_base::hex::encode_secret(t.as_ref()).as_bytes(),
+        )?;
     }
     let worker_token = zeroize::Zeroizing::new(
         std::fs::read_to_string(&token_path)

@@ -78,6 +78,7 @@ mod nn;
 pub mod nonlinear;
 mod record;
 pub mod rrtext;
+mod text;
 pub mod time;
 
 pub use freq::{FrequencyDomain, HF_BAND, LF_BAND, RESAMPLE_HZ, SpectralMethod, VLF_BAND};
@@ -88,6 +89,7 @@ pub use nn::{
 pub use nonlinear::{NonLinear, sample_entropy};
 pub use record::{RecordHrvError, RecordHrvReport, WindowHrv, WindowResult, record_hrv};
 pub use rrtext::{RrLine, RrParseError, parse_rr_lines, parse_rr_text};
+pub use text::{RrFileError, record_table, report_table, rr_file_hrv};
 pub use time::TimeDomain;
 
 /// Fewest NN intervals accepted by the metrics (SDSD needs two differences).
