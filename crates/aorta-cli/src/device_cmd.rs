@@ -227,7 +227,10 @@ pub fn install_stop_signals() -> anyhow::Result<Arc<AtomicBool>> {
 }
 
 /// `aorta device run`.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "each argument is an independent setting of the run; a struct would only rename them"
+)]
 fn stream(
     device: &std::path::Path,
     input: &Input,

@@ -9,7 +9,8 @@
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing,
-    missing_docs
+    missing_docs,
+    reason = "a benchmark's setup fails loudly: unwrap, expect and indexing stop the run"
 )]
 
 use std::sync::Arc;

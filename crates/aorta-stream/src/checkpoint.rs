@@ -29,7 +29,7 @@ impl Checkpoint {
     /// A checkpoint of `state` at `log_offset`.
     pub fn new(log_offset: u64, state: Vec<u8>) -> Result<Checkpoint, StreamError> {
         let state = String::from_utf8(state)
-            .map_err(|_| StreamError::Config("state is not UTF-8 JSON".into()))?;
+            .map_err(|_| StreamError::Internal("engine state is not UTF-8 JSON".into()))?;
         let crc = crc32fast::hash(state.as_bytes());
         Ok(Checkpoint {
             version: 1,

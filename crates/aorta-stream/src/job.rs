@@ -425,7 +425,10 @@ where
     SS: StateSealer,
 {
     /// Opens the job, restoring the last checkpoint if there is one.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "each argument is an independent setting of the run; a struct would only rename them"
+    )]
     pub fn open(
         cfg: EcgConfig,
         engine: EngineConfig,

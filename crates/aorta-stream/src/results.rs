@@ -107,7 +107,7 @@ impl FileResultStore {
 impl ResultSink for FileResultStore {
     fn put(&mut self, id: &str, payload: &[u8]) -> Result<bool, StreamError> {
         if id.as_bytes().contains(&0) {
-            return Err(StreamError::Config("result id contains NUL".into()));
+            return Err(StreamError::Malformed("result id contains NUL".into()));
         }
         if self.ids.contains(id) {
             return Ok(false);

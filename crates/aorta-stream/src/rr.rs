@@ -618,7 +618,7 @@ pub fn generate(
     // Beat times (s) per record.
     let mut beats: Vec<Vec<f64>> = Vec::with_capacity(names.len());
     for name in &names {
-        let wf = |e: aorta_signal::wfdb::WfdbError| StreamError::Config(e.to_string());
+        let wf = |e: aorta_signal::wfdb::WfdbError| StreamError::Store(Box::new(e));
         let fs = read_header(db.join(name)).map_err(wf)?.sampling_frequency;
         let anns = read_annotations(db.join(format!("{name}.atr"))).map_err(wf)?;
         beats.push(

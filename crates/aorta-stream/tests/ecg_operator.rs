@@ -5,7 +5,8 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
-    clippy::panic
+    clippy::panic,
+    reason = "a test fails by panicking: unwrap, expect and indexing are its assertions"
 )] // test code
 
 use std::path::PathBuf;

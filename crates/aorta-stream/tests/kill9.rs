@@ -7,7 +7,8 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
-    clippy::panic
+    clippy::panic,
+    reason = "a test fails by panicking: unwrap, expect and indexing are its assertions"
 )] // test code
 
 use std::path::{Path, PathBuf};
@@ -48,7 +49,7 @@ fn event(i: u64) -> (u32, Micros, i64) {
 }
 
 fn decode(b: &[u8]) -> Result<(u32, Micros, i64), StreamError> {
-    serde_json::from_slice(b).map_err(|e| StreamError::Config(e.to_string()))
+    serde_json::from_slice(b).map_err(|e| StreamError::Malformed(e.to_string()))
 }
 
 fn op() -> WindowAggregate<SumCount> {

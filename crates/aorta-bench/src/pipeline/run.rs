@@ -27,7 +27,7 @@ struct PublishedLog {
 
 impl FrameLog for PublishedLog {
     fn append(&mut self, _payload: &[u8]) -> Result<u64, StreamError> {
-        Err(StreamError::Config(
+        Err(StreamError::Internal(
             "the worker's view of the log is read-only".into(),
         ))
     }

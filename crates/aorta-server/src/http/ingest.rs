@@ -433,7 +433,7 @@ impl Ingest {
             std::thread::Builder::new()
                 .name("aorta-log-writer".into())
                 .spawn(move || writer(log, rx, end_tx, queued))
-                .map_err(|e| aorta_stream::StreamError::Config(format!("writer thread: {e}")))?;
+                .map_err(|e| aorta_stream::StreamError::Store(Box::new(e)))?;
         }
         Ok(Ingest {
             tx,

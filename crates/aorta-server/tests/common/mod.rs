@@ -1,10 +1,15 @@
 //! Shared setup for the broker tests: a sim platform, a policy, in-memory keys.
-#![allow(dead_code, unused_imports)]
+#![allow(
+    dead_code,
+    unused_imports,
+    reason = "each test binary uses a different part of the shared helpers"
+)]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "a test fails by panicking: unwrap, expect and indexing are its assertions"
 )]
 
 pub use std::sync::atomic::{AtomicU64, Ordering};
