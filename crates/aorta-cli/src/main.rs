@@ -1,5 +1,7 @@
 //! `aorta`: the command-line front end. Thin by design: it parses arguments,
-//! calls the library crates and maps their errors to exit codes.
+//! calls the library crates, prints their typed reports (JSON with `--json`,
+//! [`show`]) and maps their errors to exit codes. It owns no format, protocol
+//! or analysis.
 //!
 //! Exit codes: 0 success, 1 the command ran but its check failed (e.g. a
 //! refused frame), 2 usage or input error.

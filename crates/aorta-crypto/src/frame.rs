@@ -281,17 +281,19 @@ impl FrameHeader {
         intervals: u32,
         epoch: [u8; EPOCH_LEN],
     ) -> Result<Self, SealError> {
-        FrameHeader {
-            version: VERSION,
-            codec: CODEC_RR,
-            serial: serial.to_owned(),
+        let h = Self::new(
+            serial,
             key_index,
             sequence,
-            first_sample_us: first_beat_us,
-            sample_rate_mhz: RR_SAMPLE_RATE_MHZ,
-            channels: 1,
-            samples_per_channel: intervals,
+            first_beat_us,
+            RR_SAMPLE_RATE_MHZ,
+            1,
+            intervals,
             epoch,
+        )?;
+        FrameHeader {
+            codec: CODEC_RR,
+            ..h
         }
         .validated()
     }

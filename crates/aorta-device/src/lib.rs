@@ -9,8 +9,9 @@
 //! with capped exponential backoff and jitter, clean shutdown) and its HTTPS
 //! uplink ([`http::HttpsTransport`]). It also owns the device's frame sources
 //! ([`source`]: a replayed WFDB record, a record still being written, RR
-//! intervals; the one WFDB-header-to-calibration mapping
-//! [`source::calibration_of`]), the device directory layout ([`DeviceDir`]:
+//! intervals, named by [`source::Input`]; the one WFDB-header-to-calibration
+//! mapping [`source::calibration_of`]), the operator's status line
+//! ([`progress::ProgressLine`]), the device directory layout ([`DeviceDir`]:
 //! key store, rotation state, queue) and provisioning's device step
 //! ([`DeviceDir::install_keys`]).
 //!

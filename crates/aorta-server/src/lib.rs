@@ -6,14 +6,18 @@
 //! keys a worker's assignment needs, HPKE-wrapped to the worker's attested
 //! key — or refuses with a typed reason ([`broker::BrokerRefusal`]). Device
 //! keys come from the device key registry ([`broker::RegistryKeySource`]:
-//! per-device group keys, named `SERIAL/INDEX`). Every
-//! decision is logged with `tracing`; key bytes never are.
+//! per-device group keys, named `SERIAL/INDEX`; a standalone broker's source
+//! from [`broker::standalone_key_source`]). Every decision is logged with
+//! `tracing`; key bytes never are.
 //!
 //! It must never: release a key to an unverified worker (the types forbid it:
 //! wrapping needs an `AttestedWorker`), accept a nonce twice, or accept `sim`
 //! evidence unless the policy says `allow_simulation = true`.
 //!
-//! The streaming issue adds device ingest and the results API here.
+//! It also owns the cloud host's HTTPS services ([`http`]): device ingest
+//! through the one group-commit writer ([`http::ingest`], which `aorta bench
+//! pipeline` times too), the frame log, the results and checkpoint API whose
+//! bodies are `aorta-api`'s, and metrics.
 //! [`broker_report`] summarises a policy and inspects DCAP quotes offline
 //! for the data owner (`aorta broker check` / `inspect-quote`).
 //!

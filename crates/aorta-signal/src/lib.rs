@@ -8,12 +8,14 @@
 //! - [`rpeak`]: a causal, online, chunk-independent R-peak detector with a
 //!   bounded report latency.
 //! - [`eval`]: ANSI/AAMI EC57 beat-by-beat scoring and AF-detector scoring,
-//!   per record and over a database (typed reports, as `aorta eval` prints).
+//!   per record and over a database (typed reports and their text tables,
+//!   as `aorta eval` prints them).
 //! - [`rhythm`]: real-time AF episodes, brady-/tachycardia and pauses from beat times.
 //! - [`hrv`]: heart-rate variability per the 1996 Task Force standard (NN
 //!   series with artefact handling; time, frequency and non-linear metrics in
-//!   an [`hrv::HrvReport`]), matched to NeuroKit2's definitions; per window
-//!   of a record in an [`hrv::RecordHrvReport`].
+//!   an [`hrv::HrvReport`]), matched to NeuroKit2's definitions; of an RR
+//!   text file (the one RR format, [`hrv::rrtext`]) or per window of a record
+//!   in an [`hrv::RecordHrvReport`], with their text tables.
 //!
 //! It is **pure**: no network, no clocks, no global state. Parsers of outside
 //! bytes return typed errors and never panic.

@@ -280,7 +280,7 @@ pub fn seal(
     emergency: bool,
 ) -> Result<(GrantHeader, Vec<u8>), VaultError> {
     let grant_id = aorta_base::random::array::<16>()?;
-    let h = header(material, recipient, now, expires_at, emergency, grant_id);
+    let h = header(material, recipient, (now, expires_at, emergency), grant_id);
     let (pk, header, plain) = prepare(&h, material)?;
     let (enc, ct) =
         hpke::single_shot_seal::<Aead, Kdf, Kem>(&OpModeS::Base, &pk, INFO, &plain, &header)
@@ -299,7 +299,7 @@ pub fn seal_with_rng(
     grant_id: [u8; 16],
     rng: &mut impl hpke::rand_core::CryptoRng,
 ) -> Result<(GrantHeader, Vec<u8>), VaultError> {
-    let h = header(material, recipient, now, expires_at, emergency, grant_id);
+    let h = header(material, recipient, (now, expires_at, emergency), grant_id);
     let (pk, header, plain) = prepare(&h, material)?;
     let (enc, ct) = hpke::single_shot_seal_with_rng::<Aead, Kdf, Kem>(
         &OpModeS::Base,
@@ -313,12 +313,12 @@ pub fn seal_with_rng(
     Ok((h, assemble(&header, &enc, &ct)))
 }
 
+/// The header of grant `grant_id`; `terms` are (issued at, expires at,
+/// emergency).
 fn header(
     material: &RecoveryMaterial,
     recipient: &RecipientKey,
-    now: u64,
-    expires_at: u64,
-    emergency: bool,
+    (now, expires_at, emergency): (u64, u64, bool),
     grant_id: [u8; 16],
 ) -> GrantHeader {
     GrantHeader {

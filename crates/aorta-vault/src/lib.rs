@@ -22,7 +22,10 @@
 //!   grant, use and revocation, verified on demand;
 //! * [`deid`]: de-identification of a DICOM header (PS3.15 Basic Application
 //!   Level Confidentiality Profile, the attributes aorta handles) before it is
-//!   shared.
+//!   shared;
+//! * [`inputs`]: what every front-end reads the same way — passphrase files,
+//!   identity files (never overwritten), recipient keys inline or in a file,
+//!   grant validities (`7d`), and the entropy report of `aorta ehr entropy`.
 //!
 //! Main types: [`EhrVault`] (what a front-end calls), [`store::Vault`] (the
 //! stores beneath it: put and get fragments, record revocations), [`store::VaultConfig`] (`vault.json`),

@@ -61,15 +61,12 @@ impl PipelineReport {
     /// The report as text (what `aorta bench pipeline` prints).
     pub fn table(&self) -> String {
         let r = self;
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "{} devices, {} s of signal per device at full speed, {} s paced in real time (data: {}; sim attestation, NOT hardware-protected)",
-            r.devices, r.seconds, r.paced_seconds, r.data
-        );
-        let _ = writeln!(
-            out,
-            "{:<8} {:>14} {:>10} {:>10} {:>10} {:>12} {:>14} {:>8}",
+        let mut out = format!(
+            "{} devices, {} s of signal per device at full speed, {} s paced in real time (data: {}; sim attestation, NOT hardware-protected)\n{:<8} {:>14} {:>10} {:>10} {:>10} {:>12} {:>14} {:>8}\n",
+            r.devices,
+            r.seconds,
+            r.paced_seconds,
+            r.data,
             "pipeline",
             "samples/s",
             "p50 ms",
@@ -93,15 +90,16 @@ impl PipelineReport {
                 p.run.results as f64,
             );
         }
-        let _ = writeln!(
+        // Writing to a String cannot fail.
+        let _ = write!(
             out,
-            "overhead (plain / secure throughput, median of {} rounds): {:.3}× (target ≤ 1.15×); by CPU time: {:.3}×; real time needs {:.0} samples/s",
-            r.rounds, r.overhead, r.overhead_cpu, r.realtime_samples_per_s
-        );
-        let _ = writeln!(
-            out,
-            "secure results opened with the clinician's identity and equal to the plain ones: {} ({} results)",
-            r.results_identical, r.results_opened
+            "overhead (plain / secure throughput, median of {} rounds): {:.3}× (target ≤ 1.15×); by CPU time: {:.3}×; real time needs {:.0} samples/s\nsecure results opened with the clinician's identity and equal to the plain ones: {} ({} results)\n",
+            r.rounds,
+            r.overhead,
+            r.overhead_cpu,
+            r.realtime_samples_per_s,
+            r.results_identical,
+            r.results_opened
         );
         out
     }

@@ -64,73 +64,58 @@ pub fn rr_file_hrv(
     HrvEngine::new().report(&nn, opts).map_err(hrv)
 }
 
-/// A family's heading and its metrics: (name, value, unit).
-type Family<'a> = (&'a str, &'a [(&'a str, f64, &'a str)]);
-
 /// The report as a table: one metric a line with its unit, by family.
 pub fn report_table(r: &HrvReport, spectral: SpectralMethod) -> String {
     let method = match spectral {
         SpectralMethod::LombScargle => "Lomb-Scargle on uneven NN",
         _ => "Welch on NN resampled at 4 Hz",
     };
-    let families: [Family<'_>; 3] = [
-        (
-            "time domain",
-            &[
-                ("mean_nn", r.time.mean_nn, "ms"),
-                ("sdnn", r.time.sdnn, "ms"),
-                ("rmssd", r.time.rmssd, "ms"),
-                ("sdsd", r.time.sdsd, "ms"),
-                ("pnn50", r.time.pnn50, "%"),
-                ("pnn20", r.time.pnn20, "%"),
-                ("mean_hr", r.time.mean_hr, "bpm"),
-                ("min_hr", r.time.min_hr, "bpm"),
-                ("max_hr", r.time.max_hr, "bpm"),
-                ("hti", r.time.hti, ""),
-                ("tinn", r.time.tinn, "ms"),
-            ],
-        ),
-        (
-            "frequency domain (0.0033-0.04 / 0.04-0.15 / 0.15-0.4 Hz)",
-            &[
-                ("vlf", r.freq.vlf, "ms²"),
-                ("lf", r.freq.lf, "ms²"),
-                ("hf", r.freq.hf, "ms²"),
-                ("lf_hf", r.freq.lf_hf, ""),
-                ("lfnu", r.freq.lfnu, "%"),
-                ("hfnu", r.freq.hfnu, "%"),
-                ("total_power", r.freq.total_power, "ms²"),
-            ],
-        ),
-        (
-            "non-linear",
-            &[
-                ("sd1", r.nonlinear.sd1, "ms"),
-                ("sd2", r.nonlinear.sd2, "ms"),
-                ("sd1_sd2", r.nonlinear.sd1_sd2, ""),
-                ("sampen", r.nonlinear.sampen, ""),
-                ("dfa_alpha1", r.nonlinear.dfa_alpha1, ""),
-                ("dfa_alpha2", r.nonlinear.dfa_alpha2, ""),
-            ],
-        ),
+    let rows: [(&str, f64, &str); 24] = [
+        ("mean_nn", r.time.mean_nn, "ms"),
+        ("sdnn", r.time.sdnn, "ms"),
+        ("rmssd", r.time.rmssd, "ms"),
+        ("sdsd", r.time.sdsd, "ms"),
+        ("pnn50", r.time.pnn50, "%"),
+        ("pnn20", r.time.pnn20, "%"),
+        ("mean_hr", r.time.mean_hr, "bpm"),
+        ("min_hr", r.time.min_hr, "bpm"),
+        ("max_hr", r.time.max_hr, "bpm"),
+        ("hti", r.time.hti, ""),
+        ("tinn", r.time.tinn, "ms"),
+        ("vlf", r.freq.vlf, "ms²"),
+        ("lf", r.freq.lf, "ms²"),
+        ("hf", r.freq.hf, "ms²"),
+        ("lf_hf", r.freq.lf_hf, ""),
+        ("lfnu", r.freq.lfnu, "%"),
+        ("hfnu", r.freq.hfnu, "%"),
+        ("total_power", r.freq.total_power, "ms²"),
+        ("sd1", r.nonlinear.sd1, "ms"),
+        ("sd2", r.nonlinear.sd2, "ms"),
+        ("sd1_sd2", r.nonlinear.sd1_sd2, ""),
+        ("sampen", r.nonlinear.sampen, ""),
+        ("dfa_alpha1", r.nonlinear.dfa_alpha1, ""),
+        ("dfa_alpha2", r.nonlinear.dfa_alpha2, ""),
     ];
     let mut out = format!(
         "HRV of {} NN intervals ({} RR before filtering); spectrum: {method}\n",
         r.n_nn, r.n_rr
     );
-    for (family, rows) in families {
-        out.push_str(family);
+    for (i, (name, v, unit)) in rows.iter().enumerate() {
+        let heading = match i {
+            0 => "time domain\n",
+            11 => "frequency domain (0.0033-0.04 / 0.04-0.15 / 0.15-0.4 Hz)\n",
+            18 => "non-linear\n",
+            _ => "",
+        };
+        out.push_str(heading);
+        let value = if v.is_finite() {
+            format!("{v:.3}")
+        } else {
+            "n/a".to_string()
+        };
+        let line = format!("  {name:<12} {value:>12} {unit}");
+        out.push_str(line.trim_end());
         out.push('\n');
-        for (name, v, unit) in rows {
-            let value = if v.is_finite() {
-                format!("{v:.3}")
-            } else {
-                "n/a".to_string()
-            };
-            let line = format!("  {name:<12} {value:>12} {unit}");
-            out.push_str(line.trim_end());
-            out.push('\n');
-        }
     }
     out
 }
