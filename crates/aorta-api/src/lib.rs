@@ -29,6 +29,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use aorta_base::codec::{Decode, DecodeError, Encode, Reader};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
@@ -110,33 +111,59 @@ fn default_max() -> usize {
     1024
 }
 
-/// The body of a `GET /v1/log` answer: each record as `len u32 LE ‖ bytes`.
-pub fn encode_log_records(records: &[Vec<u8>]) -> Vec<u8> {
-    let mut body = Vec::with_capacity(records.iter().map(|r| r.len() + 4).sum());
-    for r in records {
-        let len = u32::try_from(r.len()).unwrap_or(u32::MAX);
-        body.extend_from_slice(&len.to_le_bytes());
-        body.extend_from_slice(r);
+/// The body of a `GET /v1/log` answer: each record as `len u32 LE ‖ bytes`
+/// (records are at most 16 MiB, `aorta_stream::log::MAX_RECORD`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogRecords<'a>(pub Vec<&'a [u8]>);
+
+impl Encode for LogRecords<'_> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.reserve(self.0.iter().map(|r| r.len() + 4).sum());
+        for r in &self.0 {
+            let len = u32::try_from(r.len()).unwrap_or(u32::MAX);
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(r);
+        }
     }
-    body
+}
+
+impl<'a> Decode<'a> for LogRecords<'a> {
+    fn decode(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
+        let mut recs = Vec::new();
+        while !r.is_empty() {
+            let len = r.u32_le("record length")? as usize;
+            recs.push(r.take(len, "record")?);
+        }
+        Ok(LogRecords(recs))
+    }
+}
+
+/// The body of a `GET /v1/log` answer holding `records`.
+pub fn encode_log_records(records: &[Vec<u8>]) -> Vec<u8> {
+    LogRecords(records.iter().map(Vec::as_slice).collect()).to_bytes()
 }
 
 /// The records of a `GET /v1/log` answer body.
 pub fn decode_log_records(body: &[u8]) -> Result<Vec<Vec<u8>>, ApiError> {
-    let mut recs = Vec::new();
-    let mut rest = body;
-    while !rest.is_empty() {
-        let (len, tail) = rest
-            .split_first_chunk::<4>()
-            .ok_or(ApiError::LogBody("truncated length"))?;
-        let len = u32::from_le_bytes(*len) as usize;
-        let (rec, tail) = tail
-            .split_at_checked(len)
-            .ok_or(ApiError::LogBody("truncated record"))?;
-        recs.push(rec.to_vec());
-        rest = tail;
+    match LogRecords::from_bytes(body) {
+        Ok(LogRecords(recs)) => Ok(recs.into_iter().map(<[u8]>::to_vec).collect()),
+        Err(DecodeError::Short {
+            field: "record length",
+            ..
+        }) => Err(ApiError::LogBody("truncated length")),
+        Err(_) => Err(ApiError::LogBody("truncated record")),
     }
-    Ok(recs)
+}
+
+/// Fuzzing entry point over the API's one binary body: decodes arbitrary
+/// bytes and, when they decode, checks that encoding gives them back
+/// exactly. Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// A `GET /v1/log` answer body.
+    pub fn log_body(data: &[u8]) -> bool {
+        aorta_base::codec::fuzz_exact::<crate::LogRecords<'_>>(data)
+    }
 }
 
 /// One result in a worker batch or a read.
@@ -347,6 +374,18 @@ mod tests {
             let ok = decode_log_records(&body[..cut]);
             // Only cuts at record boundaries decode.
             assert_eq!(ok.is_ok(), cut == 5 || cut == 9, "cut {cut}");
+        }
+        assert!(matches!(
+            decode_log_records(&body[..2]),
+            Err(ApiError::LogBody("truncated length"))
+        ));
+        assert!(matches!(
+            decode_log_records(&body[..20]),
+            Err(ApiError::LogBody("truncated record"))
+        ));
+        assert!(fuzzing::log_body(&body));
+        for m in aorta_base::codec::mutations(&body, body.len()) {
+            fuzzing::log_body(&m);
         }
     }
 

@@ -45,6 +45,25 @@ pub mod source;
 
 pub use dir::DeviceDir;
 
+/// Fuzzing entry points over the device's own disk formats: each decodes
+/// arbitrary bytes and, when they decode, checks that encoding gives them
+/// back exactly. None panics on any input except on a broken round trip
+/// (the bug a fuzzer looks for). Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use aorta_base::codec::fuzz_exact;
+
+    /// A file key store (`se.key`), checksum checked.
+    pub fn key_store(data: &[u8]) -> bool {
+        fuzz_exact::<crate::se::KeyStoreFile<'_>>(data)
+    }
+
+    /// A key-rotation state file (`rotation.state`).
+    pub fn rotation_state(data: &[u8]) -> bool {
+        fuzz_exact::<crate::rotation::RotationState>(data)
+    }
+}
+
 use std::path::PathBuf;
 
 /// A device-side error.

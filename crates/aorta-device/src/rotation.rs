@@ -29,6 +29,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use aorta_base::codec::{Decode, DecodeError, Encode, Reader};
 use aorta_crypto::frame::{self, ChannelCalibration, FrameHeader, TransportKey};
 use aorta_crypto::keys::{self, EPOCH_LEN};
 use aorta_crypto::reneg::{DeviceAwaitingValue, Offer, Reply, Sealed};
@@ -72,6 +73,42 @@ impl Default for RotationState {
 
 const STATE_MAGIC: &[u8; 4] = b"AOST";
 
+/// Layout: `"AOST"`, version 1, then `reserved_until`, `base_seq` (u64),
+/// `base_index` (u16), `max_key_uses`, `reneg_counter` (u64), big-endian.
+impl Encode for RotationState {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(STATE_MAGIC);
+        out.push(1);
+        out.extend_from_slice(&self.reserved_until.to_be_bytes());
+        out.extend_from_slice(&self.base_seq.to_be_bytes());
+        out.extend_from_slice(&self.base_index.to_be_bytes());
+        out.extend_from_slice(&self.max_key_uses.to_be_bytes());
+        out.extend_from_slice(&self.reneg_counter.to_be_bytes());
+    }
+}
+
+impl Decode<'_> for RotationState {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        if r.array::<4>("magic")? != *STATE_MAGIC {
+            return Err(r.invalid("magic", 4, "not an aorta rotation state file"));
+        }
+        if r.u8("version")? != 1 {
+            return Err(r.invalid("version", 1, "unknown state version; upgrade aorta"));
+        }
+        let st = RotationState {
+            reserved_until: r.u64("reserved_until")?,
+            base_seq: r.u64("base_seq")?,
+            base_index: r.u16("base_index")?,
+            max_key_uses: r.u64("max_key_uses")?,
+            reneg_counter: r.u64("reneg_counter")?,
+        };
+        if st.max_key_uses == 0 || st.base_seq > st.reserved_until {
+            return Err(r.invalid("state", 34, "inconsistent state"));
+        }
+        Ok(st)
+    }
+}
+
 impl RotationState {
     /// Key index for `seq` under a slice of `n` keys.
     pub fn key_index(&self, seq: u64, n: u16) -> u16 {
@@ -80,54 +117,13 @@ impl RotationState {
         ((u64::from(self.base_index) + steps % n) % n) as u16
     }
 
-    fn encode(&self) -> Vec<u8> {
-        let mut b = STATE_MAGIC.to_vec();
-        b.push(1);
-        b.extend_from_slice(&self.reserved_until.to_be_bytes());
-        b.extend_from_slice(&self.base_seq.to_be_bytes());
-        b.extend_from_slice(&self.base_index.to_be_bytes());
-        b.extend_from_slice(&self.max_key_uses.to_be_bytes());
-        b.extend_from_slice(&self.reneg_counter.to_be_bytes());
-        b
-    }
-
-    fn decode(b: &[u8], path: &Path) -> Result<Self, DeviceError> {
-        let bad = |why| DeviceError::BadState {
-            path: path.to_path_buf(),
-            why,
-        };
-        if b.len() != 39 || b.get(..4) != Some(STATE_MAGIC.as_slice()) {
-            return Err(bad("not an aorta rotation state file"));
-        }
-        if b.get(4) != Some(&1) {
-            return Err(bad("unknown state version; upgrade aorta"));
-        }
-        let u64_at = |o: usize| {
-            b.get(o..o + 8)
-                .and_then(|s| <[u8; 8]>::try_from(s).ok())
-                .map(u64::from_be_bytes)
-        };
-        let st = RotationState {
-            reserved_until: u64_at(5).ok_or(bad("short"))?,
-            base_seq: u64_at(13).ok_or(bad("short"))?,
-            base_index: b
-                .get(21..23)
-                .and_then(|s| <[u8; 2]>::try_from(s).ok())
-                .map(u16::from_be_bytes)
-                .ok_or(bad("short"))?,
-            max_key_uses: u64_at(23).ok_or(bad("short"))?,
-            reneg_counter: u64_at(31).ok_or(bad("short"))?,
-        };
-        if st.max_key_uses == 0 || st.base_seq > st.reserved_until {
-            return Err(bad("inconsistent state"));
-        }
-        Ok(st)
-    }
-
     /// Loads the state file, or the default state if it does not exist.
     pub fn load(path: &Path) -> Result<Self, DeviceError> {
         match std::fs::read(path) {
-            Ok(b) => Self::decode(&b, path),
+            Ok(b) => Self::from_bytes(&b).map_err(|e| DeviceError::BadState {
+                path: path.to_path_buf(),
+                why: crate::se::why(&e),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(e) => Err(io_err(path)(e)),
         }
@@ -135,7 +131,7 @@ impl RotationState {
 
     /// Writes the state file atomically and durably.
     pub fn store(&self, path: &Path) -> Result<(), DeviceError> {
-        write_atomic(path, &self.encode())
+        write_atomic(path, &self.to_bytes())
     }
 }
 

@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use aorta_base::codec::{Decode, DecodeError, Encode, Reader};
 use aorta_crypto::keys::{self, KEY_LEN, KeyError, KeyPrf, KeySlice, Prf32};
 use ring::digest;
 use zeroize::Zeroizing;
@@ -45,6 +46,68 @@ impl std::fmt::Debug for FileSecureElement {
     }
 }
 
+/// The key store file's layout (see [`FileSecureElement`]); decoding checks
+/// the magic, the version, the key count against the length and the
+/// checksum.
+pub(crate) struct KeyStoreFile<'a> {
+    serial: &'a str,
+    keys: &'a [u8],
+}
+
+impl KeyStoreFile<'_> {
+    /// Everything the checksum covers.
+    fn body(&self) -> Zeroizing<Vec<u8>> {
+        let mut b = Zeroizing::new(Vec::with_capacity(8 + self.serial.len() + self.keys.len()));
+        b.extend_from_slice(MAGIC);
+        b.push(VERSION);
+        // A KeySlice's serial is at most 64 bytes and its key count a u16
+        // (aorta_crypto::keys::check_serial, KeySlice::new).
+        let _ = aorta_base::codec::put_bytes_u8(&mut b, "serial", self.serial.as_bytes());
+        b.extend_from_slice(&((self.keys.len() / KEY_LEN) as u16).to_be_bytes());
+        b.extend_from_slice(self.keys);
+        b
+    }
+}
+
+impl Encode for KeyStoreFile<'_> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let body = self.body();
+        out.extend_from_slice(&body);
+        out.extend_from_slice(digest::digest(&digest::SHA256, &body).as_ref());
+    }
+}
+
+impl<'a> Decode<'a> for KeyStoreFile<'a> {
+    fn decode(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
+        if r.array::<4>("magic")? != *MAGIC {
+            return Err(r.invalid("magic", 4, "not an aorta key store"));
+        }
+        if r.u8("version")? != VERSION {
+            return Err(r.invalid("version", 1, "unknown key store version; upgrade aorta"));
+        }
+        let serial = std::str::from_utf8(r.bytes_u8("serial")?)
+            .map_err(|_| r.invalid("serial", 0, "serial not UTF-8"))?;
+        let n = usize::from(r.u16("key count")?);
+        let keys = r.take(n * KEY_LEN, "keys")?;
+        let file = KeyStoreFile { serial, keys };
+        let sum = r.array::<32>("checksum")?;
+        if !keys::ct_eq(digest::digest(&digest::SHA256, &file.body()).as_ref(), &sum) {
+            return Err(r.invalid("checksum", 32, "checksum mismatch (corrupt key store)"));
+        }
+        Ok(file)
+    }
+}
+
+/// The `why` of a layout error in a device file.
+pub(crate) fn why(e: &DecodeError) -> &'static str {
+    match e {
+        DecodeError::Short { .. } => "truncated",
+        DecodeError::Trailing { .. } => "trailing bytes after the end",
+        DecodeError::Invalid { reason, .. } => reason,
+        _ => "malformed",
+    }
+}
+
 impl FileSecureElement {
     /// Writes `slice` to `path` (atomic write-rename, fsync, 0600). Refuses
     /// to overwrite an existing key store.
@@ -55,17 +118,11 @@ impl FileSecureElement {
                 path: path.to_path_buf(),
             });
         }
-        let serial = slice.serial().to_owned();
-        let n = slice.slice_len();
-        let mut b = Zeroizing::new(Vec::with_capacity(64 + slice.material().len()));
-        b.extend_from_slice(MAGIC);
-        b.push(VERSION);
-        b.push(serial.len() as u8);
-        b.extend_from_slice(serial.as_bytes());
-        b.extend_from_slice(&n.to_be_bytes());
-        b.extend_from_slice(slice.material());
-        let sum = digest::digest(&digest::SHA256, &b);
-        b.extend_from_slice(sum.as_ref());
+        let file = KeyStoreFile {
+            serial: slice.serial(),
+            keys: slice.material(),
+        };
+        let b = Zeroizing::new(file.to_bytes());
         write_new(path, &b)?;
         Ok(FileSecureElement {
             slice,
@@ -81,33 +138,8 @@ impl FileSecureElement {
             path: path.to_path_buf(),
             why,
         };
-        let (body, sum) = b.split_last_chunk::<32>().ok_or_else(|| bad("truncated"))?;
-        let (magic, rest) = body
-            .split_first_chunk::<4>()
-            .ok_or_else(|| bad("truncated"))?;
-        if magic != MAGIC {
-            return Err(bad("not an aorta key store"));
-        }
-        let (&[version, slen], rest) = rest
-            .split_first_chunk::<2>()
-            .ok_or_else(|| bad("truncated"))?;
-        if version != VERSION {
-            return Err(bad("unknown key store version; upgrade aorta"));
-        }
-        if !keys::ct_eq(digest::digest(&digest::SHA256, body).as_ref(), sum) {
-            return Err(bad("checksum mismatch (corrupt key store)"));
-        }
-        let (serial, rest) = rest
-            .split_at_checked(usize::from(slen))
-            .ok_or_else(|| bad("truncated"))?;
-        let serial = std::str::from_utf8(serial).map_err(|_| bad("serial not UTF-8"))?;
-        let (n, keys) = rest
-            .split_first_chunk::<2>()
-            .ok_or_else(|| bad("truncated"))?;
-        if keys.len() != usize::from(u16::from_be_bytes(*n)) * KEY_LEN {
-            return Err(bad("key count does not match the file"));
-        }
-        let slice = KeySlice::new(serial, keys.to_vec()).map_err(DeviceError::Key)?;
+        let file = KeyStoreFile::from_bytes(&b).map_err(|e| bad(why(&e)))?;
+        let slice = KeySlice::new(file.serial, file.keys.to_vec()).map_err(DeviceError::Key)?;
         Ok(FileSecureElement {
             slice,
             path: path.to_path_buf(),

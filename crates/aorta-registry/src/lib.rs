@@ -63,6 +63,11 @@ pub mod fuzzing {
     pub fn alloc_record(data: &[u8]) -> bool {
         fuzz_exact::<crate::store::AllocRecord>(data)
     }
+
+    /// A device's renegotiation history (`reneg` table).
+    pub fn reneg_history(data: &[u8]) -> bool {
+        fuzz_exact::<crate::reneg::RenegHistory>(data)
+    }
 }
 
 pub use reneg::RenegPolicy;

@@ -1,6 +1,7 @@
 //! The server's side of `max_key_uses` renegotiation: rate limit, counter
 //! persistence, and recording the applied value.
 
+use aorta_base::codec::{Decode, DecodeError, Encode, Reader};
 use aorta_crypto::keys;
 use aorta_crypto::reneg::{
     Applied, Offer, Reply, Sealed, ServerAwaitingConfirm, ServerAwaitingReply,
@@ -30,39 +31,56 @@ impl Default for RenegPolicy {
     }
 }
 
-fn decode(b: &[u8]) -> (u64, Vec<u64>) {
-    let mut it = b
-        .chunks_exact(8)
-        .filter_map(|c| <[u8; 8]>::try_from(c).ok())
-        .map(u64::from_be_bytes);
-    let counter = it.next().unwrap_or(0);
-    (counter, it.collect())
+/// A device's renegotiation history (`reneg` table): the last offer counter
+/// and the times of the changes inside the window, u64 big-endian each.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RenegHistory {
+    pub(crate) counter: u64,
+    pub(crate) times: Vec<u64>,
 }
 
-fn encode(counter: u64, times: &[u64]) -> Vec<u8> {
-    let mut b = counter.to_be_bytes().to_vec();
-    for t in times {
-        b.extend_from_slice(&t.to_be_bytes());
+impl Encode for RenegHistory {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.counter.to_be_bytes());
+        for t in &self.times {
+            out.extend_from_slice(&t.to_be_bytes());
+        }
     }
-    b
+}
+
+impl Decode<'_> for RenegHistory {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let counter = r.u64("counter")?;
+        let mut times = Vec::with_capacity(r.remaining() / 8);
+        while !r.is_empty() {
+            times.push(r.u64("change time")?);
+        }
+        Ok(RenegHistory { counter, times })
+    }
 }
 
 impl Registry {
     fn reneg_state(&self, serial: &str) -> Result<(u64, Vec<u64>), RegistryError> {
         let r = self.db.begin_read().map_err(db_err)?;
         let t = r.open_table(RENEG).map_err(db_err)?;
-        Ok(t.get(serial)
-            .map_err(db_err)?
-            .map(|v| decode(v.value()))
-            .unwrap_or_default())
+        let Some(v) = t.get(serial).map_err(db_err)? else {
+            return Ok((0, Vec::new()));
+        };
+        let h = RenegHistory::from_bytes(v.value()).map_err(|e| {
+            RegistryError::Corrupt(format!("renegotiation history of {serial}: {e}"))
+        })?;
+        Ok((h.counter, h.times))
     }
 
     fn put_reneg(&self, serial: &str, counter: u64, times: &[u64]) -> Result<(), RegistryError> {
         let w = self.db.begin_write().map_err(db_err)?;
         {
             let mut t = w.open_table(RENEG).map_err(db_err)?;
-            t.insert(serial, encode(counter, times).as_slice())
-                .map_err(db_err)?;
+            let h = RenegHistory {
+                counter,
+                times: times.to_vec(),
+            };
+            t.insert(serial, h.to_bytes().as_slice()).map_err(db_err)?;
         }
         w.commit().map_err(db_err)
     }

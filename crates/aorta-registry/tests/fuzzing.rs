@@ -54,3 +54,13 @@ fn alloc_records() {
     run(fuzzing::alloc_record, &[a, 0u64.to_be_bytes().to_vec()]);
     assert!(!fuzzing::alloc_record(&[0; 7]));
 }
+
+#[test]
+fn reneg_histories() {
+    let mut h = 7u64.to_be_bytes().to_vec();
+    h.extend_from_slice(&1_700_000_000u64.to_be_bytes());
+    run(fuzzing::reneg_history, &[h, 0u64.to_be_bytes().to_vec()]);
+    // A partial change time is an error, not a silently dropped entry.
+    assert!(!fuzzing::reneg_history(&[0; 12]));
+    assert!(!fuzzing::reneg_history(&[]));
+}

@@ -25,6 +25,8 @@
 
 use std::collections::BTreeMap;
 
+use aorta_base::codec::{Decode, DecodeError, Encode, Reader};
+
 use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::ecg::{EcgChunk, EcgConfig, EcgEvent, EcgOperator, RrBeats};
 use crate::log::FrameLog;
@@ -35,21 +37,43 @@ use crate::{EngineConfig, Micros, StreamError};
 /// Bytes of the arrival-time prefix of a log record.
 pub const RECORD_PREFIX: usize = 8;
 
-/// A log record: the ingest arrival time (µs since the Unix epoch) and the
-/// frame bytes.
+/// A log record: the ingest arrival time (µs since the Unix epoch, i64
+/// little-endian) and the frame bytes (the rest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRecord<'a> {
+    /// When ingest accepted the frame.
+    pub arrival_us: i64,
+    /// The frame as the device sent it.
+    pub frame: &'a [u8],
+}
+
+impl Encode for LogRecord<'_> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.reserve(RECORD_PREFIX + self.frame.len());
+        out.extend_from_slice(&self.arrival_us.to_le_bytes());
+        out.extend_from_slice(self.frame);
+    }
+}
+
+impl<'a> Decode<'a> for LogRecord<'a> {
+    fn decode(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
+        Ok(LogRecord {
+            arrival_us: r.i64_le("arrival time")?,
+            frame: r.rest(),
+        })
+    }
+}
+
+/// The bytes of a log record.
 pub fn encode_record(arrival_us: i64, frame: &[u8]) -> Vec<u8> {
-    let mut r = Vec::with_capacity(RECORD_PREFIX + frame.len());
-    r.extend_from_slice(&arrival_us.to_le_bytes());
-    r.extend_from_slice(frame);
-    r
+    LogRecord { arrival_us, frame }.to_bytes()
 }
 
 /// Splits a log record into arrival time and frame.
 pub fn decode_record(record: &[u8]) -> Result<(i64, &[u8]), StreamError> {
-    let (t, frame) = record
-        .split_first_chunk::<RECORD_PREFIX>()
-        .ok_or_else(|| StreamError::Malformed("log record shorter than its arrival time".into()))?;
-    Ok((i64::from_le_bytes(*t), frame))
+    let r = LogRecord::from_bytes(record)
+        .map_err(|e| StreamError::Malformed(format!("log record: {e}")))?;
+    Ok((r.arrival_us, r.frame))
 }
 
 /// Microseconds since the Unix epoch, now (the one clock of `aorta-base`).

@@ -20,10 +20,61 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use aorta_base::codec::{Decode, DecodeError, Encode, Reader};
+
 use crate::StreamError;
 
 /// Largest payload one record may hold (16 MiB).
 pub const MAX_RECORD: usize = 16 << 20;
+
+/// A record's header in the log file: the payload's length (at most
+/// [`MAX_RECORD`]) and CRC-32, both u32 little-endian.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// Payload length.
+    pub len: u32,
+    /// CRC-32 (IEEE) of the payload.
+    pub crc: u32,
+}
+
+/// Bytes of a [`RecordHeader`].
+pub const HEADER_LEN: usize = 8;
+
+impl RecordHeader {
+    /// The header of `payload` (whose length the caller checked against
+    /// [`MAX_RECORD`]).
+    pub fn of(payload: &[u8]) -> Self {
+        RecordHeader {
+            len: payload.len() as u32,
+            crc: crc32fast::hash(payload),
+        }
+    }
+
+    /// True when `payload` is the one this header describes.
+    pub fn matches(&self, payload: &[u8]) -> bool {
+        payload.len() == self.len as usize && crc32fast::hash(payload) == self.crc
+    }
+}
+
+impl Encode for RecordHeader {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.len.to_le_bytes());
+        out.extend_from_slice(&self.crc.to_le_bytes());
+    }
+}
+
+impl Decode<'_> for RecordHeader {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let len = r.u32_le("record length")?;
+        if len as usize > MAX_RECORD {
+            return Err(r.invalid("record length", 4, "bad record length"));
+        }
+        Ok(RecordHeader {
+            len,
+            crc: r.u32_le("record checksum")?,
+        })
+    }
+}
 
 /// An append-only, replayable log.
 pub trait FrameLog {
@@ -65,18 +116,11 @@ fn valid_prefix(bytes: &[u8]) -> u64 {
 
 /// The payload range and next offset of the record at `pos`, if whole and intact.
 fn record_at(bytes: &[u8], pos: usize) -> Option<(std::ops::Range<usize>, usize)> {
-    let hdr = bytes.get(pos..pos.checked_add(8)?)?;
-    let len = u32::from_le_bytes(hdr.get(0..4)?.try_into().ok()?) as usize;
-    let crc = u32::from_le_bytes(hdr.get(4..8)?.try_into().ok()?);
-    if len > MAX_RECORD {
-        return None;
-    }
-    let start = pos + 8;
-    let payload = bytes.get(start..start.checked_add(len)?)?;
-    if crc32fast::hash(payload) != crc {
-        return None;
-    }
-    Some((start..start + len, start + len))
+    let h = RecordHeader::from_bytes(bytes.get(pos..pos.checked_add(HEADER_LEN)?)?).ok()?;
+    let start = pos + HEADER_LEN;
+    let end = start.checked_add(h.len as usize)?;
+    h.matches(bytes.get(start..end)?)
+        .then_some((start..end, end))
 }
 
 impl FileLog {
@@ -121,13 +165,10 @@ impl FrameLog for FileLog {
         let offset = self.end;
         let path = &self.path;
         self.writer
-            .write_all(&(payload.len() as u32).to_le_bytes())
-            .map_err(io(path))?;
-        self.writer
-            .write_all(&crc32fast::hash(payload).to_le_bytes())
+            .write_all(&RecordHeader::of(payload).to_bytes())
             .map_err(io(path))?;
         self.writer.write_all(payload).map_err(io(path))?;
-        self.end += 8 + payload.len() as u64;
+        self.end += (HEADER_LEN + payload.len()) as u64;
         Ok(offset)
     }
 
@@ -202,23 +243,22 @@ fn read_records(
     let mut out = Vec::new();
     let mut pos = offset;
     while out.len() < max && pos < end {
-        let mut hdr = [0u8; 8];
+        let mut hdr = [0u8; HEADER_LEN];
         r.read_exact(&mut hdr)
             .map_err(|_| corrupt(pos, "truncated record header"))?;
-        let [l0, l1, l2, l3, c0, c1, c2, c3] = hdr;
-        let len = u32::from_le_bytes([l0, l1, l2, l3]) as usize;
-        let crc = u32::from_le_bytes([c0, c1, c2, c3]);
-        if len > MAX_RECORD || pos + 8 + len as u64 > end {
+        let h = RecordHeader::from_bytes(&hdr).map_err(|_| corrupt(pos, "bad record length"))?;
+        let next = pos + (HEADER_LEN as u64) + u64::from(h.len);
+        if next > end {
             return Err(corrupt(pos, "bad record length"));
         }
-        let mut payload = vec![0u8; len];
+        let mut payload = vec![0u8; h.len as usize];
         r.read_exact(&mut payload)
             .map_err(|_| corrupt(pos, "truncated record"))?;
-        if crc32fast::hash(&payload) != crc {
+        if !h.matches(&payload) {
             return Err(corrupt(pos, "record checksum mismatch"));
         }
         out.push(payload);
-        pos += 8 + len as u64;
+        pos = next;
     }
     Ok((out, pos))
 }
