@@ -15,14 +15,17 @@
 //! - `GET /v1/stats` → [`Stats`];
 //! - every refusal → [`ErrorBody`].
 //!
-//! (The checkpoint body of `GET`/`PUT /v1/checkpoint` is the engine's
-//! `aorta_stream::checkpoint::Checkpoint`.)
+//! The one body it does not define is the checkpoint document of `GET`/`PUT
+//! /v1/checkpoint`: that is the engine's own storage format,
+//! `aorta_stream::checkpoint::Checkpoint` (versioned, CRC-checked, state
+//! sealed by the worker), which the server validates and stores as is.
 //!
 //! It also owns the one TLS client configuration every client uses:
 //! [`client_tls_config`] trusts exactly the certificates of a CA file.
 //!
 //! It never does networking itself, never opens or seals a payload (result
-//! bodies are opaque bytes here), and depends on nothing of aorta's.
+//! bodies are opaque bytes here), and depends only on `aorta-base` (its
+//! codec, for the log answer body).
 #![deny(missing_docs)]
 
 use std::collections::BTreeMap;

@@ -1,13 +1,12 @@
 //! `aorta clinician …`: a clinician's (subscriber's) X25519 identity, to
 //! which attested workers seal analysis results (`docs/results-format.md`).
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
+use aorta_base::fs::WriteError;
 use aorta_crypto::results::ClinicianIdentity;
-use zeroize::Zeroizing;
+use aorta_worker::clinician::write_identity;
 
 /// `aorta clinician` subcommands.
 #[derive(clap::Subcommand)]
@@ -32,19 +31,16 @@ pub fn run(cmd: ClinicianCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         ClinicianCmd::Keygen { out } => {
             let id = ClinicianIdentity::generate()?;
-            let text = id.to_file_text();
-            match create_secret_file(&out, text.as_bytes()) {
+            match write_identity(&out, &id) {
                 Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(WriteError::Exists(_)) => {
                     eprintln!(
                         "refused: {} already exists; refusing to overwrite a clinician identity",
                         out.display()
                     );
                     return Ok(ExitCode::from(1));
                 }
-                Err(e) => {
-                    return Err(e).with_context(|| format!("writing {}", out.display()));
-                }
+                Err(e) => return Err(e.into()),
             }
             eprintln!(
                 "wrote the secret identity to {} (mode 0600): keep it private, back it up; \
@@ -55,58 +51,21 @@ pub fn run(cmd: ClinicianCmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ClinicianCmd::Public { identity } => {
-            let id = read_identity(&identity)?;
-            println!("{}", id.public());
+            println!("{}", read_identity(&identity)?.public());
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-/// Reads and parses an identity file, warning (stderr) if other users may
-/// read it. For `aorta results …` too.
+/// Reads an identity file, warning (stderr) if other users may read it. For
+/// `aorta results …` too.
 pub fn read_identity(path: &Path) -> anyhow::Result<ClinicianIdentity> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = f
-            .metadata()
-            .with_context(|| format!("reading {}", path.display()))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            eprintln!(
-                "warning: {} is readable by other users (mode {:o}); run chmod 600 on it",
-                path.display(),
-                mode & 0o777
-            );
-        }
+    let f = aorta_worker::clinician::read_identity(path)?;
+    if let Some(mode) = f.readable_by_others {
+        eprintln!(
+            "warning: {} is readable by other users (mode {mode:o}); run chmod 600 on it",
+            path.display()
+        );
     }
-    let mut text = Zeroizing::new(String::new());
-    Read::by_ref(&mut f)
-        .take(64 * 1024 + 1)
-        .read_to_string(&mut text)
-        .with_context(|| format!("reading {}", path.display()))?;
-    ClinicianIdentity::from_file_text(&text)
-        .with_context(|| format!("{} is not a clinician identity file", path.display()))
-}
-
-/// Creates `path` exclusively (fails with `AlreadyExists` if it exists),
-/// mode 0600 on Unix, writes `bytes` and syncs. A partial file is removed.
-fn create_secret_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    let written = f.write_all(bytes).and_then(|()| f.sync_all());
-    if let Err(e) = written {
-        drop(f);
-        let _ = std::fs::remove_file(path);
-        return Err(e);
-    }
-    Ok(())
+    Ok(f.identity)
 }

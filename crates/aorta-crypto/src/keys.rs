@@ -30,6 +30,11 @@
 use ring::{digest, hkdf, hmac};
 use zeroize::{Zeroize, Zeroizing};
 
+/// Default `max_key_uses` of a device: one use is one sealed frame, and
+/// 259,200 ten-second frames are 30 days, the paper's "a key a month". The
+/// registry starts a new device with it and the device's rotation state
+/// defaults to it.
+pub const DEFAULT_MAX_KEY_USES: u64 = 259_200;
 /// Length of one factory key in bytes.
 pub const KEY_LEN: usize = 32;
 /// Keys per device (the paper: one a month for a 10-year life).

@@ -1,8 +1,9 @@
 //! # aorta-crypto — cryptographic building blocks
 //!
 //! This crate owns the primitives the other aorta crates compose: frame AEAD
-//! and key schedules for device uploads, selective encryption and dispersal
-//! for the health-record vault. It performs **no I/O**: no files, no network,
+//! and key schedules for device uploads, selective encryption with
+//! fragmentation for the health-record vault (dispersal is `aorta-vault`'s),
+//! results sealed to clinicians, and the one refusal-code registry. It performs **no I/O**: no files, no network,
 //! no clocks (callers pass times in). It never implements a cipher, hash or
 //! KDF itself; it composes audited crates. Secrets are zeroized on drop and
 //! have no byte-printing `Debug`.

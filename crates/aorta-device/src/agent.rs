@@ -67,7 +67,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use aorta_crypto::frame::ChannelCalibration;
-use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::DeviceError;
 use crate::queue::{OfflineQueue, Outcome, Transport, apply_reply};
@@ -409,7 +408,6 @@ struct Uplink {
     backoff: Backoff,
     failures: u32,
     retry_at: Option<Instant>,
-    rng: SystemRandom,
 }
 
 impl Uplink {
@@ -418,9 +416,8 @@ impl Uplink {
     }
 
     fn uniform(&self) -> f64 {
-        let mut b = [0u8; 4];
-        match self.rng.fill(&mut b) {
-            Ok(()) => f64::from(u32::from_be_bytes(b)) / 4_294_967_296.0,
+        match aorta_base::random::array::<4>() {
+            Ok(b) => f64::from(u32::from_be_bytes(b)) / 4_294_967_296.0,
             Err(_) => 0.0, // no jitter rather than no retry
         }
     }
@@ -557,7 +554,6 @@ pub fn run<S: SecureElement>(
         backoff: config.backoff,
         failures: 0,
         retry_at: None,
-        rng: SystemRandom::new(),
     };
     let mut report = AgentReport {
         queued_left: queue.len(),

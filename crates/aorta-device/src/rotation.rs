@@ -33,7 +33,7 @@ use aorta_base::codec::{Decode, DecodeError, Encode, Reader};
 use aorta_crypto::frame::{self, ChannelCalibration, FrameHeader, TransportKey};
 use aorta_crypto::keys::{self, EPOCH_LEN};
 use aorta_crypto::reneg::{DeviceAwaitingValue, Offer, Reply, Sealed};
-use ring::rand::{SecureRandom, SystemRandom};
+use ring::rand::SystemRandom;
 
 use crate::DeviceError;
 use crate::fsutil::{io_err, write_atomic};
@@ -41,8 +41,8 @@ use crate::se::SecureElement;
 
 /// Sequence numbers reserved per state write.
 pub const RESERVE: u64 = 64;
-/// Default `max_key_uses` (frames per key): 30 days of 10-second frames.
-pub const DEFAULT_MAX_KEY_USES: u64 = 259_200;
+/// Default `max_key_uses` (frames per key), shared with the registry.
+pub use aorta_crypto::keys::DEFAULT_MAX_KEY_USES;
 
 /// The persisted rotation state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,10 +172,7 @@ impl<S: SecureElement> Sealer<S> {
     pub fn new(se: S, state_path: impl AsRef<Path>) -> Result<Self, DeviceError> {
         let state_path = state_path.as_ref().to_path_buf();
         let state = RotationState::load(&state_path)?;
-        let mut epoch = [0u8; EPOCH_LEN];
-        SystemRandom::new()
-            .fill(&mut epoch)
-            .map_err(|_| DeviceError::Rng)?;
+        let epoch = aorta_base::random::array::<EPOCH_LEN>().map_err(|_| DeviceError::Rng)?;
         Ok(Sealer {
             se,
             next_seq: state.reserved_until,

@@ -29,8 +29,9 @@ pub const KEY_RELEASE_INFO: &[u8] = b"aorta key release v1";
 pub const BUNDLE_VERSION: u8 = 1;
 /// Most keys of each kind in one bundle.
 pub const MAX_KEYS_PER_KIND: usize = 65_535;
-/// Longest identifier (serial, subscriber, assignment) in bytes.
-pub const MAX_ID_LEN: usize = 256;
+/// Longest identifier (serial, subscriber, assignment) in bytes: the results
+/// format's limit, so that every subscriber a bundle names can be sealed to.
+pub use aorta_crypto::results::MAX_ID_LEN;
 
 /// A 32-byte secret key, zeroized on drop, never printed.
 #[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
@@ -121,7 +122,7 @@ impl KeyBundle {
         fn id(out: &mut Vec<u8>, s: &str) -> Result<(), KeyWrapError> {
             if s.len() > MAX_ID_LEN {
                 return Err(KeyWrapError::TooLarge {
-                    detail: "identifier longer than 256 bytes",
+                    detail: "identifier longer than 255 bytes",
                 });
             }
             out.extend_from_slice(&(s.len() as u16).to_be_bytes());

@@ -36,9 +36,8 @@ impl fmt::Debug for WorkerKeypair {
 
 impl WorkerKeypair {
     /// A fresh key pair from the OS CSPRNG.
-    pub fn generate() -> Result<Self, getrandom::Error> {
-        let mut ikm = Zeroizing::new([0u8; 32]);
-        getrandom::fill(ikm.as_mut())?;
+    pub fn generate() -> Result<Self, aorta_base::random::RandomError> {
+        let ikm = aorta_base::random::secret::<32>()?;
         Ok(Self::from_ikm(&ikm))
     }
 
@@ -113,8 +112,8 @@ pub struct FrameRefusal {
 }
 
 /// Frame code: no transport key was released for the frame's device (and,
-/// for upload frames, key index).
-pub const FRAME_NO_KEY: u16 = 200;
+/// for upload frames, key index); from the one registry.
+pub use aorta_crypto::refusal::FRAME_NO_KEY;
 
 /// A frame format the worker can open: tell which released key a sealed
 /// frame needs (from its cleartext, authenticated header) and open it with

@@ -88,9 +88,9 @@ use store::{
 
 /// Keys per wrapped pool page.
 pub const PAGE_KEYS: u64 = 256;
-/// Default `max_key_uses` of a new device: one use is one sealed frame, and
-/// 259,200 ten-second frames are 30 days, the paper's "a key a month".
-pub const DEFAULT_MAX_KEY_USES: u64 = 259_200;
+/// Default `max_key_uses` of a new device (the one definition, in
+/// `aorta_crypto::keys`, shared with the device).
+pub use aorta_crypto::keys::DEFAULT_MAX_KEY_USES;
 /// Largest pool `init` creates (2^24 keys, 512 MiB of key material).
 pub const MAX_POOL_KEYS: u64 = 1 << 24;
 

@@ -20,9 +20,7 @@ use aorta_enclave::evidence::{Backend, EvidenceClaims, Measurement, hex};
 use aorta_enclave::keywrap::{Secret32, open_bundle};
 use aorta_enclave::worker::WorkerKeypair;
 use aorta_server::broker::policy::Policy;
-use aorta_server::broker::{
-    Broker, KeySource, MemoryKeySource, RegistryKeySource, ReleaseRequest, unix_now,
-};
+use aorta_server::broker::{Broker, KeySource, MemoryKeySource, RegistryKeySource, ReleaseRequest};
 use aorta_worker::client::{self as worker, KeyRequest, Unattested};
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -89,7 +87,7 @@ fn release_once(b: &Broker, platform: &SimAttester, m: Measurement) -> usize {
         nonce,
         worker_public_key: kp.public_bytes(),
         app_measurement: m,
-        issued_at: unix_now(),
+        issued_at: aorta_base::time::now_s(),
     };
     let ev = platform.attest(claims).unwrap();
     let rel = b
@@ -119,7 +117,7 @@ fn round_trip(c: &mut Criterion) {
                     nonce,
                     worker_public_key: kp.public_bytes(),
                     app_measurement: m,
-                    issued_at: unix_now(),
+                    issued_at: aorta_base::time::now_s(),
                 };
                 let ev = platform.attest(claims).unwrap();
                 let rel = b

@@ -16,8 +16,9 @@
 //!
 //! It also owns the cloud host's HTTPS services ([`http`]): device ingest
 //! through the one group-commit writer ([`http::ingest`], which `aorta bench
-//! pipeline` times too), the frame log, the results and checkpoint API whose
-//! bodies are `aorta-api`'s, and metrics.
+//! pipeline` times too), the frame log, the results and checkpoint API
+//! (bodies from `aorta-api`; the checkpoint document is the engine's), and
+//! metrics.
 //! [`broker_report`] summarises a policy and inspects DCAP quotes offline
 //! for the data owner (`aorta broker check` / `inspect-quote`).
 //!

@@ -5,7 +5,6 @@
 //! either the old or the new checkpoint, never a mix. The file carries a
 //! CRC-32 of its state so a damaged checkpoint is refused, not trusted.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -72,22 +71,15 @@ impl FileCheckpointStore {
 
 impl CheckpointStore for FileCheckpointStore {
     fn save(&mut self, cp: &Checkpoint) -> Result<(), StreamError> {
-        let tmp = self.dir.join("checkpoint.json.tmp");
-        let err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |error| StreamError::Io {
-                path: path.clone(),
-                error,
-            }
-        };
         let bytes = serde_json::to_vec(cp).map_err(|e| StreamError::Internal(e.to_string()))?;
-        let mut f = std::fs::File::create(&tmp).map_err(err(&tmp))?;
-        f.write_all(&bytes).map_err(err(&tmp))?;
-        f.sync_all().map_err(err(&tmp))?;
-        std::fs::rename(&tmp, self.path()).map_err(err(&tmp))?;
-        std::fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(err(&self.dir))
+        // Temporary file, fsync, rename, fsync of the directory.
+        aorta_base::fs::write_private_atomic(&self.path(), &bytes).map_err(|e| match e {
+            aorta_base::fs::WriteError::Io { path, source, .. } => StreamError::Io {
+                path,
+                error: source,
+            },
+            other => StreamError::Store(Box::new(other)),
+        })
     }
 
     fn load(&self) -> Result<Option<Checkpoint>, StreamError> {

@@ -26,6 +26,7 @@
 use std::collections::BTreeMap;
 
 use aorta_base::codec::{Decode, DecodeError, Encode, Reader};
+use aorta_crypto::refusal;
 
 use crate::checkpoint::{Checkpoint, CheckpointStore};
 use crate::ecg::{EcgChunk, EcgConfig, EcgEvent, EcgOperator, RrBeats};
@@ -83,7 +84,7 @@ pub use aorta_base::time::now_us;
 /// plaintext or key bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
-    /// Stable code (the worker's `FRAME_*` codes; 1xx for plain frames).
+    /// Stable code: a `FRAME_*` constant of `aorta_crypto::refusal`.
     pub code: u16,
     /// Fixed description.
     pub reason: String,
@@ -98,11 +99,11 @@ pub trait FrameOpen {
 }
 
 /// The event of an RR frame's samples (codec 2: one channel of intervals,
-/// µs); refused (code 297) with more than one channel.
+/// µs); refused ([`refusal::FRAME_UNUSABLE`]) with more than one channel.
 pub fn rr_event(channels: u16, samples: &[i32]) -> Result<EcgEvent, Refused> {
     if channels != 1 {
         return Err(Refused {
-            code: 297,
+            code: refusal::FRAME_UNUSABLE,
             reason: "RR frame must have one channel".into(),
         });
     }
@@ -113,7 +114,7 @@ pub fn rr_event(channels: u16, samples: &[i32]) -> Result<EcgEvent, Refused> {
 
 /// The analysed lead (channel 0, in mV) of a frame's interleaved samples,
 /// with its per-channel calibration `(gain, baseline)` (a missing or unusable
-/// gain is taken as 200 units/mV); refused (code 297) without a sampling
+/// gain is taken as 200 units/mV); refused ([`refusal::FRAME_UNUSABLE`]) without a sampling
 /// rate.
 pub fn lead0(
     sample_rate_hz: f64,
@@ -124,7 +125,7 @@ pub fn lead0(
     let ch = usize::from(channels.max(1));
     if !(sample_rate_hz.is_finite() && sample_rate_hz > 0.0) {
         return Err(Refused {
-            code: 297,
+            code: refusal::FRAME_UNUSABLE,
             reason: "frame has no sampling rate".into(),
         });
     }
@@ -148,7 +149,8 @@ pub fn lead0(
 /// The plain baseline's frame: the same compressed samples with no
 /// encryption. `serial_len u8 ‖ serial ‖ first_sample_us i64 ‖ rate_mhz u32 ‖
 /// channels u16 ‖ samples_per_channel u32 ‖ channels × (gain f64, baseline
-/// i32) ‖ codec payload` (little-endian). Used only by the benchmark.
+/// i32) ‖ codec payload` (little-endian). Used by the benchmark's plain
+/// pipeline and by tests.
 pub fn encode_plain_frame(
     serial: &str,
     first_sample_us: i64,
@@ -211,7 +213,7 @@ pub struct PlainFrames;
 impl FrameOpen for PlainFrames {
     fn open(&mut self, frame: &[u8]) -> Result<(String, Micros, EcgEvent), Refused> {
         let bad = |reason: &str| Refused {
-            code: 101,
+            code: refusal::FRAME_PLAIN_MALFORMED,
             reason: reason.into(),
         };
         let truncated = |_| bad("truncated");

@@ -64,7 +64,7 @@ pub struct Ready {
 
 impl Unattested {
     /// A worker with a fresh key pair.
-    pub fn new(app_measurement: Measurement) -> Result<Self, getrandom::Error> {
+    pub fn new(app_measurement: Measurement) -> Result<Self, aorta_base::random::RandomError> {
         Ok(Self {
             keypair: WorkerKeypair::generate()?,
             app_measurement,

@@ -1,7 +1,12 @@
 //! The clinician side of the results API: fetches the results sealed to one
-//! subscriber and opens them, typed, with the clinician's identity.
+//! subscriber and opens them, typed, with the clinician's identity; and the
+//! clinician's identity file ([`read_identity`], [`write_identity`]).
 
 use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
+
+use zeroize::Zeroizing;
 
 use aorta_crypto::results::{ClinicianIdentity, OpenedSession};
 use aorta_stream::ecg::EcgResult;
@@ -9,6 +14,59 @@ use serde::{Deserialize, Serialize};
 
 use crate::WorkerError;
 use crate::server::Server;
+
+/// Largest identity file read (the text form is well under 1 KiB).
+const MAX_IDENTITY_FILE: u64 = 64 * 1024;
+
+/// A clinician identity read from its file.
+pub struct IdentityFile {
+    /// The identity.
+    pub identity: ClinicianIdentity,
+    /// The file's permission bits when users other than its owner may read
+    /// it (the front-end warns: the file holds the secret key).
+    pub readable_by_others: Option<u32>,
+}
+
+/// Reads and parses a clinician identity file (`aorta clinician keygen`),
+/// at most 64 KiB of it.
+pub fn read_identity(path: &Path) -> Result<IdentityFile, WorkerError> {
+    let cfg = |what: &str, e: &dyn std::fmt::Display| {
+        WorkerError::Config(format!("{what} {}: {e}", path.display()))
+    };
+    let f = std::fs::File::open(path).map_err(|e| cfg("opening", &e))?;
+    let mut readable_by_others = None;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = f
+            .metadata()
+            .map_err(|e| cfg("reading", &e))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            readable_by_others = Some(mode & 0o777);
+        }
+    }
+    let mut text = Zeroizing::new(String::new());
+    f.take(MAX_IDENTITY_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| cfg("reading", &e))?;
+    let identity = ClinicianIdentity::from_file_text(&text)
+        .map_err(|e| cfg("not a clinician identity file:", &e))?;
+    Ok(IdentityFile {
+        identity,
+        readable_by_others,
+    })
+}
+
+/// Writes a new identity file (mode 0600, atomically), refusing to
+/// overwrite one ([`aorta_base::fs::WriteError::Exists`]).
+pub fn write_identity(
+    path: &Path,
+    id: &ClinicianIdentity,
+) -> Result<(), aorta_base::fs::WriteError> {
+    aorta_base::fs::write_private_new(path, id.to_file_text().as_bytes())
+}
 
 /// One result a clinician opened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

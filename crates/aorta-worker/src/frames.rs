@@ -1,5 +1,6 @@
 //! Opening sealed device frames inside the attested worker.
 
+use aorta_crypto::refusal;
 use aorta_enclave::upload::CachedUploadFrames;
 use aorta_enclave::wire::{self, Message};
 use aorta_enclave::worker::WorkerFrame;
@@ -55,7 +56,7 @@ impl FrameOpen for SecureFrames {
         };
         let mut bytes = Vec::with_capacity(frame.len() + 16);
         wire::write_message(&mut bytes, &crossing).map_err(|e| Refused {
-            code: 296,
+            code: refusal::FRAME_BOUNDARY,
             reason: format!("boundary: {e}"),
         })?;
         // Worker side: decode, open, analyse.
@@ -63,12 +64,12 @@ impl FrameOpen for SecureFrames {
             .ok()
             .flatten()
             .ok_or_else(|| Refused {
-                code: 296,
+                code: refusal::FRAME_BOUNDARY,
                 reason: "boundary: message did not decode".into(),
             })?;
         let Message::SealedFrame { frame } = inside else {
             return Err(Refused {
-                code: 296,
+                code: refusal::FRAME_BOUNDARY,
                 reason: "boundary: unexpected message".into(),
             });
         };
@@ -82,7 +83,7 @@ impl FrameOpen for SecureFrames {
             (Message::FrameDone { .. }, Some((serial, t, ev))) => Ok((serial, t, ev?)),
             (Message::FrameRefused { code, reason }, _) => Err(Refused { code, reason }),
             _ => Err(Refused {
-                code: 298,
+                code: refusal::FRAME_OTHER,
                 reason: "worker gave no result for the frame".into(),
             }),
         }

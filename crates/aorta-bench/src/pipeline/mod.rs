@@ -31,7 +31,7 @@
 //! [`GroupCommit`]: aorta_server::http::ingest::GroupCommit
 //! [`check_header`]: aorta_server::http::ingest::check_header
 //! [`EcgJob`]: aorta_stream::job::EcgJob
-//! [`Ready`]: aorta_enclave::worker::Ready
+//! [`Ready`]: aorta_worker::client::Ready
 //! [`Broker`]: aorta_server::broker::Broker
 //! [`SecureFrames`]: aorta_worker::frames::SecureFrames
 //! [`SubscriberSealer`]: aorta_worker::seal::SubscriberSealer
@@ -134,8 +134,8 @@ pub fn run(cfg: &PipelineConfig, progress: &dyn Fn(&str)) -> anyhow::Result<Pipe
     let (bench, data) = prepare(cfg, frames_max.max(frames_paced), progress)?;
     let (work, temp) = work_dir(cfg)?;
     if cfg.keep.is_some() {
-        std::fs::write(
-            work.join("clinician.key"),
+        aorta_base::fs::write_private_atomic(
+            &work.join("clinician.key"),
             bench.identity.to_file_text().as_bytes(),
         )?;
     }

@@ -15,7 +15,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aorta_crypto::refusal;
 use aorta_enclave::evidence::{Evidence, Nonce, hex};
@@ -442,18 +442,10 @@ impl std::fmt::Debug for Broker {
     }
 }
 
-/// Unix seconds now.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl Broker {
     /// A broker with the system clock.
     pub fn new(policy: Policy, keys: Arc<dyn KeySource>) -> Self {
-        Self::with_clock(policy, keys, Box::new(unix_now))
+        Self::with_clock(policy, keys, Box::new(aorta_base::time::now_s))
     }
 
     /// A broker with a given clock (tests).

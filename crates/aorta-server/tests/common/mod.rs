@@ -260,8 +260,7 @@ pub fn serve_broker_tcp(
     dispatch: &tracing::Dispatch,
     connections: usize,
 ) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
-    s.clock
-        .store(aorta_server::broker::unix_now(), Ordering::SeqCst);
+    s.clock.store(aorta_base::time::now_s(), Ordering::SeqCst);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let b = Arc::clone(&s.broker);
