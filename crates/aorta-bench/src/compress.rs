@@ -125,25 +125,8 @@ fn mb_per_s(raw: u64, secs: f64) -> f64 {
 }
 
 fn record_names(db: &Path) -> anyhow::Result<Vec<String>> {
-    let list = db.join("RECORDS");
-    let mut names: Vec<String> = if list.exists() {
-        std::fs::read_to_string(&list)
-            .with_context(|| format!("reading {}", list.display()))?
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .collect()
-    } else {
-        std::fs::read_dir(db)
-            .with_context(|| format!("reading {}", db.display()))?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let p = e.path();
-                (p.extension()? == "hea").then(|| p.file_stem()?.to_str().map(str::to_owned))?
-            })
-            .collect()
-    };
+    let mut names = aorta_signal::wfdb::database_records(db)
+        .with_context(|| format!("reading the records of {}", db.display()))?;
     names.sort();
     if names.is_empty() {
         bail!("no records in {}", db.display());

@@ -9,8 +9,14 @@
 //! Each returns a typed report (`#[derive(Serialize)]`) that the `aorta` CLI
 //! prints as text or JSON: the CLI only parses flags and prints.
 //!
-//! It never defines a format, a key or a protocol of its own: it drives the
-//! library crates exactly as the deployed processes do, and measures them.
+//! It never defines a format, a key or a protocol of its own: frames, keys,
+//! calibration, the log writer, the worker's opening and sealing and the
+//! results are the library crates' own. Where a benchmark stands in for a
+//! part it does not measure, it says so: `bench pipeline`'s simulated
+//! devices seal with `aorta_crypto::frame::seal` under keys from one test
+//! slice (the device's rotation and secure element are not on the measured
+//! path), and the demo writes its policy and server configuration as the
+//! documented TOML files an operator would.
 #![deny(missing_docs)]
 
 pub mod compress;

@@ -14,7 +14,8 @@ mod common;
 use std::collections::HashMap;
 use std::path::Path;
 
-use aorta_crypto::results::{ClinicianIdentity, open_envelope, sealed_result_session_id, to_hex};
+use aorta_base::hex::encode as to_hex;
+use aorta_crypto::results::{ClinicianIdentity, open_envelope, sealed_result_session_id};
 use aorta_stream::results::FileResultStore;
 use common::{Run, shared_data};
 

@@ -137,7 +137,7 @@ fn worker_attests_to_broker_from_the_cli() {
     );
     // Nothing the host got from the worker process holds key bytes or hex.
     for k in [KEY1, KEY2, KEY9, KEYR] {
-        let raw = aorta_enclave::evidence::parse_hex(k).unwrap();
+        let raw = aorta_base::hex::decode(k.trim(), aorta_base::hex::Case::Any).unwrap();
         for stream in [&out.stdout, &out.stderr] {
             assert!(!stream.windows(32).any(|w| w == raw.as_slice()));
             assert!(!String::from_utf8_lossy(stream).contains(k));

@@ -209,7 +209,7 @@ fn worker_opens_registry_keyed_device_frames_end_to_end() {
         }
         // The broker opens the registry itself: the store is locked while open.
     }
-    scan.add_key(&aorta_enclave::evidence::parse_hex(RESULT_KEY).unwrap());
+    scan.add_key(&aorta_base::hex::decode(RESULT_KEY, aorta_base::hex::Case::Any).unwrap());
     for (_, samples) in &excerpts {
         for ch in samples {
             scan.add_samples(ch);

@@ -167,12 +167,10 @@ impl HttpsTransport {
     /// Connects to `server` (`https://host:port[/prefix]`), trusting the CA
     /// certificate(s) in the PEM file `ca_pem`.
     pub fn new(server: &str, ca_pem: &Path, opts: HttpOptions) -> Result<Self, DeviceError> {
-        let pem = std::fs::read(ca_pem).map_err(|error| DeviceError::Io {
-            path: ca_pem.to_path_buf(),
-            error,
+        let tls = aorta_api::client_tls_config_file(ca_pem).map_err(|e| match e {
+            aorta_api::ApiError::CaFile { path, error } => DeviceError::Io { path, error },
+            e => DeviceError::Config(format!("{}: {e}", ca_pem.display())),
         })?;
-        let tls = aorta_api::client_tls_config(&pem)
-            .map_err(|e| DeviceError::Config(format!("{}: {e}", ca_pem.display())))?;
         Self::with_tls(server, tls, opts)
     }
 

@@ -118,7 +118,7 @@ impl Nonce {
 
     /// The nonce as lowercase hex.
     pub fn to_hex(&self) -> String {
-        hex(&self.0)
+        aorta_base::hex::encode(&self.0)
     }
 }
 
@@ -156,7 +156,7 @@ impl Measurement {
 
     /// Lowercase hex.
     pub fn to_hex(&self) -> String {
-        hex(&self.0)
+        aorta_base::hex::encode(&self.0)
     }
 }
 
@@ -164,16 +164,6 @@ impl fmt::Debug for Measurement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Measurement({})", self.to_hex())
     }
-}
-
-/// Lowercase hex of `b`: the one hex encoder, [`aorta_base::hex::encode`],
-/// re-exported for this crate's users.
-pub use aorta_base::hex::encode as hex;
-
-/// Parses lowercase or uppercase hex, ignoring surrounding whitespace, with
-/// the strict [`aorta_base::hex`] rules (no sign, no `0x`).
-pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
-    aorta_base::hex::decode(s.trim(), aorta_base::hex::Case::Any).ok()
 }
 
 /// The header of a piece of evidence: everything bound into the report data.

@@ -16,7 +16,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::attest::sim_signed_message;
-use crate::evidence::{Backend, Evidence, EvidenceBody, Measurement, Nonce, hex};
+use aorta_base::hex::encode as hex;
+
+use crate::evidence::{Backend, Evidence, EvidenceBody, Measurement, Nonce};
 
 /// Largest clock difference tolerated for evidence dated in the future.
 pub const MAX_CLOCK_SKEW_SECS: u64 = 30;

@@ -29,7 +29,7 @@ impl fmt::Debug for WorkerKeypair {
         write!(
             f,
             "WorkerKeypair {{ public: {} }}",
-            crate::evidence::hex(&self.pk)
+            aorta_base::hex::encode(&self.pk)
         )
     }
 }

@@ -15,8 +15,9 @@
 
 use std::path::PathBuf;
 
+use aorta_base::hex::encode as hex;
 use aorta_enclave::attest::{Attester, SimAttester};
-use aorta_enclave::evidence::{Backend, Evidence, EvidenceClaims, Measurement, Nonce, hex};
+use aorta_enclave::evidence::{Backend, Evidence, EvidenceClaims, Measurement, Nonce};
 use aorta_enclave::keywrap::{KeyBundle, Secret32, open_bundle};
 use aorta_enclave::verify::{VerifierPolicy, verify};
 use aorta_enclave::wire::{self, Message, PROTOCOL_VERSION, Role};

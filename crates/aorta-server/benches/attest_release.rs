@@ -15,8 +15,9 @@
 
 use std::sync::Arc;
 
+use aorta_base::hex::encode as hex;
 use aorta_enclave::attest::{Attester, SimAttester};
-use aorta_enclave::evidence::{Backend, EvidenceClaims, Measurement, hex};
+use aorta_enclave::evidence::{Backend, EvidenceClaims, Measurement};
 use aorta_enclave::keywrap::{Secret32, open_bundle};
 use aorta_enclave::worker::WorkerKeypair;
 use aorta_server::broker::policy::Policy;

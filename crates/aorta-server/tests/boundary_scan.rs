@@ -88,7 +88,7 @@ impl Scanner {
         }
         for k in keys {
             binary.push(k.to_vec());
-            text.push(aorta_enclave::evidence::hex(k));
+            text.push(aorta_base::hex::encode(k));
             text.push(format!("{k:?}"));
         }
         Self { binary, text }

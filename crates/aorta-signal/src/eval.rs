@@ -589,15 +589,10 @@ pub fn record_list(db: &Path, explicit: &[String]) -> Result<Vec<String>, EvalEr
     if !explicit.is_empty() {
         return Ok(explicit.to_vec());
     }
-    let path = db.join("RECORDS");
-    let text =
-        std::fs::read_to_string(&path).map_err(|source| EvalError::RecordList { path, source })?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(String::from)
-        .collect())
+    crate::wfdb::database_records(db).map_err(|source| EvalError::RecordList {
+        path: db.join("RECORDS"),
+        source,
+    })
 }
 
 /// Runs `f` on every record; a record that fails is kept as a

@@ -77,9 +77,6 @@ pub fn decode_record(record: &[u8]) -> Result<(i64, &[u8]), StreamError> {
     Ok((r.arrival_us, r.frame))
 }
 
-/// Microseconds since the Unix epoch, now (the one clock of `aorta-base`).
-pub use aorta_base::time::now_us;
-
 /// A frame that could not be opened: a stable code and fixed text (never
 /// plaintext or key bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -486,7 +483,7 @@ where
     ) -> Result<BatchReport, StreamError> {
         let records = self.pipe.step(log, max)?;
         self.pipe.sync_results()?;
-        let now = now_us();
+        let now = aorta_base::time::now_us();
         let latencies_us = self
             .pipe
             .decoder_mut()

@@ -601,14 +601,10 @@ pub fn generate(
     format: RrFormat,
 ) -> Result<Vec<PathBuf>, StreamError> {
     use aorta_signal::wfdb::{read_annotations, read_header};
-    let names: Vec<String> = std::fs::read_to_string(db.join("RECORDS"))
-        .map_err(|error| StreamError::Io {
-            path: db.join("RECORDS"),
-            error,
-        })?
-        .split_whitespace()
-        .map(String::from)
-        .collect();
+    let names = aorta_signal::wfdb::database_records(db).map_err(|error| StreamError::Io {
+        path: db.join("RECORDS"),
+        error,
+    })?;
     if names.is_empty() {
         return Err(StreamError::Config(format!(
             "{}: RECORDS lists no record",

@@ -18,19 +18,19 @@ use super::{ASSIGNMENT, DemoConfig, SUBSCRIBER};
 /// (written into `work`); true for the sample.
 pub(crate) fn records(cfg: &DemoConfig, work: &Path) -> anyhow::Result<(Vec<PathBuf>, bool)> {
     let db = &cfg.db;
-    let list = std::fs::read_to_string(db.join("RECORDS")).ok();
-    if let Some(list) = list {
+    if let Ok(names) = aorta_signal::wfdb::database_records(db) {
         // A varied ward first (sinus rhythm, AF, ectopy, noise), then the rest.
         const FIRST: [&str; 8] = ["100", "203", "201", "208", "119", "105", "210", "106"];
-        let names: Vec<&str> = list
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect();
         let recs: Vec<PathBuf> = FIRST
             .iter()
-            .filter(|f| names.contains(f))
-            .chain(names.iter().filter(|n| !FIRST.contains(n)))
+            .copied()
+            .filter(|f| names.iter().any(|n| n == f))
+            .chain(
+                names
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|n| !FIRST.contains(n)),
+            )
             .map(|l| db.join(l))
             .collect();
         if !recs.is_empty() {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use aorta_crypto::frame::ChannelCalibration;
+use aorta_device::source::channel_calibration;
 
 /// One source signal the devices replay (two channels, digital units).
 pub(crate) struct Source {
@@ -42,23 +43,13 @@ pub(crate) fn load_db(db: &Path, want: usize, keep_s: f64) -> anyhow::Result<Vec
             continue;
         }
         let keep = ((keep_s * fs).ceil() as usize).min(s0.len()).min(s1.len());
-        let cal = |h: &aorta_signal::wfdb::SignalSpec| {
-            ChannelCalibration::new(
-                if h.gain.is_finite() && h.gain != 0.0 {
-                    h.gain
-                } else {
-                    200.0
-                },
-                h.baseline,
-                h.adc_zero,
-                u16::try_from(h.adc_resolution).unwrap_or(0),
-                &h.units,
-                &h.description,
-            )
+        // The device's one WFDB-header-to-calibration mapping.
+        let (Ok(c0), Ok(c1)) = (channel_calibration(h0), channel_calibration(h1)) else {
+            continue;
         };
         out.push(Source {
             fs,
-            calibration: vec![cal(h0), cal(h1)],
+            calibration: vec![c0, c1],
             channels: [
                 s0.get(..keep).unwrap_or_default().to_vec(),
                 s1.get(..keep).unwrap_or_default().to_vec(),

@@ -69,10 +69,6 @@ pub(crate) use checkpoint::SessionCheckpoint;
 pub(crate) use envelope::SessionEnvelope;
 pub(crate) use primitives::{SealedResult, SealedState};
 
-/// Lower-case hex of `b` (e.g. to name a session id): the one hex encoder,
-/// [`aorta_base::hex::encode`], re-exported where result readers look.
-pub use aorta_base::hex::encode as to_hex;
-
 /// Magic of a session envelope.
 pub const SESSION_MAGIC: [u8; 4] = *b"AORS";
 /// Magic of a sealed result.

@@ -1,6 +1,7 @@
 //! Tests of the results containers (moved with the split of `results.rs`).
 
 use super::*;
+use aorta_base::hex::encode as to_hex;
 use proptest::prelude::*;
 
 fn alice() -> ClinicianIdentity {

@@ -134,7 +134,7 @@ impl std::fmt::Debug for SimAttester {
         write!(
             f,
             "SimAttester {{ platform_key: {}, debug: {} }}",
-            crate::evidence::hex(&self.platform_public_key()),
+            aorta_base::hex::encode(&self.platform_public_key()),
             self.debug
         )
     }

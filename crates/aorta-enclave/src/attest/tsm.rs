@@ -18,7 +18,9 @@
 use std::path::{Path, PathBuf};
 
 use super::{AttestError, Attester, check_backend};
-use crate::evidence::{Backend, Evidence, EvidenceBody, EvidenceClaims, hex};
+use aorta_base::hex::encode as hex;
+
+use crate::evidence::{Backend, Evidence, EvidenceBody, EvidenceClaims};
 
 /// What a configfs-tsm entry returned.
 #[derive(Clone, Debug, PartialEq, Eq)]

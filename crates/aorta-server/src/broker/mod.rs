@@ -17,8 +17,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aorta_base::hex::encode as hex;
 use aorta_crypto::refusal;
-use aorta_enclave::evidence::{Evidence, Nonce, hex};
+use aorta_enclave::evidence::{Evidence, Nonce};
 use aorta_enclave::keywrap::{KeyBundle, Secret32, seal_bundle};
 use aorta_enclave::verify::{Refusal, verify};
 use aorta_enclave::wire::{self, Message, Role, WireError};
@@ -271,7 +272,8 @@ impl MemoryKeySource {
         ] {
             for (id, hexkey) in table.iter_mut() {
                 let b = zeroize::Zeroizing::new(
-                    aorta_enclave::evidence::parse_hex(hexkey).unwrap_or_default(),
+                    aorta_base::hex::decode(hexkey.trim(), aorta_base::hex::Case::Any)
+                        .unwrap_or_default(),
                 );
                 zeroize::Zeroize::zeroize(hexkey);
                 let k: [u8; 32] = b.as_slice().try_into().map_err(|_| {

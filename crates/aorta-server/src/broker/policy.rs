@@ -20,7 +20,6 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use aorta_enclave::Backend;
-use aorta_enclave::evidence::parse_hex;
 use aorta_enclave::verify::{TcbLevel, VerifierPolicy};
 use serde::Deserialize;
 
@@ -143,14 +142,16 @@ impl Policy {
         }
         let mut allowed_measurements = Vec::new();
         for m in &raw.allowed_measurements {
-            let b = parse_hex(m)
+            let b = aorta_base::hex::decode(m.trim(), aorta_base::hex::Case::Any)
+                .ok()
                 .filter(|b| !b.is_empty())
                 .ok_or_else(|| invalid("allowed_measurements", format!("not hex: {m:?}")))?;
             allowed_measurements.push(b);
         }
         let mut sim_platform_keys = Vec::new();
         for k in &raw.sim_platform_keys {
-            let b: [u8; 32] = parse_hex(k)
+            let b: [u8; 32] = aorta_base::hex::decode(k.trim(), aorta_base::hex::Case::Any)
+                .ok()
                 .and_then(|b| b.try_into().ok())
                 .ok_or_else(|| {
                     invalid(

@@ -15,8 +15,9 @@
 pub use std::sync::atomic::{AtomicU64, Ordering};
 pub use std::sync::{Arc, Mutex};
 
+pub use aorta_base::hex::encode as hex;
 pub use aorta_enclave::attest::{Attester, SimAttester};
-pub use aorta_enclave::evidence::{Backend, EvidenceBody, EvidenceClaims, Measurement, Nonce, hex};
+pub use aorta_enclave::evidence::{Backend, EvidenceBody, EvidenceClaims, Measurement, Nonce};
 pub use aorta_enclave::keywrap::{Secret32, open_bundle};
 pub use aorta_enclave::verify::Refusal;
 pub use aorta_enclave::worker::{self, WorkerKeypair};

@@ -293,6 +293,34 @@ fn read_file(path: &Path) -> Result<Vec<u8>, WfdbError> {
     })
 }
 
+/// The record names of a WFDB database directory: its `RECORDS` file (one
+/// name a line, in its order; blank lines and `#` comments skipped), or,
+/// without one, the stems of its `*.hea` files, sorted.
+pub fn database_records(db: &Path) -> std::io::Result<Vec<String>> {
+    match std::fs::read_to_string(db.join("RECORDS")) {
+        Ok(text) => Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(String::from)
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut names = Vec::new();
+            for entry in std::fs::read_dir(db)? {
+                let p = entry?.path();
+                if p.extension().is_some_and(|x| x == "hea")
+                    && let Some(stem) = p.file_stem().and_then(|s| s.to_str())
+                {
+                    names.push(stem.to_owned());
+                }
+            }
+            names.sort();
+            Ok(names)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Reads and parses a header file.
 pub fn read_header(path: impl AsRef<Path>) -> Result<Header, WfdbError> {
     let (hea, _) = record_paths(path.as_ref());
@@ -541,6 +569,22 @@ pub fn write_record_16(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_records_from_records_file_or_headers() {
+        let d = std::env::temp_dir().join(format!("aorta-db-records-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        for n in ["201", "100", "x"] {
+            std::fs::write(d.join(format!("{n}.hea")), "").unwrap();
+        }
+        std::fs::write(d.join("100.dat"), "").unwrap();
+        assert_eq!(database_records(&d).unwrap(), vec!["100", "201", "x"]);
+        std::fs::write(d.join("RECORDS"), "# ward\n203\n\n 100 \n").unwrap();
+        assert_eq!(database_records(&d).unwrap(), vec!["203", "100"]);
+        assert!(database_records(&d.join("missing")).is_err());
+        let _ = std::fs::remove_dir_all(&d);
+    }
 
     #[test]
     fn blocks_cover_every_sample_once() {
