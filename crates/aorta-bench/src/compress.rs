@@ -37,6 +37,16 @@ pub struct CompressReport {
     pub total: CodecSizes,
 }
 
+/// The size target of aorta's ECG codec against gzip level 6 (issue 3).
+pub const TARGET_RATIO_TO_GZIP: f64 = 0.60;
+
+impl CompressReport {
+    /// aorta's total size over gzip level 6's.
+    pub fn ratio_to_gzip(&self) -> f64 {
+        self.total.aorta.bytes as f64 / self.total.gzip6.bytes.max(1) as f64
+    }
+}
+
 /// One record's sizes.
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]

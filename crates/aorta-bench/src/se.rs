@@ -63,6 +63,13 @@ pub struct SeReport {
 }
 
 impl SeReport {
+    /// Throughput of `scheme` over AES-128-CBC's on the same input and
+    /// threads (the paper's comparison); `None` when CBC was not measured.
+    pub fn speedup_over_cbc(&self, scheme: &str, threads: usize, input: &str) -> Option<f64> {
+        let cbc = self.mb_per_s("aes-128-cbc", threads, input);
+        (cbc > 0.0).then(|| self.mb_per_s(scheme, threads, input) / cbc)
+    }
+
     /// MB/s of `scheme` on `input` with `threads` (0 when not measured).
     pub fn mb_per_s(&self, scheme: &str, threads: usize, input: &str) -> f64 {
         self.results

@@ -57,13 +57,12 @@ fn print_text(r: &SeReport) {
     }
     for name in &r.inputs {
         for &t in &r.thread_counts {
-            let get = |s: &str| r.mb_per_s(s, t, name);
-            let cbc = get("aes-128-cbc");
-            if cbc > 0.0 {
+            if let (Some(strong), Some(units)) = (
+                r.speedup_over_cbc("se-strong", t, name),
+                r.speedup_over_cbc("se-units", t, name),
+            ) {
                 println!(
-                    "{name}, {t} thread(s): se-strong / aes-128-cbc = {:.2}x, se-units / aes-128-cbc = {:.2}x",
-                    get("se-strong") / cbc,
-                    get("se-units") / cbc
+                    "{name}, {t} thread(s): se-strong / aes-128-cbc = {strong:.2}x, se-units / aes-128-cbc = {units:.2}x"
                 );
             }
         }

@@ -4,13 +4,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
-use aorta_bench::demo::{
-    ASSIGNMENT, DemoConfig, DemoOutcome, DemoReport, SUBSCRIBER, SampleRecord,
-};
+use aorta_bench::demo::{DemoConfig, DemoOutcome, DemoReport, SampleRecord};
 use aorta_device::agent::Speed;
 
 /// The sample shipped in the binary, used when the MIT-BIH folder is absent
@@ -60,14 +56,6 @@ pub struct DemoArgs {
     setup_only: bool,
 }
 
-/// SIGINT and SIGTERM stop the devices (then the demo ends as usual).
-fn watch_stop(stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone())?;
-    }
-    Ok(())
-}
-
 pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let speed: Speed = a.speed.parse()?;
     let cfg = DemoConfig {
@@ -87,31 +75,24 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
                 signal,
             })
             .collect(),
-        watch_stop,
+        watch_stop: crate::stop_on_signals,
     };
     match aorta_bench::demo::run(&cfg, &|s| eprintln!("{s}"))? {
-        DemoOutcome::SetupOnly { dir, record } => {
-            print_setup(&dir, &record);
+        DemoOutcome::SetupOnly { dir, commands, .. } => {
+            print_setup(&dir, &commands);
             Ok(ExitCode::SUCCESS)
         }
         DemoOutcome::Ran(r) => finish(&r, a.json),
     }
 }
 
-fn print_setup(dir: &std::path::Path, record: &str) {
+fn print_setup(dir: &std::path::Path, commands: &[String]) {
     let w = dir.display();
     println!("set up in {w}. Run each part in its own terminal, from {w}:");
     println!();
-    println!("  aorta server --config server.toml");
-    println!(
-        "  aorta worker stream --backend sim --broker BROKER_ADDR --assignment {ASSIGNMENT} \\"
-    );
-    println!("      --sim-platform-key sim-platform.key --server https://ADDR \\");
-    println!("      --ca server/cert.pem --token-file server/worker.token");
-    println!("  aorta device run --device devices/DEMO-0001 --record {record} \\");
-    println!("      --server https://ADDR --ca server/cert.pem --speed 10");
-    println!("  aorta results fetch --server https://ADDR --ca server/cert.pem \\");
-    println!("      --identity clinician.key --subscriber {SUBSCRIBER}");
+    for c in commands {
+        println!("  {c}");
+    }
     println!();
     println!("ADDR and BROKER_ADDR: what `aorta server` prints. server.toml listens on ephemeral");
     println!("ports (127.0.0.1:0); set `listen` and `broker_listen` to fixed ones to keep them.");

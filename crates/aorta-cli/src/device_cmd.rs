@@ -211,21 +211,6 @@ fn seal(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Raises `stop` on SIGINT/SIGTERM; a second signal exits at once with 130.
-/// (One flag can stop many agent threads, as in `aorta demo`.)
-pub fn install_stop_signals() -> anyhow::Result<Arc<AtomicBool>> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [SIGINT, SIGTERM] {
-        // Order matters: the conditional exit sees the flag the first
-        // signal set, so only a second signal exits immediately.
-        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
-            .context("installing the signal handler")?;
-        signal_hook::flag::register(sig, stop.clone()).context("installing the signal handler")?;
-    }
-    Ok(stop)
-}
-
 /// `aorta device run`.
 #[allow(
     clippy::too_many_arguments,
@@ -246,7 +231,8 @@ fn stream(
     let serial = aorta_crypto::keys::KeyPrf::serial(sealer.secure_element()).to_owned();
     let mut queue = dir.open_queue(QueueLimits::default())?;
     let resumed = queue.len();
-    let stop = install_stop_signals()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    crate::stop_on_signals(&stop)?;
     let pace = match config.speed {
         Speed::Max if matches!(input, Input::Follow { .. }) => "as the samples arrive".to_owned(),
         Speed::Max => "as fast as possible".to_owned(),

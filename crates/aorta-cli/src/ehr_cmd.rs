@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use aorta_base::fs::write_private_atomic;
 use aorta_crypto::selective::{HeaderRule, KdfParams, Mode, ProtectOptions, RecordId};
-use aorta_vault::audit::Entry;
+use aorta_vault::audit::AuditReport;
 use aorta_vault::grant::Identity;
 use aorta_vault::inputs;
 use aorta_vault::rules::{RevokeTarget, ShareOptions};
@@ -157,13 +157,6 @@ fn checked<T>(r: Result<T, VaultError>, refusal: Blame) -> anyhow::Result<Result
         }
         Err(e) => Err(e.into()),
     }
-}
-
-/// `ehr audit --json`.
-#[derive(serde::Serialize)]
-struct AuditReport<'a> {
-    verified: bool,
-    entries: &'a [Entry],
 }
 
 /// Runs one `aorta ehr` command.

@@ -62,10 +62,6 @@ pub fn run(args: HrvArgs) -> anyhow::Result<ExitCode> {
     };
     match (&args.record, &args.rr) {
         (Some(record), _) => {
-            anyhow::ensure!(
-                args.window.is_finite() && args.window >= 10.0,
-                "--window must be at least 10 seconds"
-            );
             let report = record_hrv(record, args.lead, args.window, &rule, &opts)?;
             crate::show(&report, args.json, |r| print!("{}", record_table(r)))?;
         }

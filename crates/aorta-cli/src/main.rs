@@ -131,6 +131,24 @@ pub(crate) fn show<R: serde::Serialize>(
     Ok(())
 }
 
+/// Raises `stop` on the first SIGINT or SIGTERM (the command then ends
+/// cleanly: devices leave unsent frames queued, the worker writes its last
+/// checkpoint); a second one exits at once with status 130.
+pub(crate) fn stop_on_signals(
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    for sig in [SIGINT, SIGTERM] {
+        // Order matters: the conditional exit sees the flag the first
+        // signal set, so only a second signal exits immediately.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
+            .context("installing the signal handler")?;
+        signal_hook::flag::register(sig, stop.clone()).context("installing the signal handler")?;
+    }
+    Ok(())
+}
+
 /// Logs to stderr (stdout may carry protocol or JSON), INFO or DEBUG.
 pub(crate) fn init_logging(verbose: bool) {
     let level = if verbose {

@@ -6,7 +6,10 @@ use std::process::ExitCode;
 use aorta_enclave::attest::SimAttester;
 use aorta_enclave::evidence::Backend;
 use aorta_worker::WorkerError;
-use aorta_worker::attest::{AttestOptions, attest, resolve_backend};
+use aorta_worker::attest::{
+    AttestOptions, BrokerRefusal, MeasureReport, PlatformReport, RefusedReport, attest,
+    resolve_backend,
+};
 use aorta_worker::run::{RunStatus, StreamOptions, serve_host, stream};
 
 /// `aorta worker` subcommands.
@@ -123,30 +126,6 @@ impl AttestArgs {
     }
 }
 
-/// `{"measurement": …}`.
-#[derive(serde::Serialize)]
-struct MeasureReport {
-    measurement: String,
-}
-
-/// `{"platform_key": …}`.
-#[derive(serde::Serialize)]
-struct PlatformReport {
-    platform_key: String,
-}
-
-/// `{"refused": {"code", "reason"}}`.
-#[derive(serde::Serialize)]
-struct RefusedReport {
-    refused: Refusal,
-}
-
-#[derive(serde::Serialize)]
-struct Refusal {
-    code: u16,
-    reason: String,
-}
-
 pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         WorkerCmd::Measure { config, json } => {
@@ -181,7 +160,7 @@ pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
                     eprintln!("refused by the key broker (code {code}): {reason}");
                     if json {
                         let r = RefusedReport {
-                            refused: Refusal { code, reason },
+                            refused: BrokerRefusal { code, reason },
                         };
                         println!("{}", serde_json::to_string(&r)?);
                     }
@@ -235,9 +214,7 @@ pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
         } => {
             crate::init_logging(false);
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-                signal_hook::flag::register(sig, stop.clone())?;
-            }
+            crate::stop_on_signals(&stop)?;
             let o = StreamOptions {
                 attest: a.options()?,
                 server,

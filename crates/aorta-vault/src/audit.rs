@@ -69,6 +69,15 @@ struct Body<'a> {
     detail: &'a str,
 }
 
+/// `aorta ehr audit --json`: the log's entries once its chain verified.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AuditReport<'a> {
+    /// Always true: a log that fails verification gives no report.
+    pub verified: bool,
+    /// The entries, oldest first.
+    pub entries: &'a [Entry],
+}
+
 /// One audit entry.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

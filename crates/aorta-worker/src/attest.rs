@@ -41,6 +41,39 @@ pub fn resolve_backend(name: &str) -> Result<Backend, WorkerError> {
     }
 }
 
+/// `aorta worker measure`'s report: the measurement a policy lists in
+/// `allowed_measurements` for sim workers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MeasureReport {
+    /// Hex of the measurement (binary and configuration).
+    pub measurement: String,
+}
+
+/// `aorta worker sim-platform`'s report: what a policy lists in
+/// `sim_platform_keys`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PlatformReport {
+    /// Hex of the sim platform's Ed25519 public key.
+    pub platform_key: String,
+}
+
+/// A key broker's refusal as a worker reports it (`{"refused": {"code",
+/// "reason"}}`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RefusedReport {
+    /// The refusal.
+    pub refused: BrokerRefusal,
+}
+
+/// A refusal code from `aorta_crypto::refusal` and its reason.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BrokerRefusal {
+    /// The code.
+    pub code: u16,
+    /// The reason.
+    pub reason: String,
+}
+
 /// An attested worker with its keys, backend and measurement.
 pub struct Attested {
     /// The worker holding the released keys.

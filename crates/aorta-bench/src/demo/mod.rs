@@ -98,6 +98,9 @@ pub enum DemoOutcome {
         dir: PathBuf,
         /// The first record a device would replay.
         record: String,
+        /// The commands that run each part, from `dir`, each on its own
+        /// terminal (`ADDR`, `BROKER_ADDR`: what `aorta server` prints).
+        commands: Vec<String>,
     },
     /// The demo ran.
     Ran(Box<DemoReport>),
@@ -205,7 +208,12 @@ pub fn run(cfg: &DemoConfig, say: &dyn Fn(&str)) -> anyhow::Result<DemoOutcome> 
             .first()
             .map(|p| p.display().to_string())
             .unwrap_or_default();
-        return Ok(DemoOutcome::SetupOnly { dir: work, record });
+        let commands = setup::commands(&record);
+        return Ok(DemoOutcome::SetupOnly {
+            dir: work,
+            record,
+            commands,
+        });
     }
     say(&format!(
         "  provisioned {} device(s) with {} factory keys each; clinician identity and broker policy written to {}",

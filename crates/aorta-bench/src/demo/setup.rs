@@ -122,3 +122,20 @@ fn provision(cfg: &DemoConfig, work: &Path) -> anyhow::Result<Vec<String>> {
     }
     Ok(serials)
 }
+
+/// The commands that run each part of a set-up demo by hand, from its
+/// directory: the file names are the ones [`super::run`] wrote there.
+pub(crate) fn commands(record: &str) -> Vec<String> {
+    vec![
+        "aorta server --config server.toml".into(),
+        format!(
+            "aorta worker stream --backend sim --broker BROKER_ADDR --assignment {ASSIGNMENT} \\\n      --sim-platform-key sim-platform.key --server https://ADDR \\\n      --ca server/cert.pem --token-file server/worker.token"
+        ),
+        format!(
+            "aorta device run --device devices/DEMO-0001 --record {record} \\\n      --server https://ADDR --ca server/cert.pem --speed 10"
+        ),
+        format!(
+            "aorta results fetch --server https://ADDR --ca server/cert.pem \\\n      --identity clinician.key --subscriber {SUBSCRIBER}"
+        ),
+    ]
+}

@@ -87,7 +87,9 @@ pub use nn::{
     SUCCESSIVE_TOLERANCE_MS, windows_from_beats,
 };
 pub use nonlinear::{NonLinear, sample_entropy};
-pub use record::{RecordHrvError, RecordHrvReport, WindowHrv, WindowResult, record_hrv};
+pub use record::{
+    MIN_WINDOW_S, RecordHrvError, RecordHrvReport, WindowHrv, WindowResult, record_hrv,
+};
 pub use rrtext::{RrLine, RrParseError, parse_rr_lines, parse_rr_text};
 pub use text::{RrFileError, record_table, report_table, rr_file_hrv};
 pub use time::TimeDomain;

@@ -31,7 +31,17 @@ pub enum RecordHrvError {
     /// The beats cannot be cut into windows.
     #[error(transparent)]
     Hrv(#[from] HrvError),
+    /// The window is shorter than [`MIN_WINDOW_S`] (or not a number).
+    #[error("the window must be at least {MIN_WINDOW_S} seconds, not {window_s}")]
+    Window {
+        /// The window asked for (s).
+        window_s: f64,
+    },
 }
+
+/// Shortest HRV window a record is cut into (s): shorter windows hold too
+/// few beats for the frequency domain's lowest band to mean anything.
+pub const MIN_WINDOW_S: f64 = 10.0;
 
 /// HRV of one window, or why it has none.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -77,7 +87,7 @@ pub struct RecordHrvReport {
 }
 
 /// Reads the record at `path`, detects beats on signal `lead` and reports
-/// HRV per `window_s`-second window.
+/// HRV per `window_s`-second window (at least [`MIN_WINDOW_S`]).
 pub fn record_hrv(
     path: &Path,
     lead: usize,
@@ -85,6 +95,9 @@ pub fn record_hrv(
     rule: &ArtefactRule,
     opts: &HrvOptions,
 ) -> Result<RecordHrvReport, RecordHrvError> {
+    if !(window_s.is_finite() && window_s >= MIN_WINDOW_S) {
+        return Err(RecordHrvError::Window { window_s });
+    }
     let rec = Record::read(path)?;
     let fs = rec.fs();
     let signal = rec.physical(lead).ok_or_else(|| RecordHrvError::NoSignal {
@@ -148,6 +161,21 @@ mod tests {
             text.starts_with(r#"{"start_s":0.0,"end_s":300.0,"hrv":{"n_rr":300,"#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn short_windows_are_refused_before_reading() {
+        for w in [9.99, 0.0, -1.0, f64::NAN] {
+            let err = record_hrv(
+                Path::new("/nonexistent/aorta/rec"),
+                0,
+                w,
+                &ArtefactRule::default(),
+                &HrvOptions::default(),
+            )
+            .unwrap_err();
+            assert!(matches!(err, RecordHrvError::Window { .. }), "{err}");
+        }
     }
 
     #[test]
