@@ -163,9 +163,9 @@ pub fn decode_log_records(body: &[u8]) -> Result<Vec<Vec<u8>>, ApiError> {
 /// exactly. Not a stable API.
 #[doc(hidden)]
 pub mod fuzzing {
-    /// A `GET /v1/log` answer body.
-    pub fn log_body(data: &[u8]) -> bool {
-        aorta_base::codec::fuzz_exact::<crate::LogRecords<'_>>(data)
+    aorta_base::fuzz_entry_points! {
+        /// A `GET /v1/log` answer body.
+        log_body: crate::LogRecords<'_>;
     }
 }
 

@@ -358,6 +358,22 @@ pub fn fuzz_exact<'a, T: Decode<'a> + Encode>(data: &'a [u8]) -> bool {
     true
 }
 
+/// Declares a format crate's fuzzing entry points: for each `name: Type;`
+/// (with its doc comment), `pub fn name(data: &[u8]) -> bool` running
+/// [`fuzz_exact`] over `Type`. The fuzz targets in `fuzz/` and the crates'
+/// mutation tests call them.
+#[macro_export]
+macro_rules! fuzz_entry_points {
+    ($($(#[$attr:meta])* $name:ident: $ty:ty;)*) => {
+        $(
+            $(#[$attr])*
+            pub fn $name(data: &[u8]) -> bool {
+                $crate::codec::fuzz_exact::<$ty>(data)
+            }
+        )*
+    };
+}
+
 /// For fuzz tests: every truncation of `b`, every single-bit flip of its
 /// first `flip_limit` bytes, and `b` with one zero byte appended.
 pub fn mutations(b: &[u8], flip_limit: usize) -> Vec<Vec<u8>> {

@@ -37,61 +37,39 @@ pub mod selective;
 /// (the bug a fuzzer looks for). Not a stable API.
 #[doc(hidden)]
 pub mod fuzzing {
-    use aorta_base::codec::fuzz_exact;
+    aorta_base::fuzz_entry_points! {
+        /// An upload frame's layout (`AOFR`, not opened).
+        frame: crate::frame::ParsedFrame<'_>;
 
-    /// An upload frame's layout (`AOFR`, not opened).
-    pub fn frame(data: &[u8]) -> bool {
-        fuzz_exact::<crate::frame::ParsedFrame<'_>>(data)
-    }
+        /// One frame calibration entry (inside an opened frame's payload).
+        calibration: crate::frame::ChannelCalibration;
 
-    /// One frame calibration entry (inside an opened frame's payload).
-    pub fn calibration(data: &[u8]) -> bool {
-        fuzz_exact::<crate::frame::ChannelCalibration>(data)
-    }
+        /// A renegotiation offer (message 1, not authenticated).
+        reneg_offer: crate::reneg::Offer;
 
-    /// A renegotiation offer (message 1, not authenticated).
-    pub fn reneg_offer(data: &[u8]) -> bool {
-        fuzz_exact::<crate::reneg::Offer>(data)
-    }
+        /// A renegotiation reply (message 2, not authenticated).
+        reneg_reply: crate::reneg::Reply;
 
-    /// A renegotiation reply (message 2, not authenticated).
-    pub fn reneg_reply(data: &[u8]) -> bool {
-        fuzz_exact::<crate::reneg::Reply>(data)
-    }
+        /// A vault public fragment (`.aosp`, checksum checked).
+        vault_public: crate::selective::container::PublicFragment<'_>;
 
-    /// A vault public fragment (`.aosp`, checksum checked).
-    pub fn vault_public(data: &[u8]) -> bool {
-        fuzz_exact::<crate::selective::container::PublicFragment<'_>>(data)
-    }
+        /// A vault private fragment's header and sealed payload (`.aosr`, not
+        /// opened).
+        vault_private: crate::selective::container::PrivateFragment<'_>;
 
-    /// A vault private fragment's header and sealed payload (`.aosr`, not
-    /// opened).
-    pub fn vault_private(data: &[u8]) -> bool {
-        fuzz_exact::<crate::selective::container::PrivateFragment<'_>>(data)
-    }
+        /// Vault recovery material (`.aosm`).
+        vault_material: crate::selective::container::RecoveryMaterial;
 
-    /// Vault recovery material (`.aosm`).
-    pub fn vault_material(data: &[u8]) -> bool {
-        fuzz_exact::<crate::selective::container::RecoveryMaterial>(data)
-    }
+        /// A session envelope's layout (`AORS`, not opened).
+        session_envelope: crate::results::SessionEnvelope<'_>;
 
-    /// A session envelope's layout (`AORS`, not opened).
-    pub fn session_envelope(data: &[u8]) -> bool {
-        fuzz_exact::<crate::results::SessionEnvelope<'_>>(data)
-    }
+        /// A sealed result's layout (`AORR`, not opened).
+        sealed_result: crate::results::SealedResult<'_>;
 
-    /// A sealed result's layout (`AORR`, not opened).
-    pub fn sealed_result(data: &[u8]) -> bool {
-        fuzz_exact::<crate::results::SealedResult<'_>>(data)
-    }
+        /// Sealed state's layout (`AOST`, not opened).
+        sealed_state: crate::results::SealedState<'_>;
 
-    /// Sealed state's layout (`AOST`, not opened).
-    pub fn sealed_state(data: &[u8]) -> bool {
-        fuzz_exact::<crate::results::SealedState<'_>>(data)
-    }
-
-    /// A result session checkpoint (the plaintext kept in sealed state).
-    pub fn session_checkpoint(data: &[u8]) -> bool {
-        fuzz_exact::<crate::results::SessionCheckpoint<'_>>(data)
+        /// A result session checkpoint (the plaintext kept in sealed state).
+        session_checkpoint: crate::results::SessionCheckpoint<'_>;
     }
 }

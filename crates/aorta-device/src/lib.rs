@@ -51,16 +51,12 @@ pub use dir::DeviceDir;
 /// (the bug a fuzzer looks for). Not a stable API.
 #[doc(hidden)]
 pub mod fuzzing {
-    use aorta_base::codec::fuzz_exact;
+    aorta_base::fuzz_entry_points! {
+        /// A file key store (`se.key`), checksum checked.
+        key_store: crate::se::KeyStoreFile<'_>;
 
-    /// A file key store (`se.key`), checksum checked.
-    pub fn key_store(data: &[u8]) -> bool {
-        fuzz_exact::<crate::se::KeyStoreFile<'_>>(data)
-    }
-
-    /// A key-rotation state file (`rotation.state`).
-    pub fn rotation_state(data: &[u8]) -> bool {
-        fuzz_exact::<crate::rotation::RotationState>(data)
+        /// A key-rotation state file (`rotation.state`).
+        rotation_state: crate::rotation::RotationState;
     }
 }
 

@@ -87,21 +87,15 @@ pub mod worker;
 /// (the bug a fuzzer looks for). Not a stable API.
 #[doc(hidden)]
 pub mod fuzzing {
-    use aorta_base::codec::fuzz_exact;
+    aorta_base::fuzz_entry_points! {
+        /// Attestation evidence ([`crate::evidence::Evidence`]).
+        evidence: crate::evidence::Evidence;
 
-    /// Attestation evidence ([`crate::evidence::Evidence`]).
-    pub fn evidence(data: &[u8]) -> bool {
-        fuzz_exact::<crate::evidence::Evidence>(data)
-    }
+        /// One framed worker-protocol message ([`crate::wire::Message`]).
+        message: crate::wire::Message;
 
-    /// One framed worker-protocol message ([`crate::wire::Message`]).
-    pub fn message(data: &[u8]) -> bool {
-        fuzz_exact::<crate::wire::Message>(data)
-    }
-
-    /// A plaintext key bundle ([`crate::keywrap::KeyBundle`]).
-    pub fn key_bundle(data: &[u8]) -> bool {
-        fuzz_exact::<crate::keywrap::KeyBundle>(data)
+        /// A plaintext key bundle ([`crate::keywrap::KeyBundle`]).
+        key_bundle: crate::keywrap::KeyBundle;
     }
 }
 

@@ -47,26 +47,18 @@ mod store;
 /// round trip (the bug a fuzzer looks for). Not a stable API.
 #[doc(hidden)]
 pub mod fuzzing {
-    use aorta_base::codec::fuzz_exact;
+    aorta_base::fuzz_entry_points! {
+        /// A device record (`devices` table).
+        device_record: crate::store::DeviceRecord;
 
-    /// A device record (`devices` table).
-    pub fn device_record(data: &[u8]) -> bool {
-        fuzz_exact::<crate::store::DeviceRecord>(data)
-    }
+        /// A device's frame acceptance state (`frame_state` table).
+        frame_state: crate::store::FrameState;
 
-    /// A device's frame acceptance state (`frame_state` table).
-    pub fn frame_state(data: &[u8]) -> bool {
-        fuzz_exact::<crate::store::FrameState>(data)
-    }
+        /// An allocation-map value (`alloc` table).
+        alloc_record: crate::store::AllocRecord;
 
-    /// An allocation-map value (`alloc` table).
-    pub fn alloc_record(data: &[u8]) -> bool {
-        fuzz_exact::<crate::store::AllocRecord>(data)
-    }
-
-    /// A device's renegotiation history (`reneg` table).
-    pub fn reneg_history(data: &[u8]) -> bool {
-        fuzz_exact::<crate::reneg::RenegHistory>(data)
+        /// A device's renegotiation history (`reneg` table).
+        reneg_history: crate::reneg::RenegHistory;
     }
 }
 

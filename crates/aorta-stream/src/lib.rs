@@ -81,16 +81,12 @@ pub mod window;
 /// (the bug a fuzzer looks for). Not a stable API.
 #[doc(hidden)]
 pub mod fuzzing {
-    use aorta_base::codec::fuzz_exact;
+    aorta_base::fuzz_entry_points! {
+        /// A log file's record header (length and CRC-32).
+        record_header: crate::log::RecordHeader;
 
-    /// A log file's record header (length and CRC-32).
-    pub fn record_header(data: &[u8]) -> bool {
-        fuzz_exact::<crate::log::RecordHeader>(data)
-    }
-
-    /// A log record (arrival time and frame).
-    pub fn log_record(data: &[u8]) -> bool {
-        fuzz_exact::<crate::job::LogRecord<'_>>(data)
+        /// A log record (arrival time and frame).
+        log_record: crate::job::LogRecord<'_>;
     }
 }
 

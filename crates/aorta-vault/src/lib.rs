@@ -66,37 +66,14 @@ pub use rules::EhrVault;
 /// fuzzers and the mutation tests (not a stable API).
 #[doc(hidden)]
 pub mod fuzzing {
-    use aorta_base::codec::{Decode, Encode};
+    aorta_base::fuzz_entry_points! {
+        /// `AOSD` dispersal shard.
+        shard: crate::dispersal::Shard<'_>;
 
-    /// Returns whether `data` decodes as `T`; if it does, panics unless
-    /// re-encoding gives back exactly `data` (the vault formats are
-    /// canonical: every byte is a field or is checked).
-    #[allow(
-        clippy::panic,
-        reason = "a fuzz oracle reports a broken round trip by panicking"
-    )]
-    fn canonical<'a, T: Decode<'a> + Encode>(data: &'a [u8]) -> bool {
-        let Ok(v) = T::from_bytes(data) else {
-            return false;
-        };
-        if v.to_bytes() != data {
-            panic!("encode(decode(x)) differs from x");
-        }
-        true
-    }
+        /// `AOSG` grant (header, encapsulated key, sealed material; not opened).
+        grant: crate::grant::Grant<'_>;
 
-    /// `AOSD` dispersal shard.
-    pub fn shard(data: &[u8]) -> bool {
-        canonical::<crate::dispersal::Shard<'_>>(data)
-    }
-
-    /// `AOSG` grant (header, encapsulated key, sealed material; not opened).
-    pub fn grant(data: &[u8]) -> bool {
-        canonical::<crate::grant::Grant<'_>>(data)
-    }
-
-    /// The 88-byte `AOSG` grant header alone.
-    pub fn grant_header(data: &[u8]) -> bool {
-        canonical::<crate::grant::GrantHeader>(data)
+        /// The 88-byte `AOSG` grant header alone.
+        grant_header: crate::grant::GrantHeader;
     }
 }
