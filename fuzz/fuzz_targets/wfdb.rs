@@ -5,17 +5,6 @@
 use aorta_signal::wfdb::{Format, decode, parse_annotations, parse_header};
 use libfuzzer_sys::fuzz_target;
 
-const FORMATS: [Format; 8] = [
-    Format::F80,
-    Format::F16,
-    Format::F61,
-    Format::F24,
-    Format::F32,
-    Format::F212,
-    Format::F310,
-    Format::F311,
-];
-
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else {
         return;
@@ -30,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
             let _ = parse_annotations(rest);
         }
         _ => {
-            let format = FORMATS[usize::from(pick / 3) % FORMATS.len()];
+            let format = Format::ALL[usize::from(pick / 3) % Format::ALL.len()];
             // At most as many samples as the bytes could hold, and a few more
             // to reach the "too short" paths.
             let _ = decode(format, rest, rest.len() * 2 + 3);

@@ -374,6 +374,24 @@ macro_rules! fuzz_entry_points {
     };
 }
 
+/// For fuzz tests: the committed test vectors of one format, the files of
+/// `dir` whose extension is `ext`, sorted by path.
+pub fn vector_files(
+    dir: &std::path::Path,
+    ext: &str,
+) -> std::io::Result<Vec<(std::path::PathBuf, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let p = entry?.path();
+        if p.extension().is_some_and(|e| e == ext) {
+            let b = std::fs::read(&p)?;
+            out.push((p, b));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// For fuzz tests: every truncation of `b`, every single-bit flip of its
 /// first `flip_limit` bytes, and `b` with one zero byte appended.
 pub fn mutations(b: &[u8], flip_limit: usize) -> Vec<Vec<u8>> {

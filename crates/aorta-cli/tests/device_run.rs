@@ -1,7 +1,8 @@
 //! `aorta device run` through the real binary. With the server unreachable:
 //! every sealed frame lands in DEVICE/queue (nothing lost offline), a second
 //! run keeps them ahead of its own, and SIGINT/SIGTERM stop cleanly (exit 0,
-//! unsent frames on disk). With a minimal HTTPS ingest in the test (rustls,
+//! unsent frames on disk); a second signal during a hung upload exits at once
+//! (130) and still loses no frame. With a minimal HTTPS ingest in the test (rustls,
 //! HTTP/1.1, frames accepted by the real key registry, the protocol of
 //! docs/device-agent.md): a run stopped during an outage is resumed by the
 //! next, which uploads the old frames first; the server ends up with every
@@ -378,4 +379,45 @@ fn a_stopped_run_during_an_outage_is_resumed_and_every_sample_arrives_once() {
         got.extend(samples);
     }
     assert_eq!(got, signal());
+}
+
+/// An operator's second Ctrl-C while the first waits for an upload: the
+/// process exits at once with 130, and every sealed frame is still queued.
+#[test]
+fn a_second_signal_exits_at_once_with_130_and_loses_nothing() {
+    if !have_kill() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    setup(d);
+    // A server that accepts connections and never answers: the upload stays
+    // in flight until the client's timeouts.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://127.0.0.1:{}", l.local_addr().unwrap().port());
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let h = held.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            h.lock().unwrap().push(s);
+        }
+    });
+    let mut child = Run::new(run_args(&url, &["--speed", "max"]))
+        .cwd(d)
+        .spawn(Stdio::piped());
+    wait_until("an upload in flight", Duration::from_secs(30), || {
+        !held.lock().unwrap().is_empty()
+    });
+    assert!(child.signal("-INT"));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !child.exited(),
+        "the first signal waits for the upload in flight"
+    );
+    assert!(child.signal("-INT"));
+    wait_until("exit on the second signal", Duration::from_secs(5), || {
+        child.exited()
+    });
+    assert_eq!(child.wait_output().status.code(), Some(130));
+    assert!(!queued(d).is_empty(), "sealed frames stay queued");
 }

@@ -17,16 +17,7 @@ fn vectors(dir: &str, ext: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../docs/vectors")
         .join(dir);
-    let mut out: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == ext))
-        .map(|p| {
-            let b = std::fs::read(&p).unwrap();
-            (p, b)
-        })
-        .collect();
-    out.sort();
+    let out = aorta_base::codec::vector_files(&dir, ext).unwrap();
     assert!(!out.is_empty(), "no .{ext} vectors in {}", dir.display());
     out
 }

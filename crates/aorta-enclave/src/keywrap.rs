@@ -308,6 +308,29 @@ mod tests {
         b
     }
 
+    /// The broker must never release a subscriber the worker cannot seal
+    /// results to: every identifier a bundle carries fits the results
+    /// format, and one byte more is refused on both sides.
+    #[test]
+    fn every_subscriber_a_bundle_names_can_be_sealed_to() {
+        use aorta_crypto::results::{ClinicianIdentity, ResultSession};
+        let pk = ClinicianIdentity::generate().unwrap().public();
+        let longest = "s".repeat(MAX_ID_LEN);
+        let mut b = bundle();
+        b.result_keys
+            .push((longest.clone(), Secret32::from_bytes([4; 32])));
+        let decoded = KeyBundle::decode(&b.encode().unwrap()).unwrap();
+        assert!(decoded.result_keys.iter().any(|(id, _)| *id == longest));
+        assert!(ResultSession::open_new(&longest, &pk).is_ok());
+
+        let too_long = "s".repeat(MAX_ID_LEN + 1);
+        let mut b = bundle();
+        b.result_keys
+            .push((too_long.clone(), Secret32::from_bytes([4; 32])));
+        assert!(matches!(b.encode(), Err(KeyWrapError::TooLarge { .. })));
+        assert!(ResultSession::open_new(&too_long, &pk).is_err());
+    }
+
     #[test]
     fn bundle_round_trip_and_truncations() {
         let b = bundle();

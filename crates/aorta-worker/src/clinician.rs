@@ -15,9 +15,6 @@ use serde::{Deserialize, Serialize};
 use crate::WorkerError;
 use crate::server::Server;
 
-/// Largest identity file read (the text form is well under 1 KiB).
-const MAX_IDENTITY_FILE: u64 = 64 * 1024;
-
 /// A clinician identity read from its file.
 pub struct IdentityFile {
     /// The identity.
@@ -28,7 +25,8 @@ pub struct IdentityFile {
 }
 
 /// Reads and parses a clinician identity file (`aorta clinician keygen`),
-/// at most 64 KiB of it.
+/// reading at most one byte more than
+/// [`aorta_crypto::results::MAX_IDENTITY_FILE_LEN`].
 pub fn read_identity(path: &Path) -> Result<IdentityFile, WorkerError> {
     let cfg = |what: &str, e: &dyn std::fmt::Display| {
         WorkerError::Config(format!("{what} {}: {e}", path.display()))
@@ -48,7 +46,9 @@ pub fn read_identity(path: &Path) -> Result<IdentityFile, WorkerError> {
         }
     }
     let mut text = Zeroizing::new(String::new());
-    f.take(MAX_IDENTITY_FILE + 1)
+    // One byte past the limit, so that an oversize file is refused by the
+    // parser rather than read whole.
+    f.take(aorta_crypto::results::MAX_IDENTITY_FILE_LEN as u64 + 1)
         .read_to_string(&mut text)
         .map_err(|e| cfg("reading", &e))?;
     let identity = ClinicianIdentity::from_file_text(&text)
@@ -193,5 +193,41 @@ impl ResultReader {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_files_round_trip_never_overwrite_and_are_bounded() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("clinician.key");
+        let id = ClinicianIdentity::generate().unwrap();
+        write_identity(&p, &id).unwrap();
+        let again = write_identity(&p, &ClinicianIdentity::generate().unwrap());
+        assert!(matches!(again, Err(aorta_base::fs::WriteError::Exists(_))));
+        let f = read_identity(&p).unwrap();
+        assert_eq!(f.identity.public(), id.public());
+        assert_eq!(f.readable_by_others, None, "written 0600");
+
+        // A huge file is refused after reading at most 64 KiB + 1 bytes.
+        let big = d.path().join("big.key");
+        let mut text = id.to_file_text().to_string();
+        text.push_str(&"#".repeat(2 << 20));
+        std::fs::write(&big, text).unwrap();
+        assert!(matches!(read_identity(&big), Err(WorkerError::Config(_))));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_file_others_can_read_is_reported() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("clinician.key");
+        write_identity(&p, &ClinicianIdentity::generate().unwrap()).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(read_identity(&p).unwrap().readable_by_others, Some(0o644));
     }
 }

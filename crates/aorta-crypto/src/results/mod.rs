@@ -122,7 +122,7 @@ const RESULT_KEY_LABEL: &[u8] = b"aorta result key v1";
 /// HKDF `info` deriving the AEAD key of sealed state.
 const STATE_KEY_LABEL: &[u8] = b"aorta state key v1";
 /// Longest identity file text [`ClinicianIdentity::from_file_text`] reads.
-const MAX_IDENTITY_FILE_LEN: usize = 64 * 1024;
+pub const MAX_IDENTITY_FILE_LEN: usize = 64 * 1024;
 
 /// Which container (or text form) an error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

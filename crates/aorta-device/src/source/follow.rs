@@ -247,22 +247,8 @@ mod tests {
     use super::*;
 
     fn spec(d: &str) -> SignalSpec {
-        SignalSpec {
-            file_name: String::new(),
-            format: Format::F16,
-            samples_per_frame: 1,
-            skew: 0,
-            byte_offset: 0,
-            gain: 200.0,
-            baseline: 0,
-            units: "mV".into(),
-            adc_resolution: 12,
-            adc_zero: 0,
-            initial_value: None,
-            checksum: None,
-            block_size: 0,
-            description: d.into(),
-        }
+        // The registry's inverse mapping: format 16, the calibration as given.
+        aorta_registry::frames_dir::signal_spec(&ChannelCalibration::new(200.0, 0, 0, 12, "mV", d))
     }
 
     #[test]

@@ -38,6 +38,18 @@ pub enum Format {
 }
 
 impl Format {
+    /// Every format this crate reads and writes.
+    pub const ALL: [Format; 8] = [
+        Format::F80,
+        Format::F16,
+        Format::F61,
+        Format::F24,
+        Format::F32,
+        Format::F212,
+        Format::F310,
+        Format::F311,
+    ];
+
     /// Parses the numeric format code of a signal line.
     pub fn from_code(code: u32) -> Option<Format> {
         Some(match code {

@@ -222,17 +222,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const ALL: [Format; 8] = [
-        Format::F80,
-        Format::F16,
-        Format::F61,
-        Format::F24,
-        Format::F32,
-        Format::F212,
-        Format::F310,
-        Format::F311,
-    ];
-
     #[test]
     fn known_212_bytes() {
         // 0x123 and 0x456 → 0x23, 0x41, 0x56 (second sample's high nibble in the top of byte 1).
@@ -252,7 +241,7 @@ mod tests {
 
     #[test]
     fn truncated_is_error_not_panic() {
-        for f in ALL {
+        for f in Format::ALL {
             for n in 1..10usize {
                 let need = bytes_needed(f, n as u64).unwrap() as usize;
                 let buf = vec![0u8; need - 1];
@@ -283,7 +272,7 @@ mod tests {
     proptest! {
         #[test]
         fn roundtrip_every_format(fi in 0usize..8, raw in proptest::collection::vec(any::<i32>(), 0..200)) {
-            let f = ALL[fi];
+            let f = Format::ALL[fi];
             let (lo, hi) = f.range();
             let vals: Vec<i32> = raw.iter().map(|&v| (lo as i64 + (v as i64 - i32::MIN as i64).rem_euclid(hi as i64 - lo as i64 + 1)) as i32).collect();
             let bytes = encode(f, &vals).unwrap();
@@ -293,7 +282,7 @@ mod tests {
 
         #[test]
         fn decode_never_panics(fi in 0usize..8, bytes in proptest::collection::vec(any::<u8>(), 0..64), n in 0usize..100) {
-            let _ = decode(ALL[fi], &bytes, n);
+            let _ = decode(Format::ALL[fi], &bytes, n);
         }
     }
 }
