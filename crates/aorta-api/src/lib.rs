@@ -115,7 +115,8 @@ fn default_max() -> usize {
 }
 
 /// The body of a `GET /v1/log` answer: each record as `len u32 LE ‖ bytes`
-/// (records are at most 16 MiB, `aorta_stream::log::MAX_RECORD`).
+/// (the server sends records of at most `aorta_stream::log::MAX_RECORD`
+/// bytes; a reader is bounded by the body it received).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogRecords<'a>(pub Vec<&'a [u8]>);
 
@@ -403,6 +404,8 @@ mod tests {
                 .is_err()
         );
         assert!(serde_json::from_str::<LogQuery>(r#"{"from":0,"x":1}"#).is_err());
+        assert!(serde_json::from_str::<ResultsQuery>(r#"{"after":0}"#).is_ok());
+        assert!(serde_json::from_str::<ResultsQuery>(r#"{"after":0,"x":1}"#).is_err());
         let bad = ResultItem {
             id: "a".into(),
             body: "!".into(),

@@ -173,11 +173,6 @@ impl<'a> Reader<'a> {
         Ok(u32::from_le_bytes(self.array(field)?))
     }
 
-    /// A little-endian `u64`.
-    pub fn u64_le(&mut self, field: &'static str) -> Result<u64, DecodeError> {
-        Ok(u64::from_le_bytes(self.array(field)?))
-    }
-
     /// A little-endian `i64`.
     pub fn i64_le(&mut self, field: &'static str) -> Result<i64, DecodeError> {
         Ok(i64::from_le_bytes(self.array(field)?))
@@ -309,32 +304,6 @@ pub trait Decode<'a>: Sized {
         r.finish()?;
         Ok(v)
     }
-}
-
-/// For a format's hidden `fuzzing` module: decodes `data`; when it decodes,
-/// re-encodes and checks that decoding the re-encoding gives the same bytes
-/// again (encode ∘ decode is stable). Returns whether `data` decoded.
-/// (A borrowing type is checked through its owned form.)
-///
-/// # Panics
-/// When the round trip is not stable — that is the bug a fuzzer looks for.
-#[allow(
-    clippy::panic,
-    reason = "a fuzz oracle reports a broken round trip by panicking"
-)]
-pub fn fuzz_round_trip<T: for<'b> Decode<'b> + Encode>(data: &[u8]) -> bool {
-    let Ok(v) = T::from_bytes(data) else {
-        return false;
-    };
-    let once = v.to_bytes();
-    let again = match T::from_bytes(&once) {
-        Ok(w) => w.to_bytes(),
-        Err(e) => panic!("re-encoding does not decode: {e}"),
-    };
-    if once != again {
-        panic!("encode(decode(encode(decode(x)))) differs from encode(decode(x))");
-    }
-    true
 }
 
 /// For a format's hidden `fuzzing` module, for a format with exactly one

@@ -54,13 +54,6 @@ pub fn encode(bytes: &[u8]) -> String {
     s
 }
 
-/// Upper-case hex of `bytes`.
-pub fn encode_upper(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    push(&mut s, bytes, UPPER);
-    s
-}
-
 /// Lower-case hex of a secret, in a buffer that is wiped when dropped.
 pub fn encode_secret(bytes: &[u8]) -> Zeroizing<String> {
     let mut s = Zeroizing::new(String::with_capacity(bytes.len() * 2));
@@ -198,7 +191,7 @@ mod tests {
         #[test]
         fn round_trip(b in proptest::collection::vec(any::<u8>(), 0..64)) {
             prop_assert_eq!(decode(&encode(&b), Case::Lower).unwrap(), b.clone());
-            prop_assert_eq!(decode(&encode_upper(&b), Case::Upper).unwrap(), b.clone());
+            prop_assert_eq!(decode(&encode_secret_upper(&b), Case::Upper).unwrap(), b.clone());
             prop_assert_eq!(&decode_secret(&encode_secret(&b), Case::Any).unwrap()[..], &b[..]);
         }
 

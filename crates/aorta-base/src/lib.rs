@@ -7,7 +7,7 @@
 //!   optional letter case), into zeroizing buffers for secrets;
 //! - [`random`] — bytes from the operating system's CSPRNG;
 //! - [`time`] — the wall clock in microseconds and seconds since the Unix
-//!   epoch, and ISO-8601 text for people;
+//!   epoch;
 //! - [`fs`] — owner-only (0600) file writes that are atomic (temporary file,
 //!   fsync, rename, fsync of the directory) or refuse to overwrite;
 //! - [`codec`] — the bounds-checked [`codec::Reader`] and the

@@ -154,7 +154,8 @@ pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
             crate::init_logging(false);
             let assignment = a.assignment.clone();
             let a = a.options()?;
-            let attested = match attest(&a, devices, subscribers) {
+            let config = aorta_worker::config::read_config(a.config.as_deref())?;
+            let attested = match attest(&a, &config, devices, subscribers) {
                 Ok(r) => r,
                 Err(WorkerError::Refused { code, reason }) => {
                     eprintln!("refused by the key broker (code {code}): {reason}");

@@ -44,6 +44,20 @@ pub const MIN_RR_US: i32 = 200_000;
 /// Longest RR interval accepted, µs. A longer pause is sent as a gap: the
 /// next frame starts at the beat that ends it.
 pub const MAX_RR_US: i32 = 5_000_000;
+
+/// WFDB's default ADC gain (digital units per physical unit).
+pub const DEFAULT_GAIN: f64 = 200.0;
+
+/// The one gain rule of aorta, for the device that writes a calibration and
+/// the worker that applies one: a gain that is not a finite number above 0
+/// is replaced by [`DEFAULT_GAIN`].
+pub fn usable_gain(gain: f64) -> f64 {
+    if gain.is_finite() && gain > 0.0 {
+        gain
+    } else {
+        DEFAULT_GAIN
+    }
+}
 /// Most RR intervals per frame.
 pub const MAX_RR_PER_FRAME: u32 = 65_536;
 /// Units of the single calibration entry of an RR frame.
@@ -795,6 +809,14 @@ impl ParsedFrame<'_> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn one_gain_rule() {
+        assert_eq!(usable_gain(100.0), 100.0);
+        for g in [0.0, -200.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(usable_gain(g), DEFAULT_GAIN, "{g}");
+        }
+    }
     use crate::keys::KeySlice;
 
     pub(crate) fn sample_frame(seq: u64) -> (TransportKey, Vec<u8>, Vec<Vec<i32>>) {

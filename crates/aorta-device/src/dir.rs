@@ -11,7 +11,7 @@
 //! Every user of a device directory goes through [`DeviceDir`]; nothing else
 //! spells these names.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::DeviceError;
 use crate::queue::{OfflineQueue, QueueLimits};
@@ -35,11 +35,6 @@ impl DeviceDir {
     /// The device directory at `root` (nothing is read or created).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         DeviceDir { root: root.into() }
-    }
-
-    /// The directory itself.
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     /// The key store file.
@@ -107,9 +102,8 @@ mod tests {
     #[test]
     fn layout() {
         let d = DeviceDir::new("/dev0");
-        assert_eq!(d.root(), Path::new("/dev0"));
-        assert_eq!(d.se(), Path::new("/dev0/se.key"));
-        assert_eq!(d.state(), Path::new("/dev0/rotation.state"));
-        assert_eq!(d.queue(), Path::new("/dev0/queue"));
+        assert_eq!(d.se(), std::path::Path::new("/dev0/se.key"));
+        assert_eq!(d.state(), std::path::Path::new("/dev0/rotation.state"));
+        assert_eq!(d.queue(), std::path::Path::new("/dev0/queue"));
     }
 }

@@ -111,7 +111,7 @@ pub fn rr_event(channels: u16, samples: &[i32]) -> Result<EcgEvent, Refused> {
 
 /// The analysed lead (channel 0, in mV) of a frame's interleaved samples,
 /// with its per-channel calibration `(gain, baseline)` (a missing or unusable
-/// gain is taken as 200 units/mV); refused ([`refusal::FRAME_UNUSABLE`]) without a sampling
+/// gain is replaced by the one rule, `aorta_crypto::frame::usable_gain`); refused ([`refusal::FRAME_UNUSABLE`]) without a sampling
 /// rate.
 pub fn lead0(
     sample_rate_hz: f64,
@@ -126,12 +126,11 @@ pub fn lead0(
             reason: "frame has no sampling rate".into(),
         });
     }
-    let (gain, base) = calibration.first().copied().unwrap_or((200.0, 0));
-    let gain = if gain.is_finite() && gain != 0.0 {
-        gain
-    } else {
-        200.0
-    };
+    let (gain, base) = calibration
+        .first()
+        .copied()
+        .unwrap_or((aorta_crypto::frame::DEFAULT_GAIN, 0));
+    let gain = aorta_crypto::frame::usable_gain(gain);
     let samples = samples
         .iter()
         .step_by(ch)
@@ -174,7 +173,10 @@ pub fn encode_plain_frame(
             .to_le_bytes(),
     );
     for i in 0..samples.len() {
-        let (g, base) = calibration.get(i).copied().unwrap_or((200.0, 0));
+        let (g, base) = calibration
+            .get(i)
+            .copied()
+            .unwrap_or((aorta_crypto::frame::DEFAULT_GAIN, 0));
         b.extend_from_slice(&g.to_le_bytes());
         b.extend_from_slice(&base.to_le_bytes());
     }
@@ -525,5 +527,24 @@ where
     /// The pipeline, mutably.
     pub fn pipeline_mut(&mut self) -> &mut EcgPipeline<F, C, R, RS, SS> {
         &mut self.pipe
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lead0_applies_the_one_gain_rule() {
+        let mv = |cal: &[(f64, i32)]| match lead0(360.0, 1, cal, &[400, 0]) {
+            Ok(c) => c.samples,
+            Err(e) => panic!("{}", e.reason),
+        };
+        assert_eq!(mv(&[(100.0, 0)]), vec![4.0, 0.0]);
+        // A negative, zero or missing gain is the default 200, never an
+        // inverted or infinite signal.
+        for cal in [&[(-100.0, 0)][..], &[(0.0, 0)], &[]] {
+            assert_eq!(mv(cal), vec![2.0, 0.0]);
+        }
     }
 }

@@ -97,12 +97,14 @@ fn client_error(e: ClientError) -> WorkerError {
     }
 }
 
-/// Hardens the process (non-dumpable), produces evidence with `o.backend`,
-/// attests to the broker and receives the assignment's keys for `devices`
+/// Hardens the process (non-dumpable), produces evidence with `o.backend`
+/// over this binary and `config` (the configuration bytes the worker runs
+/// with), attests to the broker and receives the assignment's keys for `devices`
 /// and `subscribers` (empty: all of the assignment's). A refusal is
 /// [`WorkerError::Refused`].
 pub fn attest(
     o: &AttestOptions,
+    config: &[u8],
     devices: Vec<String>,
     subscribers: Vec<String>,
 ) -> Result<Attested, WorkerError> {
@@ -125,7 +127,7 @@ pub fn attest(
         hardware_attester(backend, &SystemRoots::default(), coll)
             .ok_or_else(|| WorkerError::Config(format!("no producer for backend {backend}")))?
     };
-    let measurement = crate::config::measure(o.config.as_deref())?;
+    let measurement = crate::config::measure_bytes(config)?;
     let worker = Unattested::new(measurement)
         .map_err(|e| WorkerError::Internal(format!("random generator failed: {e}")))?;
     let net = |what: String| {
@@ -156,13 +158,29 @@ pub fn attest(
 }
 
 /// The devices whose keys a bundle holds: entry names are `SERIAL` (a
-/// development key file) or `SERIAL/INDEX` (group keys from the registry).
+/// development key file) or `SERIAL/INDEX` (group keys from the registry);
+/// names starting with `@` (the worker state key) are not devices.
 pub fn released_devices(names: impl Iterator<Item = String>) -> Vec<String> {
     let set: std::collections::BTreeSet<String> = names
+        .filter(|n| !n.starts_with('@'))
         .map(|n| match n.split_once('/') {
             Some((serial, _)) => serial.to_owned(),
             None => n,
         })
         .collect();
     set.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::released_devices;
+
+    #[test]
+    fn released_devices_are_serials_without_the_state_key() {
+        let names = ["ECG-2/0", "ECG-1/3", "ECG-1/4", "@state", "DEV-FILE"].map(String::from);
+        assert_eq!(
+            released_devices(names.into_iter()),
+            vec!["DEV-FILE", "ECG-1", "ECG-2"]
+        );
+    }
 }

@@ -236,11 +236,6 @@ impl Ready {
         &self.keys
     }
 
-    /// The backend the worker attested with.
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
     /// The `Status` message for the host (counts only).
     pub fn status(&self) -> Message {
         Message::Status {

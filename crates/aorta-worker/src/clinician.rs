@@ -178,10 +178,12 @@ impl ResultReader {
                 }
                 continue;
             }
-            if let Some(p) = &self.patient {
-                if !rest.starts_with(&format!("{p}/")) {
-                    continue;
-                }
+            if let Some(p) = &self.patient
+                && !rest
+                    .strip_prefix(p.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+            {
+                continue;
             }
             results.push((rest.to_owned(), body));
         }

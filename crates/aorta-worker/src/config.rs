@@ -95,7 +95,14 @@ pub fn read_config(config: Option<&Path>) -> Result<Vec<u8>, WorkerError> {
 /// The measurement of this executable with the configuration file `config`
 /// (what a policy lists in `allowed_measurements` for sim workers).
 pub fn measure(config: Option<&Path>) -> Result<Measurement, WorkerError> {
-    Measurement::of_current_exe(&read_config(config)?)
+    measure_bytes(&read_config(config)?)
+}
+
+/// The measurement of this executable with configuration bytes `config`:
+/// a worker measures the very bytes it then runs with (read once, so the
+/// file cannot change between the two).
+pub fn measure_bytes(config: &[u8]) -> Result<Measurement, WorkerError> {
+    Measurement::of_current_exe(config)
         .map_err(|e| WorkerError::Config(format!("cannot read this executable to measure it: {e}")))
 }
 

@@ -31,11 +31,6 @@ impl SecureFrames {
             opener: CachedUploadFrames::new(),
         }
     }
-
-    /// The attested worker.
-    pub fn ready(&self) -> &Ready {
-        &self.ready
-    }
 }
 
 /// The engine event of an opened frame: its intervals for an RR frame (the

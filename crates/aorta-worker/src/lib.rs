@@ -84,8 +84,9 @@ pub enum WorkerError {
 }
 
 impl WorkerError {
-    /// True for failures a retry may cure (network, peer answers, storage);
-    /// never for configuration errors or refusals.
+    /// True for failures a retry may cure (network, peer answers, storage,
+    /// and attestation: a TEE device file can be busy); never for
+    /// configuration errors, refusals or our bugs.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,

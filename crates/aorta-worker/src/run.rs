@@ -237,7 +237,9 @@ pub fn stream(o: &StreamOptions, stop: &AtomicBool) -> Result<StreamSummary, Wor
             "--checkpoint-secs must be positive".into(),
         ));
     }
-    let cfg = StreamConfig::parse(&read_config(o.attest.config.as_deref())?)?;
+    // Read once: the bytes measured into the attestation are the bytes run.
+    let config = read_config(o.attest.config.as_deref())?;
+    let cfg = StreamConfig::parse(&config)?;
     let token = zeroize::Zeroizing::new(
         std::fs::read_to_string(&o.token_file)
             .map_err(|e| {
@@ -253,7 +255,7 @@ pub fn stream(o: &StreamOptions, stop: &AtomicBool) -> Result<StreamSummary, Wor
     // refusal.
     let mut failures = 0u32;
     let Attested { ready, backend, .. } = loop {
-        match attest(&o.attest, Vec::new(), Vec::new()) {
+        match attest(&o.attest, &config, Vec::new(), Vec::new()) {
             Ok(r) => break r,
             Err(e) if e.is_transient() && failures < 30 && !stop.load(Ordering::Relaxed) => {
                 failures += 1;
@@ -268,14 +270,7 @@ pub fn stream(o: &StreamOptions, stop: &AtomicBool) -> Result<StreamSummary, Wor
     if results_sealer.is_empty() {
         tracing::warn!(target: "aorta::worker", "the assignment has no subscribers: results are computed but nobody can read them");
     }
-    let devices = released_devices(
-        ready
-            .keys()
-            .transport_keys
-            .iter()
-            .filter(|(n, _)| !n.starts_with('@'))
-            .map(|(s, _)| s.clone()),
-    );
+    let devices = released_devices(ready.keys().transport_keys.iter().map(|(s, _)| s.clone()));
     tracing::info!(target: "aorta::worker", backend = backend.name(), hardware_protected = backend.is_hardware(), devices = devices.len(), subscribers = results_sealer.len(), "keys received; streaming");
     let srv = Server::new(&o.server, &o.ca, Some(token.to_string()))?;
     let log = RemoteLog::new(srv.clone(), 500);

@@ -116,22 +116,20 @@ impl Input {
     }
 }
 
-/// WFDB's default ADC gain (digital units per physical unit).
-pub const DEFAULT_GAIN: f64 = 200.0;
+/// WFDB's default ADC gain (the one definition, with the rule
+/// [`aorta_crypto::frame::usable_gain`]).
+pub use aorta_crypto::frame::DEFAULT_GAIN;
 
 /// The frame calibration of one WFDB signal.
 ///
-/// The one fallback rule: a gain that is not a finite number above 0 is
+/// The one fallback rule ([`aorta_crypto::frame::usable_gain`], which the
+/// worker applies too): a gain that is not a finite number above 0 is
 /// replaced by WFDB's default [`DEFAULT_GAIN`] (the header parser already
 /// does this for a missing or 0 gain; this covers hand-built headers). The
 /// baseline, ADC zero, units and description are copied; an ADC resolution
 /// that does not fit the frame's 16-bit field is refused.
 pub fn channel_calibration(s: &SignalSpec) -> Result<ChannelCalibration, DeviceError> {
-    let gain = if s.gain.is_finite() && s.gain > 0.0 {
-        s.gain
-    } else {
-        DEFAULT_GAIN
-    };
+    let gain = aorta_crypto::frame::usable_gain(s.gain);
     let adc_resolution = u16::try_from(s.adc_resolution).map_err(|_| {
         DeviceError::Source(format!(
             "signal {:?}: ADC resolution {} out of range",

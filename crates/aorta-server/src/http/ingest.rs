@@ -259,7 +259,7 @@ impl GroupCommit {
                         );
                     }
                 }
-                at += 8 + r.len() as u64;
+                at += (aorta_stream::log::HEADER_LEN + r.len()) as u64;
             }
             offset = next;
         }
