@@ -99,6 +99,33 @@ pub enum DeviceError {
         /// What is wrong.
         why: &'static str,
     },
+    /// The key store is in an older format that holds no signing key.
+    #[error(
+        "{}: key store version {version} has no signing key; re-provision the device \
+         (`aorta factory provision`) to get a version 2 key store",
+        path.display()
+    )]
+    OldKeyStore {
+        /// File.
+        path: PathBuf,
+        /// The version found.
+        version: u8,
+    },
+    /// A key object on the PKCS#11 token is not as provisioning made it
+    /// (weaker attributes, wrong class or type, a duplicate or a planted
+    /// object): the secure element refuses to use it.
+    #[error(
+        "PKCS#11 key {label}: {attribute} {problem}; refusing to use this token \
+         (re-provision the device on a fresh token)"
+    )]
+    TokenKeyRefused {
+        /// The key's label, `aorta:<serial>:<j>` or `aorta:<serial>:sign`.
+        label: String,
+        /// The PKCS#11 attribute at fault (`CKA_SENSITIVE`, `CKA_CLASS`, ...).
+        attribute: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// Key derivation failed.
     #[error(transparent)]
     Key(#[from] aorta_crypto::keys::KeyError),

@@ -21,7 +21,7 @@ proptest! {
         let d = tempfile::tempdir().unwrap();
         let mut b = bytes;
         if prefix {
-            let mut p = b"AOSE\x01".to_vec();
+            let mut p = b"AOSE\x02".to_vec();
             p.extend_from_slice(&b);
             b = p;
         }

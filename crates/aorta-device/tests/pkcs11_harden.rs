@@ -17,9 +17,12 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use aorta_crypto::keys::{KeyPrf, KeySlice};
+use aorta_device::DeviceError;
 use aorta_device::pkcs11::{Pkcs11SecureElement, find_softhsm2, init};
+use aorta_device::se::SecureElement;
 use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error, RvError};
+use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
@@ -119,6 +122,28 @@ fn one(s: &Session, label: &str) -> ObjectHandle {
     v[0]
 }
 
+fn one_of(s: &Session, label: &str, class: ObjectClass) -> ObjectHandle {
+    let v = s
+        .find_objects(&[
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Class(class),
+        ])
+        .unwrap();
+    assert_eq!(v.len(), 1, "{label}");
+    v[0]
+}
+
+/// The refusal must be typed and name the label and the attribute.
+fn assert_refused(r: Result<Pkcs11SecureElement, DeviceError>, want_label: &str, want_attr: &str) {
+    match r {
+        Err(DeviceError::TokenKeyRefused {
+            label, attribute, ..
+        }) if label == want_label && attribute == want_attr => {}
+        Err(e) => panic!("{want_label}: wrong refusal (want {want_attr}): {e}"),
+        Ok(_) => panic!("{want_label}: a key weak in {want_attr} was accepted"),
+    }
+}
+
 /// Attack: with the user PIN, rewrite a provisioned key's attributes
 /// (relabel it to another serial, make it derivable, switch signing off).
 #[test]
@@ -139,13 +164,17 @@ fn inner_modify_attributes() {
     .unwrap();
     let s = user_session(&ctx, slot);
     let mut refused = Vec::new();
-    for j in [0, 7] {
-        let h = one(&s, &format!("aorta:SN-M:{j}"));
+    let keys = [
+        one(&s, "aorta:SN-M:0"),
+        one(&s, "aorta:SN-M:7"),
+        one_of(&s, "aorta:SN-M:sign", ObjectClass::PRIVATE_KEY),
+    ];
+    for (j, h) in keys.into_iter().enumerate() {
         for (what, attr) in [
             ("relabel", Attribute::Label(b"aorta:SN-EVIL:0".to_vec())),
             ("CKA_DERIVE=true", Attribute::Derive(true)),
             ("CKA_SIGN=false", Attribute::Sign(false)),
-            ("CKA_ENCRYPT=true", Attribute::Encrypt(true)),
+            ("CKA_DECRYPT=true", Attribute::Decrypt(true)),
             (
                 "CKA_ALLOWED_MECHANISMS",
                 Attribute::AllowedMechanisms(vec![]),
@@ -156,12 +185,22 @@ fn inner_modify_attributes() {
             refused.push(what);
         }
     }
+    // CKA_ALLOWED_MECHANISMS is enforced: a factory key signs with
+    // CKM_SHA256_HMAC only.
+    for m in [Mechanism::Sha1Hmac, Mechanism::Sha512Hmac] {
+        assert!(
+            s.sign(&m, keys[0], b"m").is_err(),
+            "a factory key signed with {m:?}"
+        );
+    }
     // The keys still work and still carry their labels.
     drop(s);
     let before = se.prf(0, b"m").unwrap();
+    let pk = se.signing_public_key().unwrap();
     drop(se);
     let se = Pkcs11SecureElement::open(&module, TOKEN, PIN, "SN-M", 8).unwrap();
     assert_eq!(se.prf(0, b"m").unwrap(), before);
+    assert_eq!(se.signing_public_key().unwrap(), pk);
     eprintln!("refused: {refused:?}");
     eprintln!("inner_modify_attributes done");
 }
@@ -229,7 +268,11 @@ fn inner_planted_keys() {
             "SN-P4",
             [
                 &strong[..],
-                &[Attribute::Modifiable(false), Attribute::Derive(true)],
+                &[
+                    Attribute::Modifiable(false),
+                    Attribute::Copyable(false),
+                    Attribute::Derive(true),
+                ],
             ]
             .concat(),
             "CKA_DERIVE",
@@ -247,16 +290,52 @@ fn inner_planted_keys() {
         let s = user_session(&ctx, slot);
         plant(&s, serial, 5, attrs);
         drop(s);
-        let e = Pkcs11SecureElement::open(&module, TOKEN, PIN, serial, 8)
-            .err()
-            .unwrap_or_else(|| panic!("{serial}: a planted key weak in {named} was accepted"))
-            .to_string();
-        assert!(
-            e.contains(&format!("aorta:{serial}:5")) && e.contains(named),
-            "{serial}: {e}"
-        );
-        eprintln!("{serial}: refused: {e}");
+        let r = Pkcs11SecureElement::open(&module, TOKEN, PIN, serial, 8);
+        if let Err(e) = &r {
+            eprintln!("{serial}: refused: {e}");
+        }
+        assert_refused(r, &format!("aorta:{serial}:5"), named);
     }
+
+    // The signing key replaced by an extractable, non-sensitive Ed25519 key
+    // pair under the expected label.
+    let se = Pkcs11SecureElement::provision(
+        &module,
+        TOKEN,
+        PIN,
+        KeySlice::new("SN-PS", material(8, 7)).unwrap(),
+    )
+    .unwrap();
+    drop(se);
+    let s = user_session(&ctx, slot);
+    for h in by_label(&s, "aorta:SN-PS:sign") {
+        s.destroy_object(h).unwrap();
+    }
+    let l = b"aorta:SN-PS:sign".to_vec();
+    s.generate_key_pair(
+        &Mechanism::EccEdwardsKeyPairGen,
+        &[
+            Attribute::Token(true),
+            Attribute::Verify(true),
+            Attribute::EcParams(vec![0x06, 0x03, 0x2b, 0x65, 0x70]),
+            Attribute::Label(l.clone()),
+        ],
+        &[
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(false),
+            Attribute::Extractable(true),
+            Attribute::Sign(true),
+            Attribute::Label(l),
+        ],
+    )
+    .unwrap();
+    drop(s);
+    let r = Pkcs11SecureElement::open(&module, TOKEN, PIN, "SN-PS", 8);
+    if let Err(e) = &r {
+        eprintln!("SN-PS: refused: {e}");
+    }
+    assert_refused(r, "aorta:SN-PS:sign", "CKA_SENSITIVE");
 
     // A second object (of another class) under a key's label.
     let se = Pkcs11SecureElement::provision(
@@ -277,12 +356,11 @@ fn inner_planted_keys() {
     ])
     .unwrap();
     drop(s);
-    let e = Pkcs11SecureElement::open(&module, TOKEN, PIN, "SN-D", 8)
-        .err()
-        .expect("a duplicated label was accepted")
-        .to_string();
-    assert!(e.contains("aorta:SN-D:2"), "{e}");
-    eprintln!("SN-D: refused: {e}");
+    let r = Pkcs11SecureElement::open(&module, TOKEN, PIN, "SN-D", 8);
+    if let Err(e) = &r {
+        eprintln!("SN-D: refused: {e}");
+    }
+    assert_refused(r, "aorta:SN-D:2", "CKA_LABEL");
     eprintln!("inner_planted_keys done");
 }
 
@@ -315,5 +393,8 @@ fn inner_open_twice() {
     drop(se);
     drop(a);
     assert_eq!(b.prf(3, b"x").unwrap(), want);
+    assert!(b.sign(b"x").is_ok());
+    // The PIN is still checked on a second open in the same process.
+    assert!(Pkcs11SecureElement::open(&module, TOKEN, "000000", "SN-T", 8).is_err());
     eprintln!("inner_open_twice done");
 }

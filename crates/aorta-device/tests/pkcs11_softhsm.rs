@@ -19,9 +19,11 @@ use aorta_crypto::frame::{self, ChannelCalibration, FrameHeader, TransportKey};
 use aorta_crypto::keys::{self, KeyPrf, KeySlice};
 use aorta_device::pkcs11::{Pkcs11SecureElement, find_softhsm2, init};
 use aorta_device::rotation::Sealer;
+use aorta_device::se::SecureElement;
 use cryptoki::context::Pkcs11;
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
+use ed25519_dalek::{Signature, VerifyingKey};
 
 const TOKEN: &str = "aorta-test";
 const PIN: &str = "123456";
@@ -99,6 +101,18 @@ fn inner_softhsm2_child() {
     )
     .unwrap();
 
+    // The signing identity: generated on the token, pure Ed25519 that
+    // ed25519-dalek verifies.
+    let pk = se.signing_public_key().unwrap();
+    let vk = VerifyingKey::from_bytes(&pk).unwrap();
+    let sig = se.sign(b"device statement").unwrap();
+    vk.verify_strict(b"device statement", &Signature::from_bytes(&sig))
+        .unwrap();
+    assert!(
+        vk.verify_strict(b"device statemenT", &Signature::from_bytes(&sig))
+            .is_err()
+    );
+
     // Non-extractable: attributes say so and reading the value fails.
     assert!(se.keys_are_non_extractable().unwrap());
     assert!(se.try_export(0).is_err(), "the token exported a key");
@@ -132,6 +146,9 @@ fn inner_softhsm2_child() {
     // Reopen by serial (as after a reboot) and seal a frame the server can open.
     drop(se);
     let se = Pkcs11SecureElement::open(&module, TOKEN, PIN, "SN-HSM-1", 120).unwrap();
+    // Same identity after reopening; Ed25519 is deterministic.
+    assert_eq!(se.signing_public_key().unwrap(), pk);
+    assert_eq!(se.sign(b"device statement").unwrap(), sig);
     assert!(Pkcs11SecureElement::open(&module, TOKEN, PIN, "SN-OTHER", 120).is_err());
     assert!(Pkcs11SecureElement::open(&module, TOKEN, "000000", "SN-HSM-1", 120).is_err());
     let mut sealer = Sealer::new(se, state_dir.join("rotation.state")).unwrap();
