@@ -180,18 +180,40 @@ fn inner_modify_attributes() {
                 Attribute::AllowedMechanisms(vec![]),
             ),
         ] {
-            let r = s.update_attributes(h, &[attr]);
-            assert!(r.is_err(), "key {j}: {what} was accepted by the token");
-            refused.push(what);
+            let e = s
+                .update_attributes(h, &[attr])
+                .err()
+                .unwrap_or_else(|| panic!("key {j}: {what} was accepted by the token"));
+            refused.push(format!("{what}: {e:?}"));
         }
     }
     // CKA_ALLOWED_MECHANISMS is enforced: a factory key signs with
     // CKM_SHA256_HMAC only.
-    for m in [Mechanism::Sha1Hmac, Mechanism::Sha512Hmac] {
+    for m in [Mechanism::Sha1Hmac, Mechanism::Sha224Hmac] {
+        let e = s
+            .sign(&m, keys[0], b"m")
+            .err()
+            .unwrap_or_else(|| panic!("a factory key signed with {m:?}"));
+        // Refused for the mechanism, not for anything else.
         assert!(
-            s.sign(&m, keys[0], b"m").is_err(),
-            "a factory key signed with {m:?}"
+            matches!(e, Error::Pkcs11(RvError::MechanismInvalid, _)),
+            "{e:?}"
         );
+        refused.push(format!("C_Sign {m:?}: {e:?}"));
+    }
+    // Control: without the pin, the same token signs with those mechanisms
+    // (a throwaway session key), so the refusal above is the pin's doing.
+    let control = s
+        .create_object(&[
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::GENERIC_SECRET),
+            Attribute::Token(false),
+            Attribute::Sign(true),
+            Attribute::Value(vec![7; 32]),
+        ])
+        .unwrap();
+    for m in [Mechanism::Sha1Hmac, Mechanism::Sha224Hmac] {
+        s.sign(&m, control, b"m").unwrap();
     }
     // The keys still work and still carry their labels.
     drop(s);
@@ -201,7 +223,9 @@ fn inner_modify_attributes() {
     let se = Pkcs11SecureElement::open(&module, TOKEN, PIN, "SN-M", 8).unwrap();
     assert_eq!(se.prf(0, b"m").unwrap(), before);
     assert_eq!(se.signing_public_key().unwrap(), pk);
-    eprintln!("refused: {refused:?}");
+    for r in &refused {
+        eprintln!("refused: {r}");
+    }
     eprintln!("inner_modify_attributes done");
 }
 
