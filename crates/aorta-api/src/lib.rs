@@ -91,6 +91,10 @@ pub struct FrameAck {
     pub duplicate: bool,
 }
 
+/// Header of a `POST /v1/frames` request: the device's Ed25519 signature
+/// of the frame (`aorta_crypto::auth::frame_message`), 128 lower-case hex
+/// digits.
+pub const SIGNATURE_HEADER: &str = "aorta-signature";
 /// Header of a `GET /v1/log` answer: the offset to read from next.
 pub const NEXT_HEADER: &str = "x-aorta-next";
 /// Header of a `GET /v1/log` answer: the durable end of the log.
@@ -201,6 +205,21 @@ impl ResultItem {
     }
 }
 
+/// A worker certificate as the API carries it (base64).
+pub fn certificate_text(cert: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(cert)
+}
+
+/// The bytes of a certificate carried as [`certificate_text`].
+pub fn certificate_bytes(text: &str) -> Result<Vec<u8>, ApiError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|error| ApiError::ResultBody {
+            id: "certificate".into(),
+            error,
+        })
+}
+
 /// `POST /v1/results` body.
 #[derive(Serialize, Deserialize, Debug, Default, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -216,6 +235,10 @@ pub struct WorkerBatch {
     /// Frames refused in this batch, by code.
     #[serde(default)]
     pub refused: BTreeMap<u16, u64>,
+    /// The broker's certificate of the key that signed `results`
+    /// (`aorta_crypto::auth::WorkerCert`), base64; required with results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
 }
 
 impl WorkerBatch {
@@ -259,8 +282,12 @@ fn default_limit() -> usize {
 /// `GET /v1/results` answer.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct ResultsPage {
-    /// Matching results, in storage order.
+    /// Matching results, in storage order: signed records
+    /// (`aorta_crypto::auth::SignedResult`).
     pub results: Vec<ResultItem>,
+    /// The worker certificates the page's results name, base64.
+    #[serde(default)]
+    pub certificates: Vec<String>,
     /// Cursor for the next call.
     pub next: u64,
 }

@@ -34,9 +34,24 @@ pub enum BrokerCmd {
         /// line on stdout is `listening on ADDR`.
         #[arg(long, default_value = "127.0.0.1:7450")]
         listen: String,
+        /// The broker's certifying key (an Ed25519 seed, hex, mode 0600;
+        /// created when missing): each worker gets a result-signing key
+        /// certified with it, and the server and clinicians pin its public
+        /// key (`aorta broker public-key`). Without it no worker can have
+        /// its results stored.
+        #[arg(long)]
+        signing_key: Option<PathBuf>,
         /// Log at debug level.
         #[arg(long)]
         verbose: bool,
+    },
+    /// Print the public key of a broker certifying key (created when
+    /// missing): what `aorta server`'s `broker_key` and `aorta results
+    /// fetch --broker-key` pin.
+    PublicKey {
+        /// The certifying key file.
+        #[arg(long)]
+        signing_key: PathBuf,
     },
     /// Verify an Intel DCAP quote (SGX or TDX) offline with its collateral
     /// and print what it attests: TCB status, debug flag, report data and
@@ -80,10 +95,15 @@ pub fn run(cmd: BrokerCmd) -> anyhow::Result<ExitCode> {
             registry,
             keys,
             listen,
+            signing_key,
             verbose,
         } => {
             crate::init_logging(verbose);
             let policy = Policy::from_file(&policy)?;
+            let signer = signing_key
+                .as_deref()
+                .map(aorta_server::broker::load_or_create_signing_key)
+                .transpose()?;
             let (keys, note) = standalone_key_source(registry.as_deref(), keys.as_deref())?;
             if let Some(note) = note {
                 eprintln!("{note}");
@@ -99,7 +119,25 @@ pub fn run(cmd: BrokerCmd) -> anyhow::Result<ExitCode> {
             writeln!(out, "listening on {addr}")?;
             out.flush()?;
             drop(out);
-            serve(listener, Arc::new(Broker::new(policy, keys)))?;
+            let mut broker = Broker::new(policy, keys);
+            match signer {
+                Some(k) => {
+                    eprintln!(
+                        "certifying workers' result keys with broker key {}",
+                        hex::encode(&k.public())
+                    );
+                    broker = broker.with_signer(k);
+                }
+                None => eprintln!(
+                    "note: no --signing-key: workers get no certified result key, and servers store none of their results"
+                ),
+            }
+            serve(listener, Arc::new(broker))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        BrokerCmd::PublicKey { signing_key } => {
+            let k = aorta_server::broker::load_or_create_signing_key(&signing_key)?;
+            println!("{}", hex::encode(&k.public()));
             Ok(ExitCode::SUCCESS)
         }
         BrokerCmd::InspectQuote {

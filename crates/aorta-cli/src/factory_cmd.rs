@@ -36,10 +36,50 @@ pub enum FactoryCmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Retire a device: its frames are refused from the next directory
+    /// check on (ingest re-reads the directory), and the broker releases
+    /// none of its keys. A replacement device gets a new serial.
+    Revoke {
+        /// Registry directory.
+        #[arg(long)]
+        registry: PathBuf,
+        /// Device serial number.
+        serial: String,
+    },
+    /// Print the public device directory (serial, status, key-slice
+    /// length, smallest max_key_uses, signing public key; no key material),
+    /// the file `aorta server` authenticates devices with.
+    Directory {
+        /// Registry directory.
+        #[arg(long)]
+        registry: PathBuf,
+    },
 }
 
 pub fn run(cmd: FactoryCmd) -> anyhow::Result<ExitCode> {
     match cmd {
+        FactoryCmd::Revoke { registry, serial } => {
+            let reg = Registry::open(&registry)?;
+            match reg.revoke(&serial) {
+                Ok(()) => {
+                    println!(
+                        "device {serial}: revoked ({} updated; ingest refuses its frames from its next check)",
+                        reg.directory_path().display()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e @ RegistryError::UnknownSerial { .. }) => {
+                    eprintln!("refused: {e}");
+                    Ok(ExitCode::from(1))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        FactoryCmd::Directory { registry } => {
+            let reg = Registry::open(&registry)?;
+            print!("{}", reg.directory()?.to_text());
+            Ok(ExitCode::SUCCESS)
+        }
         FactoryCmd::Init {
             registry,
             pool_keys,
@@ -84,15 +124,18 @@ pub fn run(cmd: FactoryCmd) -> anyhow::Result<ExitCode> {
             };
             // Assembly check: the device reads its keys back and sends the
             // commitment with the serial.
-            let commitment = dir.install_keys(slice)?;
-            match reg.verify(&serial, &commitment) {
+            let installed = dir.install_keys(slice)?;
+            match reg.verify(&serial, &installed.commitment) {
                 Ok(()) => {
+                    reg.register_key(&serial, &installed.signing_public_key)?;
                     let info = reg.device(&serial)?;
                     println!(
-                        "device {serial}: keys {}..{} of the pool, key store {}, verified",
+                        "device {serial}: keys {}..{} of the pool, key store {}, verified; signing key {} in {}",
                         info.offset,
                         info.offset + u64::from(info.slice_len),
-                        dir.se().display()
+                        dir.se().display(),
+                        aorta_base::hex::encode(&installed.signing_public_key),
+                        reg.directory_path().display()
                     );
                     Ok(ExitCode::SUCCESS)
                 }

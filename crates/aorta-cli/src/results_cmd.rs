@@ -24,6 +24,11 @@ pub enum ResultsCmd {
         /// Subscriber id the results are sealed to (as in the broker policy).
         #[arg(long)]
         subscriber: String,
+        /// The key broker's certifying public key (64 hex digits, from
+        /// `aorta broker public-key` or the server's `broker-signing.key`
+        /// owner): only results signed by workers it certified are shown.
+        #[arg(long)]
+        broker_key: String,
         /// Only this patient's device serial.
         #[arg(long)]
         patient: Option<String>,
@@ -40,12 +45,18 @@ pub fn run(cmd: ResultsCmd) -> anyhow::Result<ExitCode> {
             ca,
             identity,
             subscriber,
+            broker_key,
             patient,
             json,
         } => {
+            let pinned = aorta_base::hex::decode_array::<32>(
+                broker_key.trim(),
+                aorta_base::hex::Case::Lower,
+            )
+            .map_err(|e| anyhow::anyhow!("--broker-key: {e}"))?;
             let id = crate::clinician_cmd::read_identity(&identity)?;
             let srv = Server::new(&server, &ca, None)?;
-            let mut reader = ResultReader::new(srv, id, &subscriber, patient.as_deref());
+            let mut reader = ResultReader::new(srv, id, &subscriber, patient.as_deref(), *pinned);
             let results = reader.poll()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&results)?);
@@ -58,8 +69,9 @@ pub fn run(cmd: ResultsCmd) -> anyhow::Result<ExitCode> {
             }
             if reader.refused() > 0 {
                 eprintln!(
-                    "{} result(s) could not be opened with this identity (another clinician's, or altered by the host)",
-                    reader.refused()
+                    "refused {} record(s) (not signed by a worker the pinned broker certified, altered by the host, or sealed to another identity); last: {}",
+                    reader.refused(),
+                    reader.last_refusal().unwrap_or("-")
                 );
                 return Ok(ExitCode::from(1));
             }

@@ -92,10 +92,21 @@ fn check_contract(v: &serde_json::Value, devices: u64) {
 fn open_kept(keep: &Path) -> (HashMap<String, Vec<u8>>, HashMap<String, Vec<u8>>) {
     let text = std::fs::read_to_string(keep.join("clinician.key")).unwrap();
     let id = ClinicianIdentity::from_file_text(&text).unwrap();
-    let sec = FileResultStore::open(keep.join("secure-max/results.log"))
+    // Stored records are signed (`aorta_crypto::auth::SignedResult`); the
+    // sealed containers are their payloads.
+    let sec: Vec<(String, Vec<u8>)> = FileResultStore::open(keep.join("secure-max/results.log"))
         .unwrap()
         .all()
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .map(|(k, rec)| {
+            let p = aorta_crypto::auth::SignedResult::parse(&rec)
+                .unwrap()
+                .payload
+                .to_vec();
+            (k, p)
+        })
+        .collect();
     let plain: HashMap<String, Vec<u8>> = FileResultStore::open(keep.join("plain-max/results.log"))
         .unwrap()
         .all()

@@ -309,6 +309,36 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
+/// The key-index window's largest forward step (mod `slice_len`) over
+/// `gap` sequence numbers: a device rotates at most once per
+/// `min_key_uses` frames, plus one rotation for where it started inside
+/// its count; capped at `slice_len - 1`.
+pub fn max_index_advance(slice_len: u16, min_key_uses: u64, gap: u64) -> u64 {
+    (gap / min_key_uses.max(1))
+        .saturating_add(1)
+        .min(u64::from(slice_len.max(1)) - 1)
+}
+
+/// The key-index window (`docs/frame-format.md`): whether a device at
+/// `(sequence, key_index)` = `from` can have sealed a later frame `to`.
+/// The index must be inside the slice and may only move forward, by at
+/// most [`max_index_advance`] steps; `to` must come after `from` (a first
+/// frame is checked from `(0, 0)` with its sequence plus one as the gap, as
+/// the registry does).
+pub fn index_window_ok(
+    slice_len: u16,
+    min_key_uses: u64,
+    from: (u64, u16),
+    to: (u64, u16),
+) -> bool {
+    let n = u64::from(slice_len);
+    let (got, last) = (u64::from(to.1), u64::from(from.1));
+    if got >= n || last >= n || to.0 < from.0 {
+        return false;
+    }
+    (got + n - last) % n <= max_index_advance(slice_len, min_key_uses, to.0 - from.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,7 +23,9 @@
 //! reader (`Encode`/`Decode`); the hidden `fuzzing` module has one entry
 //! point per format.
 
+pub mod auth;
 pub mod codec;
+pub mod directory;
 pub mod frame;
 pub mod keys;
 pub mod refusal;
@@ -69,7 +71,32 @@ pub mod fuzzing {
         /// Sealed state's layout (`AOST`, not opened).
         sealed_state: crate::results::SealedState<'_>;
 
+        /// A worker certificate (`AOWC`, signature not checked).
+        worker_cert: crate::auth::WorkerCert;
+
+        /// A signed result record (`AOSG`, signature not checked).
+        signed_result: crate::auth::SignedResult<'_>;
+
         /// A result session checkpoint (the plaintext kept in sealed state).
         session_checkpoint: crate::results::SessionCheckpoint<'_>;
+    }
+
+    /// The device directory text: parses, and when it does, its text form
+    /// parses back to the same directory.
+    #[allow(
+        clippy::panic,
+        reason = "a fuzz oracle reports a broken round trip by panicking"
+    )]
+    pub fn directory(data: &[u8]) -> bool {
+        let Ok(text) = std::str::from_utf8(data) else {
+            return false;
+        };
+        let Ok(d) = crate::directory::Directory::parse(text) else {
+            return false;
+        };
+        if crate::directory::Directory::parse(&d.to_text()).as_ref() != Ok(&d) {
+            panic!("directory text does not round-trip");
+        }
+        true
     }
 }

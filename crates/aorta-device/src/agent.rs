@@ -447,13 +447,15 @@ impl Uplink {
         &mut self,
         queue: &mut OfflineQueue,
         transport: &mut dyn Transport,
+        se: &dyn SecureElement,
         report: &mut AgentReport,
         progress: Progress<'_>,
     ) -> Result<(), DeviceError> {
         let Some((seq, bytes)) = queue.oldest()? else {
             return Ok(());
         };
-        let outcome = match transport.upload(&bytes) {
+        let signature = crate::queue::sign_upload(se, &bytes)?;
+        let outcome = match transport.upload(&bytes, &signature) {
             Err(e) => {
                 self.fail(e, report, progress);
                 return Ok(());
@@ -586,7 +588,13 @@ pub fn run<S: SecureElement>(
                 break;
             }
             if !queue.is_empty() && up.ready(now) {
-                up.step(queue, transport, &mut report, progress)?;
+                up.step(
+                    queue,
+                    transport,
+                    sealer.secure_element(),
+                    &mut report,
+                    progress,
+                )?;
                 continue;
             }
             let wake = match up.retry_at {
@@ -618,7 +626,13 @@ pub fn run<S: SecureElement>(
             &report,
         );
         if !queue.is_empty() && up.ready(Instant::now()) {
-            up.step(queue, transport, &mut report, progress)?;
+            up.step(
+                queue,
+                transport,
+                sealer.secure_element(),
+                &mut report,
+                progress,
+            )?;
         }
     }
 
@@ -635,7 +649,13 @@ pub fn run<S: SecureElement>(
             break;
         }
         if up.ready(now) {
-            up.step(queue, transport, &mut report, progress)?;
+            up.step(
+                queue,
+                transport,
+                sealer.secure_element(),
+                &mut report,
+                progress,
+            )?;
         } else {
             let wake = match (up.retry_at, deadline) {
                 (Some(r), Some(d)) => r.min(d),
@@ -757,7 +777,11 @@ mod tests {
     }
 
     impl Transport for FakeServer {
-        fn upload(&mut self, bytes: &[u8]) -> Result<UploadReply, DeviceError> {
+        fn upload(
+            &mut self,
+            bytes: &[u8],
+            _signature: &[u8; 64],
+        ) -> Result<UploadReply, DeviceError> {
             let attempt = self.attempts;
             self.attempts += 1;
             if attempt < self.down {

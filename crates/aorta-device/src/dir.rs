@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use crate::DeviceError;
 use crate::queue::{OfflineQueue, QueueLimits};
 use crate::rotation::Sealer;
-use crate::se::FileSecureElement;
+use crate::se::{FileSecureElement, SecureElement};
 
 /// The key store file inside a device directory.
 pub const SE_FILE: &str = "se.key";
@@ -84,15 +84,30 @@ impl DeviceDir {
     pub fn install_keys(
         &self,
         keys: aorta_crypto::keys::KeySlice,
-    ) -> Result<[u8; 32], DeviceError> {
+    ) -> Result<Installed, DeviceError> {
         self.ensure_no_key_store()?;
         std::fs::create_dir_all(&self.root).map_err(|error| DeviceError::Io {
             path: self.root.clone(),
             error,
         })?;
         FileSecureElement::create(self.se(), keys)?;
-        Ok(aorta_crypto::keys::commitment(&self.open_se()?)?)
+        let se = self.open_se()?;
+        Ok(Installed {
+            commitment: aorta_crypto::keys::commitment(&se)?,
+            signing_public_key: se.signing_public_key()?,
+        })
     }
+}
+
+/// What the assembled device reports to the registry: its key commitment
+/// (key verification) and its signing identity (registered in the public
+/// device directory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Installed {
+    /// `aorta_crypto::keys::commitment` over the installed slice.
+    pub commitment: [u8; 32],
+    /// The Ed25519 public key its secure element generated.
+    pub signing_public_key: [u8; 32],
 }
 
 #[cfg(test)]

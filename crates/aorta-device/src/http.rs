@@ -201,7 +201,7 @@ impl HttpsTransport {
 }
 
 impl Transport for HttpsTransport {
-    fn upload(&mut self, frame: &[u8]) -> Result<UploadReply, DeviceError> {
+    fn upload(&mut self, frame: &[u8], signature: &[u8; 64]) -> Result<UploadReply, DeviceError> {
         let header = match aorta_crypto::frame::parse(frame) {
             Ok(p) => p.header,
             Err(e) => {
@@ -217,6 +217,10 @@ impl Transport for HttpsTransport {
             .client
             .post(self.url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(
+                aorta_api::SIGNATURE_HEADER,
+                aorta_base::hex::encode(signature),
+            )
             .body(frame.to_vec())
             .send()
             .map_err(net)?;
@@ -546,25 +550,28 @@ mod tests {
         .unwrap();
         let (frame, seq) = sealed(1);
         assert_eq!(
-            t.upload(&frame).unwrap(),
+            t.upload(&frame, &[0u8; 64]).unwrap(),
             UploadReply::Ack { sequence: seq }
         );
         assert_eq!(
-            t.upload(&frame).unwrap(),
+            t.upload(&frame, &[0u8; 64]).unwrap(),
             UploadReply::Refused {
                 sequence: seq,
                 reason: "HTTP 422 bad_frame: authentication failed".into()
             }
         );
         assert!(matches!(
-            t.upload(&frame),
+            t.upload(&frame, &[0u8; 64]),
             Err(DeviceError::ServerBusy { status: 503, retry_after: Some(d), .. }) if d == Duration::from_secs(3)
         ));
-        assert!(matches!(t.upload(&frame), Err(DeviceError::Protocol(_))));
+        assert!(matches!(
+            t.upload(&frame, &[0u8; 64]),
+            Err(DeviceError::Protocol(_))
+        ));
         // A damaged queued frame is refused locally, never sent.
         let before = calls.load(Ordering::SeqCst);
         assert!(matches!(
-            t.upload(b"garbage").unwrap(),
+            t.upload(b"garbage", &[0u8; 64]).unwrap(),
             UploadReply::Refused { .. }
         ));
         assert_eq!(calls.load(Ordering::SeqCst), before);
@@ -581,7 +588,7 @@ mod tests {
             HttpOptions::default(),
         )
         .unwrap();
-        let e = t.upload(&sealed(2).0).unwrap_err();
+        let e = t.upload(&sealed(2).0, &[0u8; 64]).unwrap_err();
         assert!(matches!(e, DeviceError::Network(_)), "{e}");
         // Nobody listening: also transient.
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -595,7 +602,7 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(
-            t.upload(&sealed(3).0),
+            t.upload(&sealed(3).0, &[0u8; 64]),
             Err(DeviceError::Network(_))
         ));
     }

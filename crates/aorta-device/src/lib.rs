@@ -43,7 +43,7 @@ pub mod rotation;
 pub mod se;
 pub mod source;
 
-pub use dir::DeviceDir;
+pub use dir::{DeviceDir, Installed};
 
 /// Fuzzing entry points over the device's own disk formats: each decodes
 /// arbitrary bytes and, when they decode, checks that encoding gives them

@@ -199,8 +199,19 @@ pub enum UploadReply {
 
 /// The uplink. `Err` means the network is down: the frame stays queued.
 pub trait Transport {
-    /// Sends one frame and returns the server's reply.
-    fn upload(&mut self, frame: &[u8]) -> Result<UploadReply, DeviceError>;
+    /// Sends one frame with the device's signature of it ([`sign_upload`])
+    /// and returns the server's reply.
+    fn upload(&mut self, frame: &[u8], signature: &[u8; 64]) -> Result<UploadReply, DeviceError>;
+}
+
+/// The device's signature of `frame` for upload: Ed25519 by its secure
+/// element over `aorta_crypto::auth::frame_message(frame)`. Ingest refuses
+/// a frame without it (`docs/authentication.md`).
+pub fn sign_upload(
+    se: &dyn crate::se::SecureElement,
+    frame: &[u8],
+) -> Result<[u8; 64], DeviceError> {
+    se.sign(&aorta_crypto::auth::frame_message(frame))
 }
 
 /// What one [`flush`] did.
@@ -258,10 +269,11 @@ pub fn apply_reply(
 pub fn flush(
     queue: &mut OfflineQueue,
     transport: &mut dyn Transport,
+    se: &dyn crate::se::SecureElement,
 ) -> Result<FlushReport, DeviceError> {
     let mut r = FlushReport::default();
     while let Some((seq, bytes)) = queue.oldest()? {
-        let reply = transport.upload(&bytes)?;
+        let reply = transport.upload(&bytes, &sign_upload(se, &bytes)?)?;
         match apply_reply(queue, seq, reply)? {
             Outcome::Acked { sequence } => r.acked.push(sequence),
             Outcome::Refused { sequence, reason } => r.refused.push((sequence, reason)),

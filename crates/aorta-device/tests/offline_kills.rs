@@ -54,7 +54,7 @@ struct Server<'a> {
 }
 
 impl Transport for Server<'_> {
-    fn upload(&mut self, frame: &[u8]) -> Result<UploadReply, DeviceError> {
+    fn upload(&mut self, frame: &[u8], _signature: &[u8; 64]) -> Result<UploadReply, DeviceError> {
         if !self.network_up {
             return Err(DeviceError::Network("down".into()));
         }
@@ -171,7 +171,7 @@ fn random_kills_lose_and_duplicate_nothing() {
                 die_after_store: 15,
                 rng: &mut rng,
             };
-            match flush(&mut queue, &mut server) {
+            match flush(&mut queue, &mut server, sealer.secure_element()) {
                 Ok(r) => refused.extend(r.refused),
                 Err(DeviceError::Network(why)) => {
                     if why.contains("killed") {
@@ -193,7 +193,7 @@ fn random_kills_lose_and_duplicate_nothing() {
             die_after_store: 10,
             rng: &mut rng,
         };
-        match flush(&mut queue, &mut server) {
+        match flush(&mut queue, &mut server, sealer.secure_element()) {
             Ok(r) => {
                 refused.extend(r.refused);
                 break;

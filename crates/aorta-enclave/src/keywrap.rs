@@ -26,7 +26,7 @@ use aorta_base::codec::{Decode, DecodeError, Encode, Reader};
 /// HPKE `info` string for key release.
 pub const KEY_RELEASE_INFO: &[u8] = b"aorta key release v1";
 /// Bundle plaintext version.
-pub const BUNDLE_VERSION: u8 = 1;
+pub const BUNDLE_VERSION: u8 = 2;
 /// Most keys of each kind in one bundle.
 pub const MAX_KEYS_PER_KIND: usize = 65_535;
 /// Longest identifier (serial, subscriber, assignment) in bytes: the results
@@ -63,6 +63,11 @@ pub struct KeyBundle {
     pub transport_keys: Vec<(String, Secret32)>,
     /// Subscribers' result keys, by subscriber id.
     pub result_keys: Vec<(String, Secret32)>,
+    /// The broker's certificate of the worker's result-signing key
+    /// (`aorta_crypto::auth::WorkerCert`, whose seed is the entry
+    /// [`crate::worker::RESULT_SIGNING_KEY_NAME`]); empty when the broker
+    /// certifies none.
+    pub certificate: Vec<u8>,
 }
 
 /// Why key wrapping or unwrapping failed.
@@ -144,6 +149,11 @@ impl KeyBundle {
                 out.extend_from_slice(key.expose());
             }
         }
+        let n = u16::try_from(self.certificate.len()).map_err(|_| KeyWrapError::TooLarge {
+            detail: "certificate longer than 65535 bytes",
+        })?;
+        out.extend_from_slice(&n.to_be_bytes());
+        out.extend_from_slice(&self.certificate);
         Ok(out)
     }
 
@@ -187,6 +197,13 @@ impl KeyBundle {
                 list.push((name, Secret32(key)));
             }
         }
+        let n = r
+            .u16("certificate length")
+            .map_err(|_| bad("truncated certificate length", &r))?;
+        let certificate = r
+            .take(usize::from(n), "certificate")
+            .map_err(|_| bad("truncated certificate", &r))?
+            .to_vec();
         if r.remaining() != 0 {
             return Err(bad("trailing bytes", &r));
         }
@@ -195,6 +212,7 @@ impl KeyBundle {
             assignment,
             transport_keys,
             result_keys,
+            certificate,
         })
     }
 

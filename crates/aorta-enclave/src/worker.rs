@@ -64,6 +64,10 @@ impl WorkerKeypair {
 /// (the key that seals the worker's checkpoints). `@` cannot start a serial,
 /// so it cannot collide with a device's key.
 pub const STATE_KEY_NAME: &str = "@state";
+/// Bundle entry of the worker's result-signing key (an Ed25519 seed the
+/// broker generated for this worker and certified in the bundle's
+/// certificate).
+pub const RESULT_SIGNING_KEY_NAME: &str = "@result-signing";
 
 /// A frame the worker opened: plaintext samples in zeroizing memory.
 pub struct WorkerFrame {

@@ -160,6 +160,20 @@ pub enum RegistryError {
         /// Serial.
         serial: String,
     },
+    /// The device was retired with `aorta factory revoke`.
+    #[error("device {serial} is revoked")]
+    Revoked {
+        /// Serial.
+        serial: String,
+    },
+    /// Another signing key is already registered for the device.
+    #[error(
+        "device {serial} already has another signing key; a replacement device gets a new serial"
+    )]
+    KeyAlreadyRegistered {
+        /// Serial.
+        serial: String,
+    },
     /// The device's key commitment does not match the registry.
     #[error(
         "key verification failed for device {serial}: the commitment does not match its registered keys"
@@ -231,6 +245,10 @@ pub struct DeviceInfo {
     pub last_sequence: Option<u64>,
     /// Key index of that frame.
     pub last_key_index: u16,
+    /// Its Ed25519 signing public key, once registered.
+    pub public_key: Option<[u8; 32]>,
+    /// Retired with `aorta factory revoke`.
+    pub revoked: bool,
 }
 
 /// Why a frame is refused at the server. Each refusal has its own [`RefusalKind`].
@@ -450,6 +468,7 @@ impl std::fmt::Debug for Registry {
 
 const DB_FILE: &str = "registry.redb";
 const KEK_FILE: &str = "kek";
+const DIRECTORY_FILE: &str = "directory.txt";
 
 fn meta_get(db: &Database, key: &str) -> Result<u64, RegistryError> {
     let r = db.begin_read().map_err(db_err)?;
@@ -512,13 +531,15 @@ impl Registry {
             w.open_table(reneg::RENEG).map_err(db_err)?;
         }
         w.commit().map_err(db_err)?;
-        Ok(Registry {
+        let reg = Registry {
             db,
             kek,
             rng,
             counters: RefusalCounters::default(),
             dir: dir.to_path_buf(),
-        })
+        };
+        reg.publish_directory()?;
+        Ok(reg)
     }
 
     /// Opens an existing registry.
@@ -620,6 +641,8 @@ impl Registry {
                 verified: false,
                 max_key_uses: DEFAULT_MAX_KEY_USES,
                 min_key_uses: DEFAULT_MAX_KEY_USES,
+                public_key: None,
+                revoked: false,
             };
             devices
                 .insert(serial, rec.to_bytes().as_slice())
@@ -643,6 +666,7 @@ impl Registry {
             meta.insert("next_offset", next.max(end)).map_err(db_err)?;
         }
         w.commit().map_err(db_err)?;
+        self.publish_directory()?;
         self.device_keys_unchecked(serial, offset, n as u16)
     }
 
@@ -717,6 +741,11 @@ impl Registry {
         serial: &str,
     ) -> Result<Vec<Zeroizing<[u8; 32]>>, RegistryError> {
         let rec = self.record(serial)?;
+        if rec.revoked {
+            return Err(RegistryError::Revoked {
+                serial: serial.to_owned(),
+            });
+        }
         if !rec.verified {
             return Err(RegistryError::NotVerified {
                 serial: serial.to_owned(),
@@ -741,6 +770,80 @@ impl Registry {
             min_key_uses: rec.min_key_uses,
             last_sequence: st.last_sequence,
             last_key_index: st.last_key_index,
+            public_key: rec.public_key,
+            revoked: rec.revoked,
+        })
+    }
+
+    /// Registers the device's Ed25519 signing public key (read from its
+    /// secure element at assembly). Registering the same key again is a
+    /// no-op; another key is refused.
+    pub fn register_key(&self, serial: &str, public_key: &[u8; 32]) -> Result<(), RegistryError> {
+        let mut rec = self.record(serial)?;
+        match rec.public_key {
+            Some(k) if &k == public_key => Ok(()),
+            Some(_) => Err(RegistryError::KeyAlreadyRegistered {
+                serial: serial.to_owned(),
+            }),
+            None => {
+                rec.public_key = Some(*public_key);
+                self.put_record(serial, &rec)
+            }
+        }
+    }
+
+    /// Retires a device: its frames are refused at ingest (through the
+    /// directory) and here, and the broker releases none of its keys.
+    pub fn revoke(&self, serial: &str) -> Result<(), RegistryError> {
+        let mut rec = self.record(serial)?;
+        rec.revoked = true;
+        self.put_record(serial, &rec)
+    }
+
+    /// The public device directory (no key material).
+    pub fn directory(&self) -> Result<aorta_crypto::directory::Directory, RegistryError> {
+        use aorta_crypto::directory::{Directory, Entry, Status};
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(DEVICES).map_err(db_err)?;
+        let mut d = Directory::default();
+        for e in t.iter().map_err(db_err)? {
+            let (k, v) = e.map_err(db_err)?;
+            let rec =
+                DeviceRecord::from_bytes(v.value()).map_err(store::corrupt("device record"))?;
+            let status = if rec.revoked {
+                Status::Revoked
+            } else if rec.verified {
+                Status::Verified
+            } else {
+                Status::Unverified
+            };
+            d.devices.insert(
+                k.value().to_owned(),
+                Entry {
+                    status,
+                    slice_len: rec.slice_len,
+                    min_key_uses: rec.min_key_uses.max(1),
+                    public_key: rec.public_key,
+                },
+            );
+        }
+        Ok(d)
+    }
+
+    /// Where the registry keeps its public device directory
+    /// (`directory.txt`, rewritten after every change of a device).
+    pub fn directory_path(&self) -> PathBuf {
+        self.dir.join(DIRECTORY_FILE)
+    }
+
+    fn publish_directory(&self) -> Result<(), RegistryError> {
+        let path = self.directory_path();
+        let text = self.directory()?.to_text();
+        aorta_base::fs::write_private_atomic(&path, text.as_bytes()).map_err(|e| {
+            RegistryError::Io {
+                path,
+                error: std::io::Error::other(e.to_string()),
+            }
         })
     }
 
@@ -766,7 +869,8 @@ impl Registry {
             t.insert(serial, rec.to_bytes().as_slice())
                 .map_err(db_err)?;
         }
-        w.commit().map_err(db_err)
+        w.commit().map_err(db_err)?;
+        self.publish_directory()
     }
 
     fn frame_state(&self, serial: &str) -> Result<FrameState, RegistryError> {
@@ -819,7 +923,7 @@ impl Registry {
             }
             Err(e) => return Err(e.into()),
         };
-        if !rec.verified {
+        if !rec.verified || rec.revoked {
             return Err(AcceptError::NotVerified {
                 serial: serial.to_owned(),
             });
@@ -852,15 +956,17 @@ impl Registry {
         }
         // Key-index window: the index may only move forward, by at most
         // one step per max_key_uses sequence numbers since the last frame, plus one.
-        let n = u64::from(rec.slice_len);
-        let gap = match st.last_sequence {
-            Some(last) => h.sequence - last,
-            None => h.sequence.saturating_add(1),
+        let (from_seq, gap) = match st.last_sequence {
+            Some(last) => (last, h.sequence - last),
+            None => (0, h.sequence.saturating_add(1)),
         };
-        let max_advance = (gap / rec.min_key_uses.max(1)).saturating_add(1).min(n - 1);
-        let got = u64::from(h.key_index);
-        let out = got >= n || (got + n - u64::from(st.last_key_index)) % n > max_advance;
-        if out {
+        let max_advance = keys::max_index_advance(rec.slice_len, rec.min_key_uses, gap);
+        if !keys::index_window_ok(
+            rec.slice_len,
+            rec.min_key_uses,
+            (from_seq, st.last_key_index),
+            (from_seq.saturating_add(gap), h.key_index),
+        ) {
             return Err(AcceptError::KeyIndexOutOfWindow {
                 serial: serial.to_owned(),
                 got: h.key_index,

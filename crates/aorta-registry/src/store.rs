@@ -136,10 +136,14 @@ pub(crate) struct DeviceRecord {
     /// uses it, so frames sealed under any schedule the device may be on
     /// (including one whose Confirm was lost) stay inside the window.
     pub(crate) min_key_uses: u64,
+    /// The device's Ed25519 signing public key, registered at assembly.
+    pub(crate) public_key: Option<[u8; 32]>,
+    /// Retired (`aorta factory revoke`).
+    pub(crate) revoked: bool,
 }
 
 /// Version of the device record layout.
-const DEVICE_RECORD_VERSION: u8 = 1;
+const DEVICE_RECORD_VERSION: u8 = 2;
 
 /// Reads a `0`/`1` flag.
 fn flag(r: &mut Reader<'_>, field: &'static str) -> Result<bool, DecodeError> {
@@ -150,8 +154,9 @@ fn flag(r: &mut Reader<'_>, field: &'static str) -> Result<bool, DecodeError> {
     }
 }
 
-/// `version(1) ‖ offset u64 ‖ slice_len u16 ‖ verified u8 ‖ max_key_uses
-/// u64 ‖ min_key_uses u64`.
+/// `version(2) ‖ offset u64 ‖ slice_len u16 ‖ verified u8 ‖ max_key_uses
+/// u64 ‖ min_key_uses u64 ‖ has_key u8 ‖ public_key [32] (zeros when none)
+/// ‖ revoked u8`.
 impl Encode for DeviceRecord {
     fn encode(&self, b: &mut Vec<u8>) {
         b.push(DEVICE_RECORD_VERSION);
@@ -160,21 +165,38 @@ impl Encode for DeviceRecord {
         b.push(u8::from(self.verified));
         b.extend_from_slice(&self.max_key_uses.to_be_bytes());
         b.extend_from_slice(&self.min_key_uses.to_be_bytes());
+        b.push(u8::from(self.public_key.is_some()));
+        b.extend_from_slice(&self.public_key.unwrap_or([0u8; 32]));
+        b.push(u8::from(self.revoked));
     }
 }
 
 impl Decode<'_> for DeviceRecord {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         if r.u8("version")? != DEVICE_RECORD_VERSION {
-            return Err(r.invalid("version", 1, "unknown device record version"));
+            return Err(r.invalid(
+                "version",
+                1,
+                "unknown device record version (a registry made before device signing keys: re-create it)",
+            ));
         }
-        Ok(DeviceRecord {
+        let mut rec = DeviceRecord {
             offset: r.u64("offset")?,
             slice_len: r.u16("slice_len")?,
             verified: flag(r, "verified")?,
             max_key_uses: r.u64("max_key_uses")?,
             min_key_uses: r.u64("min_key_uses")?,
-        })
+            public_key: None,
+            revoked: false,
+        };
+        let has_key = flag(r, "has_key")?;
+        let key: [u8; 32] = r.array("public_key")?;
+        if !has_key && key != [0u8; 32] {
+            return Err(r.invalid("public_key", 32, "set without has_key"));
+        }
+        rec.public_key = has_key.then_some(key);
+        rec.revoked = flag(r, "revoked")?;
+        Ok(rec)
     }
 }
 

@@ -26,14 +26,21 @@ fn run(f: fn(&[u8]) -> bool, valid: &[Vec<u8>]) {
 
 #[test]
 fn device_records() {
-    let mut rec = vec![1u8];
+    let mut rec = vec![2u8];
     rec.extend_from_slice(&4096u64.to_be_bytes());
     rec.extend_from_slice(&120u16.to_be_bytes());
     rec.push(1);
     rec.extend_from_slice(&10_000u64.to_be_bytes());
     rec.extend_from_slice(&5_000u64.to_be_bytes());
-    run(fuzzing::device_record, &[rec]);
-    assert!(!fuzzing::device_record(&[2]));
+    let mut keyless = rec.clone();
+    keyless.push(0);
+    keyless.extend_from_slice(&[0u8; 32]);
+    keyless.push(0);
+    rec.push(1);
+    rec.extend_from_slice(&[0x5a; 32]);
+    rec.push(1);
+    run(fuzzing::device_record, &[rec, keyless]);
+    assert!(!fuzzing::device_record(&[3]));
 }
 
 #[test]

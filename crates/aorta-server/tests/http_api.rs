@@ -10,8 +10,10 @@
     reason = "a test fails by panicking: unwrap, expect and indexing are its assertions"
 )]
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use aorta_crypto::auth::{SignedResult, SigningKey, WorkerCert};
+use aorta_crypto::directory::{Directory, Entry, Status};
 
 use aorta_crypto::frame::{self, ChannelCalibration, FrameHeader, TransportKey};
 use aorta_crypto::keys::KeySlice;
@@ -36,6 +38,26 @@ impl Drop for Running {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// The device's signing key (deterministic per serial in this test).
+fn device_key(serial: &str) -> SigningKey {
+    let d = ring::digest::digest(&ring::digest::SHA256, serial.as_bytes());
+    SigningKey::from_seed(d.as_ref().try_into().unwrap()).unwrap()
+}
+
+/// The broker's certifying key this test's server pins.
+fn broker_key() -> SigningKey {
+    SigningKey::from_seed(&[0x42; 32]).unwrap()
+}
+
+fn entry(status: Status, slice_len: u16, key: bool, serial: &str) -> Entry {
+    Entry {
+        status,
+        slice_len,
+        min_key_uses: 1000,
+        public_key: key.then(|| device_key(serial).public()),
     }
 }
 
@@ -74,15 +96,25 @@ fn start(tweak: impl FnOnce(&mut ServerConfig)) -> Running {
     std::fs::create_dir_all(&cfg.data_dir).unwrap();
     let (cert, key, made) = tls::ensure_dev_cert(&cfg.data_dir, &cfg.tls_names).unwrap();
     assert!(made);
-    let devices: HashMap<String, (bool, u16)> = [
-        ("SN-OK".to_string(), (true, 16u16)),
-        ("SN-UNVERIFIED".to_string(), (false, 16u16)),
-        ("SN-SMALL".to_string(), (true, 8u16)),
-    ]
-    .into_iter()
-    .collect();
+    let mut devices = Directory::default();
+    for (serial, e) in [
+        ("SN-OK", entry(Status::Verified, 16, true, "SN-OK")),
+        ("SN-OTHER", entry(Status::Verified, 16, true, "SN-OTHER")),
+        (
+            "SN-UNVERIFIED",
+            entry(Status::Unverified, 16, true, "SN-UNVERIFIED"),
+        ),
+        ("SN-SMALL", entry(Status::Verified, 8, true, "SN-SMALL")),
+        ("SN-REVOKED", entry(Status::Revoked, 16, true, "SN-REVOKED")),
+        (
+            "SN-KEYLESS",
+            entry(Status::Verified, 16, false, "SN-KEYLESS"),
+        ),
+    ] {
+        devices.devices.insert(serial.to_owned(), e);
+    }
     let devices: Arc<dyn DeviceDirectory> = Arc::new(devices);
-    let state = api::open_state(&cfg, devices).unwrap();
+    let state = api::open_state(&cfg, devices, Some(broker_key().public())).unwrap();
     let tls_cfg = tls::server_config(&cert, &key).unwrap();
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     std_listener.set_nonblocking(true).unwrap();
@@ -122,13 +154,22 @@ fn start(tweak: impl FnOnce(&mut ServerConfig)) -> Running {
     }
 }
 
+/// Posts `body` signed by the device it names (as the device does).
 fn post(r: &Running, body: Vec<u8>) -> (u16, serde_json::Value) {
-    let resp = r
-        .client
-        .post(format!("{}/v1/frames", r.url))
-        .body(body)
-        .send()
-        .unwrap();
+    let serial = frame::parse(&body)
+        .map(|p| p.header.serial)
+        .unwrap_or_default();
+    let sig = device_key(&serial).sign(&aorta_crypto::auth::frame_message(&body));
+    post_with(r, body, Some(&aorta_base::hex::encode(&sig)))
+}
+
+/// Posts `body` with `signature` as the `Aorta-Signature` header.
+fn post_with(r: &Running, body: Vec<u8>, signature: Option<&str>) -> (u16, serde_json::Value) {
+    let mut q = r.client.post(format!("{}/v1/frames", r.url));
+    if let Some(sig) = signature {
+        q = q.header(aorta_api::SIGNATURE_HEADER, sig);
+    }
+    let resp = q.body(body).send().unwrap();
     let status = resp.status().as_u16();
     let text = resp.text().unwrap();
     (
@@ -177,6 +218,12 @@ fn frames_are_acknowledged_once_durable_and_bad_frames_get_their_4xx() {
             "device_not_verified",
         ),
         (sealed("SN-SMALL", 8, 8, 360), 403, "key_index_out_of_range"),
+        (sealed("SN-REVOKED", 0, 1, 360), 403, "device_revoked"),
+        (
+            sealed("SN-KEYLESS", 0, 1, 360),
+            403,
+            "device_has_no_signing_key",
+        ),
     ];
     for (body, status, name) in cases {
         let (s, e) = post(&r, body);
@@ -212,10 +259,13 @@ fn backpressure_from_a_lagging_worker_is_503_with_retry_after() {
     // The first frames fit in the allowed lag; then ingest refuses to grow it.
     let mut statuses = Vec::new();
     for seq in 0..6 {
+        let body = sealed("SN-OK", 0, seq, 360);
+        let sig = device_key("SN-OK").sign(&aorta_crypto::auth::frame_message(&body));
         let resp = r
             .client
             .post(format!("{}/v1/frames", r.url))
-            .body(sealed("SN-OK", 0, seq, 360))
+            .header(aorta_api::SIGNATURE_HEADER, aorta_base::hex::encode(&sig))
+            .body(body)
             .send()
             .unwrap();
         let s = resp.status().as_u16();
@@ -294,38 +344,152 @@ fn worker_routes_need_the_token_and_refuse_garbage() {
     ] {
         assert_eq!(send(reqwest::Method::PUT, "/v1/checkpoint", body), 400);
     }
-    // A good batch is stored once, a replay of it is counted as duplicate.
-    let batch =
-        br#"{"results":[{"id":"dr/SN/0/1","body":"AAEC"}],"latencies_us":[1500],"opened":1}"#;
-    let ans = r
-        .client
-        .post(format!("{}/v1/results", r.url))
-        .bearer_auth(&r.token)
-        .body(batch.to_vec())
-        .send()
+    // A batch signed by a certified worker key is stored once; a replay of
+    // it is counted as duplicate.
+    let worker = SigningKey::from_seed(&[7u8; 32]).unwrap();
+    let now = aorta_base::time::now_s();
+    let cert = WorkerCert::issue(
+        &broker_key(),
+        worker.public(),
+        now - 10,
+        now + 3600,
+        false,
+        "sim",
+        &[1; 32],
+        "ward-a",
+    );
+    let record = SignedResult::sign(&worker, cert.digest(), "dr/SN/0/1", b"sealed");
+    let batch = |id: &str, rec: &[u8], cert: Option<&WorkerCert>| {
+        serde_json::to_vec(&aorta_api::WorkerBatch {
+            results: vec![aorta_api::ResultItem::new(id, rec)],
+            latencies_us: vec![1500],
+            opened: 1,
+            certificate: cert
+                .map(|c| aorta_api::certificate_text(&aorta_base::codec::Encode::to_bytes(c))),
+            ..aorta_api::WorkerBatch::default()
+        })
         .unwrap()
-        .text()
-        .unwrap();
-    assert_eq!(ans, r#"{"stored":1,"duplicates":0}"#);
-    let ans = r
-        .client
-        .post(format!("{}/v1/results", r.url))
-        .bearer_auth(&r.token)
-        .body(batch.to_vec())
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    };
+    let post_batch = |b: Vec<u8>| {
+        let resp = r
+            .client
+            .post(format!("{}/v1/results", r.url))
+            .bearer_auth(&r.token)
+            .body(b)
+            .send()
+            .unwrap();
+        (resp.status().as_u16(), resp.text().unwrap())
+    };
+    // The host's attacks, with the worker token it holds: an unsigned
+    // result, one signed by a key no broker certified, one under another id,
+    // a certificate from another broker. None is stored, so none can
+    // pre-empt the real result's id.
+    let rogue = SigningKey::from_seed(&[8u8; 32]).unwrap();
+    let rogue_cert = WorkerCert::issue(
+        &rogue,
+        rogue.public(),
+        now - 10,
+        now + 3600,
+        true,
+        "tdx",
+        &[1; 32],
+        "ward-a",
+    );
+    for (b, why) in [
+        (batch("dr/SN/0/1", b"forged", None), "result_not_certified"),
+        (
+            batch(
+                "dr/SN/0/1",
+                &SignedResult::sign(&rogue, cert.digest(), "dr/SN/0/1", b"forged"),
+                Some(&cert),
+            ),
+            "result_signature_invalid",
+        ),
+        (
+            batch("dr/SN/9/9", &record, Some(&cert)),
+            "result_signature_invalid",
+        ),
+        (
+            batch(
+                "dr/SN/0/1",
+                &SignedResult::sign(&rogue, rogue_cert.digest(), "dr/SN/0/1", b"forged"),
+                Some(&rogue_cert),
+            ),
+            "certificate_refused",
+        ),
+    ] {
+        let (s, body) = post_batch(b);
+        assert_eq!(s, 403, "{body}");
+        assert!(body.contains(why), "{body}");
+    }
+    let (s, ans) = post_batch(batch("dr/SN/0/1", &record, Some(&cert)));
+    assert_eq!((s, ans.as_str()), (200, r#"{"stored":1,"duplicates":0}"#));
+    let (_, ans) = post_batch(batch("dr/SN/0/1", &record, Some(&cert)));
     assert_eq!(ans, r#"{"stored":0,"duplicates":1}"#);
-    let page: serde_json::Value = r
+    let page: aorta_api::ResultsPage = r
         .client
         .get(format!("{}/v1/results?prefix=dr/", r.url))
         .send()
         .unwrap()
         .json()
         .unwrap();
-    assert_eq!(page["results"][0]["id"], "dr/SN/0/1");
-    assert_eq!(page["results"][0]["body"], "AAEC");
+    assert_eq!(page.results.len(), 1);
+    assert_eq!(page.results[0].id, "dr/SN/0/1");
+    assert_eq!(page.results[0].bytes().unwrap(), record);
+    assert_eq!(
+        page.certificates,
+        vec![aorta_api::certificate_text(
+            &aorta_base::codec::Encode::to_bytes(&cert)
+        )]
+    );
+}
+
+/// A stranger on the network holds only the address: whatever it sends in
+/// a device's name is refused before it touches the device's sequence
+/// state, the lag budget or the log, and the device's real frames go on
+/// being accepted.
+#[test]
+fn a_stranger_cannot_silence_or_impersonate_a_device() {
+    let r = start(|c| c.max_worker_lag_bytes = 1 << 20);
+    let stranger = SigningKey::from_seed(&[0x66; 32]).unwrap();
+    for seq in (1u64 << 40)..(1u64 << 40) + 64 {
+        let f = sealed("SN-OK", 0, seq, 360);
+        let unsigned = post_with(&r, f.clone(), None);
+        assert_eq!(
+            (unsigned.0, unsigned.1["error"].as_str()),
+            (401, Some("device_signature_missing"))
+        );
+        let sig = aorta_base::hex::encode(&stranger.sign(&aorta_crypto::auth::frame_message(&f)));
+        let forged = post_with(&r, f.clone(), Some(&sig));
+        assert_eq!(
+            (forged.0, forged.1["error"].as_str()),
+            (401, Some("device_signature_invalid"))
+        );
+        // Another registered device's key does not sign for this one.
+        let other = aorta_base::hex::encode(
+            &device_key("SN-OTHER").sign(&aorta_crypto::auth::frame_message(&f)),
+        );
+        assert_eq!(post_with(&r, f.clone(), Some(&other)).0, 401);
+        assert_eq!(post_with(&r, f, Some("zz")).0, 401);
+    }
+    // The device's real frames, from sequence 0, are all accepted.
+    for seq in 0..40 {
+        let (s, e) = post(&r, sealed("SN-OK", 0, seq, 360));
+        assert_eq!(s, 200, "{e}");
+    }
+    let (recs, _) = FileLog::open(r.dir.path().join("data/frames.log"))
+        .unwrap()
+        .read_from(0, 1000)
+        .unwrap();
+    assert_eq!(recs.len(), 40, "only the device's frames are in the log");
+    // The device's frames keep to the key-index window: a jump of the key
+    // index the sequence gap cannot explain is refused.
+    let (s, e) = post(&r, sealed("SN-OK", 9, 41, 360));
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (403, Some("key_index_out_of_window"))
+    );
+    assert_eq!(post(&r, sealed("SN-OK", 1, 41, 360)).0, 200);
 }
 
 proptest! {

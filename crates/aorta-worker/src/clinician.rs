@@ -92,16 +92,25 @@ pub struct ResultReader {
     /// Results whose session envelope has not been seen (yet).
     orphans: Vec<(String, Vec<u8>)>,
     refused: u64,
+    /// The pinned broker certifying key.
+    broker_key: [u8; 32],
+    /// Verified worker certificates, by digest.
+    certs: HashMap<[u8; 32], aorta_crypto::auth::WorkerCert>,
+    /// Why the last refused record was refused.
+    last_refusal: Option<String>,
 }
 
 impl ResultReader {
     /// A reader for `subscriber` with `identity`, optionally only one
     /// patient's results.
+    /// Only records signed by a worker key that `broker_key` certified
+    /// are opened.
     pub fn new(
         server: Server,
         identity: ClinicianIdentity,
         subscriber: &str,
         patient: Option<&str>,
+        broker_key: [u8; 32],
     ) -> Self {
         ResultReader {
             server,
@@ -112,12 +121,41 @@ impl ResultReader {
             sessions: HashMap::new(),
             orphans: Vec::new(),
             refused: 0,
+            broker_key,
+            certs: HashMap::new(),
+            last_refusal: None,
         }
     }
 
-    /// Results that failed to open (wrong identity, tampered by the host).
+    /// Records refused: not signed by a certified worker, altered by the
+    /// host, or sealed to another identity.
     pub fn refused(&self) -> u64 {
         self.refused
+    }
+
+    /// Why the last refused record was refused.
+    pub fn last_refusal(&self) -> Option<&str> {
+        self.last_refusal.as_deref()
+    }
+
+    fn refuse(&mut self, why: String) {
+        self.refused += 1;
+        self.last_refusal = Some(why);
+    }
+
+    /// The payload of the signed record stored under `id`, or why not.
+    fn verified(&self, id: &str, record: &[u8]) -> Result<Vec<u8>, String> {
+        let sr = aorta_crypto::auth::SignedResult::parse(record)
+            .map_err(|e| format!("{id}: not a signed result: {e}"))?;
+        let cert = self.certs.get(&sr.cert_digest).ok_or_else(|| {
+            format!(
+                "{id}: signed by a worker certificate the server did not show or that the pinned broker key did not issue ({})",
+                aorta_base::hex::encode(&sr.cert_digest)
+            )
+        })?;
+        sr.verify(cert, id)
+            .map(<[u8]>::to_vec)
+            .map_err(|e| format!("{id}: {e}"))
     }
 
     /// `None` while the result's session envelope is unseen; `Some(Err)`
@@ -157,6 +195,24 @@ impl ResultReader {
             let page = self.server.results(self.cursor, &prefix, 5000)?;
             let done = page.next == self.cursor;
             self.cursor = page.next;
+            for c in &page.certificates {
+                let cert = aorta_api::certificate_bytes(c)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| {
+                        aorta_crypto::auth::WorkerCert::parse(&b).map_err(|e| e.to_string())
+                    })
+                    .and_then(|cert| {
+                        cert.verify(&self.broker_key, aorta_base::time::now_s())
+                            .map(|()| cert)
+                            .map_err(|e| e.to_string())
+                    });
+                match cert {
+                    Ok(cert) => {
+                        self.certs.insert(cert.digest(), cert);
+                    }
+                    Err(e) => self.last_refusal = Some(format!("worker certificate refused: {e}")),
+                }
+            }
             items.extend(page.results);
             if done {
                 break;
@@ -168,13 +224,20 @@ impl ResultReader {
             let Some(rest) = it.id.strip_prefix(&prefix) else {
                 continue;
             };
-            let body = it.bytes().map_err(|e| WorkerError::Peer(e.to_string()))?;
+            let record = it.bytes().map_err(|e| WorkerError::Peer(e.to_string()))?;
+            let body = match self.verified(&it.id, &record) {
+                Ok(b) => b,
+                Err(why) => {
+                    self.refuse(why);
+                    continue;
+                }
+            };
             if rest.starts_with("@session/") {
                 match aorta_crypto::results::open_envelope(&self.identity, &body) {
                     Ok(s) => {
                         self.sessions.insert(s.session_id(), s);
                     }
-                    Err(_) => self.refused += 1,
+                    Err(e) => self.refuse(format!("{}: session envelope: {e}", it.id)),
                 }
                 continue;
             }
@@ -190,7 +253,9 @@ impl ResultReader {
         for (rest, body) in results {
             match self.open_one(&rest, &body) {
                 Some(Ok(r)) => out.push(r),
-                Some(Err(())) => self.refused += 1,
+                Some(Err(())) => {
+                    self.refuse(format!("{prefix}{rest}: does not open with this identity"));
+                }
                 None => self.orphans.push((rest, body)),
             }
         }

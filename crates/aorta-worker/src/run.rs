@@ -266,7 +266,7 @@ pub fn stream(o: &StreamOptions, stop: &AtomicBool) -> Result<StreamSummary, Wor
             Err(e) => return Err(e),
         }
     };
-    let (results_sealer, state_sealer) = sealers(&ready, &o.attest.assignment)?;
+    let (results_sealer, state_sealer, certificate) = sealers(&ready, &o.attest.assignment)?;
     if results_sealer.is_empty() {
         tracing::warn!(target: "aorta::worker", "the assignment has no subscribers: results are computed but nobody can read them");
     }
@@ -280,7 +280,7 @@ pub fn stream(o: &StreamOptions, stop: &AtomicBool) -> Result<StreamSummary, Wor
         SecureFrames::new(ready),
         RemoteCheckpoints::new(srv.clone()),
         state_sealer,
-        RemoteResults::new(srv.clone()),
+        RemoteResults::new(srv.clone()).with_certificate(&certificate),
         results_sealer,
         u64::MAX,
     )?;

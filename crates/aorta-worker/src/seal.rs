@@ -5,30 +5,35 @@
 use aorta_stream::StreamError;
 use aorta_stream::job::{Records, ResultSealer, StateSealer};
 
-use aorta_enclave::worker::STATE_KEY_NAME;
+use aorta_crypto::auth::{SignedResult, SigningKey, WorkerCert};
+use aorta_enclave::worker::{RESULT_SIGNING_KEY_NAME, STATE_KEY_NAME};
 
 use crate::WorkerError;
 use crate::client::Ready;
 
 /// The sealers of an attested worker for `assignment`, from the keys the
-/// broker released: results to every released subscriber, checkpoints under
-/// the worker state key (a bundle without one is the broker's fault).
+/// broker released: results to every released subscriber, signed with the
+/// result-signing key the broker certified; checkpoints under the worker
+/// state key. Also the certificate (to send with the results). A bundle
+/// without a state key or a certified signing key is the broker's fault.
 pub fn sealers(
     ready: &Ready,
     assignment: &str,
-) -> Result<(SubscriberSealer, StateKeySealer), WorkerError> {
+) -> Result<(SubscriberSealer, StateKeySealer, Vec<u8>), WorkerError> {
     let keys = ready.keys();
-    let state_key = keys
-        .transport_keys
-        .iter()
-        .find(|(n, _)| n == STATE_KEY_NAME)
-        .map(|(_, k)| *k.expose())
-        .ok_or_else(|| {
-            WorkerError::Peer(
-                "the broker released no worker state key (is the broker an `aorta server` with a registry?)"
-                    .into(),
-            )
-        })?;
+    let entry = |name: &str| {
+        keys.transport_keys
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, k)| zeroize::Zeroizing::new(*k.expose()))
+    };
+    let state_key = entry(STATE_KEY_NAME).ok_or_else(|| {
+        WorkerError::Peer(
+            "the broker released no worker state key (is the broker an `aorta server` with a registry?)"
+                .into(),
+        )
+    })?;
+    let signer = signer(keys, entry(RESULT_SIGNING_KEY_NAME))?;
     let subscribers: Vec<(String, aorta_crypto::results::ClinicianPublic)> = keys
         .result_keys
         .iter()
@@ -39,10 +44,41 @@ pub fn sealers(
             )
         })
         .collect();
+    let mut results = SubscriberSealer::new(&subscribers)?;
+    results.signer = Some(signer);
     Ok((
-        SubscriberSealer::new(&subscribers)?,
+        results,
         StateKeySealer::new(&state_key, assignment),
+        keys.certificate.clone(),
     ))
+}
+
+/// The worker's result signer: the certified key, checked against the
+/// certificate beside it.
+fn signer(
+    keys: &aorta_enclave::keywrap::KeyBundle,
+    seed: Option<zeroize::Zeroizing<[u8; 32]>>,
+) -> Result<(SigningKey, [u8; 32]), WorkerError> {
+    let missing = || {
+        WorkerError::Peer(
+            "the broker certified no result-signing key (upgrade the broker): results could not be verified"
+                .into(),
+        )
+    };
+    let seed = seed.ok_or_else(missing)?;
+    if keys.certificate.is_empty() {
+        return Err(missing());
+    }
+    let cert = WorkerCert::parse(&keys.certificate)
+        .map_err(|e| WorkerError::Peer(format!("the broker's worker certificate: {e}")))?;
+    let key = SigningKey::from_seed(&seed).map_err(|e| WorkerError::Internal(e.to_string()))?;
+    if key.public() != cert.worker_key || cert.assignment != keys.assignment {
+        return Err(WorkerError::Peer(
+            "the broker's worker certificate does not certify the released key for this assignment"
+                .into(),
+        ));
+    }
+    Ok((key, cert.digest()))
 }
 
 /// Seals each result to every subscriber of the worker's assignment. One
@@ -51,6 +87,9 @@ pub fn sealers(
 /// are stored under `SUBSCRIBER/ID`.
 pub struct SubscriberSealer {
     sessions: Vec<(aorta_crypto::results::ResultSession, Option<Vec<u8>>)>,
+    /// Signs every record (`aorta_crypto::auth::SignedResult`) with the
+    /// certified key; `None` only in tests of sealing alone.
+    signer: Option<(SigningKey, [u8; 32])>,
 }
 
 impl SubscriberSealer {
@@ -64,7 +103,10 @@ impl SubscriberSealer {
                 .map_err(|e| WorkerError::Internal(format!("result session for {id}: {e}")))?;
             sessions.push((s, Some(envelope)));
         }
-        Ok(SubscriberSealer { sessions })
+        Ok(SubscriberSealer {
+            sessions,
+            signer: None,
+        })
     }
 
     /// Number of subscribers.
@@ -85,6 +127,7 @@ pub fn session_id_key(subscriber: &str, session: &[u8]) -> String {
 
 impl ResultSealer for SubscriberSealer {
     fn seal(&mut self, id: &str, json: &[u8], out: &mut Records) -> Result<(), StreamError> {
+        let start = out.len();
         for (s, envelope) in &mut self.sessions {
             let sub = s.subscriber_id().to_owned();
             if let Some(env) = envelope.take() {
@@ -94,6 +137,11 @@ impl ResultSealer for SubscriberSealer {
                 .seal(id, json)
                 .map_err(|e| WorkerError::Internal(format!("sealing result {id}: {e}")))?;
             out.push((format!("{sub}/{id}"), sealed));
+        }
+        if let Some((key, digest)) = &self.signer {
+            for (id, payload) in out.iter_mut().skip(start) {
+                *payload = SignedResult::sign(key, *digest, id, payload);
+            }
         }
         Ok(())
     }

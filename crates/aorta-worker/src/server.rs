@@ -242,6 +242,7 @@ pub struct RemoteResults {
     batch: RefCell<WorkerBatch>,
     stored: u64,
     duplicates: u64,
+    certificate: Option<String>,
 }
 
 impl RemoteResults {
@@ -252,7 +253,15 @@ impl RemoteResults {
             batch: RefCell::new(WorkerBatch::default()),
             stored: 0,
             duplicates: 0,
+            certificate: None,
         }
+    }
+
+    /// Sends `cert` (the broker's certificate of the key that signs the
+    /// results) with every batch of results.
+    pub fn with_certificate(mut self, cert: &[u8]) -> Self {
+        self.certificate = Some(aorta_api::certificate_text(cert));
+        self
     }
 
     /// Adds progress (frames opened, refusals, latencies) to the next sync.
@@ -285,6 +294,9 @@ impl ResultSink for RemoteResults {
         let b = self.batch.get_mut();
         if b.is_empty() {
             return Ok(());
+        }
+        if !b.results.is_empty() {
+            b.certificate.clone_from(&self.certificate);
         }
         let a = self.server.post_results(b)?;
         *b = WorkerBatch::default();

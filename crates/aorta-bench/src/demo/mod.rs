@@ -238,6 +238,8 @@ struct Cloud {
     _worker_lines: std::sync::mpsc::Receiver<String>,
     url: String,
     cert: PathBuf,
+    /// The in-process broker's certifying key, which the clinician pins.
+    broker_key: [u8; 32],
 }
 
 impl Cloud {
@@ -276,7 +278,11 @@ impl Cloud {
             &work.join("worker.log"),
         )?;
         say("  worker: attesting to the broker and streaming (log: worker.log)");
+        let broker_key =
+            aorta_server::broker::load_or_create_signing_key(&data.join("broker-signing.key"))?
+                .public();
         Ok(Cloud {
+            broker_key,
             server,
             worker,
             _worker_lines: lines,
@@ -305,7 +311,8 @@ fn stream(
     let mut fleet = fleet::Fleet::start(cfg, work, recs, &st.serials, &cloud, start_us, &stop)?;
     // The clinician, live.
     let srv = Server::new(&cloud.url, &cloud.cert, None)?;
-    let mut reader = ResultReader::new(srv.clone(), st.identity, SUBSCRIBER, None);
+    let mut reader =
+        ResultReader::new(srv.clone(), st.identity, SUBSCRIBER, None, cloud.broker_key);
     let mut screen = view::Screen::new(t0);
     let mut failed = fleet.watch(&mut cloud.worker, &mut reader, &mut screen, &stop);
     let device_errors = fleet.join();

@@ -116,8 +116,9 @@ fn provision(cfg: &DemoConfig, work: &Path) -> anyhow::Result<Vec<String>> {
     for i in 0..cfg.devices {
         let serial = format!("DEMO-{:04}", i + 1);
         let dir = DeviceDir::new(work.join("devices").join(&serial));
-        let commitment = dir.install_keys(reg.provision(&serial)?)?;
-        reg.verify(&serial, &commitment)?;
+        let installed = dir.install_keys(reg.provision(&serial)?)?;
+        reg.verify(&serial, &installed.commitment)?;
+        reg.register_key(&serial, &installed.signing_public_key)?;
         serials.push(serial);
     }
     Ok(serials)

@@ -32,6 +32,11 @@ const T_BASE_US: i64 = 1_700_000_100_000_000;
 pub(crate) struct DeviceFrames {
     pub(crate) serial: String,
     pub(crate) secure: Vec<Vec<u8>>,
+    /// The device's signature of each secure frame (the `Aorta-Signature`
+    /// header ingest verifies), hex.
+    pub(crate) signatures: Vec<String>,
+    /// The device's signing public key.
+    pub(crate) public_key: [u8; 32],
     pub(crate) plain: Vec<Vec<u8>>,
     /// Samples (all channels) of each frame.
     pub(crate) samples: Vec<u64>,
@@ -76,9 +81,12 @@ pub(crate) fn make_devices(
                 .iter()
                 .map(|c| (c.gain, c.baseline))
                 .collect();
+            let signer = aorta_crypto::auth::SigningKey::generate()?;
             let mut out = DeviceFrames {
                 serial: serial.clone(),
                 secure: Vec::with_capacity(frames),
+                signatures: Vec::with_capacity(frames),
+                public_key: signer.public(),
                 plain: Vec::with_capacity(frames),
                 samples: Vec::with_capacity(frames),
                 groups,
@@ -95,18 +103,16 @@ pub(crate) fn make_devices(
                     .map(|c| c.get(a..b).unwrap_or_default())
                     .collect();
                 let t = T_BASE_US + (k as f64 * frame_s * 1e6).round() as i64;
-                let h = FrameHeader::new(
-                    &serial,
-                    index,
-                    k as u64,
-                    t,
-                    rate_mhz,
-                    2,
-                    (b - a) as u32,
-                    epoch,
-                )?;
-                out.secure
-                    .push(frame::seal(&tk, &h, &src.calibration, &chans)?);
+                // A device on key index i has sent at least i × max_key_uses
+                // frames: its sequence numbers fit the key-index window.
+                let seq = u64::from(index) * keys::DEFAULT_MAX_KEY_USES + k as u64;
+                let h =
+                    FrameHeader::new(&serial, index, seq, t, rate_mhz, 2, (b - a) as u32, epoch)?;
+                let sealed = frame::seal(&tk, &h, &src.calibration, &chans)?;
+                out.signatures.push(aorta_base::hex::encode(
+                    &signer.sign(&aorta_crypto::auth::frame_message(&sealed)),
+                ));
+                out.secure.push(sealed);
                 out.plain.push(encode_plain_frame(
                     &serial, t, rate_mhz, &cal_plain, &chans,
                 )?);
@@ -160,7 +166,12 @@ pub(crate) fn broker(
         aorta_base::hex::encode(&platform.platform_public_key()),
         devs.join(",")
     ))?;
-    Ok((Broker::new(policy, Arc::new(keys)), platform, m))
+    let signer = aorta_crypto::auth::SigningKey::generate()?;
+    Ok((
+        Broker::new(policy, Arc::new(keys)).with_signer(signer),
+        platform,
+        m,
+    ))
 }
 
 /// A worker attested in process: nonce → sim evidence → broker verification

@@ -235,7 +235,7 @@ impl Bench {
     /// One run of the secure pipeline: a freshly attested worker.
     fn secure(&self, pace: Pace, frames: usize, dir: &Path) -> anyhow::Result<RunStats> {
         let ready = devices::attest(&self.broker, &self.platform, self.measurement)?;
-        let (sealer, state) = sealers(&ready, ASSIGNMENT)?;
+        let (sealer, state, _certificate) = sealers(&ready, ASSIGNMENT)?;
         let w = Workload {
             devices: &self.devices,
             secure: true,

@@ -237,7 +237,18 @@ pub(super) fn results_identical(
     identity: &ClinicianIdentity,
     subscriber: &str,
 ) -> anyhow::Result<(bool, usize)> {
-    let sec = FileResultStore::open(secure)?.all()?;
+    // The secure store holds signed records (`aorta_crypto::auth`); the
+    // comparison opens what they carry.
+    let sec = FileResultStore::open(secure)?
+        .all()?
+        .into_iter()
+        .map(|(id, rec)| {
+            let payload = aorta_crypto::auth::SignedResult::parse(&rec)?
+                .payload
+                .to_vec();
+            Ok((id, payload))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let pl = FileResultStore::open(plain)?.all()?;
     let mut sessions = HashMap::new();
     let session_prefix = format!("{subscriber}/@session/");

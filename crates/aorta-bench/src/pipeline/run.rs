@@ -2,14 +2,13 @@
 //! [`GroupCommit`] and a worker thread running [`EcgJob`] over the durable
 //! part of the log.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use aorta_server::http::ingest::{GroupCommit, IngestCounters, Submission, check_header};
+use aorta_server::http::ingest::{GroupCommit, IngestCounters, Submission, check_frame};
 use aorta_stream::StreamError;
 use aorta_stream::checkpoint::{CheckpointStore, FileCheckpointStore};
 use aorta_stream::job::{EcgJob, FrameOpen, ResultSealer, StateSealer};
@@ -84,24 +83,35 @@ fn thread_cpu_s() -> f64 {
 
 /// The ingest's header check.
 enum HeaderCheck {
-    /// The secure host's: the AOFR header against the device directory,
-    /// as `aorta server` checks it.
-    Sealed(HashMap<String, (bool, u16)>),
+    /// The secure host's: the AOFR header and the device's signature
+    /// against the public device directory, as `aorta server` checks them.
+    Sealed(aorta_crypto::directory::Directory),
     /// The plain baseline's: its serial field; the sequence is the frame's
     /// index.
     Plain,
 }
 
 impl HeaderCheck {
-    /// The serial and sequence of frame `k`, or why ingest refuses it.
-    fn check(&self, f: &[u8], k: usize) -> anyhow::Result<(String, u64)> {
+    /// The submission of frame `k` (signed by `signature`), or why ingest
+    /// refuses it.
+    fn check(
+        &self,
+        f: &[u8],
+        signature: Option<&str>,
+        k: usize,
+        arrival: i64,
+    ) -> anyhow::Result<Submission> {
         match self {
-            HeaderCheck::Sealed(devices) => Ok(check_header(devices, f)?),
+            HeaderCheck::Sealed(devices) => Ok(Submission::checked(
+                check_frame(devices, f, signature)?,
+                arrival,
+                f,
+            )),
             HeaderCheck::Plain => f
                 .split_first()
                 .and_then(|(&n, rest)| rest.get(..usize::from(n)))
                 .and_then(|s| std::str::from_utf8(s).ok())
-                .map(|s| (s.to_owned(), k as u64))
+                .map(|s| Submission::new(s.to_owned(), k as u64, arrival, f))
                 .context("a plain frame without a serial"),
         }
     }
@@ -116,25 +126,39 @@ pub(crate) struct Workload<'a> {
 }
 
 impl Workload<'_> {
-    fn frame(&self, d: usize, k: usize) -> Option<(&[u8], u64)> {
+    /// Frame `k` of device `d`, its signature (secure frames) and samples.
+    fn frame(&self, d: usize, k: usize) -> Option<(&[u8], Option<&str>, u64)> {
         let dev = self.devices.get(d)?;
-        let f = if self.secure {
-            dev.secure.get(k)
+        let (f, sig) = if self.secure {
+            (
+                dev.secure.get(k)?,
+                dev.signatures.get(k).map(String::as_str),
+            )
         } else {
-            dev.plain.get(k)
-        }?;
-        Some((f.as_slice(), dev.samples.get(k).copied().unwrap_or(0)))
+            (dev.plain.get(k)?, None)
+        };
+        Some((f.as_slice(), sig, dev.samples.get(k).copied().unwrap_or(0)))
     }
 
     fn header_check(&self) -> HeaderCheck {
         if self.secure {
             let slice = u16::try_from(SLICE_KEYS).unwrap_or(u16::MAX);
-            HeaderCheck::Sealed(
-                self.devices
+            use aorta_crypto::directory::{Directory, Entry, Status};
+            HeaderCheck::Sealed(Directory {
+                devices: self
+                    .devices
                     .iter()
-                    .map(|d| (d.serial.clone(), (true, slice)))
+                    .map(|d| {
+                        let e = Entry {
+                            status: Status::Verified,
+                            slice_len: slice,
+                            min_key_uses: aorta_crypto::keys::DEFAULT_MAX_KEY_USES,
+                            public_key: Some(d.public_key),
+                        };
+                        (d.serial.clone(), e)
+                    })
                     .collect(),
-            )
+            })
         } else {
             HeaderCheck::Plain
         }
@@ -304,14 +328,14 @@ impl Ingest<'_> {
                 }
             };
             for d in 0..w.devices.len() {
-                let Some((f, n)) = w.frame(d, k) else {
+                let Some((f, sig, n)) = w.frame(d, k) else {
                     continue;
                 };
-                let (serial, sequence) = check
-                    .check(f, k)
-                    .with_context(|| format!("ingest refused device {d} frame {k}"))?;
                 let at = arrival.unwrap_or_else(aorta_base::time::now_us);
-                self.batch.push(Submission::new(serial, sequence, at, f));
+                let sub = check
+                    .check(f, sig, k, at)
+                    .with_context(|| format!("ingest refused device {d} frame {k}"))?;
+                self.batch.push(sub);
                 stats.frames += 1;
                 stats.samples += n;
                 if self.batch.len() >= GroupCommit::MAX_BATCH {

@@ -474,9 +474,28 @@ pub fn write_config(dir: &Path, name: &str, data: &str, listen: &str, broker: &s
 }
 
 /// `aorta results fetch --json` in `dir` as the setup's clinician.
+/// The broker key of a server whose in-process broker keeps its
+/// certifying key beside `ca` (its data directory).
+pub fn broker_key_of(dir: &Path, ca: &str) -> String {
+    let key = Path::new(ca).with_file_name("broker-signing.key");
+    let out = aorta_in(
+        dir,
+        &[
+            "broker",
+            "public-key",
+            "--signing-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 pub fn fetch_results(dir: &Path, url: &str, ca: &str) -> Vec<serde_json::Value> {
+    let key = broker_key_of(dir, ca);
     serde_json::from_value(
         Run::new(["results", "fetch", "--server", url, "--ca", ca])
+            .args(["--broker-key", &key])
             .args(["--identity", "clinician.key"])
             .args(["--subscriber", "demo-clinician", "--json"])
             .cwd(dir)

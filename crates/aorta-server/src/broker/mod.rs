@@ -414,6 +414,20 @@ pub struct Broker {
     keys: Arc<dyn KeySource>,
     nonces: Mutex<NonceStore>,
     clock: Box<Clock>,
+    signer: Option<Arc<aorta_crypto::auth::SigningKey>>,
+}
+
+/// How long a worker certificate is valid: a worker re-attests (restarts)
+/// within this time to keep its results accepted.
+pub const CERT_VALIDITY_SECS: u64 = 30 * 24 * 3600;
+
+/// Reads the broker's certifying key (an Ed25519 seed, 64 hex digits, mode
+/// 0600) from `path`, creating it when the file does not exist.
+pub fn load_or_create_signing_key(
+    path: &std::path::Path,
+) -> anyhow::Result<aorta_crypto::auth::SigningKey> {
+    let seed = crate::http::load_or_create_secret(path)?;
+    Ok(aorta_crypto::auth::SigningKey::from_seed(&seed)?)
 }
 
 /// Outstanding nonces: a map for lookup plus the issuance order, so expired
@@ -460,7 +474,21 @@ impl Broker {
             keys,
             nonces: Mutex::new(NonceStore::default()),
             clock,
+            signer: None,
         }
+    }
+
+    /// Certifies a fresh result-signing key for every worker it releases
+    /// keys to, with `key` (`docs/authentication.md`): the seed goes into
+    /// the sealed bundle, the certificate beside it.
+    pub fn with_signer(mut self, key: aorta_crypto::auth::SigningKey) -> Self {
+        self.signer = Some(Arc::new(key));
+        self
+    }
+
+    /// The certifying public key clinicians and the server pin, if any.
+    pub fn signer_public(&self) -> Option<[u8; 32]> {
+        self.signer.as_ref().map(|k| k.public())
     }
 
     /// The policy.
@@ -611,6 +639,28 @@ impl Broker {
         }
         if let Some(k) = self.keys.state_key(&a.name) {
             bundle.transport_keys.push((STATE_KEY_NAME.to_owned(), k));
+        }
+        if let Some(signer) = &self.signer {
+            let key = aorta_crypto::auth::SigningKey::generate().map_err(|e| {
+                BrokerRefusal::Internal {
+                    detail: e.to_string(),
+                }
+            })?;
+            let cert = aorta_crypto::auth::WorkerCert::issue(
+                signer,
+                key.public(),
+                now,
+                now.saturating_add(CERT_VALIDITY_SECS),
+                worker.hardware_protected(),
+                worker.backend().name(),
+                worker.measurement(),
+                &a.name,
+            );
+            bundle.transport_keys.push((
+                aorta_enclave::worker::RESULT_SIGNING_KEY_NAME.to_owned(),
+                Secret32::from_bytes(*key.seed()),
+            ));
+            bundle.certificate = aorta_base::codec::Encode::to_bytes(&cert);
         }
         let sealed = seal_bundle(&worker, &bundle).map_err(|e| BrokerRefusal::Internal {
             detail: e.to_string(),

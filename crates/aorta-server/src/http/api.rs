@@ -67,6 +67,13 @@ pub struct AppState {
     results_stored: AtomicU64,
     results_duplicate: AtomicU64,
     stopping: AtomicBool,
+    /// The pinned broker certifying key: only results signed by a worker
+    /// key it certified are stored.
+    broker_key: Option<[u8; 32]>,
+    /// Worker certificates seen (verified), by digest; kept in
+    /// `data_dir/certs/`.
+    certs: Mutex<BTreeMap<[u8; 32], Vec<u8>>>,
+    certs_dir: std::path::PathBuf,
 }
 
 fn err(status: StatusCode, name: &str, detail: impl Into<String>) -> Response {
@@ -110,9 +117,12 @@ fn unauthorized() -> Response {
     )
 }
 
-async fn post_frame(State(s): State<Arc<AppState>>, body: Bytes) -> Response {
+async fn post_frame(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Response {
     let arrival = aorta_base::time::now_us();
-    match s.ingest.submit(arrival, &body).await {
+    let sig = h
+        .get(aorta_api::SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok());
+    match s.ingest.submit(arrival, &body, sig).await {
         Ok(ack) => {
             tracing::debug!(target: "aorta::ingest", serial = %ack.serial, sequence = ack.sequence, offset = ack.offset, duplicate = ack.duplicate, "frame acknowledged");
             axum::Json(ack).into_response()
@@ -245,6 +255,10 @@ async fn post_results(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes)
         Ok(b) => b,
         Err(e) => return err(StatusCode::BAD_REQUEST, "bad_batch", e.to_string()),
     };
+    let cert = match s.batch_certificate(&batch) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let mut decoded = Vec::with_capacity(batch.results.len());
     for r in &batch.results {
         if r.id.is_empty() || r.id.len() > 1024 || r.id.contains('\0') {
@@ -254,10 +268,30 @@ async fn post_results(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes)
                 "result id empty, too long or with NUL",
             );
         }
-        match r.bytes() {
-            Ok(b) => decoded.push((r.id.clone(), b)),
+        let b = match r.bytes() {
+            Ok(b) => b,
             Err(e) => return err(StatusCode::BAD_REQUEST, "bad_batch", e.to_string()),
+        };
+        // Only a record signed under `id` by the certified worker key is
+        // stored: nobody else can pre-empt a result id.
+        let Some(cert) = &cert else {
+            return err(
+                StatusCode::FORBIDDEN,
+                "result_not_certified",
+                "results must come with the broker's worker certificate",
+            );
+        };
+        let signed = aorta_crypto::auth::SignedResult::parse(&b)
+            .and_then(|sr| sr.verify(cert, &r.id).map(|_| ()));
+        if let Err(e) = signed {
+            tracing::warn!(target: "aorta::results", id = %r.id, error = %e, "result refused");
+            return err(
+                StatusCode::FORBIDDEN,
+                "result_signature_invalid",
+                format!("result {}: {e}", r.id),
+            );
         }
+        decoded.push((r.id.clone(), b));
     }
     let st = s.clone();
     let stored = tokio::task::spawn_blocking(move || -> Result<(u64, u64, u64), String> {
@@ -329,18 +363,114 @@ async fn get_results(State(s): State<Arc<AppState>>, q: Query<ResultsQuery>) -> 
     })
     .await;
     match r {
-        Ok(Ok((items, next))) => axum::Json(ResultsPage {
-            results: items
+        Ok(Ok((items, next))) => {
+            let results: Vec<ResultItem> = items
                 .into_iter()
                 .filter(|(id, _)| id.starts_with(&q.prefix))
                 .map(|(id, b)| ResultItem::new(&id, &b))
-                .collect(),
-            next,
-        })
-        .into_response(),
+                .collect();
+            let certificates = s.certificates_of(&results);
+            axum::Json(ResultsPage {
+                results,
+                certificates,
+                next,
+            })
+            .into_response()
+        }
         Ok(Err(e)) => err(StatusCode::BAD_REQUEST, "bad_cursor", e),
         Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
+}
+
+impl AppState {
+    /// The batch's certificate, verified against the pinned broker key and
+    /// kept; `Ok(None)` for a batch without one. A refusal is the answer.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the error is the HTTP answer itself, built once per refused batch"
+    )]
+    fn batch_certificate(
+        &self,
+        batch: &WorkerBatch,
+    ) -> Result<Option<aorta_crypto::auth::WorkerCert>, Response> {
+        let Some(text) = &batch.certificate else {
+            return Ok(None);
+        };
+        let forbidden = |e: String| err(StatusCode::FORBIDDEN, "certificate_refused", e);
+        let Some(pinned) = self.broker_key else {
+            return Err(forbidden(
+                "this server pins no broker key (`broker_key`): it stores no results".into(),
+            ));
+        };
+        let bytes = aorta_api::certificate_bytes(text)
+            .map_err(|e| err(StatusCode::BAD_REQUEST, "bad_batch", e.to_string()))?;
+        let cert = aorta_crypto::auth::WorkerCert::parse(&bytes)
+            .map_err(|e| err(StatusCode::BAD_REQUEST, "bad_batch", e.to_string()))?;
+        cert.verify(&pinned, aorta_base::time::now_s())
+            .map_err(|e| forbidden(e.to_string()))?;
+        let d = cert.digest();
+        let mut certs = self.certs.lock().map_err(|_| {
+            err(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "lock poisoned",
+            )
+        })?;
+        if let std::collections::btree_map::Entry::Vacant(slot) = certs.entry(d) {
+            let path = self
+                .certs_dir
+                .join(format!("{}.aowc", aorta_base::hex::encode(&d)));
+            aorta_base::fs::write_private_atomic(&path, &bytes).map_err(|e| {
+                err(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "results_write",
+                    e.to_string(),
+                )
+            })?;
+            slot.insert(bytes);
+        }
+        Ok(Some(cert))
+    }
+
+    /// The certificates `results` name (base64), each once.
+    fn certificates_of(&self, results: &[ResultItem]) -> Vec<String> {
+        let Ok(certs) = self.certs.lock() else {
+            return Vec::new();
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for r in results {
+            if let Ok(b) = r.bytes()
+                && let Ok(sr) = aorta_crypto::auth::SignedResult::parse(&b)
+            {
+                seen.insert(sr.cert_digest);
+            }
+        }
+        seen.iter()
+            .filter_map(|d| certs.get(d))
+            .map(|c| aorta_api::certificate_text(c))
+            .collect()
+    }
+}
+
+fn load_certs(dir: &std::path::Path) -> anyhow::Result<BTreeMap<[u8; 32], Vec<u8>>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let p = e?.path();
+        if p.extension().is_none_or(|x| x != "aowc") {
+            continue;
+        }
+        let b = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+        match aorta_crypto::auth::WorkerCert::parse(&b) {
+            Ok(c) => {
+                out.insert(c.digest(), b);
+            }
+            Err(e) => {
+                tracing::warn!(target: "aorta::results", file = %p.display(), error = %e, "unreadable worker certificate ignored");
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The `p` percentile of `sorted` latencies (µs), ms; `None` without any.
@@ -509,6 +639,7 @@ pub fn router(state: Arc<AppState>, max_frame_bytes: usize) -> Router {
 pub fn open_state(
     cfg: &ServerConfig,
     devices: Arc<dyn DeviceDirectory>,
+    broker_key: Option<[u8; 32]>,
 ) -> anyhow::Result<Arc<AppState>> {
     let dir = &cfg.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -555,6 +686,9 @@ pub fn open_state(
         results_stored: AtomicU64::new(0),
         results_duplicate: AtomicU64::new(0),
         stopping: AtomicBool::new(false),
+        broker_key,
+        certs: Mutex::new(load_certs(&dir.join("certs"))?),
+        certs_dir: dir.join("certs"),
     }))
 }
 
@@ -643,21 +777,47 @@ pub fn run(cfg: &ServerConfig, ready: impl FnOnce(&Running)) -> anyhow::Result<(
         }
     };
     let tls_cfg = tls::server_config(&cert, &key)?;
-    let registry = Arc::new(
-        aorta_registry::Registry::open(&cfg.registry)
-            .with_context(|| format!("opening the device registry {}", cfg.registry.display()))?,
-    );
+    // The host's services hold no key: devices are authenticated with the
+    // public directory. Only the optional in-process broker opens the
+    // registry (one-machine use).
+    let directory = cfg
+        .directory
+        .clone()
+        .unwrap_or_else(|| cfg.registry.join("directory.txt"));
+    let devices =
+        Arc::new(super::ingest::DirectoryFile::open(&directory).map_err(|e| anyhow::anyhow!(e))?);
+    let mut broker_key = match &cfg.broker_key {
+        Some(k) => Some(*aorta_base::hex::decode_array::<32>(
+            k,
+            aorta_base::hex::Case::Lower,
+        )?),
+        None => None,
+    };
     let broker_addr = match &cfg.policy {
         Some(p) => {
             let policy = crate::broker::policy::Policy::from_file(p)?;
+            let registry = Arc::new(aorta_registry::Registry::open(&cfg.registry).with_context(
+                || format!("opening the device registry {}", cfg.registry.display()),
+            )?);
             let results = match &cfg.subscribers {
                 Some(f) => crate::broker::MemoryKeySource::from_toml_file(f)?,
                 None => crate::broker::MemoryKeySource::default(),
             };
             let secret = super::load_or_create_secret(&cfg.data_dir.join("broker-state.key"))?;
-            let keys = crate::broker::RegistryKeySource::from_registry(registry.clone(), results)
+            let signer = crate::broker::load_or_create_signing_key(
+                &cfg.data_dir.join("broker-signing.key"),
+            )?;
+            if broker_key.is_some_and(|k| k != signer.public()) {
+                anyhow::bail!(
+                    "broker_key does not match the in-process broker's key {}",
+                    aorta_base::hex::encode(&signer.public())
+                );
+            }
+            broker_key = Some(signer.public());
+            let keys = crate::broker::RegistryKeySource::from_registry(registry, results)
                 .with_state_secret(aorta_enclave::keywrap::Secret32::from_bytes(*secret));
-            let broker = Arc::new(crate::broker::Broker::new(policy, Arc::new(keys)));
+            let broker =
+                Arc::new(crate::broker::Broker::new(policy, Arc::new(keys)).with_signer(signer));
             let l = std::net::TcpListener::bind(cfg.broker_listen)
                 .with_context(|| format!("binding the broker to {}", cfg.broker_listen))?;
             let addr = l.local_addr()?;
@@ -672,7 +832,10 @@ pub fn run(cfg: &ServerConfig, ready: impl FnOnce(&Running)) -> anyhow::Result<(
         }
         None => None,
     };
-    let state = open_state(cfg, registry)?;
+    if broker_key.is_none() {
+        tracing::warn!(target: "aorta::server", "no broker_key configured: results cannot be verified and none will be stored");
+    }
+    let state = open_state(cfg, devices, broker_key)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("aorta-http")

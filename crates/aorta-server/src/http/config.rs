@@ -15,8 +15,17 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Where the log, results, checkpoints, certificate and secrets live.
     pub data_dir: PathBuf,
-    /// The device key registry (`aorta factory init`).
+    /// The device key registry (`aorta factory init`): opened only by the
+    /// in-process key broker (`policy` set). The documented deployment runs
+    /// the broker on the data owner's side and leaves this unused.
     pub registry: PathBuf,
+    /// The public device directory ingest authenticates devices with
+    /// (`<registry>/directory.txt` when absent). No key material.
+    pub directory: Option<PathBuf>,
+    /// The key broker's certifying public key (64 hex digits): results are
+    /// stored only when signed by a worker key it certified. With the
+    /// in-process broker it is that broker's key.
+    pub broker_key: Option<String>,
     /// Key broker policy (`docs/attestation.md`); no broker when absent.
     pub policy: Option<PathBuf>,
     /// Key broker listen address (worker protocol over TCP).
@@ -50,6 +59,8 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
             data_dir: PathBuf::from("aorta-data"),
             registry: PathBuf::from("registry"),
+            directory: None,
+            broker_key: None,
             policy: None,
             broker_listen: SocketAddr::from(([127, 0, 0, 1], 7450)),
             subscribers: None,
@@ -114,6 +125,7 @@ impl ServerConfig {
         rel(&mut c.data_dir);
         rel(&mut c.registry);
         for p in [
+            &mut c.directory,
             &mut c.policy,
             &mut c.subscribers,
             &mut c.tls_cert,
@@ -160,6 +172,11 @@ impl ServerConfig {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return bad("tls_cert", "tls_cert and tls_key go together");
         }
+        if let Some(k) = &self.broker_key {
+            if aorta_base::hex::decode_array::<32>(k, aorta_base::hex::Case::Lower).is_err() {
+                return bad("broker_key", "must be 64 lower-case hex digits");
+            }
+        }
         if self.tls_names.is_empty() {
             return bad("tls_names", "needs at least one name");
         }
@@ -180,8 +197,15 @@ const DEFAULT_TOML: &str = r#"# aorta server configuration. Every key is optiona
 listen = "127.0.0.1:7443"
 # Log of accepted frames, results, checkpoints, TLS certificate, secrets.
 data_dir = "aorta-data"
-# Device key registry made by `aorta factory init`.
+# Device key registry made by `aorta factory init`: opened only by the
+# in-process key broker (when `policy` is set). Keep it off the cloud host.
 registry = "registry"
+# Public device directory (serial, status, signing public key; no keys).
+# Default: <registry>/directory.txt. Re-read when it changes.
+# directory = "directory.txt"
+# The key broker's certifying public key (hex): only results signed by a
+# worker it certified are stored. Default: the in-process broker's key.
+# broker_key = "<64 hex digits>"
 # Key broker policy; the broker is off when this is absent.
 # policy = "policy.toml"
 # Key broker (worker protocol, TCP).

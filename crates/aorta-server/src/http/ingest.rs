@@ -22,6 +22,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use aorta_crypto::directory::{Directory, Entry, Status};
 use aorta_crypto::frame::{self, FrameError};
 use aorta_stream::log::{FileLog, FrameLog, LogReader};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -44,6 +45,42 @@ pub enum IngestError {
     UnknownDevice {
         /// Serial.
         serial: String,
+    },
+    /// The device was revoked by the data owner (403).
+    #[error("device {serial} is revoked")]
+    Revoked {
+        /// Serial.
+        serial: String,
+    },
+    /// The directory lists no signing key for the device (403).
+    #[error("device {serial} has no registered signing key")]
+    NoSigningKey {
+        /// Serial.
+        serial: String,
+    },
+    /// The request carries no `Aorta-Signature` header (401).
+    #[error("frame of device {serial} is not signed (Aorta-Signature header missing)")]
+    SignatureMissing {
+        /// Serial (as claimed).
+        serial: String,
+    },
+    /// The signature is not the device's signature of these bytes (401).
+    #[error("frame of device {serial}: the signature does not verify with the device's key")]
+    SignatureInvalid {
+        /// Serial (as claimed).
+        serial: String,
+    },
+    /// The key index leaves the device's key-index window (403).
+    #[error(
+        "device {serial}: key index {index} at sequence {sequence} is outside its key-index window"
+    )]
+    KeyIndexWindow {
+        /// Serial.
+        serial: String,
+        /// Sequence.
+        sequence: u64,
+        /// Key index.
+        index: u16,
     },
     /// The device never passed key verification (403).
     #[error("device {serial} has not passed key verification")]
@@ -91,8 +128,12 @@ impl IngestError {
         match self {
             IngestError::Malformed(FrameError::Oversize { .. }) => 413,
             IngestError::Malformed(_) => 400,
+            IngestError::SignatureMissing { .. } | IngestError::SignatureInvalid { .. } => 401,
             IngestError::UnknownDevice { .. }
             | IngestError::NotVerified { .. }
+            | IngestError::Revoked { .. }
+            | IngestError::NoSigningKey { .. }
+            | IngestError::KeyIndexWindow { .. }
             | IngestError::KeyIndex { .. } => 403,
             IngestError::Replayed { .. } | IngestError::Stale { .. } => 409,
             IngestError::Overloaded(_) => 503,
@@ -108,6 +149,11 @@ impl IngestError {
             IngestError::Malformed(_) => "malformed_frame",
             IngestError::UnknownDevice { .. } => "unknown_device",
             IngestError::NotVerified { .. } => "device_not_verified",
+            IngestError::Revoked { .. } => "device_revoked",
+            IngestError::NoSigningKey { .. } => "device_has_no_signing_key",
+            IngestError::SignatureMissing { .. } => "device_signature_missing",
+            IngestError::SignatureInvalid { .. } => "device_signature_invalid",
+            IngestError::KeyIndexWindow { .. } => "key_index_out_of_window",
             IngestError::KeyIndex { .. } => "key_index_out_of_range",
             IngestError::Replayed { .. } => "sequence_replayed",
             IngestError::Stale { .. } => "sequence_stale",
@@ -117,47 +163,179 @@ impl IngestError {
     }
 }
 
-/// Looks devices up (the registry; a map in tests).
+/// Looks devices up in the public device directory
+/// (`aorta_crypto::directory`): no key material, only what authenticates a
+/// device and bounds its frames.
 pub trait DeviceDirectory: Send + Sync {
-    /// `(verified, slice_len)` of a registered device.
-    fn lookup(&self, serial: &str) -> Result<Option<(bool, u16)>, String>;
+    /// The directory entry of `serial`, if it is listed.
+    fn lookup(&self, serial: &str) -> Result<Option<Entry>, String>;
 }
 
-impl DeviceDirectory for aorta_registry::Registry {
-    fn lookup(&self, serial: &str) -> Result<Option<(bool, u16)>, String> {
-        match self.device(serial) {
-            Ok(d) => Ok(Some((d.verified, d.slice_len))),
-            Err(aorta_registry::RegistryError::UnknownSerial { .. }) => Ok(None),
-            Err(e) => Err(e.to_string()),
+impl DeviceDirectory for Directory {
+    fn lookup(&self, serial: &str) -> Result<Option<Entry>, String> {
+        Ok(self.devices.get(serial).cloned())
+    }
+}
+
+/// The device directory file the data owner publishes
+/// (`<registry>/directory.txt`, or a copy on the host), re-read when it
+/// changes (checked at most every [`DirectoryFile::RECHECK`]): a device
+/// revoked by the data owner is refused from the next check on, without a
+/// restart. A file that stops parsing keeps the last good directory and is
+/// logged.
+pub struct DirectoryFile {
+    path: std::path::PathBuf,
+    state: std::sync::Mutex<DirState>,
+}
+
+struct DirState {
+    stamp: Option<(std::time::SystemTime, u64, u64)>,
+    checked: std::time::Instant,
+    dir: Arc<Directory>,
+}
+
+fn stamp(path: &Path) -> std::io::Result<(std::time::SystemTime, u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(path)?;
+    Ok((m.modified()?, m.len(), m.ino()))
+}
+
+fn read_directory(path: &Path) -> Result<Directory, String> {
+    use std::io::Read as _;
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut text = String::new();
+    f.take(aorta_crypto::directory::MAX_LEN as u64 + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Directory::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+impl DirectoryFile {
+    /// How often the file is checked for changes.
+    pub const RECHECK: std::time::Duration = std::time::Duration::from_millis(500);
+
+    /// Opens the directory at `path` (it must exist and parse).
+    pub fn open(path: &Path) -> Result<DirectoryFile, String> {
+        let st = stamp(path).map_err(|e| {
+            format!(
+                "{}: {e} (the public device directory: `aorta factory` writes it into the registry directory; copy it to the host)",
+                path.display()
+            )
+        })?;
+        let dir = read_directory(path)?;
+        Ok(DirectoryFile {
+            path: path.to_owned(),
+            state: std::sync::Mutex::new(DirState {
+                stamp: Some(st),
+                checked: std::time::Instant::now(),
+                dir: Arc::new(dir),
+            }),
+        })
+    }
+
+    fn current(&self) -> Result<Arc<Directory>, String> {
+        let mut st = self.state.lock().map_err(|_| "lock poisoned".to_string())?;
+        if st.checked.elapsed() >= Self::RECHECK {
+            st.checked = std::time::Instant::now();
+            let now = stamp(&self.path).ok();
+            if now != st.stamp {
+                match read_directory(&self.path) {
+                    Ok(d) => {
+                        tracing::info!(target: "aorta::ingest", devices = d.devices.len(), "device directory reloaded");
+                        st.dir = Arc::new(d);
+                        st.stamp = now;
+                    }
+                    Err(e) => {
+                        tracing::warn!(target: "aorta::ingest", error = %e, "device directory unreadable; keeping the last good one");
+                    }
+                }
+            }
         }
+        Ok(st.dir.clone())
     }
 }
 
-impl DeviceDirectory for HashMap<String, (bool, u16)> {
-    fn lookup(&self, serial: &str) -> Result<Option<(bool, u16)>, String> {
-        Ok(self.get(serial).copied())
+impl DeviceDirectory for DirectoryFile {
+    fn lookup(&self, serial: &str) -> Result<Option<Entry>, String> {
+        Ok(self.current()?.devices.get(serial).cloned())
     }
 }
 
-/// Checks what a sealed frame's cleartext header shows against `devices`:
-/// well-formed, a registered and verified device, a key index inside its
-/// slice. The parsed serial and sequence.
-pub fn check_header(
+/// A frame whose device and signature checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// Serial.
+    pub serial: String,
+    /// Sequence.
+    pub sequence: u64,
+    /// The key-index window of the frame.
+    pub window: Window,
+}
+
+/// What the log writer needs to enforce a device's key-index window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// The frame's key index.
+    pub key_index: u16,
+    /// The device's slice length.
+    pub slice_len: u16,
+    /// The device's smallest `max_key_uses`.
+    pub min_key_uses: u64,
+}
+
+/// Checks a sealed frame before anything else sees it: its cleartext
+/// header is well-formed, its device is listed, verified, not revoked and
+/// has a signing key, the key index is inside its slice, and `signature`
+/// (the `Aorta-Signature` header: 128 lower-case hex digits) is the
+/// device's Ed25519 signature of the frame. Nothing is changed for a frame
+/// refused here.
+pub fn check_frame(
     devices: &dyn DeviceDirectory,
     frame_bytes: &[u8],
-) -> Result<(String, u64), IngestError> {
+    signature: Option<&str>,
+) -> Result<Checked, IngestError> {
     let p = frame::parse(frame_bytes)?;
     let h = p.header;
-    match devices.lookup(&h.serial).map_err(IngestError::Internal)? {
-        None => Err(IngestError::UnknownDevice { serial: h.serial }),
-        Some((false, _)) => Err(IngestError::NotVerified { serial: h.serial }),
-        Some((true, slice)) if h.key_index >= slice => Err(IngestError::KeyIndex {
+    let e = match devices.lookup(&h.serial).map_err(IngestError::Internal)? {
+        None => return Err(IngestError::UnknownDevice { serial: h.serial }),
+        Some(e) => e,
+    };
+    match e.status {
+        Status::Revoked => return Err(IngestError::Revoked { serial: h.serial }),
+        Status::Unverified => return Err(IngestError::NotVerified { serial: h.serial }),
+        Status::Verified => {}
+    }
+    let Some(key) = e.public_key else {
+        return Err(IngestError::NoSigningKey { serial: h.serial });
+    };
+    let Some(sig) = signature else {
+        return Err(IngestError::SignatureMissing { serial: h.serial });
+    };
+    let sig = aorta_base::hex::decode_array::<64>(sig.trim(), aorta_base::hex::Case::Lower)
+        .map_err(|_| IngestError::SignatureInvalid {
+            serial: h.serial.clone(),
+        })?;
+    aorta_crypto::auth::verify_frame(&key, frame_bytes, &sig).map_err(|_| {
+        IngestError::SignatureInvalid {
+            serial: h.serial.clone(),
+        }
+    })?;
+    if h.key_index >= e.slice_len {
+        return Err(IngestError::KeyIndex {
             serial: h.serial,
             index: h.key_index,
-            slice,
-        }),
-        Some(_) => Ok((h.serial, h.sequence)),
+            slice: e.slice_len,
+        });
     }
+    Ok(Checked {
+        serial: h.serial,
+        sequence: h.sequence,
+        window: Window {
+            key_index: h.key_index,
+            slice_len: e.slice_len,
+            min_key_uses: e.min_key_uses,
+        },
+    })
 }
 
 struct Job {
@@ -173,6 +351,7 @@ pub struct Submission {
     sequence: u64,
     digest: [u8; 16],
     record: Vec<u8>,
+    window: Option<Window>,
 }
 
 impl Submission {
@@ -184,7 +363,16 @@ impl Submission {
             sequence,
             digest: digest(frame_bytes),
             record: aorta_stream::job::encode_record(arrival_us, frame_bytes),
+            window: None,
         }
+    }
+
+    /// The submission of a checked frame: the log writer also enforces its
+    /// key-index window.
+    pub fn checked(c: Checked, arrival_us: i64, frame_bytes: &[u8]) -> Submission {
+        let mut s = Submission::new(c.serial, c.sequence, arrival_us, frame_bytes);
+        s.window = Some(c.window);
+        s
     }
 
     /// Length of the frame (without the log record's arrival prefix).
@@ -199,14 +387,48 @@ impl Submission {
 struct Seen {
     /// sequence → (digest, offset), the last [`DEDUP_WINDOW`] sequences.
     recent: BTreeMap<u64, ([u8; 16], u64)>,
+    /// sequence → key index of the remembered frames (key-index window).
+    index: BTreeMap<u64, u16>,
 }
 
 impl Seen {
-    fn remember(&mut self, sequence: u64, digest: [u8; 16], offset: u64) {
+    fn remember(&mut self, sequence: u64, digest: [u8; 16], offset: u64, key_index: Option<u16>) {
         self.recent.insert(sequence, (digest, offset));
+        if let Some(i) = key_index {
+            self.index.insert(sequence, i);
+        }
         while self.recent.len() as u64 > DEDUP_WINDOW {
             self.recent.pop_first();
         }
+        while self.index.len() as u64 > DEDUP_WINDOW {
+            self.index.pop_first();
+        }
+    }
+
+    /// Whether a frame at `(sequence, key_index)` fits the key-index window
+    /// between its remembered neighbours (the nearest frames before and
+    /// after it); the first frame is checked from `(0, 0)`.
+    fn window_ok(&self, sequence: u64, w: &Window) -> bool {
+        let ok = |from: (u64, u16), to: (u64, u16)| {
+            aorta_crypto::keys::index_window_ok(w.slice_len, w.min_key_uses, from, to)
+        };
+        let me = (sequence, w.key_index);
+        let before = self
+            .index
+            .range(..sequence)
+            .next_back()
+            .map(|(s, i)| (*s, *i));
+        let after = self
+            .index
+            .range(sequence.saturating_add(1)..)
+            .next()
+            .map(|(s, i)| (*s, *i));
+        let before_ok = match before {
+            Some(b) => ok(b, me),
+            None if self.index.is_empty() => ok((0, 0), (sequence.saturating_add(1), w.key_index)),
+            None => true,
+        };
+        before_ok && after.is_none_or(|a| ok(me, a))
     }
 }
 
@@ -256,6 +478,7 @@ impl GroupCommit {
                             p.header.sequence,
                             digest(f),
                             at,
+                            Some(p.header.key_index),
                         );
                     }
                 }
@@ -344,12 +567,19 @@ impl GroupCommit {
                     sequence: j.sequence,
                 })
             }
+            None if j.window.is_some_and(|w| !s.window_ok(j.sequence, &w)) => {
+                Err(IngestError::KeyIndexWindow {
+                    index: j.window.map_or(0, |w| w.key_index),
+                    serial: j.serial,
+                    sequence: j.sequence,
+                })
+            }
             None => {
                 let off = self
                     .log
                     .append(&j.record)
                     .map_err(|e| IngestError::Internal(e.to_string()))?;
-                s.remember(j.sequence, j.digest, off);
+                s.remember(j.sequence, j.digest, off, j.window.map(|w| w.key_index));
                 self.counters
                     .bytes
                     .fetch_add(j.record.len() as u64, Ordering::Relaxed);
@@ -448,22 +678,38 @@ impl Ingest {
         })
     }
 
-    /// Checks the header of `frame`; the parsed serial and sequence.
-    pub fn check(&self, frame_bytes: &[u8]) -> Result<(String, u64), IngestError> {
-        check_header(self.devices.as_ref(), frame_bytes)
+    /// Checks `frame` and its device signature ([`check_frame`]).
+    pub fn check(
+        &self,
+        frame_bytes: &[u8],
+        signature: Option<&str>,
+    ) -> Result<Checked, IngestError> {
+        check_frame(self.devices.as_ref(), frame_bytes, signature)
     }
 
-    /// Validates, queues and waits until the frame is durable.
-    pub async fn submit(&self, arrival_us: i64, frame_bytes: &[u8]) -> Result<Ack, IngestError> {
-        let r = self.submit_inner(arrival_us, frame_bytes).await;
+    /// Authenticates, queues and waits until the frame is durable. A frame
+    /// refused by [`check_frame`] touches nothing: no sequence state, no
+    /// queue, no lag budget, no log.
+    pub async fn submit(
+        &self,
+        arrival_us: i64,
+        frame_bytes: &[u8],
+        signature: Option<&str>,
+    ) -> Result<Ack, IngestError> {
+        let r = self.submit_inner(arrival_us, frame_bytes, signature).await;
         if let Err(e) = &r {
             self.counters.refuse(e);
         }
         r
     }
 
-    async fn submit_inner(&self, arrival_us: i64, frame_bytes: &[u8]) -> Result<Ack, IngestError> {
-        let (serial, sequence) = self.check(frame_bytes)?;
+    async fn submit_inner(
+        &self,
+        arrival_us: i64,
+        frame_bytes: &[u8],
+        signature: Option<&str>,
+    ) -> Result<Ack, IngestError> {
+        let checked = self.check(frame_bytes, signature)?;
         if self.max_lag > 0 {
             let lag =
                 (*self.end.borrow()).saturating_sub(self.worker_offset.load(Ordering::Relaxed));
@@ -479,7 +725,7 @@ impl Ingest {
         }
         let (reply, rx) = oneshot::channel();
         let job = Job {
-            frame: Submission::new(serial, sequence, arrival_us, frame_bytes),
+            frame: Submission::checked(checked, arrival_us, frame_bytes),
             reply,
         };
         if let Err(e) = self.tx.try_send(job) {
