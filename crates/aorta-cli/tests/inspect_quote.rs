@@ -48,12 +48,18 @@ fn inspects_real_quotes() {
     assert_eq!(v["kind"], "sgx");
     assert_eq!(v["tcb_status"], "ConfigurationAndSWHardeningNeeded");
     assert_eq!(v["debug"], false);
-    assert!(
-        v["policy_measurement"]
-            .as_str()
-            .unwrap()
-            .starts_with("33d8")
-    );
+    assert!(v["raw_measurement"].as_str().unwrap().starts_with("33d8"));
+    // MRENCLAVE alone does not pin the worker's config: the policy
+    // measurement needs the app measurement, as for TDX.
+    assert!(v["policy_measurement"].is_null());
+    let v = inspect(
+        "sgx-gramine",
+        &["--app-measurement", &"ab".repeat(32)],
+        &format!("{FIX}/sgx_quote"),
+        "sgx_quote_collateral.json",
+    )
+    .json();
+    assert_eq!(v["policy_measurement"].as_str().unwrap().len(), 64);
 
     let v = inspect(
         "tdx",

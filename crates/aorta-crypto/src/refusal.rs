@@ -51,6 +51,19 @@ pub const ATTEST_MISSING_COLLATERAL: u16 = 112;
 pub const ATTEST_TCB_TOO_LOW: u16 = 113;
 /// This build cannot verify the backend (SEV-SNP).
 pub const ATTEST_BACKEND_UNVERIFIABLE: u16 = 114;
+/// Bytes after the end of a DCAP quote or an SEV-SNP report.
+pub const ATTEST_TRAILING_BYTES: u16 = 115;
+/// TDX TD attributes aorta refuses (TUD bits other than debug, migratable,
+/// SEPT_VE_DISABLE off, reserved bits).
+pub const ATTEST_TD_ATTRIBUTES: u16 = 116;
+/// The collateral's `tcbEvaluationDataNumber` is below the policy's
+/// `min_tcb_eval_num`.
+pub const ATTEST_COLLATERAL_TOO_OLD: u16 = 117;
+/// A certificate, CRL, TCB info or QE identity of the collateral is expired
+/// or not yet valid.
+pub const ATTEST_COLLATERAL_OUT_OF_DATE: u16 = 118;
+/// An SEV-SNP report from a VMPL above the policy's `snp_max_vmpl`.
+pub const ATTEST_VMPL_NOT_ALLOWED: u16 = 119;
 
 // ---------------------------------------------------------------- 2xx frames
 
@@ -180,6 +193,31 @@ pub const ALL: &[(u16, &str, &str)] = &[
         ATTEST_BACKEND_UNVERIFIABLE,
         "ATTEST_BACKEND_UNVERIFIABLE",
         "backend not verifiable by this build (SEV-SNP)",
+    ),
+    (
+        ATTEST_TRAILING_BYTES,
+        "ATTEST_TRAILING_BYTES",
+        "bytes after the quote or report",
+    ),
+    (
+        ATTEST_TD_ATTRIBUTES,
+        "ATTEST_TD_ATTRIBUTES",
+        "TDX TD attributes refused (TUD, migratable, SEPT_VE_DISABLE, reserved)",
+    ),
+    (
+        ATTEST_COLLATERAL_TOO_OLD,
+        "ATTEST_COLLATERAL_TOO_OLD",
+        "collateral tcbEvaluationDataNumber below `min_tcb_eval_num`",
+    ),
+    (
+        ATTEST_COLLATERAL_OUT_OF_DATE,
+        "ATTEST_COLLATERAL_OUT_OF_DATE",
+        "collateral certificate, CRL, TCB info or QE identity expired or not yet valid",
+    ),
+    (
+        ATTEST_VMPL_NOT_ALLOWED,
+        "ATTEST_VMPL_NOT_ALLOWED",
+        "SEV-SNP report from a VMPL above `snp_max_vmpl`",
     ),
     (
         FRAME_NO_KEY,

@@ -1,5 +1,6 @@
 //! The verifier: policy checks on [`Evidence`], Intel DCAP quote verification
-//! (SGX, TDX) with `dcap-qvl`, and the [`AttestationVerified`] proof.
+//! (SGX, TDX) with `dcap-qvl`, AMD SEV-SNP report verification ([`snp`]),
+//! and the [`AttestationVerified`] proof.
 //!
 //! [`verify`] is the only function in the crate that constructs an
 //! [`AttestationVerified`] (its field is private to this module), and the
@@ -19,6 +20,10 @@ use crate::attest::sim_signed_message;
 use aorta_base::hex::encode as hex;
 
 use crate::evidence::{Backend, Evidence, EvidenceBody, Measurement, Nonce};
+
+mod collateral;
+pub mod snp;
+pub use snp::SnpTcb;
 
 /// Largest clock difference tolerated for evidence dated in the future.
 pub const MAX_CLOCK_SKEW_SECS: u64 = 30;
@@ -84,6 +89,14 @@ pub struct VerifierPolicy {
     pub min_tcb: TcbLevel,
     /// Evidence older than this many seconds is stale.
     pub freshness_secs: u64,
+    /// Lowest Intel `tcbEvaluationDataNumber` accepted in DCAP collateral
+    /// (the lower of the TCB info's and the QE identity's); `None` accepts
+    /// any collateral that is signed and unexpired.
+    pub min_tcb_eval_num: Option<u32>,
+    /// Lowest SEV-SNP reported TCB accepted (each component).
+    pub snp_min_tcb: SnpTcb,
+    /// Highest SEV-SNP VMPL accepted (0, the most privileged, by default).
+    pub snp_max_vmpl: u32,
 }
 
 impl Default for VerifierPolicy {
@@ -95,6 +108,9 @@ impl Default for VerifierPolicy {
             sim_platform_keys: Vec::new(),
             min_tcb: TcbLevel::UpToDate,
             freshness_secs: 300,
+            min_tcb_eval_num: None,
+            snp_min_tcb: SnpTcb::default(),
+            snp_max_vmpl: 0,
         }
     }
 }
@@ -182,9 +198,10 @@ pub enum Refusal {
         /// dcap-qvl's reason.
         detail: String,
     },
-    /// No collateral came with a DCAP quote.
+    /// No collateral came with a DCAP quote (Intel collateral) or an
+    /// SEV-SNP report (the VCEK/VLEK certificate table).
     #[error(
-        "{backend} evidence carries no Intel collateral; the host must attach it (from a PCCS)"
+        "{backend} evidence carries no collateral; the host must attach it (Intel: from the PCCS; SEV-SNP: the VCEK/VLEK certificate table)"
     )]
     MissingCollateral {
         /// The backend.
@@ -197,6 +214,67 @@ pub enum Refusal {
         status: String,
         /// Policy minimum.
         min: &'static str,
+    },
+    /// Bytes after the end of the quote or report.
+    #[error("{extra} bytes after the end of the {backend} {what}")]
+    TrailingBytes {
+        /// The backend.
+        backend: Backend,
+        /// `quote` or `report`.
+        what: &'static str,
+        /// How many.
+        extra: usize,
+    },
+    /// TDX TD attributes aorta refuses (besides the debug bit, [`Refusal::DebugTee`]).
+    #[error("TDX TD attributes {attributes:#018x} refused: {detail}")]
+    TdAttributes {
+        /// `TD_ATTRIBUTES` as a little-endian u64.
+        attributes: u64,
+        /// Which bits.
+        detail: &'static str,
+    },
+    /// The collateral's TCB evaluation data number is below the policy's minimum.
+    #[error(
+        "collateral tcbEvaluationDataNumber {found} is below the policy's min_tcb_eval_num {min}; fetch fresh collateral from the PCCS"
+    )]
+    CollateralTooOld {
+        /// The lower of the TCB info's and the QE identity's number.
+        found: u32,
+        /// Policy minimum.
+        min: u32,
+    },
+    /// A certificate, CRL, TCB info or QE identity of the collateral is not
+    /// valid at the verifier's time.
+    #[error(
+        "{item} is {state} at {now}: valid from {not_before} to {not_after}; fetch fresh collateral from the PCCS"
+    )]
+    CollateralOutOfDate {
+        /// What (e.g. `PCK CRL issued by CN=Intel SGX PCK Platform CA, ...`).
+        item: String,
+        /// `expired` or `not yet valid`.
+        state: &'static str,
+        /// Start of validity, ISO-8601 UTC.
+        not_before: String,
+        /// End of validity, ISO-8601 UTC (`none` when the CRL gives none).
+        not_after: String,
+        /// The verifier's time, ISO-8601 UTC.
+        now: String,
+    },
+    /// The SEV-SNP report comes from a VMPL the policy does not accept.
+    #[error("SEV-SNP report from VMPL {vmpl}; the policy accepts VMPL 0..={max} (snp_max_vmpl)")]
+    VmplNotAllowed {
+        /// The report's VMPL.
+        vmpl: u32,
+        /// Policy maximum.
+        max: u32,
+    },
+    /// The SEV-SNP reported TCB is below the policy minimum.
+    #[error("SEV-SNP reported TCB ({reported}) is below the policy minimum snp_min_tcb ({min})")]
+    SnpTcbTooLow {
+        /// What the report says.
+        reported: SnpTcb,
+        /// Policy minimum.
+        min: SnpTcb,
     },
     /// aorta cannot verify this backend's evidence yet.
     #[error("{backend} evidence cannot be verified by this build: {detail}")]
@@ -228,6 +306,12 @@ impl Refusal {
             Refusal::MissingCollateral { .. } => refusal::ATTEST_MISSING_COLLATERAL,
             Refusal::TcbTooLow { .. } => refusal::ATTEST_TCB_TOO_LOW,
             Refusal::BackendUnverifiable { .. } => refusal::ATTEST_BACKEND_UNVERIFIABLE,
+            Refusal::TrailingBytes { .. } => refusal::ATTEST_TRAILING_BYTES,
+            Refusal::TdAttributes { .. } => refusal::ATTEST_TD_ATTRIBUTES,
+            Refusal::CollateralTooOld { .. } => refusal::ATTEST_COLLATERAL_TOO_OLD,
+            Refusal::CollateralOutOfDate { .. } => refusal::ATTEST_COLLATERAL_OUT_OF_DATE,
+            Refusal::VmplNotAllowed { .. } => refusal::ATTEST_VMPL_NOT_ALLOWED,
+            Refusal::SnpTcbTooLow { .. } => refusal::ATTEST_TCB_TOO_LOW,
         }
     }
 }
@@ -267,8 +351,11 @@ impl AttestedWorker {
         self.backend.is_hardware()
     }
     /// The policy-checked measurement: `sim` → the app measurement (32 B);
-    /// `sgx-gramine` → MRENCLAVE (32 B); `tdx` → SHA-256 of
-    /// `"aorta-tdx-measurement v1\0" ‖ MRTD ‖ RTMR0 ‖ RTMR1 ‖ RTMR2 ‖ app measurement`.
+    /// `sgx-gramine` → SHA-256 of `"aorta-sgx-measurement v1\0" ‖ MRENCLAVE ‖
+    /// app measurement` ([`sgx_measurement`]); `tdx` → SHA-256 of
+    /// `"aorta-tdx-measurement v1\0" ‖ MRTD ‖ RTMR0 ‖ RTMR1 ‖ RTMR2 ‖ app
+    /// measurement`; `sev-snp` → SHA-256 of `"aorta-snp-measurement v1\0" ‖
+    /// MEASUREMENT ‖ app measurement` ([`snp::snp_measurement`]).
     pub fn measurement(&self) -> &[u8] {
         &self.measurement
     }
@@ -309,12 +396,85 @@ pub struct DcapReport {
     pub tcb_status: String,
     /// Intel security advisories that apply.
     pub advisory_ids: Vec<String>,
+    /// TDX `TD_ATTRIBUTES` (little-endian u64); `None` for SGX.
+    pub td_attributes: Option<u64>,
+    /// The lower of the collateral's TCB info and QE identity
+    /// `tcbEvaluationDataNumber`.
+    pub tcb_eval_num: u32,
+}
+
+/// TDX `TD_ATTRIBUTES` bits (Intel TDX Module ABI): TUD (bits 0–7, bit 0
+/// DEBUG, bits 4–6 TD profiling / performance-monitoring, the rest reserved).
+pub const TD_ATTR_TUD_MASK: u64 = 0xff;
+/// `TD_ATTRIBUTES.DEBUG`.
+pub const TD_ATTR_DEBUG: u64 = 1;
+/// `TD_ATTRIBUTES.SEPT_VE_DISABLE` (bit 28): must be set.
+pub const TD_ATTR_SEPT_VE_DISABLE: u64 = 1 << 28;
+/// `TD_ATTRIBUTES.MIGRATABLE` (bit 29): must be clear.
+pub const TD_ATTR_MIGRATABLE: u64 = 1 << 29;
+/// Reserved bits that must be zero (TDX Module ABI 348551-008US, table 3.23).
+pub const TD_ATTR_RESERVED: u64 = 0x0e | 0xff80 | (0xf << 23) | (((1u64 << 30) - 1) << 32);
+
+/// aorta's own check of TDX `TD_ATTRIBUTES` (dcap-qvl runs with
+/// `allow_debug(true)` so that debug TDs get a typed refusal, which also
+/// switches off its TUD checks): debug → [`Refusal::DebugTee`]; any other TUD
+/// bit, migratable, SEPT_VE_DISABLE clear or a reserved bit →
+/// [`Refusal::TdAttributes`].
+pub fn check_td_attributes(attributes: u64) -> Result<(), Refusal> {
+    let refuse = |detail| Err(Refusal::TdAttributes { attributes, detail });
+    if attributes & TD_ATTR_DEBUG != 0 {
+        return Err(Refusal::DebugTee {
+            backend: Backend::Tdx,
+        });
+    }
+    if attributes & TD_ATTR_TUD_MASK != 0 {
+        return refuse("TUD bits set (TD profiling / performance monitoring or reserved)");
+    }
+    if attributes & TD_ATTR_RESERVED != 0 {
+        return refuse("reserved bits set");
+    }
+    if attributes & TD_ATTR_MIGRATABLE != 0 {
+        return refuse("MIGRATABLE is set");
+    }
+    if attributes & TD_ATTR_SEPT_VE_DISABLE == 0 {
+        return refuse("SEPT_VE_DISABLE is not set");
+    }
+    Ok(())
+}
+
+/// The length a DCAP quote declares (header, body, signature data), or
+/// `None` when it is too short to tell (dcap-qvl then refuses it).
+fn dcap_quote_len(q: &[u8]) -> Option<usize> {
+    let u16_at = |o: usize| {
+        Some(u16::from_le_bytes(
+            q.get(o..o.checked_add(2)?)?.try_into().ok()?,
+        ))
+    };
+    let u32_at = |o: usize| {
+        usize::try_from(u32::from_le_bytes(
+            q.get(o..o.checked_add(4)?)?.try_into().ok()?,
+        ))
+        .ok()
+    };
+    match u16_at(0)? {
+        3 => 436usize.checked_add(u32_at(432)?),
+        4 => 636usize.checked_add(u32_at(632)?),
+        5 => {
+            let body = u32_at(50)?;
+            let sig_at = 54usize.checked_add(body)?;
+            sig_at.checked_add(4)?.checked_add(u32_at(sig_at)?)
+        }
+        _ => None,
+    }
 }
 
 /// Verifies a DCAP quote (SGX or TDX) with its collateral, offline, at
-/// `now` (unix seconds): certificate chain to Intel's root, CRLs, TCB info
-/// and QE identity signatures and validity, quote signature. Debug TEEs
-/// pass *this* step (so that [`verify`] can refuse them with a typed reason).
+/// `now` (unix seconds): no bytes after the quote, every certificate, CRL,
+/// TCB info and QE identity of the collateral valid at `now` (else
+/// [`Refusal::CollateralOutOfDate`], naming it with its dates), then
+/// dcap-qvl: certificate chain to Intel's root, CRLs, TCB info and QE
+/// identity signatures, quote signature. Debug TEEs pass *this* step (so
+/// that [`verify`] can refuse them with a typed reason).
 pub fn verify_dcap_quote(
     backend: Backend,
     quote: &[u8],
@@ -326,24 +486,45 @@ pub fn verify_dcap_quote(
         return Err(Refusal::MissingCollateral { backend });
     }
     let invalid = |detail: String| Refusal::QuoteInvalid { backend, detail };
+    // Quote generators return the quote in a zero-padded buffer (the real
+    // TDX sample carries 70 zero bytes): zero padding is cut off, any other
+    // byte after the declared end is refused.
+    let quote = match dcap_quote_len(quote).and_then(|len| quote.split_at_checked(len)) {
+        Some((q, tail)) if tail.iter().all(|&b| b == 0) => q,
+        Some((q, tail)) => {
+            return Err(Refusal::TrailingBytes {
+                backend,
+                what: "quote",
+                extra: quote.len().saturating_sub(q.len()).max(tail.len()),
+            });
+        }
+        None => quote,
+    };
     let collateral: dcap_qvl::QuoteCollateralV3 = serde_json::from_slice(collateral_json)
         .map_err(|e| invalid(format!("collateral JSON: {e}")))?;
+    collateral::check_validity(&collateral, quote, now)?;
     let rep = dcap_qvl::verify::QuoteVerifier::new_prod()
         .allow_debug(true)
         .verify(quote, &collateral, now)
         .map_err(|e| invalid(format!("{e:#}")))?;
+    // Signed by Intel and verified above: the lower of the two numbers.
+    let tcb_eval_num = collateral::eval_num(&collateral.tcb_info)
+        .min(collateral::eval_num(&collateral.qe_identity));
     let td = |t: &dcap_qvl::quote::TDReport10| {
         let mut m = Vec::with_capacity(192);
         for part in [&t.mr_td, &t.rt_mr0, &t.rt_mr1, &t.rt_mr2] {
             m.extend_from_slice(part);
         }
+        let attrs = u64::from_le_bytes(t.td_attributes);
         DcapReport {
             is_sgx: false,
             report_data: t.report_data,
             raw_measurement: m,
-            debug: t.td_attributes[0] & 0x01 != 0,
+            debug: attrs & TD_ATTR_DEBUG != 0,
             tcb_status: rep.status.clone(),
             advisory_ids: rep.advisory_ids.clone(),
+            td_attributes: Some(attrs),
+            tcb_eval_num,
         }
     };
     Ok(match &rep.report {
@@ -354,11 +535,25 @@ pub fn verify_dcap_quote(
             debug: e.attributes[0] & 0x02 != 0,
             tcb_status: rep.status.clone(),
             advisory_ids: rep.advisory_ids.clone(),
+            td_attributes: None,
+            tcb_eval_num,
         },
         Report::TD10(t) => td(t),
         Report::TD15(t) => td(&t.base),
         Report::TD15Ex(t) => td(&t.base.base),
     })
+}
+
+/// The SGX measurement aorta's policy matches (see
+/// [`AttestedWorker::measurement`]): MRENCLAVE covers Gramine, the manifest
+/// and its trusted files; the app measurement adds the configuration bytes
+/// the worker actually runs with, as for TDX.
+pub fn sgx_measurement(mr_enclave: &[u8], app: &Measurement) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(b"aorta-sgx-measurement v1\0");
+    h.update(mr_enclave);
+    h.update(app.0);
+    h.finalize().to_vec()
 }
 
 /// The TDX measurement aorta's policy matches (see [`AttestedWorker::measurement`]).
@@ -450,6 +645,17 @@ pub fn verify(
             if rep.debug {
                 return Err(Refusal::DebugTee { backend: c.backend });
             }
+            if let Some(attrs) = rep.td_attributes {
+                check_td_attributes(attrs)?;
+            }
+            if let Some(min) = policy.min_tcb_eval_num
+                && rep.tcb_eval_num < min
+            {
+                return Err(Refusal::CollateralTooOld {
+                    found: rep.tcb_eval_num,
+                    min,
+                });
+            }
             match TcbLevel::from_intel(&rep.tcb_status) {
                 Some(level) if level <= policy.min_tcb => {}
                 _ => {
@@ -463,17 +669,15 @@ pub fn verify(
                 return Err(Refusal::ReportDataMismatch { backend: c.backend });
             }
             let m = if rep.is_sgx {
-                rep.raw_measurement
+                sgx_measurement(&rep.raw_measurement, &c.app_measurement)
             } else {
                 tdx_measurement(&rep.raw_measurement, &c.app_measurement)
             };
             (m, Some(rep.tcb_status))
         }
-        EvidenceBody::SevSnp { .. } => {
-            return Err(Refusal::BackendUnverifiable {
-                backend: Backend::SevSnp,
-                detail: "SEV-SNP report verification (AMD VCEK/ASK/ARK chain) is not implemented yet",
-            });
+        EvidenceBody::SevSnp { report, certs } => {
+            let rep = snp::verify_snp_report(report, certs)?;
+            (snp::check_snp_report(&rep, c, policy)?, None)
         }
     };
     if !policy

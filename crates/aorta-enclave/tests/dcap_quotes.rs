@@ -92,18 +92,143 @@ fn altered_quotes_are_rejected() {
 }
 
 #[test]
-fn outside_the_collateral_window_is_rejected() {
-    // A year later the TCB info and CRLs have expired; before issue they are not yet valid.
-    for now in [NOW + 365 * 86_400, NOW - 365 * 86_400] {
+fn outside_the_collateral_window_is_rejected_naming_the_item_in_iso_8601() {
+    // A year later the TCB info and CRLs have expired; before issue they are
+    // not yet valid. The operator reads which item, its dates in ISO-8601
+    // UTC and what to do — not a debug struct in unix seconds.
+    for (now, state) in [
+        (NOW + 365 * 86_400, "expired"),
+        (NOW - 365 * 86_400, "not yet valid"),
+    ] {
+        for (backend, quote, coll) in [
+            (Backend::Tdx, TDX_QUOTE, TDX_COLL),
+            (Backend::SgxGramine, SGX_QUOTE, SGX_COLL),
+        ] {
+            let e = refused(backend, quote, coll, now);
+            assert_eq!(e.code(), 118, "{e}");
+            let msg = e.to_string();
+            assert!(msg.contains(state), "{msg}");
+            assert!(msg.contains("CRL") || msg.contains("certificate"), "{msg}");
+            assert!(
+                msg.contains("fetch fresh collateral from the PCCS"),
+                "{msg}"
+            );
+            assert!(msg.contains("2025-"), "{msg}");
+            assert!(msg.contains("T") && msg.contains("Z"), "{msg}");
+            for debug_output in ["UnixTime", "CrlExpired", "NotValidYet", "{ "] {
+                assert!(!msg.contains(debug_output), "{msg}");
+            }
+        }
+    }
+    let e = refused(Backend::Tdx, TDX_QUOTE, TDX_COLL, NOW + 365 * 86_400);
+    assert_eq!(
+        e.to_string(),
+        "Intel SGX Root CA CRL (issued by C=US,ST=CA,L=Santa Clara,O=Intel Corporation,CN=Intel SGX Root CA) \
+         is expired at 2026-06-20T00:00:00Z: valid from 2025-03-20T11:21:57Z to 2026-04-03T11:21:57Z; \
+         fetch fresh collateral from the PCCS"
+    );
+}
+
+#[test]
+fn bytes_after_the_quote_are_refused() {
+    for (backend, quote, coll) in [
+        (Backend::Tdx, TDX_QUOTE, TDX_COLL),
+        (Backend::SgxGramine, SGX_QUOTE, SGX_COLL),
+    ] {
+        // Zero padding (as quote generators return it) is not data.
+        let mut q = quote.to_vec();
+        q.extend([0u8; 64]);
+        assert!(verify_dcap_quote(backend, &q, coll, NOW).is_ok());
+        for tail in [&[1u8][..], &[0, 0, 0xaa], &[0x5a; 64]] {
+            let mut q = quote.to_vec();
+            q.extend_from_slice(tail);
+            let e = refused(backend, &q, coll, NOW);
+            assert!(
+                matches!(
+                    e,
+                    Refusal::TrailingBytes {
+                        what: "quote",
+                        extra,
+                        ..
+                    } if extra >= tail.len()
+                ),
+                "{e:?}"
+            );
+            assert_eq!(e.code(), 115);
+        }
+    }
+}
+
+#[test]
+fn td_attributes_are_checked_by_aorta() {
+    use aorta_enclave::verify::{TD_ATTR_SEPT_VE_DISABLE, check_td_attributes};
+    // The real TDX quote's attributes pass.
+    let r = verify_dcap_quote(Backend::Tdx, TDX_QUOTE, TDX_COLL, NOW).unwrap();
+    let real = r.td_attributes.unwrap();
+    assert!(check_td_attributes(real).is_ok(), "{real:#x}");
+    // dcap-qvl runs with allow_debug(true): its TUD checks are off, so ours
+    // must refuse debug (bit 0) and the profiling bits 4-6.
+    assert_eq!(
+        check_td_attributes(real | 1),
+        Err(Refusal::DebugTee {
+            backend: Backend::Tdx
+        })
+    );
+    for bit in [4, 5, 6, 7, 1] {
+        let e = check_td_attributes(real | (1 << bit)).unwrap_err();
+        assert!(
+            matches!(e, Refusal::TdAttributes { .. }),
+            "bit {bit}: {e:?}"
+        );
+        assert_eq!(e.code(), 116);
+    }
+    // Migratable, SEPT_VE_DISABLE clear, reserved bits.
+    for attrs in [
+        real | (1 << 29),
+        real & !TD_ATTR_SEPT_VE_DISABLE,
+        real | (1 << 40),
+    ] {
         assert!(matches!(
-            refused(Backend::Tdx, TDX_QUOTE, TDX_COLL, now),
-            Refusal::QuoteInvalid { .. }
-        ));
-        assert!(matches!(
-            refused(Backend::SgxGramine, SGX_QUOTE, SGX_COLL, now),
-            Refusal::QuoteInvalid { .. }
+            check_td_attributes(attrs),
+            Err(Refusal::TdAttributes { .. })
         ));
     }
+}
+
+#[test]
+fn collateral_below_min_tcb_eval_num_is_refused() {
+    let r = verify_dcap_quote(Backend::Tdx, TDX_QUOTE, TDX_COLL, NOW).unwrap();
+    assert_eq!(r.tcb_eval_num, 17);
+    let (ev, nonce) = evidence(Backend::Tdx, TDX_QUOTE, TDX_COLL);
+    let p = VerifierPolicy {
+        min_tcb_eval_num: Some(18),
+        ..hw_policy(TcbLevel::UpToDate)
+    };
+    let e = verify(&ev, &nonce, NOW, &p).unwrap_err();
+    assert_eq!(e, Refusal::CollateralTooOld { found: 17, min: 18 });
+    assert_eq!(e.code(), 117);
+    assert!(e.to_string().contains("PCCS"));
+    // At the minimum the check passes (and the binding is what fails).
+    let p = VerifierPolicy {
+        min_tcb_eval_num: Some(17),
+        ..hw_policy(TcbLevel::UpToDate)
+    };
+    assert!(matches!(
+        verify(&ev, &nonce, NOW, &p),
+        Err(Refusal::ReportDataMismatch { .. })
+    ));
+}
+
+#[test]
+fn sgx_policy_measurement_pins_the_worker_config() {
+    use aorta_enclave::verify::sgx_measurement;
+    let r = verify_dcap_quote(Backend::SgxGramine, SGX_QUOTE, SGX_COLL, NOW).unwrap();
+    // MRENCLAVE alone no longer matches: a host-chosen config would run under it.
+    let a = sgx_measurement(&r.raw_measurement, &Measurement([1; 32]));
+    let b = sgx_measurement(&r.raw_measurement, &Measurement([2; 32]));
+    assert_ne!(a, b);
+    assert_ne!(a, r.raw_measurement);
+    assert_eq!(a.len(), 32);
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use aorta_base::hex;
-use aorta_enclave::verify::{DcapReport, tdx_measurement, verify_dcap_quote};
+use aorta_enclave::verify::{DcapReport, sgx_measurement, tdx_measurement, verify_dcap_quote};
 use aorta_enclave::{Backend, Measurement, Refusal};
 
 use crate::broker::policy::Policy;
@@ -37,6 +37,10 @@ pub struct PolicySummary<'a> {
     pub min_tcb: &'static str,
     /// Evidence older than this is refused (seconds).
     pub freshness_secs: u64,
+    /// Lowest Intel `tcbEvaluationDataNumber` accepted, if any.
+    pub min_tcb_eval_num: Option<u32>,
+    /// Highest SEV-SNP VMPL accepted.
+    pub snp_max_vmpl: u32,
     /// The assignments.
     pub assignments: Vec<AssignmentSummary<'a>>,
 }
@@ -56,6 +60,8 @@ impl<'a> PolicySummary<'a> {
             sim_platform_keys: v.sim_platform_keys.iter().map(|k| hex::encode(k)).collect(),
             min_tcb: v.min_tcb.name(),
             freshness_secs: v.freshness_secs,
+            min_tcb_eval_num: v.min_tcb_eval_num,
+            snp_max_vmpl: v.snp_max_vmpl,
             assignments: policy
                 .assignments
                 .iter()
@@ -86,18 +92,21 @@ pub struct QuoteReport {
     pub report_data: String,
     /// SGX MRENCLAVE or TDX MRTD ‖ RTMR0..2, hex.
     pub raw_measurement: String,
-    /// The measurement to list in a policy: SGX MRENCLAVE; TDX only when
-    /// the worker's app measurement is given.
+    /// The measurement to list in a policy (SGX: MRENCLAVE with the app
+    /// measurement; TDX: MRTD and RTMRs with it), only when the worker's app
+    /// measurement is given.
     pub policy_measurement: Option<String>,
 }
 
 impl QuoteReport {
     fn new(rep: &DcapReport, app: Option<&Measurement>) -> Self {
-        let policy_measurement = if rep.is_sgx {
-            Some(hex::encode(&rep.raw_measurement))
-        } else {
-            app.map(|m| hex::encode(&tdx_measurement(&rep.raw_measurement, m)))
-        };
+        let policy_measurement = app.map(|m| {
+            hex::encode(&if rep.is_sgx {
+                sgx_measurement(&rep.raw_measurement, m)
+            } else {
+                tdx_measurement(&rep.raw_measurement, m)
+            })
+        });
         QuoteReport {
             verified: true,
             kind: if rep.is_sgx { "sgx" } else { "tdx" },
@@ -134,8 +143,8 @@ impl From<&Refusal> for QuoteRefused {
 
 /// Verifies a DCAP `quote` (SGX or TDX, per `backend`) offline with its
 /// Intel `collateral` JSON at `now` (unix seconds) and reports what it
-/// attests; `app` (TDX) is the worker's app measurement from which the policy
-/// measurement is computed.
+/// attests; `app` is the worker's app measurement from which the policy
+/// measurement is computed (SGX and TDX).
 pub fn inspect_quote(
     backend: Backend,
     quote: &[u8],

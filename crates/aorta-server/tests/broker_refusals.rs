@@ -152,7 +152,7 @@ fn disallowed_backend_is_refused() {
             backend: Backend::Sim
         }
     ));
-    // SEV-SNP evidence: allowed by policy but not verifiable by this build.
+    // SEV-SNP evidence with a report that is not a genuine, signed one.
     let s = setup_with(r#"["sev-snp", "sim"]"#, true);
     let (nonce, _) = s.broker.issue_nonce().unwrap();
     let mut c = claims(&s, &kp, nonce);
@@ -166,7 +166,10 @@ fn disallowed_backend_is_refused() {
     };
     assert!(matches!(
         evidence_refusal(s.broker.release(&request(ev.encode(), &[]))),
-        Refusal::BackendUnverifiable { .. }
+        Refusal::QuoteInvalid {
+            backend: Backend::SevSnp,
+            ..
+        }
     ));
 }
 

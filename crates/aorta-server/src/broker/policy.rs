@@ -8,6 +8,9 @@
 //! sim_platform_keys = ["<hex Ed25519 public key>"]
 //! min_tcb = "UpToDate"                         # worst Intel TCB level accepted
 //! freshness_secs = 300                         # evidence and challenge lifetime
+//! min_tcb_eval_num = 17                        # optional: lowest Intel tcbEvaluationDataNumber
+//! snp_min_tcb = { bootloader = 3, tee = 0, snp = 8, microcode = 115 }  # set it with "sev-snp" (default: all 0)
+//! snp_max_vmpl = 0                             # optional, default 0
 //!
 //! [[assignments]]
 //! name = "ward-a"
@@ -20,7 +23,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use aorta_enclave::Backend;
-use aorta_enclave::verify::{TcbLevel, VerifierPolicy};
+use aorta_enclave::verify::{SnpTcb, TcbLevel, VerifierPolicy};
 use serde::Deserialize;
 
 /// One worker assignment: which devices' streams it analyses and which
@@ -52,7 +55,22 @@ struct RawPolicy {
     #[serde(default = "default_freshness")]
     freshness_secs: u64,
     #[serde(default)]
+    min_tcb_eval_num: Option<u32>,
+    #[serde(default)]
+    snp_min_tcb: Option<RawSnpTcb>,
+    #[serde(default)]
+    snp_max_vmpl: u32,
+    #[serde(default)]
     assignments: Vec<Assignment>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSnpTcb {
+    bootloader: u8,
+    tee: u8,
+    snp: u8,
+    microcode: u8,
 }
 
 fn default_min_tcb() -> String {
@@ -185,6 +203,21 @@ impl Policy {
                 format!("{} is outside 1..=86400", raw.freshness_secs),
             ));
         }
+        let snp_min_tcb = match raw.snp_min_tcb {
+            Some(t) => SnpTcb {
+                bootloader: t.bootloader,
+                tee: t.tee,
+                snp: t.snp,
+                microcode: t.microcode,
+            },
+            None => SnpTcb::default(),
+        };
+        if raw.snp_max_vmpl > 3 {
+            return Err(invalid(
+                "snp_max_vmpl",
+                format!("{} is outside 0..=3", raw.snp_max_vmpl),
+            ));
+        }
         let mut names = BTreeSet::new();
         for a in &raw.assignments {
             if !names.insert(a.name.clone()) {
@@ -202,6 +235,9 @@ impl Policy {
                 sim_platform_keys,
                 min_tcb,
                 freshness_secs: raw.freshness_secs,
+                min_tcb_eval_num: raw.min_tcb_eval_num,
+                snp_min_tcb,
+                snp_max_vmpl: raw.snp_max_vmpl,
             },
             assignments: raw.assignments,
         })
@@ -271,6 +307,28 @@ mod tests {
             ),
         ] {
             assert!(Policy::from_toml_str(bad).is_err(), "{what} was accepted");
+        }
+    }
+
+    #[test]
+    fn hardening_fields_parse() {
+        let p = Policy::from_toml_str(
+            "allowed_backends = [\"sev-snp\", \"tdx\"]\nmin_tcb_eval_num = 17\n\
+             snp_min_tcb = { bootloader = 3, tee = 0, snp = 8, microcode = 115 }\nsnp_max_vmpl = 1",
+        )
+        .unwrap();
+        assert_eq!(p.verifier.min_tcb_eval_num, Some(17));
+        assert_eq!(p.verifier.snp_min_tcb.microcode, 115);
+        assert_eq!(p.verifier.snp_max_vmpl, 1);
+        let p = Policy::from_toml_str("allowed_backends = [\"tdx\"]").unwrap();
+        assert_eq!(p.verifier.min_tcb_eval_num, None);
+        assert_eq!(p.verifier.snp_max_vmpl, 0);
+        for bad in [
+            "allowed_backends = []\nsnp_max_vmpl = 4",
+            "allowed_backends = []\nmin_tcb_eval_num = -1",
+            "allowed_backends = []\nsnp_min_tcb = { bootloader = 3 }",
+        ] {
+            assert!(Policy::from_toml_str(bad).is_err(), "{bad} was accepted");
         }
     }
 
