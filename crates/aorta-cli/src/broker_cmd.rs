@@ -41,6 +41,11 @@ pub enum BrokerCmd {
         /// its results stored.
         #[arg(long)]
         signing_key: Option<PathBuf>,
+        /// The secret workers' checkpoint (state) keys are derived from, per
+        /// assignment (32 bytes hex, mode 0600; created when missing).
+        /// Without it `aorta worker stream` cannot checkpoint.
+        #[arg(long)]
+        state_key: Option<PathBuf>,
         /// Log at debug level.
         #[arg(long)]
         verbose: bool,
@@ -96,6 +101,7 @@ pub fn run(cmd: BrokerCmd) -> anyhow::Result<ExitCode> {
             keys,
             listen,
             signing_key,
+            state_key,
             verbose,
         } => {
             crate::init_logging(verbose);
@@ -104,7 +110,12 @@ pub fn run(cmd: BrokerCmd) -> anyhow::Result<ExitCode> {
                 .as_deref()
                 .map(aorta_server::broker::load_or_create_signing_key)
                 .transpose()?;
-            let (keys, note) = standalone_key_source(registry.as_deref(), keys.as_deref())?;
+            let state = state_key
+                .as_deref()
+                .map(aorta_server::http::load_or_create_secret)
+                .transpose()?
+                .map(|s| aorta_enclave::keywrap::Secret32::from_bytes(*s));
+            let (keys, note) = standalone_key_source(registry.as_deref(), keys.as_deref(), state)?;
             if let Some(note) = note {
                 eprintln!("{note}");
             }

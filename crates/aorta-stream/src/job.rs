@@ -398,27 +398,47 @@ impl<C, S> ProtectedCheckpoints<C, S> {
 }
 
 impl<C: CheckpointStore, S: StateSealer> CheckpointStore for ProtectedCheckpoints<C, S> {
+    /// Seals `log_offset (u64 BE) ‖ state`: the position in the log is
+    /// inside the sealed, authenticated state, so whoever stores the
+    /// checkpoint cannot move it (the clear `log_offset` of the stored
+    /// document is only a copy for the host's lag metric).
     fn save(&mut self, cp: &Checkpoint) -> Result<(), StreamError> {
         use base64::Engine as _;
-        let sealed = self.sealer.seal(cp.state.as_bytes())?;
+        let mut plain = Vec::with_capacity(8 + cp.state.len());
+        plain.extend_from_slice(&cp.log_offset.to_be_bytes());
+        plain.extend_from_slice(cp.state.as_bytes());
+        let sealed = self.sealer.seal(&plain)?;
         let text = base64::engine::general_purpose::STANDARD.encode(sealed);
         self.inner
             .save(&Checkpoint::new(cp.log_offset, text.into_bytes())?)
     }
+    /// Opens the sealed state; the log offset is the sealed one. A stored
+    /// document whose clear offset differs was altered: refused.
     fn load(&self) -> Result<Option<Checkpoint>, StreamError> {
         use base64::Engine as _;
         let Some(cp) = self.inner.load()? else {
             return Ok(None);
         };
+        let corrupt = |what: String| StreamError::Corrupt {
+            path: "checkpoint".into(),
+            offset: 0,
+            what,
+        };
         let sealed = base64::engine::general_purpose::STANDARD
             .decode(cp.state.as_bytes())
-            .map_err(|e| StreamError::Corrupt {
-                path: "checkpoint".into(),
-                offset: 0,
-                what: format!("state is not base64: {e}"),
-            })?;
-        let state = self.sealer.open(&sealed)?;
-        Ok(Some(Checkpoint::new(cp.log_offset, state)?))
+            .map_err(|e| corrupt(format!("state is not base64: {e}")))?;
+        let plain = self.sealer.open(&sealed)?;
+        let (off, state) = plain
+            .split_first_chunk::<8>()
+            .ok_or_else(|| corrupt("sealed state without its log offset".into()))?;
+        let log_offset = u64::from_be_bytes(*off);
+        if log_offset != cp.log_offset {
+            return Err(corrupt(format!(
+                "the stored log offset {} is not the sealed one {log_offset} (altered by the store)",
+                cp.log_offset
+            )));
+        }
+        Ok(Some(Checkpoint::new(log_offset, state.to_vec())?))
     }
 }
 

@@ -177,3 +177,46 @@ impl StateSealer for StateKeySealer {
             .map_err(|e| WorkerError::Peer(format!("opening the checkpoint: {e}")).into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aorta_stream::checkpoint::{Checkpoint, CheckpointStore, FileCheckpointStore};
+    use aorta_stream::job::ProtectedCheckpoints;
+
+    /// The host stores the checkpoint: it can hand back an older one whole,
+    /// but it cannot move the log position of the one it holds (before:
+    /// the clear `log_offset` was trusted, so the host could make the
+    /// worker skip or re-analyse frames).
+    #[test]
+    fn the_host_cannot_move_the_checkpoint_in_the_log() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("checkpoint");
+        let mut store = ProtectedCheckpoints::new(
+            FileCheckpointStore::new(&path).unwrap(),
+            StateKeySealer::new(&[7u8; 32], "ward-a"),
+        );
+        store
+            .save(&Checkpoint::new(4096, b"{\"a\":1}".to_vec()).unwrap())
+            .unwrap();
+        let back = store.load().unwrap().unwrap();
+        assert_eq!((back.log_offset, back.state.as_str()), (4096, "{\"a\":1}"));
+        // The host rewrites the document with the same sealed state and
+        // another offset.
+        let mut host = FileCheckpointStore::new(&path).unwrap();
+        let doc = host.load().unwrap().unwrap();
+        for off in [0, 4095, 4097, u64::MAX] {
+            host.save(&Checkpoint::new(off, doc.state.clone().into_bytes()).unwrap())
+                .unwrap();
+            assert!(store.load().is_err(), "offset {off} accepted");
+        }
+        // Another assignment's key does not open it either.
+        host.save(&doc).unwrap();
+        let other = ProtectedCheckpoints::new(
+            FileCheckpointStore::new(&path).unwrap(),
+            StateKeySealer::new(&[7u8; 32], "ward-b"),
+        );
+        assert!(other.load().is_err());
+        assert_eq!(store.load().unwrap().unwrap().log_offset, 4096);
+    }
+}

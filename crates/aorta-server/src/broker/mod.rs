@@ -159,6 +159,7 @@ impl KeySource for RegistryKeySource {
 pub fn standalone_key_source(
     registry: Option<&std::path::Path>,
     keys: Option<&std::path::Path>,
+    state_secret: Option<Secret32>,
 ) -> anyhow::Result<(Arc<dyn KeySource>, Option<&'static str>)> {
     use anyhow::Context;
     let file_keys = match keys {
@@ -181,8 +182,11 @@ pub fn standalone_key_source(
         results: file_keys.results,
         ..MemoryKeySource::default()
     };
-    let src = RegistryKeySource::open(dir, results)
+    let mut src = RegistryKeySource::open(dir, results)
         .with_context(|| format!("cannot open the device key registry {}", dir.display()))?;
+    if let Some(secret) = state_secret {
+        src = src.with_state_secret(secret);
+    }
     tracing::info!(target: "aorta::broker", source = ?src, "device keys from the registry");
     Ok((Arc::new(src), note))
 }

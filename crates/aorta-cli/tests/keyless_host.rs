@@ -1,0 +1,196 @@
+//! The documented deployment, played with real processes on loopback: the
+//! cloud host runs `aorta server` with no key at all (no registry, no KEK,
+//! no broker key) and only the public device directory; the data owner runs
+//! the key broker with the registry elsewhere. Devices stream, the attested
+//! worker analyses, the clinician reads results it can verify. Then the
+//! data owner revokes the device and its frames are refused.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails by panicking: unwrap, expect and indexing are its assertions"
+)]
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+mod common;
+use common::{Broker, Run, SAMPLE, Server, aorta_in, stats, wait_until};
+
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn device_run(work: &Path, url: &str, ca: &Path, seconds: &str) -> serde_json::Value {
+    let out = Run::new(["device", "run", "--device", "devices/DEMO-0001"])
+        .args(["--record", SAMPLE, "--server", url, "--ca"])
+        .arg(ca)
+        .args(["--speed", "12", "--duration", seconds, "--json"])
+        .cwd(work)
+        .output();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{out:?}"))
+}
+
+#[test]
+fn a_host_without_any_key_streams_and_serves_only_verified_results() {
+    let t = tempfile::tempdir().unwrap();
+    let work = t.path().join("w");
+    common::setup(&work, 1);
+    // The data owner: the broker with the registry and its certifying key.
+    std::fs::create_dir_all(work.join("owner")).unwrap();
+    let broker = Broker::start(
+        &work,
+        &[
+            "--policy",
+            "policy.toml",
+            "--registry",
+            "registry",
+            "--keys",
+            "subscribers.toml",
+            "--signing-key",
+            "owner/broker-signing.key",
+            "--state-key",
+            "owner/broker-state.key",
+        ],
+        &work.join("broker.log"),
+    );
+    let out = aorta_in(
+        &work,
+        &[
+            "broker",
+            "public-key",
+            "--signing-key",
+            "owner/broker-signing.key",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let broker_key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(broker_key.len(), 64);
+
+    // The host: a directory of its own holding only the public directory.
+    let host = work.join("host");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::copy(
+        work.join("registry/directory.txt"),
+        host.join("directory.txt"),
+    )
+    .unwrap();
+    std::fs::write(
+        host.join("server.toml"),
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\ndirectory = \"directory.txt\"\n\
+             registry = \"no-registry-on-this-host\"\nbroker_key = \"{broker_key}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut srv = Server::start(&host, "server.toml");
+    assert!(srv.broker.is_none(), "the host runs no broker");
+    let ca = host.join("data/cert.pem");
+
+    let mut wrk = Run::new(["worker", "stream", "--backend", "sim", "--broker"])
+        .arg(&broker.addr)
+        .args([
+            "--assignment",
+            "demo",
+            "--sim-platform-key",
+            "sim-platform.key",
+        ])
+        .args(["--server", &srv.url(), "--ca"])
+        .arg(&ca)
+        .arg("--token-file")
+        .arg(host.join("data/worker.token"))
+        .args(["--checkpoint-secs", "0.3"])
+        .cwd(&work)
+        .spawn(Stdio::from(
+            std::fs::File::create(work.join("worker.log")).unwrap(),
+        ));
+
+    let v = device_run(&work, &srv.url(), &ca, "48");
+    assert_eq!(v["frames"], v["acked"], "{v}");
+    assert_eq!(v["refused"].as_u64(), Some(0), "{v}");
+    wait_until("worker caught up", Duration::from_secs(120), || {
+        stats(&srv.url(), &ca).is_some_and(|s| {
+            s["log_end"].as_u64().unwrap() > 0 && s["worker_offset"] == s["log_end"]
+        })
+    });
+    wrk.term();
+    // The clinician pins the broker key: every result verifies, exit 0.
+    let out = Run::new(["results", "fetch", "--server", &srv.url(), "--ca"])
+        .arg(&ca)
+        .args(["--broker-key", &broker_key, "--identity", "clinician.key"])
+        .args(["--subscriber", "demo-clinician", "--json"])
+        .cwd(&work)
+        .output();
+    assert!(out.status.success(), "{out:?}");
+    let results: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!results.as_array().unwrap().is_empty(), "no results");
+    // Pinning another broker key, nothing verifies: exit 1, saying why.
+    let out = Run::new(["results", "fetch", "--server", &srv.url(), "--ca"])
+        .arg(&ca)
+        .args([
+            "--broker-key",
+            &"ab".repeat(32),
+            "--identity",
+            "clinician.key",
+        ])
+        .args(["--subscriber", "demo-clinician", "--json"])
+        .cwd(&work)
+        .output();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused"));
+
+    // Nothing on the host's disk is key material: no KEK, no registry, no
+    // broker or device key; the KEK's bytes appear in no host file.
+    let kek = std::fs::read(work.join("registry/kek")).unwrap();
+    for f in files_under(&host) {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            ![
+                "kek",
+                "registry.redb",
+                "broker-signing.key",
+                "broker-state.key",
+                "se.key"
+            ]
+            .contains(&name.as_str()),
+            "{}",
+            f.display()
+        );
+        let b = std::fs::read(&f).unwrap();
+        assert!(
+            !b.windows(kek.len().min(32)).any(|w| kek.starts_with(w)),
+            "{} holds KEK bytes",
+            f.display()
+        );
+    }
+
+    // The data owner retires the device (the broker holds the registry:
+    // stop it first) and publishes the directory to the host.
+    drop(broker);
+    let out = aorta_in(
+        &work,
+        &["factory", "revoke", "--registry", "registry", "DEMO-0001"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    std::fs::copy(
+        work.join("registry/directory.txt"),
+        host.join("directory.txt"),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let v = device_run(&work, &srv.url(), &ca, "12");
+    assert_eq!(v["acked"].as_u64(), Some(0), "{v}");
+    assert!(v["refused"].as_u64().unwrap() > 0, "{v}");
+    srv.proc.term();
+}
