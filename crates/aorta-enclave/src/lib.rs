@@ -12,7 +12,7 @@
 //!   Intel SGX through Gramine's `/dev/attestation` ([`attest::gramine`]);
 //! * the **verifier** ([`verify`]): policy checks plus Intel DCAP quote
 //!   verification (SGX and TDX) with `dcap-qvl` and AMD SEV-SNP report
-//!   verification (VCEK/VLEK chain to pinned AMD roots) with `sev`, offline
+//!   verification (VCEK/VLEK chain to AMD roots pinned in aorta) with `ring`, offline
 //!   at a given time. Its
 //!   only success value is an [`verify::AttestedWorker`] carrying the
 //!   zero-sized proof [`verify::AttestationVerified`], which no other module
