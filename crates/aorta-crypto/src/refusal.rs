@@ -99,6 +99,13 @@ pub const FRAME_RR_CALIBRATION: u16 = 213;
 /// A plain (unsealed, test and replay) frame is malformed. It was sent as
 /// 101 before, which is [`ATTEST_NONCE_MISMATCH`].
 pub const FRAME_PLAIN_MALFORMED: u16 = 214;
+/// A frame whose sequence number the worker has already passed for its
+/// device (a duplicate, replayed or reordered log record): never analysed
+/// twice or out of order.
+pub const FRAME_SEQUENCE_PASSED: u16 = 215;
+/// A frame whose key index leaves its device's key-index window (seen
+/// from the last frame the worker analysed).
+pub const FRAME_KEY_INDEX_WINDOW: u16 = 216;
 /// The frame did not cross the host/worker boundary (the protocol message
 /// carrying it did not encode or decode).
 pub const FRAME_BOUNDARY: u16 = 296;
@@ -273,6 +280,16 @@ pub const ALL: &[(u16, &str, &str)] = &[
         FRAME_PLAIN_MALFORMED,
         "FRAME_PLAIN_MALFORMED",
         "malformed plain (unsealed) frame",
+    ),
+    (
+        FRAME_SEQUENCE_PASSED,
+        "FRAME_SEQUENCE_PASSED",
+        "sequence already passed for the device (duplicate, replay or reorder)",
+    ),
+    (
+        FRAME_KEY_INDEX_WINDOW,
+        "FRAME_KEY_INDEX_WINDOW",
+        "key index outside the device's key-index window",
     ),
     (
         FRAME_BOUNDARY,

@@ -68,6 +68,18 @@ pub enum EcgEvent {
     Samples(EcgChunk),
     /// RR intervals: straight to the beat stage.
     Rr(RrBeats),
+    /// A frame that follows missing frames of its device: the gap is
+    /// reported (an [`EcgResult::Gap`]), then the frame is analysed.
+    AfterGap(Gap, Box<EcgEvent>),
+}
+
+/// Frames of a device that never reached the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gap {
+    /// The first missing sequence number.
+    pub first_missing: u64,
+    /// How many sequence numbers are missing.
+    pub missing: u64,
 }
 
 impl From<EcgChunk> for EcgEvent {
@@ -139,6 +151,15 @@ pub enum EcgResult {
     Hrv(HrvSummary),
     /// A rhythm event.
     Rhythm(RhythmEvent),
+    /// Frames of the device are missing: results around this window are
+    /// computed without them (the window runs from the end of the last
+    /// frame analysed to the start of the frame after the gap).
+    Gap {
+        /// The first missing sequence number.
+        first_missing_sequence: u64,
+        /// How many frames are missing.
+        missing_frames: u64,
+    },
 }
 
 /// Parameters of [`EcgOperator`].
@@ -394,6 +415,23 @@ impl KeyedOperator for EcgOperator {
         match ev {
             EcgEvent::Samples(chunk) => self.on_chunk(state, t, chunk),
             EcgEvent::Rr(rr) => self.on_rr(state, t, rr),
+            EcgEvent::AfterGap(g, inner) => {
+                let end_of_last = state.last_rr_beat.unwrap_or(state.next_t);
+                let start = if end_of_last > 0 && end_of_last < t {
+                    end_of_last
+                } else {
+                    t.saturating_sub(1)
+                };
+                state.pending.push((
+                    start,
+                    t,
+                    EcgResult::Gap {
+                        first_missing_sequence: g.first_missing,
+                        missing_frames: g.missing,
+                    },
+                ));
+                self.on_event(state, t, inner);
+            }
         }
     }
 

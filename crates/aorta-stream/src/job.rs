@@ -29,11 +29,12 @@ use aorta_base::codec::{Decode, DecodeError, Encode, Reader};
 use aorta_crypto::refusal;
 
 use crate::checkpoint::{Checkpoint, CheckpointStore};
-use crate::ecg::{EcgChunk, EcgConfig, EcgEvent, EcgOperator, RrBeats};
+use crate::ecg::{EcgChunk, EcgConfig, EcgEvent, EcgOperator, Gap, RrBeats};
 use crate::log::FrameLog;
 use crate::pipeline::{Decoder, Pipeline, PipelineStats};
 use crate::results::ResultSink;
 use crate::{EngineConfig, Micros, StreamError};
+use serde::{Deserialize, Serialize};
 
 /// Bytes of the arrival-time prefix of a log record.
 pub const RECORD_PREFIX: usize = 8;
@@ -87,12 +88,38 @@ pub struct Refused {
     pub reason: String,
 }
 
+/// Where a frame sits in its device's stream, from its authenticated
+/// header: the worker analyses each device's frames once and in sequence
+/// order (see [`JobDecoder`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// The frame's sequence number.
+    pub sequence: u64,
+    /// Its key index.
+    pub key_index: u16,
+    /// The device's key-slice length (`N`).
+    pub slice_len: u16,
+}
+
+/// An opened frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Opened {
+    /// The device serial.
+    pub serial: String,
+    /// Time of its first sample (or first beat), µs.
+    pub t: Micros,
+    /// Its event: the analysed lead of an ECG frame, or the intervals of an
+    /// RR frame.
+    pub event: EcgEvent,
+    /// Its position (sealed frames); `None` for formats without one (the
+    /// plain baseline), which are analysed in log order.
+    pub position: Option<Position>,
+}
+
 /// Turns frame bytes into a device's operator event.
 pub trait FrameOpen {
-    /// Opens one frame: the device serial, the time of its first sample (or
-    /// first beat) and its event: the analysed lead of an ECG frame, or the
-    /// intervals of an RR frame.
-    fn open(&mut self, frame: &[u8]) -> Result<(String, Micros, EcgEvent), Refused>;
+    /// Opens one frame.
+    fn open(&mut self, frame: &[u8]) -> Result<Opened, Refused>;
 }
 
 /// The event of an RR frame's samples (codec 2: one channel of intervals,
@@ -210,7 +237,7 @@ pub fn encode_plain_rr_frame(
 pub struct PlainFrames;
 
 impl FrameOpen for PlainFrames {
-    fn open(&mut self, frame: &[u8]) -> Result<(String, Micros, EcgEvent), Refused> {
+    fn open(&mut self, frame: &[u8]) -> Result<Opened, Refused> {
         let bad = |reason: &str| Refused {
             code: refusal::FRAME_PLAIN_MALFORMED,
             reason: reason.into(),
@@ -245,19 +272,52 @@ impl FrameOpen for PlainFrames {
         }
         if rate == aorta_crypto::frame::RR_SAMPLE_RATE_MHZ && ch == 1 {
             aorta_crypto::frame::check_rr(&samples).map_err(|_| bad("RR interval out of range"))?;
-            return Ok((serial, t, rr_event(ch, &samples)?));
+            return Ok(Opened {
+                serial,
+                t,
+                event: rr_event(ch, &samples)?,
+                position: None,
+            });
         }
         let chunk = lead0(f64::from(rate) / 1000.0, ch, &calibration, &samples)?;
-        Ok((serial, t, EcgEvent::Samples(chunk)))
+        Ok(Opened {
+            serial,
+            t,
+            event: EcgEvent::Samples(chunk),
+            position: None,
+        })
     }
 }
 
+/// Where the worker is in one device's stream: the next sequence number it
+/// expects and the key index of the last frame it analysed. Part of the
+/// sealed checkpoint state, so the host cannot rewind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct DeviceOrder {
+    next: u64,
+    key_index: u16,
+}
+
 /// Log records → events, with per-batch arrival times and refusal counts.
+///
+/// The log is the host's: it may hold a frame twice, drop one, reorder
+/// them or be rolled back. The decoder analyses each device's frames once
+/// and in sequence order: a frame whose sequence is below the next one
+/// expected (a duplicate, a replay, a late reordered frame) is refused
+/// ([`refusal::FRAME_SEQUENCE_PASSED`]), as is a key index outside the
+/// device's key-index window ([`refusal::FRAME_KEY_INDEX_WINDOW`], from the
+/// last frame analysed, counting one rotation per frame at most since the
+/// worker does not know the device's `max_key_uses`); a frame after a gap
+/// carries the gap ([`EcgEvent::AfterGap`]), which the operator reports to
+/// the clinician as a `gap` result. This order state is checkpointed with
+/// the engine ([`Decoder::snapshot`]), inside the sealed state.
 pub struct JobDecoder<F> {
     frames: F,
     arrivals: Vec<i64>,
     refused: BTreeMap<u16, u64>,
     opened: u64,
+    order: BTreeMap<String, DeviceOrder>,
+    gaps: u64,
 }
 
 impl<F: FrameOpen> JobDecoder<F> {
@@ -268,19 +328,77 @@ impl<F: FrameOpen> JobDecoder<F> {
             arrivals: Vec::new(),
             refused: BTreeMap::new(),
             opened: 0,
+            order: BTreeMap::new(),
+            gaps: 0,
         }
     }
     /// Refusals so far, by code.
     pub fn refused(&self) -> &BTreeMap<u16, u64> {
         &self.refused
     }
-    /// Frames opened so far.
+    /// Frames opened (and analysed) so far.
     pub fn opened(&self) -> u64 {
         self.opened
+    }
+    /// Gaps in devices' sequences reported so far.
+    pub fn gaps(&self) -> u64 {
+        self.gaps
     }
     /// The frame opener.
     pub fn frames(&self) -> &F {
         &self.frames
+    }
+
+    /// The event to analyse for `o`, or why it is refused; updates the
+    /// device's order only for a frame it accepts.
+    fn in_order(&mut self, o: Opened) -> Result<(String, Micros, EcgEvent), Refused> {
+        let Some(p) = o.position else {
+            return Ok((o.serial, o.t, o.event));
+        };
+        let prev = self.order.get(&o.serial).copied();
+        if let Some(d) = prev {
+            if p.sequence < d.next {
+                return Err(Refused {
+                    code: refusal::FRAME_SEQUENCE_PASSED,
+                    reason: format!(
+                        "device {}: sequence {} already passed (next expected {})",
+                        o.serial, p.sequence, d.next
+                    ),
+                });
+            }
+            let from = (d.next.saturating_sub(1), d.key_index);
+            if !aorta_crypto::keys::index_window_ok(p.slice_len, 1, from, (p.sequence, p.key_index))
+            {
+                return Err(Refused {
+                    code: refusal::FRAME_KEY_INDEX_WINDOW,
+                    reason: format!(
+                        "device {}: key index {} at sequence {} outside the window from index {} at {}",
+                        o.serial, p.key_index, p.sequence, d.key_index, from.0
+                    ),
+                });
+            }
+        }
+        self.order.insert(
+            o.serial.clone(),
+            DeviceOrder {
+                next: p.sequence.saturating_add(1),
+                key_index: p.key_index,
+            },
+        );
+        let event = match prev {
+            Some(d) if p.sequence > d.next => {
+                self.gaps += 1;
+                EcgEvent::AfterGap(
+                    Gap {
+                        first_missing: d.next,
+                        missing: p.sequence - d.next,
+                    },
+                    Box::new(o.event),
+                )
+            }
+            _ => o.event,
+        };
+        Ok((o.serial, o.t, event))
     }
 }
 
@@ -288,7 +406,7 @@ impl<F: FrameOpen> Decoder<String, EcgEvent> for JobDecoder<F> {
     fn decode(&mut self, record: &[u8]) -> Result<(String, Micros, EcgEvent), StreamError> {
         let (arrival, frame) = decode_record(record)?;
         self.arrivals.push(arrival);
-        match self.frames.open(frame) {
+        match self.frames.open(frame).and_then(|o| self.in_order(o)) {
             Ok(v) => {
                 self.opened += 1;
                 Ok(v)
@@ -301,6 +419,23 @@ impl<F: FrameOpen> Decoder<String, EcgEvent> for JobDecoder<F> {
                 })
             }
         }
+    }
+
+    fn snapshot(&self) -> Result<String, StreamError> {
+        serde_json::to_string(&self.order).map_err(|e| StreamError::Internal(e.to_string()))
+    }
+
+    fn restore(&mut self, state: &str) -> Result<(), StreamError> {
+        self.order = if state.is_empty() {
+            BTreeMap::new()
+        } else {
+            serde_json::from_str(state).map_err(|e| StreamError::Corrupt {
+                path: "<checkpoint: decoder>".into(),
+                offset: e.column() as u64,
+                what: e.to_string(),
+            })?
+        };
+        Ok(())
     }
 }
 

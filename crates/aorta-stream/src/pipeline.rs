@@ -28,6 +28,15 @@ use crate::{Engine, EngineConfig, KeyedOperator, Micros, Output, StreamError};
 pub trait Decoder<K, E> {
     /// Decodes one record.
     fn decode(&mut self, record: &[u8]) -> Result<(K, Micros, E), StreamError>;
+    /// State the decoder keeps across records (one line of text, no `\n`),
+    /// checkpointed with the engine's. Default: none.
+    fn snapshot(&self) -> Result<String, StreamError> {
+        Ok(String::new())
+    }
+    /// Restores what [`Decoder::snapshot`] returned.
+    fn restore(&mut self, _state: &str) -> Result<(), StreamError> {
+        Ok(())
+    }
 }
 
 impl<K, E, F> Decoder<K, E> for F
@@ -85,9 +94,14 @@ where
         checkpoint_every: u64,
     ) -> Result<Self, StreamError> {
         let mut engine = Engine::new(op, cfg);
+        let mut decode = decode;
         let mut offset = 0;
         if let Some(cp) = checkpoints.load()? {
-            engine.restore(cp.state.as_bytes())?;
+            // `engine JSON ‖ \n ‖ decoder state` (engine JSON has no raw
+            // newline).
+            let (e, d) = cp.state.split_once('\n').unwrap_or((cp.state.as_str(), ""));
+            engine.restore(e.as_bytes())?;
+            decode.restore(d)?;
             offset = cp.log_offset;
         }
         Ok(Pipeline {
@@ -176,7 +190,16 @@ where
     /// Syncs results, then atomically saves state and offset.
     pub fn checkpoint(&mut self) -> Result<(), StreamError> {
         self.results.sync()?;
-        let cp = Checkpoint::new(self.offset, self.engine.snapshot()?)?;
+        let mut state = self.engine.snapshot()?;
+        let d = self.decode.snapshot()?;
+        if d.contains('\n') {
+            return Err(StreamError::Internal(
+                "decoder state holds a newline".into(),
+            ));
+        }
+        state.push(b'\n');
+        state.extend_from_slice(d.as_bytes());
+        let cp = Checkpoint::new(self.offset, state)?;
         self.checkpoints.save(&cp)?;
         self.since_checkpoint = 0;
         self.stats.checkpoints += 1;

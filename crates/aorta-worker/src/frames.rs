@@ -6,9 +6,8 @@ use aorta_enclave::wire::{self, Message};
 use aorta_enclave::worker::WorkerFrame;
 
 use crate::client::Ready;
-use aorta_stream::Micros;
 use aorta_stream::ecg::EcgEvent;
-use aorta_stream::job::{FrameOpen, Refused, lead0, rr_event};
+use aorta_stream::job::{FrameOpen, Opened, Position, Refused, lead0, rr_event};
 
 /// Opens aorta upload frames inside the attested worker with the released
 /// group keys. Each frame crosses the host↔worker boundary as a protocol
@@ -21,15 +20,37 @@ use aorta_stream::job::{FrameOpen, Refused, lead0, rr_event};
 pub struct SecureFrames {
     ready: Ready,
     opener: CachedUploadFrames,
+    /// Serial → key-slice length (the group keys released for it).
+    slices: std::collections::HashMap<String, u16>,
 }
 
 impl SecureFrames {
     /// A frame opener over an attested worker holding its keys.
     pub fn new(ready: Ready) -> Self {
+        let mut slices = std::collections::HashMap::new();
+        for (name, _) in &ready.keys().transport_keys {
+            if let Some((serial, i)) = name.split_once('/')
+                && i.parse::<u16>().is_ok()
+            {
+                *slices.entry(serial.to_owned()).or_insert(0u16) += 1;
+            }
+        }
         SecureFrames {
             ready,
             opener: CachedUploadFrames::new(),
+            slices,
         }
+    }
+
+    /// The position of a frame the worker authenticated (its header is the
+    /// AEAD's associated data).
+    fn position(&self, frame: &[u8], serial: &str, sequence: u64) -> Option<Position> {
+        let h = aorta_crypto::frame::parse(frame).ok()?.header;
+        (h.serial == serial && h.sequence == sequence).then(|| Position {
+            sequence,
+            key_index: h.key_index,
+            slice_len: self.slices.get(serial).copied().unwrap_or(u16::MAX),
+        })
     }
 }
 
@@ -44,7 +65,7 @@ fn event(f: &WorkerFrame) -> Result<EcgEvent, Refused> {
 }
 
 impl FrameOpen for SecureFrames {
-    fn open(&mut self, frame: &[u8]) -> Result<(String, Micros, EcgEvent), Refused> {
+    fn open(&mut self, frame: &[u8]) -> Result<Opened, Refused> {
         // Host side: the frame is handed over as a protocol message.
         let crossing = Message::SealedFrame {
             frame: frame.to_vec(),
@@ -72,10 +93,15 @@ impl FrameOpen for SecureFrames {
         let reply = self
             .ready
             .process_frame(&self.opener, &frame, &mut |f: &WorkerFrame| {
-                got = Some((f.serial.clone(), f.first_sample_us, event(f)));
+                got = Some((f.serial.clone(), f.sequence, f.first_sample_us, event(f)));
             });
         match (reply, got) {
-            (Message::FrameDone { .. }, Some((serial, t, ev))) => Ok((serial, t, ev?)),
+            (Message::FrameDone { .. }, Some((serial, sequence, t, ev))) => Ok(Opened {
+                position: self.position(&frame, &serial, sequence),
+                serial,
+                t,
+                event: ev?,
+            }),
             (Message::FrameRefused { code, reason }, _) => Err(Refused { code, reason }),
             _ => Err(Refused {
                 code: refusal::FRAME_OTHER,

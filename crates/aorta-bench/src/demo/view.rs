@@ -40,6 +40,11 @@ pub(crate) fn apply(view: &mut BTreeMap<String, Patient>, r: &OpenedResult, even
                 .unwrap_or_default();
             p.events.push(kind);
         }
+        EcgResult::Gap { missing_frames, .. } => {
+            *events += 1;
+            p.events
+                .push(format!("gap ({missing_frames} frames missing)"));
+        }
     }
 }
 

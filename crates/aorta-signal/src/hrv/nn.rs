@@ -185,8 +185,14 @@ impl NnSeries {
         }
         let mut t = Vec::with_capacity(rr_ms.len());
         let mut acc = 0.0;
-        for &r in rr_ms {
-            acc += r / 1000.0;
+        for (index, &r) in rr_ms.iter().enumerate() {
+            let next = acc + r / 1000.0;
+            // An interval too short to move the beat time in f64 (e.g. a
+            // subnormal value) is out of range, not a time-order error.
+            if next <= acc {
+                return Err(HrvError::OutOfRange { index, value: r });
+            }
+            acc = next;
             t.push(acc);
         }
         check_times(&t)?;
