@@ -84,7 +84,8 @@ const NOT_AFTER: u64 = NOT_BEFORE + 30 * 24 * 3600;
 const NOW: u64 = NOT_BEFORE + 3600;
 const BACKEND: &str = "sev-snp";
 const ASSIGNMENT: &str = "ward-a";
-const RESULT_ID: &str = "ECG-0001/hr/000042";
+/// The store id: `SUBSCRIBER/RESULT_ID` (`aorta_worker::seal`).
+const RESULT_ID: &str = "dr-alice/ECG-0001/hr/000042";
 const SUBSCRIBER: &str = "dr-alice";
 const READ_PATH: &str = "/v1/results?after=0&limit=100";
 const READ_TIME: u64 = 1_700_000_123;
@@ -194,7 +195,7 @@ fn build() -> Built {
                "pinned_broker_hex": hex(&other_broker.public()), "now": NOW}),
         // The valid result presented under another result id.
         json!({"file": "result.aosg", "kind": "result", "expect": "bad_signature",
-               "certificate": "worker.aowc", "result_id": "ECG-0001/hr/000043"}),
+               "certificate": "worker.aowc", "result_id": "dr-alice/ECG-0001/hr/000043"}),
     ];
     let mut bad = |name: &str, k: &str, b: Vec<u8>, extra: Value, expect: &str| {
         files.push((name.to_owned(), b));
