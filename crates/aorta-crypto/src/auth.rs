@@ -11,9 +11,10 @@
 //!   which clinicians and the server pin.
 //! - **Signed results** ([`SignedResult`]): every stored result record is
 //!   signed by a certified worker key, over its id and bytes.
-//! - **Clinicians' read requests** ([`read_message`]): the results API
-//!   serves only requests signed with a subscriber's authentication key
-//!   ([`clinician_auth_key`], derived from the clinician's identity).
+//! - **Clinicians' read requests** ([`read_message`]): what a clinician
+//!   signs with its authentication key ([`clinician_auth_key`], derived
+//!   from the clinician's identity) to read results. Defined, but not yet
+//!   required by the results API (`docs/authentication.md`).
 //!
 //! Every message is domain-separated by a label ending in a NUL byte, so a
 //! signature made for one purpose never verifies for another.
