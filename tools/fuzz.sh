@@ -25,8 +25,12 @@ for t in "${targets[@]}"; do
   case "$t" in
     formats) # every binary test vector, behind each format choice
       while IFS= read -r -d '' f; do
-        for pick in $(seq 0 25); do seed "$pick" "$f"; done
+        for pick in $(seq 0 27); do seed "$pick" "$f"; done
       done < <(find docs/vectors -type f ! -name '*.json' ! -name '*.md' ! -name '*.txt' -size -64k -print0) ;;
+    directory) # the directory test vectors, as they are (no format byte)
+      for f in docs/vectors/authentication/directory*.txt; do
+        [ -e "$corpus/seed-$(basename "$f")" ] || cp "$f" "$corpus/seed-$(basename "$f")"
+      done ;;
     wfdb) # the shipped sample record: header (pick 0) and signal (format picks)
       seed 0 crates/aorta-cli/assets/sample/100.hea
       if [ -f ../shared/data/mitdb/100.atr ]; then seed 1 ../shared/data/mitdb/100.atr; fi

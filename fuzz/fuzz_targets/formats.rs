@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-const ORACLES: [fn(&[u8]) -> bool; 26] = [
+const ORACLES: [fn(&[u8]) -> bool; 28] = [
     aorta_crypto::fuzzing::frame,
     aorta_crypto::fuzzing::calibration,
     aorta_crypto::fuzzing::reneg_offer,
@@ -33,6 +33,8 @@ const ORACLES: [fn(&[u8]) -> bool; 26] = [
     aorta_stream::fuzzing::record_header,
     aorta_stream::fuzzing::log_record,
     aorta_api::fuzzing::log_body,
+    aorta_crypto::fuzzing::worker_cert,
+    aorta_crypto::fuzzing::signed_result,
 ];
 
 fuzz_target!(|data: &[u8]| {

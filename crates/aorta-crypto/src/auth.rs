@@ -11,9 +11,10 @@
 //!   which clinicians and the server pin.
 //! - **Signed results** ([`SignedResult`]): every stored result record is
 //!   signed by a certified worker key, over its id and bytes.
-//! - **Clinicians' read requests** ([`read_message`]): the results API
-//!   serves only requests signed with a subscriber's authentication key
-//!   ([`clinician_auth_key`], derived from the clinician's identity).
+//! - **Clinicians' read requests** ([`read_message`]): what a clinician
+//!   signs with its authentication key ([`clinician_auth_key`], derived
+//!   from the clinician's identity) to read results. Defined, but not yet
+//!   required by the results API (`docs/authentication.md`).
 //!
 //! Every message is domain-separated by a label ending in a NUL byte, so a
 //! signature made for one purpose never verifies for another.
@@ -225,6 +226,17 @@ pub fn read_message(subscriber: &str, unix_s: u64, path_and_query: &str) -> Vec<
     m
 }
 
+/// The longest prefix of `s` of at most 255 bytes that ends on a character
+/// boundary (cutting inside a character and repairing it with U+FFFD could
+/// make the string longer than 255 bytes again).
+fn cut_str(s: &str) -> &str {
+    let mut n = s.len().min(255);
+    while !s.is_char_boundary(n) {
+        n -= 1;
+    }
+    s.get(..n).unwrap_or_default()
+}
+
 /// A worker certificate (`AOWC`): the broker's statement that `worker_key`
 /// is held by a worker it attested, with what it ran and for what.
 ///
@@ -278,9 +290,9 @@ impl WorkerCert {
             not_before,
             not_after,
             hardware,
-            backend: String::from_utf8_lossy(&cut(backend.as_bytes())).into_owned(),
+            backend: cut_str(backend).to_owned(),
             measurement: cut(measurement),
-            assignment: String::from_utf8_lossy(&cut(assignment.as_bytes())).into_owned(),
+            assignment: cut_str(assignment).to_owned(),
             signature: [0u8; SIGNATURE_LEN],
         };
         c.signature = broker.sign(&c.signed_message());
@@ -578,6 +590,23 @@ mod tests {
                 .verify(&c, "dr-a/x")
                 .is_err()
         );
+    }
+
+    /// A backend or assignment over 255 bytes whose 255th byte falls inside
+    /// a multi-byte character was cut there and repaired with U+FFFD, which
+    /// made it 257 bytes: the length prefix was then silently not written
+    /// and the certificate did not parse back.
+    #[test]
+    fn regression_cert_text_cut_inside_a_character_still_encodes() {
+        let broker = SigningKey::from_seed(&[1u8; 32]).unwrap();
+        let long = "é".repeat(128); // 256 bytes; byte 255 is inside the last é
+        let c = WorkerCert::issue(&broker, [2u8; 32], 0, 10, true, &long, &[3u8; 300], &long);
+        assert_eq!(c.backend.len(), 254);
+        assert_eq!(c.assignment.len(), 254);
+        assert_eq!(c.measurement.len(), 255);
+        let parsed = WorkerCert::parse(&c.to_bytes()).unwrap();
+        assert_eq!(parsed, c);
+        parsed.verify(&broker.public(), 5).unwrap();
     }
 
     #[test]
