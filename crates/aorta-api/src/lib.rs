@@ -95,6 +95,13 @@ pub struct FrameAck {
 /// of the frame (`aorta_crypto::auth::frame_message`), 128 lower-case hex
 /// digits.
 pub const SIGNATURE_HEADER: &str = "aorta-signature";
+/// Header of a `GET /v1/results` request: the clinician (subscriber id)
+/// reading.
+pub const CLINICIAN_HEADER: &str = "aorta-clinician";
+/// Header of a `GET /v1/results` request: the request time, unix seconds.
+pub const TIME_HEADER: &str = "aorta-time";
+/// Most a signed read request's time may differ from the server's clock.
+pub const MAX_CLOCK_SKEW_S: u64 = 300;
 /// Header of a `GET /v1/log` answer: the offset to read from next.
 pub const NEXT_HEADER: &str = "x-aorta-next";
 /// Header of a `GET /v1/log` answer: the durable end of the log.

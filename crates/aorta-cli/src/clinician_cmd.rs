@@ -24,6 +24,11 @@ pub enum ClinicianCmd {
         /// The identity file written by `aorta clinician keygen`.
         #[arg(long)]
         identity: PathBuf,
+        /// Print instead the public key of the identity's authentication
+        /// key (64 hex digits): what the server's `clinicians` file lists,
+        /// so that only this clinician can list and fetch their results.
+        #[arg(long)]
+        auth: bool,
     },
 }
 
@@ -50,8 +55,13 @@ pub fn run(cmd: ClinicianCmd) -> anyhow::Result<ExitCode> {
             println!("{}", id.public());
             Ok(ExitCode::SUCCESS)
         }
-        ClinicianCmd::Public { identity } => {
-            println!("{}", read_identity(&identity)?.public());
+        ClinicianCmd::Public { identity, auth } => {
+            let id = read_identity(&identity)?;
+            if auth {
+                println!("{}", aorta_base::hex::encode(&id.auth_key()?.public()));
+            } else {
+                println!("{}", id.public());
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -56,7 +56,7 @@ pub fn run(cmd: ResultsCmd) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("--broker-key: {e}"))?;
             let id = crate::clinician_cmd::read_identity(&identity)?;
             let srv = Server::new(&server, &ca, None)?;
-            let mut reader = ResultReader::new(srv, id, &subscriber, patient.as_deref(), *pinned);
+            let mut reader = ResultReader::new(srv, id, &subscriber, patient.as_deref(), *pinned)?;
             let results = reader.poll()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&results)?);

@@ -131,19 +131,36 @@ fn open_kept(keep: &Path) -> (HashMap<String, Vec<u8>>, HashMap<String, Vec<u8>>
             continue;
         }
         let rid = k.strip_prefix(&format!("{SUBSCRIBER}/")).unwrap();
+        // The stored id says nothing: 32 hex digits, not the device, kind or time.
+        assert!(
+            rid.len() == 32 && rid.bytes().all(|b| b.is_ascii_hexdigit()),
+            "stored id {k} is not opaque"
+        );
+        let s = &sessions[&sealed_result_session_id(sealed).unwrap()];
+        let inner: aorta_worker::seal::IdentifiedResult<serde_json::Value> =
+            serde_json::from_slice(&s.open(rid, sealed).unwrap()).unwrap();
+        // Compared as JSON values (key order is not part of a result).
+        let json = serde_json::to_vec(&inner.result).unwrap();
         // Nothing of the plain JSON is visible in the stored bytes.
         assert!(
             !plain
-                .get(rid)
+                .get(&inner.id)
                 .is_some_and(|p| sealed.windows(p.len().min(16)).any(|w| p.starts_with(w))),
             "sealed result {k} shows its plaintext"
         );
-        let s = &sessions[&sealed_result_session_id(sealed).unwrap()];
-        opened.insert(rid.to_owned(), s.open(rid, sealed).unwrap().to_vec());
+        opened.insert(inner.id, json);
         // Under another result's id it does not open.
         assert!(s.open(&format!("{rid}x"), sealed).is_err());
     }
-    (opened, plain)
+    let canon = |m: HashMap<String, Vec<u8>>| -> HashMap<String, Vec<u8>> {
+        m.into_iter()
+            .map(|(k, v)| {
+                let v: serde_json::Value = serde_json::from_slice(&v).unwrap();
+                (k, serde_json::to_vec(&v).unwrap())
+            })
+            .collect()
+    };
+    (canon(opened), canon(plain))
 }
 
 /// The heart rates (bpm) of the plain results; at least one.

@@ -90,7 +90,8 @@ fn a_host_without_any_key_streams_and_serves_only_verified_results() {
         host.join("server.toml"),
         format!(
             "listen = \"127.0.0.1:0\"\ndata_dir = \"data\"\ndirectory = \"directory.txt\"\n\
-             registry = \"no-registry-on-this-host\"\nbroker_key = \"{broker_key}\"\n"
+             registry = \"no-registry-on-this-host\"\nbroker_key = \"{broker_key}\"\n\
+             clinicians = \"../clinicians.toml\"\n"
         ),
     )
     .unwrap();

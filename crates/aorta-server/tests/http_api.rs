@@ -47,6 +47,29 @@ fn device_key(serial: &str) -> SigningKey {
     SigningKey::from_seed(d.as_ref().try_into().unwrap()).unwrap()
 }
 
+/// A clinician's authentication key (deterministic per name here).
+fn clinician_key(name: &str) -> SigningKey {
+    let d = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("clinician {name}").as_bytes(),
+    );
+    SigningKey::from_seed(d.as_ref().try_into().unwrap()).unwrap()
+}
+
+/// `GET path_and_query` signed as clinician `who` with `key` at `time`.
+fn read_as(r: &Running, who: &str, key: &SigningKey, pq: &str, time: u64) -> (u16, String) {
+    let sig = key.sign(&aorta_crypto::auth::read_message(who, time, pq));
+    let resp = r
+        .client
+        .get(format!("{}{pq}", r.url))
+        .header(aorta_api::CLINICIAN_HEADER, who)
+        .header(aorta_api::TIME_HEADER, time.to_string())
+        .header(aorta_api::SIGNATURE_HEADER, aorta_base::hex::encode(&sig))
+        .send()
+        .unwrap();
+    (resp.status().as_u16(), resp.text().unwrap())
+}
+
 /// The broker's certifying key this test's server pins.
 fn broker_key() -> SigningKey {
     SigningKey::from_seed(&[0x42; 32]).unwrap()
@@ -92,6 +115,17 @@ fn start(tweak: impl FnOnce(&mut ServerConfig)) -> Running {
         max_frame_bytes: 64 << 10,
         ..ServerConfig::default()
     };
+    let clinicians = dir.path().join("clinicians.toml");
+    std::fs::write(
+        &clinicians,
+        format!(
+            "[clinicians]\ndr = \"{}\"\nother = \"{}\"\n",
+            aorta_base::hex::encode(&clinician_key("dr").public()),
+            aorta_base::hex::encode(&clinician_key("other").public())
+        ),
+    )
+    .unwrap();
+    cfg.clinicians = Some(clinicians);
     tweak(&mut cfg);
     std::fs::create_dir_all(&cfg.data_dir).unwrap();
     let (cert, key, made) = tls::ensure_dev_cert(&cfg.data_dir, &cfg.tls_names).unwrap();
@@ -315,7 +349,7 @@ fn worker_routes_need_the_token_and_refuse_garbage() {
     assert_eq!(get("/v1/log?from=999999", Some(&r.token)), 416);
     assert_eq!(get("/v1/log?from=abc", Some(&r.token)), 400);
     assert_eq!(get("/v1/checkpoint", Some(&r.token)), 204);
-    assert_eq!(get("/v1/results?after=99999", None), 416);
+    assert_eq!(get("/v1/results?after=99999", None), 401);
     assert_eq!(get("/healthz", None), 200);
     let send = |method: reqwest::Method, path: &str, body: &[u8]| {
         r.client
@@ -426,14 +460,22 @@ fn worker_routes_need_the_token_and_refuse_garbage() {
     assert_eq!((s, ans.as_str()), (200, r#"{"stored":1,"duplicates":0}"#));
     let (_, ans) = post_batch(batch("dr/SN/0/1", &record, Some(&cert)));
     assert_eq!(ans, r#"{"stored":0,"duplicates":1}"#);
-    let page: aorta_api::ResultsPage = r
-        .client
-        .get(format!("{}/v1/results?prefix=dr/", r.url))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let now = aorta_base::time::now_s();
+    let (s, body) = read_as(&r, "dr", &clinician_key("dr"), "/v1/results?after=0", now);
+    assert_eq!(s, 200, "{body}");
+    let page: aorta_api::ResultsPage = serde_json::from_str(&body).unwrap();
     assert_eq!(page.results.len(), 1);
+    // Another clinician lists nothing of dr's.
+    let (s, body) = read_as(
+        &r,
+        "other",
+        &clinician_key("other"),
+        "/v1/results?after=0",
+        now,
+    );
+    assert_eq!(s, 200, "{body}");
+    let theirs: aorta_api::ResultsPage = serde_json::from_str(&body).unwrap();
+    assert!(theirs.results.is_empty() && theirs.certificates.is_empty());
     assert_eq!(page.results[0].id, "dr/SN/0/1");
     assert_eq!(page.results[0].bytes().unwrap(), record);
     assert_eq!(
@@ -442,6 +484,63 @@ fn worker_routes_need_the_token_and_refuse_garbage() {
             &aorta_base::codec::Encode::to_bytes(&cert)
         )]
     );
+}
+
+/// Reading results needs a clinician's signed request, and a clinician
+/// reads only their own: a stranger, another clinician, a replayed or
+/// stale signature, a signature for another query, are all refused.
+#[test]
+fn only_the_clinician_reads_their_results() {
+    let r = start(|_| {});
+    let now = aorta_base::time::now_s();
+    let dr = clinician_key("dr");
+    let pq = "/v1/results?after=0";
+    assert_eq!(read_as(&r, "dr", &dr, pq, now).0, 200);
+    // Unsigned, as a stranger would.
+    let s = r
+        .client
+        .get(format!("{}{pq}", r.url))
+        .send()
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(s, 401);
+    // Another clinician's key, or a key nobody registered, under dr's name.
+    assert_eq!(read_as(&r, "dr", &clinician_key("other"), pq, now).0, 401);
+    assert_eq!(read_as(&r, "dr", &clinician_key("nobody"), pq, now).0, 401);
+    assert_eq!(
+        read_as(&r, "nobody", &clinician_key("nobody"), pq, now).0,
+        401
+    );
+    // A signature of another query does not cover this one.
+    let sig = dr.sign(&aorta_crypto::auth::read_message(
+        "dr",
+        now,
+        "/v1/results?after=5",
+    ));
+    let s = r
+        .client
+        .get(format!("{}{pq}", r.url))
+        .header(aorta_api::CLINICIAN_HEADER, "dr")
+        .header(aorta_api::TIME_HEADER, now.to_string())
+        .header(aorta_api::SIGNATURE_HEADER, aorta_base::hex::encode(&sig))
+        .send()
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(s, 401);
+    // Too old or too far ahead.
+    assert_eq!(read_as(&r, "dr", &dr, pq, now - 3600).0, 401);
+    assert_eq!(read_as(&r, "dr", &dr, pq, now + 3600).0, 401);
+    // Another clinician's ids, even signed correctly by "other".
+    let (s, body) = read_as(
+        &r,
+        "other",
+        &clinician_key("other"),
+        "/v1/results?after=0&prefix=dr/",
+        now,
+    );
+    assert_eq!(s, 403, "{body}");
 }
 
 /// A stranger on the network holds only the address: whatever it sends in

@@ -98,6 +98,8 @@ pub struct ResultReader {
     certs: HashMap<[u8; 32], aorta_crypto::auth::WorkerCert>,
     /// Why the last refused record was refused.
     last_refusal: Option<String>,
+    /// The clinician's authentication key (signs read requests).
+    auth: aorta_crypto::auth::SigningKey,
 }
 
 impl ResultReader {
@@ -111,8 +113,12 @@ impl ResultReader {
         subscriber: &str,
         patient: Option<&str>,
         broker_key: [u8; 32],
-    ) -> Self {
-        ResultReader {
+    ) -> Result<Self, WorkerError> {
+        let auth = identity
+            .auth_key()
+            .map_err(|e| WorkerError::Internal(e.to_string()))?;
+        Ok(ResultReader {
+            auth,
             server,
             identity,
             subscriber: subscriber.to_owned(),
@@ -124,7 +130,7 @@ impl ResultReader {
             broker_key,
             certs: HashMap::new(),
             last_refusal: None,
-        }
+        })
     }
 
     /// Records refused: not signed by a certified worker, altered by the
@@ -168,7 +174,12 @@ impl ResultReader {
         let Ok(plain) = session.open(rest, sealed) else {
             return Some(Err(()));
         };
-        let mut parts = rest.rsplitn(3, '/');
+        // The stored id is opaque; the result's own id is inside.
+        let Ok(inner) = serde_json::from_slice::<crate::seal::IdentifiedResult<EcgResult>>(&plain)
+        else {
+            return Some(Err(()));
+        };
+        let mut parts = inner.id.rsplitn(3, '/');
         let (Some(end), Some(start), Some(patient)) = (parts.next(), parts.next(), parts.next())
         else {
             return Some(Err(()));
@@ -176,9 +187,7 @@ impl ResultReader {
         let (Ok(start), Ok(end)) = (start.parse(), end.parse()) else {
             return Some(Err(()));
         };
-        let Ok(result) = serde_json::from_slice(&plain) else {
-            return Some(Err(()));
-        };
+        let result = inner.result;
         Some(Ok(OpenedResult {
             patient: patient.to_owned(),
             start,
@@ -192,7 +201,9 @@ impl ResultReader {
         let prefix = format!("{}/", self.subscriber);
         let mut items = Vec::new();
         loop {
-            let page = self.server.results(self.cursor, &prefix, 5000)?;
+            let page = self
+                .server
+                .results(&self.subscriber, &self.auth, self.cursor, 5000)?;
             let done = page.next == self.cursor;
             self.cursor = page.next;
             for c in &page.certificates {
@@ -202,7 +213,10 @@ impl ResultReader {
                         aorta_crypto::auth::WorkerCert::parse(&b).map_err(|e| e.to_string())
                     })
                     .and_then(|cert| {
-                        cert.verify(&self.broker_key, aorta_base::time::now_s())
+                        // Issued by the pinned broker and intact. Its
+                        // expiry bounds what the server accepts; a result
+                        // stored while it was valid stays readable.
+                        cert.verify(&self.broker_key, cert.not_before)
                             .map(|()| cert)
                             .map_err(|e| e.to_string())
                     });
@@ -241,17 +255,11 @@ impl ResultReader {
                 }
                 continue;
             }
-            if let Some(p) = &self.patient
-                && !rest
-                    .strip_prefix(p.as_str())
-                    .is_some_and(|r| r.starts_with('/'))
-            {
-                continue;
-            }
             results.push((rest.to_owned(), body));
         }
         for (rest, body) in results {
             match self.open_one(&rest, &body) {
+                Some(Ok(r)) if self.patient.as_ref().is_some_and(|p| *p != r.patient) => {}
                 Some(Ok(r)) => out.push(r),
                 Some(Err(())) => {
                     self.refuse(format!("{prefix}{rest}: does not open with this identity"));

@@ -46,6 +46,7 @@ pub fn sealers(
         .collect();
     let mut results = SubscriberSealer::new(&subscribers)?;
     results.signer = Some(signer);
+    results.id_key = Some(zeroize::Zeroizing::new(*state_key));
     Ok((
         results,
         StateKeySealer::new(&state_key, assignment),
@@ -90,6 +91,20 @@ pub struct SubscriberSealer {
     /// Signs every record (`aorta_crypto::auth::SignedResult`) with the
     /// certified key; `None` only in tests of sealing alone.
     signer: Option<(SigningKey, [u8; 32])>,
+    /// Makes stored ids opaque ([`aorta_crypto::results::opaque_id`]): the
+    /// worker state key.
+    id_key: Option<zeroize::Zeroizing<[u8; 32]>>,
+}
+
+/// What a sealed result holds when its stored id is opaque: the result's
+/// own id (`serial/start/end`) and the result.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentifiedResult<R> {
+    /// `serial/start/end`.
+    pub id: String,
+    /// The result.
+    pub result: R,
 }
 
 impl SubscriberSealer {
@@ -106,6 +121,7 @@ impl SubscriberSealer {
         Ok(SubscriberSealer {
             sessions,
             signer: None,
+            id_key: None,
         })
     }
 
@@ -133,10 +149,28 @@ impl ResultSealer for SubscriberSealer {
             if let Some(env) = envelope.take() {
                 out.push((session_id_key(&sub, &s.session_id()), env));
             }
-            let sealed = s
-                .seal(id, json)
-                .map_err(|e| WorkerError::Internal(format!("sealing result {id}: {e}")))?;
-            out.push((format!("{sub}/{id}"), sealed));
+            let sealed = match &self.id_key {
+                Some(k) => {
+                    let stored = aorta_crypto::results::opaque_id(k, id);
+                    let result: serde_json::Value = serde_json::from_slice(json)
+                        .map_err(|e| WorkerError::Internal(format!("result {id}: {e}")))?;
+                    let body = serde_json::to_vec(&IdentifiedResult {
+                        id: id.to_owned(),
+                        result,
+                    })
+                    .map_err(|e| WorkerError::Internal(format!("result {id}: {e}")))?;
+                    let sealed = s
+                        .seal(&stored, &body)
+                        .map_err(|e| WorkerError::Internal(format!("sealing result {id}: {e}")))?;
+                    (stored, sealed)
+                }
+                None => (
+                    id.to_owned(),
+                    s.seal(id, json)
+                        .map_err(|e| WorkerError::Internal(format!("sealing result {id}: {e}")))?,
+                ),
+            };
+            out.push((format!("{sub}/{}", sealed.0), sealed.1));
         }
         if let Some((key, digest)) = &self.signer {
             for (id, payload) in out.iter_mut().skip(start) {

@@ -14,8 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use aorta_api::{
-    BatchAnswer, ErrorBody, LogQuery, NEXT_HEADER, ResultItem, ResultsPage, ResultsQuery, Stats,
-    WorkerBatch,
+    BatchAnswer, ErrorBody, LogQuery, NEXT_HEADER, ResultItem, ResultsPage, Stats, WorkerBatch,
 };
 use aorta_stream::StreamError;
 use aorta_stream::checkpoint::{Checkpoint, CheckpointStore};
@@ -141,23 +140,36 @@ impl Server {
         r.json().map_err(malformed(WHAT))
     }
 
-    /// `GET /v1/results`: a page of (sealed) results after cursor `after`
-    /// whose ids start with `prefix`.
+    /// `GET /v1/results` as clinician `subscriber`: a page of the (signed,
+    /// sealed) results stored for them after cursor `after`; the request is
+    /// signed with the clinician's authentication key `auth`
+    /// (`aorta_crypto::auth::read_message`).
     pub fn results(
         &self,
+        subscriber: &str,
+        auth: &aorta_crypto::auth::SigningKey,
         after: u64,
-        prefix: &str,
         limit: usize,
     ) -> Result<ResultsPage, WorkerError> {
         const WHAT: &str = "reading results";
-        let q = ResultsQuery {
-            after,
-            limit,
-            prefix: prefix.to_owned(),
+        let url = reqwest::Url::parse(&format!(
+            "{}/v1/results?after={after}&limit={limit}",
+            self.base
+        ))
+        .map_err(|e| WorkerError::Config(format!("server URL {}: {e}", self.base)))?;
+        let pq = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
         };
+        let now = aorta_base::time::now_s();
+        let sig = auth.sign(&aorta_crypto::auth::read_message(subscriber, now, &pq));
         let r = Self::send(
             WHAT,
-            self.http.get(format!("{}/v1/results", self.base)).query(&q),
+            self.http
+                .get(url)
+                .header(aorta_api::CLINICIAN_HEADER, subscriber)
+                .header(aorta_api::TIME_HEADER, now.to_string())
+                .header(aorta_api::SIGNATURE_HEADER, aorta_base::hex::encode(&sig)),
         )?;
         r.json().map_err(malformed(WHAT))
     }

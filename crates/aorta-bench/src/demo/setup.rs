@@ -95,9 +95,18 @@ pub(crate) fn setup(cfg: &DemoConfig, work: &Path) -> anyhow::Result<Setup> {
         ),
     )?;
     std::fs::write(
+        work.join("clinicians.toml"),
+        format!(
+            "# Clinicians who may read results: their authentication keys\n\
+             # (`aorta clinician public --auth`).\n[clinicians]\n{SUBSCRIBER} = \"{}\"\n",
+            aorta_base::hex::encode(&identity.auth_key()?.public())
+        ),
+    )?;
+    std::fs::write(
         work.join("server.toml"),
         "listen = \"127.0.0.1:0\"\nbroker_listen = \"127.0.0.1:0\"\ndata_dir = \"server\"\n\
-         registry = \"registry\"\npolicy = \"policy.toml\"\nsubscribers = \"subscribers.toml\"\n",
+         registry = \"registry\"\npolicy = \"policy.toml\"\nsubscribers = \"subscribers.toml\"\n\
+         clinicians = \"clinicians.toml\"\n",
     )?;
     Ok(Setup { serials, identity })
 }
@@ -136,7 +145,7 @@ pub(crate) fn commands(record: &str) -> Vec<String> {
             "aorta device run --device devices/DEMO-0001 --record {record} \\\n      --server https://ADDR --ca server/cert.pem --speed 10"
         ),
         format!(
-            "aorta results fetch --server https://ADDR --ca server/cert.pem \\\n      --identity clinician.key --subscriber {SUBSCRIBER}"
+            "aorta results fetch --server https://ADDR --ca server/cert.pem \\\n      --identity clinician.key --subscriber {SUBSCRIBER} \\\n      --broker-key $(aorta broker public-key --signing-key server/broker-signing.key)"
         ),
     ]
 }

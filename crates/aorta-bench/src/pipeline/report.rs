@@ -270,12 +270,16 @@ pub(super) fn results_identical(
         let s = sessions
             .get(&sid)
             .context("a sealed result names no stored session")?;
-        opened.insert(rid.to_owned(), s.open(rid, sealed)?.to_vec());
+        // The stored id is opaque: the result's own id and JSON are inside.
+        let inner: aorta_worker::seal::IdentifiedResult<serde_json::Value> =
+            serde_json::from_slice(&s.open(rid, sealed)?)?;
+        opened.insert(inner.id, inner.result);
     }
     let same = opened.len() == pl.len()
-        && pl
-            .iter()
-            .all(|(id, json)| opened.get(id).is_some_and(|o| o == json));
+        && pl.iter().all(|(id, json)| {
+            serde_json::from_slice::<serde_json::Value>(json)
+                .is_ok_and(|plain| opened.get(id) == Some(&plain))
+        });
     Ok((same, opened.len()))
 }
 

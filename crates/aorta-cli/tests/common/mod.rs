@@ -467,7 +467,8 @@ pub fn write_config(dir: &Path, name: &str, data: &str, listen: &str, broker: &s
         dir.join(name),
         format!(
             "listen = \"{listen}\"\nbroker_listen = \"{broker}\"\ndata_dir = \"{data}\"\n\
-             registry = \"registry\"\npolicy = \"policy.toml\"\nsubscribers = \"subscribers.toml\"\n"
+             registry = \"registry\"\npolicy = \"policy.toml\"\nsubscribers = \"subscribers.toml\"\n\
+             clinicians = \"clinicians.toml\"\n"
         ),
     )
     .unwrap();

@@ -108,6 +108,15 @@ impl ClinicianIdentity {
         self.public
     }
 
+    /// The clinician's authentication key (Ed25519), derived from this
+    /// identity (`crate::auth::clinician_auth_key`): it signs the requests
+    /// that read results; the server knows its public key.
+    pub fn auth_key(&self) -> Result<crate::auth::SigningKey> {
+        crate::auth::clinician_auth_key(&self.secret).map_err(|_| ResultsError::Internal {
+            what: "deriving the clinician's authentication key",
+        })
+    }
+
     /// The secret key's text form (zeroizing; write it only to a 0600 file).
     pub fn to_text(&self) -> Zeroizing<String> {
         let digits = hex::encode_secret_upper(self.secret.as_ref());

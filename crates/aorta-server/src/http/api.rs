@@ -74,6 +74,9 @@ pub struct AppState {
     /// `data_dir/certs/`.
     certs: Mutex<BTreeMap<[u8; 32], Vec<u8>>>,
     certs_dir: std::path::PathBuf,
+    /// Clinicians who may read, by subscriber id: their authentication
+    /// public keys.
+    clinicians: BTreeMap<String, [u8; 32]>,
 }
 
 fn err(status: StatusCode, name: &str, detail: impl Into<String>) -> Response {
@@ -344,7 +347,77 @@ async fn post_results(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes)
     axum::Json(BatchAnswer { stored, duplicates }).into_response()
 }
 
-async fn get_results(State(s): State<Arc<AppState>>, q: Query<ResultsQuery>) -> Response {
+/// The clinician a `GET /v1/results` request authenticates as, or the
+/// refusal: `aorta-clinician: ID`, `aorta-time: UNIX_S` (within
+/// [`aorta_api::MAX_CLOCK_SKEW_S`] of the server's clock) and
+/// `aorta-signature: HEX`, the Ed25519 signature by the clinician's
+/// authentication key of `aorta_crypto::auth::read_message(ID, UNIX_S,
+/// path and query)`.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the HTTP answer itself"
+)]
+fn clinician(s: &AppState, h: &HeaderMap, uri: &axum::http::Uri) -> Result<String, Response> {
+    let denied = |detail: &str| {
+        err(
+            StatusCode::UNAUTHORIZED,
+            "clinician_unauthenticated",
+            detail.to_owned(),
+        )
+    };
+    let header = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+    let (Some(id), Some(time), Some(sig)) = (
+        header(aorta_api::CLINICIAN_HEADER),
+        header(aorta_api::TIME_HEADER),
+        header(aorta_api::SIGNATURE_HEADER),
+    ) else {
+        return Err(denied(
+            "reading results needs a request signed with the clinician's key (aorta-clinician, aorta-time, aorta-signature)",
+        ));
+    };
+    let Some(key) = s.clinicians.get(id) else {
+        return Err(denied("unknown clinician or bad signature"));
+    };
+    let Ok(t) = time.parse::<u64>() else {
+        return Err(denied("aorta-time is not unix seconds"));
+    };
+    if t.abs_diff(aorta_base::time::now_s()) > aorta_api::MAX_CLOCK_SKEW_S {
+        return Err(denied("aorta-time is too far from the server's clock"));
+    }
+    let Ok(sig) = aorta_base::hex::decode_array::<64>(sig, aorta_base::hex::Case::Lower) else {
+        return Err(denied("unknown clinician or bad signature"));
+    };
+    let pq = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let msg = aorta_crypto::auth::read_message(id, t, pq);
+    aorta_crypto::auth::verify(key, &msg, &sig, "results read request")
+        .map_err(|_| denied("unknown clinician or bad signature"))?;
+    Ok(id.to_owned())
+}
+
+async fn get_results(
+    State(s): State<Arc<AppState>>,
+    h: HeaderMap,
+    uri: axum::http::Uri,
+    q: Query<ResultsQuery>,
+) -> Response {
+    // Only an authenticated clinician reads, and only their own results.
+    let who = match clinician(&s, &h, &uri) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let own = format!("{who}/");
+    if !q.prefix.is_empty() && !q.prefix.starts_with(&own) {
+        return err(
+            StatusCode::FORBIDDEN,
+            "not_your_results",
+            format!("clinician {who} reads only ids under {own}"),
+        );
+    }
+    let prefix = if q.prefix.is_empty() {
+        own
+    } else {
+        q.prefix.clone()
+    };
     let end = s.results_end.load(Ordering::Relaxed);
     if q.after > end {
         return err(
@@ -366,7 +439,7 @@ async fn get_results(State(s): State<Arc<AppState>>, q: Query<ResultsQuery>) -> 
         Ok(Ok((items, next))) => {
             let results: Vec<ResultItem> = items
                 .into_iter()
-                .filter(|(id, _)| id.starts_with(&q.prefix))
+                .filter(|(id, _)| id.starts_with(&prefix))
                 .map(|(id, b)| ResultItem::new(&id, &b))
                 .collect();
             let certificates = s.certificates_of(&results);
@@ -450,6 +523,28 @@ impl AppState {
             .map(|c| aorta_api::certificate_text(c))
             .collect()
     }
+}
+
+/// The `[clinicians]` table of `path`: subscriber id → authentication key.
+pub fn load_clinicians(path: &std::path::Path) -> anyhow::Result<BTreeMap<String, [u8; 32]>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        clinicians: BTreeMap<String, String>,
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let f: File = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+    f.clinicians
+        .into_iter()
+        .map(|(id, k)| {
+            let key = aorta_base::hex::decode_array::<32>(k.trim(), aorta_base::hex::Case::Lower)
+                .with_context(|| {
+                format!("{}: clinician {id}: not 64 hex digits", path.display())
+            })?;
+            Ok((id, *key))
+        })
+        .collect()
 }
 
 fn load_certs(dir: &std::path::Path) -> anyhow::Result<BTreeMap<[u8; 32], Vec<u8>>> {
@@ -641,6 +736,10 @@ pub fn open_state(
     devices: Arc<dyn DeviceDirectory>,
     broker_key: Option<[u8; 32]>,
 ) -> anyhow::Result<Arc<AppState>> {
+    let clinicians = match &cfg.clinicians {
+        Some(p) => load_clinicians(p)?,
+        None => BTreeMap::new(),
+    };
     let dir = &cfg.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let token_path = dir.join("worker.token");
@@ -689,6 +788,7 @@ pub fn open_state(
         broker_key,
         certs: Mutex::new(load_certs(&dir.join("certs"))?),
         certs_dir: dir.join("certs"),
+        clinicians,
     }))
 }
 

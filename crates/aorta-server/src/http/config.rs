@@ -22,6 +22,10 @@ pub struct ServerConfig {
     /// The public device directory ingest authenticates devices with
     /// (`<registry>/directory.txt` when absent). No key material.
     pub directory: Option<PathBuf>,
+    /// Clinicians who may read results: a TOML file with a `[clinicians]`
+    /// table `subscriber = "authentication public key (64 hex digits, from
+    /// aorta clinician public --auth)"`. Without it nobody can read results.
+    pub clinicians: Option<PathBuf>,
     /// The key broker's certifying public key (64 hex digits): results are
     /// stored only when signed by a worker key it certified. With the
     /// in-process broker it is that broker's key.
@@ -60,6 +64,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("aorta-data"),
             registry: PathBuf::from("registry"),
             directory: None,
+            clinicians: None,
             broker_key: None,
             policy: None,
             broker_listen: SocketAddr::from(([127, 0, 0, 1], 7450)),
@@ -126,6 +131,7 @@ impl ServerConfig {
         rel(&mut c.registry);
         for p in [
             &mut c.directory,
+            &mut c.clinicians,
             &mut c.policy,
             &mut c.subscribers,
             &mut c.tls_cert,
@@ -203,6 +209,9 @@ registry = "registry"
 # Public device directory (serial, status, signing public key; no keys).
 # Default: <registry>/directory.txt. Re-read when it changes.
 # directory = "directory.txt"
+# Clinicians who may read results: [clinicians] id = "auth key (hex)"
+# (`aorta clinician public --auth`). Without it nobody can read results.
+# clinicians = "clinicians.toml"
 # The key broker's certifying public key (hex): only results signed by a
 # worker it certified are stored. Default: the in-process broker's key.
 # broker_key = "<64 hex digits>"
