@@ -487,6 +487,18 @@ impl ServerAwaitingReply {
         &self.offer
     }
 
+    /// Checks the Reply's MAC without consuming the state: a forged Reply
+    /// (a stranger squatting the session) leaves the session intact.
+    pub fn check_reply(&self, reply: &Reply) -> Result<(), RenegError> {
+        let th = transcript(&self.offer, reply);
+        let want = mac(&self.psk, &[b"aorta/v1/reneg/reply", &th]);
+        if keys::ct_eq(&want, &reply.mac) {
+            Ok(())
+        } else {
+            Err(RenegError::BadMac)
+        }
+    }
+
     /// Verifies the device's Reply; returns the device's authenticated
     /// status and the state from which the new value can be sent.
     pub fn verify_reply(self, reply: &Reply) -> Result<(ServerReplied, DeviceStatus), RenegError> {
@@ -568,6 +580,11 @@ impl ServerAwaitingConfirm {
 
     /// Verifies the device's Confirm.
     pub fn on_confirm(self, msg: &Sealed) -> Result<Applied, RenegError> {
+        self.check_confirm(msg)
+    }
+
+    /// Verifies the device's Confirm without consuming the state.
+    pub fn check_confirm(&self, msg: &Sealed) -> Result<Applied, RenegError> {
         let (base_seq, counter) = self.session.open(msg, 1)?;
         if counter != self.counter {
             return Err(RenegError::BadMac);
