@@ -239,7 +239,8 @@ pub struct DeviceInfo {
     pub verified: bool,
     /// Current `max_key_uses`.
     pub max_key_uses: u64,
-    /// Smallest `max_key_uses` ever offered (used by the key-index window).
+    /// The `max_key_uses` of the key-index window (`max_key_uses`, or a
+    /// smaller pending value while a renegotiation is unconfirmed).
     pub min_key_uses: u64,
     /// Highest accepted frame sequence.
     pub last_sequence: Option<u64>,

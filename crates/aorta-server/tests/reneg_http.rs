@@ -184,8 +184,30 @@ fn raw_post(r: &Rig, body: &[u8]) -> (u16, String) {
 /// offers a lower max_key_uses in an ack → the agent renegotiates → both
 /// sides run it, the directory's window narrows to it, and frames under the
 /// new (faster) schedule are accepted by ingest.
+/// Captures every log line of the process (the server runs on its own threads).
+#[derive(Clone, Default)]
+struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[test]
 fn slow_consumption_lowers_max_key_uses_end_to_end() {
+    let logs = Capture::default();
+    let w = logs.clone();
+    let sub = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || w.clone())
+        .finish();
+    tracing::subscriber::set_global_default(sub).unwrap();
     let mut r = rig();
     let mut offer = None;
     for _ in 0..30 {
@@ -194,7 +216,7 @@ fn slow_consumption_lowers_max_key_uses_end_to_end() {
             break;
         }
     }
-    // 1 frame/s, one key per 100 s wanted: 100 frames per key (from 1000).
+    // 1 frame/s, one key per 100 s wanted: 100 frames per key.
     let offer = offer.expect("no offer after 30 frames at 1 frame/s");
     let now = r.clock.load(Ordering::SeqCst);
     let v = aorta_device::agent::renegotiate(
@@ -210,6 +232,30 @@ fn slow_consumption_lowers_max_key_uses_end_to_end() {
     assert_eq!((info.max_key_uses, info.min_key_uses), (100, 100));
     assert_eq!(r.sealer.state().max_key_uses, 100);
     assert!(r.reg.reneg_pending(SERIAL).unwrap().is_none());
+    // One audit line per change of the record: sent, then confirmed, with
+    // serial, old, new and counter; no key bytes.
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let audit: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("aorta::audit") && l.contains(SERIAL))
+        .collect();
+    assert!(
+        audit.iter().any(|l| l.contains("event=\"sent\"")
+            && l.contains(&format!("old={}", keys::DEFAULT_MAX_KEY_USES))
+            && l.contains("new=100")
+            && l.contains("counter=1")),
+        "{audit:?}"
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|l| l.contains("event=\"confirmed\"") && l.contains("new=100")),
+        "{audit:?}"
+    );
+    let slice = r.reg.device_keys(SERIAL).unwrap();
+    let psk = keys::renegotiation_psk(&slice).unwrap();
+    assert!(!text.contains(&aorta_base::hex::encode(psk.as_ref())));
+    assert!(!text.contains(&aorta_base::hex::encode(&slice.material()[..8])));
     // Frames under the new schedule: the key index advances every 100 frames
     // and ingest accepts them all (no further offer: consumption fits).
     let mut indices = std::collections::BTreeSet::new();
