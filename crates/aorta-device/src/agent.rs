@@ -555,9 +555,10 @@ pub fn renegotiate<S: SecureElement>(
     };
     let value = Sealed::decode_value(&value)?;
     let confirm = sealer.reneg_on_value(st, &value, now_secs, policy)?;
-    // If the Confirm is lost, the server learns the value from the status in
-    // the next Reply: the device already runs it.
-    transport.reneg(&serial, &confirm.encode())?;
+    // The device runs the new value from here on. If the Confirm is lost,
+    // the server keeps both schedules in its window and learns the value
+    // from the status in the next Reply, so a failed send is not an error.
+    let _ = transport.reneg(&serial, &confirm.encode());
     Ok(Some(sealer.state().max_key_uses))
 }
 

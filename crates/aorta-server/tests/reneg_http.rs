@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aorta_crypto::frame::ChannelCalibration;
 use aorta_crypto::keys;
 use aorta_crypto::reneg::{Offer, RenegPolicy, Reply};
+use aorta_device::agent::{self, AgentConfig, Backoff, FrameSource, SourceFrame, Speed};
 use aorta_device::http::{HttpOptions, HttpsTransport};
+use aorta_device::queue::{OfflineQueue, QueueLimits};
 use aorta_device::queue::{Transport, UploadReply, sign_upload};
 use aorta_device::rotation::Sealer;
 use aorta_device::se::{FileSecureElement, SecureElement};
@@ -88,6 +90,12 @@ struct Rig {
 }
 
 fn rig() -> Rig {
+    rig_with(false)
+}
+
+/// `tick`: the server's clock advances one second on every reading
+/// (about one second per frame), for the agent's own loop.
+fn rig_with(tick: bool) -> Rig {
     let d = tempfile::tempdir().unwrap();
     let reg = Registry::init(
         d.path().join("reg"),
@@ -121,7 +129,13 @@ fn rig() -> Rig {
             ..RenegConfig::default()
         },
     )
-    .with_clock(Arc::new(move || c.load(Ordering::SeqCst)))
+    .with_clock(Arc::new(move || {
+        if tick {
+            c.fetch_add(1, Ordering::SeqCst)
+        } else {
+            c.load(Ordering::SeqCst)
+        }
+    }))
     .on_change(Arc::new(move || d2.invalidate()));
     let devices: Arc<dyn DeviceDirectory> = dir;
     let state = api::open_state_with_reneg(&cfg, devices, None, Some(Arc::new(svc))).unwrap();
@@ -346,4 +360,80 @@ fn a_keyless_host_answers_501() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 501);
     assert!(resp.text().unwrap().contains("data owner"));
+}
+
+/// A one-lead ramp, one frame per second of signal.
+struct Ramp {
+    cal: Vec<ChannelCalibration>,
+    buf: Vec<i32>,
+    left: usize,
+    t: i64,
+}
+
+impl FrameSource for Ramp {
+    fn sample_rate_mhz(&self) -> u32 {
+        360_000
+    }
+    fn calibration(&self) -> &[ChannelCalibration] {
+        &self.cal
+    }
+    fn next_frame(&mut self) -> Result<Option<SourceFrame<'_>>, aorta_device::DeviceError> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        self.buf = (0..360).map(|i| (i + self.t as i32) % 1000).collect();
+        self.t += 1_000_000;
+        Ok(Some(SourceFrame {
+            first_sample_us: self.t - 1_000_000,
+            channels: vec![&self.buf],
+        }))
+    }
+}
+
+/// The agent's own loop (`agent::run`) takes the Offer from an ack,
+/// renegotiates and keeps streaming: every frame acknowledged, none
+/// refused, both sides on one lower value.
+#[test]
+fn the_agent_loop_renegotiates_while_streaming() {
+    let mut r = rig_with(true);
+    let d = tempfile::tempdir().unwrap();
+    let mut queue = OfflineQueue::open(d.path().join("queue"), QueueLimits::default()).unwrap();
+    let cfg = AgentConfig {
+        speed: Speed::Max,
+        backoff: Backoff {
+            initial: std::time::Duration::from_millis(1),
+            max: std::time::Duration::from_millis(5),
+            jitter: 0.5,
+        },
+        drain_timeout: Some(std::time::Duration::from_secs(60)),
+        poll: std::time::Duration::from_millis(5),
+    };
+    let mut src = Ramp {
+        cal: vec![ChannelCalibration::new(200.0, 0, 0, 11, "mV", "MLII")],
+        buf: Vec::new(),
+        left: 400,
+        t: 0,
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let rep = agent::run(
+        &mut src,
+        &mut r.sealer,
+        &mut queue,
+        &mut r.uplink,
+        &cfg,
+        &stop,
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        (rep.frames_sealed, rep.acked, rep.refused.len()),
+        (400, 400, 0),
+        "{rep:?}"
+    );
+    assert!(rep.renegotiations >= 1, "{rep:?}");
+    let info = r.reg.device(SERIAL).unwrap();
+    assert!(info.max_key_uses < keys::DEFAULT_MAX_KEY_USES, "{info:?}");
+    assert_eq!(info.max_key_uses, r.sealer.state().max_key_uses);
+    assert_eq!(info.min_key_uses, info.max_key_uses);
 }
