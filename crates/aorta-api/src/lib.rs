@@ -89,7 +89,17 @@ pub struct FrameAck {
     pub offset: u64,
     /// True when this exact frame was already in the log (a retried upload).
     pub duplicate: bool,
+    /// A `max_key_uses` renegotiation Offer for the device (lower-case hex
+    /// of the `aorta_crypto::reneg::Offer` bytes), present when the server
+    /// holds the registry and wants the device to renegotiate: the device
+    /// answers it on `POST /v1/devices/reneg` (`docs/server-api.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reneg_offer: Option<String>,
 }
+
+/// Path of the renegotiation route (`POST`, query `serial=`, body one
+/// `aorta_crypto::reneg` message, `application/octet-stream`).
+pub const RENEG_PATH: &str = "/v1/devices/reneg";
 
 /// Header of a `POST /v1/frames` request: the device's Ed25519 signature
 /// of the frame (`aorta_crypto::auth::frame_message`), 128 lower-case hex
@@ -106,6 +116,14 @@ pub const MAX_CLOCK_SKEW_S: u64 = 300;
 pub const NEXT_HEADER: &str = "x-aorta-next";
 /// Header of a `GET /v1/log` answer: the durable end of the log.
 pub const END_HEADER: &str = "x-aorta-end";
+
+/// Query of `POST /v1/devices/reneg`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RenegQuery {
+    /// The device's serial.
+    pub serial: String,
+}
 
 /// Query of `GET /v1/log`.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]

@@ -124,10 +124,12 @@ fn session_checkpoints() {
 
 #[test]
 fn renegotiation_messages() {
-    let mut offer = b"AORN\x01\x04SN-1".to_vec();
+    // magic ‖ version 1 ‖ type ‖ body
+    let mut offer = b"AORN\x01\x01\x04SN-1".to_vec();
     offer.extend_from_slice(&7u64.to_be_bytes());
     offer.extend_from_slice(&[5; 64]);
-    let mut reply = b"AORN\x02".to_vec();
+    let mut reply = b"AORN\x01\x02".to_vec();
+    reply.extend_from_slice(&[7; 24]); // status: max_key_uses, applied_counter, base_seq
     reply.extend_from_slice(&[6; 64]);
     for (f, b) in [
         (fuzzing::reneg_offer as fn(&[u8]) -> bool, offer),

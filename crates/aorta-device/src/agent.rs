@@ -72,6 +72,7 @@ use crate::DeviceError;
 use crate::queue::{OfflineQueue, Outcome, Transport, apply_reply};
 use crate::rotation::{SealedFrame, Sealer};
 use crate::se::SecureElement;
+use aorta_crypto::reneg::{Offer, RenegPolicy, Sealed};
 
 /// One frame's worth of samples from a [`FrameSource`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,6 +268,18 @@ pub enum AgentEvent<'a> {
         /// The server's reason.
         reason: &'a str,
     },
+    /// A `max_key_uses` renegotiation ended: the value applied, or `None`
+    /// when the server only resolved the device's status.
+    Renegotiated {
+        /// The new `max_key_uses`, if it changed.
+        max_key_uses: Option<u64>,
+    },
+    /// A renegotiation the server offered failed or was refused by the
+    /// device; frames keep flowing under the current schedule.
+    RenegFailed {
+        /// Why.
+        error: &'a DeviceError,
+    },
     /// An upload failed; the next attempt waits `wait`.
     Retry {
         /// What failed.
@@ -303,6 +316,8 @@ pub struct AgentReport {
     pub drain_timed_out: bool,
     /// The last upload error, if any.
     pub last_error: Option<String>,
+    /// `max_key_uses` renegotiations completed (changes and resolutions).
+    pub renegotiations: u64,
 }
 
 /// The summary of a device run as a tool reports it (`aorta device run
@@ -493,6 +508,60 @@ impl Uplink {
     }
 }
 
+/// One upload step, then the renegotiation the server may have offered in
+/// its acknowledgement (failures are reported, never fatal: the device
+/// keeps its schedule).
+fn upload_step<S: SecureElement>(
+    up: &mut Uplink,
+    queue: &mut OfflineQueue,
+    transport: &mut dyn Transport,
+    sealer: &mut Sealer<S>,
+    report: &mut AgentReport,
+    progress: Progress<'_>,
+) -> Result<(), DeviceError> {
+    up.step(queue, transport, sealer.secure_element(), report, progress)?;
+    if let Some(offer) = transport.take_reneg_offer() {
+        let now = aorta_base::time::now_us().max(0).unsigned_abs() / 1_000_000;
+        match renegotiate(sealer, transport, &offer, now, RenegPolicy::default()) {
+            Ok(v) => {
+                report.renegotiations += 1;
+                progress(&AgentEvent::Renegotiated { max_key_uses: v }, report);
+            }
+            Err(e) => progress(&AgentEvent::RenegFailed { error: &e }, report),
+        }
+    }
+    Ok(())
+}
+
+/// The device's side of one `max_key_uses` renegotiation, from the Offer
+/// the server attached to an acknowledgement: answers it (reporting the
+/// schedule the device runs), and when the server sends a new value, checks
+/// it against the device's own rules (only lower, at most
+/// `policy.max_changes` per `policy.window_secs` by the device clock
+/// `now_secs`), applies it durably and confirms it. Returns the new value,
+/// or `None` when the server sent none.
+pub fn renegotiate<S: SecureElement>(
+    sealer: &mut Sealer<S>,
+    transport: &mut dyn Transport,
+    offer: &[u8],
+    now_secs: u64,
+    policy: RenegPolicy,
+) -> Result<Option<u64>, DeviceError> {
+    let offer = Offer::decode(offer)?;
+    let (st, reply) = sealer.reneg_on_offer(&offer)?;
+    let serial = sealer.secure_element().serial().to_owned();
+    let Some(value) = transport.reneg(&serial, &reply.encode())? else {
+        return Ok(None);
+    };
+    let value = Sealed::decode_value(&value)?;
+    let confirm = sealer.reneg_on_value(st, &value, now_secs, policy)?;
+    // The device runs the new value from here on. If the Confirm is lost,
+    // the server keeps both schedules in its window and learns the value
+    // from the status in the next Reply, so a failed send is not an error.
+    let _ = transport.reneg(&serial, &confirm.encode());
+    Ok(Some(sealer.state().max_key_uses))
+}
+
 /// `now + d`, or (for a duration beyond what the clock can represent, e.g.
 /// a hostile `Retry-After` from a custom transport) a year from now.
 fn later(now: Instant, d: Duration) -> Instant {
@@ -588,13 +657,7 @@ pub fn run<S: SecureElement>(
                 break;
             }
             if !queue.is_empty() && up.ready(now) {
-                up.step(
-                    queue,
-                    transport,
-                    sealer.secure_element(),
-                    &mut report,
-                    progress,
-                )?;
+                upload_step(&mut up, queue, transport, sealer, &mut report, progress)?;
                 continue;
             }
             let wake = match up.retry_at {
@@ -626,13 +689,7 @@ pub fn run<S: SecureElement>(
             &report,
         );
         if !queue.is_empty() && up.ready(Instant::now()) {
-            up.step(
-                queue,
-                transport,
-                sealer.secure_element(),
-                &mut report,
-                progress,
-            )?;
+            upload_step(&mut up, queue, transport, sealer, &mut report, progress)?;
         }
     }
 
@@ -649,13 +706,7 @@ pub fn run<S: SecureElement>(
             break;
         }
         if up.ready(now) {
-            up.step(
-                queue,
-                transport,
-                sealer.secure_element(),
-                &mut report,
-                progress,
-            )?;
+            upload_step(&mut up, queue, transport, sealer, &mut report, progress)?;
         } else {
             let wake = match (up.retry_at, deadline) {
                 (Some(r), Some(d)) => r.min(d),

@@ -160,7 +160,9 @@ fn chain(e: &dyn std::error::Error) -> String {
 pub struct HttpsTransport {
     client: reqwest::blocking::Client,
     url: reqwest::Url,
+    reneg_url: reqwest::Url,
     opts: HttpOptions,
+    offer: Option<Vec<u8>>,
 }
 
 impl HttpsTransport {
@@ -191,7 +193,16 @@ impl HttpsTransport {
             .user_agent(concat!("aorta-device/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| DeviceError::Config(format!("HTTPS client: {}", chain(&e))))?;
-        Ok(HttpsTransport { client, url, opts })
+        let mut reneg_url = url.clone();
+        let base = url.path().trim_end_matches("/v1/frames").to_owned();
+        reneg_url.set_path(&format!("{base}{}", aorta_api::RENEG_PATH));
+        Ok(HttpsTransport {
+            client,
+            url,
+            reneg_url,
+            opts,
+            offer: None,
+        })
     }
 
     /// The upload URL.
@@ -234,15 +245,58 @@ impl Transport for HttpsTransport {
         resp.take(MAX_REPLY_BODY)
             .read_to_end(&mut body)
             .map_err(|e| DeviceError::Network(format!("{}: reading the reply: {e}", self.url)))?;
-        map_reply(
+        let r = map_reply(
             &header.serial,
             header.sequence,
             status,
             retry.as_deref(),
             &body,
             self.opts.max_retry_after,
-        )
+        )?;
+        if matches!(r, UploadReply::Ack { .. }) {
+            self.offer = reneg_offer(&body);
+        }
+        Ok(r)
     }
+
+    fn take_reneg_offer(&mut self) -> Option<Vec<u8>> {
+        self.offer.take()
+    }
+
+    fn reneg(&mut self, serial: &str, msg: &[u8]) -> Result<Option<Vec<u8>>, DeviceError> {
+        let net = |e: reqwest::Error| DeviceError::Network(chain(&e));
+        let mut url = self.reneg_url.clone();
+        url.query_pairs_mut().append_pair("serial", serial);
+        let resp = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(msg.to_vec())
+            .send()
+            .map_err(net)?;
+        let status = resp.status().as_u16();
+        let mut body = Vec::new();
+        resp.take(MAX_REPLY_BODY)
+            .read_to_end(&mut body)
+            .map_err(|e| {
+                DeviceError::Network(format!("{}: reading the reply: {e}", self.reneg_url))
+            })?;
+        match status {
+            200 => Ok(Some(body)),
+            204 => Ok(None),
+            s => Err(DeviceError::Protocol(format!(
+                "renegotiation: HTTP {s} {}",
+                quote(&body)
+            ))),
+        }
+    }
+}
+
+/// The renegotiation Offer in an acknowledgement body, if any (a malformed
+/// one is ignored: the frame is acknowledged regardless).
+fn reneg_offer(body: &[u8]) -> Option<Vec<u8>> {
+    let a: FrameAck = serde_json::from_slice(body).ok()?;
+    aorta_base::hex::decode(&a.reneg_offer?, aorta_base::hex::Case::Lower).ok()
 }
 
 #[cfg(test)]

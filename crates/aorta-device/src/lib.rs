@@ -192,4 +192,11 @@ pub enum DeviceError {
     /// Bad configuration.
     #[error("configuration: {0}")]
     Config(String),
+    /// A renegotiation Value that authenticated but breaks the device's own
+    /// rules (raises `max_key_uses`, or exceeds its rate limit): not applied.
+    #[error("renegotiation refused by the device: {reason}")]
+    RenegRefused {
+        /// Why.
+        reason: String,
+    },
 }

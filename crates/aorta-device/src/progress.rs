@@ -62,6 +62,16 @@ impl ProgressLine {
                 self.clear();
                 eprintln!("frame {sequence} refused: {reason}");
             }
+            AgentEvent::Renegotiated {
+                max_key_uses: Some(v),
+            } => {
+                self.clear();
+                eprintln!("max_key_uses renegotiated: now {v} frames per key");
+            }
+            AgentEvent::RenegFailed { error } => {
+                self.clear();
+                eprintln!("renegotiation failed ({error}); the current schedule stays");
+            }
             AgentEvent::Retry { error, wait } if r.retries == 1 || r.retries % 20 == 0 => {
                 self.clear();
                 eprintln!(

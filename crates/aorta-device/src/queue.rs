@@ -202,6 +202,21 @@ pub trait Transport {
     /// Sends one frame with the device's signature of it ([`sign_upload`])
     /// and returns the server's reply.
     fn upload(&mut self, frame: &[u8], signature: &[u8; 64]) -> Result<UploadReply, DeviceError>;
+
+    /// The `max_key_uses` renegotiation Offer (wire bytes) the server
+    /// attached to the last acknowledgement, taken once. None by default.
+    fn take_reneg_offer(&mut self) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Sends one renegotiation message of device `serial` and returns the
+    /// server's answer (`None`: nothing to answer). Unsupported by default.
+    fn reneg(&mut self, serial: &str, msg: &[u8]) -> Result<Option<Vec<u8>>, DeviceError> {
+        let _ = (serial, msg);
+        Err(DeviceError::Config(
+            "this transport cannot renegotiate max_key_uses".into(),
+        ))
+    }
 }
 
 /// The device's signature of `frame` for upload: Ed25519 by its secure

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use aorta_base::codec::{Decode, DecodeError, Encode, Reader};
 use aorta_crypto::frame::{self, ChannelCalibration, FrameHeader, TransportKey};
 use aorta_crypto::keys::{self, EPOCH_LEN};
-use aorta_crypto::reneg::{DeviceAwaitingValue, Offer, Reply, Sealed};
+use aorta_crypto::reneg::{DeviceAwaitingValue, DeviceStatus, Offer, RenegPolicy, Reply, Sealed};
 use ring::rand::SystemRandom;
 
 use crate::DeviceError;
@@ -55,9 +55,20 @@ pub struct RotationState {
     pub base_index: u16,
     /// Frames per key in this segment.
     pub max_key_uses: u64,
-    /// Counter of the last accepted renegotiation (replay protection).
+    /// Counter of the last renegotiation Offer answered (replay
+    /// protection: an Offer must be above it). Persisted before the Reply
+    /// leaves.
     pub reneg_counter: u64,
+    /// Counter of the last renegotiation applied (reported in the Reply, so
+    /// the server can resolve a change a crash left unconfirmed).
+    pub applied_counter: u64,
+    /// Device-clock times (Unix seconds) of the last changes applied, at
+    /// most [`MAX_CHANGE_HISTORY`], oldest first: the device's own rate limit.
+    pub change_times: Vec<u64>,
 }
+
+/// Change times kept in the state file.
+pub const MAX_CHANGE_HISTORY: usize = 16;
 
 impl Default for RotationState {
     fn default() -> Self {
@@ -67,23 +78,37 @@ impl Default for RotationState {
             base_index: 0,
             max_key_uses: DEFAULT_MAX_KEY_USES,
             reneg_counter: 0,
+            applied_counter: 0,
+            change_times: Vec::new(),
         }
     }
 }
 
 const STATE_MAGIC: &[u8; 4] = b"AOST";
 
-/// Layout: `"AOST"`, version 1, then `reserved_until`, `base_seq` (u64),
-/// `base_index` (u16), `max_key_uses`, `reneg_counter` (u64), big-endian.
+/// Layout: `"AOST"`, version 2, then `reserved_until`, `base_seq` (u64),
+/// `base_index` (u16), `max_key_uses`, `reneg_counter`, `applied_counter`
+/// (u64), `n` (u8, at most [`MAX_CHANGE_HISTORY`]) and `n` change times
+/// (u64), big-endian. Version 1 (without the last three fields) is still
+/// read: its `applied_counter` is its `reneg_counter`, with no history.
 impl Encode for RotationState {
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(STATE_MAGIC);
-        out.push(1);
+        out.push(2);
         out.extend_from_slice(&self.reserved_until.to_be_bytes());
         out.extend_from_slice(&self.base_seq.to_be_bytes());
         out.extend_from_slice(&self.base_index.to_be_bytes());
         out.extend_from_slice(&self.max_key_uses.to_be_bytes());
         out.extend_from_slice(&self.reneg_counter.to_be_bytes());
+        out.extend_from_slice(&self.applied_counter.to_be_bytes());
+        let times = self
+            .change_times
+            .get(self.change_times.len().saturating_sub(MAX_CHANGE_HISTORY)..)
+            .unwrap_or_default();
+        out.push(times.len() as u8);
+        for t in times {
+            out.extend_from_slice(&t.to_be_bytes());
+        }
     }
 }
 
@@ -92,16 +117,33 @@ impl Decode<'_> for RotationState {
         if r.array::<4>("magic")? != *STATE_MAGIC {
             return Err(r.invalid("magic", 4, "not an aorta rotation state file"));
         }
-        if r.u8("version")? != 1 {
+        let version = r.u8("version")?;
+        if version != 1 && version != 2 {
             return Err(r.invalid("version", 1, "unknown state version; upgrade aorta"));
         }
-        let st = RotationState {
+        let mut st = RotationState {
             reserved_until: r.u64("reserved_until")?,
             base_seq: r.u64("base_seq")?,
             base_index: r.u16("base_index")?,
             max_key_uses: r.u64("max_key_uses")?,
             reneg_counter: r.u64("reneg_counter")?,
+            applied_counter: 0,
+            change_times: Vec::new(),
         };
+        st.applied_counter = st.reneg_counter;
+        if version == 2 {
+            st.applied_counter = r.u64("applied_counter")?;
+            let n = usize::from(r.u8("change count")?);
+            if n > MAX_CHANGE_HISTORY {
+                return Err(r.invalid("change count", 43, "too many change times"));
+            }
+            for _ in 0..n {
+                st.change_times.push(r.u64("change time")?);
+            }
+            if st.applied_counter > st.reneg_counter {
+                return Err(r.invalid("state", 34, "inconsistent state"));
+            }
+        }
         if st.max_key_uses == 0 || st.base_seq > st.reserved_until {
             return Err(r.invalid("state", 34, "inconsistent state"));
         }
@@ -221,11 +263,21 @@ impl<S: SecureElement> Sealer<S> {
         Ok(())
     }
 
-    /// Applies a renegotiated `max_key_uses` from the next frame on.
+    /// Applies a renegotiated `max_key_uses` from the next frame on
+    /// (without touching the change history; for tests and tools).
     pub fn set_max_key_uses(
         &mut self,
         max_key_uses: u64,
         reneg_counter: u64,
+    ) -> Result<(), DeviceError> {
+        self.apply(max_key_uses, reneg_counter, None)
+    }
+
+    fn apply(
+        &mut self,
+        max_key_uses: u64,
+        counter: u64,
+        at: Option<u64>,
     ) -> Result<(), DeviceError> {
         if max_key_uses == 0 {
             return Err(DeviceError::Config("max_key_uses must be positive".into()));
@@ -234,42 +286,89 @@ impl<S: SecureElement> Sealer<S> {
         st.base_index = st.key_index(self.next_seq, self.se.slice_len());
         st.base_seq = self.next_seq;
         st.max_key_uses = max_key_uses;
-        st.reneg_counter = reneg_counter;
+        st.reneg_counter = st.reneg_counter.max(counter);
+        st.applied_counter = counter;
         st.reserved_until = st.reserved_until.max(self.next_seq);
+        if let Some(t) = at {
+            st.change_times.push(t);
+            let extra = st.change_times.len().saturating_sub(MAX_CHANGE_HISTORY);
+            st.change_times.drain(..extra);
+        }
         st.store(&self.state_path)?;
         self.state = st;
         Ok(())
     }
 
+    /// The schedule this device runs, as reported in a renegotiation Reply.
+    pub fn reneg_status(&self) -> DeviceStatus {
+        DeviceStatus {
+            max_key_uses: self.state.max_key_uses,
+            applied_counter: self.state.applied_counter,
+            base_seq: self.state.base_seq,
+        }
+    }
+
     /// Renegotiation, device side, step 1: checks the server's Offer (MAC
     /// under the PSK from the secure element, serial, counter above the last
-    /// accepted one) and returns the Reply to send.
+    /// one answered), records its counter durably (so the Offer can never be
+    /// answered again, even after a reboot) and returns the Reply to send,
+    /// which reports the device's schedule ([`Sealer::reneg_status`]).
     pub fn reneg_on_offer(
-        &self,
+        &mut self,
         offer: &Offer,
     ) -> Result<(DeviceAwaitingValue, Reply), DeviceError> {
         let psk = keys::renegotiation_psk(&self.se)?;
         let rng = SystemRandom::new();
-        Ok(DeviceAwaitingValue::on_offer(
+        let (st, reply) = DeviceAwaitingValue::on_offer(
             psk,
             self.se.serial(),
             self.state.reneg_counter,
+            self.reneg_status(),
             offer,
             &rng,
-        )?)
+        )?;
+        let mut next = self.state.clone();
+        next.reneg_counter = offer.counter;
+        next.store(&self.state_path)?; // durable BEFORE the Reply leaves
+        self.state = next;
+        Ok((st, reply))
     }
 
-    /// Renegotiation, device side, step 2: opens the Value, applies the new
-    /// `max_key_uses` from the next frame on (durably), and returns the
-    /// Confirm to send.
+    /// Renegotiation, device side, step 2: opens the Value and checks it
+    /// against the device's own rules — the value must be below the current
+    /// `max_key_uses` (renegotiation only lowers it, paper 003), and fewer
+    /// than `policy.max_changes` changes may have been applied in the last
+    /// `policy.window_secs` by the device's clock `now_secs`. Then applies it
+    /// from the next frame on (durably, with its time in the change history)
+    /// and returns the Confirm to send. A refused Value changes nothing.
     pub fn reneg_on_value(
         &mut self,
         st: DeviceAwaitingValue,
         msg: &Sealed,
+        now_secs: u64,
+        policy: RenegPolicy,
     ) -> Result<Sealed, DeviceError> {
+        let (v, _) = st.peek_value(msg)?;
+        if v >= self.state.max_key_uses {
+            return Err(DeviceError::RenegRefused {
+                reason: format!(
+                    "max_key_uses {v} is not below the current {} (renegotiation only lowers it)",
+                    self.state.max_key_uses
+                ),
+            });
+        }
+        if !policy.allows(&self.state.change_times, now_secs) {
+            return Err(DeviceError::RenegRefused {
+                reason: format!(
+                    "{} changes in the last {} s already (device rate limit)",
+                    policy.recent(&self.state.change_times, now_secs),
+                    policy.window_secs
+                ),
+            });
+        }
         let base = self.next_seq;
         let (v, counter, confirm) = st.on_value(msg, base)?;
-        self.set_max_key_uses(v, counter)?;
+        self.apply(v, counter, Some(now_secs))?;
         Ok(confirm)
     }
 

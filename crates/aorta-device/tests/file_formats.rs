@@ -39,6 +39,8 @@ fn a_rotation_state_round_trips_and_mutations_never_panic() {
         base_index: 3,
         max_key_uses: 1000,
         reneg_counter: 2,
+        applied_counter: 1,
+        change_times: vec![1_700_000_000, 1_700_086_400],
     };
     st.store(&p).unwrap();
     let b = std::fs::read(&p).unwrap();

@@ -36,6 +36,7 @@ proptest! {
     #[test]
     fn reneg_decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), t in 1u8..5) {
         let mut b = b"AORN".to_vec();
+        b.push(aorta_crypto::reneg::VERSION);
         b.push(t);
         b.extend_from_slice(&bytes);
         let _ = Offer::decode(&b);

@@ -62,7 +62,7 @@ pub mod fuzzing {
     }
 }
 
-pub use reneg::RenegPolicy;
+pub use reneg::{Pending, RenegPolicy, RenegStep, propose_max_key_uses};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -239,7 +239,8 @@ pub struct DeviceInfo {
     pub verified: bool,
     /// Current `max_key_uses`.
     pub max_key_uses: u64,
-    /// Smallest `max_key_uses` ever offered (used by the key-index window).
+    /// The `max_key_uses` of the key-index window (`max_key_uses`, or a
+    /// smaller pending value while a renegotiation is unconfirmed).
     pub min_key_uses: u64,
     /// Highest accepted frame sequence.
     pub last_sequence: Option<u64>,
@@ -529,6 +530,7 @@ impl Registry {
             w.open_table(FRAME_STATE).map_err(db_err)?;
             w.open_table(ACKS).map_err(db_err)?;
             w.open_table(reneg::RENEG).map_err(db_err)?;
+            w.open_table(reneg::RENEG_PENDING).map_err(db_err)?;
         }
         w.commit().map_err(db_err)?;
         let reg = Registry {
@@ -1022,18 +1024,5 @@ impl Registry {
         }
         w.commit().map_err(db_err)?;
         Ok(Accepted { frame, duplicate })
-    }
-
-    fn note_offered_key_uses(&self, serial: &str, v: u64) -> Result<(), RegistryError> {
-        let mut rec = self.record(serial)?;
-        rec.min_key_uses = rec.min_key_uses.min(v);
-        self.put_record(serial, &rec)
-    }
-
-    fn set_max_key_uses(&self, serial: &str, v: u64) -> Result<(), RegistryError> {
-        let mut rec = self.record(serial)?;
-        rec.max_key_uses = v;
-        rec.min_key_uses = rec.min_key_uses.min(v);
-        self.put_record(serial, &rec)
     }
 }

@@ -132,9 +132,10 @@ pub(crate) struct DeviceRecord {
     pub(crate) slice_len: u16,
     pub(crate) verified: bool,
     pub(crate) max_key_uses: u64,
-    /// Smallest `max_key_uses` ever offered or applied: the key-index window
-    /// uses it, so frames sealed under any schedule the device may be on
-    /// (including one whose Confirm was lost) stay inside the window.
+    /// The `max_key_uses` the key-index window uses: `max_key_uses`, or the
+    /// smaller pending value while a renegotiation is unconfirmed (so frames
+    /// under either schedule stay inside the window); back to
+    /// `max_key_uses` once the change is resolved.
     pub(crate) min_key_uses: u64,
     /// The device's Ed25519 signing public key, registered at assembly.
     pub(crate) public_key: Option<[u8; 32]>,

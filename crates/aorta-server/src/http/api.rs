@@ -77,6 +77,9 @@ pub struct AppState {
     /// Clinicians who may read, by subscriber id: their authentication
     /// public keys.
     clinicians: BTreeMap<String, [u8; 32]>,
+    /// `max_key_uses` renegotiation, only when this process holds the
+    /// registry (one-machine mode); `None` on a keyless host.
+    reneg: Option<Arc<super::reneg::RenegService>>,
 }
 
 fn err(status: StatusCode, name: &str, detail: impl Into<String>) -> Response {
@@ -126,7 +129,15 @@ async fn post_frame(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -
         .get(aorta_api::SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok());
     match s.ingest.submit(arrival, &body, sig).await {
-        Ok(ack) => {
+        Ok(mut ack) => {
+            if let (Some(r), false) = (s.reneg.clone(), ack.duplicate) {
+                let (serial, seq) = (ack.serial.clone(), ack.sequence);
+                let offer = tokio::task::spawn_blocking(move || r.observe(&serial, seq))
+                    .await
+                    .ok()
+                    .flatten();
+                ack.reneg_offer = offer.map(|o| aorta_base::hex::encode(&o));
+            }
             tracing::debug!(target: "aorta::ingest", serial = %ack.serial, sequence = ack.sequence, offset = ack.offset, duplicate = ack.duplicate, "frame acknowledged");
             axum::Json(ack).into_response()
         }
@@ -134,6 +145,41 @@ async fn post_frame(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -
             tracing::info!(target: "aorta::ingest", error = e.name(), detail = %e, "frame refused");
             ingest_err(&e)
         }
+    }
+}
+
+/// `POST /v1/devices/reneg?serial=…`: one renegotiation message of the
+/// device's open session (`docs/server-api.md`).
+async fn post_reneg(
+    State(s): State<Arc<AppState>>,
+    q: Query<aorta_api::RenegQuery>,
+    body: Bytes,
+) -> Response {
+    let Some(r) = s.reneg.clone() else {
+        return err(
+            StatusCode::NOT_IMPLEMENTED,
+            "reneg_unavailable",
+            "max_key_uses renegotiation runs on the data owner's side: this host holds no key material (run `aorta server` with the registry, `policy` set, for one-machine mode)",
+        );
+    };
+    let serial = q.0.serial;
+    let out = tokio::task::spawn_blocking(move || {
+        let res = r.handle(&serial, &body);
+        (serial, res)
+    })
+    .await;
+    match out {
+        Ok((_, Ok(Some(msg)))) => {
+            ([(header::CONTENT_TYPE, "application/octet-stream")], msg).into_response()
+        }
+        Ok((_, Ok(None))) => StatusCode::NO_CONTENT.into_response(),
+        Ok((serial, Err(e))) => {
+            tracing::info!(target: "aorta::reneg", serial, error = e.name(), detail = %e, "renegotiation message refused");
+            let status =
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            err(status, e.name(), e.to_string())
+        }
+        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
 }
 
@@ -720,21 +766,37 @@ pub fn router(state: Arc<AppState>, max_frame_bytes: usize) -> Router {
     let checkpoint = Router::new()
         .route("/v1/checkpoint", get(get_checkpoint).put(put_checkpoint))
         .layer(DefaultBodyLimit::max(MAX_CHECKPOINT_BODY));
+    let reneg = Router::new()
+        .route(aorta_api::RENEG_PATH, post(post_reneg))
+        .layer(DefaultBodyLimit::max(super::reneg::MAX_RENEG_BODY));
     Router::new()
         .merge(frames)
         .merge(worker)
         .merge(checkpoint)
+        .merge(reneg)
         .route("/v1/stats", get(get_stats))
         .route("/metrics", get(get_metrics))
         .route("/healthz", get(healthz))
         .with_state(state)
 }
 
-/// Opens the stores in `cfg.data_dir` and builds the state.
+/// Opens the stores in `cfg.data_dir` and builds the state (keyless host:
+/// no renegotiation).
 pub fn open_state(
     cfg: &ServerConfig,
     devices: Arc<dyn DeviceDirectory>,
     broker_key: Option<[u8; 32]>,
+) -> anyhow::Result<Arc<AppState>> {
+    open_state_with_reneg(cfg, devices, broker_key, None)
+}
+
+/// [`open_state`] with the renegotiation service of a process that holds
+/// the registry.
+pub fn open_state_with_reneg(
+    cfg: &ServerConfig,
+    devices: Arc<dyn DeviceDirectory>,
+    broker_key: Option<[u8; 32]>,
+    reneg: Option<Arc<super::reneg::RenegService>>,
 ) -> anyhow::Result<Arc<AppState>> {
     let clinicians = match &cfg.clinicians {
         Some(p) => load_clinicians(p)?,
@@ -789,6 +851,7 @@ pub fn open_state(
         certs: Mutex::new(load_certs(&dir.join("certs"))?),
         certs_dir: dir.join("certs"),
         clinicians,
+        reneg,
     }))
 }
 
@@ -893,12 +956,27 @@ pub fn run(cfg: &ServerConfig, ready: impl FnOnce(&Running)) -> anyhow::Result<(
         )?),
         None => None,
     };
+    let mut reneg = None;
     let broker_addr = match &cfg.policy {
         Some(p) => {
             let policy = crate::broker::policy::Policy::from_file(p)?;
             let registry = Arc::new(aorta_registry::Registry::open(&cfg.registry).with_context(
                 || format!("opening the device registry {}", cfg.registry.display()),
             )?);
+            // One-machine mode: this process holds the registry, so it can
+            // renegotiate max_key_uses (the PSK never leaves the registry).
+            let dir = devices.clone();
+            reneg = Some(Arc::new(
+                super::reneg::RenegService::new(
+                    registry.clone(),
+                    super::reneg::RenegConfig {
+                        key_period_secs: cfg.reneg_key_period_secs,
+                        min_observe_secs: cfg.reneg_min_observe_secs,
+                        ..Default::default()
+                    },
+                )
+                .on_change(Arc::new(move || dir.invalidate())),
+            ));
             let results = match &cfg.subscribers {
                 Some(f) => crate::broker::MemoryKeySource::from_toml_file(f)?,
                 None => crate::broker::MemoryKeySource::default(),
@@ -935,7 +1013,7 @@ pub fn run(cfg: &ServerConfig, ready: impl FnOnce(&Running)) -> anyhow::Result<(
     if broker_key.is_none() {
         tracing::warn!(target: "aorta::server", "no broker_key configured: results cannot be verified and none will be stored");
     }
-    let state = open_state(cfg, devices, broker_key)?;
+    let state = open_state_with_reneg(cfg, devices, broker_key, reneg)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("aorta-http")

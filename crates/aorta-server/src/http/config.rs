@@ -55,6 +55,13 @@ pub struct ServerConfig {
     pub tls_key: Option<PathBuf>,
     /// Names the generated development certificate is valid for.
     pub tls_names: Vec<String>,
+    /// Renegotiation of `max_key_uses` (one-machine mode, `policy` set):
+    /// how long one key should last, seconds. A device whose keys last
+    /// longer at its observed frame rate is offered a lower `max_key_uses`
+    /// (paper 003). Default 30 days (120 keys over ten years).
+    pub reneg_key_period_secs: u64,
+    /// Observe a device this long (seconds) before judging its consumption.
+    pub reneg_min_observe_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +84,8 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             tls_names: vec!["localhost".into(), "127.0.0.1".into()],
+            reneg_key_period_secs: 30 * 24 * 3600,
+            reneg_min_observe_secs: 24 * 3600,
         }
     }
 }

@@ -189,6 +189,7 @@ pub struct DirectoryFile {
 }
 
 struct DirState {
+    force: bool,
     stamp: Option<(std::time::SystemTime, u64, u64)>,
     checked: std::time::Instant,
     dir: Arc<Directory>,
@@ -226,6 +227,7 @@ impl DirectoryFile {
         Ok(DirectoryFile {
             path: path.to_owned(),
             state: std::sync::Mutex::new(DirState {
+                force: false,
                 stamp: Some(st),
                 checked: std::time::Instant::now(),
                 dir: Arc::new(dir),
@@ -235,7 +237,8 @@ impl DirectoryFile {
 
     fn current(&self) -> Result<Arc<Directory>, String> {
         let mut st = self.state.lock().map_err(|_| "lock poisoned".to_string())?;
-        if st.checked.elapsed() >= Self::RECHECK {
+        if st.force || st.checked.elapsed() >= Self::RECHECK {
+            st.force = false;
             st.checked = std::time::Instant::now();
             let now = stamp(&self.path).ok();
             if now != st.stamp {
@@ -252,6 +255,16 @@ impl DirectoryFile {
             }
         }
         Ok(st.dir.clone())
+    }
+}
+
+impl DirectoryFile {
+    /// Re-check the file on the next lookup, without waiting for
+    /// [`DirectoryFile::RECHECK`] (the in-process registry just rewrote it).
+    pub fn invalidate(&self) {
+        if let Ok(mut st) = self.state.lock() {
+            st.force = true;
+        }
     }
 }
 
@@ -552,6 +565,7 @@ impl GroupCommit {
                 sequence: j.sequence,
                 offset: *off,
                 duplicate: true,
+                reneg_offer: None,
             }),
             Some(_) => Err(IngestError::Replayed {
                 serial: j.serial,
@@ -588,6 +602,7 @@ impl GroupCommit {
                     sequence: j.sequence,
                     offset: off,
                     duplicate: false,
+                    reneg_offer: None,
                 })
             }
         }

@@ -8,6 +8,7 @@
 //! | `GET`/`PUT /v1/checkpoint` | workers (token) | the worker's sealed checkpoint |
 //! | `POST /v1/results` | workers (token) | sealed results + progress counters |
 //! | `GET /v1/results` | clinicians | sealed results from a cursor |
+//! | `POST /v1/devices/reneg` | devices | `max_key_uses` renegotiation (only where the registry is; `501` on a keyless host) |
 //! | `GET /v1/stats` | operators | JSON counters and latency percentiles |
 //! | `GET /metrics` | Prometheus | the same, as text exposition |
 //! | `GET /healthz` | probes | `ok` |
@@ -19,6 +20,7 @@
 pub mod api;
 pub mod config;
 pub mod ingest;
+pub mod reneg;
 pub mod tls;
 
 use std::path::Path;
