@@ -43,7 +43,8 @@ pub enum BrokerCmd {
         signing_key: Option<PathBuf>,
         /// The secret workers' checkpoint (state) keys are derived from, per
         /// assignment (32 bytes hex, mode 0600; created when missing).
-        /// Without it `aorta worker stream` cannot checkpoint.
+        /// Without it `aorta worker stream` refuses to start (it could not
+        /// seal checkpoints or make result ids opaque).
         #[arg(long)]
         state_key: Option<PathBuf>,
         /// Log at debug level.

@@ -1,11 +1,18 @@
-//! Device ingest: check a sealed frame's cleartext header, append it to the
-//! durable log, acknowledge once it is on stable storage.
+//! Device ingest: authenticate a sealed frame's sender, check its cleartext
+//! header, append it to the durable log, acknowledge once it is on stable
+//! storage.
 //!
-//! The ingest runs on the untrusted host and holds **no key**: it checks
-//! what the header shows (well-formed, a registered and verified device, a
-//! key index inside its slice, a sequence not already taken by other bytes)
-//! and leaves authentication to the attested worker, which refuses and
-//! counts forged frames (`aorta_worker_frames_refused_total`).
+//! The ingest runs on the untrusted host and holds **no key**. It
+//! authenticates the device with the public device directory
+//! ([`DirectoryFile`]): the frame must carry the device's Ed25519 signature
+//! (made in its secure element, `aorta_crypto::auth::frame_message`), and
+//! the device must be listed, verified and not revoked ([`check_frame`]),
+//! before anything moves — a stranger's frame touches no sequence state,
+//! queue, lag budget or log. It then checks what the header shows (a key
+//! index inside the slice and inside the device's key-index window, a
+//! sequence not already taken by other bytes). Opening the frame (its AEAD
+//! tag) is left to the attested worker, which refuses and counts frames
+//! that do not open (`aorta_worker_frames_refused_total`).
 //!
 //! One writer thread owns the log: it takes queued frames in batches of up
 //! to [`GroupCommit::MAX_BATCH`] and hands each batch to [`GroupCommit`],
