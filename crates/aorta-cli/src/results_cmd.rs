@@ -29,6 +29,11 @@ pub enum ResultsCmd {
         /// owner): only results signed by workers it certified are shown.
         #[arg(long)]
         broker_key: String,
+        /// Accept results of `sim` workers (development only: they are NOT
+        /// hardware-protected, and whoever controls their host can sign as
+        /// them).
+        #[arg(long)]
+        allow_sim: bool,
         /// Only this patient's device serial.
         #[arg(long)]
         patient: Option<String>,
@@ -46,6 +51,7 @@ pub fn run(cmd: ResultsCmd) -> anyhow::Result<ExitCode> {
             identity,
             subscriber,
             broker_key,
+            allow_sim,
             patient,
             json,
         } => {
@@ -56,7 +62,8 @@ pub fn run(cmd: ResultsCmd) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("--broker-key: {e}"))?;
             let id = crate::clinician_cmd::read_identity(&identity)?;
             let srv = Server::new(&server, &ca, None)?;
-            let mut reader = ResultReader::new(srv, id, &subscriber, patient.as_deref(), *pinned)?;
+            let mut reader = ResultReader::new(srv, id, &subscriber, patient.as_deref(), *pinned)?
+                .allow_simulation(allow_sim);
             let results = reader.poll()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&results)?);
@@ -67,12 +74,24 @@ pub fn run(cmd: ResultsCmd) -> anyhow::Result<ExitCode> {
                 }
                 eprintln!("{} result(s)", results.len());
             }
+            if reader.withheld() > 0 {
+                eprintln!(
+                    "{} result(s) could not be opened: the host did not serve their session envelope (withheld or lost)",
+                    reader.withheld()
+                );
+            }
+            if let Some(why) = reader.certificate_refusal() {
+                eprintln!("{why}");
+            }
             if reader.refused() > 0 {
                 eprintln!(
                     "refused {} record(s) (not signed by a worker the pinned broker certified, altered by the host, or sealed to another identity); last: {}",
                     reader.refused(),
                     reader.last_refusal().unwrap_or("-")
                 );
+                return Ok(ExitCode::from(1));
+            }
+            if reader.withheld() > 0 {
                 return Ok(ExitCode::from(1));
             }
             Ok(ExitCode::SUCCESS)

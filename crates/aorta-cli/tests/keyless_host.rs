@@ -129,13 +129,106 @@ fn a_host_without_any_key_streams_and_serves_only_verified_results() {
     // The clinician pins the broker key: every result verifies, exit 0.
     let out = Run::new(["results", "fetch", "--server", &srv.url(), "--ca"])
         .arg(&ca)
-        .args(["--broker-key", &broker_key, "--identity", "clinician.key"])
+        .args([
+            "--broker-key",
+            &broker_key,
+            "--allow-sim",
+            "--identity",
+            "clinician.key",
+        ])
         .args(["--subscriber", "demo-clinician", "--json"])
         .cwd(&work)
         .output();
     assert!(out.status.success(), "{out:?}");
     let results: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(!results.as_array().unwrap().is_empty(), "no results");
+    let genuine = results.as_array().unwrap().len();
+
+    // The host forges: it writes into its own results store a record sealed
+    // to the clinician (it has their public key) and signed by a key it
+    // certified itself, and the genuine record again under another id;
+    // then restarts its server. The clinician sees exactly the genuine
+    // results and is told about the rest (exit 1).
+    srv.proc.term();
+    {
+        use aorta_crypto::auth::{SignedResult, SigningKey, WorkerCert};
+        use aorta_stream::results::{FileResultStore, ResultSink};
+        let mut store = FileResultStore::open(host.join("data/results.log")).unwrap();
+        let (gid, grec) = store
+            .all()
+            .unwrap()
+            .into_iter()
+            .find(|(i, _)| !i.contains("@session"))
+            .unwrap();
+        let rogue = SigningKey::generate().unwrap();
+        let now = aorta_base::time::now_s();
+        let cert = WorkerCert::issue(
+            &rogue,
+            rogue.public(),
+            now - 60,
+            now + 3600,
+            true,
+            "tdx",
+            &[0u8; 32],
+            "demo",
+            &["demo-clinician".to_owned()],
+        );
+        let cert_bytes = aorta_base::codec::Encode::to_bytes(&cert);
+        std::fs::write(
+            host.join("data/certs")
+                .join(format!("{}.aowc", aorta_base::hex::encode(&cert.digest()))),
+            &cert_bytes,
+        )
+        .unwrap();
+        let id = format!("demo-clinician/{}", "ab".repeat(16));
+        let forged = SignedResult::sign(
+            &rogue,
+            cert.digest(),
+            &id,
+            b"{\"type\":\"heart_rate\",\"bpm\":187.5}",
+        );
+        store.put(&id, &forged).unwrap();
+        store.put(&format!("{gid}0"), &grec).unwrap();
+        store.sync().unwrap();
+    }
+    srv = Server::start(&host, "server.toml");
+    let out = Run::new(["results", "fetch", "--server", &srv.url(), "--ca"])
+        .arg(&ca)
+        .args([
+            "--broker-key",
+            &broker_key,
+            "--allow-sim",
+            "--identity",
+            "clinician.key",
+        ])
+        .args(["--subscriber", "demo-clinician", "--json"])
+        .cwd(&work)
+        .output();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        shown.as_array().unwrap().len(),
+        genuine,
+        "only the genuine results"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("187.5"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refused 2 record(s)"),
+        "{out:?}"
+    );
+    // Without --allow-sim the sim worker's results are refused too.
+    let out = Run::new(["results", "fetch", "--server", &srv.url(), "--ca"])
+        .arg(&ca)
+        .args(["--broker-key", &broker_key, "--identity", "clinician.key"])
+        .args(["--subscriber", "demo-clinician", "--json"])
+        .cwd(&work)
+        .output();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("allow-sim"),
+        "{out:?}"
+    );
+
     // Pinning another broker key, nothing verifies: exit 1, saying why.
     let out = Run::new(["results", "fetch", "--server", &srv.url(), "--ca"])
         .arg(&ca)

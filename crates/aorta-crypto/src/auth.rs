@@ -41,6 +41,9 @@ pub const CLINICIAN_AUTH_SALT: &[u8] = b"aorta/v1/clinician-auth";
 
 /// Magic of a worker certificate.
 pub const CERT_MAGIC: [u8; 4] = *b"AOWC";
+/// Most subscribers one worker certificate lists.
+pub const MAX_CERT_SUBSCRIBERS: usize = 4096;
+
 /// Magic of a signed result.
 pub const SIGNED_RESULT_MAGIC: [u8; 4] = *b"AOSG";
 /// The version of both formats this build reads and writes.
@@ -98,6 +101,12 @@ pub enum AuthError {
         found: String,
         /// Digest of the certificate given, hex.
         expected: String,
+    },
+    /// The record's id names a subscriber the certificate does not list.
+    #[error("result {id}: the worker's certificate does not cover this subscriber")]
+    NotCovered {
+        /// The record's id.
+        id: String,
     },
     /// A key could not be made (bad seed or no randomness).
     #[error("signing key: {0}")]
@@ -242,8 +251,10 @@ fn cut_str(s: &str) -> &str {
 ///
 /// `magic ‖ version ‖ worker_key [32] ‖ broker_key [32] ‖ not_before u64 ‖
 /// not_after u64 ‖ hardware u8 ‖ backend (u8 len) ‖ measurement (u8 len) ‖
-/// assignment (u8 len) ‖ signature [64]`; the signature is by `broker_key`
-/// over [`CERT_LABEL`] ‖ everything before it.
+/// assignment (u8 len) ‖ subscriber count u16 ‖ subscribers (u8 len each) ‖
+/// signature [64]`; the signature is by `broker_key` over [`CERT_LABEL`] ‖
+/// everything before it. The worker may sign results only for the
+/// subscribers listed (`SUBSCRIBER/…` ids).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerCert {
     /// The worker's result-signing public key.
@@ -262,6 +273,9 @@ pub struct WorkerCert {
     pub measurement: Vec<u8>,
     /// The assignment the worker serves.
     pub assignment: String,
+    /// The subscribers whose results it may sign (at most
+    /// [`MAX_CERT_SUBSCRIBERS`], each cut to 255 bytes).
+    pub subscribers: Vec<String>,
     /// The broker's signature.
     pub signature: [u8; SIGNATURE_LEN],
 }
@@ -282,6 +296,7 @@ impl WorkerCert {
         backend: &str,
         measurement: &[u8],
         assignment: &str,
+        subscribers: &[String],
     ) -> WorkerCert {
         let cut = |b: &[u8]| b.get(..b.len().min(255)).unwrap_or_default().to_vec();
         let mut c = WorkerCert {
@@ -293,6 +308,11 @@ impl WorkerCert {
             backend: cut_str(backend).to_owned(),
             measurement: cut(measurement),
             assignment: cut_str(assignment).to_owned(),
+            subscribers: subscribers
+                .iter()
+                .take(MAX_CERT_SUBSCRIBERS)
+                .map(|x| cut_str(x).to_owned())
+                .collect(),
             signature: [0u8; SIGNATURE_LEN],
         };
         c.signature = broker.sign(&c.signed_message());
@@ -312,7 +332,19 @@ impl WorkerCert {
         let _ = wire::put_bytes_u8(&mut b, "backend", self.backend.as_bytes());
         let _ = wire::put_bytes_u8(&mut b, "measurement", &self.measurement);
         let _ = wire::put_bytes_u8(&mut b, "assignment", self.assignment.as_bytes());
+        let n = self.subscribers.len().min(MAX_CERT_SUBSCRIBERS);
+        b.extend_from_slice(&(n as u16).to_be_bytes());
+        for sub in self.subscribers.iter().take(n) {
+            let _ = wire::put_bytes_u8(&mut b, "subscriber", sub.as_bytes());
+        }
         b
+    }
+
+    /// Whether the worker may sign results stored under `id`: its
+    /// `SUBSCRIBER/` prefix names a subscriber this certificate lists.
+    pub fn covers(&self, id: &str) -> bool {
+        id.split_once('/')
+            .is_some_and(|(sub, _)| self.subscribers.iter().any(|s| s == sub))
     }
 
     fn signed_message(&self) -> Vec<u8> {
@@ -391,6 +423,14 @@ impl WorkerCert {
         let backend = text(r, "backend")?;
         let measurement = r.bytes_u8("measurement")?.to_vec();
         let assignment = text(r, "assignment")?;
+        let n = usize::from(r.u16("subscriber count")?);
+        if n > MAX_CERT_SUBSCRIBERS {
+            return Err(r.invalid("subscriber count", 2, "more subscribers than allowed"));
+        }
+        let mut subscribers = Vec::with_capacity(n);
+        for _ in 0..n {
+            subscribers.push(text(r, "subscriber")?);
+        }
         let signature = r.array("signature")?;
         Ok(WorkerCert {
             worker_key,
@@ -401,6 +441,7 @@ impl WorkerCert {
             backend,
             measurement,
             assignment,
+            subscribers,
             signature,
         })
     }
@@ -490,6 +531,9 @@ impl<'a> SignedResult<'a> {
     /// worker key (the certificate itself is checked by
     /// [`WorkerCert::verify`]); its payload.
     pub fn verify(&self, cert: &WorkerCert, id: &str) -> Result<&'a [u8], AuthError> {
+        if !cert.covers(id) {
+            return Err(AuthError::NotCovered { id: id.to_owned() });
+        }
         let expected = cert.digest();
         if self.cert_digest != expected {
             return Err(AuthError::WrongCertificate {
@@ -547,6 +591,7 @@ mod tests {
             "sim",
             &[7u8; 32],
             "ward-a",
+            &["dr-a".to_owned()],
         )
     }
 
@@ -600,7 +645,17 @@ mod tests {
     fn regression_cert_text_cut_inside_a_character_still_encodes() {
         let broker = SigningKey::from_seed(&[1u8; 32]).unwrap();
         let long = "é".repeat(128); // 256 bytes; byte 255 is inside the last é
-        let c = WorkerCert::issue(&broker, [2u8; 32], 0, 10, true, &long, &[3u8; 300], &long);
+        let c = WorkerCert::issue(
+            &broker,
+            [2u8; 32],
+            0,
+            10,
+            true,
+            &long,
+            &[3u8; 300],
+            &long,
+            std::slice::from_ref(&long),
+        );
         assert_eq!(c.backend.len(), 254);
         assert_eq!(c.assignment.len(), 254);
         assert_eq!(c.measurement.len(), 255);

@@ -149,6 +149,7 @@ fn build() -> Built {
         BACKEND,
         &measurement,
         ASSIGNMENT,
+        &[SUBSCRIBER.to_owned()],
     );
     let cert_bytes = cert.to_bytes();
     let payload = sibling("results", "result-hr.aorr");
@@ -249,6 +250,7 @@ fn build() -> Built {
         BACKEND,
         &measurement,
         ASSIGNMENT,
+        &[SUBSCRIBER.to_owned()],
     );
     bad(
         "worker-wrong-issuer.aowc",
@@ -266,6 +268,7 @@ fn build() -> Built {
         BACKEND,
         &measurement,
         ASSIGNMENT,
+        &[SUBSCRIBER.to_owned()],
     );
     bad(
         "worker-expired.aowc",
@@ -539,6 +542,7 @@ struct SpecCert<'a> {
     backend: &'a [u8],
     measurement: &'a [u8],
     assignment: &'a [u8],
+    subscribers: Vec<&'a [u8]>,
     signature: [u8; 64],
 }
 
@@ -547,15 +551,21 @@ fn spec_cert(b: &[u8]) -> SpecCert<'_> {
     assert_eq!(b[4], 1);
     let u64_at = |o: usize| u64::from_be_bytes(b[o..o + 8].try_into().unwrap());
     let mut o = 86;
-    let mut field = || {
-        let n = usize::from(b[o]);
-        let f = &b[o + 1..o + 1 + n];
-        o += 1 + n;
+    fn field<'b>(b: &'b [u8], o: &mut usize) -> &'b [u8] {
+        let n = usize::from(b[*o]);
+        let f = &b[*o + 1..*o + 1 + n];
+        *o += 1 + n;
         f
-    };
-    let backend = field();
-    let measurement = field();
-    let assignment = field();
+    }
+    let backend = field(b, &mut o);
+    let measurement = field(b, &mut o);
+    let assignment = field(b, &mut o);
+    let n = usize::from(u16::from_be_bytes([b[o], b[o + 1]]));
+    o += 2;
+    let mut subscribers = Vec::new();
+    for _ in 0..n {
+        subscribers.push(field(b, &mut o));
+    }
     assert_eq!(b.len(), o + 64, "exact length");
     SpecCert {
         body: &b[..o],
@@ -567,6 +577,7 @@ fn spec_cert(b: &[u8]) -> SpecCert<'_> {
         backend,
         measurement,
         assignment,
+        subscribers,
         signature: b[o..].try_into().unwrap(),
     }
 }
@@ -646,6 +657,7 @@ fn independent_check(doc: &Value) {
     assert_eq!(c.backend, s(&cv, "backend").as_bytes());
     assert_eq!(hex(c.measurement), s(&cv, "measurement_hex"));
     assert_eq!(c.assignment, s(&cv, "assignment").as_bytes());
+    assert_eq!(c.subscribers, vec![SUBSCRIBER.as_bytes()]);
     let now = cv["now"].as_u64().unwrap();
     assert!(c.not_before <= now && now <= c.not_after);
     let mut cmsg = b"aorta/v1/worker-certificate\0".to_vec();

@@ -371,3 +371,44 @@ fn group_keys_open_every_frame_and_are_released_only_for_verified_devices() {
         }
     }
 }
+
+/// The public directory follows every change of a device; a signing key
+/// is registered once; a revoked device's keys are never released again.
+#[test]
+fn directory_signing_keys_and_revocation() {
+    use aorta_crypto::directory::{Directory, Status};
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::init(dir.path(), small_pool(2)).unwrap();
+    let on_disk =
+        || Directory::parse(&std::fs::read_to_string(reg.directory_path()).unwrap()).unwrap();
+    assert!(on_disk().devices.is_empty());
+    let a = reg.provision("SN-A").unwrap();
+    assert_eq!(on_disk().devices["SN-A"].status, Status::Unverified);
+    reg.verify("SN-A", &keys::commitment(&a).unwrap()).unwrap();
+    reg.register_key("SN-A", &[5u8; 32]).unwrap();
+    reg.register_key("SN-A", &[5u8; 32]).unwrap();
+    assert!(matches!(
+        reg.register_key("SN-A", &[6u8; 32]),
+        Err(RegistryError::KeyAlreadyRegistered { .. })
+    ));
+    let e = &on_disk().devices["SN-A"];
+    assert_eq!(
+        (e.status, e.public_key),
+        (Status::Verified, Some([5u8; 32]))
+    );
+    assert!(reg.transport_group_keys("SN-A").is_ok());
+    reg.revoke("SN-A").unwrap();
+    assert_eq!(on_disk().devices["SN-A"].status, Status::Revoked);
+    assert!(matches!(
+        reg.transport_group_keys("SN-A"),
+        Err(RegistryError::Revoked { .. })
+    ));
+    // The directory holds no key material: no byte run of the device's keys.
+    let text = std::fs::read(reg.directory_path()).unwrap();
+    let material = a.material();
+    assert!(
+        !text
+            .windows(16)
+            .any(|w| material.windows(16).any(|m| m == w))
+    );
+}

@@ -391,6 +391,7 @@ fn worker_routes_need_the_token_and_refuse_garbage() {
         "sim",
         &[1; 32],
         "ward-a",
+        &["dr".to_owned()],
     );
     let record = SignedResult::sign(&worker, cert.digest(), "dr/SN/0/1", b"sealed");
     let batch = |id: &str, rec: &[u8], cert: Option<&WorkerCert>| {
@@ -428,8 +429,49 @@ fn worker_routes_need_the_token_and_refuse_garbage() {
         "tdx",
         &[1; 32],
         "ward-a",
+        &["dr".to_owned()],
+    );
+    // A certified key of another assignment (here: of clinician "other")
+    // cannot sign for dr, and an expired certificate is refused.
+    let others = WorkerCert::issue(
+        &broker_key(),
+        rogue.public(),
+        now - 10,
+        now + 3600,
+        true,
+        "tdx",
+        &[1; 32],
+        "ward-b",
+        &["other".to_owned()],
+    );
+    let expired = WorkerCert::issue(
+        &broker_key(),
+        worker.public(),
+        now - 7200,
+        now - 3600,
+        true,
+        "tdx",
+        &[1; 32],
+        "ward-a",
+        &["dr".to_owned()],
     );
     for (b, why) in [
+        (
+            batch(
+                "dr/SN/0/1",
+                &SignedResult::sign(&rogue, others.digest(), "dr/SN/0/1", b"forged"),
+                Some(&others),
+            ),
+            "result_signature_invalid",
+        ),
+        (
+            batch(
+                "dr/SN/0/1",
+                &SignedResult::sign(&worker, expired.digest(), "dr/SN/0/1", b"late"),
+                Some(&expired),
+            ),
+            "certificate_refused",
+        ),
         (batch("dr/SN/0/1", b"forged", None), "result_not_certified"),
         (
             batch(

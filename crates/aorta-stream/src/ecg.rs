@@ -416,9 +416,13 @@ impl KeyedOperator for EcgOperator {
             EcgEvent::Samples(chunk) => self.on_chunk(state, t, chunk),
             EcgEvent::Rr(rr) => self.on_rr(state, t, rr),
             EcgEvent::AfterGap(g, inner) => {
+                // The window runs from just after the last sample analysed
+                // (+1 µs: never on the grid of the heart-rate and HRV
+                // windows, whose ids it would otherwise share) to the frame
+                // after the gap.
                 let end_of_last = state.last_rr_beat.unwrap_or(state.next_t);
-                let start = if end_of_last > 0 && end_of_last < t {
-                    end_of_last
+                let start = if end_of_last > 0 && end_of_last.saturating_add(1) < t {
+                    end_of_last + 1
                 } else {
                     t.saturating_sub(1)
                 };

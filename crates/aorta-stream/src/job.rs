@@ -355,7 +355,23 @@ impl<F: FrameOpen> JobDecoder<F> {
         let Some(p) = o.position else {
             return Ok((o.serial, o.t, o.event));
         };
-        let prev = self.order.get(&o.serial).copied();
+        // A device's stream starts at sequence 0: a first frame at k > 0
+        // reports the gap [0, k) too (a host cannot hide a device's first
+        // frames by starting the log later).
+        let prev = Some(self.order.get(&o.serial).copied().unwrap_or(DeviceOrder {
+            next: 0,
+            key_index: 0,
+        }));
+        if p.sequence == u64::MAX {
+            return Err(Refused {
+                code: refusal::FRAME_SEQUENCE_PASSED,
+                reason: format!(
+                    "device {}: sequence {} is the last possible",
+                    o.serial,
+                    u64::MAX
+                ),
+            });
+        }
         if let Some(d) = prev {
             if p.sequence < d.next {
                 return Err(Refused {

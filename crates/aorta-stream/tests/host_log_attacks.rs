@@ -231,6 +231,14 @@ fn what_the_host_does_to_the_log_cannot_change_a_result() {
     assert_eq!((refused, gaps), (0, 2));
     equal_or_gap(&honest, &got, &[(12, 1), (20, 1)]);
 
+    // The log starts late (the host hides a device's first frames): the
+    // missing start is reported too.
+    let late: Vec<usize> = (5..n).collect();
+    let d = t.path().join("late");
+    let (got, refused, gaps) = run(&d, &write_log(&d, &f, &late));
+    assert_eq!((refused, gaps), (0, 1));
+    equal_or_gap(&honest, &got, &[(0, 5)]);
+
     // Two frames swapped: the late one is refused (never analysed out of
     // order) and reported missing.
     let mut swapped = all.clone();

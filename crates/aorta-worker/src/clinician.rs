@@ -100,7 +100,17 @@ pub struct ResultReader {
     last_refusal: Option<String>,
     /// The clinician's authentication key (signs read requests).
     auth: aorta_crypto::auth::SigningKey,
+    /// Accept certificates of `sim` (not hardware-protected) workers.
+    allow_sim: bool,
+    /// Stored ids already read: a record the host serves again is dropped.
+    seen: std::collections::HashSet<String>,
+    /// Why the last worker certificate the server showed was refused.
+    certificate_refusal: Option<String>,
 }
+
+/// Most pages one [`ResultReader::poll`] reads (a host that never ends a
+/// listing cannot make the reader loop or grow without bound).
+pub const MAX_PAGES_PER_POLL: usize = 64;
 
 impl ResultReader {
     /// A reader for `subscriber` with `identity`, optionally only one
@@ -118,6 +128,9 @@ impl ResultReader {
             .auth_key()
             .map_err(|e| WorkerError::Internal(e.to_string()))?;
         Ok(ResultReader {
+            allow_sim: false,
+            seen: std::collections::HashSet::new(),
+            certificate_refusal: None,
             auth,
             server,
             identity,
@@ -133,10 +146,29 @@ impl ResultReader {
         })
     }
 
+    /// Accepts results of `sim` workers (development: they are not
+    /// hardware-protected, and whoever controls their host can sign as them).
+    pub fn allow_simulation(mut self, allow: bool) -> Self {
+        self.allow_sim = allow;
+        self
+    }
+
+    /// Results whose session envelope the host has not (yet) served: a
+    /// host that withholds envelopes hides results, and this says so.
+    pub fn withheld(&self) -> usize {
+        self.orphans.len()
+    }
+
     /// Records refused: not signed by a certified worker, altered by the
     /// host, or sealed to another identity.
     pub fn refused(&self) -> u64 {
         self.refused
+    }
+
+    /// Why the last worker certificate the server showed was refused (its
+    /// records are then refused as not certified).
+    pub fn certificate_refusal(&self) -> Option<&str> {
+        self.certificate_refusal.as_deref()
     }
 
     /// Why the last refused record was refused.
@@ -150,9 +182,12 @@ impl ResultReader {
     }
 
     /// The payload of the signed record stored under `id`, or why not.
-    fn verified(&self, id: &str, record: &[u8]) -> Result<Vec<u8>, String> {
+    fn verified(&mut self, id: &str, record: &[u8]) -> Result<Vec<u8>, String> {
         let sr = aorta_crypto::auth::SignedResult::parse(record)
             .map_err(|e| format!("{id}: not a signed result: {e}"))?;
+        if !self.seen.insert(id.to_owned()) {
+            return Err(format!("{id}: served again (dropped)"));
+        }
         let cert = self.certs.get(&sr.cert_digest).ok_or_else(|| {
             format!(
                 "{id}: signed by a worker certificate the server did not show or that the pinned broker key did not issue ({})",
@@ -200,7 +235,7 @@ impl ResultReader {
     pub fn poll(&mut self) -> Result<Vec<OpenedResult>, WorkerError> {
         let prefix = format!("{}/", self.subscriber);
         let mut items = Vec::new();
-        loop {
+        for _ in 0..MAX_PAGES_PER_POLL {
             let page = self
                 .server
                 .results(&self.subscriber, &self.auth, self.cursor, 5000)?;
@@ -214,17 +249,26 @@ impl ResultReader {
                     })
                     .and_then(|cert| {
                         // Issued by the pinned broker and intact. Its
-                        // expiry bounds what the server accepts; a result
-                        // stored while it was valid stays readable.
+                        // expiry bounds what the server accepts (and each
+                        // result's window is checked against it below); a
+                        // result stored while it was valid stays readable.
                         cert.verify(&self.broker_key, cert.not_before)
-                            .map(|()| cert)
-                            .map_err(|e| e.to_string())
+                            .map_err(|e| e.to_string())?;
+                        if !cert.hardware && !self.allow_sim {
+                            return Err(format!(
+                                "certificate of a `{}` worker (NOT hardware-protected): refused without --allow-sim",
+                                cert.backend
+                            ));
+                        }
+                        Ok(cert)
                     });
                 match cert {
                     Ok(cert) => {
                         self.certs.insert(cert.digest(), cert);
                     }
-                    Err(e) => self.last_refusal = Some(format!("worker certificate refused: {e}")),
+                    Err(e) => {
+                        self.certificate_refusal = Some(format!("worker certificate refused: {e}"));
+                    }
                 }
             }
             items.extend(page.results);

@@ -96,12 +96,22 @@ impl FrameOpen for SecureFrames {
                 got = Some((f.serial.clone(), f.sequence, f.first_sample_us, event(f)));
             });
         match (reply, got) {
-            (Message::FrameDone { .. }, Some((serial, sequence, t, ev))) => Ok(Opened {
-                position: self.position(&frame, &serial, sequence),
-                serial,
-                t,
-                event: ev?,
-            }),
+            (Message::FrameDone { .. }, Some((serial, sequence, t, ev))) => {
+                // Every sealed frame has a position: without one the
+                // worker could not keep the device's order, so refuse.
+                let position = self
+                    .position(&frame, &serial, sequence)
+                    .ok_or_else(|| Refused {
+                        code: refusal::FRAME_OTHER,
+                        reason: "opened frame has no readable position".into(),
+                    })?;
+                Ok(Opened {
+                    position: Some(position),
+                    serial,
+                    t,
+                    event: ev?,
+                })
+            }
             (Message::FrameRefused { code, reason }, _) => Err(Refused { code, reason }),
             _ => Err(Refused {
                 code: refusal::FRAME_OTHER,

@@ -70,7 +70,9 @@ pub(crate) fn make_devices(
             let serial = format!("BP-{d:05}");
             let slice = KeySlice::new(&serial, aorta_base::random::vec(SLICE_KEYS * 32)?)?;
             let epoch: [u8; keys::EPOCH_LEN] = aorta_base::random::array()?;
-            let index = (d % usize::from(RELEASED_INDICES)) as u16;
+            // Every device on key index 0: a stream starts at sequence 0,
+            // and the key-index window admits no other index there.
+            let index = 0u16;
             let tk = TransportKey::derive(&slice, index, &epoch)?;
             let groups = (0..RELEASED_INDICES)
                 .map(|i| keys::transport_group_key(&slice, i).map(|g| Secret32::from_bytes(*g)))
@@ -103,9 +105,7 @@ pub(crate) fn make_devices(
                     .map(|c| c.get(a..b).unwrap_or_default())
                     .collect();
                 let t = T_BASE_US + (k as f64 * frame_s * 1e6).round() as i64;
-                // A device on key index i has sent at least i × max_key_uses
-                // frames: its sequence numbers fit the key-index window.
-                let seq = u64::from(index) * keys::DEFAULT_MAX_KEY_USES + k as u64;
+                let seq = k as u64;
                 let h =
                     FrameHeader::new(&serial, index, seq, t, rate_mhz, 2, (b - a) as u32, epoch)?;
                 let sealed = frame::seal(&tk, &h, &src.calibration, &chans)?;

@@ -496,7 +496,7 @@ pub fn fetch_results(dir: &Path, url: &str, ca: &str) -> Vec<serde_json::Value> 
     let key = broker_key_of(dir, ca);
     serde_json::from_value(
         Run::new(["results", "fetch", "--server", url, "--ca", ca])
-            .args(["--broker-key", &key])
+            .args(["--broker-key", &key, "--allow-sim"])
             .args(["--identity", "clinician.key"])
             .args(["--subscriber", "demo-clinician", "--json"])
             .cwd(dir)

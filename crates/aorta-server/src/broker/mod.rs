@@ -659,6 +659,7 @@ impl Broker {
                 worker.backend().name(),
                 worker.measurement(),
                 &a.name,
+                &subscribers.iter().cloned().collect::<Vec<_>>(),
             );
             bundle.transport_keys.push((
                 aorta_enclave::worker::RESULT_SIGNING_KEY_NAME.to_owned(),

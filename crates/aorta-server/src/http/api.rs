@@ -421,22 +421,20 @@ fn clinician(s: &AppState, h: &HeaderMap, uri: &axum::http::Uri) -> Result<Strin
             "reading results needs a request signed with the clinician's key (aorta-clinician, aorta-time, aorta-signature)",
         ));
     };
-    let Some(key) = s.clinicians.get(id) else {
-        return Err(denied("unknown clinician or bad signature"));
-    };
-    let Ok(t) = time.parse::<u64>() else {
-        return Err(denied("aorta-time is not unix seconds"));
-    };
-    if t.abs_diff(aorta_base::time::now_s()) > aorta_api::MAX_CLOCK_SKEW_S {
-        return Err(denied("aorta-time is too far from the server's clock"));
-    }
-    let Ok(sig) = aorta_base::hex::decode_array::<64>(sig, aorta_base::hex::Case::Lower) else {
-        return Err(denied("unknown clinician or bad signature"));
+    // The same answer for every failure below: a stranger learns nothing
+    // about which clinician ids exist.
+    const BAD: &str = "unknown clinician, stale time or bad signature";
+    let fresh = time
+        .parse::<u64>()
+        .ok()
+        .filter(|t| t.abs_diff(aorta_base::time::now_s()) <= aorta_api::MAX_CLOCK_SKEW_S);
+    let sig = aorta_base::hex::decode_array::<64>(sig, aorta_base::hex::Case::Lower).ok();
+    let (Some(t), Some(sig), Some(key)) = (fresh, sig, s.clinicians.get(id)) else {
+        return Err(denied(BAD));
     };
     let pq = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     let msg = aorta_crypto::auth::read_message(id, t, pq);
-    aorta_crypto::auth::verify(key, &msg, &sig, "results read request")
-        .map_err(|_| denied("unknown clinician or bad signature"))?;
+    aorta_crypto::auth::verify(key, &msg, &sig, "results read request").map_err(|_| denied(BAD))?;
     Ok(id.to_owned())
 }
 
