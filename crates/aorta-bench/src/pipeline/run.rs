@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use aorta_server::http::ingest::{GroupCommit, IngestCounters, Submission, check_frame};
+use aorta_server::http::ingest::{
+    GroupCommit, IngestCounters, Submission, Unverified, check_unsigned,
+};
 use aorta_stream::StreamError;
 use aorta_stream::checkpoint::{CheckpointStore, FileCheckpointStore};
 use aorta_stream::job::{EcgJob, FrameOpen, ResultSealer, StateSealer};
@@ -81,6 +83,10 @@ fn thread_cpu_s() -> f64 {
         .map_or(f64::NAN, |ns| ns as f64 / 1e9)
 }
 
+/// A device signature to verify: the directory's key, the signed message
+/// and the signature.
+type PendingSignature = ([u8; 32], Vec<u8>, [u8; 64]);
+
 /// The ingest's header check.
 enum HeaderCheck {
     /// The secure host's: the AOFR header and the device's signature
@@ -92,26 +98,34 @@ enum HeaderCheck {
 }
 
 impl HeaderCheck {
-    /// The submission of frame `k` (signed by `signature`), or why ingest
-    /// refuses it.
+    /// The submission of frame `k` (signed by `signature`) with the
+    /// signature still to verify (the publisher verifies a batch, as the
+    /// server's verifier thread does), or why ingest refuses it.
     fn check(
         &self,
         f: &[u8],
         signature: Option<&str>,
         k: usize,
         arrival: i64,
-    ) -> anyhow::Result<Submission> {
+    ) -> anyhow::Result<(Submission, Option<PendingSignature>)> {
         match self {
-            HeaderCheck::Sealed(devices) => Ok(Submission::checked(
-                check_frame(devices, f, signature)?,
-                arrival,
-                f,
-            )),
+            HeaderCheck::Sealed(devices) => {
+                let Unverified {
+                    checked,
+                    key,
+                    signature,
+                } = check_unsigned(devices, f, signature)?;
+                let msg = aorta_crypto::auth::frame_message(f);
+                Ok((
+                    Submission::checked(checked, arrival, f),
+                    Some((key, msg, signature)),
+                ))
+            }
             HeaderCheck::Plain => f
                 .split_first()
                 .and_then(|(&n, rest)| rest.get(..usize::from(n)))
                 .and_then(|s| std::str::from_utf8(s).ok())
-                .map(|s| Submission::new(s.to_owned(), k as u64, arrival, f))
+                .map(|s| (Submission::new(s.to_owned(), k as u64, arrival, f), None))
                 .context("a plain frame without a serial"),
         }
     }
@@ -239,6 +253,7 @@ where
             shared: &shared,
             worker: worker.thread().clone(),
             batch: Vec::with_capacity(GroupCommit::MAX_BATCH),
+            signatures: Vec::with_capacity(GroupCommit::MAX_BATCH),
         };
         let cpu0 = thread_cpu_s();
         let t0 = Instant::now();
@@ -298,6 +313,8 @@ struct Ingest<'s> {
     shared: &'s Shared,
     worker: std::thread::Thread,
     batch: Vec<Submission>,
+    /// The batch's signatures, verified together before it is committed.
+    signatures: Vec<PendingSignature>,
 }
 
 impl Ingest<'_> {
@@ -332,10 +349,11 @@ impl Ingest<'_> {
                     continue;
                 };
                 let at = arrival.unwrap_or_else(aorta_base::time::now_us);
-                let sub = check
+                let (sub, pending) = check
                     .check(f, sig, k, at)
                     .with_context(|| format!("ingest refused device {d} frame {k}"))?;
                 self.batch.push(sub);
+                self.signatures.extend(pending);
                 stats.frames += 1;
                 stats.samples += n;
                 if self.batch.len() >= GroupCommit::MAX_BATCH {
@@ -351,6 +369,29 @@ impl Ingest<'_> {
 
     /// Commits the batch (one sync), then publishes the durable end.
     fn publish(&mut self) -> anyhow::Result<()> {
+        // The signatures in batches of the server's verifier size.
+        for chunk in self
+            .signatures
+            .chunks(aorta_server::http::ingest::VERIFY_BATCH)
+        {
+            let items: Vec<aorta_crypto::auth::FrameSignature<'_>> = chunk
+                .iter()
+                .map(
+                    |(key, message, signature)| aorta_crypto::auth::FrameSignature {
+                        key,
+                        message,
+                        signature,
+                    },
+                )
+                .collect();
+            anyhow::ensure!(
+                aorta_crypto::auth::verify_frames(&items)
+                    .iter()
+                    .all(|ok| *ok),
+                "ingest refused a device signature"
+            );
+        }
+        self.signatures.clear();
         let batch = std::mem::take(&mut self.batch);
         let n = batch.len() as u64;
         let committed = self.log.commit(batch);

@@ -314,6 +314,34 @@ pub fn check_frame(
     frame_bytes: &[u8],
     signature: Option<&str>,
 ) -> Result<Checked, IngestError> {
+    let u = check_unsigned(devices, frame_bytes, signature)?;
+    aorta_crypto::auth::verify_frame(&u.key, frame_bytes, &u.signature).map_err(|_| {
+        IngestError::SignatureInvalid {
+            serial: u.checked.serial.clone(),
+        }
+    })?;
+    Ok(u.checked)
+}
+
+/// A frame whose header and device checked out, with the signature still
+/// to verify (in a batch: [`aorta_crypto::auth::verify_frames`]).
+#[derive(Debug, Clone)]
+pub struct Unverified {
+    /// What the header shows.
+    pub checked: Checked,
+    /// The device's public key from the directory.
+    pub key: [u8; 32],
+    /// The signature the request carried.
+    pub signature: [u8; 64],
+}
+
+/// [`check_frame`] without the signature verification itself (the header,
+/// the directory entry, the signature's form).
+pub fn check_unsigned(
+    devices: &dyn DeviceDirectory,
+    frame_bytes: &[u8],
+    signature: Option<&str>,
+) -> Result<Unverified, IngestError> {
     let p = frame::parse(frame_bytes)?;
     let h = p.header;
     let e = match devices.lookup(&h.serial).map_err(IngestError::Internal)? {
@@ -331,15 +359,10 @@ pub fn check_frame(
     let Some(sig) = signature else {
         return Err(IngestError::SignatureMissing { serial: h.serial });
     };
-    let sig = aorta_base::hex::decode_array::<64>(sig.trim(), aorta_base::hex::Case::Lower)
-        .map_err(|_| IngestError::SignatureInvalid {
-            serial: h.serial.clone(),
-        })?;
-    aorta_crypto::auth::verify_frame(&key, frame_bytes, &sig).map_err(|_| {
-        IngestError::SignatureInvalid {
-            serial: h.serial.clone(),
-        }
-    })?;
+    let Ok(sig) = aorta_base::hex::decode_array::<64>(sig.trim(), aorta_base::hex::Case::Lower)
+    else {
+        return Err(IngestError::SignatureInvalid { serial: h.serial });
+    };
     if h.key_index >= e.slice_len {
         return Err(IngestError::KeyIndex {
             serial: h.serial,
@@ -347,15 +370,59 @@ pub fn check_frame(
             slice: e.slice_len,
         });
     }
-    Ok(Checked {
-        serial: h.serial,
-        sequence: h.sequence,
-        window: Window {
-            key_index: h.key_index,
-            slice_len: e.slice_len,
-            min_key_uses: e.min_key_uses,
+    Ok(Unverified {
+        checked: Checked {
+            serial: h.serial,
+            sequence: h.sequence,
+            window: Window {
+                key_index: h.key_index,
+                slice_len: e.slice_len,
+                min_key_uses: e.min_key_uses,
+            },
         },
+        key,
+        signature: *sig,
     })
+}
+
+/// Most signatures verified in one batch.
+pub const VERIFY_BATCH: usize = 64;
+/// Signatures waiting for the verifier before ingest answers 503.
+pub const VERIFY_QUEUE: usize = 8192;
+
+struct VerifyJob {
+    key: [u8; 32],
+    message: Vec<u8>,
+    signature: [u8; 64],
+    reply: oneshot::Sender<bool>,
+}
+
+/// The verifier thread: the signatures waiting, up to [`VERIFY_BATCH`] at
+/// a time, through [`aorta_crypto::auth::verify_frames`].
+fn verifier(mut rx: mpsc::Receiver<VerifyJob>) {
+    let mut batch: Vec<VerifyJob> = Vec::with_capacity(VERIFY_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < VERIFY_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let items: Vec<aorta_crypto::auth::FrameSignature<'_>> = batch
+            .iter()
+            .map(|j| aorta_crypto::auth::FrameSignature {
+                key: &j.key,
+                message: &j.message,
+                signature: &j.signature,
+            })
+            .collect();
+        let ok = aorta_crypto::auth::verify_frames(&items);
+        drop(items);
+        for (j, ok) in batch.drain(..).zip(ok) {
+            let _ = j.reply.send(ok);
+        }
+    }
 }
 
 struct Job {
@@ -643,6 +710,7 @@ impl IngestCounters {
 /// The ingest front: validation, the bounded queue, the writer thread.
 pub struct Ingest {
     tx: mpsc::Sender<Job>,
+    verify: mpsc::Sender<VerifyJob>,
     queued_bytes: Arc<AtomicUsize>,
     max_queued_bytes: usize,
     max_lag: u64,
@@ -680,6 +748,11 @@ impl Ingest {
         let (end_tx, end_rx) = watch::channel(log.end());
         let (tx, rx) = mpsc::channel(queue_frames);
         let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let (verify, verify_rx) = mpsc::channel(VERIFY_QUEUE);
+        std::thread::Builder::new()
+            .name("aorta-verifier".into())
+            .spawn(move || verifier(verify_rx))
+            .map_err(|e| aorta_stream::StreamError::Store(Box::new(e)))?;
         {
             let queued = queued_bytes.clone();
             std::thread::Builder::new()
@@ -689,6 +762,7 @@ impl Ingest {
         }
         Ok(Ingest {
             tx,
+            verify,
             queued_bytes,
             max_queued_bytes: queue_bytes,
             max_lag,
@@ -731,7 +805,36 @@ impl Ingest {
         frame_bytes: &[u8],
         signature: Option<&str>,
     ) -> Result<Ack, IngestError> {
-        let checked = self.check(frame_bytes, signature)?;
+        // The header and the directory first (cheap); then the signature,
+        // batched with other requests' by the verifier thread. Nothing of
+        // the device's moves before both passed.
+        let u = check_unsigned(self.devices.as_ref(), frame_bytes, signature)?;
+        let (reply, verdict) = oneshot::channel();
+        let job = VerifyJob {
+            key: u.key,
+            message: aorta_crypto::auth::frame_message(frame_bytes),
+            signature: u.signature,
+            reply,
+        };
+        if let Err(e) = self.verify.try_send(job) {
+            return Err(match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    IngestError::Overloaded("signature verification queue full")
+                }
+                mpsc::error::TrySendError::Closed(_) => {
+                    IngestError::Internal("the signature verifier stopped".into())
+                }
+            });
+        }
+        let ok = verdict
+            .await
+            .map_err(|_| IngestError::Internal("the signature verifier stopped".into()))?;
+        if !ok {
+            return Err(IngestError::SignatureInvalid {
+                serial: u.checked.serial,
+            });
+        }
+        let checked = u.checked;
         if self.max_lag > 0 {
             let lag =
                 (*self.end.borrow()).saturating_sub(self.worker_offset.load(Ordering::Relaxed));
