@@ -145,7 +145,7 @@ pub(crate) fn commands(record: &str) -> Vec<String> {
             "aorta device run --device devices/DEMO-0001 --record {record} \\\n      --server https://ADDR --ca server/cert.pem --speed 10"
         ),
         format!(
-            "aorta results fetch --server https://ADDR --ca server/cert.pem \\\n      --identity clinician.key --subscriber {SUBSCRIBER} \\\n      --broker-key $(aorta broker public-key --signing-key server/broker-signing.key)"
+            "aorta results fetch --server https://ADDR --ca server/cert.pem \\\n      --identity clinician.key --subscriber {SUBSCRIBER} --allow-sim \\\n      --broker-key $(aorta broker public-key --signing-key server/broker-signing.key)"
         ),
     ]
 }
