@@ -80,7 +80,7 @@ pub fn run(cmd: ResultsCmd) -> anyhow::Result<ExitCode> {
                     reader.withheld()
                 );
             }
-            if let Some(why) = reader.certificate_refusal() {
+            for why in reader.certificate_refusals() {
                 eprintln!("{why}");
             }
             if reader.refused() > 0 {

@@ -245,7 +245,13 @@ fn frames_are_acknowledged_once_durable_and_bad_frames_get_their_4xx() {
         (b"hello world".to_vec(), 400, "malformed_frame"),
         (truncated, 400, "malformed_frame"),
         (bad_version, 400, "unsupported_version"),
-        (sealed("SN-NOBODY", 0, 1, 360), 403, "unknown_device"),
+        // An unknown serial, or one without a key, is answered like a bad
+        // signature: no oracle of which devices exist.
+        (
+            sealed("SN-NOBODY", 0, 1, 360),
+            401,
+            "device_signature_invalid",
+        ),
         (
             sealed("SN-UNVERIFIED", 0, 1, 360),
             403,
@@ -255,8 +261,8 @@ fn frames_are_acknowledged_once_durable_and_bad_frames_get_their_4xx() {
         (sealed("SN-REVOKED", 0, 1, 360), 403, "device_revoked"),
         (
             sealed("SN-KEYLESS", 0, 1, 360),
-            403,
-            "device_has_no_signing_key",
+            401,
+            "device_signature_invalid",
         ),
     ];
     for (body, status, name) in cases {
@@ -283,7 +289,10 @@ fn frames_are_acknowledged_once_durable_and_bad_frames_get_their_4xx() {
         .text()
         .unwrap();
     assert!(m.contains("aorta_ingest_frames_accepted_total 1"), "{m}");
-    assert!(m.contains("aorta_ingest_frames_refused_total{reason=\"unknown_device\"} 1"));
+    assert!(
+        m.contains("aorta_ingest_frames_refused_total{reason=\"device_signature_invalid\"} 2"),
+        "{m}"
+    );
     assert!(m.contains("aorta_ingest_frames_refused_total{reason=\"sequence_replayed\"} 1"));
 }
 
@@ -612,6 +621,18 @@ fn a_stranger_cannot_silence_or_impersonate_a_device() {
         );
         assert_eq!(post_with(&r, f.clone(), Some(&other)).0, 401);
         assert_eq!(post_with(&r, f, Some("zz")).0, 401);
+    }
+    // Whether a serial exists or is revoked is not told to a stranger:
+    // the same 401 as a bad signature.
+    for serial in ["SN-REVOKED", "SN-UNVERIFIED", "SN-NOBODY", "SN-KEYLESS"] {
+        let f = sealed(serial, 0, 1, 360);
+        let sig = aorta_base::hex::encode(&stranger.sign(&aorta_crypto::auth::frame_message(&f)));
+        let (s, e) = post_with(&r, f, Some(&sig));
+        assert_eq!(
+            (s, e["error"].as_str()),
+            (401, Some("device_signature_invalid")),
+            "{serial}"
+        );
     }
     // The device's real frames, from sequence 0, are all accepted.
     for seq in 0..40 {

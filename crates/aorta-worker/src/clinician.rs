@@ -104,8 +104,8 @@ pub struct ResultReader {
     allow_sim: bool,
     /// Stored ids already read: a record the host serves again is dropped.
     seen: std::collections::HashSet<String>,
-    /// Why the last worker certificate the server showed was refused.
-    certificate_refusal: Option<String>,
+    /// Why each worker certificate the server showed was refused.
+    certificate_refusals: Vec<String>,
 }
 
 /// Most pages one [`ResultReader::poll`] reads (a host that never ends a
@@ -130,7 +130,7 @@ impl ResultReader {
         Ok(ResultReader {
             allow_sim: false,
             seen: std::collections::HashSet::new(),
-            certificate_refusal: None,
+            certificate_refusals: Vec::new(),
             auth,
             server,
             identity,
@@ -165,10 +165,10 @@ impl ResultReader {
         self.refused
     }
 
-    /// Why the last worker certificate the server showed was refused (its
+    /// Why each worker certificate the server showed was refused (their
     /// records are then refused as not certified).
-    pub fn certificate_refusal(&self) -> Option<&str> {
-        self.certificate_refusal.as_deref()
+    pub fn certificate_refusals(&self) -> &[String] {
+        &self.certificate_refusals
     }
 
     /// Why the last refused record was refused.
@@ -267,7 +267,10 @@ impl ResultReader {
                         self.certs.insert(cert.digest(), cert);
                     }
                     Err(e) => {
-                        self.certificate_refusal = Some(format!("worker certificate refused: {e}"));
+                        let why = format!("worker certificate refused: {e}");
+                        if !self.certificate_refusals.contains(&why) {
+                            self.certificate_refusals.push(why);
+                        }
                     }
                 }
             }

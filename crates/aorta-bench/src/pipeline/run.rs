@@ -8,9 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use aorta_server::http::ingest::{
-    GroupCommit, IngestCounters, Submission, Unverified, check_unsigned,
-};
+use aorta_server::http::ingest::{GroupCommit, IngestCounters, Submission, check_unsigned};
 use aorta_stream::StreamError;
 use aorta_stream::checkpoint::{CheckpointStore, FileCheckpointStore};
 use aorta_stream::job::{EcgJob, FrameOpen, ResultSealer, StateSealer};
@@ -110,16 +108,12 @@ impl HeaderCheck {
     ) -> anyhow::Result<(Submission, Option<PendingSignature>)> {
         match self {
             HeaderCheck::Sealed(devices) => {
-                let Unverified {
-                    checked,
-                    key,
-                    signature,
-                } = check_unsigned(devices, f, signature)?;
-                let msg = aorta_crypto::auth::frame_message(f);
-                Ok((
-                    Submission::checked(checked, arrival, f),
-                    Some((key, msg, signature)),
-                ))
+                let u = check_unsigned(devices, f, signature)?;
+                let pending = (u.key, aorta_crypto::auth::frame_message(f), u.signature);
+                // The status checks follow the signature's; the publisher
+                // verifies the batch's signatures before committing it.
+                let checked = u.authenticated(true)?;
+                Ok((Submission::checked(checked, arrival, f), Some(pending)))
             }
             HeaderCheck::Plain => f
                 .split_first()

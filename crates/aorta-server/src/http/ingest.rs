@@ -47,21 +47,9 @@ pub enum IngestError {
     /// The frame does not parse (400) or is too large (413).
     #[error("malformed frame: {0}")]
     Malformed(#[from] FrameError),
-    /// No device with this serial is registered (403).
-    #[error("unknown device {serial}")]
-    UnknownDevice {
-        /// Serial.
-        serial: String,
-    },
     /// The device was revoked by the data owner (403).
     #[error("device {serial} is revoked")]
     Revoked {
-        /// Serial.
-        serial: String,
-    },
-    /// The directory lists no signing key for the device (403).
-    #[error("device {serial} has no registered signing key")]
-    NoSigningKey {
         /// Serial.
         serial: String,
     },
@@ -71,8 +59,13 @@ pub enum IngestError {
         /// Serial (as claimed).
         serial: String,
     },
-    /// The signature is not the device's signature of these bytes (401).
-    #[error("frame of device {serial}: the signature does not verify with the device's key")]
+    /// The signature is not the signature of these bytes by the key the
+    /// directory lists for the serial — or the serial is not listed, or
+    /// listed without a key: one answer, so a stranger learns nothing about
+    /// which devices exist (401).
+    #[error(
+        "frame of device {serial}: no valid signature by a key the directory lists for this serial"
+    )]
     SignatureInvalid {
         /// Serial (as claimed).
         serial: String,
@@ -136,10 +129,8 @@ impl IngestError {
             IngestError::Malformed(FrameError::Oversize { .. }) => 413,
             IngestError::Malformed(_) => 400,
             IngestError::SignatureMissing { .. } | IngestError::SignatureInvalid { .. } => 401,
-            IngestError::UnknownDevice { .. }
-            | IngestError::NotVerified { .. }
+            IngestError::NotVerified { .. }
             | IngestError::Revoked { .. }
-            | IngestError::NoSigningKey { .. }
             | IngestError::KeyIndexWindow { .. }
             | IngestError::KeyIndex { .. } => 403,
             IngestError::Replayed { .. } | IngestError::Stale { .. } => 409,
@@ -154,10 +145,8 @@ impl IngestError {
             IngestError::Malformed(FrameError::Oversize { .. }) => "oversize",
             IngestError::Malformed(FrameError::UnsupportedVersion { .. }) => "unsupported_version",
             IngestError::Malformed(_) => "malformed_frame",
-            IngestError::UnknownDevice { .. } => "unknown_device",
             IngestError::NotVerified { .. } => "device_not_verified",
             IngestError::Revoked { .. } => "device_revoked",
-            IngestError::NoSigningKey { .. } => "device_has_no_signing_key",
             IngestError::SignatureMissing { .. } => "device_signature_missing",
             IngestError::SignatureInvalid { .. } => "device_signature_invalid",
             IngestError::KeyIndexWindow { .. } => "key_index_out_of_window",
@@ -304,39 +293,69 @@ pub struct Window {
 }
 
 /// Checks a sealed frame before anything else sees it: its cleartext
-/// header is well-formed, its device is listed, verified, not revoked and
-/// has a signing key, the key index is inside its slice, and `signature`
-/// (the `Aorta-Signature` header: 128 lower-case hex digits) is the
-/// device's Ed25519 signature of the frame. Nothing is changed for a frame
-/// refused here.
+/// header is well-formed, `signature` (the `Aorta-Signature` header: 128
+/// lower-case hex digits) is the Ed25519 signature of the frame by the key
+/// the directory lists for its serial, and only then that the device is
+/// verified, not revoked, and the key index inside its slice. A serial the
+/// directory does not list, or lists without a key, gets the same answer as
+/// a bad signature: a stranger learns nothing about which devices exist or
+/// are revoked. Nothing is changed for a frame refused here.
 pub fn check_frame(
     devices: &dyn DeviceDirectory,
     frame_bytes: &[u8],
     signature: Option<&str>,
 ) -> Result<Checked, IngestError> {
     let u = check_unsigned(devices, frame_bytes, signature)?;
-    aorta_crypto::auth::verify_frame(&u.key, frame_bytes, &u.signature).map_err(|_| {
-        IngestError::SignatureInvalid {
-            serial: u.checked.serial.clone(),
-        }
-    })?;
-    Ok(u.checked)
+    let ok = aorta_crypto::auth::verify_frame(&u.key, frame_bytes, &u.signature).is_ok();
+    u.authenticated(ok)
 }
 
-/// A frame whose header and device checked out, with the signature still
-/// to verify (in a batch: [`aorta_crypto::auth::verify_frames`]).
+/// A frame whose header parsed and whose serial has a listed key, with the
+/// signature still to verify (in a batch:
+/// [`aorta_crypto::auth::verify_frames`]) and the device's status still to
+/// check ([`Unverified::authenticated`]).
 #[derive(Debug, Clone)]
 pub struct Unverified {
-    /// What the header shows.
+    /// What the header shows (and the device's window).
     pub checked: Checked,
     /// The device's public key from the directory.
     pub key: [u8; 32],
     /// The signature the request carried.
     pub signature: [u8; 64],
+    status: Status,
 }
 
-/// [`check_frame`] without the signature verification itself (the header,
-/// the directory entry, the signature's form).
+impl Unverified {
+    /// The frame once its signature has been verified (`signature_ok`):
+    /// now the device's status and key index may be told.
+    pub fn authenticated(self, signature_ok: bool) -> Result<Checked, IngestError> {
+        let serial = self.checked.serial;
+        if !signature_ok {
+            return Err(IngestError::SignatureInvalid { serial });
+        }
+        match self.status {
+            Status::Revoked => return Err(IngestError::Revoked { serial }),
+            Status::Unverified => return Err(IngestError::NotVerified { serial }),
+            Status::Verified => {}
+        }
+        let w = self.checked.window;
+        if w.key_index >= w.slice_len {
+            return Err(IngestError::KeyIndex {
+                serial,
+                index: w.key_index,
+                slice: w.slice_len,
+            });
+        }
+        Ok(Checked {
+            serial,
+            ..self.checked
+        })
+    }
+}
+
+/// [`check_frame`] up to the signature verification: the header, the
+/// signature's presence and form, the directory's key for the serial (an
+/// unknown serial or one without a key is [`IngestError::SignatureInvalid`]).
 pub fn check_unsigned(
     devices: &dyn DeviceDirectory,
     frame_bytes: &[u8],
@@ -344,32 +363,19 @@ pub fn check_unsigned(
 ) -> Result<Unverified, IngestError> {
     let p = frame::parse(frame_bytes)?;
     let h = p.header;
-    let e = match devices.lookup(&h.serial).map_err(IngestError::Internal)? {
-        None => return Err(IngestError::UnknownDevice { serial: h.serial }),
-        Some(e) => e,
-    };
-    match e.status {
-        Status::Revoked => return Err(IngestError::Revoked { serial: h.serial }),
-        Status::Unverified => return Err(IngestError::NotVerified { serial: h.serial }),
-        Status::Verified => {}
-    }
-    let Some(key) = e.public_key else {
-        return Err(IngestError::NoSigningKey { serial: h.serial });
-    };
     let Some(sig) = signature else {
         return Err(IngestError::SignatureMissing { serial: h.serial });
     };
-    let Ok(sig) = aorta_base::hex::decode_array::<64>(sig.trim(), aorta_base::hex::Case::Lower)
-    else {
+    let entry = devices.lookup(&h.serial).map_err(IngestError::Internal)?;
+    let (Some(e), Ok(sig)) = (
+        entry,
+        aorta_base::hex::decode_array::<64>(sig.trim(), aorta_base::hex::Case::Lower),
+    ) else {
         return Err(IngestError::SignatureInvalid { serial: h.serial });
     };
-    if h.key_index >= e.slice_len {
-        return Err(IngestError::KeyIndex {
-            serial: h.serial,
-            index: h.key_index,
-            slice: e.slice_len,
-        });
-    }
+    let Some(key) = e.public_key else {
+        return Err(IngestError::SignatureInvalid { serial: h.serial });
+    };
     Ok(Unverified {
         checked: Checked {
             serial: h.serial,
@@ -382,6 +388,7 @@ pub fn check_unsigned(
         },
         key,
         signature: *sig,
+        status: e.status,
     })
 }
 
@@ -829,12 +836,7 @@ impl Ingest {
         let ok = verdict
             .await
             .map_err(|_| IngestError::Internal("the signature verifier stopped".into()))?;
-        if !ok {
-            return Err(IngestError::SignatureInvalid {
-                serial: u.checked.serial,
-            });
-        }
-        let checked = u.checked;
+        let checked = u.authenticated(ok)?;
         if self.max_lag > 0 {
             let lag =
                 (*self.end.borrow()).saturating_sub(self.worker_offset.load(Ordering::Relaxed));
