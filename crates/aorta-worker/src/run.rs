@@ -30,6 +30,10 @@ pub struct WorkerOptions {
     pub max_backoff: Duration,
     /// Stop after this many consecutive failures (0 = never).
     pub max_failures: u32,
+    /// Stop (after a final checkpoint) at this time, unix seconds: when
+    /// the worker's certificate is about to expire, so that it is
+    /// restarted and re-attests instead of having its results refused.
+    pub until_s: Option<u64>,
 }
 
 impl Default for WorkerOptions {
@@ -39,6 +43,7 @@ impl Default for WorkerOptions {
             checkpoint_every: Duration::from_secs(5),
             max_backoff: Duration::from_secs(5),
             max_failures: 0,
+            until_s: None,
         }
     }
 }
@@ -87,7 +92,12 @@ where
     let mut failures = 0u32;
     let mut reported_opened = job.decoder().opened();
     let mut reported_refused = job.decoder().refused().clone();
+    let mut expired = false;
     while !stop.load(Ordering::Relaxed) {
+        if opts.until_s.is_some_and(|t| aorta_base::time::now_s() >= t) {
+            expired = true;
+            break;
+        }
         let r = job.run_batch(log, opts.batch).and_then(|b| {
             let d = job.decoder();
             let refused_delta: BTreeMap<u16, u64> = d
@@ -139,6 +149,12 @@ where
     if job.offset() != cp_offset {
         job.checkpoint()?;
         p.checkpoints += 1;
+    }
+    if expired {
+        return Err(WorkerError::Attestation(
+            "the worker's certificate is about to expire: checkpointed and stopped; restart the worker to re-attest"
+                .into(),
+        ));
     }
     Ok(p)
 }
@@ -284,9 +300,16 @@ pub fn stream(o: &StreamOptions, stop: &AtomicBool) -> Result<StreamSummary, Wor
         results_sealer,
         u64::MAX,
     )?;
+    // Stop an hour before the certificate expires (its results would be
+    // refused after it): the supervisor restarts the worker, which attests
+    // again and gets a fresh certificate.
+    let until_s = aorta_crypto::auth::WorkerCert::parse(&certificate)
+        .ok()
+        .map(|c| c.not_after.saturating_sub(3600));
     let opts = WorkerOptions {
         batch: o.batch.clamp(1, 4096),
         checkpoint_every: Duration::from_secs_f64(o.checkpoint_secs),
+        until_s,
         ..WorkerOptions::default()
     };
     let p = run_worker(&mut job, &log, opts, stop, |_p| {})?;
