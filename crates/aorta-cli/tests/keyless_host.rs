@@ -13,11 +13,24 @@
 )]
 
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 mod common;
 use common::{Broker, Run, SAMPLE, Server, aorta_in, stats, wait_until};
+
+/// `aorta results fetch --json` as the setup's clinician, pinning
+/// `broker_key` (and accepting `sim` workers with `allow_sim`).
+fn fetch(work: &Path, url: &str, ca: &Path, broker_key: &str, allow_sim: bool) -> Output {
+    let mut run = Run::new(["results", "fetch", "--server", url, "--ca"])
+        .arg(ca)
+        .args(["--broker-key", broker_key, "--identity", "clinician.key"])
+        .args(["--subscriber", "demo-clinician", "--json"]);
+    if allow_sim {
+        run = run.arg("--allow-sim");
+    }
+    run.cwd(work).output()
+}
 
 fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
@@ -127,18 +140,7 @@ fn a_host_without_any_key_streams_and_serves_only_verified_results() {
     });
     wrk.term();
     // The clinician pins the broker key: every result verifies, exit 0.
-    let out = Run::new(["results", "fetch", "--server", &srv.url(), "--ca"])
-        .arg(&ca)
-        .args([
-            "--broker-key",
-            &broker_key,
-            "--allow-sim",
-            "--identity",
-            "clinician.key",
-        ])
-        .args(["--subscriber", "demo-clinician", "--json"])
-        .cwd(&work)
-        .output();
+    let out = fetch(&work, &srv.url(), &ca, &broker_key, true);
     assert!(out.status.success(), "{out:?}");
     let results: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(!results.as_array().unwrap().is_empty(), "no results");
@@ -192,18 +194,7 @@ fn a_host_without_any_key_streams_and_serves_only_verified_results() {
         store.sync().unwrap();
     }
     srv = Server::start(&host, "server.toml");
-    let out = Run::new(["results", "fetch", "--server", &srv.url(), "--ca"])
-        .arg(&ca)
-        .args([
-            "--broker-key",
-            &broker_key,
-            "--allow-sim",
-            "--identity",
-            "clinician.key",
-        ])
-        .args(["--subscriber", "demo-clinician", "--json"])
-        .cwd(&work)
-        .output();
+    let out = fetch(&work, &srv.url(), &ca, &broker_key, true);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
@@ -217,12 +208,7 @@ fn a_host_without_any_key_streams_and_serves_only_verified_results() {
         "{out:?}"
     );
     // Without --allow-sim the sim worker's results are refused too.
-    let out = Run::new(["results", "fetch", "--server", &srv.url(), "--ca"])
-        .arg(&ca)
-        .args(["--broker-key", &broker_key, "--identity", "clinician.key"])
-        .args(["--subscriber", "demo-clinician", "--json"])
-        .cwd(&work)
-        .output();
+    let out = fetch(&work, &srv.url(), &ca, &broker_key, false);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("allow-sim"),
@@ -230,17 +216,7 @@ fn a_host_without_any_key_streams_and_serves_only_verified_results() {
     );
 
     // Pinning another broker key, nothing verifies: exit 1, saying why.
-    let out = Run::new(["results", "fetch", "--server", &srv.url(), "--ca"])
-        .arg(&ca)
-        .args([
-            "--broker-key",
-            &"ab".repeat(32),
-            "--identity",
-            "clinician.key",
-        ])
-        .args(["--subscriber", "demo-clinician", "--json"])
-        .cwd(&work)
-        .output();
+    let out = fetch(&work, &srv.url(), &ca, &"ab".repeat(32), false);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("refused"));
 

@@ -710,6 +710,25 @@ mod tests {
     }
 
     #[test]
+    fn a_certificate_lists_at_most_the_bound_of_subscribers() {
+        let broker = SigningKey::generate().unwrap();
+        let many: Vec<String> = (0..MAX_CERT_SUBSCRIBERS + 10)
+            .map(|i| format!("s{i}"))
+            .collect();
+        let c = WorkerCert::issue(&broker, [1; 32], 0, 10, true, "tdx", &[], "a", &many);
+        assert_eq!(c.subscribers.len(), MAX_CERT_SUBSCRIBERS);
+        assert_eq!(WorkerCert::parse(&c.to_bytes()).unwrap(), c);
+        // A count above the bound is refused at decoding.
+        let mut b = c.to_bytes();
+        let at = 4 + 1 + 32 + 32 + 8 + 8 + 1 + 1 + 3 + 1 + 1 + 1;
+        b[at..at + 2].copy_from_slice(&((MAX_CERT_SUBSCRIBERS + 1) as u16).to_be_bytes());
+        assert!(matches!(
+            WorkerCert::parse(&b),
+            Err(AuthError::Malformed(_))
+        ));
+    }
+
+    #[test]
     fn batches_verify_like_single_signatures() {
         let keys: Vec<SigningKey> = (0..3u8)
             .map(|i| SigningKey::from_seed(&[i + 1; 32]).unwrap())

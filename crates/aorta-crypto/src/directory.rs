@@ -219,5 +219,11 @@ mod tests {
         ] {
             assert!(Directory::parse(&bad).is_err(), "{bad:?}");
         }
+        // The size bound holds before anything is parsed.
+        let huge = format!("{HEADER}\n{}", "#".repeat(MAX_LEN));
+        assert!(matches!(
+            Directory::parse(&huge),
+            Err(DirectoryError::TooLarge { .. })
+        ));
     }
 }

@@ -185,18 +185,20 @@ impl ResultReader {
     fn verified(&mut self, id: &str, record: &[u8]) -> Result<Vec<u8>, String> {
         let sr = aorta_crypto::auth::SignedResult::parse(record)
             .map_err(|e| format!("{id}: not a signed result: {e}"))?;
-        if !self.seen.insert(id.to_owned()) {
-            return Err(format!("{id}: served again (dropped)"));
-        }
         let cert = self.certs.get(&sr.cert_digest).ok_or_else(|| {
             format!(
                 "{id}: signed by a worker certificate the server did not show or that the pinned broker key did not issue ({})",
                 aorta_base::hex::encode(&sr.cert_digest)
             )
         })?;
-        sr.verify(cert, id)
-            .map(<[u8]>::to_vec)
-            .map_err(|e| format!("{id}: {e}"))
+        let payload = sr.verify(cert, id).map_err(|e| format!("{id}: {e}"))?;
+        // Only a verified record marks its id as read: a forgery served
+        // first under a genuine id cannot make the genuine record a
+        // "repeat".
+        if !self.seen.insert(id.to_owned()) {
+            return Err(format!("{id}: served again (dropped)"));
+        }
+        Ok(payload.to_vec())
     }
 
     /// `None` while the result's session envelope is unseen; `Some(Err)`

@@ -113,7 +113,8 @@ impl HeaderCheck {
                 // The status checks follow the signature's; the publisher
                 // verifies the batch's signatures before committing it.
                 let checked = u.authenticated(true)?;
-                Ok((Submission::checked(checked, arrival, f), Some(pending)))
+                let sub = Submission::checked(checked, arrival, f, &pending.1);
+                Ok((sub, Some(pending)))
             }
             HeaderCheck::Plain => f
                 .split_first()

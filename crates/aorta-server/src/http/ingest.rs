@@ -463,10 +463,21 @@ impl Submission {
 
     /// The submission of a checked frame: the log writer also enforces its
     /// key-index window.
-    pub fn checked(c: Checked, arrival_us: i64, frame_bytes: &[u8]) -> Submission {
-        let mut s = Submission::new(c.serial, c.sequence, arrival_us, frame_bytes);
-        s.window = Some(c.window);
-        s
+    /// `message` is the frame's [`aorta_crypto::auth::frame_message`]
+    /// (already computed for its signature): its hash of the frame is the
+    /// deduplication digest too, so the frame is hashed once.
+    pub fn checked(c: Checked, arrival_us: i64, frame_bytes: &[u8], message: &[u8]) -> Submission {
+        let hash = message
+            .get(aorta_crypto::auth::FRAME_LABEL.len()..)
+            .and_then(|h| h.get(..16))
+            .and_then(|h| <[u8; 16]>::try_from(h).ok());
+        Submission {
+            serial: c.serial,
+            sequence: c.sequence,
+            digest: hash.unwrap_or_else(|| digest(frame_bytes)),
+            record: aorta_stream::job::encode_record(arrival_us, frame_bytes),
+            window: Some(c.window),
+        }
     }
 
     /// Length of the frame (without the log record's arrival prefix).
@@ -479,50 +490,37 @@ impl Submission {
 
 #[derive(Default)]
 struct Seen {
-    /// sequence → (digest, offset), the last [`DEDUP_WINDOW`] sequences.
-    recent: BTreeMap<u64, ([u8; 16], u64)>,
-    /// sequence → key index of the remembered frames (key-index window).
-    index: BTreeMap<u64, u16>,
+    /// sequence → (digest, offset, key index), the last [`DEDUP_WINDOW`]
+    /// sequences (the key index of sealed frames: the key-index window).
+    recent: BTreeMap<u64, ([u8; 16], u64, Option<u16>)>,
 }
 
 impl Seen {
     fn remember(&mut self, sequence: u64, digest: [u8; 16], offset: u64, key_index: Option<u16>) {
-        self.recent.insert(sequence, (digest, offset));
-        if let Some(i) = key_index {
-            self.index.insert(sequence, i);
-        }
+        self.recent.insert(sequence, (digest, offset, key_index));
         while self.recent.len() as u64 > DEDUP_WINDOW {
             self.recent.pop_first();
-        }
-        while self.index.len() as u64 > DEDUP_WINDOW {
-            self.index.pop_first();
         }
     }
 
     /// Whether a frame at `(sequence, key_index)` fits the key-index window
     /// between its remembered neighbours (the nearest frames before and
-    /// after it); the first frame is checked from `(0, 0)`.
+    /// after it); a device's first frame is checked from `(0, 0)`.
     fn window_ok(&self, sequence: u64, w: &Window) -> bool {
         let ok = |from: (u64, u16), to: (u64, u16)| {
             aorta_crypto::keys::index_window_ok(w.slice_len, w.min_key_uses, from, to)
         };
+        let indexed = |(s, r): (&u64, &([u8; 16], u64, Option<u16>))| r.2.map(|i| (*s, i));
         let me = (sequence, w.key_index);
-        let before = self
-            .index
-            .range(..sequence)
-            .next_back()
-            .map(|(s, i)| (*s, *i));
+        let before = self.recent.range(..sequence).rev().find_map(indexed);
         let after = self
-            .index
+            .recent
             .range(sequence.saturating_add(1)..)
-            .next()
-            .map(|(s, i)| (*s, *i));
-        let before_ok = match before {
-            Some(b) => ok(b, me),
-            None if self.index.is_empty() => ok((0, 0), (sequence.saturating_add(1), w.key_index)),
-            None => true,
-        };
-        before_ok && after.is_none_or(|a| ok(me, a))
+            .find_map(indexed);
+        match (before, after) {
+            (None, None) => ok((0, 0), (sequence.saturating_add(1), w.key_index)),
+            (b, a) => b.is_none_or(|b| ok(b, me)) && a.is_none_or(|a| ok(me, a)),
+        }
     }
 }
 
@@ -641,7 +639,7 @@ impl GroupCommit {
     fn admit(&mut self, j: Submission) -> Result<Ack, IngestError> {
         let s = self.seen.entry(j.serial.clone()).or_default();
         match s.recent.get(&j.sequence) {
-            Some((d, off)) if *d == j.digest => Ok(Ack {
+            Some((d, off, _)) if *d == j.digest => Ok(Ack {
                 serial: j.serial,
                 sequence: j.sequence,
                 offset: *off,
@@ -816,10 +814,11 @@ impl Ingest {
         // batched with other requests' by the verifier thread. Nothing of
         // the device's moves before both passed.
         let u = check_unsigned(self.devices.as_ref(), frame_bytes, signature)?;
+        let message = aorta_crypto::auth::frame_message(frame_bytes);
         let (reply, verdict) = oneshot::channel();
         let job = VerifyJob {
             key: u.key,
-            message: aorta_crypto::auth::frame_message(frame_bytes),
+            message: message.clone(),
             signature: u.signature,
             reply,
         };
@@ -852,7 +851,7 @@ impl Ingest {
         }
         let (reply, rx) = oneshot::channel();
         let job = Job {
-            frame: Submission::checked(checked, arrival_us, frame_bytes),
+            frame: Submission::checked(checked, arrival_us, frame_bytes, &message),
             reply,
         };
         if let Err(e) = self.tx.try_send(job) {
@@ -940,6 +939,25 @@ mod tests {
         assert_eq!(counters.accepted.load(Ordering::Relaxed), 2);
         assert_eq!(counters.duplicates.load(Ordering::Relaxed), 1);
         assert_eq!(counters.syncs.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_checked_submission_dedups_like_one_rebuilt_from_the_log() {
+        // The digest taken from the signed message must be the one the log
+        // rebuild computes, or an exact re-send after a restart would be
+        // refused as a replay.
+        let frame = b"some frame bytes";
+        let c = Checked {
+            serial: "A".into(),
+            sequence: 3,
+            window: Window {
+                key_index: 0,
+                slice_len: 8,
+                min_key_uses: 1,
+            },
+        };
+        let checked = Submission::checked(c, 1, frame, &aorta_crypto::auth::frame_message(frame));
+        assert_eq!(checked.digest, sub("A", 3, frame).digest);
     }
 
     #[test]
