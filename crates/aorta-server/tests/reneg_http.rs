@@ -56,7 +56,6 @@ fn serve(data: &std::path::Path, state: Arc<api::AppState>, cfg: &ServerConfig) 
     l.set_nonblocking(true).unwrap();
     let addr = l.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let max = cfg.max_frame_bytes;
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -65,7 +64,7 @@ fn serve(data: &std::path::Path, state: Arc<api::AppState>, cfg: &ServerConfig) 
             .unwrap();
         rt.block_on(async move {
             let l = tokio::net::TcpListener::from_std(l).unwrap();
-            api::serve(l, tls_cfg, state, max, async {
+            api::serve(l, tls_cfg, state, async {
                 let _ = rx.await;
             })
             .await

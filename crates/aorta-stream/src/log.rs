@@ -182,7 +182,7 @@ impl FrameLog for FileLog {
     }
 
     fn read_from(&self, offset: u64, max: usize) -> Result<(Vec<Vec<u8>>, u64), StreamError> {
-        read_records(&self.path, offset, max, self.end)
+        read_records(&self.path, offset, max, usize::MAX, self.end)
     }
 }
 
@@ -201,15 +201,26 @@ impl LogReader {
         }
     }
 
-    /// Reads up to `max` records (and at most about `max_bytes` of payload)
-    /// from `offset`, never past `end`.
+    /// Reads up to `max` records from `offset`, never past `end`.
     pub fn read_from(
         &self,
         offset: u64,
         max: usize,
         end: u64,
     ) -> Result<(Vec<Vec<u8>>, u64), StreamError> {
-        read_records(&self.path, offset, max, end)
+        read_records(&self.path, offset, max, usize::MAX, end)
+    }
+
+    /// [`LogReader::read_from`], stopping once the payloads read add up to
+    /// `max_bytes` (so at most `max_bytes` plus one record).
+    pub fn read_capped(
+        &self,
+        offset: u64,
+        max: usize,
+        max_bytes: usize,
+        end: u64,
+    ) -> Result<(Vec<Vec<u8>>, u64), StreamError> {
+        read_records(&self.path, offset, max, max_bytes, end)
     }
 }
 
@@ -224,6 +235,7 @@ fn read_records(
     path: &Path,
     offset: u64,
     max: usize,
+    max_bytes: usize,
     end: u64,
 ) -> Result<(Vec<Vec<u8>>, u64), StreamError> {
     let corrupt = |at: u64, what: &str| StreamError::Corrupt {
@@ -242,7 +254,8 @@ fn read_records(
     let mut r = std::io::BufReader::with_capacity(1 << 16, f);
     let mut out = Vec::new();
     let mut pos = offset;
-    while out.len() < max && pos < end {
+    let mut bytes = 0usize;
+    while out.len() < max && pos < end && bytes < max_bytes {
         let mut hdr = [0u8; HEADER_LEN];
         r.read_exact(&mut hdr)
             .map_err(|_| corrupt(pos, "truncated record header"))?;
@@ -257,6 +270,7 @@ fn read_records(
         if !h.matches(&payload) {
             return Err(corrupt(pos, "record checksum mismatch"));
         }
+        bytes = bytes.saturating_add(payload.len());
         out.push(payload);
         pos = next;
     }

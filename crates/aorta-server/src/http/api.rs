@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Extension, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
@@ -22,6 +23,7 @@ use aorta_stream::checkpoint::{Checkpoint, CheckpointStore, FileCheckpointStore}
 use aorta_stream::results::{FileResultStore, ResultSink};
 
 use super::ingest::{DeviceDirectory, Ingest, IngestError};
+use super::limits::{Budget, Charge, ConnState, ConnTable, Limits};
 use super::{ServerConfig, tls};
 
 /// Most records one `GET /v1/log` returns.
@@ -33,10 +35,10 @@ pub const MAX_WORKER_BODY: usize = 64 << 20;
 /// Largest `PUT /v1/checkpoint` body: a sealed state of up to 256 MiB
 /// (`aorta_crypto::results::MAX_STATE_LEN`), base64 in JSON.
 pub const MAX_CHECKPOINT_BODY: usize = 360 << 20;
-/// Most connections served at once.
-pub const MAX_CONNECTIONS: usize = 16_384;
 /// Latency samples kept for percentiles (the most recent).
-pub const LATENCY_SAMPLES: usize = 1 << 20;
+pub const LATENCY_SAMPLES: usize = 1 << 16;
+/// How long a computed `/v1/stats` answer is reused.
+const STATS_TTL: Duration = Duration::from_millis(200);
 
 /// Latency histogram bucket bounds, ms.
 const BUCKETS_MS: [f64; 14] = [
@@ -80,6 +82,17 @@ pub struct AppState {
     /// `max_key_uses` renegotiation, only when this process holds the
     /// registry (one-machine mode); `None` on a keyless host.
     reneg: Option<Arc<super::reneg::RenegService>>,
+    /// What clients may hold (`limits`).
+    limits: Limits,
+    /// Frame bodies in memory, all connections.
+    bodies: Arc<Budget>,
+    /// Open connections.
+    conns: Arc<ConnTable>,
+    /// One checkpoint body and one results body read at a time.
+    checkpoint_gate: tokio::sync::Semaphore,
+    results_gate: tokio::sync::Semaphore,
+    /// The last `/v1/stats` answer and when it was computed.
+    stats_cache: tokio::sync::Mutex<Option<(std::time::Instant, Arc<Stats>)>>,
 }
 
 fn err(status: StatusCode, name: &str, detail: impl Into<String>) -> Response {
@@ -123,11 +136,106 @@ fn unauthorized() -> Response {
     )
 }
 
-async fn post_frame(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -> Response {
-    let arrival = aorta_base::time::now_us();
+/// Reads a frame body chunk by chunk, each chunk charged to the
+/// connection's share and the global body budget (`limits`); the answer
+/// when the body is too large, over budget or broken.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the HTTP answer itself"
+)]
+async fn read_frame_body(
+    s: &AppState,
+    conn: Option<Arc<ConnState>>,
+    h: &HeaderMap,
+    body: Body,
+) -> Result<(Vec<u8>, Charge), Response> {
+    use http_body_util::BodyExt;
+    let max = s.limits.max_frame_bytes;
+    let too_large = || {
+        err(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "frame_too_large",
+            format!("a frame is at most {max} bytes"),
+        )
+    };
+    let declared = h
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let busy = || {
+        let mut r = err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_busy",
+            "too many frame bodies in flight (on this connection or in all); retry",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        r
+    };
+    let mut charge = Charge::new(s.bodies.clone(), conn);
+    let first = declared.map_or(0, |n| n as usize);
+    if !charge.add(first) {
+        return Err(busy());
+    }
+    let mut buf = Vec::with_capacity(first);
+    let mut body = body;
+    while let Some(f) = body.frame().await {
+        let f = f.map_err(|e| err(StatusCode::BAD_REQUEST, "bad_body", e.to_string()))?;
+        let Ok(data) = f.into_data() else { continue };
+        let len = buf.len().saturating_add(data.len());
+        if len > max {
+            return Err(too_large());
+        }
+        if len > first && !charge.add(len - first.max(buf.len())) {
+            return Err(busy());
+        }
+        buf.extend_from_slice(&data);
+    }
+    if declared.is_some_and(|n| n != buf.len() as u64) {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            "body length differs from Content-Length",
+        ));
+    }
+    Ok((buf, charge))
+}
+
+async fn post_frame(
+    State(s): State<Arc<AppState>>,
+    conn: Option<Extension<Arc<ConnState>>>,
+    h: HeaderMap,
+    body: Body,
+) -> Response {
     let sig = h
         .get(aorta_api::SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok());
+    // A request that cannot be a device's (no well-formed signature) is
+    // refused before its body is read.
+    if sig.is_none_or(|v| v.trim().len() != 128) {
+        let e = match sig {
+            None => IngestError::SignatureMissing {
+                serial: String::new(),
+            },
+            Some(_) => IngestError::SignatureInvalid {
+                serial: String::new(),
+            },
+        };
+        s.ingest.counters.refuse(&e);
+        return err(
+            StatusCode::UNAUTHORIZED,
+            e.name(),
+            "a frame needs the aorta-signature header: the device's Ed25519 signature, 128 lower-case hex digits (the body is not read without it)",
+        );
+    }
+    let (body, _charge) = match read_frame_body(&s, conn.map(|c| c.0), &h, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let arrival = aorta_base::time::now_us();
     match s.ingest.submit(arrival, &body, sig).await {
         Ok(mut ack) => {
             if let (Some(r), false) = (s.reneg.clone(), ack.duplicate) {
@@ -146,6 +254,32 @@ async fn post_frame(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes) -
             ingest_err(&e)
         }
     }
+}
+
+/// Worker routes: the token is checked before anything of the request is
+/// read, and one checkpoint and one results body are read at a time.
+async fn worker_gate(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    // `GET /v1/results` is the clinicians' (signed requests, no body).
+    let clinician = req.method() == axum::http::Method::GET && req.uri().path() == "/v1/results";
+    if clinician {
+        return next.run(req).await;
+    }
+    if !s.authorized(req.headers()) {
+        return unauthorized();
+    }
+    let gate = match (req.method(), req.uri().path()) {
+        (&axum::http::Method::PUT, "/v1/checkpoint") => Some(&s.checkpoint_gate),
+        (&axum::http::Method::POST, "/v1/results") => Some(&s.results_gate),
+        _ => None,
+    };
+    let _permit = match gate {
+        Some(g) => match g.acquire().await {
+            Ok(p) => Some(p),
+            Err(_) => return err(StatusCode::SERVICE_UNAVAILABLE, "stopping", "shutting down"),
+        },
+        None => None,
+    };
+    next.run(req).await
 }
 
 /// `POST /v1/devices/reneg?serial=…`: one renegotiation message of the
@@ -204,7 +338,8 @@ async fn get_log(State(s): State<Arc<AppState>>, h: HeaderMap, q: Query<LogQuery
     }
     let reader = s.ingest.reader.clone();
     let (from, max) = (q.from, q.max.clamp(1, MAX_LOG_RECORDS));
-    let read = tokio::task::spawn_blocking(move || reader.read_from(from, max, end)).await;
+    let cap = s.limits.log_answer_bytes;
+    let read = tokio::task::spawn_blocking(move || reader.read_capped(from, max, cap, end)).await;
     match read {
         Ok(Ok((recs, next))) => {
             let mut resp = aorta_api::encode_log_records(&recs).into_response();
@@ -636,21 +771,40 @@ impl AppState {
             results_duplicate: self.results_duplicate.load(Ordering::Relaxed),
             ..Stats::default()
         };
+        // Copy the samples under the lock; sort outside it.
+        let mut v: Vec<i64> = Vec::new();
         if let Ok(w) = self.stats.lock() {
             st.frames_opened = w.opened;
             st.frames_refused_by_worker = w.refused.clone();
             st.latency_count = w.latency_count;
-            let mut v: Vec<i64> = w.latencies_us.iter().copied().collect();
-            v.sort_unstable();
-            st.latency_p50_ms = percentile(&v, 0.50);
-            st.latency_p99_ms = percentile(&v, 0.99);
+            v.extend(w.latencies_us.iter().copied());
         }
+        v.sort_unstable();
+        st.latency_p50_ms = percentile(&v, 0.50);
+        st.latency_p99_ms = percentile(&v, 0.99);
         st
     }
 
-    fn metrics(&self) -> String {
+    /// [`AppState::stats`], computed off the async threads at most once per
+    /// [`STATS_TTL`] however many clients ask.
+    async fn cached_stats(self: &Arc<Self>) -> Arc<Stats> {
+        let mut cache = self.stats_cache.lock().await;
+        if let Some((at, st)) = cache.as_ref()
+            && at.elapsed() < STATS_TTL
+        {
+            return st.clone();
+        }
+        let me = self.clone();
+        let st = match tokio::task::spawn_blocking(move || me.stats()).await {
+            Ok(st) => Arc::new(st),
+            Err(_) => Arc::new(Stats::default()),
+        };
+        *cache = Some((std::time::Instant::now(), st.clone()));
+        st
+    }
+
+    fn metrics(&self, st: &Stats) -> String {
         use std::fmt::Write as _;
-        let st = self.stats();
         let mut m = String::new();
         let mut counter = |name: &str, help: &str, v: u64| {
             let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
@@ -734,13 +888,15 @@ impl AppState {
 }
 
 async fn get_stats(State(s): State<Arc<AppState>>) -> Response {
-    axum::Json(s.stats()).into_response()
+    let st = s.cached_stats().await;
+    axum::Json(&*st).into_response()
 }
 
 async fn get_metrics(State(s): State<Arc<AppState>>) -> Response {
+    let st = s.cached_stats().await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics(),
+        s.metrics(&st),
     )
         .into_response()
 }
@@ -753,17 +909,19 @@ async fn healthz(State(s): State<Arc<AppState>>) -> Response {
 }
 
 /// The router over `state`.
-pub fn router(state: Arc<AppState>, max_frame_bytes: usize) -> Router {
-    let frames = Router::new()
-        .route("/v1/frames", post(post_frame))
-        .layer(DefaultBodyLimit::max(max_frame_bytes));
+pub fn router(state: Arc<AppState>) -> Router {
+    let gate = axum::middleware::from_fn_with_state(state.clone(), worker_gate);
+    // Frame bodies are read by `post_frame` itself, under the body budget.
+    let frames = Router::new().route("/v1/frames", post(post_frame));
     let worker = Router::new()
         .route("/v1/log", get(get_log))
         .route("/v1/results", post(post_results).get(get_results))
-        .layer(DefaultBodyLimit::max(MAX_WORKER_BODY));
+        .layer(DefaultBodyLimit::max(MAX_WORKER_BODY))
+        .route_layer(gate.clone());
     let checkpoint = Router::new()
         .route("/v1/checkpoint", get(get_checkpoint).put(put_checkpoint))
-        .layer(DefaultBodyLimit::max(MAX_CHECKPOINT_BODY));
+        .layer(DefaultBodyLimit::max(MAX_CHECKPOINT_BODY))
+        .route_layer(gate);
     let reneg = Router::new()
         .route(aorta_api::RENEG_PATH, post(post_reneg))
         .layer(DefaultBodyLimit::max(super::reneg::MAX_RENEG_BODY));
@@ -834,6 +992,11 @@ pub fn open_state_with_reneg(
     let results =
         FileResultStore::open(dir.join("results.log")).context("opening the results store")?;
     let results_end = AtomicU64::new(results.end());
+    let mut limits = Limits::from_config(cfg);
+    limits.max_connections = super::limits::fit_to_open_files(limits.max_connections);
+    if limits.max_connections < cfg.max_connections {
+        tracing::warn!(target: "aorta::server", wanted = cfg.max_connections, allowed = limits.max_connections, "the open-file limit caps max_connections");
+    }
     Ok(Arc::new(AppState {
         ingest,
         results: Mutex::new(results),
@@ -850,27 +1013,64 @@ pub fn open_state_with_reneg(
         certs_dir: dir.join("certs"),
         clinicians,
         reneg,
+        bodies: Arc::new(Budget::new(limits.body_budget)),
+        limits,
+        conns: Arc::new(ConnTable::default()),
+        checkpoint_gate: tokio::sync::Semaphore::new(1),
+        results_gate: tokio::sync::Semaphore::new(1),
+        stats_cache: tokio::sync::Mutex::new(None),
     }))
 }
 
-/// Serves HTTPS on `listener` until `shutdown` resolves.
+impl AppState {
+    /// The limits this state serves under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Frame body bytes held in memory now, all connections.
+    pub fn body_bytes_in_use(&self) -> usize {
+        self.bodies.used()
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.conns.len()
+    }
+}
+
+/// Serves HTTPS on `listener` until `shutdown` resolves, within the
+/// state's [`Limits`] (`limits` module doc).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
     state: Arc<AppState>,
-    max_frame_bytes: usize,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let app = router(state.clone(), max_frame_bytes);
+    let app = router(state.clone());
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let limits = state.limits.clone();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
     loop {
-        // At most MAX_CONNECTIONS open connections: beyond that, accepting
-        // waits (the kernel's backlog holds the rest), memory stays bounded.
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            break;
+        // At the limit, the longest-idle connection is asked to close so
+        // idle clients never lock others out; with none idle, accepting
+        // waits (the kernel's backlog holds the rest).
+        let slot = loop {
+            match slots.clone().try_acquire_owned() {
+                Ok(p) => break Some(p),
+                Err(tokio::sync::TryAcquireError::Closed) => break None,
+                Err(tokio::sync::TryAcquireError::NoPermits) => {
+                    state.conns.evict_idlest();
+                    tokio::select! {
+                        p = slots.clone().acquire_owned() => break p.ok(),
+                        () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        () = &mut shutdown => break None,
+                    }
+                }
+            }
         };
+        let Some(slot) = slot else { break };
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
@@ -882,34 +1082,116 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let admitted = match state.conns.admit(peer.ip(), &limits) {
+            Ok(a) => a,
+            Err(_) => {
+                tracing::debug!(target: "aorta::server", %peer, "connection refused: its source holds its share");
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
+        let limits = limits.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
-                .await
-            {
-                Ok(Ok(t)) => t,
-                Ok(Err(e)) => {
-                    tracing::debug!(target: "aorta::server", %peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
+            let conn = admitted.state.clone();
+            let handshake = tokio::time::timeout(limits.handshake, acceptor.accept(tcp));
+            let tls = tokio::select! {
+                r = handshake => match r {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(e)) => {
+                        tracing::debug!(target: "aorta::server", %peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                },
+                () = conn.close_requested() => return,
             };
-            let svc = hyper_util::service::TowerToHyperService::new(app);
-            let builder =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            if let Err(e) = builder
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                .await
-            {
-                tracing::debug!(target: "aorta::server", %peer, error = %e, "connection ended with an error");
-            }
+            serve_connection(tls, app, conn, &limits).await;
+            drop(admitted);
         });
     }
     state.stopping.store(true, Ordering::Relaxed);
+    state.conns.close_all();
     Ok(())
+}
+
+/// One connection: HTTP/1.1 or HTTP/2 with the deadlines of `limits`;
+/// closed (gracefully, then dropped after [`super::limits::CLOSE_GRACE`])
+/// when idle for `limits.idle` or when the server asks.
+async fn serve_connection(
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    app: Router,
+    conn: Arc<ConnState>,
+    limits: &Limits,
+) {
+    use tower::ServiceExt as _;
+    let peer = conn.peer;
+    let svc_conn = conn.clone();
+    let deadlines = limits.clone();
+    let svc = tower::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+        let app = app.clone();
+        let conn = svc_conn.clone();
+        let deadline = deadlines.deadline_for(req.method(), req.uri().path());
+        async move {
+            let _inflight = conn.begin();
+            req.extensions_mut().insert(conn);
+            let req = req.map(Body::new);
+            match tokio::time::timeout(deadline, app.oneshot(req)).await {
+                Ok(r) => r,
+                Err(_) => Ok(err(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!(
+                        "the request took longer than {} s (headers to answer)",
+                        deadline.as_secs()
+                    ),
+                )),
+            }
+        }
+    });
+    let svc = hyper_util::service::TowerToHyperService::new(svc);
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header)
+        .max_buf_size(super::limits::H1_MAX_BUF);
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_streams)
+        .initial_connection_window_size(super::limits::H2_CONNECTION_WINDOW)
+        .initial_stream_window_size(super::limits::H2_STREAM_WINDOW)
+        .max_header_list_size(super::limits::H2_MAX_HEADER_LIST)
+        .keep_alive_interval(limits.h2_keepalive)
+        .keep_alive_timeout(limits.h2_keepalive);
+    let c = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), svc);
+    tokio::pin!(c);
+    let mut tick = tokio::time::interval(Duration::from_millis(
+        (limits.idle.as_millis() / 4).clamp(50, 1000) as u64,
+    ));
+    let why = loop {
+        tokio::select! {
+            r = c.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(target: "aorta::server", %peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = tick.tick() => {
+                if conn.idle_for() >= limits.idle {
+                    break "idle";
+                }
+            }
+            () = conn.close_requested() => break "asked to close",
+        }
+    };
+    tracing::debug!(target: "aorta::server", %peer, why, "closing connection");
+    c.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(super::limits::CLOSE_GRACE, c.as_mut()).await;
 }
 
 /// Everything `aorta server` runs, started: TLS, stores, broker.
@@ -1028,7 +1310,13 @@ pub fn run(cfg: &ServerConfig, ready: impl FnOnce(&Running)) -> anyhow::Result<(
         };
         tracing::info!(target: "aorta::server", addr = %running.addr, broker = ?running.broker, "listening (HTTP/2 and HTTP/1.1 over TLS)");
         ready(&running);
-        serve(listener, tls_cfg, state, cfg.max_frame_bytes, shutdown_signal()).await
+        tracing::info!(
+            target: "aorta::server",
+            max_connections = state.limits().max_connections,
+            memory_bound_mib = state.limits().memory_bound(cfg.ingest_queue_bytes) >> 20,
+            "limits (docs/server.md, \"Limits\")"
+        );
+        serve(listener, tls_cfg, state, shutdown_signal()).await
     })?;
     tracing::info!(target: "aorta::server", "stopped");
     Ok(())

@@ -62,6 +62,40 @@ pub struct ServerConfig {
     pub reneg_key_period_secs: u64,
     /// Observe a device this long (seconds) before judging its consumption.
     pub reneg_min_observe_secs: u64,
+    /// Most connections open at once (also capped by the process's open
+    /// file limit). At the limit the longest-idle connection is closed to
+    /// admit a new one; with none idle, new connections wait in the
+    /// kernel's backlog.
+    pub max_connections: usize,
+    /// Most connections open at once from one source address.
+    pub max_connections_per_source: usize,
+    /// Longest a TLS handshake may take, seconds.
+    pub handshake_timeout_secs: u64,
+    /// Longest a client may take to send a request's headers (HTTP/1.1),
+    /// seconds; it also closes an idle HTTP/1.1 keep-alive connection.
+    pub header_timeout_secs: u64,
+    /// A connection with no request in flight for this long is closed,
+    /// seconds (an idle HTTP/2 connection, or TLS without any request).
+    pub idle_timeout_secs: u64,
+    /// Longest one device or clinician request may take, headers to
+    /// answer, seconds (a slow body is cut with 408).
+    pub request_timeout_secs: u64,
+    /// Longest one worker request (results, checkpoint) may take, seconds.
+    pub worker_request_timeout_secs: u64,
+    /// Concurrent HTTP/2 streams per connection.
+    pub h2_max_streams: u32,
+    /// HTTP/2 keep-alive: a PING after this long without traffic, and the
+    /// connection closed when its answer takes as long, seconds.
+    pub h2_keepalive_secs: u64,
+    /// Device request bodies (frames) held in memory at once, all
+    /// connections together, bytes; beyond it a frame gets 503.
+    pub body_budget_bytes: usize,
+    /// Device request bodies held in memory at once for one connection,
+    /// bytes (at least `max_frame_bytes`).
+    pub connection_body_bytes: usize,
+    /// Largest `GET /v1/log` answer, bytes of records (one record more when
+    /// a single record is larger).
+    pub log_answer_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +120,18 @@ impl Default for ServerConfig {
             tls_names: vec!["localhost".into(), "127.0.0.1".into()],
             reneg_key_period_secs: 30 * 24 * 3600,
             reneg_min_observe_secs: 24 * 3600,
+            max_connections: 4096,
+            max_connections_per_source: 256,
+            handshake_timeout_secs: 10,
+            header_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            request_timeout_secs: 30,
+            worker_request_timeout_secs: 300,
+            h2_max_streams: 16,
+            h2_keepalive_secs: 20,
+            body_budget_bytes: 256 << 20,
+            connection_body_bytes: 8 << 20,
+            log_answer_bytes: 16 << 20,
         }
     }
 }
@@ -195,6 +241,42 @@ impl ServerConfig {
         if self.tls_names.is_empty() {
             return bad("tls_names", "needs at least one name");
         }
+        if self.max_connections == 0 || self.max_connections > 1 << 20 {
+            return bad("max_connections", "must be in [1, 1048576]");
+        }
+        if self.max_connections_per_source == 0 {
+            return bad("max_connections_per_source", "must be at least 1");
+        }
+        for (field, v) in [
+            ("handshake_timeout_secs", self.handshake_timeout_secs),
+            ("header_timeout_secs", self.header_timeout_secs),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("request_timeout_secs", self.request_timeout_secs),
+            (
+                "worker_request_timeout_secs",
+                self.worker_request_timeout_secs,
+            ),
+            ("h2_keepalive_secs", self.h2_keepalive_secs),
+        ] {
+            if v == 0 || v > 24 * 3600 {
+                return bad(field, "must be in [1, 86400] seconds");
+            }
+        }
+        if self.h2_max_streams == 0 || self.h2_max_streams > 1024 {
+            return bad("h2_max_streams", "must be in [1, 1024]");
+        }
+        if self.connection_body_bytes < self.max_frame_bytes {
+            return bad("connection_body_bytes", "must be at least max_frame_bytes");
+        }
+        if self.log_answer_bytes < self.max_frame_bytes || self.log_answer_bytes > 1 << 30 {
+            return bad("log_answer_bytes", "must be in [max_frame_bytes, 1 GiB]");
+        }
+        if self.body_budget_bytes < self.connection_body_bytes {
+            return bad(
+                "body_budget_bytes",
+                "must be at least connection_body_bytes",
+            );
+        }
         Ok(())
     }
 
@@ -243,6 +325,28 @@ log_poll_ms = 1000
 # tls_cert = "cert.pem"
 # tls_key = "key.pem"
 tls_names = ["localhost", "127.0.0.1"]
+
+# --- limits (docs/server.md, "Limits"): what one client, or all of them,
+# can hold. Memory stays under the bound `aorta server` logs at start.
+# Connections open at once (also capped by the open-file limit); at the
+# limit the longest-idle connection is closed to admit a new one.
+max_connections = 4096
+max_connections_per_source = 256
+# Seconds: TLS handshake; HTTP/1.1 request headers (also idle keep-alive);
+# no request in flight; one device/clinician request; one worker request.
+handshake_timeout_secs = 10
+header_timeout_secs = 10
+idle_timeout_secs = 60
+request_timeout_secs = 30
+worker_request_timeout_secs = 300
+# HTTP/2: concurrent streams per connection; keep-alive PING interval (s).
+h2_max_streams = 16
+h2_keepalive_secs = 20
+# Frame bodies held in memory at once: all connections; one connection.
+body_budget_bytes = 268435456
+connection_body_bytes = 8388608
+# Largest answer to a worker's log read (bytes of records).
+log_answer_bytes = 16777216
 "#;
 
 #[cfg(test)]
@@ -272,6 +376,13 @@ mod tests {
             "log_poll_ms = 99999999",
             "[[[",
             "max_frame_bytes = -1",
+            "max_connections = 0",
+            "max_connections_per_source = 0",
+            "idle_timeout_secs = 0",
+            "request_timeout_secs = 0",
+            "h2_max_streams = 0",
+            "connection_body_bytes = 100",
+            "body_budget_bytes = 1000",
         ] {
             assert!(ServerConfig::from_toml_str(bad, p).is_err(), "{bad}");
         }

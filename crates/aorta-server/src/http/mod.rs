@@ -20,6 +20,7 @@
 pub mod api;
 pub mod config;
 pub mod ingest;
+pub mod limits;
 pub mod reneg;
 pub mod tls;
 
