@@ -127,6 +127,15 @@ impl Limits {
             + worker
     }
 
+    /// [`Limits::memory_bound`] without what only an authenticated worker
+    /// can make the server hold (its bodies and log answers): the bound for
+    /// strangers and devices.
+    pub fn unauthenticated_bound(&self, ingest_queue_bytes: usize) -> u64 {
+        let worker = 3 * (super::api::MAX_CHECKPOINT_BODY + super::api::MAX_WORKER_BODY) as u64
+            + (self.log_answer_bytes + self.max_frame_bytes) as u64;
+        self.memory_bound(ingest_queue_bytes) - worker
+    }
+
     /// The deadline of a request to `path` with `method`.
     pub fn deadline_for(&self, method: &axum::http::Method, path: &str) -> Duration {
         use axum::http::Method;
