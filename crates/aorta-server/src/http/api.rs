@@ -175,21 +175,21 @@ async fn read_frame_body(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         r
     };
+    // Bytes are charged as they arrive: a declared length reserves nothing,
+    // so holding budget costs a client the bytes it sends.
     let mut charge = Charge::new(s.bodies.clone(), conn);
-    let first = declared.map_or(0, |n| n as usize);
-    if !charge.add(first) {
-        return Err(busy());
-    }
-    let mut buf = Vec::with_capacity(first);
+    // The declared length is allocated at once (virtual memory: pages are
+    // touched only as bytes arrive); without one the buffer grows by
+    // doubling, so it holds at most twice what was charged.
+    let mut buf = Vec::with_capacity(declared.map_or(0, |n| n as usize));
     let mut body = body;
     while let Some(f) = body.frame().await {
         let f = f.map_err(|e| err(StatusCode::BAD_REQUEST, "bad_body", e.to_string()))?;
         let Ok(data) = f.into_data() else { continue };
-        let len = buf.len().saturating_add(data.len());
-        if len > max {
+        if buf.len().saturating_add(data.len()) > max {
             return Err(too_large());
         }
-        if len > first && !charge.add(len - first.max(buf.len())) {
+        if !charge.add(data.len()) {
             return Err(busy());
         }
         buf.extend_from_slice(&data);

@@ -13,9 +13,11 @@
 //!   deadlines; HTTP/2 keep-alive PINGs close dead peers. A slow body is cut
 //!   with `408` when its request's deadline passes.
 //! - **Memory.** Frame bodies are read chunk by chunk, each chunk charged
-//!   to the connection's share ([`Limits::connection_body_bytes`]) and to
-//!   the budget of all connections ([`Limits::body_budget`]); a chunk over
-//!   either gets `503` and the body is dropped. Worker bodies are read only
+//!   as it arrives (a declared length reserves nothing) to the
+//!   connection's share ([`Limits::connection_body_bytes`]), to its source
+//!   address's share ([`Limits::source_body_bytes`], a quarter of the
+//!   budget) and to the budget of all connections ([`Limits::body_budget`]);
+//!   a chunk over any gets `503` and the body is dropped. Worker bodies are read only
 //!   after the worker token checked, one per route at a time. What a
 //!   connection buffers below the application is bounded by its HTTP/2
 //!   flow-control windows, its header limits and the TLS buffers:
@@ -77,6 +79,14 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// Frame bodies in memory from one source address: a quarter of the
+    /// budget, and at least one connection's share.
+    pub fn source_body_bytes(&self) -> usize {
+        (self.body_budget / 4).max(self.connection_body_bytes)
+    }
+}
+
+impl Limits {
     /// The limits `cfg` sets.
     pub fn from_config(cfg: &ServerConfig) -> Limits {
         let s = Duration::from_secs;
@@ -109,9 +119,10 @@ impl Limits {
     /// The memory bound of the HTTP side, bytes, for an ingest queue of
     /// `ingest_queue_bytes`:
     ///
-    /// `max_connections × per_connection_bytes + body_budget +
+    /// `max_connections × per_connection_bytes + 2 × body_budget +
     /// ingest_queue_bytes + verify queue + worker bodies`, where a frame
-    /// body is held once (its signature message is a digest), the verify
+    /// body is held once (its signature message is a digest) in a buffer at
+    /// most twice its size (one without `Content-Length` grows by doubling), the verify
     /// queue holds [`super::ingest::VERIFY_QUEUE`] digests of 64 bytes, and
     /// the worker bodies are one checkpoint and one results batch, each held
     /// about three times while decoded (JSON, base64, binary), and one log
@@ -121,7 +132,7 @@ impl Limits {
             + (self.log_answer_bytes + self.max_frame_bytes) as u64;
         let verify = (super::ingest::VERIFY_QUEUE * 256) as u64;
         self.max_connections as u64 * self.per_connection_bytes()
-            + self.body_budget as u64
+            + 2 * self.body_budget as u64
             + ingest_queue_bytes as u64
             + verify
             + worker
@@ -193,34 +204,37 @@ impl Budget {
     }
 }
 
-/// Bytes one request holds of a connection's budget and the global one;
-/// given back when dropped.
+/// Bytes one request holds of its connection's, its source's and the
+/// global budget; given back when dropped.
 #[derive(Debug)]
 pub struct Charge {
-    global: Arc<Budget>,
-    conn: Option<Arc<ConnState>>,
+    budgets: Vec<Arc<Budget>>,
     n: usize,
 }
 
 impl Charge {
-    /// An empty charge against `global` and, when known, the connection.
+    /// An empty charge against `global` and, when known, the connection's
+    /// and its source's shares.
     pub fn new(global: Arc<Budget>, conn: Option<Arc<ConnState>>) -> Charge {
-        Charge { global, conn, n: 0 }
+        let mut budgets = Vec::with_capacity(3);
+        if let Some(c) = conn {
+            budgets.push(c.body.clone());
+            budgets.push(c.source_body.clone());
+        }
+        budgets.push(global);
+        Charge { budgets, n: 0 }
     }
 
-    /// Takes `n` more bytes from both budgets; false (taking nothing) when
-    /// either would go over.
+    /// Takes `n` more bytes from every budget; false (taking nothing) when
+    /// any would go over.
     pub fn add(&mut self, n: usize) -> bool {
-        if let Some(c) = &self.conn
-            && !c.body.take(n)
-        {
-            return false;
-        }
-        if !self.global.take(n) {
-            if let Some(c) = &self.conn {
-                c.body.give(n);
+        for (i, b) in self.budgets.iter().enumerate() {
+            if !b.take(n) {
+                for taken in self.budgets.iter().take(i) {
+                    taken.give(n);
+                }
+                return false;
             }
-            return false;
         }
         self.n += n;
         true
@@ -229,9 +243,8 @@ impl Charge {
 
 impl Drop for Charge {
     fn drop(&mut self) {
-        self.global.give(self.n);
-        if let Some(c) = &self.conn {
-            c.body.give(self.n);
+        for b in &self.budgets {
+            b.give(self.n);
         }
     }
 }
@@ -246,19 +259,21 @@ pub struct ConnState {
     /// Milliseconds since `epoch` at the last request start or end.
     last_ms: AtomicU64,
     epoch: Instant,
-    body: Budget,
+    body: Arc<Budget>,
+    source_body: Arc<Budget>,
     close: tokio::sync::Notify,
     closing: std::sync::atomic::AtomicBool,
 }
 
 impl ConnState {
-    fn new(peer: IpAddr, body_bytes: usize) -> ConnState {
+    fn new(peer: IpAddr, body_bytes: usize, source_body: Arc<Budget>) -> ConnState {
         ConnState {
             peer,
             inflight: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
             epoch: Instant::now(),
-            body: Budget::new(body_bytes),
+            body: Arc::new(Budget::new(body_bytes)),
+            source_body,
             close: tokio::sync::Notify::new(),
             closing: std::sync::atomic::AtomicBool::new(false),
         }
@@ -329,7 +344,8 @@ pub struct ConnTable {
 
 #[derive(Debug, Default)]
 struct TableInner {
-    per_source: HashMap<IpAddr, usize>,
+    /// Connections and the body share of each source.
+    per_source: HashMap<IpAddr, (usize, Arc<Budget>)>,
     open: Vec<Weak<ConnState>>,
 }
 
@@ -345,7 +361,7 @@ impl Drop for Admitted {
     fn drop(&mut self) {
         if let Ok(mut t) = self.table.inner.lock() {
             let peer = self.state.peer;
-            if let Some(n) = t.per_source.get_mut(&peer) {
+            if let Some((n, _)) = t.per_source.get_mut(&peer) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
                     t.per_source.remove(&peer);
@@ -361,12 +377,19 @@ impl ConnTable {
     /// Admits a connection from `peer` unless its source is full.
     pub fn admit(self: &Arc<Self>, peer: IpAddr, limits: &Limits) -> Result<Admitted, Refused> {
         let mut t = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let n = t.per_source.entry(peer).or_default();
+        let (n, share) = t
+            .per_source
+            .entry(peer)
+            .or_insert_with(|| (0, Arc::new(Budget::new(limits.source_body_bytes()))));
         if *n >= limits.max_per_source {
             return Err(Refused::SourceFull);
         }
         *n += 1;
-        let state = Arc::new(ConnState::new(peer, limits.connection_body_bytes));
+        let state = Arc::new(ConnState::new(
+            peer,
+            limits.connection_body_bytes,
+            share.clone(),
+        ));
         t.open.push(Arc::downgrade(&state));
         Ok(Admitted {
             table: self.clone(),
@@ -488,6 +511,11 @@ mod tests {
         let mut cb = Charge::new(global.clone(), Some(b.state.clone()));
         assert!(cb.add(2 << 20));
         assert!(!cb.add(1), "over the global budget");
+        // A second connection from `a`'s source shares its source's 4 MiB.
+        let a2 = table.admit("127.0.0.1".parse().unwrap(), &l).unwrap();
+        let mut ca2 = Charge::new(Arc::new(Budget::new(64 << 20)), Some(a2.state.clone()));
+        assert!(!ca2.add(1), "over the source's share");
+        drop(ca2);
         assert_eq!(b.state.body_bytes(), 2 << 20, "a refused add takes nothing");
         drop(ca);
         assert_eq!(a.state.body_bytes(), 0);
