@@ -412,3 +412,40 @@ fn one_source_cannot_take_the_whole_body_budget() {
     assert_eq!(status, 200, "{body}");
     drop(attack);
 }
+
+#[test]
+fn every_error_answer_is_json() {
+    // `docs/server-api.md` promises a JSON body for every error; the HTTP
+    // layer's own answers (wrong method, unknown path, bad query, a worker
+    // body over its limit) were plain text.
+    let r = start(|_| {});
+    let c = &r.client;
+    let cases = [
+        (
+            c.delete(format!("{}/v1/frames", r.url)),
+            405,
+            "method_not_allowed",
+        ),
+        (c.get(format!("{}/v1/nope", r.url)), 404, "not_found"),
+        (
+            c.get(format!("{}/v1/log?from=minus-one", r.url))
+                .bearer_auth(&r.token),
+            400,
+            "bad_request",
+        ),
+        (
+            c.post(format!("{}/v1/results", r.url))
+                .bearer_auth(&r.token)
+                .body(vec![b' '; aorta_server::http::api::MAX_WORKER_BODY + 1]),
+            413,
+            "body_too_large",
+        ),
+    ];
+    for (req, status, name) in cases {
+        let resp = req.send().unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{name}");
+        let body: serde_json::Value = serde_json::from_str(&resp.text().unwrap())
+            .unwrap_or_else(|e| panic!("{name}: not JSON: {e}"));
+        assert_eq!(body["error"], name);
+    }
+}

@@ -933,7 +933,52 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/stats", get(get_stats))
         .route("/metrics", get(get_metrics))
         .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    err(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route {} (docs/server-api.md)", uri.path()),
+    )
+}
+
+/// Every error answer has a JSON body (`docs/server-api.md`): the ones the
+/// HTTP layer writes in plain text (a wrong method, a worker body over its
+/// limit, a bad query string) are rewritten with a stable name by status.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let name = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::NOT_FOUND => "not_found",
+        s if s.is_client_error() => "bad_request",
+        _ => "internal",
+    };
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let mut out = err(
+        status,
+        name,
+        String::from_utf8_lossy(&text).trim().to_owned(),
+    );
+    for (k, v) in &parts.headers {
+        if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out
 }
 
 /// Opens the stores in `cfg.data_dir` and builds the state (keyless host:
