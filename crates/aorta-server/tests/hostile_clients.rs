@@ -298,6 +298,14 @@ fn one_source_gets_its_share_and_idle_connections_never_lock_others_out() {
         for src in ["127.0.0.6", "127.0.0.6", "127.0.0.7"] {
             hog.push(tls_from(&r, ip(src), b"h2").await.unwrap());
         }
+        // A full server closes nobody while no one else asks to connect.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for h in &mut hog {
+            assert!(
+                !closed_within(h, Duration::from_millis(50)).await,
+                "an idle connection was closed with nobody waiting"
+            );
+        }
         // ...and a new client is still served: the idlest is closed for it.
         let mut s = tls_from(&r, ip("127.0.0.8"), b"http/1.1").await.unwrap();
         s.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n")

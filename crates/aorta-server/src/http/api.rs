@@ -37,6 +37,9 @@ pub const MAX_WORKER_BODY: usize = 64 << 20;
 pub const MAX_CHECKPOINT_BODY: usize = 360 << 20;
 /// Latency samples kept for percentiles (the most recent).
 pub const LATENCY_SAMPLES: usize = 1 << 16;
+/// How long a new connection waits for a slot at the connection limit
+/// (while idle connections are closed for it) before it is closed.
+const ADMIT_WAIT: Duration = Duration::from_secs(5);
 /// How long a computed `/v1/stats` answer is reused.
 const STATS_TTL: Duration = Duration::from_millis(200);
 
@@ -1098,24 +1101,6 @@ pub async fn serve(
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
     loop {
-        // At the limit, the longest-idle connection is asked to close so
-        // idle clients never lock others out; with none idle, accepting
-        // waits (the kernel's backlog holds the rest).
-        let slot = loop {
-            match slots.clone().try_acquire_owned() {
-                Ok(p) => break Some(p),
-                Err(tokio::sync::TryAcquireError::Closed) => break None,
-                Err(tokio::sync::TryAcquireError::NoPermits) => {
-                    state.conns.evict_idlest();
-                    tokio::select! {
-                        p = slots.clone().acquire_owned() => break p.ok(),
-                        () = tokio::time::sleep(Duration::from_millis(100)) => {}
-                        () = &mut shutdown => break None,
-                    }
-                }
-            }
-        };
-        let Some(slot) = slot else { break };
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
@@ -1133,6 +1118,32 @@ pub async fn serve(
                 tracing::debug!(target: "aorta::server", %peer, "connection refused: its source holds its share");
                 continue;
             }
+        };
+        // At the limit, the longest-idle connection is asked to close to
+        // admit this one, so idle clients never lock others out; with none
+        // idle for ADMIT_WAIT, this one is closed (the others wait in the
+        // kernel's backlog meanwhile).
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(tokio::sync::TryAcquireError::Closed) => break,
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                let deadline = tokio::time::Instant::now() + ADMIT_WAIT;
+                loop {
+                    state.conns.evict_idlest(&admitted.state);
+                    tokio::select! {
+                        p = slots.clone().acquire_owned() => break p.ok(),
+                        () = tokio::time::sleep(Duration::from_millis(100)) => {
+                            if tokio::time::Instant::now() >= deadline {
+                                break None;
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        let Some(slot) = slot else {
+            tracing::debug!(target: "aorta::server", %peer, "connection refused: every connection is busy");
+            continue;
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();

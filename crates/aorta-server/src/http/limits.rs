@@ -410,9 +410,10 @@ impl ConnTable {
         self.len() == 0
     }
 
-    /// Asks the longest-idle connection (none in flight) to close; false
-    /// when every connection has a request in flight.
-    pub fn evict_idlest(&self) -> bool {
+    /// Asks the longest-idle connection (none in flight) other than
+    /// `spare` to close; false when every connection has a request in
+    /// flight.
+    pub fn evict_idlest(&self, spare: &Arc<ConnState>) -> bool {
         let victim = {
             let Ok(t) = self.inner.lock() else {
                 return false;
@@ -420,7 +421,7 @@ impl ConnTable {
             t.open
                 .iter()
                 .filter_map(Weak::upgrade)
-                .filter(|c| !c.closing.load(Ordering::Acquire))
+                .filter(|c| !Arc::ptr_eq(c, spare) && !c.closing.load(Ordering::Acquire))
                 .map(|c| (c.idle_for(), c))
                 .filter(|(idle, _)| !idle.is_zero())
                 .max_by_key(|(idle, _)| *idle)
@@ -535,7 +536,8 @@ mod tests {
         assert!(table.admit("10.0.0.2".parse().unwrap(), &l).is_ok());
         let _busy = b.state.begin();
         std::thread::sleep(Duration::from_millis(5));
-        assert!(table.evict_idlest());
+        let newcomer = table.admit("10.0.0.3".parse().unwrap(), &l).unwrap();
+        assert!(table.evict_idlest(&newcomer.state));
         // `a` is the idle one: it was notified (a stored permit resolves).
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
