@@ -5,9 +5,10 @@
 //!   by the open-file limit, which `aorta server` raises to its hard
 //!   limit), at most [`Limits::max_per_source`] from one address. A
 //!   connection over the per-source share is closed at once. At the global
-//!   limit the longest-idle connection (no request in flight) is asked to
-//!   close to admit the new one, so idle connections never lock clients
-//!   out; with none idle, new connections wait in the kernel's backlog.
+//!   limit a newcomer makes the longest-idle connection (no request in
+//!   flight) close for it, so idle connections never lock clients out;
+//!   with none idle within 5 s the newcomer is closed. Nobody is closed
+//!   while nobody waits.
 //! - **Time.** The TLS handshake, HTTP/1.1 request headers, a connection
 //!   without a request in flight, and each request (headers to answer) have
 //!   deadlines; HTTP/2 keep-alive PINGs close dead peers. A slow body is cut
