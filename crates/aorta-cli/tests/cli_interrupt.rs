@@ -1,7 +1,8 @@
 //! Ctrl-C (SIGINT) on long commands, as a user sends it: a batch command
 //! (`eval` over a database, `bench compress`) aborts promptly with 130 and
 //! leaves no output behind; `broker serve` treats it as a shutdown request
-//! and exits 0 (`docs/cli.md`, "Signals"). `device run`'s clean stop is in
+//! and exits 0, as does `server` with its in-process broker (`docs/cli.md`,
+//! "Signals"). `device run`'s clean stop is in
 //! `device_run.rs`. Waits are generous bounds on a condition, not timings.
 #![allow(
     clippy::unwrap_used,
@@ -15,7 +16,7 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Broker, Run, SimTrust, have_kill, shared_data, wait_until};
+use common::{Broker, Run, Server, SimTrust, have_kill, setup, shared_data, wait_until};
 
 #[test]
 fn batch_commands_over_a_database_stop_on_sigint_with_130_and_leave_nothing() {
@@ -82,4 +83,22 @@ fn broker_serve_shuts_down_on_sigint_and_sigterm_with_0() {
         let o = b.proc.wait_output();
         assert_eq!(o.status.code(), Some(0), "{sig}: {:?}", o.status);
     }
+}
+
+#[test]
+fn the_server_with_its_broker_shuts_down_on_sigint_with_0() {
+    if !have_kill() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    setup(d, 1);
+    let mut s = Server::start(d, "server.toml");
+    assert!(s.broker.is_some(), "the in-process broker runs");
+    assert!(s.proc.signal("-INT"));
+    wait_until("server ends on SIGINT", Duration::from_secs(30), || {
+        s.proc.exited()
+    });
+    let o = s.proc.wait_output();
+    assert_eq!(o.status.code(), Some(0), "{:?}", o.status);
 }
