@@ -26,6 +26,7 @@ pub enum BenchCmd {
 
 /// Runs one `aorta bench` command.
 pub fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
+    crate::signals::abort_on_signals()?;
     match cmd {
         BenchCmd::Compress(a) => bench_compress::run(a),
         BenchCmd::Pipeline(a) => bench_pipeline::run(a),

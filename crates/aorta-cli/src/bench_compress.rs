@@ -13,7 +13,7 @@ pub struct Args {
     #[arg(long)]
     db: PathBuf,
     /// Seconds per aorta frame.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = crate::args::secs(0.0, crate::args::MAX_FRAME_SECONDS))]
     frame_seconds: f64,
     /// Print JSON (`records` and `total`).
     #[arg(long)]

@@ -22,7 +22,7 @@ pub struct Args {
     format: Option<Format>,
     /// First generate files for N patients into --input from the database's annotations
     /// (patient p replays record p mod R from a random offset in [0, 300) s).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::args::int(1u32, u32::MAX))]
     patients: Option<u32>,
     /// Database used by --patients.
     #[arg(long, default_value = "../shared/data/mitdb")]
@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Worker threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::args::int(1usize, 4096))]
     threads: Option<usize>,
     /// Also run the straightforward reference computation and report the
     /// largest relative difference (fails if above 1e-9).

@@ -10,13 +10,13 @@ use aorta_bench::se::{SeConfig, SeReport};
 #[derive(clap::Args)]
 pub struct SeArgs {
     /// Size of the random input in bytes.
-    #[arg(long, default_value_t = 64 << 20)]
+    #[arg(long, default_value_t = 64 << 20, value_parser = crate::args::int(1usize, 1 << 34))]
     size: usize,
     /// Real files to measure as well (e.g. a DICOM image, an MIT-BIH .dat file).
     #[arg(long = "input")]
     inputs: Vec<PathBuf>,
     /// Minimum measuring time per case, in seconds.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::args::secs(0.0, crate::args::DAY))]
     min_time: f64,
     /// Print JSON: `results` is a list of {scheme, threads, mb_per_s, input}.
     #[arg(long)]

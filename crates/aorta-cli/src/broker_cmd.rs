@@ -32,7 +32,7 @@ pub enum BrokerCmd {
         keys: Option<PathBuf>,
         /// Address to listen on (`127.0.0.1:0` picks a free port). The first
         /// line on stdout is `listening on ADDR`.
-        #[arg(long, default_value = "127.0.0.1:7450")]
+        #[arg(long, default_value = "127.0.0.1:7450", value_parser = crate::args::listen_addr)]
         listen: String,
         /// The broker's certifying key (an Ed25519 seed, hex, mode 0600;
         /// created when missing): each worker gets a result-signing key
@@ -105,6 +105,7 @@ pub fn run(cmd: BrokerCmd) -> anyhow::Result<ExitCode> {
             state_key,
             verbose,
         } => {
+            crate::signals::shut_down_on_signals()?;
             crate::init_logging(verbose);
             let policy = Policy::from_file(&policy)?;
             let signer = signing_key

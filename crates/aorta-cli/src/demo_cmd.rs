@@ -29,16 +29,16 @@ const SAMPLE: [(&str, &[u8], &[u8]); 2] = [
 pub struct DemoArgs {
     /// Simulated devices (patients), each streaming one record (≤ 500: one
     /// worker's key bundle).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = crate::args::int(1usize, 500))]
     devices: usize,
     /// Replay speed: × real time, or `max`.
     #[arg(long, default_value = "30")]
-    speed: String,
+    speed: Speed,
     /// Seconds of signal per device (HRV needs 300 for one Task Force window).
-    #[arg(long, default_value_t = 330.0)]
+    #[arg(long, default_value_t = 330.0, value_parser = crate::args::secs(1.0, crate::args::LONG))]
     duration: f64,
     /// Seconds of signal per frame.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::args::secs(0.0, crate::args::MAX_FRAME_SECONDS))]
     frame_seconds: f64,
     /// MIT-BIH folder (a 6-minute sample shipped in the binary is used when
     /// it is absent).
@@ -57,7 +57,7 @@ pub struct DemoArgs {
 }
 
 pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
-    let speed: Speed = a.speed.parse()?;
+    let speed = a.speed;
     let cfg = DemoConfig {
         exe: std::env::current_exe().context("cannot find the aorta executable")?,
         devices: a.devices,

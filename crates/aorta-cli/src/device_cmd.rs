@@ -29,7 +29,7 @@ pub enum DeviceCmd {
         #[arg(long)]
         record: PathBuf,
         /// Seconds of samples per frame.
-        #[arg(long, default_value_t = 10.0)]
+        #[arg(long, default_value_t = 10.0, value_parser = crate::args::secs(0.0, crate::args::MAX_FRAME_SECONDS))]
         frame_seconds: f64,
         /// Time of the first sample, microseconds since the Unix epoch.
         #[arg(long, default_value_t = 0)]
@@ -73,21 +73,21 @@ pub enum DeviceCmd {
         #[arg(long, default_value = "1")]
         speed: Speed,
         /// Seconds of samples per frame.
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, default_value_t = 1.0, value_parser = crate::args::secs(0.0, crate::args::MAX_FRAME_SECONDS))]
         frame_seconds: f64,
         /// Seconds of signal to stream (default: the rest of the record;
         /// longer wraps around to its start).
-        #[arg(long)]
+        #[arg(long, value_parser = crate::args::secs(0.0, crate::args::LONG))]
         duration: Option<f64>,
         /// Where in the record to start, in seconds.
-        #[arg(long, default_value_t = 0.0)]
+        #[arg(long, default_value_t = 0.0, value_parser = crate::args::non_negative(crate::args::LONG))]
         offset: f64,
         /// Time of the first sample, µs since the Unix epoch (default: now).
         #[arg(long)]
         start_us: Option<i64>,
         /// After the record ends, give up emptying the queue after this many
         /// seconds (frames stay queued; default: keep trying until stopped).
-        #[arg(long)]
+        #[arg(long, value_parser = crate::args::non_negative(crate::args::LONG))]
         drain_timeout: Option<f64>,
         /// Follow a record that is still being written (its signal file
         /// grows): frames go out as the samples arrive; ends when the file
@@ -95,7 +95,7 @@ pub enum DeviceCmd {
         #[arg(long, conflicts_with_all = ["duration", "offset"])]
         follow: bool,
         /// With `--follow`: seconds without growth that end the stream.
-        #[arg(long, default_value_t = 10.0, requires = "follow")]
+        #[arg(long, default_value_t = 10.0, requires = "follow", value_parser = crate::args::secs(0.0, crate::args::LONG))]
         idle_timeout: f64,
         /// Print the summary as JSON (`frames`, `acked`, `refused`,
         /// `retries`, `queued_left`, `samples`, ...).

@@ -27,7 +27,7 @@ pub struct AfArgs {
     #[arg(long = "record")]
     records: Vec<String>,
     /// Segment length in seconds for annotated records.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 30.0, value_parser = crate::args::secs(1.0, crate::args::DAY))]
     segment: f64,
     /// Print JSON.
     #[arg(long)]
@@ -47,10 +47,10 @@ pub struct RpeakArgs {
     #[arg(long)]
     json: bool,
     /// Seconds at the start of each record not scored (EC57 learning period).
-    #[arg(long, default_value_t = 300.0)]
+    #[arg(long, default_value_t = 300.0, value_parser = crate::args::non_negative(crate::args::LONG))]
     start: f64,
     /// Matching window in seconds.
-    #[arg(long, default_value_t = 0.150)]
+    #[arg(long, default_value_t = 0.150, value_parser = crate::args::secs(0.0, 10.0))]
     window: f64,
     /// Signal (lead) index to analyse.
     #[arg(long, default_value_t = 0)]
@@ -58,6 +58,7 @@ pub struct RpeakArgs {
 }
 
 pub fn run(cmd: EvalCmd) -> anyhow::Result<ExitCode> {
+    crate::signals::abort_on_signals()?;
     match cmd {
         EvalCmd::Rpeaks(a) => rpeaks(a),
         EvalCmd::Af(a) => af(a),

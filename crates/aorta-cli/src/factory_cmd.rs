@@ -16,10 +16,10 @@ pub enum FactoryCmd {
         #[arg(long)]
         registry: PathBuf,
         /// Keys in the pool (default: 1024 devices × 120 keys).
-        #[arg(long, default_value_t = 1024 * 120)]
+        #[arg(long, default_value_t = 1024 * 120, value_parser = crate::args::int(u64::from(aorta_crypto::keys::GROUP_LEN), aorta_registry::MAX_POOL_KEYS))]
         pool_keys: u64,
         /// Keys per device.
-        #[arg(long, default_value_t = keys::DEFAULT_SLICE_LEN)]
+        #[arg(long, default_value_t = keys::DEFAULT_SLICE_LEN, value_parser = crate::args::int(aorta_crypto::keys::GROUP_LEN, u16::MAX))]
         slice_len: u16,
     },
     /// Give a device the next slice of the pool: write its key store (file

@@ -32,7 +32,7 @@ pub struct HrvArgs {
     #[arg(long, value_name = "PATH")]
     pub record: Option<PathBuf>,
     /// Window length in seconds for --record (Task Force short-term: 300).
-    #[arg(long, default_value_t = 300.0, requires = "record")]
+    #[arg(long, default_value_t = 300.0, requires = "record", value_parser = crate::args::secs(10.0, crate::args::DAY))]
     pub window: f64,
     /// Signal index analysed with --record.
     #[arg(long, default_value_t = 0, requires = "record")]
@@ -50,6 +50,7 @@ pub struct HrvArgs {
 
 /// Runs `aorta hrv`.
 pub fn run(args: HrvArgs) -> anyhow::Result<ExitCode> {
+    crate::signals::abort_on_signals()?;
     let spectral = match args.spectral {
         Spectral::Welch => SpectralMethod::Welch,
         Spectral::Lomb => SpectralMethod::LombScargle,

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod args;
 mod bench_cmd;
 mod bench_compress;
 mod bench_pipeline;
@@ -26,6 +27,7 @@ mod frames_cmd;
 mod hrv_cmd;
 mod results_cmd;
 mod server_cmd;
+mod signals;
 mod wfdb_cmd;
 mod worker_cmd;
 

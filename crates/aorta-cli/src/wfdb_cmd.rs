@@ -25,6 +25,7 @@ pub enum WfdbCmd {
 }
 
 pub fn run(cmd: WfdbCmd) -> anyhow::Result<ExitCode> {
+    crate::signals::abort_on_signals()?;
     match cmd {
         WfdbCmd::Info {
             record,

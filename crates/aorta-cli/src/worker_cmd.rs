@@ -52,10 +52,10 @@ pub enum WorkerCmd {
         #[arg(long)]
         token_file: PathBuf,
         /// Records per batch.
-        #[arg(long, default_value_t = 1024)]
+        #[arg(long, default_value_t = 1024, value_parser = crate::args::int(1usize, 1 << 20))]
         batch: usize,
         /// Checkpoint interval, seconds.
-        #[arg(long, default_value_t = 5.0)]
+        #[arg(long, default_value_t = 5.0, value_parser = crate::args::secs(0.0, crate::args::DAY))]
         checkpoint_secs: f64,
         /// Print a summary as JSON when stopping.
         #[arg(long)]
@@ -91,7 +91,7 @@ pub struct AttestArgs {
     #[arg(long, default_value = "auto")]
     pub backend: String,
     /// Key broker address (host:port).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::args::connect_addr)]
     pub broker: String,
     /// Assignment name in the broker's policy.
     #[arg(long)]
@@ -151,6 +151,7 @@ pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
             serve_stdio,
             json,
         } => {
+            crate::signals::shut_down_on_signals()?;
             crate::init_logging(false);
             let assignment = a.assignment.clone();
             let a = a.options()?;

@@ -170,6 +170,9 @@ fn sigint_and_sigterm_stop_cleanly_and_keep_unsent_frames() {
             "{sig}: {v}"
         );
         assert_eq!(queued(d).len() as u64, before as u64 + frames);
+        // No partial file: every entry of the queue is a whole `<seq>.aof`.
+        let entries = std::fs::read_dir(d.join("dev/queue")).unwrap().count();
+        assert_eq!(entries, queued(d).len(), "{sig}: a stray file in the queue");
     }
 }
 

@@ -132,6 +132,11 @@ pub const BROKER_SUBSCRIBER_OUTSIDE_ASSIGNMENT: u16 = 304;
 pub const BROKER_KEY_UNAVAILABLE: u16 = 305;
 /// Too many outstanding challenges.
 pub const BROKER_BUSY: u16 = 306;
+/// This source (IP address, IPv6 /64) asked for challenges faster than its
+/// rate, or holds its whole share of outstanding challenges.
+pub const BROKER_RATE_LIMITED: u16 = 307;
+/// This source already has its most concurrent broker connections.
+pub const BROKER_TOO_MANY_CONNECTIONS: u16 = 308;
 /// The broker failed (including an assignment too large for one bundle).
 pub const BROKER_INTERNAL: u16 = 399;
 
@@ -340,6 +345,16 @@ pub const ALL: &[(u16, &str, &str)] = &[
         BROKER_BUSY,
         "BROKER_BUSY",
         "too many outstanding challenges",
+    ),
+    (
+        BROKER_RATE_LIMITED,
+        "BROKER_RATE_LIMITED",
+        "too many challenges from this source (rate or outstanding share); retry later",
+    ),
+    (
+        BROKER_TOO_MANY_CONNECTIONS,
+        "BROKER_TOO_MANY_CONNECTIONS",
+        "too many concurrent connections from this source",
     ),
     (
         BROKER_INTERNAL,

@@ -494,14 +494,14 @@ pub fn read_message<R: Read>(r: &mut R) -> Result<Option<Message>, WireError> {
             max: MAX_MESSAGE_LEN,
         });
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            WireError::Truncated
-        } else {
-            WireError::Io(e)
-        }
-    })?;
+    // Memory grows with the bytes that actually arrive, not with the
+    // announced length: a peer announcing 16 MiB and sending nothing costs
+    // 64 KiB, not 16 MiB.
+    let mut body = Vec::with_capacity(len.min(64 * 1024));
+    let got = Read::take(&mut *r, len as u64).read_to_end(&mut body)?;
+    if got < len {
+        return Err(WireError::Truncated);
+    }
     Message::decode_body(&body).map(Some)
 }
 

@@ -177,11 +177,17 @@ pub fn attest_to_broker<S: Read + Write>(
     request: &KeyRequest,
 ) -> Result<Ready, ClientError> {
     wire::handshake(stream, Role::Worker)?;
-    wire::write_message(stream, &Message::ChallengeRequest)?;
-    let (nonce, issued_at) = match wire::expect_message(stream)? {
-        Message::Challenge { nonce, issued_at } => (nonce, issued_at),
-        Message::Refused { code, reason } => return Err(ClientError::Refused { code, reason }),
-        other => {
+    // A broker that will not serve this connection (too many from this
+    // source) answers `Hello` + `Refused` and closes at once: our write may
+    // then fail while its refusal waits to be read, so read before failing.
+    let sent = wire::write_message(stream, &Message::ChallengeRequest);
+    let (nonce, issued_at) = match (sent, wire::expect_message(stream)) {
+        (_, Ok(Message::Refused { code, reason })) => {
+            return Err(ClientError::Refused { code, reason });
+        }
+        (Err(e), _) | (Ok(()), Err(e)) => return Err(e.into()),
+        (Ok(()), Ok(Message::Challenge { nonce, issued_at })) => (nonce, issued_at),
+        (Ok(()), Ok(other)) => {
             return Err(WireError::Unexpected {
                 got: other.name(),
                 expected: "Challenge",

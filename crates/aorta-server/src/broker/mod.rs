@@ -12,10 +12,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::net::{IpAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use aorta_base::hex::encode as hex;
 use aorta_crypto::refusal;
@@ -28,12 +28,128 @@ pub mod policy;
 
 use policy::Policy;
 
-/// Most outstanding (issued, unused, unexpired) nonces.
+/// Most outstanding (issued, unexpired) nonces, all sources together.
 pub const MAX_OUTSTANDING_NONCES: usize = 100_000;
+/// Most outstanding (issued, unused, unexpired) nonces of one source.
+pub const MAX_NONCES_PER_SOURCE: usize = 256;
+/// Challenges one source may ask for at once (its token bucket's size).
+pub const CHALLENGE_BURST: u32 = 32;
+/// Challenges per second one source may ask for after its burst (the
+/// bucket's refill rate).
+pub const CHALLENGES_PER_SEC: u32 = 2;
+/// Most sources whose challenge rate is tracked at once (only sources that
+/// asked within the last `CHALLENGE_BURST / CHALLENGES_PER_SEC` seconds
+/// are tracked).
+pub const MAX_TRACKED_SOURCES: usize = 65_536;
 /// Most messages on one broker connection.
 pub const MAX_MESSAGES_PER_CONNECTION: usize = 16;
 /// Most concurrent connections served.
 pub const MAX_CONNECTIONS: usize = 64;
+/// Most concurrent connections served from one source.
+pub const MAX_CONNECTIONS_PER_SOURCE: usize = 8;
+/// How long one connection may last in all, however its bytes arrive.
+pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The broker's load limits (`docs/worker-protocol.md`, "Limits"). A
+/// *source* is the peer's IP address (an IPv6 peer: its /64 prefix).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Whole-connection deadline (not per read): the connection is closed
+    /// when it passes, whatever state the exchange is in.
+    pub connection_deadline: Duration,
+    /// Most concurrent connections; when all are taken, new connections
+    /// wait in the listen queue (not accepted) until one ends.
+    pub max_connections: usize,
+    /// Most concurrent connections of one source; one more is answered
+    /// `Hello` + `Refused` 308 and closed.
+    pub max_connections_per_source: usize,
+    /// Token-bucket size of one source's challenge rate.
+    pub challenge_burst: u32,
+    /// Token-bucket refill rate (challenges per second) of one source.
+    pub challenges_per_sec: u32,
+    /// Most outstanding nonces in all (beyond: refusal 306).
+    pub max_outstanding_nonces: usize,
+    /// Most outstanding unused nonces of one source (beyond: refusal 307).
+    pub max_nonces_per_source: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            connection_deadline: CONNECTION_DEADLINE,
+            max_connections: MAX_CONNECTIONS,
+            max_connections_per_source: MAX_CONNECTIONS_PER_SOURCE,
+            challenge_burst: CHALLENGE_BURST,
+            challenges_per_sec: CHALLENGES_PER_SEC,
+            max_outstanding_nonces: MAX_OUTSTANDING_NONCES,
+            max_nonces_per_source: MAX_NONCES_PER_SOURCE,
+        }
+    }
+}
+
+impl Limits {
+    /// The default limits with a different whole-connection deadline.
+    pub fn with_connection_deadline(mut self, d: Duration) -> Self {
+        self.connection_deadline = d;
+        self
+    }
+    /// The default limits with different connection counts.
+    pub fn with_connections(mut self, total: usize, per_source: usize) -> Self {
+        self.max_connections = total.max(1);
+        self.max_connections_per_source = per_source.max(1);
+        self
+    }
+    /// The default limits with a different per-source challenge rate.
+    pub fn with_challenge_rate(mut self, burst: u32, per_sec: u32) -> Self {
+        self.challenge_burst = burst;
+        self.challenges_per_sec = per_sec;
+        self
+    }
+    /// The default limits with a different nonce table size and per-source share.
+    pub fn with_nonces(mut self, total: usize, per_source: usize) -> Self {
+        self.max_outstanding_nonces = total;
+        self.max_nonces_per_source = per_source;
+        self
+    }
+}
+
+/// Where a request comes from, for the per-source limits: an IPv4 address,
+/// an IPv6 /64 prefix (one host usually holds a whole /64), or the process
+/// itself ([`Source::Local`]: in-process callers, not limited per source).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// An in-process caller ([`Broker::issue_nonce`], [`Broker::respond`]).
+    Local,
+    /// A network peer: its IPv4 address, or its IPv6 address with the low
+    /// 64 bits cleared (an IPv4-mapped IPv6 address counts as IPv4).
+    Ip(IpAddr),
+}
+
+impl Source {
+    /// The source of a peer at `ip`.
+    pub fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => Source::Ip(IpAddr::V4(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Source::Ip(IpAddr::V4(v4)),
+                None => Source::Ip(IpAddr::V6(std::net::Ipv6Addr::from_bits(
+                    v6.to_bits() & !u128::from(u64::MAX),
+                ))),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Local => f.write_str("local"),
+            Source::Ip(IpAddr::V4(a)) => write!(f, "{a}"),
+            Source::Ip(IpAddr::V6(a)) => write!(f, "{a}/64"),
+        }
+    }
+}
 
 /// Where the broker gets the keys it releases.
 pub trait KeySource: Send + Sync {
@@ -356,6 +472,30 @@ pub enum BrokerRefusal {
     /// Too many outstanding challenges.
     #[error("too many outstanding challenges; retry later")]
     Busy,
+    /// This source asked for challenges faster than its rate.
+    #[error(
+        "too many challenges from this source (at most {burst} at once, then {per_sec} per second); retry later"
+    )]
+    RateLimited {
+        /// Token-bucket size.
+        burst: u32,
+        /// Refill rate per second.
+        per_sec: u32,
+    },
+    /// This source holds its whole share of outstanding challenges.
+    #[error(
+        "this source holds {held} unused challenges (its share of the nonce table); use them or retry after they expire"
+    )]
+    SourceShareFull {
+        /// Outstanding unused nonces of the source.
+        held: usize,
+    },
+    /// This source already has its most concurrent connections.
+    #[error("too many concurrent connections from this source (at most {limit}); retry later")]
+    TooManyConnections {
+        /// The per-source limit.
+        limit: usize,
+    },
     /// Sealing failed (our bug or a broken attested key).
     #[error("key wrapping failed: {detail}")]
     Internal {
@@ -381,6 +521,10 @@ impl BrokerRefusal {
             }
             BrokerRefusal::KeyUnavailable { .. } => refusal::BROKER_KEY_UNAVAILABLE,
             BrokerRefusal::Busy => refusal::BROKER_BUSY,
+            BrokerRefusal::RateLimited { .. } | BrokerRefusal::SourceShareFull { .. } => {
+                refusal::BROKER_RATE_LIMITED
+            }
+            BrokerRefusal::TooManyConnections { .. } => refusal::BROKER_TOO_MANY_CONNECTIONS,
             BrokerRefusal::Internal { .. } => refusal::BROKER_INTERNAL,
         }
     }
@@ -419,6 +563,8 @@ pub struct Broker {
     nonces: Mutex<NonceStore>,
     clock: Box<Clock>,
     signer: Option<Arc<aorta_crypto::auth::SigningKey>>,
+    limits: Limits,
+    rate_log: LogThrottle,
 }
 
 /// How long a worker certificate is valid: a worker re-attests (restarts)
@@ -435,11 +581,15 @@ pub fn load_or_create_signing_key(
 }
 
 /// Outstanding nonces: a map for lookup plus the issuance order, so expired
-/// entries are pruned from the front in amortised O(1).
+/// entries are pruned from the front in amortised O(1); the unused nonces
+/// each source holds; each source's challenge token bucket.
 #[derive(Default)]
 struct NonceStore {
-    live: HashMap<[u8; 32], u64>,
+    live: HashMap<[u8; 32], (u64, Source)>,
     order: std::collections::VecDeque<([u8; 32], u64)>,
+    held: HashMap<Source, usize>,
+    buckets: HashMap<Source, Bucket>,
+    last_sweep: Option<Instant>,
 }
 
 impl NonceStore {
@@ -449,7 +599,96 @@ impl NonceStore {
                 break;
             }
             self.order.pop_front();
-            self.live.remove(&n);
+            self.take(&n);
+        }
+    }
+
+    /// Removes `nonce` from the live set: its issuance time, if it was live.
+    fn take(&mut self, nonce: &[u8; 32]) -> Option<u64> {
+        let (issued_at, src) = self.live.remove(nonce)?;
+        if let Some(c) = self.held.get_mut(&src) {
+            *c = c.saturating_sub(1);
+            if *c == 0 {
+                self.held.remove(&src);
+            }
+        }
+        Some(issued_at)
+    }
+
+    /// Takes one challenge token of `src`: `Ok(())`, or why not.
+    fn take_token(&mut self, src: Source, limits: &Limits) -> Result<(), BrokerRefusal> {
+        let now = Instant::now();
+        let (burst, rate) = (limits.challenge_burst, limits.challenges_per_sec);
+        if !self.buckets.contains_key(&src) && self.buckets.len() >= MAX_TRACKED_SOURCES {
+            // Forget sources whose bucket has refilled (the same as never
+            // seen), at most once a second.
+            if self
+                .last_sweep
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+            {
+                self.last_sweep = Some(now);
+                self.buckets.retain(|_, b| !b.refill(now, burst, rate));
+            }
+            if self.buckets.len() >= MAX_TRACKED_SOURCES {
+                return Err(BrokerRefusal::Busy);
+            }
+        }
+        let b = self.buckets.entry(src).or_insert(Bucket {
+            tokens: f64::from(burst),
+            at: now,
+        });
+        b.refill(now, burst, rate);
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(BrokerRefusal::RateLimited {
+                burst,
+                per_sec: rate,
+            })
+        }
+    }
+}
+
+/// A token bucket: `tokens` as of `at`.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    /// Adds the tokens earned since `at`; true when the bucket is full.
+    fn refill(&mut self, now: Instant, burst: u32, per_sec: u32) -> bool {
+        let earned = now.saturating_duration_since(self.at).as_secs_f64() * f64::from(per_sec);
+        self.tokens = (self.tokens + earned).min(f64::from(burst));
+        self.at = now;
+        self.tokens >= f64::from(burst)
+    }
+}
+
+/// At most one log line per second for a repeated event (a flood must not
+/// flood the log): `allow` says whether to log now and how many were
+/// suppressed since the last line.
+#[derive(Default)]
+struct LogThrottle {
+    last_sec: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl LogThrottle {
+    fn allow(&self) -> Option<u64> {
+        let now = aorta_base::time::now_s();
+        let last = self.last_sec.load(Ordering::Relaxed);
+        if now != last
+            && self
+                .last_sec
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
         }
     }
 }
@@ -479,7 +718,20 @@ impl Broker {
             nonces: Mutex::new(NonceStore::default()),
             clock,
             signer: None,
+            limits: Limits::default(),
+            rate_log: LogThrottle::default(),
         }
+    }
+
+    /// Uses `limits` instead of the defaults ([`Limits::default`]).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The load limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Certifies a fresh result-signing key for every worker it releases
@@ -506,23 +758,50 @@ impl Broker {
         self.nonces.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Issues a fresh single-use nonce.
+    /// Issues a fresh single-use nonce to an in-process caller
+    /// ([`Source::Local`]: only the table's total bound applies).
     pub fn issue_nonce(&self) -> Result<(Nonce, u64), BrokerRefusal> {
+        self.issue_nonce_to(Source::Local)
+    }
+
+    /// Issues a fresh single-use nonce to `source`, within its challenge
+    /// rate and its share of the nonce table, and the table's total bound.
+    pub fn issue_nonce_to(&self, source: Source) -> Result<(Nonce, u64), BrokerRefusal> {
+        let res = self.issue_nonce_inner(source);
+        if let Err(e) = &res {
+            if let Some(suppressed) = self.rate_log.allow() {
+                tracing::warn!(target: "aorta::broker", decision = "refuse", code = e.code(), source = %source, suppressed, reason = %e, "challenge refused");
+            }
+        }
+        res
+    }
+
+    fn issue_nonce_inner(&self, source: Source) -> Result<(Nonce, u64), BrokerRefusal> {
         let now = (self.clock)();
         let ttl = self.policy.verifier.freshness_secs;
         let nonce = Nonce::random().map_err(|e| BrokerRefusal::Internal {
             detail: format!("random generator: {e}"),
         })?;
+        let lim = &self.limits;
         let mut store = self.lock_nonces();
         store.prune(now, ttl);
-        if store.order.len() >= MAX_OUTSTANDING_NONCES {
-            tracing::warn!(target: "aorta::broker", decision = "refuse", code = refusal::BROKER_BUSY, "too many outstanding challenges");
+        if source != Source::Local {
+            let held = store.held.get(&source).copied().unwrap_or(0);
+            if held >= lim.max_nonces_per_source {
+                return Err(BrokerRefusal::SourceShareFull { held });
+            }
+        }
+        if store.order.len() >= lim.max_outstanding_nonces {
             return Err(BrokerRefusal::Busy);
         }
-        store.live.insert(nonce.0, now);
+        if source != Source::Local {
+            store.take_token(source, lim)?;
+            *store.held.entry(source).or_insert(0) += 1;
+        }
+        store.live.insert(nonce.0, (now, source));
         store.order.push_back((nonce.0, now));
         drop(store);
-        tracing::debug!(target: "aorta::broker", nonce = %nonce.to_hex(), "challenge issued");
+        tracing::debug!(target: "aorta::broker", nonce = %nonce.to_hex(), source = %source, "challenge issued");
         Ok((nonce, now))
     }
 
@@ -557,8 +836,7 @@ impl Broker {
         // Single use: the nonce is consumed whatever the outcome.
         let issued_at = self
             .lock_nonces()
-            .live
-            .remove(&evidence.claims.nonce.0)
+            .take(&evidence.claims.nonce.0)
             .ok_or_else(|| BrokerRefusal::UnknownNonce {
                 nonce: evidence.claims.nonce.to_hex(),
             })?;
@@ -677,10 +955,22 @@ impl Broker {
         })
     }
 
-    /// Serves one worker connection: `Hello`, then `ChallengeRequest` and
-    /// `KeyRequest` messages until the peer closes or sends
-    /// [`MAX_MESSAGES_PER_CONNECTION`] messages.
+    /// Serves one in-process worker connection ([`Source::Local`]): see
+    /// [`Broker::handle_connection_from`].
     pub fn handle_connection<S: Read + Write>(&self, s: &mut S) -> Result<(), WireError> {
+        self.handle_connection_from(Source::Local, s)
+    }
+
+    /// Serves one worker connection from `source`: `Hello`, then
+    /// `ChallengeRequest` and `KeyRequest` messages until the peer closes
+    /// or sends [`MAX_MESSAGES_PER_CONNECTION`] messages. Deadlines are the
+    /// stream's ([`serve`] gives each TCP connection its whole-connection
+    /// deadline).
+    pub fn handle_connection_from<S: Read + Write>(
+        &self,
+        source: Source,
+        s: &mut S,
+    ) -> Result<(), WireError> {
         let peer = wire::handshake(s, Role::Broker)?;
         if peer != Role::Worker {
             return Err(WireError::Unexpected {
@@ -692,19 +982,25 @@ impl Broker {
             let Some(msg) = wire::read_message(s)? else {
                 return Ok(());
             };
-            let reply = self.respond(msg)?;
+            let reply = self.respond_to(source, msg)?;
             wire::write_message(s, &reply)?;
         }
         Ok(())
     }
 
-    /// Answers one worker message, independent of the transport (the TCP
-    /// server above; an HTTP route can call it the same way after its own
-    /// handshake): `ChallengeRequest` → `Challenge`, `KeyRequest` →
-    /// `KeyRelease` or `Refused`; anything else is a protocol error.
+    /// Answers one message of an in-process caller ([`Source::Local`]).
     pub fn respond(&self, msg: Message) -> Result<Message, WireError> {
+        self.respond_to(Source::Local, msg)
+    }
+
+    /// Answers one worker message from `source`, independent of the
+    /// transport (the TCP server above; an HTTP route can call it the same
+    /// way after its own handshake): `ChallengeRequest` → `Challenge`,
+    /// `KeyRequest` → `KeyRelease` or `Refused`; anything else is a
+    /// protocol error.
+    pub fn respond_to(&self, source: Source, msg: Message) -> Result<Message, WireError> {
         Ok(match msg {
-            Message::ChallengeRequest => match self.issue_nonce() {
+            Message::ChallengeRequest => match self.issue_nonce_to(source) {
                 Ok((nonce, issued_at)) => Message::Challenge { nonce, issued_at },
                 Err(e) => refused(&e),
             },
@@ -752,37 +1048,216 @@ fn refused(e: &BrokerRefusal) -> Message {
     }
 }
 
-/// Accepts connections on `listener` forever, one thread per connection (at
-/// most [`MAX_CONNECTIONS`] at once; more are closed immediately).
+/// Accepts connections on `listener` forever, one thread per connection,
+/// within the broker's [`Limits`]:
+///
+/// * each connection is closed at its whole-connection deadline, however
+///   slowly its bytes arrive;
+/// * one more connection than a source's limit is answered `Hello` +
+///   `Refused` 308 at once and closed (no thread, no slot);
+/// * when every slot is taken, the broker stops accepting: new connections
+///   wait in the kernel's listen queue, in arrival order, and are served
+///   when a slot frees (at the latest one deadline later).
 pub fn serve(listener: TcpListener, broker: Arc<Broker>) -> std::io::Result<()> {
-    let active = Arc::new(AtomicUsize::new(0));
-    for conn in listener.incoming() {
-        let mut stream = match conn {
-            Ok(s) => s,
+    let limits = broker.limits().clone();
+    let slots = Arc::new(Slots {
+        state: Mutex::new(SlotState::default()),
+        freed: Condvar::new(),
+        total: limits.max_connections.max(1),
+        per_source: limits.max_connections_per_source.max(1),
+    });
+    let full_log = LogThrottle::default();
+    let refused_log = LogThrottle::default();
+    let ended_log = Arc::new(LogThrottle::default());
+    loop {
+        if slots.wait_free() {
+            if let Some(suppressed) = full_log.allow() {
+                tracing::warn!(target: "aorta::broker", limit = slots.total, suppressed, "every broker connection slot was taken; new connections waited in the listen queue");
+            }
+        }
+        let (stream, addr) = match listener.accept() {
+            Ok(c) => c,
             Err(e) => {
                 tracing::warn!(target: "aorta::broker", error = %e, "accept failed");
+                // Out of descriptors, say: do not spin.
+                std::thread::sleep(Duration::from_millis(100));
                 continue;
             }
         };
-        if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-            active.fetch_sub(1, Ordering::SeqCst);
-            tracing::warn!(target: "aorta::broker", "connection limit reached; closing new connection");
-            continue;
-        }
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-        let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
-        let b = Arc::clone(&broker);
-        let act = Arc::clone(&active);
-        std::thread::spawn(move || {
-            let peer = stream
-                .peer_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_default();
-            if let Err(e) = b.handle_connection(&mut stream) {
-                tracing::warn!(target: "aorta::broker", peer = %peer, error = %e, "connection ended with an error");
+        let source = Source::of(addr.ip());
+        let Some(slot) = Slots::take(&slots, source) else {
+            if let Some(suppressed) = refused_log.allow() {
+                tracing::warn!(target: "aorta::broker", source = %source, limit = slots.per_source, suppressed, code = refusal::BROKER_TOO_MANY_CONNECTIONS, "too many connections from one source; refused");
             }
-            act.fetch_sub(1, Ordering::SeqCst);
-        });
+            refuse_connection(
+                &stream,
+                &BrokerRefusal::TooManyConnections {
+                    limit: slots.per_source,
+                },
+            );
+            continue;
+        };
+        let b = Arc::clone(&broker);
+        let deadline = limits.connection_deadline;
+        let ended = Arc::clone(&ended_log);
+        let spawned = std::thread::Builder::new()
+            .name("aorta-broker-conn".into())
+            .spawn(move || {
+                let _slot = slot;
+                let mut s = DeadlineStream {
+                    s: &stream,
+                    until: Instant::now() + deadline,
+                };
+                if let Err(e) = b.handle_connection_from(source, &mut s) {
+                    if let Some(suppressed) = ended.allow() {
+                        tracing::warn!(target: "aorta::broker", peer = %addr, error = %e, suppressed, "connection ended with an error");
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(target: "aorta::broker", error = %e, "cannot start a connection thread");
+        }
     }
-    Ok(())
+}
+
+/// Answers a connection the broker will not serve with `Hello` + `Refused`
+/// and closes it, without blocking the accept loop: the peer's bytes that
+/// already arrived are read first (so the close is a FIN, not a reset that
+/// could discard the refusal before the peer reads it).
+fn refuse_connection(stream: &TcpStream, why: &BrokerRefusal) {
+    let mut out = Vec::new();
+    for m in [
+        Message::Hello {
+            version: wire::PROTOCOL_VERSION,
+            role: Role::Broker,
+        },
+        refused(why),
+    ] {
+        if let Ok(b) = m.encode() {
+            out.extend(b);
+        }
+    }
+    let _ = stream.set_nonblocking(true);
+    let mut sink = [0u8; 1024];
+    for _ in 0..8 {
+        match (&*stream).read(&mut sink) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+    // A fresh socket's send buffer takes these ~100 bytes at once.
+    let _ = (&*stream).write_all(&out);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
+/// The connection slots: how many are taken, in all and per source.
+struct Slots {
+    state: Mutex<SlotState>,
+    freed: Condvar,
+    total: usize,
+    per_source: usize,
+}
+
+#[derive(Default)]
+struct SlotState {
+    taken: usize,
+    by_source: HashMap<Source, usize>,
+}
+
+impl Slots {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Blocks until a slot is free; true if it had to wait.
+    fn wait_free(&self) -> bool {
+        let mut g = self.lock();
+        let waited = g.taken >= self.total;
+        while g.taken >= self.total {
+            g = self.freed.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+        waited
+    }
+
+    /// A slot for `source`, unless the source holds its limit already.
+    fn take(me: &Arc<Self>, source: Source) -> Option<Slot> {
+        let mut g = me.lock();
+        let n = g.by_source.entry(source).or_insert(0);
+        if *n >= me.per_source {
+            return None;
+        }
+        *n += 1;
+        g.taken += 1;
+        Some(Slot {
+            slots: Arc::clone(me),
+            source,
+        })
+    }
+}
+
+/// A taken slot, given back when dropped (also if its thread panics).
+struct Slot {
+    slots: Arc<Slots>,
+    source: Source,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut g = self.slots.lock();
+        g.taken = g.taken.saturating_sub(1);
+        if let Some(n) = g.by_source.get_mut(&self.source) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                g.by_source.remove(&self.source);
+            }
+        }
+        drop(g);
+        self.slots.freed.notify_one();
+    }
+}
+
+/// A TCP stream with one deadline for the whole connection: every read and
+/// write waits at most until `until`, and fails with `TimedOut` after it.
+struct DeadlineStream<'a> {
+    s: &'a TcpStream,
+    until: Instant,
+}
+
+impl DeadlineStream<'_> {
+    fn left(&self) -> std::io::Result<Duration> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connection deadline passed",
+            ));
+        }
+        Ok(left)
+    }
+}
+
+/// A timed-out socket call reports `WouldBlock` on Unix: say `TimedOut`.
+fn timed_out(e: std::io::Error) -> std::io::Error {
+    if e.kind() == std::io::ErrorKind::WouldBlock {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, "connection deadline passed")
+    } else {
+        e
+    }
+}
+
+impl Read for DeadlineStream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.s.set_read_timeout(Some(self.left()?))?;
+        self.s.read(buf).map_err(timed_out)
+    }
+}
+
+impl Write for DeadlineStream<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.s.set_write_timeout(Some(self.left()?))?;
+        self.s.write(buf).map_err(timed_out)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.s.flush()
+    }
 }

@@ -66,6 +66,11 @@ pub fn policy_toml(
 }
 
 pub fn setup_with(backends: &str, sim: bool) -> Setup {
+    setup_limited(backends, sim, aorta_server::broker::Limits::default())
+}
+
+/// [`setup_with`] with the broker's load limits `limits`.
+pub fn setup_limited(backends: &str, sim: bool, limits: aorta_server::broker::Limits) -> Setup {
     let platform = SimAttester::from_seed(&[42; 32]);
     let measurement = Measurement::of_worker(b"worker-binary", b"worker-config");
     let policy =
@@ -77,11 +82,14 @@ pub fn setup_with(backends: &str, sim: bool) -> Setup {
     keys.results.insert("dr-a".into(), key(10));
     let clock = Arc::new(AtomicU64::new(T0));
     let c = Arc::clone(&clock);
-    let broker = Arc::new(Broker::with_clock(
-        policy,
-        Arc::new(keys),
-        Box::new(move || c.load(Ordering::SeqCst)),
-    ));
+    let broker = Arc::new(
+        Broker::with_clock(
+            policy,
+            Arc::new(keys),
+            Box::new(move || c.load(Ordering::SeqCst)),
+        )
+        .with_limits(limits),
+    );
     Setup {
         broker,
         clock,
