@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 
 mod bench_cmd;
 mod bench_compress;
+mod bench_ingest;
 mod bench_pipeline;
 mod bench_rr_stream;
 mod bench_se;
