@@ -206,6 +206,7 @@ impl Tally {
 }
 
 /// How one attempt ended.
+#[derive(Debug, PartialEq, Eq)]
 enum End {
     /// The server answered with this status.
     Status(u16),
@@ -818,5 +819,96 @@ async fn feed(
             status: None,
             reset: true,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    fn status(reply: &[u8]) -> End {
+        block_on(read_status(&mut &reply[..]))
+    }
+
+    #[test]
+    fn a_reply_is_its_status_and_silence_is_a_close() {
+        assert_eq!(
+            status(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n"),
+            End::Status(401)
+        );
+        assert_eq!(
+            status(b"HTTP/1.0 413 Payload Too Large\r\n"),
+            End::Status(413)
+        );
+        assert_eq!(status(b""), End::Closed);
+        // Cut inside the status line, or not HTTP at all: neither an answer
+        // nor a clean close.
+        assert!(matches!(status(b"HTTP/1.1 4"), End::Other(_)));
+        assert!(matches!(status(b"SSH-2.0-x\r\n"), End::Other(_)));
+        assert!(matches!(status(&vec![b'a'; MAX_HEAD + 10]), End::Other(_)));
+    }
+
+    #[test]
+    fn every_client_has_its_own_loopback_source() {
+        let all: std::collections::BTreeSet<IpAddr> = (0..2000).map(source_addr).collect();
+        assert_eq!(all.len(), 2000);
+        assert!(all.iter().all(|a| a.is_loopback()));
+        assert!(!all.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    }
+
+    #[test]
+    fn a_chunked_bulk_body_is_framed_and_counted() {
+        let tally = Tally::default();
+        let head = b"POST /v1/frames HTTP/1.1\r\n\r\n".to_vec();
+        let len = 3 * CHUNK as u64 + 5;
+        let script = Script::Bulk {
+            head: head.clone(),
+            len,
+            chunked: true,
+            random: true,
+        };
+        let mut out = Vec::new();
+        block_on(write_script(&mut out, &script, &tally, 7)).unwrap();
+        assert_eq!(tally.bytes.load(Ordering::Relaxed), head.len() as u64 + len);
+        // Decode the chunks back.
+        let mut rest = &out[head.len()..];
+        let mut body = 0u64;
+        loop {
+            let nl = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let n = usize::from_str_radix(std::str::from_utf8(&rest[..nl]).unwrap(), 16).unwrap();
+            rest = &rest[nl + 2..];
+            if n == 0 {
+                assert_eq!(rest, b"\r\n");
+                break;
+            }
+            assert_eq!(&rest[n..n + 2], b"\r\n");
+            rest = &rest[n + 2..];
+            body += n as u64;
+        }
+        assert_eq!(body, len);
+    }
+
+    #[test]
+    fn cut_counts_what_the_server_ended() {
+        let t = Tally::default();
+        t.status(401);
+        t.status(401);
+        t.status(413);
+        Tally::add(&t.closed, 2);
+        Tally::add(&t.connect_failed, 1);
+        Tally::add(&t.open_at_end, 4);
+        Tally::add(&t.other, 1);
+        let o = t.outcome();
+        assert_eq!(o.answered.get(&401), Some(&2));
+        assert_eq!(o.cut, 6);
+        assert_eq!(o.open_at_end, 4);
     }
 }

@@ -340,3 +340,29 @@ impl RssWatch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 50.0);
+        assert_eq!(percentile(&v, 0.99), 99.0);
+        assert_eq!(percentile(&v, 1.0), 100.0);
+        assert_eq!(percentile(&[7.0], 0.99), 7.0);
+        assert!(percentile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn the_memory_of_a_process_is_read() {
+        if !std::path::Path::new("/proc/self/status").exists() {
+            eprintln!("no /proc: skipped");
+            return;
+        }
+        let (rss, hwm) = proc_status(std::process::id()).unwrap();
+        assert!(rss > 0 && hwm >= rss, "{rss} {hwm}");
+        assert!(proc_status(u32::MAX).is_none());
+    }
+}
