@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use crate::{bench_compress, bench_pipeline, bench_rr_stream, bench_se};
+use crate::{bench_compress, bench_ingest, bench_pipeline, bench_rr_stream, bench_se};
 
 /// `aorta bench` subcommands.
 #[derive(clap::Subcommand)]
@@ -12,6 +12,10 @@ pub enum BenchCmd {
     /// Compressed size and speed of aorta's ECG codec against gzip -6, zstd -3
     /// and the paper's dedup+gzip, on every record of a WFDB database.
     Compress(bench_compress::Args),
+    /// Device ingest against a real `aorta server` on loopback (TLS): frames/s,
+    /// p50/p99 acknowledgement latency and the server's peak memory, for
+    /// devices alone and with hostile clients mixed in.
+    Ingest(bench_ingest::Args),
     /// The same ECG workload through the secure pipeline (sealed frames,
     /// attested worker, sealed results and checkpoints) and a plain one, in
     /// one run: throughputs (samples/s), overhead, p50/p99 latency in real time.
@@ -29,6 +33,7 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
     crate::signals::abort_on_signals()?;
     match cmd {
         BenchCmd::Compress(a) => bench_compress::run(a),
+        BenchCmd::Ingest(a) => bench_ingest::run(a),
         BenchCmd::Pipeline(a) => bench_pipeline::run(a),
         BenchCmd::RrStream(a) => bench_rr_stream::run(a),
         BenchCmd::Se(a) => bench_se::run(a),

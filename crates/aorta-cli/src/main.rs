@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 mod args;
 mod bench_cmd;
 mod bench_compress;
+mod bench_ingest;
 mod bench_pipeline;
 mod bench_rr_stream;
 mod bench_se;

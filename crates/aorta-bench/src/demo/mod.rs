@@ -17,8 +17,8 @@
 //! `events`, `samples_per_s`, `latency_ms` {`p50`, `p99`}, …).
 
 mod fleet;
-mod procs;
-mod setup;
+pub(crate) mod procs;
+pub(crate) mod setup;
 mod view;
 
 use std::path::{Path, PathBuf};

@@ -58,7 +58,7 @@ pub(crate) struct Setup {
 /// identity, the policy admitting exactly `cfg.exe` as the worker, the
 /// subscribers and the server's configuration.
 pub(crate) fn setup(cfg: &DemoConfig, work: &Path) -> anyhow::Result<Setup> {
-    let serials = provision(cfg, work)?;
+    let serials = provision(work, cfg.devices, "DEMO")?;
     // The clinician.
     let identity = ClinicianIdentity::generate()?;
     aorta_base::fs::write_private_new(
@@ -111,19 +111,21 @@ pub(crate) fn setup(cfg: &DemoConfig, work: &Path) -> anyhow::Result<Setup> {
     Ok(Setup { serials, identity })
 }
 
-/// Factory: the registry and the devices' secure elements, verified.
-fn provision(cfg: &DemoConfig, work: &Path) -> anyhow::Result<Vec<String>> {
+/// Factory: the registry in `work/registry` and `devices` devices
+/// (`PREFIX-0001`, … in `work/devices/`), their secure elements verified
+/// and their signing keys in the public directory.
+pub(crate) fn provision(work: &Path, devices: usize, prefix: &str) -> anyhow::Result<Vec<String>> {
     let slice = keys::DEFAULT_SLICE_LEN;
     let reg = Registry::init(
         work.join("registry"),
         PoolConfig {
-            pool_keys: u64::from(slice) * cfg.devices as u64,
+            pool_keys: u64::from(slice) * devices as u64,
             slice_len: slice,
         },
     )?;
-    let mut serials = Vec::with_capacity(cfg.devices);
-    for i in 0..cfg.devices {
-        let serial = format!("DEMO-{:04}", i + 1);
+    let mut serials = Vec::with_capacity(devices);
+    for i in 0..devices {
+        let serial = format!("{prefix}-{:04}", i + 1);
         let dir = DeviceDir::new(work.join("devices").join(&serial));
         let installed = dir.install_keys(reg.provision(&serial)?)?;
         reg.verify(&serial, &installed.commitment)?;

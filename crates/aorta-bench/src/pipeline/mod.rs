@@ -44,7 +44,7 @@
 mod devices;
 mod report;
 mod run;
-mod signal;
+pub(crate) mod signal;
 
 use std::path::{Path, PathBuf};
 
