@@ -33,7 +33,8 @@ pub enum HostileKind {
     /// Unauthenticated `PUT /v1/checkpoint` claiming and sending 300 MiB.
     CheckpointPut,
     /// One HTTP/2 connection opening up to 200 `POST /v1/frames` streams
-    /// that each claim 4 MiB, send 1 MiB and never finish.
+    /// that each claim 4 MiB, send 1 MiB and never finish (each with a
+    /// well-formed signature header that signs nothing, as below).
     H2Streams,
     /// HTTP/1.1 request headers sent one byte per second, never finished.
     SlowLoris,
@@ -41,7 +42,7 @@ pub enum HostileKind {
     IdleH2,
     /// Unauthenticated `POST /v1/results` claiming and sending 300 MiB.
     ResultsPost,
-    /// `POST /v1/frames` claiming 1 KiB, body sent one byte every 5 s.
+    /// `POST /v1/frames` claiming 1 KiB, body sent four bytes every 5 s.
     SlowBody,
     /// `POST /v1/frames` claiming 1 GiB (`Content-Length`), sent at full speed.
     OversizeClaimed,
@@ -96,6 +97,11 @@ impl HostileKind {
         }
     }
 }
+
+/// The signature header hostile frame requests carry: 128 hex digits that
+/// sign nothing, so the server reads their bodies (a request without one
+/// is refused before its body is read).
+const FAKE_SIGNATURE: &str = "abababababababababababababababababababababababababababababababababababababababababababababababababababababababababababababababab";
 
 /// Streams one [`HostileKind::H2Streams`] connection opens.
 pub const H2_STREAMS: usize = 200;
@@ -390,6 +396,9 @@ async fn attempt(
     let a = &ctx.addr;
     let octets = "content-type: application/octet-stream\r\n";
     let json = "content-type: application/json\r\n";
+    // A well-formed signature header that signs nothing: what a stranger
+    // sends to get its frame body read at all.
+    let signed = format!("{}: {}\r\n", aorta_api::SIGNATURE_HEADER, FAKE_SIGNATURE);
     let script = match kind {
         HostileKind::IdleTls => return idle_tls(src, ctx).await,
         HostileKind::IdleH2 => return idle_h2(src, ctx).await,
@@ -405,7 +414,7 @@ async fn attempt(
                 "POST",
                 "/v1/frames",
                 a,
-                &format!("{octets}content-length: 1024\r\n"),
+                &format!("{octets}{signed}content-length: 1024\r\n"),
             ),
             drip: b"slow".to_vec(),
             every: Duration::from_secs(5),
@@ -415,7 +424,7 @@ async fn attempt(
                 "POST",
                 "/v1/frames",
                 a,
-                &format!("{octets}content-length: {}\r\n", 1u64 << 30),
+                &format!("{octets}{signed}content-length: {}\r\n", 1u64 << 30),
             ),
             len: 1 << 30,
             chunked: false,
@@ -426,7 +435,7 @@ async fn attempt(
                 "POST",
                 "/v1/frames",
                 a,
-                &format!("{octets}transfer-encoding: chunked\r\n"),
+                &format!("{octets}{signed}transfer-encoding: chunked\r\n"),
             ),
             len: 64 << 20,
             chunked: true,
@@ -705,6 +714,7 @@ async fn h2_streams(src: Option<IpAddr>, ctx: &Ctx, tally: &Arc<Tally>) -> End {
             };
             let req = match http::Request::post(uri.as_str())
                 .header("content-type", "application/octet-stream")
+                .header(aorta_api::SIGNATURE_HEADER, FAKE_SIGNATURE)
                 .header("content-length", (4u64 << 20).to_string())
                 .body(())
             {
