@@ -4,7 +4,11 @@
 //! recomputed while replaying the log after a crash has the id of the one
 //! already stored, and [`ResultSink::put`] ignores it. [`FileResultStore`]
 //! keeps results in a [`FileLog`] of `id \0 payload` records and rebuilds
-//! its id index when opened.
+//! its id index when opened. It shares the log's guarantees: damage is
+//! refused at open ([`StreamError::Damaged`]), and a failed `put` or `sync`
+//! rolls the file back to its last durable end and forgets the ids stored
+//! since then ([`StreamError::StorageFull`] on a full disk or quota), so a
+//! retry after the error stores them again.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -29,6 +33,8 @@ pub trait ResultSink {
 pub struct FileResultStore {
     log: FileLog,
     ids: HashSet<String>,
+    /// Ids stored since the last successful sync, with their offsets.
+    pending: Vec<(u64, String)>,
 }
 
 impl FileResultStore {
@@ -48,7 +54,27 @@ impl FileResultStore {
             }
             offset = next;
         }
-        Ok(FileResultStore { log, ids })
+        Ok(FileResultStore {
+            log,
+            ids,
+            pending: Vec::new(),
+        })
+    }
+
+    /// After a failed append or sync (the log rolled back to its durable
+    /// end): forgets the ids whose records are gone.
+    fn forget_rolled_back(&mut self) {
+        let durable = self.log.durable_end();
+        for (off, id) in self.pending.drain(..) {
+            if off >= durable {
+                self.ids.remove(&id);
+            }
+        }
+    }
+
+    /// The log's durable end (see [`FileLog::durable_end`]).
+    pub fn durable_end(&self) -> u64 {
+        self.log.durable_end()
     }
 
     /// Number of results held.
@@ -116,13 +142,30 @@ impl ResultSink for FileResultStore {
         rec.extend_from_slice(id.as_bytes());
         rec.push(0);
         rec.extend_from_slice(payload);
-        self.log.append(&rec)?;
-        self.ids.insert(id.to_string());
-        Ok(true)
+        match self.log.append(&rec) {
+            Ok(off) => {
+                self.ids.insert(id.to_string());
+                self.pending.push((off, id.to_string()));
+                Ok(true)
+            }
+            Err(e) => {
+                self.forget_rolled_back();
+                Err(e)
+            }
+        }
     }
 
     fn sync(&mut self) -> Result<(), StreamError> {
-        self.log.sync()
+        match self.log.sync() {
+            Ok(()) => {
+                self.pending.clear();
+                Ok(())
+            }
+            Err(e) => {
+                self.forget_rolled_back();
+                Err(e)
+            }
+        }
     }
 }
 
