@@ -330,3 +330,74 @@ fn the_server_refuses_to_start_on_a_damaged_log_and_names_what_to_run() {
         "{text}"
     );
 }
+
+#[test]
+fn a_batch_that_hits_a_full_disk_is_refused_from_its_first_rolled_back_frame_and_forgotten() {
+    use aorta_server::http::ingest::{GroupCommit, IngestCounters, IngestError, Submission};
+    let Some(fs) = Tmpfs::mount(256) else {
+        return;
+    };
+    let log = fs.dir.path().join("frames.log");
+    let ballast = fs.dir.path().join("ballast");
+    let counters = Arc::new(IngestCounters::default());
+    let mut gc = GroupCommit::open(&log, counters.clone()).unwrap();
+    let sub = |seq: u64, fill: u8| {
+        Submission::new("SN-B".into(), seq, 1, &vec![fill; 4000 + seq as usize])
+    };
+    // Durable first: two frames.
+    let c = gc.commit(vec![sub(0, 1), sub(1, 2)]);
+    assert!(c.acks.iter().all(Result::is_ok) && c.sync_error.is_none());
+    let durable = gc.durable_end();
+    std::fs::write(&ballast, vec![0u8; 160 << 10]).unwrap();
+    // A batch larger than the space left, with a re-send of frame 0, a
+    // replay of frame 1 and a re-send of its own first frame.
+    let batch = || {
+        let mut b: Vec<Submission> = (2..30).map(|q| sub(q, q as u8)).collect();
+        b.push(sub(0, 1));
+        b.push(sub(1, 9));
+        b.push(sub(2, 2));
+        b
+    };
+    let c = gc.commit(batch());
+    assert!(c.sync_error.is_some());
+    assert!(
+        c.acks
+            .iter()
+            .all(|a| matches!(a, Err(IngestError::StorageFull))),
+        "{:?}",
+        c.acks
+    );
+    assert_eq!(gc.durable_end(), durable);
+    assert_eq!(gc.end(), durable);
+    assert_eq!(std::fs::metadata(&log).unwrap().len(), durable);
+    assert_eq!(
+        counters.accepted.load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    // Space returns: the same batch is stored, nothing taken for a duplicate
+    // of what was rolled back.
+    std::fs::remove_file(&ballast).unwrap();
+    let c = gc.commit(batch());
+    assert!(c.sync_error.is_none());
+    let n = c.acks.len();
+    for (i, a) in c.acks.iter().enumerate() {
+        match (i, a) {
+            (0, Ok(a)) => assert_eq!((a.offset, a.duplicate), (durable, false)),
+            (i, Ok(a)) if i == n - 3 => assert_eq!((a.offset, a.duplicate), (0, true)),
+            (i, Err(IngestError::Replayed { sequence: 1, .. })) if i == n - 2 => {}
+            (i, Ok(a)) if i == n - 1 => assert_eq!((a.offset, a.duplicate), (durable, true)),
+            (_, Ok(a)) => assert!(!a.duplicate),
+            (i, e) => panic!("{i}: {e:?}"),
+        }
+    }
+    drop(gc);
+    assert_eq!(
+        FileLog::open(&log)
+            .unwrap()
+            .read_entries(0, usize::MAX)
+            .unwrap()
+            .0
+            .len(),
+        30
+    );
+}

@@ -531,6 +531,8 @@ type SeenEntry = ([u8; 16], u64, Option<u16>);
 
 /// How to forget a frame appended in a batch that was rolled back.
 struct Undo {
+    /// Position in the batch.
+    index: usize,
     serial: String,
     sequence: u64,
     offset: u64,
@@ -677,13 +679,15 @@ impl GroupCommit {
                 acks.push(Err(IngestError::from_log(e)));
                 continue;
             }
-            acks.push(self.admit(j, &mut undo, &mut failure));
+            let r = self.admit(j, acks.len(), &mut undo, &mut failure);
+            acks.push(r);
         }
         if failure.is_none() && !undo.is_empty() {
             self.counters.syncs.fetch_add(1, Ordering::Relaxed);
             failure = self.log.sync().err();
         }
         if let Some(e) = &failure {
+            // Forget what was rolled back, newest first.
             let durable = self.log.durable_end();
             for u in undo.iter().rev().filter(|u| u.offset >= durable) {
                 if let Some(s) = self.seen.get_mut(&u.serial) {
@@ -693,10 +697,23 @@ impl GroupCommit {
                     s.recent.extend(u.popped.iter().cloned());
                 }
             }
-            for a in &mut acks {
-                if matches!(a, Ok(ack) if ack.offset >= durable) {
-                    *a = Err(IngestError::from_log(e));
-                }
+            // From the first frame rolled back (or the failed append) on,
+            // every verdict may rest on rolled-back state: all refused.
+            let first = undo
+                .iter()
+                .find(|u| u.offset >= durable)
+                .map_or(acks.len(), |u| u.index);
+            let first = acks
+                .iter()
+                .position(|a| {
+                    matches!(
+                        a,
+                        Err(IngestError::StorageFull | IngestError::LogUnavailable)
+                    )
+                })
+                .map_or(first, |i| i.min(first));
+            for a in acks.iter_mut().skip(first) {
+                *a = Err(IngestError::from_log(e));
             }
         }
         for a in &acks {
@@ -723,12 +740,13 @@ impl GroupCommit {
         }
     }
 
-    /// Checks one submission against the remembered sequences and appends
-    /// it (noting in `undo` how to forget it); a failed append is put in
-    /// `failure`.
+    /// Checks submission `index` of a batch against the remembered
+    /// sequences and appends it (noting in `undo` how to forget it); a
+    /// failed append is put in `failure`.
     fn admit(
         &mut self,
         j: Submission,
+        index: usize,
         undo: &mut Vec<Undo>,
         failure: &mut Option<aorta_stream::StreamError>,
     ) -> Result<Ack, IngestError> {
@@ -773,6 +791,7 @@ impl GroupCommit {
                 };
                 let popped = s.remember(j.sequence, j.digest, off, j.window.map(|w| w.key_index));
                 undo.push(Undo {
+                    index,
                     serial: j.serial.clone(),
                     sequence: j.sequence,
                     offset: off,
