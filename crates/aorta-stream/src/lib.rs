@@ -168,6 +168,16 @@ pub enum StreamError {
         /// The I/O error.
         error: std::io::Error,
     },
+    /// The offset lies in a log segment that retention deleted.
+    #[error("{}: offset {offset} was deleted by retention; the log now starts at {first}", path.display())]
+    Deleted {
+        /// The log.
+        path: std::path::PathBuf,
+        /// The offset asked for.
+        offset: u64,
+        /// The first offset still held.
+        first: u64,
+    },
     /// A record is larger than the store accepts.
     #[error("record of {len} bytes exceeds the limit of {max}")]
     TooLarge {

@@ -190,10 +190,112 @@ pub struct TornTail {
     pub len: u64,
 }
 
+/// How a [`FileLog`] is cut into segment files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogOptions {
+    /// A new segment starts when an append would make the active one
+    /// longer than this (a single record may exceed it). `u64::MAX` (the
+    /// default): one file.
+    pub segment_bytes: u64,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            segment_bytes: u64::MAX,
+        }
+    }
+}
+
+/// The file of the segment that starts at global offset `base`: the log's
+/// own path for 0, `PATH.<base, 20 digits>` after it.
+pub fn segment_path(path: &Path, base: u64) -> PathBuf {
+    if base == 0 {
+        return path.to_path_buf();
+    }
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{base:020}"));
+    path.with_file_name(name)
+}
+
+/// The segments of the log at `path` that exist, `(base, file)` by base.
+pub fn segments(path: &Path) -> Result<Vec<(u64, PathBuf)>, StreamError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io(&dir)(e)),
+    };
+    for e in entries {
+        let e = e.map_err(io(&dir))?;
+        let f = e.file_name();
+        let f = f.to_string_lossy();
+        if f == name {
+            out.push((0, path.to_path_buf()));
+        } else if let Some(rest) = f.strip_prefix(&*name).and_then(|r| r.strip_prefix('.')) {
+            if rest.len() == 20 && rest.bytes().all(|b| b.is_ascii_digit()) {
+                if let Ok(base) = rest.parse::<u64>() {
+                    out.push((base, e.path()));
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Deletes the oldest segments of the log at `path` that are both
+/// **covered** (the next segment starts at or before `covered`: every
+/// checkpoint has passed them) and **expired** (last written at or before
+/// `cutoff`), stopping at the first that is not; never the active (last)
+/// segment. Returns the bases deleted. Safe while the log is open: the
+/// writer only touches the last segment.
+pub fn retire_segments(
+    path: &Path,
+    covered: u64,
+    cutoff: std::time::SystemTime,
+) -> Result<Vec<u64>, StreamError> {
+    let segs = segments(path)?;
+    let mut gone = Vec::new();
+    for pair in segs.windows(2) {
+        let [(base, file), (next, _)] = pair else {
+            break;
+        };
+        if *next > covered {
+            break;
+        }
+        let modified = std::fs::metadata(file)
+            .and_then(|m| m.modified())
+            .map_err(io(file))?;
+        if modified > cutoff {
+            break;
+        }
+        std::fs::remove_file(file).map_err(io(file))?;
+        gone.push(*base);
+    }
+    if !gone.is_empty() {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io(dir))?;
+        }
+    }
+    Ok(gone)
+}
+
 /// The file-backed [`FrameLog`].
 #[derive(Debug)]
 pub struct FileLog {
     path: PathBuf,
+    /// The active (last) segment's file and its base offset.
+    seg: PathBuf,
+    base: u64,
+    opts: LogOptions,
     file: File,
     /// Appended, not yet written to the file.
     buf: Vec<u8>,
@@ -552,21 +654,59 @@ impl FileLog {
     /// [`FileLog::torn_tail`]; damage is [`StreamError::Damaged`] and
     /// nothing is changed.
     pub fn open(path: impl AsRef<Path>) -> Result<FileLog, StreamError> {
+        FileLog::open_with(path, LogOptions::default())
+    }
+
+    /// [`FileLog::open`] with segments ([`LogOptions`]). Every segment
+    /// before the last must be intact and end where the next begins
+    /// ([`StreamError::Damaged`] otherwise); only the last may have a torn
+    /// tail. Errors name the segment file and offsets in it.
+    pub fn open_with(path: impl AsRef<Path>, opts: LogOptions) -> Result<FileLog, StreamError> {
         let path = path.as_ref().to_path_buf();
+        let segs = segments(&path)?;
+        for pair in segs.windows(2) {
+            let [(b0, p0), (b1, _)] = pair else {
+                break;
+            };
+            let f = File::open(p0).map_err(io(p0))?;
+            let len = f.metadata().map_err(io(p0))?.len();
+            let intact = intact_prefix(&mut Window::new(&f, len)).map_err(io(p0))?;
+            let damaged = |offset: u64, what: String| StreamError::Damaged {
+                path: p0.clone(),
+                offset,
+                what,
+            };
+            if intact < len {
+                return Err(damaged(
+                    intact,
+                    "the record there is not intact, in a segment closed before the last".into(),
+                ));
+            }
+            if b0 + len != *b1 {
+                return Err(damaged(
+                    len,
+                    format!(
+                        "the segment ends at log offset {} but the next begins at {b1}",
+                        b0 + len
+                    ),
+                ));
+            }
+        }
+        let (base, seg) = segs.last().cloned().unwrap_or((0, path.clone()));
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
-            .open(&path)
-            .map_err(io(&path))?;
-        let len = file.metadata().map_err(io(&path))?.len();
+            .open(&seg)
+            .map_err(io(&seg))?;
+        let len = file.metadata().map_err(io(&seg))?.len();
         let mut w = Window::new(&file, len);
-        let end = intact_prefix(&mut w).map_err(io(&path))?;
+        let end = intact_prefix(&mut w).map_err(io(&seg))?;
         let mut torn = None;
         if end < len {
             let tail = len - end;
             let damaged = |what: String| StreamError::Damaged {
-                path: path.clone(),
+                path: seg.clone(),
                 offset: end,
                 what,
             };
@@ -576,7 +716,7 @@ impl FileLog {
                 )));
             }
             let mut budget = OPEN_SCAN_BUDGET;
-            match next_intact(&mut w, end, &mut budget).map_err(io(&path))? {
+            match next_intact(&mut w, end, &mut budget).map_err(io(&seg))? {
                 Ok(Some(q)) => {
                     return Err(damaged(format!(
                         "the record there is not intact, and an intact one follows at byte {q}"
@@ -588,26 +728,56 @@ impl FileLog {
                     )));
                 }
                 Ok(None) => {
-                    file.set_len(end).map_err(io(&path))?;
-                    file.sync_all().map_err(io(&path))?;
+                    file.set_len(end).map_err(io(&seg))?;
+                    file.sync_all().map_err(io(&seg))?;
                     torn = Some(TornTail {
-                        offset: end,
+                        offset: base + end,
                         len: tail,
                     });
                 }
             }
         }
         drop(w);
-        file.seek(SeekFrom::End(0)).map_err(io(&path))?;
+        file.seek(SeekFrom::End(0)).map_err(io(&seg))?;
         Ok(FileLog {
             file,
             buf: Vec::with_capacity(WRITE_CHUNK),
             path,
-            end,
-            durable: end,
+            seg,
+            base,
+            opts,
+            end: base + end,
+            durable: base + end,
             dirty: false,
             torn,
         })
+    }
+
+    /// The first offset the log still holds (0 unless retention deleted
+    /// segments).
+    pub fn first_offset(&self) -> Result<u64, StreamError> {
+        Ok(segments(&self.path)?.first().map_or(self.base, |s| s.0))
+    }
+
+    /// Starts a new segment at the current end (after a sync).
+    fn roll(&mut self) -> Result<(), StreamError> {
+        self.sync()?;
+        let seg = segment_path(&self.path, self.end);
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .open(&seg)
+            .map_err(|e| write_error(&seg, e))?;
+        if let Some(dir) = seg.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| write_error(dir, e))?;
+        }
+        self.file = file;
+        self.base = self.end;
+        self.seg = seg;
+        Ok(())
     }
 
     /// The log's path.
@@ -644,9 +814,9 @@ impl FileLog {
     fn recover(&mut self) -> Result<(), StreamError> {
         if self.dirty {
             self.file
-                .set_len(self.durable)
+                .set_len(self.durable - self.base)
                 .and_then(|()| self.file.sync_all())
-                .map_err(|e| write_error(&self.path, e))?;
+                .map_err(|e| write_error(&self.seg, e))?;
             self.dirty = false;
         }
         Ok(())
@@ -659,7 +829,7 @@ impl FileLog {
         self.dirty = true;
         // Best effort now; if it fails, the next append or sync retries.
         let _ = self.recover();
-        write_error(&self.path, error)
+        write_error(&self.seg, error)
     }
 
     fn write_buf(&mut self) -> Result<(), StreamError> {
@@ -689,6 +859,11 @@ impl FrameLog for FileLog {
         }
         self.recover()?;
         let len = (HEADER_LEN + payload.len()) as u64;
+        if self.end > self.base
+            && (self.end - self.base).saturating_add(len) > self.opts.segment_bytes
+        {
+            self.roll()?;
+        }
         if self.end > self.durable && self.end - self.durable + len > MAX_UNSYNCED {
             self.sync()?;
         }
@@ -788,25 +963,69 @@ fn read_records(
     if offset == end || max == 0 {
         return Ok((Vec::new(), offset));
     }
-    let mut f = File::open(path).map_err(io(path))?;
-    f.seek(SeekFrom::Start(offset)).map_err(io(path))?;
-    let mut r = std::io::BufReader::with_capacity(1 << 16, f);
+    let segs = segments(path)?;
+    let first = segs.first().map_or(0, |s| s.0);
+    let deleted = || StreamError::Deleted {
+        path: path.to_path_buf(),
+        offset,
+        first,
+    };
+    let Some(mut i) = segs.iter().rposition(|s| s.0 <= offset) else {
+        return Err(deleted());
+    };
     let mut out = Vec::new();
     let mut pos = offset;
-    while out.len() < max && pos < end {
+    while let Some((base, file)) = segs.get(i) {
+        let stop = segs.get(i + 1).map_or(end, |n| n.0.min(end));
+        pos = match read_segment(file, *base, pos, max, stop, &mut out) {
+            Err(StreamError::Io { error, .. })
+                if error.kind() == std::io::ErrorKind::NotFound && out.is_empty() =>
+            {
+                return Err(deleted());
+            }
+            r => r?,
+        };
+        if out.len() >= max || pos >= end || pos < stop {
+            break;
+        }
+        i += 1;
+    }
+    Ok((out, pos))
+}
+
+/// Reads records of the segment `file` (starting at log offset `base`)
+/// from log offset `offset` into `out` until `max` or `stop`.
+fn read_segment(
+    file: &Path,
+    base: u64,
+    offset: u64,
+    max: usize,
+    stop: u64,
+    out: &mut Vec<Located>,
+) -> Result<u64, StreamError> {
+    let corrupt = |at: u64, what: &str| StreamError::Corrupt {
+        path: file.to_path_buf(),
+        offset: at,
+        what: what.into(),
+    };
+    let mut f = File::open(file).map_err(io(file))?;
+    f.seek(SeekFrom::Start(offset - base)).map_err(io(file))?;
+    let mut r = std::io::BufReader::with_capacity(1 << 16, f);
+    let mut pos = offset;
+    while out.len() < max && pos < stop {
         let mut hdr = [0u8; HEADER_LEN];
         r.read_exact(&mut hdr)
             .map_err(|_| corrupt(pos, "truncated record header"))?;
         let h = RecordHeader::from_bytes(&hdr).map_err(|_| corrupt(pos, "bad record length"))?;
         let next = pos + (HEADER_LEN as u64) + h.body_len();
-        if next > end || h.len == 0 {
+        if next > stop || h.len == 0 {
             return Err(corrupt(pos, "bad record length"));
         }
         if h.len & FILLER_FLAG != 0 {
             if !h.is_filler() {
                 return Err(corrupt(pos, "bad filler header"));
             }
-            r.seek_relative(h.body_len() as i64).map_err(io(path))?;
+            r.seek_relative(h.body_len() as i64).map_err(io(file))?;
             pos = next;
             continue;
         }
@@ -819,7 +1038,7 @@ fn read_records(
         out.push((pos, payload));
         pos = next;
     }
-    Ok((out, pos))
+    Ok(pos)
 }
 
 #[cfg(test)]
