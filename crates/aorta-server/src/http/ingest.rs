@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use aorta_crypto::directory::{Directory, Entry, Status};
 use aorta_crypto::frame::{self, FrameError};
-use aorta_stream::log::{FileLog, FrameLog, LogReader};
+use aorta_stream::log::{FileLog, FrameLog, LogOptions, LogReader};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// Sequences remembered per device for deduplication.
@@ -616,12 +616,21 @@ impl GroupCommit {
         path: &Path,
         counters: Arc<IngestCounters>,
     ) -> Result<GroupCommit, aorta_stream::StreamError> {
-        let log = FileLog::open(path)?;
+        GroupCommit::open_with(path, counters, LogOptions::default())
+    }
+
+    /// [`GroupCommit::open`] with segments ([`LogOptions`]).
+    pub fn open_with(
+        path: &Path,
+        counters: Arc<IngestCounters>,
+        opts: LogOptions,
+    ) -> Result<GroupCommit, aorta_stream::StreamError> {
+        let log = FileLog::open_with(path, opts)?;
         if let Some(t) = log.torn_tail() {
             tracing::warn!(target: "aorta::ingest", file = %path.display(), offset = t.offset, bytes = t.len, "cut the log's torn tail (a write a crash left incomplete, never acknowledged)");
         }
         let mut seen: HashMap<String, Seen> = HashMap::new();
-        let mut offset = 0;
+        let mut offset = log.first_offset()?;
         loop {
             let (recs, next) = log.read_entries(offset, 4096)?;
             if recs.is_empty() {
@@ -869,8 +878,46 @@ impl Ingest {
         queue_bytes: usize,
         max_lag: u64,
     ) -> Result<Ingest, aorta_stream::StreamError> {
+        Ingest::start_with(
+            dir,
+            devices,
+            queue_frames,
+            queue_bytes,
+            max_lag,
+            Retention::default(),
+        )
+    }
+
+    /// [`Ingest::start`] with a segmented log and retention
+    /// ([`Retention`]): a thread deletes, every [`Retention::check_every`],
+    /// the segments the worker's checkpoint has passed and whose last write
+    /// is older than [`Retention::keep`].
+    pub fn start_with(
+        dir: &Path,
+        devices: Arc<dyn DeviceDirectory>,
+        queue_frames: usize,
+        queue_bytes: usize,
+        max_lag: u64,
+        retention: Retention,
+    ) -> Result<Ingest, aorta_stream::StreamError> {
         let counters = Arc::new(IngestCounters::default());
-        let log = GroupCommit::open(&dir.join("frames.log"), counters.clone())?;
+        let path = dir.join("frames.log");
+        let log = GroupCommit::open_with(
+            &path,
+            counters.clone(),
+            LogOptions {
+                segment_bytes: retention.segment_bytes,
+            },
+        )?;
+        let worker_offset = Arc::new(AtomicU64::new(0));
+        if let Some(keep) = retention.keep {
+            let covered = Arc::downgrade(&worker_offset);
+            let every = retention.check_every;
+            std::thread::Builder::new()
+                .name("aorta-log-retention".into())
+                .spawn(move || retire(&path, &covered, keep, every))
+                .map_err(|e| aorta_stream::StreamError::Store(Box::new(e)))?;
+        }
         let reader = log.reader();
         let (end_tx, end_rx) = watch::channel(log.end());
         let (tx, rx) = mpsc::channel(queue_frames);
@@ -895,7 +942,7 @@ impl Ingest {
             max_lag,
             devices,
             end: end_rx,
-            worker_offset: Arc::new(AtomicU64::new(0)),
+            worker_offset,
             counters,
             reader,
         })
@@ -987,6 +1034,61 @@ impl Ingest {
         }
         rx.await
             .map_err(|_| IngestError::Internal("log writer stopped".into()))?
+    }
+}
+
+/// How the frame log is cut into segments and how long they are kept
+/// (server config: `log_segment_bytes`, `log_retention_hours`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Size of a log segment ([`LogOptions::segment_bytes`]; `u64::MAX`:
+    /// one file).
+    pub segment_bytes: u64,
+    /// Keep a segment at least this long after its last write, and until
+    /// the worker's checkpoint has passed it; `None`: keep everything.
+    pub keep: Option<std::time::Duration>,
+    /// How often the retention thread looks.
+    pub check_every: std::time::Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            segment_bytes: u64::MAX,
+            keep: None,
+            check_every: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
+/// The retention thread: while the ingest lives (`covered` upgrades),
+/// deletes the segments its worker checkpoint offset covers and `keep`
+/// has expired ([`aorta_stream::log::retire_segments`]).
+fn retire(
+    path: &Path,
+    covered: &std::sync::Weak<AtomicU64>,
+    keep: std::time::Duration,
+    every: std::time::Duration,
+) {
+    loop {
+        std::thread::sleep(every);
+        let Some(c) = covered.upgrade() else {
+            return;
+        };
+        let covered = c.load(Ordering::Relaxed);
+        drop(c);
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(keep)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        match aorta_stream::log::retire_segments(path, covered, cutoff) {
+            Ok(gone) if !gone.is_empty() => {
+                tracing::info!(target: "aorta::ingest", segments = gone.len(), checkpoint_offset = covered, "retention deleted log segments");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(target: "aorta::ingest", error = %e, "log retention failed");
+            }
+        }
     }
 }
 
