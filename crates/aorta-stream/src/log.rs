@@ -20,6 +20,19 @@
 //!
 //! A record's offset is the byte position of its header; offsets never move.
 //!
+//! ## Segments and retention
+//!
+//! With [`LogOptions::segment_bytes`] the log is a chain of segment files:
+//! `PATH` holds offsets from 0, `PATH.<base as 20 digits>` from `base`
+//! ([`segment_path`]); a new segment starts when an append would make the
+//! active one longer than `segment_bytes`. Offsets stay global.
+//! [`retire_segments`] deletes the oldest segments that a checkpoint has
+//! passed and whose last write is older than a cutoff; reading a deleted
+//! offset is [`StreamError::Deleted`]. Opening checks that every segment
+//! but the last is intact and ends where the next begins; only the last may
+//! have a torn tail. `aorta log check`/`salvage` work on one segment file
+//! (offsets in the file).
+//!
 //! ## Torn tail or damage
 //!
 //! [`FileLog`] writes at most [`MAX_UNSYNCED`] bytes between two syncs (an

@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use crate::StreamError;
-use crate::log::{FileLog, FrameLog};
+use crate::log::{FileLog, FrameLog, LogOptions};
 
 /// A stored result: `(id, payload)`.
 pub type StoredResult = (String, Vec<u8>);
@@ -40,9 +40,17 @@ pub struct FileResultStore {
 impl FileResultStore {
     /// Opens (creating) the store at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StreamError> {
-        let log = FileLog::open(path)?;
+        FileResultStore::open_with(path, LogOptions::default())
+    }
+
+    /// [`FileResultStore::open`] with segments ([`LogOptions`]): retention
+    /// deletes whole old segments ([`crate::log::retire_segments`] with
+    /// `covered = u64::MAX` and the cutoff time); reads of a deleted offset
+    /// are [`StreamError::Deleted`], which names the first offset kept.
+    pub fn open_with(path: impl AsRef<Path>, opts: LogOptions) -> Result<Self, StreamError> {
+        let log = FileLog::open_with(path, opts)?;
         let mut ids = HashSet::new();
-        let mut offset = 0;
+        let mut offset = log.first_offset()?;
         loop {
             let (recs, next) = log.read_from(offset, 4096)?;
             if recs.is_empty() {
@@ -114,7 +122,7 @@ impl FileResultStore {
     /// Every `(id, payload)` in insertion order.
     pub fn all(&self) -> Result<Vec<(String, Vec<u8>)>, StreamError> {
         let mut out = Vec::new();
-        let mut offset = 0;
+        let mut offset = self.log.first_offset()?;
         loop {
             let (recs, next) = self.log.read_from(offset, 4096)?;
             if recs.is_empty() {

@@ -133,3 +133,30 @@ fn damage_in_a_closed_segment_is_refused_naming_that_segment() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn results_retention_deletes_old_segments_and_keeps_the_rest_readable() {
+    use aorta_stream::results::{FileResultStore, ResultSink};
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("results.log");
+    let opts = LogOptions {
+        segment_bytes: 1024,
+    };
+    let mut s = FileResultStore::open_with(&p, opts).unwrap();
+    for i in 0..40 {
+        s.put(&format!("id/{i}"), &[i as u8; 100]).unwrap();
+    }
+    s.sync().unwrap();
+    // Old enough (cutoff now), covered (results need no checkpoint).
+    let gone = retire_segments(&p, u64::MAX, SystemTime::now()).unwrap();
+    assert!(!gone.is_empty());
+    let first = segments(&p).unwrap()[0].0;
+    assert!(matches!(s.read_from(0, 1), Err(StreamError::Deleted { first: f, .. }) if f == first));
+    let kept = s.all().unwrap();
+    assert!(!kept.is_empty() && kept.len() < 40);
+    assert_eq!(kept.last().unwrap().0, "id/39");
+    drop(s);
+    let s = FileResultStore::open_with(&p, opts).unwrap();
+    assert_eq!(s.len(), kept.len());
+    assert_eq!(s.all().unwrap(), kept);
+}
