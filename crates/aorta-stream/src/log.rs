@@ -776,12 +776,22 @@ impl FileLog {
     fn roll(&mut self) -> Result<(), StreamError> {
         self.sync()?;
         let seg = segment_path(&self.path, self.end);
+        // `create`, not `create_new`: an empty file a failed roll left is
+        // reused; a non-empty one is refused.
         let file = OpenOptions::new()
             .read(true)
             .append(true)
-            .create_new(true)
+            .create(true)
             .open(&seg)
             .map_err(|e| write_error(&seg, e))?;
+        let len = file.metadata().map_err(io(&seg))?.len();
+        if len != 0 {
+            return Err(StreamError::Damaged {
+                path: seg,
+                offset: 0,
+                what: format!("a new segment must start empty, this one holds {len} bytes"),
+            });
+        }
         if let Some(dir) = seg.parent().filter(|d| !d.as_os_str().is_empty()) {
             File::open(dir)
                 .and_then(|d| d.sync_all())
