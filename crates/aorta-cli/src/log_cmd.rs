@@ -102,6 +102,10 @@ pub fn run(cmd: LogCmd) -> anyhow::Result<ExitCode> {
     };
     let scan = match out {
         None => log::scan(file, |_| Ok(()))?,
+        Some(out) if out.exists() => anyhow::bail!(
+            "{} exists: salvage never overwrites a file; choose another --out",
+            out.display()
+        ),
         Some(out) => log::salvage(file, out)?,
     };
     let report = Report {
