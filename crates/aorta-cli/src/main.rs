@@ -26,6 +26,7 @@ mod eval_cmd;
 mod factory_cmd;
 mod frames_cmd;
 mod hrv_cmd;
+mod log_cmd;
 mod results_cmd;
 mod server_cmd;
 mod signals;
@@ -100,6 +101,9 @@ commands! {
     /// Clinician identities: the keys analysis results are sealed to.
     #[command(subcommand)]
     Clinician(clinician_cmd::ClinicianCmd),
+    /// Log files (`frames.log`, `results.log`): check and salvage damage.
+    #[command(subcommand)]
+    Log(log_cmd::LogCmd),
 }
 
 fn main() -> ExitCode {

@@ -142,6 +142,42 @@ pub enum StreamError {
     /// a lock was poisoned, a thread panicked).
     #[error("internal error: {0}")]
     Internal(String),
+    /// A log or results file is damaged before its end: intact records
+    /// follow the damage (or more bytes than one unsynced batch can leave),
+    /// so cutting it would lose acknowledged records. Nothing was changed;
+    /// the message names the file, the offset and the commands to run.
+    #[error(
+        "{}: damaged at byte {offset}: {what}. Nothing was cut. Run `aorta log check {}` to list the damaged ranges, then `aorta log salvage {} --out NEW` to copy every intact record (offsets kept) to NEW, and replace the file with NEW",
+        path.display(), path.display(), path.display()
+    )]
+    Damaged {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Start of the first damaged range.
+        offset: u64,
+        /// What is wrong there.
+        what: String,
+    },
+    /// The file system or the quota is full (`ENOSPC`, `EDQUOT`). The log
+    /// was rolled back to its last durable end: nothing appended since the
+    /// last successful sync is kept. Appends work again once space returns.
+    #[error("{}: storage full: {error}", path.display())]
+    StorageFull {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// The offset lies in a log segment that retention deleted.
+    #[error("{}: offset {offset} was deleted by retention; the log now starts at {first}", path.display())]
+    Deleted {
+        /// The log.
+        path: std::path::PathBuf,
+        /// The offset asked for.
+        offset: u64,
+        /// The first offset still held.
+        first: u64,
+    },
     /// A record is larger than the store accepts.
     #[error("record of {len} bytes exceeds the limit of {max}")]
     TooLarge {

@@ -4,13 +4,17 @@
 //! recomputed while replaying the log after a crash has the id of the one
 //! already stored, and [`ResultSink::put`] ignores it. [`FileResultStore`]
 //! keeps results in a [`FileLog`] of `id \0 payload` records and rebuilds
-//! its id index when opened.
+//! its id index when opened. It shares the log's guarantees: damage is
+//! refused at open ([`StreamError::Damaged`]), and a failed `put` or `sync`
+//! rolls the file back to its last durable end and forgets the ids stored
+//! since then ([`StreamError::StorageFull`] on a full disk or quota), so a
+//! retry after the error stores them again.
 
 use std::collections::HashSet;
 use std::path::Path;
 
 use crate::StreamError;
-use crate::log::{FileLog, FrameLog};
+use crate::log::{FileLog, FrameLog, LogOptions};
 
 /// A stored result: `(id, payload)`.
 pub type StoredResult = (String, Vec<u8>);
@@ -29,14 +33,24 @@ pub trait ResultSink {
 pub struct FileResultStore {
     log: FileLog,
     ids: HashSet<String>,
+    /// Ids stored since the last successful sync, with their offsets.
+    pending: Vec<(u64, String)>,
 }
 
 impl FileResultStore {
     /// Opens (creating) the store at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StreamError> {
-        let log = FileLog::open(path)?;
+        FileResultStore::open_with(path, LogOptions::default())
+    }
+
+    /// [`FileResultStore::open`] with segments ([`LogOptions`]): retention
+    /// deletes whole old segments ([`crate::log::retire_segments`] with
+    /// `covered = u64::MAX` and the cutoff time); reads of a deleted offset
+    /// are [`StreamError::Deleted`], which names the first offset kept.
+    pub fn open_with(path: impl AsRef<Path>, opts: LogOptions) -> Result<Self, StreamError> {
+        let log = FileLog::open_with(path, opts)?;
         let mut ids = HashSet::new();
-        let mut offset = 0;
+        let mut offset = log.first_offset()?;
         loop {
             let (recs, next) = log.read_from(offset, 4096)?;
             if recs.is_empty() {
@@ -48,7 +62,27 @@ impl FileResultStore {
             }
             offset = next;
         }
-        Ok(FileResultStore { log, ids })
+        Ok(FileResultStore {
+            log,
+            ids,
+            pending: Vec::new(),
+        })
+    }
+
+    /// After a failed append or sync (the log rolled back to its durable
+    /// end): forgets the ids whose records are gone.
+    fn forget_rolled_back(&mut self) {
+        let durable = self.log.durable_end();
+        for (off, id) in self.pending.drain(..) {
+            if off >= durable {
+                self.ids.remove(&id);
+            }
+        }
+    }
+
+    /// The log's durable end (see [`FileLog::durable_end`]).
+    pub fn durable_end(&self) -> u64 {
+        self.log.durable_end()
     }
 
     /// Number of results held.
@@ -88,7 +122,7 @@ impl FileResultStore {
     /// Every `(id, payload)` in insertion order.
     pub fn all(&self) -> Result<Vec<(String, Vec<u8>)>, StreamError> {
         let mut out = Vec::new();
-        let mut offset = 0;
+        let mut offset = self.log.first_offset()?;
         loop {
             let (recs, next) = self.log.read_from(offset, 4096)?;
             if recs.is_empty() {
@@ -116,13 +150,30 @@ impl ResultSink for FileResultStore {
         rec.extend_from_slice(id.as_bytes());
         rec.push(0);
         rec.extend_from_slice(payload);
-        self.log.append(&rec)?;
-        self.ids.insert(id.to_string());
-        Ok(true)
+        match self.log.append(&rec) {
+            Ok(off) => {
+                self.ids.insert(id.to_string());
+                self.pending.push((off, id.to_string()));
+                Ok(true)
+            }
+            Err(e) => {
+                self.forget_rolled_back();
+                Err(e)
+            }
+        }
     }
 
     fn sync(&mut self) -> Result<(), StreamError> {
-        self.log.sync()
+        match self.log.sync() {
+            Ok(()) => {
+                self.pending.clear();
+                Ok(())
+            }
+            Err(e) => {
+                self.forget_rolled_back();
+                Err(e)
+            }
+        }
     }
 }
 

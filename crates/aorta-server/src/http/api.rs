@@ -112,9 +112,9 @@ fn err(status: StatusCode, name: &str, detail: impl Into<String>) -> Response {
 fn ingest_err(e: &IngestError) -> Response {
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut r = err(status, e.name(), e.to_string());
-    if status == StatusCode::SERVICE_UNAVAILABLE {
+    if let Some(secs) = e.retry_after() {
         r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     r
 }
@@ -353,6 +353,11 @@ async fn get_log(State(s): State<Arc<AppState>>, h: HeaderMap, q: Query<LogQuery
             resp.headers_mut().insert(END_HEADER, hv(end));
             resp
         }
+        Ok(Err(aorta_stream::StreamError::Deleted { offset, first, .. })) => err(
+            StatusCode::GONE,
+            "offset_retired",
+            format!("offset {offset} was deleted by retention; the first offset kept is {first}"),
+        ),
         Ok(Err(e)) => {
             // A client offset inside a record lands here too.
             err(StatusCode::BAD_REQUEST, "bad_offset", e.to_string())
@@ -423,6 +428,12 @@ async fn put_checkpoint(State(s): State<Arc<AppState>>, h: HeaderMap, body: Byte
     }
 }
 
+/// Why a result batch was not stored.
+enum StoreFailure {
+    Store(aorta_stream::StreamError),
+    Poisoned,
+}
+
 fn crc32(s: &str) -> u32 {
     // Same CRC the checkpoint store checks.
     let mut h = crc32fast_hasher();
@@ -481,17 +492,17 @@ async fn post_results(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes)
         decoded.push((r.id.clone(), b));
     }
     let st = s.clone();
-    let stored = tokio::task::spawn_blocking(move || -> Result<(u64, u64, u64), String> {
-        let mut store = st.results.lock().map_err(|_| "lock poisoned".to_string())?;
+    let stored = tokio::task::spawn_blocking(move || -> Result<(u64, u64, u64), StoreFailure> {
+        let mut store = st.results.lock().map_err(|_| StoreFailure::Poisoned)?;
         let (mut new, mut dup) = (0, 0);
         for (id, b) in decoded {
-            if store.put(&id, &b).map_err(|e| e.to_string())? {
+            if store.put(&id, &b).map_err(StoreFailure::Store)? {
                 new += 1;
             } else {
                 dup += 1;
             }
         }
-        store.sync().map_err(|e| e.to_string())?;
+        store.sync().map_err(StoreFailure::Store)?;
         Ok((new, dup, store.end()))
     })
     .await;
@@ -500,7 +511,32 @@ async fn post_results(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes)
             s.results_end.store(end, Ordering::Relaxed);
             (n, d)
         }
-        Ok(Err(e)) => return err(StatusCode::INTERNAL_SERVER_ERROR, "results_write", e),
+        Ok(Err(StoreFailure::Store(e))) => {
+            // The store rolled back to its durable end and forgot the ids
+            // of this batch: the worker retries it whole.
+            tracing::warn!(target: "aorta::results", error = %e, "result batch not stored");
+            let (status, name, secs) = match e {
+                aorta_stream::StreamError::StorageFull { .. } => {
+                    (StatusCode::INSUFFICIENT_STORAGE, "storage_full", "30")
+                }
+                _ => (StatusCode::SERVICE_UNAVAILABLE, "results_unavailable", "1"),
+            };
+            let mut r = err(
+                status,
+                name,
+                "the results store could not be written; retry",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static(secs));
+            return r;
+        }
+        Ok(Err(StoreFailure::Poisoned)) => {
+            return err(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "lock poisoned",
+            );
+        }
         Err(e) => return err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     };
     s.results_stored.fetch_add(stored, Ordering::Relaxed);
@@ -1022,12 +1058,18 @@ pub fn open_state_with_reneg(
             .trim()
             .to_owned(),
     );
-    let ingest = Ingest::start(
+    let hours = |h: u64| Duration::from_secs(h.saturating_mul(3600));
+    let ingest = Ingest::start_with(
         dir,
         devices,
         cfg.ingest_queue_frames,
         cfg.ingest_queue_bytes,
         cfg.max_worker_lag_bytes,
+        super::ingest::Retention {
+            segment_bytes: cfg.log_segment_bytes.unwrap_or(u64::MAX),
+            keep: cfg.log_retention_hours.map(hours),
+            ..Default::default()
+        },
     )
     .context("opening the frame log")?;
     let checkpoints = FileCheckpointStore::new(dir.join("checkpoint"))?;
@@ -1037,15 +1079,20 @@ pub fn open_state_with_reneg(
     {
         ingest.worker_offset.store(cp.log_offset, Ordering::Relaxed);
     }
-    let results =
-        FileResultStore::open(dir.join("results.log")).context("opening the results store")?;
+    let results = FileResultStore::open_with(
+        dir.join("results.log"),
+        aorta_stream::log::LogOptions {
+            segment_bytes: cfg.results_segment_bytes.unwrap_or(u64::MAX),
+        },
+    )
+    .context("opening the results store")?;
     let results_end = AtomicU64::new(results.end());
     let mut limits = Limits::from_config(cfg);
     limits.max_connections = super::limits::fit_to_open_files(limits.max_connections);
     if limits.max_connections < cfg.max_connections {
         tracing::warn!(target: "aorta::server", wanted = cfg.max_connections, allowed = limits.max_connections, "the open-file limit caps max_connections");
     }
-    Ok(Arc::new(AppState {
+    let state = Arc::new(AppState {
         ingest,
         results: Mutex::new(results),
         results_end,
@@ -1067,7 +1114,46 @@ pub fn open_state_with_reneg(
         checkpoint_gate: tokio::sync::Semaphore::new(1),
         results_gate: tokio::sync::Semaphore::new(1),
         stats_cache: tokio::sync::Mutex::new(None),
-    }))
+    });
+    if let Some(h) = cfg.results_retention_hours {
+        retire_results(&state, dir.join("results.log"), hours(h))?;
+    }
+    Ok(state)
+}
+
+/// Deletes, once a minute, the results segments whose last write is older
+/// than `keep` (never the active one), under the store's lock so that no
+/// read is in the middle of one.
+fn retire_results(
+    state: &Arc<AppState>,
+    path: std::path::PathBuf,
+    keep: Duration,
+) -> anyhow::Result<()> {
+    let weak = Arc::downgrade(state);
+    std::thread::Builder::new()
+        .name("aorta-results-retention".into())
+        .spawn(move || {
+            loop {
+                let Some(st) = weak.upgrade() else { return };
+                if let Some(cutoff) = std::time::SystemTime::now().checked_sub(keep)
+                    && let Ok(_store) = st.results.lock()
+                {
+                    match aorta_stream::log::retire_segments(&path, u64::MAX, cutoff) {
+                        Ok(gone) if !gone.is_empty() => {
+                            tracing::info!(target: "aorta::results", segments = gone.len(), "results retention: segments deleted");
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(target: "aorta::results", error = %e, "results retention failed");
+                        }
+                    }
+                }
+                drop(st);
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        })
+        .context("starting the results retention thread")?;
+    Ok(())
 }
 
 impl AppState {

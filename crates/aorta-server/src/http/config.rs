@@ -96,6 +96,16 @@ pub struct ServerConfig {
     /// Largest `GET /v1/log` answer, bytes of records (one record more when
     /// a single record is larger).
     pub log_answer_bytes: usize,
+    /// Size of one `frames.log` segment, bytes; absent: one file.
+    pub log_segment_bytes: Option<u64>,
+    /// Delete a frame-log segment once the worker's checkpoint has passed it
+    /// and its last write is this many hours old; absent: keep everything.
+    pub log_retention_hours: Option<u64>,
+    /// Size of one `results.log` segment, bytes; absent: one file.
+    pub results_segment_bytes: Option<u64>,
+    /// Delete a results segment once its last write is this many hours
+    /// old; absent: keep everything.
+    pub results_retention_hours: Option<u64>,
 }
 
 impl Default for ServerConfig {
@@ -132,6 +142,10 @@ impl Default for ServerConfig {
             body_budget_bytes: 256 << 20,
             connection_body_bytes: 8 << 20,
             log_answer_bytes: 16 << 20,
+            log_segment_bytes: None,
+            log_retention_hours: None,
+            results_segment_bytes: None,
+            results_retention_hours: None,
         }
     }
 }
@@ -271,6 +285,31 @@ impl ServerConfig {
         if self.log_answer_bytes < self.max_frame_bytes || self.log_answer_bytes > 1 << 30 {
             return bad("log_answer_bytes", "must be in [max_frame_bytes, 1 GiB]");
         }
+        for (field, seg, keep) in [
+            (
+                "log_retention_hours",
+                self.log_segment_bytes,
+                self.log_retention_hours,
+            ),
+            (
+                "results_retention_hours",
+                self.results_segment_bytes,
+                self.results_retention_hours,
+            ),
+        ] {
+            if seg.is_some_and(|b| b < 1 << 20) {
+                return bad(field, "its segment size must be at least 1 MiB");
+            }
+            if keep.is_some() && seg.is_none() {
+                return bad(
+                    field,
+                    "retention needs a segment size (log_segment_bytes / results_segment_bytes)",
+                );
+            }
+            if keep.is_some_and(|h| h == 0 || h > 24 * 365 * 100) {
+                return bad(field, "must be in [1, 876000] hours");
+            }
+        }
         if self.body_budget_bytes < self.connection_body_bytes {
             return bad(
                 "body_budget_bytes",
@@ -347,6 +386,15 @@ body_budget_bytes = 268435456
 connection_body_bytes = 8388608
 # Largest answer to a worker's log read (bytes of records).
 log_answer_bytes = 16777216
+
+# --- retention (docs/server.md, "Retention"): off by default.
+# frames.log in segments of this size; a segment is deleted once the
+# worker's checkpoint passed it and its last write is this many hours old.
+# log_segment_bytes = 268435456
+# log_retention_hours = 720
+# results.log in segments, deleted by age alone.
+# results_segment_bytes = 268435456
+# results_retention_hours = 2160
 "#;
 
 #[cfg(test)]
@@ -383,6 +431,9 @@ mod tests {
             "h2_max_streams = 0",
             "connection_body_bytes = 100",
             "body_budget_bytes = 1000",
+            "log_retention_hours = 5",
+            "log_segment_bytes = 10\nlog_retention_hours = 5",
+            "results_segment_bytes = 1048576\nresults_retention_hours = 0",
         ] {
             assert!(ServerConfig::from_toml_str(bad, p).is_err(), "{bad}");
         }

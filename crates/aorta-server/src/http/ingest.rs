@@ -23,6 +23,15 @@
 //! bounded in frames and bytes; when it is full, or when the worker lags
 //! further behind than `max_worker_lag_bytes`, ingest answers `503` with
 //! `Retry-After` instead of buffering.
+//!
+//! When an append or a sync fails, the log rolls back to its last durable
+//! end (truncate, fsync: `aorta_stream::log`) before anything else happens;
+//! every frame of the batch that is not durable gets
+//! [`IngestError::StorageFull`] (`507`, a full disk or quota) or
+//! [`IngestError::LogUnavailable`] (`503`), both with `Retry-After`, and is
+//! forgotten by the deduplication index, so the device's retry is appended
+//! anew once space returns. Nothing is acknowledged at an offset that was
+//! rolled back, and the writer keeps serving.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -31,7 +40,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use aorta_crypto::directory::{Directory, Entry, Status};
 use aorta_crypto::frame::{self, FrameError};
-use aorta_stream::log::{FileLog, FrameLog, LogReader};
+use aorta_stream::log::{FileLog, FrameLog, LogOptions, LogReader};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// Sequences remembered per device for deduplication.
@@ -117,6 +126,14 @@ pub enum IngestError {
     /// Too much is queued or the worker lags (503, retry later).
     #[error("overloaded: {0}; retry later")]
     Overloaded(&'static str),
+    /// The log's file system or quota is full: nothing of this frame was
+    /// stored (507, retry later).
+    #[error("the frame log's storage is full; the frame was not stored; retry later")]
+    StorageFull,
+    /// Writing or syncing the log failed (an I/O error) and was rolled
+    /// back: nothing of this frame was stored (503, retry later).
+    #[error("the frame log could not be written; the frame was not stored; retry later")]
+    LogUnavailable,
     /// The log could not be written (500; not the sender's fault).
     #[error("internal error: {0}")]
     Internal(String),
@@ -134,8 +151,27 @@ impl IngestError {
             | IngestError::KeyIndexWindow { .. }
             | IngestError::KeyIndex { .. } => 403,
             IngestError::Replayed { .. } | IngestError::Stale { .. } => 409,
-            IngestError::Overloaded(_) => 503,
+            IngestError::Overloaded(_) | IngestError::LogUnavailable => 503,
+            IngestError::StorageFull => 507,
             IngestError::Internal(_) => 500,
+        }
+    }
+
+    /// Seconds a client should wait before retrying (the `Retry-After`
+    /// header), for refusals that a retry can cure.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            IngestError::Overloaded(_) | IngestError::LogUnavailable => Some(1),
+            IngestError::StorageFull => Some(30),
+            _ => None,
+        }
+    }
+
+    /// The refusal for a failed log append or sync (already rolled back).
+    pub fn from_log(e: &aorta_stream::StreamError) -> IngestError {
+        match e {
+            aorta_stream::StreamError::StorageFull { .. } => IngestError::StorageFull,
+            _ => IngestError::LogUnavailable,
         }
     }
 
@@ -154,6 +190,8 @@ impl IngestError {
             IngestError::Replayed { .. } => "sequence_replayed",
             IngestError::Stale { .. } => "sequence_stale",
             IngestError::Overloaded(_) => "overloaded",
+            IngestError::StorageFull => "storage_full",
+            IngestError::LogUnavailable => "log_unavailable",
             IngestError::Internal(_) => "internal",
         }
     }
@@ -488,19 +526,42 @@ impl Submission {
     }
 }
 
+/// What [`Seen`] remembers of a sequence: digest, offset, key index.
+type SeenEntry = ([u8; 16], u64, Option<u16>);
+
+/// How to forget a frame appended in a batch that was rolled back.
+struct Undo {
+    /// Position in the batch.
+    index: usize,
+    serial: String,
+    sequence: u64,
+    offset: u64,
+    popped: Vec<(u64, SeenEntry)>,
+    len: u64,
+}
+
 #[derive(Default)]
 struct Seen {
     /// sequence → (digest, offset, key index), the last [`DEDUP_WINDOW`]
     /// sequences (the key index of sealed frames: the key-index window).
-    recent: BTreeMap<u64, ([u8; 16], u64, Option<u16>)>,
+    recent: BTreeMap<u64, SeenEntry>,
 }
 
 impl Seen {
-    fn remember(&mut self, sequence: u64, digest: [u8; 16], offset: u64, key_index: Option<u16>) {
+    /// Remembers a frame; returns the entries it pushed out of the window.
+    fn remember(
+        &mut self,
+        sequence: u64,
+        digest: [u8; 16],
+        offset: u64,
+        key_index: Option<u16>,
+    ) -> Vec<(u64, SeenEntry)> {
         self.recent.insert(sequence, (digest, offset, key_index));
+        let mut popped = Vec::new();
         while self.recent.len() as u64 > DEDUP_WINDOW {
-            self.recent.pop_first();
+            popped.extend(self.recent.pop_first());
         }
+        popped
     }
 
     /// Whether a frame at `(sequence, key_index)` fits the key-index window
@@ -510,7 +571,7 @@ impl Seen {
         let ok = |from: (u64, u16), to: (u64, u16)| {
             aorta_crypto::keys::index_window_ok(w.slice_len, w.min_key_uses, from, to)
         };
-        let indexed = |(s, r): (&u64, &([u8; 16], u64, Option<u16>))| r.2.map(|i| (*s, i));
+        let indexed = |(s, r): (&u64, &SeenEntry)| r.2.map(|i| (*s, i));
         let me = (sequence, w.key_index);
         let before = self.recent.range(..sequence).rev().find_map(indexed);
         let after = self
@@ -527,11 +588,12 @@ impl Seen {
 /// What one group commit answered: one result per submission, in order.
 #[derive(Debug)]
 pub struct Committed {
-    /// Each submission's acknowledgement or refusal (a failed sync turns
-    /// every acknowledgement of the batch into [`IngestError::Internal`]).
+    /// Each submission's acknowledgement or refusal (after a failed append
+    /// or sync, every submission not durable is refused with
+    /// [`IngestError::StorageFull`] or [`IngestError::LogUnavailable`]).
     pub acks: Vec<Result<Ack, IngestError>>,
-    /// Why the batch's sync failed, if it did: the log can then acknowledge
-    /// nothing more and its owner must stop.
+    /// Why an append or the batch's sync failed, if one did. The log was
+    /// rolled back to its durable end and can take the next batch.
     pub sync_error: Option<String>,
 }
 
@@ -554,27 +616,37 @@ impl GroupCommit {
         path: &Path,
         counters: Arc<IngestCounters>,
     ) -> Result<GroupCommit, aorta_stream::StreamError> {
-        let log = FileLog::open(path)?;
+        GroupCommit::open_with(path, counters, LogOptions::default())
+    }
+
+    /// [`GroupCommit::open`] with segments ([`LogOptions`]).
+    pub fn open_with(
+        path: &Path,
+        counters: Arc<IngestCounters>,
+        opts: LogOptions,
+    ) -> Result<GroupCommit, aorta_stream::StreamError> {
+        let log = FileLog::open_with(path, opts)?;
+        if let Some(t) = log.torn_tail() {
+            tracing::warn!(target: "aorta::ingest", file = %path.display(), offset = t.offset, bytes = t.len, "cut the log's torn tail (a write a crash left incomplete, never acknowledged)");
+        }
         let mut seen: HashMap<String, Seen> = HashMap::new();
-        let mut offset = 0;
+        let mut offset = log.first_offset()?;
         loop {
-            let (recs, next) = log.read_from(offset, 4096)?;
+            let (recs, next) = log.read_entries(offset, 4096)?;
             if recs.is_empty() {
                 break;
             }
-            let mut at = offset;
-            for r in &recs {
+            for (at, r) in &recs {
                 if let Ok((_, f)) = aorta_stream::job::decode_record(r) {
                     if let Ok(p) = frame::parse(f) {
                         seen.entry(p.header.serial.clone()).or_default().remember(
                             p.header.sequence,
                             digest(f),
-                            at,
+                            *at,
                             Some(p.header.key_index),
                         );
                     }
                 }
-                at += (aorta_stream::log::HEADER_LEN + r.len()) as u64;
             }
             offset = next;
         }
@@ -595,31 +667,66 @@ impl GroupCommit {
         self.log.end()
     }
 
+    /// The log's durable end: everything before it is on stable storage.
+    pub fn durable_end(&self) -> u64 {
+        self.log.durable_end()
+    }
+
     /// Commits `batch`: an exact re-send of a remembered frame is
     /// acknowledged again at its offset, a remembered sequence with other
     /// bytes is [`IngestError::Replayed`], one older than the window is
     /// [`IngestError::Stale`], anything else is appended; then one sync.
+    /// When an append or the sync fails, the log has rolled back to its
+    /// durable end: the rest of the batch is not tried, every frame past
+    /// that end is forgotten and refused ([`IngestError::from_log`]).
     pub fn commit(&mut self, batch: Vec<Submission>) -> Committed {
         let mut acks = Vec::with_capacity(batch.len());
-        let mut appended = false;
+        let mut undo = Vec::new();
+        let mut failure: Option<aorta_stream::StreamError> = None;
         for j in batch {
-            let r = self.admit(j);
-            appended |= matches!(&r, Ok(a) if !a.duplicate);
+            if let Some(e) = &failure {
+                acks.push(Err(IngestError::from_log(e)));
+                continue;
+            }
+            let r = self.admit(j, acks.len(), &mut undo, &mut failure);
             acks.push(r);
         }
-        let synced = if appended {
+        if failure.is_none() && !undo.is_empty() {
             self.counters.syncs.fetch_add(1, Ordering::Relaxed);
-            self.log.sync().map_err(|e| e.to_string())
-        } else {
-            Ok(())
-        };
-        let acks = acks
-            .into_iter()
-            .map(|r| match (&synced, r) {
-                (Err(e), Ok(_)) => Err(IngestError::Internal(format!("log sync failed: {e}"))),
-                (_, r) => r,
-            })
-            .inspect(|r| match r {
+            failure = self.log.sync().err();
+        }
+        if let Some(e) = &failure {
+            // Forget what was rolled back, newest first.
+            let durable = self.log.durable_end();
+            for u in undo.iter().rev().filter(|u| u.offset >= durable) {
+                if let Some(s) = self.seen.get_mut(&u.serial) {
+                    if s.recent.get(&u.sequence).is_some_and(|r| r.1 == u.offset) {
+                        s.recent.remove(&u.sequence);
+                    }
+                    s.recent.extend(u.popped.iter().cloned());
+                }
+            }
+            // From the first frame rolled back (or the failed append) on,
+            // every verdict may rest on rolled-back state: all refused.
+            let first = undo
+                .iter()
+                .find(|u| u.offset >= durable)
+                .map_or(acks.len(), |u| u.index);
+            let first = acks
+                .iter()
+                .position(|a| {
+                    matches!(
+                        a,
+                        Err(IngestError::StorageFull | IngestError::LogUnavailable)
+                    )
+                })
+                .map_or(first, |i| i.min(first));
+            for a in acks.iter_mut().skip(first) {
+                *a = Err(IngestError::from_log(e));
+            }
+        }
+        for a in &acks {
+            match a {
                 Ok(a) if a.duplicate => {
                     self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
                 }
@@ -627,16 +734,31 @@ impl GroupCommit {
                     self.counters.accepted.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(_) => {}
-            })
-            .collect();
+            }
+        }
+        let durable = self.log.durable_end();
+        let bytes: u64 = undo
+            .iter()
+            .filter(|u| u.offset < durable)
+            .map(|u| u.len)
+            .sum();
+        self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
         Committed {
             acks,
-            sync_error: synced.err(),
+            sync_error: failure.map(|e| e.to_string()),
         }
     }
 
-    /// Checks one submission against the remembered sequences and appends it.
-    fn admit(&mut self, j: Submission) -> Result<Ack, IngestError> {
+    /// Checks submission `index` of a batch against the remembered
+    /// sequences and appends it (noting in `undo` how to forget it); a
+    /// failed append is put in `failure`.
+    fn admit(
+        &mut self,
+        j: Submission,
+        index: usize,
+        undo: &mut Vec<Undo>,
+        failure: &mut Option<aorta_stream::StreamError>,
+    ) -> Result<Ack, IngestError> {
         let s = self.seen.entry(j.serial.clone()).or_default();
         match s.recent.get(&j.sequence) {
             Some((d, off, _)) if *d == j.digest => Ok(Ack {
@@ -668,14 +790,23 @@ impl GroupCommit {
                 })
             }
             None => {
-                let off = self
-                    .log
-                    .append(&j.record)
-                    .map_err(|e| IngestError::Internal(e.to_string()))?;
-                s.remember(j.sequence, j.digest, off, j.window.map(|w| w.key_index));
-                self.counters
-                    .bytes
-                    .fetch_add(j.record.len() as u64, Ordering::Relaxed);
+                let off = match self.log.append(&j.record) {
+                    Ok(off) => off,
+                    Err(e) => {
+                        let refusal = IngestError::from_log(&e);
+                        *failure = Some(e);
+                        return Err(refusal);
+                    }
+                };
+                let popped = s.remember(j.sequence, j.digest, off, j.window.map(|w| w.key_index));
+                undo.push(Undo {
+                    index,
+                    serial: j.serial.clone(),
+                    sequence: j.sequence,
+                    offset: off,
+                    popped,
+                    len: j.record.len() as u64,
+                });
                 Ok(Ack {
                     serial: j.serial,
                     sequence: j.sequence,
@@ -747,8 +878,46 @@ impl Ingest {
         queue_bytes: usize,
         max_lag: u64,
     ) -> Result<Ingest, aorta_stream::StreamError> {
+        Ingest::start_with(
+            dir,
+            devices,
+            queue_frames,
+            queue_bytes,
+            max_lag,
+            Retention::default(),
+        )
+    }
+
+    /// [`Ingest::start`] with a segmented log and retention
+    /// ([`Retention`]): a thread deletes, every [`Retention::check_every`],
+    /// the segments the worker's checkpoint has passed and whose last write
+    /// is older than [`Retention::keep`].
+    pub fn start_with(
+        dir: &Path,
+        devices: Arc<dyn DeviceDirectory>,
+        queue_frames: usize,
+        queue_bytes: usize,
+        max_lag: u64,
+        retention: Retention,
+    ) -> Result<Ingest, aorta_stream::StreamError> {
         let counters = Arc::new(IngestCounters::default());
-        let log = GroupCommit::open(&dir.join("frames.log"), counters.clone())?;
+        let path = dir.join("frames.log");
+        let log = GroupCommit::open_with(
+            &path,
+            counters.clone(),
+            LogOptions {
+                segment_bytes: retention.segment_bytes,
+            },
+        )?;
+        let worker_offset = Arc::new(AtomicU64::new(0));
+        if let Some(keep) = retention.keep {
+            let covered = Arc::downgrade(&worker_offset);
+            let every = retention.check_every;
+            std::thread::Builder::new()
+                .name("aorta-log-retention".into())
+                .spawn(move || retire(&path, &covered, keep, every))
+                .map_err(|e| aorta_stream::StreamError::Store(Box::new(e)))?;
+        }
         let reader = log.reader();
         let (end_tx, end_rx) = watch::channel(log.end());
         let (tx, rx) = mpsc::channel(queue_frames);
@@ -773,7 +942,7 @@ impl Ingest {
             max_lag,
             devices,
             end: end_rx,
-            worker_offset: Arc::new(AtomicU64::new(0)),
+            worker_offset,
             counters,
             reader,
         })
@@ -868,6 +1037,61 @@ impl Ingest {
     }
 }
 
+/// How the frame log is cut into segments and how long they are kept
+/// (server config: `log_segment_bytes`, `log_retention_hours`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Size of a log segment ([`LogOptions::segment_bytes`]; `u64::MAX`:
+    /// one file).
+    pub segment_bytes: u64,
+    /// Keep a segment at least this long after its last write, and until
+    /// the worker's checkpoint has passed it; `None`: keep everything.
+    pub keep: Option<std::time::Duration>,
+    /// How often the retention thread looks.
+    pub check_every: std::time::Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            segment_bytes: u64::MAX,
+            keep: None,
+            check_every: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
+/// The retention thread: while the ingest lives (`covered` upgrades),
+/// deletes the segments its worker checkpoint offset covers and `keep`
+/// has expired ([`aorta_stream::log::retire_segments`]).
+fn retire(
+    path: &Path,
+    covered: &std::sync::Weak<AtomicU64>,
+    keep: std::time::Duration,
+    every: std::time::Duration,
+) {
+    loop {
+        std::thread::sleep(every);
+        let Some(c) = covered.upgrade() else {
+            return;
+        };
+        let covered = c.load(Ordering::Relaxed);
+        drop(c);
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(keep)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        match aorta_stream::log::retire_segments(path, covered, cutoff) {
+            Ok(gone) if !gone.is_empty() => {
+                tracing::info!(target: "aorta::ingest", segments = gone.len(), checkpoint_offset = covered, "retention deleted log segments");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(target: "aorta::ingest", error = %e, "log retention failed");
+            }
+        }
+    }
+}
+
 /// The server's writer thread: batches of queued frames through
 /// [`GroupCommit`], the durable end published after each, then the replies.
 fn writer(
@@ -893,17 +1117,21 @@ fn writer(
             frames.push(j.frame);
         }
         let committed = log.commit(frames);
-        if committed.sync_error.is_none() {
-            end.send_replace(log.end());
+        // The durable end only: after a failure the log rolled back to it.
+        end.send_if_modified(|e| {
+            let d = log.durable_end();
+            let changed = *e != d;
+            *e = d;
+            changed
+        });
+        if let Some(e) = &committed.sync_error {
+            // Rolled back to the durable end: the batch's frames past it
+            // are refused (507/503 with Retry-After), the next batch is
+            // tried afresh, so ingest resumes by itself once space returns.
+            tracing::error!(target: "aorta::ingest", error = %e, durable_end = log.durable_end(), "log append or sync failed; rolled back, batch refused");
         }
         for (reply, r) in replies.into_iter().zip(committed.acks) {
             let _ = reply.send(r);
-        }
-        if let Some(e) = committed.sync_error {
-            // A log that cannot sync cannot acknowledge anything: stop, so
-            // every later request gets a 500 instead of a false ack.
-            tracing::error!(target: "aorta::ingest", error = %e, "log sync failed; ingest stops");
-            return;
         }
     }
 }
