@@ -1,5 +1,12 @@
 //! Findings of the coverage-guided fuzzing campaign (`docs/fuzzing.md`),
 //! each a named regression test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails by panicking: unwrap, expect and indexing are its assertions"
+)]
 
 use aorta_signal::wfdb::{Annotation, AnnotationError, encode_annotations, parse_annotations};
 

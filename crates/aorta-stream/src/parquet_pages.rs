@@ -306,7 +306,7 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_refused() {
-        let bytes = vec![0x1Cu8; 100];
+        let bytes = [0x1Cu8; 100];
         let mut c = Compact {
             input: (&bytes[..]).take(100),
             pos: 0,

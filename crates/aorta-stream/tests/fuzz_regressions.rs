@@ -10,6 +10,13 @@
 //! reads it in a child process whose address space is capped at 1 GiB: with
 //! the old reader the child aborts (or is refused the memory), with the new
 //! one it gets a typed error.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails by panicking: unwrap, expect and indexing are its assertions"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
