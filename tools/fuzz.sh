@@ -63,10 +63,10 @@ for t in "${targets[@]}"; do
   nice -n 19 cargo +nightly fuzz run --fuzz-dir fuzz "$t" "$corpus" -- \
     -max_total_time="$secs" -max_len=65536 -print_final_stats=1 >"$log" 2>&1 || true
   grep -E '^(==[0-9]+==|SUMMARY|thread .* panicked)' "$log" | head -20 || true
-  done_line=$(grep -E '^#[0-9]+ +DONE' "$log" | tail -1 || true)
+  done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1 || true)
   runs=$(grep -oE '^Done [0-9]+ runs in [0-9]+ second' "$log" | tail -1 || true)
   printf '%s: %s | %s | corpus %s files\n' "$t" "${runs:-no summary}" \
-    "$(sed -E 's/^#[0-9]+ +DONE +//; s/ lim:.*//' <<<"$done_line")" "$(find "$corpus" -type f | wc -l)"
+    "$(sed -E 's/^#[0-9]+[[:space:]]+DONE[[:space:]]+//; s/ lim:.*//' <<<"$done_line")" "$(find "$corpus" -type f | wc -l)"
   [ -n "$log_dir" ] || rm -f "$log"
   if compgen -G "fuzz/artifacts/$t/*-*" >/dev/null || [ -z "$runs" ]; then
     echo "$t failed: its input is in fuzz/artifacts/$t/ (or the target did not build)"; exit 1

@@ -19,8 +19,10 @@
 //! column chunk must lie inside the file and every page header in it must
 //! declare sizes and counts its stored bytes can hold (`parquet_pages`: a
 //! page's uncompressed size at most 64 MiB and 32 times its stored size, a
-//! dictionary no more values than its bytes): the decoder's allocations are
-//! then bounded by a small multiple of the file's size.
+//! dictionary no more values than its bytes), and every list in the footer
+//! must claim no more elements than the footer has bytes: the decoder's
+//! allocations and loops are then bounded by a small multiple of the file's
+//! size.
 
 use std::fs::File;
 use std::path::Path;
@@ -233,6 +235,30 @@ fn read_inner<R: ChunkReader + 'static>(
     out: &mut Vec<RrEvent>,
 ) -> Result<(), StreamError> {
     let file_len = file.len();
+    // The footer is outside input: its lists must fit in it before the
+    // decoder loops over or reserves what they claim.
+    if let Some(footer_len) = file_len
+        .checked_sub(8)
+        .and_then(|at| pages.get_bytes(at, 8).ok())
+        .filter(|tail| tail.get(4..) == Some(b"PAR1".as_slice()))
+        .and_then(|tail| {
+            Some(u64::from(u32::from_le_bytes(
+                tail.get(..4)?.try_into().ok()?,
+            )))
+        })
+    {
+        let footer = file_len
+            .checked_sub(8 + footer_len)
+            .filter(|&at| at >= 4)
+            .and_then(|at| pages.get_bytes(at, usize::try_from(footer_len).ok()?).ok())
+            .ok_or_else(|| {
+                corrupt(
+                    path,
+                    format!("a footer of {footer_len} bytes in a file of {file_len}"),
+                )
+            })?;
+        crate::parquet_pages::check_footer(&footer).map_err(|e| corrupt(path, e))?;
+    }
     let reader = SerializedFileReader::new(file).map_err(|e| corrupt(path, e))?;
     let meta = reader.metadata();
     let [ip, it, ir] = check_schema(path, meta.file_metadata().schema_descr().columns())?;
