@@ -75,3 +75,15 @@ log "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 log "cargo test (workspace)"
 cargo test --workspace
+
+# >>> fuzz-smoke (issue 17 item 6: coverage-guided fuzzing; see docs/fuzzing.md)
+# Every cargo-fuzz target for 10 s over its seed corpus (docs/vectors, fuzz/seeds,
+# the real fixtures); a crash fails the suite. Needs the nightly toolchain
+# (tools/fuzz.sh installs cargo-fuzz when nightly is there and it is missing).
+if cargo +nightly --version >/dev/null 2>&1; then
+  log "fuzz smoke run (10 s per target)"
+  bash tools/fuzz.sh 10
+else
+  log "fuzz smoke run SKIPPED: no nightly toolchain (rustup toolchain install nightly)"
+fi
+# <<< fuzz-smoke

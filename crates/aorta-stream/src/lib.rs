@@ -69,6 +69,7 @@ pub mod ecg;
 mod engine;
 pub mod job;
 pub mod log;
+mod parquet_pages;
 pub mod pipeline;
 pub mod results;
 pub mod rr;

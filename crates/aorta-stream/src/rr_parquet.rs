@@ -15,8 +15,14 @@
 //! `rr_ms` or an `event_time` beyond ±10¹⁸ µs is a [`StreamError::Corrupt`]
 //! naming the file. The decoder runs under `catch_unwind`, so that should
 //! the `parquet` crate panic on hostile bytes, the caller still gets a typed
-//! error (a memory exhaustion abort is not caught: files are bounded by the
-//! disk they sit on, and the decoder allocates per page).
+//! error. An allocation failure aborts instead, so before decoding, every
+//! column chunk must lie inside the file and every page header in it must
+//! declare sizes and counts its stored bytes can hold (`parquet_pages`: a
+//! page's uncompressed size at most 64 MiB and 32 times its stored size, a
+//! dictionary no more values than its bytes), and every list in the footer
+//! must claim no more elements than the footer has bytes: the decoder's
+//! allocations and loops are then bounded by a small multiple of the file's
+//! size.
 
 use std::fs::File;
 use std::path::Path;
@@ -26,7 +32,7 @@ use parquet::basic::{Compression, LogicalType, TimeUnit, Type as PhysicalType};
 use parquet::column::reader::{ColumnReaderImpl, get_typed_column_reader};
 use parquet::data_type::{DataType, DoubleType, Int32Type, Int64Type};
 use parquet::file::properties::WriterProperties;
-use parquet::file::reader::{FileReader, RowGroupReader};
+use parquet::file::reader::{ChunkReader, FileReader, RowGroupReader};
 use parquet::file::serialized_reader::SerializedFileReader;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
@@ -87,9 +93,38 @@ pub fn read_parquet_file_with(
         path: path.to_path_buf(),
         error,
     })?;
+    let pages = file.try_clone().map_err(|error| StreamError::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        read_inner(path, file, bufs, out)
+        read_inner(path, file, pages, bufs, out)
     }));
+    finish(path, result, bufs, out)
+}
+
+/// Reads Parquet bytes held in memory (the fuzz target's entry point);
+/// errors name `path`.
+pub fn read_parquet_bytes(
+    path: &Path,
+    bytes: &[u8],
+    bufs: &mut ParquetBufs,
+    out: &mut Vec<RrEvent>,
+) -> Result<(), StreamError> {
+    out.clear();
+    let bytes = bytes::Bytes::copy_from_slice(bytes);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        read_inner(path, bytes.clone(), bytes, bufs, out)
+    }));
+    finish(path, result, bufs, out)
+}
+
+fn finish(
+    path: &Path,
+    result: std::thread::Result<Result<(), StreamError>>,
+    bufs: &mut ParquetBufs,
+    out: &mut Vec<RrEvent>,
+) -> Result<(), StreamError> {
     match result {
         Ok(r) => r.inspect_err(|_| out.clear()),
         Err(_) => {
@@ -190,19 +225,40 @@ where
     }
 }
 
-fn read_inner(
+/// Decodes `file`; `pages` is a second handle on the same bytes, through
+/// which the page headers are checked first.
+fn read_inner<R: ChunkReader + 'static>(
     path: &Path,
-    file: File,
+    file: R,
+    pages: R,
     bufs: &mut ParquetBufs,
     out: &mut Vec<RrEvent>,
 ) -> Result<(), StreamError> {
-    let file_len = file
-        .metadata()
-        .map_err(|error| StreamError::Io {
-            path: path.to_path_buf(),
-            error,
-        })?
-        .len();
+    let file_len = file.len();
+    // The footer is outside input: its lists must fit in it before the
+    // decoder loops over or reserves what they claim.
+    if let Some(footer_len) = file_len
+        .checked_sub(8)
+        .and_then(|at| pages.get_bytes(at, 8).ok())
+        .filter(|tail| tail.get(4..) == Some(b"PAR1".as_slice()))
+        .and_then(|tail| {
+            Some(u64::from(u32::from_le_bytes(
+                tail.get(..4)?.try_into().ok()?,
+            )))
+        })
+    {
+        let footer = file_len
+            .checked_sub(8 + footer_len)
+            .filter(|&at| at >= 4)
+            .and_then(|at| pages.get_bytes(at, usize::try_from(footer_len).ok()?).ok())
+            .ok_or_else(|| {
+                corrupt(
+                    path,
+                    format!("a footer of {footer_len} bytes in a file of {file_len}"),
+                )
+            })?;
+        crate::parquet_pages::check_footer(&footer).map_err(|e| corrupt(path, e))?;
+    }
     let reader = SerializedFileReader::new(file).map_err(|e| corrupt(path, e))?;
     let meta = reader.metadata();
     let [ip, it, ir] = check_schema(path, meta.file_metadata().schema_descr().columns())?;
@@ -223,6 +279,36 @@ fn read_inner(
                     format!("row group {g}: a column chunk lies outside the file"),
                 ));
             }
+        }
+    }
+    // The page headers are outside input too: check them before the decoder
+    // allocates what they declare.
+    for (g, rg) in meta.row_groups().iter().enumerate() {
+        for c in rg.columns() {
+            let name = c.column_descr().name();
+            let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
+            let chunk = crate::parquet_pages::Chunk {
+                len: u64::try_from(c.compressed_size()).unwrap_or(0),
+                num_values: u64::try_from(c.num_values()).map_err(|_| {
+                    corrupt(
+                        path,
+                        format!("row group {g}, column {name}: a negative count"),
+                    )
+                })?,
+                value_width: if c.column_type() == PhysicalType::INT32 {
+                    4
+                } else {
+                    8
+                },
+            };
+            let input = u64::try_from(start)
+                .ok()
+                .and_then(|s| pages.get_read(s).ok())
+                .ok_or_else(|| {
+                    corrupt(path, format!("row group {g}, column {name}: unreadable"))
+                })?;
+            crate::parquet_pages::check_chunk(input, chunk)
+                .map_err(|e| corrupt(path, format!("row group {g}, column {name}: {e}")))?;
         }
     }
     for g in 0..reader.num_row_groups() {

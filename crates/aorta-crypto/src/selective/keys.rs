@@ -79,13 +79,18 @@ pub struct KdfParams {
 }
 
 impl KdfParams {
-    /// Largest memory cost accepted from a container (1 GiB), so a hostile
-    /// container cannot make recovery allocate without bound.
-    pub const MAX_M_COST_KIB: u32 = 1 << 20;
+    /// Largest memory cost accepted from a container: 256 MiB, four times
+    /// the default and about what a phone can spare for one derivation (a
+    /// hostile container cannot make recovery allocate more).
+    pub const MAX_M_COST_KIB: u32 = 256 * 1024;
     /// Largest pass count accepted from a container.
-    pub const MAX_T_COST: u32 = 16;
+    pub const MAX_T_COST: u32 = 8;
     /// Largest parallelism accepted from a container.
-    pub const MAX_P_COST: u32 = 16;
+    pub const MAX_P_COST: u32 = 8;
+    /// Largest total work `m × t` accepted from a container, in KiB-passes:
+    /// 512 MiB-passes, under three times the default's 192 (so one recovery
+    /// attempt costs at most a few seconds on a phone, about one on a PC).
+    pub const MAX_WORK_KIB_PASSES: u64 = 512 * 1024;
 
     /// Defaults for new records: 64 MiB, 3 passes, 1 lane (the RFC 9106
     /// "second recommended" option is 64 MiB, t = 3).
@@ -110,7 +115,8 @@ impl KdfParams {
             && self.p_cost >= 1
             && self.p_cost <= Self::MAX_P_COST
             && self.m_cost_kib >= 8 * self.p_cost
-            && self.m_cost_kib <= Self::MAX_M_COST_KIB;
+            && self.m_cost_kib <= Self::MAX_M_COST_KIB
+            && u64::from(self.m_cost_kib) * u64::from(self.t_cost) <= Self::MAX_WORK_KIB_PASSES;
         if ok {
             Ok(())
         } else {

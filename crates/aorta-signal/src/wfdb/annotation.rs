@@ -81,6 +81,13 @@ const SUB: u16 = 61;
 const CHN: u16 = 62;
 const AUX: u16 = 63;
 
+/// Largest increment one SKIP can hold (its 32 bits are signed).
+const MAX_SKIP: u64 = i32::MAX as u64;
+
+/// Largest gap between two annotations the encoder writes (2^40 samples,
+/// 35 years at 1 kHz, 512 SKIPs); a larger one is a `BadTime` error.
+const MAX_GAP: u64 = 1 << 40;
+
 fn sext10(v: u16) -> i16 {
     ((v << 6) as i16) >> 6
 }
@@ -136,7 +143,12 @@ pub fn parse_annotations(bytes: &[u8]) -> Result<Vec<Annotation>, AnnotationErro
                     offset: pos as u64 + 2,
                 })?;
                 pos += 4;
-                pending_skip = i64::from(((u32::from(hi) << 16) | u32::from(lo)) as i32);
+                // Consecutive SKIPs add up (as in the WFDB library), which is
+                // how a gap over 2^31 - 1 samples is written.
+                let skip = i64::from(((u32::from(hi) << 16) | u32::from(lo)) as i32);
+                pending_skip = pending_skip
+                    .checked_add(skip)
+                    .ok_or(AnnotationError::BadTime { offset: at as u64 })?;
             }
             NUM | SUB | CHN | AUX => {
                 let Some(last) = out.last_mut() else {
@@ -176,7 +188,8 @@ pub fn parse_annotations(bytes: &[u8]) -> Result<Vec<Annotation>, AnnotationErro
 }
 
 /// Encodes annotations in MIT format (used by tests and tools; times must be
-/// non-decreasing).
+/// non-decreasing, gaps at most 2^40 samples: a gap over 2^31 - 1 samples is
+/// written as several SKIPs).
 pub fn encode_annotations(anns: &[Annotation]) -> Result<Vec<u8>, AnnotationError> {
     let mut out = Vec::new();
     let mut time = 0u64;
@@ -196,12 +209,20 @@ pub fn encode_annotations(anns: &[Annotation]) -> Result<Vec<u8>, AnnotationErro
                 code: u16::from(ann.code),
             });
         }
+        if delta > MAX_GAP {
+            return Err(AnnotationError::BadTime { offset: k as u64 });
+        }
         if delta > 1023 {
-            let d =
-                u32::try_from(delta).map_err(|_| AnnotationError::BadTime { offset: k as u64 })?;
-            push(&mut out, SKIP, 0);
-            out.extend_from_slice(&((d >> 16) as u16).to_le_bytes());
-            out.extend_from_slice(&((d & 0xFFFF) as u16).to_le_bytes());
+            // A SKIP holds a signed 32-bit increment: a longer gap is written
+            // as several SKIPs, which the parser adds up.
+            let mut rest = delta;
+            while rest > 0 {
+                let d = rest.min(MAX_SKIP);
+                push(&mut out, SKIP, 0);
+                out.extend_from_slice(&((d >> 16) as u16).to_le_bytes());
+                out.extend_from_slice(&((d & 0xFFFF) as u16).to_le_bytes());
+                rest -= d;
+            }
             push(&mut out, u16::from(ann.code), 0);
         } else {
             push(&mut out, u16::from(ann.code), delta as u16);
