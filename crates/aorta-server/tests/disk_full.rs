@@ -12,47 +12,16 @@
     reason = "a test fails by panicking: unwrap, expect and indexing are its assertions"
 )]
 
+mod http_common;
+use http_common::{Running, directory_of, sealed_varied, serve_at, signature_of};
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aorta_crypto::auth::SigningKey;
-use aorta_crypto::directory::{Directory, Entry, Status};
-use aorta_crypto::frame::{self, ChannelCalibration, FrameHeader, TransportKey};
-use aorta_crypto::keys::KeySlice;
-use aorta_server::http::{ServerConfig, api, ingest::DeviceDirectory, tls};
+use aorta_server::http::{ServerConfig, api};
 use aorta_stream::log::{FileLog, HEADER_LEN};
 
 const SERIAL: &str = "SN-FULL";
-
-fn device_key() -> SigningKey {
-    let d = ring::digest::digest(&ring::digest::SHA256, SERIAL.as_bytes());
-    SigningKey::from_seed(d.as_ref().try_into().unwrap()).unwrap()
-}
-
-fn sealed(seq: u64) -> Vec<u8> {
-    let slice = KeySlice::new(SERIAL, (0..16 * 32).map(|i| (i * 13 + 1) as u8).collect()).unwrap();
-    let epoch = [9u8; 16];
-    let k = TransportKey::derive(&slice, 1, &epoch).unwrap();
-    let n = 900;
-    let h = FrameHeader::new(
-        SERIAL,
-        1,
-        seq,
-        1_000_000 * seq as i64,
-        360_000,
-        2,
-        n as u32,
-        epoch,
-    )
-    .unwrap();
-    let cal = vec![ChannelCalibration::new(200.0, 1024, 1024, 11, "mV", "MLII"); 2];
-    // Varied samples: the frame does not compress to nothing.
-    let a: Vec<i32> = (0..n as i64)
-        .map(|i| ((i * 7919 + seq as i64 * 104_729) % 2001) as i32 - 1000)
-        .collect();
-    let b: Vec<i32> = a.iter().rev().map(|v| v / 2).collect();
-    frame::seal(&k, &h, &cal, &[&a[..], &b[..]]).unwrap()
-}
 
 /// A tmpfs of `kib` KiB mounted on a fresh directory, unmounted on drop.
 struct Tmpfs {
@@ -86,24 +55,6 @@ impl Drop for Tmpfs {
     }
 }
 
-struct Running {
-    url: String,
-    client: reqwest::blocking::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 fn config(data: &Path) -> ServerConfig {
     ServerConfig {
         data_dir: data.to_path_buf(),
@@ -112,65 +63,18 @@ fn config(data: &Path) -> ServerConfig {
     }
 }
 
-fn devices() -> Arc<dyn DeviceDirectory> {
-    let mut d = Directory::default();
-    d.devices.insert(
-        SERIAL.to_owned(),
-        Entry {
-            status: Status::Verified,
-            slice_len: 16,
-            min_key_uses: 100_000,
-            public_key: Some(device_key().public()),
-        },
-    );
-    Arc::new(d)
-}
-
 fn start(data: &Path) -> Running {
-    let cfg = config(data);
-    std::fs::create_dir_all(data).unwrap();
-    let (cert, key, _) = tls::ensure_dev_cert(data, &cfg.tls_names).unwrap();
-    let state = api::open_state(&cfg, devices(), None).unwrap();
-    let tls_cfg = tls::server_config(&cert, &key).unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::from_std(listener).unwrap();
-            api::serve(l, tls_cfg, state, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
-    });
-    let client = reqwest::blocking::Client::builder()
-        .tls_backend_preconfigured(aorta_api::client_tls_config_file(&cert).unwrap())
-        .build()
-        .unwrap();
-    Running {
-        url: format!("https://{addr}"),
-        client,
-        stop: Some(tx),
-        thread: Some(thread),
-    }
+    serve_at(&config(data), directory_of(&[SERIAL]), None)
 }
 
 /// Posts frame `seq`: (status, JSON body).
 fn post(r: &Running, seq: u64) -> (u16, serde_json::Value) {
-    let body = sealed(seq);
-    let sig = device_key().sign(&aorta_crypto::auth::frame_message(&body));
+    let body = sealed_varied(SERIAL, seq);
+    let sig = signature_of(SERIAL, &body);
     let resp = r
         .client
         .post(format!("{}/v1/frames", r.url))
-        .header(aorta_api::SIGNATURE_HEADER, aorta_base::hex::encode(&sig))
+        .header(aorta_api::SIGNATURE_HEADER, sig)
         .body(body)
         .send()
         .unwrap();
@@ -230,7 +134,10 @@ fn a_full_disk_is_507_without_acknowledging_and_ingest_resumes_when_space_return
     let (last_seq, last_off) = *acked.last().unwrap();
     assert_eq!(
         on_disk,
-        last_off + (HEADER_LEN + aorta_stream::job::RECORD_PREFIX + sealed(last_seq).len()) as u64
+        last_off
+            + (HEADER_LEN
+                + aorta_stream::job::RECORD_PREFIX
+                + sealed_varied(SERIAL, last_seq).len()) as u64
     );
     // Free space: the refused frames are accepted now (not taken for
     // duplicates), right after the last acknowledged one.
@@ -242,7 +149,8 @@ fn a_full_disk_is_507_without_acknowledging_and_ingest_resumes_when_space_return
         assert_eq!(v["duplicate"], false, "{v}");
         assert_eq!(v["offset"].as_u64().unwrap(), expect);
         acked.push((q, expect));
-        expect += (HEADER_LEN + aorta_stream::job::RECORD_PREFIX + sealed(q).len()) as u64;
+        expect +=
+            (HEADER_LEN + aorta_stream::job::RECORD_PREFIX + sealed_varied(SERIAL, q).len()) as u64;
     }
     // An exact re-send of an acknowledged frame is still a duplicate at its offset.
     let (s, v) = post(&r, acked[3].0);
@@ -250,7 +158,10 @@ fn a_full_disk_is_507_without_acknowledging_and_ingest_resumes_when_space_return
     assert_eq!(v["offset"].as_u64(), Some(acked[3].1));
     drop(r);
     // Every acknowledged frame is in the log at its offset, nothing else.
-    let want: Vec<(u64, Vec<u8>)> = acked.iter().map(|&(q, o)| (o, sealed(q))).collect();
+    let want: Vec<(u64, Vec<u8>)> = acked
+        .iter()
+        .map(|&(q, o)| (o, sealed_varied(SERIAL, q)))
+        .collect();
     assert_eq!(logged(&log), want);
     // And the server starts again on it.
     drop(start(&data));
@@ -271,7 +182,7 @@ fn the_server_refuses_to_start_on_a_damaged_log_and_names_what_to_run() {
     let at = entries[10].0 as usize + 40;
     b[at] ^= 2;
     std::fs::write(&log, &b).unwrap();
-    let e = api::open_state(&config(&data), devices(), None)
+    let e = api::open_state(&config(&data), directory_of(&[SERIAL]), None)
         .err()
         .unwrap();
     let text = format!("{e:#}");
@@ -320,7 +231,7 @@ fn the_server_refuses_to_start_on_a_damaged_log_and_names_what_to_run() {
     let mut b = std::fs::read(&rl).unwrap();
     b[20] ^= 1;
     std::fs::write(&rl, &b).unwrap();
-    let e = api::open_state(&config(&data), devices(), None)
+    let e = api::open_state(&config(&data), directory_of(&[SERIAL]), None)
         .err()
         .unwrap();
     let text = format!("{e:#}");

@@ -28,7 +28,7 @@ fn frames_are_acknowledged_once_durable_and_bad_frames_get_their_4xx() {
     assert_eq!(ack["sequence"], 7);
     assert_eq!(ack["duplicate"], false);
     // The acknowledged frame is in the log, whole.
-    let log = FileLog::open(r.dir.path().join("data/frames.log")).unwrap();
+    let log = FileLog::open(r.data.join("frames.log")).unwrap();
     let (recs, _) = log.read_from(0, 10).unwrap();
     assert_eq!(recs.len(), 1);
     assert_eq!(&recs[0][8..], &good[..]);
@@ -81,7 +81,7 @@ fn frames_are_acknowledged_once_durable_and_bad_frames_get_their_4xx() {
     let (s, _) = post(&r, vec![0u8; 70 << 10]);
     assert_eq!(s, 413);
     // Nothing refused reached the log.
-    let (recs, _) = FileLog::open(r.dir.path().join("data/frames.log"))
+    let (recs, _) = FileLog::open(r.data.join("frames.log"))
         .unwrap()
         .read_from(0, 10)
         .unwrap();
@@ -129,9 +129,7 @@ fn backpressure_from_a_lagging_worker_is_503_with_retry_after() {
     assert_eq!(statuses[0], 200);
     assert!(statuses.contains(&503), "{statuses:?}");
     // Once the worker checkpoints past the log end, ingest accepts again.
-    let end: u64 = std::fs::metadata(r.dir.path().join("data/frames.log"))
-        .unwrap()
-        .len();
+    let end: u64 = std::fs::metadata(r.data.join("frames.log")).unwrap().len();
     let cp = aorta_stream::checkpoint::Checkpoint::new(end, b"{}".to_vec()).unwrap();
     let s = r
         .client
@@ -445,7 +443,7 @@ fn a_stranger_cannot_silence_or_impersonate_a_device() {
         let (s, e) = post(&r, sealed("SN-OK", 0, seq, 360));
         assert_eq!(s, 200, "{e}");
     }
-    let (recs, _) = FileLog::open(r.dir.path().join("data/frames.log"))
+    let (recs, _) = FileLog::open(r.data.join("frames.log"))
         .unwrap()
         .read_from(0, 1000)
         .unwrap();

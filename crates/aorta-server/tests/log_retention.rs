@@ -10,68 +10,21 @@
     reason = "a test fails by panicking: unwrap, expect and indexing are its assertions"
 )]
 
-use std::sync::Arc;
+mod http_common;
+use http_common::{directory_of, sealed_varied, signature_of};
+
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use aorta_crypto::auth::SigningKey;
-use aorta_crypto::directory::{Directory, Entry, Status};
-use aorta_crypto::frame::{self, ChannelCalibration, FrameHeader, TransportKey};
-use aorta_crypto::keys::KeySlice;
-use aorta_server::http::ingest::{DeviceDirectory, Ingest, Retention};
+use aorta_server::http::ingest::{Ingest, Retention};
 use aorta_stream::StreamError;
 use aorta_stream::log::segments;
 
 const SERIAL: &str = "SN-FULL";
 
-fn device_key() -> SigningKey {
-    let d = ring::digest::digest(&ring::digest::SHA256, SERIAL.as_bytes());
-    SigningKey::from_seed(d.as_ref().try_into().unwrap()).unwrap()
-}
-
-fn sealed(seq: u64) -> Vec<u8> {
-    let slice = KeySlice::new(SERIAL, (0..16 * 32).map(|i| (i * 13 + 1) as u8).collect()).unwrap();
-    let epoch = [9u8; 16];
-    let k = TransportKey::derive(&slice, 1, &epoch).unwrap();
-    let n = 900;
-    let h = FrameHeader::new(
-        SERIAL,
-        1,
-        seq,
-        1_000_000 * seq as i64,
-        360_000,
-        2,
-        n as u32,
-        epoch,
-    )
-    .unwrap();
-    let cal = vec![ChannelCalibration::new(200.0, 1024, 1024, 11, "mV", "MLII"); 2];
-    // Varied samples: the frame does not compress to nothing.
-    let a: Vec<i32> = (0..n as i64)
-        .map(|i| ((i * 7919 + seq as i64 * 104_729) % 2001) as i32 - 1000)
-        .collect();
-    let b: Vec<i32> = a.iter().rev().map(|v| v / 2).collect();
-    frame::seal(&k, &h, &cal, &[&a[..], &b[..]]).unwrap()
-}
-
-fn devices() -> Arc<dyn DeviceDirectory> {
-    let mut d = Directory::default();
-    d.devices.insert(
-        SERIAL.to_owned(),
-        Entry {
-            status: Status::Verified,
-            slice_len: 16,
-            min_key_uses: 100_000,
-            public_key: Some(device_key().public()),
-        },
-    );
-    Arc::new(d)
-}
-
 fn submit(rt: &tokio::runtime::Runtime, ingest: &Ingest, seq: u64) -> u64 {
-    let body = sealed(seq);
-    let sig =
-        aorta_base::hex::encode(&device_key().sign(&aorta_crypto::auth::frame_message(&body)));
+    let body = sealed_varied(SERIAL, seq);
+    let sig = signature_of(SERIAL, &body);
     let ack = rt.block_on(ingest.submit(1, &body, Some(&sig))).unwrap();
     assert!(!ack.duplicate);
     ack.offset
@@ -93,7 +46,17 @@ fn segments_go_only_once_the_checkpoint_passed_them_and_offsets_stay() {
         .enable_all()
         .build()
         .unwrap();
-    let start = || Ingest::start_with(d.path(), devices(), 1024, 64 << 20, 0, retention()).unwrap();
+    let start = || {
+        Ingest::start_with(
+            d.path(),
+            directory_of(&[SERIAL]),
+            1024,
+            64 << 20,
+            0,
+            retention(),
+        )
+        .unwrap()
+    };
     let ingest = start();
     let offsets: Vec<u64> = (0..60).map(|q| submit(&rt, &ingest, q)).collect();
     let log = d.path().join("frames.log");

@@ -24,7 +24,10 @@ pub struct Running {
     pub url: String,
     pub client: reqwest::blocking::Client,
     pub token: String,
-    pub dir: tempfile::TempDir,
+    /// The data directory.
+    pub data: std::path::PathBuf,
+    /// The temporary directory holding it, when [`start`] made one.
+    dir: Option<tempfile::TempDir>,
     /// The server state (limits, budgets, connections).
     pub state: Arc<api::AppState>,
     /// The certificate clients pin.
@@ -113,6 +116,46 @@ pub fn sealed(serial: &str, index: u16, seq: u64, n: usize) -> Vec<u8> {
     frame::seal(&k, &h, &cal, &[&a[..], &b[..]]).unwrap()
 }
 
+/// A frame of `serial` at sequence `seq` (key index 1) whose samples vary,
+/// so that it does not compress to nothing (about 2 KB).
+pub fn sealed_varied(serial: &str, seq: u64) -> Vec<u8> {
+    let epoch = [9u8; 16];
+    let k = TransportKey::derive(&slice(serial), 1, &epoch).unwrap();
+    let n = 900;
+    let h = FrameHeader::new(
+        serial,
+        1,
+        seq,
+        1_000_000 * seq as i64,
+        360_000,
+        2,
+        n as u32,
+        epoch,
+    )
+    .unwrap();
+    let cal = vec![ChannelCalibration::new(200.0, 1024, 1024, 11, "mV", "MLII"); 2];
+    let a: Vec<i32> = (0..n as i64)
+        .map(|i| ((i * 7919 + seq as i64 * 104_729) % 2001) as i32 - 1000)
+        .collect();
+    let b: Vec<i32> = a.iter().rev().map(|v| v / 2).collect();
+    frame::seal(&k, &h, &cal, &[&a[..], &b[..]]).unwrap()
+}
+
+/// A directory listing `serials`, each verified with its [`device_key`].
+pub fn directory_of(serials: &[&str]) -> Arc<dyn DeviceDirectory> {
+    let mut d = Directory::default();
+    for s in serials {
+        d.devices
+            .insert((*s).to_owned(), entry(Status::Verified, 16, true, s));
+    }
+    Arc::new(d)
+}
+
+/// The signature header value of `frame` by its device.
+pub fn signature_of(serial: &str, frame: &[u8]) -> String {
+    aorta_base::hex::encode(&device_key(serial).sign(&aorta_crypto::auth::frame_message(frame)))
+}
+
 pub fn start(tweak: impl FnOnce(&mut ServerConfig)) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = ServerConfig {
@@ -132,9 +175,6 @@ pub fn start(tweak: impl FnOnce(&mut ServerConfig)) -> Running {
     .unwrap();
     cfg.clinicians = Some(clinicians);
     tweak(&mut cfg);
-    std::fs::create_dir_all(&cfg.data_dir).unwrap();
-    let (cert, key, made) = tls::ensure_dev_cert(&cfg.data_dir, &cfg.tls_names).unwrap();
-    assert!(made);
     let mut devices = Directory::default();
     for (serial, e) in [
         ("SN-OK", entry(Status::Verified, 16, true, "SN-OK")),
@@ -153,7 +193,21 @@ pub fn start(tweak: impl FnOnce(&mut ServerConfig)) -> Running {
         devices.devices.insert(serial.to_owned(), e);
     }
     let devices: Arc<dyn DeviceDirectory> = Arc::new(devices);
-    let state = api::open_state(&cfg, devices, Some(broker_key().public())).unwrap();
+    let mut r = serve_at(&cfg, devices, Some(broker_key().public()));
+    r.dir = Some(dir);
+    r
+}
+
+/// Serves `cfg` (its data directory made if needed) with `devices`, pinning
+/// `broker_key`: the in-process server the HTTP tests drive.
+pub fn serve_at(
+    cfg: &ServerConfig,
+    devices: Arc<dyn DeviceDirectory>,
+    broker_key: Option<[u8; 32]>,
+) -> Running {
+    std::fs::create_dir_all(&cfg.data_dir).unwrap();
+    let (cert, key, _) = tls::ensure_dev_cert(&cfg.data_dir, &cfg.tls_names).unwrap();
+    let state = api::open_state(cfg, devices, broker_key).unwrap();
     let served = state.clone();
     let tls_cfg = tls::server_config(&cert, &key).unwrap();
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -190,7 +244,8 @@ pub fn start(tweak: impl FnOnce(&mut ServerConfig)) -> Running {
         url: format!("https://{addr}"),
         client,
         token,
-        dir,
+        data: cfg.data_dir.clone(),
+        dir: None,
         stop: Some(tx),
         thread: Some(thread),
     }
