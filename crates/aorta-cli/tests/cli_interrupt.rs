@@ -1,5 +1,5 @@
 //! Ctrl-C (SIGINT) on long commands, as a user sends it: a batch command
-//! (`eval rpeaks` over a database, `bench compress`) aborts promptly with 130 and
+//! (`bench compress` over a database) aborts promptly with 130 and
 //! leaves no output behind; `broker serve` treats it as a shutdown request
 //! and exits 0, as does `server` with its in-process broker (`docs/cli.md`,
 //! "Signals"). `device run`'s clean stop is in
@@ -26,12 +26,12 @@ fn batch_commands_over_a_database_stop_on_sigint_with_130_and_leave_nothing() {
     let Some(db) = shared_data("mitdb", "this test") else {
         return;
     };
-    // `eval af` is left out: it reads only annotations and finishes all of
-    // MIT-BIH in about half a second, before any signal could reach it.
-    for cmd in [
-        &["eval", "rpeaks", "--json", "--db"][..],
-        &["bench", "compress", "--json", "--db"][..],
-    ] {
+    // `eval rpeaks` and `eval af` share the signal handling (signals.rs)
+    // but are left out: they score all of MIT-BIH in under half a second
+    // (the signal code is optimized even in debug builds), so a signal
+    // after any fixed delay races their end. `bench compress` takes tens of
+    // seconds.
+    for cmd in [&["bench", "compress", "--json", "--db"][..]] {
         let t = tempfile::tempdir().unwrap();
         let mut p = Run::new(cmd).arg(&db).cwd(t.path()).spawn(Stdio::piped());
         // Let it get into the database (every command here takes far
