@@ -97,6 +97,37 @@ fn fake_sig() -> String {
     "ab".repeat(64)
 }
 
+type Streams = Vec<(h2::client::ResponseFuture, h2::SendStream<bytes::Bytes>)>;
+
+/// One HTTP/2 connection from `src` opening `n` frame uploads that each
+/// claim 60,000 bytes, send 30,000 and never finish.
+async fn unfinished_uploads(
+    r: &Running,
+    src: IpAddr,
+    n: usize,
+) -> (h2::client::SendRequest<bytes::Bytes>, Streams) {
+    let tls = tls_from(r, src, b"h2").await.unwrap();
+    let (client, conn) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut client = client.ready().await.unwrap();
+    let mut streams = Vec::new();
+    for _ in 0..n {
+        let req = http::Request::post(format!("{}/v1/frames", r.url))
+            .header(aorta_api::SIGNATURE_HEADER, fake_sig())
+            .header("content-length", "60000")
+            .body(())
+            .unwrap();
+        let (resp, mut send) = client.send_request(req, false).unwrap();
+        send.reserve_capacity(30_000);
+        let _ = send.send_data(bytes::Bytes::from(vec![0u8; 30_000]), false);
+        streams.push((resp, send));
+        client = client.ready().await.unwrap();
+    }
+    (client, streams)
+}
+
 #[test]
 fn worker_and_unsigned_bodies_are_refused_before_they_are_read() {
     // Today's attack: one unauthenticated 300 MiB `PUT /v1/checkpoint`
@@ -145,27 +176,8 @@ fn unfinished_h2_bodies_are_bounded_per_connection_and_cut_at_the_deadline() {
     });
     let state = r.state.clone();
     let (statuses, peak) = rt().block_on(async {
-        let tls = tls_from(&r, ip("127.0.0.1"), b"h2").await.unwrap();
-        let (client, conn) = h2::client::handshake(tls).await.unwrap();
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let mut client = client.ready().await.unwrap();
-        let mut waits = Vec::new();
-        let mut senders = Vec::new();
-        for _ in 0..40 {
-            let req = http::Request::post(format!("{}/v1/frames", r.url))
-                .header(aorta_api::SIGNATURE_HEADER, fake_sig())
-                .header("content-length", "60000")
-                .body(())
-                .unwrap();
-            let (resp, mut send) = client.send_request(req, false).unwrap();
-            send.reserve_capacity(30_000);
-            let _ = send.send_data(bytes::Bytes::from(vec![0u8; 30_000]), false);
-            senders.push(send);
-            waits.push(resp);
-            client = client.ready().await.unwrap();
-        }
+        let (_client, streams) = unfinished_uploads(&r, ip("127.0.0.1"), 40).await;
+        let (waits, senders): (Vec<_>, Vec<_>) = streams.into_iter().unzip();
         let mut peak = 0;
         let mut statuses = Vec::new();
         for w in waits {
@@ -207,8 +219,10 @@ fn unfinished_h2_bodies_are_bounded_per_connection_and_cut_at_the_deadline() {
 #[test]
 fn slow_headers_slow_bodies_and_idle_connections_are_closed() {
     // Today: half-sent headers, a 1-byte-per-5-s body, idle TLS and idle
-    // h2 connections were all still open after 50 s.
+    // h2 connections were all still open after 50 s (and a connection that
+    // never started TLS was cut only after a fixed 10 s).
     let r = start(|c| {
+        c.handshake_timeout_secs = 1;
         c.header_timeout_secs = 1;
         c.idle_timeout_secs = 1;
         c.request_timeout_secs = 2;
@@ -252,6 +266,15 @@ fn slow_headers_slow_bodies_and_idle_connections_are_closed() {
         }
         let a = answer.expect("a dripped body was never answered");
         assert!(a.starts_with("HTTP/1.1 408"), "{a}");
+
+        // TCP without a TLS handshake: cut at the handshake deadline.
+        let mut tcp = tcp_from(ip("127.0.0.1"), r.addr).await.unwrap();
+        let mut buf = [0u8; 16];
+        let cut = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await;
+        assert!(
+            matches!(cut, Ok(Ok(0)) | Ok(Err(_))),
+            "a connection that never starts TLS stayed open"
+        );
 
         // Idle TLS, no request ever sent.
         let mut s = tls_from(&r, ip("127.0.0.1"), b"h2").await.unwrap();
@@ -387,25 +410,9 @@ fn one_source_cannot_take_the_whole_body_budget() {
         let mut clients = Vec::new();
         let mut streams = Vec::new();
         for _ in 0..4 {
-            let tls = tls_from(&r, ip("127.0.0.9"), b"h2").await.unwrap();
-            let (client, conn) = h2::client::handshake(tls).await.unwrap();
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            let mut client = client.ready().await.unwrap();
-            for _ in 0..2 {
-                let req = http::Request::post(format!("{}/v1/frames", r.url))
-                    .header(aorta_api::SIGNATURE_HEADER, fake_sig())
-                    .header("content-length", "60000")
-                    .body(())
-                    .unwrap();
-                let (resp, mut send) = client.send_request(req, false).unwrap();
-                send.reserve_capacity(30_000);
-                let _ = send.send_data(bytes::Bytes::from(vec![0u8; 30_000]), false);
-                streams.push((resp, send));
-                client = client.ready().await.unwrap();
-            }
+            let (client, mut s) = unfinished_uploads(&r, ip("127.0.0.9"), 2).await;
             clients.push(client);
+            streams.append(&mut s);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         (clients, streams)

@@ -12,6 +12,9 @@
     reason = "a test fails by panicking: unwrap, expect and indexing are its assertions"
 )]
 
+mod http_common;
+use http_common::{Running, serve_state};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -27,63 +30,15 @@ use aorta_device::se::{FileSecureElement, SecureElement};
 use aorta_registry::{PoolConfig, Registry};
 use aorta_server::http::ingest::{DeviceDirectory, DirectoryFile};
 use aorta_server::http::reneg::{RenegConfig, RenegService};
-use aorta_server::http::{ServerConfig, api, tls};
+use aorta_server::http::{ServerConfig, api};
 
 const SERIAL: &str = "SN-E2E";
-
-struct Server {
-    url: String,
-    cert: std::path::PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn serve(data: &std::path::Path, state: Arc<api::AppState>, cfg: &ServerConfig) -> Server {
-    let (cert, key, _) = tls::ensure_dev_cert(data, &cfg.tls_names).unwrap();
-    let tls_cfg = tls::server_config(&cert, &key).unwrap();
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.set_nonblocking(true).unwrap();
-    let addr = l.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::from_std(l).unwrap();
-            api::serve(l, tls_cfg, state, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
-    });
-    Server {
-        url: format!("https://{addr}"),
-        cert,
-        stop: Some(tx),
-        thread: Some(thread),
-    }
-}
 
 struct Rig {
     _d: tempfile::TempDir,
     reg: Arc<Registry>,
     clock: Arc<AtomicU64>,
-    server: Server,
+    server: Running,
     sealer: Sealer<FileSecureElement>,
     uplink: HttpsTransport,
 }
@@ -138,7 +93,7 @@ fn rig_with(tick: bool) -> Rig {
     .on_change(Arc::new(move || d2.invalidate()));
     let devices: Arc<dyn DeviceDirectory> = dir;
     let state = api::open_state_with_reneg(&cfg, devices, None, Some(Arc::new(svc))).unwrap();
-    let server = serve(&cfg.data_dir, state, &cfg);
+    let server = serve_state(&cfg, state);
     let sealer = Sealer::new(
         FileSecureElement::open(d.path().join("se")).unwrap(),
         d.path().join("state"),
@@ -343,7 +298,7 @@ fn a_keyless_host_answers_501() {
     std::fs::create_dir_all(&cfg.data_dir).unwrap();
     let devices: Arc<dyn DeviceDirectory> = Arc::new(aorta_crypto::directory::Directory::default());
     let state = api::open_state(&cfg, devices, None).unwrap();
-    let server = serve(&cfg.data_dir, state, &cfg);
+    let server = serve_state(&cfg, state);
     let client = reqwest::blocking::Client::builder()
         .tls_backend_preconfigured(aorta_api::client_tls_config_file(&server.cert).unwrap())
         .build()

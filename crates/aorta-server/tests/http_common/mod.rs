@@ -206,8 +206,14 @@ pub fn serve_at(
     broker_key: Option<[u8; 32]>,
 ) -> Running {
     std::fs::create_dir_all(&cfg.data_dir).unwrap();
-    let (cert, key, _) = tls::ensure_dev_cert(&cfg.data_dir, &cfg.tls_names).unwrap();
     let state = api::open_state(cfg, devices, broker_key).unwrap();
+    serve_state(cfg, state)
+}
+
+/// Serves an already opened `state` of `cfg` (e.g. one with the
+/// renegotiation service).
+pub fn serve_state(cfg: &ServerConfig, state: Arc<api::AppState>) -> Running {
+    let (cert, key, _) = tls::ensure_dev_cert(&cfg.data_dir, &cfg.tls_names).unwrap();
     let served = state.clone();
     let tls_cfg = tls::server_config(&cert, &key).unwrap();
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
