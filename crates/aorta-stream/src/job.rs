@@ -78,6 +78,21 @@ pub fn decode_record(record: &[u8]) -> Result<(i64, &[u8]), StreamError> {
     Ok((r.arrival_us, r.frame))
 }
 
+/// Erases every frame of device `serial` from the frame log at `log`, in
+/// place ([`crate::log::erase`]: fillers, zeros, fsync; offline). The
+/// serial is the frame's cleartext header field, so the host needs no key.
+pub fn erase_device_frames(
+    log: &std::path::Path,
+    serial: &str,
+) -> Result<crate::log::Erased, StreamError> {
+    crate::log::erase(log, |record| {
+        decode_record(record)
+            .ok()
+            .and_then(|(_, f)| aorta_crypto::frame::parse(f).ok())
+            .is_some_and(|p| p.header.serial == serial)
+    })
+}
+
 /// A frame that could not be opened: a stable code and fixed text (never
 /// plaintext or key bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
