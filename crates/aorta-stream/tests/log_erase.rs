@@ -37,7 +37,11 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 fn none_of_an_erased_devices_bytes_remain_and_other_offsets_stay() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("frames.log");
-    let mut l = FileLog::open(&p).unwrap();
+    // In segments of 4 KiB: the device's frames are in every one.
+    let opts = log::LogOptions {
+        segment_bytes: 4096,
+    };
+    let mut l = FileLog::open_with(&p, opts).unwrap();
     let mut all = Vec::new();
     for seq in 0..30 {
         for serial in ["SN-KEEP-1", "SN-GONE-PATIENT", "SN-KEEP-2"] {
@@ -50,11 +54,18 @@ fn none_of_an_erased_devices_bytes_remain_and_other_offsets_stay() {
     }
     l.sync().unwrap();
     drop(l);
-    let before = std::fs::read(&p).unwrap();
+    let files = || -> Vec<u8> {
+        let segs = log::segments(&p).unwrap();
+        assert!(segs.len() > 3);
+        segs.iter()
+            .flat_map(|(_, f)| std::fs::read(f).unwrap())
+            .collect()
+    };
+    let before = files();
     assert!(contains(&before, b"SN-GONE-PATIENT"));
     let e = erase_device_frames(&p, "SN-GONE-PATIENT").unwrap();
     assert_eq!((e.records, e.fillers_zeroed), (30, 0));
-    let after = std::fs::read(&p).unwrap();
+    let after = files();
     assert_eq!(after.len(), before.len());
     assert!(
         !contains(&after, b"SN-GONE-PATIENT"),
@@ -67,7 +78,7 @@ fn none_of_an_erased_devices_bytes_remain_and_other_offsets_stay() {
         assert_eq!(gone, *serial == "SN-GONE-PATIENT", "{serial}");
     }
     // Others keep their offsets; readers skip the fillers.
-    let l = FileLog::open(&p).unwrap();
+    let l = FileLog::open_with(&p, opts).unwrap();
     let (got, _) = l.read_entries(0, usize::MAX).unwrap();
     let want: Vec<(u64, Vec<u8>)> = all
         .iter()
@@ -82,7 +93,9 @@ fn none_of_an_erased_devices_bytes_remain_and_other_offsets_stay() {
         })
         .collect();
     assert_eq!(got, want);
-    assert_eq!(log::scan(&p, |_| Ok(())).unwrap().verdict, Verdict::Intact);
+    for (_, f) in log::segments(&p).unwrap() {
+        assert_eq!(log::scan(&f, |_| Ok(())).unwrap().verdict, Verdict::Intact);
+    }
     // Erasing again finds nothing more.
     assert_eq!(
         erase_device_frames(&p, "SN-GONE-PATIENT").unwrap().records,
