@@ -78,6 +78,31 @@ pub fn decode_record(record: &[u8]) -> Result<(i64, &[u8]), StreamError> {
     Ok((r.arrival_us, r.frame))
 }
 
+/// Erases every frame of device `serial` from the frame log at `log`, in
+/// every segment, in place ([`crate::log::erase`]: fillers, zeros, fsync;
+/// offline). The serial is the frame's cleartext header field, so the host
+/// needs no key.
+pub fn erase_device_frames(
+    log: &std::path::Path,
+    serial: &str,
+) -> Result<crate::log::Erased, StreamError> {
+    // Every segment checked first (closed ones must be intact).
+    drop(crate::log::FileLog::open(log)?);
+    let mut total = crate::log::Erased::default();
+    for (_, file) in crate::log::segments(log)? {
+        let e = crate::log::erase(&file, |record| {
+            decode_record(record)
+                .ok()
+                .and_then(|(_, f)| aorta_crypto::frame::parse(f).ok())
+                .is_some_and(|p| p.header.serial == serial)
+        })?;
+        total.records += e.records;
+        total.bytes += e.bytes;
+        total.fillers_zeroed += e.fillers_zeroed;
+    }
+    Ok(total)
+}
+
 /// A frame that could not be opened: a stable code and fixed text (never
 /// plaintext or key bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -661,6 +661,82 @@ pub fn salvage(from: &Path, to: &Path) -> Result<Scan, StreamError> {
     r
 }
 
+/// What [`erase`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Erased {
+    /// Records overwritten with fillers.
+    pub records: u64,
+    /// Bytes of those records (headers included).
+    pub bytes: u64,
+    /// Fillers whose body still held bytes (an erase a crash interrupted)
+    /// and was zeroed.
+    pub fillers_zeroed: u64,
+}
+
+/// Erases in place every intact record of the log at `path` that `select`
+/// picks (given its payload): its header becomes a filler's, then its
+/// payload zeros, so every other record keeps its offset and readers skip
+/// it. Two phases, each fsynced (all headers, then all zeros), so a crash
+/// leaves only fillers whose bodies may still hold bytes; those are zeroed
+/// by any later `erase` (they are counted in [`Erased::fillers_zeroed`]).
+/// A torn tail is cut first (it may hold the selected bytes too); a
+/// damaged log is refused ([`StreamError::Damaged`]: salvage it first).
+///
+/// Offline: no other process may have the log open for writing (stop the
+/// server). Erasure is at the file level: a copy-on-write file system,
+/// snapshots or backups keep their own copies.
+pub fn erase(path: &Path, mut select: impl FnMut(&[u8]) -> bool) -> Result<Erased, StreamError> {
+    drop(FileLog::open(path)?);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io(path))?;
+    let len = file.metadata().map_err(io(path))?.len();
+    let mut w = Window::new(&file, len);
+    let mut records = Vec::new();
+    let mut fillers = Vec::new();
+    let mut pos = 0;
+    let mut unlimited = u64::MAX;
+    while let Some(item) = item_at(&mut w, pos, &mut unlimited).map_err(io(path))? {
+        let next = item.next();
+        let body = pos + HEADER_LEN as u64..next;
+        let bytes = w
+            .get(body.start, body.end - body.start)
+            .map_err(io(path))?
+            .unwrap_or_default();
+        match item {
+            Item::Record { .. } if select(bytes) => records.push((pos, body)),
+            Item::Filler { .. } if bytes.iter().any(|b| *b != 0) => fillers.push(body),
+            _ => {}
+        }
+        pos = next;
+    }
+    drop(w);
+    let mut done = Erased::default();
+    for (at, body) in &records {
+        let m = (body.end - body.start) as u32;
+        file.write_all_at(&RecordHeader::filler(m).to_bytes(), *at)
+            .map_err(io(path))?;
+        done.records += 1;
+        done.bytes += body.end - at;
+    }
+    file.sync_data().map_err(io(path))?;
+    let zeros = vec![0u8; 1 << 16];
+    for body in records.iter().map(|(_, b)| b).chain(&fillers) {
+        let mut at = body.start;
+        while at < body.end {
+            let k = (body.end - at).min(zeros.len() as u64);
+            file.write_all_at(zeros.get(..k as usize).unwrap_or_default(), at)
+                .map_err(io(path))?;
+            at += k;
+        }
+    }
+    done.fillers_zeroed = fillers.len() as u64;
+    file.sync_data().map_err(io(path))?;
+    Ok(done)
+}
+
 impl FileLog {
     /// Opens (creating if needed) the log at `path`. A torn tail (see the
     /// module documentation) is cut and reported by
