@@ -131,9 +131,9 @@ fn open_kept(keep: &Path) -> (HashMap<String, Vec<u8>>, HashMap<String, Vec<u8>>
             continue;
         }
         let rid = k.strip_prefix(&format!("{SUBSCRIBER}/")).unwrap();
-        // The stored id says nothing: 32 hex digits, not the device, kind or time.
+        // The stored id says nothing: 48 hex digits, not the device, kind or time.
         assert!(
-            rid.len() == 32 && rid.bytes().all(|b| b.is_ascii_hexdigit()),
+            rid.len() == 48 && rid.bytes().all(|b| b.is_ascii_hexdigit()),
             "stored id {k} is not opaque"
         );
         let s = &sessions[&sealed_result_session_id(sealed).unwrap()];

@@ -189,6 +189,13 @@ where
         }
     }
 
+    /// Drops every piece of state kept for `key` (its open windows, buffered
+    /// samples, watermark), as if it had never been seen; true if there
+    /// was any. Used to erase one patient (`docs/erasure.md`).
+    pub fn forget(&mut self, key: &K) -> bool {
+        self.keys.remove(key).is_some()
+    }
+
     /// Advances every key's watermark to at least `wm` (e.g. from processing
     /// time, for devices that went silent), evicting idle keys.
     pub fn advance_all(&mut self, wm: Micros, out: &mut Vec<Output<K, Op::Output>>) {

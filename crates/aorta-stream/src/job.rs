@@ -86,21 +86,12 @@ pub fn erase_device_frames(
     log: &std::path::Path,
     serial: &str,
 ) -> Result<crate::log::Erased, StreamError> {
-    // Every segment checked first (closed ones must be intact).
-    drop(crate::log::FileLog::open(log)?);
-    let mut total = crate::log::Erased::default();
-    for (_, file) in crate::log::segments(log)? {
-        let e = crate::log::erase(&file, |record| {
-            decode_record(record)
-                .ok()
-                .and_then(|(_, f)| aorta_crypto::frame::parse(f).ok())
-                .is_some_and(|p| p.header.serial == serial)
-        })?;
-        total.records += e.records;
-        total.bytes += e.bytes;
-        total.fillers_zeroed += e.fillers_zeroed;
-    }
-    Ok(total)
+    crate::log::erase_segments(log, |record| {
+        decode_record(record)
+            .ok()
+            .and_then(|(_, f)| aorta_crypto::frame::parse(f).ok())
+            .is_some_and(|p| p.header.serial == serial)
+    })
 }
 
 /// A frame that could not be opened: a stable code and fixed text (never
@@ -369,6 +360,14 @@ impl<F: FrameOpen> JobDecoder<F> {
     pub fn gaps(&self) -> u64 {
         self.gaps
     }
+    /// True if the decoder has seen device `serial`. All it keeps of a
+    /// device is its position (next sequence number, key index), which an
+    /// erasure keeps on purpose: it is no patient data, and it stops a host
+    /// from replaying the device's old frames afterwards.
+    pub fn knows(&self, serial: &str) -> bool {
+        self.order.contains_key(serial)
+    }
+
     /// The frame opener.
     pub fn frames(&self) -> &F {
         &self.frames
@@ -698,6 +697,17 @@ where
     /// Takes a checkpoint now.
     pub fn checkpoint(&mut self) -> Result<(), StreamError> {
         self.pipe.checkpoint()
+    }
+
+    /// Erases device `serial` from the job's state: its operator state
+    /// (windows, samples, rhythm state) is dropped; the decoder keeps only
+    /// the device's position ([`JobDecoder::knows`]). Results already
+    /// computed stay in the sink until the next sync; take a checkpoint
+    /// after this so that no stored state holds the device any more.
+    /// True if the job held state of the device.
+    pub fn erase_device(&mut self, serial: &str) -> bool {
+        let dropped = self.pipe.engine_mut().forget(&serial.to_owned());
+        dropped || self.pipe.decoder().knows(serial)
     }
 
     /// Log offset processed so far.

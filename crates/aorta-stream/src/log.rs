@@ -673,6 +673,31 @@ pub struct Erased {
     pub fillers_zeroed: u64,
 }
 
+impl std::ops::AddAssign for Erased {
+    fn add_assign(&mut self, o: Erased) {
+        self.records += o.records;
+        self.bytes += o.bytes;
+        self.fillers_zeroed += o.fillers_zeroed;
+    }
+}
+
+/// [`erase`] over every segment of the log at `path` (every segment is
+/// checked first: a damaged one is refused before anything is changed).
+pub fn erase_segments(
+    path: &Path,
+    mut select: impl FnMut(&[u8]) -> bool,
+) -> Result<Erased, StreamError> {
+    let files = segments(path)?;
+    for (_, file) in &files {
+        drop(FileLog::open(file)?);
+    }
+    let mut total = Erased::default();
+    for (_, file) in files {
+        total += erase(&file, &mut select)?;
+    }
+    Ok(total)
+}
+
 /// Erases in place every intact record of the log at `path` that `select`
 /// picks (given its payload): its header becomes a filler's, then its
 /// payload zeros, so every other record keeps its offset and readers skip

@@ -146,6 +146,11 @@ where
         &self.engine
     }
 
+    /// The engine, to drop a key's state ([`Engine::forget`]).
+    pub fn engine_mut(&mut self) -> &mut Engine<K, Op> {
+        &mut self.engine
+    }
+
     /// Makes the results stored so far durable (without a checkpoint): a
     /// worker calls it after each step so that results reach readers with
     /// low latency; the checkpoint interval only bounds replay work.

@@ -11,7 +11,7 @@
 //! retry after the error stores them again.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::StreamError;
 use crate::log::{FileLog, FrameLog, LogOptions};
@@ -32,6 +32,8 @@ pub trait ResultSink {
 #[derive(Debug)]
 pub struct FileResultStore {
     log: FileLog,
+    path: PathBuf,
+    opts: LogOptions,
     ids: HashSet<String>,
     /// Ids stored since the last successful sync, with their offsets.
     pending: Vec<(u64, String)>,
@@ -48,7 +50,8 @@ impl FileResultStore {
     /// `covered = u64::MAX` and the cutoff time); reads of a deleted offset
     /// are [`StreamError::Deleted`], which names the first offset kept.
     pub fn open_with(path: impl AsRef<Path>, opts: LogOptions) -> Result<Self, StreamError> {
-        let log = FileLog::open_with(path, opts)?;
+        let path = path.as_ref().to_path_buf();
+        let log = FileLog::open_with(&path, opts)?;
         let mut ids = HashSet::new();
         let mut offset = log.first_offset()?;
         loop {
@@ -64,6 +67,8 @@ impl FileResultStore {
         }
         Ok(FileResultStore {
             log,
+            path,
+            opts,
             ids,
             pending: Vec::new(),
         })
@@ -78,6 +83,24 @@ impl FileResultStore {
                 self.ids.remove(&id);
             }
         }
+    }
+
+    /// Erases in place, in every segment, each stored result whose id
+    /// `select` picks ([`crate::log::erase`]: fillers, zeros, fsync; every
+    /// other result keeps its offset, so readers' cursors stay valid), then
+    /// reopens the store (the erased ids are forgotten). Nobody else may
+    /// write the file meanwhile: the caller holds the store exclusively.
+    pub fn erase_where(
+        &mut self,
+        mut select: impl FnMut(&str) -> bool,
+    ) -> Result<crate::log::Erased, StreamError> {
+        self.sync()?;
+        let erased = crate::log::erase_segments(&self.path, |record| {
+            let id = record.split(|b| *b == 0).next().unwrap_or_default();
+            std::str::from_utf8(id).is_ok_and(&mut select)
+        })?;
+        *self = FileResultStore::open_with(&self.path, self.opts)?;
+        Ok(erased)
     }
 
     /// The log's durable end (see [`FileLog::durable_end`]).

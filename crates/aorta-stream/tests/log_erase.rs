@@ -136,3 +136,49 @@ fn an_interrupted_erase_is_finished_and_a_damaged_log_is_refused() {
     ));
     assert_eq!(std::fs::read(&p).unwrap(), snapshot);
 }
+
+#[test]
+fn results_erased_in_every_segment_others_keep_their_offsets() {
+    use aorta_stream::results::{FileResultStore, ResultSink};
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("results.log");
+    let opts = log::LogOptions {
+        segment_bytes: 2048,
+    };
+    let mut s = FileResultStore::open_with(&p, opts).unwrap();
+    for i in 0..60 {
+        s.put(
+            &format!("sub/gone-{i}"),
+            format!("PATIENT-SECRET-{i:03}").as_bytes(),
+        )
+        .unwrap();
+        s.put(
+            &format!("sub/keep-{i}"),
+            format!("other-result-{i:03}").as_bytes(),
+        )
+        .unwrap();
+    }
+    s.sync().unwrap();
+    let (before, end) = s.read_from(0, usize::MAX).unwrap();
+    let e = s.erase_where(|id| id.starts_with("sub/gone-")).unwrap();
+    assert_eq!(e.records, 60);
+    assert_eq!(s.len(), 60);
+    let disk: Vec<u8> = log::segments(&p)
+        .unwrap()
+        .iter()
+        .flat_map(|(_, f)| std::fs::read(f).unwrap())
+        .collect();
+    assert!(log::segments(&p).unwrap().len() > 2);
+    assert!(!contains(&disk, b"PATIENT-SECRET"));
+    assert!(!contains(&disk, b"gone-"));
+    let (after, end2) = s.read_from(0, usize::MAX).unwrap();
+    assert_eq!(end2, end);
+    let kept: Vec<_> = before
+        .into_iter()
+        .filter(|(id, _)| id.starts_with("sub/keep-"))
+        .collect();
+    assert_eq!(after, kept);
+    // The erased ids are forgotten: stored again if they come again.
+    assert!(s.put("sub/gone-1", b"again").unwrap());
+    assert!(!s.put("sub/keep-1", b"dup").unwrap());
+}

@@ -55,6 +55,7 @@ use aorta_base::codec::DecodeError;
 
 mod checkpoint;
 mod envelope;
+mod ids;
 mod keys;
 mod primitives;
 mod session;
@@ -65,31 +66,7 @@ pub use keys::{ClinicianIdentity, ClinicianPublic};
 pub use session::{OpenedSession, ResultSession, sealed_result_session_id};
 pub use state::{open_state, seal_state, seal_state_with_nonce};
 
-/// HKDF info of the key that makes result ids opaque.
-pub const RESULT_ID_INFO: &[u8] = b"aorta/v1/result-id";
-
-/// The opaque store id of a result: 32 lower-case hex digits,
-/// `HMAC-SHA256(K, id)` cut to 16 bytes, with `K = HKDF-SHA256(salt = "",
-/// ikm = state key, info = RESULT_ID_INFO)` — deterministic for one
-/// assignment (a replay after a restart deduplicates), meaningless to the
-/// host (the device, event kind and time are inside the sealed result).
-pub fn opaque_id(state_key: &[u8; 32], id: &str) -> String {
-    let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, &[]).extract(state_key);
-    let mut k = zeroize::Zeroizing::new([0u8; 32]);
-    let filled = prk
-        .expand(&[RESULT_ID_INFO], ring::hkdf::HKDF_SHA256)
-        .and_then(|okm| okm.fill(k.as_mut()));
-    if filled.is_err() {
-        // HKDF-SHA256 always yields 32 bytes; an all-zero key would still
-        // give deterministic (if guessable) ids, never a wrong result.
-        k.fill(0);
-    }
-    let tag = ring::hmac::sign(
-        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, k.as_ref()),
-        id.as_bytes(),
-    );
-    aorta_base::hex::encode(tag.as_ref().get(..16).unwrap_or_default())
-}
+pub use ids::{ERASE_TOKEN_INFO, EraseToken, RESULT_ID_INFO, opaque_id};
 
 pub(crate) use checkpoint::SessionCheckpoint;
 pub(crate) use envelope::SessionEnvelope;
