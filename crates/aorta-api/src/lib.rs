@@ -13,6 +13,9 @@
 //! - `POST /v1/results` [`WorkerBatch`] → [`BatchAnswer`];
 //! - `GET /v1/results` ([`ResultsQuery`]) → [`ResultsPage`] of [`ResultItem`];
 //! - `GET /v1/stats` → [`Stats`];
+//! - `GET /v1/erasures` → [`ErasureList`]; `POST /v1/erasures` [`ErasureDone`]
+//!   → [`ErasureAnswer`] (patient erasure, `docs/erasure.md`), announced
+//!   on log answers by [`ERASURES_HEADER`];
 //! - every refusal → [`ErrorBody`].
 //!
 //! The one body it does not define is the checkpoint document of `GET`/`PUT
@@ -283,6 +286,49 @@ pub struct BatchAnswer {
     pub stored: u64,
     /// Results already present (replays after a restart).
     pub duplicates: u64,
+}
+
+/// Header of `GET /v1/log` answers: how many patient erasures wait for
+/// the worker (absent when none).
+pub const ERASURES_HEADER: &str = "x-aorta-erasures";
+
+/// One patient erasure the worker has to carry out.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureItem {
+    /// The request's id (32 hex digits).
+    pub id: String,
+    /// The device serial whose patient is erased.
+    pub serial: String,
+}
+
+/// `GET /v1/erasures` answer.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureList {
+    /// Pending requests, oldest first.
+    pub erasures: Vec<ErasureItem>,
+}
+
+/// `POST /v1/erasures` body: the worker has dropped the device's state and
+/// checkpointed; here is the device's erase token.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureDone {
+    /// The request's id.
+    pub id: String,
+    /// The device's erase token (`aorta_crypto::results::EraseToken`, 64
+    /// hex digits).
+    pub token: String,
+}
+
+/// `POST /v1/erasures` answer.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ErasureAnswer {
+    /// The request's id.
+    pub id: String,
+    /// Stored results erased.
+    pub results_erased: u64,
 }
 
 /// Query of `GET /v1/results`.

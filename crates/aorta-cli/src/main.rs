@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod admin_cmd;
 mod args;
 mod bench_cmd;
 mod bench_compress;
@@ -104,6 +105,9 @@ commands! {
     /// Log files (`frames.log`, `results.log`): check and salvage damage.
     #[command(subcommand)]
     Log(log_cmd::LogCmd),
+    /// Operator actions on a stopped server's data: erase a patient.
+    #[command(subcommand)]
+    Admin(admin_cmd::AdminCmd),
 }
 
 fn main() -> ExitCode {

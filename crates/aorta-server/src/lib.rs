@@ -18,7 +18,8 @@
 //! through the one group-commit writer ([`http::ingest`], which `aorta bench
 //! pipeline` times too), the frame log, the results and checkpoint API
 //! (bodies from `aorta-api`; the checkpoint document is the engine's), and
-//! metrics.
+//! metrics; and patient erasure on the host ([`erasure`]: the data
+//! directory's lock, pending requests, the audit log, `aorta admin erase`).
 //! [`broker_report`] summarises a policy and inspects DCAP quotes offline
 //! for the data owner (`aorta broker check` / `inspect-quote`).
 //!
@@ -44,4 +45,5 @@
 
 pub mod broker;
 pub mod broker_report;
+pub mod erasure;
 pub mod http;

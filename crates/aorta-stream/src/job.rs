@@ -541,6 +541,11 @@ impl<R: ResultSink, S: ResultSealer> ProtectedSink<R, S> {
     pub fn inner(&self) -> &R {
         &self.inner
     }
+
+    /// The sealer.
+    pub fn sealer(&self) -> &S {
+        &self.sealer
+    }
 }
 
 impl<R: ResultSink, S: ResultSealer> ResultSink for ProtectedSink<R, S> {

@@ -278,3 +278,52 @@ fn what_the_host_does_to_the_log_cannot_change_a_result() {
     assert_eq!((refused, gaps), (0, 0));
     assert_eq!(got, honest, "rolled-back checkpoint");
 }
+
+/// Erasing a patient (`docs/erasure.md`): the job's checkpoint keeps
+/// nothing of the device but its position, and that position still stops
+/// the host from replaying the device's old frames afterwards.
+#[test]
+fn an_erased_device_leaves_only_its_position_and_old_frames_stay_refused() {
+    use aorta_stream::checkpoint::CheckpointStore;
+    use base64::Engine as _;
+    let all = frames();
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let log = write_log(dir, &all, &(0..20).collect::<Vec<_>>());
+    let mut job = open_job(dir);
+    while job.run_batch(&log, 7).unwrap().records > 0 {}
+    let state = |dir: &Path| -> (String, String) {
+        let cp = FileCheckpointStore::new(dir.join("cp"))
+            .unwrap()
+            .load()
+            .unwrap()
+            .unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&cp.state)
+            .unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        let (engine, decoder) = text.split_once('\n').unwrap();
+        (engine.to_owned(), decoder.to_owned())
+    };
+    job.checkpoint().unwrap();
+    let (engine, _) = state(dir);
+    assert!(engine.contains(SERIAL), "the device has operator state");
+    assert!(job.erase_device(SERIAL));
+    job.checkpoint().unwrap();
+    let (engine, decoder) = state(dir);
+    assert!(!engine.contains(SERIAL), "operator state left: {engine}");
+    let order: serde_json::Value = serde_json::from_str(&decoder).unwrap();
+    assert_eq!(order[SERIAL]["next"], 20, "{decoder}");
+    // The host appends old frames again, then the next one: the old ones
+    // are refused, the next is analysed as a fresh start without a gap.
+    let mut log = log;
+    for i in [3usize, 19, 20] {
+        log.append(&encode_record(0, &all[i])).unwrap();
+    }
+    log.sync().unwrap();
+    let refused_before: u64 = job.decoder().refused().values().sum();
+    while job.run_batch(&log, 7).unwrap().records > 0 {}
+    let refused: u64 = job.decoder().refused().values().sum();
+    assert_eq!(refused - refused_before, 2);
+    assert_eq!(job.decoder().gaps(), 0);
+}

@@ -63,6 +63,63 @@ pub struct WorkerProgress {
     pub checkpoints: u64,
     /// Failures retried.
     pub retries: u64,
+    /// Patient erasures carried out.
+    pub erased: u64,
+}
+
+/// A result sealer that can hand out a device's erase token
+/// (`aorta_crypto::results::EraseToken`, `docs/erasure.md`).
+pub trait EraseTokens {
+    /// Device `serial`'s token, or `None` if this sealer's ids are not
+    /// opaque (then the host cannot be told which results to erase).
+    fn erase_token(&self, serial: &str) -> Option<aorta_crypto::results::EraseToken>;
+}
+
+impl EraseTokens for crate::seal::SubscriberSealer {
+    fn erase_token(&self, serial: &str) -> Option<aorta_crypto::results::EraseToken> {
+        crate::seal::SubscriberSealer::erase_token(self, serial)
+    }
+}
+
+/// Carries out the patient erasures the server announced
+/// (`docs/erasure.md`): drops each device's operator state, checkpoints
+/// (results first, then the state without them), then hands the host each
+/// device's erase token so it erases their results. Returns how many.
+/// Safe to repeat after a failure at any step: a request stays pending on
+/// the server until its token is accepted.
+fn erase_patients<F, RS, SS>(
+    job: &mut RemoteJob<F, RS, SS>,
+    log: &RemoteLog,
+) -> Result<u64, WorkerError>
+where
+    F: FrameOpen,
+    RS: ResultSealer + EraseTokens,
+    SS: StateSealer,
+{
+    let list = log.server().erasures()?;
+    for e in &list.erasures {
+        job.erase_device(&e.serial);
+    }
+    if list.erasures.is_empty() {
+        return Ok(0);
+    }
+    job.checkpoint()?;
+    for e in &list.erasures {
+        let token = job
+            .pipeline()
+            .results()
+            .sealer()
+            .erase_token(&e.serial)
+            .ok_or_else(|| {
+                WorkerError::Internal("this worker's result ids are not opaque".into())
+            })?;
+        let a = log.server().erasure_done(&aorta_api::ErasureDone {
+            id: e.id.clone(),
+            token: token.to_hex().to_string(),
+        })?;
+        tracing::info!(target: "aorta::worker", request = %e.id, results_erased = a.results_erased, "patient erasure done");
+    }
+    Ok(list.erasures.len() as u64)
 }
 
 /// Runs `job` against the server's log until `stop` is set: read a batch,
@@ -80,7 +137,7 @@ pub fn run_worker<F, RS, SS>(
 ) -> Result<WorkerProgress, WorkerError>
 where
     F: FrameOpen,
-    RS: ResultSealer,
+    RS: ResultSealer + EraseTokens,
     SS: StateSealer,
 {
     let mut p = WorkerProgress {
@@ -125,6 +182,15 @@ where
             }
             Ok(b.records)
         });
+        let r = r.map_err(WorkerError::from).and_then(|n| {
+            if log.erasures_pending() > 0 {
+                p.erased += erase_patients(job, log)?;
+                cp_offset = job.offset();
+                last_cp = Instant::now();
+                p.checkpoints += 1;
+            }
+            Ok(n)
+        });
         match r {
             Ok(n) => {
                 failures = 0;
@@ -138,7 +204,7 @@ where
                 failures += 1;
                 p.retries += 1;
                 if opts.max_failures > 0 && failures >= opts.max_failures {
-                    return Err(e.into());
+                    return Err(e);
                 }
                 let pause = Duration::from_millis(100u64 << failures.min(6)).min(opts.max_backoff);
                 tracing::warn!(target: "aorta::worker", error = %e, retry_in_ms = pause.as_millis() as u64, "batch failed; retrying");

@@ -125,6 +125,15 @@ impl SubscriberSealer {
         })
     }
 
+    /// Device `serial`'s erase token (`docs/erasure.md`): what lets the
+    /// host recognise the stored ids of that device's results. `None`
+    /// without opaque ids (tests of sealing alone).
+    pub fn erase_token(&self, serial: &str) -> Option<aorta_crypto::results::EraseToken> {
+        self.id_key
+            .as_ref()
+            .map(|k| aorta_crypto::results::EraseToken::derive(k, serial))
+    }
+
     /// Number of subscribers.
     pub fn len(&self) -> usize {
         self.sessions.len()

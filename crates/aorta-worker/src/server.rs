@@ -107,6 +107,18 @@ impl Server {
         max: usize,
         wait_ms: u64,
     ) -> Result<(Vec<Vec<u8>>, u64), WorkerError> {
+        self.read_log_full(offset, max, wait_ms)
+            .map(|(recs, next, _)| (recs, next))
+    }
+
+    /// [`Server::read_log`], with the number of patient erasures waiting
+    /// ([`aorta_api::ERASURES_HEADER`]).
+    pub fn read_log_full(
+        &self,
+        offset: u64,
+        max: usize,
+        wait_ms: u64,
+    ) -> Result<(Vec<Vec<u8>>, u64, u64), WorkerError> {
         const WHAT: &str = "reading the log";
         let q = LogQuery {
             from: offset,
@@ -123,10 +135,43 @@ impl Server {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .ok_or_else(|| WorkerError::Peer(format!("log answer without {NEXT_HEADER}")))?;
+        let erasures = r
+            .headers()
+            .get(aorta_api::ERASURES_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
         let body = r.bytes().map_err(net(WHAT))?;
         let recs =
             aorta_api::decode_log_records(&body).map_err(|e| WorkerError::Peer(e.to_string()))?;
-        Ok((recs, next))
+        Ok((recs, next, erasures))
+    }
+
+    /// `GET /v1/erasures`: the patient erasures waiting for the worker.
+    pub fn erasures(&self) -> Result<aorta_api::ErasureList, WorkerError> {
+        const WHAT: &str = "reading the pending erasures";
+        Self::send(
+            WHAT,
+            self.auth(self.http.get(format!("{}/v1/erasures", self.base))),
+        )?
+        .json()
+        .map_err(malformed(WHAT))
+    }
+
+    /// `POST /v1/erasures`: the device's state is dropped and checkpointed;
+    /// the host may erase its results with `done.token`.
+    pub fn erasure_done(
+        &self,
+        done: &aorta_api::ErasureDone,
+    ) -> Result<aorta_api::ErasureAnswer, WorkerError> {
+        const WHAT: &str = "completing an erasure";
+        Self::send(
+            WHAT,
+            self.auth(self.http.post(format!("{}/v1/erasures", self.base)))
+                .json(done),
+        )?
+        .json()
+        .map_err(malformed(WHAT))
     }
 
     /// `POST /v1/results`.
@@ -211,6 +256,7 @@ pub struct RemoteLog {
     server: Server,
     wait_ms: u64,
     end: std::cell::Cell<u64>,
+    erasures: std::cell::Cell<u64>,
 }
 
 impl RemoteLog {
@@ -220,7 +266,18 @@ impl RemoteLog {
             server,
             wait_ms,
             end: std::cell::Cell::new(0),
+            erasures: std::cell::Cell::new(0),
         }
+    }
+
+    /// Patient erasures the server said were waiting, at the last read.
+    pub fn erasures_pending(&self) -> u64 {
+        self.erasures.get()
+    }
+
+    /// The server.
+    pub fn server(&self) -> &Server {
+        &self.server
     }
 }
 
@@ -239,8 +296,9 @@ impl FrameLog for RemoteLog {
         self.end.get()
     }
     fn read_from(&self, offset: u64, max: usize) -> Result<(Vec<Vec<u8>>, u64), StreamError> {
-        let (recs, next) = self.server.read_log(offset, max, self.wait_ms)?;
+        let (recs, next, erasures) = self.server.read_log_full(offset, max, self.wait_ms)?;
         self.end.set(next);
+        self.erasures.set(erasures);
         Ok((recs, next))
     }
 }

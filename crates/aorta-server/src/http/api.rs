@@ -96,7 +96,20 @@ pub struct AppState {
     results_gate: tokio::sync::Semaphore,
     /// The last `/v1/stats` answer and when it was computed.
     stats_cache: tokio::sync::Mutex<Option<(std::time::Instant, Arc<Stats>)>>,
+    /// Patient erasures waiting for the worker (`crate::erasure`).
+    erasures: Mutex<crate::erasure::ErasureBook>,
+    /// Their number, for the log answer header.
+    erasures_pending: AtomicU64,
+    /// Per request handed to a worker: `checkpoint_seq` at that moment.
+    erasures_handed: Mutex<BTreeMap<String, u64>>,
+    /// Checkpoints saved since start.
+    checkpoint_seq: AtomicU64,
+    /// One process per data directory.
+    _lock: crate::erasure::DataDirLock,
 }
+
+#[path = "erasure_routes.rs"]
+mod erasure_routes;
 
 fn err(status: StatusCode, name: &str, detail: impl Into<String>) -> Response {
     (
@@ -351,6 +364,11 @@ async fn get_log(State(s): State<Arc<AppState>>, h: HeaderMap, q: Query<LogQuery
             };
             resp.headers_mut().insert(NEXT_HEADER, hv(next));
             resp.headers_mut().insert(END_HEADER, hv(end));
+            let pending = s.erasures_pending.load(Ordering::Relaxed);
+            if pending > 0 {
+                resp.headers_mut()
+                    .insert(aorta_api::ERASURES_HEADER, hv(pending));
+            }
             resp
         }
         Ok(Err(aorta_stream::StreamError::Deleted { offset, first, .. })) => err(
@@ -421,6 +439,7 @@ async fn put_checkpoint(State(s): State<Arc<AppState>>, h: HeaderMap, body: Byte
     match r {
         Ok(Ok(())) => {
             s.ingest.worker_offset.store(off, Ordering::Relaxed);
+            s.checkpoint_seq.fetch_add(1, Ordering::SeqCst);
             StatusCode::NO_CONTENT.into_response()
         }
         Ok(Err(e)) => err(StatusCode::INTERNAL_SERVER_ERROR, "checkpoint_write", e),
@@ -955,6 +974,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     let worker = Router::new()
         .route("/v1/log", get(get_log))
         .route("/v1/results", post(post_results).get(get_results))
+        .route(
+            "/v1/erasures",
+            get(erasure_routes::get_erasures).post(erasure_routes::post_erasures),
+        )
         .layer(DefaultBodyLimit::max(MAX_WORKER_BODY))
         .route_layer(gate.clone());
     let checkpoint = Router::new()
@@ -1044,6 +1067,11 @@ pub fn open_state_with_reneg(
     };
     let dir = &cfg.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let lock = crate::erasure::lock_data_dir(dir)?;
+    let erasures = crate::erasure::ErasureBook::open(dir)?;
+    if !erasures.pending().is_empty() {
+        tracing::info!(target: "aorta::server", pending = erasures.pending().len(), "patient erasures wait for the worker");
+    }
     let token_path = dir.join("worker.token");
     if !token_path.exists() {
         let t = aorta_base::random::secret::<24>()?;
@@ -1114,6 +1142,11 @@ pub fn open_state_with_reneg(
         checkpoint_gate: tokio::sync::Semaphore::new(1),
         results_gate: tokio::sync::Semaphore::new(1),
         stats_cache: tokio::sync::Mutex::new(None),
+        erasures_pending: AtomicU64::new(erasures.pending().len() as u64),
+        erasures: Mutex::new(erasures),
+        erasures_handed: Mutex::new(BTreeMap::new()),
+        checkpoint_seq: AtomicU64::new(0),
+        _lock: lock,
     });
     if let Some(h) = cfg.results_retention_hours {
         retire_results(&state, dir.join("results.log"), hours(h))?;

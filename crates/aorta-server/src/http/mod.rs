@@ -7,6 +7,7 @@
 //! | `GET /v1/log` | workers (token) | log records from an offset (long poll) |
 //! | `GET`/`PUT /v1/checkpoint` | workers (token) | the worker's sealed checkpoint |
 //! | `POST /v1/results` | workers (token) | sealed results + progress counters |
+//! | `GET`/`POST /v1/erasures` | workers (token) | patient erasures to carry out / their erase tokens |
 //! | `GET /v1/results` | clinicians | sealed results from a cursor |
 //! | `POST /v1/devices/reneg` | devices | `max_key_uses` renegotiation (only where the registry is; `501` on a keyless host) |
 //! | `GET /v1/stats` | operators | JSON counters and latency percentiles |
