@@ -1483,6 +1483,7 @@ pub fn run(cfg: &ServerConfig, ready: impl FnOnce(&Running)) -> anyhow::Result<(
             broker: broker_addr,
             cert: cert.clone(),
         };
+        let shutdown = shutdown_signal();
         tracing::info!(target: "aorta::server", addr = %running.addr, broker = ?running.broker, "listening (HTTP/2 and HTTP/1.1 over TLS)");
         ready(&running);
         tracing::info!(
@@ -1491,29 +1492,37 @@ pub fn run(cfg: &ServerConfig, ready: impl FnOnce(&Running)) -> anyhow::Result<(
             memory_bound_mib = state.limits().memory_bound(cfg.ingest_queue_bytes) >> 20,
             "limits (docs/server.md, \"Limits\")"
         );
-        serve(listener, tls_cfg, state, shutdown_signal()).await
+        serve(listener, tls_cfg, state, shutdown).await
     })?;
     tracing::info!(target: "aorta::server", "stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT (Ctrl-C). The handlers are installed when this is
+/// called, not when the future is first polled: a signal that arrives right
+/// after the server says it is listening stops it cleanly instead of
+/// killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let term = signal(SignalKind::terminate());
         let int = signal(SignalKind::interrupt());
-        match (term, int) {
-            (Ok(mut t), Ok(mut i)) => {
-                tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
+        async move {
+            match (term, int) {
+                (Ok(mut t), Ok(mut i)) => {
+                    tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
