@@ -649,6 +649,50 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedFrame<'_>, FrameError> {
         });
     }
     let mut r = Reader::new(bytes);
+    let (header, ct_len) = read_header(&mut r)?;
+    let header_len = r.position();
+    let ciphertext = r.take(ct_len, "ciphertext").map_err(truncated)?;
+    r.finish().map_err(truncated)?;
+    let aad = bytes.get(..header_len).ok_or(FrameError::Truncated {
+        needed: header_len as u64,
+        available: bytes.len() as u64,
+    })?;
+    Ok(ParsedFrame {
+        header,
+        aad,
+        ciphertext,
+    })
+}
+
+/// What the first bytes of a frame tell before the rest arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FramePrefix {
+    /// The header (validated as [`parse`] validates it).
+    pub header: FrameHeader,
+    /// The whole frame's length: header and ciphertext.
+    pub len: usize,
+}
+
+/// Parses a frame's header from its first bytes: `Ok(None)` while more
+/// bytes are needed, the [`FrameError`] [`parse`] would give as soon as the
+/// header shows it (bad magic, version, field, oversize), else the header
+/// and the frame's whole length. For a receiver that refuses a body that
+/// cannot be a frame before reading it all.
+pub fn parse_prefix(bytes: &[u8]) -> Result<Option<FramePrefix>, FrameError> {
+    let mut r = Reader::new(bytes);
+    match read_header(&mut r) {
+        Ok((header, ct_len)) => Ok(Some(FramePrefix {
+            header,
+            len: r.position() + ct_len,
+        })),
+        Err(FrameError::Truncated { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads and checks the header (everything before the ciphertext); returns
+/// it and the ciphertext's length.
+fn read_header(r: &mut Reader<'_>) -> Result<(FrameHeader, usize), FrameError> {
     if r.array::<4>("magic").map_err(truncated)? != MAGIC {
         return Err(FrameError::BadMagic);
     }
@@ -687,8 +731,6 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedFrame<'_>, FrameError> {
             field: "ciphertext_len",
         });
     }
-    let ciphertext = r.take(ct_len, "ciphertext").map_err(truncated)?;
-    r.finish().map_err(truncated)?;
     let header = FrameHeader {
         version,
         codec,
@@ -702,15 +744,7 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedFrame<'_>, FrameError> {
         epoch,
     };
     header.validate()?;
-    let aad = bytes.get(..header_len).ok_or(FrameError::Truncated {
-        needed: header_len as u64,
-        available: bytes.len() as u64,
-    })?;
-    Ok(ParsedFrame {
-        header,
-        aad,
-        ciphertext,
-    })
+    Ok((header, ct_len))
 }
 
 /// The whole frame, exactly as parsed.
@@ -817,6 +851,39 @@ pub(crate) mod tests {
             assert_eq!(usable_gain(g), DEFAULT_GAIN, "{g}");
         }
     }
+    #[test]
+    fn a_prefix_tells_the_header_and_length_as_soon_as_it_is_there() {
+        let (_, f, _) = sample_frame(7);
+        let header_len = parse(&f).unwrap().aad.len();
+        for n in 0..f.len() {
+            let got = parse_prefix(&f[..n]).unwrap();
+            if n < header_len {
+                assert_eq!(got, None, "{n}");
+            } else {
+                let p = got.unwrap();
+                assert_eq!((p.len, p.header.sequence), (f.len(), 7));
+                assert_eq!(p.header.serial, "SN-TEST");
+            }
+        }
+        // Whatever the header refuses is refused from the prefix alone.
+        let mut bad = f.clone();
+        bad[0] ^= 1;
+        assert_eq!(parse_prefix(&bad[..4]), Err(FrameError::BadMagic));
+        let mut bad = f.clone();
+        bad[4] = 9;
+        assert!(matches!(
+            parse_prefix(&bad[..5]),
+            Err(FrameError::UnsupportedVersion { found: 9 })
+        ));
+        let mut huge = f[..header_len].to_vec();
+        let at = header_len - 4;
+        huge[at..].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(
+            parse_prefix(&huge),
+            Err(FrameError::Oversize { .. })
+        ));
+    }
+
     use crate::keys::KeySlice;
 
     pub(crate) fn sample_frame(seq: u64) -> (TransportKey, Vec<u8>, Vec<Vec<i32>>) {
