@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-const ORACLES: [fn(&[u8]) -> bool; 28] = [
+const ORACLES: [fn(&[u8]) -> bool; 29] = [
     aorta_crypto::fuzzing::frame,
     aorta_crypto::fuzzing::calibration,
     aorta_crypto::fuzzing::reneg_offer,
@@ -35,6 +35,7 @@ const ORACLES: [fn(&[u8]) -> bool; 28] = [
     aorta_api::fuzzing::log_body,
     aorta_crypto::fuzzing::worker_cert,
     aorta_crypto::fuzzing::signed_result,
+    aorta_crypto::fuzzing::frame_prefix,
 ];
 
 fuzz_target!(|data: &[u8]| {

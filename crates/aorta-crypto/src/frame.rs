@@ -322,7 +322,9 @@ impl FrameHeader {
         f64::from(self.sample_rate_mhz) / 1000.0
     }
 
-    fn encode_with_len(&self, ct_len: u32) -> Vec<u8> {
+    /// The header's bytes as a frame carries them (the AEAD's associated
+    /// data), declaring a ciphertext of `ct_len` bytes.
+    pub fn encode_with_len(&self, ct_len: u32) -> Vec<u8> {
         let mut b = Vec::with_capacity(FIXED_HEADER_LEN + self.serial.len() + 4);
         b.extend_from_slice(&MAGIC);
         b.push(self.version);

@@ -81,6 +81,35 @@ pub mod fuzzing {
         session_checkpoint: crate::results::SessionCheckpoint<'_>;
     }
 
+    /// A frame's first bytes ([`crate::frame::parse_prefix`], what the
+    /// server checks before reading a body): never panics, and agrees with
+    /// [`crate::frame::parse`] on every frame that parses — same header,
+    /// whole length — and on every prefix of it (no answer before the
+    /// header is complete, the same answer after).
+    #[allow(
+        clippy::panic,
+        reason = "a fuzz oracle reports a disagreement by panicking"
+    )]
+    pub fn frame_prefix(data: &[u8]) -> bool {
+        let got = crate::frame::parse_prefix(data);
+        let Ok(f) = crate::frame::parse(data) else {
+            return false;
+        };
+        let header_len = f.header.encode_with_len(0).len();
+        match got {
+            Ok(Some(p)) if p.header == f.header && p.len == data.len() => {}
+            other => panic!("parse_prefix disagrees with parse: {other:?}"),
+        }
+        for cut in [header_len.saturating_sub(1), header_len] {
+            let want_some = cut == header_len;
+            let p = crate::frame::parse_prefix(data.get(..cut).unwrap_or_default());
+            if !matches!(p, Ok(ref o) if o.is_some() == want_some) {
+                panic!("parse_prefix of {cut} bytes: {p:?}");
+            }
+        }
+        true
+    }
+
     /// The device directory text: parses, and when it does, its text form
     /// parses back to the same directory.
     #[allow(

@@ -65,6 +65,21 @@ fn frames() {
 }
 
 #[test]
+fn frame_prefixes() {
+    run(
+        fuzzing::frame_prefix,
+        "frame-format",
+        "aof",
+        &[
+            "valid-1ch-extremes.aof",
+            "valid-2ch.aof",
+            "valid-rr.aof",
+            "flipped-tag-bit.aof",
+        ],
+    );
+}
+
+#[test]
 fn calibrations() {
     use aorta_base::codec::Encode;
     use aorta_crypto::frame::ChannelCalibration;

@@ -100,7 +100,8 @@ fn fake_sig() -> String {
 type Streams = Vec<(h2::client::ResponseFuture, h2::SendStream<bytes::Bytes>)>;
 
 /// One HTTP/2 connection from `src` opening `n` frame uploads that each
-/// claim 60,000 bytes, send 30,000 and never finish.
+/// claim 60,000 bytes, send 30,000 (a listed device's frame header, then
+/// zeros) and never finish.
 async fn unfinished_uploads(
     r: &Running,
     src: IpAddr,
@@ -121,7 +122,9 @@ async fn unfinished_uploads(
             .unwrap();
         let (resp, mut send) = client.send_request(req, false).unwrap();
         send.reserve_capacity(30_000);
-        let _ = send.send_data(bytes::Bytes::from(vec![0u8; 30_000]), false);
+        let mut body = frame_head("SN-OK", 60_000);
+        body.resize(30_000, 0);
+        let _ = send.send_data(bytes::Bytes::from(body), false);
         streams.push((resp, send));
         client = client.ready().await.unwrap();
     }
@@ -157,6 +160,47 @@ fn worker_and_unsigned_bodies_are_refused_before_they_are_read() {
                 .unwrap_or_else(|| panic!("{what}: no answer before the body was sent"));
             assert!(a.starts_with("HTTP/1.1 401"), "{what}: {a}");
             assert!(a.contains("\"error\""), "{what}: JSON error body: {a}");
+        }
+    });
+    assert_eq!(r.state.body_bytes_in_use(), 0);
+}
+
+#[test]
+fn a_body_that_cannot_be_a_listed_devices_frame_is_refused_at_its_first_bytes() {
+    // Today's attack (`aorta bench ingest`, `oversize_actual`, `garbage`):
+    // a well-formed signature header that signs nothing, then zeros or
+    // random bytes: the server read (and decrypted) up to max_frame_bytes
+    // of each before refusing it. Now it answers once the first bytes show
+    // the body is no frame of a listed device, with the rest never sent.
+    let r = start(|c| c.request_timeout_secs = 20);
+    let listed = frame_head("SN-OK", 60_000);
+    let mut unlisted = frame_head("SN-OK", 60_000);
+    let at = unlisted.len() - 4 - 5;
+    unlisted[at..at + 5].copy_from_slice(b"SN-NO");
+    rt().block_on(async {
+        for (what, first, length, want) in [
+            ("zeros", vec![0u8; 4096], 60_000, "HTTP/1.1 400"),
+            ("a serial not listed", unlisted, 60_000, "HTTP/1.1 401"),
+            (
+                "a header whose length is not the body's",
+                listed,
+                50_000,
+                "HTTP/1.1 400",
+            ),
+        ] {
+            let mut s = tls_from(&r, ip("127.0.0.1"), b"http/1.1").await.unwrap();
+            let head = format!(
+                "POST /v1/frames HTTP/1.1\r\nhost: x\r\naorta-signature: {}\r\ncontent-length: {length}\r\n\r\n",
+                fake_sig()
+            );
+            s.write_all(head.as_bytes()).await.unwrap();
+            s.write_all(&first).await.unwrap();
+            s.flush().await.unwrap();
+            let a = answer_within(&mut s, Duration::from_secs(3))
+                .await
+                .unwrap_or_else(|| panic!("{what}: no answer before the rest of the body"));
+            assert!(a.starts_with(want), "{what}: {a}");
+            assert!(a.contains("\"error\""), "{what}: {a}");
         }
     });
     assert_eq!(r.state.body_bytes_in_use(), 0);
@@ -246,13 +290,15 @@ fn slow_headers_slow_bodies_and_idle_connections_are_closed() {
         assert!(cut, "slow headers were never cut");
         assert!(t.elapsed() < Duration::from_secs(10));
 
-        // A body dripped one byte at a time: 408 at the request deadline.
+        // A body dripped one byte at a time after a listed device's frame
+        // header: 408 at the request deadline.
         let mut s = tls_from(&r, ip("127.0.0.1"), b"http/1.1").await.unwrap();
         let head = format!(
             "POST /v1/frames HTTP/1.1\r\nhost: localhost\r\naorta-signature: {}\r\ncontent-length: 1000\r\n\r\n",
             fake_sig()
         );
         s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(&frame_head("SN-OK", 1000)).await.unwrap();
         let mut answer = None;
         for _ in 0..60 {
             if s.write_all(b"x").await.is_err() {

@@ -226,6 +226,11 @@ enum End {
 
 /// Where the clients connect and how.
 struct Ctx {
+    /// A device serial listed in the public directory: frame bodies start
+    /// with a well-formed header of its ([`frame_head`]), as an attacker who
+    /// read the directory sends, so that the server must read them up to
+    /// the signature check.
+    serial: String,
     addr: SocketAddr,
     name: ServerName<'static>,
     h1: TlsConnector,
@@ -245,7 +250,12 @@ pub(crate) struct Hostile {
 
 impl Hostile {
     /// Starts `count` clients against `addr`, trusting `cert`.
-    pub(crate) fn start(addr: SocketAddr, cert: &Path, count: usize) -> anyhow::Result<Hostile> {
+    pub(crate) fn start(
+        addr: SocketAddr,
+        cert: &Path,
+        count: usize,
+        serial: &str,
+    ) -> anyhow::Result<Hostile> {
         let base = aorta_api::client_tls_config_file(cert)?;
         let with_alpn = |alpn: &[&[u8]]| {
             let mut c = base.clone();
@@ -253,6 +263,7 @@ impl Hostile {
             TlsConnector::from(Arc::new(c))
         };
         let ctx = Arc::new(Ctx {
+            serial: serial.to_owned(),
             addr,
             name: ServerName::try_from(addr.ip().to_string())?,
             h1: with_alpn(&[b"http/1.1"]),
@@ -382,6 +393,17 @@ enum Script {
     },
 }
 
+/// A well-formed frame header of device `serial` declaring a whole frame of
+/// `total` bytes (what the server checks from a body's first bytes).
+fn frame_head(serial: &str, total: u64) -> Vec<u8> {
+    let h = aorta_crypto::frame::FrameHeader::new(serial, 0, 0, 0, 360_000, 2, 360, [7; 16]);
+    let header_len = 55 + serial.len() as u64;
+    match h {
+        Ok(h) => h.encode_with_len(total.saturating_sub(header_len) as u32),
+        Err(_) => Vec::new(),
+    }
+}
+
 fn request(method: &str, path: &str, host: &SocketAddr, extra: &str) -> Vec<u8> {
     format!("{method} {path} HTTP/1.1\r\nhost: {host}\r\n{extra}\r\n").into_bytes()
 }
@@ -410,12 +432,16 @@ async fn attempt(
             every: Duration::from_secs(1),
         },
         HostileKind::SlowBody => Script::Drip {
-            head: request(
-                "POST",
-                "/v1/frames",
-                a,
-                &format!("{octets}{signed}content-length: 1024\r\n"),
-            ),
+            head: [
+                request(
+                    "POST",
+                    "/v1/frames",
+                    a,
+                    &format!("{octets}{signed}content-length: 1024\r\n"),
+                ),
+                frame_head(&ctx.serial, 1024),
+            ]
+            .concat(),
             drip: b"slow".to_vec(),
             every: Duration::from_secs(5),
         },
@@ -431,12 +457,23 @@ async fn attempt(
             random: false,
         },
         HostileKind::OversizeActual => Script::Bulk {
-            head: request(
-                "POST",
-                "/v1/frames",
-                a,
-                &format!("{octets}{signed}transfer-encoding: chunked\r\n"),
-            ),
+            // The first chunk: a header declaring a 4 MiB frame (the
+            // default `max_frame_bytes`), so the server reads that much.
+            head: {
+                let fh = frame_head(&ctx.serial, 4 << 20);
+                [
+                    request(
+                        "POST",
+                        "/v1/frames",
+                        a,
+                        &format!("{octets}{signed}transfer-encoding: chunked\r\n"),
+                    ),
+                    format!("{:x}\r\n", fh.len()).into_bytes(),
+                    fh,
+                    b"\r\n".to_vec(),
+                ]
+                .concat()
+            },
             len: 64 << 20,
             chunked: true,
             random: false,
@@ -726,7 +763,8 @@ async fn h2_streams(src: Option<IpAddr>, ctx: &Ctx, tally: &Arc<Tally>) -> End {
                 Err(e) => return Some(h2_end(&e)),
             };
             Tally::add(&tally.requests, 1);
-            streams.spawn(feed(send, resp, tally.clone()));
+            let head = frame_head(&ctx.serial, 4 << 20);
+            streams.spawn(feed(send, resp, tally.clone(), head));
         }
         None
     };
@@ -784,8 +822,10 @@ async fn feed(
     mut send: h2::SendStream<Bytes>,
     resp: h2::client::ResponseFuture,
     tally: Arc<Tally>,
+    head: Vec<u8>,
 ) -> StreamEnd {
     let mut left = H2_STREAM_BYTES;
+    let mut head = Some(Bytes::from(head));
     let sending = async {
         while left > 0 {
             send.reserve_capacity(left);
@@ -800,7 +840,14 @@ async fn feed(
             let mut give = cap.min(left);
             while give > 0 {
                 let n = give.min(CHUNK);
-                let chunk = Bytes::from_static(ZEROS.get(..n).unwrap_or_default());
+                let chunk = match head.take() {
+                    Some(h) if h.len() <= n => {
+                        let mut c = h.to_vec();
+                        c.extend_from_slice(ZEROS.get(..n - h.len()).unwrap_or_default());
+                        Bytes::from(c)
+                    }
+                    _ => Bytes::from_static(ZEROS.get(..n).unwrap_or_default()),
+                };
                 if send.send_data(chunk, false).is_err() {
                     return;
                 }

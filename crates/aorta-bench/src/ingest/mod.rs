@@ -125,7 +125,10 @@ pub fn run(cfg: &IngestConfig, say: &dyn Fn(&str)) -> anyhow::Result<IngestRepor
     let addr: std::net::SocketAddr = addr
         .parse()
         .with_context(|| format!("the server's address {addr:?}"))?;
-    let attack = hostile::Hostile::start(addr, &cert, cfg.hostile)?;
+    // The attackers read the public directory: their frame bodies start
+    // with a header of a listed device.
+    let listed = serials.last().map_or("LOAD-0001", String::as_str);
+    let attack = hostile::Hostile::start(addr, &cert, cfg.hostile, listed)?;
     rss.guard(attack.stopper());
     std::thread::sleep(Duration::from_secs(1));
     let hostile_counts = fleet.phase(cfg.seconds);

@@ -22,6 +22,8 @@ use aorta_api::{
 use aorta_stream::checkpoint::{Checkpoint, CheckpointStore, FileCheckpointStore};
 use aorta_stream::results::{FileResultStore, ResultSink};
 
+use aorta_crypto::frame::FrameError;
+
 use super::ingest::{DeviceDirectory, Ingest, IngestError};
 use super::limits::{Budget, Charge, ConnState, ConnTable, Limits};
 use super::{ServerConfig, tls};
@@ -199,6 +201,13 @@ async fn read_frame_body(
     // doubling, so it holds at most twice what was charged.
     let mut buf = Vec::with_capacity(declared.map_or(0, |n| n as usize));
     let mut body = body;
+    // The frame's length once its header has arrived: a body that cannot
+    // be a listed device's frame is refused at its first bytes.
+    let mut frame_len = None;
+    let refuse = |e: IngestError| {
+        s.ingest.counters.refuse(&e);
+        ingest_err(&e)
+    };
     while let Some(f) = body.frame().await {
         let f = f.map_err(|e| err(StatusCode::BAD_REQUEST, "bad_body", e.to_string()))?;
         let Ok(data) = f.into_data() else { continue };
@@ -209,6 +218,35 @@ async fn read_frame_body(
             return Err(busy());
         }
         buf.extend_from_slice(&data);
+        if frame_len.is_none() {
+            frame_len = s.ingest.precheck(&buf).map_err(refuse)?;
+            if let Some(n) = frame_len {
+                if n > max {
+                    return Err(too_large());
+                }
+                // A body of another length than its header declares is
+                // refused as a whole one would be (`malformed_frame`).
+                match declared.map(|d| d.cmp(&(n as u64))) {
+                    Some(std::cmp::Ordering::Less) => {
+                        return Err(refuse(IngestError::Malformed(FrameError::Truncated {
+                            needed: n as u64,
+                            available: declared.unwrap_or_default(),
+                        })));
+                    }
+                    Some(std::cmp::Ordering::Greater) => {
+                        return Err(refuse(IngestError::Malformed(FrameError::TrailingBytes {
+                            extra: declared.unwrap_or_default() - n as u64,
+                        })));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if let Some(n) = frame_len.filter(|n| buf.len() > *n) {
+            return Err(refuse(IngestError::Malformed(FrameError::TrailingBytes {
+                extra: (buf.len() - n) as u64,
+            })));
+        }
     }
     if declared.is_some_and(|n| n != buf.len() as u64) {
         return Err(err(

@@ -957,6 +957,29 @@ impl Ingest {
         check_frame(self.devices.as_ref(), frame_bytes, signature)
     }
 
+    /// What the first bytes of a frame body show before the rest is read:
+    /// `Ok(None)` until its header is complete, then the frame's whole
+    /// length; the error [`check_frame`] would give once the header shows
+    /// the body cannot be a frame of a listed device (not a frame header,
+    /// oversize, or a serial without a listed key: `signature_invalid`, as
+    /// after the whole body). Lets the server refuse such a body at its
+    /// first bytes instead of reading (and decrypting the TLS of) up to
+    /// `max_frame_bytes` of it.
+    pub fn precheck(&self, prefix: &[u8]) -> Result<Option<usize>, IngestError> {
+        let Some(p) = frame::parse_prefix(prefix)? else {
+            return Ok(None);
+        };
+        let serial = p.header.serial;
+        match self
+            .devices
+            .lookup(&serial)
+            .map_err(IngestError::Internal)?
+        {
+            Some(e) if e.public_key.is_some() => Ok(Some(p.len)),
+            _ => Err(IngestError::SignatureInvalid { serial }),
+        }
+    }
+
     /// Authenticates, queues and waits until the frame is durable. A frame
     /// refused by [`check_frame`] touches nothing: no sequence state, no
     /// queue, no lag budget, no log.

@@ -116,6 +116,18 @@ pub fn sealed(serial: &str, index: u16, seq: u64, n: usize) -> Vec<u8> {
     frame::seal(&k, &h, &cal, &[&a[..], &b[..]]).unwrap()
 }
 
+/// The header of a frame of listed device `serial` that declares a whole
+/// length of `total` bytes: what an attacker who read the public directory
+/// sends first, so that the server must read the body up to its signature
+/// check (`Ingest::precheck` refuses anything else at the first bytes).
+pub fn frame_head(serial: &str, total: usize) -> Vec<u8> {
+    let h = FrameHeader::new(serial, 0, 0, 0, 360_000, 2, 40, [9u8; 16]).unwrap();
+    let n = h.encode_with_len(0).len();
+    let head = h.encode_with_len((total - n) as u32);
+    assert_eq!(frame::parse_prefix(&head).unwrap().unwrap().len, total);
+    head
+}
+
 /// A frame of `serial` at sequence `seq` (key index 1) whose samples vary,
 /// so that it does not compress to nothing (about 2 KB).
 pub fn sealed_varied(serial: &str, seq: u64) -> Vec<u8> {
