@@ -88,14 +88,14 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
 
 fn print_setup(dir: &std::path::Path, commands: &[String]) {
     let w = dir.display();
-    println!("set up in {w}. Run each part in its own terminal, from {w}:");
-    println!();
+    outln!("set up in {w}. Run each part in its own terminal, from {w}:");
+    outln!();
     for c in commands {
-        println!("  {c}");
+        outln!("  {c}");
     }
-    println!();
-    println!("ADDR and BROKER_ADDR: what `aorta server` prints. server.toml listens on ephemeral");
-    println!("ports (127.0.0.1:0); set `listen` and `broker_listen` to fixed ones to keep them.");
+    outln!();
+    outln!("ADDR and BROKER_ADDR: what `aorta server` prints. server.toml listens on ephemeral");
+    outln!("ports (127.0.0.1:0); set `listen` and `broker_listen` to fixed ones to keep them.");
 }
 
 fn finish(r: &DemoReport, json: bool) -> anyhow::Result<ExitCode> {
@@ -114,7 +114,7 @@ fn finish(r: &DemoReport, json: bool) -> anyhow::Result<ExitCode> {
         eprintln!("work directory kept: {}", d.display());
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(r)?);
+        outln!("{}", serde_json::to_string_pretty(r)?);
     }
     if let Some(f) = &r.failed {
         eprintln!("demo failed: {f}");

@@ -165,7 +165,7 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
         EhrCmd::Keygen { out } => {
             let id = Identity::generate()?;
             inputs::write_identity(&out, &id)?;
-            println!("{}", id.public().to_text());
+            outln!("{}", id.public().to_text());
             Ok(ExitCode::SUCCESS)
         }
         EhrCmd::Protect {
@@ -181,7 +181,7 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             let rid = v
                 .protect(&data, &pass, &protect_options(mode, header_bytes))
                 .with_context(|| format!("protecting {}", input.display()))?;
-            println!("{rid}");
+            outln!("{rid}");
             Ok(ExitCode::SUCCESS)
         }
         EhrCmd::Recover {
@@ -239,7 +239,7 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
                 eprintln!("{n}");
             }
             write_private_atomic(&out, &shared.grant)?;
-            println!("{}", shared.header.grant_hex());
+            outln!("{}", shared.header.grant_hex());
             Ok(ExitCode::SUCCESS)
         }
         EhrCmd::Revoke {
@@ -255,7 +255,7 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             };
             let v = EhrVault::open_existing(&vault)?;
             let gid = v.revoke(target)?;
-            println!("revoked {gid}");
+            outln!("revoked {gid}");
             Ok(ExitCode::SUCCESS)
         }
         EhrCmd::Audit {
@@ -278,10 +278,10 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
                     verified: true,
                     entries: &entries,
                 };
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 for e in &entries {
-                    println!(
+                    outln!(
                         "{:>5} {} {:<9} record {} grant {} {}",
                         e.seq,
                         e.time,
@@ -292,7 +292,7 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
                     );
                 }
                 if verify {
-                    println!(
+                    outln!(
                         "audit log verified: {} entries, hash chain intact",
                         entries.len()
                     );
@@ -308,7 +308,7 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
         } => {
             let report = inputs::entropy_report(&file, &protect_options(mode, header_bytes))?;
             crate::show(&report, json, |r| {
-                println!(
+                outln!(
                     "{}: input {:.4} bits/byte ({} bytes, header {}), public fragment {:.4} bits/byte ({} bytes, mode {})",
                     r.file,
                     r.input_entropy,
