@@ -36,6 +36,7 @@ mod results_cmd;
 mod server_cmd;
 mod signals;
 mod wfdb_cmd;
+mod when;
 mod worker_cmd;
 
 #[derive(Parser)]

@@ -70,7 +70,12 @@ pub fn run(cmd: ResultsCmd) -> anyhow::Result<ExitCode> {
             } else {
                 for r in &results {
                     let result = serde_json::to_string(&r.result)?;
-                    outln!("{} [{} .. {}] {result}", r.patient, r.start, r.end);
+                    outln!(
+                        "{} [{} .. {}] {result}",
+                        r.patient,
+                        crate::when::iso_us(r.start),
+                        crate::when::iso_us(r.end)
+                    );
                 }
                 eprintln!("{} result(s)", results.len());
             }
