@@ -35,6 +35,13 @@ fn json_opt(x: Option<f64>) -> Value {
     x.map_or(Value::Null, Value::from)
 }
 
+/// Sets `key` of the JSON object `v` (the reports serialize as objects).
+fn set(v: &mut Value, key: &str, x: Value) {
+    if let Some(o) = v.as_object_mut() {
+        o.insert(key.to_owned(), x);
+    }
+}
+
 /// The failures as JSON (`[{"record", "error"}]`).
 fn errors_json(failures: &[RecordFailure]) -> Value {
     failures
@@ -109,13 +116,15 @@ pub(crate) fn rpeaks(r: &RpeakReport, json: bool) -> anyhow::Result<ExitCode> {
         if let Some(rows) = v.get_mut("records").and_then(Value::as_array_mut) {
             for (row, rec) in rows.iter_mut().zip(&r.records) {
                 let c = rec.score;
-                row["se"] = json_opt(se(c.tp, c.fn_));
-                row["ppv"] = json_opt(ppv(c.tp, c.fp));
+                set(row, "se", json_opt(se(c.tp, c.fn_)));
+                set(row, "ppv", json_opt(ppv(c.tp, c.fp)));
             }
         }
-        v["gross"]["se"] = json_opt(se(g.tp, g.fn_));
-        v["gross"]["ppv"] = json_opt(ppv(g.tp, g.fp));
-        v["errors"] = errors_json(&r.failures);
+        if let Some(gross) = v.get_mut("gross") {
+            set(gross, "se", json_opt(se(g.tp, g.fn_)));
+            set(gross, "ppv", json_opt(ppv(g.tp, g.fp)));
+        }
+        set(&mut v, "errors", errors_json(&r.failures));
         outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         outln!(
@@ -173,10 +182,10 @@ pub(crate) fn af(r: &AfReport, json: bool) -> anyhow::Result<ExitCode> {
     let scored = t.tp + t.fp + t.tn + t.fn_ > 0;
     if json {
         let mut v = serde_json::to_value(r)?;
-        v["se"] = json_opt(se);
-        v["sp"] = json_opt(sp);
-        v["f1_af"] = json_opt(f1);
-        v["errors"] = errors_json(&r.failures);
+        set(&mut v, "se", json_opt(se));
+        set(&mut v, "sp", json_opt(sp));
+        set(&mut v, "f1_af", json_opt(f1));
+        set(&mut v, "errors", errors_json(&r.failures));
         outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         let f1_text = f1.map_or_else(|| "n/a".to_owned(), |x| format!("{x:.3}"));
