@@ -117,6 +117,14 @@ fn clinician_keygen(d: &Path, name: &str) -> (PathBuf, String) {
     (key, out(&o).trim().to_owned())
 }
 
+/// A recipient from `aorta ehr keygen` (whatever key text it prints).
+fn ehr_keygen(d: &Path, name: &str) -> (PathBuf, String) {
+    let key = d.join(name);
+    let o = aorta(&["ehr", "keygen", "--out", s(&key)]);
+    assert!(o.status.success(), "{}", err(&o));
+    (key, out(&o).trim().to_owned())
+}
+
 fn is_rfc3339_utc(t: &str) -> bool {
     let b = t.as_bytes();
     b.len() == 20
@@ -200,7 +208,7 @@ fn output_files_are_replaced_only_with_force() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     let v = vault(d);
-    let (key, public) = clinician_keygen(d, "doc.key");
+    let (key, public) = ehr_keygen(d, "doc.key");
     let grant = d.join("doc.grant");
     std::fs::write(&grant, "precious").unwrap();
     let audit_before = v.audit();
@@ -260,7 +268,7 @@ fn a_zero_validity_is_refused() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     let v = vault(d);
-    let (_, public) = clinician_keygen(d, "doc.key");
+    let (_, public) = ehr_keygen(d, "doc.key");
     let audit_before = v.audit();
     for zero in ["0d", "0", "0s", "0w"] {
         let g = d.join("g");
@@ -284,7 +292,7 @@ fn audit_and_share_print_rfc3339_times() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
     let v = vault(d);
-    let (_, public) = clinician_keygen(d, "doc.key");
+    let (_, public) = ehr_keygen(d, "doc.key");
     let grant = d.join("g");
     let o = v.share(&public, &grant, &["--expires", "2d"]);
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
