@@ -323,3 +323,29 @@ fn audit_and_share_print_rfc3339_times() {
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(j["entries"][0]["time"].as_u64().unwrap() > 1_700_000_000);
 }
+
+/// An expired grant's refusal names the times in RFC 3339 UTC.
+#[test]
+fn an_expired_grant_is_refused_with_rfc3339_times() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let v = vault(d);
+    let (key, public) = ehr_keygen(d, "doc.key");
+    let grant = d.join("g");
+    let o = v.share(&public, &grant, &["--expires", "1s"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    // Past the expiry (whole seconds).
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let target = d.join("r");
+    let o = v.recover_grant(&grant, &key, &target, &[]);
+    assert_eq!(out(&o), "");
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let e = err(&o);
+    let rest = e
+        .strip_prefix("refused: grant refused: expired at ")
+        .unwrap_or_else(|| panic!("{e}"));
+    let (at, now) = rest.trim_end().split_once(" (now ").unwrap();
+    assert!(is_rfc3339_utc(at), "{e}");
+    assert!(is_rfc3339_utc(now.trim_end_matches(')')), "{e}");
+    assert!(!target.exists());
+}
