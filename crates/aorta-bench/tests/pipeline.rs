@@ -1,6 +1,7 @@
 //! `aorta_bench::pipeline::run` on a tiny synthetic workload: both
 //! pipelines go through the server's group commit, the secure results open
-//! to the plain ones, and the report serializes with the CLI's JSON keys.
+//! to the plain ones (at least one compared), and the report serializes
+//! with the CLI's JSON keys.
 
 use aorta_bench::pipeline::{PipelineConfig, run};
 
@@ -9,7 +10,9 @@ fn tiny_pipeline_reports_identical_results() {
     let keep = tempfile::tempdir().unwrap();
     let cfg = PipelineConfig {
         devices: 2,
-        seconds: 3.0,
+        // Long enough for results (heart rate over 10-s windows): a run
+        // with none compared nothing and is not `ok`.
+        seconds: 12.0,
         paced_seconds: 1.0,
         frame_seconds: 1.0,
         db: keep.path().join("no-such-db"),
@@ -23,10 +26,11 @@ fn tiny_pipeline_reports_identical_results() {
     assert!(r.ok(), "{r:?}");
     assert_eq!(r.data, "synthetic");
     assert!(said.lock().unwrap().iter().any(|s| s.contains("SYNTHETIC")));
-    assert_eq!(r.secure.run.frames, 2 * 3);
-    assert_eq!(r.plain.run.frames, 2 * 3);
+    assert_eq!(r.secure.run.frames, 2 * 12);
+    assert_eq!(r.plain.run.frames, 2 * 12);
     assert_eq!(r.secure.paced.run.frames, 2);
     assert!(r.results_identical);
+    assert!(r.results_opened > 0, "{r:?}");
     // Frames went through the server's log writer into the kept stores.
     let log = keep.path().join("work/secure-max/frames.log");
     assert!(std::fs::metadata(&log).unwrap().len() > 0);

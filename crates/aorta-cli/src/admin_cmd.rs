@@ -44,19 +44,19 @@ pub fn run(cmd: AdminCmd) -> anyhow::Result<ExitCode> {
             };
             let r = aorta_server::erasure::request(&dir, &patient)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                outln!("{}", serde_json::to_string_pretty(&r)?);
             } else {
-                println!(
+                outln!(
                     "erased {} frames ({} bytes) of device {patient} from {}",
                     r.frames_erased,
                     r.frame_bytes_erased,
                     dir.join("frames.log").display()
                 );
-                println!(
+                outln!(
                     "request {}: the worker erases the patient's operator state and results when the server next runs ({} pending)",
                     r.request, r.pending
                 );
-                println!(
+                outln!(
                     "audit: {} names the device as {}",
                     dir.join("audit.log").display(),
                     r.device_mac

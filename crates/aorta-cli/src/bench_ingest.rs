@@ -46,7 +46,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             .context("--rss-cap-mib is too large")?,
     };
     let r = aorta_bench::ingest::run(&cfg, &|s| eprintln!("{s}"))?;
-    crate::show(&r, a.json, |r| print!("{}", r.table()))?;
+    crate::show(&r, a.json, |r| out!("{}", r.table()))?;
     Ok(if r.ok() {
         ExitCode::SUCCESS
     } else {

@@ -1,6 +1,6 @@
 //! `aorta bench pipeline`: flags → [`aorta_bench::pipeline::run`] → the
-//! report as text or JSON (exit 1 when results differ or frames were
-//! refused).
+//! report as text or JSON (exit 1 when results differ, none were
+//! compared, or frames were refused).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,14 +64,20 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         keep: a.keep,
     };
     let r = aorta_bench::pipeline::run(&cfg, &|s| eprintln!("{s}"))?;
-    crate::show(&r, a.json, |r| print!("{}", r.table()))?;
+    crate::show(&r, a.json, |r| out!("{}", r.table()))?;
     Ok(if r.ok() {
         ExitCode::SUCCESS
     } else {
-        eprintln!(
-            "check failed: results differ or frames were refused ({})",
-            r.refused
-        );
+        if r.results_opened == 0 {
+            eprintln!(
+                "check failed: nothing compared: the run produced no result (give more --seconds)"
+            );
+        } else {
+            eprintln!(
+                "check failed: results differ or frames were refused ({})",
+                r.refused
+            );
+        }
         ExitCode::from(1)
     })
 }

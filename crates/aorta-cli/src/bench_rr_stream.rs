@@ -77,9 +77,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        outln!("{}", serde_json::to_string_pretty(&r)?);
     } else {
-        println!(
+        outln!(
             "{} events, {} windows from {} {} file(s) in {:.3} s on {} thread(s): {:.2} M events/s",
             r.events,
             r.windows,
@@ -90,7 +90,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             r.events_per_s / 1e6
         );
         if let Some(d) = r.max_rel_diff {
-            println!("largest relative difference from the reference computation: {d:.3e}");
+            outln!("largest relative difference from the reference computation: {d:.3e}");
         }
     }
     Ok(if r.ok() {

@@ -36,7 +36,7 @@ pub fn run(a: SeArgs) -> anyhow::Result<ExitCode> {
         min_time: a.min_time,
     })?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        outln!("{}", serde_json::to_string_pretty(&r)?);
     } else {
         print_text(&r);
     }
@@ -44,15 +44,20 @@ pub fn run(a: SeArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_text(r: &SeReport) {
-    println!(
+    outln!(
         "cores {}, SHA-NI {}, AES-NI {}; MB = 10^6 bytes",
-        r.cores, r.sha_ni, r.aes_ni
+        r.cores,
+        r.sha_ni,
+        r.aes_ni
     );
-    println!("{:<14} {:>7} {:>10}  input", "scheme", "threads", "MB/s");
+    outln!("{:<14} {:>7} {:>10}  input", "scheme", "threads", "MB/s");
     for row in &r.results {
-        println!(
+        outln!(
             "{:<14} {:>7} {:>10.1}  {}",
-            row.scheme, row.threads, row.mb_per_s, row.input
+            row.scheme,
+            row.threads,
+            row.mb_per_s,
+            row.input
         );
     }
     for name in &r.inputs {
@@ -61,7 +66,7 @@ fn print_text(r: &SeReport) {
                 r.speedup_over_cbc("se-strong", t, name),
                 r.speedup_over_cbc("se-units", t, name),
             ) {
-                println!(
+                outln!(
                     "{name}, {t} thread(s): se-strong / aes-128-cbc = {strong:.2}x, se-units / aes-128-cbc = {units:.2}x"
                 );
             }

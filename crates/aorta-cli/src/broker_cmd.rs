@@ -150,7 +150,7 @@ pub fn run(cmd: BrokerCmd) -> anyhow::Result<ExitCode> {
         }
         BrokerCmd::PublicKey { signing_key } => {
             let k = aorta_server::broker::load_or_create_signing_key(&signing_key)?;
-            println!("{}", hex::encode(&k.public()));
+            outln!("{}", hex::encode(&k.public()));
             Ok(ExitCode::SUCCESS)
         }
         BrokerCmd::InspectQuote {
@@ -186,7 +186,7 @@ pub fn run(cmd: BrokerCmd) -> anyhow::Result<ExitCode> {
                 Err(e) => {
                     eprintln!("quote does not verify: {e}");
                     if json {
-                        println!("{}", serde_json::to_string(&QuoteRefused::from(&e))?);
+                        outln!("{}", serde_json::to_string(&QuoteRefused::from(&e))?);
                     }
                     return Ok(ExitCode::from(1));
                 }
@@ -204,26 +204,27 @@ pub fn run(cmd: BrokerCmd) -> anyhow::Result<ExitCode> {
 }
 
 fn print_quote(rep: &QuoteReport) {
-    println!("quote verifies ({}), TCB {}", rep.kind, rep.tcb_status);
+    outln!("quote verifies ({}), TCB {}", rep.kind, rep.tcb_status);
     if rep.debug {
-        println!("  DEBUG TEE: the broker will refuse it");
+        outln!("  DEBUG TEE: the broker will refuse it");
     }
     match &rep.policy_measurement {
-        Some(m) => println!("  policy measurement: {m}"),
-        None => println!("  policy measurement: pass --app-measurement to compute it (TDX)"),
+        Some(m) => outln!("  policy measurement: {m}"),
+        None => outln!("  policy measurement: pass --app-measurement to compute it (TDX)"),
     }
 }
 
 fn print_policy(path: &Path, summary: &PolicySummary<'_>) {
-    println!("policy {} is valid", path.display());
-    println!("  backends: {}", summary.allowed_backends.join(", "));
+    outln!("policy {} is valid", path.display());
+    outln!("  backends: {}", summary.allowed_backends.join(", "));
     if summary.allow_simulation {
-        println!("  WARNING: {}", aorta_enclave::SIM_WARNING);
+        outln!("  WARNING: {}", aorta_enclave::SIM_WARNING);
     }
-    println!("  measurements: {}", summary.allowed_measurements.len());
-    println!(
+    outln!("  measurements: {}", summary.allowed_measurements.len());
+    outln!(
         "  min TCB: {}, freshness: {} s",
-        summary.min_tcb, summary.freshness_secs
+        summary.min_tcb,
+        summary.freshness_secs
     );
-    println!("  assignments: {}", summary.assignments.len());
+    outln!("  assignments: {}", summary.assignments.len());
 }

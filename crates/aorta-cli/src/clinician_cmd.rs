@@ -52,15 +52,15 @@ pub fn run(cmd: ClinicianCmd) -> anyhow::Result<ExitCode> {
                  results sealed to it cannot be opened without it",
                 out.display()
             );
-            println!("{}", id.public());
+            outln!("{}", id.public());
             Ok(ExitCode::SUCCESS)
         }
         ClinicianCmd::Public { identity, auth } => {
             let id = read_identity(&identity)?;
             if auth {
-                println!("{}", aorta_base::hex::encode(&id.auth_key()?.public()));
+                outln!("{}", aorta_base::hex::encode(&id.auth_key()?.public()));
             } else {
-                println!("{}", id.public());
+                outln!("{}", id.public());
             }
             Ok(ExitCode::SUCCESS)
         }

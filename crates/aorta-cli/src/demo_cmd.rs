@@ -1,11 +1,19 @@
 //! `aorta demo`: flags → [`aorta_bench::demo::run`] (the server and worker
 //! launched from this executable, the devices replaying records with
-//! `aorta_device::source::record::RecordReplay`) → the summary on stderr, `--json` on stdout.
+//! `aorta_device::source::record::RecordReplay`) → the summary on stdout
+//! (text, or JSON with `--json`); the live view and progress on stderr.
+//!
+//! The database: `--db` (an error if it is not one), or `--sample`, or the
+//! first of `../shared/data/mitdb` from the working directory and from the
+//! repository the executable was built in (`target/*/aorta`), or else the
+//! shipped sample. Exit status: 0, 1 (something failed: the work directory
+//! is kept and named), 2 (bad options, refused before anything starts),
+//! 130 (SIGINT/SIGTERM: the children stopped, a partial summary printed).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use aorta_bench::demo::{DemoConfig, DemoOutcome, DemoReport, SampleRecord};
 use aorta_device::agent::Speed;
 
@@ -40,10 +48,15 @@ pub struct DemoArgs {
     /// Seconds of signal per frame.
     #[arg(long, default_value_t = 1.0, value_parser = crate::args::secs(0.0, crate::args::MAX_FRAME_SECONDS))]
     frame_seconds: f64,
-    /// MIT-BIH folder (a 6-minute sample shipped in the binary is used when
-    /// it is absent).
-    #[arg(long, default_value = "../shared/data/mitdb")]
-    db: PathBuf,
+    /// WFDB database to replay (an error if it is not one). Default: MIT-BIH
+    /// at ../shared/data/mitdb from the working directory or from the
+    /// executable's repository, else the 6-minute sample shipped in aorta.
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// Replay the 6-minute MIT-BIH sample shipped in aorta (records 100,
+    /// 203), whatever data is around.
+    #[arg(long, conflicts_with = "db")]
+    sample: bool,
     /// Working directory (kept); default: a temporary one, removed.
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -56,15 +69,55 @@ pub struct DemoArgs {
     setup_only: bool,
 }
 
+/// Where `aorta demo` looks for MIT-BIH without `--db`, from a directory.
+const DEFAULT_DB: &str = "../shared/data/mitdb";
+
+/// The database to replay: `--db` (checked), none with `--sample`, else the
+/// default found from the working directory or the executable's repository.
+fn database(a: &DemoArgs, exe: &Path) -> anyhow::Result<Option<PathBuf>> {
+    if let Some(db) = &a.db {
+        match aorta_signal::wfdb::database_records(db) {
+            Ok(names) if !names.is_empty() => return Ok(Some(db.clone())),
+            Ok(_) => bail!(
+                "--db {}: not a WFDB database (no RECORDS entry, no .hea file)",
+                db.display()
+            ),
+            Err(e) => bail!("--db {}: not a WFDB database ({e})", db.display()),
+        }
+    }
+    if a.sample {
+        return Ok(None);
+    }
+    // The working directory, then each ancestor of the executable that is a
+    // Cargo workspace (`…/repo/target/debug/aorta` → `…/repo`).
+    let mut looked = vec![PathBuf::from(DEFAULT_DB)];
+    looked.extend(
+        exe.ancestors()
+            .skip(1)
+            .filter(|d| d.join("Cargo.toml").is_file())
+            .map(|d| d.join(DEFAULT_DB)),
+    );
+    for db in &looked {
+        if aorta_signal::wfdb::database_records(db).is_ok_and(|n| !n.is_empty()) {
+            return Ok(Some(db.clone()));
+        }
+    }
+    let places: Vec<String> = looked.iter().map(|p| p.display().to_string()).collect();
+    eprintln!("no MIT-BIH database at {} (give --db)", places.join(" or "));
+    Ok(None)
+}
+
 pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let speed = a.speed;
+    let exe = std::env::current_exe().context("cannot find the aorta executable")?;
+    let db = database(&a, &exe)?;
     let cfg = DemoConfig {
-        exe: std::env::current_exe().context("cannot find the aorta executable")?,
+        exe,
         devices: a.devices,
         speed,
         duration: a.duration,
         frame_seconds: a.frame_seconds,
-        db: a.db,
+        db,
         dir: a.dir,
         setup_only: a.setup_only,
         sample: SAMPLE
@@ -88,33 +141,52 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
 
 fn print_setup(dir: &std::path::Path, commands: &[String]) {
     let w = dir.display();
-    println!("set up in {w}. Run each part in its own terminal, from {w}:");
-    println!();
+    outln!("set up in {w}. Run each part in its own terminal, from {w}:");
+    outln!();
     for c in commands {
-        println!("  {c}");
+        outln!("  {c}");
     }
-    println!();
-    println!("ADDR and BROKER_ADDR: what `aorta server` prints. server.toml listens on ephemeral");
-    println!("ports (127.0.0.1:0); set `listen` and `broker_listen` to fixed ones to keep them.");
+    outln!();
+    outln!("ADDR and BROKER_ADDR: what `aorta server` prints. server.toml listens on ephemeral");
+    outln!("ports (127.0.0.1:0); set `listen` and `broker_listen` to fixed ones to keep them.");
+}
+
+/// Milliseconds with one decimal, or `n/a` (no latency measured).
+fn ms(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.1} ms")
+    } else {
+        "n/a".to_owned()
+    }
 }
 
 fn finish(r: &DemoReport, json: bool) -> anyhow::Result<ExitCode> {
-    eprintln!(
-        "\n{} devices · {} samples · {} frames · {} results ({} rhythm events) · {:.0} samples/s · latency p50 {:.1} ms, p99 {:.1} ms (frame arrival → sealed results stored)",
-        r.devices,
-        r.samples,
-        r.frames,
-        r.results,
-        r.events,
-        r.samples_per_s,
-        r.latency_ms.p50,
-        r.latency_ms.p99,
-    );
+    if json {
+        outln!("{}", serde_json::to_string_pretty(r)?);
+    } else {
+        outln!(
+            "{}{} devices · {} samples · {} frames · {} results ({} rhythm events) · {:.0} samples/s · latency p50 {}, p99 {} (frame arrival → sealed results stored)",
+            if r.interrupted {
+                "interrupted (partial): "
+            } else {
+                ""
+            },
+            r.devices,
+            r.samples,
+            r.frames,
+            r.results,
+            r.events,
+            r.samples_per_s,
+            ms(r.latency_ms.p50),
+            ms(r.latency_ms.p99),
+        );
+    }
     if let Some(d) = &r.kept_dir {
         eprintln!("work directory kept: {}", d.display());
     }
-    if json {
-        println!("{}", serde_json::to_string_pretty(r)?);
+    if r.interrupted && r.failed.is_none() {
+        eprintln!("interrupted: the devices, the worker and the server were stopped");
+        return Ok(ExitCode::from(130));
     }
     if let Some(f) = &r.failed {
         eprintln!("demo failed: {f}");

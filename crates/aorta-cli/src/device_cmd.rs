@@ -197,7 +197,7 @@ fn seal(
         },
     )?;
     let s = seal_record(&mut src, &mut sealer, &mut queue)?;
-    println!(
+    outln!(
         "sealed {} frames (sequences {}..{}) of {} samples × {} channels into {}: {} bytes ({:.1}% of 16-bit samples)",
         s.frames,
         s.first_sequence.unwrap_or(0),
@@ -259,12 +259,12 @@ fn stream(
     )?;
     line.clear();
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string(&RunSummary::new(&serial, resumed, &r))?
         );
     } else {
-        println!(
+        outln!(
             "{serial}: sealed {} frames ({} samples/channel, {} bytes), acked {}, refused {}, retries {}, dropped {}, left queued {}{}",
             r.frames_sealed,
             r.samples_sealed,

@@ -4,11 +4,11 @@
 //! [`aorta_vault::EhrVault`] (which owns every check and audit entry) and
 //! prints.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use aorta_base::fs::write_private_atomic;
+use aorta_base::fs::{write_private_atomic, write_private_new};
 use aorta_crypto::selective::{HeaderRule, KdfParams, Mode, ProtectOptions, RecordId};
 use aorta_vault::audit::AuditReport;
 use aorta_vault::grant::Identity;
@@ -19,7 +19,8 @@ use aorta_vault::{Blame, EhrVault, VaultError};
 /// `aorta ehr` subcommands.
 #[derive(clap::Subcommand)]
 pub enum EhrCmd {
-    /// Create a recipient identity (X25519 key pair); prints the public key.
+    /// Create a recipient identity (X25519 key pair, the same key text as
+    /// `aorta clinician keygen`); prints the public key.
     Keygen {
         /// Where to write the identity (secret; created with mode 0600).
         #[arg(long)]
@@ -62,9 +63,13 @@ pub enum EhrCmd {
         /// The recipient's identity file.
         #[arg(long, requires = "grant")]
         identity: Option<PathBuf>,
-        /// Where to write the recovered file (written only if every check passes).
+        /// Where to write the recovered file (written only if every check
+        /// passes; an existing file only with --force).
         #[arg(long)]
         out: PathBuf,
+        /// Replace --out if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Grant a recipient access to one record.
     Share {
@@ -77,10 +82,13 @@ pub enum EhrCmd {
         /// Passphrase file.
         #[arg(long)]
         passphrase_file: PathBuf,
-        /// The recipient's public key (`aorta-ehr-pk1:…`) or a file holding it.
+        /// The recipient's public key (`aorta-clinician-1…`, from `aorta
+        /// clinician keygen`/`public` or `aorta ehr keygen`; the older
+        /// `aorta-ehr-pk1:…` too) or a file holding it.
         #[arg(long)]
         to: String,
-        /// Validity, e.g. `30m`, `12h`, `7d`, `2w` (default 7d; emergency grants: never).
+        /// Validity, longer than 0: e.g. `30m`, `12h`, `7d`, `2w` (default 7d;
+        /// emergency grants: never).
         #[arg(long)]
         expires: Option<String>,
         /// A standing emergency grant for the responsible doctor.
@@ -89,9 +97,12 @@ pub enum EhrCmd {
         /// Share the DICOM header as is instead of de-identifying it.
         #[arg(long)]
         keep_identifying_header: bool,
-        /// Where to write the grant.
+        /// Where to write the grant (an existing file only with --force).
         #[arg(long)]
         out: PathBuf,
+        /// Replace --out if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Revoke a grant.
     Revoke {
@@ -145,6 +156,28 @@ fn protect_options(mode: Mode, header_bytes: Option<u64>) -> ProtectOptions {
     }
 }
 
+/// Refuses, before any work, to replace an existing `out` without `--force`.
+fn refuse_overwrite(out: &Path, force: bool) -> anyhow::Result<()> {
+    if !force && out.exists() {
+        bail!(
+            "{} already exists; refusing to overwrite it (give --force to replace it)",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+/// Writes `out` (mode 0600, atomically): a new file, or with `force` a
+/// replacement.
+fn write_out(out: &Path, bytes: &[u8], force: bool) -> anyhow::Result<()> {
+    if force {
+        write_private_atomic(out, bytes)?;
+    } else {
+        write_private_new(out, bytes)?;
+    }
+    Ok(())
+}
+
 /// A vault result for the exit code: a refusal (the check ran and said no,
 /// blamed on `refusal`) prints `refused: …` and exits 1; any other error is
 /// an error (exit 2).
@@ -165,7 +198,7 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
         EhrCmd::Keygen { out } => {
             let id = Identity::generate()?;
             inputs::write_identity(&out, &id)?;
-            println!("{}", id.public().to_text());
+            outln!("{}", id.public().to_text());
             Ok(ExitCode::SUCCESS)
         }
         EhrCmd::Protect {
@@ -181,7 +214,7 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             let rid = v
                 .protect(&data, &pass, &protect_options(mode, header_bytes))
                 .with_context(|| format!("protecting {}", input.display()))?;
-            println!("{rid}");
+            outln!("{rid}");
             Ok(ExitCode::SUCCESS)
         }
         EhrCmd::Recover {
@@ -191,7 +224,9 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             grant,
             identity,
             out,
+            force,
         } => {
+            refuse_overwrite(&out, force)?;
             let rid = record_id(&record)?;
             let v = EhrVault::open_existing(&vault)?;
             let result = match (passphrase_file, grant, identity) {
@@ -208,7 +243,7 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
                 Ok(b) => b,
                 Err(code) => return Ok(code),
             };
-            write_private_atomic(&out, &bytes)?;
+            write_out(&out, &bytes, force)?;
             eprintln!("recovered {} bytes to {}", bytes.len(), out.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -221,7 +256,9 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             emergency,
             keep_identifying_header,
             out,
+            force,
         } => {
+            refuse_overwrite(&out, force)?;
             let rid = record_id(&record)?;
             let pass = inputs::read_passphrase(&passphrase_file)?;
             let recipient = inputs::recipient_key(&to)?;
@@ -238,8 +275,17 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             for n in &shared.notes {
                 eprintln!("{n}");
             }
-            write_private_atomic(&out, &shared.grant)?;
-            println!("{}", shared.header.grant_hex());
+            write_out(&out, &shared.grant, force)?;
+            if shared.header.expires_at == aorta_vault::grant::NEVER {
+                eprintln!("grant written to {}; it never expires", out.display());
+            } else {
+                eprintln!(
+                    "grant written to {}; valid until {}",
+                    out.display(),
+                    crate::when::iso_s(shared.header.expires_at)
+                );
+            }
+            outln!("{}", shared.header.grant_hex());
             Ok(ExitCode::SUCCESS)
         }
         EhrCmd::Revoke {
@@ -255,7 +301,7 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             };
             let v = EhrVault::open_existing(&vault)?;
             let gid = v.revoke(target)?;
-            println!("revoked {gid}");
+            outln!("revoked {gid}");
             Ok(ExitCode::SUCCESS)
         }
         EhrCmd::Audit {
@@ -278,21 +324,21 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
                     verified: true,
                     entries: &entries,
                 };
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 for e in &entries {
-                    println!(
+                    outln!(
                         "{:>5} {} {:<9} record {} grant {} {}",
                         e.seq,
-                        e.time,
+                        crate::when::iso_s(e.time),
                         e.event.name(),
                         e.record,
                         e.grant.as_deref().unwrap_or("-"),
-                        e.detail
+                        crate::when::iso_expires(&e.detail)
                     );
                 }
                 if verify {
-                    println!(
+                    outln!(
                         "audit log verified: {} entries, hash chain intact",
                         entries.len()
                     );
@@ -308,7 +354,7 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
         } => {
             let report = inputs::entropy_report(&file, &protect_options(mode, header_bytes))?;
             crate::show(&report, json, |r| {
-                println!(
+                outln!(
                     "{}: input {:.4} bits/byte ({} bytes, header {}), public fragment {:.4} bits/byte ({} bytes, mode {})",
                     r.file,
                     r.input_entropy,

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use aorta_signal::eval::{EvalOptions, RecordFailure, record_list, score_af, score_rpeaks};
+use aorta_signal::eval::{EvalOptions, record_list, score_af, score_rpeaks};
 use aorta_signal::rhythm::RhythmConfig;
 
 /// `aorta eval` subcommands.
@@ -65,34 +65,23 @@ pub fn run(cmd: EvalCmd) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Reports the records that could not be scored on stderr; exit 2 if any.
-fn exit_code(failures: &[RecordFailure]) -> ExitCode {
-    for f in failures {
-        eprintln!("error: record {}: {}", f.record, f.error);
-    }
-    if failures.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(2)
-    }
-}
-
 fn rpeaks(a: RpeakArgs) -> anyhow::Result<ExitCode> {
     let names = record_list(&a.db, &a.records)?;
+    crate::eval_report::check_records(&a.db, &names, a.lead, Some(a.start))?;
     let opts = EvalOptions {
         window: a.window,
         start: a.start,
         lead: a.lead,
     };
     let report = score_rpeaks(&a.db, &names, &opts);
-    let code = exit_code(&report.failures);
-    crate::show(&report, a.json, |r| print!("{}", r.table()))?;
-    Ok(code)
+    crate::eval_report::rpeaks(&report, a.json)
 }
 
 fn af(a: AfArgs) -> anyhow::Result<ExitCode> {
+    if !a.db.join("REFERENCE.csv").is_file() {
+        let names = record_list(&a.db, &a.records)?;
+        crate::eval_report::check_records(&a.db, &names, 0, None)?;
+    }
     let report = score_af(&a.db, &a.records, a.segment, &RhythmConfig::default())?;
-    let code = exit_code(&report.failures);
-    crate::show(&report, a.json, |r| print!("{}", r.table()))?;
-    Ok(code)
+    crate::eval_report::af(&report, a.json)
 }

@@ -62,7 +62,7 @@ pub fn run(cmd: FactoryCmd) -> anyhow::Result<ExitCode> {
             let reg = Registry::open(&registry)?;
             match reg.revoke(&serial) {
                 Ok(()) => {
-                    println!(
+                    outln!(
                         "device {serial}: revoked ({} updated; ingest refuses its frames from its next check)",
                         reg.directory_path().display()
                     );
@@ -77,7 +77,7 @@ pub fn run(cmd: FactoryCmd) -> anyhow::Result<ExitCode> {
         }
         FactoryCmd::Directory { registry } => {
             let reg = Registry::open(&registry)?;
-            print!("{}", reg.directory()?.to_text());
+            out!("{}", reg.directory()?.to_text());
             Ok(ExitCode::SUCCESS)
         }
         FactoryCmd::Init {
@@ -92,7 +92,7 @@ pub fn run(cmd: FactoryCmd) -> anyhow::Result<ExitCode> {
                     slice_len,
                 },
             )?;
-            println!(
+            outln!(
                 "registry {}: pool of {} keys, {} keys per device ({} devices); keys wrapped under {}/kek",
                 registry.display(),
                 reg.pool_keys()?,
@@ -129,7 +129,7 @@ pub fn run(cmd: FactoryCmd) -> anyhow::Result<ExitCode> {
                 Ok(()) => {
                     reg.register_key(&serial, &installed.signing_public_key)?;
                     let info = reg.device(&serial)?;
-                    println!(
+                    outln!(
                         "device {serial}: keys {}..{} of the pool, key store {}, verified; signing key {} in {}",
                         info.offset,
                         info.offset + u64::from(info.slice_len),

@@ -64,12 +64,12 @@ pub fn run(args: HrvArgs) -> anyhow::Result<ExitCode> {
     match (&args.record, &args.rr) {
         (Some(record), _) => {
             let report = record_hrv(record, args.lead, args.window, &rule, &opts)?;
-            crate::show(&report, args.json, |r| print!("{}", record_table(r)))?;
+            crate::show(&report, args.json, |r| out!("{}", record_table(r)))?;
         }
         (None, Some(path)) => {
             let report = rr_file_hrv(path, &rule, &opts)?;
             crate::show(&report, args.json, |r| {
-                print!("{}", report_table(r, spectral))
+                out!("{}", report_table(r, spectral))
             })?;
         }
         (None, None) => anyhow::bail!("no input: give --rr FILE or --record PATH"),

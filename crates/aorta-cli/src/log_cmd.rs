@@ -50,7 +50,7 @@ struct Report<'a> {
 
 fn text(r: &Report<'_>) {
     let s = r.scan;
-    println!(
+    outln!(
         "{}: {} bytes, {} intact records ({} bytes), {} fillers ({} bytes)",
         r.file.display(),
         s.file_len,
@@ -61,7 +61,7 @@ fn text(r: &Report<'_>) {
     );
     for b in &s.bad {
         let tail = b.end == s.file_len;
-        println!(
+        outln!(
             "  bad bytes {}..{} ({} bytes){}",
             b.start,
             b.end,
@@ -80,18 +80,18 @@ fn text(r: &Report<'_>) {
         ),
     };
     match r.out {
-        Some(out) => println!(
+        Some(out) => outln!(
             "{verdict}\nsalvaged {} intact records to {} at their same offsets; skipped {} bad bytes in {} ranges",
             s.records,
             out.display(),
             r.bad_bytes,
             s.bad.len()
         ),
-        None if s.verdict == Verdict::Damaged => println!(
+        None if s.verdict == Verdict::Damaged => outln!(
             "{verdict}\nrun `aorta log salvage {} --out NEW` to copy every intact record to NEW",
             r.file.display()
         ),
-        None => println!("{verdict}"),
+        None => outln!("{verdict}"),
     }
 }
 

@@ -4,11 +4,15 @@
 //! or analysis.
 //!
 //! Exit codes: 0 success, 1 the command ran but its check failed (e.g. a
-//! refused frame), 2 usage or input error.
+//! refused frame), 2 usage or input error. Output to a closed pipe ends
+//! quietly with 0 ([`out`]).
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+#[macro_use]
+mod out;
 
 mod admin_cmd;
 mod args;
@@ -24,6 +28,7 @@ mod demo_cmd;
 mod device_cmd;
 mod ehr_cmd;
 mod eval_cmd;
+mod eval_report;
 mod factory_cmd;
 mod frames_cmd;
 mod hrv_cmd;
@@ -32,6 +37,7 @@ mod results_cmd;
 mod server_cmd;
 mod signals;
 mod wfdb_cmd;
+mod when;
 mod worker_cmd;
 
 #[derive(Parser)]
@@ -135,7 +141,7 @@ pub(crate) fn show<R: serde::Serialize>(
     text: impl FnOnce(&R),
 ) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(report)?);
+        outln!("{}", serde_json::to_string_pretty(report)?);
     } else {
         text(report);
     }

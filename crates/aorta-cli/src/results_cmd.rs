@@ -66,11 +66,16 @@ pub fn run(cmd: ResultsCmd) -> anyhow::Result<ExitCode> {
                 .allow_simulation(allow_sim);
             let results = reader.poll()?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&results)?);
+                outln!("{}", serde_json::to_string_pretty(&results)?);
             } else {
                 for r in &results {
                     let result = serde_json::to_string(&r.result)?;
-                    println!("{} [{} .. {}] {result}", r.patient, r.start, r.end);
+                    outln!(
+                        "{} [{} .. {}] {result}",
+                        r.patient,
+                        crate::when::iso_us(r.start),
+                        crate::when::iso_us(r.end)
+                    );
                 }
                 eprintln!("{} result(s)", results.len());
             }

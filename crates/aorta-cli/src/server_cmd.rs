@@ -23,7 +23,7 @@ pub struct ServerArgs {
 
 pub fn run(a: ServerArgs) -> anyhow::Result<ExitCode> {
     if a.print_default_config {
-        print!("{}", ServerConfig::default_toml());
+        out!("{}", ServerConfig::default_toml());
         return Ok(ExitCode::SUCCESS);
     }
     crate::init_logging(a.verbose);

@@ -5,11 +5,13 @@
 //!   exit status 130. They write their report to stdout only when done, so
 //!   an interrupted run leaves no partial output.
 //! - **Services** (`server`, `broker serve`, `worker run`/`stream`,
-//!   `device run`, `demo`) treat the signal as a stop request: they stop
-//!   cleanly (flushing what they keep: checkpoints, queued frames) and exit
-//!   0. Those with nothing to flush (`broker serve`, `worker run`) exit 0 at
+//!   `device run`) treat the signal as a stop request: they stop cleanly
+//!   (flushing what they keep: checkpoints, queued frames) and exit 0.
+//!   Those with nothing to flush (`broker serve`, `worker run`) exit 0 at
 //!   once; the others use [`crate::stop_on_signals`] or their own handler,
 //!   where a second signal exits at once with 130.
+//! - **`demo`** stops its devices, worker and server
+//!   ([`crate::stop_on_signals`]), prints a partial summary and exits 130.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;

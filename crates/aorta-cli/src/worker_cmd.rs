@@ -132,7 +132,7 @@ pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
             let r = MeasureReport {
                 measurement: aorta_worker::config::measure(config.as_deref())?.to_hex(),
             };
-            crate::show(&r, json, |r| println!("{}", r.measurement))?;
+            crate::show(&r, json, |r| outln!("{}", r.measurement))?;
             Ok(ExitCode::SUCCESS)
         }
         WorkerCmd::SimPlatform { key, json } => {
@@ -141,7 +141,7 @@ pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
             let r = PlatformReport {
                 platform_key: aorta_base::hex::encode(&p.platform_public_key()),
             };
-            crate::show(&r, json, |r| println!("{}", r.platform_key))?;
+            crate::show(&r, json, |r| outln!("{}", r.platform_key))?;
             Ok(ExitCode::SUCCESS)
         }
         WorkerCmd::Run {
@@ -164,7 +164,7 @@ pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
                         let r = RefusedReport {
                             refused: BrokerRefusal { code, reason },
                         };
-                        println!("{}", serde_json::to_string(&r)?);
+                        outln!("{}", serde_json::to_string(&r)?);
                     }
                     return Ok(ExitCode::from(1));
                 }
@@ -189,9 +189,9 @@ pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
                 )?;
                 tracing::info!(target: "aorta::worker", frames = sum.frames, refused = sum.refused, "host channel closed");
             } else if json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
+                outln!("{}", serde_json::to_string_pretty(&status)?);
             } else {
-                println!(
+                outln!(
                     "attested ({}{}) and received {} transport key(s), {} result key(s) for assignment {assignment}",
                     status.backend,
                     if status.hardware_protected {
@@ -234,7 +234,7 @@ pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
                 Err(e) => return Err(e.into()),
             };
             if json {
-                println!("{summary}");
+                outln!("{summary}");
             } else {
                 eprintln!("worker stopped: {summary}");
             }

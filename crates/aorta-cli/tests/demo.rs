@@ -14,7 +14,8 @@ mod common;
 
 use common::{Run, shared_data};
 
-fn demo(db: &str) -> serde_json::Value {
+/// `aorta demo` of `data`: `["--db", DIR]` or `["--sample"]`.
+fn demo(data: &[&str]) -> serde_json::Value {
     Run::new([
         "demo",
         "--devices",
@@ -24,9 +25,8 @@ fn demo(db: &str) -> serde_json::Value {
         "--speed",
         "max",
         "--json",
-        "--db",
-        db,
     ])
+    .args(data)
     .json()
 }
 
@@ -46,11 +46,12 @@ fn check(v: &serde_json::Value) {
     assert!(v["results"].as_u64().unwrap() >= 12, "{v}");
     assert_eq!(v["results_unopenable"], 0);
     assert_eq!(v["hardware_protected"], false);
+    assert_eq!(v["interrupted"], false);
 }
 
 #[test]
 fn demo_runs_on_the_shipped_sample() {
-    let v = demo("/nonexistent/mitdb");
+    let v = demo(&["--sample"]);
     assert_eq!(v["sample_data"], true);
     check(&v);
 }
@@ -60,7 +61,7 @@ fn demo_runs_on_mitdb() {
     let Some(mitdb) = shared_data("mitdb", "(the shipped-sample test still ran)") else {
         return;
     };
-    let v = demo(mitdb.to_str().unwrap());
+    let v = demo(&["--db", mitdb.to_str().unwrap()]);
     assert_eq!(v["sample_data"], false);
     check(&v);
 }

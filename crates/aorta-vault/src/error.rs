@@ -80,7 +80,7 @@ pub enum VaultError {
         record: String,
     },
     /// The grant has expired.
-    #[error("grant refused: expired at {expires_at} (now {now}, unix seconds)")]
+    #[error("grant refused: expired at {} (now {})", iso(*expires_at), iso(*now))]
     Expired {
         /// Expiry time.
         expires_at: u64,
@@ -217,4 +217,14 @@ impl VaultError {
             source,
         }
     }
+}
+
+/// Unix seconds as RFC 3339 UTC (`2026-12-07T14:41:01Z`) for messages
+/// people read; out of RFC 3339's range, the number.
+fn iso(secs: u64) -> String {
+    if secs > 253_402_300_799 {
+        return format!("unix time {secs}");
+    }
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
 }

@@ -19,6 +19,7 @@
 
 use aorta_base::codec::{Decode, DecodeError, Encode, Reader};
 use aorta_base::hex::{self, Case};
+use aorta_crypto::results::{ClinicianIdentity, ClinicianPublic};
 use aorta_crypto::selective::{RecordId, RecoveryMaterial};
 use hpke::kem::X25519HkdfSha256;
 use hpke::{Deserializable, Kem as KemTrait, OpModeR, OpModeS, Serializable};
@@ -43,8 +44,20 @@ const WHAT: &str = "grant";
 /// Expiry value meaning "never" (standing emergency grants).
 pub const NEVER: u64 = u64::MAX;
 
-const SK_PREFIX: &str = "aorta-ehr-sk1:";
-pub(crate) const PK_PREFIX: &str = "aorta-ehr-pk1:";
+/// The key text of every aorta identity (`docs/keys.md`): a clinician's
+/// and a grant recipient's keys are the same X25519 keys, written
+/// `aorta-clinician-1<64 lower-case hex>` (public) and
+/// `AORTA-CLINICIAN-SECRET-1<64 upper-case hex>` (secret), the forms of
+/// [`aorta_crypto::results`]. The first vault keys were written
+/// `aorta-ehr-pk1:<hex>` / `aorta-ehr-sk1:<hex>`: still read, no longer
+/// written.
+pub(crate) use aorta_crypto::results::{
+    PUBLIC_TEXT_PREFIX as PK_PREFIX, SECRET_TEXT_PREFIX as SK_PREFIX,
+};
+/// The first vault public-key prefix (read, not written).
+pub(crate) const OLD_PK_PREFIX: &str = "aorta-ehr-pk1:";
+/// The first vault secret-key prefix (read, not written).
+const OLD_SK_PREFIX: &str = "aorta-ehr-sk1:";
 
 fn unhex32(s: &str) -> Option<[u8; 32]> {
     aorta_base::hex::decode_array::<32>(s, Case::Any)
@@ -57,21 +70,25 @@ fn unhex32(s: &str) -> Option<[u8; 32]> {
 pub struct RecipientKey(pub [u8; 32]);
 
 impl RecipientKey {
-    /// `aorta-ehr-pk1:<64 hex>`.
+    /// `aorta-clinician-1<64 lower-case hex>`, as
+    /// [`aorta_crypto::results::ClinicianPublic::to_text`].
     pub fn to_text(&self) -> String {
-        format!("{PK_PREFIX}{}", hex::encode(&self.0))
+        ClinicianPublic::from_bytes(self.0).to_text()
     }
-    /// Parses [`RecipientKey::to_text`] output (surrounding whitespace ignored).
+    /// Parses a public key's text (surrounding whitespace ignored):
+    /// [`RecipientKey::to_text`]'s form, or the older `aorta-ehr-pk1:<hex>`.
     pub fn from_text(s: &str) -> Result<Self, VaultError> {
-        let bytes =
-            s.trim()
-                .strip_prefix(PK_PREFIX)
-                .and_then(unhex32)
-                .ok_or(VaultError::Malformed {
-                    what: "recipient public key",
-                    offset: 0,
-                    reason: "expected aorta-ehr-pk1: followed by 64 hex digits",
-                })?;
+        let s = s.trim();
+        let bad = VaultError::Malformed {
+            what: "recipient public key",
+            offset: 0,
+            reason: "expected aorta-clinician-1 followed by 64 lower-case hex digits",
+        };
+        let bytes = if s.starts_with(PK_PREFIX) {
+            *ClinicianPublic::from_text(s).map_err(|_| bad)?.as_bytes()
+        } else {
+            s.strip_prefix(OLD_PK_PREFIX).and_then(unhex32).ok_or(bad)?
+        };
         <Kem as KemTrait>::PublicKey::from_bytes(&bytes).map_err(|_| VaultError::Malformed {
             what: "recipient public key",
             offset: 0,
@@ -138,32 +155,48 @@ impl Identity {
         self.pk
     }
 
-    /// `aorta-ehr-sk1:<64 hex>` plus the public key on a comment line; keep
+    /// The identity file, the same as a clinician's
+    /// ([`ClinicianIdentity::to_file_text`]): two `#` comment lines (a
+    /// note, the public key) and `AORTA-CLINICIAN-SECRET-1<64 HEX>`; keep
     /// this file secret.
     pub fn to_text(&self) -> Zeroizing<String> {
-        let sk = hex::encode_secret(self.sk.as_slice());
-        Zeroizing::new(format!(
-            "# aorta ehr identity; public key: {}\n{SK_PREFIX}{}\n",
-            self.pk.to_text(),
-            sk.as_str()
-        ))
+        let digits = hex::encode_secret_upper(self.sk.as_slice());
+        let mut s = Zeroizing::new(String::with_capacity(200));
+        s.push_str("# aorta identity (clinician, grant recipient): secret, keep this file private (mode 0600)\n");
+        s.push_str("# public key: ");
+        s.push_str(&self.pk.to_text());
+        s.push('\n');
+        s.push_str(SK_PREFIX);
+        s.push_str(&digits);
+        s.push('\n');
+        s
     }
 
-    /// Parses an identity file (lines starting with `#` are ignored).
+    /// Parses an identity file: [`Identity::to_text`]'s form (checked as
+    /// [`ClinicianIdentity::from_file_text`] does: one key line, a `# public
+    /// key:` comment that matches), or the older `aorta-ehr-sk1:<hex>` one
+    /// (lines starting with `#` ignored).
     pub fn from_text(s: &str) -> Result<Self, VaultError> {
         let line = s
             .lines()
             .map(str::trim)
             .find(|l| !l.is_empty() && !l.starts_with('#'))
             .unwrap_or("");
-        let raw = line
-            .strip_prefix(SK_PREFIX)
-            .and_then(unhex32)
-            .ok_or(VaultError::Malformed {
-                what: "identity",
-                offset: 0,
-                reason: "expected aorta-ehr-sk1: followed by 64 hex digits",
-            })?;
+        let bad = || VaultError::Malformed {
+            what: "identity",
+            offset: 0,
+            reason: "expected AORTA-CLINICIAN-SECRET-1 followed by 64 upper-case hex digits",
+        };
+        let raw = if let Some(digits) = line.strip_prefix(SK_PREFIX) {
+            // The strict parser checks the whole file (one key line, the
+            // public key comment); the secret bytes come from its key line.
+            ClinicianIdentity::from_file_text(s).map_err(|_| bad())?;
+            *aorta_base::hex::decode_array::<32>(digits, Case::Upper).map_err(|_| bad())?
+        } else {
+            line.strip_prefix(OLD_SK_PREFIX)
+                .and_then(unhex32)
+                .ok_or_else(bad)?
+        };
         Self::from_secret(raw)
     }
 }
@@ -461,6 +494,42 @@ mod tests {
         );
         assert!(RecipientKey::from_text("aorta-ehr-pk1:zz").is_err());
         assert!(!format!("{a:?}").contains(&hex::encode(a.sk.as_slice())));
+    }
+
+    /// One key text for every identity: a vault identity is a clinician
+    /// identity (and back), and the first vault forms are still read.
+    #[test]
+    fn one_key_text_with_clinicians_and_the_old_forms_read() {
+        let a = Identity::generate().unwrap();
+        assert!(a.public().to_text().starts_with("aorta-clinician-1"));
+        let c = ClinicianIdentity::from_file_text(&a.to_text()).unwrap();
+        assert_eq!(c.public().as_bytes(), &a.public().0);
+        let c = ClinicianIdentity::generate().unwrap();
+        let b = Identity::from_text(&c.to_file_text()).unwrap();
+        assert_eq!(&b.public().0, c.public().as_bytes());
+        assert_eq!(
+            RecipientKey::from_text(&c.public().to_text()).unwrap(),
+            b.public()
+        );
+        // The old forms.
+        let old_pk = format!("aorta-ehr-pk1:{}", hex::encode(&a.public().0));
+        assert_eq!(RecipientKey::from_text(&old_pk).unwrap(), a.public());
+        let old_sk = format!(
+            "# aorta ehr identity; public key: {old_pk}\naorta-ehr-sk1:{}\n",
+            hex::encode(a.sk.as_slice())
+        );
+        assert_eq!(Identity::from_text(&old_sk).unwrap().public(), a.public());
+        // A secret whose public key comment does not match is refused.
+        let other = Identity::generate().unwrap();
+        let mut mixed = other
+            .to_text()
+            .lines()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("\n");
+        mixed.push('\n');
+        mixed.push_str(a.to_text().lines().last().unwrap());
+        assert!(Identity::from_text(&mixed).is_err());
     }
 
     proptest::proptest! {

@@ -13,7 +13,7 @@ use aorta_crypto::selective::{MasterKey, ProtectOptions, Randomness};
 use zeroize::Zeroizing;
 
 use crate::VaultError;
-use crate::grant::{Identity, PK_PREFIX, RecipientKey};
+use crate::grant::{Identity, OLD_PK_PREFIX, PK_PREFIX, RecipientKey};
 
 fn bad(what: impl Into<String>, reason: impl Into<String>) -> VaultError {
     VaultError::BadInput {
@@ -76,17 +76,25 @@ pub fn write_identity(path: &Path, id: &Identity) -> Result<(), VaultError> {
     )?)
 }
 
-/// A recipient public key given as its text (`aorta-ehr-pk1:…`) or as the
-/// path of a file holding it.
+/// A recipient public key given as its text (`aorta-clinician-1…`, or the
+/// older `aorta-ehr-pk1:…`) or as the path of a file holding it.
 pub fn recipient_key(arg: &str) -> Result<RecipientKey, VaultError> {
-    if arg.trim_start().starts_with(PK_PREFIX) {
+    let t = arg.trim_start();
+    if t.starts_with(PK_PREFIX) || t.starts_with(OLD_PK_PREFIX) {
         return RecipientKey::from_text(arg);
     }
-    RecipientKey::from_text(&read_text(Path::new(arg), "public key file")?)
+    let path = Path::new(arg);
+    if !path.exists() {
+        return Err(bad(
+            format!("recipient {arg:?}"),
+            "neither a public key (aorta-clinician-1 followed by 64 hex digits) nor an existing file",
+        ));
+    }
+    RecipientKey::from_text(&read_text(path, "public key file")?)
 }
 
-/// Parses a grant validity: a number followed by `s`, `m`, `h`, `d` (the
-/// default unit) or `w`, into seconds.
+/// Parses a grant validity: a number greater than 0 followed by `s`, `m`,
+/// `h`, `d` (the default unit) or `w`, into seconds.
 pub fn parse_validity(s: &str) -> Result<u64, VaultError> {
     let s = s.trim();
     let what = || format!("validity {s:?}");
@@ -107,6 +115,9 @@ pub fn parse_validity(s: &str) -> Result<u64, VaultError> {
             ));
         }
     };
+    if n == 0 {
+        return Err(bad(what(), "a grant must be valid for longer than 0"));
+    }
     n.checked_mul(mult).ok_or_else(|| bad(what(), "too long"))
 }
 
@@ -160,6 +171,9 @@ mod tests {
         assert_eq!(parse_validity(" 2w ").unwrap(), 14 * 86_400);
         for bad in [
             "",
+            "0d",
+            "0",
+            "0s",
             "d",
             "3y",
             "-1d",

@@ -188,8 +188,14 @@ impl Fleet {
                 tracing::debug!(error = %e, "results poll failed");
             }
             self.draw(screen, false);
-            if let Ok(Some(s)) = worker.child.try_wait() {
-                failed = Some(format!("the worker exited ({s}); see worker.log"));
+            if failed.is_none()
+                && let Ok(Some(s)) = worker.child.try_wait()
+            {
+                // After a signal the worker stopping is expected (a
+                // terminal's Ctrl-C reaches it too), not a failure.
+                if !stop.load(Ordering::Relaxed) {
+                    failed = Some(format!("the worker exited ({s}); see worker.log"));
+                }
                 stop.store(true, Ordering::Relaxed);
             }
         }
@@ -226,7 +232,11 @@ impl Fleet {
         DemoReport {
             devices: self.view.len(),
             samples,
-            frames: stats.frames_accepted,
+            // Acknowledged frames were accepted: the devices' count stands
+            // in when the server's counters are gone (an interrupted run).
+            frames: stats
+                .frames_accepted
+                .max(self.counters.acked.load(Ordering::Relaxed)),
             events: self.events,
             results: self.view.values().map(|p| p.results).sum(),
             samples_per_s: samples as f64 / streaming.max(1e-9),
@@ -243,6 +253,7 @@ impl Fleet {
             device_errors: Vec::new(),
             worker_clean: true,
             kept_dir: None,
+            interrupted: false,
         }
     }
 }

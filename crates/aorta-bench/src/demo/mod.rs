@@ -76,13 +76,14 @@ pub struct DemoConfig {
     pub duration: f64,
     /// Seconds of signal per frame.
     pub frame_seconds: f64,
-    /// MIT-BIH folder.
-    pub db: PathBuf,
+    /// The WFDB database to replay (`RECORDS` or `.hea` files; an error if
+    /// it holds none); `None`: the shipped [`DemoConfig::sample`].
+    pub db: Option<PathBuf>,
     /// Working directory (kept); `None`: a temporary one, removed.
     pub dir: Option<PathBuf>,
     /// Only provision and write the configuration.
     pub setup_only: bool,
-    /// Records replayed when `db` is absent.
+    /// Records replayed when `db` is `None`.
     pub sample: Vec<SampleRecord>,
     /// Called as the devices start with the flag that stops them early
     /// (the CLI raises it on SIGINT and SIGTERM).
@@ -143,15 +144,19 @@ pub struct DemoReport {
     /// The worker stopped cleanly.
     #[serde(skip)]
     pub worker_clean: bool,
-    /// The working directory, when kept.
+    /// The working directory, when kept (`--dir`, or a temporary one kept
+    /// because something failed).
     #[serde(skip)]
     pub kept_dir: Option<PathBuf>,
+    /// Stopped early by SIGINT/SIGTERM: the figures cover what ran.
+    pub interrupted: bool,
 }
 
 impl DemoReport {
     /// True when everything worked (the CLI exits 1 otherwise).
     pub fn ok(&self) -> bool {
-        self.failed.is_none()
+        !self.interrupted
+            && self.failed.is_none()
             && self.device_errors.is_empty()
             && self.worker_clean
             && self.results_unopenable == 0
@@ -180,7 +185,7 @@ pub fn run(cfg: &DemoConfig, say: &dyn Fn(&str)) -> anyhow::Result<DemoOutcome> 
     if !(cfg.duration.is_finite() && cfg.duration > 0.0 && cfg.duration <= 86_400.0) {
         bail!("--duration must be in (0, 86400] seconds");
     }
-    let tmp;
+    let mut tmp = None;
     let work = match &cfg.dir {
         Some(d) => {
             if d.exists() && std::fs::read_dir(d)?.next().is_some() {
@@ -190,17 +195,45 @@ pub fn run(cfg: &DemoConfig, say: &dyn Fn(&str)) -> anyhow::Result<DemoOutcome> 
             d.clone()
         }
         None => {
-            tmp = tempfile::Builder::new().prefix("aorta-demo-").tempdir()?;
-            tmp.path().to_path_buf()
+            let t = tempfile::Builder::new().prefix("aorta-demo-").tempdir()?;
+            let p = t.path().to_path_buf();
+            tmp = Some(t);
+            p
         }
     };
+    let result = run_in(cfg, &work, say);
+    // A temporary directory is removed only after a clean run; otherwise
+    // its logs are what explains the failure.
+    let clean =
+        matches!(&result, Ok(DemoOutcome::Ran(r)) if r.ok() || r.interrupted && r.failed.is_none());
+    let kept = match tmp {
+        Some(t) if !clean => Some(t.keep()),
+        Some(_) => None,
+        None => Some(work.clone()),
+    };
+    match result {
+        Ok(DemoOutcome::Ran(mut r)) => {
+            r.kept_dir = kept;
+            Ok(DemoOutcome::Ran(r))
+        }
+        Ok(o) => Ok(o),
+        Err(e) => Err(match kept {
+            Some(k) => e.context(format!(
+                "the demo failed; its work directory (server.log, worker.log) is kept: {}",
+                k.display()
+            )),
+            None => e,
+        }),
+    }
+}
+
+/// [`run`] in the working directory `work`.
+fn run_in(cfg: &DemoConfig, work: &Path, say: &dyn Fn(&str)) -> anyhow::Result<DemoOutcome> {
+    let work = work.to_path_buf();
     let (recs, sample) = setup::records(cfg, &work)?;
     say("aorta demo — devices → server → attested worker → clinician, on this machine");
     if sample {
-        say(&format!(
-            "  {} not found: replaying the 6-minute MIT-BIH sample shipped in aorta (records 100, 203)",
-            cfg.db.display()
-        ));
+        say("  replaying the 6-minute MIT-BIH sample shipped in aorta (records 100, 203)");
     }
     let st = setup::setup(cfg, &work)?;
     if cfg.setup_only {
@@ -226,7 +259,6 @@ pub fn run(cfg: &DemoConfig, say: &dyn Fn(&str)) -> anyhow::Result<DemoOutcome> 
     );
     let mut report = stream(cfg, &work, &recs, st, say)?;
     report.sample_data = sample;
-    report.kept_dir = cfg.dir.as_ref().map(|_| work.clone());
     Ok(DemoOutcome::Ran(Box::new(report)))
 }
 
@@ -318,16 +350,22 @@ fn stream(
             .allow_simulation(true);
     let mut screen = view::Screen::new(t0);
     let mut failed = fleet.watch(&mut cloud.worker, &mut reader, &mut screen, &stop);
+    // Stopped by a signal (the worker exiting raises `stop` too, as a failure).
+    let interrupted = || failed.is_none() && stop.load(std::sync::atomic::Ordering::Relaxed);
     let device_errors = fleet.join();
-    // Wait for the worker to open everything ingest accepted.
+    // Wait for the worker to open everything ingest accepted (not after a
+    // signal: the user asked to stop; the children may be stopping too).
     let mut stats = Stats::default();
-    if failed.is_none() {
-        stats = settle(&srv)?;
+    if failed.is_none() && !interrupted() {
+        stats = settle(&srv, &stop)?;
     }
+    let interrupted = interrupted();
     let streaming = t0.elapsed().as_secs_f64();
     // Stop the worker (final checkpoint), read the last results, stop the server.
     let wstatus = cloud.worker.stop();
-    if let Err(e) = fleet.poll(&mut reader) {
+    if let Err(e) = fleet.poll(&mut reader)
+        && !interrupted
+    {
         failed.get_or_insert(format!("reading the last results: {e}"));
     }
     fleet.draw(&mut screen, true);
@@ -335,17 +373,28 @@ fn stream(
     cloud.server.stop();
     let mut report = fleet.report(&stats, streaming, reader.refused());
     report.failed = failed;
-    report.device_errors = device_errors;
-    report.worker_clean = wstatus.is_none_or(|s| s.success());
+    report.interrupted = interrupted;
+    // Stopped devices leave their unsent frames queued, as they should.
+    report.device_errors = if interrupted {
+        Vec::new()
+    } else {
+        device_errors
+    };
+    // A worker stopped by the terminal's SIGINT with the demo exits 0 too.
+    report.worker_clean = interrupted || wstatus.is_none_or(|s| s.success());
     Ok(report)
 }
 
 /// Polls the server's counters until the worker has opened (or refused)
-/// every frame ingest accepted, or 120 s pass; the last counters.
-fn settle(srv: &Server) -> anyhow::Result<Stats> {
+/// every frame ingest accepted, or 120 s pass, or `stop` is raised; the
+/// last counters.
+fn settle(srv: &Server, stop: &AtomicBool) -> anyhow::Result<Stats> {
     let settle = Instant::now();
     let mut stats = Stats::default();
     while settle.elapsed() < Duration::from_secs(120) {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
         stats = srv.stats()?;
         let refused: u64 = stats.frames_refused_by_worker.values().sum();
         if stats.frames_opened + refused >= stats.frames_accepted {

@@ -18,8 +18,13 @@ pub(crate) struct Proc {
 impl Proc {
     /// SIGTERM and wait (up to 20 s, then SIGKILL).
     pub(crate) fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        // Already gone (a terminal's Ctrl-C reaches the children too).
+        if let Ok(Some(s)) = self.child.try_wait() {
+            return Some(s);
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
+            .stderr(Stdio::null())
             .status();
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(20) {

@@ -14,11 +14,13 @@ use aorta_registry::{PoolConfig, Registry};
 
 use super::{ASSIGNMENT, DemoConfig, SUBSCRIBER};
 
-/// The records to replay: the MIT-BIH folder's, or the shipped sample
-/// (written into `work`); true for the sample.
+/// The records to replay: the database's (an error if it lists none), or
+/// the shipped sample (written into `work`) when there is none; true for
+/// the sample.
 pub(crate) fn records(cfg: &DemoConfig, work: &Path) -> anyhow::Result<(Vec<PathBuf>, bool)> {
-    let db = &cfg.db;
-    if let Ok(names) = aorta_signal::wfdb::database_records(db) {
+    if let Some(db) = &cfg.db {
+        let names = aorta_signal::wfdb::database_records(db)
+            .with_context(|| format!("{} is not a WFDB database", db.display()))?;
         // A varied ward first (sinus rhythm, AF, ectopy, noise), then the rest.
         const FIRST: [&str; 8] = ["100", "203", "201", "208", "119", "105", "210", "106"];
         let recs: Vec<PathBuf> = FIRST
@@ -33,9 +35,12 @@ pub(crate) fn records(cfg: &DemoConfig, work: &Path) -> anyhow::Result<(Vec<Path
             )
             .map(|l| db.join(l))
             .collect();
-        if !recs.is_empty() {
-            return Ok((recs, false));
-        }
+        anyhow::ensure!(
+            !recs.is_empty(),
+            "{} is not a WFDB database: no RECORDS entry and no .hea file",
+            db.display()
+        );
+        return Ok((recs, false));
     }
     let dir = work.join("sample");
     std::fs::create_dir_all(&dir)?;

@@ -42,7 +42,8 @@ pub struct PipelineReport {
     pub frame_seconds: f64,
     /// The database replayed, or `synthetic`.
     pub data: String,
-    /// The secure results, opened, equal the plain ones.
+    /// The secure results, opened, equal the plain ones (vacuously true
+    /// when none were compared: see `results_opened`, and [`Self::ok`]).
     pub results_identical: bool,
     /// Secure results opened.
     pub results_opened: usize,
@@ -91,23 +92,30 @@ impl PipelineReport {
             );
         }
         // Writing to a String cannot fail.
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "overhead (plain / secure throughput, median of {} rounds): {:.3}× (target ≤ 1.15×); by CPU time: {:.3}×; real time needs {:.0} samples/s\nsecure results opened with the clinician's identity and equal to the plain ones: {} ({} results)\n",
-            r.rounds,
-            r.overhead,
-            r.overhead_cpu,
-            r.realtime_samples_per_s,
-            r.results_identical,
-            r.results_opened
+            "overhead (plain / secure throughput, median of {} rounds): {:.3}× (target ≤ 1.15×); by CPU time: {:.3}×; real time needs {:.0} samples/s",
+            r.rounds, r.overhead, r.overhead_cpu, r.realtime_samples_per_s,
         );
+        if r.results_opened == 0 {
+            // An empty comparison proves nothing: say so (and `ok` fails).
+            out.push_str(
+                "secure results compared with the plain ones: nothing compared (0 results; give more --seconds)\n",
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "secure results opened with the clinician's identity and equal to the plain ones: {} ({} results)",
+                r.results_identical, r.results_opened
+            );
+        }
         out
     }
 
-    /// True when the results are identical and no frame was refused (the
-    /// CLI exits 1 otherwise).
+    /// True when at least one result was compared, the results are
+    /// identical and no frame was refused (the CLI exits 1 otherwise).
     pub fn ok(&self) -> bool {
-        self.results_identical && self.refused == 0
+        self.results_identical && self.results_opened > 0 && self.refused == 0
     }
 }
 
