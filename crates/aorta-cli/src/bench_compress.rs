@@ -15,7 +15,10 @@ pub struct Args {
     /// Seconds per aorta frame.
     #[arg(long, default_value_t = 10.0, value_parser = crate::args::secs(0.0, crate::args::MAX_FRAME_SECONDS))]
     frame_seconds: f64,
-    /// Print JSON (`records` and `total`).
+    /// Read records without checking their checksums and initial values.
+    #[arg(long)]
+    no_verify: bool,
+    /// Print JSON (`records`, `total` and `errors`: the records not measured).
     #[arg(long)]
     json: bool,
 }
@@ -24,10 +27,20 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let r = aorta_bench::compress::run(&CompressConfig {
         db: a.db,
         frame_seconds: a.frame_seconds,
+        read: crate::wfdb_cmd::read_options(a.no_verify),
     })?;
+    // Records not measured: named on stderr, exit 2, the rest reported.
+    for e in &r.errors {
+        eprintln!("error: record {}: {}", e.record, e.error);
+    }
+    let code = if r.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
     println!(
         "{:<10} {:>12} {:>22} {:>22} {:>22} {:>22}",
@@ -42,7 +55,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         r.ratio_to_gzip(),
         aorta_bench::compress::TARGET_RATIO_TO_GZIP
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 fn print_row(name: &str, s: &CodecSizes) {
