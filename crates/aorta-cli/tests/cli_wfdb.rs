@@ -176,6 +176,18 @@ fn every_reader_takes_a_record_with_or_without_its_extension() {
             "{o:?}"
         );
     }
+    write_atr(&d.join("db/100.atr"), 129600);
+    let eval = |r: &str| {
+        ok(aorta_in(
+            d,
+            &[
+                "eval", "rpeaks", "--db", "db", "--record", r, "--start", "0", "--json",
+            ],
+        ))
+        .stdout
+    };
+    assert_eq!(eval("100.dat"), eval("100"));
+    assert_eq!(eval("100.hea"), eval("100"));
     let csv = ok(aorta_in(
         d,
         &["wfdb", "export", "--record", "db/100.dat", "--csv"],

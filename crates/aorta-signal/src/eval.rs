@@ -608,11 +608,28 @@ pub struct RecordFailure {
     pub error: WfdbError,
 }
 
-/// Record names: `explicit` when it is not empty, else the lines of
-/// `DB/RECORDS` (blank lines and `#` comments skipped).
+/// Record names: `explicit` when it is not empty (a name given with one of
+/// the record's files, `100.dat`, is the record `100`), else the database's
+/// records ([`crate::wfdb::database_records`]: the lines of `DB/RECORDS`, or
+/// without one its `.hea` files, sorted).
 pub fn record_list(db: &Path, explicit: &[String]) -> Result<Vec<String>, EvalError> {
     if !explicit.is_empty() {
-        return Ok(explicit.to_vec());
+        // A record named with one of its files (`100.dat`, `100.hea`) is the
+        // record `100`, by the rule of every reader.
+        return Ok(explicit
+            .iter()
+            .map(|n| {
+                crate::wfdb::RecordPath::resolve(db.join(n))
+                    .ok()
+                    .and_then(|at| {
+                        at.base()
+                            .strip_prefix(db)
+                            .ok()
+                            .map(|p| p.to_string_lossy().into_owned())
+                    })
+                    .unwrap_or_else(|| n.clone())
+            })
+            .collect());
     }
     crate::wfdb::database_records(db).map_err(|source| EvalError::RecordList {
         path: db.join("RECORDS"),
