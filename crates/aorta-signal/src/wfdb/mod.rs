@@ -746,6 +746,123 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
     }
 
+    fn tmp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("aorta-wfdb-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn one_record_name_rule() {
+        let d = tmp("resolve");
+        for f in [
+            "100.hea", "100.dat", "100.atr", "a.b.hea", "A1.hea", "A1.mat",
+        ] {
+            std::fs::write(d.join(f), "").unwrap();
+        }
+        for given in ["100", "100.hea", "100.dat", "100.atr", "100.qrs"] {
+            let at = RecordPath::resolve(d.join(given)).unwrap();
+            assert_eq!(
+                (at.header.clone(), at.name.as_str()),
+                (d.join("100.hea"), "100"),
+                "{given}"
+            );
+            assert_eq!(at.annotations("atr"), d.join("100.atr"));
+            assert_eq!(at.base(), d.join("100"));
+        }
+        // A name with a dot is found by its full name first.
+        assert_eq!(RecordPath::resolve(d.join("a.b")).unwrap().name, "a.b");
+        assert_eq!(RecordPath::resolve(d.join("A1.mat")).unwrap().name, "A1");
+        match RecordPath::resolve(&d) {
+            Err(e @ WfdbError::IsDirectory { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains("is a directory, not a record"), "{text}");
+                assert!(
+                    text.contains(&d.join("100").display().to_string()),
+                    "{text}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match RecordPath::resolve(d.join("999.dat")) {
+            Err(WfdbError::NoHeader { header, .. }) => assert_eq!(header, d.join("999.dat.hea")),
+            other => panic!("{other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn write_record_picks_the_narrowest_format_and_reads_back() {
+        let d = tmp("write");
+        let spec = parse_header("s 1 360\ns.dat 16 1000(3)/uV 24 3 0 0 0 lead I\n")
+            .unwrap()
+            .signals
+            .remove(0);
+        let comments = ["age 50".to_owned(), "two\nlines".to_owned()];
+        for (peak, want) in [
+            (32767, Format::F16),
+            (32768, Format::F24),
+            ((1 << 23) - 1, Format::F24),
+            (-(1 << 23) - 1, Format::F32),
+            (i32::MIN, Format::F32),
+        ] {
+            let samples = vec![vec![0, peak, -5, 7], vec![1, 2, 3, 4]];
+            let out = RecordOut {
+                name: "r",
+                fs: 250.0,
+                signals: &[spec.clone(), spec.clone()],
+                samples: &samples,
+                base: Some(("08:00:01.500", "29/02/2024")),
+                comments: &comments,
+            };
+            assert_eq!(write_record(&d, &out).unwrap(), want, "{peak}");
+            let back = Record::read(d.join("r")).unwrap();
+            assert_eq!(back.samples, samples);
+            assert_eq!(back.header.signals[0].format, want);
+            assert_eq!(back.header.signals[0].description, "lead I");
+            assert_eq!(back.header.signals[0].baseline, 3);
+            assert_eq!(back.header.base_time.as_deref(), Some("08:00:01.500"));
+            assert_eq!(back.header.base_date.as_deref(), Some("29/02/2024"));
+            assert_eq!(back.header.comments, ["age 50", "two", "lines"]);
+        }
+        let bad = RecordOut {
+            name: "../r",
+            fs: 250.0,
+            signals: &[],
+            samples: &[],
+            base: None,
+            comments: &[],
+        };
+        assert!(write_record(&d, &bad).is_err());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn checksum_zero_is_not_recorded() {
+        let d = tmp("cksum");
+        let spec = parse_header("s 1 360\ns.dat 16\n")
+            .unwrap()
+            .signals
+            .remove(0);
+        write_record_16(&d, "r", 360.0, &[spec], &[vec![5, 6, 7]]).unwrap();
+        let hea = d.join("r.hea");
+        let text = std::fs::read_to_string(&hea).unwrap();
+        std::fs::write(&hea, text.replace(" 18 0 ", " 0 0 ")).unwrap();
+        assert_eq!(
+            Record::read(d.join("r")).unwrap().header.signals[0].checksum,
+            Some(0)
+        );
+        std::fs::write(&hea, text.replace(" 18 0 ", " 19 0 ")).unwrap();
+        let err = Record::read(d.join("r")).unwrap_err().to_string();
+        assert!(
+            err.ends_with("--no-verify reads the record without this check)"),
+            "{err}"
+        );
+        assert!(Record::read_with(d.join("r"), ReadOptions::unverified()).is_ok());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
     #[test]
     fn blocks_cover_every_sample_once() {
         let header = parse_header("r 2 360 7\nr.dat 16\nr.dat 16\n").unwrap();
