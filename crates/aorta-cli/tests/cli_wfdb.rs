@@ -96,16 +96,16 @@ Notes
 =====
 
 Starting time: not specified
-Length:    6:00.000 (129600 sample intervals)
+Length:     6:00.000 (129600 sample intervals)
 Sampling frequency: 360 Hz
 2 signals
 Group 0, Signal 0:
  File: 100.dat
  Description: MLII
  Gain: 200 adu/mV
- Units: mV
  Initial value: 995
  Storage format: 212
+ I/O: can be unbuffered
  ADC resolution: 11 bits
  ADC zero: 1024
  Baseline: 1024
@@ -115,9 +115,9 @@ Group 0, Signal 1:
  File: 100.dat
  Description: V5
  Gain: 200 adu/mV
- Units: mV
  Initial value: 1011
  Storage format: 212
+ I/O: can be unbuffered
  ADC resolution: 11 bits
  ADC zero: 1024
  Baseline: 1024

@@ -67,10 +67,12 @@ pub fn wfdb_time(seconds: f64) -> String {
     }
 }
 
-/// The text of `aorta wfdb info`: what `wfdbdesc` prints (notes, starting
-/// time, length, sampling frequency, then per signal its file, description,
-/// gain and units, initial value, storage format, ADC resolution and zero,
-/// baseline, checksum), plus whether aorta verified the data and the
+/// The text of `aorta wfdb info`: what `wfdbdesc` prints, in its layout
+/// (notes, starting time, length as `mstimstr` writes it, sampling
+/// frequency, then per signal its group, file, description, gain and units,
+/// initial value, storage format and samples per frame, I/O blocking, ADC
+/// resolution and zero, baseline, checksum), plus the byte offset and skew
+/// when set, the samples read, whether aorta verified the checksum and the
 /// annotation counts.
 pub fn describe(info: &RecordInfo) -> String {
     let h = &info.header;
@@ -92,7 +94,7 @@ pub fn describe(info: &RecordInfo) -> String {
     let frames = (info.duration_s * h.sampling_frequency).round() as u64;
     let _ = writeln!(
         o,
-        "Length:    {} ({frames} sample intervals)",
+        "Length: {:>12} ({frames} sample intervals)",
         wfdb_time(info.duration_s)
     );
     let _ = writeln!(o, "Sampling frequency: {} Hz", h.sampling_frequency);
@@ -118,22 +120,25 @@ pub fn describe(info: &RecordInfo) -> String {
         let _ = writeln!(o, " File: {}", s.file_name);
         let _ = writeln!(o, " Description: {}", s.description);
         let _ = writeln!(o, " Gain: {} adu/{}", s.gain, s.units);
-        let _ = writeln!(o, " Units: {}", s.units);
         if let Some(v) = s.initial_value {
             let _ = writeln!(o, " Initial value: {v}");
         }
-        let _ = writeln!(o, " Storage format: {}", s.format.code());
+        let spf = if s.samples_per_frame > 1 {
+            format!(" ({} samples per frame)", s.samples_per_frame)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(o, " Storage format: {}{spf}", s.format.code());
         if s.byte_offset > 0 {
             let _ = writeln!(o, " Byte offset: {}", s.byte_offset);
-        }
-        if s.samples_per_frame > 1 {
-            let _ = writeln!(o, " Samples per frame: {}", s.samples_per_frame);
         }
         if s.skew > 0 {
             let _ = writeln!(o, " Skew: {}", s.skew);
         }
         if s.block_size > 0 {
-            let _ = writeln!(o, " Block size: {}", s.block_size);
+            let _ = writeln!(o, " I/O: {}-byte blocks", s.block_size);
+        } else {
+            let _ = writeln!(o, " I/O: can be unbuffered");
         }
         let _ = writeln!(o, " ADC resolution: {} bits", s.adc_resolution);
         let _ = writeln!(o, " ADC zero: {}", s.adc_zero);
