@@ -7,7 +7,7 @@ Usage (from the repository root, with `pip install wfdb` in a virtualenv):
     python tools/wfdb_reference.py ../shared/data crates/aorta-cli/tests/fixtures/wfdb
 
 For each record below it writes `NAME.json`: the header fields as
-`wfdb.rdheader` reads them, the first ROWS samples in physical units as
+`wfdb.rdheader` reads them, the first ROWS and the last TAIL samples in physical units as
 `wfdb.rdrecord(...).p_signal` gives them, and (where the record has an `.atr`)
 the first ANNS annotations as `wfdb.rdann` reads them. The tests in
 `crates/aorta-cli/tests/cli_wfdb.rs` compare aorta's output with these.
@@ -20,6 +20,7 @@ import wfdb
 
 RECORDS = ["mitdb/100", "mitdb/208", "challenge-2017/A00001"]
 ROWS = 400
+TAIL = 5
 ANNS = 40
 
 
@@ -27,6 +28,7 @@ def reference(data, rec):
     path = os.path.join(data, rec)
     h = wfdb.rdheader(path)
     r = wfdb.rdrecord(path, sampto=ROWS)
+    tail = wfdb.rdrecord(path, sampfrom=h.sig_len - TAIL)
     out = {
         "record": rec,
         "wfdb_version": wfdb.__version__,
@@ -52,6 +54,7 @@ def reference(data, rec):
             for i in range(h.n_sig)
         ],
         "p_signal": [[float(v) for v in row] for row in r.p_signal],
+        "p_signal_tail": [[float(v) for v in row] for row in tail.p_signal],
     }
     if os.path.exists(path + ".atr"):
         a = wfdb.rdann(path, "atr", sampto=None)

@@ -27,7 +27,7 @@ use std::path::Path;
 use std::process::Output;
 
 use aorta_signal::wfdb::{Annotation, Format, Record, RecordOut, encode_annotations, write_record};
-use common::{SAMPLE, aorta_in, factory_init, ok, provision, shared_data, spec};
+use common::{SAMPLE, aorta_in, factory_init, ok, provision, shared_data, spec, stderr};
 
 /// Asserts a run's exit code, stdout and stderr exactly.
 #[track_caller]
@@ -672,6 +672,17 @@ fn info_and_export_agree_with_python_wfdb() {
                 );
             }
         }
+        let tail = want["p_signal_tail"].as_array().unwrap();
+        let last: Vec<&str> = csv.lines().skip(csv.lines().count() - tail.len()).collect();
+        for (line, row) in last.iter().zip(tail) {
+            for (a, b) in line.split(',').skip(1).zip(row.as_array().unwrap()) {
+                let a: f64 = a.parse().unwrap();
+                assert!(
+                    (a - b.as_f64().unwrap()).abs() < 1e-12,
+                    "{sub} tail: {line} vs {row}"
+                );
+            }
+        }
         assert_eq!(
             csv.lines().count() - 2,
             want["sig_len"].as_u64().unwrap() as usize,
@@ -712,4 +723,71 @@ fn info_and_export_agree_with_python_wfdb() {
                 || sub != "mitdb/100"
         );
     }
+}
+
+#[test]
+fn wfdb_export_writes_what_rdsamp_and_rdann_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    sample_db(d);
+    let run = |args: &[&str]| {
+        let o = aorta_in(d, args);
+        assert_eq!(
+            (o.status.code(), stderr(&o).as_str()),
+            (Some(0), ""),
+            "{args:?}"
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    // rdsamp -c -p -v: quoted headings and units, then time and values.
+    let csv = run(&["wfdb", "export", "--record", "db/100", "--csv"]);
+    assert!(
+        csv.starts_with("'Elapsed time','MLII','V5'\n'seconds','mV','mV'\n0.000,-0.145,-0.065\n0.003,-0.145,-0.065\n"),
+        "{}",
+        &csv[..200]
+    );
+    assert_eq!(csv.lines().count(), 2 + 129600);
+    assert!(
+        csv.ends_with("359.994,-0.38,-0.525\n359.997,-0.375,-0.51\n"), // as wfdb.rdrecord
+        "{}",
+        &csv[csv.len() - 100..]
+    );
+    // rdsamp -p -v: right-aligned columns.
+    let tab = run(&["wfdb", "export", "--record", "db/100"]);
+    assert!(
+        tab.starts_with("   Elapsed time\t   MLII\t     V5\n      (seconds)\t   (mV)\t   (mV)\n          0.000\t -0.145\t -0.065\n"),
+        "{}",
+        &tab[..200]
+    );
+    // rdann: time, sample, mnemonic, subtype, channel, number.
+    write_atr(&d.join("db/100.atr"), 129600);
+    let ann = run(&[
+        "wfdb",
+        "export",
+        "--record",
+        "db/100",
+        "--annotations",
+        "atr",
+    ]);
+    assert!(
+        ann.starts_with("    0:00.800      288     N    0    0    0\n    0:01.600      576     N    0    0    0\n"),
+        "{ann}"
+    );
+    assert_eq!(ann.lines().count(), 129600 / 288 - 1);
+    snap(
+        &aorta_in(
+            d,
+            &[
+                "wfdb",
+                "export",
+                "--record",
+                "db/100",
+                "--annotations",
+                "qrs",
+            ],
+        ),
+        2,
+        "",
+        "error: db/100.qrs: No such file or directory (os error 2)\n",
+    );
 }

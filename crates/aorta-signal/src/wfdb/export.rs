@@ -1,13 +1,14 @@
 //! A record's samples and annotations as text, as WFDB's `rdsamp` and
 //! `rdann` print them (`aorta wfdb export`).
 //!
-//! Samples ([`write_samples`]): `rdsamp -p -v` (tab-separated) or
-//! `rdsamp -c -p -v` (comma-separated): a line of column names
+//! Samples ([`write_samples`]): `rdsamp -p -v` (tab-separated, right-aligned
+//! columns) or `rdsamp -c -p -v` (comma-separated): a line of column names
 //! (`'Elapsed time'` then each signal's description), a line of units
 //! (`'seconds'` then each signal's units), then one line per frame: the
 //! elapsed time in seconds and each signal in physical units
-//! (`(digital − baseline) / gain`, written as the shortest decimal that reads
-//! back to the same `f64`). A sample holding the format's invalid-sample
+//! (`(digital − baseline) / gain`). Where `rdsamp -p` rounds values to 3
+//! decimals (`-P`: 8), they are written exactly here: the shortest decimal
+//! that reads back to the same `f64`. A sample holding the format's invalid-sample
 //! value (WFDB's `WFDB_INVALID_SAMPLE`, the format's smallest value) is
 //! written `-`, as `rdsamp` does. A signal with several samples per frame is
 //! written as their mean, as WFDB's `getvec` returns it.
@@ -56,15 +57,33 @@ fn invalid_sample(format: Format) -> i32 {
 /// Writes the record's samples in physical units (see the module doc).
 pub fn write_samples(rec: &Record, sep: Separator, out: &mut impl Write) -> io::Result<()> {
     let h = &rec.header;
-    let s = sep.as_str();
-    let mut line = String::from("'Elapsed time'");
+    let csv = sep == Separator::Comma;
+    // Column headings and units: quoted for CSV, right-aligned columns
+    // (time 15 wide, signals 7) otherwise, as rdsamp prints them.
+    let mut line = if csv {
+        String::from("'Elapsed time'")
+    } else {
+        format!("{:>15}", "Elapsed time")
+    };
     for sig in &h.signals {
-        line.push_str(&format!("{s}'{}'", sig.description));
+        line.push_str(&if csv {
+            format!(",'{}'", sig.description)
+        } else {
+            format!("\t{:>7}", sig.description)
+        });
     }
     writeln!(out, "{line}")?;
-    let mut line = String::from("'seconds'");
+    let mut line = if csv {
+        String::from("'seconds'")
+    } else {
+        format!("{:>15}", "(seconds)")
+    };
     for sig in &h.signals {
-        line.push_str(&format!("{s}'{}'", sig.units));
+        line.push_str(&if csv {
+            format!(",'{}'", sig.units)
+        } else {
+            format!("\t{:>7}", format!("({})", sig.units))
+        });
     }
     writeln!(out, "{line}")?;
     let frames = h
@@ -75,21 +94,23 @@ pub fn write_samples(rec: &Record, sep: Separator, out: &mut impl Write) -> io::
         .min()
         .unwrap_or(0);
     let dec = time_decimals(h.sampling_frequency);
+    let (s, width) = (sep.as_str(), if csv { 0 } else { 7 });
     for f in 0..frames {
         line.clear();
-        line.push_str(&format!("{:.dec$}", f as f64 / h.sampling_frequency));
+        let t = format!("{:.dec$}", f as f64 / h.sampling_frequency);
+        line.push_str(&if csv { t } else { format!("{t:>15}") });
         for (sig, v) in h.signals.iter().zip(&rec.samples) {
             let spf = sig.samples_per_frame.max(1) as usize;
             let group = v.get(f * spf..(f + 1) * spf).unwrap_or_default();
             line.push_str(s);
             let invalid = invalid_sample(sig.format);
-            if group.is_empty() || group.contains(&invalid) {
-                line.push('-');
-                continue;
-            }
-            let mean = group.iter().map(|&d| f64::from(d)).sum::<f64>() / spf as f64;
-            let phys = (mean - f64::from(sig.baseline)) / sig.gain;
-            line.push_str(&format!("{phys}"));
+            let value = if group.is_empty() || group.contains(&invalid) {
+                "-".to_owned()
+            } else {
+                let mean = group.iter().map(|&d| f64::from(d)).sum::<f64>() / spf as f64;
+                format!("{}", (mean - f64::from(sig.baseline)) / sig.gain)
+            };
+            line.push_str(&format!("{value:>width$}"));
         }
         writeln!(out, "{line}")?;
     }
@@ -138,6 +159,21 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "'Elapsed time','MLII','V5'\n'seconds','mV','uV'\n0.000,-0.145,-\n0.003,0,0.005\n0.006,-,-0.001\n"
+        );
+    }
+
+    #[test]
+    fn tab_separated_columns_as_rdsamp() {
+        let header = parse_header("r 1 360 2\nr.dat 212 200 11 1024 0 0 0 MLII\n").unwrap();
+        let rec = Record {
+            header,
+            samples: vec![vec![995, -2048]],
+        };
+        let mut out = Vec::new();
+        write_samples(&rec, Separator::Tab, &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "   Elapsed time\t   MLII\n      (seconds)\t   (mV)\n          0.000\t -0.145\n          0.003\t      -\n"
         );
     }
 
