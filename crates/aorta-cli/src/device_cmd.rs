@@ -55,7 +55,7 @@ pub enum DeviceCmd {
         #[arg(long, required_unless_present_any = ["rr", "rr_from_annotations"], conflicts_with_all = ["rr", "rr_from_annotations"])]
         record: Option<PathBuf>,
         /// Read --record without checking its checksums and initial values.
-        #[arg(long, requires = "record")]
+        #[arg(long, conflicts_with_all = ["rr", "rr_from_annotations"])]
         no_verify: bool,
         /// Stream RR intervals instead of ECG (a chest strap or PPG
         /// wearable): a text file with one interval in ms per line, or

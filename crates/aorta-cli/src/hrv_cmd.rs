@@ -36,7 +36,7 @@ pub struct HrvArgs {
     #[arg(long, default_value_t = 300.0, requires = "record", value_parser = crate::args::secs(10.0, crate::args::DAY))]
     pub window: f64,
     /// Read --record without checking its checksums and initial values.
-    #[arg(long, requires = "record")]
+    #[arg(long, conflicts_with = "rr")]
     pub no_verify: bool,
     /// Signal index analysed with --record.
     #[arg(long, default_value_t = 0, requires = "record")]

@@ -336,6 +336,32 @@ fn a_checksum_mismatch_names_no_verify_and_every_reader_takes_it() {
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["frames"], 1, "{v}");
+    // --no-verify is about a record: with RR input it is a usage error.
+    for args in [
+        &["hrv", "--rr", "rr.txt", "--no-verify"][..],
+        &[
+            "device",
+            "run",
+            "--device",
+            "dev",
+            "--rr",
+            "rr.txt",
+            "--no-verify",
+            "--server",
+            "https://127.0.0.1:1",
+            "--ca",
+            "cert.pem",
+        ][..],
+    ] {
+        let o = aorta_in(d, args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
+        let err = stderr(&o);
+        assert!(
+            err.starts_with("error: the argument '--rr <")
+                && err.contains("' cannot be used with '--no-verify'"),
+            "{err}"
+        );
+    }
 }
 
 #[test]
