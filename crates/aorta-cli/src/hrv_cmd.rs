@@ -28,8 +28,8 @@ pub struct HrvArgs {
     /// File with one RR interval in milliseconds per line (blank lines and `#` comments ignored).
     #[arg(long, value_name = "FILE")]
     pub rr: Option<PathBuf>,
-    /// WFDB record (path without extension): detect beats on its first signal with aorta's
-    /// R-peak detector and report HRV per window.
+    /// WFDB record (DIR/NAME, DIR/NAME.hea or DIR/NAME.dat): detect beats on
+    /// its first signal with aorta's R-peak detector and report HRV per window.
     #[arg(long, value_name = "PATH")]
     pub record: Option<PathBuf>,
     /// Window length in seconds for --record (Task Force short-term: 300).
