@@ -14,6 +14,7 @@ the first ANNS annotations as `wfdb.rdann` reads them. The tests in
 """
 import json
 import os
+import re
 import sys
 
 import wfdb
@@ -78,9 +79,15 @@ def main():
     for rec in RECORDS:
         ref = reference(data, rec)
         name = rec.replace("/", "_")
+        text = json.dumps(ref, indent=1)
+        # One line per sample row: [-0.145, -0.065].
+        text = re.sub(
+            r"\[\s+(-?[\d.e+-]+(?:,\s+-?[\d.e+-]+)*)\s+\]",
+            lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]",
+            text,
+        )
         with open(os.path.join(out_dir, name + ".json"), "w") as f:
-            json.dump(ref, f, indent=1)
-            f.write("\n")
+            f.write(text + "\n")
         print(f"{rec}: {len(ref['p_signal'])} rows, {len(ref.get('annotations', []))} annotations")
 
 
