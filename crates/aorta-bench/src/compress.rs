@@ -25,6 +25,8 @@ pub struct CompressConfig {
     pub db: PathBuf,
     /// Seconds per aorta frame.
     pub frame_seconds: f64,
+    /// What to verify when reading each record.
+    pub read: ReadOptions,
 }
 
 /// What `aorta bench compress` measured (its `--json` output).
@@ -35,6 +37,18 @@ pub struct CompressReport {
     pub records: Vec<RecordSizes>,
     /// All records together.
     pub total: CodecSizes,
+    /// Records that could not be measured (the others are), in order.
+    pub errors: Vec<RecordError>,
+}
+
+/// A record `aorta bench compress` could not measure.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct RecordError {
+    /// Record name.
+    pub record: String,
+    /// Why (the error and its causes).
+    pub error: String,
 }
 
 /// The size target of aorta's ECG codec against gzip level 6 (issue 3).
@@ -198,7 +212,9 @@ fn aorta_codec(rec: &Record, frame_seconds: f64) -> anyhow::Result<Tally> {
     Ok(total)
 }
 
-/// Measures every record of the database.
+/// Measures every record of the database; a record that cannot be read or
+/// measured (e.g. samples wider than 16 bits) is listed in
+/// [`CompressReport::errors`] and the others are measured.
 pub fn run(cfg: &CompressConfig) -> anyhow::Result<CompressReport> {
     if cfg.frame_seconds.is_nan() || cfg.frame_seconds <= 0.0 {
         bail!("--frame-seconds must be positive");
@@ -207,8 +223,18 @@ pub fn run(cfg: &CompressConfig) -> anyhow::Result<CompressReport> {
     let mut records = Vec::new();
     let mut total_raw = 0u64;
     let mut totals = [Tally::default(); 4];
+    let mut errors = Vec::new();
     for name in &names {
-        let (raw_len, row) = measure_record(&cfg.db, name, cfg.frame_seconds)?;
+        let (raw_len, row) = match measure_record(&cfg.db, name, cfg.frame_seconds, cfg.read) {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(RecordError {
+                    record: name.clone(),
+                    error: format!("{e:#}"),
+                });
+                continue;
+            }
+        };
         total_raw += raw_len;
         for (t, r) in totals.iter_mut().zip(row) {
             t.add(r);
@@ -221,21 +247,26 @@ pub fn run(cfg: &CompressConfig) -> anyhow::Result<CompressReport> {
     Ok(CompressReport {
         records,
         total: CodecSizes::new(total_raw, &totals),
+        errors,
     })
 }
 
 /// One record: its raw size and each codec's tally.
-fn measure_record(db: &Path, name: &str, frame_seconds: f64) -> anyhow::Result<(u64, [Tally; 4])> {
-    let path = db.join(name);
-    let rec = Record::read_with(&path, ReadOptions::unverified())
-        .with_context(|| format!("reading record {name}"))?;
+fn measure_record(
+    db: &Path,
+    name: &str,
+    frame_seconds: f64,
+    read: ReadOptions,
+) -> anyhow::Result<(u64, [Tally; 4])> {
+    let rec = Record::read_with(db.join(name), read)?;
     let n = rec.samples.first().map_or(0, Vec::len);
     let mut raw = Vec::with_capacity(n * rec.samples.len() * 2);
     for t in 0..n {
         for s in &rec.samples {
             let v = s.get(t).copied().unwrap_or(0);
-            let v = i16::try_from(v)
-                .with_context(|| format!("record {name}: sample {v} does not fit 16 bits"))?;
+            let Ok(v) = i16::try_from(v) else {
+                bail!("sample {v} does not fit 16 bits (raw size is 16-bit samples)");
+            };
             raw.extend_from_slice(&v.to_le_bytes());
         }
     }

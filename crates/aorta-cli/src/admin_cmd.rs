@@ -54,7 +54,8 @@ pub fn run(cmd: AdminCmd) -> anyhow::Result<ExitCode> {
                 );
                 outln!(
                     "request {}: the worker erases the patient's operator state and results when the server next runs ({} pending)",
-                    r.request, r.pending
+                    r.request,
+                    r.pending
                 );
                 outln!(
                     "audit: {} names the device as {}",

@@ -15,7 +15,10 @@ pub struct Args {
     /// Seconds per aorta frame.
     #[arg(long, default_value_t = 10.0, value_parser = crate::args::secs(0.0, crate::args::MAX_FRAME_SECONDS))]
     frame_seconds: f64,
-    /// Print JSON (`records` and `total`).
+    /// Read records without checking their checksums and initial values.
+    #[arg(long)]
+    no_verify: bool,
+    /// Print JSON (`records`, `total` and `errors`: the records not measured).
     #[arg(long)]
     json: bool,
 }
@@ -24,12 +27,22 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let r = aorta_bench::compress::run(&CompressConfig {
         db: a.db,
         frame_seconds: a.frame_seconds,
+        read: crate::wfdb_cmd::read_options(a.no_verify),
     })?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
-        return Ok(ExitCode::SUCCESS);
+    // Records not measured: named on stderr, exit 2, the rest reported.
+    for e in &r.errors {
+        eprintln!("error: record {}: {}", e.record, e.error);
     }
-    println!(
+    let code = if r.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    };
+    if a.json {
+        outln!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(code);
+    }
+    outln!(
         "{:<10} {:>12} {:>22} {:>22} {:>22} {:>22}",
         "record", "raw bytes", "aorta", "gzip6", "zstd3", "dedup_gzip"
     );
@@ -37,12 +50,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         print_row(&row.record, &row.sizes);
     }
     print_row("total", &r.total);
-    println!(
+    outln!(
         "aorta / gzip6 size ratio: {:.3} (target <= {:.2})",
         r.ratio_to_gzip(),
         aorta_bench::compress::TARGET_RATIO_TO_GZIP
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 fn print_row(name: &str, s: &CodecSizes) {
@@ -55,5 +68,5 @@ fn print_row(name: &str, s: &CodecSizes) {
             t.mb_per_s
         )
     });
-    println!("{name:<10} {raw:>12} {a:>22} {g:>22} {z:>22} {d:>22}");
+    outln!("{name:<10} {raw:>12} {a:>22} {g:>22} {z:>22} {d:>22}");
 }

@@ -25,9 +25,12 @@ pub enum DeviceCmd {
         /// Device directory made by `aorta factory provision`.
         #[arg(long)]
         device: PathBuf,
-        /// WFDB record (path without extension, or its .hea).
+        /// WFDB record (DIR/NAME, DIR/NAME.hea or DIR/NAME.dat).
         #[arg(long)]
         record: PathBuf,
+        /// Read the record without checking its checksums and initial values.
+        #[arg(long)]
+        no_verify: bool,
         /// Seconds of samples per frame.
         #[arg(long, default_value_t = 10.0, value_parser = crate::args::secs(0.0, crate::args::MAX_FRAME_SECONDS))]
         frame_seconds: f64,
@@ -48,9 +51,12 @@ pub enum DeviceCmd {
         /// Device directory made by `aorta factory provision`.
         #[arg(long)]
         device: PathBuf,
-        /// WFDB record (path without extension, or its .hea).
+        /// WFDB record (DIR/NAME, DIR/NAME.hea or DIR/NAME.dat).
         #[arg(long, required_unless_present_any = ["rr", "rr_from_annotations"], conflicts_with_all = ["rr", "rr_from_annotations"])]
         record: Option<PathBuf>,
+        /// Read --record without checking its checksums and initial values.
+        #[arg(long, conflicts_with_all = ["rr", "rr_from_annotations"])]
+        no_verify: bool,
         /// Stream RR intervals instead of ECG (a chest strap or PPG
         /// wearable): a text file with one interval in ms per line, or
         /// `time_s,rr_ms` lines (time of the beat ending the interval); a
@@ -109,13 +115,21 @@ pub fn run(cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
         DeviceCmd::Seal {
             device,
             record,
+            no_verify,
             frame_seconds,
             start_us,
             out,
-        } => seal(device, record, frame_seconds, start_us, out),
+        } => seal(
+            device,
+            Record::read_with(&record, crate::wfdb_cmd::read_options(no_verify))?,
+            frame_seconds,
+            start_us,
+            out,
+        ),
         DeviceCmd::Run {
             device,
             record,
+            no_verify,
             rr,
             rr_from_annotations,
             server,
@@ -159,7 +173,7 @@ pub fn run(cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
             let input = match (record, rr, rr_from_annotations) {
                 (Some(record), None, None) => match follow {
                     Some(idle) => Input::Follow { record, idle },
-                    None => Input::Record(record),
+                    None => Input::Record(record, crate::wfdb_cmd::read_options(no_verify)),
                 },
                 (None, Some(f), None) => Input::RrFile(f),
                 (None, None, Some(r)) => Input::RrAnnotations(r),
@@ -174,14 +188,14 @@ pub fn run(cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
 /// without an uplink.
 fn seal(
     device: PathBuf,
-    record: PathBuf,
+    record: Record,
     frame_seconds: f64,
     start_us: i64,
     out: PathBuf,
 ) -> anyhow::Result<ExitCode> {
     let mut sealer = DeviceDir::new(device).open_sealer()?;
     let mut src = RecordReplay::new(
-        Arc::new(Record::read(&record)?),
+        Arc::new(record),
         &ReplayOptions {
             frame_seconds,
             offset_seconds: 0.0,

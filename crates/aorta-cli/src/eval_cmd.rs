@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use aorta_signal::eval::{EvalOptions, record_list, score_af, score_rpeaks};
+use aorta_signal::eval::{
+    EvalOptions, check_beat_annotations, record_list, score_af_with, score_rpeaks,
+};
 use aorta_signal::rhythm::RhythmConfig;
 
 /// `aorta eval` subcommands.
@@ -26,6 +28,10 @@ pub struct AfArgs {
     /// Records to score (default: all).
     #[arg(long = "record")]
     records: Vec<String>,
+    /// Read annotated records without checking their checksums and initial
+    /// values (REFERENCE.csv recordings are never checked).
+    #[arg(long)]
+    no_verify: bool,
     /// Segment length in seconds for annotated records.
     #[arg(long, default_value_t = 30.0, value_parser = crate::args::secs(1.0, crate::args::DAY))]
     segment: f64,
@@ -46,6 +52,9 @@ pub struct RpeakArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Read records without checking their checksums and initial values.
+    #[arg(long)]
+    no_verify: bool,
     /// Seconds at the start of each record not scored (EC57 learning period).
     #[arg(long, default_value_t = 300.0, value_parser = crate::args::non_negative(crate::args::LONG))]
     start: f64,
@@ -67,21 +76,24 @@ pub fn run(cmd: EvalCmd) -> anyhow::Result<ExitCode> {
 
 fn rpeaks(a: RpeakArgs) -> anyhow::Result<ExitCode> {
     let names = record_list(&a.db, &a.records)?;
+    check_beat_annotations(&a.db, &names)?;
     crate::eval_report::check_records(&a.db, &names, a.lead, Some(a.start))?;
     let opts = EvalOptions {
         window: a.window,
         start: a.start,
         lead: a.lead,
+        read: crate::wfdb_cmd::read_options(a.no_verify),
     };
     let report = score_rpeaks(&a.db, &names, &opts);
     crate::eval_report::rpeaks(&report, a.json)
 }
 
 fn af(a: AfArgs) -> anyhow::Result<ExitCode> {
+    let read = crate::wfdb_cmd::read_options(a.no_verify);
     if !a.db.join("REFERENCE.csv").is_file() {
         let names = record_list(&a.db, &a.records)?;
         crate::eval_report::check_records(&a.db, &names, 0, None)?;
     }
-    let report = score_af(&a.db, &a.records, a.segment, &RhythmConfig::default())?;
+    let report = score_af_with(&a.db, &a.records, a.segment, &RhythmConfig::default(), read)?;
     crate::eval_report::af(&report, a.json)
 }

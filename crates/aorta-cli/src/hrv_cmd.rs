@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use aorta_signal::hrv::{
-    ArtefactRule, HrvOptions, SpectralMethod, record_hrv, record_table, report_table, rr_file_hrv,
+    ArtefactRule, HrvOptions, SpectralMethod, record_hrv_with, record_table, report_table,
+    rr_file_hrv,
 };
 
 /// Spectral method choice on the command line.
@@ -27,13 +28,16 @@ pub struct HrvArgs {
     /// File with one RR interval in milliseconds per line (blank lines and `#` comments ignored).
     #[arg(long, value_name = "FILE")]
     pub rr: Option<PathBuf>,
-    /// WFDB record (path without extension): detect beats on its first signal with aorta's
-    /// R-peak detector and report HRV per window.
+    /// WFDB record (DIR/NAME, DIR/NAME.hea or DIR/NAME.dat): detect beats on
+    /// its first signal with aorta's R-peak detector and report HRV per window.
     #[arg(long, value_name = "PATH")]
     pub record: Option<PathBuf>,
     /// Window length in seconds for --record (Task Force short-term: 300).
     #[arg(long, default_value_t = 300.0, requires = "record", value_parser = crate::args::secs(10.0, crate::args::DAY))]
     pub window: f64,
+    /// Read --record without checking its checksums and initial values.
+    #[arg(long, conflicts_with = "rr")]
+    pub no_verify: bool,
     /// Signal index analysed with --record.
     #[arg(long, default_value_t = 0, requires = "record")]
     pub lead: usize,
@@ -63,7 +67,8 @@ pub fn run(args: HrvArgs) -> anyhow::Result<ExitCode> {
     };
     match (&args.record, &args.rr) {
         (Some(record), _) => {
-            let report = record_hrv(record, args.lead, args.window, &rule, &opts)?;
+            let read = crate::wfdb_cmd::read_options(args.no_verify);
+            let report = record_hrv_with(record, read, args.lead, args.window, &rule, &opts)?;
             crate::show(&report, args.json, |r| out!("{}", record_table(r)))?;
         }
         (None, Some(path)) => {

@@ -6,12 +6,16 @@
 //! sample rate and calibration, and each must continue the samples so far
 //! (its first sample's index, recovered from its timestamp, is the count so
 //! far: no gap, no overlap). The record keeps the original digital values,
-//! gains and baselines ([`signal_spec`]).
+//! gains and baselines ([`signal_spec`]), in the narrowest of WFDB formats
+//! 16, 24 and 32 that holds them, with the first sample's time as its base
+//! time and date (UTC) and comment lines naming the device and frame count.
+//! Frames carry no record name or header comments of the source record, so
+//! the name is the caller's (`--name`) or the serial's.
 
 use std::path::{Path, PathBuf};
 
 use aorta_crypto::frame::ChannelCalibration;
-use aorta_signal::wfdb::{Format, SignalSpec, WfdbError, write_record_16};
+use aorta_signal::wfdb::{Format, RecordOut, SignalSpec, WfdbError, write_record};
 
 use crate::{AcceptError, Registry};
 
@@ -26,6 +30,8 @@ pub struct OpenedStream {
     pub calibration: Vec<ChannelCalibration>,
     /// Samples per channel, in order.
     pub samples: Vec<Vec<i32>>,
+    /// Time of the first sample, µs since the Unix epoch.
+    pub first_sample_us: i64,
     /// Frames opened.
     pub frames: usize,
     /// Of them, frames already acknowledged before.
@@ -134,6 +140,7 @@ pub fn open_frames_dir(reg: &Registry, dir: &Path) -> Result<OpenedStream, OpenF
             sample_rate_mhz: h.sample_rate_mhz,
             calibration: f.calibration.clone(),
             samples: vec![Vec::new(); usize::from(h.channels)],
+            first_sample_us: h.first_sample_us,
             frames: 0,
             duplicates: 0,
         });
@@ -204,18 +211,86 @@ impl OpenedStream {
             .collect()
     }
 
-    /// Writes the stream as a WFDB record (format 16) named
-    /// [`OpenedStream::record_name`] into `out_dir` (created); returns the
-    /// header's path.
-    pub fn write_wfdb(&self, out_dir: &Path) -> Result<PathBuf, OpenFramesError> {
+    /// Writes the stream as a WFDB record named `name` (default
+    /// [`OpenedStream::record_name`]) into `out_dir` (created), in the
+    /// narrowest of formats 16, 24 and 32 that holds the samples; returns
+    /// the header's path and the format written.
+    pub fn write_wfdb(
+        &self,
+        out_dir: &Path,
+        name: Option<&str>,
+    ) -> Result<(PathBuf, Format), OpenFramesError> {
         std::fs::create_dir_all(out_dir).map_err(|error| OpenFramesError::Io {
             path: out_dir.to_path_buf(),
             error,
         })?;
         let specs: Vec<SignalSpec> = self.calibration.iter().map(signal_spec).collect();
-        let name = self.record_name();
-        let fs = f64::from(self.sample_rate_mhz) / 1000.0;
-        write_record_16(out_dir, &name, fs, &specs, &self.samples)?;
-        Ok(out_dir.join(format!("{name}.hea")))
+        let name = name.map_or_else(|| self.record_name(), str::to_owned);
+        let (time, date) = wfdb_base_time(self.first_sample_us);
+        let comments = [format!(
+            "aorta frames open: {} frames of device {}",
+            self.frames, self.serial
+        )];
+        let format = write_record(
+            out_dir,
+            &RecordOut {
+                name: &name,
+                fs: f64::from(self.sample_rate_mhz) / 1000.0,
+                signals: &specs,
+                samples: &self.samples,
+                base: Some((&time, &date)),
+                comments: &comments,
+            },
+        )?;
+        Ok((out_dir.join(format!("{name}.hea")), format))
+    }
+}
+
+/// A time in µs since the Unix epoch as WFDB's base time and date (UTC):
+/// `HH:MM:SS` (with `.mmm` when not a whole second) and `DD/MM/YYYY`.
+pub fn wfdb_base_time(us: i64) -> (String, String) {
+    let ms = us.div_euclid(1000);
+    let days = ms.div_euclid(86_400_000);
+    let in_day = ms.rem_euclid(86_400_000);
+    let (h, m, s, frac) = (
+        in_day / 3_600_000,
+        in_day / 60_000 % 60,
+        in_day / 1000 % 60,
+        in_day % 1000,
+    );
+    let time = if frac == 0 {
+        format!("{h:02}:{m:02}:{s:02}")
+    } else {
+        format!("{h:02}:{m:02}:{s:02}.{frac:03}")
+    };
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    (time, format!("{d:02}/{mo:02}/{y:04}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wfdb_base_time;
+
+    #[test]
+    fn base_time_is_utc_wfdb_text() {
+        assert_eq!(wfdb_base_time(0), ("00:00:00".into(), "01/01/1970".into()));
+        // 2024-02-29T23:59:58.250Z
+        assert_eq!(
+            wfdb_base_time(1_709_251_198_250_000),
+            ("23:59:58.250".into(), "29/02/2024".into())
+        );
+        assert_eq!(
+            wfdb_base_time(-1_000_000),
+            ("23:59:59".into(), "31/12/1969".into())
+        );
     }
 }

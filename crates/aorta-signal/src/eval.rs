@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::rpeak::{Detector, DetectorConfig};
-use crate::wfdb::{Record, WfdbError, read_annotations};
+use crate::wfdb::{ReadOptions, Record, WfdbError, read_annotations};
 
 /// Options for [`evaluate_record`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,6 +25,8 @@ pub struct EvalOptions {
     pub start: f64,
     /// Signal (lead) index fed to the detector.
     pub lead: usize,
+    /// What to verify when reading each record.
+    pub read: ReadOptions,
 }
 
 impl Default for EvalOptions {
@@ -33,6 +35,7 @@ impl Default for EvalOptions {
             window: 0.150,
             start: 300.0,
             lead: 0,
+            read: ReadOptions::default(),
         }
     }
 }
@@ -53,7 +56,7 @@ pub struct RecordEval {
 /// Runs the detector over one record's lead and scores it against the beat
 /// annotations of its `.atr` file.
 pub fn evaluate_record(db: &Path, name: &str, opts: &EvalOptions) -> Result<RecordEval, WfdbError> {
-    let rec = Record::read(db.join(name))?;
+    let rec = Record::read_with(db.join(name), opts.read)?;
     let fs = rec.fs();
     let signal = rec.physical(opts.lead).unwrap_or_default();
     let mut det =
@@ -468,7 +471,18 @@ pub fn evaluate_af_record(
     segment: f64,
     cfg: &crate::rhythm::RhythmConfig,
 ) -> Result<AfRecordEval, WfdbError> {
-    let rec = Record::read(db.join(name))?;
+    evaluate_af_record_with(db, name, segment, cfg, ReadOptions::default())
+}
+
+/// [`evaluate_af_record`] reading the record with `read`.
+pub fn evaluate_af_record_with(
+    db: &Path,
+    name: &str,
+    segment: f64,
+    cfg: &crate::rhythm::RhythmConfig,
+    read: ReadOptions,
+) -> Result<AfRecordEval, WfdbError> {
+    let rec = Record::read_with(db.join(name), read)?;
     let fs = rec.fs();
     let (times, duration) = detect_beat_times(&rec, 0).map_err(|e| WfdbError::Signal {
         path: db.join(name),
@@ -555,6 +569,17 @@ pub enum EvalError {
         #[source]
         source: std::io::Error,
     },
+    /// None of the records to score has a beat-annotation file.
+    #[error(
+        "{}: no beat annotations: none of its {records} records to score has a NAME.atr file; eval rpeaks needs reference beats (a database such as mitdb); for one rhythm label per recording (REFERENCE.csv) use eval af",
+        db.display()
+    )]
+    NoBeatAnnotations {
+        /// The database.
+        db: PathBuf,
+        /// Records looked at.
+        records: usize,
+    },
     /// The database's `REFERENCE.csv` cannot be read.
     #[error("reading {}", path.display())]
     Reference {
@@ -583,16 +608,46 @@ pub struct RecordFailure {
     pub error: WfdbError,
 }
 
-/// Record names: `explicit` when it is not empty, else the lines of
-/// `DB/RECORDS` (blank lines and `#` comments skipped).
+/// Record names: `explicit` when it is not empty (a name given with one of
+/// the record's files, `100.dat`, is the record `100`), else the database's
+/// records ([`crate::wfdb::database_records`]: the lines of `DB/RECORDS`, or
+/// without one its `.hea` files, sorted).
 pub fn record_list(db: &Path, explicit: &[String]) -> Result<Vec<String>, EvalError> {
     if !explicit.is_empty() {
-        return Ok(explicit.to_vec());
+        // A record named with one of its files (`100.dat`, `100.hea`) is the
+        // record `100`, by the rule of every reader.
+        return Ok(explicit
+            .iter()
+            .map(|n| {
+                crate::wfdb::RecordPath::resolve(db.join(n))
+                    .ok()
+                    .and_then(|at| {
+                        at.base()
+                            .strip_prefix(db)
+                            .ok()
+                            .map(|p| p.to_string_lossy().into_owned())
+                    })
+                    .unwrap_or_else(|| n.clone())
+            })
+            .collect());
     }
     crate::wfdb::database_records(db).map_err(|source| EvalError::RecordList {
         path: db.join("RECORDS"),
         source,
     })
+}
+
+/// Checks that at least one of `names` has a beat-annotation file
+/// (`DB/NAME.atr`) before a database is scored against reference beats.
+pub fn check_beat_annotations(db: &Path, names: &[String]) -> Result<(), EvalError> {
+    if names.iter().any(|n| db.join(format!("{n}.atr")).is_file()) {
+        Ok(())
+    } else {
+        Err(EvalError::NoBeatAnnotations {
+            db: db.to_path_buf(),
+            records: names.len(),
+        })
+    }
 }
 
 /// Runs `f` on every record; a record that fails is kept as a
@@ -787,6 +842,19 @@ pub fn score_af(
     segment: f64,
     cfg: &crate::rhythm::RhythmConfig,
 ) -> Result<AfReport, EvalError> {
+    score_af_with(db, records, segment, cfg, ReadOptions::default())
+}
+
+/// [`score_af`] reading annotated records with `read` (recordings scored
+/// against `REFERENCE.csv` are read without verification, as before: the
+/// PhysioNet/CinC 2017 headers carry placeholder initial values).
+pub fn score_af_with(
+    db: &Path,
+    records: &[String],
+    segment: f64,
+    cfg: &crate::rhythm::RhythmConfig,
+    read: ReadOptions,
+) -> Result<AfReport, EvalError> {
     let mut total = Confusion::default();
     let reference = db.join("REFERENCE.csv");
     if reference.is_file() {
@@ -832,7 +900,9 @@ pub fn score_af(
         });
     }
     let names = record_list(db, records)?;
-    let (rows, failures) = each_record(&names, |name| evaluate_af_record(db, name, segment, cfg));
+    let (rows, failures) = each_record(&names, |name| {
+        evaluate_af_record_with(db, name, segment, cfg, read)
+    });
     for r in &rows {
         total += r.segments;
     }

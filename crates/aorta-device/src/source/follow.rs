@@ -65,11 +65,7 @@ impl FollowSource {
         idle_timeout: Duration,
         stop: Arc<AtomicBool>,
     ) -> Result<Self, DeviceError> {
-        let hea = if header_path.extension().is_some_and(|e| e == "hea") {
-            header_path.to_path_buf()
-        } else {
-            header_path.with_extension("hea")
-        };
+        let hea = aorta_signal::wfdb::RecordPath::resolve(header_path)?.header;
         let h: Header = aorta_signal::wfdb::read_header(&hea)?;
         let first = h
             .signals

@@ -25,7 +25,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use aorta_crypto::frame::ChannelCalibration;
-use aorta_signal::wfdb::{Header, Record, SignalSpec};
+use aorta_signal::wfdb::{Header, ReadOptions, Record, SignalSpec};
 
 use crate::DeviceError;
 use crate::agent::FrameSource;
@@ -34,8 +34,9 @@ use record::{RecordReplay, ReplayOptions};
 /// What a device streams.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
-    /// ECG samples of a WFDB record ([`RecordReplay`]).
-    Record(PathBuf),
+    /// ECG samples of a WFDB record ([`RecordReplay`]), read with these
+    /// verification options.
+    Record(PathBuf, ReadOptions),
     /// ECG samples of a WFDB record still being written
     /// ([`follow::FollowSource`]); `idle` without growth ends it.
     Follow {
@@ -65,8 +66,8 @@ impl Input {
     /// duration; a followed record ends early when `stop` is raised).
     pub fn open(&self, opts: &ReplayOptions, stop: Arc<AtomicBool>) -> Result<Opened, DeviceError> {
         let (source, what): (Box<dyn FrameSource>, String) = match self {
-            Input::Record(path) => {
-                let src = RecordReplay::new(Arc::new(Record::read(path)?), opts)?;
+            Input::Record(path, read) => {
+                let src = RecordReplay::new(Arc::new(Record::read_with(path, *read)?), opts)?;
                 let seconds =
                     src.total_samples() as f64 * 1000.0 / f64::from(src.sample_rate_mhz());
                 (

@@ -7,7 +7,7 @@
 //! 200 ms..5 s, a time jump, a non-normal beat), the next frame starts at its
 //! own first beat: the worker sees a gap and counts no interval across it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use aorta_crypto::frame::{self, ChannelCalibration, MAX_RR_US, MIN_RR_US};
 use aorta_signal::hrv::parse_rr_lines;
@@ -123,11 +123,9 @@ pub fn read_rr_file(path: &Path) -> Result<(Vec<Segment>, RrStats), DeviceError>
 /// normal-to-normal intervals only (both beats `N`), as HRV wants; any other
 /// beat, or an interval outside 200 ms..5 s, ends a segment.
 pub fn from_annotations(record: &Path) -> Result<(Vec<Segment>, RrStats), DeviceError> {
-    let base: PathBuf = match record.extension().and_then(|e| e.to_str()) {
-        Some("hea" | "atr" | "dat") => record.with_extension(""),
-        _ => record.to_path_buf(),
-    };
-    let header = aorta_signal::wfdb::read_header(&base)?;
+    let at = aorta_signal::wfdb::RecordPath::resolve(record)?;
+    let base = at.base();
+    let header = aorta_signal::wfdb::read_header(&at.header)?;
     let fs = header.sampling_frequency;
     if !(fs.is_finite() && fs > 0.0) {
         return Err(DeviceError::Source(format!(
@@ -135,9 +133,7 @@ pub fn from_annotations(record: &Path) -> Result<(Vec<Segment>, RrStats), Device
             base.display()
         )));
     }
-    let mut atr = base.clone().into_os_string();
-    atr.push(".atr");
-    let anns = aorta_signal::wfdb::read_annotations(PathBuf::from(atr))?;
+    let anns = aorta_signal::wfdb::read_annotations(at.annotations("atr"))?;
     let beats: Vec<(i64, bool)> = anns
         .iter()
         .filter(|a| a.is_beat())

@@ -89,6 +89,7 @@ pub use nn::{
 pub use nonlinear::{NonLinear, sample_entropy};
 pub use record::{
     MIN_WINDOW_S, RecordHrvError, RecordHrvReport, WindowHrv, WindowResult, record_hrv,
+    record_hrv_with,
 };
 pub use rrtext::{RrLine, RrParseError, parse_rr_lines, parse_rr_text};
 pub use text::{RrFileError, record_table, report_table, rr_file_hrv};

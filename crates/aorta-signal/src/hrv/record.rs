@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::{ArtefactRule, HrvEngine, HrvError, HrvOptions, HrvReport, windows_from_beats};
 use crate::rpeak::DetectorConfigError;
-use crate::wfdb::{Record, WfdbError};
+use crate::wfdb::{ReadOptions, Record, WfdbError};
 
 /// Why a record's HRV could not be computed.
 #[derive(Debug, thiserror::Error)]
@@ -95,10 +95,23 @@ pub fn record_hrv(
     rule: &ArtefactRule,
     opts: &HrvOptions,
 ) -> Result<RecordHrvReport, RecordHrvError> {
+    record_hrv_with(path, ReadOptions::default(), lead, window_s, rule, opts)
+}
+
+/// [`record_hrv`] reading the record with `read` (e.g.
+/// [`ReadOptions::unverified`] for `--no-verify`).
+pub fn record_hrv_with(
+    path: &Path,
+    read: ReadOptions,
+    lead: usize,
+    window_s: f64,
+    rule: &ArtefactRule,
+    opts: &HrvOptions,
+) -> Result<RecordHrvReport, RecordHrvError> {
     if !(window_s.is_finite() && window_s >= MIN_WINDOW_S) {
         return Err(RecordHrvError::Window { window_s });
     }
-    let rec = Record::read(path)?;
+    let rec = Record::read_with(path, read)?;
     let fs = rec.fs();
     let signal = rec.physical(lead).ok_or_else(|| RecordHrvError::NoSignal {
         path: path.to_path_buf(),

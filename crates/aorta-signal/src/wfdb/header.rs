@@ -15,8 +15,9 @@
 
 use super::HeaderError;
 
-/// Storage format of a signal in its signal file (WFDB `signal(5)`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// Storage format of a signal in its signal file (WFDB `signal(5)`). Its
+/// JSON is the WFDB number (`212`), as in a header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Format {
     /// 8-bit offset binary (sample + 128 stored as `u8`).
@@ -35,6 +36,12 @@ pub enum Format {
     F310,
     /// Three 10-bit samples packed in one 32-bit little-endian word (4 bytes).
     F311,
+}
+
+impl serde::Serialize for Format {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(self.code())
+    }
 }
 
 impl Format {

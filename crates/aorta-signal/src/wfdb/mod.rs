@@ -16,6 +16,7 @@
 //! [`record_info`] summarises a record (header, sample and beat counts).
 
 mod annotation;
+mod export;
 mod header;
 mod info;
 mod signal;
@@ -25,8 +26,9 @@ use std::path::{Path, PathBuf};
 pub use annotation::{
     Annotation, RHYTHM, encode_annotations, is_beat_code, parse_annotations, symbol,
 };
+pub use export::{Separator, write_annotations, write_samples};
 pub use header::{Format, Header, MAX_SIGNALS, SignalSpec, parse_header};
-pub use info::{RecordInfo, record_info};
+pub use info::{RecordInfo, describe, record_info, wfdb_time};
 pub use signal::{bytes_needed, checksum, decode, encode, samples_in};
 
 /// What is wrong with a header.
@@ -117,7 +119,7 @@ pub enum SignalError {
     },
     /// The header's checksum disagrees with the data.
     #[error(
-        "signal {signal} ({description}): checksum mismatch: header says {expected}, data sums to {actual}"
+        "signal {signal} ({description}): checksum mismatch: header says {expected}, data sums to {actual} (the header or the signal file is damaged; --no-verify reads the record without this check)"
     )]
     Checksum {
         /// Signal index.
@@ -131,7 +133,7 @@ pub enum SignalError {
     },
     /// The header's initial value disagrees with the first sample.
     #[error(
-        "signal {signal} ({description}): initial value mismatch: header says {expected}, first sample is {actual}"
+        "signal {signal} ({description}): initial value mismatch: header says {expected}, first sample is {actual} (the header or the signal file is damaged; --no-verify reads the record without this check)"
     )]
     InitialValue {
         /// Signal index.
@@ -214,6 +216,31 @@ pub enum WfdbError {
         /// What is wrong.
         error: SignalError,
     },
+    /// A directory was given where a record was expected.
+    #[error(
+        "{} is a directory, not a record: give a record in it (e.g. {}){}",
+        path.display(),
+        path.join(example.as_deref().unwrap_or("NAME")).display(),
+        if example.is_some() { "; commands that read a whole database take --db DIR" } else { "" }
+    )]
+    IsDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// A record in it, if it holds any.
+        example: Option<String>,
+    },
+    /// No header file for the record given.
+    #[error(
+        "no WFDB record {}: {} not found (give a record as DIR/NAME, DIR/NAME.hea or DIR/NAME.dat)",
+        given.display(),
+        header.display()
+    )]
+    NoHeader {
+        /// What was given.
+        given: PathBuf,
+        /// The header looked for.
+        header: PathBuf,
+    },
     /// An annotation file is malformed.
     #[error("{}: {error}", path.display())]
     Annotation {
@@ -224,7 +251,8 @@ pub enum WfdbError {
     },
 }
 
-/// Which header values to check against the data.
+/// Which header values to check against the data. A checksum field of 0 is
+/// "not recorded" and never checked (PhysioNet/CinC 2017 headers write 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadOptions {
     /// Verify each signal's checksum (default true).
@@ -265,24 +293,74 @@ pub struct Record {
     pub samples: Vec<Vec<i32>>,
 }
 
-fn record_paths(path: &Path) -> (PathBuf, PathBuf) {
-    let hea = if path.extension().is_some_and(|e| e == "hea") {
-        path.to_path_buf()
-    } else {
-        path.with_extension_added()
-    };
-    let dir = hea.parent().map(Path::to_path_buf).unwrap_or_default();
-    (hea, dir)
+/// Where a record's files are, resolved from what a user typed by the one
+/// record-name rule every reader follows ([`RecordPath::resolve`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordPath {
+    /// The header file (`DIR/NAME.hea`).
+    pub header: PathBuf,
+    /// The directory of the header; signal files are relative to it.
+    pub dir: PathBuf,
+    /// The record name (the header's file name without `.hea`).
+    pub name: String,
 }
 
-trait AddExt {
-    fn with_extension_added(&self) -> PathBuf;
-}
-impl AddExt for Path {
-    fn with_extension_added(&self) -> PathBuf {
-        let mut s = self.as_os_str().to_os_string();
-        s.push(".hea");
-        PathBuf::from(s)
+impl RecordPath {
+    /// Resolves a record given as `DIR/NAME`, `DIR/NAME.hea`, or any of its
+    /// files (`DIR/NAME.dat`, `DIR/NAME.atr`, `DIR/NAME.mat`, …):
+    ///
+    /// 1. a path ending in `.hea` is the header;
+    /// 2. else `PATH.hea`, when it exists (record names may hold dots);
+    /// 3. else, when `PATH` has an extension and `PATH` with it replaced by
+    ///    `.hea` exists, that header (`100.dat` → `100.hea`).
+    ///
+    /// A directory is refused with an error that says what to give instead
+    /// ([`WfdbError::IsDirectory`]); a record with no header is
+    /// [`WfdbError::NoHeader`].
+    pub fn resolve(given: impl AsRef<Path>) -> Result<RecordPath, WfdbError> {
+        let given = given.as_ref();
+        if given.is_dir() {
+            let example = database_records(given)
+                .ok()
+                .and_then(|n| n.into_iter().next());
+            return Err(WfdbError::IsDirectory {
+                path: given.to_path_buf(),
+                example,
+            });
+        }
+        let plus_hea = {
+            let mut s = given.as_os_str().to_os_string();
+            s.push(".hea");
+            PathBuf::from(s)
+        };
+        let header = if given.extension().is_some_and(|e| e == "hea") {
+            given.to_path_buf()
+        } else if plus_hea.is_file() {
+            plus_hea
+        } else if given.extension().is_some() && given.with_extension("hea").is_file() {
+            given.with_extension("hea")
+        } else {
+            return Err(WfdbError::NoHeader {
+                given: given.to_path_buf(),
+                header: plus_hea,
+            });
+        };
+        let name = header
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let dir = header.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(RecordPath { header, dir, name })
+    }
+
+    /// The record without extension: `DIR/NAME`.
+    pub fn base(&self) -> PathBuf {
+        self.dir.join(&self.name)
+    }
+
+    /// The annotation file of `annotator` (e.g. `atr`): `DIR/NAME.ANNOTATOR`.
+    pub fn annotations(&self, annotator: &str) -> PathBuf {
+        self.dir.join(format!("{}.{annotator}", self.name))
     }
 }
 
@@ -322,8 +400,10 @@ pub fn database_records(db: &Path) -> std::io::Result<Vec<String>> {
 }
 
 /// Reads and parses a header file.
+///
+/// `path` names the record by the rule of [`RecordPath::resolve`].
 pub fn read_header(path: impl AsRef<Path>) -> Result<Header, WfdbError> {
-    let (hea, _) = record_paths(path.as_ref());
+    let hea = RecordPath::resolve(path)?.header;
     let bytes = read_file(&hea)?;
     let text = String::from_utf8_lossy(&bytes);
     parse_header(&text).map_err(|error| WfdbError::Header { path: hea, error })
@@ -340,17 +420,18 @@ pub fn read_annotations(path: impl AsRef<Path>) -> Result<Vec<Annotation>, WfdbE
 }
 
 impl Record {
-    /// Reads a record given its path without extension (`dir/100`) or its
-    /// `.hea` path, verifying checksums and initial values.
+    /// Reads a record named by the rule of [`RecordPath::resolve`]
+    /// (`dir/100`, `dir/100.hea`, `dir/100.dat`, …), verifying checksums and
+    /// initial values.
     pub fn read(path: impl AsRef<Path>) -> Result<Record, WfdbError> {
         Record::read_with(path, ReadOptions::default())
     }
 
     /// Reads a record with explicit verification options.
     pub fn read_with(path: impl AsRef<Path>, opts: ReadOptions) -> Result<Record, WfdbError> {
-        let (hea, dir) = record_paths(path.as_ref());
-        let header = read_header(&hea)?;
-        let samples = read_signals(&header, &dir, opts)?;
+        let at = RecordPath::resolve(path)?;
+        let header = read_header(&at.header)?;
+        let samples = read_signals(&header, &at.dir, opts)?;
         Ok(Record { header, samples })
     }
 
@@ -486,7 +567,8 @@ fn read_signals(
                 continue;
             };
             if opts.verify_checksum {
-                if let Some(expected) = spec.checksum {
+                // 0 means "not recorded" (PhysioNet/CinC 2017 headers).
+                if let Some(expected) = spec.checksum.filter(|&c| c != 0) {
                     let actual = checksum(data);
                     if actual != expected {
                         return Err(sig_err(SignalError::Checksum {
@@ -518,7 +600,9 @@ fn read_signals(
 /// Writes a record as `<dir>/<name>.hea` plus `<dir>/<name>.dat` in format 16
 /// (all signals interleaved in one file), with correct checksums and initial
 /// values. `signals` gives each signal's calibration; its `file_name`,
-/// `format`, offset, checksum and initial value are replaced.
+/// `format`, offset, checksum and initial value are replaced. A sample
+/// outside 16 bits is refused ([`SignalError::OutOfRange`]); [`write_record`]
+/// picks a wider format instead.
 pub fn write_record_16(
     dir: impl AsRef<Path>,
     name: &str,
@@ -526,13 +610,79 @@ pub fn write_record_16(
     signals: &[SignalSpec],
     samples: &[Vec<i32>],
 ) -> Result<(), WfdbError> {
-    let dir = dir.as_ref();
+    let out = RecordOut {
+        name,
+        fs,
+        signals,
+        samples,
+        base: None,
+        comments: &[],
+    };
+    write_record_as(dir.as_ref(), &out, Format::F16)
+}
+
+/// A record to write with [`write_record`].
+#[derive(Debug, Clone, Copy)]
+pub struct RecordOut<'a> {
+    /// Record name (the files are `NAME.hea` and `NAME.dat`).
+    pub name: &'a str,
+    /// Sampling frequency, Hz.
+    pub fs: f64,
+    /// Each signal's calibration (file name, format, offset, checksum and
+    /// initial value are replaced).
+    pub signals: &'a [SignalSpec],
+    /// Digital samples per signal, all of one length.
+    pub samples: &'a [Vec<i32>],
+    /// Base time and date of the first sample (`HH:MM:SS`, `DD/MM/YYYY`).
+    pub base: Option<(&'a str, &'a str)>,
+    /// Header comment lines (without `#`).
+    pub comments: &'a [String],
+}
+
+/// The narrowest of formats 16, 24 and 32 that holds every sample.
+pub fn format_for(samples: &[Vec<i32>]) -> Format {
+    let (lo, hi) = samples
+        .iter()
+        .flatten()
+        .fold((0i32, 0i32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    [Format::F16, Format::F24]
+        .into_iter()
+        .find(|f| {
+            let (a, b) = f.range();
+            a <= lo && hi <= b
+        })
+        .unwrap_or(Format::F32)
+}
+
+/// Writes `rec` into `dir` in the narrowest of formats 16, 24 and 32 that
+/// holds its samples ([`format_for`]), with correct checksums and initial
+/// values, its base time and its comments; returns the format written.
+pub fn write_record(dir: impl AsRef<Path>, rec: &RecordOut<'_>) -> Result<Format, WfdbError> {
+    let format = format_for(rec.samples);
+    write_record_as(dir.as_ref(), rec, format)?;
+    Ok(format)
+}
+
+fn write_record_as(dir: &Path, rec: &RecordOut<'_>, format: Format) -> Result<(), WfdbError> {
+    let RecordOut {
+        name,
+        fs,
+        signals,
+        samples,
+        base,
+        comments,
+    } = *rec;
     let dat_name = format!("{name}.dat");
     let dat_path = dir.join(&dat_name);
     let sig_err = |error| WfdbError::Signal {
         path: dat_path.clone(),
         error,
     };
+    if name.is_empty() || name.contains(['/', '\\', ' ', '\n']) || name.starts_with('.') {
+        return Err(sig_err(SignalError::Inconsistent(format!(
+            "record name {name:?} is not a plain file name"
+        ))));
+    }
     let n = samples.first().map_or(0, Vec::len);
     if samples.len() != signals.len() || samples.iter().any(|s| s.len() != n) {
         return Err(sig_err(SignalError::Inconsistent(
@@ -543,11 +693,16 @@ pub fn write_record_16(
     for t in 0..n {
         flat.extend(samples.iter().filter_map(|s| s.get(t).copied()));
     }
-    let bytes = encode(Format::F16, &flat).map_err(sig_err)?;
-    let mut text = format!("{name} {} {} {n}\n", signals.len(), fs);
+    let bytes = encode(format, &flat).map_err(sig_err)?;
+    let mut text = format!("{name} {} {} {n}", signals.len(), fs);
+    if let Some((time, date)) = base {
+        text.push_str(&format!(" {time} {date}"));
+    }
+    text.push('\n');
     for (spec, data) in signals.iter().zip(samples) {
         text.push_str(&format!(
-            "{dat_name} 16 {}({})/{} {} {} {} {} 0 {}\n",
+            "{dat_name} {} {}({})/{} {} {} {} {} 0 {}\n",
+            format.code(),
             spec.gain,
             spec.baseline,
             spec.units,
@@ -557,6 +712,11 @@ pub fn write_record_16(
             checksum(data),
             spec.description
         ));
+    }
+    for c in comments {
+        for line in c.lines() {
+            text.push_str(&format!("# {line}\n"));
+        }
     }
     std::fs::write(&dat_path, bytes).map_err(|error| WfdbError::Io {
         path: dat_path.clone(),
@@ -583,6 +743,123 @@ mod tests {
         std::fs::write(d.join("RECORDS"), "# ward\n203\n\n 100 \n").unwrap();
         assert_eq!(database_records(&d).unwrap(), vec!["203", "100"]);
         assert!(database_records(&d.join("missing")).is_err());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    fn tmp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("aorta-wfdb-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn one_record_name_rule() {
+        let d = tmp("resolve");
+        for f in [
+            "100.hea", "100.dat", "100.atr", "a.b.hea", "A1.hea", "A1.mat",
+        ] {
+            std::fs::write(d.join(f), "").unwrap();
+        }
+        for given in ["100", "100.hea", "100.dat", "100.atr", "100.qrs"] {
+            let at = RecordPath::resolve(d.join(given)).unwrap();
+            assert_eq!(
+                (at.header.clone(), at.name.as_str()),
+                (d.join("100.hea"), "100"),
+                "{given}"
+            );
+            assert_eq!(at.annotations("atr"), d.join("100.atr"));
+            assert_eq!(at.base(), d.join("100"));
+        }
+        // A name with a dot is found by its full name first.
+        assert_eq!(RecordPath::resolve(d.join("a.b")).unwrap().name, "a.b");
+        assert_eq!(RecordPath::resolve(d.join("A1.mat")).unwrap().name, "A1");
+        match RecordPath::resolve(&d) {
+            Err(e @ WfdbError::IsDirectory { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains("is a directory, not a record"), "{text}");
+                assert!(
+                    text.contains(&d.join("100").display().to_string()),
+                    "{text}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match RecordPath::resolve(d.join("999.dat")) {
+            Err(WfdbError::NoHeader { header, .. }) => assert_eq!(header, d.join("999.dat.hea")),
+            other => panic!("{other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn write_record_picks_the_narrowest_format_and_reads_back() {
+        let d = tmp("write");
+        let spec = parse_header("s 1 360\ns.dat 16 1000(3)/uV 24 3 0 0 0 lead I\n")
+            .unwrap()
+            .signals
+            .remove(0);
+        let comments = ["age 50".to_owned(), "two\nlines".to_owned()];
+        for (peak, want) in [
+            (32767, Format::F16),
+            (32768, Format::F24),
+            ((1 << 23) - 1, Format::F24),
+            (-(1 << 23) - 1, Format::F32),
+            (i32::MIN, Format::F32),
+        ] {
+            let samples = vec![vec![0, peak, -5, 7], vec![1, 2, 3, 4]];
+            let out = RecordOut {
+                name: "r",
+                fs: 250.0,
+                signals: &[spec.clone(), spec.clone()],
+                samples: &samples,
+                base: Some(("08:00:01.500", "29/02/2024")),
+                comments: &comments,
+            };
+            assert_eq!(write_record(&d, &out).unwrap(), want, "{peak}");
+            let back = Record::read(d.join("r")).unwrap();
+            assert_eq!(back.samples, samples);
+            assert_eq!(back.header.signals[0].format, want);
+            assert_eq!(back.header.signals[0].description, "lead I");
+            assert_eq!(back.header.signals[0].baseline, 3);
+            assert_eq!(back.header.base_time.as_deref(), Some("08:00:01.500"));
+            assert_eq!(back.header.base_date.as_deref(), Some("29/02/2024"));
+            assert_eq!(back.header.comments, ["age 50", "two", "lines"]);
+        }
+        let bad = RecordOut {
+            name: "../r",
+            fs: 250.0,
+            signals: &[],
+            samples: &[],
+            base: None,
+            comments: &[],
+        };
+        assert!(write_record(&d, &bad).is_err());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn checksum_zero_is_not_recorded() {
+        let d = tmp("cksum");
+        let spec = parse_header("s 1 360\ns.dat 16\n")
+            .unwrap()
+            .signals
+            .remove(0);
+        write_record_16(&d, "r", 360.0, &[spec], &[vec![5, 6, 7]]).unwrap();
+        let hea = d.join("r.hea");
+        let text = std::fs::read_to_string(&hea).unwrap();
+        std::fs::write(&hea, text.replace(" 18 0 ", " 0 0 ")).unwrap();
+        assert_eq!(
+            Record::read(d.join("r")).unwrap().header.signals[0].checksum,
+            Some(0)
+        );
+        std::fs::write(&hea, text.replace(" 18 0 ", " 19 0 ")).unwrap();
+        let err = Record::read(d.join("r")).unwrap_err().to_string();
+        assert!(
+            err.ends_with("--no-verify reads the record without this check)"),
+            "{err}"
+        );
+        assert!(Record::read_with(d.join("r"), ReadOptions::unverified()).is_ok());
         let _ = std::fs::remove_dir_all(&d);
     }
 
