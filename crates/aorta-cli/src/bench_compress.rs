@@ -44,7 +44,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
     outln!(
         "{:<10} {:>12} {:>22} {:>22} {:>22} {:>22}",
-        "record", "raw bytes", "aorta", "gzip6", "zstd3", "dedup_gzip"
+        "record",
+        "raw bytes",
+        "aorta",
+        "gzip6",
+        "zstd3",
+        "dedup_gzip"
     );
     for row in &r.records {
         print_row(&row.record, &row.sizes);
