@@ -207,6 +207,67 @@ fn a_body_that_cannot_be_a_listed_devices_frame_is_refused_at_its_first_bytes() 
 }
 
 #[test]
+fn one_source_sends_frame_bodies_at_its_rate_and_a_device_elsewhere_is_not_slowed() {
+    // A stranger who read the public directory sends bodies that start
+    // like a listed device's frame (so they are read up to the signature
+    // check) as fast as it can, from one address, connection after
+    // connection. Before the rate limit the server read and decrypted all
+    // of it at once; now that address gets `source_frame_bytes_per_sec`.
+    let r = start(|c| {
+        c.max_frame_bytes = 64 << 10;
+        c.source_frame_bytes_per_sec = 64 << 10;
+    });
+    let attacker = std::thread::scope(|sc| {
+        let h = sc.spawn(|| {
+            rt().block_on(async {
+                let t = Instant::now();
+                for _ in 0..4 {
+                    let mut s = tls_from(&r, ip("127.0.0.5"), b"http/1.1").await.unwrap();
+                    let mut body = frame_head("SN-OK", 60_000);
+                    body.resize(60_000, 7);
+                    let head = format!(
+                        "POST /v1/frames HTTP/1.1\r\nhost: x\r\naorta-signature: {}\r\ncontent-length: 60000\r\n\r\n",
+                        fake_sig()
+                    );
+                    s.write_all(head.as_bytes()).await.unwrap();
+                    s.write_all(&body).await.unwrap();
+                    s.flush().await.unwrap();
+                    let a = answer_within(&mut s, Duration::from_secs(20)).await.unwrap();
+                    assert!(a.starts_with("HTTP/1.1 401"), "{a}");
+                }
+                t.elapsed()
+            })
+        });
+        // Meanwhile a device from another address is answered at once.
+        std::thread::sleep(Duration::from_millis(300));
+        let (status, body) = post(&r, sealed("SN-OK", 0, 0, 360));
+        assert_eq!(status, 200, "{body}");
+        h.join().unwrap()
+    });
+    // 240,000 bytes with a 65,536-byte burst at 65,536 bytes/s: at least
+    // 2.6 s whatever the machine (a lower bound, not a speed figure).
+    assert!(
+        attacker >= Duration::from_millis(2500),
+        "the attacker's 240 KB took only {attacker:?}"
+    );
+    let m = r
+        .client
+        .get(format!("{}/metrics", r.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let throttled: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("aorta_ingest_body_chunks_throttled_total "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(throttled > 0, "{m}");
+}
+
+#[test]
 fn unfinished_h2_bodies_are_bounded_per_connection_and_cut_at_the_deadline() {
     // Today's attack: one unauthenticated HTTP/2 connection opened 200
     // streams and sent 1 MiB of each frame body without finishing; server

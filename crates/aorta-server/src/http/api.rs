@@ -25,7 +25,7 @@ use aorta_stream::results::{FileResultStore, ResultSink};
 use aorta_crypto::frame::FrameError;
 
 use super::ingest::{DeviceDirectory, Ingest, IngestError};
-use super::limits::{Budget, Charge, ConnState, ConnTable, Limits};
+use super::limits::{Budget, Charge, ConnState, ConnTable, Limits, RateTable};
 use super::{ServerConfig, tls};
 
 /// Most records one `GET /v1/log` returns.
@@ -91,6 +91,8 @@ pub struct AppState {
     limits: Limits,
     /// Frame bodies in memory, all connections.
     bodies: Arc<Budget>,
+    /// Frame body bytes per second, per source.
+    rates: RateTable,
     /// Open connections.
     conns: Arc<ConnTable>,
     /// One checkpoint body and one results body read at a time.
@@ -195,6 +197,7 @@ async fn read_frame_body(
     };
     // Bytes are charged as they arrive: a declared length reserves nothing,
     // so holding budget costs a client the bytes it sends.
+    let peer = conn.as_ref().map(|c| c.peer);
     let mut charge = Charge::new(s.bodies.clone(), conn);
     // The declared length is allocated at once (virtual memory: pages are
     // touched only as bytes arrive); without one the buffer grows by
@@ -218,6 +221,14 @@ async fn read_frame_body(
             return Err(busy());
         }
         buf.extend_from_slice(&data);
+        // Over its source's rate: read the rest of it more slowly.
+        if let Some(p) = peer {
+            let wait = s.rates.take(p, data.len(), std::time::Instant::now());
+            if !wait.is_zero() {
+                s.ingest.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(wait).await;
+            }
+        }
         if frame_len.is_none() {
             frame_len = s.ingest.precheck(&buf).map_err(refuse)?;
             if let Some(n) = frame_len {
@@ -926,6 +937,11 @@ impl AppState {
             self.ingest.counters.bytes.load(Ordering::Relaxed),
         );
         counter(
+            "aorta_ingest_body_chunks_throttled_total",
+            "Frame body chunks read later because their source address was over source_frame_bytes_per_sec.",
+            self.ingest.counters.throttled.load(Ordering::Relaxed),
+        );
+        counter(
             "aorta_worker_frames_opened_total",
             "Frames opened by attested workers.",
             st.frames_opened,
@@ -1175,6 +1191,7 @@ pub fn open_state_with_reneg(
         clinicians,
         reneg,
         bodies: Arc::new(Budget::new(limits.body_budget)),
+        rates: RateTable::new(limits.source_rate, limits.max_frame_bytes),
         limits,
         conns: Arc::new(ConnTable::default()),
         checkpoint_gate: tokio::sync::Semaphore::new(1),

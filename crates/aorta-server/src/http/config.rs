@@ -93,6 +93,10 @@ pub struct ServerConfig {
     /// Device request bodies held in memory at once for one connection,
     /// bytes (at least `max_frame_bytes`).
     pub connection_body_bytes: usize,
+    /// Frame body bytes one source address may send per second, on average
+    /// (a burst of `max_frame_bytes` at once); beyond it the server reads
+    /// that source's bodies more slowly. 0: no limit.
+    pub source_frame_bytes_per_sec: usize,
     /// Largest `GET /v1/log` answer, bytes of records (one record more when
     /// a single record is larger).
     pub log_answer_bytes: usize,
@@ -141,6 +145,7 @@ impl Default for ServerConfig {
             h2_keepalive_secs: 20,
             body_budget_bytes: 256 << 20,
             connection_body_bytes: 8 << 20,
+            source_frame_bytes_per_sec: 8 << 20,
             log_answer_bytes: 16 << 20,
             log_segment_bytes: None,
             log_retention_hours: None,
@@ -282,6 +287,12 @@ impl ServerConfig {
         if self.connection_body_bytes < self.max_frame_bytes {
             return bad("connection_body_bytes", "must be at least max_frame_bytes");
         }
+        if self.source_frame_bytes_per_sec != 0 && self.source_frame_bytes_per_sec < 1024 {
+            return bad(
+                "source_frame_bytes_per_sec",
+                "must be 0 (no limit) or at least 1024",
+            );
+        }
         if self.log_answer_bytes < self.max_frame_bytes || self.log_answer_bytes > 1 << 30 {
             return bad("log_answer_bytes", "must be in [max_frame_bytes, 1 GiB]");
         }
@@ -384,6 +395,9 @@ h2_keepalive_secs = 20
 # Frame bodies held in memory at once: all connections; one connection.
 body_budget_bytes = 268435456
 connection_body_bytes = 8388608
+# Frame body bytes per second from one address (a burst of max_frame_bytes);
+# beyond it that address's bodies are read more slowly. 0: no limit.
+source_frame_bytes_per_sec = 8388608
 # Largest answer to a worker's log read (bytes of records).
 log_answer_bytes = 16777216
 

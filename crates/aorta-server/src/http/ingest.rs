@@ -830,6 +830,8 @@ pub struct IngestCounters {
     pub bytes: AtomicU64,
     /// Group commits (syncs).
     pub syncs: AtomicU64,
+    /// Frame body chunks whose source was over its rate, so read later.
+    pub throttled: AtomicU64,
     /// Refusals by name.
     pub refused: std::sync::Mutex<BTreeMap<&'static str, u64>>,
 }

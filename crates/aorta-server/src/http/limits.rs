@@ -18,7 +18,13 @@
 //!   connection's share ([`Limits::connection_body_bytes`]), to its source
 //!   address's share ([`Limits::source_body_bytes`], a quarter of the
 //!   budget) and to the budget of all connections ([`Limits::body_budget`]);
-//!   a chunk over any gets `503` and the body is dropped. Worker bodies are read only
+//!   a chunk over any gets `503` and the body is dropped.
+//! - **Bandwidth.** Frame body bytes are also taken from their source
+//!   address's token bucket ([`RateTable`]: [`Limits::source_rate`] bytes
+//!   a second, a burst of one largest frame): a source over its rate is
+//!   read more slowly (TCP backpressure), so one address cannot make the
+//!   server decrypt and check more than its rate of bytes that turn out to
+//!   be no device's. Worker bodies are read only
 //!   after the worker token checked, one per route at a time. What a
 //!   connection buffers below the application is bounded by its HTTP/2
 //!   flow-control windows, its header limits and the TLS buffers:
@@ -77,6 +83,8 @@ pub struct Limits {
     pub connection_body_bytes: usize,
     /// Largest `GET /v1/log` answer (plus one record).
     pub log_answer_bytes: usize,
+    /// Frame body bytes per second from one address (0: no limit).
+    pub source_rate: usize,
 }
 
 impl Limits {
@@ -105,6 +113,7 @@ impl Limits {
             body_budget: cfg.body_budget_bytes,
             connection_body_bytes: cfg.connection_body_bytes,
             log_answer_bytes: cfg.log_answer_bytes,
+            source_rate: cfg.source_frame_bytes_per_sec,
         }
     }
 
@@ -202,6 +211,74 @@ impl Budget {
 
     fn give(&self, n: usize) {
         self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// Token buckets of frame body bytes, one per source address: `rate`
+/// bytes a second, holding at most `burst`. A source is tracked while its
+/// bucket is below full (a full bucket is the same as none), so the table
+/// holds at most the sources that sent more than their burst lately (IPv6
+/// sources by /64). Past [`RateTable::MAX_SOURCES`] such sources the
+/// refilled ones are dropped, and if that is not enough the whole table
+/// (about 3 MiB at most): an attacker with that many addresses gets fresh
+/// bursts, and only the body budgets still bound it.
+#[derive(Debug)]
+pub struct RateTable {
+    rate: f64,
+    burst: f64,
+    inner: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl RateTable {
+    /// Sources tracked at most.
+    pub const MAX_SOURCES: usize = 65_536;
+
+    /// `rate` bytes a second (0: unlimited) with bursts of `burst`.
+    pub fn new(rate: usize, burst: usize) -> RateTable {
+        RateTable {
+            rate: rate as f64,
+            burst: burst.max(1) as f64,
+            inner: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The bucket of `peer`: IPv4 addresses one by one, IPv6 by /64 (what
+    /// one host is usually given).
+    fn key(peer: IpAddr) -> IpAddr {
+        match peer {
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+            v4 => v4,
+        }
+    }
+
+    /// Takes `n` bytes from `peer`'s bucket; how long the reader should
+    /// wait before reading more of it (zero within the rate).
+    pub fn take(&self, peer: IpAddr, n: usize, now: Instant) -> Duration {
+        if self.rate <= 0.0 {
+            return Duration::ZERO;
+        }
+        let mut t = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if t.len() >= Self::MAX_SOURCES {
+            let (rate, burst) = (self.rate, self.burst);
+            t.retain(|_, (tokens, at)| {
+                *tokens + rate * now.saturating_duration_since(*at).as_secs_f64() < burst
+            });
+            if t.len() >= Self::MAX_SOURCES {
+                t.clear();
+            }
+        }
+        let (tokens, at) = t.entry(Self::key(peer)).or_insert((self.burst, now));
+        let refilled = *tokens + self.rate * now.saturating_duration_since(*at).as_secs_f64();
+        *tokens = refilled.min(self.burst) - n as f64;
+        *at = now;
+        if *tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-*tokens / self.rate)
+        }
     }
 }
 
@@ -551,5 +628,45 @@ mod tests {
         });
         drop(a);
         assert!(table.admit(ip, &l).is_ok(), "the slot was given back");
+    }
+
+    #[test]
+    fn a_source_over_its_rate_waits_and_others_do_not() {
+        let r = RateTable::new(1000, 4000);
+        let t0 = Instant::now();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        // The burst is free; beyond it, the wait is the deficit at the rate.
+        assert_eq!(r.take(a, 4000, t0), Duration::ZERO);
+        assert_eq!(r.take(a, 500, t0), Duration::from_millis(500));
+        // Refilled by time: 1.5 s later 1,000 bytes are free again.
+        assert_eq!(
+            r.take(a, 1000, t0 + Duration::from_millis(1500)),
+            Duration::ZERO
+        );
+        // Another address has its own bucket; an IPv6 /64 shares one.
+        assert_eq!(
+            r.take("10.0.0.2".parse().unwrap(), 4000, t0),
+            Duration::ZERO
+        );
+        let v6 = |s: &str| -> IpAddr { s.parse().unwrap() };
+        assert_eq!(r.take(v6("2001:db8::1"), 4000, t0), Duration::ZERO);
+        assert_eq!(
+            r.take(v6("2001:db8::2:3"), 1000, t0),
+            Duration::from_secs(1)
+        );
+        assert_eq!(r.take(v6("2001:db8:0:1::1"), 4000, t0), Duration::ZERO);
+        // Unlimited: never a wait.
+        let off = RateTable::new(0, 4000);
+        assert_eq!(off.take(a, usize::MAX, t0), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_rate_table_stays_bounded() {
+        let r = RateTable::new(1000, 1000);
+        let t0 = Instant::now();
+        for i in 0..(RateTable::MAX_SOURCES as u32 + 10) {
+            r.take(IpAddr::V4(std::net::Ipv4Addr::from(i)), 2000, t0);
+        }
+        assert!(r.inner.lock().unwrap().len() <= RateTable::MAX_SOURCES);
     }
 }
