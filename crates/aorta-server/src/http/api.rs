@@ -678,12 +678,17 @@ async fn get_results(
     State(s): State<Arc<AppState>>,
     h: HeaderMap,
     uri: axum::http::Uri,
-    q: Query<ResultsQuery>,
 ) -> Response {
     // Only an authenticated clinician reads, and only their own results.
+    // The query is parsed after authentication: a stranger gets 401
+    // whatever it sends.
     let who = match clinician(&s, &h, &uri) {
         Ok(w) => w,
         Err(r) => return r,
+    };
+    let q = match Query::<ResultsQuery>::try_from_uri(&uri) {
+        Ok(q) => q,
+        Err(e) => return err(StatusCode::BAD_REQUEST, "bad_request", e.body_text()),
     };
     let own = format!("{who}/");
     if !q.prefix.is_empty() && !q.prefix.starts_with(&own) {
