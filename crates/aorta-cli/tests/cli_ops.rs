@@ -498,3 +498,52 @@ fn broker_and_worker_log_json_and_never_a_key_even_at_trace() {
         );
     }
 }
+
+#[test]
+fn server_at_trace_logs_no_token_and_no_tls_key() {
+    let t = tempfile::tempdir().unwrap();
+    server_files(t.path(), "");
+    let s = Srv::start(
+        t.path(),
+        &["--log-format", "json"],
+        &[("RUST_LOG", "trace")],
+    );
+    let url = s
+        .seen
+        .iter()
+        .find_map(|l| l.strip_prefix("aorta server listening on "))
+        .and_then(|r| r.split_once(' '))
+        .map(|(u, _)| u.to_owned())
+        .unwrap();
+    let data = t.path().join("data");
+    let token = std::fs::read_to_string(data.join("worker.token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    // A worker request over HTTP/2 carrying the token, and a stranger's
+    // request with a wrong one.
+    let worker =
+        aorta_worker::server::Server::new(&url, &data.join("cert.pem"), Some(token.clone()))
+            .unwrap();
+    assert!(worker.load_checkpoint().unwrap().is_none());
+    let wrong = "f".repeat(48);
+    let stranger =
+        aorta_worker::server::Server::new(&url, &data.join("cert.pem"), Some(wrong.clone()))
+            .unwrap();
+    assert!(stranger.load_checkpoint().is_err());
+    let (code, lines) = s.stop();
+    assert_eq!(code, Some(0));
+    // Trace level did log (the HTTP/2 machinery), so the check means something.
+    assert!(
+        lines.iter().any(|l| l.contains("\"level\":\"TRACE\"")),
+        "{lines:#?}"
+    );
+    let all = lines.join("\n");
+    assert!(token.len() >= 32);
+    assert!(!all.contains(&token), "the worker token is in the log");
+    assert!(!all.contains(&wrong), "a presented token is in the log");
+    let key = std::fs::read_to_string(data.join("key.pem")).unwrap();
+    for l in key.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(!all.contains(l), "TLS key material is in the log");
+    }
+}
