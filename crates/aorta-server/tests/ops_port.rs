@@ -32,7 +32,7 @@ fn ops_port(state: Arc<api::AppState>) -> SocketAddr {
             .unwrap();
         rt.block_on(async move {
             let l = tokio::net::TcpListener::from_std(l).unwrap();
-            api::ops::serve(l, state).await.unwrap();
+            api::ops::serve(l, state).await;
         });
     });
     addr
@@ -82,6 +82,39 @@ fn readiness_follows_the_server_and_liveness_stays() {
     assert_eq!(v["error"], "not_ready");
     assert_eq!(v["detail"], "not ready: stopping");
     assert_eq!(get(ops, "/healthz"), (200, "ok".into()));
+}
+
+#[test]
+fn idle_clients_cannot_hold_the_operations_port() {
+    use std::io::Read;
+    let r = start(|_| {});
+    let ops = ops_port(r.state.clone());
+    let t = std::time::Instant::now();
+    // Every slot taken by a client that says nothing.
+    let idle: Vec<std::net::TcpStream> = (0..api::ops::MAX_CONNECTIONS)
+        .map(|_| std::net::TcpStream::connect(ops).unwrap())
+        .collect();
+    // Give the server time to accept them all, then one more is closed at
+    // once, unanswered.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut extra = std::net::TcpStream::connect(ops).unwrap();
+    extra
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    // Closed by the server: end of stream or reset, not a read timeout.
+    let closed = |c: &mut std::net::TcpStream| match c.read(&mut [0u8; 16]) {
+        Ok(n) => n == 0,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    assert!(closed(&mut extra), "over the limit: closed at once");
+    // Each idle one is closed by the deadline, and the port serves again.
+    for mut c in idle {
+        c.set_read_timeout(Some(api::ops::CONNECTION_DEADLINE * 3))
+            .unwrap();
+        assert!(closed(&mut c), "an idle connection outlived the deadline");
+    }
+    assert!(t.elapsed() < api::ops::CONNECTION_DEADLINE * 3);
+    assert_eq!(get(ops, "/readyz"), (200, "ready".into()));
 }
 
 #[test]

@@ -1541,11 +1541,7 @@ pub fn run(cfg: &ServerConfig, ready: impl FnOnce(&Running)) -> anyhow::Result<(
                     .with_context(|| format!("binding the operations port (metrics_listen) {a}"))?;
                 let bound = l.local_addr()?;
                 let st = state.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = ops::serve(l, st).await {
-                        tracing::error!(target: "aorta::server", error = %e, "operations port stopped");
-                    }
-                });
+                tokio::spawn(ops::serve(l, st));
                 Some(bound)
             }
             None => None,

@@ -14,6 +14,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -65,9 +66,42 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serves the operations port on `listener` until the task is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).await
+/// Most connections the operations port holds at once; more are closed
+/// at once (a scraper and a few probes need far fewer).
+pub const MAX_CONNECTIONS: usize = 16;
+/// Longest one operations-port connection lives, headers included.
+pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Serves the operations port on `listener` until the task is dropped:
+/// HTTP/1.1, at most [`MAX_CONNECTIONS`] connections, each closed after
+/// [`CONNECTION_DEADLINE`] — a slow or idle client there cannot hold the
+/// process's file descriptors or memory.
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) {
+    let app = router(state);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let tcp = match listener.accept().await {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                tracing::warn!(target: "aorta::server", error = %e, "operations port: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            continue; // dropped: closed at once
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let svc = hyper_util::service::TowerToHyperService::new(app);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(CONNECTION_DEADLINE)
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc);
+            let _ = tokio::time::timeout(CONNECTION_DEADLINE, conn).await;
+            drop(permit);
+        });
+    }
 }
 
 async fn metrics(State(s): State<Arc<AppState>>) -> Response {
