@@ -87,3 +87,17 @@ else
   log "fuzz smoke run SKIPPED: no nightly toolchain (rustup toolchain install nightly)"
 fi
 # <<< fuzz-smoke
+
+# >>> packaging (issue 13 item 7: container image; systemd unit)
+# The systemd unit is checked by `cargo test` (crates/aorta-cli/tests/packaging.rs,
+# `systemd-analyze verify`, skipped visibly without systemd). The image is built
+# only where docker works (a release build inside it: minutes).
+if docker info >/dev/null 2>&1; then
+  log "docker build (Dockerfile)"
+  docker build --build-arg AORTA_GIT="$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)" \
+    -t aorta-server:test .
+  docker run --rm aorta-server:test --version
+else
+  log "docker build SKIPPED: docker is not usable here (no daemon or no permission)"
+fi
+# <<< packaging

@@ -47,9 +47,8 @@ pub enum BrokerCmd {
         /// seal checkpoints or make result ids opaque).
         #[arg(long)]
         state_key: Option<PathBuf>,
-        /// Log at debug level.
-        #[arg(long)]
-        verbose: bool,
+        #[command(flatten)]
+        log: crate::logging::LogArgs,
     },
     /// Print the public key of a broker certifying key (created when
     /// missing): what `aorta server`'s `broker_key` and `aorta results
@@ -103,10 +102,10 @@ pub fn run(cmd: BrokerCmd) -> anyhow::Result<ExitCode> {
             listen,
             signing_key,
             state_key,
-            verbose,
+            log,
         } => {
             crate::signals::shut_down_on_signals()?;
-            crate::init_logging(verbose);
+            crate::logging::init(&log)?;
             let policy = Policy::from_file(&policy)?;
             let signer = signing_key
                 .as_deref()

@@ -33,6 +33,7 @@ mod factory_cmd;
 mod frames_cmd;
 mod hrv_cmd;
 mod log_cmd;
+mod logging;
 mod results_cmd;
 mod server_cmd;
 mod signals;
@@ -164,20 +165,6 @@ pub(crate) fn stop_on_signals(
         signal_hook::flag::register(sig, stop.clone()).context("installing the signal handler")?;
     }
     Ok(())
-}
-
-/// Logs to stderr (stdout may carry protocol or JSON), INFO or DEBUG.
-pub(crate) fn init_logging(verbose: bool) {
-    let level = if verbose {
-        tracing::Level::DEBUG
-    } else {
-        tracing::Level::INFO
-    };
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

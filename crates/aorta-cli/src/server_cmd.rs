@@ -16,9 +16,8 @@ pub struct ServerArgs {
     /// Print the default configuration and exit.
     #[arg(long)]
     print_default_config: bool,
-    /// Debug logging.
-    #[arg(long, short)]
-    verbose: bool,
+    #[command(flatten)]
+    log: crate::logging::LogArgs,
 }
 
 pub fn run(a: ServerArgs) -> anyhow::Result<ExitCode> {
@@ -26,13 +25,17 @@ pub fn run(a: ServerArgs) -> anyhow::Result<ExitCode> {
         out!("{}", ServerConfig::default_toml());
         return Ok(ExitCode::SUCCESS);
     }
-    crate::init_logging(a.verbose);
+    crate::logging::init(&a.log)?;
     let cfg = match &a.config {
         Some(p) => ServerConfig::from_file(p)?,
         None => ServerConfig::default(),
     };
     api::run(&cfg, |r| {
-        // One machine-readable line for scripts (and `aorta demo`).
+        // Machine-readable lines for scripts (and `aorta demo`), plain
+        // text whatever the log format; the operations port's first.
+        if let Some(m) = r.metrics {
+            eprintln!("aorta server operations port on http://{m}");
+        }
         eprintln!(
             "aorta server listening on https://{} (broker {}), certificate {}",
             r.addr,

@@ -32,6 +32,8 @@ pub enum WorkerCmd {
         /// Print the status as JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        log: crate::logging::LogArgs,
     },
     /// Attest to a key broker, then run the ECG job over an aorta server's
     /// frame log: open frames inside the worker, analyse them, seal results
@@ -60,6 +62,8 @@ pub enum WorkerCmd {
         /// Print a summary as JSON when stopping.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        log: crate::logging::LogArgs,
     },
     /// Print the measurement of this binary with a configuration (what a
     /// policy lists in `allowed_measurements` for sim workers).
@@ -150,9 +154,10 @@ pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
             subscribers,
             serve_stdio,
             json,
+            log,
         } => {
             crate::signals::shut_down_on_signals()?;
-            crate::init_logging(false);
+            crate::logging::init(&log)?;
             let assignment = a.assignment.clone();
             let a = a.options()?;
             let config = aorta_worker::config::read_config(a.config.as_deref())?;
@@ -213,8 +218,9 @@ pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
             batch,
             checkpoint_secs,
             json,
+            log,
         } => {
-            crate::init_logging(false);
+            crate::logging::init(&log)?;
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             crate::stop_on_signals(&stop)?;
             let o = StreamOptions {

@@ -108,12 +108,17 @@ pub struct AppState {
     erasures_handed: Mutex<BTreeMap<String, u64>>,
     /// Checkpoints saved since start.
     checkpoint_seq: AtomicU64,
+    /// Results the store held at start (`/metrics` counts stored results
+    /// durably: these plus the ones stored since).
+    results_at_start: u64,
     /// One process per data directory.
     _lock: crate::erasure::DataDirLock,
 }
 
 #[path = "erasure_routes.rs"]
 mod erasure_routes;
+#[path = "ops.rs"]
+pub mod ops;
 
 fn err(status: StatusCode, name: &str, detail: impl Into<String>) -> Response {
     (
@@ -684,12 +689,17 @@ async fn get_results(
     State(s): State<Arc<AppState>>,
     h: HeaderMap,
     uri: axum::http::Uri,
-    q: Query<ResultsQuery>,
 ) -> Response {
     // Only an authenticated clinician reads, and only their own results.
+    // The query is parsed after authentication: a stranger gets 401
+    // whatever it sends.
     let who = match clinician(&s, &h, &uri) {
         Ok(w) => w,
         Err(r) => return r,
+    };
+    let q = match Query::<ResultsQuery>::try_from_uri(&uri) {
+        Ok(q) => q,
+        Err(e) => return err(StatusCode::BAD_REQUEST, "bad_request", e.body_text()),
     };
     let own = format!("{who}/");
     if !q.prefix.is_empty() && !q.prefix.starts_with(&own) {
@@ -916,10 +926,13 @@ impl AppState {
         let mut counter = |name: &str, help: &str, v: u64| {
             let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
+        // Durable counts: what the stores held at start plus what this
+        // process added (docs/server.md, "Operations port").
+        let at_start = |c: &AtomicU64| c.load(Ordering::Relaxed);
         counter(
             "aorta_ingest_frames_accepted_total",
-            "Frames appended to the durable log.",
-            st.frames_accepted,
+            "Frames appended to the durable log (the frames the log holds at start, plus those appended since).",
+            st.frames_accepted + at_start(&self.ingest.counters.frames_at_start),
         );
         counter(
             "aorta_ingest_frames_duplicate_total",
@@ -933,8 +946,9 @@ impl AppState {
         );
         counter(
             "aorta_ingest_bytes_total",
-            "Bytes appended to the log.",
-            self.ingest.counters.bytes.load(Ordering::Relaxed),
+            "Frame bytes appended to the log (those the log holds at start, plus those appended since).",
+            self.ingest.counters.bytes.load(Ordering::Relaxed)
+                + at_start(&self.ingest.counters.bytes_at_start),
         );
         counter(
             "aorta_ingest_body_chunks_throttled_total",
@@ -948,8 +962,8 @@ impl AppState {
         );
         counter(
             "aorta_results_stored_total",
-            "Sealed results stored.",
-            st.results,
+            "Sealed results stored (those the store holds at start, plus those stored since).",
+            st.results + self.results_at_start,
         );
         counter(
             "aorta_results_duplicate_total",
@@ -1008,7 +1022,7 @@ async fn get_metrics(State(s): State<Arc<AppState>>) -> Response {
     let st = s.cached_stats().await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics(&st),
+        s.exposition(&st),
     )
         .into_response()
 }
@@ -1169,6 +1183,7 @@ pub fn open_state_with_reneg(
     )
     .context("opening the results store")?;
     let results_end = AtomicU64::new(results.end());
+    let results_at_start = results.len() as u64;
     let mut limits = Limits::from_config(cfg);
     limits.max_connections = super::limits::fit_to_open_files(limits.max_connections);
     if limits.max_connections < cfg.max_connections {
@@ -1201,6 +1216,7 @@ pub fn open_state_with_reneg(
         erasures: Mutex::new(erasures),
         erasures_handed: Mutex::new(BTreeMap::new()),
         checkpoint_seq: AtomicU64::new(0),
+        results_at_start,
         _lock: lock,
     });
     if let Some(h) = cfg.results_retention_hours {
@@ -1432,6 +1448,8 @@ pub struct Running {
     pub broker: Option<SocketAddr>,
     /// The certificate clients should trust.
     pub cert: std::path::PathBuf,
+    /// The plain-HTTP operations port bound (`metrics_listen`), if any.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Runs `aorta server` with `cfg` until SIGINT/SIGTERM; `ready` is called
@@ -1533,13 +1551,27 @@ pub fn run(cfg: &ServerConfig, ready: impl FnOnce(&Running)) -> anyhow::Result<(
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .with_context(|| format!("binding {}", cfg.listen))?;
+        let metrics = match cfg.metrics_listen {
+            Some(a) => {
+                let l = tokio::net::TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("binding the operations port (metrics_listen) {a}"))?;
+                let bound = l.local_addr()?;
+                let st = state.clone();
+                tokio::spawn(ops::serve(l, st));
+                Some(bound)
+            }
+            None => None,
+        };
         let running = Running {
             addr: listener.local_addr()?,
             broker: broker_addr,
             cert: cert.clone(),
+            metrics,
         };
         let shutdown = shutdown_signal();
-        tracing::info!(target: "aorta::server", addr = %running.addr, broker = ?running.broker, "listening (HTTP/2 and HTTP/1.1 over TLS)");
+        let off = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
+        tracing::info!(target: "aorta::server", addr = %running.addr, broker = %off(running.broker), metrics = %off(running.metrics), cert = %running.cert.display(), "listening (HTTP/2 and HTTP/1.1 over TLS)");
         ready(&running);
         tracing::info!(
             target: "aorta::server",

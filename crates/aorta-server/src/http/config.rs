@@ -110,6 +110,10 @@ pub struct ServerConfig {
     /// Delete a results segment once its last write is this many hours
     /// old; absent: keep everything.
     pub results_retention_hours: Option<u64>,
+    /// The operations port: plain HTTP (no TLS) serving `/metrics`,
+    /// `/healthz` and `/readyz` (`docs/server.md`, "Operations port");
+    /// absent: off. Bind it to loopback or a management network.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -151,6 +155,7 @@ impl Default for ServerConfig {
             log_retention_hours: None,
             results_segment_bytes: None,
             results_retention_hours: None,
+            metrics_listen: None,
         }
     }
 }
@@ -409,6 +414,11 @@ log_answer_bytes = 16777216
 # results.log in segments, deleted by age alone.
 # results_segment_bytes = 268435456
 # results_retention_hours = 2160
+
+# --- operations port (docs/server.md, "Operations port"): off by default.
+# Plain HTTP (no TLS): /metrics (Prometheus), /healthz, /readyz. Bind it to
+# loopback or a management network only.
+# metrics_listen = "127.0.0.1:9464"
 "#;
 
 #[cfg(test)]
@@ -448,6 +458,8 @@ mod tests {
             "log_retention_hours = 5",
             "log_segment_bytes = 10\nlog_retention_hours = 5",
             "results_segment_bytes = 1048576\nresults_retention_hours = 0",
+            "metrics_listen = \"localhost\"",
+            "metrics_listen = 9464",
         ] {
             assert!(ServerConfig::from_toml_str(bad, p).is_err(), "{bad}");
         }

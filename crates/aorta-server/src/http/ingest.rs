@@ -631,12 +631,15 @@ impl GroupCommit {
         }
         let mut seen: HashMap<String, Seen> = HashMap::new();
         let mut offset = log.first_offset()?;
+        let (mut frames, mut bytes) = (0u64, 0u64);
         loop {
             let (recs, next) = log.read_entries(offset, 4096)?;
             if recs.is_empty() {
                 break;
             }
             for (at, r) in &recs {
+                frames += 1;
+                bytes += r.len() as u64;
                 if let Ok((_, f)) = aorta_stream::job::decode_record(r) {
                     if let Ok(p) = frame::parse(f) {
                         seen.entry(p.header.serial.clone()).or_default().remember(
@@ -650,6 +653,8 @@ impl GroupCommit {
             }
             offset = next;
         }
+        counters.frames_at_start.store(frames, Ordering::Relaxed);
+        counters.bytes_at_start.store(bytes, Ordering::Relaxed);
         Ok(GroupCommit {
             log,
             seen,
@@ -834,6 +839,11 @@ pub struct IngestCounters {
     pub throttled: AtomicU64,
     /// Refusals by name.
     pub refused: std::sync::Mutex<BTreeMap<&'static str, u64>>,
+    /// Frames the log held when it was opened (`accepted` counts the ones
+    /// appended since).
+    pub frames_at_start: AtomicU64,
+    /// Their bytes (`bytes` counts the ones appended since).
+    pub bytes_at_start: AtomicU64,
 }
 
 impl IngestCounters {
@@ -948,6 +958,12 @@ impl Ingest {
             counters,
             reader,
         })
+    }
+
+    /// Whether the log writer thread runs (it holds the open log; it ends
+    /// only if it fails).
+    pub fn writer_running(&self) -> bool {
+        !self.tx.is_closed()
     }
 
     /// Checks `frame` and its device signature ([`check_frame`]).

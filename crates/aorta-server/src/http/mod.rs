@@ -14,6 +14,9 @@
 //! | `GET /metrics` | Prometheus | the same, as text exposition |
 //! | `GET /healthz` | probes | `ok` |
 //!
+//! With `metrics_listen` set, a plain-HTTP operations port also serves
+//! `/metrics`, `/healthz` and `/readyz` ([`api::ops`]).
+//!
 //! The request and response bodies are specified in `docs/server-api.md`.
 //! Everything the host stores — frames, results, checkpoints — is sealed;
 //! the host sees serials, sequence numbers, result ids and sizes.
