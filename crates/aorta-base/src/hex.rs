@@ -117,7 +117,7 @@ fn decode_into(text: &str, case: Case, out: &mut [u8]) -> Result<(), HexError> {
 
 /// Decodes hex of any even length.
 pub fn decode(text: &str, case: Case) -> Result<Vec<u8>, HexError> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err(HexError::OddLength(text.len()));
     }
     let mut out = vec![0u8; text.len() / 2];
@@ -143,7 +143,7 @@ pub fn decode_array<const N: usize>(
 
 /// Decodes a secret of any even length into a zeroizing buffer.
 pub fn decode_secret(text: &str, case: Case) -> Result<Zeroizing<Vec<u8>>, HexError> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err(HexError::OddLength(text.len()));
     }
     let mut out = Zeroizing::new(vec![0u8; text.len() / 2]);

@@ -139,7 +139,10 @@ impl KeySlice {
     pub fn new(serial: &str, mut material: Vec<u8>) -> Result<Self, KeyError> {
         check_serial(serial)?;
         let n = material.len() / KEY_LEN;
-        if material.is_empty() || material.len() % KEY_LEN != 0 || n > usize::from(u16::MAX) {
+        if material.is_empty()
+            || !material.len().is_multiple_of(KEY_LEN)
+            || n > usize::from(u16::MAX)
+        {
             let len = material.len();
             material.zeroize();
             return Err(KeyError::BadKeyMaterial { len });

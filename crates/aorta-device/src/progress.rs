@@ -72,7 +72,7 @@ impl ProgressLine {
                 self.clear();
                 eprintln!("renegotiation failed ({error}); the current schedule stays");
             }
-            AgentEvent::Retry { error, wait } if r.retries == 1 || r.retries % 20 == 0 => {
+            AgentEvent::Retry { error, wait } if r.retries == 1 || r.retries.is_multiple_of(20) => {
                 self.clear();
                 eprintln!(
                     "upload failed ({error}); frames stay queued, retrying in {:.1} s",

@@ -175,13 +175,13 @@ impl FileSecureElement {
             path: path.to_path_buf(),
             why,
         };
-        if let Some([m0, m1, m2, m3, version @ 1]) = b.get(..5) {
-            if [*m0, *m1, *m2, *m3] == *MAGIC {
-                return Err(DeviceError::OldKeyStore {
-                    path: path.to_path_buf(),
-                    version: *version,
-                });
-            }
+        if let Some([m0, m1, m2, m3, version @ 1]) = b.get(..5)
+            && [*m0, *m1, *m2, *m3] == *MAGIC
+        {
+            return Err(DeviceError::OldKeyStore {
+                path: path.to_path_buf(),
+                version: *version,
+            });
         }
         let file = KeyStoreFile::from_bytes(&b).map_err(|e| bad(why(&e)))?;
         let seed =

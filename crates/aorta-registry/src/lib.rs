@@ -409,10 +409,10 @@ pub struct RefusalCounters {
 
 impl RefusalCounters {
     fn bump(&self, k: RefusalKind) {
-        if let Some(i) = RefusalKind::ALL.iter().position(|x| *x == k) {
-            if let Some(c) = self.counts.get(i) {
-                c.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(i) = RefusalKind::ALL.iter().position(|x| *x == k)
+            && let Some(c) = self.counts.get(i)
+        {
+            c.fetch_add(1, Ordering::Relaxed);
         }
     }
     /// Frames refused with `kind`.
@@ -632,10 +632,10 @@ impl Registry {
                 }
                 None => None,
             };
-            if let Some((start, (other, other_len))) = below {
-                if start + other_len > offset {
-                    return Err(RegistryError::Overlap { offset, end, other });
-                }
+            if let Some((start, (other, other_len))) = below
+                && start + other_len > offset
+            {
+                return Err(RegistryError::Overlap { offset, end, other });
             }
             let rec = DeviceRecord {
                 offset,
@@ -947,14 +947,14 @@ impl Registry {
             });
         }
         let st = self.frame_state(serial)?;
-        if let Some(last) = st.last_sequence {
-            if h.sequence <= last {
-                return Err(AcceptError::Reordered {
-                    serial: serial.to_owned(),
-                    sequence: h.sequence,
-                    last,
-                });
-            }
+        if let Some(last) = st.last_sequence
+            && h.sequence <= last
+        {
+            return Err(AcceptError::Reordered {
+                serial: serial.to_owned(),
+                sequence: h.sequence,
+                last,
+            });
         }
         // Key-index window: the index may only move forward, by at most
         // one step per max_key_uses sequence numbers since the last frame, plus one.

@@ -263,10 +263,10 @@ fn concurrent_resends_are_stored_once() {
         for _ in 0..4 {
             sc.spawn(|| {
                 for f in &frames {
-                    if let Ok(acc) = reg.accept_frame(f) {
-                        if !acc.duplicate {
-                            stored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
+                    if let Ok(acc) = reg.accept_frame(f)
+                        && !acc.duplicate
+                    {
+                        stored.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
             });

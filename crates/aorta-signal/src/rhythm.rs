@@ -236,14 +236,15 @@ impl RhythmMonitor {
     /// time. The onset is dated at the last beat, so the events do not depend
     /// on when or how often this is called.
     pub fn tick(&mut self, now_s: f64, out: &mut Vec<RhythmEvent>) {
-        if let Some(last) = self.last_beat {
-            if now_s - last >= self.cfg.pause_s && !self.pause_reported {
-                self.pause_reported = true;
-                out.push(RhythmEvent {
-                    time_s: last,
-                    kind: RhythmEventKind::PauseOnset,
-                });
-            }
+        if let Some(last) = self.last_beat
+            && now_s - last >= self.cfg.pause_s
+            && !self.pause_reported
+        {
+            self.pause_reported = true;
+            out.push(RhythmEvent {
+                time_s: last,
+                kind: RhythmEventKind::PauseOnset,
+            });
         }
     }
 

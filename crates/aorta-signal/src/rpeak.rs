@@ -390,25 +390,26 @@ impl Detector {
     fn candidate(&mut self, peak: f64, idx: u64, out: &mut Vec<Beat>) {
         let slope = self.slope(idx.saturating_sub(self.win as u64), idx);
         let since_pending = self.pending.map(|p| idx.saturating_sub(p.idx));
-        if let (Some(p), Some(dt)) = (self.pending, since_pending) {
-            if dt < self.refractory {
-                if peak > p.peak {
-                    let r = self.locate(idx);
-                    self.pending = Some(Pending {
-                        r: r.max(p.r),
-                        idx,
-                        peak,
-                        slope,
-                    });
-                }
-                return;
+        if let (Some(p), Some(dt)) = (self.pending, since_pending)
+            && dt < self.refractory
+        {
+            if peak > p.peak {
+                let r = self.locate(idx);
+                self.pending = Some(Pending {
+                    r: r.max(p.r),
+                    idx,
+                    peak,
+                    slope,
+                });
             }
+            return;
         }
         let since_last = self.last_beat.map(|b| idx.saturating_sub(b.idx));
-        if let Some(dt) = since_last {
-            if self.pending.is_none() && dt < self.refractory {
-                return;
-            }
+        if let Some(dt) = since_last
+            && self.pending.is_none()
+            && dt < self.refractory
+        {
+            return;
         }
 
         if idx < self.learning {
@@ -433,11 +434,12 @@ impl Detector {
         };
         let thr = if searchback { 0.5 * thr1 } else { thr1 };
         if peak > thr {
-            if let (Some(dt), Some(last)) = (since_last, self.last_beat) {
-                if dt < self.t_wave && slope < 0.5 * last.slope {
-                    self.noise_level(peak);
-                    return;
-                }
+            if let (Some(dt), Some(last)) = (since_last, self.last_beat)
+                && dt < self.t_wave
+                && slope < 0.5 * last.slope
+            {
+                self.noise_level(peak);
+                return;
             }
             self.signal_level(peak, searchback);
             self.accept(peak, idx, slope, searchback, out);

@@ -250,12 +250,12 @@ pub fn segments(path: &Path) -> Result<Vec<(u64, PathBuf)>, StreamError> {
         let f = f.to_string_lossy();
         if f == name {
             out.push((0, path.to_path_buf()));
-        } else if let Some(rest) = f.strip_prefix(&*name).and_then(|r| r.strip_prefix('.')) {
-            if rest.len() == 20 && rest.bytes().all(|b| b.is_ascii_digit()) {
-                if let Ok(base) = rest.parse::<u64>() {
-                    out.push((base, e.path()));
-                }
-            }
+        } else if let Some(rest) = f.strip_prefix(&*name).and_then(|r| r.strip_prefix('.'))
+            && rest.len() == 20
+            && rest.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(base) = rest.parse::<u64>()
+        {
+            out.push((base, e.path()));
         }
     }
     out.sort();
@@ -291,12 +291,12 @@ pub fn retire_segments(
         std::fs::remove_file(file).map_err(io(file))?;
         gone.push(*base);
     }
-    if !gone.is_empty() {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io(dir))?;
-        }
+    if !gone.is_empty()
+        && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+    {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
     }
     Ok(gone)
 }

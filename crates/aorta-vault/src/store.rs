@@ -368,10 +368,10 @@ impl Vault {
         if let Some(b) = self.get(&self.private, &private_path(id))? {
             return Ok(b);
         }
-        if let Some(bk) = &self.backup {
-            if let Some(b) = self.get(bk, &private_path(id))? {
-                return Ok(b);
-            }
+        if let Some(bk) = &self.backup
+            && let Some(b) = self.get(bk, &private_path(id))?
+        {
+            return Ok(b);
         }
         Err(VaultError::NotFound {
             record_id: id.to_hex(),

@@ -267,10 +267,9 @@ impl RssWatch {
                         s.sampled_peak.fetch_max(rss, Ordering::Relaxed);
                         if rss > s.cap.load(Ordering::Relaxed)
                             && !s.cap_hit.swap(true, Ordering::Relaxed)
+                            && let Some(g) = s.guard.lock().ok().and_then(|g| g.clone())
                         {
-                            if let Some(g) = s.guard.lock().ok().and_then(|g| g.clone()) {
-                                g.send_replace(true);
-                            }
+                            g.send_replace(true);
                         }
                     }
                     std::thread::sleep(Duration::from_millis(50));

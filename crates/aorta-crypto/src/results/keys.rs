@@ -191,15 +191,15 @@ impl ClinicianIdentity {
             reason: "no key line",
         })?;
         let id = Self::from_text(line)?;
-        if let Some(pk) = claimed_public {
-            if pk != id.public.to_text() {
-                return Err(ResultsError::BadField {
-                    what,
-                    field: "public key comment",
-                    offset: 0,
-                    reason: "does not match the secret key",
-                });
-            }
+        if let Some(pk) = claimed_public
+            && pk != id.public.to_text()
+        {
+            return Err(ResultsError::BadField {
+                what,
+                field: "public key comment",
+                offset: 0,
+                reason: "does not match the secret key",
+            });
         }
         Ok(id)
     }

@@ -768,10 +768,10 @@ impl Broker {
     /// rate and its share of the nonce table, and the table's total bound.
     pub fn issue_nonce_to(&self, source: Source) -> Result<(Nonce, u64), BrokerRefusal> {
         let res = self.issue_nonce_inner(source);
-        if let Err(e) = &res {
-            if let Some(suppressed) = self.rate_log.allow() {
-                tracing::warn!(target: "aorta::broker", decision = "refuse", code = e.code(), source = %source, suppressed, reason = %e, "challenge refused");
-            }
+        if let Err(e) = &res
+            && let Some(suppressed) = self.rate_log.allow()
+        {
+            tracing::warn!(target: "aorta::broker", decision = "refuse", code = e.code(), source = %source, suppressed, reason = %e, "challenge refused");
         }
         res
     }
@@ -1070,10 +1070,10 @@ pub fn serve(listener: TcpListener, broker: Arc<Broker>) -> std::io::Result<()> 
     let refused_log = LogThrottle::default();
     let ended_log = Arc::new(LogThrottle::default());
     loop {
-        if slots.wait_free() {
-            if let Some(suppressed) = full_log.allow() {
-                tracing::warn!(target: "aorta::broker", limit = slots.total, suppressed, "every broker connection slot was taken; new connections waited in the listen queue");
-            }
+        if slots.wait_free()
+            && let Some(suppressed) = full_log.allow()
+        {
+            tracing::warn!(target: "aorta::broker", limit = slots.total, suppressed, "every broker connection slot was taken; new connections waited in the listen queue");
         }
         let (stream, addr) = match listener.accept() {
             Ok(c) => c,
@@ -1108,11 +1108,10 @@ pub fn serve(listener: TcpListener, broker: Arc<Broker>) -> std::io::Result<()> 
                     s: &stream,
                     until: Instant::now() + deadline,
                 };
-                if let Err(e) = b.handle_connection_from(source, &mut s) {
-                    if let Some(suppressed) = ended.allow() {
+                if let Err(e) = b.handle_connection_from(source, &mut s)
+                    && let Some(suppressed) = ended.allow() {
                         tracing::warn!(target: "aorta::broker", peer = %addr, error = %e, suppressed, "connection ended with an error");
                     }
-                }
             });
         if let Err(e) = spawned {
             tracing::warn!(target: "aorta::broker", error = %e, "cannot start a connection thread");

@@ -257,10 +257,10 @@ impl ServerConfig {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return bad("tls_cert", "tls_cert and tls_key go together");
         }
-        if let Some(k) = &self.broker_key {
-            if aorta_base::hex::decode_array::<32>(k, aorta_base::hex::Case::Lower).is_err() {
-                return bad("broker_key", "must be 64 lower-case hex digits");
-            }
+        if let Some(k) = &self.broker_key
+            && aorta_base::hex::decode_array::<32>(k, aorta_base::hex::Case::Lower).is_err()
+        {
+            return bad("broker_key", "must be 64 lower-case hex digits");
         }
         if self.tls_names.is_empty() {
             return bad("tls_names", "needs at least one name");

@@ -640,15 +640,15 @@ impl GroupCommit {
             for (at, r) in &recs {
                 frames += 1;
                 bytes += r.len() as u64;
-                if let Ok((_, f)) = aorta_stream::job::decode_record(r) {
-                    if let Ok(p) = frame::parse(f) {
-                        seen.entry(p.header.serial.clone()).or_default().remember(
-                            p.header.sequence,
-                            digest(f),
-                            *at,
-                            Some(p.header.key_index),
-                        );
-                    }
+                if let Ok((_, f)) = aorta_stream::job::decode_record(r)
+                    && let Ok(p) = frame::parse(f)
+                {
+                    seen.entry(p.header.serial.clone()).or_default().remember(
+                        p.header.sequence,
+                        digest(f),
+                        *at,
+                        Some(p.header.key_index),
+                    );
                 }
             }
             offset = next;

@@ -91,16 +91,17 @@ impl ArtefactRule {
                 .saturating_add(lm.half_window)
                 .min(rr.len().saturating_sub(1));
             for j in lo..=hi {
-                if j != i && in_range.get(j).copied().unwrap_or(false) {
-                    if let Some(&v) = rr.get(j) {
-                        buf.push(v);
-                    }
+                if j != i
+                    && in_range.get(j).copied().unwrap_or(false)
+                    && let Some(&v) = rr.get(j)
+                {
+                    buf.push(v);
                 }
             }
-            if let (Some(med), Some(&r)) = (median(&mut buf), rr.get(i)) {
-                if (r - med).abs() > lm.max_rel_dev * med {
-                    *k = false;
-                }
+            if let (Some(med), Some(&r)) = (median(&mut buf), rr.get(i))
+                && (r - med).abs() > lm.max_rel_dev * med
+            {
+                *k = false;
             }
         }
         keep
@@ -215,13 +216,13 @@ impl NnSeries {
         if !(fs.is_finite() && fs > 0.0) {
             return Err(HrvError::BadSamplingFrequency { fs });
         }
-        if let Some(n) = normal {
-            if n.len() != samples.len() {
-                return Err(HrvError::LengthMismatch {
-                    intervals: samples.len(),
-                    times: n.len(),
-                });
-            }
+        if let Some(n) = normal
+            && n.len() != samples.len()
+        {
+            return Err(HrvError::LengthMismatch {
+                intervals: samples.len(),
+                times: n.len(),
+            });
         }
         let n = samples.len().saturating_sub(1);
         let mut rr = Vec::with_capacity(n);
@@ -327,13 +328,13 @@ pub fn windows_from_beats(
     if !(window_s.is_finite() && window_s > 0.0) {
         return Err(HrvError::BadWindow { seconds: window_s });
     }
-    if let Some(n) = normal {
-        if n.len() != samples.len() {
-            return Err(HrvError::LengthMismatch {
-                intervals: samples.len(),
-                times: n.len(),
-            });
-        }
+    if let Some(n) = normal
+        && n.len() != samples.len()
+    {
+        return Err(HrvError::LengthMismatch {
+            intervals: samples.len(),
+            times: n.len(),
+        });
     }
     if let Some(i) = samples
         .windows(2)
@@ -385,16 +386,16 @@ fn check_times(t: &[f64]) -> Result<(), HrvError> {
         }
     }
     for (i, w) in t.windows(2).enumerate() {
-        if let [a, b] = w {
-            if b <= a {
-                return Err(HrvError::TimeNotIncreasing { index: i + 1 });
-            }
+        if let [a, b] = w
+            && b <= a
+        {
+            return Err(HrvError::TimeNotIncreasing { index: i + 1 });
         }
     }
-    if let (Some(a), Some(b)) = (t.first(), t.last()) {
-        if b - a > MAX_SPAN_S {
-            return Err(HrvError::SpanTooLong { seconds: b - a });
-        }
+    if let (Some(a), Some(b)) = (t.first(), t.last())
+        && b - a > MAX_SPAN_S
+    {
+        return Err(HrvError::SpanTooLong { seconds: b - a });
     }
     Ok(())
 }

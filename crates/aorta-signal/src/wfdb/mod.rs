@@ -580,17 +580,16 @@ fn read_signals(
                     }
                 }
             }
-            if opts.verify_initial_value {
-                if let (Some(expected), Some(&actual)) = (spec.initial_value, data.first()) {
-                    if actual != expected {
-                        return Err(sig_err(SignalError::InitialValue {
-                            signal: i,
-                            description: spec.description.clone(),
-                            expected,
-                            actual,
-                        }));
-                    }
-                }
+            if opts.verify_initial_value
+                && let (Some(expected), Some(&actual)) = (spec.initial_value, data.first())
+                && actual != expected
+            {
+                return Err(sig_err(SignalError::InitialValue {
+                    signal: i,
+                    description: spec.description.clone(),
+                    expected,
+                    actual,
+                }));
             }
         }
     }
