@@ -27,6 +27,11 @@ pub struct Args {
     /// this many MiB (so the bench cannot take the machine down).
     #[arg(long, default_value_t = 8192)]
     rss_cap_mib: u64,
+    /// OS priority (nice) of the hostile clients' threads: 19 stands for
+    /// attackers on machines of their own, 0 shares the CPU with the
+    /// devices and the server as equals.
+    #[arg(long, default_value_t = 19, value_parser = crate::args::int(0i32, 19))]
+    hostile_nice: i32,
     /// Print JSON (`clean` and `hostile` with `frames_per_s`, `p50_ms`,
     /// `p99_ms`, `peak_rss_bytes`; `p99_ratio`, `hostile_clients`,
     /// `hostile_outcomes`, …).
@@ -44,6 +49,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             .rss_cap_mib
             .checked_mul(1 << 20)
             .context("--rss-cap-mib is too large")?,
+        hostile_nice: a.hostile_nice,
     };
     let r = aorta_bench::ingest::run(&cfg, &|s| eprintln!("{s}"))?;
     crate::show(&r, a.json, |r| out!("{}", r.table()))?;

@@ -255,6 +255,7 @@ impl Hostile {
         cert: &Path,
         count: usize,
         serial: &str,
+        nice: i32,
     ) -> anyhow::Result<Hostile> {
         let base = aorta_api::client_tls_config_file(cert)?;
         let with_alpn = |alpn: &[&[u8]]| {
@@ -273,6 +274,12 @@ impl Hostile {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("bench-hostile")
+            // Linux: the nice value of the calling thread only.
+            .on_thread_start(move || {
+                if let Err(e) = rustix::process::setpriority_process(None, nice) {
+                    tracing::warn!(error = %e, "hostile client threads keep their priority");
+                }
+            })
             .enable_all()
             .build()?;
         let (tx, rx) = watch::channel(false);
@@ -830,7 +837,9 @@ async fn feed(
         while left > 0 {
             send.reserve_capacity(left);
             let mut cap = send.capacity();
-            if cap == 0 {
+            // The frame header goes out whole, in the first chunk.
+            let need = head.as_ref().map_or(1, Bytes::len);
+            while cap < need {
                 match std::future::poll_fn(|cx| send.poll_capacity(cx)).await {
                     Some(Ok(c)) => cap = c,
                     _ => return,

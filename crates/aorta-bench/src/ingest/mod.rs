@@ -59,6 +59,11 @@ pub struct IngestConfig {
     /// Hostile clients are stopped once the server's resident memory
     /// passes this, bytes.
     pub rss_cap_bytes: u64,
+    /// OS priority (nice, 0..=19) of the hostile clients' threads: 19 by
+    /// default, standing for attackers on machines of their own (on one
+    /// machine their TLS work would otherwise be charged to the devices'
+    /// latency); 0 puts them level with the devices and the server.
+    pub hostile_nice: i32,
 }
 
 /// Runs the bench; `say` receives progress (stderr in the CLI).
@@ -71,6 +76,9 @@ pub fn run(cfg: &IngestConfig, say: &dyn Fn(&str)) -> anyhow::Result<IngestRepor
     }
     if !(cfg.seconds.is_finite() && cfg.seconds > 0.0 && cfg.seconds <= 3600.0) {
         bail!("--seconds must be in (0, 3600]");
+    }
+    if !(0..=19).contains(&cfg.hostile_nice) {
+        bail!("--hostile-nice must be in 0..=19");
     }
     if cfg.rss_cap_bytes == 0 {
         bail!("--rss-cap-mib must be positive");
@@ -128,7 +136,7 @@ pub fn run(cfg: &IngestConfig, say: &dyn Fn(&str)) -> anyhow::Result<IngestRepor
     // The attackers read the public directory: their frame bodies start
     // with a header of a listed device.
     let listed = serials.last().map_or("LOAD-0001", String::as_str);
-    let attack = hostile::Hostile::start(addr, &cert, cfg.hostile, listed)?;
+    let attack = hostile::Hostile::start(addr, &cert, cfg.hostile, listed, cfg.hostile_nice)?;
     rss.guard(attack.stopper());
     std::thread::sleep(Duration::from_secs(1));
     let hostile_counts = fleet.phase(cfg.seconds);
@@ -166,6 +174,7 @@ pub fn run(cfg: &IngestConfig, say: &dyn Fn(&str)) -> anyhow::Result<IngestRepor
         hostile,
         hostile_total: cfg.hostile,
         hostile_clients,
+        hostile_nice: cfg.hostile_nice,
         hostile_outcomes: outcomes,
         hostile_distinct_sources: distinct,
         rss_idle_bytes,

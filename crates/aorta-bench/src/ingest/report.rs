@@ -68,6 +68,8 @@ pub struct IngestReport {
     pub hostile_total: usize,
     /// Hostile clients by kind.
     pub hostile_clients: BTreeMap<HostileKind, u64>,
+    /// The nice value the hostile clients ran at.
+    pub hostile_nice: i32,
     /// What the hostile clients achieved, by kind.
     pub hostile_outcomes: BTreeMap<HostileKind, KindOutcome>,
     /// Each hostile client connected from its own loopback address.
