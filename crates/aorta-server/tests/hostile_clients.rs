@@ -250,20 +250,8 @@ fn one_source_sends_frame_bodies_at_its_rate_and_a_device_elsewhere_is_not_slowe
         attacker >= Duration::from_millis(2500),
         "the attacker's 240 KB took only {attacker:?}"
     );
-    let m = r
-        .client
-        .get(format!("{}/metrics", r.url))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    let throttled: u64 = m
-        .lines()
-        .find_map(|l| l.strip_prefix("aorta_ingest_body_chunks_throttled_total "))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let m = metrics(&r);
+    let throttled = sample(&m, "aorta_ingest_body_chunks_throttled_total");
     assert!(throttled > 0, "{m}");
 }
 

@@ -87,13 +87,7 @@ fn frames_are_acknowledged_once_durable_and_bad_frames_get_their_4xx() {
         .unwrap();
     assert_eq!(recs.len(), 1);
     // The refusals are counted by name.
-    let m = r
-        .client
-        .get(format!("{}/metrics", r.url))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let m = metrics(&r);
     assert!(m.contains("aorta_ingest_frames_accepted_total 1"), "{m}");
     assert!(
         m.contains("aorta_ingest_frames_refused_total{reason=\"device_signature_invalid\"} 2"),

@@ -58,14 +58,6 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     )
 }
 
-fn sample(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn readiness_follows_the_server_and_liveness_stays() {
     let r = start(|_| {});
@@ -120,13 +112,7 @@ fn idle_clients_cannot_hold_the_operations_port() {
 #[test]
 fn service_port_metrics_carry_build_and_process_metrics() {
     let r = start(|_| {});
-    let m = r
-        .client
-        .get(format!("{}/metrics", r.url))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let m = metrics(&r);
     assert!(
         m.contains(&format!(
             "aorta_build_info{{version=\"{}\",git=\"{}\"}} 1",
@@ -151,14 +137,6 @@ fn durable_counters_survive_a_restart_and_lifetime_ones_restart() {
         ..ServerConfig::default()
     };
     let devices = || directory_of(&["SN-OK"]);
-    let metrics = |r: &Running| {
-        r.client
-            .get(format!("{}/metrics", r.url))
-            .send()
-            .unwrap()
-            .text()
-            .unwrap()
-    };
     let (f1, f2) = (sealed("SN-OK", 0, 1, 360), sealed("SN-OK", 0, 2, 360));
     let r = serve_at(&cfg, devices(), Some(broker_key().public()));
     assert_eq!(post(&r, f1.clone()).0, 200);

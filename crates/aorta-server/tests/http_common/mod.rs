@@ -292,3 +292,23 @@ pub fn post_with(r: &Running, body: Vec<u8>, signature: Option<&str>) -> (u16, s
         serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
     )
 }
+
+/// The server's `GET /metrics` text (HTTPS port).
+pub fn metrics(r: &Running) -> String {
+    r.client
+        .get(format!("{}/metrics", r.url))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
+/// The value of the unlabelled sample `name` in a metrics text.
+pub fn sample(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
