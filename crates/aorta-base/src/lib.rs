@@ -23,4 +23,6 @@ pub mod codec;
 pub mod fs;
 pub mod hex;
 pub mod random;
+#[doc(hidden)]
+pub mod testing;
 pub mod time;

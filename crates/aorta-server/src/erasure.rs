@@ -351,3 +351,35 @@ pub fn request(data_dir: &Path, serial: &str) -> Result<EraseReport, ErasureErro
         pending: book.pending().len(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[test]
+    fn a_repeated_request_keeps_one_request_and_bad_serials_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let a = request(d.path(), "SN-1").unwrap();
+        let b = request(d.path(), "SN-1").unwrap();
+        assert_eq!((a.request.clone(), b.pending), (b.request.clone(), 1));
+        assert_eq!(a.device_mac, b.device_mac);
+        assert_eq!(request(d.path(), "SN-2").unwrap().pending, 2);
+        assert!(matches!(
+            request(d.path(), "../etc"),
+            Err(ErasureError::BadSerial(_))
+        ));
+        // The audit log names no serial.
+        let audit = std::fs::read_to_string(d.path().join("audit.log")).unwrap();
+        assert_eq!(audit.lines().count(), 3);
+        assert!(!audit.contains("SN-1") && !audit.contains("SN-2"));
+        // Completing removes it from the book; completing again is unknown.
+        let mut book = ErasureBook::open(d.path()).unwrap();
+        book.complete(&a.request).unwrap();
+        assert!(matches!(
+            book.complete(&a.request),
+            Err(ErasureError::Unknown(_))
+        ));
+        assert_eq!(ErasureBook::open(d.path()).unwrap().pending().len(), 1);
+    }
+}

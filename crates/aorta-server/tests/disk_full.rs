@@ -23,37 +23,7 @@ use aorta_stream::log::{FileLog, HEADER_LEN};
 
 const SERIAL: &str = "SN-FULL";
 
-/// A tmpfs of `kib` KiB mounted on a fresh directory, unmounted on drop.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(kib: u64) -> Option<Tmpfs> {
-        use std::os::unix::fs::MetadataExt as _;
-        if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
-            eprintln!("not root: the tmpfs full-disk test cannot mount and is skipped");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "running as root but cannot mount a tmpfs");
-        Some(Tmpfs { dir })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.dir.path())
-            .status();
-    }
-}
+use aorta_base::testing::Tmpfs;
 
 fn config(data: &Path) -> ServerConfig {
     ServerConfig {
@@ -100,8 +70,8 @@ fn a_full_disk_is_507_without_acknowledging_and_ingest_resumes_when_space_return
     let Some(fs) = Tmpfs::mount(384) else {
         return;
     };
-    let data: PathBuf = fs.dir.path().join("data");
-    let ballast = fs.dir.path().join("ballast");
+    let data: PathBuf = fs.path().join("data");
+    let ballast = fs.path().join("ballast");
     std::fs::write(&ballast, vec![1u8; 96 << 10]).unwrap();
     let r = start(&data);
     let mut acked: Vec<(u64, u64)> = Vec::new(); // (sequence, offset)
@@ -247,8 +217,8 @@ fn a_batch_that_hits_a_full_disk_is_refused_from_its_first_rolled_back_frame_and
     let Some(fs) = Tmpfs::mount(256) else {
         return;
     };
-    let log = fs.dir.path().join("frames.log");
-    let ballast = fs.dir.path().join("ballast");
+    let log = fs.path().join("frames.log");
+    let ballast = fs.path().join("ballast");
     let counters = Arc::new(IngestCounters::default());
     let mut gc = GroupCommit::open(&log, counters.clone()).unwrap();
     let sub = |seq: u64, fill: u8| {

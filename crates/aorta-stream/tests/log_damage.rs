@@ -11,7 +11,7 @@
     reason = "a test fails by panicking: unwrap, expect and indexing are its assertions"
 )]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use aorta_stream::StreamError;
 use aorta_stream::log::{self, FileLog, FrameLog, HEADER_LEN, MAX_UNSYNCED, Verdict};
@@ -318,42 +318,7 @@ proptest! {
 
 // --- A full disk: a real tmpfs of a few hundred KiB (needs root). ---
 
-/// A tmpfs of `kib` KiB mounted on a fresh directory, unmounted on drop.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    /// Mounts one when running as root; `None` (with a note) otherwise.
-    fn mount(kib: u64) -> Option<Tmpfs> {
-        use std::os::unix::fs::MetadataExt as _;
-        if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
-            eprintln!("not root: the tmpfs full-disk test cannot mount and is skipped");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "running as root but cannot mount a tmpfs");
-        Some(Tmpfs { dir })
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.path().to_path_buf()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.dir.path())
-            .status();
-    }
-}
+use aorta_base::testing::Tmpfs;
 
 #[test]
 fn a_full_disk_rolls_back_and_recovers_when_space_returns() {
