@@ -161,6 +161,10 @@ pub enum VaultError {
         /// What failed.
         reason: String,
     },
+    /// An institution, doctor certificate or emergency request was refused
+    /// (`crate::institution`).
+    #[error(transparent)]
+    Institution(#[from] crate::institution::InstitutionError),
     /// HPKE failed while sealing.
     #[error("HPKE failed: {reason}")]
     Hpke {
@@ -202,6 +206,7 @@ impl VaultError {
             | Self::Write(_)
             | Self::Random(_) => Blame::Environment,
             Self::Config { .. } => Blame::Configuration,
+            Self::Institution(e) => e.blame(),
             Self::Hpke { .. } | Self::Internal { .. } => Blame::Bug,
         }
     }

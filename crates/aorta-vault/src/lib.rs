@@ -56,6 +56,7 @@ pub mod error;
 mod format;
 pub mod grant;
 pub mod inputs;
+pub mod institution;
 pub mod rules;
 pub mod store;
 
@@ -75,5 +76,11 @@ pub mod fuzzing {
 
         /// The 88-byte `AOSG` grant header alone.
         grant_header: crate::grant::GrantHeader;
+
+        /// `AODC` doctor certificate (decoded, not verified).
+        doctor_certificate: crate::institution::DoctorCertificate;
+
+        /// `AOER` break-glass emergency request (decoded, not verified).
+        emergency_request: crate::institution::EmergencyRequest;
     }
 }

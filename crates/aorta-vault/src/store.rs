@@ -415,3 +415,34 @@ impl Vault {
         Ok(self.get(&self.private, &revoked_path(grant_hex))?.is_some())
     }
 }
+
+/// The patient's own small settings (institution pins and the emergency
+/// replay set of [`crate::institution`]), kept in the private (device)
+/// store as `settings/<name>` next to the private fragments, never in a
+/// public store.
+impl Vault {
+    /// Reads setting `name` (`Ok(None)` when it was never written), or
+    /// with `Some(bytes)` replaces it (the local store writes through a
+    /// temporary file and a rename).
+    pub fn device_setting(
+        &self,
+        name: &str,
+        replace_with: Option<Vec<u8>>,
+    ) -> Result<Option<Vec<u8>>, VaultError> {
+        let ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            && !name.starts_with('.');
+        if !ok {
+            return Err(VaultError::Internal {
+                what: "device setting names are [A-Za-z0-9.-], not starting with a dot",
+            });
+        }
+        let p = ObjPath::from(format!("settings/{name}"));
+        match replace_with {
+            Some(bytes) => self.put(&self.private, &p, bytes).map(|()| None),
+            None => self.get(&self.private, &p),
+        }
+    }
+}
