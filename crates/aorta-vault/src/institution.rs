@@ -47,7 +47,8 @@ pub use keys::{
     read_signing_key, write_signing_key,
 };
 pub use pins::{
-    PINS_SETTING, PinnedInstitution, PinnedInstitutions, REPLAY_SETTING, ReplaySet, ResponsibleDoctor,
+    PINS_SETTING, PinnedInstitution, PinnedInstitutions, REPLAY_SETTING, ReplaySet,
+    ResponsibleDoctor,
 };
 
 use crate::Blame;
@@ -146,7 +147,9 @@ pub enum InstitutionError {
     },
     /// Only a certificate with the responsible role can name the patient's
     /// responsible doctor.
-    #[error("the certificate's role is {role}; only a \"responsible\" certificate names a responsible doctor")]
+    #[error(
+        "the certificate's role is {role}; only a \"responsible\" certificate names a responsible doctor"
+    )]
     NotResponsibleRole {
         /// The certificate's role name.
         role: &'static str,
@@ -182,11 +185,7 @@ pub(crate) fn iso(secs: u64) -> String {
 /// Checks a display text (a name, a staff id, a reason): at most `max`
 /// bytes of UTF-8, at least `min`, no control characters (they would let a
 /// text forge lines in an audit listing).
-pub(crate) fn check_text(
-    b: &[u8],
-    min: usize,
-    max: usize,
-) -> Result<&str, &'static str> {
+pub(crate) fn check_text(b: &[u8], min: usize, max: usize) -> Result<&str, &'static str> {
     if b.len() < min {
         return Err("empty");
     }

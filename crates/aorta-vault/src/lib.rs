@@ -18,6 +18,10 @@
 //! * [`grant`]: sharing (paper Fig. 5) — recipients' X25519 identities, HPKE
 //!   (RFC 9180) grants that wrap a record's recovery material with an expiry,
 //!   revocation, standing emergency grants;
+//! * [`institution`]: institutions and roles — institution keys that the
+//!   patient pins, doctor certificates (`AODC`, doctor or responsible
+//!   doctor), break-glass emergency requests signed by the institution
+//!   (`AOER`, time-boxed, replay-checked);
 //! * [`audit`]: an append-only, hash-chained audit log of every protection,
 //!   grant, use and revocation, verified on demand;
 //! * [`deid`]: de-identification of a DICOM header (PS3.15 Basic Application

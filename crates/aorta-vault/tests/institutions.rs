@@ -104,10 +104,7 @@ fn a_certified_doctor_verifies_with_the_pinned_institution() {
     assert_eq!(d.staff_id, "S-0042");
     assert_eq!(d.role, Role::Doctor);
     assert!(!d.responsible_for_patient);
-    assert_eq!(
-        d.certificate_id,
-        DoctorCertificate::parse(&c).unwrap().id()
-    );
+    assert_eq!(d.certificate_id, DoctorCertificate::parse(&c).unwrap().id());
 }
 
 /// A stranger makes an institution of his own and certifies himself: the
@@ -130,7 +127,9 @@ fn a_certificate_naming_the_pinned_institution_but_signed_by_another_key_is_refu
     let w = world();
     let fake = InstitutionSigningKey::generate().unwrap();
     let mallory = Identity::generate().unwrap();
-    let mut c = DoctorCertificate::parse(&certify(&fake, &terms(mallory.public(), Role::Doctor)).unwrap()).unwrap();
+    let mut c =
+        DoctorCertificate::parse(&certify(&fake, &terms(mallory.public(), Role::Doctor)).unwrap())
+            .unwrap();
     c.institution = w.hospital.public();
     let forged = c.signed_by(&fake);
     let e = inst(institution::verify(&forged, &w.pins, NOW).unwrap_err());
@@ -168,10 +167,16 @@ fn expired_and_not_yet_valid_certificates_are_refused() {
     let w = world();
     let c = cert(&w, Role::Doctor);
     let e = inst(institution::verify(&c, &w.pins, NOW + YEAR).unwrap_err());
-    assert!(matches!(e, InstitutionError::CertificateExpired { .. }), "{e}");
+    assert!(
+        matches!(e, InstitutionError::CertificateExpired { .. }),
+        "{e}"
+    );
     assert!(e.to_string().contains("T"), "RFC 3339 times: {e}");
     let e = inst(institution::verify(&c, &w.pins, NOW - 11).unwrap_err());
-    assert!(matches!(e, InstitutionError::CertificateNotYetValid { .. }), "{e}");
+    assert!(
+        matches!(e, InstitutionError::CertificateNotYetValid { .. }),
+        "{e}"
+    );
     assert!(institution::verify(&c, &w.pins, NOW + YEAR - 1).is_ok());
 }
 
@@ -183,7 +188,11 @@ fn unknown_versions_and_roles_are_typed() {
     v2[4] = 2;
     assert!(matches!(
         institution::verify(&v2, &w.pins, NOW).unwrap_err(),
-        VaultError::UnknownVersion { version: 2, supported: 1, .. }
+        VaultError::UnknownVersion {
+            version: 2,
+            supported: 1,
+            ..
+        }
     ));
     let mut r9 = c.clone();
     r9[5] = 9;
@@ -227,17 +236,28 @@ fn only_a_responsible_certificate_names_the_responsible_doctor() {
     let mut w = world();
     let plain = cert(&w, Role::Doctor);
     let e = inst(w.pins.set_responsible(&plain, NOW).unwrap_err());
-    assert!(matches!(e, InstitutionError::NotResponsibleRole { .. }), "{e}");
+    assert!(
+        matches!(e, InstitutionError::NotResponsibleRole { .. }),
+        "{e}"
+    );
     assert!(w.pins.responsible().is_none());
 
     let resp = cert(&w, Role::Responsible);
     let d = w.pins.set_responsible(&resp, NOW).unwrap();
     assert!(d.responsible_for_patient);
-    assert!(institution::verify(&resp, &w.pins, NOW).unwrap().responsible_for_patient);
+    assert!(
+        institution::verify(&resp, &w.pins, NOW)
+            .unwrap()
+            .responsible_for_patient
+    );
     // Another responsible doctor of the same hospital is not the patient's.
     let other = Identity::generate().unwrap();
     let oc = certify(&w.hospital, &terms(other.public(), Role::Responsible)).unwrap();
-    assert!(!institution::verify(&oc, &w.pins, NOW).unwrap().responsible_for_patient);
+    assert!(
+        !institution::verify(&oc, &w.pins, NOW)
+            .unwrap()
+            .responsible_for_patient
+    );
     // A stranger's responsible certificate cannot be named.
     let fake = InstitutionSigningKey::generate().unwrap();
     let fc = certify(&fake, &terms(w.doctor.public(), Role::Responsible)).unwrap();
@@ -314,7 +334,10 @@ fn an_institution_not_allowed_emergency_access_is_refused() {
     let c = cert(&w, Role::Doctor);
     let req = emergency(&w.hospital, &c, NOW, 3600);
     let e = inst(verify_emergency(&req, &w.pins, NOW).unwrap_err());
-    assert!(matches!(e, InstitutionError::EmergencyNotAllowed { .. }), "{e}");
+    assert!(
+        matches!(e, InstitutionError::EmergencyNotAllowed { .. }),
+        "{e}"
+    );
     // The certificate still verifies for ordinary sharing.
     assert!(institution::verify(&c, &w.pins, NOW).is_ok());
     w.pins.set_emergency(&w.hospital.public(), true).unwrap();
@@ -327,11 +350,17 @@ fn expired_future_and_over_long_requests_are_refused() {
     let c = cert(&w, Role::Doctor);
     let req = emergency(&w.hospital, &c, NOW, 3600);
     let e = inst(verify_emergency(&req, &w.pins, NOW + 3600).unwrap_err());
-    assert!(matches!(e, InstitutionError::EmergencyExpired { .. }), "{e}");
+    assert!(
+        matches!(e, InstitutionError::EmergencyExpired { .. }),
+        "{e}"
+    );
     // Issued in the future: up to 5 minutes of clock skew are allowed.
     let ahead = emergency(&w.hospital, &c, NOW + 301, 3600);
     let e = inst(verify_emergency(&ahead, &w.pins, NOW).unwrap_err());
-    assert!(matches!(e, InstitutionError::EmergencyNotYetValid { .. }), "{e}");
+    assert!(
+        matches!(e, InstitutionError::EmergencyNotYetValid { .. }),
+        "{e}"
+    );
     let skew = emergency(&w.hospital, &c, NOW + 300, 3600);
     assert!(verify_emergency(&skew, &w.pins, NOW).is_ok(), "5 min skew");
 
@@ -361,7 +390,14 @@ fn expired_future_and_over_long_requests_are_refused() {
         }
     );
     // Exactly 24 h is allowed.
-    assert!(verify_emergency(&emergency(&w.hospital, &c, NOW, MAX_EMERGENCY_VALIDITY_S), &w.pins, NOW).is_ok());
+    assert!(
+        verify_emergency(
+            &emergency(&w.hospital, &c, NOW, MAX_EMERGENCY_VALIDITY_S),
+            &w.pins,
+            NOW
+        )
+        .is_ok()
+    );
 }
 
 #[test]
@@ -373,15 +409,23 @@ fn a_request_with_an_expired_certificate_or_another_institutions_doctor_is_refus
     let req = emergency(&w.hospital, &short, NOW, 3600);
     assert!(verify_emergency(&req, &w.pins, NOW + 99).is_ok());
     let e = inst(verify_emergency(&req, &w.pins, NOW + 100).unwrap_err());
-    assert!(matches!(e, InstitutionError::CertificateExpired { .. }), "{e}");
+    assert!(
+        matches!(e, InstitutionError::CertificateExpired { .. }),
+        "{e}"
+    );
 
     // Clinic B (pinned, allowed) signs a request for hospital A's doctor.
     let clinic = InstitutionSigningKey::generate().unwrap();
     w.pins.pin(clinic.public(), "Clinic B", true, NOW).unwrap();
-    let mut r = EmergencyRequest::parse(&emergency(&w.hospital, &cert(&w, Role::Doctor), NOW, 3600)).unwrap();
+    let mut r =
+        EmergencyRequest::parse(&emergency(&w.hospital, &cert(&w, Role::Doctor), NOW, 3600))
+            .unwrap();
     r.institution = clinic.public();
     let e = inst(verify_emergency(&r.signed_by(&clinic), &w.pins, NOW).unwrap_err());
-    assert!(matches!(e, InstitutionError::WrongInstitution { .. }), "{e}");
+    assert!(
+        matches!(e, InstitutionError::WrongInstitution { .. }),
+        "{e}"
+    );
 }
 
 #[test]
@@ -391,7 +435,10 @@ fn every_tampered_emergency_byte_is_refused() {
     for i in 0..req.len() {
         let mut t = req.clone();
         t[i] ^= 0x01;
-        assert!(verify_emergency(&t, &w.pins, NOW).is_err(), "byte {i} accepted");
+        assert!(
+            verify_emergency(&t, &w.pins, NOW).is_err(),
+            "byte {i} accepted"
+        );
     }
     for n in 0..req.len() {
         assert!(verify_emergency(&req[..n], &w.pins, NOW).is_err());
@@ -432,8 +479,15 @@ fn pins_responsible_and_replay_set_persist_in_the_device_store() {
     let vault = Vault::open(d.path()).unwrap();
     assert!(PinnedInstitutions::load(&vault).unwrap().list().is_empty());
     let mut pins = PinnedInstitutions::load(&vault).unwrap();
-    assert!(pins.pin(w.hospital.public(), "St. Example", false, NOW).unwrap());
-    assert!(!pins.pin(w.hospital.public(), "St. Example Hospital", true, NOW + 5).unwrap());
+    assert!(
+        pins.pin(w.hospital.public(), "St. Example", false, NOW)
+            .unwrap()
+    );
+    assert!(
+        !pins
+            .pin(w.hospital.public(), "St. Example Hospital", true, NOW + 5)
+            .unwrap()
+    );
     let resp = cert(&w, Role::Responsible);
     pins.set_responsible(&resp, NOW).unwrap();
     pins.save(&vault).unwrap();
@@ -484,7 +538,10 @@ fn institution_key_texts() {
     let pk = k.public().to_text();
     assert!(pk.starts_with("aorta-institution-1"));
     assert_eq!(pk.len(), "aorta-institution-1".len() + 64);
-    assert_eq!(InstitutionKey::from_text(&format!(" {pk}\n")).unwrap(), k.public());
+    assert_eq!(
+        InstitutionKey::from_text(&format!(" {pk}\n")).unwrap(),
+        k.public()
+    );
     assert!(InstitutionKey::from_text(&pk.to_uppercase()).is_err());
     assert!(InstitutionKey::from_text(&pk[..pk.len() - 1]).is_err());
     // A clinician key is not an institution key.
@@ -501,14 +558,22 @@ fn institution_key_texts() {
     let other = InstitutionSigningKey::generate().unwrap();
     let mixed = format!("# public key: {}\n{secret_line}\n", other.public());
     assert!(InstitutionSigningKey::from_file_text(&mixed).is_err());
-    assert!(InstitutionSigningKey::from_file_text(&format!("{secret_line}\n{secret_line}\n")).is_err());
+    assert!(
+        InstitutionSigningKey::from_file_text(&format!("{secret_line}\n{secret_line}\n")).is_err()
+    );
 
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("inst.key");
     institution::write_signing_key(&p, &k).unwrap();
     let again = institution::write_signing_key(&p, &other).unwrap_err();
-    assert!(again.to_string().contains("refusing to overwrite"), "{again}");
-    assert_eq!(institution::read_signing_key(&p).unwrap().public(), k.public());
+    assert!(
+        again.to_string().contains("refusing to overwrite"),
+        "{again}"
+    );
+    assert_eq!(
+        institution::read_signing_key(&p).unwrap().public(),
+        k.public()
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -551,8 +616,14 @@ fn vector_set() -> Vec<(&'static str, Vec<u8>)> {
     )
     .unwrap();
     vec![
-        ("institution.key", hospital.to_file_text().as_bytes().to_vec()),
-        ("institution.pk", format!("{}\n", hospital.public()).into_bytes()),
+        (
+            "institution.key",
+            hospital.to_file_text().as_bytes().to_vec(),
+        ),
+        (
+            "institution.pk",
+            format!("{}\n", hospital.public()).into_bytes(),
+        ),
         ("doctor.identity", doctor.to_text().as_bytes().to_vec()),
         ("doctor.aodc", doc),
         ("responsible.aodc", resp),
@@ -578,14 +649,18 @@ fn vectors_match_and_verify() {
         assert_eq!(stored, bytes, "{name} differs from this build's output");
     }
     let read = |n: &str| std::fs::read(d.join(n)).unwrap();
-    let hospital = InstitutionKey::from_text(std::str::from_utf8(&read("institution.pk")).unwrap()).unwrap();
+    let hospital =
+        InstitutionKey::from_text(std::str::from_utf8(&read("institution.pk")).unwrap()).unwrap();
     let mut pins = PinnedInstitutions::new();
-    pins.pin(hospital, "Vector Hospital", true, 1_800_000_000).unwrap();
+    pins.pin(hospital, "Vector Hospital", true, 1_800_000_000)
+        .unwrap();
     let d1 = institution::verify(&read("doctor.aodc"), &pins, 1_800_003_600).unwrap();
     assert_eq!(d1.role, Role::Doctor);
-    let doctor = Identity::from_text(std::str::from_utf8(&read("doctor.identity")).unwrap()).unwrap();
+    let doctor =
+        Identity::from_text(std::str::from_utf8(&read("doctor.identity")).unwrap()).unwrap();
     assert_eq!(d1.doctor, doctor.public());
-    pins.set_responsible(&read("responsible.aodc"), 1_800_003_600).unwrap();
+    pins.set_responsible(&read("responsible.aodc"), 1_800_003_600)
+        .unwrap();
     let v = verify_emergency(&read("emergency.aoer"), &pins, 1_800_003_600).unwrap();
     assert!(v.doctor.responsible_for_patient);
     assert_eq!(v.nonce, *b"emergency-nonce1");
@@ -603,9 +678,13 @@ fn vector_mutations_never_panic_and_never_verify() {
     let d = vectors_dir();
     let hospital = InstitutionSigningKey::from_seed(&[0x11; 32]).unwrap();
     let mut pins = PinnedInstitutions::new();
-    pins.pin(hospital.public(), "Vector Hospital", true, 0).unwrap();
+    pins.pin(hospital.public(), "Vector Hospital", true, 0)
+        .unwrap();
     for (name, oracle) in [
-        ("doctor.aodc", fuzzing::doctor_certificate as fn(&[u8]) -> bool),
+        (
+            "doctor.aodc",
+            fuzzing::doctor_certificate as fn(&[u8]) -> bool,
+        ),
         ("emergency.aoer", fuzzing::emergency_request),
     ] {
         let v = std::fs::read(d.join(name)).unwrap();

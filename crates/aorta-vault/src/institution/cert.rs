@@ -165,8 +165,13 @@ impl DoctorCertificate {
             .ok_or_else(|| InstitutionError::Unpinned {
                 institution: self.institution.to_text(),
             })?;
-        aorta_crypto::auth::verify(&self.institution.0, &self.signed_message(), &self.signature, WHAT)
-            .map_err(|_| InstitutionError::BadSignature { what: WHAT })?;
+        aorta_crypto::auth::verify(
+            &self.institution.0,
+            &self.signed_message(),
+            &self.signature,
+            WHAT,
+        )
+        .map_err(|_| InstitutionError::BadSignature { what: WHAT })?;
         if now < self.not_before {
             return Err(InstitutionError::CertificateNotYetValid {
                 not_before: self.not_before,
@@ -228,7 +233,8 @@ impl Decode<'_> for DoctorCertificate {
         if r.u8("version")? != CERT_VERSION {
             return Err(r.invalid("version", 1, "unknown format version"));
         }
-        let role = Role::from_byte(r.u8("role")?).ok_or_else(|| r.invalid("role", 1, "unknown role"))?;
+        let role =
+            Role::from_byte(r.u8("role")?).ok_or_else(|| r.invalid("role", 1, "unknown role"))?;
         if r.array::<2>("reserved")? != [0, 0] {
             return Err(r.invalid("reserved", 2, "non-zero reserved bytes"));
         }

@@ -327,8 +327,13 @@ pub fn verify_emergency(
         .ok_or_else(|| InstitutionError::Unpinned {
             institution: req.institution.to_text(),
         })?;
-    aorta_crypto::auth::verify(&req.institution.0, &req.signed_message(), &req.signature, WHAT)
-        .map_err(|_| InstitutionError::BadSignature { what: WHAT })?;
+    aorta_crypto::auth::verify(
+        &req.institution.0,
+        &req.signed_message(),
+        &req.signature,
+        WHAT,
+    )
+    .map_err(|_| InstitutionError::BadSignature { what: WHAT })?;
     if !pin.emergency {
         return Err(InstitutionError::EmergencyNotAllowed {
             institution: req.institution.to_text(),

@@ -117,9 +117,7 @@ impl InstitutionSigningKey {
     pub fn to_file_text(&self) -> Zeroizing<String> {
         let digits = hex::encode_secret_upper(self.key.seed());
         let mut s = Zeroizing::new(String::with_capacity(220));
-        s.push_str(
-            "# aorta institution signing key: secret, keep this file private (mode 0600)\n",
-        );
+        s.push_str("# aorta institution signing key: secret, keep this file private (mode 0600)\n");
         s.push_str("# public key: ");
         s.push_str(&self.public.to_text());
         s.push('\n');

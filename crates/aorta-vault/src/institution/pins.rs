@@ -138,7 +138,11 @@ impl PinnedInstitutions {
         if self.institutions.len() == before {
             return Err(no_such_pin(key));
         }
-        if self.responsible.as_ref().is_some_and(|r| r.institution == *key) {
+        if self
+            .responsible
+            .as_ref()
+            .is_some_and(|r| r.institution == *key)
+        {
             self.responsible = None;
         }
         Ok(())
