@@ -128,6 +128,10 @@ pub enum EhrCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Institutions and roles: `institution …`, `pin`, `unpin`, `pins`,
+    /// `responsible`, `check` (`docs/vault-institutions.md`).
+    #[command(flatten)]
+    Institutions(crate::ehr_institution_cmd::InstitutionCmds),
     /// Shannon entropy (bits/byte) of a file and of its public fragment.
     Entropy {
         /// The file.
@@ -346,6 +350,7 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        EhrCmd::Institutions(cmd) => crate::ehr_institution_cmd::run(cmd),
         EhrCmd::Entropy {
             file,
             mode,

@@ -27,6 +27,7 @@ mod clinician_cmd;
 mod demo_cmd;
 mod device_cmd;
 mod ehr_cmd;
+mod ehr_institution_cmd;
 mod eval_cmd;
 mod eval_report;
 mod factory_cmd;
