@@ -38,7 +38,8 @@ pub enum InstitutionCmds {
         /// holding it.
         #[arg(long)]
         institution: String,
-        /// A name for it in listings (default: the start of its key).
+        /// A name for it in listings (default: the name it has, else the
+        /// start of its key).
         #[arg(long)]
         name: Option<String>,
         /// Allow this institution to ask for break-glass emergency access
@@ -296,10 +297,13 @@ pub fn run(cmd: InstitutionCmds) -> anyhow::Result<ExitCode> {
             let key = institution_key(&institution)?;
             let v = Vault::open_existing(&vault)?;
             let mut pins = PinnedInstitutions::load(&v)?;
-            let name = name.unwrap_or_else(|| {
-                let t = key.to_text();
-                format!("institution {}", t.get(19..35).unwrap_or(&t))
-            });
+            // Without --name: the name it has, or the start of its key.
+            let name = name
+                .or_else(|| pins.get(&key).map(|p| p.name.clone()))
+                .unwrap_or_else(|| {
+                    let t = key.to_text();
+                    format!("institution {}", t.get(19..35).unwrap_or(&t))
+                });
             let new = pins.pin(key, &name, emergency, now()?)?;
             pins.save(&v)?;
             outln!(

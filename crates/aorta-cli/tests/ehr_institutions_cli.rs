@@ -274,15 +274,21 @@ fn institutions_pins_responsible_and_emergency_requests() {
         "not allowed emergency access",
     );
     // The patient allows it: the request verifies (and is not used up).
-    text(&[
+    // (The key may be given in a file; pinning again keeps the name.)
+    std::fs::write(p("inst.pk"), format!("{inst_pk}\n")).unwrap();
+    let again = text(&[
         "ehr",
         "pin",
         "--vault",
         s(&vault),
         "--institution",
-        &inst_pk,
+        s(&p("inst.pk")),
         "--emergency",
     ]);
+    assert!(
+        again.starts_with("updated") && again.contains("\"St. Example\"; emergency access allowed"),
+        "{again}"
+    );
     for _ in 0..2 {
         let out = text(&["ehr", "check", "--vault", s(&vault), s(&p("req.aoer"))]);
         assert!(

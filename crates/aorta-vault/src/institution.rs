@@ -208,3 +208,42 @@ pub(crate) fn short_id(bytes: &[u8]) -> [u8; 16] {
     out.copy_from_slice(h.get(..16).unwrap_or(&[0u8; 16]));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_texts_are_bounded_and_free_of_control_characters() {
+        assert_eq!(
+            check_text(b"Dr. \xc3\x89mile", 1, 128),
+            Ok("Dr. \u{c9}mile")
+        );
+        assert_eq!(check_text(b"", 0, 4), Ok(""));
+        assert!(check_text(b"", 1, 4).is_err());
+        assert!(check_text(b"12345", 1, 4).is_err());
+        assert!(check_text(b"a\nb", 1, 4).is_err());
+        assert!(check_text(b"a\x1b[2J", 1, 8).is_err());
+        assert!(check_text(b"\xc2\x85", 1, 8).is_err(), "C1 control (NEL)");
+        assert!(check_text(b"\xff", 1, 4).is_err());
+    }
+
+    #[test]
+    fn roles_and_blame() {
+        for r in [Role::Doctor, Role::Responsible] {
+            assert_eq!(Role::from_byte(r.byte()), Some(r));
+            assert_eq!(r.name().parse::<Role>().unwrap(), r);
+        }
+        assert_eq!(Role::from_byte(0), None);
+        assert_eq!(Role::from_byte(3), None);
+        assert!("chief".parse::<Role>().is_err());
+        assert_eq!(
+            InstitutionError::UnknownRole { role: 3 }.blame(),
+            Blame::Input
+        );
+        let e = crate::VaultError::from(InstitutionError::Replayed { nonce: "00".into() });
+        assert_eq!(e.blame(), Blame::Refused);
+        assert!(iso(0).starts_with("1970-01-01T00:00:00"));
+        assert_eq!(short_id(b"x").len(), 16);
+    }
+}
