@@ -150,6 +150,11 @@ impl Identity {
         })
     }
 
+    /// The secret key bytes (HPKE auth mode in [`crate::gate`]).
+    pub(crate) fn secret_bytes(&self) -> &[u8; 32] {
+        &self.sk
+    }
+
     /// The public key to give to patients.
     pub fn public(&self) -> RecipientKey {
         self.pk

@@ -54,6 +54,7 @@ pub mod deid;
 pub mod dispersal;
 pub mod error;
 mod format;
+pub mod gate;
 pub mod grant;
 pub mod inputs;
 pub mod rules;
