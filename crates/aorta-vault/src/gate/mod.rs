@@ -254,7 +254,10 @@ fn ticket_body(
     Ok(b)
 }
 
-fn parse_ticket_body(d: &[u8]) -> Result<(Zeroizing<[u8; 32]>, String, Vec<u8>), DecodeError> {
+/// A ticket body: (grant secret, gate URL, audit anchor).
+type TicketBody = (Zeroizing<[u8; 32]>, String, Vec<u8>);
+
+fn parse_ticket_body(d: &[u8]) -> Result<TicketBody, DecodeError> {
     let mut r = Reader::new(d);
     let secret = Zeroizing::new(r.array::<32>("grant secret")?);
     let url = r.bytes_u16("gate url")?;
