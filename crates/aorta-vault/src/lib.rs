@@ -15,9 +15,14 @@
 //!   the (already encrypted) private fragment to a more trusted store;
 //! * [`dispersal`]: optional k-of-n Reed-Solomon dispersal of the public
 //!   fragment over n stores, so that any n − k stores may be lost;
-//! * [`grant`]: sharing (paper Fig. 5) — recipients' X25519 identities, HPKE
-//!   (RFC 9180) grants that wrap a record's recovery material with an expiry,
-//!   revocation, standing emergency grants;
+//! * [`grant`]: recipients' X25519 identities and the first (`AOSG` v1)
+//!   grants, which carried the recovery material (read for tests and
+//!   vectors, no longer issued nor accepted);
+//! * [`gate`]: sharing (paper Fig. 5) through the patient's release gate —
+//!   `AOSG` v2 grants sealed in HPKE auth mode by the patient vault's key,
+//!   carrying no recovery material; the gate request/response protocol; the
+//!   release decision (revocation, not-before, expiry with the gate's
+//!   clock); the bounded HTTP server and client (`docs/vault-sharing.md`);
 //! * [`audit`]: an append-only, hash-chained audit log of every protection,
 //!   grant, use and revocation, verified on demand;
 //! * [`deid`]: de-identification of a DICOM header (PS3.15 Basic Application
@@ -76,5 +81,14 @@ pub mod fuzzing {
 
         /// The 88-byte `AOSG` grant header alone.
         grant_header: crate::grant::GrantHeader;
+
+        /// `AOSG` v2 gate grant (header, encapsulated key, sealed ticket; not opened).
+        gate_grant: crate::gate::GrantV2<'_>;
+
+        /// `AOGQ` gate request.
+        gate_request: crate::gate::Request;
+
+        /// `AOGR` gate response (not opened).
+        gate_response: crate::gate::Response<'_>;
     }
 }

@@ -454,13 +454,7 @@ pub fn build_request(
     identity: &Identity,
     now: u64,
 ) -> Result<Request, VaultError> {
-    let header = RequestHeader {
-        kind: KIND_GRANT,
-        grant_id: ticket.header.grant_id,
-        record_id: ticket.header.record_id,
-        sent_at: now,
-        nonce: aorta_base::random::array::<16>()?,
-    };
+    let header = request_header(ticket, now, aorta_base::random::array::<16>()?);
     let aad = header.to_bytes();
     let (enc, ct) = seal_auth(
         identity,
@@ -469,7 +463,46 @@ pub fn build_request(
         ticket.secret.as_slice(),
         &aad,
     )?;
-    let sealed: [u8; 48] = ct.as_slice().try_into().map_err(|_| VaultError::Internal {
+    assemble_request(header, enc, &ct)
+}
+
+/// [`build_request`] with a caller's nonce and generator: test vectors only.
+pub fn build_request_with_rng<R: hpke::rand_core::CryptoRng>(
+    ticket: &Ticket,
+    identity: &Identity,
+    now: u64,
+    nonce: [u8; 16],
+    rng: &mut R,
+) -> Result<Request, VaultError> {
+    let header = request_header(ticket, now, nonce);
+    let aad = header.to_bytes();
+    let (enc, ct) = seal_auth_with_rng(
+        identity,
+        &ticket.header.patient,
+        REQUEST_INFO,
+        ticket.secret.as_slice(),
+        &aad,
+        rng,
+    )?;
+    assemble_request(header, enc, &ct)
+}
+
+fn request_header(ticket: &Ticket, now: u64, nonce: [u8; 16]) -> RequestHeader {
+    RequestHeader {
+        kind: KIND_GRANT,
+        grant_id: ticket.header.grant_id,
+        record_id: ticket.header.record_id,
+        sent_at: now,
+        nonce,
+    }
+}
+
+fn assemble_request(
+    header: RequestHeader,
+    enc: [u8; 32],
+    ct: &[u8],
+) -> Result<Request, VaultError> {
+    let sealed: [u8; 48] = ct.try_into().map_err(|_| VaultError::Internal {
         what: "sealed grant secret is not 48 bytes",
     })?;
     Ok(Request {
