@@ -317,6 +317,8 @@ impl EhrVault {
         passphrase: &[u8],
         opts: &ProtectOptions,
     ) -> Result<RecordId, VaultError> {
+        // The vault identity is created with the vault's first record.
+        self.identity()?;
         let p = protect(data, passphrase, opts)?;
         self.store.put_record(&p)?;
         self.log.append(
