@@ -1,22 +1,28 @@
 //! The vault's rules, in one place so that no front-end can skip them:
-//! every operation of [`EhrVault`] checks what it must (revocation, expiry,
-//! grant/record match, the passphrase) and writes its own audit entry.
+//! every operation of [`EhrVault`] checks what it must and writes its own
+//! audit entry.
 //!
 //! * [`EhrVault::protect`] disperses a record and logs `protect`;
-//! * [`EhrVault::share`] opens the record with the passphrase,
-//!   de-identifies its DICOM header unless told not to, applies the default
-//!   validity ([`DEFAULT_GRANT_VALIDITY_S`]; standing emergency grants never
-//!   expire), seals the grant and logs `grant` or `emergency`;
+//! * [`EhrVault::share`] opens the record with the passphrase, checks the
+//!   DICOM header can be de-identified (the gate does it at release unless
+//!   told not to), applies the default validity
+//!   ([`DEFAULT_GRANT_VALIDITY_S`]; standing emergency grants never
+//!   expire), records the grant in the gate's table, seals an `AOSG` v2
+//!   grant (no recovery material) in HPKE auth mode with the patient vault
+//!   key and logs `grant` or `emergency`;
+//! * [`EhrVault::answer_release`] is the patient's gate: the release
+//!   decision ([`crate::gate::decide`]) with the gate's own clock —
+//!   revocation, not-before, expiry, replay — logging `use` or `refuse`;
+//! * [`EhrVault::recover_with_grant`] is the recipient's side: opens the
+//!   grant against the pinned patient key, asks the gate, opens the sealed
+//!   release, fetches the public fragment and recovers;
 //! * [`EhrVault::recover_with_passphrase`] logs `recover`;
-//! * [`EhrVault::recover_with_grant`] refuses a grant for another record,
-//!   a revoked, expired or foreign grant and fragments that fail their
-//!   checks, logging `use` on success and `refuse` (with the reason) on a
-//!   refusal;
-//! * [`EhrVault::revoke`] records the revocation and logs `revoke`;
+//! * [`EhrVault::revoke`] marks the grant revoked for the gate and logs
+//!   `revoke`; [`EhrVault::rekey`] re-protects a record under fresh keys
+//!   and replaces its fragments everywhere;
 //! * [`EhrVault::audit_verify`] checks the audit log's hash chain.
 //!
-//! Recovered bytes are returned only after every check passed and the audit
-//! entry was written.
+//! Recovered bytes are returned only after every check passed.
 
 use std::path::Path;
 
