@@ -139,16 +139,7 @@ fn revoked_grant_with_public_only_config_recovers_nothing() {
     );
     s.patient.revoke(RevokeTarget::Grant(&g.grant)).unwrap();
     let e = recover(&r, &s.rid, &g.grant, &s.doc, &s.pk, &gate).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            VaultError::GateRefused {
-                status: "revoked",
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, VaultError::Revoked { .. }), "{e}");
     // The grant itself carries nothing that recovers: no AOSM inside.
     let t = gate::open_grant(&g.grant, &s.doc, &s.pk).unwrap();
     assert_eq!(t.gate_url, aorta_vault::rules::DEFAULT_GATE_URL);
@@ -189,16 +180,7 @@ fn expired_grant_with_the_recipients_clock_turned_back_is_refused_by_the_gate() 
         &Gate::new(&later),
     )
     .unwrap_err();
-    assert!(
-        matches!(
-            e,
-            VaultError::GateRefused {
-                status: "expired",
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, VaultError::Expired { .. }), "{e}");
     // Before its issue time (the gate's clock) it is not valid either.
     let before = EhrVault::open_existing(&s.t.path().join("p"))
         .unwrap()
@@ -406,16 +388,7 @@ fn revoke_with_rekey_makes_cached_material_useless() {
     }
     let gate = Gate::new(&s.patient);
     let e = recover(&s.patient, &s.rid, &g1.grant, &s.doc, &s.pk, &gate).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            VaultError::GateRefused {
-                status: "revoked",
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, VaultError::Revoked { .. }), "{e}");
     let r = public_only(&s.t.path().join("p"), &s.t.path().join("r"));
     assert_eq!(
         recover(&r, &s.rid, &g2.grant, &other, &s.pk, &gate).unwrap(),

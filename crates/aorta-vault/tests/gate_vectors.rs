@@ -199,10 +199,7 @@ fn gate_vectors_match_and_open() {
     assert!(fuzzing::gate_response(&refused));
     assert!(matches!(
         gate::open_response(&refused, &req, &ticket, &doctor),
-        Err(aorta_vault::VaultError::GateRefused {
-            status: "revoked",
-            ..
-        })
+        Err(aorta_vault::VaultError::Revoked { .. })
     ));
 
     // Mutations: never a panic; none opens or is released.

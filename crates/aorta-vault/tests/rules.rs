@@ -93,26 +93,14 @@ fn a_revoked_grant_is_refused_by_the_library_and_the_refusal_is_audited() {
     let (gid, _) = v.revoke(RevokeTarget::Grant(&shared.grant)).unwrap();
     assert_eq!(gid, shared.header.grant_hex());
     let e = rwg(&v, &rid, &shared.grant, &doctor).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            VaultError::GateRefused {
-                status: "revoked",
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, VaultError::Revoked { .. }), "{e}");
     assert_eq!(e.blame(), Blame::Refused);
 
     // A second front-end opening the same directory sees the revocation.
     let other = EhrVault::open_existing(v.store().dir()).unwrap();
     assert!(matches!(
         rwg(&other, &rid, &shared.grant, &doctor),
-        Err(VaultError::GateRefused {
-            status: "revoked",
-            ..
-        })
+        Err(VaultError::Revoked { .. })
     ));
 
     // Revoking by id works too (any case, surrounding space ignored).
@@ -126,10 +114,7 @@ fn a_revoked_grant_is_refused_by_the_library_and_the_refusal_is_audited() {
     );
     assert!(matches!(
         rwg(&v, &rid, &s2.grant, &doctor),
-        Err(VaultError::GateRefused {
-            status: "revoked",
-            ..
-        })
+        Err(VaultError::Revoked { .. })
     ));
     assert!(matches!(
         v.revoke(RevokeTarget::Id("not-hex")),
@@ -167,10 +152,7 @@ fn every_operation_writes_its_audit_entry() {
     // The revoked grant's use reaches the gate and is refused there.
     assert!(matches!(
         rwg(&v, &rid, &em.grant, &doc),
-        Err(VaultError::GateRefused {
-            status: "revoked",
-            ..
-        })
+        Err(VaultError::Revoked { .. })
     ));
     assert_eq!(
         events(&v),
@@ -236,16 +218,7 @@ fn expiry_defaults_and_checks_are_the_librarys() {
         )
         .unwrap();
     let e = rwg(&v, &rid, &short.grant, &doc).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            VaultError::GateRefused {
-                status: "expired",
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, VaultError::Expired { .. }), "{e}");
 
     // Later, the default grant has expired; the emergency grant has not.
     fn a_week_later() -> u64 {
@@ -256,10 +229,7 @@ fn expiry_defaults_and_checks_are_the_librarys() {
         .with_clock(a_week_later);
     assert!(matches!(
         rwg(&later, &rid, &default.grant, &doc),
-        Err(VaultError::GateRefused {
-            status: "expired",
-            ..
-        })
+        Err(VaultError::Expired { .. })
     ));
     assert_eq!(rwg(&later, &rid, &em.grant, &doc).unwrap().bytes, b"ecg");
 }

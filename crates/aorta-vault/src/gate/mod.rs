@@ -800,6 +800,7 @@ pub fn decide(
 }
 
 /// Opens the gate's answer to `request` as the recipient: a refusal is
+/// [`VaultError::Revoked`], [`VaultError::Expired`] (by the gate's clock) or
 /// [`VaultError::GateRefused`]; a release must be sealed by the patient key
 /// to `identity`, bound to this request, and its material must name the
 /// grant's record.
@@ -817,9 +818,20 @@ pub fn open_response(
         });
     }
     let Some((enc, ct)) = r.sealed else {
-        return Err(VaultError::GateRefused {
-            status: r.header.status.name(),
-            gate_time: r.header.gate_time,
+        // Revocation and expiry keep their own errors (the expiry is the
+        // grant's, "now" the gate's clock).
+        return Err(match r.header.status {
+            Status::Revoked => VaultError::Revoked {
+                grant_id: ticket.header.grant_hex(),
+            },
+            Status::Expired => VaultError::Expired {
+                expires_at: ticket.header.expires_at,
+                now: r.header.gate_time,
+            },
+            s => VaultError::GateRefused {
+                status: s.name(),
+                gate_time: r.header.gate_time,
+            },
         });
     };
     let mut aad = r.header.to_bytes();
