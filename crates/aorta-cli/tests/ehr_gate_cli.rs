@@ -241,3 +241,27 @@ fn public_only_recipient_revocation_and_rekey_through_the_gate() {
     let a = text(&["ehr", "audit", "--vault", s(&vault), "--verify"]);
     assert!(a.contains(" use ") && a.contains(" refuse "), "{a}");
 }
+
+/// `ehr gate serve` is a service with nothing to flush: SIGTERM stops it
+/// with exit 0 (`docs/cli.md`, "Signals").
+#[test]
+fn gate_serve_stops_on_sigterm_with_exit_0() {
+    let t = tempfile::tempdir().unwrap();
+    let vault = t.path().join("v");
+    std::fs::create_dir_all(&vault).unwrap();
+    let mut g = GateProc::start(&vault);
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &g.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = g.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "gate still running");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+}
