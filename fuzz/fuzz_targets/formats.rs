@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-const ORACLES: [fn(&[u8]) -> bool; 31] = [
+const ORACLES: [fn(&[u8]) -> bool; 34] = [
     aorta_crypto::fuzzing::frame,
     aorta_crypto::fuzzing::calibration,
     aorta_crypto::fuzzing::reneg_offer,
@@ -38,6 +38,9 @@ const ORACLES: [fn(&[u8]) -> bool; 31] = [
     aorta_crypto::fuzzing::frame_prefix,
     aorta_vault::fuzzing::doctor_certificate,
     aorta_vault::fuzzing::emergency_request,
+    aorta_vault::fuzzing::gate_grant,
+    aorta_vault::fuzzing::gate_request,
+    aorta_vault::fuzzing::gate_response,
 ];
 
 fuzz_target!(|data: &[u8]| {

@@ -1,6 +1,7 @@
 //! `aorta ehr …`: the health-record vault (paper 004): protect a record into
 //! a public and a private fragment, disperse them, share them with HPKE
-//! grants, recover them, audit who did what. Parses, calls
+//! grants released through the patient's gate (`ehr gate serve`), recover
+//! them, revoke (and rekey), audit who did what. Parses, calls
 //! [`aorta_vault::EhrVault`] (which owns every check and audit entry) and
 //! prints.
 
@@ -11,9 +12,10 @@ use anyhow::{Context, bail};
 use aorta_base::fs::{write_private_atomic, write_private_new};
 use aorta_crypto::selective::{HeaderRule, KdfParams, Mode, ProtectOptions, RecordId};
 use aorta_vault::audit::AuditReport;
+use aorta_vault::gate::http::{HttpGate, Limits};
 use aorta_vault::grant::Identity;
 use aorta_vault::inputs;
-use aorta_vault::rules::{RevokeTarget, ShareOptions};
+use aorta_vault::rules::{DEFAULT_GATE_URL, GrantUse, RevokeTarget, ShareOptions};
 use aorta_vault::{Blame, EhrVault, VaultError};
 
 /// `aorta ehr` subcommands.
@@ -63,6 +65,14 @@ pub enum EhrCmd {
         /// The recipient's identity file.
         #[arg(long, requires = "grant")]
         identity: Option<PathBuf>,
+        /// The patient vault's public key (or a file holding it), given by
+        /// the patient (`aorta ehr patient-key`): a grant not sealed by it
+        /// is refused.
+        #[arg(long, requires = "grant")]
+        patient: Option<String>,
+        /// Ask this gate instead of the one the grant names.
+        #[arg(long, requires = "grant")]
+        gate: Option<String>,
         /// Where to write the recovered file (written only if every check
         /// passes; an existing file only with --force).
         #[arg(long)]
@@ -97,6 +107,9 @@ pub enum EhrCmd {
         /// Share the DICOM header as is instead of de-identifying it.
         #[arg(long)]
         keep_identifying_header: bool,
+        /// The URL of the patient's gate the grant sends the recipient to.
+        #[arg(long, default_value = DEFAULT_GATE_URL)]
+        gate: String,
         /// Where to write the grant (an existing file only with --force).
         #[arg(long)]
         out: PathBuf,
@@ -115,7 +128,25 @@ pub enum EhrCmd {
         /// Or the grant id (32 hex digits) printed by `share`.
         #[arg(long, conflicts_with = "grant")]
         grant_id: Option<String>,
+        /// Then re-protect the grant's record under fresh keys and replace
+        /// its fragments in every store: material released before decrypts
+        /// nothing stored after.
+        #[arg(long, requires = "passphrase_file")]
+        rekey: bool,
+        /// Passphrase file (for --rekey).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
     },
+    /// Print the patient vault's public key (recipients pin it: it seals
+    /// every grant and release).
+    PatientKey {
+        /// Vault directory.
+        #[arg(long)]
+        vault: PathBuf,
+    },
+    /// The patient's release gate.
+    #[command(subcommand)]
+    Gate(GateCmd),
     /// Print the audit log; with --verify, check its hash chain.
     Audit {
         /// Vault directory.
@@ -145,6 +176,27 @@ pub enum EhrCmd {
         /// Print JSON (`input_entropy`, `public_entropy`, …).
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `aorta ehr gate …`.
+#[derive(clap::Subcommand)]
+pub enum GateCmd {
+    /// Serve the vault's release gate (HTTP, `POST /v1/release`): it checks
+    /// revocation and expiry with its own clock, audits every use and
+    /// refusal, and releases recovery material sealed to the grant's
+    /// recipient. Prints `gate listening on http://ADDR`; stops on
+    /// SIGINT/SIGTERM.
+    Serve {
+        /// Vault directory.
+        #[arg(long)]
+        vault: PathBuf,
+        /// Address to listen on (loopback by default; port 0 picks one).
+        #[arg(long, default_value = "127.0.0.1:7480")]
+        listen: std::net::SocketAddr,
+        /// Most connections open at once.
+        #[arg(long, default_value_t = 64)]
+        max_connections: usize,
     },
 }
 
@@ -227,6 +279,8 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             passphrase_file,
             grant,
             identity,
+            patient,
+            gate,
             out,
             force,
         } => {
@@ -238,7 +292,20 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
                 (None, Some(gf), Some(idf)) => {
                     let ident = inputs::read_identity(&idf)
                         .with_context(|| format!("reading identity {}", idf.display()))?;
-                    v.recover_with_grant(&rid, &inputs::read(&gf)?, &ident)
+                    let Some(patient) = patient else {
+                        bail!(
+                            "give --patient (the patient vault key, from `aorta ehr patient-key`)"
+                        );
+                    };
+                    let patient = inputs::recipient_key(&patient)?;
+                    let grant_bytes = inputs::read(&gf)?;
+                    let u = GrantUse {
+                        grant: &grant_bytes,
+                        identity: &ident,
+                        patient: &patient,
+                        gate_url: gate.as_deref(),
+                    };
+                    v.recover_with_grant(&rid, &u, &HttpGate::default())
                         .map(|r| r.bytes)
                 }
                 _ => bail!("give --passphrase-file, or --grant with --identity"),
@@ -259,6 +326,7 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             expires,
             emergency,
             keep_identifying_header,
+            gate,
             out,
             force,
         } => {
@@ -271,7 +339,7 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
                 emergency,
                 keep_identifying_header,
             };
-            let v = EhrVault::open_existing(&vault)?;
+            let v = EhrVault::open_existing(&vault)?.with_gate_url(&gate);
             let shared = match checked(v.share(&rid, &pass, &recipient, &opts), Blame::Refused)? {
                 Ok(s) => s,
                 Err(code) => return Ok(code),
@@ -289,6 +357,10 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
                     crate::when::iso_s(shared.header.expires_at)
                 );
             }
+            eprintln!(
+                "the recipient needs the patient key {} (--patient) and your gate at {gate}",
+                shared.header.patient.to_text()
+            );
             outln!("{}", shared.header.grant_hex());
             Ok(ExitCode::SUCCESS)
         }
@@ -296,6 +368,8 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             vault,
             grant,
             grant_id,
+            rekey,
+            passphrase_file,
         } => {
             let grant_bytes = grant.as_deref().map(inputs::read).transpose()?;
             let target = match (&grant_bytes, &grant_id) {
@@ -303,9 +377,51 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
                 (None, Some(id)) => RevokeTarget::Id(id),
                 (None, None) => bail!("give --grant or --grant-id"),
             };
+            let pass = passphrase_file
+                .as_deref()
+                .map(inputs::read_passphrase)
+                .transpose()?;
             let v = EhrVault::open_existing(&vault)?;
-            let gid = v.revoke(target)?;
+            let (gid, record) = v.revoke(target)?;
             outln!("revoked {gid}");
+            if rekey {
+                let (Some(record), Some(pass)) = (record, pass) else {
+                    bail!("--rekey: the vault has no record for grant {gid}; nothing rekeyed");
+                };
+                if let Err(code) = checked(v.rekey(&record, &pass), Blame::Refused)? {
+                    return Ok(code);
+                }
+                outln!("rekeyed {record}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        EhrCmd::PatientKey { vault } => {
+            let v = EhrVault::open_existing(&vault)?;
+            outln!("{}", v.patient_key()?.to_text());
+            Ok(ExitCode::SUCCESS)
+        }
+        EhrCmd::Gate(GateCmd::Serve {
+            vault,
+            listen,
+            max_connections,
+        }) => {
+            crate::signals::shut_down_on_signals()?;
+            let v = EhrVault::open_existing(&vault)?;
+            let key = v.patient_key()?;
+            let limits = Limits {
+                max_connections: max_connections.max(1),
+                ..Limits::default()
+            };
+            aorta_vault::gate::http::run(
+                listen,
+                v,
+                limits,
+                |addr| {
+                    eprintln!("patient key {}", key.to_text());
+                    outln!("gate listening on http://{addr}");
+                },
+                std::future::pending(),
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         EhrCmd::Audit {

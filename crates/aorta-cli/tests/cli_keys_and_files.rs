@@ -84,7 +84,39 @@ impl Vault {
         aorta(&a)
     }
 
+    /// Recovers with a grant through the vault's gate (`ehr gate serve`,
+    /// started for the call) and the pinned patient key.
     fn recover_grant(&self, grant: &Path, identity: &Path, out: &Path, extra: &[&str]) -> Output {
+        let patient = aorta(&["ehr", "patient-key", "--vault", s(&self.dir)]);
+        let patient = String::from_utf8(patient.stdout)
+            .unwrap()
+            .trim()
+            .to_string();
+        let mut gate = std::process::Command::new(common::AORTA)
+            .args([
+                "ehr",
+                "gate",
+                "serve",
+                "--vault",
+                s(&self.dir),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(gate.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("gate listening on ")
+            .unwrap()
+            .to_string();
         let mut a = vec![
             "ehr",
             "recover",
@@ -96,11 +128,18 @@ impl Vault {
             s(grant),
             "--identity",
             s(identity),
+            "--patient",
+            &patient,
+            "--gate",
+            &url,
             "--out",
             s(out),
         ];
         a.extend_from_slice(extra);
-        aorta(&a)
+        let o = aorta(&a);
+        let _ = gate.kill();
+        let _ = gate.wait();
+        o
     }
 
     fn audit(&self) -> String {
@@ -298,6 +337,9 @@ fn audit_and_share_print_rfc3339_times() {
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     let note = err(&o);
     let until = note
+        .lines()
+        .find(|l| l.starts_with("grant written"))
+        .unwrap_or_default()
         .trim()
         .strip_prefix(&format!(
             "grant written to {}; valid until ",

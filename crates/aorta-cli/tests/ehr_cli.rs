@@ -72,6 +72,50 @@ fn refused(args: &[&str], out: &Path, expect: &str) {
     );
 }
 
+/// `aorta ehr gate serve` on a free loopback port, killed on drop.
+struct GateProc {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    url: String,
+}
+
+impl GateProc {
+    fn start(vault: &Path) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(common::AORTA)
+            .args([
+                "ehr",
+                "gate",
+                "serve",
+                "--vault",
+                s(vault),
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("gate listening on ")
+            .unwrap_or_else(|| panic!("gate printed {line:?}"))
+            .to_string();
+        Self { child, url }
+    }
+}
+
+impl Drop for GateProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/dicom/CT_small.dcm")
 }
@@ -147,6 +191,8 @@ fn dicom_roundtrip_protect_disperse_share_recover_and_refusals() {
     };
     let gid = share(&["--expires", "1h"], &grant);
     assert_eq!(gid.len(), 32);
+    let gate = GateProc::start(&vault);
+    let patient = text(&["ehr", "patient-key", "--vault", s(&vault)]);
 
     // The recipient recovers: pixel data identical, header de-identified.
     let by_grant = |g: &Path, id: &Path, out: &Path| {
@@ -161,6 +207,10 @@ fn dicom_roundtrip_protect_disperse_share_recover_and_refusals() {
             s(g),
             "--identity",
             s(id),
+            "--patient",
+            &patient,
+            "--gate",
+            &gate.url,
             "--out",
             s(out),
         ])

@@ -71,6 +71,35 @@ pub enum VaultError {
         "grant refused: it does not open with this identity (addressed to someone else, or modified)"
     )]
     GrantNotForUs,
+    /// The grant was not issued by the patient whose key the recipient
+    /// pinned (a stranger's grant, base mode, or modified).
+    #[error("grant refused: not from the patient: {reason}")]
+    GrantNotFromPatient {
+        /// Why.
+        reason: &'static str,
+    },
+    /// The patient's gate refused the release.
+    #[error("the patient's gate refused: {status} (gate time {})", iso(*gate_time))]
+    GateRefused {
+        /// The gate's reason.
+        status: &'static str,
+        /// The gate's clock.
+        gate_time: u64,
+    },
+    /// The gate's answer is not a release for this request from the patient.
+    #[error("the gate's answer is refused: {reason}")]
+    GateAnswer {
+        /// Why.
+        reason: &'static str,
+    },
+    /// The gate could not be reached or answered out of protocol.
+    #[error("gate {url}: {reason}")]
+    GateUnreachable {
+        /// The gate URL.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
     /// The grant is for another record than the one asked for.
     #[error("the grant is for record {grant_record}, not record {record}")]
     GrantForOtherRecord {
@@ -190,6 +219,9 @@ impl VaultError {
                 | SelectiveError::PublicChecksum,
             )
             | Self::GrantNotForUs
+            | Self::GrantNotFromPatient { .. }
+            | Self::GateRefused { .. }
+            | Self::GateAnswer { .. }
             | Self::Expired { .. }
             | Self::Revoked { .. } => Blame::Refused,
             Self::Selective(_)
@@ -202,6 +234,7 @@ impl VaultError {
             Self::NotFound { .. }
             | Self::TooFewShards { .. }
             | Self::Store { .. }
+            | Self::GateUnreachable { .. }
             | Self::Io { .. }
             | Self::Write(_)
             | Self::Random(_) => Blame::Environment,

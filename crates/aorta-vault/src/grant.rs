@@ -1,21 +1,17 @@
-//! Sharing grants (paper Fig. 5): the patient wraps a record's recovery
-//! material (unit keys, private pieces, D_head — never the passphrase) to a
-//! recipient's X25519 public key with HPKE (RFC 9180, base mode,
-//! DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / ChaCha20-Poly1305).
+//! Recipients' X25519 identities and keys, and the first grant format.
 //!
-//! Grant format `AOSG` v1 (`docs/vault-format.md`): an 88-byte header (magic,
-//! version, suite, flags, grant id, pseudonymous record id, issue and expiry
-//! times, recipient key) used as HPKE associated data, the 32-byte
-//! encapsulated key, and the sealed material. Any change to the header, the
-//! key or the ciphertext makes opening fail. The grant names only the random
-//! record id, never the patient.
-//!
-//! Expiry and revocation are enforced where the fragments are served:
-//! [`crate::EhrVault::recover_with_grant`] checks them (and that the grant
-//! names the record asked for) before handing out the public fragment, and
-//! audits the use or the refusal. A recipient who already fetched both
-//! fragments before revocation keeps what they saw — cryptography cannot
-//! take back a disclosed secret.
+//! Grant format `AOSG` v1 (`docs/vault-format.md`, retired): an 88-byte
+//! header (magic, version, suite, flags, grant id, pseudonymous record id,
+//! issue and expiry times, recipient key) used as HPKE associated data, the
+//! 32-byte encapsulated key, and the recovery material (unit keys, private
+//! pieces, D_head) sealed in HPKE base mode. It is kept to read old grants
+//! and the vectors: the vault no longer issues v1 grants, and
+//! [`crate::EhrVault::recover_with_grant`] refuses them. A v1 grant carried
+//! what recovers the record forever and judged expiry by the recipient's
+//! clock; grants are now `AOSG` v2 through the patient's release gate
+//! ([`crate::gate`], `docs/vault-sharing.md`). Whoever holds a v1 grant can
+//! still open it outside aorta; `EhrVault::rekey` makes its material useless
+//! against the fragments stored after.
 
 use aorta_base::codec::{Decode, DecodeError, Encode, Reader};
 use aorta_base::hex::{self, Case};
@@ -148,6 +144,11 @@ impl Identity {
             sk: raw,
             pk: RecipientKey(pkb),
         })
+    }
+
+    /// The secret key bytes (HPKE auth mode in [`crate::gate`]).
+    pub(crate) fn secret_bytes(&self) -> &[u8; 32] {
+        &self.sk
     }
 
     /// The public key to give to patients.

@@ -15,9 +15,14 @@
 //!   the (already encrypted) private fragment to a more trusted store;
 //! * [`dispersal`]: optional k-of-n Reed-Solomon dispersal of the public
 //!   fragment over n stores, so that any n − k stores may be lost;
-//! * [`grant`]: sharing (paper Fig. 5) — recipients' X25519 identities, HPKE
-//!   (RFC 9180) grants that wrap a record's recovery material with an expiry,
-//!   revocation, standing emergency grants;
+//! * [`grant`]: recipients' X25519 identities and the first (`AOSG` v1)
+//!   grants, which carried the recovery material (read for tests and
+//!   vectors, no longer issued nor accepted);
+//! * [`gate`]: sharing (paper Fig. 5) through the patient's release gate —
+//!   `AOSG` v2 grants sealed in HPKE auth mode by the patient vault's key,
+//!   carrying no recovery material; the gate request/response protocol; the
+//!   release decision (revocation, not-before, expiry with the gate's
+//!   clock); the bounded HTTP server and client (`docs/vault-sharing.md`);
 //! * [`institution`]: institutions and roles — institution keys that the
 //!   patient pins, doctor certificates (`AODC`, doctor or responsible
 //!   doctor), break-glass emergency requests signed by the institution
@@ -58,6 +63,7 @@ pub mod deid;
 pub mod dispersal;
 pub mod error;
 mod format;
+pub mod gate;
 pub mod grant;
 pub mod inputs;
 pub mod institution;
@@ -86,5 +92,14 @@ pub mod fuzzing {
 
         /// `AOER` break-glass emergency request (decoded, not verified).
         emergency_request: crate::institution::EmergencyRequest;
+
+        /// `AOSG` v2 gate grant (header, encapsulated key, sealed ticket; not opened).
+        gate_grant: crate::gate::GrantV2<'_>;
+
+        /// `AOGQ` gate request.
+        gate_request: crate::gate::Request;
+
+        /// `AOGR` gate response (not opened).
+        gate_response: crate::gate::Response<'_>;
     }
 }

@@ -1,34 +1,53 @@
 //! The vault's rules, in one place so that no front-end can skip them:
-//! every operation of [`EhrVault`] checks what it must (revocation, expiry,
-//! grant/record match, the passphrase) and writes its own audit entry.
+//! every operation of [`EhrVault`] checks what it must and writes its own
+//! audit entry.
 //!
 //! * [`EhrVault::protect`] disperses a record and logs `protect`;
-//! * [`EhrVault::share`] opens the record with the passphrase,
-//!   de-identifies its DICOM header unless told not to, applies the default
-//!   validity ([`DEFAULT_GRANT_VALIDITY_S`]; standing emergency grants never
-//!   expire), seals the grant and logs `grant` or `emergency`;
+//! * [`EhrVault::share`] opens the record with the passphrase, checks the
+//!   DICOM header can be de-identified (the gate does it at release unless
+//!   told not to), applies the default validity
+//!   ([`DEFAULT_GRANT_VALIDITY_S`]; standing emergency grants never
+//!   expire), records the grant in the gate's table, seals an `AOSG` v2
+//!   grant (no recovery material) in HPKE auth mode with the patient vault
+//!   key and logs `grant` or `emergency`;
+//! * [`EhrVault::answer_release`] is the patient's gate: the release
+//!   decision ([`crate::gate::decide`]) with the gate's own clock —
+//!   revocation, not-before, expiry, replay — logging `use` or `refuse`;
+//! * [`EhrVault::recover_with_grant`] is the recipient's side: opens the
+//!   grant against the pinned patient key, asks the gate, opens the sealed
+//!   release, fetches the public fragment and recovers;
 //! * [`EhrVault::recover_with_passphrase`] logs `recover`;
-//! * [`EhrVault::recover_with_grant`] refuses a grant for another record,
-//!   a revoked, expired or foreign grant and fragments that fail their
-//!   checks, logging `use` on success and `refuse` (with the reason) on a
-//!   refusal;
-//! * [`EhrVault::revoke`] records the revocation and logs `revoke`;
+//! * [`EhrVault::revoke`] marks the grant revoked for the gate and logs
+//!   `revoke`; [`EhrVault::rekey`] re-protects a record under fresh keys
+//!   and replaces its fragments everywhere;
 //! * [`EhrVault::audit_verify`] checks the audit log's hash chain.
 //!
-//! Recovered bytes are returned only after every check passed and the audit
-//! entry was written.
+//! Recovered bytes are returned only after every check passed.
 
 use std::path::Path;
 
 use aorta_base::hex::{self, Case};
-use aorta_crypto::selective::container::open_private;
-use aorta_crypto::selective::{Mode, ProtectOptions, RecordId, protect, recover};
+use std::sync::OnceLock;
+
+use aorta_crypto::selective::container::{
+    Randomness, open_private, parse_private, protect_deterministic,
+};
+use aorta_crypto::selective::{
+    HeaderRule, Mode, ProtectOptions, RecordId, RecoveryMaterial, protect, recover,
+};
+use zeroize::Zeroizing;
 
 use crate::VaultError;
 use crate::audit::{AuditLog, Entry, Event};
-use crate::error::Blame;
-use crate::grant::{self, GrantHeader, Identity, NEVER, RecipientKey};
+use crate::gate::{self, GateEntry, GateState, GateTransport, GrantV2Header, ReplayCache, Status};
+use crate::grant::{self, Identity, NEVER, RecipientKey};
 use crate::store::Vault;
+
+/// Where grants send recipients when the patient names no gate: the gate
+/// served on loopback by `aorta ehr gate serve`.
+pub const DEFAULT_GATE_URL: &str = "http://127.0.0.1:7480";
+const IDENTITY_OBJECT: &str = "vault-identity";
+const MATERIAL_INFO: &[u8] = b"aorta-ehr gate material v1";
 
 /// How long a grant is valid when the patient names no validity: 7 days.
 /// Standing emergency grants default to [`NEVER`].
@@ -54,9 +73,9 @@ pub struct ShareOptions {
 /// A sealed grant, ready to hand to its recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shared {
-    /// Its public header (grant id, expiry, recipient).
-    pub header: GrantHeader,
-    /// The grant bytes (`AOSG`).
+    /// Its public header (grant id, expiry, recipient, patient key).
+    pub header: GrantV2Header,
+    /// The grant bytes (`AOSG` v2).
     pub grant: Vec<u8>,
     /// Notes for the patient (faithful mode, a header shared unchanged).
     pub notes: Vec<String>,
@@ -80,6 +99,20 @@ pub enum RevokeTarget<'a> {
     Id(&'a str),
 }
 
+/// What a recipient brings to recover a record through the patient's gate.
+#[derive(Debug, Clone, Copy)]
+pub struct GrantUse<'a> {
+    /// The grant bytes (`AOSG` v2).
+    pub grant: &'a [u8],
+    /// The recipient's identity.
+    pub identity: &'a Identity,
+    /// The patient vault key the recipient pinned (given by the patient out
+    /// of band, printed by `aorta ehr share`).
+    pub patient: &'a RecipientKey,
+    /// Ask this gate instead of the one the grant names.
+    pub gate_url: Option<&'a str>,
+}
+
 /// A vault with its rules: the only way to protect, share, recover and
 /// revoke that cannot forget a check or an audit entry.
 #[derive(Debug)]
@@ -87,6 +120,9 @@ pub struct EhrVault {
     store: Vault,
     log: AuditLog,
     clock: fn() -> u64,
+    gate_url: String,
+    identity: OnceLock<Identity>,
+    replays: ReplayCache,
 }
 
 impl EhrVault {
@@ -107,7 +143,164 @@ impl EhrVault {
             store,
             log,
             clock: aorta_base::time::now_s,
+            gate_url: DEFAULT_GATE_URL.to_string(),
+            identity: OnceLock::new(),
+            replays: ReplayCache::default(),
         }
+    }
+
+    /// The gate URL new grants name (default [`DEFAULT_GATE_URL`]).
+    pub fn with_gate_url(mut self, url: &str) -> Self {
+        self.gate_url = url.to_string();
+        self
+    }
+
+    /// The patient vault's identity (X25519), created with the vault and
+    /// kept in the private store (`gate/vault-identity`): it seals grants
+    /// and releases in HPKE auth mode.
+    fn identity(&self) -> Result<&Identity, VaultError> {
+        if let Some(id) = self.identity.get() {
+            return Ok(id);
+        }
+        let id = match self.store.get_gate_object(IDENTITY_OBJECT)? {
+            Some(b) => {
+                let text =
+                    Zeroizing::new(String::from_utf8(b).map_err(|_| VaultError::Malformed {
+                        what: "vault identity",
+                        offset: 0,
+                        reason: "not text",
+                    })?);
+                Identity::from_text(&text)?
+            }
+            None => {
+                let id = Identity::generate()?;
+                self.store
+                    .put_gate_object(IDENTITY_OBJECT, id.to_text().as_bytes().to_vec())?;
+                id
+            }
+        };
+        Ok(self.identity.get_or_init(|| id))
+    }
+
+    /// The patient vault's public key: recipients pin it to know a grant
+    /// (and a release) came from this patient.
+    pub fn patient_key(&self) -> Result<RecipientKey, VaultError> {
+        self.identity().map(Identity::public)
+    }
+
+    fn entry(&self, gid: &str) -> Result<Option<GateEntry>, VaultError> {
+        if gid.len() != 32
+            || !gid
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
+            return Ok(None);
+        }
+        self.store
+            .get_gate_object(&format!("grants/{gid}.json"))?
+            .map(|b| GateEntry::from_json(&Zeroizing::new(b)))
+            .transpose()
+    }
+
+    fn put_entry(&self, gid: &str, e: &GateEntry) -> Result<(), VaultError> {
+        self.store
+            .put_gate_object(&format!("grants/{gid}.json"), e.to_json()?.to_vec())
+    }
+
+    /// Keeps the gate's copy of a record's recovery material, sealed to the
+    /// vault identity (so the gate releases without the passphrase).
+    fn put_gate_material(&self, m: &RecoveryMaterial) -> Result<(), VaultError> {
+        let id = self.identity()?;
+        let (enc, ct) = gate::seal_auth(
+            id,
+            &id.public(),
+            MATERIAL_INFO,
+            &m.to_bytes(),
+            &m.record_id.0,
+        )?;
+        self.store.put_gate_object(
+            &format!("material/{}", m.record_id.to_hex()),
+            [enc.to_vec(), ct].concat(),
+        )
+    }
+
+    fn gate_material(&self, record: &RecordId) -> Result<RecoveryMaterial, VaultError> {
+        let id = self.identity()?;
+        let b = self
+            .store
+            .get_gate_object(&format!("material/{}", record.to_hex()))?
+            .ok_or_else(|| VaultError::NotFound {
+                record_id: record.to_hex(),
+                store: "the gate's material".into(),
+            })?;
+        let bad = VaultError::Malformed {
+            what: "gate material",
+            offset: 0,
+            reason: "does not open with the vault identity",
+        };
+        let (enc, ct) = b.split_first_chunk::<32>().ok_or(bad)?;
+        let plain =
+            gate::open_auth(id, &id.public(), enc, MATERIAL_INFO, ct, &record.0).map_err(|_| {
+                VaultError::Malformed {
+                    what: "gate material",
+                    offset: 0,
+                    reason: "does not open with the vault identity",
+                }
+            })?;
+        Ok(RecoveryMaterial::from_bytes(&plain)?)
+    }
+
+    /// The audit anchor a grant carries: today the audit head file's bytes.
+    // MERGE: helper B's `AuditAnchor` replaces this.
+    fn audit_anchor(&self) -> Result<Vec<u8>, VaultError> {
+        let mut p = self.store.audit_path().into_os_string();
+        p.push(".head");
+        match std::fs::read(&p) {
+            Ok(mut b) => {
+                b.truncate(gate::MAX_ANCHOR_LEN);
+                Ok(b)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(VaultError::io(std::path::Path::new(&p), e)),
+        }
+    }
+
+    /// The gate's answer to one request (`AOGQ` → `AOGR`, see
+    /// `docs/vault-sharing.md`): the release decision ([`gate::decide`])
+    /// with this vault's grant table and clock, audited as `use` or
+    /// `refuse` in the patient's log when the request proved its grant.
+    /// Never fails: an audit or store failure becomes an `unavailable`
+    /// answer (and the material is not released unaudited).
+    pub fn answer_release(&self, request: &[u8]) -> (Status, Vec<u8>) {
+        let now = (self.clock)();
+        let Ok(identity) = self.identity() else {
+            return (
+                Status::Unavailable,
+                gate::refusal(Status::Unavailable, [0; 16], [0; 16], now),
+            );
+        };
+        let lookup = |gid: &str| self.entry(gid);
+        let state = GateState::new(identity, &lookup, &self.replays);
+        let d = gate::decide(request, &state, now, &|r| self.gate_material(r));
+        if let Some((gid, record)) = &d.audited {
+            let (event, detail) = if d.status == Status::Released {
+                (Event::Use, "released by the gate".to_string())
+            } else {
+                (Event::Refuse, format!("gate: {}", d.status.name()))
+            };
+            if self
+                .log
+                .append(now, event, &record.to_hex(), Some(gid), &detail)
+                .is_err()
+            {
+                let (g, n) = gate_ids(request);
+                return (
+                    Status::Unavailable,
+                    gate::refusal(Status::Unavailable, g, n, now),
+                );
+            }
+        }
+        (d.status, d.response)
     }
 
     /// Replaces the wall clock (unix seconds) used for issue times, expiry
@@ -130,6 +323,8 @@ impl EhrVault {
         passphrase: &[u8],
         opts: &ProtectOptions,
     ) -> Result<RecordId, VaultError> {
+        // The vault identity is created with the vault's first record.
+        self.identity()?;
         let p = protect(data, passphrase, opts)?;
         self.store.put_record(&p)?;
         self.log.append(
@@ -156,56 +351,42 @@ impl EhrVault {
         Ok(bytes)
     }
 
-    /// A recipient recovers `record` with a grant and their identity. The
-    /// grant must name `record`, must not be revoked or expired, and must
-    /// open with `identity`; the fragments must pass their checks. Logs
-    /// `use`, or `refuse` with the reason when a check says no.
+    /// A recipient recovers `record` with a grant through the patient's
+    /// gate: opens the grant (it must be sealed by the pinned patient key),
+    /// asks the gate (which judges revocation and expiry with its own
+    /// clock), opens the released material, fetches the public fragment
+    /// from this vault's public store(s) and recovers. A version-1 grant
+    /// (which carried the material itself) is refused.
     pub fn recover_with_grant(
         &self,
         record: &RecordId,
-        grant_bytes: &[u8],
-        identity: &Identity,
+        use_: &GrantUse<'_>,
+        transport: &dyn GateTransport,
     ) -> Result<Recovered, VaultError> {
-        let h = grant::peek(grant_bytes)?;
-        if h.record_id != *record {
+        if gate::grant_version(use_.grant) == Some(grant::GRANT_VERSION) {
+            return Err(VaultError::BadInput {
+                what: "grant".into(),
+                reason: "a version-1 grant (it carries the recovery material itself); the vault \
+                         no longer accepts them: ask the patient for a new grant"
+                    .into(),
+            });
+        }
+        let ticket = gate::open_grant(use_.grant, use_.identity, use_.patient)?;
+        if ticket.header.record_id != *record {
             return Err(VaultError::GrantForOtherRecord {
-                grant_record: h.record_id.to_hex(),
+                grant_record: ticket.header.record_id.to_hex(),
                 record: record.to_hex(),
             });
         }
-        let gid = h.grant_hex();
-        let checked = || -> Result<Vec<u8>, VaultError> {
-            if self.store.is_revoked(&gid)? {
-                return Err(VaultError::Revoked {
-                    grant_id: gid.clone(),
-                });
-            }
-            let (_, m) = grant::open(grant_bytes, identity, (self.clock)())?;
-            let public = self.store.get_public(record)?;
-            Ok(recover(&public, &m)?)
-        };
-        match checked() {
-            Ok(bytes) => {
-                self.log
-                    .append((self.clock)(), Event::Use, &record.to_hex(), Some(&gid), "")?;
-                Ok(Recovered {
-                    bytes,
-                    grant_id: Some(gid),
-                })
-            }
-            Err(e) => {
-                if e.blame() == Blame::Refused {
-                    self.log.append(
-                        (self.clock)(),
-                        Event::Refuse,
-                        &record.to_hex(),
-                        Some(&gid),
-                        &e.to_string(),
-                    )?;
-                }
-                Err(e)
-            }
-        }
+        let request = gate::build_request(&ticket, use_.identity, (self.clock)())?;
+        let url = use_.gate_url.unwrap_or(&ticket.gate_url);
+        let answer = transport.exchange(url, &aorta_base::codec::Encode::to_bytes(&request))?;
+        let m = gate::open_response(&answer, &request, &ticket, use_.identity)?;
+        let public = self.store.get_public(record)?;
+        Ok(Recovered {
+            bytes: recover(&public, &m)?,
+            grant_id: Some(ticket.header.grant_hex()),
+        })
     }
 
     /// Grants `recipient` access to `record`: opens it with `passphrase`,
@@ -220,14 +401,14 @@ impl EhrVault {
         opts: &ShareOptions,
     ) -> Result<Shared, VaultError> {
         let private = self.store.get_private(record)?;
-        let mut m = open_private(&private, passphrase)?;
+        let m = open_private(&private, passphrase)?;
         let mut notes = Vec::new();
         if m.mode == Mode::Faithful {
             notes.push(FAITHFUL_GRANT_NOTE.to_string());
         }
         if !opts.keep_identifying_header {
-            let (head, note) = crate::deid::deidentify_head(&m.head, record)?;
-            m.head = head;
+            // The gate de-identifies at each release; this checks it can.
+            let (_, note) = crate::deid::deidentify_head(&m.head, record)?;
             notes.extend(note);
         }
         let now = (self.clock)();
@@ -236,7 +417,36 @@ impl EhrVault {
             (None, true) => NEVER,
             (None, false) => now.saturating_add(DEFAULT_GRANT_VALIDITY_S),
         };
-        let (header, bytes) = grant::seal(&m, recipient, now, expires_at, opts.emergency)?;
+        let identity = self.identity()?;
+        self.put_gate_material(&m)?;
+        let header = GrantV2Header {
+            grant_id: aorta_base::random::array::<16>()?,
+            record_id: *record,
+            issued_at: now,
+            expires_at,
+            emergency: opts.emergency,
+            recipient: *recipient,
+            patient: identity.public(),
+        };
+        let secret = aorta_base::random::secret::<32>()?;
+        let entry = GateEntry {
+            record: *record,
+            recipient: *recipient,
+            secret: secret.clone(),
+            issued_at: now,
+            expires_at,
+            emergency: opts.emergency,
+            keep_identifying_header: opts.keep_identifying_header,
+            revoked: false,
+        };
+        let bytes = gate::seal_grant(
+            identity,
+            &header,
+            &secret,
+            &self.gate_url,
+            &self.audit_anchor()?,
+        )?;
+        self.put_entry(&header.grant_hex(), &entry)?;
         let expires = if expires_at == NEVER {
             "never".to_string()
         } else {
@@ -260,14 +470,24 @@ impl EhrVault {
         })
     }
 
-    /// Revokes a grant (from then on [`EhrVault::recover_with_grant`]
-    /// refuses it) and logs `revoke`. Returns the grant id (hex).
-    pub fn revoke(&self, target: RevokeTarget<'_>) -> Result<String, VaultError> {
+    /// Revokes a grant: the gate refuses it from then on (its table entry
+    /// is marked, and the `revoked/` marker written), and logs `revoke`.
+    /// Returns the grant id (hex) and its record when known.
+    pub fn revoke(
+        &self,
+        target: RevokeTarget<'_>,
+    ) -> Result<(String, Option<RecordId>), VaultError> {
         let (gid, record) = match target {
-            RevokeTarget::Grant(g) => {
-                let h = grant::peek(g)?;
-                (h.grant_hex(), h.record_id.to_hex())
-            }
+            RevokeTarget::Grant(g) => match gate::grant_version(g) {
+                Some(gate::GRANT_V2) => {
+                    let h = gate::GrantV2::parse(g)?.header;
+                    (h.grant_hex(), Some(h.record_id))
+                }
+                _ => {
+                    let h = grant::peek(g)?;
+                    (h.grant_hex(), Some(h.record_id))
+                }
+            },
             RevokeTarget::Id(id) => {
                 let id = id.trim().to_ascii_lowercase();
                 hex::decode_array::<16>(&id, Case::Lower).map_err(|_| VaultError::Malformed {
@@ -275,17 +495,69 @@ impl EhrVault {
                     offset: 0,
                     reason: "expected 32 hex digits",
                 })?;
-                (id, String::new())
+                (id, None)
             }
         };
+        let entry = self.entry(&gid)?;
+        let record = record.or(entry.as_ref().map(|e| e.record));
+        if let Some(mut e) = entry {
+            e.revoked = true;
+            self.put_entry(&gid, &e)?;
+        }
         self.store.revoke(&gid)?;
+        let rec = record.map(|r| r.to_hex()).unwrap_or_default();
         self.log
-            .append((self.clock)(), Event::Revoke, &record, Some(&gid), "")?;
-        Ok(gid)
+            .append((self.clock)(), Event::Revoke, &rec, Some(&gid), "")?;
+        Ok((gid, record))
+    }
+
+    /// Re-protects `record` under fresh keys (fresh salt, nonce and, in
+    /// strong mode, record secret; the same record id, passphrase, mode and
+    /// KDF costs) and replaces its public fragment in every store (every
+    /// replica or shard), its private fragment (and backup) and the gate's
+    /// material. Material released before — or carried by a version-1
+    /// grant — no longer matches anything stored after. Logs `protect` with
+    /// the detail `rekey`.
+    // MERGE: an `Event::Rekey` in audit.rs would name it better.
+    pub fn rekey(&self, record: &RecordId, passphrase: &[u8]) -> Result<(), VaultError> {
+        let private = self.store.get_private(record)?;
+        let (ph, _) = parse_private(&private)?;
+        let m = open_private(&private, passphrase)?;
+        let public = self.store.get_public(record)?;
+        let bytes = Zeroizing::new(recover(&public, &m)?);
+        let mut rnd = Randomness::fresh()?;
+        rnd.record_id = *record;
+        let opts = ProtectOptions {
+            mode: ph.mode,
+            kdf: ph.kdf,
+            header: HeaderRule::Bytes(m.head.len() as u64),
+        };
+        let p = protect_deterministic(&bytes, passphrase, &opts, &rnd)?;
+        let fresh = open_private(&p.private, passphrase)?;
+        self.store.put_record(&p)?;
+        self.put_gate_material(&fresh)?;
+        self.log.append(
+            (self.clock)(),
+            Event::Protect,
+            &record.to_hex(),
+            None,
+            &format!(
+                "rekey (mode {}): fresh keys, public and private fragments replaced",
+                ph.mode.name()
+            ),
+        )?;
+        Ok(())
     }
 
     /// Verifies the audit log's hash chain and head; returns its entries.
     pub fn audit_verify(&self) -> Result<Vec<Entry>, VaultError> {
         self.log.verify()
     }
+}
+
+/// The grant id and nonce of a request that may not parse (for an
+/// `unavailable` answer).
+fn gate_ids(request: &[u8]) -> ([u8; 16], [u8; 16]) {
+    gate::Request::parse(request)
+        .map_or(([0; 16], [0; 16]), |r| (r.header.grant_id, r.header.nonce))
 }

@@ -401,6 +401,17 @@ impl Vault {
             .map_err(obj_err(&self.private.label))
     }
 
+    /// Writes the patient's object `gate/<key>` (the release gate's state:
+    /// grant table, gate material, vault identity) to the private store.
+    pub fn put_gate_object(&self, key: &str, bytes: Vec<u8>) -> Result<(), VaultError> {
+        self.put(&self.private, &ObjPath::from(format!("gate/{key}")), bytes)
+    }
+
+    /// Reads the patient's object `gate/<key>` from the private store.
+    pub fn get_gate_object(&self, key: &str) -> Result<Option<Vec<u8>>, VaultError> {
+        self.get(&self.private, &ObjPath::from(format!("gate/{key}")))
+    }
+
     /// Records that a grant is revoked.
     pub fn revoke(&self, grant_hex: &str) -> Result<(), VaultError> {
         self.put(

@@ -14,8 +14,10 @@ use std::path::PathBuf;
 
 use aorta_crypto::selective::{KdfParams, Mode, ProtectOptions, RecordId};
 use aorta_vault::audit::Event;
-use aorta_vault::grant::{self, Identity, NEVER};
+use aorta_vault::gate::{GateTransport, GrantV2};
+use aorta_vault::grant::{Identity, NEVER};
 use aorta_vault::rules::{DEFAULT_GRANT_VALIDITY_S, RevokeTarget, ShareOptions};
+use aorta_vault::rules::{GrantUse, Recovered};
 use aorta_vault::{Blame, EhrVault, VaultError};
 
 const T0: u64 = 1_700_000_000;
@@ -42,6 +44,32 @@ fn events(v: &EhrVault) -> Vec<Event> {
     v.audit_verify().unwrap().iter().map(|e| e.event).collect()
 }
 
+/// The patient's vault answering as its own gate, in process.
+struct Direct<'a>(&'a EhrVault);
+
+impl GateTransport for Direct<'_> {
+    fn exchange(&self, _url: &str, request: &[u8]) -> Result<Vec<u8>, VaultError> {
+        Ok(self.0.answer_release(request).1)
+    }
+}
+
+/// A recipient recovers through `v`'s gate (and `v`'s public stores).
+fn rwg(
+    v: &EhrVault,
+    rid: &RecordId,
+    grant: &[u8],
+    who: &Identity,
+) -> Result<Recovered, VaultError> {
+    let patient = v.patient_key().unwrap();
+    let u = GrantUse {
+        grant,
+        identity: who,
+        patient: &patient,
+        gate_url: None,
+    };
+    v.recover_with_grant(rid, &u, &Direct(v))
+}
+
 fn vault() -> (tempfile::TempDir, EhrVault) {
     let d = tempfile::tempdir().unwrap();
     let v = EhrVault::open(d.path()).unwrap().with_clock(at_t0);
@@ -58,22 +86,20 @@ fn a_revoked_grant_is_refused_by_the_library_and_the_refusal_is_audited() {
     let shared = v
         .share(&rid, b"pw", &doctor.public(), &ShareOptions::default())
         .unwrap();
-    let ok = v.recover_with_grant(&rid, &shared.grant, &doctor).unwrap();
+    let ok = rwg(&v, &rid, &shared.grant, &doctor).unwrap();
     assert_eq!(ok.bytes, b"lab results");
     assert_eq!(ok.grant_id.as_deref(), Some(&*shared.header.grant_hex()));
 
-    let gid = v.revoke(RevokeTarget::Grant(&shared.grant)).unwrap();
+    let (gid, _) = v.revoke(RevokeTarget::Grant(&shared.grant)).unwrap();
     assert_eq!(gid, shared.header.grant_hex());
-    let e = v
-        .recover_with_grant(&rid, &shared.grant, &doctor)
-        .unwrap_err();
+    let e = rwg(&v, &rid, &shared.grant, &doctor).unwrap_err();
     assert!(matches!(e, VaultError::Revoked { .. }), "{e}");
     assert_eq!(e.blame(), Blame::Refused);
 
     // A second front-end opening the same directory sees the revocation.
     let other = EhrVault::open_existing(v.store().dir()).unwrap();
     assert!(matches!(
-        other.recover_with_grant(&rid, &shared.grant, &doctor),
+        rwg(&other, &rid, &shared.grant, &doctor),
         Err(VaultError::Revoked { .. })
     ));
 
@@ -83,11 +109,11 @@ fn a_revoked_grant_is_refused_by_the_library_and_the_refusal_is_audited() {
         .unwrap();
     let id = format!(" {} ", s2.header.grant_hex().to_uppercase());
     assert_eq!(
-        v.revoke(RevokeTarget::Id(&id)).unwrap(),
+        v.revoke(RevokeTarget::Id(&id)).unwrap().0,
         s2.header.grant_hex()
     );
     assert!(matches!(
-        v.recover_with_grant(&rid, &s2.grant, &doctor),
+        rwg(&v, &rid, &s2.grant, &doctor),
         Err(VaultError::Revoked { .. })
     ));
     assert!(matches!(
@@ -114,12 +140,19 @@ fn every_operation_writes_its_audit_entry() {
         .share(&rid, b"pw", &doc.public(), &ShareOptions::default())
         .unwrap();
     let em = v.share(&rid, b"pw", &doc.public(), &EMERGENCY).unwrap();
-    v.recover_with_grant(&rid, &g.grant, &doc).unwrap();
+    rwg(&v, &rid, &g.grant, &doc).unwrap();
     v.revoke(RevokeTarget::Grant(&em.grant)).unwrap();
+    // A stranger holding the grant cannot open it: nothing reaches the
+    // gate, nothing is audited.
     let stranger = Identity::generate().unwrap();
     assert!(matches!(
-        v.recover_with_grant(&rid, &g.grant, &stranger),
+        rwg(&v, &rid, &g.grant, &stranger),
         Err(VaultError::GrantNotForUs)
+    ));
+    // The revoked grant's use reaches the gate and is refused there.
+    assert!(matches!(
+        rwg(&v, &rid, &em.grant, &doc),
+        Err(VaultError::Revoked { .. })
     ));
     assert_eq!(
         events(&v),
@@ -184,7 +217,7 @@ fn expiry_defaults_and_checks_are_the_librarys() {
             },
         )
         .unwrap();
-    let e = v.recover_with_grant(&rid, &short.grant, &doc).unwrap_err();
+    let e = rwg(&v, &rid, &short.grant, &doc).unwrap_err();
     assert!(matches!(e, VaultError::Expired { .. }), "{e}");
 
     // Later, the default grant has expired; the emergency grant has not.
@@ -195,16 +228,10 @@ fn expiry_defaults_and_checks_are_the_librarys() {
         .unwrap()
         .with_clock(a_week_later);
     assert!(matches!(
-        later.recover_with_grant(&rid, &default.grant, &doc),
+        rwg(&later, &rid, &default.grant, &doc),
         Err(VaultError::Expired { .. })
     ));
-    assert_eq!(
-        later
-            .recover_with_grant(&rid, &em.grant, &doc)
-            .unwrap()
-            .bytes,
-        b"ecg"
-    );
+    assert_eq!(rwg(&later, &rid, &em.grant, &doc).unwrap().bytes, b"ecg");
 }
 
 #[test]
@@ -216,14 +243,14 @@ fn a_grant_for_another_record_is_refused_as_input() {
     let g = v
         .share(&a, b"pw", &doc.public(), &ShareOptions::default())
         .unwrap();
-    let e = v.recover_with_grant(&b, &g.grant, &doc).unwrap_err();
+    let e = rwg(&v, &b, &g.grant, &doc).unwrap_err();
     assert!(matches!(e, VaultError::GrantForOtherRecord { .. }), "{e}");
     assert_eq!(e.blame(), Blame::Input);
     assert!(matches!(
-        v.recover_with_grant(&RecordId([0; 16]), b"junk", &doc),
+        rwg(&v, &RecordId([0; 16]), b"junk", &doc),
         Err(VaultError::Decode { .. })
     ));
-    assert_eq!(grant::peek(&g.grant).unwrap().record_id, a);
+    assert_eq!(GrantV2::parse(&g.grant).unwrap().header.record_id, a);
 }
 
 #[test]
@@ -245,7 +272,7 @@ fn the_dicom_header_is_deidentified_unless_kept_and_faithful_mode_is_noted() {
         "{:?}",
         deid.notes
     );
-    let got = v.recover_with_grant(&rid, &deid.grant, &doc).unwrap().bytes;
+    let got = rwg(&v, &rid, &deid.grant, &doc).unwrap().bytes;
     assert!(!has(&got));
     let kept = v
         .share(
@@ -258,8 +285,5 @@ fn the_dicom_header_is_deidentified_unless_kept_and_faithful_mode_is_noted() {
             },
         )
         .unwrap();
-    assert_eq!(
-        v.recover_with_grant(&rid, &kept.grant, &doc).unwrap().bytes,
-        input
-    );
+    assert_eq!(rwg(&v, &rid, &kept.grant, &doc).unwrap().bytes, input);
 }
