@@ -13,6 +13,9 @@
 //!   "cloud" store(s) (local directories by default, S3 by configuration),
 //!   the private fragment to the device's local store, an optional backup of
 //!   the (already encrypted) private fragment to a more trusted store;
+//! * [`integrity`]: the HMAC tag on every stored public replica (`AOSI`)
+//!   and shard, under a key only the private fragment yields, and what
+//!   recovery reports about stores whose copy failed;
 //! * [`dispersal`]: optional k-of-n Reed-Solomon dispersal of the public
 //!   fragment over n stores, so that any n − k stores may be lost;
 //! * [`grant`]: sharing (paper Fig. 5) — recipients' X25519 identities, HPKE
@@ -56,6 +59,7 @@ pub mod error;
 mod format;
 pub mod grant;
 pub mod inputs;
+pub mod integrity;
 pub mod rules;
 pub mod store;
 
@@ -69,6 +73,9 @@ pub mod fuzzing {
     aorta_base::fuzz_entry_points! {
         /// `AOSD` dispersal shard.
         shard: crate::dispersal::Shard<'_>;
+
+        /// `AOSI` public replica (tag not checked).
+        replica: crate::integrity::Replica<'_>;
 
         /// `AOSG` grant (header, encapsulated key, sealed material; not opened).
         grant: crate::grant::Grant<'_>;

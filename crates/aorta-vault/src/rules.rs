@@ -22,12 +22,16 @@ use std::path::Path;
 
 use aorta_base::hex::{self, Case};
 use aorta_crypto::selective::container::open_private;
-use aorta_crypto::selective::{Mode, ProtectOptions, RecordId, protect, recover};
+use aorta_crypto::selective::{
+    MasterKey, Mode, ProtectOptions, Randomness, RecordId, open_private_with_key, protect_with_key,
+    recover,
+};
 
 use crate::VaultError;
 use crate::audit::{AuditLog, Entry, Event};
 use crate::error::Blame;
 use crate::grant::{self, GrantHeader, Identity, NEVER, RecipientKey};
+use crate::integrity::StoreFailure;
 use crate::store::Vault;
 
 /// How long a grant is valid when the patient names no validity: 7 days.
@@ -130,8 +134,13 @@ impl EhrVault {
         passphrase: &[u8],
         opts: &ProtectOptions,
     ) -> Result<RecordId, VaultError> {
-        let p = protect(data, passphrase, opts)?;
-        self.store.put_record(&p)?;
+        // One Argon2id derivation: K protects the record and opens its
+        // private fragment again for the integrity key of the public copies.
+        let rnd = Randomness::fresh()?;
+        let k = MasterKey::derive(passphrase, &rnd.salt, &opts.kdf)?;
+        let p = protect_with_key(data, &k, opts, &rnd)?;
+        let m = open_private_with_key(&p.private, &k)?;
+        self.store.put_record(&p, &m)?;
         self.log.append(
             (self.clock)(),
             Event::Protect,
@@ -148,12 +157,31 @@ impl EhrVault {
         record: &RecordId,
         passphrase: &[u8],
     ) -> Result<Vec<u8>, VaultError> {
+        self.recover_with_passphrase_reporting(record, passphrase)
+            .map(|(bytes, _)| bytes)
+    }
+
+    /// [`EhrVault::recover_with_passphrase`], also returning the public
+    /// stores whose copy failed (tampered, missing, unreadable) while
+    /// another store's copy verified; they are named in the `recover` audit
+    /// entry too.
+    pub fn recover_with_passphrase_reporting(
+        &self,
+        record: &RecordId,
+        passphrase: &[u8],
+    ) -> Result<(Vec<u8>, Vec<StoreFailure>), VaultError> {
         let private = self.store.get_private(record)?;
-        let public = self.store.get_public(record)?;
-        let bytes = recover(&public, &open_private(&private, passphrase)?)?;
-        self.log
-            .append((self.clock)(), Event::Recover, &record.to_hex(), None, "")?;
-        Ok(bytes)
+        let m = open_private(&private, passphrase)?;
+        let (public, failures) = self.store.get_public_verified(record, &m)?;
+        let bytes = recover(&public, &m)?;
+        self.log.append(
+            (self.clock)(),
+            Event::Recover,
+            &record.to_hex(),
+            None,
+            &failures_detail(&failures),
+        )?;
+        Ok((bytes, failures))
     }
 
     /// A recipient recovers `record` with a grant and their identity. The
@@ -181,7 +209,7 @@ impl EhrVault {
                 });
             }
             let (_, m) = grant::open(grant_bytes, identity, (self.clock)())?;
-            let public = self.store.get_public(record)?;
+            let (public, _failed_stores) = self.store.get_public_verified(record, &m)?;
             Ok(recover(&public, &m)?)
         };
         match checked() {
@@ -288,4 +316,13 @@ impl EhrVault {
     pub fn audit_verify(&self) -> Result<Vec<Entry>, VaultError> {
         self.log.verify()
     }
+}
+
+/// The audit detail naming public stores whose copy failed ("" when none).
+fn failures_detail(failures: &[StoreFailure]) -> String {
+    failures
+        .iter()
+        .map(|f| format!("public {f}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }

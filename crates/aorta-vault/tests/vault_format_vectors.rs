@@ -21,6 +21,7 @@ use aorta_crypto::selective::{RecordId, RecoveryMaterial, recover};
 use aorta_vault::audit::{AuditLog, Event};
 use aorta_vault::dispersal::{self, Dispersal};
 use aorta_vault::grant::{self, Identity};
+use aorta_vault::integrity::{self, IntegrityKey};
 use sha2::{Digest, Sha256};
 
 /// A predictable generator for vectors only: SHA-256(seed ‖ counter) blocks.
@@ -99,14 +100,38 @@ fn vault_vectors_match() {
     let rid = RecordId(*b"record-id-000001");
     assert_eq!(material.record_id, rid);
 
-    // Shards: 2-of-3 over the strong public container; any two rebuild it.
+    // The integrity key of the record, a tagged replica, and 2-of-3 tagged
+    // shards over the strong public container; any two rebuild it.
+    let key = IntegrityKey::for_material(&material).unwrap();
+    check(
+        "strong.integrity-key.hex",
+        format!("{}\n", aorta_base::hex::encode(key.as_bytes())).as_bytes(),
+        write,
+    );
+    let replica = integrity::seal_replica(&public, rid, &key).unwrap();
+    check("strong.public.aosi", &replica, write);
+    assert_eq!(
+        integrity::open_replica(&replica, &rid, &key).unwrap(),
+        public
+    );
     let d = Dispersal { k: 2, n: 3 };
-    let shards = dispersal::encode(&public, rid, d).unwrap();
+    let shards = dispersal::encode(&public, rid, d, &key).unwrap();
     for (i, s) in shards.iter().enumerate() {
         check(&format!("strong.public.aosp.shard{i}.aosd"), s, write);
     }
     let some = vec![None, Some(shards[1].clone()), Some(shards[2].clone())];
-    assert_eq!(dispersal::decode(&some, rid, d).unwrap(), public);
+    assert_eq!(dispersal::decode(&some, rid, d, &key).unwrap(), public);
+    // The first version's shards (unkeyed checksum) are still read.
+    let v1: Vec<Option<Vec<u8>>> = (0..3)
+        .map(|i| {
+            Some(std::fs::read(dir().join(format!("strong.public.aosp.shard{i}.v1.aosd"))).unwrap())
+        })
+        .collect();
+    let last_two = [None, v1[1].clone(), v1[2].clone()];
+    assert_eq!(dispersal::decode(&last_two, rid, d, &key).unwrap(), public);
+    // Under the wrong store's index they are refused.
+    let shifted = [v1[1].clone(), v1[2].clone(), None];
+    assert!(dispersal::decode(&shifted, rid, d, &key).is_err());
 
     // Identity and grant.
     let id = Identity::derive(&[0x11; 32]).unwrap();
