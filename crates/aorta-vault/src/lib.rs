@@ -74,6 +74,9 @@ pub mod fuzzing {
         /// `AOSD` dispersal shard.
         shard: crate::dispersal::Shard<'_>;
 
+        /// `AOSA` audit anchor (MAC not checked).
+        audit_anchor: crate::audit::AuditAnchor;
+
         /// `AOSI` public replica (tag not checked).
         replica: crate::integrity::Replica<'_>;
 

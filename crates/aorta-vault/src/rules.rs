@@ -28,7 +28,7 @@ use aorta_crypto::selective::{
 };
 
 use crate::VaultError;
-use crate::audit::{AuditLog, Entry, Event};
+use crate::audit::{AuditAnchor, AuditLog, Entry, Event};
 use crate::error::Blame;
 use crate::grant::{self, GrantHeader, Identity, NEVER, RecipientKey};
 use crate::integrity::StoreFailure;
@@ -106,7 +106,7 @@ impl EhrVault {
 
     /// The rules over an opened store; the audit log is the store's.
     pub fn new(store: Vault) -> Self {
-        let log = AuditLog::new(&store.audit_path());
+        let log = AuditLog::new(&store.audit_path(), store.device());
         Self {
             store,
             log,
@@ -312,9 +312,26 @@ impl EhrVault {
         Ok(gid)
     }
 
-    /// Verifies the audit log's hash chain and head; returns its entries.
+    /// Verifies the audit log: its MAC chain, its head and the anchor in
+    /// the private store; returns its entries.
     pub fn audit_verify(&self) -> Result<Vec<Entry>, VaultError> {
         self.log.verify()
+    }
+
+    /// [`EhrVault::audit_verify`], and every anchor given (from grants this
+    /// vault issued) must be met: deletion, truncation or a log rebuilt
+    /// with a fresh key since the anchor was taken are reported.
+    pub fn audit_verify_with_anchors(
+        &self,
+        anchors: &[AuditAnchor],
+    ) -> Result<Vec<Entry>, VaultError> {
+        self.log.verify_with_anchors(anchors)
+    }
+
+    /// The audit log's current anchor (count, chain value, MAC), for a
+    /// grant to carry out of the vault.
+    pub fn audit_anchor(&self) -> Result<AuditAnchor, VaultError> {
+        self.log.anchor()
     }
 }
 

@@ -115,10 +115,80 @@ struct Store {
     inner: Arc<dyn ObjectStore>,
 }
 
+/// The private (device) store as a small key-value area for what must never
+/// reach a cloud store: the audit key and the audit anchor
+/// ([`crate::audit`]). Cheap to clone.
+#[derive(Clone)]
+pub struct DeviceStore {
+    label: String,
+    inner: Arc<dyn ObjectStore>,
+    rt: Arc<tokio::runtime::Runtime>,
+}
+
+impl std::fmt::Debug for DeviceStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceStore")
+            .field("label", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeviceStore {
+    /// A local directory as the device store (tests, tools).
+    pub fn local(dir: &Path) -> Result<Self, VaultError> {
+        std::fs::create_dir_all(dir).map_err(|e| VaultError::io(dir, e))?;
+        let label = format!("local:{}", dir.display());
+        let inner =
+            object_store::local::LocalFileSystem::new_with_prefix(dir).map_err(obj_err(&label))?;
+        Ok(Self {
+            label,
+            inner: Arc::new(inner),
+            rt: Arc::new(runtime(dir)?),
+        })
+    }
+
+    /// The store's label.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Reads object `name`; `Ok(None)` when absent.
+    pub fn get(&self, name: &str) -> Result<Option<Vec<u8>>, VaultError> {
+        let p = ObjPath::from(name);
+        let r = self.rt.block_on(async {
+            let g = self.inner.get(&p).await?;
+            g.bytes().await
+        });
+        match r {
+            Ok(b) => Ok(Some(b.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(obj_err(&self.label)(e)),
+        }
+    }
+
+    /// Writes object `name`.
+    pub fn put(&self, name: &str, bytes: &[u8]) -> Result<(), VaultError> {
+        self.rt
+            .block_on(
+                self.inner
+                    .put(&ObjPath::from(name), PutPayload::from(bytes.to_vec())),
+            )
+            .map(|_| ())
+            .map_err(obj_err(&self.label))
+    }
+}
+
+fn runtime(dir: &Path) -> Result<tokio::runtime::Runtime, VaultError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| VaultError::io(dir, e))
+}
+
 /// An opened vault.
 pub struct Vault {
     dir: PathBuf,
-    rt: tokio::runtime::Runtime,
+    rt: Arc<tokio::runtime::Runtime>,
     public: Vec<Store>,
     private: Store,
     backup: Option<Store>,
@@ -252,10 +322,7 @@ impl Vault {
                 });
             }
         }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| VaultError::io(dir, e))?;
+        let rt = Arc::new(runtime(dir)?);
         let public = cfg
             .public
             .iter()
@@ -276,6 +343,15 @@ impl Vault {
     /// The vault directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The device store as the audit log's key-value area.
+    pub fn device(&self) -> DeviceStore {
+        DeviceStore {
+            label: self.private.label.clone(),
+            inner: Arc::clone(&self.private.inner),
+            rt: Arc::clone(&self.rt),
+        }
     }
 
     /// Path of the audit log.

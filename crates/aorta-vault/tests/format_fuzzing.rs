@@ -208,3 +208,21 @@ fn fresh_shards_round_trip() {
         }
     }
 }
+
+#[test]
+fn anchor_vector_round_trips_and_mutations_never_panic() {
+    let v = vector("audit.anchor");
+    assert_eq!(v.len(), aorta_vault::audit::ANCHOR_LEN);
+    assert!(fuzzing::audit_anchor(&v));
+    for m in mutations(&v) {
+        let _ = fuzzing::audit_anchor(&m);
+        let _ = aorta_vault::audit::AuditAnchor::parse(&m);
+    }
+    assert!(matches!(
+        aorta_vault::audit::AuditAnchor::parse(&v[..79]),
+        Err(VaultError::Decode {
+            source: DecodeError::Short { .. },
+            ..
+        })
+    ));
+}

@@ -17,11 +17,13 @@
 use std::convert::Infallible;
 use std::path::PathBuf;
 
+use aorta_base::codec::Encode;
 use aorta_crypto::selective::{RecordId, RecoveryMaterial, recover};
-use aorta_vault::audit::{AuditLog, Event};
+use aorta_vault::audit::{AuditAnchor, AuditKey, AuditLog, Event};
 use aorta_vault::dispersal::{self, Dispersal};
 use aorta_vault::grant::{self, Identity};
 use aorta_vault::integrity::{self, IntegrityKey};
+use aorta_vault::store::DeviceStore;
 use sha2::{Digest, Sha256};
 
 /// A predictable generator for vectors only: SHA-256(seed ‖ counter) blocks.
@@ -161,9 +163,15 @@ fn vault_vectors_match() {
     );
     assert!(grant::open(&g, &id, 1_700_086_400).is_err());
 
-    // Audit log with fixed times.
+    // Audit log with fixed times and a fixed audit key (32 × 0x33).
     let t = tempfile::tempdir().unwrap();
-    let log = AuditLog::new(&t.path().join("audit.log"));
+    let device = t.path().join("device");
+    let log = AuditLog::new(
+        &t.path().join("audit.log"),
+        DeviceStore::local(&device).unwrap(),
+    );
+    log.install_known_key(AuditKey::from_bytes([0x33; 32]))
+        .unwrap();
     let r = rid.to_hex();
     log.append(1_700_000_000, Event::Protect, &r, None, "mode strong")
         .unwrap();
@@ -189,6 +197,41 @@ fn vault_vectors_match() {
         &std::fs::read(t.path().join("audit.log.head")).unwrap(),
         write,
     );
-    let committed = AuditLog::new(&dir().join("audit.log"));
-    assert_eq!(committed.verify().unwrap().len(), 4);
+    let anchor = log.anchor().unwrap();
+    check("audit.anchor", &anchor.to_bytes(), write);
+    assert_eq!(
+        std::fs::read(device.join("audit/anchor")).unwrap(),
+        anchor.to_bytes()
+    );
+
+    // The committed log verifies against the committed anchor with that key.
+    let t2 = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(t2.path().join("audit")).unwrap();
+    std::fs::write(t2.path().join("audit/key"), [0x33; 32]).unwrap();
+    std::fs::copy(dir().join("audit.anchor"), t2.path().join("audit/anchor")).unwrap();
+    let committed = AuditLog::new(
+        &dir().join("audit.log"),
+        DeviceStore::local(t2.path()).unwrap(),
+    );
+    let committed_anchor =
+        AuditAnchor::parse(&std::fs::read(dir().join("audit.anchor")).unwrap()).unwrap();
+    assert_eq!(committed_anchor.count, 4);
+    assert_eq!(
+        committed
+            .verify_with_anchors(&[committed_anchor])
+            .unwrap()
+            .len(),
+        4
+    );
+
+    // The first version's log (unkeyed, no key in the private store) is
+    // still read.
+    let empty = tempfile::tempdir().unwrap();
+    let v1 = AuditLog::new(
+        &dir().join("audit.v1.log"),
+        DeviceStore::local(empty.path()).unwrap(),
+    );
+    let entries = v1.verify().unwrap();
+    assert_eq!(entries.len(), 4);
+    assert!(entries.iter().all(|e| e.version == 1));
 }
