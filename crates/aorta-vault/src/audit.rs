@@ -327,6 +327,26 @@ impl AuditAnchor {
         )
     }
 
+    /// Every anchor in a text (a file saved with `aorta ehr audit
+    /// --print-anchor`, one `aorta-audit-anchor-1:` line each; blank and
+    /// `#` lines ignored). At least one is required.
+    pub fn all_from_text(s: &str) -> Result<Vec<Self>, VaultError> {
+        let v = s
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(Self::from_text)
+            .collect::<Result<Vec<_>, _>>()?;
+        if v.is_empty() {
+            return Err(VaultError::Malformed {
+                what: ANCHOR_WHAT,
+                offset: 0,
+                reason: "no anchor in the text",
+            });
+        }
+        Ok(v)
+    }
+
     /// Parses [`AuditAnchor::to_text`] (surrounding space ignored).
     pub fn from_text(s: &str) -> Result<Self, VaultError> {
         let bad = |reason| VaultError::Malformed {
