@@ -21,7 +21,8 @@
 //! * [`grant`]: sharing (paper Fig. 5) — recipients' X25519 identities, HPKE
 //!   (RFC 9180) grants that wrap a record's recovery material with an expiry,
 //!   revocation, standing emergency grants;
-//! * [`audit`]: an append-only, hash-chained audit log of every protection,
+//! * [`audit`]: an append-only audit log, MACed under the patient's key and
+//!   anchored in the private store (and in grants), of every protection,
 //!   grant, use and revocation, verified on demand;
 //! * [`deid`]: de-identification of a DICOM header (PS3.15 Basic Application
 //!   Level Confidentiality Profile, the attributes aorta handles) before it is
@@ -34,7 +35,8 @@
 //! stores beneath it: put and get fragments, record revocations), [`store::VaultConfig`] (`vault.json`),
 //! [`grant::Identity`] / [`grant::RecipientKey`] / [`grant::GrantHeader`],
 //! [`audit::AuditLog`], [`dispersal::Dispersal`], [`VaultError`] with its
-//! [`Blame`]. The byte formats (`AOSD` shards, `AOSG` grants) decode with
+//! [`Blame`]. The byte formats (`AOSI` replicas, `AOSD` shards, `AOSG` grants,
+//! `AOSA` audit anchors) decode with
 //! [`aorta_base::codec`].
 //!
 //! It must never: implement cryptography itself (HPKE, SHA-256,

@@ -13,7 +13,8 @@
 //!   checks, logging `use` on success and `refuse` (with the reason) on a
 //!   refusal;
 //! * [`EhrVault::revoke`] records the revocation and logs `revoke`;
-//! * [`EhrVault::audit_verify`] checks the audit log's hash chain.
+//! * [`EhrVault::audit_verify`] checks the audit log's MAC chain, head and
+//!   anchors.
 //!
 //! Recovered bytes are returned only after every check passed and the audit
 //! entry was written.
