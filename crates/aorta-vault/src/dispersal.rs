@@ -524,6 +524,63 @@ mod tests {
         assert!(decode(&shards, rid, d, &key()).is_err());
     }
 
+    #[test]
+    fn subsets_are_enumerated_once_each() {
+        let mut pick = vec![0, 1, 2];
+        let mut seen = vec![pick.clone()];
+        while next_subset(&mut pick, 5) {
+            seen.push(pick.clone());
+        }
+        assert_eq!(seen.len(), 10);
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 10);
+        assert!(
+            seen.iter()
+                .all(|p| p.windows(2).all(|w| w[0] < w[1]) && p[2] < 5)
+        );
+    }
+
+    #[test]
+    fn an_old_genuine_shard_is_outvoted_by_trying_other_subsets_and_named() {
+        // Two versions of the same record under the same key (an old copy
+        // a store kept): each shard's tag verifies, only the private
+        // binding tells them apart.
+        let rid = RecordId([5; 16]);
+        let d = Dispersal { k: 2, n: 3 };
+        let new = vec![1u8; 300];
+        let old = vec![2u8; 300];
+        let sn = encode(&new, rid, d, &key()).unwrap();
+        let so = encode(&old, rid, d, &key()).unwrap();
+        let good: Vec<(usize, Shard<'_>)> = [(0, &so[0]), (1, &sn[1]), (2, &sn[2])]
+            .into_iter()
+            .map(|(i, b)| (i, check(b, i, &rid, d, &key()).unwrap()))
+            .collect();
+        let accept = |c: &[u8]| {
+            if c == new.as_slice() {
+                Ok(())
+            } else {
+                Err(StoreFault::Mismatch {
+                    reason: "not the sealed container".into(),
+                })
+            }
+        };
+        match decode_verified(good.clone(), d, accept).unwrap() {
+            Rebuilt::Ok(c, faults) => {
+                assert_eq!(c, new);
+                assert_eq!(faults.len(), 1);
+                assert_eq!(faults[0].0, 0);
+            }
+            Rebuilt::Failed(f, _) => panic!("{f:?}"),
+        }
+        // Without shard 2 no subset verifies: every readable shard is named.
+        let two = good.into_iter().take(2).collect();
+        assert!(matches!(
+            decode_verified(two, d, accept).unwrap(),
+            Rebuilt::Failed(f, 2) if f.len() == 2
+        ));
+    }
+
     proptest::proptest! {
         #[test]
         fn parse_never_panics(d in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
