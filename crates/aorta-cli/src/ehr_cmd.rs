@@ -193,7 +193,9 @@ fn write_out(out: &Path, bytes: &[u8], force: bool) -> anyhow::Result<()> {
 fn checked<T>(r: Result<T, VaultError>, refusal: Blame) -> anyhow::Result<Result<T, ExitCode>> {
     match r {
         Ok(v) => Ok(Ok(v)),
-        Err(e) if e.blame() == refusal => {
+        // Tampered evidence (a public fragment no store holds intact, an
+        // altered audit log) is a refusal too: exit 1, nothing written.
+        Err(e) if e.blame() == refusal || e.blame() == Blame::Tampered => {
             eprintln!("refused: {e}");
             Ok(Err(ExitCode::from(1)))
         }

@@ -111,3 +111,70 @@ fn deletion_truncation_and_a_wiped_log_are_detected() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn a_tampered_cloud_copy_is_refused_naming_the_store_and_another_store_recovers() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let vault = d.join("v");
+    std::fs::create_dir_all(&vault).unwrap();
+    std::fs::write(
+        vault.join("vault.json"),
+        r#"{"public":[{"type":"local","path":"cloud-a"},{"type":"local","path":"cloud-b"}],
+            "private":{"type":"local","path":"device"}}"#,
+    )
+    .unwrap();
+    let pw = d.join("pw");
+    std::fs::write(&pw, "pw").unwrap();
+    let f = d.join("note.txt");
+    std::fs::write(&f, "heart rate 72\n".repeat(200)).unwrap();
+    let o = ok(aorta(&[
+        "ehr",
+        "protect",
+        "--vault",
+        s(&vault),
+        "--in",
+        s(&f),
+        "--passphrase-file",
+        s(&pw),
+    ]));
+    let rid = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    let recover = |out: &Path| {
+        aorta(&[
+            "ehr",
+            "recover",
+            "--vault",
+            s(&vault),
+            "--record",
+            &rid,
+            "--passphrase-file",
+            s(&pw),
+            "--out",
+            s(out),
+        ])
+    };
+    let alter = |store: &str| {
+        let p = vault.join(format!("{store}/records/{rid}.aosp"));
+        let mut b = std::fs::read(&p).unwrap();
+        b[200] ^= 0x40;
+        std::fs::write(&p, b).unwrap();
+    };
+    alter("cloud-a");
+    let out = d.join("out.txt");
+    ok(recover(&out));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&f).unwrap());
+    let listing =
+        String::from_utf8(ok(aorta(&["ehr", "audit", "--vault", s(&vault)])).stdout).unwrap();
+    assert!(listing.contains("cloud-a"), "{listing}");
+
+    alter("cloud-b");
+    let no = d.join("no.txt");
+    let o = recover(&no);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("refused") && err.contains("cloud-a") && err.contains("cloud-b"),
+        "{err}"
+    );
+    assert!(!no.exists());
+}
