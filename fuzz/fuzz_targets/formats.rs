@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-const ORACLES: [fn(&[u8]) -> bool; 29] = [
+const ORACLES: [fn(&[u8]) -> bool; 31] = [
     aorta_crypto::fuzzing::frame,
     aorta_crypto::fuzzing::calibration,
     aorta_crypto::fuzzing::reneg_offer,
@@ -36,6 +36,8 @@ const ORACLES: [fn(&[u8]) -> bool; 29] = [
     aorta_crypto::fuzzing::worker_cert,
     aorta_crypto::fuzzing::signed_result,
     aorta_crypto::fuzzing::frame_prefix,
+    aorta_vault::fuzzing::replica,
+    aorta_vault::fuzzing::audit_anchor,
 ];
 
 fuzz_target!(|data: &[u8]| {
