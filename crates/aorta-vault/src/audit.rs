@@ -643,7 +643,7 @@ impl AuditLog {
 
     /// Stores `key` and the anchor of `entries` under it.
     fn install_key(&self, key: &AuditKey, entries: &[Entry]) -> Result<(), VaultError> {
-        self.device.put(KEY_OBJECT, key.0.as_slice())?;
+        self.device.put_secret(KEY_OBJECT, key.0.as_slice())?;
         let chain = entries
             .last()
             .and_then(|e| {

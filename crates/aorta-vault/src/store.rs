@@ -113,6 +113,8 @@ impl Default for VaultConfig {
 struct Store {
     label: String,
     inner: Arc<dyn ObjectStore>,
+    /// The directory, for a local store.
+    local: Option<PathBuf>,
 }
 
 /// The private (device) store as a small key-value area for what must never
@@ -122,6 +124,7 @@ struct Store {
 pub struct DeviceStore {
     label: String,
     inner: Arc<dyn ObjectStore>,
+    local: Option<PathBuf>,
     rt: Arc<tokio::runtime::Runtime>,
 }
 
@@ -143,6 +146,7 @@ impl DeviceStore {
         Ok(Self {
             label,
             inner: Arc::new(inner),
+            local: Some(dir.to_path_buf()),
             rt: Arc::new(runtime(dir)?),
         })
     }
@@ -164,6 +168,20 @@ impl DeviceStore {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(obj_err(&self.label)(e)),
         }
+    }
+
+    /// Writes a secret object `name`: in a local store, a file only its
+    /// owner can read (mode 0600), written atomically.
+    pub fn put_secret(&self, name: &str, bytes: &[u8]) -> Result<(), VaultError> {
+        let Some(root) = &self.local else {
+            return self.put(name, bytes);
+        };
+        let path = root.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| VaultError::io(parent, e))?;
+        }
+        aorta_base::fs::write_private_atomic(&path, bytes)?;
+        Ok(())
     }
 
     /// Writes object `name`.
@@ -218,6 +236,7 @@ fn obj_err(label: &str) -> impl FnOnce(object_store::Error) -> VaultError + '_ {
 
 fn build(dir: &Path, spec: &StoreSpec) -> Result<Store, VaultError> {
     let label = spec.label();
+    let mut local = None;
     let inner: Arc<dyn ObjectStore> = match spec {
         StoreSpec::Local { path } => {
             let p = if path.is_absolute() {
@@ -226,6 +245,7 @@ fn build(dir: &Path, spec: &StoreSpec) -> Result<Store, VaultError> {
                 dir.join(path)
             };
             std::fs::create_dir_all(&p).map_err(|e| VaultError::io(&p, e))?;
+            local = Some(p.clone());
             Arc::new(
                 object_store::local::LocalFileSystem::new_with_prefix(&p)
                     .map_err(obj_err(&label))?,
@@ -260,7 +280,11 @@ fn build(dir: &Path, spec: &StoreSpec) -> Result<Store, VaultError> {
             Arc::new(b.build().map_err(obj_err(&label))?)
         }
     };
-    Ok(Store { label, inner })
+    Ok(Store {
+        label,
+        inner,
+        local,
+    })
 }
 
 fn public_path(id: &RecordId) -> ObjPath {
@@ -350,6 +374,7 @@ impl Vault {
         DeviceStore {
             label: self.private.label.clone(),
             inner: Arc::clone(&self.private.inner),
+            local: self.private.local.clone(),
             rt: Arc::clone(&self.rt),
         }
     }

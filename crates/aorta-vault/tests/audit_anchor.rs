@@ -95,6 +95,18 @@ fn rewriting_or_reordering_entries_is_detected() {
     assert_eq!(v.audit_verify().unwrap().len(), 4);
 }
 
+#[cfg(unix)]
+#[test]
+fn the_audit_key_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let (d, _v) = vault_with_entries();
+    let meta = std::fs::metadata(d.path().join("device/audit/key")).unwrap();
+    assert_eq!(meta.len(), 32);
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    // Nothing of it reached the cloud store.
+    assert!(!d.path().join("cloud/audit").exists());
+}
+
 #[test]
 fn the_private_store_anchor_and_key_cannot_be_dropped_silently() {
     let (d, v) = vault_with_entries();
