@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-const ORACLES: [fn(&[u8]) -> bool; 34] = [
+const ORACLES: [fn(&[u8]) -> bool; 36] = [
     aorta_crypto::fuzzing::frame,
     aorta_crypto::fuzzing::calibration,
     aorta_crypto::fuzzing::reneg_offer,
@@ -41,6 +41,8 @@ const ORACLES: [fn(&[u8]) -> bool; 34] = [
     aorta_vault::fuzzing::gate_grant,
     aorta_vault::fuzzing::gate_request,
     aorta_vault::fuzzing::gate_response,
+    aorta_vault::fuzzing::replica,
+    aorta_vault::fuzzing::audit_anchor,
 ];
 
 fuzz_target!(|data: &[u8]| {

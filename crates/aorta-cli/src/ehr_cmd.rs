@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use aorta_base::fs::{write_private_atomic, write_private_new};
 use aorta_crypto::selective::{HeaderRule, KdfParams, Mode, ProtectOptions, RecordId};
-use aorta_vault::audit::AuditReport;
+use aorta_vault::audit::{AuditAnchor, AuditReport};
 use aorta_vault::gate::http::{HttpGate, Limits};
 use aorta_vault::grant::Identity;
 use aorta_vault::inputs;
@@ -147,14 +147,23 @@ pub enum EhrCmd {
     /// The patient's release gate.
     #[command(subcommand)]
     Gate(GateCmd),
-    /// Print the audit log; with --verify, check its hash chain.
+    /// Print the audit log; with --verify, check its MAC chain, its head and
+    /// the anchor in the private store (and any --anchor).
     Audit {
         /// Vault directory.
         #[arg(long)]
         vault: PathBuf,
-        /// Verify the chain (exit 1 if tampered).
+        /// Verify the log (exit 1 if tampered).
         #[arg(long)]
         verify: bool,
+        /// With --verify: a file of anchors taken earlier (`--print-anchor`,
+        /// or carried in grants) that the log must still meet; repeatable.
+        #[arg(long, requires = "verify")]
+        anchor: Vec<PathBuf>,
+        /// After verifying, print the log's current anchor (keep it off the
+        /// device: it shows later deletion or truncation).
+        #[arg(long, conflicts_with = "json")]
+        print_anchor: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -240,7 +249,9 @@ fn write_out(out: &Path, bytes: &[u8], force: bool) -> anyhow::Result<()> {
 fn checked<T>(r: Result<T, VaultError>, refusal: Blame) -> anyhow::Result<Result<T, ExitCode>> {
     match r {
         Ok(v) => Ok(Ok(v)),
-        Err(e) if e.blame() == refusal => {
+        // Tampered evidence (a public fragment no store holds intact, an
+        // altered audit log) is a refusal too: exit 1, nothing written.
+        Err(e) if e.blame() == refusal || e.blame() == Blame::Tampered => {
             eprintln!("refused: {e}");
             Ok(Err(ExitCode::from(1)))
         }
@@ -427,15 +438,25 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
         EhrCmd::Audit {
             vault,
             verify,
+            anchor,
+            print_anchor,
             json,
         } => {
+            let mut anchors = Vec::new();
+            for f in &anchor {
+                let text = String::from_utf8(inputs::read(f)?)
+                    .with_context(|| format!("{}: not text", f.display()))?;
+                anchors.extend(
+                    AuditAnchor::all_from_text(&text).with_context(|| f.display().to_string())?,
+                );
+            }
             let v = EhrVault::open_existing(&vault)?;
             let refusal = if verify {
                 Blame::Tampered
             } else {
                 Blame::Refused
             };
-            let entries = match checked(v.audit_verify(), refusal)? {
+            let entries = match checked(v.audit_verify_with_anchors(&anchors), refusal)? {
                 Ok(e) => e,
                 Err(code) => return Ok(code),
             };
@@ -459,10 +480,18 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
                 }
                 if verify {
                     outln!(
-                        "audit log verified: {} entries, hash chain intact",
-                        entries.len()
+                        "audit log verified: {} entries, MAC chain intact, head and device anchor met{}",
+                        entries.len(),
+                        if anchors.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", {} given anchor(s) met", anchors.len())
+                        }
                     );
                 }
+            }
+            if print_anchor {
+                outln!("{}", v.audit_anchor()?.to_text());
             }
             Ok(ExitCode::SUCCESS)
         }

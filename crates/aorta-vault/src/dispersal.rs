@@ -3,24 +3,37 @@
 //! be lost. Shards are systematic (shards 0..k hold the container itself,
 //! k..n recovery data; `reed-solomon-simd`, GF(2^16)).
 //!
-//! Shard format `AOSD` v1 (see `docs/vault-format.md`): a 40-byte header
+//! Shard format `AOSD` v2 (see `docs/vault-format.md`): a 40-byte header
 //! (magic, version, k, n, index, record id, container length, shard length),
-//! the shard bytes, and a SHA-256 checksum of everything before it. A shard
-//! whose checksum fails is treated as lost (an erasure). The checksum is not
-//! keyed: a forged shard set is caught afterwards, because the rebuilt public
-//! container must match the checksum sealed in the private fragment.
+//! the shard bytes, and an HMAC-SHA256 tag over header and body under the
+//! record's [`IntegrityKey`] (which only the private fragment yields). A
+//! shard whose tag fails, that names another record or that sits under
+//! another store's index is refused and its store named; any k verified
+//! shards rebuild the container, and if the rebuilt container does not match
+//! the checksum sealed in the private fragment, other combinations are tried
+//! (at most [`MAX_COMBINATIONS`]).
+//!
+//! `AOSD` v1 shards (an unkeyed SHA-256 checksum instead of the tag) are
+//! still read; only the private fragment's checksum binding vouches for them.
 
 use aorta_base::codec::{Decode, DecodeError, Encode, Reader};
 use aorta_crypto::selective::RecordId;
 use sha2::{Digest, Sha256};
 
 use crate::VaultError;
+use crate::integrity::{IntegrityKey, StoreFault, TAG_LEN};
 
 /// Shard magic.
 pub const SHARD_MAGIC: &[u8; 4] = b"AOSD";
-/// Shard format version.
-pub const SHARD_VERSION: u8 = 1;
-const SUM_LEN: usize = 32;
+/// Shard format version written.
+pub const SHARD_VERSION: u8 = 2;
+/// The unkeyed first version, still read.
+pub const SHARD_VERSION_V1: u8 = 1;
+/// Shard header length.
+pub const SHARD_HEADER_LEN: usize = 40;
+/// How many k-subsets of the readable shards recovery tries before giving
+/// up (each try is one Reed-Solomon decode and one checksum).
+pub const MAX_COMBINATIONS: usize = 64;
 const WHAT: &str = "dispersal shard";
 
 /// Dispersal parameters.
@@ -48,8 +61,35 @@ impl Dispersal {
     }
 }
 
-/// Splits `data` (a public container) into n shards.
-pub fn encode(data: &[u8], record: RecordId, d: Dispersal) -> Result<Vec<Vec<u8>>, VaultError> {
+/// Splits `data` (a public container) into n `AOSD` v2 shards tagged under
+/// `key`.
+pub fn encode(
+    data: &[u8],
+    record: RecordId,
+    d: Dispersal,
+    key: &IntegrityKey,
+) -> Result<Vec<Vec<u8>>, VaultError> {
+    bodies(data, d)?
+        .iter()
+        .zip(0..d.n)
+        .map(|(body, index)| {
+            let mut s = Shard {
+                version: SHARD_VERSION,
+                dispersal: d,
+                index,
+                record,
+                data_len: data.len() as u64,
+                body,
+                tag: [0; TAG_LEN],
+            };
+            s.tag = key.tag(&[&s.header(), body])?;
+            Ok(s.to_bytes())
+        })
+        .collect()
+}
+
+/// The n shard bodies of `data`.
+fn bodies(data: &[u8], d: Dispersal) -> Result<Vec<Vec<u8>>, VaultError> {
     d.check()?;
     let k = usize::from(d.k);
     let n = usize::from(d.n);
@@ -65,23 +105,11 @@ pub fn encode(data: &[u8], record: RecordId, d: Dispersal) -> Result<Vec<Vec<u8>
         reed_solomon_simd::encode(k, n - k, &originals).map_err(|_| VaultError::Internal {
             what: "reed-solomon encode rejected valid parameters",
         })?;
-    let out = originals
+    Ok(originals
         .iter()
-        .copied()
-        .chain(recovery.iter().map(Vec::as_slice))
-        .zip(0..d.n)
-        .map(|(body, index)| {
-            Shard {
-                dispersal: d,
-                index,
-                record,
-                data_len: data.len() as u64,
-                body,
-            }
-            .to_bytes()
-        })
-        .collect();
-    Ok(out)
+        .map(|b| b.to_vec())
+        .chain(recovery)
+        .collect())
 }
 
 /// The shard length for `data_len` bytes over `k` shards: even and at least
@@ -91,9 +119,12 @@ fn shard_len(data_len: u64, k: u8) -> Option<u64> {
     per.checked_add(per % 2)
 }
 
-/// A parsed, checksum-verified shard.
+/// A parsed shard. Version 1's checksum is checked by decoding; version 2's
+/// tag needs the record's key: [`Shard::verify`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shard<'a> {
+    /// Format version (1: unkeyed checksum, 2: HMAC tag).
+    pub version: u8,
     /// Parameters.
     pub dispersal: Dispersal,
     /// Index in 0..n.
@@ -104,22 +135,36 @@ pub struct Shard<'a> {
     pub data_len: u64,
     /// Shard bytes.
     pub body: &'a [u8],
+    /// v1: SHA-256 of header and body; v2: HMAC-SHA256 of them.
+    pub tag: [u8; TAG_LEN],
+}
+
+impl Shard<'_> {
+    fn header(&self) -> [u8; SHARD_HEADER_LEN] {
+        let mut h = [0u8; SHARD_HEADER_LEN];
+        h[..4].copy_from_slice(SHARD_MAGIC);
+        h[4] = self.version;
+        h[5] = self.dispersal.k;
+        h[6] = self.dispersal.n;
+        h[7] = self.index;
+        h[8..24].copy_from_slice(&self.record.0);
+        h[24..32].copy_from_slice(&self.data_len.to_be_bytes());
+        h[32..40].copy_from_slice(&(self.body.len() as u64).to_be_bytes());
+        h
+    }
+
+    /// True when a v2 shard's tag verifies under `key` (false for v1, which
+    /// has no tag).
+    pub fn verify(&self, key: &IntegrityKey) -> bool {
+        self.version == SHARD_VERSION && key.verify(&[&self.header(), self.body], &self.tag)
+    }
 }
 
 impl Encode for Shard<'_> {
     fn encode(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.extend_from_slice(SHARD_MAGIC);
-        out.push(SHARD_VERSION);
-        out.push(self.dispersal.k);
-        out.push(self.dispersal.n);
-        out.push(self.index);
-        out.extend_from_slice(&self.record.0);
-        out.extend_from_slice(&self.data_len.to_be_bytes());
-        out.extend_from_slice(&(self.body.len() as u64).to_be_bytes());
+        out.extend_from_slice(&self.header());
         out.extend_from_slice(self.body);
-        let sum: [u8; SUM_LEN] = Sha256::digest(out.get(start..).unwrap_or(&[])).into();
-        out.extend_from_slice(&sum);
+        out.extend_from_slice(&self.tag);
     }
 }
 
@@ -130,7 +175,8 @@ impl<'a> Decode<'a> for Shard<'a> {
         if &r.array::<4>("magic")? != SHARD_MAGIC {
             return Err(r.invalid("magic", 4, "bad magic"));
         }
-        if r.u8("version")? != SHARD_VERSION {
+        let version = r.u8("version")?;
+        if version != SHARD_VERSION && version != SHARD_VERSION_V1 {
             return Err(r.invalid("version", 1, "unknown format version"));
         }
         let dispersal = Dispersal {
@@ -158,72 +204,93 @@ impl<'a> Decode<'a> for Shard<'a> {
             usize::try_from(len).map_err(|_| r.invalid("shard length", 8, "shard too large"))?;
         let body = r.take(len, "shard body")?;
         let covered = all.get(..r.position().saturating_sub(start)).unwrap_or(&[]);
-        let actual: [u8; SUM_LEN] = Sha256::digest(covered).into();
-        if r.array::<SUM_LEN>("checksum")? != actual {
-            return Err(r.invalid("checksum", SUM_LEN, "checksum mismatch"));
+        let tag = r.array::<TAG_LEN>(if version == SHARD_VERSION_V1 {
+            "checksum"
+        } else {
+            "tag"
+        })?;
+        if version == SHARD_VERSION_V1 {
+            let actual: [u8; TAG_LEN] = Sha256::digest(covered).into();
+            if tag != actual {
+                return Err(r.invalid("checksum", TAG_LEN, "checksum mismatch"));
+            }
         }
         Ok(Shard {
+            version,
             dispersal,
             index,
             record,
             data_len,
             body,
+            tag,
         })
     }
 }
 
-/// Parses and verifies one shard (the whole of `d`: short and trailing bytes
-/// are errors).
+/// Parses one shard (the whole of `d`: short and trailing bytes are
+/// errors). A v1 shard's checksum is checked; a v2 shard's tag is not (see
+/// [`Shard::verify`]).
 pub fn parse(d: &[u8]) -> Result<Shard<'_>, VaultError> {
-    crate::format::check_version(d, SHARD_MAGIC, SHARD_VERSION, WHAT)?;
+    if let (Some(m), Some(&v)) = (d.get(..4), d.get(4))
+        && m == SHARD_MAGIC
+        && v != SHARD_VERSION
+        && v != SHARD_VERSION_V1
+    {
+        return Err(VaultError::UnknownVersion {
+            what: WHAT,
+            version: v,
+            supported: SHARD_VERSION,
+        });
+    }
     Shard::from_bytes(d).map_err(VaultError::decode(WHAT))
 }
 
-/// Rebuilds the container from whatever shards were read (`None` = lost).
-/// Shards that fail to parse, belong to another record or disagree on the
-/// parameters are treated as lost.
-pub fn decode(
-    shards: &[Option<Vec<u8>>],
-    record: RecordId,
+/// Checks the shard read from public store `slot`: it parses, its tag
+/// verifies under `key` (v1: its checksum), it names `record`, carries the
+/// vault's parameters and sits under its own index.
+pub fn check<'a>(
+    bytes: &'a [u8],
+    slot: usize,
+    record: &RecordId,
     d: Dispersal,
-) -> Result<Vec<u8>, VaultError> {
-    d.check()?;
-    let k = usize::from(d.k);
-    let n = usize::from(d.n);
-    let mut good: Vec<Shard<'_>> = shards
-        .iter()
-        .flatten()
-        .filter_map(|s| parse(s).ok())
-        .filter(|s| s.record == record && s.dispersal == d)
-        .collect();
-    // All shards must agree on the container length; keep the majority value.
-    let len = {
-        let mut lens: Vec<u64> = good.iter().map(|s| s.data_len).collect();
-        lens.sort_unstable();
-        let mut best = (0u64, 0usize);
-        for chunk in lens.chunk_by(|a, b| a == b) {
-            if chunk.len() > best.1 {
-                best = (chunk.first().copied().unwrap_or(0), chunk.len());
-            }
-        }
-        best.0
-    };
-    good.retain(|s| s.data_len == len);
-    good.sort_by_key(|s| s.index);
-    good.dedup_by_key(|s| s.index);
-    if good.len() < k {
-        return Err(VaultError::TooFewShards {
-            record_id: record.to_hex(),
-            available: good.len(),
-            needed: k,
+    key: &IntegrityKey,
+) -> Result<Shard<'a>, StoreFault> {
+    let s = parse(bytes).map_err(|e| StoreFault::Malformed {
+        reason: e.to_string(),
+    })?;
+    if s.version == SHARD_VERSION && !s.verify(key) {
+        return Err(StoreFault::BadTag);
+    }
+    if s.record != *record {
+        return Err(StoreFault::Misplaced {
+            reason: "the shard belongs to another record",
         });
     }
-    let originals: Vec<(usize, &[u8])> = good
+    if s.dispersal != d {
+        return Err(StoreFault::Misplaced {
+            reason: "the shard was written with other dispersal parameters",
+        });
+    }
+    if usize::from(s.index) != slot {
+        return Err(StoreFault::Misplaced {
+            reason: "the shard belongs under another store's index",
+        });
+    }
+    Ok(s)
+}
+
+/// Rebuilds the container from exactly k shards of distinct indexes that
+/// agree on the container length.
+fn rebuild(set: &[&Shard<'_>], d: Dispersal) -> Result<Vec<u8>, VaultError> {
+    let k = usize::from(d.k);
+    let n = usize::from(d.n);
+    let len = set.first().map_or(0, |s| s.data_len);
+    let originals: Vec<(usize, &[u8])> = set
         .iter()
         .filter(|s| usize::from(s.index) < k)
         .map(|s| (usize::from(s.index), s.body))
         .collect();
-    let recovery: Vec<(usize, &[u8])> = good
+    let recovery: Vec<(usize, &[u8])> = set
         .iter()
         .filter(|s| usize::from(s.index) >= k)
         .map(|s| (usize::from(s.index) - k, s.body))
@@ -241,10 +308,10 @@ pub fn decode(
             originals.iter().copied(),
             recovery.iter().copied(),
         )
-        .map_err(|_| VaultError::TooFewShards {
-            record_id: record.to_hex(),
-            available: good.len(),
-            needed: k,
+        .map_err(|_| VaultError::Malformed {
+            what: WHAT,
+            offset: 40,
+            reason: "shards do not decode together",
         })?;
         for (i, b) in restored {
             if let Some(p) = parts.get_mut(i) {
@@ -270,16 +337,144 @@ pub fn decode(
     Ok(out)
 }
 
+/// The outcome of [`decode_verified`].
+#[derive(Debug)]
+pub enum Rebuilt {
+    /// A container rebuilt from k shards that `accept` took, with the
+    /// shards that were readable but proved wrong (slot, fault).
+    Ok(Vec<u8>, Vec<(usize, StoreFault)>),
+    /// No combination was accepted: the faults found, and how many shards
+    /// were readable.
+    Failed(Vec<(usize, StoreFault)>, usize),
+}
+
+/// Rebuilds a container from the checked shards `good` (slot, shard): tries
+/// k-subsets — v2 (tagged) shards first, then by index — until `accept`
+/// (the private fragment's binding) takes the result, at most
+/// [`MAX_COMBINATIONS`] subsets. On success, readable shards the result
+/// disagrees with are reported as [`StoreFault::Mismatch`].
+pub fn decode_verified(
+    mut good: Vec<(usize, Shard<'_>)>,
+    d: Dispersal,
+    accept: impl Fn(&[u8]) -> Result<(), StoreFault>,
+) -> Result<Rebuilt, VaultError> {
+    d.check()?;
+    let k = usize::from(d.k);
+    good.sort_by_key(|(slot, s)| (s.version != SHARD_VERSION, *slot));
+    let readable = good.len();
+    let mut faults = Vec::new();
+    let mut tried = 0usize;
+    let mut pick: Vec<usize> = (0..k).collect();
+    if readable >= k {
+        loop {
+            let set: Vec<&Shard<'_>> = pick
+                .iter()
+                .filter_map(|&i| good.get(i).map(|(_, s)| s))
+                .collect();
+            let len = set.first().map_or(0, |s| s.data_len);
+            if set.iter().all(|s| s.data_len == len) {
+                tried += 1;
+                if let Ok(c) = rebuild(&set, d)
+                    && accept(&c).is_ok()
+                {
+                    // Name the readable shards that disagree with it.
+                    if tried > 1 || readable > k {
+                        let expected = bodies(&c, d)?;
+                        for (slot, s) in &good {
+                            if expected.get(usize::from(s.index)).map(Vec::as_slice) != Some(s.body)
+                            {
+                                faults.push((
+                                    *slot,
+                                    StoreFault::Mismatch {
+                                        reason: "the shard disagrees with the verified container"
+                                            .into(),
+                                    },
+                                ));
+                            }
+                        }
+                    }
+                    return Ok(Rebuilt::Ok(c, faults));
+                }
+            }
+            if tried >= MAX_COMBINATIONS || !next_subset(&mut pick, readable) {
+                break;
+            }
+        }
+    }
+    if readable >= k {
+        for (slot, _) in &good {
+            faults.push((
+                *slot,
+                StoreFault::Mismatch {
+                    reason: format!(
+                        "no {k} of the {readable} readable shards rebuild the container sealed in the private fragment"
+                    ),
+                },
+            ));
+        }
+    }
+    Ok(Rebuilt::Failed(faults, readable))
+}
+
+/// Advances `pick` (strictly increasing indexes into 0..m) to the next
+/// k-subset in lexicographic order; false after the last.
+fn next_subset(pick: &mut [usize], m: usize) -> bool {
+    let k = pick.len();
+    let mut i = k;
+    while i > 0 {
+        i -= 1;
+        let limit = m.saturating_sub(k - i);
+        if pick.get(i).is_some_and(|&p| p < limit) {
+            let base = pick.get(i).copied().unwrap_or(0) + 1;
+            for (off, slot) in pick.iter_mut().skip(i).enumerate() {
+                *slot = base + off;
+            }
+            return true;
+        }
+    }
+    false
+}
+
+/// Rebuilds the container from whatever shards were read (`None` = lost),
+/// using the first k that pass [`check`] (no private binding: for tools and
+/// tests; recovery uses [`decode_verified`]).
+pub fn decode(
+    shards: &[Option<Vec<u8>>],
+    record: RecordId,
+    d: Dispersal,
+    key: &IntegrityKey,
+) -> Result<Vec<u8>, VaultError> {
+    let good: Vec<(usize, Shard<'_>)> = shards
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.as_deref().map(|b| (i, b)))
+        .filter_map(|(i, b)| check(b, i, &record, d, key).ok().map(|s| (i, s)))
+        .collect();
+    match decode_verified(good, d, |_| Ok(()))? {
+        Rebuilt::Ok(c, _) => Ok(c),
+        Rebuilt::Failed(_, available) => Err(VaultError::TooFewShards {
+            record_id: record.to_hex(),
+            available,
+            needed: usize::from(d.k),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aorta_crypto::selective::UnitKeys;
+
+    fn key() -> IntegrityKey {
+        IntegrityKey::derive(&UnitKeys::from_parts([1; 32], [2; 32])).unwrap()
+    }
 
     #[test]
     fn any_k_of_n_rebuild() {
         let data: Vec<u8> = (0..1001u32).map(|i| (i * 13) as u8).collect();
         let rid = RecordId([3; 16]);
         let d = Dispersal { k: 3, n: 5 };
-        let shards = encode(&data, rid, d).unwrap();
+        let shards = encode(&data, rid, d, &key()).unwrap();
         for lost_a in 0..5 {
             for lost_b in lost_a + 1..5 {
                 let s: Vec<Option<Vec<u8>>> = shards
@@ -287,7 +482,11 @@ mod tests {
                     .enumerate()
                     .map(|(i, s)| (i != lost_a && i != lost_b).then(|| s.clone()))
                     .collect();
-                assert_eq!(decode(&s, rid, d).unwrap(), data, "lost {lost_a},{lost_b}");
+                assert_eq!(
+                    decode(&s, rid, d, &key()).unwrap(),
+                    data,
+                    "lost {lost_a},{lost_b}"
+                );
             }
         }
         let s: Vec<Option<Vec<u8>>> = shards
@@ -296,7 +495,7 @@ mod tests {
             .map(|(i, s)| (i >= 3).then(|| s.clone()))
             .collect();
         assert!(matches!(
-            decode(&s, rid, d),
+            decode(&s, rid, d, &key()),
             Err(VaultError::TooFewShards {
                 available: 2,
                 needed: 3,
@@ -310,7 +509,7 @@ mod tests {
         let data = vec![7u8; 500];
         let rid = RecordId([1; 16]);
         let d = Dispersal { k: 2, n: 3 };
-        let mut shards: Vec<Option<Vec<u8>>> = encode(&data, rid, d)
+        let mut shards: Vec<Option<Vec<u8>>> = encode(&data, rid, d, &key())
             .unwrap()
             .into_iter()
             .map(Some)
@@ -318,11 +517,68 @@ mod tests {
         if let Some(Some(s)) = shards.get_mut(0) {
             s[50] ^= 1;
         }
-        assert_eq!(decode(&shards, rid, d).unwrap(), data);
+        assert_eq!(decode(&shards, rid, d, &key()).unwrap(), data);
         if let Some(Some(s)) = shards.get_mut(1) {
             s[60] ^= 1;
         }
-        assert!(decode(&shards, rid, d).is_err());
+        assert!(decode(&shards, rid, d, &key()).is_err());
+    }
+
+    #[test]
+    fn subsets_are_enumerated_once_each() {
+        let mut pick = vec![0, 1, 2];
+        let mut seen = vec![pick.clone()];
+        while next_subset(&mut pick, 5) {
+            seen.push(pick.clone());
+        }
+        assert_eq!(seen.len(), 10);
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 10);
+        assert!(
+            seen.iter()
+                .all(|p| p.windows(2).all(|w| w[0] < w[1]) && p[2] < 5)
+        );
+    }
+
+    #[test]
+    fn an_old_genuine_shard_is_outvoted_by_trying_other_subsets_and_named() {
+        // Two versions of the same record under the same key (an old copy
+        // a store kept): each shard's tag verifies, only the private
+        // binding tells them apart.
+        let rid = RecordId([5; 16]);
+        let d = Dispersal { k: 2, n: 3 };
+        let new = vec![1u8; 300];
+        let old = vec![2u8; 300];
+        let sn = encode(&new, rid, d, &key()).unwrap();
+        let so = encode(&old, rid, d, &key()).unwrap();
+        let good: Vec<(usize, Shard<'_>)> = [(0, &so[0]), (1, &sn[1]), (2, &sn[2])]
+            .into_iter()
+            .map(|(i, b)| (i, check(b, i, &rid, d, &key()).unwrap()))
+            .collect();
+        let accept = |c: &[u8]| {
+            if c == new.as_slice() {
+                Ok(())
+            } else {
+                Err(StoreFault::Mismatch {
+                    reason: "not the sealed container".into(),
+                })
+            }
+        };
+        match decode_verified(good.clone(), d, accept).unwrap() {
+            Rebuilt::Ok(c, faults) => {
+                assert_eq!(c, new);
+                assert_eq!(faults.len(), 1);
+                assert_eq!(faults[0].0, 0);
+            }
+            Rebuilt::Failed(f, _) => panic!("{f:?}"),
+        }
+        // Without shard 2 no subset verifies: every readable shard is named.
+        let two = good.into_iter().take(2).collect();
+        assert!(matches!(
+            decode_verified(two, d, accept).unwrap(),
+            Rebuilt::Failed(f, 2) if f.len() == 2
+        ));
     }
 
     proptest::proptest! {
@@ -333,14 +589,14 @@ mod tests {
         #[test]
         fn mutated_shards_never_panic(idx in 0usize..200, v in proptest::num::u8::ANY, cut in 0usize..200) {
             let d = Dispersal { k: 2, n: 4 };
-            let mut s = encode(b"some public container bytes", RecordId([9; 16]), d).unwrap();
+            let mut s = encode(b"some public container bytes", RecordId([9; 16]), d, &key()).unwrap();
             let first = &mut s[0];
             let i = idx % first.len();
             first[i] = v;
             first.truncate(cut.max(1));
             let _ = parse(first);
             let opt: Vec<Option<Vec<u8>>> = s.into_iter().map(Some).collect();
-            let _ = decode(&opt, RecordId([9; 16]), d);
+            let _ = decode(&opt, RecordId([9; 16]), d, &key());
         }
     }
 }

@@ -2,7 +2,7 @@
 //! input (`Malformed`, `Decode`, `UnknownVersion`, `GrantForOtherRecord`),
 //! refusals (`GrantNotForUs`, `Revoked`, `Expired`, a wrong passphrase or a
 //! fragment that fails its check), tampered stored evidence
-//! (`AuditTampered`), the environment (`Store`, `NotFound`, `TooFewShards`,
+//! (`AuditTampered`, `PublicUnavailable` naming the stores), the environment (`Store`, `NotFound`, `TooFewShards`,
 //! `Io`, `Write`, `Random`), configuration (`Config`) and our bug (`Hpke`,
 //! `Internal`).
 
@@ -18,7 +18,8 @@ pub enum Blame {
     /// A check ran and said no: wrong identity or passphrase, an expired or
     /// revoked grant, a fragment that fails its authentication.
     Refused,
-    /// Stored evidence (the audit log) fails its integrity check.
+    /// Stored evidence fails its integrity check: the audit log, or every
+    /// stored copy of a public fragment (the error names the stores).
     Tampered,
     /// A store, the file system or the random source failed.
     Environment,
@@ -142,6 +143,18 @@ pub enum VaultError {
         /// Shards needed.
         needed: usize,
     },
+    /// No public store gave a copy of the public fragment that verifies:
+    /// each store and what was wrong with its copy.
+    #[error(
+        "public fragment of record {record_id}: no store holds a copy that verifies ({})",
+        list(failures)
+    )]
+    PublicUnavailable {
+        /// Record id hex.
+        record_id: String,
+        /// Every store whose copy was not used, and why.
+        failures: Vec<crate::integrity::StoreFailure>,
+    },
     /// An object store failed.
     #[error("store {store}: {source}")]
     Store {
@@ -231,6 +244,13 @@ impl VaultError {
             | Self::GrantForOtherRecord { .. }
             | Self::BadInput { .. } => Blame::Input,
             Self::AuditTampered { .. } => Blame::Tampered,
+            Self::PublicUnavailable { failures, .. } => {
+                if failures.iter().any(|f| f.fault.is_integrity()) {
+                    Blame::Tampered
+                } else {
+                    Blame::Environment
+                }
+            }
             Self::NotFound { .. }
             | Self::TooFewShards { .. }
             | Self::Store { .. }
@@ -255,6 +275,14 @@ impl VaultError {
             source,
         }
     }
+}
+
+fn list(failures: &[crate::integrity::StoreFailure]) -> String {
+    failures
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Unix seconds as RFC 3339 UTC (`2026-12-07T14:41:01Z`) for messages

@@ -13,6 +13,9 @@
 //!   "cloud" store(s) (local directories by default, S3 by configuration),
 //!   the private fragment to the device's local store, an optional backup of
 //!   the (already encrypted) private fragment to a more trusted store;
+//! * [`integrity`]: the HMAC tag on every stored public replica (`AOSI`)
+//!   and shard, under a key only the private fragment yields, and what
+//!   recovery reports about stores whose copy failed;
 //! * [`dispersal`]: optional k-of-n Reed-Solomon dispersal of the public
 //!   fragment over n stores, so that any n − k stores may be lost;
 //! * [`grant`]: recipients' X25519 identities and the first (`AOSG` v1)
@@ -27,7 +30,8 @@
 //!   patient pins, doctor certificates (`AODC`, doctor or responsible
 //!   doctor), break-glass emergency requests signed by the institution
 //!   (`AOER`, time-boxed, replay-checked);
-//! * [`audit`]: an append-only, hash-chained audit log of every protection,
+//! * [`audit`]: an append-only audit log, MACed under the patient's key and
+//!   anchored in the private store (and in grants), of every protection,
 //!   grant, use and revocation, verified on demand;
 //! * [`deid`]: de-identification of a DICOM header (PS3.15 Basic Application
 //!   Level Confidentiality Profile, the attributes aorta handles) before it is
@@ -40,7 +44,8 @@
 //! stores beneath it: put and get fragments, record revocations), [`store::VaultConfig`] (`vault.json`),
 //! [`grant::Identity`] / [`grant::RecipientKey`] / [`grant::GrantHeader`],
 //! [`audit::AuditLog`], [`dispersal::Dispersal`], [`VaultError`] with its
-//! [`Blame`]. The byte formats (`AOSD` shards, `AOSG` grants) decode with
+//! [`Blame`]. The byte formats (`AOSI` replicas, `AOSD` shards, `AOSG` grants,
+//! `AOSA` audit anchors) decode with
 //! [`aorta_base::codec`].
 //!
 //! It must never: implement cryptography itself (HPKE, SHA-256,
@@ -67,6 +72,7 @@ pub mod gate;
 pub mod grant;
 pub mod inputs;
 pub mod institution;
+pub mod integrity;
 pub mod rules;
 pub mod store;
 
@@ -80,6 +86,12 @@ pub mod fuzzing {
     aorta_base::fuzz_entry_points! {
         /// `AOSD` dispersal shard.
         shard: crate::dispersal::Shard<'_>;
+
+        /// `AOSA` audit anchor (MAC not checked).
+        audit_anchor: crate::audit::AuditAnchor;
+
+        /// `AOSI` public replica (tag not checked).
+        replica: crate::integrity::Replica<'_>;
 
         /// `AOSG` grant (header, encapsulated key, sealed material; not opened).
         grant: crate::grant::Grant<'_>;

@@ -20,7 +20,8 @@
 //! * [`EhrVault::revoke`] marks the grant revoked for the gate and logs
 //!   `revoke`; [`EhrVault::rekey`] re-protects a record under fresh keys
 //!   and replaces its fragments everywhere;
-//! * [`EhrVault::audit_verify`] checks the audit log's hash chain.
+//! * [`EhrVault::audit_verify`] checks the audit log's MAC chain, head and
+//!   anchors.
 //!
 //! Recovered bytes are returned only after every check passed.
 
@@ -29,18 +30,18 @@ use std::path::Path;
 use aorta_base::hex::{self, Case};
 use std::sync::OnceLock;
 
-use aorta_crypto::selective::container::{
-    Randomness, open_private, parse_private, protect_deterministic,
-};
+use aorta_crypto::selective::container::{Randomness, open_private, parse_private};
 use aorta_crypto::selective::{
-    HeaderRule, Mode, ProtectOptions, RecordId, RecoveryMaterial, protect, recover,
+    HeaderRule, MasterKey, Mode, ProtectOptions, RecordId, RecoveryMaterial, open_private_with_key,
+    protect_with_key, recover,
 };
 use zeroize::Zeroizing;
 
 use crate::VaultError;
-use crate::audit::{AuditLog, Entry, Event};
+use crate::audit::{AuditAnchor, AuditLog, Entry, Event};
 use crate::gate::{self, GateEntry, GateState, GateTransport, GrantV2Header, ReplayCache, Status};
 use crate::grant::{self, Identity, NEVER, RecipientKey};
+use crate::integrity::StoreFailure;
 use crate::store::Vault;
 
 /// Where grants send recipients when the patient names no gate: the gate
@@ -138,7 +139,7 @@ impl EhrVault {
 
     /// The rules over an opened store; the audit log is the store's.
     pub fn new(store: Vault) -> Self {
-        let log = AuditLog::new(&store.audit_path());
+        let log = AuditLog::new(&store.audit_path(), store.device());
         Self {
             store,
             log,
@@ -250,19 +251,10 @@ impl EhrVault {
         Ok(RecoveryMaterial::from_bytes(&plain)?)
     }
 
-    /// The audit anchor a grant carries: today the audit head file's bytes.
-    // MERGE: helper B's `AuditAnchor` replaces this.
-    fn audit_anchor(&self) -> Result<Vec<u8>, VaultError> {
-        let mut p = self.store.audit_path().into_os_string();
-        p.push(".head");
-        match std::fs::read(&p) {
-            Ok(mut b) => {
-                b.truncate(gate::MAX_ANCHOR_LEN);
-                Ok(b)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(VaultError::io(std::path::Path::new(&p), e)),
-        }
+    /// The audit anchor a grant carries: the log's current `AOSA` anchor
+    /// (80 bytes, `docs/vault-format.md`).
+    fn grant_anchor(&self) -> Result<Vec<u8>, VaultError> {
+        Ok(aorta_base::codec::Encode::to_bytes(&self.log.anchor()?))
     }
 
     /// The gate's answer to one request (`AOGQ` → `AOGR`, see
@@ -325,8 +317,13 @@ impl EhrVault {
     ) -> Result<RecordId, VaultError> {
         // The vault identity is created with the vault's first record.
         self.identity()?;
-        let p = protect(data, passphrase, opts)?;
-        self.store.put_record(&p)?;
+        // One Argon2id derivation: K protects the record and opens its
+        // private fragment again for the integrity key of the public copies.
+        let rnd = Randomness::fresh()?;
+        let k = MasterKey::derive(passphrase, &rnd.salt, &opts.kdf)?;
+        let p = protect_with_key(data, &k, opts, &rnd)?;
+        let m = open_private_with_key(&p.private, &k)?;
+        self.store.put_record(&p, &m)?;
         self.log.append(
             (self.clock)(),
             Event::Protect,
@@ -343,12 +340,31 @@ impl EhrVault {
         record: &RecordId,
         passphrase: &[u8],
     ) -> Result<Vec<u8>, VaultError> {
+        self.recover_with_passphrase_reporting(record, passphrase)
+            .map(|(bytes, _)| bytes)
+    }
+
+    /// [`EhrVault::recover_with_passphrase`], also returning the public
+    /// stores whose copy failed (tampered, missing, unreadable) while
+    /// another store's copy verified; they are named in the `recover` audit
+    /// entry too.
+    pub fn recover_with_passphrase_reporting(
+        &self,
+        record: &RecordId,
+        passphrase: &[u8],
+    ) -> Result<(Vec<u8>, Vec<StoreFailure>), VaultError> {
         let private = self.store.get_private(record)?;
-        let public = self.store.get_public(record)?;
-        let bytes = recover(&public, &open_private(&private, passphrase)?)?;
-        self.log
-            .append((self.clock)(), Event::Recover, &record.to_hex(), None, "")?;
-        Ok(bytes)
+        let m = open_private(&private, passphrase)?;
+        let (public, failures) = self.store.get_public_verified(record, &m)?;
+        let bytes = recover(&public, &m)?;
+        self.log.append(
+            (self.clock)(),
+            Event::Recover,
+            &record.to_hex(),
+            None,
+            &failures_detail(&failures),
+        )?;
+        Ok((bytes, failures))
     }
 
     /// A recipient recovers `record` with a grant through the patient's
@@ -382,7 +398,7 @@ impl EhrVault {
         let url = use_.gate_url.unwrap_or(&ticket.gate_url);
         let answer = transport.exchange(url, &aorta_base::codec::Encode::to_bytes(&request))?;
         let m = gate::open_response(&answer, &request, &ticket, use_.identity)?;
-        let public = self.store.get_public(record)?;
+        let (public, _failed_stores) = self.store.get_public_verified(record, &m)?;
         Ok(Recovered {
             bytes: recover(&public, &m)?,
             grant_id: Some(ticket.header.grant_hex()),
@@ -444,7 +460,7 @@ impl EhrVault {
             &header,
             &secret,
             &self.gate_url,
-            &self.audit_anchor()?,
+            &self.grant_anchor()?,
         )?;
         self.put_entry(&header.grant_hex(), &entry)?;
         let expires = if expires_at == NEVER {
@@ -518,12 +534,11 @@ impl EhrVault {
     /// material. Material released before — or carried by a version-1
     /// grant — no longer matches anything stored after. Logs `protect` with
     /// the detail `rekey`.
-    // MERGE: an `Event::Rekey` in audit.rs would name it better.
     pub fn rekey(&self, record: &RecordId, passphrase: &[u8]) -> Result<(), VaultError> {
         let private = self.store.get_private(record)?;
         let (ph, _) = parse_private(&private)?;
         let m = open_private(&private, passphrase)?;
-        let public = self.store.get_public(record)?;
+        let (public, _failed_stores) = self.store.get_public_verified(record, &m)?;
         let bytes = Zeroizing::new(recover(&public, &m)?);
         let mut rnd = Randomness::fresh()?;
         rnd.record_id = *record;
@@ -532,9 +547,10 @@ impl EhrVault {
             kdf: ph.kdf,
             header: HeaderRule::Bytes(m.head.len() as u64),
         };
-        let p = protect_deterministic(&bytes, passphrase, &opts, &rnd)?;
-        let fresh = open_private(&p.private, passphrase)?;
-        self.store.put_record(&p)?;
+        let k = MasterKey::derive(passphrase, &rnd.salt, &opts.kdf)?;
+        let p = protect_with_key(&bytes, &k, &opts, &rnd)?;
+        let fresh = open_private_with_key(&p.private, &k)?;
+        self.store.put_record(&p, &fresh)?;
         self.put_gate_material(&fresh)?;
         self.log.append(
             (self.clock)(),
@@ -549,10 +565,36 @@ impl EhrVault {
         Ok(())
     }
 
-    /// Verifies the audit log's hash chain and head; returns its entries.
+    /// Verifies the audit log: its MAC chain, its head and the anchor in
+    /// the private store; returns its entries.
     pub fn audit_verify(&self) -> Result<Vec<Entry>, VaultError> {
         self.log.verify()
     }
+
+    /// [`EhrVault::audit_verify`], and every anchor given (from grants this
+    /// vault issued) must be met: deletion, truncation or a log rebuilt
+    /// with a fresh key since the anchor was taken are reported.
+    pub fn audit_verify_with_anchors(
+        &self,
+        anchors: &[AuditAnchor],
+    ) -> Result<Vec<Entry>, VaultError> {
+        self.log.verify_with_anchors(anchors)
+    }
+
+    /// The audit log's current anchor (count, chain value, MAC), for a
+    /// grant to carry out of the vault.
+    pub fn audit_anchor(&self) -> Result<AuditAnchor, VaultError> {
+        self.log.anchor()
+    }
+}
+
+/// The audit detail naming public stores whose copy failed ("" when none).
+fn failures_detail(failures: &[StoreFailure]) -> String {
+    failures
+        .iter()
+        .map(|f| format!("public {f}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The grant id and nonce of a request that may not parse (for an

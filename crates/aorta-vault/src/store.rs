@@ -17,19 +17,23 @@
 //! ```
 //!
 //! Without dispersal every public store holds a full copy (replication); with
-//! dispersal store i holds shard i. S3 credentials come from the config's
+//! dispersal store i holds shard i. Every copy and every shard carries an
+//! HMAC tag under the record's integrity key ([`crate::integrity`]), which
+//! only the private fragment yields; [`Vault::get_public_verified`] tries
+//! every store until a copy verifies and names the stores whose copy failed. S3 credentials come from the config's
 //! `access_key_id`/`secret_access_key` or, when absent, from the usual
 //! `AWS_*` environment variables.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aorta_crypto::selective::{Protected, RecordId};
+use aorta_crypto::selective::{Protected, RecordId, RecoveryMaterial};
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::VaultError;
-use crate::dispersal::{self, Dispersal};
+use crate::dispersal::{self, Dispersal, Rebuilt};
+use crate::integrity::{self, IntegrityKey, StoreFailure, StoreFault};
 
 /// Name of the optional configuration file inside a vault directory.
 pub const CONFIG_FILE: &str = "vault.json";
@@ -109,12 +113,100 @@ impl Default for VaultConfig {
 struct Store {
     label: String,
     inner: Arc<dyn ObjectStore>,
+    /// The directory, for a local store.
+    local: Option<PathBuf>,
+}
+
+/// The private (device) store as a small key-value area for what must never
+/// reach a cloud store: the audit key and the audit anchor
+/// ([`crate::audit`]). Cheap to clone.
+#[derive(Clone)]
+pub struct DeviceStore {
+    label: String,
+    inner: Arc<dyn ObjectStore>,
+    local: Option<PathBuf>,
+    rt: Arc<tokio::runtime::Runtime>,
+}
+
+impl std::fmt::Debug for DeviceStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceStore")
+            .field("label", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeviceStore {
+    /// A local directory as the device store (tests, tools).
+    pub fn local(dir: &Path) -> Result<Self, VaultError> {
+        std::fs::create_dir_all(dir).map_err(|e| VaultError::io(dir, e))?;
+        let label = format!("local:{}", dir.display());
+        let inner =
+            object_store::local::LocalFileSystem::new_with_prefix(dir).map_err(obj_err(&label))?;
+        Ok(Self {
+            label,
+            inner: Arc::new(inner),
+            local: Some(dir.to_path_buf()),
+            rt: Arc::new(runtime(dir)?),
+        })
+    }
+
+    /// The store's label.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Reads object `name`; `Ok(None)` when absent.
+    pub fn get(&self, name: &str) -> Result<Option<Vec<u8>>, VaultError> {
+        let p = ObjPath::from(name);
+        let r = self.rt.block_on(async {
+            let g = self.inner.get(&p).await?;
+            g.bytes().await
+        });
+        match r {
+            Ok(b) => Ok(Some(b.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(obj_err(&self.label)(e)),
+        }
+    }
+
+    /// Writes a secret object `name`: in a local store, a file only its
+    /// owner can read (mode 0600), written atomically.
+    pub fn put_secret(&self, name: &str, bytes: &[u8]) -> Result<(), VaultError> {
+        let Some(root) = &self.local else {
+            return self.put(name, bytes);
+        };
+        let path = root.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| VaultError::io(parent, e))?;
+        }
+        aorta_base::fs::write_private_atomic(&path, bytes)?;
+        Ok(())
+    }
+
+    /// Writes object `name`.
+    pub fn put(&self, name: &str, bytes: &[u8]) -> Result<(), VaultError> {
+        self.rt
+            .block_on(
+                self.inner
+                    .put(&ObjPath::from(name), PutPayload::from(bytes.to_vec())),
+            )
+            .map(|_| ())
+            .map_err(obj_err(&self.label))
+    }
+}
+
+fn runtime(dir: &Path) -> Result<tokio::runtime::Runtime, VaultError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| VaultError::io(dir, e))
 }
 
 /// An opened vault.
 pub struct Vault {
     dir: PathBuf,
-    rt: tokio::runtime::Runtime,
+    rt: Arc<tokio::runtime::Runtime>,
     public: Vec<Store>,
     private: Store,
     backup: Option<Store>,
@@ -144,6 +236,7 @@ fn obj_err(label: &str) -> impl FnOnce(object_store::Error) -> VaultError + '_ {
 
 fn build(dir: &Path, spec: &StoreSpec) -> Result<Store, VaultError> {
     let label = spec.label();
+    let mut local = None;
     let inner: Arc<dyn ObjectStore> = match spec {
         StoreSpec::Local { path } => {
             let p = if path.is_absolute() {
@@ -152,6 +245,7 @@ fn build(dir: &Path, spec: &StoreSpec) -> Result<Store, VaultError> {
                 dir.join(path)
             };
             std::fs::create_dir_all(&p).map_err(|e| VaultError::io(&p, e))?;
+            local = Some(p.clone());
             Arc::new(
                 object_store::local::LocalFileSystem::new_with_prefix(&p)
                     .map_err(obj_err(&label))?,
@@ -186,7 +280,11 @@ fn build(dir: &Path, spec: &StoreSpec) -> Result<Store, VaultError> {
             Arc::new(b.build().map_err(obj_err(&label))?)
         }
     };
-    Ok(Store { label, inner })
+    Ok(Store {
+        label,
+        inner,
+        local,
+    })
 }
 
 fn public_path(id: &RecordId) -> ObjPath {
@@ -248,10 +346,7 @@ impl Vault {
                 });
             }
         }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| VaultError::io(dir, e))?;
+        let rt = Arc::new(runtime(dir)?);
         let public = cfg
             .public
             .iter()
@@ -272,6 +367,16 @@ impl Vault {
     /// The vault directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The device store as the audit log's key-value area.
+    pub fn device(&self) -> DeviceStore {
+        DeviceStore {
+            label: self.private.label.clone(),
+            inner: Arc::clone(&self.private.inner),
+            local: self.private.local.clone(),
+            rt: Arc::clone(&self.rt),
+        }
     }
 
     /// Path of the audit log.
@@ -300,17 +405,26 @@ impl Vault {
     }
 
     /// Disperses a protected record: public fragment to the public store(s)
-    /// (replicated, or Reed-Solomon shards), private fragment to the device
-    /// store and, if configured, to the backup store.
-    pub fn put_record(&self, p: &Protected) -> Result<(), VaultError> {
+    /// (replicated as `AOSI` objects, or as `AOSD` v2 Reed-Solomon shards),
+    /// each tagged under the integrity key of `material` (the record's
+    /// opened private fragment); private fragment to the device store and,
+    /// if configured, to the backup store.
+    pub fn put_record(&self, p: &Protected, material: &RecoveryMaterial) -> Result<(), VaultError> {
+        if material.record_id != p.record_id {
+            return Err(VaultError::Internal {
+                what: "put_record given another record's material",
+            });
+        }
+        let key = IntegrityKey::for_material(material)?;
         match self.dispersal {
             None => {
+                let replica = integrity::seal_replica(&p.public, p.record_id, &key)?;
                 for s in &self.public {
-                    self.put(s, &public_path(&p.record_id), p.public.clone())?;
+                    self.put(s, &public_path(&p.record_id), replica.clone())?;
                 }
             }
             Some(d) => {
-                let shards = dispersal::encode(&p.public, p.record_id, d)?;
+                let shards = dispersal::encode(&p.public, p.record_id, d, &key)?;
                 for (i, (s, shard)) in self.public.iter().zip(shards).enumerate() {
                     self.put(s, &shard_path(&p.record_id, i), shard)?;
                 }
@@ -327,38 +441,149 @@ impl Vault {
         Ok(())
     }
 
-    /// Reads the public fragment back (from any replica, or by rebuilding
-    /// from any k shards). Stores that fail or lack the object are skipped.
-    pub fn get_public(&self, id: &RecordId) -> Result<Vec<u8>, VaultError> {
-        match self.dispersal {
-            None => {
-                // First replica that reads and passes its checksum wins; a
-                // store error is reported only if no replica could be used.
-                let mut last_err = None;
-                for s in &self.public {
-                    match self.get(s, &public_path(id)) {
-                        Ok(Some(b)) => match aorta_crypto::selective::container::parse_public(&b) {
-                            Ok(_) => return Ok(b),
-                            Err(e) => last_err = Some(VaultError::Selective(e)),
-                        },
-                        Ok(None) => {}
-                        Err(e) => last_err = Some(e),
+    /// Reads the public fragment of the record `material` recovers (the
+    /// opened private fragment or a grant's material) and returns it with
+    /// the stores whose copy was not used and why.
+    ///
+    /// Without dispersal every replica is tried in store order until one
+    /// passes its tag (`AOSI`) and matches the checksum sealed in the
+    /// private fragment; a bare `AOSP` object (written before tags) is
+    /// accepted on that checksum alone. With dispersal every store's shard
+    /// is read and checked ([`dispersal::check`]), and k-subsets of the
+    /// good ones are decoded until one matches ([`dispersal::decode_verified`]).
+    ///
+    /// Errors: [`VaultError::NotFound`] when no store holds the object,
+    /// [`VaultError::TooFewShards`] when fewer than k shards could be read
+    /// and none was altered, else [`VaultError::PublicUnavailable`] naming
+    /// every store and its fault (blamed on the stores).
+    pub fn get_public_verified(
+        &self,
+        id: &RecordId,
+        material: &RecoveryMaterial,
+    ) -> Result<(Vec<u8>, Vec<StoreFailure>), VaultError> {
+        if material.record_id != *id {
+            return Err(VaultError::GrantForOtherRecord {
+                grant_record: material.record_id.to_hex(),
+                record: id.to_hex(),
+            });
+        }
+        let key = IntegrityKey::for_material(material)?;
+        let fail = |index: usize, fault: StoreFault| StoreFailure {
+            store: self
+                .public
+                .get(index)
+                .map_or_else(String::new, |s| s.label.clone()),
+            index,
+            fault,
+        };
+        let mut failures = Vec::new();
+        let Some(d) = self.dispersal else {
+            for (i, s) in self.public.iter().enumerate() {
+                let bytes = match self.get(s, &public_path(id)) {
+                    Ok(Some(b)) => b,
+                    Ok(None) => {
+                        failures.push(fail(i, StoreFault::Missing));
+                        continue;
                     }
+                    Err(e) => {
+                        failures.push(fail(
+                            i,
+                            StoreFault::Unreadable {
+                                reason: e.to_string(),
+                            },
+                        ));
+                        continue;
+                    }
+                };
+                let checked = if bytes.starts_with(aorta_crypto::selective::container::PUBLIC_MAGIC)
+                {
+                    // A replica written before tags: only the binding vouches.
+                    integrity::binds(&bytes, material).map(|()| bytes.clone())
+                } else {
+                    integrity::open_replica(&bytes, id, &key).and_then(|c| {
+                        integrity::binds(c, material)?;
+                        Ok(c.to_vec())
+                    })
+                };
+                match checked {
+                    Ok(c) => return Ok((c, failures)),
+                    Err(f) => failures.push(fail(i, f)),
                 }
-                Err(last_err.unwrap_or_else(|| VaultError::NotFound {
+            }
+            return Err(self.unavailable(id, failures, None));
+        };
+        let raw: Vec<Option<Vec<u8>>> = self
+            .public
+            .iter()
+            .enumerate()
+            .map(|(i, s)| match self.get(s, &shard_path(id, i)) {
+                Ok(Some(b)) => Some(b),
+                Ok(None) => {
+                    failures.push(fail(i, StoreFault::Missing));
+                    None
+                }
+                Err(e) => {
+                    failures.push(fail(
+                        i,
+                        StoreFault::Unreadable {
+                            reason: e.to_string(),
+                        },
+                    ));
+                    None
+                }
+            })
+            .collect();
+        let mut good = Vec::new();
+        for (i, b) in raw.iter().enumerate() {
+            if let Some(b) = b {
+                match dispersal::check(b, i, id, d, &key) {
+                    Ok(s) => good.push((i, s)),
+                    Err(f) => failures.push(fail(i, f)),
+                }
+            }
+        }
+        let outcome = dispersal::decode_verified(good, d, |c| integrity::binds(c, material))?;
+        match outcome {
+            Rebuilt::Ok(c, faults) => {
+                failures.extend(faults.into_iter().map(|(i, f)| fail(i, f)));
+                failures.sort_by_key(|f| f.index);
+                Ok((c, failures))
+            }
+            Rebuilt::Failed(faults, readable) => {
+                failures.extend(faults.into_iter().map(|(i, f)| fail(i, f)));
+                failures.sort_by_key(|f| f.index);
+                Err(self.unavailable(id, failures, Some((readable, usize::from(d.k)))))
+            }
+        }
+    }
+
+    /// The error when no store gave a usable public fragment.
+    fn unavailable(
+        &self,
+        id: &RecordId,
+        failures: Vec<StoreFailure>,
+        shards: Option<(usize, usize)>,
+    ) -> VaultError {
+        let all_missing = failures.iter().all(|f| f.fault == StoreFault::Missing);
+        match shards {
+            Some((0, _)) | None if all_missing => {
+                return VaultError::NotFound {
                     record_id: id.to_hex(),
                     store: "any public store".into(),
-                }))
+                };
             }
-            Some(d) => {
-                let shards: Vec<Option<Vec<u8>>> = self
-                    .public
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| self.get(s, &shard_path(id, i)).ok().flatten())
-                    .collect();
-                dispersal::decode(&shards, *id, d)
+            Some((available, needed)) if !failures.iter().any(|f| f.fault.is_integrity()) => {
+                return VaultError::TooFewShards {
+                    record_id: id.to_hex(),
+                    available,
+                    needed,
+                };
             }
+            _ => {}
+        }
+        VaultError::PublicUnavailable {
+            record_id: id.to_hex(),
+            failures,
         }
     }
 

@@ -10,7 +10,7 @@
 )]
 
 use aorta_crypto::selective::{
-    KdfParams, ProtectOptions, RecordId, container::open_private, protect, recover,
+    KdfParams, ProtectOptions, RecoveryMaterial, container::open_private, protect, recover,
     recover_with_passphrase,
 };
 use aorta_vault::VaultError;
@@ -21,32 +21,38 @@ fn local(p: &str) -> StoreSpec {
     StoreSpec::Local { path: p.into() }
 }
 
-fn record() -> (Vec<u8>, aorta_crypto::selective::Protected) {
+fn record() -> (
+    Vec<u8>,
+    aorta_crypto::selective::Protected,
+    RecoveryMaterial,
+) {
     let input: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let opts = ProtectOptions {
         kdf: KdfParams::INSECURE_TEST,
         ..Default::default()
     };
     let p = protect(&input, b"pw", &opts).unwrap();
-    (input, p)
+    let m = open_private(&p.private, b"pw").unwrap();
+    (input, p, m)
 }
 
 #[test]
 fn default_layout_replicates_and_recovers() {
     let d = tempfile::tempdir().unwrap();
     let v = Vault::open(d.path()).unwrap();
-    let (input, p) = record();
-    v.put_record(&p).unwrap();
+    let (input, p, m) = record();
+    v.put_record(&p, &m).unwrap();
     assert!(d.path().join("cloud/records").is_dir());
     assert!(d.path().join("device/records").is_dir());
-    let pubc = v.get_public(&p.record_id).unwrap();
+    let pubc = v.get_public_verified(&p.record_id, &m).unwrap().0;
     let privc = v.get_private(&p.record_id).unwrap();
     assert_eq!(
         recover_with_passphrase(&pubc, &privc, b"pw").unwrap(),
         input
     );
+    let (_, never_stored, m2) = record();
     assert!(matches!(
-        v.get_public(&RecordId([0; 16])),
+        v.get_public_verified(&never_stored.record_id, &m2),
         Err(VaultError::NotFound { .. })
     ));
 }
@@ -61,13 +67,13 @@ fn corrupted_replica_is_skipped() {
         dispersal: None,
     };
     let v = Vault::with_config(d.path(), &cfg).unwrap();
-    let (input, p) = record();
-    v.put_record(&p).unwrap();
+    let (input, p, m) = record();
+    v.put_record(&p, &m).unwrap();
     let f = d.path().join(format!("r0/records/{}.aosp", p.record_id));
     let mut b = std::fs::read(&f).unwrap();
     b[1000] ^= 1;
     std::fs::write(&f, &b).unwrap();
-    let pubc = v.get_public(&p.record_id).unwrap();
+    let pubc = v.get_public_verified(&p.record_id, &m).unwrap().0;
     let privc = v.get_private(&p.record_id).unwrap();
     assert_eq!(
         recover_with_passphrase(&pubc, &privc, b"pw").unwrap(),
@@ -91,14 +97,14 @@ fn reed_solomon_survives_deleted_stores_and_backup_survives_lost_device() {
         dispersal: Some(Dispersal { k: 3, n: 5 }),
     };
     let v = Vault::with_config(d.path(), &cfg).unwrap();
-    let (input, p) = record();
-    v.put_record(&p).unwrap();
+    let (input, p, m) = record();
+    v.put_record(&p, &m).unwrap();
     // Lose two whole cloud stores (n - k = 2).
     std::fs::remove_dir_all(d.path().join("c1")).unwrap();
     v.delete_public_from(3, &p.record_id).unwrap();
     // Lose the phone: the private fragment comes from the trusted backup.
     v.delete_private(&p.record_id).unwrap();
-    let pubc = v.get_public(&p.record_id).unwrap();
+    let pubc = v.get_public_verified(&p.record_id, &m).unwrap().0;
     assert_eq!(pubc, p.public);
     let privc = v.get_private(&p.record_id).unwrap();
     let m = open_private(&privc, b"pw").unwrap();
@@ -106,7 +112,7 @@ fn reed_solomon_survives_deleted_stores_and_backup_survives_lost_device() {
     // A third lost store is one too many: a clear error, not wrong bytes.
     v.delete_public_from(0, &p.record_id).unwrap();
     assert!(matches!(
-        v.get_public(&p.record_id),
+        v.get_public_verified(&p.record_id, &m),
         Err(VaultError::TooFewShards {
             available: 2,
             needed: 3,
@@ -125,8 +131,8 @@ fn config_file_is_read_and_checked() {
     )
     .unwrap();
     let v = Vault::open(d.path()).unwrap();
-    let (_, p) = record();
-    v.put_record(&p).unwrap();
+    let (_, p, m) = record();
+    v.put_record(&p, &m).unwrap();
     assert!(d.path().join("a/records").is_dir() && d.path().join("b/records").is_dir());
     std::fs::write(
         d.path().join("vault.json"),
@@ -236,11 +242,11 @@ fn s3_dispersal_against_moto() {
         dispersal: Some(Dispersal { k: 2, n: 3 }),
     };
     let v = Vault::with_config(d.path(), &cfg).unwrap();
-    let (input, p) = record();
-    v.put_record(&p).unwrap();
+    let (input, p, m) = record();
+    v.put_record(&p, &m).unwrap();
     v.delete_public_from(1, &p.record_id).unwrap();
     v.delete_private(&p.record_id).unwrap();
-    let pubc = v.get_public(&p.record_id).unwrap();
+    let pubc = v.get_public_verified(&p.record_id, &m).unwrap().0;
     let privc = v.get_private(&p.record_id).unwrap();
     assert_eq!(
         recover_with_passphrase(&pubc, &privc, b"pw").unwrap(),

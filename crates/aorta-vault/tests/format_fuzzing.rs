@@ -14,11 +14,17 @@
 use std::path::PathBuf;
 
 use aorta_base::codec::DecodeError;
-use aorta_crypto::selective::RecordId;
+use aorta_crypto::selective::{RecordId, RecoveryMaterial, UnitKeys};
 use aorta_vault::VaultError;
 use aorta_vault::dispersal::{self, Dispersal};
 use aorta_vault::fuzzing;
 use aorta_vault::grant;
+use aorta_vault::integrity::{self, IntegrityKey};
+
+fn vector_key() -> IntegrityKey {
+    let m = RecoveryMaterial::from_bytes(&vector("strong.material.aosm")).unwrap();
+    IntegrityKey::for_material(&m).unwrap()
+}
 
 fn vector(name: &str) -> Vec<u8> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -41,9 +47,34 @@ fn mutations(v: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
 }
 
 #[test]
-fn shard_vectors_round_trip_and_mutations_never_panic() {
+fn shard_vectors_round_trip_and_no_mutation_passes_the_tag() {
+    let key = vector_key();
+    let rid = RecordId(*b"record-id-000001");
+    let d = Dispersal { k: 2, n: 3 };
     for i in 0..3 {
         let v = vector(&format!("strong.public.aosp.shard{i}.aosd"));
+        assert!(fuzzing::shard(&v), "shard {i} vector does not decode");
+        assert_eq!(dispersal::parse(&v).unwrap().version, 2);
+        dispersal::check(&v, i, &rid, d, &key).unwrap();
+        for m in mutations(&v) {
+            // Decoding does not need the key; the tag covers every byte.
+            let _ = fuzzing::shard(&m);
+            assert!(dispersal::check(&m, i, &rid, d, &key).is_err());
+        }
+    }
+    let v = vector("strong.public.aosi");
+    assert!(fuzzing::replica(&v));
+    integrity::open_replica(&v, &rid, &key).unwrap();
+    for m in mutations(&v) {
+        let _ = fuzzing::replica(&m);
+        assert!(integrity::open_replica(&m, &rid, &key).is_err());
+    }
+}
+
+#[test]
+fn v1_shard_vectors_round_trip_and_mutations_never_panic() {
+    for i in 0..3 {
+        let v = vector(&format!("strong.public.aosp.shard{i}.v1.aosd"));
         assert!(fuzzing::shard(&v), "shard {i} vector does not decode");
         let s = dispersal::parse(&v).unwrap();
         assert_eq!(usize::from(s.index), i);
@@ -114,10 +145,24 @@ fn short_and_trailing_bytes_are_typed_errors() {
         })
     ));
     let mut newer = v.clone();
-    newer[4] = 2;
+    newer[4] = 3;
     assert!(matches!(
         dispersal::parse(&newer),
+        Err(VaultError::UnknownVersion { version: 3, .. })
+    ));
+    let r = vector("strong.public.aosi");
+    let mut newer = r.clone();
+    newer[4] = 2;
+    assert!(matches!(
+        integrity::parse_replica(&newer),
         Err(VaultError::UnknownVersion { version: 2, .. })
+    ));
+    assert!(matches!(
+        integrity::parse_replica(&r[..r.len() - 1]),
+        Err(VaultError::Decode {
+            source: DecodeError::Short { .. },
+            ..
+        })
     ));
     let mut newer = g.clone();
     newer[4] = 9;
@@ -157,8 +202,27 @@ fn fresh_shards_round_trip() {
     let d = Dispersal { k: 1, n: 2 };
     for len in [0usize, 1, 2, 3, 1000] {
         let data = vec![0x5a; len];
-        for s in dispersal::encode(&data, RecordId([1; 16]), d).unwrap() {
+        let key = IntegrityKey::derive(&UnitKeys::from_parts([3; 32], [4; 32])).unwrap();
+        for s in dispersal::encode(&data, RecordId([1; 16]), d, &key).unwrap() {
             assert!(fuzzing::shard(&s), "len {len}");
         }
     }
+}
+
+#[test]
+fn anchor_vector_round_trips_and_mutations_never_panic() {
+    let v = vector("audit.anchor");
+    assert_eq!(v.len(), aorta_vault::audit::ANCHOR_LEN);
+    assert!(fuzzing::audit_anchor(&v));
+    for m in mutations(&v) {
+        let _ = fuzzing::audit_anchor(&m);
+        let _ = aorta_vault::audit::AuditAnchor::parse(&m);
+    }
+    assert!(matches!(
+        aorta_vault::audit::AuditAnchor::parse(&v[..79]),
+        Err(VaultError::Decode {
+            source: DecodeError::Short { .. },
+            ..
+        })
+    ));
 }

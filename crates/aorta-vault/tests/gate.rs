@@ -371,7 +371,11 @@ fn revoke_with_rekey_makes_cached_material_useless() {
         let (_, a) = s.patient.answer_release(&req.to_bytes());
         gate::open_response(&a, &req, &ticket, &s.doc).unwrap()
     };
-    let before = s.patient.store().get_public(&s.rid).unwrap();
+    let (before, _) = s
+        .patient
+        .store()
+        .get_public_verified(&s.rid, &cached)
+        .unwrap();
     assert_eq!(
         aorta_crypto::selective::recover(&before, &cached).unwrap(),
         b"lab results"
@@ -380,7 +384,18 @@ fn revoke_with_rekey_makes_cached_material_useless() {
     s.patient.revoke(RevokeTarget::Grant(&g1.grant)).unwrap();
     s.patient.rekey(&s.rid, b"pw").unwrap();
 
-    let after = s.patient.store().get_public(&s.rid).unwrap();
+    // The public fragment stored after the rekey (what the cloud now
+    // serves), fetched and verified with the patient's fresh material.
+    let fresh = aorta_crypto::selective::open_private(
+        &s.patient.store().get_private(&s.rid).unwrap(),
+        b"pw",
+    )
+    .unwrap();
+    let (after, _) = s
+        .patient
+        .store()
+        .get_public_verified(&s.rid, &fresh)
+        .unwrap();
     assert_ne!(before, after);
     for m in [&cached, &m_old] {
         let e = aorta_crypto::selective::recover(&after, m).unwrap_err();

@@ -118,7 +118,7 @@ fn gate_vectors_match_and_open() {
             .unwrap();
     let public = std::fs::read(fmt.join("strong.public.aosp")).unwrap();
     let input = std::fs::read(fmt.join("input.bin")).unwrap();
-    let anchor = std::fs::read(fmt.join("audit.log.head")).unwrap();
+    let anchor = std::fs::read(fmt.join("audit.anchor")).unwrap();
 
     let patient = Identity::derive(&[1; 32]).unwrap();
     let doctor = Identity::derive(&[2; 32]).unwrap();

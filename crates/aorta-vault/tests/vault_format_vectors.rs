@@ -17,10 +17,13 @@
 use std::convert::Infallible;
 use std::path::PathBuf;
 
+use aorta_base::codec::Encode;
 use aorta_crypto::selective::{RecordId, RecoveryMaterial, recover};
-use aorta_vault::audit::{AuditLog, Event};
+use aorta_vault::audit::{AuditAnchor, AuditKey, AuditLog, Event};
 use aorta_vault::dispersal::{self, Dispersal};
 use aorta_vault::grant::{self, Identity};
+use aorta_vault::integrity::{self, IntegrityKey};
+use aorta_vault::store::DeviceStore;
 use sha2::{Digest, Sha256};
 
 /// A predictable generator for vectors only: SHA-256(seed ‖ counter) blocks.
@@ -99,14 +102,38 @@ fn vault_vectors_match() {
     let rid = RecordId(*b"record-id-000001");
     assert_eq!(material.record_id, rid);
 
-    // Shards: 2-of-3 over the strong public container; any two rebuild it.
+    // The integrity key of the record, a tagged replica, and 2-of-3 tagged
+    // shards over the strong public container; any two rebuild it.
+    let key = IntegrityKey::for_material(&material).unwrap();
+    check(
+        "strong.integrity-key.hex",
+        format!("{}\n", aorta_base::hex::encode(key.as_bytes())).as_bytes(),
+        write,
+    );
+    let replica = integrity::seal_replica(&public, rid, &key).unwrap();
+    check("strong.public.aosi", &replica, write);
+    assert_eq!(
+        integrity::open_replica(&replica, &rid, &key).unwrap(),
+        public
+    );
     let d = Dispersal { k: 2, n: 3 };
-    let shards = dispersal::encode(&public, rid, d).unwrap();
+    let shards = dispersal::encode(&public, rid, d, &key).unwrap();
     for (i, s) in shards.iter().enumerate() {
         check(&format!("strong.public.aosp.shard{i}.aosd"), s, write);
     }
     let some = vec![None, Some(shards[1].clone()), Some(shards[2].clone())];
-    assert_eq!(dispersal::decode(&some, rid, d).unwrap(), public);
+    assert_eq!(dispersal::decode(&some, rid, d, &key).unwrap(), public);
+    // The first version's shards (unkeyed checksum) are still read.
+    let v1: Vec<Option<Vec<u8>>> = (0..3)
+        .map(|i| {
+            Some(std::fs::read(dir().join(format!("strong.public.aosp.shard{i}.v1.aosd"))).unwrap())
+        })
+        .collect();
+    let last_two = [None, v1[1].clone(), v1[2].clone()];
+    assert_eq!(dispersal::decode(&last_two, rid, d, &key).unwrap(), public);
+    // Under the wrong store's index they are refused.
+    let shifted = [v1[1].clone(), v1[2].clone(), None];
+    assert!(dispersal::decode(&shifted, rid, d, &key).is_err());
 
     // Identity and grant.
     let id = Identity::derive(&[0x11; 32]).unwrap();
@@ -136,9 +163,15 @@ fn vault_vectors_match() {
     );
     assert!(grant::open(&g, &id, 1_700_086_400).is_err());
 
-    // Audit log with fixed times.
+    // Audit log with fixed times and a fixed audit key (32 × 0x33).
     let t = tempfile::tempdir().unwrap();
-    let log = AuditLog::new(&t.path().join("audit.log"));
+    let device = t.path().join("device");
+    let log = AuditLog::new(
+        &t.path().join("audit.log"),
+        DeviceStore::local(&device).unwrap(),
+    );
+    log.install_known_key(AuditKey::from_bytes([0x33; 32]))
+        .unwrap();
     let r = rid.to_hex();
     log.append(1_700_000_000, Event::Protect, &r, None, "mode strong")
         .unwrap();
@@ -164,6 +197,41 @@ fn vault_vectors_match() {
         &std::fs::read(t.path().join("audit.log.head")).unwrap(),
         write,
     );
-    let committed = AuditLog::new(&dir().join("audit.log"));
-    assert_eq!(committed.verify().unwrap().len(), 4);
+    let anchor = log.anchor().unwrap();
+    check("audit.anchor", &anchor.to_bytes(), write);
+    assert_eq!(
+        std::fs::read(device.join("audit/anchor")).unwrap(),
+        anchor.to_bytes()
+    );
+
+    // The committed log verifies against the committed anchor with that key.
+    let t2 = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(t2.path().join("audit")).unwrap();
+    std::fs::write(t2.path().join("audit/key"), [0x33; 32]).unwrap();
+    std::fs::copy(dir().join("audit.anchor"), t2.path().join("audit/anchor")).unwrap();
+    let committed = AuditLog::new(
+        &dir().join("audit.log"),
+        DeviceStore::local(t2.path()).unwrap(),
+    );
+    let committed_anchor =
+        AuditAnchor::parse(&std::fs::read(dir().join("audit.anchor")).unwrap()).unwrap();
+    assert_eq!(committed_anchor.count, 4);
+    assert_eq!(
+        committed
+            .verify_with_anchors(&[committed_anchor])
+            .unwrap()
+            .len(),
+        4
+    );
+
+    // The first version's log (unkeyed, no key in the private store) is
+    // still read.
+    let empty = tempfile::tempdir().unwrap();
+    let v1 = AuditLog::new(
+        &dir().join("audit.v1.log"),
+        DeviceStore::local(empty.path()).unwrap(),
+    );
+    let entries = v1.verify().unwrap();
+    assert_eq!(entries.len(), 4);
+    assert!(entries.iter().all(|e| e.version == 1));
 }
