@@ -15,7 +15,9 @@ use aorta_vault::audit::{AuditAnchor, AuditReport};
 use aorta_vault::gate::http::{HttpGate, Limits};
 use aorta_vault::grant::Identity;
 use aorta_vault::inputs;
-use aorta_vault::rules::{DEFAULT_GATE_URL, GrantUse, RevokeTarget, ShareOptions};
+use aorta_vault::rules::{
+    DEFAULT_GATE_URL, GrantUse, Recipient, RevokeTarget, RoleUse, ShareOptions,
+};
 use aorta_vault::{Blame, EhrVault, VaultError};
 
 /// `aorta ehr` subcommands.
@@ -57,21 +59,38 @@ pub enum EhrCmd {
         #[arg(long)]
         record: String,
         /// Passphrase file (the patient).
-        #[arg(long, conflicts_with_all = ["grant", "identity"], required_unless_present = "grant")]
+        #[arg(
+            long,
+            conflicts_with_all = ["grant", "identity", "as_responsible", "emergency"],
+            required_unless_present_any = ["grant", "as_responsible", "emergency"]
+        )]
         passphrase_file: Option<PathBuf>,
         /// Grant file (a recipient).
-        #[arg(long, requires = "identity")]
+        #[arg(long, requires = "identity", conflicts_with_all = ["as_responsible", "emergency"])]
         grant: Option<PathBuf>,
+        /// As the patient's responsible doctor, without a grant (needs
+        /// --cert, --identity, --patient, --gate).
+        #[arg(long, requires_all = ["cert", "identity"], conflicts_with = "emergency")]
+        as_responsible: bool,
+        /// Break-glass: the institution-signed emergency request (`aorta ehr
+        /// institution emergency`); needs --identity, --patient, --gate.
+        #[arg(long, requires = "identity")]
+        emergency: Option<PathBuf>,
+        /// The doctor's certificate (`AODC`): with --as-responsible; with
+        /// --emergency it must be the one the request embeds.
+        #[arg(long)]
+        cert: Option<PathBuf>,
         /// The recipient's identity file.
-        #[arg(long, requires = "grant")]
+        #[arg(long)]
         identity: Option<PathBuf>,
         /// The patient vault's public key (or a file holding it), given by
-        /// the patient (`aorta ehr patient-key`): a grant not sealed by it
-        /// is refused.
-        #[arg(long, requires = "grant")]
+        /// the patient (`aorta ehr patient-key`): a grant or release not
+        /// sealed by it is refused.
+        #[arg(long, requires = "identity")]
         patient: Option<String>,
-        /// Ask this gate instead of the one the grant names.
-        #[arg(long, requires = "grant")]
+        /// Ask this gate (a grant names its gate; default for
+        /// --as-responsible and --emergency: the loopback gate).
+        #[arg(long, requires = "identity")]
         gate: Option<String>,
         /// Where to write the recovered file (written only if every check
         /// passes; an existing file only with --force).
@@ -92,16 +111,26 @@ pub enum EhrCmd {
         /// Passphrase file.
         #[arg(long)]
         passphrase_file: PathBuf,
-        /// The recipient's public key (`aorta-clinician-1…`, from `aorta
-        /// clinician keygen`/`public` or `aorta ehr keygen`; the older
-        /// `aorta-ehr-pk1:…` too) or a file holding it.
-        #[arg(long)]
-        to: String,
+        /// The doctor's certificate (`AODC`, from `aorta ehr institution
+        /// certify`): it must verify now against your pinned institutions;
+        /// the grant is sealed to the certified key.
+        #[arg(long, required_unless_present = "to", conflicts_with = "to")]
+        to_cert: Option<PathBuf>,
+        /// A bare recipient key (`aorta-clinician-1…` or a file holding it)
+        /// instead of a certificate: only with --uncertified.
+        #[arg(long, requires = "uncertified")]
+        to: Option<String>,
+        /// Share to a bare key no institution certifies: you vouch for it
+        /// yourself (audited as uncertified).
+        #[arg(long, requires = "to")]
+        uncertified: bool,
         /// Validity, longer than 0: e.g. `30m`, `12h`, `7d`, `2w` (default 7d;
         /// emergency grants: never).
         #[arg(long)]
         expires: Option<String>,
-        /// A standing emergency grant for the responsible doctor.
+        /// A standing grant that never expires (unless --expires): your own
+        /// choice, made in advance, for one record. Break-glass by an
+        /// institution is `aorta ehr recover --emergency`.
         #[arg(long)]
         emergency: bool,
         /// Share the DICOM header as is instead of de-identifying it.
@@ -147,6 +176,20 @@ pub enum EhrCmd {
     /// The patient's release gate.
     #[command(subcommand)]
     Gate(GateCmd),
+    /// Print the audit anchor a grant carries (`aorta-audit-anchor-1:…`):
+    /// the recipient gives it to the patient, who checks their log still
+    /// meets it with `aorta ehr audit --verify --anchor FILE`.
+    GrantAnchor {
+        /// The grant.
+        #[arg(long)]
+        grant: PathBuf,
+        /// The recipient's identity.
+        #[arg(long)]
+        identity: PathBuf,
+        /// The patient vault key (the grant must be sealed by it).
+        #[arg(long)]
+        patient: String,
+    },
     /// Print the audit log; with --verify, check its MAC chain, its head and
     /// the anchor in the private store (and any --anchor).
     Audit {
@@ -160,6 +203,16 @@ pub enum EhrCmd {
         /// or carried in grants) that the log must still meet; repeatable.
         #[arg(long, requires = "verify")]
         anchor: Vec<PathBuf>,
+        /// With --verify: a grant whose anchor the log must still meet
+        /// (opened with --identity and --patient; repeatable).
+        #[arg(long, requires_all = ["verify", "identity", "patient"])]
+        grant: Vec<PathBuf>,
+        /// The identity the --grant files are sealed to.
+        #[arg(long, requires = "grant")]
+        identity: Option<PathBuf>,
+        /// The patient vault key the --grant files are sealed by.
+        #[arg(long, requires = "grant")]
+        patient: Option<String>,
         /// After verifying, print the log's current anchor (keep it off the
         /// device: it shows later deletion or truncation).
         #[arg(long, conflicts_with = "json")]
@@ -259,6 +312,17 @@ fn checked<T>(r: Result<T, VaultError>, refusal: Blame) -> anyhow::Result<Result
     }
 }
 
+/// The audit anchor a grant carries, opened as its recipient.
+fn grant_anchor(grant: &Path, identity: &Path, patient: &str) -> anyhow::Result<AuditAnchor> {
+    let ident = inputs::read_identity(identity)
+        .with_context(|| format!("reading identity {}", identity.display()))?;
+    let patient = inputs::recipient_key(patient)?;
+    let t = aorta_vault::gate::open_grant(&inputs::read(grant)?, &ident, &patient)
+        .with_context(|| grant.display().to_string())?;
+    AuditAnchor::parse(&t.audit_anchor)
+        .with_context(|| format!("{}: the audit anchor it carries", grant.display()))
+}
+
 /// Runs one `aorta ehr` command.
 pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -289,6 +353,9 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             record,
             passphrase_file,
             grant,
+            as_responsible,
+            emergency,
+            cert,
             identity,
             patient,
             gate,
@@ -298,8 +365,51 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             refuse_overwrite(&out, force)?;
             let rid = record_id(&record)?;
             let v = EhrVault::open_existing(&vault)?;
+            let role = if as_responsible {
+                Some(aorta_vault::gate::KIND_RESPONSIBLE)
+            } else if emergency.is_some() {
+                Some(aorta_vault::gate::KIND_EMERGENCY)
+            } else {
+                None
+            };
             let result = match (passphrase_file, grant, identity) {
                 (Some(pf), _, _) => v.recover_with_passphrase(&rid, &inputs::read_passphrase(&pf)?),
+                (None, None, Some(idf)) if role.is_some() => {
+                    let ident = inputs::read_identity(&idf)
+                        .with_context(|| format!("reading identity {}", idf.display()))?;
+                    let Some(patient) = patient else {
+                        bail!(
+                            "give --patient (the patient vault key, from `aorta ehr patient-key`)"
+                        );
+                    };
+                    let patient = inputs::recipient_key(&patient)?;
+                    let cert = cert.as_deref().map(inputs::read).transpose()?;
+                    let credential = match (&emergency, &cert) {
+                        (Some(req), cert) => {
+                            let b = inputs::read(req)?;
+                            let embedded = aorta_vault::institution::EmergencyRequest::parse(&b)
+                                .with_context(|| req.display().to_string())?
+                                .certificate;
+                            if let Some(c) = cert
+                                && aorta_vault::institution::DoctorCertificate::parse(c)?
+                                    != embedded
+                            {
+                                bail!("--cert is not the certificate the emergency request names");
+                            }
+                            b
+                        }
+                        (None, Some(c)) => c.clone(),
+                        (None, None) => bail!("--as-responsible needs --cert"),
+                    };
+                    let u = RoleUse {
+                        kind: role.unwrap_or_default(),
+                        credential: &credential,
+                        identity: &ident,
+                        patient: &patient,
+                        gate_url: gate.as_deref().unwrap_or(DEFAULT_GATE_URL),
+                    };
+                    v.recover_with_role(&rid, &u, &HttpGate::default())
+                }
                 (None, Some(gf), Some(idf)) => {
                     let ident = inputs::read_identity(&idf)
                         .with_context(|| format!("reading identity {}", idf.display()))?;
@@ -319,7 +429,9 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
                     v.recover_with_grant(&rid, &u, &HttpGate::default())
                         .map(|r| r.bytes)
                 }
-                _ => bail!("give --passphrase-file, or --grant with --identity"),
+                _ => bail!(
+                    "give --passphrase-file, or --grant, --as-responsible --cert or --emergency with --identity"
+                ),
             };
             let bytes = match checked(result, Blame::Refused)? {
                 Ok(b) => b,
@@ -333,7 +445,9 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             vault,
             record,
             passphrase_file,
+            to_cert,
             to,
+            uncertified,
             expires,
             emergency,
             keep_identifying_header,
@@ -344,7 +458,12 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             refuse_overwrite(&out, force)?;
             let rid = record_id(&record)?;
             let pass = inputs::read_passphrase(&passphrase_file)?;
-            let recipient = inputs::recipient_key(&to)?;
+            let cert = to_cert.as_deref().map(inputs::read).transpose()?;
+            let recipient = match (&cert, &to) {
+                (Some(c), _) => Recipient::Certified(c),
+                (None, Some(k)) if uncertified => Recipient::Uncertified(inputs::recipient_key(k)?),
+                _ => bail!("give --to-cert CERT (or --to KEY --uncertified)"),
+            };
             let opts = ShareOptions {
                 valid_for_s: expires.as_deref().map(inputs::parse_validity).transpose()?,
                 emergency,
@@ -406,6 +525,15 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        EhrCmd::GrantAnchor {
+            grant,
+            identity,
+            patient,
+        } => {
+            let a = grant_anchor(&grant, &identity, &patient)?;
+            outln!("{}", a.to_text());
+            Ok(ExitCode::SUCCESS)
+        }
         EhrCmd::PatientKey { vault } => {
             let v = EhrVault::open_existing(&vault)?;
             outln!("{}", v.patient_key()?.to_text());
@@ -439,10 +567,18 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             vault,
             verify,
             anchor,
+            grant,
+            identity,
+            patient,
             print_anchor,
             json,
         } => {
             let mut anchors = Vec::new();
+            if let (Some(idf), Some(pk)) = (&identity, &patient) {
+                for g in &grant {
+                    anchors.push(grant_anchor(g, idf, pk)?);
+                }
+            }
             for f in &anchor {
                 let text = String::from_utf8(inputs::read(f)?)
                     .with_context(|| format!("{}: not text", f.display()))?;
@@ -461,12 +597,31 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             if json {
-                let report = AuditReport {
-                    verified: true,
-                    entries: &entries,
-                };
+                let report = AuditReport::new(&entries);
                 outln!("{}", serde_json::to_string_pretty(&report)?);
             } else {
+                let report = AuditReport::new(&entries);
+                // Break-glass first, where the patient cannot miss it.
+                if !report.emergency_accesses.is_empty() || !report.emergency_refusals.is_empty() {
+                    outln!(
+                        "!! {} emergency access(es), {} refused emergency request(s):",
+                        report.emergency_accesses.len(),
+                        report.emergency_refusals.len()
+                    );
+                    for e in report
+                        .emergency_accesses
+                        .iter()
+                        .chain(report.emergency_refusals.iter())
+                    {
+                        outln!(
+                            "!! {} {} record {} {}",
+                            crate::when::iso_s(e.time),
+                            e.event.name(),
+                            e.record,
+                            e.detail
+                        );
+                    }
+                }
                 for e in &entries {
                     outln!(
                         "{:>5} {} {:<9} record {} grant {} {}",

@@ -295,8 +295,9 @@ pub fn run(cmd: InstitutionCmds) -> anyhow::Result<ExitCode> {
             emergency,
         } => {
             let key = institution_key(&institution)?;
-            let v = Vault::open_existing(&vault)?;
-            let mut pins = PinnedInstitutions::load(&v)?;
+            // Through the vault's rules: the change is audited (`pin`).
+            let v = aorta_vault::EhrVault::open_existing(&vault)?;
+            let pins = v.pins()?;
             // Without --name: the name it has, or the start of its key.
             let name = name
                 .or_else(|| pins.get(&key).map(|p| p.name.clone()))
@@ -304,8 +305,7 @@ pub fn run(cmd: InstitutionCmds) -> anyhow::Result<ExitCode> {
                     let t = key.to_text();
                     format!("institution {}", t.get(19..35).unwrap_or(&t))
                 });
-            let new = pins.pin(key, &name, emergency, now()?)?;
-            pins.save(&v)?;
+            let new = v.pin_institution(key, &name, emergency)?;
             outln!(
                 "{} {key} as {name:?}; emergency access {}",
                 if new { "pinned" } else { "updated" },
@@ -315,10 +315,8 @@ pub fn run(cmd: InstitutionCmds) -> anyhow::Result<ExitCode> {
         }
         InstitutionCmds::Unpin { vault, institution } => {
             let key = institution_key(&institution)?;
-            let v = Vault::open_existing(&vault)?;
-            let mut pins = PinnedInstitutions::load(&v)?;
-            pins.unpin(&key)?;
-            pins.save(&v)?;
+            let v = aorta_vault::EhrVault::open_existing(&vault)?;
+            v.unpin_institution(&key)?;
             outln!("unpinned {key}");
             Ok(ExitCode::SUCCESS)
         }
@@ -368,11 +366,9 @@ pub fn run(cmd: InstitutionCmds) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         InstitutionCmds::Responsible { vault, cert, clear } => {
-            let v = Vault::open_existing(&vault)?;
-            let mut pins = PinnedInstitutions::load(&v)?;
+            let v = aorta_vault::EhrVault::open_existing(&vault)?;
             if clear {
-                pins.clear_responsible();
-                pins.save(&v)?;
+                v.clear_responsible()?;
                 outln!("responsible doctor: none");
                 return Ok(ExitCode::SUCCESS);
             }
@@ -380,11 +376,10 @@ pub fn run(cmd: InstitutionCmds) -> anyhow::Result<ExitCode> {
                 bail!("give --cert or --clear");
             };
             let bytes = inputs::read(&cert)?;
-            let d = match checked(pins.set_responsible(&bytes, now()?))? {
+            let d = match checked(v.set_responsible(&bytes))? {
                 Ok(d) => d,
                 Err(code) => return Ok(code),
             };
-            pins.save(&v)?;
             outln!("responsible {}", doctor_line(&d));
             Ok(ExitCode::SUCCESS)
         }

@@ -77,6 +77,16 @@ pub enum Event {
     Refuse,
     /// A grant was revoked.
     Revoke,
+    /// Break-glass: the gate released a record for an institution-signed
+    /// emergency request (`emergency-access`).
+    #[serde(rename = "emergency-access")]
+    EmergencyAccess,
+    /// A record was re-protected under fresh keys (`revoke --rekey`).
+    Rekey,
+    /// The patient's trust settings changed: an institution pinned or
+    /// unpinned, emergency access allowed or denied, the responsible doctor
+    /// named or cleared.
+    Pin,
 }
 
 impl Event {
@@ -90,6 +100,9 @@ impl Event {
             Event::Recover => "recover",
             Event::Refuse => "refuse",
             Event::Revoke => "revoke",
+            Event::EmergencyAccess => "emergency-access",
+            Event::Rekey => "rekey",
+            Event::Pin => "pin",
         }
     }
 }
@@ -111,6 +124,30 @@ pub struct AuditReport<'a> {
     pub verified: bool,
     /// The entries, oldest first.
     pub entries: &'a [Entry],
+    /// Break-glass accesses (`emergency-access` entries), shown to the
+    /// patient first.
+    pub emergency_accesses: Vec<&'a Entry>,
+    /// Refused emergency requests (`refuse` entries for a break-glass
+    /// request).
+    pub emergency_refusals: Vec<&'a Entry>,
+}
+
+impl<'a> AuditReport<'a> {
+    /// The report over verified entries.
+    pub fn new(entries: &'a [Entry]) -> Self {
+        Self {
+            verified: true,
+            entries,
+            emergency_accesses: entries
+                .iter()
+                .filter(|e| e.event == Event::EmergencyAccess)
+                .collect(),
+            emergency_refusals: entries
+                .iter()
+                .filter(|e| e.event == Event::Refuse && e.detail.starts_with("emergency request"))
+                .collect(),
+        }
+    }
 }
 
 /// One audit entry.

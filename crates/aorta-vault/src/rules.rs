@@ -39,8 +39,14 @@ use zeroize::Zeroizing;
 
 use crate::VaultError;
 use crate::audit::{AuditAnchor, AuditLog, Entry, Event};
-use crate::gate::{self, GateEntry, GateState, GateTransport, GrantV2Header, ReplayCache, Status};
+use crate::gate::{
+    self, CertifiedTo, GateEntry, GateState, GateTransport, GrantV2Header, ReplayCache, RoleState,
+    Status,
+};
 use crate::grant::{self, Identity, NEVER, RecipientKey};
+use crate::institution::{
+    InstitutionKey, PinnedInstitutions, ReplaySet, VerifiedDoctor, VerifiedEmergency,
+};
 use crate::integrity::StoreFailure;
 use crate::store::Vault;
 
@@ -69,6 +75,35 @@ pub struct ShareOptions {
     /// Share the DICOM header as is instead of de-identifying it (the
     /// default is to de-identify).
     pub keep_identifying_header: bool,
+}
+
+/// Whom [`EhrVault::share`] seals a grant to.
+#[derive(Debug, Clone, Copy)]
+pub enum Recipient<'a> {
+    /// A doctor certificate (`AODC`): it must verify now, with the vault's
+    /// clock, against the patient's pinned institutions; the grant is
+    /// sealed to the certified doctor key.
+    Certified(&'a [u8]),
+    /// A bare key the patient vouches for by hand (`--uncertified`):
+    /// audited as such.
+    Uncertified(RecipientKey),
+}
+
+/// What a certified doctor brings to recover a record without a grant: as
+/// the patient's responsible doctor (their `AODC`) or by break-glass (the
+/// institution's `AOER`).
+#[derive(Debug, Clone, Copy)]
+pub struct RoleUse<'a> {
+    /// [`gate::KIND_RESPONSIBLE`] or [`gate::KIND_EMERGENCY`].
+    pub kind: u8,
+    /// The certificate (kind 2) or the emergency request (kind 3).
+    pub credential: &'a [u8],
+    /// The doctor's identity (the certified key).
+    pub identity: &'a Identity,
+    /// The patient vault key, pinned.
+    pub patient: &'a RecipientKey,
+    /// The patient's gate.
+    pub gate_url: &'a str,
 }
 
 /// A sealed grant, ready to hand to its recipient.
@@ -272,17 +307,33 @@ impl EhrVault {
             );
         };
         let lookup = |gid: &str| self.entry(gid);
-        let state = GateState::new(identity, &lookup, &self.replays);
+        let pins = match PinnedInstitutions::load(&self.store) {
+            Ok(p) => p,
+            Err(_) => {
+                let (g, n) = gate_ids(request);
+                return (
+                    Status::Unavailable,
+                    gate::refusal(Status::Unavailable, g, n, now),
+                );
+            }
+        };
+        // The replay set is loaded, admitted and saved per use: persisted
+        // before anything is released, and shared by every gate process.
+        let admit = |v: &VerifiedEmergency, now: u64| -> Result<(), VaultError> {
+            let mut set = ReplaySet::load(&self.store)?;
+            set.admit(v, now)?;
+            set.save(&self.store)
+        };
+        let roles = RoleState {
+            pins: &pins,
+            admit: &admit,
+        };
+        let state = GateState::new(identity, &lookup, &self.replays).with_roles(&roles);
         let d = gate::decide(request, &state, now, &|r| self.gate_material(r));
-        if let Some((gid, record)) = &d.audited {
-            let (event, detail) = if d.status == Status::Released {
-                (Event::Use, "released by the gate".to_string())
-            } else {
-                (Event::Refuse, format!("gate: {}", d.status.name()))
-            };
+        if let Some(a) = &d.audited {
             if self
                 .log
-                .append(now, event, &record.to_hex(), Some(gid), &detail)
+                .append(now, a.event, &a.record.to_hex(), Some(&a.grant), &a.detail)
                 .is_err()
             {
                 let (g, n) = gate_ids(request);
@@ -324,6 +375,9 @@ impl EhrVault {
         let p = protect_with_key(data, &k, opts, &rnd)?;
         let m = open_private_with_key(&p.private, &k)?;
         self.store.put_record(&p, &m)?;
+        // The gate keeps every record's material: the responsible doctor
+        // and break-glass reach records the patient never shared.
+        self.put_gate_material(&m)?;
         self.log.append(
             (self.clock)(),
             Event::Protect,
@@ -413,9 +467,21 @@ impl EhrVault {
         &self,
         record: &RecordId,
         passphrase: &[u8],
-        recipient: &RecipientKey,
+        to: &Recipient<'_>,
         opts: &ShareOptions,
     ) -> Result<Shared, VaultError> {
+        let now = (self.clock)();
+        // The certificate is checked first, with the vault's clock and the
+        // patient's pins: nothing is opened for a recipient refused.
+        let (recipient, doctor) = match to {
+            Recipient::Certified(cert) => {
+                let d =
+                    crate::institution::verify(cert, &PinnedInstitutions::load(&self.store)?, now)?;
+                (d.doctor, Some(d))
+            }
+            Recipient::Uncertified(k) => (*k, None),
+        };
+        let recipient = &recipient;
         let private = self.store.get_private(record)?;
         let m = open_private(&private, passphrase)?;
         let mut notes = Vec::new();
@@ -427,7 +493,6 @@ impl EhrVault {
             let (_, note) = crate::deid::deidentify_head(&m.head, record)?;
             notes.extend(note);
         }
-        let now = (self.clock)();
         let expires_at = match (opts.valid_for_s, opts.emergency) {
             (Some(d), _) => now.saturating_add(d),
             (None, true) => NEVER,
@@ -454,6 +519,10 @@ impl EhrVault {
             emergency: opts.emergency,
             keep_identifying_header: opts.keep_identifying_header,
             revoked: false,
+            certified: doctor.as_ref().map(|d| CertifiedTo {
+                certificate: hex::encode(&d.certificate_id),
+                institution: d.institution.to_text(),
+            }),
         };
         let bytes = gate::seal_grant(
             identity,
@@ -477,7 +546,20 @@ impl EhrVault {
             },
             &record.to_hex(),
             Some(&header.grant_hex()),
-            &format!("to {} expires {expires}", recipient.to_text()),
+            &format!(
+                "to {} {} expires {expires}",
+                recipient.to_text(),
+                doctor.as_ref().map_or_else(
+                    || "(uncertified key, vouched for by the patient)".to_string(),
+                    |d| format!(
+                        "(doctor {:?} certificate {} institution {:?} {})",
+                        d.name,
+                        hex::encode(&d.certificate_id),
+                        d.institution_name,
+                        d.institution.to_text()
+                    )
+                )
+            ),
         )?;
         Ok(Shared {
             header,
@@ -533,7 +615,7 @@ impl EhrVault {
     /// replica or shard), its private fragment (and backup) and the gate's
     /// material. Material released before — or carried by a version-1
     /// grant — no longer matches anything stored after. Logs `protect` with
-    /// the detail `rekey`.
+    /// the detail `rekey` (event `rekey`).
     pub fn rekey(&self, record: &RecordId, passphrase: &[u8]) -> Result<(), VaultError> {
         let private = self.store.get_private(record)?;
         let (ph, _) = parse_private(&private)?;
@@ -554,7 +636,7 @@ impl EhrVault {
         self.put_gate_material(&fresh)?;
         self.log.append(
             (self.clock)(),
-            Event::Protect,
+            Event::Rekey,
             &record.to_hex(),
             None,
             &format!(
@@ -563,6 +645,130 @@ impl EhrVault {
             ),
         )?;
         Ok(())
+    }
+
+    /// A certified doctor recovers `record` without a per-record grant:
+    /// as the patient's responsible doctor ([`gate::KIND_RESPONSIBLE`],
+    /// credential = their certificate) or by break-glass
+    /// ([`gate::KIND_EMERGENCY`], credential = the institution's emergency
+    /// request). The gate decides; this side proves the doctor key, opens
+    /// the release (sealed by the pinned patient key), fetches the public
+    /// fragment and recovers.
+    pub fn recover_with_role(
+        &self,
+        record: &RecordId,
+        use_: &RoleUse<'_>,
+        transport: &dyn GateTransport,
+    ) -> Result<Vec<u8>, VaultError> {
+        let (request, header) = gate::roles::build_role_request(
+            use_.kind,
+            use_.credential,
+            record,
+            use_.identity,
+            use_.patient,
+            (self.clock)(),
+        )?;
+        let answer = transport.exchange(use_.gate_url, &request)?;
+        let m = gate::roles::open_role_response(&answer, &header, use_.patient, use_.identity)?;
+        let (public, _failed_stores) = self.store.get_public_verified(record, &m)?;
+        Ok(recover(&public, &m)?)
+    }
+
+    /// The patient's pinned institutions, emergency permissions and
+    /// responsible doctor (from the device store).
+    pub fn pins(&self) -> Result<PinnedInstitutions, VaultError> {
+        PinnedInstitutions::load(&self.store)
+    }
+
+    fn log_pin(&self, detail: &str) -> Result<(), VaultError> {
+        self.log
+            .append((self.clock)(), Event::Pin, "", None, detail)
+            .map(|_| ())
+    }
+
+    /// Pins an institution key under `name`, allowing break-glass requests
+    /// from it or not (an institution already pinned gets the new name and
+    /// permission); audited `pin`. Returns whether it is new.
+    pub fn pin_institution(
+        &self,
+        key: InstitutionKey,
+        name: &str,
+        emergency: bool,
+    ) -> Result<bool, VaultError> {
+        let mut pins = self.pins()?;
+        let new = pins.pin(key, name, emergency, (self.clock)())?;
+        pins.save(&self.store)?;
+        self.log_pin(&format!(
+            "{} institution {name:?} {}, emergency access {}",
+            if new { "pinned" } else { "re-pinned" },
+            key.to_text(),
+            if emergency { "allowed" } else { "denied" }
+        ))?;
+        Ok(new)
+    }
+
+    /// Unpins an institution (its certificates and requests are refused
+    /// from now on; a responsible doctor it certified is no longer named);
+    /// audited `pin`.
+    pub fn unpin_institution(&self, key: &InstitutionKey) -> Result<(), VaultError> {
+        let mut pins = self.pins()?;
+        let had_responsible = pins.responsible().is_some();
+        pins.unpin(key)?;
+        pins.save(&self.store)?;
+        let cleared = had_responsible && pins.responsible().is_none();
+        self.log_pin(&format!(
+            "unpinned institution {}{}",
+            key.to_text(),
+            if cleared {
+                "; the responsible doctor it certified is no longer named"
+            } else {
+                ""
+            }
+        ))
+    }
+
+    /// Allows or denies break-glass requests from a pinned institution;
+    /// audited `pin`.
+    pub fn set_institution_emergency(
+        &self,
+        key: &InstitutionKey,
+        allowed: bool,
+    ) -> Result<(), VaultError> {
+        let mut pins = self.pins()?;
+        pins.set_emergency(key, allowed)?;
+        pins.save(&self.store)?;
+        self.log_pin(&format!(
+            "emergency access {} for institution {}",
+            if allowed { "allowed" } else { "denied" },
+            key.to_text()
+        ))
+    }
+
+    /// Names the patient's responsible doctor by certificate (it must
+    /// verify now with the vault's clock and carry the responsible role);
+    /// audited `pin`.
+    pub fn set_responsible(&self, cert: &[u8]) -> Result<VerifiedDoctor, VaultError> {
+        let mut pins = self.pins()?;
+        let d = pins.set_responsible(cert, (self.clock)())?;
+        pins.save(&self.store)?;
+        self.log_pin(&format!(
+            "responsible doctor named: {:?} staff {:?} key {} certificate {} institution {:?} {}",
+            d.name,
+            d.staff_id,
+            d.doctor.to_text(),
+            hex::encode(&d.certificate_id),
+            d.institution_name,
+            d.institution.to_text()
+        ))?;
+        Ok(d)
+    }
+
+    /// No responsible doctor any more; audited `pin`.
+    pub fn clear_responsible(&self) -> Result<(), VaultError> {
+        let mut pins = self.pins()?;
+        pins.clear_responsible();
+        pins.save(&self.store)?;
+        self.log_pin("responsible doctor cleared")
     }
 
     /// Verifies the audit log: its MAC chain, its head and the anchor in

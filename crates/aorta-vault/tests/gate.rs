@@ -19,7 +19,7 @@ use aorta_crypto::selective::{
 };
 use aorta_vault::gate::{self, GateTransport, GrantV2, Status};
 use aorta_vault::grant::{self, Identity, RecipientKey};
-use aorta_vault::rules::{GrantUse, RevokeTarget, ShareOptions};
+use aorta_vault::rules::{GrantUse, Recipient, RevokeTarget, ShareOptions};
 use aorta_vault::{EhrVault, VaultError};
 use hpke::Deserializable;
 
@@ -129,7 +129,12 @@ fn revoked_grant_with_public_only_config_recovers_nothing() {
     let s = setup();
     let g = s
         .patient
-        .share(&s.rid, b"pw", &s.doc.public(), &ShareOptions::default())
+        .share(
+            &s.rid,
+            b"pw",
+            &Recipient::Uncertified(s.doc.public()),
+            &ShareOptions::default(),
+        )
         .unwrap();
     let r = public_only(&s.t.path().join("p"), &s.t.path().join("r"));
     let gate = Gate::new(&s.patient);
@@ -154,7 +159,7 @@ fn expired_grant_with_the_recipients_clock_turned_back_is_refused_by_the_gate() 
         .share(
             &s.rid,
             b"pw",
-            &s.doc.public(),
+            &Recipient::Uncertified(s.doc.public()),
             &ShareOptions {
                 valid_for_s: Some(60),
                 ..Default::default()
@@ -218,7 +223,12 @@ fn a_grant_forged_by_a_stranger_is_refused_as_not_from_the_patient() {
     let srid = stranger.protect(b"fake results", b"x", &opts()).unwrap();
     // 1. Sealed with the stranger's own vault key.
     let g = stranger
-        .share(&srid, b"x", &s.doc.public(), &ShareOptions::default())
+        .share(
+            &srid,
+            b"x",
+            &Recipient::Uncertified(s.doc.public()),
+            &ShareOptions::default(),
+        )
         .unwrap();
     let e = gate::open_grant(&g.grant, &s.doc, &s.pk).unwrap_err();
     assert!(matches!(e, VaultError::GrantNotFromPatient { .. }), "{e}");
@@ -259,7 +269,12 @@ fn a_grant_forged_by_a_stranger_is_refused_as_not_from_the_patient() {
     // The patient's real grant opens.
     let real = s
         .patient
-        .share(&s.rid, b"pw", &s.doc.public(), &ShareOptions::default())
+        .share(
+            &s.rid,
+            b"pw",
+            &Recipient::Uncertified(s.doc.public()),
+            &ShareOptions::default(),
+        )
         .unwrap();
     gate::open_grant(&real.grant, &s.doc, &s.pk).unwrap();
 }
@@ -269,7 +284,12 @@ fn a_network_stranger_replaying_or_forging_requests_gets_nothing_to_open() {
     let s = setup();
     let g = s
         .patient
-        .share(&s.rid, b"pw", &s.doc.public(), &ShareOptions::default())
+        .share(
+            &s.rid,
+            b"pw",
+            &Recipient::Uncertified(s.doc.public()),
+            &ShareOptions::default(),
+        )
         .unwrap();
     let gate = Gate::new(&s.patient);
     recover(&s.patient, &s.rid, &g.grant, &s.doc, &s.pk, &gate).unwrap();
@@ -340,12 +360,22 @@ fn revoke_with_rekey_makes_cached_material_useless() {
     let s = setup();
     let g1 = s
         .patient
-        .share(&s.rid, b"pw", &s.doc.public(), &ShareOptions::default())
+        .share(
+            &s.rid,
+            b"pw",
+            &Recipient::Uncertified(s.doc.public()),
+            &ShareOptions::default(),
+        )
         .unwrap();
     let other = Identity::generate().unwrap();
     let g2 = s
         .patient
-        .share(&s.rid, b"pw", &other.public(), &ShareOptions::default())
+        .share(
+            &s.rid,
+            b"pw",
+            &Recipient::Uncertified(other.public()),
+            &ShareOptions::default(),
+        )
         .unwrap();
     // An old v1 grant, as the vault issued before (it carries the material).
     let m_old = {

@@ -18,7 +18,7 @@ use aorta_crypto::selective::{KdfParams, Mode, ProtectOptions};
 use aorta_vault::EhrVault;
 use aorta_vault::gate::http::{HttpGate, Limits, run};
 use aorta_vault::grant::Identity;
-use aorta_vault::rules::{GrantUse, ShareOptions};
+use aorta_vault::rules::{GrantUse, Recipient, ShareOptions};
 
 fn start(dir: &std::path::Path, limits: Limits) -> std::net::SocketAddr {
     let v = EhrVault::open_existing(dir).unwrap();
@@ -61,7 +61,12 @@ fn silent_and_surplus_connections_are_closed_and_recovery_works_over_http() {
         .unwrap();
     let doc = Identity::generate().unwrap();
     let g = patient
-        .share(&rid, b"pw", &doc.public(), &ShareOptions::default())
+        .share(
+            &rid,
+            b"pw",
+            &Recipient::Uncertified(doc.public()),
+            &ShareOptions::default(),
+        )
         .unwrap();
     let pk = patient.patient_key().unwrap();
     let addr = start(

@@ -173,6 +173,7 @@ fn gate_vectors_match_and_open() {
         emergency: false,
         keep_identifying_header: true,
         revoked: false,
+        certified: None,
     };
     let lookup = |gid: &str| Ok((gid == "11111111111111111111111111111111").then(|| entry.clone()));
     let decide = |req: &[u8]| {

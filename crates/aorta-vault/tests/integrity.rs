@@ -17,7 +17,7 @@ use aorta_vault::audit::Event;
 use aorta_vault::gate::GateTransport;
 use aorta_vault::grant::Identity;
 use aorta_vault::integrity::{StoreFailure, StoreFault};
-use aorta_vault::rules::{GrantUse, Recovered, ShareOptions};
+use aorta_vault::rules::{GrantUse, Recipient, Recovered, ShareOptions};
 use aorta_vault::{Blame, EhrVault, VaultError};
 use sha2::{Digest, Sha256};
 
@@ -136,7 +136,12 @@ fn a_tampered_replica_with_a_recomputed_checksum_does_not_block_recovery_from_an
     // A recipient with a grant fails over the same way.
     let doc = Identity::generate().unwrap();
     let g = v
-        .share(&id, b"pw", &doc.public(), &ShareOptions::default())
+        .share(
+            &id,
+            b"pw",
+            &Recipient::Uncertified(doc.public()),
+            &ShareOptions::default(),
+        )
         .unwrap();
     assert_eq!(rwg(&v, &id, &g.grant, &doc).unwrap().bytes, data);
 

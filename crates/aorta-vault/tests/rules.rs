@@ -16,7 +16,7 @@ use aorta_crypto::selective::{KdfParams, Mode, ProtectOptions, RecordId};
 use aorta_vault::audit::Event;
 use aorta_vault::gate::{GateTransport, GrantV2};
 use aorta_vault::grant::{Identity, NEVER};
-use aorta_vault::rules::{DEFAULT_GRANT_VALIDITY_S, RevokeTarget, ShareOptions};
+use aorta_vault::rules::{DEFAULT_GRANT_VALIDITY_S, Recipient, RevokeTarget, ShareOptions};
 use aorta_vault::rules::{GrantUse, Recovered};
 use aorta_vault::{Blame, EhrVault, VaultError};
 
@@ -84,7 +84,12 @@ fn a_revoked_grant_is_refused_by_the_library_and_the_refusal_is_audited() {
         .unwrap();
     let doctor = Identity::generate().unwrap();
     let shared = v
-        .share(&rid, b"pw", &doctor.public(), &ShareOptions::default())
+        .share(
+            &rid,
+            b"pw",
+            &Recipient::Uncertified(doctor.public()),
+            &ShareOptions::default(),
+        )
         .unwrap();
     let ok = rwg(&v, &rid, &shared.grant, &doctor).unwrap();
     assert_eq!(ok.bytes, b"lab results");
@@ -105,7 +110,12 @@ fn a_revoked_grant_is_refused_by_the_library_and_the_refusal_is_audited() {
 
     // Revoking by id works too (any case, surrounding space ignored).
     let s2 = v
-        .share(&rid, b"pw", &doctor.public(), &ShareOptions::default())
+        .share(
+            &rid,
+            b"pw",
+            &Recipient::Uncertified(doctor.public()),
+            &ShareOptions::default(),
+        )
         .unwrap();
     let id = format!(" {} ", s2.header.grant_hex().to_uppercase());
     assert_eq!(
@@ -137,9 +147,21 @@ fn every_operation_writes_its_audit_entry() {
     assert_eq!(events(&v), [Event::Protect, Event::Recover]);
     let doc = Identity::generate().unwrap();
     let g = v
-        .share(&rid, b"pw", &doc.public(), &ShareOptions::default())
+        .share(
+            &rid,
+            b"pw",
+            &Recipient::Uncertified(doc.public()),
+            &ShareOptions::default(),
+        )
         .unwrap();
-    let em = v.share(&rid, b"pw", &doc.public(), &EMERGENCY).unwrap();
+    let em = v
+        .share(
+            &rid,
+            b"pw",
+            &Recipient::Uncertified(doc.public()),
+            &EMERGENCY,
+        )
+        .unwrap();
     rwg(&v, &rid, &g.grant, &doc).unwrap();
     v.revoke(RevokeTarget::Grant(&em.grant)).unwrap();
     // A stranger holding the grant cannot open it: nothing reaches the
@@ -185,9 +207,14 @@ fn every_operation_writes_its_audit_entry() {
         Blame::Refused
     );
     assert_eq!(
-        v.share(&rid, b"wrong", &doc.public(), &ShareOptions::default())
-            .unwrap_err()
-            .blame(),
+        v.share(
+            &rid,
+            b"wrong",
+            &Recipient::Uncertified(doc.public()),
+            &ShareOptions::default()
+        )
+        .unwrap_err()
+        .blame(),
         Blame::Refused
     );
     assert_eq!(events(&v).len(), 7);
@@ -199,18 +226,30 @@ fn expiry_defaults_and_checks_are_the_librarys() {
     let rid = v.protect(b"ecg", b"pw", &opts(Mode::Strong)).unwrap();
     let doc = Identity::generate().unwrap();
     let default = v
-        .share(&rid, b"pw", &doc.public(), &ShareOptions::default())
+        .share(
+            &rid,
+            b"pw",
+            &Recipient::Uncertified(doc.public()),
+            &ShareOptions::default(),
+        )
         .unwrap();
     assert_eq!(default.header.expires_at, T0 + 7 * 86_400);
     assert_eq!(default.header.issued_at, T0);
-    let em = v.share(&rid, b"pw", &doc.public(), &EMERGENCY).unwrap();
+    let em = v
+        .share(
+            &rid,
+            b"pw",
+            &Recipient::Uncertified(doc.public()),
+            &EMERGENCY,
+        )
+        .unwrap();
     assert_eq!(em.header.expires_at, NEVER);
     assert!(em.header.emergency);
     let short = v
         .share(
             &rid,
             b"pw",
-            &doc.public(),
+            &Recipient::Uncertified(doc.public()),
             &ShareOptions {
                 valid_for_s: Some(0),
                 ..Default::default()
@@ -241,7 +280,12 @@ fn a_grant_for_another_record_is_refused_as_input() {
     let b = v.protect(b"second", b"pw", &opts(Mode::Strong)).unwrap();
     let doc = Identity::generate().unwrap();
     let g = v
-        .share(&a, b"pw", &doc.public(), &ShareOptions::default())
+        .share(
+            &a,
+            b"pw",
+            &Recipient::Uncertified(doc.public()),
+            &ShareOptions::default(),
+        )
         .unwrap();
     let e = rwg(&v, &b, &g.grant, &doc).unwrap_err();
     assert!(matches!(e, VaultError::GrantForOtherRecord { .. }), "{e}");
@@ -265,7 +309,12 @@ fn the_dicom_header_is_deidentified_unless_kept_and_faithful_mode_is_noted() {
     let rid = v.protect(&input, b"pw", &opts(Mode::Faithful)).unwrap();
     let doc = Identity::generate().unwrap();
     let deid = v
-        .share(&rid, b"pw", &doc.public(), &ShareOptions::default())
+        .share(
+            &rid,
+            b"pw",
+            &Recipient::Uncertified(doc.public()),
+            &ShareOptions::default(),
+        )
         .unwrap();
     assert!(
         deid.notes.iter().any(|n| n.contains("faithful mode")),
@@ -278,7 +327,7 @@ fn the_dicom_header_is_deidentified_unless_kept_and_faithful_mode_is_noted() {
         .share(
             &rid,
             b"pw",
-            &doc.public(),
+            &Recipient::Uncertified(doc.public()),
             &ShareOptions {
                 keep_identifying_header: true,
                 ..Default::default()

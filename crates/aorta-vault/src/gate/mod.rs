@@ -22,6 +22,7 @@
 //! HTTP/1.1 with bounded size, time and connections.
 
 pub mod http;
+pub mod roles;
 mod seal;
 mod state;
 
@@ -35,7 +36,7 @@ use crate::VaultError;
 use crate::grant::{GRANT_MAGIC, Identity, RecipientKey};
 
 pub use seal::{open_auth, seal_auth, seal_auth_with_rng};
-pub use state::{GateEntry, GateState, ReplayCache};
+pub use state::{CertifiedTo, GateEntry, GateState, ReplayCache, RoleState};
 
 /// `AOSG` version of gate grants.
 pub const GRANT_V2: u8 = 2;
@@ -59,9 +60,14 @@ pub const REQUEST_MAGIC: &[u8; 4] = b"AOGQ";
 pub const RESPONSE_MAGIC: &[u8; 4] = b"AOGR";
 /// Request/response format version.
 pub const GATE_VERSION: u8 = 1;
-/// Request kind: release under a grant. (Kinds 2.. are reserved for the
-/// institution-signed emergency request and the responsible doctor.)
+/// Request kind: release under a grant.
 pub const KIND_GRANT: u8 = 1;
+/// Request kind: the patient's responsible doctor, by certificate
+/// ([`roles`]).
+pub const KIND_RESPONSIBLE: u8 = 2;
+/// Request kind: break-glass, an institution-signed emergency request
+/// ([`roles`]).
+pub const KIND_EMERGENCY: u8 = 3;
 /// Length of a request header.
 pub const REQUEST_HEADER_LEN: usize = 64;
 /// Length of a whole grant request.
@@ -393,7 +399,7 @@ impl Decode<'_> for RequestHeader {
             return Err(r.invalid("version", 1, "unknown format version"));
         }
         let kind = r.u8("kind")?;
-        if kind != KIND_GRANT {
+        if !(KIND_GRANT..=KIND_EMERGENCY).contains(&kind) {
             return Err(r.invalid("kind", 1, "unknown request kind"));
         }
         if r.array::<2>("reserved")? != [0, 0] {
@@ -431,8 +437,12 @@ impl Encode for Request {
 
 impl Decode<'_> for Request {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let header = RequestHeader::decode(r)?;
+        if header.kind != KIND_GRANT {
+            return Err(r.invalid("kind", 1, "not a grant request"));
+        }
         Ok(Self {
-            header: RequestHeader::decode(r)?,
+            header,
             enc: r.array("encapsulated key")?,
             sealed: r.array("sealed secret")?,
         })
@@ -536,6 +546,10 @@ pub enum Status {
     Malformed = 7,
     /// The gate cannot read the record now.
     Unavailable = 8,
+    /// A responsible-doctor or emergency request the patient's settings do
+    /// not allow (the reason is in the patient's audit log, not told to the
+    /// requester).
+    Denied = 9,
 }
 
 impl Status {
@@ -551,6 +565,7 @@ impl Status {
             6 => Self::Replayed,
             7 => Self::Malformed,
             8 => Self::Unavailable,
+            9 => Self::Denied,
             _ => return None,
         })
     }
@@ -566,6 +581,7 @@ impl Status {
             Self::Replayed => "replayed request",
             Self::Malformed => "malformed request",
             Self::Unavailable => "record unavailable at the gate",
+            Self::Denied => "denied by the patient's settings",
         }
     }
     /// The HTTP status the gate answers with.
@@ -573,7 +589,11 @@ impl Status {
         match self {
             Self::Released => 200,
             Self::Malformed => 400,
-            Self::Unauthorised | Self::Revoked | Self::Expired | Self::NotYetValid => 403,
+            Self::Unauthorised
+            | Self::Revoked
+            | Self::Expired
+            | Self::NotYetValid
+            | Self::Denied => 403,
             Self::Stale | Self::Replayed => 409,
             Self::Unavailable => 503,
         }
@@ -691,17 +711,49 @@ pub fn refusal(status: Status, grant_id: [u8; 16], nonce: [u8; 16], gate_time: u
 }
 
 /// What the gate decided for one request: the bytes to answer and, for the
-/// patient's audit log, the grant and record it concerned when the request
-/// was authenticated (`None`: a stranger's or malformed request, not
-/// audited so strangers cannot fill the log).
+/// patient's audit log, what to write (`None`: a stranger's or malformed
+/// request, not audited so strangers cannot fill the log).
 #[derive(Debug)]
 pub struct Decision {
     /// The response bytes.
     pub response: Vec<u8>,
     /// The status.
     pub status: Status,
-    /// `(grant id hex, record)` of an authenticated request.
-    pub audited: Option<(String, RecordId)>,
+    /// The audit entry to write before answering.
+    pub audited: Option<Audited>,
+}
+
+/// The audit entry a decision asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audited {
+    /// `use`, `refuse` or `emergency-access`.
+    pub event: crate::audit::Event,
+    /// The grant id (kind 1), certificate id (kind 2) or emergency request
+    /// id (kind 3), hex.
+    pub grant: String,
+    /// The record asked for.
+    pub record: RecordId,
+    /// What the patient reads.
+    pub detail: String,
+}
+
+impl Audited {
+    fn grant(status: Status, gid: String, record: RecordId) -> Self {
+        let (event, detail) = if status == Status::Released {
+            (crate::audit::Event::Use, "released by the gate".to_string())
+        } else {
+            (
+                crate::audit::Event::Refuse,
+                format!("gate: {}", status.name()),
+            )
+        };
+        Self {
+            event,
+            grant: gid,
+            record,
+            detail,
+        }
+    }
 }
 
 /// The gate's release decision — one function of the request, the gate's
@@ -715,10 +767,18 @@ pub fn decide(
     now: u64,
     material: &dyn Fn(&RecordId) -> Result<RecoveryMaterial, VaultError>,
 ) -> Decision {
-    let refuse = |status, gid, nonce, audited| Decision {
+    match request.get(5) {
+        Some(&KIND_RESPONSIBLE) | Some(&KIND_EMERGENCY)
+            if request.get(..4) == Some(REQUEST_MAGIC.as_slice()) =>
+        {
+            return roles::decide(request, state, now, material);
+        }
+        _ => {}
+    }
+    let refuse = |status, gid: [u8; 16], nonce, audited: Option<(String, RecordId)>| Decision {
         response: refusal(status, gid, nonce, now),
         status,
-        audited,
+        audited: audited.map(|(g, r)| Audited::grant(status, g, r)),
     };
     let req = match Request::parse(request) {
         Ok(r) => r,
@@ -793,7 +853,7 @@ pub fn decide(
         Ok(response) => Decision {
             response,
             status: Status::Released,
-            audited,
+            audited: audited.map(|(g, r)| Audited::grant(Status::Released, g, r)),
         },
         Err(_) => refuse(Status::Unavailable, h.grant_id, h.nonce, audited),
     }

@@ -33,6 +33,19 @@ pub struct GateEntry {
     pub keep_identifying_header: bool,
     /// Revoked by the patient.
     pub revoked: bool,
+    /// The doctor certificate the grant was issued to (`None`: an
+    /// uncertified key, shared with `--uncertified`).
+    pub certified: Option<CertifiedTo>,
+}
+
+/// The certificate a grant was issued to, as the gate table records it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertifiedTo {
+    /// The certificate id (hex).
+    pub certificate: String,
+    /// The certifying institution's key text.
+    pub institution: String,
 }
 
 impl std::fmt::Debug for GateEntry {
@@ -59,6 +72,8 @@ struct EntryJson {
     emergency: bool,
     keep_identifying_header: bool,
     revoked: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    certified: Option<CertifiedTo>,
 }
 
 const BAD: VaultError = VaultError::Malformed {
@@ -80,6 +95,7 @@ impl GateEntry {
             emergency: self.emergency,
             keep_identifying_header: self.keep_identifying_header,
             revoked: self.revoked,
+            certified: self.certified.clone(),
         };
         serde_json::to_vec_pretty(&j)
             .map(Zeroizing::new)
@@ -109,6 +125,7 @@ impl GateEntry {
             emergency: j.emergency,
             keep_identifying_header: j.keep_identifying_header,
             revoked: j.revoked,
+            certified: j.certified,
         })
     }
 }
@@ -146,12 +163,26 @@ impl ReplayCache {
     }
 }
 
+/// What the responsible-doctor and break-glass request kinds read: the
+/// patient's pins (loaded from the device store for this request) and how
+/// to admit an emergency request once — load the persisted
+/// [`crate::institution::ReplaySet`], admit, and save it **before** the
+/// gate releases anything.
+pub struct RoleState<'a> {
+    /// The patient's pinned institutions, emergency permissions and named
+    /// responsible doctor.
+    pub pins: &'a crate::institution::PinnedInstitutions,
+    /// Admits one use (refusing a replay) and persists it.
+    pub admit: &'a dyn Fn(&crate::institution::VerifiedEmergency, u64) -> Result<(), VaultError>,
+}
+
 /// What the release decision reads: the patient vault's identity, the grant
-/// table, the replay cache.
+/// table, the replay cache, and (for request kinds 2 and 3) the pins.
 pub struct GateState<'a> {
     identity: &'a Identity,
     entries: &'a dyn Fn(&str) -> Result<Option<GateEntry>, VaultError>,
     replays: &'a ReplayCache,
+    roles: Option<&'a RoleState<'a>>,
 }
 
 impl<'a> GateState<'a> {
@@ -165,7 +196,18 @@ impl<'a> GateState<'a> {
             identity,
             entries,
             replays,
+            roles: None,
         }
+    }
+    /// Also answers responsible-doctor and emergency requests, with these
+    /// pins (without: they are answered `unavailable`).
+    pub fn with_roles(mut self, roles: &'a RoleState<'a>) -> Self {
+        self.roles = Some(roles);
+        self
+    }
+    /// The pins and replay admission, when given.
+    pub fn roles(&self) -> Option<&RoleState<'a>> {
+        self.roles
     }
     /// The patient vault's identity.
     pub fn identity(&self) -> &Identity {
