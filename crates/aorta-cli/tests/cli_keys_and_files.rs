@@ -75,6 +75,7 @@ impl Vault {
             &self.rid,
             "--passphrase-file",
             s(&self.pw),
+            "--uncertified",
             "--to",
             to,
             "--out",

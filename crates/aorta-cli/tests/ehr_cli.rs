@@ -181,6 +181,7 @@ fn dicom_roundtrip_protect_disperse_share_recover_and_refusals() {
             &rid,
             "--passphrase-file",
             s(&pw),
+            "--uncertified",
             "--to",
             &doc_pk,
             "--out",

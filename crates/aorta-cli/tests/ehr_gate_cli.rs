@@ -122,6 +122,7 @@ fn public_only_recipient_revocation_and_rekey_through_the_gate() {
             &rid,
             "--passphrase-file",
             s(&pw),
+            "--uncertified",
             "--to",
             &doc_pk,
             "--gate",
