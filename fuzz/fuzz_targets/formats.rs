@@ -43,6 +43,7 @@ const ORACLES: [fn(&[u8]) -> bool; 36] = [
     aorta_vault::fuzzing::gate_response,
     aorta_vault::fuzzing::replica,
     aorta_vault::fuzzing::audit_anchor,
+    aorta_vault::fuzzing::gate_role_request,
 ];
 
 fuzz_target!(|data: &[u8]| {

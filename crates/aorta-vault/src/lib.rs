@@ -111,6 +111,9 @@ pub mod fuzzing {
         /// `AOGQ` gate request.
         gate_request: crate::gate::Request;
 
+        /// `AOGQ` kind 2/3 request (responsible doctor, break-glass; proof not checked).
+        gate_role_request: crate::gate::roles::RoleRequest<'_>;
+
         /// `AOGR` gate response (not opened).
         gate_response: crate::gate::Response<'_>;
     }

@@ -330,18 +330,17 @@ impl EhrVault {
         };
         let state = GateState::new(identity, &lookup, &self.replays).with_roles(&roles);
         let d = gate::decide(request, &state, now, &|r| self.gate_material(r));
-        if let Some(a) = &d.audited {
-            if self
+        if let Some(a) = &d.audited
+            && self
                 .log
                 .append(now, a.event, &a.record.to_hex(), Some(&a.grant), &a.detail)
                 .is_err()
-            {
-                let (g, n) = gate_ids(request);
-                return (
-                    Status::Unavailable,
-                    gate::refusal(Status::Unavailable, g, n, now),
-                );
-            }
+        {
+            let (g, n) = gate_ids(request);
+            return (
+                Status::Unavailable,
+                gate::refusal(Status::Unavailable, g, n, now),
+            );
         }
         (d.status, d.response)
     }

@@ -603,7 +603,9 @@ fn role_requests_survive_mutation_without_panic_or_release() {
     w.patient.set_responsible(&c).unwrap();
     let (good, _) =
         build_role_request(KIND_RESPONSIBLE, &c, &w.rid, &w.doctor, &w.pk, NOW).unwrap();
+    assert!(aorta_vault::fuzzing::gate_role_request(&good));
     for m in aorta_base::codec::mutations(&good, 4096) {
+        let _ = aorta_vault::fuzzing::gate_role_request(&m);
         let (status, _) = w.patient.answer_release(&m);
         assert_ne!(status, Status::Released, "a mutated request was released");
     }

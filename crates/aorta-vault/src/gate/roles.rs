@@ -142,6 +142,7 @@ pub fn build_role_request(
 }
 
 /// [`build_role_request`] with a caller's nonce and generator: test vectors.
+#[allow(clippy::too_many_arguments)]
 pub fn build_role_request_with_rng<R: hpke::rand_core::CryptoRng>(
     kind: u8,
     credential: &[u8],
