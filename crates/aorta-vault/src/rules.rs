@@ -2,8 +2,12 @@
 //! every operation of [`EhrVault`] checks what it must and writes its own
 //! audit entry.
 //!
-//! * [`EhrVault::protect`] disperses a record and logs `protect`;
-//! * [`EhrVault::share`] opens the record with the passphrase, checks the
+//! * [`EhrVault::protect`] disperses a record, keeps its material for the
+//!   gate, and logs `protect`;
+//! * [`EhrVault::share`] verifies the recipient's doctor certificate
+//!   against the patient's pins with the vault's clock (a bare key only as
+//!   [`Recipient::Uncertified`], audited as such), opens the record with the
+//!   passphrase, checks the
 //!   DICOM header can be de-identified (the gate does it at release unless
 //!   told not to), applies the default validity
 //!   ([`DEFAULT_GRANT_VALIDITY_S`]; standing emergency grants never
@@ -13,13 +17,19 @@
 //! * [`EhrVault::answer_release`] is the patient's gate: the release
 //!   decision ([`crate::gate::decide`]) with the gate's own clock —
 //!   revocation, not-before, expiry, replay — logging `use` or `refuse`;
+//!   with the patient's pins it also answers the responsible doctor and
+//!   break-glass requests (`emergency-access`), see [`crate::gate::roles`];
+//! * [`EhrVault::recover_with_role`] is a certified doctor's side of those;
+//! * [`EhrVault::pin_institution`], [`EhrVault::unpin_institution`],
+//!   [`EhrVault::set_institution_emergency`], [`EhrVault::set_responsible`]
+//!   and [`EhrVault::clear_responsible`] change the pins and log `pin`;
 //! * [`EhrVault::recover_with_grant`] is the recipient's side: opens the
 //!   grant against the pinned patient key, asks the gate, opens the sealed
 //!   release, fetches the public fragment and recovers;
 //! * [`EhrVault::recover_with_passphrase`] logs `recover`;
 //! * [`EhrVault::revoke`] marks the grant revoked for the gate and logs
-//!   `revoke`; [`EhrVault::rekey`] re-protects a record under fresh keys
-//!   and replaces its fragments everywhere;
+//!   `revoke`; [`EhrVault::rekey`] re-protects a record under fresh keys,
+//!   replaces its fragments everywhere and logs `rekey`;
 //! * [`EhrVault::audit_verify`] checks the audit log's MAC chain, head and
 //!   anchors.
 //!
@@ -70,7 +80,10 @@ pub struct ShareOptions {
     /// Validity in seconds from now; `None`: [`DEFAULT_GRANT_VALIDITY_S`],
     /// or never for an emergency grant.
     pub valid_for_s: Option<u64>,
-    /// A standing emergency grant for the responsible doctor.
+    /// A standing grant the patient issues in advance for one record
+    /// (never expires unless `valid_for_s`; audited `emergency`). Not
+    /// break-glass: that is the institution-signed request kind 3 of the
+    /// gate ([`crate::gate::roles`]).
     pub emergency: bool,
     /// Share the DICOM header as is instead of de-identifying it (the
     /// default is to de-identify).

@@ -217,3 +217,100 @@ fn gate_vectors_match_and_open() {
         assert!(gate::open_response(&m, &req, &ticket, &doctor).is_err());
     }
 }
+
+/// Request kinds 2 (responsible doctor) and 3 (break-glass), built on the
+/// institution vectors (`docs/vectors/vault-institutions/`: its doctor
+/// identity, `responsible.aodc`, `emergency.aoer`) and this directory's
+/// patient key.
+#[test]
+fn role_request_vectors_match_and_open() {
+    use aorta_crypto::selective::RecordId;
+    use aorta_vault::gate::roles::{build_role_request_with_rng, open_role_response};
+    use aorta_vault::gate::{KIND_EMERGENCY, KIND_RESPONSIBLE, RoleState};
+    use aorta_vault::institution::{InstitutionKey, PinnedInstitutions, ReplaySet};
+    use std::cell::RefCell;
+
+    let write = std::env::var_os("AORTA_WRITE_VECTORS").is_some();
+    let inst = dir("vault-institutions");
+    let fmt = dir("vault-format");
+    let patient = Identity::derive(&[1; 32]).unwrap();
+    let doctor =
+        Identity::from_text(&std::fs::read_to_string(inst.join("doctor.identity")).unwrap())
+            .unwrap();
+    let inst_key = InstitutionKey::from_text(
+        std::fs::read_to_string(inst.join("institution.pk"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    let cert = std::fs::read(inst.join("responsible.aodc")).unwrap();
+    let aoer = std::fs::read(inst.join("emergency.aoer")).unwrap();
+    let record = RecordId(*b"record-id-000001");
+    let mut material =
+        RecoveryMaterial::from_bytes(&std::fs::read(fmt.join("strong.material.aosm")).unwrap())
+            .unwrap();
+    material.record_id = record;
+    // The request of the institution vectors is issued at 1800003600 for 4 h.
+    let sent = 1_800_003_660;
+    let mut pins = PinnedInstitutions::new();
+    pins.pin(inst_key, "St. Example", true, 1_800_000_000)
+        .unwrap();
+    pins.set_responsible(&cert, sent).unwrap();
+
+    let mut built = Vec::new();
+    for (kind, cred, nonce, seed, name) in [
+        (
+            KIND_RESPONSIBLE,
+            &cert,
+            [0x44; 16],
+            [5; 32],
+            "responsible-request.aogq",
+        ),
+        (
+            KIND_EMERGENCY,
+            &aoer,
+            [0x55; 16],
+            [6; 32],
+            "emergency-request.aogq",
+        ),
+    ] {
+        let (bytes, header) = build_role_request_with_rng(
+            kind,
+            cred,
+            &record,
+            &doctor,
+            &patient.public(),
+            sent,
+            nonce,
+            &mut VectorRng::new(seed),
+        )
+        .unwrap();
+        check(name, &bytes, write);
+        assert!(fuzzing::gate_role_request(&bytes));
+        built.push((bytes, header));
+    }
+    let lookup = |_: &str| Ok(None);
+    let decide = |req: &[u8]| {
+        let replays = ReplayCache::default();
+        let set = RefCell::new(ReplaySet::new());
+        let admit = |v: &aorta_vault::institution::VerifiedEmergency, now: u64| {
+            set.borrow_mut().admit(v, now)
+        };
+        let roles = RoleState {
+            pins: &pins,
+            admit: &admit,
+        };
+        let state = GateState::new(&patient, &lookup, &replays).with_roles(&roles);
+        gate::decide(req, &state, sent + 1, &|_| Ok(material.clone()))
+    };
+    for (bytes, header) in &built {
+        let d = decide(bytes);
+        assert_eq!(d.status, Status::Released);
+        let m = open_role_response(&d.response, header, &patient.public(), &doctor).unwrap();
+        assert_eq!(m, material);
+        for m in mutations(bytes) {
+            let _ = fuzzing::gate_role_request(&m);
+            assert_ne!(decide(&m).status, Status::Released);
+        }
+    }
+}

@@ -673,3 +673,13 @@ fn the_anchor_a_grant_carries_catches_a_wiped_or_truncated_log() {
     let e = fresh.audit_verify_with_anchors(&[anchor]).unwrap_err();
     assert_eq!(e.blame(), aorta_vault::Blame::Tampered, "{e}");
 }
+
+#[test]
+fn a_rekey_is_audited_as_rekey() {
+    let w = world();
+    w.patient.rekey(&w.rid, b"pw").unwrap();
+    let last = entries(&w.patient).pop().unwrap();
+    assert_eq!(last.event, Event::Rekey);
+    assert_eq!(last.event.name(), "rekey");
+    assert_eq!(last.record, w.rid.to_hex());
+}
