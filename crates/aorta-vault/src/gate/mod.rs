@@ -18,6 +18,10 @@
 //! (`AOGR` v1, [`Response`]) with the record's recovery material sealed in
 //! auth mode, fresh per answer, to the grant's recipient key.
 //!
+//! Request kinds 2 (the patient's responsible doctor, by certificate) and 3
+//! (break-glass, an institution-signed emergency request) release without a
+//! grant: [`roles`].
+//!
 //! Everything here is transport-free; [`http`] serves and calls it over
 //! HTTP/1.1 with bounded size, time and connections.
 
