@@ -326,10 +326,12 @@ impl EhrVault {
             request.get(5),
             Some(&gate::KIND_RESPONSIBLE) | Some(&gate::KIND_EMERGENCY)
         );
-        let pins = match role_kind
-            .then(|| PinnedInstitutions::load(&self.store))
-            .unwrap_or_else(|| Ok(PinnedInstitutions::new()))
-        {
+        let pins = if role_kind {
+            PinnedInstitutions::load(&self.store)
+        } else {
+            Ok(PinnedInstitutions::new())
+        };
+        let pins = match pins {
             Ok(p) => p,
             Err(_) => {
                 let (g, n) = gate_ids(request);
