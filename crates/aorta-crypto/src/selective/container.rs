@@ -566,9 +566,18 @@ pub fn protect_with_key_as(
     // Both containers are laid out first and the transform writes straight
     // into them: public body into the public container, pieces into the
     // private payload, which is then sealed in place.
-    let mut public = Vec::with_capacity(PUBLIC_HEADER_LEN + pub_len + CHECKSUM_LEN);
-    write_public_header(&ph, &mut public);
-    public.resize(PUBLIC_HEADER_LEN + pub_len, 0);
+    // The public container is allocated zeroed at its final size (for a
+    // large record that is fresh zero pages, not a pass of writes over
+    // memory the transform then writes again).
+    let mut public = vec![0u8; PUBLIC_HEADER_LEN + pub_len + CHECKSUM_LEN];
+    let mut public_header = Vec::with_capacity(PUBLIC_HEADER_LEN);
+    write_public_header(&ph, &mut public_header);
+    public
+        .get_mut(..PUBLIC_HEADER_LEN)
+        .ok_or(SelectiveError::Internal {
+            what: "public container shorter than its header",
+        })?
+        .copy_from_slice(&public_header);
     let mut private = Vec::with_capacity(
         PRIVATE_HEADER_LEN + PAYLOAD_FIXED_LEN + head.len() + piece_len + TAG_LEN,
     );
@@ -584,7 +593,7 @@ pub fn protect_with_key_as(
     private.resize(pieces_at + piece_len, 0);
     let leaves = {
         let pub_body = public
-            .get_mut(PUBLIC_HEADER_LEN..)
+            .get_mut(PUBLIC_HEADER_LEN..PUBLIC_HEADER_LEN + pub_len)
             .ok_or(SelectiveError::Internal {
                 what: "public container shorter than its header",
             })?;
@@ -607,7 +616,12 @@ pub fn protect_with_key_as(
         public.get(..PUBLIC_HEADER_LEN).unwrap_or(&[]),
         &leaves,
     );
-    public.extend_from_slice(&sum);
+    public
+        .get_mut(PUBLIC_HEADER_LEN + pub_len..)
+        .ok_or(SelectiveError::Internal {
+            what: "public container shorter than its checksum",
+        })?
+        .copy_from_slice(&sum);
     private
         .get_mut(PRIVATE_HEADER_LEN..PRIVATE_HEADER_LEN + CHECKSUM_LEN)
         .ok_or(SelectiveError::Internal {

@@ -45,8 +45,9 @@ pub const CHUNK_UNITS: usize = 8192;
 /// Bytes of public body per checksum segment (8192 units × 28 bytes); see
 /// [`segment_digests`].
 pub const SEGMENT_BYTES: usize = CHUNK_UNITS * PUBLIC_UNIT_BYTES;
-/// Units whose AES blocks are encrypted in one call (64 blocks in flight).
-const AES_BATCH_UNITS: usize = 32;
+/// Units whose masks are computed together: 64 AES blocks in one call, or
+/// 32 SHA-256 compressions on blocks prepared beforehand.
+const BATCH_UNITS: usize = 32;
 /// The domain byte of the AES mask blocks (byte 13): `M` for mask. Other
 /// uses of a key derived for this purpose would take another value.
 pub const AES_MASK_DOMAIN: u8 = 0x4d;
@@ -188,56 +189,50 @@ pub fn unit_mask_aes(key: &[u8; 32], piece: [u8; 4], counter: u64) -> [u8; 32] {
     out
 }
 
-/// The unit's eight pieces as native-endian words; a short final unit is
-/// zero-padded (the padding rule).
+/// Word `k` (0..8, in range by construction) of a unit, native-endian.
 #[inline(always)]
-fn words_of(unit: &[u8]) -> [u32; 8] {
-    let mut w = [0u32; 8];
-    if let Ok(full) = <&[u8; UNIT_BYTES]>::try_from(unit) {
-        for (dst, src) in w.iter_mut().zip(full.chunks_exact(PIECE_BYTES)) {
-            let mut b = [0u8; 4];
-            b.copy_from_slice(src);
-            *dst = u32::from_ne_bytes(b);
-        }
-    } else {
-        let mut padded = [0u8; UNIT_BYTES];
-        for (d, s) in padded.iter_mut().zip(unit) {
-            *d = *s;
-        }
-        for (dst, src) in w.iter_mut().zip(padded.chunks_exact(PIECE_BYTES)) {
-            let mut b = [0u8; 4];
-            b.copy_from_slice(src);
-            *dst = u32::from_ne_bytes(b);
-        }
+fn word(unit: &[u8; UNIT_BYTES], k: usize) -> u32 {
+    let mut b = [0u8; 4];
+    if let Some(src) = unit.get(k * PIECE_BYTES..k * PIECE_BYTES + PIECE_BYTES) {
+        b.copy_from_slice(src);
     }
-    w
+    u32::from_ne_bytes(b)
 }
 
-/// Word `j` of `w`, without a branch on `j` (j is random per unit, so a
-/// branch would mispredict; `j & 7` keeps it in range).
+/// The private piece: word `j` of the unit, read by index straight from the
+/// content (j is random per unit, so a branch or a jump table on it would
+/// mispredict; `j & 7` keeps it in range).
 #[inline(always)]
-fn pick(w: &[u32; 8], j: u8) -> u32 {
-    let j = usize::from(j & 7);
-    let mut v = 0;
-    for (k, x) in w.iter().enumerate() {
-        v |= if k == j { *x } else { 0 };
-    }
-    v
+fn pick(unit: &[u8; UNIT_BYTES], j: u8) -> u32 {
+    word(unit, usize::from(j & 7))
 }
 
-/// The seven words other than `j`, in order, selected without branches.
+/// The seven words other than `j`, in order: word k is word `k + (k >= j)`
+/// of the unit, read by index without branches.
 #[inline(always)]
-fn others(w: &[u32; 8], j: u8) -> [u32; 7] {
+fn others(unit: &[u8; UNIT_BYTES], j: u8) -> [u32; 7] {
     let j = usize::from(j & 7);
     let mut o = [0u32; 7];
-    for (k, (dst, pair)) in o.iter_mut().zip(w.windows(2)).enumerate() {
-        let (a, b) = match pair {
-            [a, b] => (*a, *b),
-            _ => (0, 0),
-        };
-        *dst = if k < j { a } else { b };
+    for (k, dst) in o.iter_mut().enumerate() {
+        *dst = word(unit, k + usize::from(k >= j));
     }
     o
+}
+
+/// Calls `f` with the unit as a 32-byte array, zero-padding a short final
+/// unit (the padding rule).
+#[inline(always)]
+fn with_unit<R>(unit: &[u8], f: impl FnOnce(&[u8; UNIT_BYTES]) -> R) -> R {
+    match <&[u8; UNIT_BYTES]>::try_from(unit) {
+        Ok(full) => f(full),
+        Err(_) => {
+            let mut padded = [0u8; UNIT_BYTES];
+            for (d, s) in padded.iter_mut().zip(unit) {
+                *d = *s;
+            }
+            f(&padded)
+        }
+    }
 }
 
 /// Writes `others XOR mask` (mask as native-endian words of its bytes).
@@ -248,49 +243,155 @@ fn xor_out(out: &mut [u8], others: [u32; 7], mask: &[u32; 7]) {
     }
 }
 
-/// The first 28 bytes of H_i as native-endian words of its bytes.
+/// The seven public words of a unit XOR the mask.
 #[inline(always)]
-fn sha_mask(h: [u32; 8]) -> [u32; 7] {
-    let mut m = [0u32; 7];
-    for (d, hw) in m.iter_mut().zip(h) {
-        *d = hw.to_be();
+fn unmask(pub_u: &[u8], m: &[u32; 7]) -> [u32; 7] {
+    let mut o = [0u32; 7];
+    for ((dst, p), mw) in o.iter_mut().zip(pub_u.chunks_exact(PIECE_BYTES)).zip(m) {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(p);
+        *dst = u32::from_ne_bytes(b) ^ mw;
     }
-    m
+    o
 }
 
-/// The first 28 bytes of two AES output blocks as native-endian words.
-#[inline(always)]
-fn aes_mask(pair: &[GenericArray<u8, aes::cipher::consts::U16>]) -> [u32; 7] {
-    let mut m = [0u32; 7];
-    let words = pair
-        .iter()
-        .flat_map(|blk| blk.chunks_exact(PIECE_BYTES))
-        .map(|c| {
-            let mut b = [0u8; 4];
-            b.copy_from_slice(c);
-            u32::from_ne_bytes(b)
-        });
-    for (d, w) in m.iter_mut().zip(words) {
-        *d = w;
-    }
-    m
-}
-
-/// Rebuilds a unit from the seven unmasked words and the piece at `j`.
+/// Rebuilds a unit from the seven unmasked words and the piece at `j`:
+/// word k is `o[k]` before j, the piece at j, `o[k - 1]` after, taken by
+/// index from `o ‖ piece` without branches.
 #[inline(always)]
 fn rebuild(out: &mut [u8], o: &[u32; 7], piece: u32, j: u8) {
     let j = usize::from(j & 7);
+    let mut all = [0u32; 8];
+    for (d, x) in all.iter_mut().zip(o.iter().chain(core::iter::once(&piece))) {
+        *d = *x;
+    }
     for (k, dst) in out.chunks_exact_mut(PIECE_BYTES).enumerate() {
-        let before = o.get(k).copied().unwrap_or(0);
-        let after = o.get(k.wrapping_sub(1)).copied().unwrap_or(0);
-        let v = if k < j {
-            before
-        } else if k == j {
-            piece
-        } else {
-            after
+        let idx = if k == j { 7 } else { k - usize::from(k > j) };
+        dst.copy_from_slice(&all.get(idx).copied().unwrap_or(0).to_ne_bytes());
+    }
+}
+
+/// A 16-byte AES block.
+type AesBlock = GenericArray<u8, aes::cipher::consts::U16>;
+
+/// The per-task working memory of one batch of [`BATCH_UNITS`] units. The
+/// work is done in passes over the batch — pieces, then every mask input
+/// written in place (only the piece and counter bytes change), then every
+/// mask, then the public parts — so that no pass reads what the previous few
+/// instructions stored (a read straddling recent narrower stores makes the
+/// CPU wait for them) and the units' independent SHA-256 compressions or AES
+/// blocks overlap in the CPU. Holds key bytes, pieces and masks: wiped on
+/// drop.
+struct Scratch {
+    sha_blocks: [[u8; 64]; BATCH_UNITS],
+    sha_states: [[u32; 8]; BATCH_UNITS],
+    aes_blocks: [AesBlock; 2 * BATCH_UNITS],
+    pieces: [[u8; 4]; BATCH_UNITS],
+}
+
+impl Scratch {
+    fn new(masker: &Masker) -> Box<Self> {
+        let sha_blocks = match masker {
+            Masker::Sha(t) => [t.0; BATCH_UNITS],
+            Masker::Aes(_) => [[0u8; 64]; BATCH_UNITS],
         };
-        dst.copy_from_slice(&v.to_ne_bytes());
+        Box::new(Self {
+            sha_blocks,
+            sha_states: [SHA256_IV; BATCH_UNITS],
+            aes_blocks: [GenericArray::from([0u8; 16]); 2 * BATCH_UNITS],
+            pieces: [[0; 4]; BATCH_UNITS],
+        })
+    }
+
+    /// Computes the masks of `pieces[..m]` for the units numbered `first ..`
+    /// (read them with [`Scratch::mask`]).
+    #[inline(always)]
+    fn fill_masks(&mut self, masker: &Masker, first: u64, m: usize) {
+        match masker {
+            Masker::Sha(_) => {
+                for ((blk, piece), i) in self.sha_blocks.iter_mut().zip(&self.pieces).zip(first..) {
+                    blk[0..4].copy_from_slice(piece);
+                    blk[36..44].copy_from_slice(&i.to_be_bytes());
+                }
+                for st in self.sha_states.iter_mut() {
+                    *st = SHA256_IV;
+                }
+                for (blk, st) in self
+                    .sha_blocks
+                    .iter()
+                    .zip(self.sha_states.iter_mut())
+                    .take(m)
+                {
+                    compress256(st, core::slice::from_ref(blk));
+                }
+            }
+            Masker::Aes(cipher) => {
+                for ((pair, piece), i) in self
+                    .aes_blocks
+                    .chunks_exact_mut(2)
+                    .zip(&self.pieces)
+                    .zip(first..)
+                {
+                    // Written in place, byte ranges only (the previous
+                    // batch's encryption overwrote every byte).
+                    for (b, blk) in (0u8..).zip(pair) {
+                        if let Ok(x) = <&mut [u8; 16]>::try_from(blk.as_mut_slice()) {
+                            x[0..4].copy_from_slice(piece);
+                            x[4..12].copy_from_slice(&i.to_be_bytes());
+                            x[12..16].copy_from_slice(&[b, AES_MASK_DOMAIN, 0, 0]);
+                        }
+                    }
+                }
+                if let Some(bs) = self.aes_blocks.get_mut(..2 * m) {
+                    cipher.encrypt_blocks(bs);
+                }
+            }
+        }
+    }
+
+    /// Unit `u`'s mask (the first 28 bytes of H_i, or of the two AES output
+    /// blocks) as native-endian words of its bytes.
+    #[inline(always)]
+    fn mask(&self, masker: &Masker, u: usize) -> [u32; 7] {
+        let mut m = [0u32; 7];
+        match masker {
+            Masker::Sha(_) => {
+                if let Some(st) = self.sha_states.get(u) {
+                    for (d, hw) in m.iter_mut().zip(st) {
+                        *d = hw.to_be();
+                    }
+                }
+            }
+            Masker::Aes(_) => {
+                if let (Some(b0), Some(b1)) =
+                    (self.aes_blocks.get(2 * u), self.aes_blocks.get(2 * u + 1))
+                {
+                    let (m0, m1) = m.split_at_mut(4);
+                    for (d, c) in m0.iter_mut().zip(b0.chunks_exact(4)) {
+                        let mut w = [0u8; 4];
+                        w.copy_from_slice(c);
+                        *d = u32::from_ne_bytes(w);
+                    }
+                    for (d, c) in m1.iter_mut().zip(b1.chunks_exact(4)) {
+                        let mut w = [0u8; 4];
+                        w.copy_from_slice(c);
+                        *d = u32::from_ne_bytes(w);
+                    }
+                }
+            }
+        }
+        m
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        self.sha_blocks.as_flattened_mut().zeroize();
+        self.sha_states.as_flattened_mut().zeroize();
+        for blk in self.aes_blocks.iter_mut() {
+            blk.as_mut_slice().zeroize();
+        }
+        self.pieces.as_flattened_mut().zeroize();
     }
 }
 
@@ -313,64 +414,33 @@ impl Masker {
     /// Encodes one chunk: `c` content (the last unit may be short), `js`
     /// piece indices, into `pu` (28 bytes per unit) and `pr` (4 per unit).
     fn encode_chunk(&self, base: u64, c: &[u8], js: &[u8], pu: &mut [u8], pr: &mut [u8]) {
-        match self {
-            Masker::Sha(t) => {
-                let mut t = t.clone();
-                for (((unit, pub_u), priv_u), (j, i)) in c
-                    .chunks(UNIT_BYTES)
-                    .zip(pu.chunks_exact_mut(PUBLIC_UNIT_BYTES))
-                    .zip(pr.chunks_exact_mut(PIECE_BYTES))
-                    .zip(js.iter().zip(base..))
-                {
-                    let w = words_of(unit);
-                    let piece = pick(&w, *j).to_ne_bytes();
-                    priv_u.copy_from_slice(&piece);
-                    xor_out(pub_u, others(&w, *j), &sha_mask(t.hash(piece, i)));
-                }
+        let mut s = Scratch::new(self);
+        for (((cb, pb), prb), (jb, first)) in c
+            .chunks(UNIT_BYTES * BATCH_UNITS)
+            .zip(pu.chunks_mut(PUBLIC_UNIT_BYTES * BATCH_UNITS))
+            .zip(pr.chunks_mut(PIECE_BYTES * BATCH_UNITS))
+            .zip(js.chunks(BATCH_UNITS).zip((base..).step_by(BATCH_UNITS)))
+        {
+            let mut m = 0;
+            for (((unit, priv_u), j), piece) in cb
+                .chunks(UNIT_BYTES)
+                .zip(prb.chunks_exact_mut(PIECE_BYTES))
+                .zip(jb)
+                .zip(s.pieces.iter_mut())
+            {
+                *piece = with_unit(unit, |u| pick(u, *j)).to_ne_bytes();
+                priv_u.copy_from_slice(piece);
+                m += 1;
             }
-            Masker::Aes(cipher) => {
-                let mut blocks = [GenericArray::from([0u8; 16]); 2 * AES_BATCH_UNITS];
-                let mut words = [[0u32; 8]; AES_BATCH_UNITS];
-                for (((cb, pb), prb), (jb, b0)) in c
-                    .chunks(UNIT_BYTES * AES_BATCH_UNITS)
-                    .zip(pu.chunks_mut(PUBLIC_UNIT_BYTES * AES_BATCH_UNITS))
-                    .zip(pr.chunks_mut(PIECE_BYTES * AES_BATCH_UNITS))
-                    .zip(
-                        js.chunks(AES_BATCH_UNITS)
-                            .zip((base..).step_by(AES_BATCH_UNITS)),
-                    )
-                {
-                    let mut m = 0;
-                    for ((((unit, priv_u), j), (pair, w)), i) in cb
-                        .chunks(UNIT_BYTES)
-                        .zip(prb.chunks_exact_mut(PIECE_BYTES))
-                        .zip(jb)
-                        .zip(blocks.chunks_exact_mut(2).zip(words.iter_mut()))
-                        .zip(b0..)
-                    {
-                        *w = words_of(unit);
-                        let piece = pick(w, *j).to_ne_bytes();
-                        priv_u.copy_from_slice(&piece);
-                        for (b, blk) in (0u8..).zip(pair.iter_mut()) {
-                            *blk = GenericArray::from(aes_block(piece, i, b));
-                        }
-                        m += 1;
-                    }
-                    if let Some(bs) = blocks.get_mut(..2 * m) {
-                        cipher.encrypt_blocks(bs);
-                    }
-                    for ((pub_u, pair), (w, j)) in pb
-                        .chunks_exact_mut(PUBLIC_UNIT_BYTES)
-                        .zip(blocks.chunks_exact(2))
-                        .zip(words.iter().zip(jb))
-                    {
-                        xor_out(pub_u, others(w, *j), &aes_mask(pair));
-                    }
-                }
-                for blk in blocks.iter_mut() {
-                    blk.as_mut_slice().zeroize();
-                }
-                words.as_flattened_mut().zeroize();
+            s.fill_masks(self, first, m);
+            for (u, ((pub_u, unit), j)) in pb
+                .chunks_exact_mut(PUBLIC_UNIT_BYTES)
+                .zip(cb.chunks(UNIT_BYTES))
+                .zip(jb)
+                .enumerate()
+            {
+                let o = with_unit(unit, |w| others(w, *j));
+                xor_out(pub_u, o, &s.mask(self, u));
             }
         }
     }
@@ -378,78 +448,33 @@ impl Masker {
     /// Decodes one chunk: the inverse of [`Masker::encode_chunk`] into `o`
     /// (32 bytes per unit).
     fn decode_chunk(&self, base: u64, pu: &[u8], pr: &[u8], js: &[u8], o: &mut [u8]) {
-        match self {
-            Masker::Sha(t) => {
-                let mut t = t.clone();
-                for (((dst, pub_u), priv_u), (j, i)) in o
-                    .chunks_exact_mut(UNIT_BYTES)
-                    .zip(pu.chunks_exact(PUBLIC_UNIT_BYTES))
-                    .zip(pr.chunks_exact(PIECE_BYTES))
-                    .zip(js.iter().zip(base..))
-                {
-                    let mut piece = [0u8; 4];
-                    piece.copy_from_slice(priv_u);
-                    let m = sha_mask(t.hash(piece, i));
-                    rebuild(dst, &unmask(pub_u, &m), u32::from_ne_bytes(piece), *j);
-                }
+        let mut s = Scratch::new(self);
+        for (((ob, pb), prb), (jb, first)) in o
+            .chunks_mut(UNIT_BYTES * BATCH_UNITS)
+            .zip(pu.chunks(PUBLIC_UNIT_BYTES * BATCH_UNITS))
+            .zip(pr.chunks(PIECE_BYTES * BATCH_UNITS))
+            .zip(js.chunks(BATCH_UNITS).zip((base..).step_by(BATCH_UNITS)))
+        {
+            let mut m = 0;
+            for (priv_u, piece) in prb.chunks_exact(PIECE_BYTES).zip(s.pieces.iter_mut()) {
+                piece.copy_from_slice(priv_u);
+                m += 1;
             }
-            Masker::Aes(cipher) => {
-                let mut blocks = [GenericArray::from([0u8; 16]); 2 * AES_BATCH_UNITS];
-                for (((ob, pb), prb), (jb, b0)) in o
-                    .chunks_mut(UNIT_BYTES * AES_BATCH_UNITS)
-                    .zip(pu.chunks(PUBLIC_UNIT_BYTES * AES_BATCH_UNITS))
-                    .zip(pr.chunks(PIECE_BYTES * AES_BATCH_UNITS))
-                    .zip(
-                        js.chunks(AES_BATCH_UNITS)
-                            .zip((base..).step_by(AES_BATCH_UNITS)),
-                    )
-                {
-                    let mut m = 0;
-                    for ((priv_u, pair), i) in prb
-                        .chunks_exact(PIECE_BYTES)
-                        .zip(blocks.chunks_exact_mut(2))
-                        .zip(b0..)
-                    {
-                        let mut piece = [0u8; 4];
-                        piece.copy_from_slice(priv_u);
-                        for (b, blk) in (0u8..).zip(pair.iter_mut()) {
-                            *blk = GenericArray::from(aes_block(piece, i, b));
-                        }
-                        m += 1;
-                    }
-                    if let Some(bs) = blocks.get_mut(..2 * m) {
-                        cipher.encrypt_blocks(bs);
-                    }
-                    for (((dst, pub_u), priv_u), (pair, j)) in ob
-                        .chunks_exact_mut(UNIT_BYTES)
-                        .zip(pb.chunks_exact(PUBLIC_UNIT_BYTES))
-                        .zip(prb.chunks_exact(PIECE_BYTES))
-                        .zip(blocks.chunks_exact(2).zip(jb))
-                    {
-                        let mut piece = [0u8; 4];
-                        piece.copy_from_slice(priv_u);
-                        let m = aes_mask(pair);
-                        rebuild(dst, &unmask(pub_u, &m), u32::from_ne_bytes(piece), *j);
-                    }
-                }
-                for blk in blocks.iter_mut() {
-                    blk.as_mut_slice().zeroize();
-                }
+            s.fill_masks(self, first, m);
+            for (u, (((dst, pub_u), priv_u), j)) in ob
+                .chunks_exact_mut(UNIT_BYTES)
+                .zip(pb.chunks_exact(PUBLIC_UNIT_BYTES))
+                .zip(prb.chunks_exact(PIECE_BYTES))
+                .zip(jb)
+                .enumerate()
+            {
+                let mut piece = [0u8; 4];
+                piece.copy_from_slice(priv_u);
+                let plain = unmask(pub_u, &s.mask(self, u));
+                rebuild(dst, &plain, u32::from_ne_bytes(piece), *j);
             }
         }
     }
-}
-
-/// The seven public words of a unit XOR the mask.
-#[inline(always)]
-fn unmask(pub_u: &[u8], m: &[u32; 7]) -> [u32; 7] {
-    let mut o = [0u32; 7];
-    for ((dst, p), mw) in o.iter_mut().zip(pub_u.chunks_exact(PIECE_BYTES)).zip(m) {
-        let mut b = [0u8; 4];
-        b.copy_from_slice(p);
-        *dst = u32::from_ne_bytes(b) ^ mw;
-    }
-    o
 }
 
 /// Algorithm 1, lines 2–12, on `content` with the given mask: returns
@@ -548,21 +573,28 @@ pub fn decode(
 }
 
 /// The hash work alone of the SHA-256 transform for `n` units (one pre-padded
-/// compression per unit, same parallel split), for benchmarks: the ceiling
-/// [`UnitMask::Sha256`] can reach. Returns a value that depends on every hash.
+/// compression per unit, batched and split over threads as in [`encode`]),
+/// for benchmarks: the ceiling [`UnitMask::Sha256`] can reach. Returns a
+/// value that depends on every hash.
 pub fn hash_only(keys: &UnitKeys, n: usize) -> u32 {
-    let t = BlockTemplate::new(&keys.hash_key);
+    let masker = Masker::new(keys, UnitMask::Sha256);
     let chunks = n.div_ceil(CHUNK_UNITS);
     (0..chunks)
         .into_par_iter()
         .map(|ci| {
-            let mut t = t.clone();
+            let mut s = Scratch::new(&masker);
             let start = ci * CHUNK_UNITS;
             let end = (start + CHUNK_UNITS).min(n);
             let mut acc = 0u32;
-            for i in start..end {
-                let piece = (i as u32).to_ne_bytes();
-                acc ^= t.hash(piece, i as u64)[0];
+            for first in (start..end).step_by(BATCH_UNITS) {
+                let m = (end - first).min(BATCH_UNITS);
+                for (piece, i) in s.pieces.iter_mut().zip(first..) {
+                    *piece = (i as u32).to_ne_bytes();
+                }
+                s.fill_masks(&masker, first as u64, m);
+                for u in 0..m {
+                    acc ^= s.mask(&masker, u)[0];
+                }
             }
             acc
         })
@@ -693,7 +725,7 @@ mod tests {
                 33,
                 64,
                 1000,
-                32 * AES_BATCH_UNITS + 5,
+                32 * BATCH_UNITS + 5,
                 CHUNK_UNITS * 32 * 2 + 17,
             ] {
                 let content: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
