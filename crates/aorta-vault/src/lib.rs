@@ -53,6 +53,7 @@ pub mod audit;
 pub mod deid;
 pub mod dispersal;
 pub mod error;
+pub mod figure;
 mod format;
 pub mod grant;
 pub mod inputs;
