@@ -238,6 +238,13 @@ pub enum EhrCmd {
         /// Print JSON (`input_entropy`, `public_entropy`, …).
         #[arg(long)]
         json: bool,
+        /// Also draw the paper's Fig. 4 to this PNG: byte histograms of the
+        /// input and of the public fragment, with their entropies.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// Replace an existing --plot file.
+        #[arg(long, requires = "plot")]
+        force: bool,
     },
 }
 
@@ -656,8 +663,21 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             mode,
             header_bytes,
             json,
+            plot,
+            force,
         } => {
-            let report = inputs::entropy_report(&file, &protect_options(mode, header_bytes))?;
+            if let Some(p) = &plot {
+                refuse_overwrite(p, force)?;
+            }
+            let opts = protect_options(mode, header_bytes);
+            let report = match &plot {
+                None => inputs::entropy_report(&file, &opts)?,
+                Some(p) => {
+                    let (report, figure) = inputs::entropy_figure(&file, &opts)?;
+                    write_out(p, &figure.to_png()?, force)?;
+                    report
+                }
+            };
             crate::show(&report, json, |r| {
                 outln!(
                     "{}: input {:.4} bits/byte ({} bytes, header {}), public fragment {:.4} bits/byte ({} bytes, mode {})",

@@ -163,18 +163,36 @@ fn vault_containers() {
         fuzzing::vault_public,
         "vault-format",
         "aosp",
-        &["faithful.public.aosp", "strong.public.aosp"],
+        &[
+            "faithful.public.aosp",
+            "strong.public.aosp",
+            "faithful-v2.public.aosp",
+            "strong-v2.public.aosp",
+            "strong-v2-2000.public.aosp",
+        ],
     );
     run(
         fuzzing::vault_private,
         "vault-format",
         "aosr",
-        &["faithful.private.aosr", "strong.private.aosr"],
+        &[
+            "faithful.private.aosr",
+            "strong.private.aosr",
+            "faithful-v2.private.aosr",
+            "strong-v2.private.aosr",
+            "strong-v2-2000.private.aosr",
+        ],
     );
     run(
         fuzzing::vault_material,
         "vault-format",
         "aosm",
-        &["faithful.material.aosm", "strong.material.aosm"],
+        &[
+            "faithful.material.aosm",
+            "strong.material.aosm",
+            "faithful-v2.material.aosm",
+            "strong-v2.material.aosm",
+            "strong-v2-2000.material.aosm",
+        ],
     );
 }

@@ -1,7 +1,9 @@
 //! Test vectors for `docs/vault-format.md`: fixed passphrase, salt, record id,
-//! nonce and secret, fixed input → fixed container bytes.
+//! nonce and secret, fixed input → fixed container bytes, in format v1
+//! (`<mode>.*`, still read) and v2 (`<mode>-v2.*`, written for new records;
+//! `strong-v2-2000.*` covers several AES batches).
 //!
-//! Regenerate (only when the format version changes) with
+//! Regenerate (only when a format version is added) with
 //! `AORTA_WRITE_VECTORS=1 cargo test -p aorta-crypto --test vault_format_vectors`.
 //! Otherwise the test checks that this build produces the committed bytes
 //! byte for byte and recovers the committed input from them.
@@ -17,8 +19,8 @@ use std::path::PathBuf;
 
 use aorta_crypto::selective::container::open_private;
 use aorta_crypto::selective::{
-    HeaderRule, KdfParams, Mode, ProtectOptions, Randomness, RecordId, RecordSecret,
-    protect_deterministic, recover_with_passphrase,
+    FormatVersion, HeaderRule, KdfParams, Mode, ProtectOptions, Randomness, RecordId, RecordSecret,
+    protect_deterministic_as, recover_with_passphrase,
 };
 
 fn dir() -> PathBuf {
@@ -34,6 +36,14 @@ fn input() -> Vec<u8> {
     v
 }
 
+/// 2,000 bytes (63 units: one full batch of 32 units and a partial batch,
+/// with a 16-byte partial unit), no header.
+fn input_2000() -> Vec<u8> {
+    (0u32..2000)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect()
+}
+
 fn randomness() -> Randomness {
     Randomness {
         salt: *b"aorta-vec-salt-1",
@@ -43,14 +53,20 @@ fn randomness() -> Randomness {
     }
 }
 
-fn generate(mode: Mode) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+fn generate(
+    input: &[u8],
+    head: u64,
+    mode: Mode,
+    version: FormatVersion,
+) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let opts = ProtectOptions {
         mode,
         kdf: KdfParams::INSECURE_TEST,
-        header: HeaderRule::Bytes(10),
+        header: HeaderRule::Bytes(head),
     };
-    let p = protect_deterministic(&input(), PASSPHRASE, &opts, &randomness()).unwrap();
+    let p = protect_deterministic_as(input, PASSPHRASE, &opts, &randomness(), version).unwrap();
     let m = open_private(&p.private, PASSPHRASE).unwrap();
+    assert_eq!(m.version, version);
     (p.public, p.private, m.to_bytes().to_vec())
 }
 
@@ -61,16 +77,41 @@ fn vault_format_vectors_match() {
     if write {
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("input.bin"), input()).unwrap();
+        std::fs::write(d.join("input-2000.bin"), input_2000()).unwrap();
         std::fs::write(d.join("passphrase.txt"), PASSPHRASE).unwrap();
     }
     assert_eq!(std::fs::read(d.join("input.bin")).unwrap(), input());
+    assert_eq!(
+        std::fs::read(d.join("input-2000.bin")).unwrap(),
+        input_2000()
+    );
     assert_eq!(std::fs::read(d.join("passphrase.txt")).unwrap(), PASSPHRASE);
-    for mode in [Mode::Faithful, Mode::Strong] {
-        let (public, private, material) = generate(mode);
+    let cases = [
+        ("faithful", input(), 10, Mode::Faithful, FormatVersion::V1),
+        ("strong", input(), 10, Mode::Strong, FormatVersion::V1),
+        (
+            "faithful-v2",
+            input(),
+            10,
+            Mode::Faithful,
+            FormatVersion::V2,
+        ),
+        ("strong-v2", input(), 10, Mode::Strong, FormatVersion::V2),
+        (
+            "strong-v2-2000",
+            input_2000(),
+            0,
+            Mode::Strong,
+            FormatVersion::V2,
+        ),
+    ];
+    for (stem, input, head, mode, version) in cases {
+        let (public, private, material) = generate(&input, head, mode, version);
+        assert_eq!(public[4], version.to_byte(), "{stem}");
         let names = [
-            (format!("{}.public.aosp", mode.name()), &public),
-            (format!("{}.private.aosr", mode.name()), &private),
-            (format!("{}.material.aosm", mode.name()), &material),
+            (format!("{stem}.public.aosp"), &public),
+            (format!("{stem}.private.aosr"), &private),
+            (format!("{stem}.material.aosm"), &material),
         ];
         for (name, bytes) in names {
             let path = d.join(&name);
@@ -80,11 +121,12 @@ fn vault_format_vectors_match() {
             let stored = std::fs::read(&path).unwrap();
             assert_eq!(&stored, bytes, "{name} differs from the committed vector");
         }
-        let pubc = std::fs::read(d.join(format!("{}.public.aosp", mode.name()))).unwrap();
-        let privc = std::fs::read(d.join(format!("{}.private.aosr", mode.name()))).unwrap();
+        let pubc = std::fs::read(d.join(format!("{stem}.public.aosp"))).unwrap();
+        let privc = std::fs::read(d.join(format!("{stem}.private.aosr"))).unwrap();
         assert_eq!(
             recover_with_passphrase(&pubc, &privc, PASSPHRASE).unwrap(),
-            input()
+            input,
+            "{stem}"
         );
     }
 }

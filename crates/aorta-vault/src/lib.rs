@@ -67,6 +67,7 @@ pub mod audit;
 pub mod deid;
 pub mod dispersal;
 pub mod error;
+pub mod figure;
 mod format;
 pub mod gate;
 pub mod grant;

@@ -5,10 +5,11 @@
 //! * the private container is AES-256-GCM under HKDF(K); its whole header is
 //!   the associated data, so record id, mode, salt, KDF costs, nonce and
 //!   content length cannot be changed without failing authentication;
-//! * the sealed payload carries the SHA-256 checksum of the public container
-//!   (header + body), so any change to the public fragment is detected before
-//!   decoding (compared in constant time), and the public header's record id,
-//!   mode and length are checked against the authenticated private header;
+//! * the sealed payload carries the checksum of the public container (header
+//!   and body; two-level SHA-256 in format v1, two-level BLAKE3 in v2), so any
+//!   change to the public fragment is detected before decoding (compared in
+//!   constant time), and the public header's version, record id, mode and
+//!   length are checked against the authenticated private header;
 //! * D_head and strong mode's secret S are inside the sealed payload.
 //!
 //! Given an authenticated private payload and a public fragment whose hash
@@ -23,8 +24,8 @@ use zeroize::Zeroizing;
 
 use super::keys::{self, KEY_LEN, KdfParams, MasterKey, RecordSecret, SALT_LEN, UnitKeys};
 use super::split::{self, HeaderRule, Split};
-use super::units;
-use super::{Mode, SelectiveError};
+use super::units::{self, SegmentHash};
+use super::{FormatVersion, Mode, SelectiveError, UnitMask};
 
 /// Public container magic.
 pub const PUBLIC_MAGIC: &[u8; 4] = b"AOSP";
@@ -32,8 +33,13 @@ pub const PUBLIC_MAGIC: &[u8; 4] = b"AOSP";
 pub const PRIVATE_MAGIC: &[u8; 4] = b"AOSR";
 /// Recovery material magic.
 pub const MATERIAL_MAGIC: &[u8; 4] = b"AOSM";
-/// Current version of all three formats.
-pub const VERSION: u8 = 1;
+/// The version new records are written in ([`FormatVersion::LATEST`]); all
+/// three formats of a record carry the same version, and versions 1 and 2
+/// are read.
+pub const VERSION: u8 = 2;
+/// BLAKE3 key-derivation context of the v2 public checksum (the root over
+/// the header and the segment leaves).
+pub const BLAKE3_ROOT_CONTEXT: &str = "aorta-se v2 public fragment checksum";
 /// Public header length.
 pub const PUBLIC_HEADER_LEN: usize = 32;
 /// Private header length (the AEAD's associated data).
@@ -141,6 +147,8 @@ pub struct Protected {
 /// Parsed public container header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PublicHeader {
+    /// Format version.
+    pub version: FormatVersion,
     /// Mode.
     pub mode: Mode,
     /// Record id.
@@ -152,6 +160,8 @@ pub struct PublicHeader {
 /// Parsed private container header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrivateHeader {
+    /// Format version.
+    pub version: FormatVersion,
     /// Mode.
     pub mode: Mode,
     /// Record id.
@@ -173,13 +183,17 @@ pub struct PrivateHeader {
 pub struct RecoveryMaterial {
     /// Record id.
     pub record_id: RecordId,
+    /// Format version of the record (and of this material's `AOSM` bytes):
+    /// with `mode` it says how the units are masked ([`UnitMask::for_record`])
+    /// and how the public checksum is computed.
+    pub version: FormatVersion,
     /// Mode.
     pub mode: Mode,
     /// Length of C.
     pub content_len: u64,
-    /// SHA-256 of the public container's header and body.
+    /// The public container's checksum (its last 32 bytes).
     pub public_checksum: [u8; 32],
-    /// Hash key and PRNG seed.
+    /// Mask key ("hash key") and PRNG seed.
     pub unit_keys: UnitKeys,
     /// D_head (plaintext file header).
     pub head: Zeroizing<Vec<u8>>,
@@ -191,6 +205,7 @@ impl std::fmt::Debug for RecoveryMaterial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RecoveryMaterial")
             .field("record_id", &self.record_id)
+            .field("version", &self.version)
             .field("mode", &self.mode)
             .field("content_len", &self.content_len)
             .field("head_len", &self.head.len())
@@ -265,8 +280,11 @@ impl<'a> Reader<'a> {
             reason,
         }
     }
-    /// Magic, version, mode, and a reserved byte pair that must be zero.
-    fn preamble(&mut self, magic: &'static [u8; 4]) -> Result<(Mode, [u8; 2]), SelectiveError> {
+    /// Magic, version, mode, and a reserved byte pair (checked by the caller).
+    fn preamble(
+        &mut self,
+        magic: &'static [u8; 4],
+    ) -> Result<(FormatVersion, Mode, [u8; 2]), SelectiveError> {
         let m: [u8; 4] = self.array("magic")?;
         if &m != magic {
             return Err(SelectiveError::BadMagic {
@@ -276,16 +294,14 @@ impl<'a> Reader<'a> {
             });
         }
         let v = self.u8("version")?;
-        if v != VERSION {
-            return Err(SelectiveError::UnknownVersion {
-                container: self.container,
-                version: v,
-                supported: VERSION,
-            });
-        }
+        let version = FormatVersion::from_byte(v).ok_or(SelectiveError::UnknownVersion {
+            container: self.container,
+            version: v,
+            supported: VERSION,
+        })?;
         let mode = Mode::from_byte(self.u8("mode")?)?;
         let rest: [u8; 2] = self.array("reserved")?;
-        Ok((mode, rest))
+        Ok((version, mode, rest))
     }
     fn content_len(&mut self) -> Result<u64, SelectiveError> {
         let at = self.off();
@@ -310,7 +326,7 @@ fn lengths(len: u64) -> Result<(usize, usize), SelectiveError> {
 /// and the checksum.
 pub fn parse_public(d: &[u8]) -> Result<(PublicHeader, &[u8], [u8; 32]), SelectiveError> {
     let mut r = Reader::new(d, PUB);
-    let (mode, reserved) = r.preamble(PUBLIC_MAGIC)?;
+    let (version, mode, reserved) = r.preamble(PUBLIC_MAGIC)?;
     if reserved != [0, 0] {
         return Err(r.invalid("reserved", 6, "must be zero"));
     }
@@ -323,12 +339,14 @@ pub fn parse_public(d: &[u8]) -> Result<(PublicHeader, &[u8], [u8; 32]), Selecti
         return Err(r.invalid("length", r.off(), "trailing bytes after the checksum"));
     }
     let header = d.get(..PUBLIC_HEADER_LEN).unwrap_or(&[]);
-    let actual = public_checksum(header, &units::segment_digests(body));
+    let leaves = units::segment_digests(body, segment_hash(version));
+    let actual = public_checksum(version, header, &leaves);
     if !bool::from(actual.ct_eq(&stored)) {
         return Err(SelectiveError::PublicChecksum);
     }
     Ok((
         PublicHeader {
+            version,
             mode,
             record_id,
             content_len,
@@ -338,21 +356,44 @@ pub fn parse_public(d: &[u8]) -> Result<(PublicHeader, &[u8], [u8; 32]), Selecti
     ))
 }
 
-/// The public container's checksum: SHA-256(header ‖ SHA-256(segment_0) ‖ …)
-/// over the body's [`units::SEGMENT_BYTES`]-byte segments, so that both
-/// writing and checking it run in parallel.
-pub fn public_checksum(header: &[u8], leaves: &[[u8; 32]]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(header);
-    for l in leaves {
-        h.update(l);
+/// The leaf hash of the public checksum in format `version`.
+pub fn segment_hash(version: FormatVersion) -> SegmentHash {
+    match version {
+        FormatVersion::V1 => SegmentHash::Sha256,
+        FormatVersion::V2 => SegmentHash::Blake3,
     }
-    h.finalize().into()
+}
+
+/// The public container's checksum over its 32-byte header and the leaves of
+/// the body's [`units::SEGMENT_BYTES`]-byte segments ([`segment_hash`]), so
+/// that both writing and checking it run in parallel:
+/// v1: SHA-256(header ‖ SHA-256(segment_0) ‖ …);
+/// v2: BLAKE3-derive-key([`BLAKE3_ROOT_CONTEXT`], header ‖ leaf_0 ‖ …) with
+/// leaf_c = BLAKE3-derive-key([`units::BLAKE3_LEAF_CONTEXT`], segment_c).
+pub fn public_checksum(version: FormatVersion, header: &[u8], leaves: &[[u8; 32]]) -> [u8; 32] {
+    match version {
+        FormatVersion::V1 => {
+            let mut h = Sha256::new();
+            h.update(header);
+            for l in leaves {
+                h.update(l);
+            }
+            h.finalize().into()
+        }
+        FormatVersion::V2 => {
+            let mut h = blake3::Hasher::new_derive_key(BLAKE3_ROOT_CONTEXT);
+            h.update(header);
+            for l in leaves {
+                h.update(l);
+            }
+            *h.finalize().as_bytes()
+        }
+    }
 }
 
 fn write_public_header(h: &PublicHeader, out: &mut Vec<u8>) {
     out.extend_from_slice(PUBLIC_MAGIC);
-    out.push(VERSION);
+    out.push(h.version.to_byte());
     out.push(h.mode.to_byte());
     out.extend_from_slice(&[0, 0]);
     out.extend_from_slice(&h.record_id.0);
@@ -362,7 +403,7 @@ fn write_public_header(h: &PublicHeader, out: &mut Vec<u8>) {
 fn write_private_header(h: &PrivateHeader) -> [u8; PRIVATE_HEADER_LEN] {
     let mut out = [0u8; PRIVATE_HEADER_LEN];
     out[0..4].copy_from_slice(PRIVATE_MAGIC);
-    out[4] = VERSION;
+    out[4] = h.version.to_byte();
     out[5] = h.mode.to_byte();
     out[6] = KDF_ARGON2ID;
     out[7] = 0;
@@ -379,7 +420,7 @@ fn write_private_header(h: &PrivateHeader) -> [u8; PRIVATE_HEADER_LEN] {
 /// Parses a private container's header; returns it and the sealed bytes.
 pub fn parse_private(d: &[u8]) -> Result<(PrivateHeader, &[u8]), SelectiveError> {
     let mut r = Reader::new(d, PRIV);
-    let (mode, [kdf, reserved]) = r.preamble(PRIVATE_MAGIC)?;
+    let (version, mode, [kdf, reserved]) = r.preamble(PRIVATE_MAGIC)?;
     if kdf != KDF_ARGON2ID {
         return Err(r.invalid("kdf", 6, "unknown key-derivation function"));
     }
@@ -408,6 +449,7 @@ pub fn parse_private(d: &[u8]) -> Result<(PrivateHeader, &[u8]), SelectiveError>
     }
     Ok((
         PrivateHeader {
+            version,
             mode,
             record_id,
             salt,
@@ -447,8 +489,20 @@ pub fn protect_deterministic(
     opts: &ProtectOptions,
     rnd: &Randomness,
 ) -> Result<Protected, SelectiveError> {
+    protect_deterministic_as(input, passphrase, opts, rnd, FormatVersion::LATEST)
+}
+
+/// [`protect_deterministic`] in a given format version (test vectors of
+/// older versions).
+pub fn protect_deterministic_as(
+    input: &[u8],
+    passphrase: &[u8],
+    opts: &ProtectOptions,
+    rnd: &Randomness,
+    version: FormatVersion,
+) -> Result<Protected, SelectiveError> {
     let k = MasterKey::derive(passphrase, &rnd.salt, &opts.kdf)?;
-    protect_with_key(input, &k, opts, rnd)
+    protect_with_key_as(input, &k, opts, rnd, version)
 }
 
 /// [`protect`] with an already derived K (benchmarks, key managers). `opts.kdf`
@@ -458,6 +512,19 @@ pub fn protect_with_key(
     k: &MasterKey,
     opts: &ProtectOptions,
     rnd: &Randomness,
+) -> Result<Protected, SelectiveError> {
+    protect_with_key_as(input, k, opts, rnd, FormatVersion::LATEST)
+}
+
+/// [`protect_with_key`] in a given format version: [`FormatVersion::LATEST`]
+/// for new records; older versions only to compare (benchmarks) or to write
+/// test vectors.
+pub fn protect_with_key_as(
+    input: &[u8],
+    k: &MasterKey,
+    opts: &ProtectOptions,
+    rnd: &Randomness,
+    version: FormatVersion,
 ) -> Result<Protected, SelectiveError> {
     opts.kdf.check()?;
     let sp = split::split(input, opts.header)?;
@@ -477,14 +544,16 @@ pub fn protect_with_key(
         Mode::Strong => Some(&rnd.secret),
         Mode::Faithful => None,
     };
-    let uk = UnitKeys::for_mode(opts.mode, k, secret)?;
+    let uk = UnitKeys::for_record(version, opts.mode, k, secret)?;
     let (pub_len, piece_len) = lengths(content_len)?;
     let ph = PublicHeader {
+        version,
         mode: opts.mode,
         record_id: rnd.record_id,
         content_len,
     };
     let prh = PrivateHeader {
+        version,
         mode: opts.mode,
         record_id: rnd.record_id,
         salt: rnd.salt,
@@ -497,9 +566,18 @@ pub fn protect_with_key(
     // Both containers are laid out first and the transform writes straight
     // into them: public body into the public container, pieces into the
     // private payload, which is then sealed in place.
-    let mut public = Vec::with_capacity(PUBLIC_HEADER_LEN + pub_len + CHECKSUM_LEN);
-    write_public_header(&ph, &mut public);
-    public.resize(PUBLIC_HEADER_LEN + pub_len, 0);
+    // The public container is allocated zeroed at its final size (for a
+    // large record that is fresh zero pages, not a pass of writes over
+    // memory the transform then writes again).
+    let mut public = vec![0u8; PUBLIC_HEADER_LEN + pub_len + CHECKSUM_LEN];
+    let mut public_header = Vec::with_capacity(PUBLIC_HEADER_LEN);
+    write_public_header(&ph, &mut public_header);
+    public
+        .get_mut(..PUBLIC_HEADER_LEN)
+        .ok_or(SelectiveError::Internal {
+            what: "public container shorter than its header",
+        })?
+        .copy_from_slice(&public_header);
     let mut private = Vec::with_capacity(
         PRIVATE_HEADER_LEN + PAYLOAD_FIXED_LEN + head.len() + piece_len + TAG_LEN,
     );
@@ -515,7 +593,7 @@ pub fn protect_with_key(
     private.resize(pieces_at + piece_len, 0);
     let leaves = {
         let pub_body = public
-            .get_mut(PUBLIC_HEADER_LEN..)
+            .get_mut(PUBLIC_HEADER_LEN..PUBLIC_HEADER_LEN + pub_len)
             .ok_or(SelectiveError::Internal {
                 what: "public container shorter than its header",
             })?;
@@ -524,10 +602,26 @@ pub fn protect_with_key(
             .ok_or(SelectiveError::Internal {
                 what: "private container shorter than its payload",
             })?;
-        units::encode_into(&uk, content, pub_body, pieces)
+        units::encode_into(
+            &uk,
+            UnitMask::for_record(version, opts.mode),
+            content,
+            pub_body,
+            pieces,
+            segment_hash(version),
+        )
     };
-    let sum = public_checksum(public.get(..PUBLIC_HEADER_LEN).unwrap_or(&[]), &leaves);
-    public.extend_from_slice(&sum);
+    let sum = public_checksum(
+        version,
+        public.get(..PUBLIC_HEADER_LEN).unwrap_or(&[]),
+        &leaves,
+    );
+    public
+        .get_mut(PUBLIC_HEADER_LEN + pub_len..)
+        .ok_or(SelectiveError::Internal {
+            what: "public container shorter than its checksum",
+        })?
+        .copy_from_slice(&sum);
     private
         .get_mut(PRIVATE_HEADER_LEN..PRIVATE_HEADER_LEN + CHECKSUM_LEN)
         .ok_or(SelectiveError::Internal {
@@ -595,9 +689,10 @@ pub fn open_private_with_key(
         return Err(r.invalid("payload", r.off(), "trailing bytes"));
     }
     let secret = RecordSecret::from_bytes(s);
-    let unit_keys = UnitKeys::for_mode(h.mode, k, Some(&secret))?;
+    let unit_keys = UnitKeys::for_record(h.version, h.mode, k, Some(&secret))?;
     Ok(RecoveryMaterial {
         record_id: h.record_id,
+        version: h.version,
         mode: h.mode,
         content_len: h.content_len,
         public_checksum,
@@ -622,9 +717,9 @@ pub fn recover(public: &[u8], m: &RecoveryMaterial) -> Result<Vec<u8>, Selective
             reason: "record id differs",
         });
     }
-    if ph.mode != m.mode || ph.content_len != m.content_len {
+    if ph.version != m.version || ph.mode != m.mode || ph.content_len != m.content_len {
         return Err(SelectiveError::PublicMismatch {
-            reason: "mode or length differs",
+            reason: "version, mode or length differs",
         });
     }
     let (_, piece_len) = lengths(m.content_len)?;
@@ -635,7 +730,8 @@ pub fn recover(public: &[u8], m: &RecoveryMaterial) -> Result<Vec<u8>, Selective
     }
     let len = usize::try_from(m.content_len)
         .map_err(|_| SelectiveError::TooLarge { len: m.content_len })?;
-    let content = units::decode(&m.unit_keys, body, &m.pieces, len);
+    let mask = UnitMask::for_record(m.version, m.mode);
+    let content = units::decode(&m.unit_keys, mask, body, &m.pieces, len);
     let mut out = Vec::with_capacity(m.head.len() + content.len());
     out.extend_from_slice(&m.head);
     out.extend_from_slice(&content);
@@ -653,13 +749,14 @@ pub fn recover_with_passphrase(
 }
 
 impl RecoveryMaterial {
-    /// Serializes (format `AOSM` v1, see `docs/vault-format.md`).
+    /// Serializes (format `AOSM` in the record's version, see
+    /// `docs/vault-format.md`).
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let mut out = Zeroizing::new(Vec::with_capacity(
             MATERIAL_FIXED_LEN + self.head.len() + self.pieces.len(),
         ));
         out.extend_from_slice(MATERIAL_MAGIC);
-        out.push(VERSION);
+        out.push(self.version.to_byte());
         out.push(self.mode.to_byte());
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&self.record_id.0);
@@ -676,7 +773,7 @@ impl RecoveryMaterial {
     /// Parses [`RecoveryMaterial::to_bytes`] output.
     pub fn from_bytes(d: &[u8]) -> Result<Self, SelectiveError> {
         let mut r = Reader::new(d, MAT);
-        let (mode, reserved) = r.preamble(MATERIAL_MAGIC)?;
+        let (version, mode, reserved) = r.preamble(MATERIAL_MAGIC)?;
         if reserved != [0, 0] {
             return Err(r.invalid("reserved", 6, "must be zero"));
         }
@@ -694,6 +791,7 @@ impl RecoveryMaterial {
         }
         Ok(Self {
             record_id,
+            version,
             mode,
             content_len,
             public_checksum,
@@ -798,44 +896,143 @@ mod tests {
         }
     }
 
+    fn protect_v(input: &[u8], mode: Mode, version: FormatVersion) -> Protected {
+        protect_deterministic_as(
+            input,
+            b"pw",
+            &opts(mode),
+            &Randomness::fresh().unwrap(),
+            version,
+        )
+        .unwrap()
+    }
+
     #[test]
-    fn roundtrip_both_modes() {
+    fn roundtrip_both_modes_and_versions() {
         let input: Vec<u8> = (0..5000u32).map(|i| (i * 31 % 256) as u8).collect();
+        for version in [FormatVersion::V1, FormatVersion::V2] {
+            for mode in [Mode::Faithful, Mode::Strong] {
+                let p = protect_v(&input, mode, version);
+                assert_eq!(p.public[4], version.to_byte());
+                assert_eq!(p.private[4], version.to_byte());
+                assert_eq!(
+                    recover_with_passphrase(&p.public, &p.private, b"pw").unwrap(),
+                    input
+                );
+                let m = open_private(&p.private, b"pw").unwrap();
+                assert_eq!((m.version, m.mode), (version, mode));
+                let bytes = m.to_bytes();
+                assert_eq!(bytes[4], version.to_byte());
+                let m2 = RecoveryMaterial::from_bytes(&bytes).unwrap();
+                assert_eq!(m, m2);
+                assert_eq!(recover(&p.public, &m2).unwrap(), input);
+            }
+        }
+    }
+
+    #[test]
+    fn new_records_are_written_in_version_2() {
         for mode in [Mode::Faithful, Mode::Strong] {
-            let p = protect(&input, b"pw", &opts(mode)).unwrap();
+            let p = protect(b"new record", b"pw", &opts(mode)).unwrap();
+            assert_eq!((p.public[4], p.private[4]), (2, 2));
             assert_eq!(
-                recover_with_passphrase(&p.public, &p.private, b"pw").unwrap(),
-                input
+                parse_public(&p.public).unwrap().0.version,
+                FormatVersion::V2
             );
             let m = open_private(&p.private, b"pw").unwrap();
-            let m2 = RecoveryMaterial::from_bytes(&m.to_bytes()).unwrap();
-            assert_eq!(m, m2);
-            assert_eq!(recover(&p.public, &m2).unwrap(), input);
+            assert_eq!(m.version, FormatVersion::V2);
+            assert_eq!(m.to_bytes()[4], 2);
         }
+    }
+
+    #[test]
+    fn strong_v2_masks_units_with_aes_and_v1_with_sha256() {
+        // Same K, S and input: the two versions' public bodies differ, and
+        // each equals the unit transform with its own mask and keys.
+        let input: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 256) as u8).collect();
+        let rnd = Randomness::fresh().unwrap();
+        let k = MasterKey::from_bytes([4u8; 32]);
+        let o = ProtectOptions {
+            header: HeaderRule::None,
+            ..opts(Mode::Strong)
+        };
+        for (version, mask) in [
+            (FormatVersion::V1, UnitMask::Sha256),
+            (FormatVersion::V2, UnitMask::Aes256),
+        ] {
+            let p = protect_with_key_as(&input, &k, &o, &rnd, version).unwrap();
+            let uk = UnitKeys::for_record(version, Mode::Strong, &k, Some(&rnd.secret)).unwrap();
+            let (body, _) = units::encode(&uk, mask, &input);
+            assert_eq!(&p.public[32..p.public.len() - 32], &body[..], "{version:?}");
+        }
+        let v1 = UnitKeys::for_record(FormatVersion::V1, Mode::Strong, &k, Some(&rnd.secret));
+        let v2 = UnitKeys::for_record(FormatVersion::V2, Mode::Strong, &k, Some(&rnd.secret));
+        let (v1, v2) = (v1.unwrap(), v2.unwrap());
+        assert_ne!(v1.hash_key(), v2.hash_key());
+        assert_ne!(v1.prng_seed(), v2.prng_seed());
+        assert_ne!(v2.hash_key(), k.as_bytes());
+    }
+
+    #[test]
+    fn material_of_one_version_does_not_recover_a_public_fragment_of_the_other() {
+        let input = b"cross-version record".repeat(10);
+        let rnd = Randomness::fresh().unwrap();
+        let k = MasterKey::from_bytes([5u8; 32]);
+        let o = opts(Mode::Strong);
+        let p1 = protect_with_key_as(&input, &k, &o, &rnd, FormatVersion::V1).unwrap();
+        let p2 = protect_with_key_as(&input, &k, &o, &rnd, FormatVersion::V2).unwrap();
+        let m1 = open_private_with_key(&p1.private, &k).unwrap();
+        let m2 = open_private_with_key(&p2.private, &k).unwrap();
+        assert!(matches!(
+            recover(&p2.public, &m1),
+            Err(SelectiveError::PublicMismatch { .. })
+        ));
+        assert!(matches!(
+            recover(&p1.public, &m2),
+            Err(SelectiveError::PublicMismatch { .. })
+        ));
+        // Relabelling the material's version byte does not help either.
+        let mut b = m1.to_bytes().to_vec();
+        b[4] = 2;
+        let relabelled = RecoveryMaterial::from_bytes(&b).unwrap();
+        assert!(recover(&p1.public, &relabelled).is_err());
+        assert!(recover(&p2.public, &relabelled).is_err());
     }
 
     #[test]
     fn checksum_is_two_level_over_segments() {
         // 600 kB of content: 3 segments of the public body (2 full, 1 short).
         let input: Vec<u8> = (0..600_000u32).map(|i| (i % 253) as u8).collect();
-        let p = protect(&input, b"pw", &opts(Mode::Strong)).unwrap();
-        let body = &p.public[32..p.public.len() - 32];
-        let leaves: Vec<[u8; 32]> = body
-            .chunks(units::SEGMENT_BYTES)
-            .map(|c| Sha256::digest(c).into())
-            .collect();
-        assert_eq!(leaves.len(), 3);
-        let mut h = Sha256::new();
-        h.update(&p.public[..32]);
-        for l in &leaves {
-            h.update(l);
+        for version in [FormatVersion::V1, FormatVersion::V2] {
+            let p = protect_v(&input, Mode::Strong, version);
+            let body = &p.public[32..p.public.len() - 32];
+            let want: [u8; 32] = match version {
+                FormatVersion::V1 => {
+                    let mut h = Sha256::new();
+                    h.update(&p.public[..32]);
+                    for c in body.chunks(units::SEGMENT_BYTES) {
+                        h.update(Sha256::digest(c));
+                    }
+                    h.finalize().into()
+                }
+                FormatVersion::V2 => {
+                    let mut m = p.public[..32].to_vec();
+                    for c in body.chunks(units::SEGMENT_BYTES) {
+                        m.extend_from_slice(&blake3::derive_key(
+                            "aorta-se v2 public fragment checksum segment",
+                            c,
+                        ));
+                    }
+                    blake3::derive_key("aorta-se v2 public fragment checksum", &m)
+                }
+            };
+            assert_eq!(body.chunks(units::SEGMENT_BYTES).count(), 3);
+            assert_eq!(&p.public[p.public.len() - 32..], &want, "{version:?}");
+            assert_eq!(
+                recover_with_passphrase(&p.public, &p.private, b"pw").unwrap(),
+                input
+            );
         }
-        let want: [u8; 32] = h.finalize().into();
-        assert_eq!(&p.public[p.public.len() - 32..], &want);
-        assert_eq!(
-            recover_with_passphrase(&p.public, &p.private, b"pw").unwrap(),
-            input
-        );
     }
 
     #[test]
@@ -850,7 +1047,12 @@ mod tests {
     #[test]
     fn every_single_bit_flip_in_either_fragment_is_detected() {
         let input: Vec<u8> = (0..150u32).map(|i| i as u8).collect();
-        let p = protect(&input, b"pw", &opts(Mode::Strong)).unwrap();
+        for version in [FormatVersion::V1, FormatVersion::V2] {
+            every_bit_flip_detected(&protect_v(&input, Mode::Strong, version));
+        }
+    }
+
+    fn every_bit_flip_detected(p: &Protected) {
         for i in 0..p.public.len() {
             for bit in [0u8, 3, 7] {
                 let mut t = p.public.clone();
@@ -881,12 +1083,26 @@ mod tests {
     #[test]
     fn unknown_version_and_magic_are_typed() {
         let p = protect(b"x", b"pw", &opts(Mode::Strong)).unwrap();
-        let mut t = p.public.clone();
-        t[4] = 9;
-        assert!(matches!(
-            parse_public(&t),
-            Err(SelectiveError::UnknownVersion { version: 9, .. })
-        ));
+        for v in [0u8, 3, 9, 255] {
+            let mut t = p.public.clone();
+            t[4] = v;
+            assert!(matches!(
+                parse_public(&t),
+                Err(SelectiveError::UnknownVersion { version, supported: 2, .. }) if version == v
+            ));
+            let mut t = p.private.clone();
+            t[4] = v;
+            assert!(matches!(
+                parse_private(&t),
+                Err(SelectiveError::UnknownVersion { version, .. }) if version == v
+            ));
+            let mut t = open_private(&p.private, b"pw").unwrap().to_bytes().to_vec();
+            t[4] = v;
+            assert!(matches!(
+                RecoveryMaterial::from_bytes(&t),
+                Err(SelectiveError::UnknownVersion { version, .. }) if version == v
+            ));
+        }
         let mut t = p.private.clone();
         t[0] = b'X';
         assert!(matches!(

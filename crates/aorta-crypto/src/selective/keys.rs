@@ -1,12 +1,12 @@
 //! Key material for selective encryption: the user key K (from a passphrase
 //! through Argon2id), the per-record secret S of strong mode, and the keys the
-//! unit transform uses (hash key and PRNG seed).
+//! unit transform uses (the mask key, called hash key, and the PRNG seed).
 
 use hkdf::Hkdf;
 use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use super::{Mode, SelectiveError};
+use super::{FormatVersion, Mode, SelectiveError};
 
 /// Length of every symmetric key in this module, in bytes.
 pub const KEY_LEN: usize = 32;
@@ -16,6 +16,8 @@ pub const SALT_LEN: usize = 16;
 const INFO_FAITHFUL_PRNG: &[u8] = b"aorta-se v1 faithful prng seed";
 const INFO_STRONG_HASH: &[u8] = b"aorta-se v1 strong hash key";
 const INFO_STRONG_PRNG: &[u8] = b"aorta-se v1 strong prng seed";
+const INFO_STRONG_V2_MASK: &[u8] = b"aorta-se v2 strong unit mask aes-256 key";
+const INFO_STRONG_V2_PRNG: &[u8] = b"aorta-se v2 strong prng seed";
 const INFO_PRIVATE_AEAD: &[u8] = b"aorta-se v1 private fragment aead key";
 
 /// The paper's key K: 256 bits, normally derived from the user's passphrase
@@ -157,8 +159,11 @@ impl RecordSecret {
     }
 }
 
-/// The two keys the unit transform needs: the key hashed into every H_i and
-/// the seed of the keyed PRNG that picks the private piece of each unit.
+/// The two keys the unit transform needs: the key of every unit's mask (the
+/// key hashed into every H_i, or the AES-256 key of strong mode in format v2;
+/// see [`super::UnitMask`]) and the seed of the keyed PRNG that picks the
+/// private piece of each unit. Both are secret 32-byte values in every mode
+/// and version.
 ///
 /// Whoever holds these plus both fragments can recover the record; they are
 /// what a sharing grant hands a recipient (never the passphrase).
@@ -182,11 +187,13 @@ impl UnitKeys {
             prng_seed,
         }
     }
-    /// The key hashed into every H_i.
+    /// The key of every unit's mask: hashed into every H_i
+    /// ([`super::UnitMask::Sha256`]) or the AES-256 key
+    /// ([`super::UnitMask::Aes256`]). Secret.
     pub fn hash_key(&self) -> &[u8; KEY_LEN] {
         &self.hash_key
     }
-    /// The PRNG seed.
+    /// The PRNG seed. Secret.
     pub fn prng_seed(&self) -> &[u8; KEY_LEN] {
         &self.prng_seed
     }
@@ -201,8 +208,8 @@ impl UnitKeys {
         })
     }
 
-    /// Strong mode: both keys come from HKDF(salt = S, ikm = K), so K alone
-    /// determines neither.
+    /// Strong mode in format v1: both keys come from HKDF(salt = S, ikm = K),
+    /// so K alone determines neither.
     pub fn strong(k: &MasterKey, s: &RecordSecret) -> Result<Self, SelectiveError> {
         let mut hash_key = [0u8; KEY_LEN];
         let mut prng_seed = [0u8; KEY_LEN];
@@ -224,17 +231,55 @@ impl UnitKeys {
         })
     }
 
-    /// The unit keys for `mode`; `secret` is required in strong mode and
+    /// Strong mode in format v2: the AES-256 mask key and the PRNG seed come
+    /// from HKDF(salt = S, ikm = K) with their own v2 labels, so they are
+    /// independent of each other, of the v1 keys and of K alone.
+    pub fn strong_v2(k: &MasterKey, s: &RecordSecret) -> Result<Self, SelectiveError> {
+        let mut hash_key = [0u8; KEY_LEN];
+        let mut prng_seed = [0u8; KEY_LEN];
+        expand(
+            Some(s.as_bytes()),
+            k.as_bytes(),
+            INFO_STRONG_V2_MASK,
+            &mut hash_key,
+        )?;
+        expand(
+            Some(s.as_bytes()),
+            k.as_bytes(),
+            INFO_STRONG_V2_PRNG,
+            &mut prng_seed,
+        )?;
+        Ok(Self {
+            hash_key,
+            prng_seed,
+        })
+    }
+
+    /// The unit keys for `mode` in the latest format
+    /// ([`FormatVersion::LATEST`]); `secret` is required in strong mode and
     /// ignored in faithful mode.
     pub fn for_mode(
         mode: Mode,
         k: &MasterKey,
         secret: Option<&RecordSecret>,
     ) -> Result<Self, SelectiveError> {
-        match (mode, secret) {
-            (Mode::Faithful, _) => Self::faithful(k),
-            (Mode::Strong, Some(s)) => Self::strong(k, s),
-            (Mode::Strong, None) => Err(SelectiveError::Internal {
+        Self::for_record(FormatVersion::LATEST, mode, k, secret)
+    }
+
+    /// The unit keys of a record of `mode` in format `version`; `secret` is
+    /// required in strong mode and ignored in faithful mode (whose keys are
+    /// the same in every version).
+    pub fn for_record(
+        version: FormatVersion,
+        mode: Mode,
+        k: &MasterKey,
+        secret: Option<&RecordSecret>,
+    ) -> Result<Self, SelectiveError> {
+        match (mode, secret, version) {
+            (Mode::Faithful, _, _) => Self::faithful(k),
+            (Mode::Strong, Some(s), FormatVersion::V1) => Self::strong(k, s),
+            (Mode::Strong, Some(s), FormatVersion::V2) => Self::strong_v2(k, s),
+            (Mode::Strong, None, _) => Err(SelectiveError::Internal {
                 what: "strong mode without a record secret",
             }),
         }

@@ -4,20 +4,25 @@
 //!
 //! * [`split`]: D_input = D_head + C (DICOM-aware, or an explicit byte count).
 //! * [`units`]: the per-unit transform — 256-bit units, eight 32-bit pieces,
-//!   keyed PRNG choice of the private piece, H_i = SHA-256(piece ‖ key ‖ i),
-//!   224-bit public part XOR truncated H_i. Parallel (rayon), SHA-NI.
+//!   keyed PRNG choice of the private piece, a 224-bit mask M_i keyed by the
+//!   piece and the counter, public part = the other pieces XOR M_i. The mask
+//!   is H_i = SHA-256(piece ‖ key ‖ i) (faithful mode, and strong mode in
+//!   format v1) or AES-256 of two blocks (piece ‖ i ‖ block ‖ domain) under a
+//!   per-record key (strong mode, format v2). Parallel (rayon), SHA-NI/AES-NI.
 //! * [`keys`]: K = Argon2id(passphrase, salt); strong mode's per-record secret
 //!   S; the unit keys handed to recipients.
 //! * [`container`]: the two versioned containers (public fragment, private
 //!   fragment sealed with AES-256-GCM under HKDF(K)), binding everything so
 //!   that any change is detected and recovery never returns wrong bytes.
+//!   New records are written in format [`FormatVersion::V2`]; v1 records
+//!   still open.
 //! * [`entropy`]: Shannon entropy in bits per byte (the paper's Table 2).
 //!
 //! Modes ([`Mode`]): `Faithful` is Algorithm 1 as published; with K known an
 //! attacker holding the public fragment can brute-force each unit's 2^32
 //! private-piece candidates (see `docs/selective-encryption.md`). `Strong`
-//! (the default) mixes a random 256-bit per-record secret, kept only inside
-//! the private fragment, into every H_i and the PRNG seed, so K plus every
+//! (the default) keys every unit's mask and the PRNG with a random 256-bit
+//! per-record secret kept only inside the private fragment, so K plus every
 //! public fragment reveals nothing.
 //!
 //! ```
@@ -36,19 +41,87 @@ pub mod units;
 
 pub use container::{
     PrivateHeader, ProtectOptions, Protected, PublicHeader, Randomness, RecordId, RecoveryMaterial,
-    open_private, open_private_with_key, protect, protect_deterministic, protect_with_key, recover,
-    recover_with_passphrase,
+    open_private, open_private_with_key, protect, protect_deterministic, protect_deterministic_as,
+    protect_with_key, protect_with_key_as, recover, recover_with_passphrase,
 };
 pub use keys::{KdfParams, MasterKey, RecordSecret, UnitKeys};
 pub use split::{HeaderRule, Split, SplitKind};
+
+/// The format version of a record's three objects (public fragment, private
+/// fragment, recovery material): all three of one record carry the same one.
+///
+/// * `V1`: the public checksum is two-level SHA-256; strong mode masks each
+///   unit with SHA-256 like faithful mode.
+/// * `V2` (written for new records): the public checksum is two-level
+///   BLAKE3; strong mode masks each unit with AES-256 under a per-record key
+///   ([`UnitMask::Aes256`]). Faithful mode's unit transform is unchanged
+///   (Algorithm 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FormatVersion {
+    /// Format version 1 (read, and written only on request).
+    V1,
+    /// Format version 2 (the default for new records).
+    V2,
+}
+
+impl FormatVersion {
+    /// The version new records are written in.
+    pub const LATEST: Self = FormatVersion::V2;
+
+    /// The version byte stored in the headers.
+    pub fn to_byte(self) -> u8 {
+        match self {
+            FormatVersion::V1 => 1,
+            FormatVersion::V2 => 2,
+        }
+    }
+
+    /// Parses a version byte; `None` for a version this build does not read.
+    pub fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(FormatVersion::V1),
+            2 => Some(FormatVersion::V2),
+            _ => None,
+        }
+    }
+}
+
+impl Default for FormatVersion {
+    fn default() -> Self {
+        Self::LATEST
+    }
+}
+
+/// How each unit's 224-bit mask is computed (see [`units`]); follows from a
+/// record's [`Mode`] and [`FormatVersion`] ([`UnitMask::for_record`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UnitMask {
+    /// Algorithm 1: H_i = SHA-256(piece ‖ hash_key ‖ u64be(i)), first 28 bytes.
+    Sha256,
+    /// AES-256 under hash_key of the two blocks
+    /// `piece ‖ u64be(i) ‖ b ‖ 0x4d ‖ 0x00 0x00`, b = 0, 1; first 28 bytes.
+    Aes256,
+}
+
+impl UnitMask {
+    /// The mask a record of `mode` in format `version` uses: AES-256 for
+    /// strong mode from v2 on, SHA-256 otherwise.
+    pub fn for_record(version: FormatVersion, mode: Mode) -> Self {
+        match (version, mode) {
+            (FormatVersion::V2, Mode::Strong) => UnitMask::Aes256,
+            (FormatVersion::V1, _) | (_, Mode::Faithful) => UnitMask::Sha256,
+        }
+    }
+}
 
 /// Which variant of the algorithm a record uses; recorded in both containers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
     /// Algorithm 1 as published: H_i = SHA-256(C_i^j ‖ K ‖ i), PRNG keyed by K.
     Faithful,
-    /// Default: a random per-record secret S (only in the private fragment) is
-    /// mixed into the hash key and the PRNG seed.
+    /// Default: a random per-record secret S (only in the private fragment)
+    /// keys the unit mask and the PRNG seed (AES-256 mask in format v2,
+    /// SHA-256 in v1).
     #[default]
     Strong,
 }
@@ -127,14 +200,14 @@ pub enum SelectiveError {
     },
     /// A version this build does not read.
     #[error(
-        "{container} has format version {version}, this aorta reads version {supported}; upgrade aorta to read it"
+        "{container} has format version {version}, this aorta reads versions 1 to {supported}; upgrade aorta to read it"
     )]
     UnknownVersion {
         /// Which container.
         container: &'static str,
         /// The version found.
         version: u8,
-        /// The version supported.
+        /// The newest version supported.
         supported: u8,
     },
     /// Unknown mode byte.
