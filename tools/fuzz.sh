@@ -41,7 +41,7 @@ for t in "${targets[@]}"; do
   case "$t" in
     formats) # every binary test vector, behind each format choice
       while IFS= read -r -d '' f; do
-        for pick in $(seq 0 35); do seed "$pick" "$f"; done
+        for pick in $(seq 0 36); do seed "$pick" "$f"; done
       done < <(find docs/vectors -type f ! -name '*.json' ! -name '*.md' ! -name '*.txt' -size -64k -print0) ;;
     directory) # the directory test vectors, as they are (no format byte)
       copy docs/vectors/authentication/directory*.txt ;;

@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-const ORACLES: [fn(&[u8]) -> bool; 36] = [
+const ORACLES: [fn(&[u8]) -> bool; 37] = [
     aorta_crypto::fuzzing::frame,
     aorta_crypto::fuzzing::calibration,
     aorta_crypto::fuzzing::reneg_offer,
