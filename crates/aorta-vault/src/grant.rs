@@ -226,10 +226,12 @@ impl GrantHeader {
     }
 }
 
-impl Encode for GrantHeader {
-    fn encode(&self, out: &mut Vec<u8>) {
+impl GrantHeader {
+    /// The `AOSG` header as version `version` writes it: magic, version,
+    /// suite, flags, reserved, then the fields (v2 appends the patient key).
+    pub(crate) fn encode_as(&self, version: u8, out: &mut Vec<u8>) {
         out.extend_from_slice(GRANT_MAGIC);
-        out.push(GRANT_VERSION);
+        out.push(version);
         out.push(SUITE_X25519_SHA256_CHACHA);
         out.push(if self.emergency { FLAG_EMERGENCY } else { 0 });
         out.push(0);
@@ -239,14 +241,14 @@ impl Encode for GrantHeader {
         out.extend_from_slice(&self.expires_at.to_be_bytes());
         out.extend_from_slice(&self.recipient.0);
     }
-}
 
-impl Decode<'_> for GrantHeader {
-    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+    /// Reads the header [`GrantHeader::encode_as`] writes for `version`,
+    /// refusing another magic, version, suite or unknown flags.
+    pub(crate) fn decode_as(version: u8, r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         if &r.array::<4>("magic")? != GRANT_MAGIC {
             return Err(r.invalid("magic", 4, "bad magic"));
         }
-        if r.u8("version")? != GRANT_VERSION {
+        if r.u8("version")? != version {
             return Err(r.invalid("version", 1, "unknown format version"));
         }
         if r.u8("suite")? != SUITE_X25519_SHA256_CHACHA {
@@ -264,6 +266,18 @@ impl Decode<'_> for GrantHeader {
             emergency: flags & FLAG_EMERGENCY != 0,
             recipient: RecipientKey(r.array("recipient key")?),
         })
+    }
+}
+
+impl Encode for GrantHeader {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.encode_as(GRANT_VERSION, out);
+    }
+}
+
+impl Decode<'_> for GrantHeader {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Self::decode_as(GRANT_VERSION, r)
     }
 }
 

@@ -774,15 +774,7 @@ impl EhrVault {
         let mut pins = self.pins()?;
         let d = pins.set_responsible(cert, (self.clock)())?;
         pins.save(&self.store)?;
-        self.log_pin(&format!(
-            "responsible doctor named: {:?} staff {:?} key {} certificate {} institution {:?} {}",
-            d.name,
-            d.staff_id,
-            d.doctor.to_text(),
-            hex::encode(&d.certificate_id),
-            d.institution_name,
-            d.institution.to_text()
-        ))?;
+        self.log_pin(&format!("responsible doctor named: {}", d.audit_detail()))?;
         Ok(d)
     }
 

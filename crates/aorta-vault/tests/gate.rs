@@ -10,36 +10,24 @@
     reason = "test code: a failure panics with its context"
 )]
 
+mod common;
+
 use std::cell::RefCell;
-use std::path::Path;
 
 use aorta_base::codec::Encode;
-use aorta_crypto::selective::{
-    KdfParams, Mode, ProtectOptions, RecordId, RecoveryMaterial, SelectiveError,
-};
+use aorta_crypto::selective::{RecordId, RecoveryMaterial, SelectiveError};
 use aorta_vault::gate::{self, GateTransport, GrantV2, Status};
 use aorta_vault::grant::{self, Identity, RecipientKey};
 use aorta_vault::rules::{GrantUse, Recipient, RevokeTarget, ShareOptions};
 use aorta_vault::{EhrVault, VaultError};
+use common::{T0, at_t0, opts, public_only, share_to};
 use hpke::Deserializable;
 
-const T0: u64 = 1_700_000_000;
-fn at_t0() -> u64 {
-    T0
-}
 fn a_day_later() -> u64 {
     T0 + 86_400
 }
 fn an_hour_before() -> u64 {
     T0 - 3600
-}
-
-fn opts() -> ProtectOptions {
-    ProtectOptions {
-        mode: Mode::Strong,
-        kdf: KdfParams::INSECURE_TEST,
-        ..Default::default()
-    }
 }
 
 /// The patient's vault answering as the gate, in process; records requests
@@ -66,21 +54,6 @@ impl GateTransport for Gate<'_> {
             .push((request.to_vec(), answer.clone()));
         Ok(answer)
     }
-}
-
-/// A recipient's vault whose `vault.json` names only the patient's public
-/// store (its private store is its own, empty).
-fn public_only(patient: &Path, dir: &Path) -> EhrVault {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(
-        dir.join("vault.json"),
-        format!(
-            r#"{{"public":[{{"type":"local","path":"{}"}}],"private":{{"type":"local","path":"mine"}}}}"#,
-            patient.join("cloud").display()
-        ),
-    )
-    .unwrap();
-    EhrVault::open_existing(dir).unwrap().with_clock(at_t0)
 }
 
 fn recover(
@@ -127,16 +100,8 @@ fn setup() -> Setup {
 #[test]
 fn revoked_grant_with_public_only_config_recovers_nothing() {
     let s = setup();
-    let g = s
-        .patient
-        .share(
-            &s.rid,
-            b"pw",
-            &Recipient::Uncertified(s.doc.public()),
-            &ShareOptions::default(),
-        )
-        .unwrap();
-    let r = public_only(&s.t.path().join("p"), &s.t.path().join("r"));
+    let g = share_to(&s.patient, &s.rid, s.doc.public());
+    let r = public_only(&s.t.path().join("p"), &s.t.path().join("r"), at_t0);
     let gate = Gate::new(&s.patient);
     assert_eq!(
         recover(&r, &s.rid, &g.grant, &s.doc, &s.pk, &gate).unwrap(),
@@ -167,15 +132,14 @@ fn expired_grant_with_the_recipients_clock_turned_back_is_refused_by_the_gate() 
         )
         .unwrap();
     // The recipient's clock says T0; the gate's says a day later.
-    let r = public_only(&s.t.path().join("p"), &s.t.path().join("r"));
+    let r = public_only(&s.t.path().join("p"), &s.t.path().join("r"), at_t0);
     let later = EhrVault::open_existing(&s.t.path().join("p"))
         .unwrap()
         .with_clock(a_day_later);
     // The request's own time is checked against the gate's clock too.
     let e = recover(&r, &s.rid, &g.grant, &s.doc, &s.pk, &Gate::new(&later)).unwrap_err();
     assert!(matches!(e, VaultError::GateRefused { .. }), "{e}");
-    let r_later =
-        public_only(&s.t.path().join("p"), &s.t.path().join("r2")).with_clock(a_day_later);
+    let r_later = public_only(&s.t.path().join("p"), &s.t.path().join("r2"), a_day_later);
     let e = recover(
         &r_later,
         &s.rid,
@@ -190,8 +154,11 @@ fn expired_grant_with_the_recipients_clock_turned_back_is_refused_by_the_gate() 
     let before = EhrVault::open_existing(&s.t.path().join("p"))
         .unwrap()
         .with_clock(an_hour_before);
-    let r_before =
-        public_only(&s.t.path().join("p"), &s.t.path().join("r3")).with_clock(an_hour_before);
+    let r_before = public_only(
+        &s.t.path().join("p"),
+        &s.t.path().join("r3"),
+        an_hour_before,
+    );
     let e = recover(
         &r_before,
         &s.rid,
@@ -267,30 +234,14 @@ fn a_grant_forged_by_a_stranger_is_refused_as_not_from_the_patient() {
     let e = gate::open_grant(&forged, &s.doc, &s.pk).unwrap_err();
     assert!(matches!(e, VaultError::GrantNotFromPatient { .. }), "{e}");
     // The patient's real grant opens.
-    let real = s
-        .patient
-        .share(
-            &s.rid,
-            b"pw",
-            &Recipient::Uncertified(s.doc.public()),
-            &ShareOptions::default(),
-        )
-        .unwrap();
+    let real = share_to(&s.patient, &s.rid, s.doc.public());
     gate::open_grant(&real.grant, &s.doc, &s.pk).unwrap();
 }
 
 #[test]
 fn a_network_stranger_replaying_or_forging_requests_gets_nothing_to_open() {
     let s = setup();
-    let g = s
-        .patient
-        .share(
-            &s.rid,
-            b"pw",
-            &Recipient::Uncertified(s.doc.public()),
-            &ShareOptions::default(),
-        )
-        .unwrap();
+    let g = share_to(&s.patient, &s.rid, s.doc.public());
     let gate = Gate::new(&s.patient);
     recover(&s.patient, &s.rid, &g.grant, &s.doc, &s.pk, &gate).unwrap();
     let (req, answer) = gate.seen.borrow()[0].clone();
@@ -358,25 +309,9 @@ fn garbage_and_oversized_requests_are_typed_refusals() {
 #[test]
 fn revoke_with_rekey_makes_cached_material_useless() {
     let s = setup();
-    let g1 = s
-        .patient
-        .share(
-            &s.rid,
-            b"pw",
-            &Recipient::Uncertified(s.doc.public()),
-            &ShareOptions::default(),
-        )
-        .unwrap();
+    let g1 = share_to(&s.patient, &s.rid, s.doc.public());
     let other = Identity::generate().unwrap();
-    let g2 = s
-        .patient
-        .share(
-            &s.rid,
-            b"pw",
-            &Recipient::Uncertified(other.public()),
-            &ShareOptions::default(),
-        )
-        .unwrap();
+    let g2 = share_to(&s.patient, &s.rid, other.public());
     // An old v1 grant, as the vault issued before (it carries the material).
     let m_old = {
         let private = s.patient.store().get_private(&s.rid).unwrap();
@@ -434,7 +369,7 @@ fn revoke_with_rekey_makes_cached_material_useless() {
     let gate = Gate::new(&s.patient);
     let e = recover(&s.patient, &s.rid, &g1.grant, &s.doc, &s.pk, &gate).unwrap_err();
     assert!(matches!(e, VaultError::Revoked { .. }), "{e}");
-    let r = public_only(&s.t.path().join("p"), &s.t.path().join("r"));
+    let r = public_only(&s.t.path().join("p"), &s.t.path().join("r"), at_t0);
     assert_eq!(
         recover(&r, &s.rid, &g2.grant, &other, &s.pk, &gate).unwrap(),
         b"lab results"

@@ -10,15 +10,17 @@
     reason = "test code: a failure panics with its context"
 )]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use aorta_crypto::selective::{KdfParams, Mode, ProtectOptions};
 use aorta_vault::EhrVault;
 use aorta_vault::gate::http::{HttpGate, Limits, run};
 use aorta_vault::grant::Identity;
-use aorta_vault::rules::{GrantUse, Recipient, ShareOptions};
+use aorta_vault::rules::GrantUse;
+use common::{opts, share_to};
 
 fn start(dir: &std::path::Path, limits: Limits) -> std::net::SocketAddr {
     let v = EhrVault::open_existing(dir).unwrap();
@@ -48,26 +50,9 @@ fn until_closed(c: &mut TcpStream) -> Vec<u8> {
 fn silent_and_surplus_connections_are_closed_and_recovery_works_over_http() {
     let t = tempfile::tempdir().unwrap();
     let patient = EhrVault::open(t.path()).unwrap();
-    let rid = patient
-        .protect(
-            b"ecg over http",
-            b"pw",
-            &ProtectOptions {
-                mode: Mode::Strong,
-                kdf: KdfParams::INSECURE_TEST,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let rid = patient.protect(b"ecg over http", b"pw", &opts()).unwrap();
     let doc = Identity::generate().unwrap();
-    let g = patient
-        .share(
-            &rid,
-            b"pw",
-            &Recipient::Uncertified(doc.public()),
-            &ShareOptions::default(),
-        )
-        .unwrap();
+    let g = share_to(&patient, &rid, doc.public());
     let pk = patient.patient_key().unwrap();
     let addr = start(
         t.path(),

@@ -17,7 +17,8 @@
     reason = "test helpers: a failing unwrap, expect, panic or index is the test failing"
 )]
 
-use std::convert::Infallible;
+mod common;
+
 use std::path::PathBuf;
 
 use aorta_base::codec::Encode;
@@ -25,58 +26,8 @@ use aorta_crypto::selective::{RecoveryMaterial, recover};
 use aorta_vault::fuzzing;
 use aorta_vault::gate::{self, GateEntry, GateState, GrantV2Header, ReplayCache, Status};
 use aorta_vault::grant::Identity;
-use sha2::{Digest, Sha256};
-/// A predictable generator for vectors only: SHA-256(seed ‖ counter) blocks.
-struct VectorRng {
-    seed: [u8; 32],
-    counter: u64,
-    buf: Vec<u8>,
-}
+use common::{T0, VectorRng};
 
-impl VectorRng {
-    fn new(seed: [u8; 32]) -> Self {
-        Self {
-            seed,
-            counter: 0,
-            buf: Vec::new(),
-        }
-    }
-    fn byte(&mut self) -> u8 {
-        if self.buf.is_empty() {
-            let mut h = Sha256::new();
-            h.update(self.seed);
-            h.update(self.counter.to_be_bytes());
-            self.counter += 1;
-            self.buf = h.finalize().to_vec();
-            self.buf.reverse();
-        }
-        self.buf.pop().unwrap()
-    }
-}
-
-impl hpke::rand_core::TryRng for VectorRng {
-    type Error = Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-        let mut b = [0u8; 4];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u32::from_le_bytes(b))
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-        let mut b = [0u8; 8];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u64::from_le_bytes(b))
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-        for d in dst {
-            *d = self.byte();
-        }
-        Ok(())
-    }
-}
-
-impl hpke::rand_core::TryCryptoRng for VectorRng {}
-
-const T0: u64 = 1_700_000_000;
 const URL: &str = "http://127.0.0.1:7480";
 
 fn dir(sub: &str) -> PathBuf {

@@ -14,11 +14,13 @@
     reason = "test code: a failure panics with its context"
 )]
 
+mod common;
+
 use std::path::PathBuf;
 
 use aorta_base::codec::{Decode, Encode};
 use aorta_crypto::selective::RecordId;
-use aorta_vault::grant::{Identity, RecipientKey};
+use aorta_vault::grant::Identity;
 use aorta_vault::institution::{
     self, CertTerms, DoctorCertificate, EmergencyRequest, EmergencyScope, EmergencyTerms,
     InstitutionError, InstitutionKey, InstitutionSigningKey, MAX_EMERGENCY_VALIDITY_S,
@@ -27,16 +29,7 @@ use aorta_vault::institution::{
 };
 use aorta_vault::store::Vault;
 use aorta_vault::{Blame, VaultError, fuzzing};
-
-const NOW: u64 = 1_800_000_000;
-const YEAR: u64 = 365 * 86_400;
-
-fn inst(e: VaultError) -> InstitutionError {
-    match e {
-        VaultError::Institution(i) => i,
-        other => panic!("expected an institution refusal, got {other:?}"),
-    }
-}
+use common::{NOW, YEAR, inst, terms};
 
 struct World {
     hospital: InstitutionSigningKey,
@@ -53,17 +46,6 @@ fn world() -> World {
         hospital,
         doctor: Identity::generate().unwrap(),
         pins,
-    }
-}
-
-fn terms(doctor: RecipientKey, role: Role) -> CertTerms<'static> {
-    CertTerms {
-        doctor,
-        name: "Dr. Ada Example",
-        staff_id: "S-0042",
-        role,
-        not_before: NOW - 10,
-        not_after: NOW + YEAR,
     }
 }
 

@@ -10,53 +10,20 @@
     reason = "test helpers: a failing unwrap, expect, panic or index is the test failing"
 )]
 
+mod common;
+
 use std::path::Path;
 
-use aorta_crypto::selective::{KdfParams, Mode, ProtectOptions, RecordId};
+use aorta_crypto::selective::RecordId;
 use aorta_vault::audit::Event;
-use aorta_vault::gate::GateTransport;
 use aorta_vault::grant::Identity;
 use aorta_vault::integrity::{StoreFailure, StoreFault};
-use aorta_vault::rules::{GrantUse, Recipient, Recovered, ShareOptions};
 use aorta_vault::{Blame, EhrVault, VaultError};
+use common::{opts, rwg, share_to};
 use sha2::{Digest, Sha256};
-
-/// The patient's gate answered in-process.
-struct Direct<'a>(&'a EhrVault);
-
-impl GateTransport for Direct<'_> {
-    fn exchange(&self, _url: &str, request: &[u8]) -> Result<Vec<u8>, VaultError> {
-        Ok(self.0.answer_release(request).1)
-    }
-}
-
-/// A recipient recovers through `v`'s gate (and `v`'s public stores).
-fn rwg(
-    v: &EhrVault,
-    rid: &RecordId,
-    grant: &[u8],
-    who: &Identity,
-) -> Result<Recovered, VaultError> {
-    let patient = v.patient_key().unwrap();
-    let u = GrantUse {
-        grant,
-        identity: who,
-        patient: &patient,
-        gate_url: None,
-    };
-    v.recover_with_grant(rid, &u, &Direct(v))
-}
 
 const PUBLIC_HEADER_LEN: usize = 32;
 const SEGMENT_BYTES: usize = 8192 * 28;
-
-fn opts() -> ProtectOptions {
-    ProtectOptions {
-        mode: Mode::Strong,
-        kdf: KdfParams::INSECURE_TEST,
-        ..Default::default()
-    }
-}
 
 fn input() -> Vec<u8> {
     (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect()
@@ -135,14 +102,7 @@ fn a_tampered_replica_with_a_recomputed_checksum_does_not_block_recovery_from_an
 
     // A recipient with a grant fails over the same way.
     let doc = Identity::generate().unwrap();
-    let g = v
-        .share(
-            &id,
-            b"pw",
-            &Recipient::Uncertified(doc.public()),
-            &ShareOptions::default(),
-        )
-        .unwrap();
+    let g = share_to(&v, &id, doc.public());
     assert_eq!(rwg(&v, &id, &g.grant, &doc).unwrap().bytes, data);
 
     // Both altered: a typed error blamed on the stores, naming both, and

@@ -13,26 +13,25 @@
     reason = "test code: a failure panics with its context"
 )]
 
+mod common;
+
 use std::cell::Cell;
-use std::path::Path;
 
 use aorta_base::codec::Encode;
-use aorta_crypto::selective::{KdfParams, Mode, ProtectOptions, RecordId};
+use aorta_crypto::selective::RecordId;
 use aorta_vault::audit::{AuditAnchor, AuditReport, Event};
 use aorta_vault::gate::roles::{
     ROLE_REQUEST_INFO, RoleRequest, build_role_request, open_role_response,
 };
-use aorta_vault::gate::{self, GateTransport, KIND_EMERGENCY, KIND_RESPONSIBLE, Status};
+use aorta_vault::gate::{self, KIND_EMERGENCY, KIND_RESPONSIBLE, Status};
 use aorta_vault::grant::{Identity, RecipientKey};
 use aorta_vault::institution::{
-    CertTerms, EmergencyScope, EmergencyTerms, InstitutionError, InstitutionSigningKey, Role,
-    certify, request_emergency,
+    EmergencyScope, EmergencyTerms, InstitutionError, InstitutionSigningKey, Role, certify,
+    request_emergency,
 };
 use aorta_vault::rules::{GrantUse, Recipient, RoleUse, ShareOptions};
 use aorta_vault::{EhrVault, VaultError};
-
-const NOW: u64 = 1_800_000_000;
-const YEAR: u64 = 365 * 86_400;
+use common::{Direct, NOW, YEAR, inst, opts, public_only, share_to, terms};
 
 thread_local! {
     static CLOCK: Cell<u64> = const { Cell::new(NOW) };
@@ -42,37 +41,6 @@ fn clock() -> u64 {
 }
 fn set_clock(t: u64) {
     CLOCK.with(|c| c.set(t));
-}
-
-fn opts() -> ProtectOptions {
-    ProtectOptions {
-        mode: Mode::Strong,
-        kdf: KdfParams::INSECURE_TEST,
-        ..Default::default()
-    }
-}
-
-/// The patient's vault answering as the gate, in process.
-struct Gate<'a>(&'a EhrVault);
-impl GateTransport for Gate<'_> {
-    fn exchange(&self, _url: &str, request: &[u8]) -> Result<Vec<u8>, VaultError> {
-        Ok(self.0.answer_release(request).1)
-    }
-}
-
-/// A doctor's vault whose `vault.json` names only the patient's public
-/// store.
-fn public_only(patient: &Path, dir: &Path) -> EhrVault {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(
-        dir.join("vault.json"),
-        format!(
-            r#"{{"public":[{{"type":"local","path":"{}"}}],"private":{{"type":"local","path":"mine"}}}}"#,
-            patient.join("cloud").display()
-        ),
-    )
-    .unwrap();
-    EhrVault::open_existing(dir).unwrap().with_clock(clock)
 }
 
 struct World {
@@ -100,7 +68,7 @@ fn world() -> World {
     patient
         .pin_institution(hospital.public(), "St. Example Hospital", true)
         .unwrap();
-    let doctor_vault = public_only(&t.path().join("p"), &t.path().join("d"));
+    let doctor_vault = public_only(&t.path().join("p"), &t.path().join("d"), clock);
     World {
         pk: patient.patient_key().unwrap(),
         t,
@@ -114,18 +82,7 @@ fn world() -> World {
 }
 
 fn cert_for(key: &InstitutionSigningKey, doctor: &Identity, role: Role) -> Vec<u8> {
-    certify(
-        key,
-        &CertTerms {
-            doctor: doctor.public(),
-            name: "Dr. Ada Example",
-            staff_id: "S-0042",
-            role,
-            not_before: NOW - 10,
-            not_after: NOW + YEAR,
-        },
-    )
-    .unwrap()
+    certify(key, &terms(doctor.public(), role)).unwrap()
 }
 
 fn emergency_for(w: &World, cert: &[u8], scope: EmergencyScope) -> Vec<u8> {
@@ -155,13 +112,6 @@ fn role_use<'a>(w: &'a World, kind: u8, credential: &'a [u8], who: &'a Identity)
 
 fn entries(v: &EhrVault) -> Vec<aorta_vault::audit::Entry> {
     v.audit_verify().unwrap()
-}
-
-fn inst(e: VaultError) -> InstitutionError {
-    match e {
-        VaultError::Institution(i) => i,
-        other => panic!("expected an institution refusal, got {other:?}"),
-    }
 }
 
 fn refused_by_gate(e: &VaultError) -> &'static str {
@@ -238,7 +188,7 @@ fn sharing_to_an_unpinned_forged_or_expired_certificate_is_refused() {
     };
     let got = w
         .doctor_vault
-        .recover_with_grant(&w.rid, &u, &Gate(&w.patient))
+        .recover_with_grant(&w.rid, &u, &Direct(&w.patient))
         .unwrap();
     assert_eq!(got.bytes, b"lab results");
 
@@ -251,14 +201,7 @@ fn sharing_to_an_unpinned_forged_or_expired_certificate_is_refused() {
 #[test]
 fn an_uncertified_share_is_audited_as_such() {
     let w = world();
-    w.patient
-        .share(
-            &w.rid,
-            b"pw",
-            &Recipient::Uncertified(w.doctor.public()),
-            &ShareOptions::default(),
-        )
-        .unwrap();
+    share_to(&w.patient, &w.rid, w.doctor.public());
     let g = entries(&w.patient)
         .into_iter()
         .find(|e| e.event == Event::Grant)
@@ -273,7 +216,7 @@ fn the_named_responsible_doctor_reads_every_record_without_a_grant() {
     let w = world();
     let c = cert_for(&w.hospital, &w.doctor, Role::Responsible);
     w.patient.set_responsible(&c).unwrap();
-    let gate = Gate(&w.patient);
+    let gate = Direct(&w.patient);
     for (rid, want) in [
         (w.rid, b"lab results".as_slice()),
         (w.other, b"discharge letter".as_slice()),
@@ -337,7 +280,7 @@ fn a_responsible_doctor_the_patient_did_not_name_is_refused_and_audited() {
         .recover_with_role(
             &w.rid,
             &role_use(&w, KIND_RESPONSIBLE, &c, &colleague),
-            &Gate(&w.patient),
+            &Direct(&w.patient),
         )
         .unwrap_err();
     assert_eq!(refused_by_gate(&e), Status::Denied.name());
@@ -354,7 +297,7 @@ fn a_responsible_doctor_the_patient_did_not_name_is_refused_and_audited() {
         .recover_with_role(
             &w.rid,
             &role_use(&w, KIND_RESPONSIBLE, &named, &w.doctor),
-            &Gate(&w.patient),
+            &Direct(&w.patient),
         )
         .unwrap_err();
     assert_eq!(refused_by_gate(&e), Status::Denied.name());
@@ -373,7 +316,7 @@ fn a_plain_doctor_certificate_cannot_use_the_responsible_path() {
         .recover_with_role(
             &w.rid,
             &role_use(&w, KIND_RESPONSIBLE, &plain, &w.doctor),
-            &Gate(&w.patient),
+            &Direct(&w.patient),
         )
         .unwrap_err();
     assert_eq!(refused_by_gate(&e), Status::Denied.name());
@@ -432,7 +375,7 @@ fn break_glass_releases_once_per_record_and_is_audited_and_shown() {
     let w = world();
     let c = cert_for(&w.hospital, &w.doctor, Role::Doctor);
     let req = emergency_for(&w, &c, EmergencyScope::Records(vec![w.rid]));
-    let gate = Gate(&w.patient);
+    let gate = Direct(&w.patient);
     let got = w
         .doctor_vault
         .recover_with_role(
@@ -461,7 +404,7 @@ fn break_glass_releases_once_per_record_and_is_audited_and_shown() {
         .recover_with_role(
             &w.rid,
             &role_use(&w, KIND_EMERGENCY, &req, &w.doctor),
-            &Gate(&restarted),
+            &Direct(&restarted),
         )
         .unwrap_err();
     assert_eq!(refused_by_gate(&e), Status::Replayed.name());
@@ -500,7 +443,7 @@ fn break_glass_releases_once_per_record_and_is_audited_and_shown() {
 fn a_patient_scope_request_covers_every_record_of_this_patient_only() {
     let w = world();
     let c = cert_for(&w.hospital, &w.doctor, Role::Doctor);
-    let gate = Gate(&w.patient);
+    let gate = Direct(&w.patient);
     let mine = emergency_for(&w, &c, EmergencyScope::Patient(w.pk.0));
     for rid in [w.rid, w.other] {
         w.doctor_vault
@@ -532,7 +475,7 @@ fn an_institution_not_allowed_break_glass_is_refused_and_audited() {
         .recover_with_role(
             &w.rid,
             &role_use(&w, KIND_EMERGENCY, &req, &w.doctor),
-            &Gate(&w.patient),
+            &Direct(&w.patient),
         )
         .unwrap_err();
     assert_eq!(refused_by_gate(&e), Status::Denied.name());
@@ -553,7 +496,7 @@ fn an_institution_not_allowed_break_glass_is_refused_and_audited() {
         .recover_with_role(
             &w.rid,
             &role_use(&w, KIND_EMERGENCY, &req, &w.doctor),
-            &Gate(&w.patient),
+            &Direct(&w.patient),
         )
         .unwrap();
     // An expired request: refused, by the gate's clock.
@@ -563,7 +506,7 @@ fn an_institution_not_allowed_break_glass_is_refused_and_audited() {
         .recover_with_role(
             &w.other,
             &role_use(&w, KIND_EMERGENCY, &req, &w.doctor),
-            &Gate(&w.patient),
+            &Direct(&w.patient),
         )
         .unwrap_err();
     assert_eq!(refused_by_gate(&e), Status::Expired.name());

@@ -10,21 +10,17 @@
     reason = "test helpers: a failing unwrap, expect, panic or index is the test failing"
 )]
 
+mod common;
+
 use std::path::PathBuf;
 
-use aorta_crypto::selective::{KdfParams, Mode, ProtectOptions, RecordId};
+use aorta_crypto::selective::{Mode, RecordId};
 use aorta_vault::audit::Event;
-use aorta_vault::gate::{GateTransport, GrantV2};
+use aorta_vault::gate::GrantV2;
 use aorta_vault::grant::{Identity, NEVER};
 use aorta_vault::rules::{DEFAULT_GRANT_VALIDITY_S, Recipient, RevokeTarget, ShareOptions};
-use aorta_vault::rules::{GrantUse, Recovered};
 use aorta_vault::{Blame, EhrVault, VaultError};
-
-const T0: u64 = 1_700_000_000;
-
-fn at_t0() -> u64 {
-    T0
-}
+use common::{T0, at_t0, opts_for, rwg, share_to};
 
 const EMERGENCY: ShareOptions = ShareOptions {
     valid_for_s: None,
@@ -32,42 +28,8 @@ const EMERGENCY: ShareOptions = ShareOptions {
     keep_identifying_header: false,
 };
 
-fn opts(mode: Mode) -> ProtectOptions {
-    ProtectOptions {
-        mode,
-        kdf: KdfParams::INSECURE_TEST,
-        ..Default::default()
-    }
-}
-
 fn events(v: &EhrVault) -> Vec<Event> {
     v.audit_verify().unwrap().iter().map(|e| e.event).collect()
-}
-
-/// The patient's vault answering as its own gate, in process.
-struct Direct<'a>(&'a EhrVault);
-
-impl GateTransport for Direct<'_> {
-    fn exchange(&self, _url: &str, request: &[u8]) -> Result<Vec<u8>, VaultError> {
-        Ok(self.0.answer_release(request).1)
-    }
-}
-
-/// A recipient recovers through `v`'s gate (and `v`'s public stores).
-fn rwg(
-    v: &EhrVault,
-    rid: &RecordId,
-    grant: &[u8],
-    who: &Identity,
-) -> Result<Recovered, VaultError> {
-    let patient = v.patient_key().unwrap();
-    let u = GrantUse {
-        grant,
-        identity: who,
-        patient: &patient,
-        gate_url: None,
-    };
-    v.recover_with_grant(rid, &u, &Direct(v))
 }
 
 fn vault() -> (tempfile::TempDir, EhrVault) {
@@ -80,17 +42,10 @@ fn vault() -> (tempfile::TempDir, EhrVault) {
 fn a_revoked_grant_is_refused_by_the_library_and_the_refusal_is_audited() {
     let (_d, v) = vault();
     let rid = v
-        .protect(b"lab results", b"pw", &opts(Mode::Strong))
+        .protect(b"lab results", b"pw", &opts_for(Mode::Strong))
         .unwrap();
     let doctor = Identity::generate().unwrap();
-    let shared = v
-        .share(
-            &rid,
-            b"pw",
-            &Recipient::Uncertified(doctor.public()),
-            &ShareOptions::default(),
-        )
-        .unwrap();
+    let shared = share_to(&v, &rid, doctor.public());
     let ok = rwg(&v, &rid, &shared.grant, &doctor).unwrap();
     assert_eq!(ok.bytes, b"lab results");
     assert_eq!(ok.grant_id.as_deref(), Some(&*shared.header.grant_hex()));
@@ -109,14 +64,7 @@ fn a_revoked_grant_is_refused_by_the_library_and_the_refusal_is_audited() {
     ));
 
     // Revoking by id works too (any case, surrounding space ignored).
-    let s2 = v
-        .share(
-            &rid,
-            b"pw",
-            &Recipient::Uncertified(doctor.public()),
-            &ShareOptions::default(),
-        )
-        .unwrap();
+    let s2 = share_to(&v, &rid, doctor.public());
     let id = format!(" {} ", s2.header.grant_hex().to_uppercase());
     assert_eq!(
         v.revoke(RevokeTarget::Id(&id)).unwrap().0,
@@ -141,19 +89,12 @@ fn a_revoked_grant_is_refused_by_the_library_and_the_refusal_is_audited() {
 #[test]
 fn every_operation_writes_its_audit_entry() {
     let (_d, v) = vault();
-    let rid = v.protect(b"note", b"pw", &opts(Mode::Strong)).unwrap();
+    let rid = v.protect(b"note", b"pw", &opts_for(Mode::Strong)).unwrap();
     assert_eq!(events(&v), [Event::Protect]);
     assert_eq!(v.recover_with_passphrase(&rid, b"pw").unwrap(), b"note");
     assert_eq!(events(&v), [Event::Protect, Event::Recover]);
     let doc = Identity::generate().unwrap();
-    let g = v
-        .share(
-            &rid,
-            b"pw",
-            &Recipient::Uncertified(doc.public()),
-            &ShareOptions::default(),
-        )
-        .unwrap();
+    let g = share_to(&v, &rid, doc.public());
     let em = v
         .share(
             &rid,
@@ -223,16 +164,9 @@ fn every_operation_writes_its_audit_entry() {
 #[test]
 fn expiry_defaults_and_checks_are_the_librarys() {
     let (_d, v) = vault();
-    let rid = v.protect(b"ecg", b"pw", &opts(Mode::Strong)).unwrap();
+    let rid = v.protect(b"ecg", b"pw", &opts_for(Mode::Strong)).unwrap();
     let doc = Identity::generate().unwrap();
-    let default = v
-        .share(
-            &rid,
-            b"pw",
-            &Recipient::Uncertified(doc.public()),
-            &ShareOptions::default(),
-        )
-        .unwrap();
+    let default = share_to(&v, &rid, doc.public());
     assert_eq!(default.header.expires_at, T0 + 7 * 86_400);
     assert_eq!(default.header.issued_at, T0);
     let em = v
@@ -276,17 +210,12 @@ fn expiry_defaults_and_checks_are_the_librarys() {
 #[test]
 fn a_grant_for_another_record_is_refused_as_input() {
     let (_d, v) = vault();
-    let a = v.protect(b"first", b"pw", &opts(Mode::Strong)).unwrap();
-    let b = v.protect(b"second", b"pw", &opts(Mode::Strong)).unwrap();
-    let doc = Identity::generate().unwrap();
-    let g = v
-        .share(
-            &a,
-            b"pw",
-            &Recipient::Uncertified(doc.public()),
-            &ShareOptions::default(),
-        )
+    let a = v.protect(b"first", b"pw", &opts_for(Mode::Strong)).unwrap();
+    let b = v
+        .protect(b"second", b"pw", &opts_for(Mode::Strong))
         .unwrap();
+    let doc = Identity::generate().unwrap();
+    let g = share_to(&v, &a, doc.public());
     let e = rwg(&v, &b, &g.grant, &doc).unwrap_err();
     assert!(matches!(e, VaultError::GrantForOtherRecord { .. }), "{e}");
     assert_eq!(e.blame(), Blame::Input);
@@ -306,16 +235,9 @@ fn the_dicom_header_is_deidentified_unless_kept_and_faithful_mode_is_noted() {
     let has = |h: &[u8]| h.windows(name.len()).any(|w| w == name);
     assert!(has(&input));
     let (_d, v) = vault();
-    let rid = v.protect(&input, b"pw", &opts(Mode::Faithful)).unwrap();
+    let rid = v.protect(&input, b"pw", &opts_for(Mode::Faithful)).unwrap();
     let doc = Identity::generate().unwrap();
-    let deid = v
-        .share(
-            &rid,
-            b"pw",
-            &Recipient::Uncertified(doc.public()),
-            &ShareOptions::default(),
-        )
-        .unwrap();
+    let deid = share_to(&v, &rid, doc.public());
     assert!(
         deid.notes.iter().any(|n| n.contains("faithful mode")),
         "{:?}",

@@ -37,15 +37,13 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::VaultError;
-use crate::grant::{GRANT_MAGIC, Identity, RecipientKey};
+use crate::grant::{GRANT_MAGIC, GrantHeader, Identity, RecipientKey};
 
 pub use seal::{open_auth, seal_auth, seal_auth_with_rng};
 pub use state::{CertifiedTo, GateEntry, GateState, ReplayCache, RoleState};
 
 /// `AOSG` version of gate grants.
 pub const GRANT_V2: u8 = 2;
-const SUITE: u8 = 1;
-const FLAG_EMERGENCY: u8 = 1;
 /// Length of the `AOSG` v2 header (the HPKE associated data).
 pub const GRANT_HEADER_LEN: usize = 120;
 const ENC_LEN: usize = 32;
@@ -120,46 +118,37 @@ impl GrantV2Header {
     }
 }
 
+impl GrantV2Header {
+    /// The fields v1 and v2 headers share (all but the patient key).
+    fn v1_fields(&self) -> GrantHeader {
+        GrantHeader {
+            grant_id: self.grant_id,
+            record_id: self.record_id,
+            issued_at: self.issued_at,
+            expires_at: self.expires_at,
+            emergency: self.emergency,
+            recipient: self.recipient,
+        }
+    }
+}
+
 impl Encode for GrantV2Header {
     fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(GRANT_MAGIC);
-        out.extend_from_slice(&[
-            GRANT_V2,
-            SUITE,
-            if self.emergency { FLAG_EMERGENCY } else { 0 },
-            0,
-        ]);
-        out.extend_from_slice(&self.grant_id);
-        out.extend_from_slice(&self.record_id.0);
-        out.extend_from_slice(&self.issued_at.to_be_bytes());
-        out.extend_from_slice(&self.expires_at.to_be_bytes());
-        out.extend_from_slice(&self.recipient.0);
+        self.v1_fields().encode_as(GRANT_V2, out);
         out.extend_from_slice(&self.patient.0);
     }
 }
 
 impl Decode<'_> for GrantV2Header {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        if &r.array::<4>("magic")? != GRANT_MAGIC {
-            return Err(r.invalid("magic", 4, "bad magic"));
-        }
-        if r.u8("version")? != GRANT_V2 {
-            return Err(r.invalid("version", 1, "unknown format version"));
-        }
-        if r.u8("suite")? != SUITE {
-            return Err(r.invalid("suite", 1, "unknown HPKE suite"));
-        }
-        let flags = r.u8("flags")?;
-        if flags & !FLAG_EMERGENCY != 0 || r.u8("reserved")? != 0 {
-            return Err(r.invalid("flags", 2, "unknown flags or non-zero reserved byte"));
-        }
+        let h = GrantHeader::decode_as(GRANT_V2, r)?;
         Ok(Self {
-            grant_id: r.array("grant id")?,
-            record_id: RecordId(r.array("record id")?),
-            issued_at: r.u64("issued at")?,
-            expires_at: r.u64("expires at")?,
-            emergency: flags & FLAG_EMERGENCY != 0,
-            recipient: RecipientKey(r.array("recipient key")?),
+            grant_id: h.grant_id,
+            record_id: h.record_id,
+            issued_at: h.issued_at,
+            expires_at: h.expires_at,
+            emergency: h.emergency,
+            recipient: h.recipient,
             patient: RecipientKey(r.array("patient key")?),
         })
     }
@@ -831,27 +820,7 @@ pub fn decide(
         if !entry.keep_identifying_header {
             m.head = crate::deid::deidentify_head(&m.head, &entry.record)?.0;
         }
-        let rh = ResponseHeader {
-            status: Status::Released,
-            grant_id: h.grant_id,
-            nonce: h.nonce,
-            record_id: entry.record,
-            gate_time: now,
-        };
-        let mut aad = rh.to_bytes();
-        aad.extend_from_slice(&h.to_bytes());
-        let (enc, ct) = seal_auth(
-            state.identity(),
-            &entry.recipient,
-            RELEASE_INFO,
-            &m.to_bytes(),
-            &aad,
-        )?;
-        Ok(Response {
-            header: rh,
-            sealed: Some((enc, &ct)),
-        }
-        .to_bytes())
+        seal_release(state, &entry.recipient, &h, entry.record, now, &m)
     })();
     match released {
         Ok(response) => Decision {
@@ -861,6 +830,34 @@ pub fn decide(
         },
         Err(_) => refuse(Status::Unavailable, h.grant_id, h.nonce, audited),
     }
+}
+
+/// The release answering request `h` at `now`: `m`, the material of
+/// `record`, sealed from the gate's identity to `to`, bound to the response
+/// and request headers.
+fn seal_release(
+    state: &GateState<'_>,
+    to: &RecipientKey,
+    h: &RequestHeader,
+    record: RecordId,
+    now: u64,
+    m: &RecoveryMaterial,
+) -> Result<Vec<u8>, VaultError> {
+    let rh = ResponseHeader {
+        status: Status::Released,
+        grant_id: h.grant_id,
+        nonce: h.nonce,
+        record_id: record,
+        gate_time: now,
+    };
+    let mut aad = rh.to_bytes();
+    aad.extend_from_slice(&h.to_bytes());
+    let (enc, ct) = seal_auth(state.identity(), to, RELEASE_INFO, &m.to_bytes(), &aad)?;
+    Ok(Response {
+        header: rh,
+        sealed: Some((enc, &ct)),
+    }
+    .to_bytes())
 }
 
 /// Opens the gate's answer to `request` as the recipient: a refusal is

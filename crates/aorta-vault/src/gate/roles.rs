@@ -27,15 +27,14 @@ use aorta_crypto::selective::{RecordId, RecoveryMaterial};
 
 use super::{
     Audited, Decision, ENC_LEN, GateState, MAX_REQUEST_LEN, RELEASE_INFO, REQUEST_HEADER_LEN,
-    REQUEST_MAGIC, RequestHeader, Response, ResponseHeader, Status, TAG_LEN, open_auth, refusal,
-    seal_auth,
+    REQUEST_MAGIC, RequestHeader, Response, Status, TAG_LEN, open_auth, refusal, seal_auth,
 };
 use crate::VaultError;
 use crate::audit::Event;
 use crate::grant::{Identity, RecipientKey};
 use crate::institution::{
-    DoctorCertificate, EmergencyRequest, EmergencyScope, InstitutionError, Role, VerifiedDoctor,
-    VerifiedEmergency, verify, verify_emergency,
+    DoctorCertificate, EmergencyRequest, EmergencyScope, InstitutionError, Role, VerifiedEmergency,
+    verify, verify_emergency,
 };
 
 pub use super::{KIND_EMERGENCY, KIND_RESPONSIBLE};
@@ -222,23 +221,11 @@ fn build_role_request_with(
     Ok((req.to_bytes(), header))
 }
 
-fn doctor_detail(d: &VerifiedDoctor) -> String {
-    format!(
-        "doctor {:?} staff {:?} key {} certificate {} institution {:?} {}",
-        d.name,
-        d.staff_id,
-        d.doctor.to_text(),
-        hex::encode(&d.certificate_id),
-        d.institution_name,
-        d.institution.to_text()
-    )
-}
-
 fn emergency_detail(e: &VerifiedEmergency) -> String {
     format!(
         "break-glass request {} by {}, reason {:?}, issued {} expires {} nonce {}",
         hex::encode(&e.request_id),
-        doctor_detail(&e.doctor),
+        e.doctor.audit_detail(),
         e.reason,
         e.issued_at,
         e.expires_at,
@@ -370,7 +357,7 @@ pub fn decide(
                 Some(format!(
                     "the certificate's role is {}, not responsible; {}",
                     d.role.name(),
-                    doctor_detail(&d)
+                    d.audit_detail()
                 )),
             );
         }
@@ -383,40 +370,20 @@ pub fn decide(
                 Status::Denied,
                 Some(format!(
                     "not the responsible doctor the patient named; {}",
-                    doctor_detail(&d)
+                    d.audit_detail()
                 )),
             );
         }
         (
             Event::Use,
-            format!("released to the responsible doctor: {}", doctor_detail(&d)),
+            format!("released to the responsible doctor: {}", d.audit_detail()),
         )
     };
     let released = (|| -> Result<Vec<u8>, VaultError> {
         // The responsible doctor and emergency care are in the patient's
         // trust area (paper 004 Fig. 2): the header is released as is.
         let m = material(&h.record_id)?;
-        let rh = ResponseHeader {
-            status: Status::Released,
-            grant_id: h.grant_id,
-            nonce: h.nonce,
-            record_id: h.record_id,
-            gate_time: now,
-        };
-        let mut aad = rh.to_bytes();
-        aad.extend_from_slice(&h.to_bytes());
-        let (enc, ct) = seal_auth(
-            state.identity(),
-            &doctor_key,
-            RELEASE_INFO,
-            &m.to_bytes(),
-            &aad,
-        )?;
-        Ok(Response {
-            header: rh,
-            sealed: Some((enc, &ct)),
-        }
-        .to_bytes())
+        super::seal_release(state, &doctor_key, &h, h.record_id, now, &m)
     })();
     match released {
         Ok(response) => Decision {

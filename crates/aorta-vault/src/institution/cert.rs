@@ -331,6 +331,22 @@ pub struct VerifiedDoctor {
     pub responsible_for_patient: bool,
 }
 
+impl VerifiedDoctor {
+    /// The doctor as the audit log names them: name, staff id, key,
+    /// certificate id, institution name and key.
+    pub(crate) fn audit_detail(&self) -> String {
+        format!(
+            "doctor {:?} staff {:?} key {} certificate {} institution {:?} {}",
+            self.name,
+            self.staff_id,
+            self.doctor.to_text(),
+            aorta_base::hex::encode(&self.certificate_id),
+            self.institution_name,
+            self.institution.to_text()
+        )
+    }
+}
+
 fn hex16<S: serde::Serializer>(v: &[u8; 16], s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&aorta_base::hex::encode(v))
 }
