@@ -13,7 +13,7 @@ use aorta_base::fs::{write_private_atomic, write_private_new};
 use aorta_crypto::selective::{HeaderRule, KdfParams, Mode, ProtectOptions, RecordId};
 use aorta_vault::audit::{AuditAnchor, AuditReport};
 use aorta_vault::gate::http::{HttpGate, Limits};
-use aorta_vault::grant::Identity;
+use aorta_vault::grant::{Identity, RecipientKey};
 use aorta_vault::inputs;
 use aorta_vault::rules::{
     DEFAULT_GATE_URL, GrantUse, Recipient, RevokeTarget, RoleUse, ShareOptions,
@@ -282,7 +282,7 @@ fn protect_options(mode: Mode, header_bytes: Option<u64>) -> ProtectOptions {
 }
 
 /// Refuses, before any work, to replace an existing `out` without `--force`.
-fn refuse_overwrite(out: &Path, force: bool) -> anyhow::Result<()> {
+pub(crate) fn refuse_overwrite(out: &Path, force: bool) -> anyhow::Result<()> {
     if !force && out.exists() {
         bail!(
             "{} already exists; refusing to overwrite it (give --force to replace it)",
@@ -294,7 +294,7 @@ fn refuse_overwrite(out: &Path, force: bool) -> anyhow::Result<()> {
 
 /// Writes `out` (mode 0600, atomically): a new file, or with `force` a
 /// replacement.
-fn write_out(out: &Path, bytes: &[u8], force: bool) -> anyhow::Result<()> {
+pub(crate) fn write_out(out: &Path, bytes: &[u8], force: bool) -> anyhow::Result<()> {
     if force {
         write_private_atomic(out, bytes)?;
     } else {
@@ -328,6 +328,20 @@ fn grant_anchor(grant: &Path, identity: &Path, patient: &str) -> anyhow::Result<
         .with_context(|| grant.display().to_string())?;
     AuditAnchor::parse(&t.audit_anchor)
         .with_context(|| format!("{}: the audit anchor it carries", grant.display()))
+}
+
+/// The recipient's identity (`--identity`) and the patient vault key
+/// (`--patient`, required with it).
+fn identity_and_patient(
+    idf: &Path,
+    patient: Option<String>,
+) -> anyhow::Result<(Identity, RecipientKey)> {
+    let ident = inputs::read_identity(idf)
+        .with_context(|| format!("reading identity {}", idf.display()))?;
+    let Some(patient) = patient else {
+        bail!("give --patient (the patient vault key, from `aorta ehr patient-key`)");
+    };
+    Ok((ident, inputs::recipient_key(&patient)?))
 }
 
 /// Runs one `aorta ehr` command.
@@ -382,14 +396,7 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
             let result = match (passphrase_file, grant, identity) {
                 (Some(pf), _, _) => v.recover_with_passphrase(&rid, &inputs::read_passphrase(&pf)?),
                 (None, None, Some(idf)) if role.is_some() => {
-                    let ident = inputs::read_identity(&idf)
-                        .with_context(|| format!("reading identity {}", idf.display()))?;
-                    let Some(patient) = patient else {
-                        bail!(
-                            "give --patient (the patient vault key, from `aorta ehr patient-key`)"
-                        );
-                    };
-                    let patient = inputs::recipient_key(&patient)?;
+                    let (ident, patient) = identity_and_patient(&idf, patient)?;
                     let cert = cert.as_deref().map(inputs::read).transpose()?;
                     let credential = match (&emergency, &cert) {
                         (Some(req), cert) => {
@@ -418,14 +425,7 @@ pub fn run(cmd: EhrCmd) -> anyhow::Result<ExitCode> {
                     v.recover_with_role(&rid, &u, &HttpGate::default())
                 }
                 (None, Some(gf), Some(idf)) => {
-                    let ident = inputs::read_identity(&idf)
-                        .with_context(|| format!("reading identity {}", idf.display()))?;
-                    let Some(patient) = patient else {
-                        bail!(
-                            "give --patient (the patient vault key, from `aorta ehr patient-key`)"
-                        );
-                    };
-                    let patient = inputs::recipient_key(&patient)?;
+                    let (ident, patient) = identity_and_patient(&idf, patient)?;
                     let grant_bytes = inputs::read(&gf)?;
                     let u = GrantUse {
                         grant: &grant_bytes,

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use aorta_base::fs::{write_private_atomic, write_private_new};
 use aorta_crypto::selective::RecordId;
 use aorta_vault::institution::{
     self, CertTerms, EmergencyScope, EmergencyTerms, InstitutionKey, InstitutionSigningKey,
@@ -16,6 +15,8 @@ use aorta_vault::institution::{
 };
 use aorta_vault::store::Vault;
 use aorta_vault::{Blame, VaultError, inputs};
+
+use crate::ehr_cmd::{refuse_overwrite, write_out};
 
 /// The institution and pin commands, flattened into `aorta ehr`.
 #[derive(clap::Subcommand)]
@@ -194,25 +195,6 @@ fn institution_key(arg: &str) -> anyhow::Result<InstitutionKey> {
     let text = std::str::from_utf8(&bytes)
         .with_context(|| format!("{}: not a public key file (not text)", path.display()))?;
     Ok(InstitutionKey::from_text(text)?)
-}
-
-fn refuse_overwrite(out: &Path, force: bool) -> anyhow::Result<()> {
-    if !force && out.exists() {
-        bail!(
-            "{} already exists; refusing to overwrite it (give --force to replace it)",
-            out.display()
-        );
-    }
-    Ok(())
-}
-
-fn write_out(out: &Path, bytes: &[u8], force: bool) -> anyhow::Result<()> {
-    if force {
-        write_private_atomic(out, bytes)?;
-    } else {
-        write_private_new(out, bytes)?;
-    }
-    Ok(())
 }
 
 /// A refusal prints `refused: …` and exits 1; other errors exit 2.
