@@ -16,18 +16,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::aorta;
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::ehr::{GateProc, patient_key, protect, recover_cmd, s, share_cmd, vault_pw_note};
+use common::{aorta, stderr};
 
 fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// A vault in `d/v` holding one protected note; its record id.
@@ -39,92 +32,24 @@ struct Vault {
 }
 
 fn vault(d: &Path) -> Vault {
-    let dir = d.join("v");
-    let pw = d.join("pw");
-    std::fs::write(&pw, "pw").unwrap();
-    let f = d.join("note.txt");
     let note = b"blood pressure 120/80, no allergies\n".repeat(20);
-    std::fs::write(&f, &note).unwrap();
-    let o = aorta(&[
-        "ehr",
-        "protect",
-        "--vault",
-        s(&dir),
-        "--in",
-        s(&f),
-        "--passphrase-file",
-        s(&pw),
-    ]);
-    assert!(o.status.success(), "{}", err(&o));
-    Vault {
-        dir,
-        pw,
-        rid: out(&o).trim().to_owned(),
-        note,
-    }
+    let (dir, pw, f) = vault_pw_note(d, &note);
+    let rid = protect(&dir, &f, &pw, &[]);
+    Vault { dir, pw, rid, note }
 }
 
 impl Vault {
     fn share(&self, to: &str, out: &Path, extra: &[&str]) -> Output {
-        let mut a = vec![
-            "ehr",
-            "share",
-            "--vault",
-            s(&self.dir),
-            "--record",
-            &self.rid,
-            "--passphrase-file",
-            s(&self.pw),
-            "--uncertified",
-            "--to",
-            to,
-            "--out",
-            s(out),
-        ];
-        a.extend_from_slice(extra);
-        aorta(&a)
+        let to = ["--uncertified", "--to", to, "--out", s(out)];
+        share_cmd(&self.dir, &self.rid, &self.pw, &[&to, extra].concat())
     }
 
     /// Recovers with a grant through the vault's gate (`ehr gate serve`,
     /// started for the call) and the pinned patient key.
     fn recover_grant(&self, grant: &Path, identity: &Path, out: &Path, extra: &[&str]) -> Output {
-        let patient = aorta(&["ehr", "patient-key", "--vault", s(&self.dir)]);
-        let patient = String::from_utf8(patient.stdout)
-            .unwrap()
-            .trim()
-            .to_string();
-        let mut gate = std::process::Command::new(common::AORTA)
-            .args([
-                "ehr",
-                "gate",
-                "serve",
-                "--vault",
-                s(&self.dir),
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(gate.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("gate listening on ")
-            .unwrap()
-            .to_string();
-        let mut a = vec![
-            "ehr",
-            "recover",
-            "--vault",
-            s(&self.dir),
-            "--record",
-            &self.rid,
+        let patient = patient_key(&self.dir);
+        let gate = GateProc::start(&self.dir);
+        let how = [
             "--grant",
             s(grant),
             "--identity",
@@ -132,20 +57,16 @@ impl Vault {
             "--patient",
             &patient,
             "--gate",
-            &url,
+            &gate.url,
             "--out",
             s(out),
         ];
-        a.extend_from_slice(extra);
-        let o = aorta(&a);
-        let _ = gate.kill();
-        let _ = gate.wait();
-        o
+        recover_cmd(&self.dir, &self.rid, &[&how, extra].concat())
     }
 
     fn audit(&self) -> String {
         let o = aorta(&["ehr", "audit", "--vault", s(&self.dir)]);
-        assert!(o.status.success(), "{}", err(&o));
+        assert!(o.status.success(), "{}", stderr(&o));
         out(&o)
     }
 }
@@ -153,7 +74,7 @@ impl Vault {
 fn clinician_keygen(d: &Path, name: &str) -> (PathBuf, String) {
     let key = d.join(name);
     let o = aorta(&["clinician", "keygen", "--out", s(&key)]);
-    assert!(o.status.success(), "{}", err(&o));
+    assert!(o.status.success(), "{}", stderr(&o));
     (key, out(&o).trim().to_owned())
 }
 
@@ -161,7 +82,7 @@ fn clinician_keygen(d: &Path, name: &str) -> (PathBuf, String) {
 fn ehr_keygen(d: &Path, name: &str) -> (PathBuf, String) {
     let key = d.join(name);
     let o = aorta(&["ehr", "keygen", "--out", s(&key)]);
-    assert!(o.status.success(), "{}", err(&o));
+    assert!(o.status.success(), "{}", stderr(&o));
     (key, out(&o).trim().to_owned())
 }
 
@@ -190,11 +111,11 @@ fn a_clinician_key_given_inline_receives_a_grant() {
     assert!(public.starts_with("aorta-clinician-1"), "{public}");
     let grant = d.join("doc.grant");
     let o = v.share(&public, &grant, &["--expires", "1h"]);
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(out(&o).trim().len(), 32, "the grant id: {}", out(&o));
     let recovered = d.join("note.out");
     let o = v.recover_grant(&grant, &key, &recovered, &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(out(&o), "");
     assert_eq!(std::fs::read(&recovered).unwrap(), v.note);
 }
@@ -209,13 +130,13 @@ fn one_key_text_inline_in_a_file_or_in_the_old_form() {
     let v = vault(d);
     let id = d.join("r.identity");
     let o = aorta(&["ehr", "keygen", "--out", s(&id)]);
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let public = out(&o).trim().to_owned();
     assert!(public.starts_with("aorta-clinician-1"), "{public}");
     assert_eq!(public.len(), "aorta-clinician-1".len() + 64);
     // The same identity file `clinician public` reads.
     let o = aorta(&["clinician", "public", "--identity", s(&id)]);
-    assert_eq!(out(&o).trim(), public, "{}", err(&o));
+    assert_eq!(out(&o).trim(), public, "{}", stderr(&o));
 
     let pk_file = d.join("r.pk");
     std::fs::write(&pk_file, format!("{public}\n")).unwrap();
@@ -223,10 +144,10 @@ fn one_key_text_inline_in_a_file_or_in_the_old_form() {
     for (n, to) in [s(&pk_file), old.as_str()].into_iter().enumerate() {
         let g = d.join(format!("g{n}"));
         let o = v.share(to, &g, &[]);
-        assert_eq!(o.status.code(), Some(0), "{to}: {}", err(&o));
+        assert_eq!(o.status.code(), Some(0), "{to}: {}", stderr(&o));
         let r = d.join(format!("r{n}"));
         let o = v.recover_grant(&g, &id, &r, &[]);
-        assert_eq!(o.status.code(), Some(0), "{to}: {}", err(&o));
+        assert_eq!(o.status.code(), Some(0), "{to}: {}", stderr(&o));
         assert_eq!(std::fs::read(&r).unwrap(), v.note);
     }
 
@@ -234,7 +155,7 @@ fn one_key_text_inline_in_a_file_or_in_the_old_form() {
     let o = v.share("aorta-doctor-7", &g, &[]);
     assert_eq!(out(&o), "");
     assert_eq!(
-        err(&o),
+        stderr(&o),
         "error: recipient \"aorta-doctor-7\": neither a public key (aorta-clinician-1 followed by 64 hex digits) nor an existing file\n"
     );
     assert_eq!(o.status.code(), Some(2));
@@ -255,7 +176,7 @@ fn output_files_are_replaced_only_with_force() {
     let o = v.share(&public, &grant, &[]);
     assert_eq!(out(&o), "");
     assert_eq!(
-        err(&o),
+        stderr(&o),
         format!(
             "error: {} already exists; refusing to overwrite it (give --force to replace it)\n",
             grant.display()
@@ -266,7 +187,7 @@ fn output_files_are_replaced_only_with_force() {
     assert_eq!(v.audit(), audit_before, "no grant was made");
 
     let o = v.share(&public, &grant, &["--force"]);
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_ne!(std::fs::read(&grant).unwrap(), b"precious");
 
     let target = d.join("note.out");
@@ -274,7 +195,7 @@ fn output_files_are_replaced_only_with_force() {
     let o = v.recover_grant(&grant, &key, &target, &[]);
     assert_eq!(out(&o), "");
     assert_eq!(
-        err(&o),
+        stderr(&o),
         format!(
             "error: {} already exists; refusing to overwrite it (give --force to replace it)\n",
             target.display()
@@ -294,11 +215,11 @@ fn output_files_are_replaced_only_with_force() {
         "--out",
         s(&target),
     ]);
-    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert_eq!(std::fs::read(&target).unwrap(), b"keep me");
 
     let o = v.recover_grant(&grant, &key, &target, &["--force"]);
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(std::fs::read(&target).unwrap(), v.note);
 }
 
@@ -315,7 +236,7 @@ fn a_zero_validity_is_refused() {
         let o = v.share(&public, &g, &["--expires", zero]);
         assert_eq!(out(&o), "", "{zero}");
         assert_eq!(
-            err(&o),
+            stderr(&o),
             format!("error: validity {zero:?}: a grant must be valid for longer than 0\n"),
             "{zero}"
         );
@@ -335,8 +256,8 @@ fn audit_and_share_print_rfc3339_times() {
     let (_, public) = ehr_keygen(d, "doc.key");
     let grant = d.join("g");
     let o = v.share(&public, &grant, &["--expires", "2d"]);
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
-    let note = err(&o);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let note = stderr(&o);
     let until = note
         .lines()
         .find(|l| l.starts_with("grant written"))
@@ -376,14 +297,14 @@ fn an_expired_grant_is_refused_with_rfc3339_times() {
     let (key, public) = ehr_keygen(d, "doc.key");
     let grant = d.join("g");
     let o = v.share(&public, &grant, &["--expires", "1s"]);
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     // Past the expiry (whole seconds).
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let target = d.join("r");
     let o = v.recover_grant(&grant, &key, &target, &[]);
     assert_eq!(out(&o), "");
-    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
-    let e = err(&o);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
     let rest = e
         .strip_prefix("refused: grant refused: expired at ")
         .unwrap_or_else(|| panic!("{e}"));

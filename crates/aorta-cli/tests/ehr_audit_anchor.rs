@@ -14,11 +14,8 @@ mod common;
 
 use std::path::Path;
 
+use common::ehr::{protect, recover_cmd, s, vault_pw_note};
 use common::{aorta, ok};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn audit(vault: &Path, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["ehr", "audit", "--vault", s(vault), "--verify"];
@@ -36,24 +33,8 @@ fn tampered(o: &std::process::Output) {
 fn deletion_truncation_and_a_wiped_log_are_detected() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    let vault = d.join("v");
-    let pw = d.join("pw");
-    std::fs::write(&pw, "pw").unwrap();
-    let f = d.join("note.txt");
-    std::fs::write(&f, "blood pressure 120/80\n".repeat(50)).unwrap();
-    let protect = || {
-        let o = ok(aorta(&[
-            "ehr",
-            "protect",
-            "--vault",
-            s(&vault),
-            "--in",
-            s(&f),
-            "--passphrase-file",
-            s(&pw),
-        ]));
-        String::from_utf8(o.stdout).unwrap().trim().to_string()
-    };
+    let (vault, pw, f) = vault_pw_note(d, "blood pressure 120/80\n".repeat(50).as_bytes());
+    let protect = || protect(&vault, &f, &pw, &[]);
     protect();
     let log = vault.join("audit.log");
     let head = vault.join("audit.log.head");
@@ -128,30 +109,13 @@ fn a_tampered_cloud_copy_is_refused_naming_the_store_and_another_store_recovers(
     std::fs::write(&pw, "pw").unwrap();
     let f = d.join("note.txt");
     std::fs::write(&f, "heart rate 72\n".repeat(200)).unwrap();
-    let o = ok(aorta(&[
-        "ehr",
-        "protect",
-        "--vault",
-        s(&vault),
-        "--in",
-        s(&f),
-        "--passphrase-file",
-        s(&pw),
-    ]));
-    let rid = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    let rid = protect(&vault, &f, &pw, &[]);
     let recover = |out: &Path| {
-        aorta(&[
-            "ehr",
-            "recover",
-            "--vault",
-            s(&vault),
-            "--record",
+        recover_cmd(
+            &vault,
             &rid,
-            "--passphrase-file",
-            s(&pw),
-            "--out",
-            s(out),
-        ])
+            &["--passphrase-file", s(&pw), "--out", s(out)],
+        )
     };
     let alter = |store: &str| {
         let p = vault.join(format!("{store}/records/{rid}.aosp"));

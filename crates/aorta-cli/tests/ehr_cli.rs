@@ -16,47 +16,14 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use common::ehr::{
+    GateProc, keygen, ok_text, patient_key, protect, recover_cmd, s, share_cmd, text, vault_pw_note,
+};
 use common::{aorta, ok, shared_data};
-
-/// Runs `aorta ARGS`, asserts success, returns stdout trimmed.
-fn text(args: &[&str]) -> String {
-    String::from_utf8(ok(aorta(args)).stdout)
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
-/// `aorta ehr protect` of `input` into `vault` with the passphrase in `pw`
-/// (and `extra` options): the record id.
-fn protect(vault: &Path, input: &Path, pw: &Path, extra: &[&str]) -> String {
-    let mut args = vec![
-        "ehr",
-        "protect",
-        "--vault",
-        s(vault),
-        "--in",
-        s(input),
-        "--passphrase-file",
-        s(pw),
-    ];
-    args.extend_from_slice(extra);
-    text(&args)
-}
 
 /// `aorta ehr recover` of `rid` from `vault` with the passphrase in `pw` into `out`.
 fn recover(vault: &Path, rid: &str, pw: &Path, out: &Path) -> Output {
-    aorta(&[
-        "ehr",
-        "recover",
-        "--vault",
-        s(vault),
-        "--record",
-        rid,
-        "--passphrase-file",
-        s(pw),
-        "--out",
-        s(out),
-    ])
+    recover_cmd(vault, rid, &["--passphrase-file", s(pw), "--out", s(out)])
 }
 
 /// Asserts a refusal: exit 1, a message, and no output file.
@@ -72,56 +39,8 @@ fn refused(args: &[&str], out: &Path, expect: &str) {
     );
 }
 
-/// `aorta ehr gate serve` on a free loopback port, killed on drop.
-struct GateProc {
-    child: std::process::Child,
-    /// `http://127.0.0.1:PORT`.
-    url: String,
-}
-
-impl GateProc {
-    fn start(vault: &Path) -> Self {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(common::AORTA)
-            .args([
-                "ehr",
-                "gate",
-                "serve",
-                "--vault",
-                s(vault),
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("gate listening on ")
-            .unwrap_or_else(|| panic!("gate printed {line:?}"))
-            .to_string();
-        Self { child, url }
-    }
-}
-
-impl Drop for GateProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/dicom/CT_small.dcm")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -165,56 +84,39 @@ fn dicom_roundtrip_protect_disperse_share_recover_and_refusals() {
     std::fs::remove_dir_all(vault.join("cloud-1")).unwrap();
 
     let doc_id = d.join("doctor.identity");
-    let doc_pk = text(&["ehr", "keygen", "--out", s(&doc_id)]);
+    let doc_pk = keygen(&doc_id);
     assert!(doc_pk.starts_with("aorta-clinician-1"), "{doc_pk}");
     let other_id = d.join("other.identity");
-    text(&["ehr", "keygen", "--out", s(&other_id)]);
+    keygen(&other_id);
 
     let grant = d.join("doctor.grant");
     let share = |expires: &[&str], out: &Path| {
-        let mut a = vec![
-            "ehr",
-            "share",
-            "--vault",
-            s(&vault),
-            "--record",
-            &rid,
-            "--passphrase-file",
-            s(&pw),
-            "--uncertified",
-            "--to",
-            &doc_pk,
-            "--out",
-            s(out),
-        ];
-        a.extend_from_slice(expires);
-        text(&a)
+        let to = ["--uncertified", "--to", &doc_pk, "--out", s(out)];
+        ok_text(share_cmd(&vault, &rid, &pw, &[&to, expires].concat()))
     };
     let gid = share(&["--expires", "1h"], &grant);
     assert_eq!(gid.len(), 32);
     let gate = GateProc::start(&vault);
-    let patient = text(&["ehr", "patient-key", "--vault", s(&vault)]);
+    let patient = patient_key(&vault);
 
     // The recipient recovers: pixel data identical, header de-identified.
     let by_grant = |g: &Path, id: &Path, out: &Path| {
-        aorta(&[
-            "ehr",
-            "recover",
-            "--vault",
-            s(&vault),
-            "--record",
+        recover_cmd(
+            &vault,
             &rid,
-            "--grant",
-            s(g),
-            "--identity",
-            s(id),
-            "--patient",
-            &patient,
-            "--gate",
-            &gate.url,
-            "--out",
-            s(out),
-        ])
+            &[
+                "--grant",
+                s(g),
+                "--identity",
+                s(id),
+                "--patient",
+                &patient,
+                "--gate",
+                &gate.url,
+                "--out",
+                s(out),
+            ],
+        )
     };
     let out = d.join("shared.dcm");
     let o = by_grant(&grant, &doc_id, &out);
@@ -325,11 +227,8 @@ fn dicom_roundtrip_protect_disperse_share_recover_and_refusals() {
 fn tampered_fragments_are_refused_and_nothing_is_written() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    let vault = d.join("v");
-    let pw = d.join("pw");
-    std::fs::write(&pw, "pw").unwrap();
-    let f = d.join("note.txt");
-    std::fs::write(&f, "blood pressure 120/80, no allergies\n".repeat(100)).unwrap();
+    let note = "blood pressure 120/80, no allergies\n".repeat(100);
+    let (vault, pw, f) = vault_pw_note(d, note.as_bytes());
     let rid = protect(&vault, &f, &pw, &["--mode", "faithful"]);
     let no = d.join("out.txt");
     let recover = || recover(&vault, &rid, &pw, &no);

@@ -13,80 +13,13 @@
 
 mod common;
 
-use std::io::{BufRead, Read, Write};
 use std::path::Path;
 
-use common::{aorta, ok};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn text(args: &[&str]) -> String {
-    String::from_utf8(ok(aorta(args)).stdout)
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
-struct GateProc {
-    child: std::process::Child,
-    addr: String,
-}
-
-impl GateProc {
-    fn start(vault: &Path) -> Self {
-        let mut child = std::process::Command::new(common::AORTA)
-            .args([
-                "ehr",
-                "gate",
-                "serve",
-                "--vault",
-                s(vault),
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("gate listening on http://")
-            .unwrap()
-            .to_string();
-        Self { child, addr }
-    }
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-    /// One raw HTTP exchange: the status code.
-    fn raw(&self, head: &str, body: &[u8]) -> u16 {
-        let mut c = std::net::TcpStream::connect(&self.addr).unwrap();
-        c.set_read_timeout(Some(std::time::Duration::from_secs(20)))
-            .unwrap();
-        c.write_all(head.as_bytes()).unwrap();
-        let _ = c.write_all(body);
-        let mut out = Vec::new();
-        let _ = c.read_to_end(&mut out);
-        let t = String::from_utf8_lossy(&out);
-        t.split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for GateProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::aorta;
+use common::ehr::{
+    GateProc, keygen, ok_text, patient_key, protect, public_only_vault, recover_cmd, s, share_cmd,
+    text,
+};
 
 #[test]
 fn public_only_recipient_revocation_and_rekey_through_the_gate() {
@@ -98,38 +31,19 @@ fn public_only_recipient_revocation_and_rekey_through_the_gate() {
     let input = d.join("rec.bin");
     let data: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(&input, &data).unwrap();
-    let rid = text(&[
-        "ehr",
-        "protect",
-        "--vault",
-        s(&vault),
-        "--in",
-        s(&input),
-        "--passphrase-file",
-        s(&pw),
-    ]);
+    let rid = protect(&vault, &input, &pw, &[]);
     let doc_id = d.join("doc.id");
-    let doc_pk = text(&["ehr", "keygen", "--out", s(&doc_id)]);
+    let doc_pk = keygen(&doc_id);
     let gate = GateProc::start(&vault);
-    let patient = text(&["ehr", "patient-key", "--vault", s(&vault)]);
+    let patient = patient_key(&vault);
     let share = |out: &Path| {
-        text(&[
-            "ehr",
-            "share",
-            "--vault",
-            s(&vault),
-            "--record",
+        let to = ["--uncertified", "--to", &doc_pk, "--gate", &gate.url];
+        ok_text(share_cmd(
+            &vault,
             &rid,
-            "--passphrase-file",
-            s(&pw),
-            "--uncertified",
-            "--to",
-            &doc_pk,
-            "--gate",
-            &gate.url(),
-            "--out",
-            s(out),
-        ])
+            &pw,
+            &[&to, &["--out", s(out)][..]].concat(),
+        ))
     };
     let g1 = d.join("g1");
     let g2 = d.join("g2");
@@ -137,32 +51,22 @@ fn public_only_recipient_revocation_and_rekey_through_the_gate() {
     share(&g2);
     // The recipient's vault names only the patient's public store.
     let rv = d.join("recipient");
-    std::fs::create_dir_all(&rv).unwrap();
-    std::fs::write(
-        rv.join("vault.json"),
-        format!(
-            r#"{{"public":[{{"type":"local","path":"{}"}}],"private":{{"type":"local","path":"mine"}}}}"#,
-            vault.join("cloud").display()
-        ),
-    )
-    .unwrap();
+    public_only_vault(&rv, &vault);
     let recover = |g: &Path, out: &Path| {
-        aorta(&[
-            "ehr",
-            "recover",
-            "--vault",
-            s(&rv),
-            "--record",
+        recover_cmd(
+            &rv,
             &rid,
-            "--grant",
-            s(g),
-            "--identity",
-            s(&doc_id),
-            "--patient",
-            &patient,
-            "--out",
-            s(out),
-        ])
+            &[
+                "--grant",
+                s(g),
+                "--identity",
+                s(&doc_id),
+                "--patient",
+                &patient,
+                "--out",
+                s(out),
+            ],
+        )
     };
     let out = d.join("out1");
     let o = recover(&g1, &out);
@@ -198,7 +102,7 @@ fn public_only_recipient_revocation_and_rekey_through_the_gate() {
     assert_eq!(std::fs::read(&out2).unwrap(), data);
 
     // A wrong patient key: refused as not from the patient.
-    let other = text(&["ehr", "keygen", "--out", s(&d.join("x.id"))]);
+    let other = keygen(&d.join("x.id"));
     let o = aorta(&[
         "ehr",
         "recover",

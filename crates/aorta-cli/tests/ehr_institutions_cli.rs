@@ -19,25 +19,11 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{aorta, json, ok};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn text(args: &[&str]) -> String {
-    String::from_utf8(ok(aorta(args)).stdout)
-        .unwrap()
-        .trim()
-        .to_string()
-}
+use common::ehr::{keygen, ok_text, pin, s, text, unpin};
+use common::{aorta, json, ok, stderr};
 
 fn code(o: &Output) -> i32 {
     o.status.code().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Exit 1 with `refused: …` naming `why`.
@@ -69,6 +55,11 @@ fn certify(key: &Path, doctor_pk: &str, out: &Path, extra: &[&str]) -> Output {
 
 fn check(vault: &Path, file: &Path) -> Output {
     aorta(&["ehr", "check", "--vault", s(vault), s(file)])
+}
+
+/// `aorta ehr check --json` of `file`.
+fn check_json(vault: &Path, file: &Path) -> Output {
+    aorta(&["ehr", "check", "--vault", s(vault), s(file), "--json"])
 }
 
 #[test]
@@ -106,7 +97,7 @@ fn institutions_pins_responsible_and_emergency_requests() {
     );
 
     // A doctor (recipient identity) certified as doctor and as responsible.
-    let doc_pk = text(&["ehr", "keygen", "--out", s(&p("doc.id"))]);
+    let doc_pk = keygen(&p("doc.id"));
     ok(certify(&p("inst.key"), &doc_pk, &p("doc.aodc"), &[]));
     ok(certify(
         &p("inst.key"),
@@ -139,30 +130,14 @@ fn institutions_pins_responsible_and_emergency_requests() {
     assert!(listing.contains("no institutions pinned"), "{listing}");
 
     // The patient pins the institution (emergency not allowed yet).
-    let pinned = text(&[
-        "ehr",
-        "pin",
-        "--vault",
-        s(&vault),
-        "--institution",
-        &inst_pk,
-        "--name",
-        "St. Example",
-    ]);
+    let pinned = ok_text(pin(&vault, &inst_pk, "St. Example", &[]));
     assert!(pinned.contains("not allowed"), "{pinned}");
     let out = text(&["ehr", "check", "--vault", s(&vault), s(&p("doc.aodc"))]);
     assert!(
         out.contains("certificate verified") && out.contains("Dr. Ada Example"),
         "{out}"
     );
-    let j = json(aorta(&[
-        "ehr",
-        "check",
-        "--vault",
-        s(&vault),
-        s(&p("doc.aodc")),
-        "--json",
-    ]));
+    let j = json(check_json(&vault, &p("doc.aodc")));
     assert_eq!(j["role"], "doctor");
     assert_eq!(j["doctor"], doc_pk.as_str());
     assert_eq!(j["staff_id"], "S-0042");
@@ -297,14 +272,7 @@ fn institutions_pins_responsible_and_emergency_requests() {
         );
         assert!(out.contains("the patient's responsible doctor"), "{out}");
     }
-    let j = json(aorta(&[
-        "ehr",
-        "check",
-        "--vault",
-        s(&vault),
-        s(&p("req.aoer")),
-        "--json",
-    ]));
+    let j = json(check_json(&vault, &p("req.aoer")));
     assert_eq!(j["kind"], "emergency-request");
     assert_eq!(j["records"].as_array().unwrap().len(), 2);
     let valid_for = j["expires_at"].as_u64().unwrap() - j["issued_at"].as_u64().unwrap();
@@ -339,26 +307,12 @@ fn institutions_pins_responsible_and_emergency_requests() {
     refused(&check(&vault, &p("t.aoer")), "signature");
 
     // Unpinned: everything from it is refused, the responsible doctor gone.
-    text(&[
-        "ehr",
-        "unpin",
-        "--vault",
-        s(&vault),
-        "--institution",
-        &inst_pk,
-    ]);
+    ok_text(unpin(&vault, &inst_pk));
     refused(&check(&vault, &p("doc.aodc")), "not pinned");
     refused(&check(&vault, &p("req.aoer")), "not pinned");
     let listing = text(&["ehr", "pins", "--vault", s(&vault)]);
     assert!(listing.contains("responsible doctor: none"), "{listing}");
-    let again = aorta(&[
-        "ehr",
-        "unpin",
-        "--vault",
-        s(&vault),
-        "--institution",
-        &inst_pk,
-    ]);
+    let again = unpin(&vault, &inst_pk);
     assert_eq!(code(&again), 2);
     // A missing vault is an error, not a new one.
     let none = aorta(&["ehr", "pins", "--vault", s(&p("nope"))]);

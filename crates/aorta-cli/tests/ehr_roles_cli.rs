@@ -14,66 +14,13 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::path::Path;
 
-use common::{aorta, ok};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn text(args: &[&str]) -> String {
-    String::from_utf8(ok(aorta(args)).stdout)
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
-fn err(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-struct GateProc {
-    child: std::process::Child,
-    url: String,
-}
-
-impl GateProc {
-    fn start(vault: &Path) -> Self {
-        let mut child = std::process::Command::new(common::AORTA)
-            .args([
-                "ehr",
-                "gate",
-                "serve",
-                "--vault",
-                s(vault),
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("gate listening on ")
-            .unwrap()
-            .to_string();
-        Self { child, url }
-    }
-}
-
-impl Drop for GateProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::ehr::{
+    GateProc, keygen, patient_key, pin, protect, public_only_vault, recover_cmd, s, share_cmd,
+    text, unpin,
+};
+use common::{aorta, ok, stderr};
 
 #[test]
 fn certified_sharing_responsible_doctor_and_break_glass() {
@@ -85,24 +32,15 @@ fn certified_sharing_responsible_doctor_and_break_glass() {
     let input = d.join("rec.bin");
     let data: Vec<u8> = (0..3000u32).map(|i| (i * 11 % 253) as u8).collect();
     std::fs::write(&input, &data).unwrap();
-    let rid = text(&[
-        "ehr",
-        "protect",
-        "--vault",
-        s(&vault),
-        "--in",
-        s(&input),
-        "--passphrase-file",
-        s(&pw),
-    ]);
-    let patient = text(&["ehr", "patient-key", "--vault", s(&vault)]);
+    let rid = protect(&vault, &input, &pw, &[]);
+    let patient = patient_key(&vault);
     // The hospital, a plain doctor and a responsible doctor.
     let inst_key = d.join("inst.key");
     let inst = text(&["ehr", "institution", "keygen", "--out", s(&inst_key)]);
     let doc_id = d.join("doc.id");
-    let doc_pk = text(&["ehr", "keygen", "--out", s(&doc_id)]);
+    let doc_pk = keygen(&doc_id);
     let resp_id = d.join("resp.id");
-    let resp_pk = text(&["ehr", "keygen", "--out", s(&resp_id)]);
+    let resp_pk = keygen(&resp_id);
     let certify = |pk: &str, role: &str, out: &Path| {
         ok(aorta(&[
             "ehr",
@@ -130,80 +68,38 @@ fn certified_sharing_responsible_doctor_and_break_glass() {
     let gate = GateProc::start(&vault);
     let url0 = gate.url.clone();
     let share = |to: &[&str], out: &Path| {
-        let mut a = vec![
-            "ehr",
-            "share",
-            "--vault",
-            s(&vault),
-            "--record",
+        share_cmd(
+            &vault,
             &rid,
-            "--passphrase-file",
-            s(&pw),
-            "--gate",
-            &url0,
-            "--out",
-            s(out),
-        ];
-        a.extend_from_slice(to);
-        aorta(&a)
+            &pw,
+            &[&["--gate", &url0, "--out", s(out)], to].concat(),
+        )
     };
     // A bare key is no longer enough on its own.
     let o = share(&["--to", &doc_pk], &d.join("bare.grant"));
-    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(!d.join("bare.grant").exists());
     // A certificate from an institution the patient has not pinned.
     let g = d.join("doc.grant");
     let o = share(&["--to-cert", s(&doc_cert)], &g);
-    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
-    assert!(err(&o).contains("not pinned"), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not pinned"), "{}", stderr(&o));
     assert!(!g.exists());
 
     // The patient pins the hospital, allowing break-glass.
-    ok(aorta(&[
-        "ehr",
-        "pin",
-        "--vault",
-        s(&vault),
-        "--institution",
-        &inst,
-        "--name",
-        "St. Example",
-        "--emergency",
-    ]));
+    ok(pin(&vault, &inst, "St. Example", &["--emergency"]));
     let o = share(&["--to-cert", s(&doc_cert)], &g);
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     // The doctor's vault names only the patient's public store.
     let rv = d.join("doctor");
-    std::fs::create_dir_all(&rv).unwrap();
-    std::fs::write(
-        rv.join("vault.json"),
-        format!(
-            r#"{{"public":[{{"type":"local","path":"{}"}}],"private":{{"type":"local","path":"mine"}}}}"#,
-            vault.join("cloud").display()
-        ),
-    )
-    .unwrap();
+    public_only_vault(&rv, &vault);
     let recover = |how: &[&str], id: &Path, out: &Path| {
-        let mut a = vec![
-            "ehr",
-            "recover",
-            "--vault",
-            s(&rv),
-            "--record",
-            &rid,
-            "--identity",
-            s(id),
-            "--patient",
-            &patient,
-            "--out",
-            s(out),
-        ];
-        a.extend_from_slice(how);
-        aorta(&a)
+        let who = ["--identity", s(id), "--patient", &patient, "--out", s(out)];
+        recover_cmd(&rv, &rid, &[&who, how].concat())
     };
     let out = d.join("by-grant");
     let o = recover(&["--grant", s(&g)], &doc_id, &out);
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(std::fs::read(&out).unwrap(), data);
 
     // The anchor the grant carries, extracted by the doctor, checked by
@@ -248,7 +144,7 @@ fn certified_sharing_responsible_doctor_and_break_glass() {
         )
     };
     let o = as_resp(&resp_cert, &resp_id, &d.join("r0"), &url0);
-    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     ok(aorta(&[
         "ehr",
         "responsible",
@@ -258,10 +154,10 @@ fn certified_sharing_responsible_doctor_and_break_glass() {
         s(&resp_cert),
     ]));
     let o = as_resp(&resp_cert, &resp_id, &d.join("r1"), &url0);
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(std::fs::read(d.join("r1")).unwrap(), data);
     let o = as_resp(&doc_cert, &doc_id, &d.join("r2"), &url0);
-    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(!d.join("r2").exists());
 
     // Break-glass: the hospital signs a request for the plain doctor.
@@ -296,15 +192,15 @@ fn certified_sharing_responsible_doctor_and_break_glass() {
         )
     };
     let o = glass(&gate, &d.join("e1"));
-    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(std::fs::read(d.join("e1")).unwrap(), data);
     let o = glass(&gate, &d.join("e2"));
-    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
-    assert!(err(&o).contains("replayed"), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("replayed"), "{}", stderr(&o));
     drop(gate);
     let gate = GateProc::start(&vault);
     let o = glass(&gate, &d.join("e3"));
-    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(!d.join("e3").exists());
 
     // The patient sees it first thing.
@@ -322,18 +218,11 @@ fn certified_sharing_responsible_doctor_and_break_glass() {
     assert_eq!(json["emergency_accesses"].as_array().unwrap().len(), 1);
 
     // The patient unpins the hospital: its certificates are refused.
-    ok(aorta(&[
-        "ehr",
-        "unpin",
-        "--vault",
-        s(&vault),
-        "--institution",
-        &inst,
-    ]));
+    ok(unpin(&vault, &inst));
     let o = share(&["--to-cert", s(&doc_cert)], &d.join("after-unpin"));
-    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let o = as_resp(&resp_cert, &resp_id, &d.join("r3"), &gate.url);
-    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 
     // Whoever holds the device wipes the log and its anchors: the anchor
     // the grant carried still catches it.
@@ -350,5 +239,5 @@ fn certified_sharing_responsible_doctor_and_break_glass() {
         "--anchor",
         s(&anchor_file),
     ]);
-    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 }

@@ -174,14 +174,19 @@ fn first_version_bare_replicas_are_still_read_and_fail_over_on_the_private_bindi
     tamper_replica(&replica(d.path(), "cloud-a", &id));
     let (got, failed) = v.recover_with_passphrase_reporting(&id, b"pw").unwrap();
     assert_eq!(got, data);
+    assert_one_mismatch(&failed, 0);
+}
+
+/// Exactly one store failed: store `index`, its copy not matching.
+fn assert_one_mismatch(failed: &[StoreFailure], index: usize) {
     assert!(
         matches!(
-            &failed[..],
+            failed,
             [StoreFailure {
-                index: 0,
+                index: i,
                 fault: StoreFault::Mismatch { .. },
                 ..
-            }]
+            }] if *i == index
         ),
         "{failed:?}"
     );
@@ -278,17 +283,7 @@ fn a_forged_shard_downgraded_to_the_unkeyed_version_is_outvoted_and_named() {
     std::fs::write(&p, &b).unwrap();
     let (got, failed) = v.recover_with_passphrase_reporting(&id, b"pw").unwrap();
     assert_eq!(got, input());
-    assert!(
-        matches!(
-            &failed[..],
-            [StoreFailure {
-                index: 0,
-                fault: StoreFault::Mismatch { .. },
-                ..
-            }]
-        ),
-        "{failed:?}"
-    );
+    assert_one_mismatch(&failed, 0);
     // With store 2 gone, the forged v1 shard and the genuine shard 1 do not
     // rebuild the sealed container: refused, no bytes.
     std::fs::remove_file(shard(d.path(), 2, &id)).unwrap();

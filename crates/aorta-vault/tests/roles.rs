@@ -110,6 +110,20 @@ fn role_use<'a>(w: &'a World, kind: u8, credential: &'a [u8], who: &'a Identity)
     }
 }
 
+/// The doctor's vault recovers `rid` by role (`kind`, `credential`,
+/// proving `who`) through `gate`'s vault answering in process.
+fn by_role(
+    w: &World,
+    rid: &RecordId,
+    kind: u8,
+    credential: &[u8],
+    who: &Identity,
+    gate: &EhrVault,
+) -> Result<Vec<u8>, VaultError> {
+    w.doctor_vault
+        .recover_with_role(rid, &role_use(w, kind, credential, who), &Direct(gate))
+}
+
 fn entries(v: &EhrVault) -> Vec<aorta_vault::audit::Entry> {
     v.audit_verify().unwrap()
 }
@@ -216,15 +230,11 @@ fn the_named_responsible_doctor_reads_every_record_without_a_grant() {
     let w = world();
     let c = cert_for(&w.hospital, &w.doctor, Role::Responsible);
     w.patient.set_responsible(&c).unwrap();
-    let gate = Direct(&w.patient);
     for (rid, want) in [
         (w.rid, b"lab results".as_slice()),
         (w.other, b"discharge letter".as_slice()),
     ] {
-        let got = w
-            .doctor_vault
-            .recover_with_role(&rid, &role_use(&w, KIND_RESPONSIBLE, &c, &w.doctor), &gate)
-            .unwrap();
+        let got = by_role(&w, &rid, KIND_RESPONSIBLE, &c, &w.doctor, &w.patient).unwrap();
         assert_eq!(got, want);
     }
     let uses: Vec<_> = entries(&w.patient)
@@ -240,27 +250,13 @@ fn the_named_responsible_doctor_reads_every_record_without_a_grant() {
 
     // The certificate expires: refused by the gate's clock.
     set_clock(NOW + YEAR);
-    let e = w
-        .doctor_vault
-        .recover_with_role(
-            &w.rid,
-            &role_use(&w, KIND_RESPONSIBLE, &c, &w.doctor),
-            &gate,
-        )
-        .unwrap_err();
+    let e = by_role(&w, &w.rid, KIND_RESPONSIBLE, &c, &w.doctor, &w.patient).unwrap_err();
     assert_eq!(refused_by_gate(&e), Status::Denied.name());
     set_clock(NOW);
 
     // The patient unpins the institution: refused from then on.
     w.patient.unpin_institution(&w.hospital.public()).unwrap();
-    let e = w
-        .doctor_vault
-        .recover_with_role(
-            &w.rid,
-            &role_use(&w, KIND_RESPONSIBLE, &c, &w.doctor),
-            &gate,
-        )
-        .unwrap_err();
+    let e = by_role(&w, &w.rid, KIND_RESPONSIBLE, &c, &w.doctor, &w.patient).unwrap_err();
     assert_eq!(refused_by_gate(&e), Status::Denied.name());
     let last = entries(&w.patient).pop().unwrap();
     assert_eq!(last.event, Event::Refuse);
@@ -275,14 +271,7 @@ fn a_responsible_doctor_the_patient_did_not_name_is_refused_and_audited() {
     // Another doctor of the same hospital, also with the responsible role.
     let colleague = Identity::generate().unwrap();
     let c = cert_for(&w.hospital, &colleague, Role::Responsible);
-    let e = w
-        .doctor_vault
-        .recover_with_role(
-            &w.rid,
-            &role_use(&w, KIND_RESPONSIBLE, &c, &colleague),
-            &Direct(&w.patient),
-        )
-        .unwrap_err();
+    let e = by_role(&w, &w.rid, KIND_RESPONSIBLE, &c, &colleague, &w.patient).unwrap_err();
     assert_eq!(refused_by_gate(&e), Status::Denied.name());
     let last = entries(&w.patient).pop().unwrap();
     assert_eq!(last.event, Event::Refuse);
@@ -292,14 +281,7 @@ fn a_responsible_doctor_the_patient_did_not_name_is_refused_and_audited() {
     );
     // With no responsible doctor named at all, the same.
     w.patient.clear_responsible().unwrap();
-    let e = w
-        .doctor_vault
-        .recover_with_role(
-            &w.rid,
-            &role_use(&w, KIND_RESPONSIBLE, &named, &w.doctor),
-            &Direct(&w.patient),
-        )
-        .unwrap_err();
+    let e = by_role(&w, &w.rid, KIND_RESPONSIBLE, &named, &w.doctor, &w.patient).unwrap_err();
     assert_eq!(refused_by_gate(&e), Status::Denied.name());
 }
 
@@ -311,14 +293,7 @@ fn a_plain_doctor_certificate_cannot_use_the_responsible_path() {
         .unwrap();
     // The same doctor key, certified with the plain role.
     let plain = cert_for(&w.hospital, &w.doctor, Role::Doctor);
-    let e = w
-        .doctor_vault
-        .recover_with_role(
-            &w.rid,
-            &role_use(&w, KIND_RESPONSIBLE, &plain, &w.doctor),
-            &Direct(&w.patient),
-        )
-        .unwrap_err();
+    let e = by_role(&w, &w.rid, KIND_RESPONSIBLE, &plain, &w.doctor, &w.patient).unwrap_err();
     assert_eq!(refused_by_gate(&e), Status::Denied.name());
     let last = entries(&w.patient).pop().unwrap();
     assert!(last.detail.contains("role is doctor"), "{}", last.detail);
@@ -375,48 +350,19 @@ fn break_glass_releases_once_per_record_and_is_audited_and_shown() {
     let w = world();
     let c = cert_for(&w.hospital, &w.doctor, Role::Doctor);
     let req = emergency_for(&w, &c, EmergencyScope::Records(vec![w.rid]));
-    let gate = Direct(&w.patient);
-    let got = w
-        .doctor_vault
-        .recover_with_role(
-            &w.rid,
-            &role_use(&w, KIND_EMERGENCY, &req, &w.doctor),
-            &gate,
-        )
-        .unwrap();
+    let got = by_role(&w, &w.rid, KIND_EMERGENCY, &req, &w.doctor, &w.patient).unwrap();
     assert_eq!(got, b"lab results");
     // The same emergency request again (a fresh gate request): refused.
-    let e = w
-        .doctor_vault
-        .recover_with_role(
-            &w.rid,
-            &role_use(&w, KIND_EMERGENCY, &req, &w.doctor),
-            &gate,
-        )
-        .unwrap_err();
+    let e = by_role(&w, &w.rid, KIND_EMERGENCY, &req, &w.doctor, &w.patient).unwrap_err();
     assert_eq!(refused_by_gate(&e), Status::Replayed.name());
     // After a gate restart (a new process over the same vault): refused.
     let restarted = EhrVault::open_existing(&w.t.path().join("p"))
         .unwrap()
         .with_clock(clock);
-    let e = w
-        .doctor_vault
-        .recover_with_role(
-            &w.rid,
-            &role_use(&w, KIND_EMERGENCY, &req, &w.doctor),
-            &Direct(&restarted),
-        )
-        .unwrap_err();
+    let e = by_role(&w, &w.rid, KIND_EMERGENCY, &req, &w.doctor, &restarted).unwrap_err();
     assert_eq!(refused_by_gate(&e), Status::Replayed.name());
     // A record the request does not name: refused.
-    let e = w
-        .doctor_vault
-        .recover_with_role(
-            &w.other,
-            &role_use(&w, KIND_EMERGENCY, &req, &w.doctor),
-            &gate,
-        )
-        .unwrap_err();
+    let e = by_role(&w, &w.other, KIND_EMERGENCY, &req, &w.doctor, &w.patient).unwrap_err();
     assert_eq!(refused_by_gate(&e), Status::Denied.name());
 
     let all = entries(&w.patient);
@@ -443,22 +389,20 @@ fn break_glass_releases_once_per_record_and_is_audited_and_shown() {
 fn a_patient_scope_request_covers_every_record_of_this_patient_only() {
     let w = world();
     let c = cert_for(&w.hospital, &w.doctor, Role::Doctor);
-    let gate = Direct(&w.patient);
     let mine = emergency_for(&w, &c, EmergencyScope::Patient(w.pk.0));
     for rid in [w.rid, w.other] {
-        w.doctor_vault
-            .recover_with_role(&rid, &role_use(&w, KIND_EMERGENCY, &mine, &w.doctor), &gate)
-            .unwrap();
+        by_role(&w, &rid, KIND_EMERGENCY, &mine, &w.doctor, &w.patient).unwrap();
     }
     let someone_else = emergency_for(&w, &c, EmergencyScope::Patient([5; 32]));
-    let e = w
-        .doctor_vault
-        .recover_with_role(
-            &w.rid,
-            &role_use(&w, KIND_EMERGENCY, &someone_else, &w.doctor),
-            &gate,
-        )
-        .unwrap_err();
+    let e = by_role(
+        &w,
+        &w.rid,
+        KIND_EMERGENCY,
+        &someone_else,
+        &w.doctor,
+        &w.patient,
+    )
+    .unwrap_err();
     assert_eq!(refused_by_gate(&e), Status::Denied.name());
 }
 
@@ -470,14 +414,7 @@ fn an_institution_not_allowed_break_glass_is_refused_and_audited() {
         .unwrap();
     let c = cert_for(&w.hospital, &w.doctor, Role::Doctor);
     let req = emergency_for(&w, &c, EmergencyScope::Records(vec![w.rid]));
-    let e = w
-        .doctor_vault
-        .recover_with_role(
-            &w.rid,
-            &role_use(&w, KIND_EMERGENCY, &req, &w.doctor),
-            &Direct(&w.patient),
-        )
-        .unwrap_err();
+    let e = by_role(&w, &w.rid, KIND_EMERGENCY, &req, &w.doctor, &w.patient).unwrap_err();
     assert_eq!(refused_by_gate(&e), Status::Denied.name());
     let all = entries(&w.patient);
     let last = all.last().unwrap();
@@ -492,23 +429,10 @@ fn an_institution_not_allowed_break_glass_is_refused_and_audited() {
     w.patient
         .set_institution_emergency(&w.hospital.public(), true)
         .unwrap();
-    w.doctor_vault
-        .recover_with_role(
-            &w.rid,
-            &role_use(&w, KIND_EMERGENCY, &req, &w.doctor),
-            &Direct(&w.patient),
-        )
-        .unwrap();
+    by_role(&w, &w.rid, KIND_EMERGENCY, &req, &w.doctor, &w.patient).unwrap();
     // An expired request: refused, by the gate's clock.
     set_clock(NOW + 5 * 3600);
-    let e = w
-        .doctor_vault
-        .recover_with_role(
-            &w.other,
-            &role_use(&w, KIND_EMERGENCY, &req, &w.doctor),
-            &Direct(&w.patient),
-        )
-        .unwrap_err();
+    let e = by_role(&w, &w.other, KIND_EMERGENCY, &req, &w.doctor, &w.patient).unwrap_err();
     assert_eq!(refused_by_gate(&e), Status::Expired.name());
 }
 

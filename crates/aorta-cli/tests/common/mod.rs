@@ -12,6 +12,7 @@
 //!   ([`SimTrust`]), signal specs, the clinician's result fetch, and the
 //!   shared data lookup ([`shared_data`]) that skips visibly when
 //!   `../shared/data` is absent.
+//! - [`ehr`]: the `aorta ehr …` commands and a real release gate.
 #![allow(dead_code, reason = "each test file uses a part of the harness")]
 #![allow(
     clippy::unwrap_used,
@@ -20,6 +21,8 @@
     clippy::indexing_slicing,
     reason = "test harness: a failure panics with its context"
 )]
+
+pub mod ehr;
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
