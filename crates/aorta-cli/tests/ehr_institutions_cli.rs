@@ -19,7 +19,7 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::ehr::{keygen, ok_text, pin, s, text, unpin};
+use common::ehr::{keygen, ok_text, pin, responsible, s, text, unpin};
 use common::{aorta, json, ok, stderr};
 
 fn code(o: &Output) -> i32 {
@@ -180,32 +180,11 @@ fn institutions_pins_responsible_and_emergency_requests() {
     );
 
     // The responsible doctor: only a responsible certificate, only pinned.
-    let r = aorta(&[
-        "ehr",
-        "responsible",
-        "--vault",
-        s(&vault),
-        "--cert",
-        s(&p("doc.aodc")),
-    ]);
+    let r = responsible(&vault, &p("doc.aodc"));
     refused(&r, "responsible");
-    let r = aorta(&[
-        "ehr",
-        "responsible",
-        "--vault",
-        s(&vault),
-        "--cert",
-        s(&p("fake.aodc")),
-    ]);
+    let r = responsible(&vault, &p("fake.aodc"));
     refused(&r, "not pinned");
-    ok(aorta(&[
-        "ehr",
-        "responsible",
-        "--vault",
-        s(&vault),
-        "--cert",
-        s(&p("resp.aodc")),
-    ]));
+    ok(responsible(&vault, &p("resp.aodc")));
     let j = json(aorta(&["ehr", "pins", "--vault", s(&vault), "--json"]));
     assert_eq!(j["institutions"][0]["key"], inst_pk.as_str());
     assert_eq!(j["institutions"][0]["name"], "St. Example");

@@ -17,8 +17,8 @@ mod common;
 use std::path::Path;
 
 use common::ehr::{
-    GateProc, keygen, patient_key, pin, protect, public_only_vault, recover_cmd, s, share_cmd,
-    text, unpin,
+    GateProc, keygen, patient_key, pin, protect, public_only_vault, recover_cmd, responsible, s,
+    share_cmd, text, unpin,
 };
 use common::{aorta, ok, stderr};
 
@@ -145,14 +145,7 @@ fn certified_sharing_responsible_doctor_and_break_glass() {
     };
     let o = as_resp(&resp_cert, &resp_id, &d.join("r0"), &url0);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    ok(aorta(&[
-        "ehr",
-        "responsible",
-        "--vault",
-        s(&vault),
-        "--cert",
-        s(&resp_cert),
-    ]));
+    ok(responsible(&vault, &resp_cert));
     let o = as_resp(&resp_cert, &resp_id, &d.join("r1"), &url0);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(std::fs::read(d.join("r1")).unwrap(), data);

@@ -20,7 +20,7 @@ use aorta_vault::gate::GrantV2;
 use aorta_vault::grant::{Identity, NEVER};
 use aorta_vault::rules::{DEFAULT_GRANT_VALIDITY_S, Recipient, RevokeTarget, ShareOptions};
 use aorta_vault::{Blame, EhrVault, VaultError};
-use common::{T0, at_t0, opts_for, rwg, share_to};
+use common::{T0, at_t0, opts_for, rwg, share_to, share_with};
 
 const EMERGENCY: ShareOptions = ShareOptions {
     valid_for_s: None,
@@ -95,14 +95,7 @@ fn every_operation_writes_its_audit_entry() {
     assert_eq!(events(&v), [Event::Protect, Event::Recover]);
     let doc = Identity::generate().unwrap();
     let g = share_to(&v, &rid, doc.public());
-    let em = v
-        .share(
-            &rid,
-            b"pw",
-            &Recipient::Uncertified(doc.public()),
-            &EMERGENCY,
-        )
-        .unwrap();
+    let em = share_with(&v, &rid, doc.public(), &EMERGENCY);
     rwg(&v, &rid, &g.grant, &doc).unwrap();
     v.revoke(RevokeTarget::Grant(&em.grant)).unwrap();
     // A stranger holding the grant cannot open it: nothing reaches the
@@ -169,14 +162,7 @@ fn expiry_defaults_and_checks_are_the_librarys() {
     let default = share_to(&v, &rid, doc.public());
     assert_eq!(default.header.expires_at, T0 + 7 * 86_400);
     assert_eq!(default.header.issued_at, T0);
-    let em = v
-        .share(
-            &rid,
-            b"pw",
-            &Recipient::Uncertified(doc.public()),
-            &EMERGENCY,
-        )
-        .unwrap();
+    let em = share_with(&v, &rid, doc.public(), &EMERGENCY);
     assert_eq!(em.header.expires_at, NEVER);
     assert!(em.header.emergency);
     let short = v

@@ -106,6 +106,11 @@ pub fn unpin(vault: &Path, inst: &str) -> Output {
     aorta(&["ehr", "unpin", "--vault", s(vault), "--institution", inst])
 }
 
+/// `aorta ehr responsible --vault VAULT --cert CERT`.
+pub fn responsible(vault: &Path, cert: &Path) -> Output {
+    aorta(&["ehr", "responsible", "--vault", s(vault), "--cert", s(cert)])
+}
+
 /// A recipient's vault at `dir` whose `vault.json` names only the public
 /// store (`cloud`) of the patient's vault at `patient`.
 pub fn public_only_vault(dir: &Path, patient: &Path) {

@@ -73,13 +73,13 @@ pub fn rwg(
 
 /// `v` shares `rid` (passphrase `pw`) with `who`, uncertified, default terms.
 pub fn share_to(v: &EhrVault, rid: &RecordId, who: RecipientKey) -> Shared {
-    v.share(
-        rid,
-        b"pw",
-        &Recipient::Uncertified(who),
-        &ShareOptions::default(),
-    )
-    .unwrap()
+    share_with(v, rid, who, &ShareOptions::default())
+}
+
+/// `v` shares `rid` (passphrase `pw`) with `who`, uncertified, on `terms`.
+pub fn share_with(v: &EhrVault, rid: &RecordId, who: RecipientKey, terms: &ShareOptions) -> Shared {
+    v.share(rid, b"pw", &Recipient::Uncertified(who), terms)
+        .unwrap()
 }
 
 /// A recipient's vault at `dir` whose `vault.json` names only the public
