@@ -282,6 +282,35 @@ fn a_network_stranger_replaying_or_forging_requests_gets_nothing_to_open() {
 }
 
 #[test]
+fn a_request_sent_outside_the_gates_skew_window_is_refused_and_audited() {
+    // A grant holder replaying their own request after the gate forgot its
+    // nonce (a restart) is held to the gate's clock: a request more than
+    // MAX_SKEW_S away from it is refused as stale, in either direction.
+    let s = setup();
+    let g = share_to(&s.patient, &s.rid, s.doc.public());
+    let ticket = gate::open_grant(&g.grant, &s.doc, &s.pk).unwrap();
+    for sent_at in [T0 - gate::MAX_SKEW_S - 1, T0 + gate::MAX_SKEW_S + 1] {
+        let req = gate::build_request(&ticket, &s.doc, sent_at).unwrap();
+        let (st, a) = s.patient.answer_release(&req.to_bytes());
+        assert_eq!(st, Status::Stale, "sent at {sent_at}");
+        assert_eq!(a.len(), gate::RESPONSE_HEADER_LEN, "no material");
+    }
+    let refusals = s
+        .patient
+        .audit_verify()
+        .unwrap()
+        .iter()
+        .filter(|e| e.event == aorta_vault::audit::Event::Refuse)
+        .count();
+    assert_eq!(refusals, 2);
+    // Just inside the window: released.
+    let req = gate::build_request(&ticket, &s.doc, T0 - gate::MAX_SKEW_S).unwrap();
+    let (st, a) = s.patient.answer_release(&req.to_bytes());
+    assert_eq!(st, Status::Released);
+    assert!(gate::open_response(&a, &req, &ticket, &s.doc).is_ok());
+}
+
+#[test]
 fn garbage_and_oversized_requests_are_typed_refusals() {
     let s = setup();
     for junk in [

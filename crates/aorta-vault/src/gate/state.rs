@@ -222,3 +222,30 @@ impl<'a> GateState<'a> {
         self.replays
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    #[test]
+    fn the_replay_cache_refuses_a_seen_nonce_and_stays_within_its_capacity() {
+        let c = ReplayCache::default();
+        let now = 1_000_000;
+        assert!(c.first_use(&[1; 16], now, now));
+        assert!(!c.first_use(&[1; 16], now, now));
+        // A flood of fresh nonces (only a grant holder's proven requests
+        // reach the cache) never grows it past CAPACITY.
+        for i in 0..ReplayCache::CAPACITY as u32 + 100 {
+            let mut n = [0u8; 16];
+            n[..4].copy_from_slice(&i.to_be_bytes());
+            n[15] = 2;
+            assert!(c.first_use(&n, now, now));
+        }
+        assert!(c.seen.lock().unwrap().len() <= ReplayCache::CAPACITY);
+        // Entries outside the skew window are what a full cache drops first.
+        let later = now + MAX_SKEW_S + 1;
+        assert!(c.first_use(&[3; 16], later, later));
+        assert!(c.seen.lock().unwrap().len() <= 2);
+    }
+}
