@@ -581,6 +581,33 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn recovery_tries_at_most_max_combinations_subsets() {
+        // 2-of-14: 91 subsets, none accepted (every shard verifies, the
+        // private binding refuses each rebuilt container): the work stops
+        // after MAX_COMBINATIONS decodes.
+        let rid = RecordId([6; 16]);
+        let d = Dispersal { k: 2, n: 14 };
+        let shards = encode(&[3u8; 300], rid, d, &key()).unwrap();
+        let good: Vec<(usize, Shard<'_>)> = shards
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (i, check(b, i, &rid, d, &key()).unwrap()))
+            .collect();
+        let calls = std::cell::Cell::new(0usize);
+        let refuse = |_: &[u8]| {
+            calls.set(calls.get() + 1);
+            Err(StoreFault::Mismatch {
+                reason: "not the sealed container".into(),
+            })
+        };
+        assert!(matches!(
+            decode_verified(good, d, refuse).unwrap(),
+            Rebuilt::Failed(_, 14)
+        ));
+        assert_eq!(calls.get(), MAX_COMBINATIONS);
+    }
+
     proptest::proptest! {
         #[test]
         fn parse_never_panics(d in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
