@@ -151,6 +151,10 @@ pub enum EcgResult {
     Hrv(HrvSummary),
     /// A rhythm event.
     Rhythm(RhythmEvent),
+    /// The ECG around a rhythm event, every channel the device sent
+    /// (`docs/results-format.md`, "Event strips"). The result's window is
+    /// the strip's span.
+    Strip(EcgStrip),
     /// Frames of the device are missing: results around this window are
     /// computed without them (the window runs from the end of the last
     /// frame analysed to the start of the frame after the gap).
@@ -160,6 +164,30 @@ pub enum EcgResult {
         /// How many frames are missing.
         missing_frames: u64,
     },
+}
+
+/// The ECG around one rhythm event: every channel of the device's frames,
+/// in µV, from about 5 s before the event to 5 s after it (shorter where the
+/// stream starts later or ends sooner).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EcgStrip {
+    /// The event the strip shows (as in its `rhythm` result).
+    pub event: RhythmEvent,
+    /// Sampling rate, Hz.
+    pub fs: f64,
+    /// Time of each lead's first sample, µs since the Unix epoch.
+    pub first_sample_us: i64,
+    /// One entry per channel, in the frames' channel order.
+    pub leads: Vec<StripLead>,
+}
+
+/// One channel of an [`EcgStrip`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StripLead {
+    /// Channel index in the device's frames (0 = the analysed lead).
+    pub channel: u16,
+    /// Samples, µV (baseline removed by the channel's calibration).
+    pub samples_uv: Vec<i32>,
 }
 
 /// Parameters of [`EcgOperator`].

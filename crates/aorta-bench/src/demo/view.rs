@@ -40,6 +40,9 @@ pub(crate) fn apply(view: &mut BTreeMap<String, Patient>, r: &OpenedResult, even
                 .unwrap_or_default();
             p.events.push(kind);
         }
+        // A strip repeats its event's rhythm result: the terminal view
+        // counts the event once and shows no waveform.
+        EcgResult::Strip(_) => {}
         EcgResult::Gap { missing_frames, .. } => {
             *events += 1;
             p.events

@@ -1,0 +1,1 @@
+//! Standard exports of opened results (FHIR R4, CSV, WFDB annotations).
