@@ -155,6 +155,9 @@ pub enum EcgResult {
     /// (`docs/results-format.md`, "Event strips"). The result's window is
     /// the strip's span.
     Strip(EcgStrip),
+    /// The beats detected in one tumbling window (for beat annotations and
+    /// beat-level review). The result's window is the tumbling window.
+    Beats(BeatTimes),
     /// Frames of the device are missing: results around this window are
     /// computed without them (the window runs from the end of the last
     /// frame analysed to the start of the frame after the gap).
@@ -179,6 +182,14 @@ pub struct EcgStrip {
     pub first_sample_us: i64,
     /// One entry per channel, in the frames' channel order.
     pub leads: Vec<StripLead>,
+}
+
+/// The beats of one window ([`EcgResult::Beats`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BeatTimes {
+    /// Beat times (R peaks, or the beats an RR stream implies), µs since
+    /// the Unix epoch, ascending, each inside the result's window.
+    pub r_peaks_us: Vec<i64>,
 }
 
 /// One channel of an [`EcgStrip`].

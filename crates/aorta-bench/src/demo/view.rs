@@ -40,9 +40,9 @@ pub(crate) fn apply(view: &mut BTreeMap<String, Patient>, r: &OpenedResult, even
                 .unwrap_or_default();
             p.events.push(kind);
         }
-        // A strip repeats its event's rhythm result: the terminal view
-        // counts the event once and shows no waveform.
-        EcgResult::Strip(_) => {}
+        // A strip repeats its event's rhythm result and beats repeat the
+        // heart rate: the terminal view shows neither waveform nor beats.
+        EcgResult::Strip(_) | EcgResult::Beats(_) => {}
         EcgResult::Gap { missing_frames, .. } => {
             *events += 1;
             p.events
