@@ -344,7 +344,16 @@ pub struct ResultsQuery {
     /// Only ids starting with this (e.g. `dr-a/` or `dr-a/SN-1/`).
     #[serde(default)]
     pub prefix: String,
+    /// Long-poll: with nothing to answer, wait up to this many seconds for
+    /// a result after the cursor (the server caps it at
+    /// [`MAX_RESULTS_WAIT_S`]; 0 = answer at once).
+    #[serde(default)]
+    pub wait: u64,
 }
+
+/// Longest wait of one `GET /v1/results?wait=S` (the server also keeps it
+/// 5 s under its request deadline).
+pub const MAX_RESULTS_WAIT_S: u64 = 25;
 
 fn default_limit() -> usize {
     1000

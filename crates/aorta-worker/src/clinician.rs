@@ -235,12 +235,38 @@ impl ResultReader {
 
     /// Fetches everything new and opens it.
     pub fn poll(&mut self) -> Result<Vec<OpenedResult>, WorkerError> {
+        self.poll_inner(0)
+    }
+
+    /// [`ResultReader::poll`], long-polling: when nothing new is stored
+    /// yet, the server holds the first request until a result for this
+    /// subscriber arrives or `wait` passes (capped by the server at
+    /// [`aorta_api::MAX_RESULTS_WAIT_S`] s; `docs/server-api.md`). Returns
+    /// early, empty, when the server has too many waiting reads (after
+    /// sleeping one second, so a loop around it does not spin). Results
+    /// that arrive are returned as soon as they are stored; an empty answer
+    /// means the wait ended with nothing new.
+    pub fn poll_wait(
+        &mut self,
+        wait: std::time::Duration,
+    ) -> Result<Vec<OpenedResult>, WorkerError> {
+        let secs = wait.as_secs().clamp(1, aorta_api::MAX_RESULTS_WAIT_S);
+        self.poll_inner(secs)
+    }
+
+    fn poll_inner(&mut self, wait_s: u64) -> Result<Vec<OpenedResult>, WorkerError> {
         let prefix = format!("{}/", self.subscriber);
         let mut items = Vec::new();
-        for _ in 0..MAX_PAGES_PER_POLL {
-            let page = self
-                .server
-                .results(&self.subscriber, &self.auth, self.cursor, 5000)?;
+        for page_no in 0..MAX_PAGES_PER_POLL {
+            // Only the first page waits: later ones drain what is there.
+            let wait = if page_no == 0 { wait_s } else { 0 };
+            let Some(page) =
+                self.server
+                    .results_wait(&self.subscriber, &self.auth, self.cursor, 5000, wait)?
+            else {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                break;
+            };
             let done = page.next == self.cursor;
             self.cursor = page.next;
             for c in &page.certificates {

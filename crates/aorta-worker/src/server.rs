@@ -196,9 +196,31 @@ impl Server {
         after: u64,
         limit: usize,
     ) -> Result<ResultsPage, WorkerError> {
+        self.results_wait(subscriber, auth, after, limit, 0)?
+            .ok_or_else(|| WorkerError::Peer("reading results: 429 without a wait".into()))
+    }
+
+    /// [`Server::results`], long-polling: with nothing new, the server
+    /// answers when a result after `after` is stored or after `wait_s`
+    /// seconds (it caps the wait at [`aorta_api::MAX_RESULTS_WAIT_S`]).
+    /// `None` when the server has too many waiting reads (429): the caller
+    /// retries later.
+    pub fn results_wait(
+        &self,
+        subscriber: &str,
+        auth: &aorta_crypto::auth::SigningKey,
+        after: u64,
+        limit: usize,
+        wait_s: u64,
+    ) -> Result<Option<ResultsPage>, WorkerError> {
         const WHAT: &str = "reading results";
+        let wait = if wait_s > 0 {
+            format!("&wait={wait_s}")
+        } else {
+            String::new()
+        };
         let url = reqwest::Url::parse(&format!(
-            "{}/v1/results?after={after}&limit={limit}",
+            "{}/v1/results?after={after}&limit={limit}{wait}",
             self.base
         ))
         .map_err(|e| WorkerError::Config(format!("server URL {}: {e}", self.base)))?;
@@ -208,15 +230,21 @@ impl Server {
         };
         let now = aorta_base::time::now_s();
         let sig = auth.sign(&aorta_crypto::auth::read_message(subscriber, now, &pq));
-        let r = Self::send(
-            WHAT,
-            self.http
-                .get(url)
-                .header(aorta_api::CLINICIAN_HEADER, subscriber)
-                .header(aorta_api::TIME_HEADER, now.to_string())
-                .header(aorta_api::SIGNATURE_HEADER, aorta_base::hex::encode(&sig)),
-        )?;
-        r.json().map_err(malformed(WHAT))
+        let r = self
+            .http
+            .get(url)
+            .header(aorta_api::CLINICIAN_HEADER, subscriber)
+            .header(aorta_api::TIME_HEADER, now.to_string())
+            .header(aorta_api::SIGNATURE_HEADER, aorta_base::hex::encode(&sig))
+            .send()
+            .map_err(net(WHAT))?;
+        if wait_s > 0 && r.status().as_u16() == 429 {
+            return Ok(None);
+        }
+        if !r.status().is_success() {
+            return Err(answer_error(WHAT, r));
+        }
+        r.json().map(Some).map_err(malformed(WHAT))
     }
 
     /// `GET /v1/stats`.

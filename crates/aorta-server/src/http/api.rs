@@ -25,7 +25,7 @@ use aorta_stream::results::{FileResultStore, ResultSink};
 use aorta_crypto::frame::FrameError;
 
 use super::ingest::{DeviceDirectory, Ingest, IngestError};
-use super::limits::{Budget, Charge, ConnState, ConnTable, Limits, RateTable};
+use super::limits::{Budget, Charge, ConnState, ConnTable, Limits, RateTable, Waiters};
 use super::{ServerConfig, tls};
 
 /// Most records one `GET /v1/log` returns.
@@ -67,6 +67,12 @@ pub struct AppState {
     ingest: Ingest,
     results: Mutex<FileResultStore>,
     results_end: AtomicU64,
+    /// The results store's end, for long-polling readers.
+    results_end_tx: tokio::sync::watch::Sender<u64>,
+    /// Long-polling readers (`GET /v1/results?wait=S`).
+    waiters: Waiters,
+    /// Set once when the server stops: long-polls answer at once.
+    stop_tx: tokio::sync::watch::Sender<bool>,
     checkpoints: Mutex<FileCheckpointStore>,
     worker_token: zeroize::Zeroizing<String>,
     stats: Mutex<WorkerStats>,
@@ -582,6 +588,7 @@ async fn post_results(State(s): State<Arc<AppState>>, h: HeaderMap, body: Bytes)
     let (stored, duplicates) = match stored {
         Ok(Ok((n, d, end))) => {
             s.results_end.store(end, Ordering::Relaxed);
+            s.results_end_tx.send_replace(end);
             (n, d)
         }
         Ok(Err(StoreFailure::Store(e))) => {
@@ -722,36 +729,99 @@ async fn get_results(
             "cursor beyond the end",
         );
     }
-    let st = s.clone();
-    let (after, limit) = (q.after, q.limit.clamp(1, MAX_RESULTS));
-    let r = tokio::task::spawn_blocking(move || {
-        st.results
-            .lock()
-            .map_err(|_| "lock poisoned".to_string())
-            .and_then(|r| r.read_from(after, limit).map_err(|e| e.to_string()))
-    })
-    .await;
-    match r {
-        Ok(Ok((items, next))) => {
-            let results: Vec<ResultItem> = items
-                .into_iter()
-                .filter(|(id, _)| id.starts_with(&prefix))
-                .map(|(id, b)| ResultItem::new(&id, &b))
-                .collect();
+    let wait = Duration::from_secs(q.wait.min(aorta_api::MAX_RESULTS_WAIT_S))
+        .min(s.limits.request.saturating_sub(Duration::from_secs(5)));
+    // A waiter holds a slot (bounded per clinician and in all) for as long
+    // as it waits; over the bound the request is refused before it waits.
+    let _slot = if wait.is_zero() {
+        None
+    } else {
+        match s.waiters.enter(&who) {
+            Some(slot) => Some(slot),
+            None => {
+                let mut r = err(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_waiters",
+                    format!(
+                        "at most {} waiting reads per clinician, and a bounded number in all; retry",
+                        Waiters::PER_CLINICIAN
+                    ),
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return r;
+            }
+        }
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut end_rx = s.results_end_tx.subscribe();
+    let mut stop_rx = s.stop_tx.subscribe();
+    let (mut after, limit) = (q.after, q.limit.clamp(1, MAX_RESULTS));
+    loop {
+        let st = s.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            st.results
+                .lock()
+                .map_err(|_| "lock poisoned".to_string())
+                .and_then(|r| r.read_from(after, limit).map_err(|e| e.to_string()))
+        })
+        .await;
+        let (items, next) = match r {
+            Ok(Ok(page)) => page,
+            Ok(Err(e)) => return err(StatusCode::BAD_REQUEST, "bad_cursor", e),
+            Err(e) => return err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        };
+        let results: Vec<ResultItem> = items
+            .into_iter()
+            .filter(|(id, _)| id.starts_with(&prefix))
+            .map(|(id, b)| ResultItem::new(&id, &b))
+            .collect();
+        if !results.is_empty() || tokio::time::Instant::now() >= deadline {
             let certificates = s.certificates_of(&results);
-            axum::Json(ResultsPage {
+            return axum::Json(ResultsPage {
                 results,
                 certificates,
                 next,
             })
-            .into_response()
+            .into_response();
         }
-        Ok(Err(e)) => err(StatusCode::BAD_REQUEST, "bad_cursor", e),
-        Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        // Nothing of this clinician's after `next` yet: wait for the store
+        // to grow past it, the deadline, or the server stopping. Other
+        // clinicians' results move the cursor without answering, so the
+        // answer's timing tells nothing about them.
+        after = next;
+        let grown = end_rx.wait_for(|&end| end > after);
+        let stopped = stop_rx.wait_for(|&stop| stop);
+        tokio::select! {
+            r = tokio::time::timeout_at(deadline, grown) => {
+                if !matches!(r, Ok(Ok(_))) {
+                    // The deadline (or the store closing): answer empty.
+                    return axum::Json(ResultsPage {
+                        results: Vec::new(),
+                        certificates: Vec::new(),
+                        next: after,
+                    })
+                    .into_response();
+                }
+            }
+            _ = stopped => {
+                return axum::Json(ResultsPage {
+                    results: Vec::new(),
+                    certificates: Vec::new(),
+                    next: after,
+                })
+                .into_response();
+            }
+        }
     }
 }
 
 impl AppState {
+    /// Clinicians' long-polling result reads waiting now.
+    pub fn results_waiting(&self) -> usize {
+        self.waiters.waiting()
+    }
+
     /// The batch's certificate, verified against the pinned broker key and
     /// kept; `Ok(None)` for a batch without one. A refusal is the answer.
     #[allow(
@@ -972,6 +1042,11 @@ impl AppState {
         );
         let _ = writeln!(
             m,
+            "# HELP aorta_results_waiting Clinicians' long-polling result reads waiting now.\n# TYPE aorta_results_waiting gauge\naorta_results_waiting {}",
+            self.waiters.waiting()
+        );
+        let _ = writeln!(
+            m,
             "# HELP aorta_ingest_frames_refused_total Frames refused by ingest.\n# TYPE aorta_ingest_frames_refused_total counter"
         );
         for (k, v) in &st.frames_refused {
@@ -1182,7 +1257,8 @@ pub fn open_state_with_reneg(
         },
     )
     .context("opening the results store")?;
-    let results_end = AtomicU64::new(results.end());
+    let results_end_now = results.end();
+    let results_end = AtomicU64::new(results_end_now);
     let results_at_start = results.len() as u64;
     let mut limits = Limits::from_config(cfg);
     limits.max_connections = super::limits::fit_to_open_files(limits.max_connections);
@@ -1193,6 +1269,9 @@ pub fn open_state_with_reneg(
         ingest,
         results: Mutex::new(results),
         results_end,
+        results_end_tx: tokio::sync::watch::Sender::new(results_end_now),
+        waiters: Waiters::new(limits.max_connections / 4),
+        stop_tx: tokio::sync::watch::Sender::new(false),
         checkpoints: Mutex::new(checkpoints),
         worker_token,
         stats: Mutex::new(WorkerStats::default()),
@@ -1359,6 +1438,7 @@ pub async fn serve(
         });
     }
     state.stopping.store(true, Ordering::Relaxed);
+    state.stop_tx.send_replace(true);
     state.conns.close_all();
     Ok(())
 }

@@ -282,6 +282,72 @@ impl RateTable {
     }
 }
 
+/// Long-polling result readers (`GET /v1/results?wait=S`): at most
+/// [`Waiters::PER_CLINICIAN`] per authenticated clinician and `max` in
+/// all. Only a clinician whose request signature checked can wait, so a
+/// stranger holds no waiter at all; a waiter is one small future and one
+/// connection with a request in flight, and `max` (a quarter of the
+/// connection limit) keeps waiters from taking the slots devices need.
+#[derive(Debug)]
+pub struct Waiters {
+    max: usize,
+    inner: Mutex<(usize, HashMap<String, usize>)>,
+}
+
+/// One waiting request's place in [`Waiters`], given back when dropped.
+#[derive(Debug)]
+pub struct WaiterSlot<'a> {
+    table: &'a Waiters,
+    who: String,
+}
+
+impl Waiters {
+    /// Waiting requests of one clinician at once.
+    pub const PER_CLINICIAN: usize = 4;
+
+    /// A table of at most `max` waiters (at least one).
+    pub fn new(max: usize) -> Waiters {
+        Waiters {
+            max: max.max(1),
+            inner: Mutex::new((0, HashMap::new())),
+        }
+    }
+
+    /// A slot for clinician `who`, or `None` when `who` or everyone
+    /// together already wait as much as allowed.
+    pub fn enter(&self, who: &str) -> Option<WaiterSlot<'_>> {
+        let mut t = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mine = t.1.get(who).copied().unwrap_or(0);
+        if t.0 >= self.max || mine >= Self::PER_CLINICIAN {
+            return None;
+        }
+        t.0 += 1;
+        t.1.insert(who.to_owned(), mine + 1);
+        Some(WaiterSlot {
+            table: self,
+            who: who.to_owned(),
+        })
+    }
+
+    /// Requests waiting now.
+    pub fn waiting(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).0
+    }
+}
+
+impl Drop for WaiterSlot<'_> {
+    fn drop(&mut self) {
+        let mut t = self.table.inner.lock().unwrap_or_else(|p| p.into_inner());
+        t.0 = t.0.saturating_sub(1);
+        if let Some(n) = t.1.get_mut(&self.who) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                t.1.remove(&self.who);
+            }
+        }
+    }
+}
+
 /// Bytes one request holds of its connection's, its source's and the
 /// global budget; given back when dropped.
 #[derive(Debug)]
@@ -668,5 +734,23 @@ mod tests {
             r.take(IpAddr::V4(std::net::Ipv4Addr::from(i)), 2000, t0);
         }
         assert!(r.inner.lock().unwrap().len() <= RateTable::MAX_SOURCES);
+    }
+
+    #[test]
+    fn waiters_are_bounded_per_clinician_and_in_all() {
+        let w = Waiters::new(6);
+        let a: Vec<_> = (0..Waiters::PER_CLINICIAN)
+            .map(|_| w.enter("dr-a").unwrap())
+            .collect();
+        assert!(w.enter("dr-a").is_none(), "over dr-a's share");
+        let b1 = w.enter("dr-b").unwrap();
+        let b2 = w.enter("dr-b").unwrap();
+        assert!(w.enter("dr-c").is_none(), "over the global bound");
+        assert_eq!(w.waiting(), 6);
+        drop(b1);
+        let c = w.enter("dr-c").unwrap();
+        drop((a, b2, c));
+        assert_eq!(w.waiting(), 0);
+        assert!(w.inner.lock().unwrap().1.is_empty(), "no entry left behind");
     }
 }
