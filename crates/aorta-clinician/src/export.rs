@@ -1,1 +1,0 @@
-//! Standard exports of opened results (FHIR R4, CSV, WFDB annotations).
