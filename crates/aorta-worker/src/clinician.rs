@@ -106,6 +106,9 @@ pub struct ResultReader {
     seen: std::collections::HashSet<String>,
     /// Why each worker certificate the server showed was refused.
     certificate_refusals: Vec<String>,
+    /// Every patient (device serial) of a result opened, whether or not
+    /// the patient filter kept it.
+    patients_seen: std::collections::BTreeSet<String>,
 }
 
 /// Most pages one [`ResultReader::poll`] reads (a host that never ends a
@@ -131,6 +134,7 @@ impl ResultReader {
             allow_sim: false,
             seen: std::collections::HashSet::new(),
             certificate_refusals: Vec::new(),
+            patients_seen: std::collections::BTreeSet::new(),
             auth,
             server,
             identity,
@@ -169,6 +173,13 @@ impl ResultReader {
     /// records are then refused as not certified).
     pub fn certificate_refusals(&self) -> &[String] {
         &self.certificate_refusals
+    }
+
+    /// Every patient (device serial) of the results opened so far,
+    /// including those the patient filter left out: what the clinician
+    /// can honestly call a known patient.
+    pub fn patients_seen(&self) -> &std::collections::BTreeSet<String> {
+        &self.patients_seen
     }
 
     /// Why the last refused record was refused.
@@ -333,7 +344,13 @@ impl ResultReader {
             results.push((rest.to_owned(), body));
         }
         for (rest, body) in results {
-            match self.open_one(&rest, &body) {
+            let opened = self.open_one(&rest, &body);
+            if let Some(Ok(r)) = &opened
+                && !self.patients_seen.contains(&r.patient)
+            {
+                self.patients_seen.insert(r.patient.clone());
+            }
+            match opened {
                 Some(Ok(r)) if self.patient.as_ref().is_some_and(|p| *p != r.patient) => {}
                 Some(Ok(r)) => out.push(r),
                 Some(Err(())) => {
