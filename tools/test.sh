@@ -68,6 +68,26 @@ if ! python3 -c 'import pyarrow' >/dev/null 2>&1; then
 fi
 # <<< rr-parquet
 
+# >>> clinician-exports (issue 12: FHIR R4 validation and WFDB rdann checks; idempotent)
+# crates/aorta-clinician/tests/standard_exports.rs validates the FHIR export
+# with tools/fhir_validate.py against the FHIR R4 4.0.1 models, which are
+# fhir.resources 6.1.0 (6.2+ and 7+ are R4B and R5) on pydantic 1: they get
+# their own virtual environment, beside the system's pydantic 2. The WFDB
+# export is read back with wfdb-python's rdann. Each test skips visibly
+# when its package could not be installed.
+fhir_venv="${AORTA_FHIR_R4_VENV:-$HOME/.cache/aorta/fhir-r4-venv}"
+if ! "$fhir_venv/bin/python3" -c 'import fhir.resources.observation as o; assert "Version: 4.0.1" in o.__doc__' >/dev/null 2>&1; then
+  log "installing fhir.resources 6.1.0 (FHIR R4 4.0.1 models, PyPI) in $fhir_venv"
+  { python3 -m venv "$fhir_venv" && "$fhir_venv/bin/python3" -m pip install -q 'fhir.resources==6.1.0' 'pydantic>=1.10,<2'; } \
+    || echo "warning: fhir.resources 6.1.0 could not be installed; the FHIR R4 validation test will be skipped"
+fi
+export AORTA_FHIR_R4_PYTHON="$fhir_venv/bin/python3"
+if ! python3 -c 'import wfdb' >/dev/null 2>&1; then
+  log "installing wfdb (PyPI) for the WFDB annotation export test"
+  python3 -m pip install -q wfdb || echo "warning: wfdb could not be installed; the rdann test will be skipped"
+fi
+# <<< clinician-exports
+
 # --- Rust checks --------------------------------------------------------------
 log "cargo fmt --check"
 cargo fmt --all -- --check
