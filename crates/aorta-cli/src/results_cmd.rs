@@ -299,7 +299,10 @@ fn export_cmd(
             let mut text = serde_json::to_vec_pretty(&bundle)?;
             text.push(b'\n');
             write_out(out, &text)?;
-            let n = bundle["entry"].as_array().map_or(0, Vec::len);
+            let n = bundle
+                .get("entry")
+                .and_then(serde_json::Value::as_array)
+                .map_or(0, Vec::len);
             eprintln!(
                 "FHIR R4 Bundle: {n} resource(s) from {} result(s)",
                 results.len()

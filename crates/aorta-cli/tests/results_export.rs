@@ -229,15 +229,15 @@ fn a_damaged_or_wrong_input_is_a_clear_error_with_exit_2() {
     }
 }
 
+/// What the local FHIR endpoint received: request line, headers, body.
+type Request = (String, Vec<(String, String)>, Vec<u8>);
+
 /// One HTTP/1.1 exchange on a local listener: the request's method, path,
 /// headers and body, answered with `status` and `answer`.
 fn serve_once(
     status: &'static str,
     answer: &'static str,
-) -> (
-    String,
-    std::thread::JoinHandle<(String, Vec<(String, String)>, Vec<u8>)>,
-) {
+) -> (String, std::thread::JoinHandle<Request>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/fhir", l.local_addr().unwrap());
     let h = std::thread::spawn(move || {

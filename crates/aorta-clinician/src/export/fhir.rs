@@ -35,6 +35,14 @@ fn coding(system: &str, code: &str, display: &str) -> Value {
     json!({"system": system, "code": code, "display": display})
 }
 
+/// Sets `key` of the JSON object `obj` (nothing for a non-object, which
+/// this module never builds).
+fn set(obj: &mut Value, key: &str, v: Value) {
+    if let Some(m) = obj.as_object_mut() {
+        m.insert(key.to_owned(), v);
+    }
+}
+
 fn aorta(code: &str, display: &str) -> Value {
     coding(AORTA_CODES, code, display)
 }
@@ -54,24 +62,30 @@ fn quantity_or_absent(obs: &mut Value, v: f64, unit: &str, display: &str) {
                 json!({"value": v, "unit": display, "system": UCUM, "code": unit});
         }
         None => {
-            obs["dataAbsentReason"] = json!({"coding": [coding(DATA_ABSENT, "not-a-number", "Not a Number (NaN)")],
-                "text": "too few beats in the window"});
+            set(
+                obs,
+                "dataAbsentReason",
+                json!({"coding": [coding(DATA_ABSENT, "not-a-number", "Not a Number (NaN)")],
+                "text": "too few beats in the window"}),
+            );
         }
     }
 }
 
-/// The HRV values of one window: `(field, standard coding, aorta code,
-/// display, UCUM code, unit display)`.
-fn hrv_rows(
-    h: &HrvSummary,
-) -> [(
+/// One HRV value: value, standard coding, aorta code, display, UCUM code,
+/// unit display.
+type HrvRow = (
     f64,
     Option<Value>,
     &'static str,
     &'static str,
     &'static str,
     &'static str,
-); 9] {
+);
+
+/// The HRV values of one window: `(field, standard coding, aorta code,
+/// display, UCUM code, unit display)`.
+fn hrv_rows(h: &HrvSummary) -> [HrvRow; 9] {
     [
         (
             h.mean_nn,
@@ -176,8 +190,16 @@ fn strip_observation(ctx: &Ctx, id: &str, s: &EcgStrip) -> Result<Value, ExportE
         json!({"coding": [coding(MDC, "131328", "MDC_ECG_ELEC_POTL"), aorta("ecg-strip", "ECG strip around a rhythm event")],
                "text": format!("ECG strip around {ev}")}),
     );
-    obs["category"] = json!([{"coding": [coding(CATEGORY, "procedure", "Procedure")]}]);
-    obs["effectivePeriod"] = period(s.first_sample_us, s.first_sample_us.saturating_add(span_us))?;
+    set(
+        &mut obs,
+        "category",
+        json!([{"coding": [coding(CATEGORY, "procedure", "Procedure")]}]),
+    );
+    set(
+        &mut obs,
+        "effectivePeriod",
+        period(s.first_sample_us, s.first_sample_us.saturating_add(span_us))?,
+    );
     let period_ms = 1000.0 / s.fs;
     let components: Vec<Value> = s
         .leads
@@ -191,7 +213,7 @@ fn strip_observation(ctx: &Ctx, id: &str, s: &EcgStrip) -> Result<Value, ExportE
             });
             if !l.samples_uv.is_empty() {
                 let data: Vec<String> = l.samples_uv.iter().map(i32::to_string).collect();
-                sd["data"] = Value::String(data.join(" "));
+                set(&mut sd, "data", Value::String(data.join(" ")));
             }
             json!({
                 "code": {"coding": [coding(MDC, "131328", "MDC_ECG_ELEC_POTL"),
@@ -201,12 +223,16 @@ fn strip_observation(ctx: &Ctx, id: &str, s: &EcgStrip) -> Result<Value, ExportE
             })
         })
         .collect();
-    obs["component"] = Value::Array(components);
-    obs["note"] = json!([{"text": format!(
-        "{} channel(s) at {} Hz around the {ev} event; samples in µV",
-        s.leads.len(),
-        s.fs
-    )}]);
+    set(&mut obs, "component", Value::Array(components));
+    set(
+        &mut obs,
+        "note",
+        json!([{"text": format!(
+            "{} channel(s) at {} Hz around the {ev} event; samples in µV",
+            s.leads.len(),
+            s.fs
+        )}]),
+    );
     Ok(obs)
 }
 
@@ -228,13 +254,21 @@ fn observations(ctx: &Ctx, r: &OpenedResult) -> Result<Vec<(String, Value)>, Exp
                 &id,
                 json!({"coding": [coding(LOINC, "8867-4", "Heart rate")], "text": "Heart rate"}),
             );
-            obs["category"] = json!([{"coding": [coding(CATEGORY, "vital-signs", "Vital Signs")]}]);
-            obs["effectivePeriod"] = period(r.start, r.end)?;
+            set(
+                &mut obs,
+                "category",
+                json!([{"coding": [coding(CATEGORY, "vital-signs", "Vital Signs")]}]),
+            );
+            set(&mut obs, "effectivePeriod", period(r.start, r.end)?);
             quantity_or_absent(&mut obs, *bpm, "/min", "beats/minute");
-            obs["component"] = json!([{
-                "code": {"coding": [aorta("beat-count", "Beats detected in the window")]},
-                "valueInteger": beats,
-            }]);
+            set(
+                &mut obs,
+                "component",
+                json!([{
+                    "code": {"coding": [aorta("beat-count", "Beats detected in the window")]},
+                    "valueInteger": beats,
+                }]),
+            );
             out.push((id, obs));
         }
         EcgResult::Hrv(h) => {
@@ -248,12 +282,16 @@ fn observations(ctx: &Ctx, r: &OpenedResult) -> Result<Vec<(String, Value)>, Exp
                     &id,
                     json!({"coding": codings, "text": format!("HRV {display}")}),
                 );
-                obs["effectivePeriod"] = period(r.start, r.end)?;
+                set(&mut obs, "effectivePeriod", period(r.start, r.end)?);
                 quantity_or_absent(&mut obs, v, unit, unit_display);
-                obs["component"] = json!([{
-                    "code": {"coding": [aorta("nn-count", "NN intervals used")]},
-                    "valueInteger": h.n_nn,
-                }]);
+                set(
+                    &mut obs,
+                    "component",
+                    json!([{
+                        "code": {"coding": [aorta("nn-count", "NN intervals used")]},
+                        "valueInteger": h.n_nn,
+                    }]),
+                );
                 out.push((id, obs));
             }
         }
@@ -265,17 +303,24 @@ fn observations(ctx: &Ctx, r: &OpenedResult) -> Result<Vec<(String, Value)>, Exp
                 &id,
                 json!({"coding": [aorta("rhythm-event", "Rhythm event")], "text": "Rhythm event"}),
             );
-            obs["effectiveDateTime"] = Value::String(iso(r.start)?);
+            set(&mut obs, "effectiveDateTime", Value::String(iso(r.start)?));
             let mut codings = Vec::new();
             codings.extend(rhythm_snomed(&e.kind));
             codings.push(aorta(&name.replace('_', "-"), rhythm_display(&e.kind)));
-            obs["valueCodeableConcept"] =
-                json!({"coding": codings, "text": rhythm_display(&e.kind)});
+            set(
+                &mut obs,
+                "valueCodeableConcept",
+                json!({"coding": codings, "text": rhythm_display(&e.kind)}),
+            );
             if let Some(d) = super::pause_duration(e).and_then(decimal) {
-                obs["component"] = json!([{
-                    "code": {"coding": [aorta("pause-duration", "Length of the pause")]},
-                    "valueQuantity": {"value": d, "unit": "s", "system": UCUM, "code": "s"},
-                }]);
+                set(
+                    &mut obs,
+                    "component",
+                    json!([{
+                        "code": {"coding": [aorta("pause-duration", "Length of the pause")]},
+                        "valueQuantity": {"value": d, "unit": "s", "system": UCUM, "code": "s"},
+                    }]),
+                );
             }
             out.push((id, obs));
         }
@@ -296,15 +341,23 @@ fn observations(ctx: &Ctx, r: &OpenedResult) -> Result<Vec<(String, Value)>, Exp
                 json!({"coding": [aorta("data-gap", "Frames of the device never reached the analysis")],
                        "text": "Data gap"}),
             );
-            obs["effectivePeriod"] = period(r.start, r.end)?;
-            obs["dataAbsentReason"] = json!({"coding": [coding(DATA_ABSENT, "error", "Error")],
-                "text": format!("{missing_frames} frame(s) missing")});
-            obs["component"] = json!([
-                {"code": {"coding": [aorta("first-missing-sequence", "First missing frame sequence number")]},
-                 "valueInteger": first_missing_sequence},
-                {"code": {"coding": [aorta("missing-frames", "Frames missing")]},
-                 "valueInteger": missing_frames},
-            ]);
+            set(&mut obs, "effectivePeriod", period(r.start, r.end)?);
+            set(
+                &mut obs,
+                "dataAbsentReason",
+                json!({"coding": [coding(DATA_ABSENT, "error", "Error")],
+                "text": format!("{missing_frames} frame(s) missing")}),
+            );
+            set(
+                &mut obs,
+                "component",
+                json!([
+                    {"code": {"coding": [aorta("first-missing-sequence", "First missing frame sequence number")]},
+                     "valueInteger": first_missing_sequence},
+                    {"code": {"coding": [aorta("missing-frames", "Frames missing")]},
+                     "valueInteger": missing_frames},
+                ]),
+            );
             out.push((id, obs));
         }
     }

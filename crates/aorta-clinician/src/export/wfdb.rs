@@ -169,7 +169,7 @@ pub fn records(results: &[OpenedResult], fs: Option<f64>) -> Result<Vec<WfdbReco
             NOTE => 1,
             _ => 2,
         };
-        m.sort_by(|a, b| (a.0, rank(a.1)).cmp(&(b.0, rank(b.1))));
+        m.sort_by_key(|a| (a.0, rank(a.1)));
         m.dedup();
         let first = m
             .first()
