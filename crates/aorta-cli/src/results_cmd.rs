@@ -187,6 +187,11 @@ fn print_text(r: &OpenedResult) {
 }
 
 fn fetch(source: &Source, json: bool, follow: bool) -> anyhow::Result<ExitCode> {
+    if follow {
+        // Every result is printed (a whole line) as it is opened: nothing
+        // to flush, so Ctrl-C or SIGTERM is a requested stop, status 0.
+        crate::signals::shut_down_on_signals()?;
+    }
     let mut reader = source.reader()?;
     let results = reader.poll()?;
     let opened = results.len();
