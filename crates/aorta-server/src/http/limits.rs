@@ -19,6 +19,10 @@
 //!   address's share ([`Limits::source_body_bytes`], a quarter of the
 //!   budget) and to the budget of all connections ([`Limits::body_budget`]);
 //!   a chunk over any gets `503` and the body is dropped.
+//! - **Waiting reads.** A clinician's long-polling `GET /v1/results?wait=S`
+//!   waits only after its signature checked, at most
+//!   [`Waiters::PER_CLINICIAN`] per clinician and a quarter of the
+//!   connection limit in all ([`Waiters`]); beyond, `429`.
 //! - **Bandwidth.** Frame body bytes are also taken from their source
 //!   address's token bucket ([`RateTable`]: [`Limits::source_rate`] bytes
 //!   a second, a burst of one largest frame): a source over its rate is
