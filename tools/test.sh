@@ -78,6 +78,9 @@ fi
 fhir_venv="${AORTA_FHIR_R4_VENV:-$HOME/.cache/aorta/fhir-r4-venv}"
 if ! "$fhir_venv/bin/python3" -c 'import fhir.resources.observation as o; assert "Version: 4.0.1" in o.__doc__' >/dev/null 2>&1; then
   log "installing fhir.resources 6.1.0 (FHIR R4 4.0.1 models, PyPI) in $fhir_venv"
+  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+    apt-get install -y -q python3-venv >/dev/null 2>&1 || true
+  fi
   { python3 -m venv "$fhir_venv" && "$fhir_venv/bin/python3" -m pip install -q 'fhir.resources==6.1.0' 'pydantic>=1.10,<2'; } \
     || echo "warning: fhir.resources 6.1.0 could not be installed; the FHIR R4 validation test will be skipped"
 fi

@@ -258,7 +258,10 @@ fn write_out(out: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         so.flush()?;
         return Ok(());
     }
-    std::fs::write(out, bytes).map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))
+    // Results are health data: owner-only (0600), replaced atomically so
+    // an interrupted export leaves no partial file.
+    aorta_base::fs::write_private_atomic(out, bytes)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))
 }
 
 #[allow(
@@ -325,7 +328,7 @@ fn export_cmd(
             if out == Path::new("-") {
                 anyhow::bail!("--format wfdb-ann writes files: --out must be a directory");
             }
-            std::fs::create_dir_all(out)
+            aorta_base::fs::create_private_dir(out)
                 .map_err(|e| anyhow::anyhow!("creating {}: {e}", out.display()))?;
             for rec in export::wfdb::records(&results, fs)? {
                 let hea = out.join(format!("{}.hea", rec.record));

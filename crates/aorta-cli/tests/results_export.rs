@@ -65,6 +65,12 @@ fn every_format_from_a_fetch_json_file() {
         s(&csv),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&csv).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "health data is owner-only: {mode:o}");
+    }
     let text = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 6);
