@@ -171,6 +171,39 @@ fn the_model_raises_sorts_ends_and_acknowledges_alarms() {
     assert_eq!(t.alarms.len(), 1);
     assert!(t.alarms[0].end_us.is_some());
     assert!(w.acknowledge("af/af/1").is_err());
+    // AF returns while latched: the same alarm, active again, not another.
+    w.feed(
+        &[rhythm("af", T0 + 50_000_000, RhythmEventKind::AfOnset)],
+        now,
+    );
+    let t = w
+        .view(now)
+        .tiles
+        .into_iter()
+        .find(|t| t.patient == "af")
+        .unwrap();
+    assert_eq!(t.alarms.len(), 1);
+    assert!(t.alarms[0].end_us.is_none());
+    assert_eq!(t.alarms[0].repeats, 1);
+    // Once acknowledged and over, a new onset is a new alarm.
+    let id = t.alarms[0].id.clone();
+    w.acknowledge(&id).unwrap();
+    w.feed(
+        &[
+            rhythm("af", T0 + 60_000_000, RhythmEventKind::AfOffset),
+            rhythm("af", T0 + 70_000_000, RhythmEventKind::AfOnset),
+        ],
+        now,
+    );
+    let t = w
+        .view(now)
+        .tiles
+        .into_iter()
+        .find(|t| t.patient == "af")
+        .unwrap();
+    assert_eq!(t.alarms.len(), 1);
+    assert_ne!(t.alarms[0].id, id);
+    assert!(!t.alarms[0].acknowledged);
     // A patient silent for over 30 s of wall clock: signal lost.
     let later = now + 31_000_000;
     let t = w
@@ -199,6 +232,7 @@ fn the_model_is_bounded() {
             T0,
         );
         w.feed(&[strip("p", T0 + i, RhythmEventKind::AfOnset)], T0);
+        w.acknowledge(&format!("p/af/{}", T0 + i * 2)).unwrap();
     }
     let p = w.patient("p", T0).unwrap();
     assert_eq!(

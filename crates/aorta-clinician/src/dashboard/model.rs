@@ -105,6 +105,8 @@ pub struct Alarm {
     pub acknowledged: bool,
     /// A detail (e.g. the number of missing frames).
     pub detail: String,
+    /// How often the condition came back while the alarm was latched.
+    pub repeats: u32,
 }
 
 impl Alarm {
@@ -314,6 +316,19 @@ impl Patient {
         {
             return;
         }
+        // A condition that returns while its alarm is still latched
+        // (ended, not acknowledged) re-activates that alarm rather than
+        // stacking another: the clinician acknowledges it once.
+        if let Some(a) = self
+            .alarms
+            .iter_mut()
+            .find(|a| a.kind == kind && !a.acknowledged)
+        {
+            a.end_us = None;
+            a.repeats += 1;
+            a.detail = detail;
+            return;
+        }
         if self.alarms.len() >= MAX_ALARMS {
             // Drop the oldest alarm that is over (ended and acknowledged);
             // failing that, the oldest ended one; failing that, the oldest.
@@ -336,6 +351,7 @@ impl Patient {
             end_us: None,
             acknowledged: false,
             detail,
+            repeats: 0,
         });
     }
 
