@@ -43,14 +43,34 @@ use serde::{Deserialize, Serialize};
 
 use crate::{KeyedOperator, Micros};
 
-/// Consecutive samples of a device's analysed lead; the event time is the
-/// time of the first sample (µs).
+/// Consecutive samples of a device: the analysed lead (channel 0) and the
+/// frame's other channels; the event time is the time of the first sample
+/// (µs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EcgChunk {
     /// Sampling rate, Hz.
     pub fs: f64,
-    /// Samples in physical units (mV).
+    /// Samples of the analysed lead (channel 0) in physical units (mV).
     pub samples: Vec<f64>,
+    /// The frame's other channels (1, 2, …), each in µV with its own
+    /// calibration ([`micro_volts`]) and as long as `samples`; empty for a
+    /// one-channel device. Only event strips use them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_leads_uv: Vec<Vec<i32>>,
+}
+
+/// A raw sample `v` of a channel calibrated `(gain, baseline)` in µV:
+/// `round(1000 · (v − baseline) / gain)`, saturated to `i32` (the gain is
+/// used as given: callers apply `aorta_crypto::frame::usable_gain` first).
+/// The analysed lead's µV in a strip are `round(1000 · mV)` of the same
+/// `(v − baseline) / gain`.
+pub fn micro_volts(v: i32, baseline: i32, gain: f64) -> i32 {
+    mv_to_uv((f64::from(v) - f64::from(baseline)) / gain)
+}
+
+/// mV → µV, rounded and saturated (`as` saturates; NaN is 0).
+pub(crate) fn mv_to_uv(mv: f64) -> i32 {
+    (mv * 1000.0).round() as i32
 }
 
 /// Consecutive RR intervals of a device; the event time is the time of the
@@ -212,6 +232,55 @@ pub struct EcgConfig {
     pub hrv_window: Micros,
     /// Rhythm monitor parameters.
     pub rhythm: RhythmConfig,
+    /// Beat-times ([`EcgResult::Beats`]) tumbling window, µs (default 30 s;
+    /// absent in configurations and checkpoints written before it existed).
+    #[serde(default = "default_beats_window")]
+    pub beats_window: Micros,
+}
+
+fn default_beats_window() -> Micros {
+    30_000_000
+}
+
+impl EcgConfig {
+    /// Checks the windows: each positive, and the result windows of the
+    /// different kinds never equal (a result's id is `device/start/end`, so
+    /// two kinds with one window would share an id and the store would keep
+    /// only one): heart-rate, HRV and beat-times windows of different
+    /// lengths, none of the length of a strip's window (10 s + 1..9 µs).
+    pub fn check(&self) -> Result<(), crate::StreamError> {
+        let bad = |m: String| Err(crate::StreamError::Config(m));
+        let w = [
+            ("heart-rate window", self.hr_window),
+            ("heart-rate slide", self.hr_slide),
+            ("HRV window", self.hrv_window),
+            ("beat-times window", self.beats_window),
+        ];
+        if let Some((name, v)) = w.iter().find(|(_, v)| *v <= 0) {
+            return bad(format!("{name} must be positive, not {v} µs"));
+        }
+        let lengths = [
+            ("heart-rate", self.hr_window),
+            ("HRV", self.hrv_window),
+            ("beat-times", self.beats_window),
+        ];
+        for (i, (a, la)) in lengths.iter().enumerate() {
+            for (b, lb) in lengths.iter().skip(i + 1) {
+                if la == lb {
+                    return bad(format!(
+                        "the {a} and {b} windows are both {la} µs: their results would share ids; make them differ"
+                    ));
+                }
+            }
+            let strip = 2 * crate::ecg_strip::STRIP_HALF_US;
+            if *la > strip && *la <= strip + 9 {
+                return bad(format!(
+                    "the {a} window of {la} µs has the length of an event strip's window"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for EcgConfig {
@@ -221,6 +290,7 @@ impl Default for EcgConfig {
             hr_slide: 5_000_000,
             hrv_window: 300_000_000,
             rhythm: RhythmConfig::default(),
+            beats_window: default_beats_window(),
         }
     }
 }
@@ -248,6 +318,12 @@ pub struct EcgState {
     /// after raw samples).
     #[serde(default)]
     last_rr_beat: Option<Micros>,
+    /// Start of the next beat-times window.
+    #[serde(default)]
+    next_beats: Option<Micros>,
+    /// Recent samples of every channel and strips awaiting their samples.
+    #[serde(default)]
+    strips: crate::ecg_strip::StripBook,
 }
 
 /// The ECG operator (one per worker: it reuses HRV buffers).
@@ -302,9 +378,9 @@ impl EcgOperator {
     fn queue_events(state: &mut EcgState, events: Vec<RhythmEvent>) {
         for e in events {
             let t = (e.time_s * 1e6).round() as Micros;
-            state
-                .pending
-                .push((t, t + 1 + kind_code(&e.kind), EcgResult::Rhythm(e)));
+            let code = kind_code(&e.kind);
+            state.strips.on_event(t, code, e);
+            state.pending.push((t, t + 1 + code, EcgResult::Rhythm(e)));
         }
     }
 
@@ -325,6 +401,7 @@ impl EcgOperator {
         let align = |size: Micros| t.div_euclid(size) * size;
         state.next_hr.get_or_insert(align(self.cfg.hr_slide));
         state.next_hrv.get_or_insert(align(self.cfg.hrv_window));
+        state.next_beats.get_or_insert(align(self.cfg.beats_window));
     }
 
     /// RR intervals enter at the beat stage (no detector).
@@ -334,6 +411,9 @@ impl EcgOperator {
             let mut flushed = Vec::new();
             d.finish(&mut flushed);
             self.add_beats(state, &flushed);
+            state
+                .strips
+                .close(state.origin, state.fs, &mut state.pending);
         }
         if state.monitor.is_none() {
             state.monitor = Some(RhythmMonitor::new(self.cfg.rhythm));
@@ -385,6 +465,10 @@ impl EcgOperator {
                 d.finish(&mut flushed);
             }
             self.add_beats(state, &flushed);
+            // The run ends: its strips are cut from what it holds.
+            state
+                .strips
+                .close(state.origin, state.fs, &mut state.pending);
             // An invalid rate leaves the device without a detector: its chunks are ignored.
             state.detector = Detector::new(chunk.fs).ok();
             state.fs = chunk.fs;
@@ -396,6 +480,14 @@ impl EcgOperator {
         let Some(det) = state.detector.as_mut() else {
             return;
         };
+        state.strips.append(
+            det.samples_seen(),
+            &chunk.samples,
+            &chunk.other_leads_uv,
+            state.origin,
+            state.fs,
+            &mut state.pending,
+        );
         let mut beats = Vec::new();
         det.push(&chunk.samples, &mut beats);
         let seen = det.samples_seen();
@@ -406,6 +498,9 @@ impl EcgOperator {
             m.tick(state.next_t as f64 / 1e6, &mut events);
         }
         Self::queue_events(state, events);
+        state
+            .strips
+            .complete(state.origin, state.fs, &mut state.pending);
     }
 
     fn hrv_summary(&self, beats: &[Micros], breaks: &VecDeque<Micros>) -> HrvSummary {
@@ -465,6 +560,10 @@ impl KeyedOperator for EcgOperator {
                 } else {
                     t.saturating_sub(1)
                 };
+                // Frames are missing: a strip never spans the gap.
+                state
+                    .strips
+                    .close(state.origin, state.fs, &mut state.pending);
                 state.pending.push((
                     start,
                     t,
@@ -501,6 +600,9 @@ impl KeyedOperator for EcgOperator {
                 m.finish(state.next_t as f64 / 1e6, &mut events);
             }
             Self::queue_events(state, events);
+            state
+                .strips
+                .close(state.origin, state.fs, &mut state.pending);
         }
         let last_beat = state.beats.back().copied();
         let end_of_data = if wm == Micros::MAX {
@@ -547,7 +649,22 @@ impl KeyedOperator for EcgOperator {
             );
             state.next_hrv = Some(e);
         }
-        // Rhythm events whose time has passed.
+        // Beat times, tumbling windows.
+        while let Some(s) = state.next_beats {
+            let e = s + self.cfg.beats_window;
+            if e > end_of_data {
+                break;
+            }
+            emit(
+                s,
+                e,
+                EcgResult::Beats(BeatTimes {
+                    r_peaks_us: beats_in(&state.beats, s, e),
+                }),
+            );
+            state.next_beats = Some(e);
+        }
+        // Rhythm events (and strips) whose time has passed.
         let mut keep = Vec::new();
         for (s, e, r) in state.pending.drain(..) {
             if s <= done {
@@ -558,10 +675,11 @@ impl KeyedOperator for EcgOperator {
         }
         state.pending = keep;
         // Evict beats behind every open window.
-        let horizon = match (state.next_hr, state.next_hrv) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b).unwrap_or(Micros::MIN),
-        };
+        let horizon = [state.next_hr, state.next_hrv, state.next_beats]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(Micros::MIN);
         while state.beats.front().is_some_and(|&b| b < horizon) {
             state.beats.pop_front();
         }

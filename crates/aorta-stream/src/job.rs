@@ -124,8 +124,8 @@ pub struct Opened {
     pub serial: String,
     /// Time of its first sample (or first beat), µs.
     pub t: Micros,
-    /// Its event: the analysed lead of an ECG frame, or the intervals of an
-    /// RR frame.
+    /// Its event: the channels of an ECG frame, or the intervals of an RR
+    /// frame.
     pub event: EcgEvent,
     /// Its position (sealed frames); `None` for formats without one (the
     /// plain baseline), which are analysed in log order.
@@ -152,11 +152,13 @@ pub fn rr_event(channels: u16, samples: &[i32]) -> Result<EcgEvent, Refused> {
     }))
 }
 
-/// The analysed lead (channel 0, in mV) of a frame's interleaved samples,
-/// with its per-channel calibration `(gain, baseline)` (a missing or unusable
-/// gain is replaced by the one rule, `aorta_crypto::frame::usable_gain`); refused ([`refusal::FRAME_UNUSABLE`]) without a sampling
-/// rate.
-pub fn lead0(
+/// The ECG chunk of a frame's interleaved samples: the analysed lead
+/// (channel 0) in mV and every other channel in µV
+/// ([`crate::ecg::micro_volts`], for event strips), each with its own
+/// calibration `(gain, baseline)` (a missing or unusable gain is replaced by
+/// the one rule, `aorta_crypto::frame::usable_gain`); refused
+/// ([`refusal::FRAME_UNUSABLE`]) without a sampling rate.
+pub fn ecg_chunk(
     sample_rate_hz: f64,
     channels: u16,
     calibration: &[(f64, i32)],
@@ -169,19 +171,35 @@ pub fn lead0(
             reason: "frame has no sampling rate".into(),
         });
     }
-    let (gain, base) = calibration
-        .first()
-        .copied()
-        .unwrap_or((aorta_crypto::frame::DEFAULT_GAIN, 0));
-    let gain = aorta_crypto::frame::usable_gain(gain);
-    let samples = samples
-        .iter()
-        .step_by(ch)
-        .map(|&v| f64::from(v - base) / gain)
+    let cal = |c: usize| {
+        let (gain, base) = calibration
+            .get(c)
+            .copied()
+            .unwrap_or((aorta_crypto::frame::DEFAULT_GAIN, 0));
+        (aorta_crypto::frame::usable_gain(gain), base)
+    };
+    let (gain, base) = cal(0);
+    let n = samples.len() / ch;
+    let mut lead0 = Vec::with_capacity(n);
+    let mut others: Vec<(f64, i32, Vec<i32>)> = (1..ch)
+        .map(|c| {
+            let (g, b) = cal(c);
+            (g, b, Vec::with_capacity(n))
+        })
         .collect();
+    for frame in samples.chunks_exact(ch) {
+        let mut it = frame.iter();
+        if let Some(&v) = it.next() {
+            lead0.push((f64::from(v) - f64::from(base)) / gain);
+        }
+        for ((g, b, out), &v) in others.iter_mut().zip(it) {
+            out.push(crate::ecg::micro_volts(v, *b, *g));
+        }
+    }
     Ok(EcgChunk {
         fs: sample_rate_hz,
-        samples,
+        samples: lead0,
+        other_leads_uv: others.into_iter().map(|(_, _, v)| v).collect(),
     })
 }
 
@@ -295,7 +313,7 @@ impl FrameOpen for PlainFrames {
                 position: None,
             });
         }
-        let chunk = lead0(f64::from(rate) / 1000.0, ch, &calibration, &samples)?;
+        let chunk = ecg_chunk(f64::from(rate) / 1000.0, ch, &calibration, &samples)?;
         Ok(Opened {
             serial,
             t,
@@ -664,6 +682,7 @@ where
         sealer: RS,
         checkpoint_every: u64,
     ) -> Result<Self, StreamError> {
+        cfg.check()?;
         Ok(EcgJob {
             pipe: Pipeline::open(
                 EcgOperator::new(cfg),
@@ -747,7 +766,7 @@ mod tests {
 
     #[test]
     fn lead0_applies_the_one_gain_rule() {
-        let mv = |cal: &[(f64, i32)]| match lead0(360.0, 1, cal, &[400, 0]) {
+        let mv = |cal: &[(f64, i32)]| match ecg_chunk(360.0, 1, cal, &[400, 0]) {
             Ok(c) => c.samples,
             Err(e) => panic!("{}", e.reason),
         };

@@ -66,6 +66,7 @@
 
 pub mod checkpoint;
 pub mod ecg;
+mod ecg_strip;
 mod engine;
 pub mod job;
 pub mod log;

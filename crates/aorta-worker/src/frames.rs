@@ -7,7 +7,7 @@ use aorta_enclave::worker::WorkerFrame;
 
 use crate::client::Ready;
 use aorta_stream::ecg::EcgEvent;
-use aorta_stream::job::{FrameOpen, Opened, Position, Refused, lead0, rr_event};
+use aorta_stream::job::{FrameOpen, Opened, Position, Refused, ecg_chunk, rr_event};
 
 /// Opens aorta upload frames inside the attested worker with the released
 /// group keys. Each frame crosses the host↔worker boundary as a protocol
@@ -55,12 +55,13 @@ impl SecureFrames {
 }
 
 /// The engine event of an opened frame: its intervals for an RR frame (the
-/// codec is part of the authenticated header), else its analysed lead.
+/// codec is part of the authenticated header), else its channels.
 fn event(f: &WorkerFrame) -> Result<EcgEvent, Refused> {
     if f.codec == aorta_crypto::codec::CODEC_RR {
         rr_event(f.channels, &f.samples)
     } else {
-        lead0(f.sample_rate_hz, f.channels, &f.calibration, &f.samples).map(EcgEvent::Samples)
+        ecg_chunk(f.sample_rate_hz, f.channels, &f.calibration, &f.samples)
+            .map(EcgEvent::Samples)
     }
 }
 

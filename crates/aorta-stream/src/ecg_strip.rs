@@ -1,0 +1,318 @@
+//! Event strips of the ECG operator: a bounded ring of the last seconds of
+//! every channel of a device, and the strips still waiting for the 5 s that
+//! follow their event (`docs/results-format.md`, "Event strips").
+//!
+//! Sample indices count from the detector's sample 0 (the start of the
+//! current *run*: the samples since the detector last (re)started), so a
+//! strip's times are the beat times' (`origin + round(k · 10⁶ / fs)`).
+//!
+//! Everything here is part of the checkpointed [`crate::ecg::EcgState`]. A
+//! pending strip holds only its event: its samples are cut from the ring
+//! when it completes, so the state grows by the ring alone. The ring is
+//! serialised compactly (the frames' lossless codec, base64).
+//!
+//! Chunk invariance: after each chunk the ring keeps [`RING_HISTORY_US`]
+//! back from the chunk's end. An event found while the next chunk is read
+//! is dated at most the detector's latency (250 ms) plus its own lag (for
+//! AF the 16 beats of evidence, for a pause its length) before that chunk's
+//! start, so while that lag stays under `RING_HISTORY_US − 5.25 s` (24.75 s)
+//! the strip never depends on how the samples were cut into frames. A
+//! strip is complete when the ring reaches 5 s past its event, whatever the
+//! chunk; at the end of a run (a gap, a restart, the end of input) every
+//! pending strip is completed with what the run holds.
+
+use std::collections::VecDeque;
+
+use aorta_signal::rhythm::RhythmEvent;
+use serde::{Deserialize, Serialize};
+
+use crate::Micros;
+use crate::ecg::{EcgResult, EcgStrip, StripLead};
+
+/// Time shown before and after the event, µs.
+pub const STRIP_HALF_US: Micros = 5_000_000;
+/// How far back from the newest sample the ring reaches, µs.
+pub const RING_HISTORY_US: Micros = 30_000_000;
+/// Most samples the ring holds over all channels (the history is shortened
+/// for a device whose `fs · channels · 30 s` exceeds it).
+pub const MAX_RING_SAMPLES: usize = 1 << 20;
+/// Most channels kept (the frame format's own limit).
+pub const MAX_STRIP_CHANNELS: usize = 32;
+/// Most strips granted to events dated within one strip span (10 s) of each
+/// other; a further event in that span gets its rhythm result but no strip.
+pub const MAX_STRIPS_PER_SPAN: usize = 4;
+/// Most granted event times remembered.
+const GRANTED_CAP: usize = 64;
+
+/// The last seconds of every channel, µV, from run sample `first` on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Ring {
+    first: u64,
+    chans: Vec<VecDeque<i32>>,
+}
+
+impl Ring {
+    fn len(&self) -> u64 {
+        self.chans.first().map_or(0, |c| c.len() as u64)
+    }
+    fn end(&self) -> u64 {
+        self.first + self.len()
+    }
+}
+
+/// How a ring is checkpointed: `channels` channels of `len` samples from
+/// `first`, as a block of `aorta_crypto::codec` (lossless), base64.
+#[derive(Serialize, Deserialize)]
+struct RingWire {
+    first: u64,
+    channels: u16,
+    len: u32,
+    codec: String,
+}
+
+impl Serialize for Ring {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine as _;
+        use serde::ser::Error;
+        let n = self.len() as usize;
+        let codec = if n == 0 {
+            String::new()
+        } else {
+            let flat: Vec<Vec<i32>> = self
+                .chans
+                .iter()
+                .map(|c| c.iter().copied().collect())
+                .collect();
+            let refs: Vec<&[i32]> = flat.iter().map(Vec::as_slice).collect();
+            let bytes = aorta_crypto::codec::encode(&refs).map_err(S::Error::custom)?;
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        };
+        RingWire {
+            first: self.first,
+            channels: u16::try_from(self.chans.len()).map_err(S::Error::custom)?,
+            len: u32::try_from(n).map_err(S::Error::custom)?,
+            codec,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Ring {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use base64::Engine as _;
+        use serde::de::Error;
+        let w = RingWire::deserialize(d)?;
+        let ch = usize::from(w.channels);
+        let n = w.len as usize;
+        if ch == 0 || ch > MAX_STRIP_CHANNELS || n > MAX_RING_SAMPLES / ch {
+            return Err(D::Error::custom(format!(
+                "strip ring of {ch} channels × {n} samples is outside the limits"
+            )));
+        }
+        let chans = if n == 0 {
+            vec![VecDeque::new(); ch]
+        } else {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(w.codec.as_bytes())
+                .map_err(D::Error::custom)?;
+            aorta_crypto::codec::decode(&bytes, ch, n)
+                .map_err(D::Error::custom)?
+                .into_iter()
+                .map(VecDeque::from)
+                .collect()
+        };
+        Ok(Ring {
+            first: w.first,
+            chans,
+        })
+    }
+}
+
+/// A strip granted to an event, waiting for the samples after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PendingStrip {
+    /// The event time, µs.
+    t: Micros,
+    /// The event's kind code (as in its result id).
+    code: Micros,
+    event: RhythmEvent,
+}
+
+/// The strip state of one device.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct StripBook {
+    /// The current run's recent samples (`None` without a sample run: before
+    /// any sample, for RR input, after the end of a run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ring: Option<Ring>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pending: Vec<PendingStrip>,
+    /// Times of the latest events granted a strip.
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    granted: VecDeque<Micros>,
+}
+
+/// The run sample index nearest to time `t` (sample `k` is at
+/// `origin + round(k · 10⁶ / fs)`, as beats are).
+fn index_at(origin: Micros, fs: f64, t: Micros) -> i64 {
+    (t.saturating_sub(origin) as f64 * fs / 1e6).round() as i64
+}
+
+/// The result window of the strip of an event at `t` with kind code `code`:
+/// `[t − 5 s, t + 5 s + 1 + code)`, never the window of another result.
+pub(crate) fn strip_window(t: Micros, code: Micros) -> (Micros, Micros) {
+    (
+        t.saturating_sub(STRIP_HALF_US),
+        t.saturating_add(STRIP_HALF_US + 1 + code),
+    )
+}
+
+impl StripBook {
+    /// Appends a chunk that starts at run sample `start`: the analysed lead
+    /// in mV and the other channels in µV. A chunk that does not continue
+    /// the ring (another channel count) ends the run first.
+    pub(crate) fn append(
+        &mut self,
+        start: u64,
+        lead0_mv: &[f64],
+        others_uv: &[Vec<i32>],
+        origin: Micros,
+        fs: f64,
+        out: &mut Vec<(Micros, Micros, EcgResult)>,
+    ) {
+        let ch = (1 + others_uv.len()).min(MAX_STRIP_CHANNELS);
+        if self
+            .ring
+            .as_ref()
+            .is_some_and(|r| r.chans.len() != ch || r.end() != start)
+        {
+            self.close(origin, fs, out);
+        }
+        let ring = self.ring.get_or_insert_with(|| Ring {
+            first: start,
+            chans: vec![VecDeque::new(); ch],
+        });
+        let n = lead0_mv.len();
+        let mut chans = ring.chans.iter_mut();
+        if let Some(c0) = chans.next() {
+            c0.extend(lead0_mv.iter().map(|&v| crate::ecg::mv_to_uv(v)));
+        }
+        for (c, src) in chans.zip(others_uv) {
+            // Each channel as long as the analysed lead: cut, or padded with 0.
+            c.extend(src.iter().copied().chain(std::iter::repeat(0)).take(n));
+        }
+    }
+
+    /// An event was found: grants it a strip unless the device has no
+    /// samples or [`MAX_STRIPS_PER_SPAN`] strips were granted within 10 s
+    /// of it.
+    pub(crate) fn on_event(&mut self, t: Micros, code: Micros, event: RhythmEvent) {
+        if self.ring.is_none() {
+            return;
+        }
+        let span = (2 * STRIP_HALF_US).unsigned_abs();
+        let near = self.granted.iter().filter(|g| g.abs_diff(t) < span).count();
+        if near >= MAX_STRIPS_PER_SPAN {
+            return;
+        }
+        self.granted.push_back(t);
+        let newest = self.granted.iter().copied().max().unwrap_or(t);
+        let horizon = newest.saturating_sub(RING_HISTORY_US + 2 * STRIP_HALF_US);
+        self.granted.retain(|&g| g >= horizon);
+        while self.granted.len() > GRANTED_CAP {
+            self.granted.pop_front();
+        }
+        self.pending.push(PendingStrip { t, code, event });
+    }
+
+    /// Completes the pending strips whose 5 s after the event are in the
+    /// ring, into `out`; then drops what the ring no longer needs.
+    pub(crate) fn complete(
+        &mut self,
+        origin: Micros,
+        fs: f64,
+        out: &mut Vec<(Micros, Micros, EcgResult)>,
+    ) {
+        let Some(ring) = self.ring.as_mut() else {
+            return;
+        };
+        let end = ring.end();
+        let ready = |p: &PendingStrip| {
+            let k1 = index_at(origin, fs, p.t.saturating_add(STRIP_HALF_US));
+            u64::try_from(k1).is_ok_and(|k1| k1 <= end) || k1 < 0
+        };
+        let (done, keep): (Vec<_>, Vec<_>) = self.pending.drain(..).partition(ready);
+        self.pending = keep;
+        for p in done {
+            cut(ring, origin, fs, &p, out);
+        }
+        // Keep RING_HISTORY_US back from the newest sample (fewer samples
+        // for a device with very many channels or a very high rate).
+        let ch = ring.chans.len().max(1);
+        let hist =
+            ((RING_HISTORY_US as f64 * fs / 1e6).ceil() as u64).min((MAX_RING_SAMPLES / ch) as u64);
+        let drop = ring.len().saturating_sub(hist);
+        if drop > 0 {
+            for c in &mut ring.chans {
+                c.drain(..(drop as usize).min(c.len()));
+            }
+            ring.first += drop;
+        }
+    }
+
+    /// The run ends (a gap, a restart, a switch to RR input, the end of
+    /// input): every pending strip is completed with what the ring holds,
+    /// and the ring is dropped.
+    pub(crate) fn close(
+        &mut self,
+        origin: Micros,
+        fs: f64,
+        out: &mut Vec<(Micros, Micros, EcgResult)>,
+    ) {
+        if let Some(ring) = self.ring.take() {
+            for p in self.pending.drain(..) {
+                cut(&ring, origin, fs, &p, out);
+            }
+        }
+        self.pending.clear();
+    }
+}
+
+/// The strip of `p` from what `ring` holds (nothing when it holds none of
+/// the strip's samples).
+fn cut(
+    ring: &Ring,
+    origin: Micros,
+    fs: f64,
+    p: &PendingStrip,
+    out: &mut Vec<(Micros, Micros, EcgResult)>,
+) {
+    let k0 = index_at(origin, fs, p.t.saturating_sub(STRIP_HALF_US)).max(0) as u64;
+    let k1 = index_at(origin, fs, p.t.saturating_add(STRIP_HALF_US)).max(0) as u64;
+    let lo = k0.max(ring.first);
+    let hi = k1.min(ring.end());
+    if hi <= lo {
+        return;
+    }
+    let (a, b) = ((lo - ring.first) as usize, (hi - ring.first) as usize);
+    let leads = ring
+        .chans
+        .iter()
+        .enumerate()
+        .map(|(i, c)| StripLead {
+            channel: i as u16,
+            samples_uv: c.range(a..b).copied().collect(),
+        })
+        .collect();
+    let (s, e) = strip_window(p.t, p.code);
+    out.push((
+        s,
+        e,
+        EcgResult::Strip(EcgStrip {
+            event: p.event,
+            fs,
+            first_sample_us: origin.saturating_add((lo as f64 * 1e6 / fs).round() as Micros),
+            leads,
+        }),
+    ));
+}
