@@ -78,6 +78,7 @@ function renderWard() {
     main.append(el("div", "empty", "Waiting for results…"));
     return;
   }
+  const traces = [], sparks = [];
   for (const t of ward.tiles) {
     const tile = el("div", "tile" + (t.top_priority ? " top-" + t.top_priority : ""));
     tile.dataset.patient = t.patient;
@@ -94,12 +95,62 @@ function renderWard() {
     }
     tile.append(hrv);
     tile.append(el("div", "sig " + t.signal, t.signal_text));
+    if (t.ecg) {
+      const c = el("canvas", "trace"); tile.append(c);
+      tile.append(el("div", "tracelabel", "ECG ch 0 · " + t.ecg.text + " · " + time(t.ecg.first_sample_us)));
+      traces.push([c, t.ecg]);
+    }
+    if (t.hr_recent.length > 1) {
+      const c = el("canvas", "spark"); tile.append(c);
+      sparks.push([c, t.hr_recent]);
+    }
     const al = el("div", "alarms");
     for (const a of t.alarms) al.append(alarmRow(a, true));
     tile.append(al);
     tile.addEventListener("click", () => { location.hash = "#/patient/" + encodeURIComponent(t.patient); });
     main.append(tile);
   }
+  for (const [c, ecg] of traces) drawTrace(c, ecg);
+  for (const [c, hr] of sparks) drawSpark(c, hr);
+}
+
+// A tile's ECG: green on black, as a monitor's waveform (not to paper scale).
+function drawTrace(c, ecg) {
+  const w = c.clientWidth || 260, h = c.clientHeight || 58;
+  const g = setupCanvas(c, w, h);
+  g.fillStyle = "#000"; g.fillRect(0, 0, w, h);
+  const xs = ecg.samples_uv;
+  if (xs.length < 2) return;
+  const sorted = [...xs].sort((a, b) => a - b);
+  const lo = sorted[Math.floor(xs.length * 0.01)], hi = sorted[Math.ceil(xs.length * 0.99) - 1];
+  const span = Math.max(hi - lo, 500);
+  const mid = (hi + lo) / 2;
+  g.strokeStyle = "#00e676"; g.lineWidth = 1.4; g.lineJoin = "round";
+  g.beginPath();
+  xs.forEach((v, i) => {
+    const x = i / (xs.length - 1) * w;
+    const y = h / 2 - (v - mid) / span * (h - 8);
+    if (i === 0) g.moveTo(x, y); else g.lineTo(x, y);
+  });
+  g.stroke();
+}
+
+function drawSpark(c, hr) {
+  const w = c.clientWidth || 260, h = c.clientHeight || 22;
+  const g = setupCanvas(c, w, h);
+  const ys = hr.filter((v) => v !== null && isFinite(v));
+  if (ys.length < 2) return;
+  const lo = Math.min(...ys) - 5, hi = Math.max(...ys) + 5;
+  g.strokeStyle = "#2e8b57"; g.lineWidth = 1.2; g.beginPath();
+  let pen = false;
+  hr.forEach((v, i) => {
+    if (v === null || !isFinite(v)) { pen = false; return; }
+    const x = i / (hr.length - 1) * w, y = h - 2 - (v - lo) / (hi - lo) * (h - 4);
+    if (pen) g.lineTo(x, y); else g.moveTo(x, y);
+    pen = true;
+  });
+  g.stroke();
+  g.fillStyle = "#4a7"; g.font = "10px sans-serif"; g.fillText("HR trend", 2, 10);
 }
 
 function setupCanvas(c, cssW, cssH) {

@@ -231,6 +231,28 @@ pub struct Tile {
     pub top_priority: Option<Priority>,
     /// Results received.
     pub results: u64,
+    /// The latest heart rates (at most [`TILE_HR_POINTS`], oldest first).
+    pub hr_recent: Vec<Option<f64>>,
+    /// The analysed lead of the latest event strip, thinned for the tile.
+    pub ecg: Option<TileEcg>,
+}
+
+/// Heart-rate points a tile carries for its sparkline.
+pub const TILE_HR_POINTS: usize = 90;
+/// Most samples of a tile's ECG trace.
+pub const TILE_ECG_SAMPLES: usize = 720;
+
+/// The ECG a tile shows: the first lead of the latest event strip.
+#[derive(Debug, Clone, Serialize)]
+pub struct TileEcg {
+    /// Sampling rate after thinning, Hz.
+    pub fs: f64,
+    /// Samples, µV.
+    pub samples_uv: Vec<i32>,
+    /// Time of the first sample, µs.
+    pub first_sample_us: i64,
+    /// The event the strip shows.
+    pub text: String,
 }
 
 /// The ward view's data (`GET /api/state`).
@@ -434,6 +456,22 @@ impl Patient {
             alarms,
             top_priority,
             results: self.results,
+            hr_recent: self
+                .hr_trend
+                .iter()
+                .skip(self.hr_trend.len().saturating_sub(TILE_HR_POINTS))
+                .map(|p| p.bpm)
+                .collect(),
+            ecg: self.strips.back().and_then(|s| {
+                let lead = s.strip.leads.first()?;
+                let step = lead.samples_uv.len().div_ceil(TILE_ECG_SAMPLES).max(1);
+                Some(TileEcg {
+                    fs: s.strip.fs / step as f64,
+                    samples_uv: lead.samples_uv.iter().step_by(step).copied().collect(),
+                    first_sample_us: s.strip.first_sample_us,
+                    text: kind_text(&s.strip.event.kind),
+                })
+            }),
         }
     }
 
