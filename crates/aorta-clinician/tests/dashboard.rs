@@ -659,3 +659,36 @@ fn a_non_loopback_address_needs_allow_remote() {
     .unwrap();
     ok.stop();
 }
+
+#[test]
+fn audit_lines_match_the_vector() {
+    use aorta_clinician::dashboard::audit::{AuditLine, AuditLog};
+    use aorta_clinician::dashboard::model::Alarm;
+    let vector = include_str!("../../../docs/vectors/dashboard-audit/ack.jsonl");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let mut log = AuditLog::open(&path, &format!("aorta-clinician-1{}", "a".repeat(64))).unwrap();
+    let alarm = Alarm {
+        id: "DEMO-0002/af/1700000000000000".into(),
+        kind: AlarmKind::Af,
+        priority: Priority::Medium,
+        label: "AFIB",
+        start_us: 1_700_000_000_000_000,
+        end_us: None,
+        acknowledged: false,
+        detail: String::new(),
+        repeats: 0,
+    };
+    log.append(&alarm, 1_700_000_005_000_000).unwrap();
+    log.append(&alarm, 1_700_000_005_000_000).unwrap();
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        written,
+        format!("{vector}{vector}"),
+        "append-only, one line each"
+    );
+    let line: AuditLine = serde_json::from_str(vector.trim()).unwrap();
+    assert_eq!(line.kind, "af");
+    let extra = vector.trim().replace("}", ",\"x\":1}");
+    assert!(serde_json::from_str::<AuditLine>(&extra).is_err());
+}
