@@ -406,6 +406,22 @@ fn the_dashboard_in_chromium_during_a_demo() {
     // 25 mm/s: a 10-s strip is at least 250 mm wide on the canvas.
     assert!(strip["cssWidth"].as_f64().unwrap() >= 250.0 * 96.0 / 25.4 * 0.5);
     if shots {
+        // The AF onset's strip, when it is still in the timeline.
+        let af = b.js(
+            "const li = [...document.querySelectorAll('#patient li.has-strip')]
+                 .filter(l => l.textContent.includes('AF onset')).pop();
+             if (li) { li.click(); return true; } return false;",
+            json!([]),
+        );
+        if af == true {
+            b.wait(
+                "the AF onset's strip",
+                Duration::from_secs(10),
+                "const h = document.querySelector('.stripbox h2');
+                 return h && h.textContent.includes('AF onset')",
+                json!([]),
+            );
+        }
         b.call(
             reqwest::Method::POST,
             "/window/rect",
