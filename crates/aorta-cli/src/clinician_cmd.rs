@@ -129,6 +129,10 @@ fn next_results(
 fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     use aorta_clinician::dashboard::{self, model::Source};
     use std::sync::{Arc, Mutex};
+    // Refused before anything is read or fetched.
+    if !a.listen.ip().is_loopback() && !a.allow_remote {
+        return Err(dashboard::DashboardError::NotLoopback(a.listen).into());
+    }
     let pinned =
         aorta_base::hex::decode_array::<32>(a.broker_key.trim(), aorta_base::hex::Case::Lower)
             .map_err(|e| anyhow::anyhow!("--broker-key: {e}"))?;
