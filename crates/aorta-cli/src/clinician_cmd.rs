@@ -74,6 +74,11 @@ pub struct ServeArgs {
     /// identity, `IDENTITY.dashboard-audit.jsonl`).
     #[arg(long)]
     audit: Option<PathBuf>,
+    /// Exit when stdin reaches end-of-file (for a parent process such as
+    /// `aorta demo --dashboard`: the dashboard ends with it, even when it
+    /// is killed outright).
+    #[arg(long, hide = true)]
+    stop_on_stdin_eof: bool,
 }
 
 pub fn run(cmd: ClinicianCmd) -> anyhow::Result<ExitCode> {
@@ -159,6 +164,12 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     )?;
     // Nothing to flush: every acknowledgement is fsynced as it happens.
     crate::signals::shut_down_on_signals()?;
+    if a.stop_on_stdin_eof {
+        std::thread::spawn(|| {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            std::process::exit(0);
+        });
+    }
     eprintln!(
         "aorta clinician dashboard for `{}` on http://{} (acknowledgements audited to {}); open the URL below (it holds this run's access token); Ctrl-C stops",
         a.subscriber,

@@ -493,3 +493,67 @@ fn the_dashboard_in_chromium_during_a_demo() {
         log.lock().unwrap()
     );
 }
+
+/// A demo killed outright (SIGKILL: no cleanup runs) does not leave its
+/// dashboard behind: the dashboard reads end-of-file on the stdin the demo
+/// held and exits.
+#[test]
+fn the_dashboard_ends_with_a_killed_demo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let mut demo = Run::new([
+        "demo",
+        "--dashboard",
+        "--dashboard-listen",
+        "127.0.0.1:0",
+        "--devices",
+        "1",
+        "--duration",
+        "300",
+        "--speed",
+        "1",
+        "--sample",
+    ])
+    .arg("--dir")
+    .arg(&dir)
+    .spawn(Stdio::piped());
+    let stderr = demo.take_stderr();
+    let (tx, lines) = channel::<String>();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let t = Instant::now();
+    let addr = loop {
+        let l = lines
+            .recv_timeout(Duration::from_secs(60).saturating_sub(t.elapsed()))
+            .expect("the demo printed no dashboard URL");
+        if let Some(r) = l.trim().strip_prefix("clinician dashboard: http://") {
+            break r.split('/').next().unwrap().to_owned();
+        }
+    };
+    assert!(std::net::TcpStream::connect(&addr).is_ok(), "dashboard up");
+    demo.kill9();
+    let t = Instant::now();
+    while std::net::TcpStream::connect(&addr).is_ok() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the dashboard outlived the killed demo"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The demo's server and worker are not tied to it that way (yet):
+    // stop the ones this test started, found by its own work directory.
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmd).contains(dir.to_str().unwrap()) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}

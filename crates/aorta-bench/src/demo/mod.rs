@@ -142,7 +142,9 @@ fn start_dashboard(
     stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<Dashboard> {
     use std::io::BufRead;
-    let (mut proc, _lines) = procs::spawn(
+    // Tied to this process by its stdin: if the demo is killed outright,
+    // the dashboard reads end-of-file and exits rather than lingering.
+    let (mut proc, _lines) = procs::spawn_tied(
         &cfg.exe,
         "dashboard",
         &[
@@ -161,6 +163,7 @@ fn start_dashboard(
             "--allow-sim",
             "--listen",
             &listen.to_string(),
+            "--stop-on-stdin-eof",
         ],
         &work.join("dashboard.log"),
     )?;
