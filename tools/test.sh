@@ -14,6 +14,12 @@ if ! ls /usr/lib/softhsm/libsofthsm2.so /usr/lib/*/softhsm/libsofthsm2.so >/dev/
   apt_needed+=(softhsm2)
 fi
 # --- end issue 3 ---
+# --- issue 12 (clinician dashboard): headless Chromium and its WebDriver for
+# crates/aorta-cli/tests/dashboard_browser.rs (it says SKIPPED without them) ---
+if ! { [ -x /usr/bin/chromium ] && { [ -x /usr/bin/chromedriver ] || [ -x /usr/lib/chromium/chromedriver ]; }; }; then
+  apt_needed+=(chromium chromium-driver)
+fi
+# --- end issue 12 ---
 if [ "${#apt_needed[@]}" -gt 0 ]; then
   log "installing ${apt_needed[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -30,6 +30,55 @@ pub enum ClinicianCmd {
         #[arg(long)]
         auth: bool,
     },
+    /// Serve the live web dashboard on this machine: fetch, verify and open
+    /// the results sealed to SUBSCRIBER with the identity (the key never
+    /// leaves this machine), follow new ones, and show the ward, each
+    /// patient's trends, events and ECG strips, and alarms to acknowledge
+    /// (audited). Prints the URL to open (it carries a per-run access
+    /// token). docs/dashboard.md.
+    Serve(ServeArgs),
+}
+
+/// `aorta clinician serve` arguments.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// The clinician's identity file.
+    #[arg(long)]
+    identity: PathBuf,
+    /// Server base URL.
+    #[arg(long, default_value = "https://127.0.0.1:7443")]
+    server: String,
+    /// The server's certificate to trust.
+    #[arg(long)]
+    ca: PathBuf,
+    /// The key broker's certifying public key (64 hex digits): only results
+    /// signed by workers it certified are shown.
+    #[arg(long)]
+    broker_key: String,
+    /// Subscriber id the results are sealed to (as in the broker policy).
+    #[arg(long)]
+    subscriber: String,
+    /// Accept results of `sim` workers (development only: NOT
+    /// hardware-protected).
+    #[arg(long)]
+    allow_sim: bool,
+    /// Address the dashboard listens on (loopback unless --allow-remote;
+    /// port 0: a free one).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Allow a non-loopback --listen: anyone who reaches it and holds the
+    /// URL's token sees the patients, over plain HTTP.
+    #[arg(long)]
+    allow_remote: bool,
+    /// The append-only audit file of acknowledgements (default: next to the
+    /// identity, `IDENTITY.dashboard-audit.jsonl`).
+    #[arg(long)]
+    audit: Option<PathBuf>,
+    /// Exit when stdin reaches end-of-file (for a parent process such as
+    /// `aorta demo --dashboard`: the dashboard ends with it, even when it
+    /// is killed outright).
+    #[arg(long, hide = true)]
+    stop_on_stdin_eof: bool,
 }
 
 pub fn run(cmd: ClinicianCmd) -> anyhow::Result<ExitCode> {
@@ -63,6 +112,101 @@ pub fn run(cmd: ClinicianCmd) -> anyhow::Result<ExitCode> {
                 outln!("{}", id.public());
             }
             Ok(ExitCode::SUCCESS)
+        }
+        ClinicianCmd::Serve(a) => serve(a),
+    }
+}
+
+/// How often the dashboard asks the server for new results.
+const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The next results: waits up to [`POLL_INTERVAL`] when there are none.
+fn next_results(
+    reader: &mut aorta_worker::clinician::ResultReader,
+) -> Result<Vec<aorta_worker::clinician::OpenedResult>, aorta_worker::WorkerError> {
+    let results = reader.poll()?;
+    if results.is_empty() {
+        std::thread::sleep(POLL_INTERVAL);
+    }
+    Ok(results)
+}
+
+fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
+    use aorta_clinician::dashboard::{self, model::Source};
+    use std::sync::{Arc, Mutex};
+    // Refused before anything is read or fetched.
+    if !a.listen.ip().is_loopback() && !a.allow_remote {
+        return Err(dashboard::DashboardError::NotLoopback(a.listen).into());
+    }
+    let pinned =
+        aorta_base::hex::decode_array::<32>(a.broker_key.trim(), aorta_base::hex::Case::Lower)
+            .map_err(|e| anyhow::anyhow!("--broker-key: {e}"))?;
+    let id = read_identity(&a.identity)?;
+    let clinician = id.public().to_string();
+    let srv = aorta_worker::server::Server::new(&a.server, &a.ca, None)?;
+    let mut reader =
+        aorta_worker::clinician::ResultReader::new(srv, id, &a.subscriber, None, *pinned)?
+            .allow_simulation(a.allow_sim);
+    let ward = Arc::new(Mutex::new(dashboard::model::Ward::new()));
+    let audit = a
+        .audit
+        .clone()
+        .unwrap_or_else(|| dashboard::default_audit_path(&a.identity));
+    let running = dashboard::start(
+        dashboard::Config {
+            listen: a.listen,
+            allow_remote: a.allow_remote,
+            audit: audit.clone(),
+            clinician,
+            limits: dashboard::Limits::default(),
+        },
+        ward.clone(),
+    )?;
+    // Nothing to flush: every acknowledgement is fsynced as it happens.
+    crate::signals::shut_down_on_signals()?;
+    if a.stop_on_stdin_eof {
+        std::thread::spawn(|| {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            std::process::exit(0);
+        });
+    }
+    eprintln!(
+        "aorta clinician dashboard for `{}` on http://{} (acknowledgements audited to {}); open the URL below (it holds this run's access token); Ctrl-C stops",
+        a.subscriber,
+        running.addr(),
+        audit.display()
+    );
+    outln!("{}", running.url());
+    let mut last_ok = None;
+    loop {
+        let got = next_results(&mut reader);
+        let now = aorta_base::time::now_us();
+        let mut w = ward
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut source = Source {
+            refused: reader.refused(),
+            withheld: reader.withheld(),
+            certificate_refusals: reader.certificate_refusals().to_vec(),
+            last_poll_us: last_ok,
+            error: None,
+        };
+        let failed = match got {
+            Ok(results) => {
+                w.feed(&results, now);
+                last_ok = Some(now);
+                source.last_poll_us = last_ok;
+                false
+            }
+            Err(e) => {
+                source.error = Some(e.to_string());
+                true
+            }
+        };
+        w.set_source(source);
+        drop(w);
+        if failed {
+            std::thread::sleep(POLL_INTERVAL);
         }
     }
 }

@@ -67,6 +67,14 @@ pub struct DemoArgs {
     /// commands that run each part, and exit (to run the pieces yourself).
     #[arg(long, requires = "dir")]
     setup_only: bool,
+    /// Also start the clinician's web dashboard (`aorta clinician serve`
+    /// with the demo's clinician identity) and print its URL; it keeps
+    /// serving after the summary until Ctrl-C (docs/dashboard.md).
+    #[arg(long, conflicts_with = "setup_only")]
+    dashboard: bool,
+    /// Where the dashboard listens (loopback; port 0: a free one).
+    #[arg(long, default_value = "127.0.0.1:8080", requires = "dashboard")]
+    dashboard_listen: std::net::SocketAddr,
 }
 
 /// Where `aorta demo` looks for MIT-BIH without `--db`, from a directory.
@@ -129,13 +137,24 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
             })
             .collect(),
         watch_stop: crate::stop_on_signals,
+        dashboard: a.dashboard.then_some(a.dashboard_listen),
     };
     match aorta_bench::demo::run(&cfg, &|s| eprintln!("{s}"))? {
         DemoOutcome::SetupOnly { dir, commands, .. } => {
             print_setup(&dir, &commands);
             Ok(ExitCode::SUCCESS)
         }
-        DemoOutcome::Ran(r) => finish(&r, a.json),
+        DemoOutcome::Ran(r, dashboard) => {
+            let code = finish(&r, a.json)?;
+            if let Some(d) = dashboard {
+                eprintln!(
+                    "the clinician dashboard keeps serving what it received at {} (the demo's server has stopped); Ctrl-C to end",
+                    d.url()
+                );
+                d.serve_until_stopped();
+            }
+            Ok(code)
+        }
     }
 }
 

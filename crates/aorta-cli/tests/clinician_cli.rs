@@ -79,3 +79,28 @@ fn keygen_public_and_refusals() {
     let o = aorta(&["clinician", "public", "--identity", "/nonexistent/x"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// `clinician serve` refuses a non-loopback address without
+/// `--allow-remote`, before reading anything (the identity here does not
+/// even exist).
+#[test]
+fn serve_refuses_a_non_loopback_listen() {
+    let o = aorta(&[
+        "clinician",
+        "serve",
+        "--identity",
+        "/nonexistent/clinician.key",
+        "--ca",
+        "/nonexistent/cert.pem",
+        "--broker-key",
+        &"00".repeat(32),
+        "--subscriber",
+        "s",
+        "--listen",
+        "0.0.0.0:0",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "a usage error: {err}");
+    assert!(err.contains("not a loopback address"), "{err}");
+    assert!(o.stdout.is_empty());
+}

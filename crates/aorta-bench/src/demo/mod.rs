@@ -11,7 +11,10 @@
 //!    `aorta device run`) replay MIT-BIH records as live, sealed streams,
 //!    with `aorta_device::source::record::RecordReplay`.
 //! 5. **Clinician**: fetches the results sealed to it and opens them, live
-//!    (drawn on stderr).
+//!    (drawn on stderr); with [`DemoConfig::dashboard`], also
+//!    `aorta clinician serve` (the web dashboard) as a child process with
+//!    the demo's clinician identity, serving until the user stops it
+//!    ([`Dashboard::serve_until_stopped`]).
 //!
 //! Then it returns a [`DemoReport`] (`devices`, `samples`, `frames`,
 //! `events`, `samples_per_s`, `latency_ms` {`p50`, `p99`}, …).
@@ -88,6 +91,102 @@ pub struct DemoConfig {
     /// Called as the devices start with the flag that stops them early
     /// (the CLI raises it on SIGINT and SIGTERM).
     pub watch_stop: fn(&Arc<AtomicBool>) -> anyhow::Result<()>,
+    /// Also run the clinician's web dashboard, listening here.
+    pub dashboard: Option<std::net::SocketAddr>,
+}
+
+/// The clinician's web dashboard (`aorta clinician serve`) started beside
+/// the demo; dropping it stops it (and removes the demo's temporary
+/// directory, kept while it serves).
+pub struct Dashboard {
+    proc: Proc,
+    url: String,
+    stop: Arc<AtomicBool>,
+    tmp: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for Dashboard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL holds the access token: not printed by Debug.
+        f.write_str("Dashboard { .. }")
+    }
+}
+
+impl Dashboard {
+    /// The URL to open (it holds the run's access token).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Keeps serving until SIGINT/SIGTERM (the demo's stop flag) or until
+    /// the dashboard exits; then stops it. True when it was still running.
+    pub fn serve_until_stopped(mut self) -> bool {
+        while !self.stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(Some(_)) = self.proc.child.try_wait() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        self.proc.stop();
+        drop(self.tmp.take());
+        true
+    }
+}
+
+/// Starts `aorta clinician serve` for the demo's clinician; its URL.
+fn start_dashboard(
+    cfg: &DemoConfig,
+    listen: std::net::SocketAddr,
+    work: &Path,
+    cloud: &Cloud,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<Dashboard> {
+    use std::io::BufRead;
+    // Tied to this process by its stdin: if the demo is killed outright,
+    // the dashboard reads end-of-file and exits rather than lingering.
+    let (mut proc, _lines) = procs::spawn_tied(
+        &cfg.exe,
+        "dashboard",
+        &[
+            "clinician",
+            "serve",
+            "--identity",
+            work.join("clinician.key").to_str().context("path")?,
+            "--server",
+            &cloud.url,
+            "--ca",
+            cloud.cert.to_str().context("path")?,
+            "--broker-key",
+            &aorta_base::hex::encode(&cloud.broker_key),
+            "--subscriber",
+            SUBSCRIBER,
+            "--allow-sim",
+            "--listen",
+            &listen.to_string(),
+            "--stop-on-stdin-eof",
+        ],
+        &work.join("dashboard.log"),
+    )?;
+    // Its one stdout line is the URL (with the token: never logged).
+    let stdout = proc.child.stdout.take().context("no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(30))
+        .ok()
+        .map(|l| l.trim().to_owned())
+        .filter(|l| l.starts_with("http://"))
+        .context("the dashboard did not start (see dashboard.log)")?;
+    Ok(Dashboard {
+        proc,
+        url,
+        stop: stop.clone(),
+        tmp: None,
+    })
 }
 
 /// How `aorta demo` ended.
@@ -103,8 +202,8 @@ pub enum DemoOutcome {
         /// terminal (`ADDR`, `BROKER_ADDR`: what `aorta server` prints).
         commands: Vec<String>,
     },
-    /// The demo ran.
-    Ran(Box<DemoReport>),
+    /// The demo ran (and its dashboard, when asked for, still serves).
+    Ran(Box<DemoReport>, Option<Dashboard>),
 }
 
 /// The demo's summary (its `--json` output) and what went wrong.
@@ -204,17 +303,27 @@ pub fn run(cfg: &DemoConfig, say: &dyn Fn(&str)) -> anyhow::Result<DemoOutcome> 
     let result = run_in(cfg, &work, say);
     // A temporary directory is removed only after a clean run; otherwise
     // its logs are what explains the failure.
-    let clean =
-        matches!(&result, Ok(DemoOutcome::Ran(r)) if r.ok() || r.interrupted && r.failed.is_none());
+    let clean = matches!(&result, Ok(DemoOutcome::Ran(r, _)) if r.ok() || r.interrupted && r.failed.is_none());
+    let mut result = result;
+    // A dashboard still serving keeps the temporary directory (its
+    // identity's audit file) until it stops.
+    let tmp = match (&mut result, tmp) {
+        (Ok(DemoOutcome::Ran(_, Some(d))), Some(t)) if clean => {
+            d.tmp = Some(t);
+            None
+        }
+        (_, t) => t,
+    };
     let kept = match tmp {
         Some(t) if !clean => Some(t.keep()),
         Some(_) => None,
+        None if cfg.dir.is_none() => None,
         None => Some(work.clone()),
     };
     match result {
-        Ok(DemoOutcome::Ran(mut r)) => {
+        Ok(DemoOutcome::Ran(mut r, d)) => {
             r.kept_dir = kept;
-            Ok(DemoOutcome::Ran(r))
+            Ok(DemoOutcome::Ran(r, d))
         }
         Ok(o) => Ok(o),
         Err(e) => Err(match kept {
@@ -257,9 +366,9 @@ fn run_in(cfg: &DemoConfig, work: &Path, say: &dyn Fn(&str)) -> anyhow::Result<D
     say(
         "  WARNING: the worker attests with the `sim` backend — NOT hardware-protected (no TEE on this machine)",
     );
-    let mut report = stream(cfg, &work, &recs, st, say)?;
+    let (mut report, dashboard) = stream(cfg, &work, &recs, st, say)?;
     report.sample_data = sample;
-    Ok(DemoOutcome::Ran(Box::new(report)))
+    Ok(DemoOutcome::Ran(Box::new(report), dashboard))
 }
 
 /// The cloud's processes.
@@ -331,7 +440,7 @@ fn stream(
     recs: &[PathBuf],
     st: setup::Setup,
     say: &dyn Fn(&str),
-) -> anyhow::Result<DemoReport> {
+) -> anyhow::Result<(DemoReport, Option<Dashboard>)> {
     let mut cloud = Cloud::start(&cfg.exe, work, say)?;
     let start_us = {
         let now = aorta_base::time::now_us();
@@ -339,6 +448,17 @@ fn stream(
     };
     let stop = Arc::new(AtomicBool::new(false));
     (cfg.watch_stop)(&stop)?;
+    let dashboard = match cfg.dashboard {
+        Some(listen) => {
+            let d = start_dashboard(cfg, listen, work, &cloud, &stop)?;
+            say(&format!(
+                "  clinician dashboard: {} (audit: clinician.key.dashboard-audit.jsonl)",
+                d.url()
+            ));
+            Some(d)
+        }
+        None => None,
+    };
     let t0 = Instant::now();
     let mut fleet = fleet::Fleet::start(cfg, work, recs, &st.serials, &cloud, start_us, &stop)?;
     // The clinician, live.
@@ -382,7 +502,9 @@ fn stream(
     };
     // A worker stopped by the terminal's SIGINT with the demo exits 0 too.
     report.worker_clean = interrupted || wstatus.is_none_or(|s| s.success());
-    Ok(report)
+    // After a signal the dashboard stops with the rest (dropped).
+    let dashboard = dashboard.filter(|_| !interrupted);
+    Ok((report, dashboard))
 }
 
 /// Polls the server's counters until the worker has opened (or refused)

@@ -58,9 +58,30 @@ pub(crate) fn spawn(
     args: &[&str],
     log: &Path,
 ) -> anyhow::Result<(Proc, Receiver<String>)> {
+    spawn_with(exe, name, args, log, Stdio::null())
+}
+
+/// [`spawn`] with a pipe on its stdin, whose write end the [`Proc`] holds:
+/// when this process ends, however it ends, the child reads end-of-file.
+pub(crate) fn spawn_tied(
+    exe: &Path,
+    name: &'static str,
+    args: &[&str],
+    log: &Path,
+) -> anyhow::Result<(Proc, Receiver<String>)> {
+    spawn_with(exe, name, args, log, Stdio::piped())
+}
+
+fn spawn_with(
+    exe: &Path,
+    name: &'static str,
+    args: &[&str],
+    log: &Path,
+    stdin: Stdio,
+) -> anyhow::Result<(Proc, Receiver<String>)> {
     let mut child = Command::new(exe)
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

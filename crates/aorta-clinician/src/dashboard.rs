@@ -1,1 +1,0 @@
-//! The clinician's live web dashboard.
