@@ -117,18 +117,18 @@ pub fn run(cmd: ClinicianCmd) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// How often the dashboard asks the server for new results.
-const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long one read waits at the server for a new result (long-poll,
+/// `docs/server-api.md`): results reach the dashboard as soon as they are
+/// stored, and an idle ward costs one request per wait.
+const RESULTS_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+/// How long the loop pauses after a failed read before it tries again.
+const RETRY_AFTER_ERROR: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The next results: waits up to [`POLL_INTERVAL`] when there are none.
+/// The next results, long-polling the server for up to [`RESULTS_WAIT`].
 fn next_results(
     reader: &mut aorta_worker::clinician::ResultReader,
 ) -> Result<Vec<aorta_worker::clinician::OpenedResult>, aorta_worker::WorkerError> {
-    let results = reader.poll()?;
-    if results.is_empty() {
-        std::thread::sleep(POLL_INTERVAL);
-    }
-    Ok(results)
+    reader.poll_wait(RESULTS_WAIT)
 }
 
 fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -206,7 +206,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         w.set_source(source);
         drop(w);
         if failed {
-            std::thread::sleep(POLL_INTERVAL);
+            std::thread::sleep(RETRY_AFTER_ERROR);
         }
     }
 }
