@@ -61,14 +61,18 @@ fn a_window_the_beats_do_not_cover_is_partial() {
     let (_, first) = &hrv[0];
     assert_eq!(first["partial"], Value::Bool(true), "{first}");
     assert!(first["coverage"].as_f64().unwrap() < 0.02, "{first}");
-    for k in ["mean_nn", "sdnn", "rmssd", "pnn50", "lf", "hf", "lf_hf", "sd1", "sd2"] {
+    for k in [
+        "mean_nn", "sdnn", "rmssd", "pnn50", "lf", "hf", "lf_hf", "sd1", "sd2",
+    ] {
         assert!(first[k].is_null(), "{k} from 5 s of beats: {first}");
     }
     // The next window is whole: every value, coverage near 1.
     let (_, whole) = &hrv[1];
     assert_eq!(whole["partial"], Value::Bool(false), "{whole}");
     assert!(whole["coverage"].as_f64().unwrap() > 0.98, "{whole}");
-    for k in ["mean_nn", "sdnn", "rmssd", "pnn50", "lf", "hf", "lf_hf", "sd1", "sd2"] {
+    for k in [
+        "mean_nn", "sdnn", "rmssd", "pnn50", "lf", "hf", "lf_hf", "sd1", "sd2",
+    ] {
         assert!(whole[k].as_f64().unwrap() > 0.0, "{k}: {whole}");
     }
 }
