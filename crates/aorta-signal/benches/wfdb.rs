@@ -13,6 +13,7 @@
     missing_docs,
     clippy::unwrap_used,
     clippy::expect_used,
+    clippy::indexing_slicing,
     reason = "bench harness: a failure is the report, and criterion's macros generate undocumented items"
 )]
 
@@ -58,7 +59,9 @@ fn bench(c: &mut Criterion) {
     )
     .unwrap();
     let rec16 = tmp.path().join("100");
-    let len16 = std::fs::metadata(rec16.with_extension("dat")).unwrap().len();
+    let len16 = std::fs::metadata(rec16.with_extension("dat"))
+        .unwrap()
+        .len();
 
     let mut g = c.benchmark_group("wfdb");
     g.throughput(Throughput::Bytes(dat.len() as u64));

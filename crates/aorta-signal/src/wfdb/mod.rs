@@ -549,7 +549,12 @@ fn read_signals(
         let nframes = usize::try_from(frames).map_err(|_| sig_err(SignalError::TooLarge))?;
         let spf: Vec<usize> = members
             .iter()
-            .map(|&i| header.signals.get(i).map_or(1, |s| s.samples_per_frame as usize))
+            .map(|&i| {
+                header
+                    .signals
+                    .get(i)
+                    .map_or(1, |s| s.samples_per_frame as usize)
+            })
             .collect();
         let one_per_frame = spf.iter().all(|&k| k == 1);
         let mut cols: Vec<Vec<i32>> = members
@@ -572,7 +577,9 @@ fn read_signals(
                 }
                 a.resize(nframes, 0);
                 b.resize(nframes, 0);
-                let frames_of = whole.chunks_exact(width).zip(a.iter_mut().zip(b.iter_mut()));
+                let frames_of = whole
+                    .chunks_exact(width)
+                    .zip(a.iter_mut().zip(b.iter_mut()));
                 if width == 4 {
                     for (f, (x, y)) in frames_of {
                         let [b0, b1, b2, b3] = signal::pad::<4>(f);
@@ -918,7 +925,13 @@ mod tests {
         // and even, so packed formats end in partial groups): the fused
         // two-signal paths and the generic ones give the written samples.
         let d = tmp("layouts");
-        for format in [Format::F212, Format::F16, Format::F310, Format::F311, Format::F80] {
+        for format in [
+            Format::F212,
+            Format::F16,
+            Format::F310,
+            Format::F311,
+            Format::F80,
+        ] {
             for spf in [vec![1], vec![1, 1], vec![1, 1, 1], vec![2, 1], vec![1, 3]] {
                 for frames in [0usize, 1, 2, 5, 8] {
                     let (lo, hi) = format.range();
@@ -941,7 +954,11 @@ mod tests {
                     let mut hea = format!("r {} 100 {frames}\n", spf.len());
                     for &m in &spf {
                         let fmt = format.code();
-                        let x = if m > 1 { format!("x{m}") } else { String::new() };
+                        let x = if m > 1 {
+                            format!("x{m}")
+                        } else {
+                            String::new()
+                        };
                         hea.push_str(&format!("r.dat {fmt}{x} 200 12 0\n"));
                     }
                     std::fs::write(d.join("r.hea"), hea).unwrap();
