@@ -77,6 +77,9 @@ fn bench(c: &mut Criterion) {
             (r.physical(0).unwrap(), r.physical(1).unwrap())
         })
     });
+    g.bench_function("physical-only/212", |b| {
+        b.iter(|| (rec.physical(0).unwrap(), rec.physical(1).unwrap()))
+    });
     g.throughput(Throughput::Bytes(dat16.len() as u64));
     g.bench_function("decode/16", |b| {
         b.iter(|| decode(Format::F16, black_box(&dat16), flat.len()).unwrap())
