@@ -25,7 +25,10 @@ pub enum Spectral {
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("input").required(true).args(["rr", "record"])))]
 pub struct HrvArgs {
-    /// File with one RR interval in milliseconds per line (blank lines and `#` comments ignored).
+    /// RR text file, the format `aorta device run --rr` reads: one interval in
+    /// ms per line, or `time_s,rr_ms` lines (time of the beat ending the
+    /// interval; a time gap breaks the series); `;` or tab may separate the
+    /// fields; a header line, blank lines and `#` comments are skipped.
     #[arg(long, value_name = "FILE")]
     pub rr: Option<PathBuf>,
     /// WFDB record (DIR/NAME, DIR/NAME.hea or DIR/NAME.dat): detect beats on

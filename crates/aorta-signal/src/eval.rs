@@ -528,14 +528,14 @@ pub fn check_beat_annotations(db: &Path, names: &[String]) -> Result<(), EvalErr
 
 /// Runs `f` on every record; a record that fails is kept as a
 /// [`RecordFailure`] and the batch goes on.
-fn each_record<T>(
+fn each_record<T: Send>(
     names: &[String],
-    f: impl Fn(&str) -> Result<T, WfdbError>,
+    f: impl Fn(&str) -> Result<T, WfdbError> + Sync,
 ) -> (Vec<T>, Vec<RecordFailure>) {
     let mut rows = Vec::with_capacity(names.len());
     let mut failures = Vec::new();
-    for name in names {
-        match f(name) {
+    for (name, r) in names.iter().zip(parallel_map(names, |n| f(n))) {
+        match r {
             Ok(r) => rows.push(r),
             Err(error) => failures.push(RecordFailure {
                 record: name.clone(),
@@ -544,6 +544,53 @@ fn each_record<T>(
         }
     }
     (rows, failures)
+}
+
+/// `items.iter().map(f).collect()`, run on as many threads as the process
+/// may use (`std::thread::available_parallelism`, which follows CPU
+/// affinity and cgroup quotas), each thread taking the next unclaimed item;
+/// the results come back in the order of `items` whatever the threads'
+/// timing, so reports are deterministic. One item per thread is in flight.
+/// A panic in `f` is re-raised on the caller's thread.
+pub fn parallel_map<I: Sync, T: Send>(items: &[I], f: impl Fn(&I) -> T + Sync) -> Vec<T> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(items.len());
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let mut slots: Vec<Option<T>> = std::iter::repeat_with(|| None).take(items.len()).collect();
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        done.push((i, f(item)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        for w in workers {
+            match w.join() {
+                Ok(done) => {
+                    for (i, v) in done {
+                        if let Some(slot) = slots.get_mut(i) {
+                            *slot = Some(v);
+                        }
+                    }
+                }
+                Err(payload) => std::panic::resume_unwind(payload),
+            }
+        }
+    });
+    // Every index below items.len() was claimed by exactly one thread.
+    slots.into_iter().flatten().collect()
 }
 
 /// Beat-detection counts with sensitivity and positive predictivity
@@ -738,8 +785,7 @@ pub fn score_af_with(
             path: reference.clone(),
             source,
         })?;
-        let mut rows = Vec::new();
-        let mut failures = Vec::new();
+        let mut listed = Vec::new();
         for (lno, line) in text
             .lines()
             .enumerate()
@@ -754,7 +800,13 @@ pub fn score_af_with(
             if !records.is_empty() && !records.iter().any(|r| r == name) {
                 continue;
             }
-            match classify_af_recording(db, name, cfg) {
+            listed.push((name, label));
+        }
+        let decided = parallel_map(&listed, |(name, _)| classify_af_recording(db, name, cfg));
+        let mut rows = Vec::new();
+        let mut failures = Vec::new();
+        for ((name, label), r) in listed.into_iter().zip(decided) {
+            match r {
                 Ok(af) => {
                     total.add(label == "A", af);
                     rows.push(AfRecordingRow {
@@ -795,6 +847,22 @@ pub fn score_af_with(
 #[cfg(test)]
 mod report_tests {
     use super::*;
+
+    #[test]
+    fn parallel_map_keeps_the_input_order() {
+        // Items of very different cost finish out of order on the threads.
+        let items: Vec<u64> = (0..64).map(|i| (i * 7919) % 97).collect();
+        let got = parallel_map(&items, |&k| {
+            let mut x = k;
+            for _ in 0..k * 2000 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            }
+            (k, x)
+        });
+        let want: Vec<u64> = items.clone();
+        assert_eq!(got.iter().map(|p| p.0).collect::<Vec<_>>(), want);
+        assert!(parallel_map(&Vec::<u8>::new(), |&b| b).is_empty());
+    }
 
     #[test]
     fn rpeak_report_json_keys_in_order() {

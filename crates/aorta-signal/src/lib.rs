@@ -9,7 +9,8 @@
 //!   bounded report latency.
 //! - [`eval`]: ANSI/AAMI EC57 beat-by-beat scoring and AF-detector scoring,
 //!   per record and over a database (typed reports and their text tables,
-//!   as `aorta eval` prints them).
+//!   as `aorta eval` prints them); records are scored in parallel on scoped
+//!   threads ([`eval::parallel_map`]), reported in list order.
 //! - [`rhythm`]: real-time AF episodes, brady-/tachycardia and pauses from beat times.
 //! - [`hrv`]: heart-rate variability per the 1996 Task Force standard (NN
 //!   series with artefact handling; time, frequency and non-linear metrics in

@@ -36,7 +36,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 
-use aorta_signal::hrv::{ArtefactRule, HrvEngine, HrvOptions, NnSeries};
+use aorta_signal::hrv::{ArtefactRule, HrvEngine, HrvOptions, NnSeries, WindowCoverage};
 use aorta_signal::rhythm::{RhythmConfig, RhythmEvent, RhythmEventKind, RhythmMonitor};
 use aorta_signal::rpeak::{Beat, Detector};
 use serde::{Deserialize, Serialize};
@@ -146,6 +146,17 @@ pub struct HrvSummary {
     /// Poincaré SD2, ms.
     #[serde(deserialize_with = "nan_if_null")]
     pub sd2: f64,
+    /// Fraction of the window spanned by beat intervals inside it (0..=1;
+    /// intervals across a gap or a segment break do not count). `None`
+    /// (absent) in results written before coverage was recorded.
+    #[serde(default)]
+    pub coverage: Option<f64>,
+    /// The window's beats cover less than
+    /// [`aorta_signal::hrv::MIN_COVERAGE`] of it: not a full-length result.
+    /// Each metric is also withheld (NaN) when the window holds less NN time
+    /// than it needs ([`aorta_signal::hrv::HrvReport::withhold_short`]).
+    #[serde(default)]
+    pub partial: bool,
 }
 
 /// Deserializes a number, or `null` (how JSON writes NaN) as NaN, so results
@@ -505,12 +516,15 @@ impl EcgOperator {
 
     fn hrv_summary(&self, beats: &[Micros], breaks: &VecDeque<Micros>) -> HrvSummary {
         let nan = f64::NAN;
-        let rr: Vec<f64> = intervals(beats, breaks)
-            .iter()
-            .map(|d| *d as f64 / 1000.0)
-            .collect();
-        let report = NnSeries::from_rr(&rr, &ArtefactRule::default())
-            .and_then(|nn| self.hrv.borrow_mut().report(&nn, &HrvOptions::default()));
+        let iv = intervals(beats, breaks);
+        let covered_s = iv.iter().sum::<Micros>() as f64 / 1e6;
+        let cov = WindowCoverage::new(covered_s, self.cfg.hrv_window as f64 / 1e6);
+        let rr: Vec<f64> = iv.iter().map(|d| *d as f64 / 1000.0).collect();
+        let report = NnSeries::from_rr(&rr, &ArtefactRule::default()).and_then(|nn| {
+            self.hrv
+                .borrow_mut()
+                .report_checked(&nn, &HrvOptions::default())
+        });
         match report {
             Ok(r) => HrvSummary {
                 n_nn: r.n_nn,
@@ -523,6 +537,8 @@ impl EcgOperator {
                 lf_hf: r.freq.lf_hf,
                 sd1: r.nonlinear.sd1,
                 sd2: r.nonlinear.sd2,
+                coverage: Some(cov.coverage),
+                partial: cov.partial,
             },
             Err(_) => HrvSummary {
                 n_nn: 0,
@@ -535,6 +551,8 @@ impl EcgOperator {
                 lf_hf: nan,
                 sd1: nan,
                 sd2: nan,
+                coverage: Some(cov.coverage),
+                partial: cov.partial,
             },
         }
     }
@@ -717,7 +735,10 @@ mod tests {
         }
         let json = r#"{"type":"hrv","n_nn":0,"mean_nn":null,"sdnn":null,"rmssd":null,"pnn50":null,"lf":null,"hf":null,"lf_hf":null,"sd1":null,"sd2":7.5}"#;
         match serde_json::from_str::<EcgResult>(json).unwrap() {
-            EcgResult::Hrv(h) => assert!(h.sdnn.is_nan() && h.sd2 == 7.5),
+            // Written before coverage was recorded: read as unknown, not partial.
+            EcgResult::Hrv(h) => {
+                assert!(h.sdnn.is_nan() && h.sd2 == 7.5 && h.coverage.is_none() && !h.partial)
+            }
             other => panic!("{other:?}"),
         }
     }

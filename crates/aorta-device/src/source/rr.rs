@@ -11,6 +11,7 @@ use std::path::Path;
 
 use aorta_crypto::frame::{self, ChannelCalibration, MAX_RR_US, MIN_RR_US};
 use aorta_signal::hrv::parse_rr_lines;
+use aorta_signal::hrv::rrtext::GAP_TOLERANCE_MS;
 
 use crate::DeviceError;
 use crate::agent::{FrameSource, SourceFrame};
@@ -44,8 +45,9 @@ fn in_range(rr_us: i64) -> Option<i32> {
 
 /// Segments of RR text in aorta's one RR text format
 /// ([`aorta_signal::hrv::rrtext`]: `RR_MS` or `TIME_S,RR_MS` lines). With
-/// times, a beat whose time differs by more than 50 ms from the previous
-/// beat plus its interval starts a new segment; without times, intervals are
+/// times, a beat whose time differs by more than [`GAP_TOLERANCE_MS`] (50 ms)
+/// from the previous beat plus its interval starts a new segment (the rule
+/// `aorta hrv --rr` uses too); without times, intervals are
 /// consecutive from time 0. Intervals outside 200 ms..5 s end the segment
 /// and are left out.
 pub fn rr_segments(text: impl AsRef<[u8]>) -> Result<(Vec<Segment>, RrStats), DeviceError> {
@@ -66,7 +68,7 @@ pub fn rr_segments(text: impl AsRef<[u8]>) -> Result<(Vec<Segment>, RrStats), De
         let start_us = end_us - rr_us;
         let contiguous = cur
             .as_ref()
-            .is_some_and(|_| (start_us - clock).abs() <= 50_000);
+            .is_some_and(|_| (start_us - clock).abs() as f64 <= GAP_TOLERANCE_MS * 1000.0);
         let kept = in_range(rr_us);
         match kept {
             None => {

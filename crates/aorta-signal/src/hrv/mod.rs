@@ -74,6 +74,7 @@
 //! windows over whole-day series.
 
 mod freq;
+mod minimum;
 mod nn;
 pub mod nonlinear;
 mod record;
@@ -82,6 +83,10 @@ mod text;
 pub mod time;
 
 pub use freq::{FrequencyDomain, HF_BAND, LF_BAND, RESAMPLE_HZ, SpectralMethod, VLF_BAND};
+pub use minimum::{
+    MIN_COVERAGE, MIN_NN_S_BEAT, MIN_NN_S_HF, MIN_NN_S_LF, MIN_NN_S_SPREAD, MIN_NN_S_VLF,
+    WindowCoverage,
+};
 pub use nn::{
     ArtefactRule, BeatWindow, LocalMedian, MAX_INTERVAL_MS, MAX_SPAN_S, NnSeries,
     SUCCESSIVE_TOLERANCE_MS, windows_from_beats,
@@ -91,7 +96,7 @@ pub use record::{
     MIN_WINDOW_S, RecordHrvError, RecordHrvReport, WindowHrv, WindowResult, record_hrv,
     record_hrv_with,
 };
-pub use rrtext::{RrLine, RrParseError, parse_rr_lines, parse_rr_text};
+pub use rrtext::{RrLine, RrParseError, parse_rr_lines, parse_rr_series, parse_rr_text};
 pub use text::{RrFileError, record_table, report_table, rr_file_hrv};
 pub use time::TimeDomain;
 
@@ -183,6 +188,9 @@ pub struct HrvReport {
     pub n_rr: usize,
     /// NN intervals used.
     pub n_nn: usize,
+    /// Seconds of NN: the sum of the NN intervals used (what the per-metric
+    /// minima of [`HrvReport::withhold_short`] are measured against).
+    pub nn_s: f64,
     /// Time-domain and geometric metrics.
     #[serde(flatten)]
     pub time: TimeDomain,
@@ -241,15 +249,33 @@ impl HrvEngine {
         Ok(nonlinear::nonlinear_with(nn, &mut self.nonlinear))
     }
 
-    /// The full report.
+    /// The full report, every metric the series defines (as NeuroKit2
+    /// computes them, however short the series; see
+    /// [`HrvEngine::report_checked`]).
     pub fn report(&mut self, nn: &NnSeries, opts: &HrvOptions) -> Result<HrvReport, HrvError> {
         Ok(HrvReport {
             n_rr: nn.n_rr(),
             n_nn: nn.len(),
+            nn_s: nn.nn_ms().iter().sum::<f64>() / 1000.0,
             time: self.time_domain(nn)?,
             freq: self.frequency_domain(nn, opts.spectral)?,
             nonlinear: self.nonlinear(nn)?,
         })
+    }
+}
+
+impl HrvEngine {
+    /// [`HrvEngine::report`] with the metrics the series is too short for
+    /// withheld ([`HrvReport::withhold_short`]): what `aorta hrv` and the
+    /// pipeline report.
+    pub fn report_checked(
+        &mut self,
+        nn: &NnSeries,
+        opts: &HrvOptions,
+    ) -> Result<HrvReport, HrvError> {
+        let mut r = self.report(nn, opts)?;
+        r.withhold_short();
+        Ok(r)
     }
 }
 

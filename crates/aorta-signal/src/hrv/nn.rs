@@ -198,7 +198,47 @@ impl NnSeries {
         }
         check_times(&t)?;
         let candidate = vec![true; rr_ms.len()];
-        Ok(Self::assemble(rr_ms, &t, &candidate, rule))
+        Ok(Self::assemble(rr_ms, &t, &candidate, None, rule))
+    }
+
+    /// NN series from RR intervals (ms) with the time (s) of each interval's
+    /// closing beat, as in `TIME_S,RR_MS` RR text ([`super::rrtext`]), after
+    /// `rule`. Interval `i` continues interval `i − 1` only when its opening
+    /// beat, `t[i] − rr[i]/1000`, is within `tolerance_ms` of `t[i − 1]`;
+    /// otherwise a gap (lost beats, a strap taken off) separates them and no
+    /// successive difference is taken across it.
+    pub fn from_timed_rr(
+        rr_ms: &[f64],
+        t_s: &[f64],
+        tolerance_ms: f64,
+        rule: &ArtefactRule,
+    ) -> Result<Self, HrvError> {
+        if rr_ms.len() != t_s.len() {
+            return Err(HrvError::LengthMismatch {
+                intervals: rr_ms.len(),
+                times: t_s.len(),
+            });
+        }
+        for (i, &v) in rr_ms.iter().enumerate() {
+            check_interval(i, v)?;
+        }
+        check_times(t_s)?;
+        let mut contiguous = Vec::with_capacity(rr_ms.len());
+        contiguous.push(false);
+        for (w, &r) in t_s.windows(2).zip(rr_ms.iter().skip(1)) {
+            if let [a, b] = w {
+                contiguous.push(((b - a) * 1000.0 - r).abs() <= tolerance_ms);
+            }
+        }
+        contiguous.truncate(rr_ms.len());
+        let candidate = vec![true; rr_ms.len()];
+        Ok(Self::assemble(
+            rr_ms,
+            t_s,
+            &candidate,
+            Some(&contiguous),
+            rule,
+        ))
     }
 
     /// NN series from beat positions (sample indices at `fs` Hz), e.g. the
@@ -246,19 +286,27 @@ impl NnSeries {
             });
         }
         check_times(&t)?;
-        Ok(Self::assemble(&rr, &t, &candidate, rule))
+        Ok(Self::assemble(&rr, &t, &candidate, None, rule))
     }
 
-    fn assemble(rr: &[f64], t: &[f64], candidate: &[bool], rule: &ArtefactRule) -> Self {
+    /// `contiguous[i]`: interval `i` starts where `i − 1` ends (default: all).
+    fn assemble(
+        rr: &[f64],
+        t: &[f64],
+        candidate: &[bool],
+        contiguous: Option<&[bool]>,
+        rule: &ArtefactRule,
+    ) -> Self {
         let keep = rule.keep(rr, candidate);
         let kept = keep.iter().filter(|&&k| k).count();
         let mut nn_ms = Vec::with_capacity(kept);
         let mut t_s = Vec::with_capacity(kept);
         let mut successive = Vec::with_capacity(kept);
         let mut prev_kept = false;
-        for ((&r, &ti), &k) in rr.iter().zip(t).zip(&keep) {
+        for (i, ((&r, &ti), &k)) in rr.iter().zip(t).zip(&keep).enumerate() {
+            let joined = contiguous.is_none_or(|c| c.get(i).copied().unwrap_or(false));
             if k {
-                successive.push(prev_kept && !nn_ms.is_empty());
+                successive.push(prev_kept && joined && !nn_ms.is_empty());
                 nn_ms.push(r);
                 t_s.push(ti);
             }
@@ -466,6 +514,29 @@ mod tests {
         assert!(matches!(
             windows_from_beats(&[5, 1], 100.0, None, 10.0, &ArtefactRule::none()),
             Err(HrvError::BeatsNotIncreasing { .. })
+        ));
+    }
+
+    #[test]
+    fn timed_rr_breaks_at_time_gaps() {
+        // 1.0, 1.8, then a 10 s gap, then 10.8: the third interval starts
+        // at 10.0, not at 1.8.
+        let s = NnSeries::from_timed_rr(
+            &[800.0, 800.0, 800.0, 800.0],
+            &[1.0, 1.8, 10.0, 10.8],
+            50.0,
+            &ArtefactRule::none(),
+        )
+        .unwrap();
+        assert_eq!(s.successive(), &[false, true, false, true]);
+        assert_eq!(s.t_s(), &[1.0, 1.8, 10.0, 10.8]);
+        assert!(matches!(
+            NnSeries::from_timed_rr(&[800.0], &[1.0, 2.0], 50.0, &ArtefactRule::none()),
+            Err(HrvError::LengthMismatch { .. })
+        ));
+        assert!(matches!(
+            NnSeries::from_timed_rr(&[800.0, 800.0], &[2.0, 1.0], 50.0, &ArtefactRule::none()),
+            Err(HrvError::TimeNotIncreasing { .. })
         ));
     }
 

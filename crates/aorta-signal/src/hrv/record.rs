@@ -6,7 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{ArtefactRule, HrvEngine, HrvError, HrvOptions, HrvReport, windows_from_beats};
+use super::{
+    ArtefactRule, HrvEngine, HrvError, HrvOptions, HrvReport, WindowCoverage, windows_from_beats,
+};
 use crate::rpeak::DetectorConfigError;
 use crate::wfdb::{ReadOptions, Record, WfdbError};
 
@@ -66,7 +68,12 @@ pub struct WindowHrv {
     pub start_s: f64,
     /// Window end (s).
     pub end_s: f64,
-    /// Its HRV, or why it has none.
+    /// How much of the window its beats cover (JSON keys `coverage`,
+    /// `partial`): a partial window is not a full-length result.
+    #[serde(flatten)]
+    pub coverage: WindowCoverage,
+    /// Its HRV (metrics the window is too short for withheld, see
+    /// [`HrvReport::withhold_short`]), or why it has none.
     #[serde(flatten)]
     pub result: WindowResult,
 }
@@ -127,7 +134,8 @@ pub fn record_hrv_with(
         .map(|w| WindowHrv {
             start_s: w.start_s,
             end_s: w.end_s,
-            result: match engine.report(&w.nn, opts) {
+            coverage: WindowCoverage::new(covered_s(&beats, fs, w.start_s, w.end_s), window_s),
+            result: match engine.report_checked(&w.nn, opts) {
                 Ok(r) => WindowResult::Hrv(r),
                 Err(e) => WindowResult::Error(e),
             },
@@ -142,6 +150,17 @@ pub fn record_hrv_with(
     })
 }
 
+/// Seconds between the first and the last beat of `[start_s, end_s)`: the
+/// time the window's beat intervals span.
+fn covered_s(beats: &[u64], fs: f64, start_s: f64, end_s: f64) -> f64 {
+    let a = beats.partition_point(|&b| (b as f64 / fs) < start_s);
+    let b = beats.partition_point(|&b| (b as f64 / fs) < end_s);
+    match (beats.get(a), b.checked_sub(1).and_then(|i| beats.get(i))) {
+        (Some(&first), Some(&last)) if b > a => last.saturating_sub(first) as f64 / fs,
+        _ => 0.0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,11 +170,12 @@ mod tests {
         let w = WindowHrv {
             start_s: 0.0,
             end_s: 300.0,
+            coverage: WindowCoverage::new(1.5, 300.0),
             result: WindowResult::Error(HrvError::TooFewIntervals { needed: 3, got: 1 }),
         };
         assert_eq!(
             serde_json::to_string(&w).unwrap(),
-            r#"{"start_s":0.0,"end_s":300.0,"error":"too few NN intervals: need at least 3, got 1"}"#
+            r#"{"start_s":0.0,"end_s":300.0,"coverage":0.005,"partial":true,"error":"too few NN intervals: need at least 3, got 1"}"#
         );
         let rr: Vec<f64> = (0..300)
             .map(|i| 800.0 + 40.0 * (f64::from(i) * 0.7).sin())
@@ -167,13 +187,25 @@ mod tests {
         let w = WindowHrv {
             start_s: 0.0,
             end_s: 300.0,
+            coverage: WindowCoverage::new(240.0, 300.0),
             result: WindowResult::Hrv(r),
         };
         let text = serde_json::to_string(&w).unwrap();
         assert!(
-            text.starts_with(r#"{"start_s":0.0,"end_s":300.0,"hrv":{"n_rr":300,"#),
+            text.starts_with(
+                r#"{"start_s":0.0,"end_s":300.0,"coverage":0.8,"partial":true,"hrv":{"n_rr":300,"#
+            ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn covered_seconds_are_the_beats_span_inside_the_window() {
+        let beats: Vec<u64> = (0..20).map(|i| 100 + i * 100).collect(); // 1..=20 s at 100 Hz
+        assert_eq!(covered_s(&beats, 100.0, 0.0, 10.0), 8.0); // 1..=9 s
+        assert_eq!(covered_s(&beats, 100.0, 10.0, 20.0), 9.0); // 10..=19 s
+        assert_eq!(covered_s(&beats, 100.0, 20.0, 30.0), 0.0); // one beat
+        assert_eq!(covered_s(&beats, 100.0, 30.0, 40.0), 0.0);
     }
 
     #[test]

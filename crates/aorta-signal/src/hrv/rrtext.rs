@@ -15,6 +15,12 @@
 //! outside the physiological range is its own rule (it cuts its stream
 //! there), so the line reader leaves them in.
 
+/// With a time column, an interval whose opening beat (`TIME_S − RR_MS/1000`)
+/// is more than this many milliseconds from the previous line's `TIME_S`
+/// follows a gap: `aorta device run --rr` starts a new segment there and
+/// `aorta hrv --rr` takes no successive difference across it.
+pub const GAP_TOLERANCE_MS: f64 = 50.0;
+
 /// The largest magnitude of a value on a line (ms or s): beyond it, a value
 /// is an error rather than an interval to judge.
 pub const MAX_ABS_VALUE: f64 = 1e9;
@@ -144,19 +150,31 @@ pub fn parse_rr_lines(bytes: &[u8]) -> Result<Vec<RrLine>, RrParseError> {
 
 /// Parses RR text into its intervals (ms), each in (0, [`super::MAX_INTERVAL_MS`]].
 pub fn parse_rr_text(bytes: &[u8]) -> Result<Vec<f64>, RrParseError> {
-    parse_rr_lines(bytes)?
-        .into_iter()
-        .map(|l| {
-            if l.rr_ms > 0.0 && l.rr_ms <= super::MAX_INTERVAL_MS {
-                Ok(l.rr_ms)
-            } else {
-                Err(RrParseError::OutOfRange {
-                    line: l.line,
-                    value: l.rr_ms,
-                })
-            }
-        })
-        .collect()
+    Ok(parse_rr_series(bytes)?.0)
+}
+
+/// Parses RR text into its intervals (ms, each in (0,
+/// [`super::MAX_INTERVAL_MS`]]) and, when the file has a time column, the
+/// time (s) of each interval's closing beat.
+pub fn parse_rr_series(bytes: &[u8]) -> Result<(Vec<f64>, Option<Vec<f64>>), RrParseError> {
+    let lines = parse_rr_lines(bytes)?;
+    let mut rr = Vec::with_capacity(lines.len());
+    let mut times = Vec::with_capacity(lines.len());
+    for l in &lines {
+        if !(l.rr_ms > 0.0 && l.rr_ms <= super::MAX_INTERVAL_MS) {
+            return Err(RrParseError::OutOfRange {
+                line: l.line,
+                value: l.rr_ms,
+            });
+        }
+        rr.push(l.rr_ms);
+        if let Some(t) = l.time_s {
+            times.push(t);
+        }
+    }
+    // All lines have the same shape (parse_rr_lines' rule).
+    let timed = !lines.is_empty() && times.len() == rr.len();
+    Ok((rr, timed.then_some(times)))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::{
     ArtefactRule, HrvEngine, HrvError, HrvOptions, HrvReport, NnSeries, RecordHrvReport,
-    RrParseError, SpectralMethod, WindowResult, parse_rr_text,
+    RrParseError, SpectralMethod, WindowResult, parse_rr_series, rrtext::GAP_TOLERANCE_MS,
 };
 
 /// Why an RR file's HRV could not be computed; the message names the file.
@@ -40,8 +40,11 @@ pub enum RrFileError {
     },
 }
 
-/// Reads an RR text file (`aorta_signal::hrv::rrtext`), filters it with
-/// `rule` and reports its HRV.
+/// Reads an RR text file (`aorta_signal::hrv::rrtext`: `RR_MS` or
+/// `TIME_S,RR_MS` lines, the format `aorta device run --rr` reads; with
+/// times, a time gap breaks the series as [`NnSeries::from_timed_rr`]
+/// says), filters it with `rule` and reports its HRV, the metrics it is too
+/// short for withheld ([`HrvReport::withhold_short`]).
 pub fn rr_file_hrv(
     path: &Path,
     rule: &ArtefactRule,
@@ -52,7 +55,7 @@ pub fn rr_file_hrv(
         path: path_buf(),
         source,
     })?;
-    let rr = parse_rr_text(&bytes).map_err(|source| RrFileError::Parse {
+    let (rr, times) = parse_rr_series(&bytes).map_err(|source| RrFileError::Parse {
         path: path_buf(),
         source,
     })?;
@@ -60,8 +63,12 @@ pub fn rr_file_hrv(
         path: path_buf(),
         source,
     };
-    let nn = NnSeries::from_rr(&rr, rule).map_err(hrv)?;
-    HrvEngine::new().report(&nn, opts).map_err(hrv)
+    let nn = match times {
+        Some(t) => NnSeries::from_timed_rr(&rr, &t, GAP_TOLERANCE_MS, rule),
+        None => NnSeries::from_rr(&rr, rule),
+    }
+    .map_err(hrv)?;
+    HrvEngine::new().report_checked(&nn, opts).map_err(hrv)
 }
 
 /// The report as a table: one metric a line with its unit, by family.
@@ -142,25 +149,45 @@ pub fn record_table(report: &RecordHrvReport) -> String {
     );
     for w in &report.windows {
         let (s, e) = (w.start_s, w.end_s);
+        let v = |x: f64, prec: usize, width: usize| {
+            if x.is_finite() {
+                format!("{x:>width$.prec$}")
+            } else {
+                format!("{:>width$}", "-")
+            }
+        };
         // Writing to a String cannot fail.
         let _ = match &w.result {
-            WindowResult::Hrv(r) => writeln!(
+            WindowResult::Hrv(r) => write!(
                 out,
-                "{:>7.0} {:>7.0} {:>5} {:>7.1} {:>7.1} {:>7.1} {:>9.1} {:>9.1} {:>6.2} {:>6.1} {:>6.2}",
+                "{:>7.0} {:>7.0} {:>5} {} {} {} {} {} {} {} {}",
                 s,
                 e,
                 r.n_nn,
-                r.time.mean_hr,
-                r.time.sdnn,
-                r.time.rmssd,
-                r.freq.lf,
-                r.freq.hf,
-                r.freq.lf_hf,
-                r.nonlinear.sd1,
-                r.nonlinear.sampen
+                v(r.time.mean_hr, 1, 7),
+                v(r.time.sdnn, 1, 7),
+                v(r.time.rmssd, 1, 7),
+                v(r.freq.lf, 1, 9),
+                v(r.freq.hf, 1, 9),
+                v(r.freq.lf_hf, 2, 6),
+                v(r.nonlinear.sd1, 1, 6),
+                v(r.nonlinear.sampen, 2, 6)
             ),
-            WindowResult::Error(msg) => writeln!(out, "{s:>7.0} {e:>7.0}  {msg}"),
+            WindowResult::Error(msg) => write!(out, "{s:>7.0} {e:>7.0}  {msg}"),
         };
+        if w.coverage.partial {
+            let _ = write!(
+                out,
+                "  partial: beats cover {:.0} % of the window",
+                w.coverage.coverage * 100.0
+            );
+        }
+        out.push('\n');
+    }
+    if report.windows.iter().any(|w| w.coverage.partial) {
+        out.push_str(
+            "partial windows are not full-length results; \"-\": too little NN time for the metric (docs/hrv.md)\n",
+        );
     }
     out
 }
@@ -206,6 +233,7 @@ mod tests {
         let mut want = vec![
             "n_rr",
             "n_nn",
+            "nn_s",
             "mean_nn",
             "sdnn",
             "rmssd",
