@@ -84,6 +84,8 @@ fn hrv(p: &str, t: i64) -> OpenedResult {
             lf_hf: 1.6,
             sd1: 20.0,
             sd2: 60.0,
+            coverage: Some(1.0),
+            partial: false,
         }),
     }
 }

@@ -500,7 +500,12 @@ impl Patient {
                     end: r.end,
                     hrv: *h,
                 };
-                if self.hrv.is_none_or(|x| x.end <= p.end) {
+                // The tile shows the latest full window: a partial one (the
+                // stream's first or last minutes, docs/hrv.md) only while
+                // there is no full one.
+                let newer = self.hrv.is_none_or(|x| x.end <= p.end);
+                let full_or_only = !h.partial || self.hrv.is_none_or(|x| x.hrv.partial);
+                if newer && full_or_only {
                     self.hrv = Some(p);
                 }
                 push_bounded(&mut self.hrv_windows, p, MAX_HRV_WINDOWS);

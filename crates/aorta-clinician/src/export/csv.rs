@@ -6,7 +6,8 @@
 //! (`start_us`, `end_us`) for programs. Numbers use `.` as the decimal
 //! separator and no thousands separator; a value the result does not carry,
 //! or NaN, is an empty cell. A strip is summarised (event, rate, channels,
-//! samples per channel), never its samples; a `beats` row carries the beat
+//! samples per channel), never its samples; an HRV row carries its window's
+//! coverage and whether it is partial (`hrv_coverage`, `hrv_partial`); a `beats` row carries the beat
 //! count (the beat times are in the WFDB export). A field holding a comma,
 //! quote or line break is quoted, quotes doubled.
 
@@ -16,9 +17,9 @@ use aorta_worker::clinician::OpenedResult;
 use super::{event_name, iso_ms, pause_duration};
 
 /// The header row (`docs/cli.md` describes each column).
-pub const HEADER: &str = "patient,type,start,end,start_us,end_us,bpm,beats,n_nn,mean_nn_ms,sdnn_ms,rmssd_ms,pnn50_pct,lf_ms2,hf_ms2,lf_hf,sd1_ms,sd2_ms,event,pause_s,strip_fs_hz,strip_channels,strip_samples,first_missing_sequence,missing_frames";
+pub const HEADER: &str = "patient,type,start,end,start_us,end_us,bpm,beats,n_nn,mean_nn_ms,sdnn_ms,rmssd_ms,pnn50_pct,lf_ms2,hf_ms2,lf_hf,sd1_ms,sd2_ms,event,pause_s,strip_fs_hz,strip_channels,strip_samples,first_missing_sequence,missing_frames,hrv_coverage,hrv_partial";
 
-const COLUMNS: usize = 25;
+const COLUMNS: usize = 27;
 
 fn quote(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
@@ -66,6 +67,12 @@ pub fn row(r: &OpenedResult) -> String {
             .enumerate()
             {
                 set(9 + i, num(v));
+            }
+            // Coverage and the partial flag: empty where the result predates
+            // them (docs/hrv.md, "Minimum data per metric").
+            if let Some(cov) = h.coverage {
+                set(25, num(cov));
+                set(26, h.partial.to_string());
             }
             "hrv"
         }
@@ -178,6 +185,8 @@ mod tests {
                     lf_hf: 2.0,
                     sd1: nan,
                     sd2: 55.0,
+                    coverage: Some(0.5),
+                    partial: true,
                 }),
             ),
             OpenedResult {
@@ -220,6 +229,7 @@ mod tests {
         assert_eq!(hrv[10], "41.25");
         assert_eq!(hrv[16], "", "NaN is an empty cell");
         assert_eq!(hrv[17], "55");
+        assert_eq!((hrv[25].as_str(), hrv[26].as_str()), ("0.5", "true"));
         let gap = cells(lines[3]);
         assert_eq!((gap[23].as_str(), gap[24].as_str()), ("7", "3"));
         assert!(lines[3].starts_with("\"odd,\"\"serial\"\"\","));

@@ -284,14 +284,24 @@ fn observations(ctx: &Ctx, r: &OpenedResult) -> Result<Vec<(String, Value)>, Exp
                 );
                 set(&mut obs, "effectivePeriod", period(r.start, r.end)?);
                 quantity_or_absent(&mut obs, v, unit, unit_display);
-                set(
-                    &mut obs,
-                    "component",
-                    json!([{
-                        "code": {"coding": [aorta("nn-count", "NN intervals used")]},
-                        "valueInteger": h.n_nn,
-                    }]),
-                );
+                let mut components = vec![json!({
+                    "code": {"coding": [aorta("nn-count", "NN intervals used")]},
+                    "valueInteger": h.n_nn,
+                })];
+                // How much of the window the beats cover, and whether that is
+                // too little for a full result (docs/hrv.md); absent from
+                // results written before coverage was recorded.
+                if let Some(cov) = h.coverage.and_then(decimal) {
+                    components.push(json!({
+                        "code": {"coding": [aorta("window-coverage", "Fraction of the window covered by NN intervals")]},
+                        "valueQuantity": {"value": cov, "unit": "1", "system": "http://unitsofmeasure.org", "code": "1"},
+                    }));
+                    components.push(json!({
+                        "code": {"coding": [aorta("partial-window", "Window too short for a full HRV result")]},
+                        "valueBoolean": h.partial,
+                    }));
+                }
+                set(&mut obs, "component", Value::Array(components));
                 out.push((id, obs));
             }
         }
