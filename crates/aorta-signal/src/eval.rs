@@ -360,16 +360,7 @@ pub fn evaluate_af_record_with(
 ) -> Result<AfRecordEval, WfdbError> {
     let rec = Record::read_with(db.join(name), read)?;
     let fs = rec.fs();
-    let (times, duration) = detect_beat_times(&rec, 0).map_err(|e| WfdbError::Signal {
-        path: db.join(name),
-        error: crate::wfdb::SignalError::Inconsistent(e),
-    })?;
-    let mut mon = crate::rhythm::RhythmMonitor::new(*cfg);
-    let mut events = Vec::new();
-    for &t in &times {
-        mon.push_beat(t, &mut events);
-    }
-    mon.finish(duration, &mut events);
+    let (events, duration) = record_rhythm_events(&rec, db, name, cfg)?;
     let episodes = crate::rhythm::af_episodes(&events);
     // Reference AFIB intervals from rhythm-change annotations.
     let anns = read_annotations(db.join(format!("{name}.atr")))?;
@@ -405,6 +396,37 @@ pub fn evaluate_af_record_with(
         segments: c,
         episodes,
     })
+}
+
+/// The rhythm events of a record's first lead (R peaks detected, then the
+/// [`crate::rhythm::RhythmMonitor`] with `cfg`) and the record's duration,
+/// seconds.
+pub fn rhythm_events(
+    db: &Path,
+    name: &str,
+    cfg: &crate::rhythm::RhythmConfig,
+) -> Result<(Vec<crate::rhythm::RhythmEvent>, f64), WfdbError> {
+    let rec = Record::read_with(db.join(name), ReadOptions::default())?;
+    record_rhythm_events(&rec, db, name, cfg)
+}
+
+fn record_rhythm_events(
+    rec: &Record,
+    db: &Path,
+    name: &str,
+    cfg: &crate::rhythm::RhythmConfig,
+) -> Result<(Vec<crate::rhythm::RhythmEvent>, f64), WfdbError> {
+    let (times, duration) = detect_beat_times(rec, 0).map_err(|e| WfdbError::Signal {
+        path: db.join(name),
+        error: crate::wfdb::SignalError::Inconsistent(e),
+    })?;
+    let mut mon = crate::rhythm::RhythmMonitor::new(*cfg);
+    let mut events = Vec::new();
+    for &t in &times {
+        mon.push_beat(t, &mut events);
+    }
+    mon.finish(duration, &mut events);
+    Ok((events, duration))
 }
 
 /// Classifies one short recording (e.g. a PhysioNet/CinC 2017 strip) as AF or

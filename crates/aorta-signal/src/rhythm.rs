@@ -33,7 +33,11 @@
 //! # Rate and pauses
 //!
 //! Bradycardia and tachycardia episodes use the mean heart rate of the last
-//! 8 intervals (defaults < 50 bpm and > 120 bpm, monitor-alarm levels); a
+//! 8 intervals (defaults < 50 bpm and > 120 bpm, monitor-alarm levels), with
+//! hysteresis and an alarm delay so that a rate hovering at a limit does not
+//! flicker: a tachycardia ends only below 110 bpm, a bradycardia only above
+//! 55 bpm, and either state changes only after the new state has held for
+//! 10 s (dated back to the beat where it began to hold); a
 //! pause (asystole) is an interval ≥ 3 s, reported by [`RhythmMonitor::tick`]
 //! as soon as 3 s pass without a beat, not only when the next beat arrives.
 
@@ -99,6 +103,26 @@ pub struct RhythmConfig {
     pub rate_beats: usize,
     /// Pause (asystole) at or above this interval, seconds.
     pub pause_s: f64,
+    /// Hysteresis of the rate limits, bpm: a tachycardia ends only below
+    /// `tachy_bpm − rate_hysteresis_bpm`, a bradycardia only above
+    /// `brady_bpm + rate_hysteresis_bpm / 2`.
+    #[serde(default = "default_rate_hysteresis_bpm")]
+    pub rate_hysteresis_bpm: f64,
+    /// A brady-/tachycardia starts or ends only when the new state has held
+    /// this long, seconds (the alarm delay of bedside monitors); the event
+    /// is dated at the beat where it began to hold.
+    #[serde(default = "default_rate_hold_s")]
+    pub rate_hold_s: f64,
+}
+
+/// Checkpoints written before the rate hysteresis read as the defaults.
+fn default_rate_hysteresis_bpm() -> f64 {
+    RhythmConfig::default().rate_hysteresis_bpm
+}
+
+/// Checkpoints written before the rate hold read as the default.
+fn default_rate_hold_s() -> f64 {
+    RhythmConfig::default().rate_hold_s
 }
 
 impl Default for RhythmConfig {
@@ -114,6 +138,8 @@ impl Default for RhythmConfig {
             tachy_bpm: 120.0,
             rate_beats: 8,
             pause_s: 3.0,
+            rate_hysteresis_bpm: 10.0,
+            rate_hold_s: 10.0,
         }
     }
 }
@@ -208,6 +234,12 @@ pub struct RhythmMonitor {
     in_af: bool,
     brady: bool,
     tachy: bool,
+    /// Since when the rate has wanted the other brady / tachy state (the
+    /// start of the run that may change it), seconds.
+    #[serde(default)]
+    brady_pending: Option<f64>,
+    #[serde(default)]
+    tachy_pending: Option<f64>,
     pause_reported: bool,
 }
 
@@ -223,6 +255,8 @@ impl RhythmMonitor {
             in_af: false,
             brady: false,
             tachy: false,
+            brady_pending: None,
+            tachy_pending: None,
             pause_reported: false,
         }
     }
@@ -284,25 +318,36 @@ impl RhythmMonitor {
         }
         let mean_rr = self.rr.iter().rev().take(k).sum::<f64>() / k as f64;
         let bpm = 60.0 / mean_rr;
-        let brady = bpm < self.cfg.brady_bpm;
-        let tachy = bpm > self.cfg.tachy_bpm;
-        if brady != self.brady {
+        let c = self.cfg;
+        let hyst = c.rate_hysteresis_bpm.max(0.0);
+        let brady = if self.brady {
+            bpm < c.brady_bpm + hyst / 2.0
+        } else {
+            bpm < c.brady_bpm
+        };
+        let tachy = if self.tachy {
+            bpm > c.tachy_bpm - hyst
+        } else {
+            bpm > c.tachy_bpm
+        };
+        let hold = c.rate_hold_s.max(0.0);
+        if let Some(time_s) = held(brady != self.brady, &mut self.brady_pending, t_s, hold) {
             self.brady = brady;
             let kind = if brady {
                 RhythmEventKind::BradyOnset
             } else {
                 RhythmEventKind::BradyOffset
             };
-            out.push(RhythmEvent { time_s: t_s, kind });
+            out.push(RhythmEvent { time_s, kind });
         }
-        if tachy != self.tachy {
+        if let Some(time_s) = held(tachy != self.tachy, &mut self.tachy_pending, t_s, hold) {
             self.tachy = tachy;
             let kind = if tachy {
                 RhythmEventKind::TachyOnset
             } else {
                 RhythmEventKind::TachyOffset
             };
-            out.push(RhythmEvent { time_s: t_s, kind });
+            out.push(RhythmEvent { time_s, kind });
         }
     }
 
@@ -345,6 +390,8 @@ impl RhythmMonitor {
     /// Closes open episodes at the end of the stream (time `end_s`).
     pub fn finish(&mut self, end_s: f64, out: &mut Vec<RhythmEvent>) {
         self.tick(end_s, out);
+        self.brady_pending = None;
+        self.tachy_pending = None;
         if self.in_af {
             self.in_af = false;
             out.push(RhythmEvent {
@@ -366,6 +413,23 @@ impl RhythmMonitor {
                 kind: RhythmEventKind::TachyOffset,
             });
         }
+    }
+}
+
+/// Whether a wanted change of state has held `hold` seconds at beat `t_s`:
+/// `Some(time it began)` when it has (the run is then over), `None` while it
+/// is still young or when no change is wanted (which ends the run).
+fn held(wants_change: bool, pending: &mut Option<f64>, t_s: f64, hold: f64) -> Option<f64> {
+    if !wants_change {
+        *pending = None;
+        return None;
+    }
+    let since = *pending.get_or_insert(t_s);
+    if t_s - since >= hold {
+        *pending = None;
+        Some(since)
+    } else {
+        None
     }
 }
 
@@ -472,7 +536,7 @@ mod tests {
     fn brady_and_tachy() {
         let mut rr = vec![0.8; 20];
         rr.extend(vec![1.5; 20]);
-        rr.extend(vec![0.4; 20]);
+        rr.extend(vec![0.4; 50]);
         let kinds: Vec<_> = run(&rr).into_iter().map(|e| e.kind).collect();
         assert_eq!(
             kinds,
@@ -483,6 +547,61 @@ mod tests {
                 RhythmEventKind::TachyOffset
             ]
         );
+    }
+
+    #[test]
+    fn a_rate_hovering_at_a_limit_does_not_flicker() {
+        // 20 s at 130 bpm (a tachycardia), then 8 beats at 125 bpm, 8 at
+        // 116 bpm, and again, for 3 minutes: the 8-beat mean crosses 120 bpm
+        // again and again, but never leaves the band of the hysteresis
+        // (110 bpm) once the tachycardia is on.
+        let mut rr = vec![0.8; 10];
+        rr.extend(vec![60.0 / 130.0; 44]);
+        while rr.iter().sum::<f64>() < 200.0 {
+            rr.extend(vec![0.48; 8]);
+            rr.extend(vec![60.0 / 116.0; 8]);
+        }
+        let events = run(&rr);
+        let onsets = events
+            .iter()
+            .filter(|e| e.kind == RhythmEventKind::TachyOnset)
+            .count();
+        assert_eq!(onsets, 1, "{events:?}");
+        // Without hysteresis and hold, the same series flickers.
+        let mut m = RhythmMonitor::new(RhythmConfig {
+            rate_hysteresis_bpm: 0.0,
+            rate_hold_s: 0.0,
+            ..RhythmConfig::default()
+        });
+        let mut out = Vec::new();
+        let mut t = 0.0;
+        for r in &rr {
+            t += r;
+            m.push_beat(t, &mut out);
+        }
+        assert!(out.len() > 10, "{out:?}");
+    }
+
+    #[test]
+    fn a_short_burst_raises_no_rate_event() {
+        // 6 s at 150 bpm inside sinus rhythm: shorter than the 10-s hold.
+        let mut rr = vec![0.8; 30];
+        rr.extend(vec![0.4; 15]);
+        rr.extend(vec![0.8; 30]);
+        assert!(run(&rr).is_empty());
+    }
+
+    #[test]
+    fn checkpoints_from_before_the_hysteresis_still_load() {
+        let mut v = serde_json::to_value(RhythmMonitor::new(RhythmConfig::default())).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("brady_pending");
+        o.remove("tachy_pending");
+        let cfg = o.get_mut("cfg").unwrap().as_object_mut().unwrap();
+        cfg.remove("rate_hysteresis_bpm");
+        cfg.remove("rate_hold_s");
+        let m: RhythmMonitor = serde_json::from_value(v).unwrap();
+        assert_eq!(m.cfg, RhythmConfig::default());
     }
 
     #[test]

@@ -10,8 +10,8 @@
 
 mod common;
 
-use aorta_signal::eval::{Confusion, classify_af_recording, evaluate_af_record};
-use aorta_signal::rhythm::RhythmConfig;
+use aorta_signal::eval::{Confusion, classify_af_recording, evaluate_af_record, rhythm_events};
+use aorta_signal::rhythm::{RhythmConfig, RhythmEvent, RhythmEventKind};
 
 #[test]
 fn mitdb_af_segments() {
@@ -44,4 +44,58 @@ fn challenge_2017_af_recordings() {
     }
     assert_eq!(c.tp + c.fp + c.tn + c.fn_, 151);
     assert!(c.se() >= 0.75 && c.sp() >= 0.8 && c.f1() >= 0.55, "{c:?}");
+}
+
+/// Brady-/tachycardia changes, as (time, is_tachy, is_onset).
+fn rate_changes(events: &[RhythmEvent]) -> Vec<(f64, bool, bool)> {
+    events
+        .iter()
+        .filter_map(|e| match e.kind {
+            RhythmEventKind::TachyOnset => Some((e.time_s, true, true)),
+            RhythmEventKind::TachyOffset => Some((e.time_s, true, false)),
+            RhythmEventKind::BradyOnset => Some((e.time_s, false, true)),
+            RhythmEventKind::BradyOffset => Some((e.time_s, false, false)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// No rate alarm flickers on MIT-BIH: every brady-/tachycardia state (on or
+/// off) lasts at least the hold time before it changes again, except the
+/// offsets `finish` closes at the end of a record. With the hysteresis and
+/// hold off (the monitor as it was), record 203 alone changed state dozens
+/// of times in under 10 s.
+#[test]
+fn mitdb_rate_events_do_not_flicker() {
+    let Some(db) = common::data_dir("mitdb") else {
+        return;
+    };
+    let cfg = RhythmConfig::default();
+    let old = RhythmConfig {
+        rate_hysteresis_bpm: 0.0,
+        rate_hold_s: 0.0,
+        ..cfg
+    };
+    let (mut now, mut before) = (0, 0);
+    for name in common::records(&db) {
+        let (events, duration) = rhythm_events(&db, &name, &cfg).unwrap();
+        let changes = rate_changes(&events);
+        now += changes.len();
+        for kind in [true, false] {
+            let same: Vec<_> = changes.iter().filter(|c| c.1 == kind).collect();
+            for w in same.windows(2) {
+                let closed_by_finish = !w[1].2 && w[1].0 >= duration;
+                assert!(
+                    closed_by_finish || w[1].0 - w[0].0 >= cfg.rate_hold_s,
+                    "record {name}: {:?} then {:?} ({} events)",
+                    w[0],
+                    w[1],
+                    same.len()
+                );
+            }
+        }
+        before += rate_changes(&rhythm_events(&db, &name, &old).unwrap().0).len();
+    }
+    eprintln!("MIT-BIH rate events: {now} with hysteresis and hold, {before} without");
+    assert!(now < before, "{now} vs {before}");
 }
