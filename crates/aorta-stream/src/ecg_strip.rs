@@ -316,3 +316,117 @@ fn cut(
         }),
     ));
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::indexing_slicing,
+        clippy::panic,
+        reason = "test code"
+    )]
+    use super::*;
+    use aorta_signal::rhythm::RhythmEventKind;
+
+    fn ev(t: Micros) -> RhythmEvent {
+        RhythmEvent {
+            time_s: t as f64 / 1e6,
+            kind: RhythmEventKind::TachyOnset,
+        }
+    }
+
+    fn strips(out: &[(Micros, Micros, EcgResult)]) -> Vec<&EcgStrip> {
+        out.iter()
+            .filter_map(|(_, _, r)| match r {
+                EcgResult::Strip(s) => Some(s),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// At most `MAX_STRIPS_PER_SPAN` strips for events within 10 s of each
+    /// other, whatever their number; events further apart get theirs.
+    #[test]
+    fn strips_per_span_are_bounded() {
+        let mut b = StripBook::default();
+        let mut out = Vec::new();
+        b.append(0, &[0.0; 360], &[], 0, 360.0, &mut out);
+        for i in 0..100 {
+            b.on_event(100_000 * i, 4, ev(100_000 * i));
+        }
+        assert_eq!(b.pending.len(), MAX_STRIPS_PER_SPAN);
+        // 10 s after the last granted one: granted again.
+        b.on_event(10_300_000, 4, ev(10_300_000));
+        assert_eq!(b.pending.len(), MAX_STRIPS_PER_SPAN + 1);
+        // The remembered times stay bounded.
+        for i in 0..10_000 {
+            b.on_event(20_000_000 + 3_000_000 * i, 4, ev(0));
+        }
+        assert!(b.granted.len() <= GRANTED_CAP);
+        // No ring (RR input, no samples): no strip.
+        let mut none = StripBook::default();
+        none.on_event(0, 0, ev(0));
+        assert!(none.pending.is_empty());
+    }
+
+    /// The ring keeps 30 s, at most `MAX_RING_SAMPLES` over its channels
+    /// (32 channels at 10 kHz: 3.2 s), and reads back what it wrote.
+    #[test]
+    fn the_ring_is_bounded_and_round_trips() {
+        for (fs, ch, keep) in [
+            (360.0, 2usize, 10_800u64),
+            (10_000.0, 32, (MAX_RING_SAMPLES / 32) as u64),
+        ] {
+            let mut b = StripBook::default();
+            let mut out = Vec::new();
+            let n = fs as usize;
+            for s in 0..40u64 {
+                let lead0: Vec<f64> = (0..n).map(|i| (i % 97) as f64 / 100.0).collect();
+                let others = vec![(0..n as i32).map(|i| -i).collect(); ch - 1];
+                b.append(s * n as u64, &lead0, &others, 0, fs, &mut out);
+                b.complete(0, fs, &mut out);
+            }
+            let r = b.ring.as_ref().unwrap();
+            assert_eq!(r.len(), keep);
+            assert_eq!(r.chans.len(), ch);
+            let json = serde_json::to_string(&b).unwrap();
+            let back: StripBook = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, b);
+        }
+    }
+
+    #[test]
+    fn a_hostile_ring_in_state_is_an_error_not_a_panic() {
+        for bad in [
+            r#"{"ring":{"first":0,"channels":0,"len":0,"codec":""}}"#,
+            r#"{"ring":{"first":0,"channels":33,"len":1,"codec":""}}"#,
+            r#"{"ring":{"first":0,"channels":1,"len":4294967295,"codec":""}}"#,
+            r#"{"ring":{"first":0,"channels":2,"len":5,"codec":"!!"}}"#,
+            r#"{"ring":{"first":0,"channels":2,"len":5,"codec":"AAAA"}}"#,
+        ] {
+            assert!(serde_json::from_str::<StripBook>(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// A run that ends cuts the pending strips to what it holds; an event
+    /// whose strip lies wholly before the ring gets none.
+    #[test]
+    fn closing_a_run_cuts_pending_strips() {
+        let mut b = StripBook::default();
+        let mut out = Vec::new();
+        let fs = 100.0;
+        b.append(0, &[0.5; 800], &[vec![7; 800]], 0, fs, &mut out);
+        b.on_event(6_000_000, 0, ev(6_000_000));
+        b.complete(0, fs, &mut out);
+        assert!(out.is_empty(), "waits for 5 s after the event");
+        b.close(0, fs, &mut out);
+        let s = strips(&out);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].first_sample_us, 1_000_000);
+        assert_eq!(s[0].leads[0].samples_uv, vec![500; 700]);
+        assert_eq!(s[0].leads[1].samples_uv, vec![7; 700]);
+        assert_eq!(out[0].0, 1_000_000);
+        assert_eq!(out[0].1, 11_000_001);
+        assert!(b.ring.is_none() && b.pending.is_empty());
+    }
+}

@@ -60,8 +60,7 @@ fn event(f: &WorkerFrame) -> Result<EcgEvent, Refused> {
     if f.codec == aorta_crypto::codec::CODEC_RR {
         rr_event(f.channels, &f.samples)
     } else {
-        ecg_chunk(f.sample_rate_hz, f.channels, &f.calibration, &f.samples)
-            .map(EcgEvent::Samples)
+        ecg_chunk(f.sample_rate_hz, f.channels, &f.calibration, &f.samples).map(EcgEvent::Samples)
     }
 }
 

@@ -303,6 +303,10 @@ impl FrameLog for RemoteLog {
     }
 }
 
+/// Most bytes of results one `POST /v1/results` carries (the server's
+/// default per-connection body limit is 8 MiB).
+pub const MAX_POST_BYTES: usize = 4 << 20;
+
 /// The server's results store as a `ResultSink`: results are buffered and
 /// sent, durably, by `ResultSink::sync`, together with the progress report
 /// set by [`RemoteResults::report`].
@@ -360,10 +364,39 @@ impl ResultSink for RemoteResults {
             .push(ResultItem::new(id, payload));
         Ok(true)
     }
+    /// Results that would make one request larger than
+    /// [`MAX_POST_BYTES`] (event strips are tens of KB each) go first, in
+    /// parts; the progress report goes with the last part. A part that
+    /// fails stays buffered with everything after it; parts stored are not
+    /// sent again.
     fn sync(&mut self) -> Result<(), StreamError> {
         let b = self.batch.get_mut();
         if b.is_empty() {
             return Ok(());
+        }
+        loop {
+            let mut bytes = 0usize;
+            let n = b
+                .results
+                .iter()
+                .take_while(|r| {
+                    bytes += r.id.len() + r.body.len() + 16;
+                    bytes <= MAX_POST_BYTES
+                })
+                .count()
+                .max(1);
+            if n >= b.results.len() {
+                break;
+            }
+            let part = WorkerBatch {
+                results: b.results.iter().take(n).cloned().collect(),
+                certificate: self.certificate.clone(),
+                ..WorkerBatch::default()
+            };
+            let a = self.server.post_results(&part)?;
+            b.results.drain(..n);
+            self.stored += a.stored;
+            self.duplicates += a.duplicates;
         }
         if !b.results.is_empty() {
             b.certificate.clone_from(&self.certificate);
