@@ -241,10 +241,12 @@ impl StripBook {
             let k1 = index_at(origin, fs, p.t.saturating_add(STRIP_HALF_US));
             u64::try_from(k1).is_ok_and(|k1| k1 <= end) || k1 < 0
         };
-        let (done, keep): (Vec<_>, Vec<_>) = self.pending.drain(..).partition(ready);
-        self.pending = keep;
-        for p in done {
-            cut(ring, origin, fs, &p, out);
+        if self.pending.iter().any(ready) {
+            let (done, keep): (Vec<_>, Vec<_>) = self.pending.drain(..).partition(ready);
+            self.pending = keep;
+            for p in done {
+                cut(ring, origin, fs, &p, out);
+            }
         }
         // Keep RING_HISTORY_US back from the newest sample (fewer samples
         // for a device with very many channels or a very high rate).

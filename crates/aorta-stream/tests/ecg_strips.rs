@@ -273,7 +273,27 @@ fn replay_from_checkpoints_and_other_frame_sizes_give_the_same_strips_and_beats(
         assert!(st.remove("strips").is_some());
         st.remove("next_beats");
     }
-    let without = serde_json::to_vec(&v).unwrap().len();
+    let old_format = serde_json::to_vec(&v).unwrap();
+    let without = old_format.len();
+    // A checkpoint written before strips and beat times existed still
+    // restores, and the device goes on.
+    let mut old = engine();
+    old.restore(&old_format).unwrap();
+    let mut later = Vec::new();
+    for a in ((120.0 * r.fs) as usize..(180.0 * r.fs) as usize).step_by(360) {
+        old.push(
+            KEY.to_string(),
+            t_of(&r, a),
+            chunk(&r, a, a + 360),
+            &mut later,
+        );
+    }
+    assert!(later.iter().any(|o| matches!(o.value, EcgResult::Beats(_))));
+    assert!(
+        later
+            .iter()
+            .any(|o| matches!(o.value, EcgResult::HeartRate { .. }))
+    );
     eprintln!(
         "checkpoint of one device at 120 s: {} bytes of engine JSON ({without} without the strip ring and beat-window state); at the cuts: {sizes:?}",
         snap.len()
