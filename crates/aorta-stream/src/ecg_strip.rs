@@ -34,8 +34,11 @@ pub const STRIP_HALF_US: Micros = 5_000_000;
 /// How far back from the newest sample the ring reaches, µs.
 pub const RING_HISTORY_US: Micros = 30_000_000;
 /// Most samples the ring holds over all channels (the history is shortened
-/// for a device whose `fs · channels · 30 s` exceeds it).
-pub const MAX_RING_SAMPLES: usize = 1 << 20;
+/// for a device whose `fs · channels · 30 s` exceeds it: 12 leads at 500 Hz
+/// keep their 30 s, 32 channels at 10 kHz 0.8 s). A strip is cut from the
+/// ring, so its JSON stays under 3.2 MB (12 bytes per sample at most), whose
+/// sealed, base64 record fits one request to the server (8 MiB).
+pub const MAX_RING_SAMPLES: usize = 1 << 18;
 /// Most channels kept (the frame format's own limit).
 pub const MAX_STRIP_CHANNELS: usize = 32;
 /// Most strips granted to events dated within one strip span (10 s) of each
