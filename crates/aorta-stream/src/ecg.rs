@@ -61,11 +61,12 @@ pub struct EcgChunk {
     pub fs: f64,
     /// Samples of the analysed lead (channel 0) in physical units (mV).
     pub samples: Vec<f64>,
-    /// The frame's other channels (1, 2, …), each in µV with its own
-    /// calibration ([`micro_volts`]) and as long as `samples`; empty for a
-    /// one-channel device. Only event strips use them.
+    /// Every channel of the frame (0 = the analysed lead, 1, 2, …), each in
+    /// µV with its own calibration ([`micro_volts`]) and as long as
+    /// `samples`. Only event strips use them; when empty, strips show the
+    /// analysed lead from `samples`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub other_leads_uv: Vec<Vec<i32>>,
+    pub leads_uv: Vec<Vec<i32>>,
 }
 
 /// A raw sample `v` of a channel calibrated `(gain, baseline)` in µV:
@@ -495,7 +496,7 @@ impl EcgOperator {
         state.strips.append(
             det.samples_seen(),
             &chunk.samples,
-            &chunk.other_leads_uv,
+            &chunk.leads_uv,
             state.origin,
             state.fs,
             &mut state.pending,
