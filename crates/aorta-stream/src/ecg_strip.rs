@@ -36,7 +36,8 @@ pub const RING_HISTORY_US: Micros = 30_000_000;
 /// Most samples the ring holds over all channels (the history is shortened
 /// for a device whose `fs · channels · 30 s` exceeds it: 12 leads at 500 Hz
 /// keep their 30 s, 32 channels at 10 kHz 0.8 s). A strip is cut from the
-/// ring, so its JSON stays under 3.2 MB (12 bytes per sample at most), whose
+/// ring (2¹⁸ samples plus at most an eighth in its newest block), so its JSON
+/// stays under 3.6 MB (12 bytes per sample at most), whose
 /// sealed, base64 record fits one request to the server (8 MiB).
 pub const MAX_RING_SAMPLES: usize = 1 << 18;
 /// Most channels kept (the frame format's own limit).
