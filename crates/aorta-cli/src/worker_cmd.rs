@@ -40,7 +40,8 @@ pub enum WorkerCmd {
     /// to the assignment's subscribers and checkpoints under the state key.
     /// Stops cleanly (final checkpoint) on SIGINT/SIGTERM. `--config FILE`
     /// (measured with the binary) may set `hr_window_s` (10), `hr_slide_s`
-    /// (5), `hrv_window_s` (300) and `out_of_orderness_s` (0).
+    /// (5), `hrv_window_s` (300), `beats_window_s` (30) and
+    /// `out_of_orderness_s` (0).
     Stream {
         #[command(flatten)]
         attest: AttestArgs,

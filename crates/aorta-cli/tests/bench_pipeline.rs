@@ -207,3 +207,76 @@ fn synthetic_fallback_is_labelled_and_analysable() {
     let hr = heart_rates(&plain);
     assert!(hr.iter().all(|b| (50.0..75.0).contains(b)), "{hr:?}");
 }
+
+/// Issue 12: the event strips (every channel around each rhythm event) and
+/// the beat times of each window reach the clinician through the secure
+/// worker path (frames opened in the worker, results sealed per
+/// subscriber), identical to the plain pipeline's. One AF record (201,
+/// both channels), 45 s.
+#[test]
+fn strips_and_beats_reach_the_clinician_sealed() {
+    let Some(db) = shared_data("mitdb", "(the other pipeline tests still ran)") else {
+        return;
+    };
+    if !db.join("201.hea").is_file() {
+        eprintln!("SKIP: record 201 is absent from {}", db.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let one = dir.path().join("db");
+    std::fs::create_dir(&one).unwrap();
+    for ext in ["hea", "dat"] {
+        std::fs::copy(
+            db.join(format!("201.{ext}")),
+            one.join(format!("201.{ext}")),
+        )
+        .unwrap();
+    }
+    let keep = dir.path().join("keep");
+    let v = run(&one, &keep, "1", "45");
+    check_contract(&v, 1);
+    let (opened, plain) = open_kept(&keep);
+    assert_eq!(opened, plain);
+    let of = |t: &str| -> Vec<serde_json::Value> {
+        opened
+            .values()
+            .map(|j| serde_json::from_slice::<serde_json::Value>(j).unwrap())
+            .filter(|j| j["type"] == t)
+            .collect()
+    };
+    let strips = of("strip");
+    assert!(!strips.is_empty(), "no strip in {} results", opened.len());
+    for s in &strips {
+        let leads = s["leads"].as_array().unwrap();
+        assert_eq!(leads.len(), 2, "both channels");
+        assert_eq!(leads[1]["channel"], 1);
+        let n = leads[0]["samples_uv"].as_array().unwrap().len();
+        assert!(n > 0 && n <= 3600, "{n}");
+        assert!(s["event"]["kind"].is_string());
+    }
+    assert_eq!(of("rhythm").len(), strips.len(), "one strip per event here");
+    let beats = of("beats");
+    assert!(
+        beats
+            .iter()
+            .any(|b| b["r_peaks_us"].as_array().unwrap().len() > 20),
+        "{beats:?}"
+    );
+    // What a sealed, signed strip costs in the store.
+    let largest = FileResultStore::open(keep.join("secure-max/results.log"))
+        .unwrap()
+        .all()
+        .unwrap()
+        .into_iter()
+        .map(|(_, r)| r.len())
+        .max()
+        .unwrap();
+    let plain_largest = strips
+        .iter()
+        .map(|s| serde_json::to_vec(s).unwrap().len())
+        .max()
+        .unwrap();
+    eprintln!(
+        "largest strip: {plain_largest} bytes of JSON; largest stored record (signed, sealed): {largest} bytes"
+    );
+}

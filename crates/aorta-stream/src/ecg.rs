@@ -4,7 +4,9 @@
 //! State per device (all of it checkpointed with the engine): the online
 //! R-peak detector ([`aorta_signal::rpeak::Detector`]), the rhythm monitor
 //! ([`aorta_signal::rhythm::RhythmMonitor`]), the beat times still needed by
-//! an open window, and rhythm events waiting for the watermark.
+//! an open window, rhythm events waiting for the watermark, and for event
+//! strips the last 30 s of every channel and the strips waiting for the 5 s
+//! after their event.
 //!
 //! Outputs, each with a deterministic identity `(device, start, end)`:
 //! - [`EcgResult::HeartRate`] per sliding window (default 10 s every 5 s):
@@ -13,10 +15,17 @@
 //!   the main time-domain, frequency-domain and Poincaré values;
 //! - [`EcgResult::Rhythm`] for each AF onset/offset, brady/tachy change and
 //!   pause, as an interval `[t, t + 1 + kind)` µs so that two events at the
-//!   same instant keep distinct identities.
+//!   same instant keep distinct identities;
+//! - [`EcgResult::Strip`] for each rhythm event of a device that sends
+//!   samples: every channel, µV, from 5 s before the event to 5 s after,
+//!   over `[t − 5 s, t + 5 s + 1 + kind)` (`docs/results-format.md`, "Event
+//!   strips"; the ring of the last 30 s of all channels it is cut from is
+//!   part of the state);
+//! - [`EcgResult::Beats`] per tumbling window (default 30 s): the beat times.
 //!
 //! A chunk whose first sample is more than one second away from where the
-//! previous chunk ended (a gap, a device restart) restarts the detector.
+//! previous chunk ended (a device restart), or that follows missing frames
+//! ([`EcgEvent::AfterGap`]), restarts the detector.
 //!
 //! Two kinds of event enter the operator ([`EcgEvent`]):
 //! - [`EcgEvent::Samples`]: raw ECG, which goes through the R-peak detector;
@@ -52,11 +61,12 @@ pub struct EcgChunk {
     pub fs: f64,
     /// Samples of the analysed lead (channel 0) in physical units (mV).
     pub samples: Vec<f64>,
-    /// The frame's other channels (1, 2, …), each in µV with its own
-    /// calibration ([`micro_volts`]) and as long as `samples`; empty for a
-    /// one-channel device. Only event strips use them.
+    /// Every channel of the frame (0 = the analysed lead, 1, 2, …), each in
+    /// µV with its own calibration ([`micro_volts`]) and as long as
+    /// `samples`. Only event strips use them; when empty, strips show the
+    /// analysed lead from `samples`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub other_leads_uv: Vec<Vec<i32>>,
+    pub leads_uv: Vec<Vec<i32>>,
 }
 
 /// A raw sample `v` of a channel calibrated `(gain, baseline)` in µV:
@@ -184,7 +194,9 @@ pub enum EcgResult {
     Rhythm(RhythmEvent),
     /// The ECG around a rhythm event, every channel the device sent
     /// (`docs/results-format.md`, "Event strips"). The result's window is
-    /// the strip's span.
+    /// the strip's nominal span `[t − 5 s, t + 5 s + 1 + kind)` (`kind` as in
+    /// the event's own window), so it never equals the event's or another
+    /// result's; the samples present start at `first_sample_us`.
     Strip(EcgStrip),
     /// The beats detected in one tumbling window (for beat annotations and
     /// beat-level review). The result's window is the tumbling window.
@@ -202,7 +214,8 @@ pub enum EcgResult {
 
 /// The ECG around one rhythm event: every channel of the device's frames,
 /// in µV, from about 5 s before the event to 5 s after it (shorter where the
-/// stream starts later or ends sooner).
+/// stream starts later, ends sooner or has a gap: `docs/results-format.md`,
+/// "Event strips").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EcgStrip {
     /// The event the strip shows (as in its `rhythm` result).
@@ -494,7 +507,7 @@ impl EcgOperator {
         state.strips.append(
             det.samples_seen(),
             &chunk.samples,
-            &chunk.other_leads_uv,
+            &chunk.leads_uv,
             state.origin,
             state.fs,
             &mut state.pending,
@@ -578,7 +591,18 @@ impl KeyedOperator for EcgOperator {
                 } else {
                     t.saturating_sub(1)
                 };
-                // Frames are missing: a strip never spans the gap.
+                // Samples are missing: the detector restarts at the frame
+                // after the gap (even one that starts within a second of
+                // the last, which it would otherwise take as contiguous and
+                // date every later beat too early), and a strip never spans
+                // the gap.
+                if matches!(**inner, EcgEvent::Samples(_))
+                    && let Some(mut d) = state.detector.take()
+                {
+                    let mut flushed = Vec::new();
+                    d.finish(&mut flushed);
+                    self.add_beats(state, &flushed);
+                }
                 state
                     .strips
                     .close(state.origin, state.fs, &mut state.pending);

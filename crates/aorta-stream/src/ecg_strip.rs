@@ -34,8 +34,12 @@ pub const STRIP_HALF_US: Micros = 5_000_000;
 /// How far back from the newest sample the ring reaches, µs.
 pub const RING_HISTORY_US: Micros = 30_000_000;
 /// Most samples the ring holds over all channels (the history is shortened
-/// for a device whose `fs · channels · 30 s` exceeds it).
-pub const MAX_RING_SAMPLES: usize = 1 << 20;
+/// for a device whose `fs · channels · 30 s` exceeds it: 12 leads at 500 Hz
+/// keep their 30 s, 32 channels at 10 kHz 0.8 s). A strip is cut from the
+/// ring (2¹⁸ samples plus at most an eighth in its newest block), so its JSON
+/// stays under 3.6 MB (12 bytes per sample at most), whose
+/// sealed, base64 record fits one request to the server (8 MiB).
+pub const MAX_RING_SAMPLES: usize = 1 << 18;
 /// Most channels kept (the frame format's own limit).
 pub const MAX_STRIP_CHANNELS: usize = 32;
 /// Most strips granted to events dated within one strip span (10 s) of each
@@ -44,54 +48,158 @@ pub const MAX_STRIPS_PER_SPAN: usize = 4;
 /// Most granted event times remembered.
 const GRANTED_CAP: usize = 64;
 
-/// The last seconds of every channel, µV, from run sample `first` on.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct Ring {
+/// One stretch of the ring: `chans[c][j]` is run sample `first + j` of
+/// channel `c`, µV. Its checkpoint form (the frames' lossless codec,
+/// base64) is computed once and kept until the block changes, so a
+/// checkpoint does not re-encode the whole history every time.
+#[derive(Debug, Clone, Default)]
+struct Block {
     first: u64,
-    chans: Vec<VecDeque<i32>>,
+    chans: Vec<Vec<i32>>,
+    encoded: std::sync::OnceLock<String>,
 }
 
-impl Ring {
+impl PartialEq for Block {
+    fn eq(&self, o: &Block) -> bool {
+        self.first == o.first && self.chans == o.chans
+    }
+}
+
+impl Block {
     fn len(&self) -> u64 {
         self.chans.first().map_or(0, |c| c.len() as u64)
     }
-    fn end(&self) -> u64 {
-        self.first + self.len()
+    fn encode(&self) -> Result<&str, String> {
+        use base64::Engine as _;
+        if let Some(e) = self.encoded.get() {
+            return Ok(e);
+        }
+        let refs: Vec<&[i32]> = self.chans.iter().map(Vec::as_slice).collect();
+        let bytes = aorta_crypto::codec::encode(&refs).map_err(|e| e.to_string())?;
+        Ok(self
+            .encoded
+            .get_or_init(|| base64::engine::general_purpose::STANDARD.encode(bytes)))
     }
 }
 
-/// How a ring is checkpointed: `channels` channels of `len` samples from
-/// `first`, as a block of `aorta_crypto::codec` (lossless), base64.
+/// The last seconds of every channel, µV, as consecutive blocks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Ring {
+    /// Channels (each block has this many).
+    ch: usize,
+    /// Run sample index just after the newest sample (of the first sample
+    /// to come when `blocks` is empty).
+    end: u64,
+    blocks: VecDeque<Block>,
+}
+
+impl Ring {
+    fn new(first: u64, ch: usize) -> Ring {
+        Ring {
+            ch,
+            end: first,
+            blocks: VecDeque::new(),
+        }
+    }
+    fn first(&self) -> u64 {
+        self.blocks.front().map_or(self.end, |b| b.first)
+    }
+    fn len(&self) -> u64 {
+        self.end - self.first()
+    }
+    fn end(&self) -> u64 {
+        self.end
+    }
+    /// Appends `n` samples of each channel of `leads` (each channel as long
+    /// as the analysed lead: cut, or padded with 0), in blocks of at most
+    /// `block` samples per channel.
+    fn push(&mut self, n: usize, block: usize, leads: &[Vec<i32>]) {
+        let block = block.max(1);
+        let mut j = 0;
+        while j < n {
+            let open = self
+                .blocks
+                .back()
+                .is_some_and(|b| (b.len() as usize) < block);
+            if !open {
+                self.blocks.push_back(Block {
+                    first: self.end,
+                    chans: vec![Vec::new(); self.ch],
+                    encoded: std::sync::OnceLock::new(),
+                });
+            }
+            let Some(b) = self.blocks.back_mut() else {
+                return;
+            };
+            let take = (block - b.len() as usize).min(n - j);
+            for (c, v) in b.chans.iter_mut().enumerate() {
+                let src = leads.get(c).map_or(&[][..], Vec::as_slice);
+                let part = src.get(j..(j + take).min(src.len())).unwrap_or_default();
+                v.extend_from_slice(part);
+                v.resize(v.len() + take - part.len(), 0);
+            }
+            b.encoded = std::sync::OnceLock::new();
+            j += take;
+            self.end += take as u64;
+        }
+    }
+    /// Drops whole blocks while at least `keep` samples remain.
+    fn trim(&mut self, keep: u64) {
+        while let Some(b) = self.blocks.front() {
+            if self.len() - b.len() < keep {
+                break;
+            }
+            self.blocks.pop_front();
+        }
+    }
+    /// Channel `c`'s samples `[lo, hi)` (within the ring).
+    fn range(&self, c: usize, lo: u64, hi: u64) -> Vec<i32> {
+        let mut out = Vec::with_capacity(hi.saturating_sub(lo) as usize);
+        for b in &self.blocks {
+            let (s, e) = (b.first.max(lo), (b.first + b.len()).min(hi));
+            if s < e
+                && let Some(v) = b.chans.get(c)
+            {
+                let (a, z) = ((s - b.first) as usize, (e - b.first) as usize);
+                out.extend_from_slice(v.get(a..z).unwrap_or_default());
+            }
+        }
+        out
+    }
+}
+
+/// How a ring is checkpointed: its channel count, its end, and its blocks
+/// (`len` samples per channel from `first` on, each a block of
+/// `aorta_crypto::codec`, lossless, base64).
 #[derive(Serialize, Deserialize)]
 struct RingWire {
-    first: u64,
     channels: u16,
+    end: u64,
+    blocks: Vec<BlockWire>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BlockWire {
+    first: u64,
     len: u32,
     codec: String,
 }
 
 impl Serialize for Ring {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use base64::Engine as _;
         use serde::ser::Error;
-        let n = self.len() as usize;
-        let codec = if n == 0 {
-            String::new()
-        } else {
-            let flat: Vec<Vec<i32>> = self
-                .chans
-                .iter()
-                .map(|c| c.iter().copied().collect())
-                .collect();
-            let refs: Vec<&[i32]> = flat.iter().map(Vec::as_slice).collect();
-            let bytes = aorta_crypto::codec::encode(&refs).map_err(S::Error::custom)?;
-            base64::engine::general_purpose::STANDARD.encode(bytes)
-        };
+        let mut blocks = Vec::with_capacity(self.blocks.len());
+        for b in &self.blocks {
+            blocks.push(BlockWire {
+                first: b.first,
+                len: u32::try_from(b.len()).map_err(S::Error::custom)?,
+                codec: b.encode().map_err(S::Error::custom)?.to_owned(),
+            });
+        }
         RingWire {
-            first: self.first,
-            channels: u16::try_from(self.chans.len()).map_err(S::Error::custom)?,
-            len: u32::try_from(n).map_err(S::Error::custom)?,
-            codec,
+            channels: u16::try_from(self.ch).map_err(S::Error::custom)?,
+            end: self.end,
+            blocks,
         }
         .serialize(s)
     }
@@ -103,28 +211,34 @@ impl<'de> Deserialize<'de> for Ring {
         use serde::de::Error;
         let w = RingWire::deserialize(d)?;
         let ch = usize::from(w.channels);
-        let n = w.len as usize;
-        if ch == 0 || ch > MAX_STRIP_CHANNELS || n > MAX_RING_SAMPLES / ch {
+        let total: u64 = w.blocks.iter().map(|b| u64::from(b.len)).sum();
+        if ch == 0 || ch > MAX_STRIP_CHANNELS || total > 2 * (MAX_RING_SAMPLES / ch) as u64 {
             return Err(D::Error::custom(format!(
-                "strip ring of {ch} channels × {n} samples is outside the limits"
+                "strip ring of {ch} channels × {total} samples is outside the limits"
             )));
         }
-        let chans = if n == 0 {
-            vec![VecDeque::new(); ch]
-        } else {
+        let mut ring = Ring::new(w.end, ch);
+        let mut at = None;
+        for b in w.blocks {
+            if b.len == 0 || at.is_some_and(|a| a != b.first) {
+                return Err(D::Error::custom("strip ring blocks are not consecutive"));
+            }
             let bytes = base64::engine::general_purpose::STANDARD
-                .decode(w.codec.as_bytes())
+                .decode(b.codec.as_bytes())
                 .map_err(D::Error::custom)?;
-            aorta_crypto::codec::decode(&bytes, ch, n)
-                .map_err(D::Error::custom)?
-                .into_iter()
-                .map(VecDeque::from)
-                .collect()
-        };
-        Ok(Ring {
-            first: w.first,
-            chans,
-        })
+            let chans = aorta_crypto::codec::decode(&bytes, ch, b.len as usize)
+                .map_err(D::Error::custom)?;
+            at = Some(b.first.saturating_add(u64::from(b.len)));
+            ring.blocks.push_back(Block {
+                first: b.first,
+                chans,
+                encoded: std::sync::OnceLock::from(b.codec),
+            });
+        }
+        if at.is_some_and(|a| a != w.end) {
+            return Err(D::Error::custom("strip ring blocks do not end at its end"));
+        }
+        Ok(ring)
     }
 }
 
@@ -152,6 +266,12 @@ pub(crate) struct StripBook {
     granted: VecDeque<Micros>,
 }
 
+/// Samples per channel the ring keeps back from its newest one: 30 s, or
+/// fewer so that all channels hold at most `MAX_RING_SAMPLES`.
+fn history(fs: f64, ch: usize) -> u64 {
+    ((RING_HISTORY_US as f64 * fs / 1e6).ceil() as u64).min((MAX_RING_SAMPLES / ch.max(1)) as u64)
+}
+
 /// The run sample index nearest to time `t` (sample `k` is at
 /// `origin + round(k · 10⁶ / fs)`, as beats are).
 fn index_at(origin: Micros, fs: f64, t: Micros) -> i64 {
@@ -168,39 +288,38 @@ pub(crate) fn strip_window(t: Micros, code: Micros) -> (Micros, Micros) {
 }
 
 impl StripBook {
-    /// Appends a chunk that starts at run sample `start`: the analysed lead
-    /// in mV and the other channels in µV. A chunk that does not continue
-    /// the ring (another channel count) ends the run first.
+    /// Appends a chunk that starts at run sample `start`: every channel in
+    /// µV (`leads_uv`), or when there is none the analysed lead from its mV.
+    /// A chunk that does not continue the ring (another channel count) ends
+    /// the run first.
     pub(crate) fn append(
         &mut self,
         start: u64,
         lead0_mv: &[f64],
-        others_uv: &[Vec<i32>],
+        leads_uv: &[Vec<i32>],
         origin: Micros,
         fs: f64,
         out: &mut Vec<(Micros, Micros, EcgResult)>,
     ) {
-        let ch = (1 + others_uv.len()).min(MAX_STRIP_CHANNELS);
+        let ch = leads_uv.len().clamp(1, MAX_STRIP_CHANNELS);
         if self
             .ring
             .as_ref()
-            .is_some_and(|r| r.chans.len() != ch || r.end() != start)
+            .is_some_and(|r| r.ch != ch || r.end() != start)
         {
             self.close(origin, fs, out);
         }
-        let ring = self.ring.get_or_insert_with(|| Ring {
-            first: start,
-            chans: vec![VecDeque::new(); ch],
-        });
-        let n = lead0_mv.len();
-        let mut chans = ring.chans.iter_mut();
-        if let Some(c0) = chans.next() {
-            c0.extend(lead0_mv.iter().map(|&v| crate::ecg::mv_to_uv(v)));
-        }
-        for (c, src) in chans.zip(others_uv) {
-            // Each channel as long as the analysed lead: cut, or padded with 0.
-            c.extend(src.iter().copied().chain(std::iter::repeat(0)).take(n));
-        }
+        let ring = self.ring.get_or_insert_with(|| Ring::new(start, ch));
+        // Blocks of about a second (fewer samples where the history is short).
+        let block = (fs.ceil() as usize).min(history(fs, ch) as usize / 8);
+        let derived;
+        let leads = if leads_uv.is_empty() {
+            derived = [lead0_mv.iter().map(|&v| crate::ecg::mv_to_uv(v)).collect()];
+            &derived[..]
+        } else {
+            leads_uv
+        };
+        ring.push(lead0_mv.len(), block, leads);
     }
 
     /// An event was found: grants it a strip unless the device has no
@@ -241,23 +360,16 @@ impl StripBook {
             let k1 = index_at(origin, fs, p.t.saturating_add(STRIP_HALF_US));
             u64::try_from(k1).is_ok_and(|k1| k1 <= end) || k1 < 0
         };
-        let (done, keep): (Vec<_>, Vec<_>) = self.pending.drain(..).partition(ready);
-        self.pending = keep;
-        for p in done {
-            cut(ring, origin, fs, &p, out);
+        if self.pending.iter().any(ready) {
+            let (done, keep): (Vec<_>, Vec<_>) = self.pending.drain(..).partition(ready);
+            self.pending = keep;
+            for p in done {
+                cut(ring, origin, fs, &p, out);
+            }
         }
         // Keep RING_HISTORY_US back from the newest sample (fewer samples
         // for a device with very many channels or a very high rate).
-        let ch = ring.chans.len().max(1);
-        let hist =
-            ((RING_HISTORY_US as f64 * fs / 1e6).ceil() as u64).min((MAX_RING_SAMPLES / ch) as u64);
-        let drop = ring.len().saturating_sub(hist);
-        if drop > 0 {
-            for c in &mut ring.chans {
-                c.drain(..(drop as usize).min(c.len()));
-            }
-            ring.first += drop;
-        }
+        ring.trim(history(fs, ring.ch));
     }
 
     /// The run ends (a gap, a restart, a switch to RR input, the end of
@@ -289,19 +401,15 @@ fn cut(
 ) {
     let k0 = index_at(origin, fs, p.t.saturating_sub(STRIP_HALF_US)).max(0) as u64;
     let k1 = index_at(origin, fs, p.t.saturating_add(STRIP_HALF_US)).max(0) as u64;
-    let lo = k0.max(ring.first);
+    let lo = k0.max(ring.first());
     let hi = k1.min(ring.end());
     if hi <= lo {
         return;
     }
-    let (a, b) = ((lo - ring.first) as usize, (hi - ring.first) as usize);
-    let leads = ring
-        .chans
-        .iter()
-        .enumerate()
-        .map(|(i, c)| StripLead {
-            channel: i as u16,
-            samples_uv: c.range(a..b).copied().collect(),
+    let leads = (0..ring.ch)
+        .map(|c| StripLead {
+            channel: c as u16,
+            samples_uv: ring.range(c, lo, hi),
         })
         .collect();
     let (s, e) = strip_window(p.t, p.code);
@@ -315,4 +423,128 @@ fn cut(
             leads,
         }),
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::indexing_slicing,
+        clippy::panic,
+        reason = "test code"
+    )]
+    use super::*;
+    use aorta_signal::rhythm::RhythmEventKind;
+
+    fn ev(t: Micros) -> RhythmEvent {
+        RhythmEvent {
+            time_s: t as f64 / 1e6,
+            kind: RhythmEventKind::TachyOnset,
+        }
+    }
+
+    fn strips(out: &[(Micros, Micros, EcgResult)]) -> Vec<&EcgStrip> {
+        out.iter()
+            .filter_map(|(_, _, r)| match r {
+                EcgResult::Strip(s) => Some(s),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// At most `MAX_STRIPS_PER_SPAN` strips for events within 10 s of each
+    /// other, whatever their number; events further apart get theirs.
+    #[test]
+    fn strips_per_span_are_bounded() {
+        let mut b = StripBook::default();
+        let mut out = Vec::new();
+        b.append(0, &[0.0; 360], &[], 0, 360.0, &mut out);
+        assert_eq!(b.ring.as_ref().map(|r| r.ch), Some(1));
+        for i in 0..100 {
+            b.on_event(100_000 * i, 4, ev(100_000 * i));
+        }
+        assert_eq!(b.pending.len(), MAX_STRIPS_PER_SPAN);
+        // 10 s after the last granted one: granted again.
+        b.on_event(10_300_000, 4, ev(10_300_000));
+        assert_eq!(b.pending.len(), MAX_STRIPS_PER_SPAN + 1);
+        // The remembered times stay bounded.
+        for i in 0..10_000 {
+            b.on_event(20_000_000 + 3_000_000 * i, 4, ev(0));
+        }
+        assert!(b.granted.len() <= GRANTED_CAP);
+        // No ring (RR input, no samples): no strip.
+        let mut none = StripBook::default();
+        none.on_event(0, 0, ev(0));
+        assert!(none.pending.is_empty());
+    }
+
+    /// The ring keeps 30 s, at most `MAX_RING_SAMPLES` over its channels
+    /// (32 channels at 10 kHz: 3.2 s), and reads back what it wrote.
+    #[test]
+    fn the_ring_is_bounded_and_round_trips() {
+        for (fs, ch, keep) in [
+            (360.0, 2usize, 10_800u64),
+            (10_000.0, 32, (MAX_RING_SAMPLES / 32) as u64),
+        ] {
+            let mut b = StripBook::default();
+            let mut out = Vec::new();
+            let n = fs as usize;
+            for s in 0..40u64 {
+                let lead0: Vec<f64> = (0..n).map(|i| (i % 97) as f64 / 100.0).collect();
+                let others = vec![(0..n as i32).map(|i| -i).collect(); ch];
+                b.append(s * n as u64, &lead0, &others, 0, fs, &mut out);
+                b.complete(0, fs, &mut out);
+            }
+            let r = b.ring.as_ref().unwrap();
+            // Whole blocks (at most an eighth of the history) are dropped.
+            assert!(r.len() >= keep && r.len() <= keep + keep / 8, "{}", r.len());
+            assert_eq!(r.ch, ch);
+            let json = serde_json::to_string(&b).unwrap();
+            let back: StripBook = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, b);
+        }
+    }
+
+    #[test]
+    fn a_hostile_ring_in_state_is_an_error_not_a_panic() {
+        for bad in [
+            r#"{"ring":{"channels":0,"end":0,"blocks":[]}}"#,
+            r#"{"ring":{"channels":33,"end":0,"blocks":[]}}"#,
+            r#"{"ring":{"channels":1,"end":5,"blocks":[{"first":0,"len":4294967295,"codec":""}]}}"#,
+            r#"{"ring":{"channels":2,"end":5,"blocks":[{"first":0,"len":5,"codec":"!!"}]}}"#,
+            r#"{"ring":{"channels":2,"end":5,"blocks":[{"first":0,"len":5,"codec":"AAAA"}]}}"#,
+            r#"{"ring":{"channels":1,"end":5,"blocks":[{"first":0,"len":0,"codec":""}]}}"#,
+        ] {
+            assert!(serde_json::from_str::<StripBook>(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// A run that ends cuts the pending strips to what it holds; an event
+    /// whose strip lies wholly before the ring gets none.
+    #[test]
+    fn closing_a_run_cuts_pending_strips() {
+        let mut b = StripBook::default();
+        let mut out = Vec::new();
+        let fs = 100.0;
+        b.append(
+            0,
+            &[0.5; 800],
+            &[vec![500; 800], vec![7; 800]],
+            0,
+            fs,
+            &mut out,
+        );
+        b.on_event(6_000_000, 0, ev(6_000_000));
+        b.complete(0, fs, &mut out);
+        assert!(out.is_empty(), "waits for 5 s after the event");
+        b.close(0, fs, &mut out);
+        let s = strips(&out);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].first_sample_us, 1_000_000);
+        assert_eq!(s[0].leads[0].samples_uv, vec![500; 700]);
+        assert_eq!(s[0].leads[1].samples_uv, vec![7; 700]);
+        assert_eq!(out[0].0, 1_000_000);
+        assert_eq!(out[0].1, 11_000_001);
+        assert!(b.ring.is_none() && b.pending.is_empty());
+    }
 }

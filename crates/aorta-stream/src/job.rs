@@ -181,26 +181,50 @@ pub fn ecg_chunk(
     let (gain, base) = cal(0);
     let n = samples.len() / ch;
     let mut lead0 = Vec::with_capacity(n);
-    let mut others: Vec<(f64, i32, Vec<i32>)> = (1..ch)
+    let mut leads: Vec<(Uv, Vec<i32>)> = (0..ch)
         .map(|c| {
             let (g, b) = cal(c);
-            (g, b, Vec::with_capacity(n))
+            (Uv::new(g, b), Vec::with_capacity(n))
         })
         .collect();
     for frame in samples.chunks_exact(ch) {
-        let mut it = frame.iter();
-        if let Some(&v) = it.next() {
+        if let Some(&v) = frame.first() {
             lead0.push((f64::from(v) - f64::from(base)) / gain);
         }
-        for ((g, b, out), &v) in others.iter_mut().zip(it) {
-            out.push(crate::ecg::micro_volts(v, *b, *g));
+        for ((uv, out), &v) in leads.iter_mut().zip(frame) {
+            out.push(uv.of(v));
         }
     }
     Ok(EcgChunk {
         fs: sample_rate_hz,
         samples: lead0,
-        other_leads_uv: others.into_iter().map(|(_, _, v)| v).collect(),
+        leads_uv: leads.into_iter().map(|(_, v)| v).collect(),
     })
+}
+
+/// [`crate::ecg::micro_volts`] for one channel, without floating point
+/// when `1000 / gain` is a whole number (200 units/mV: 5 µV per unit),
+/// which gives the same values.
+#[derive(Debug, Clone, Copy)]
+struct Uv {
+    gain: f64,
+    base: i32,
+    step: Option<i64>,
+}
+
+impl Uv {
+    fn new(gain: f64, base: i32) -> Uv {
+        let k = 1000.0 / gain;
+        let step = (k.fract() == 0.0 && k.abs() <= 1e6).then_some(k as i64);
+        Uv { gain, base, step }
+    }
+    fn of(&self, v: i32) -> i32 {
+        match self.step {
+            Some(k) => ((i64::from(v) - i64::from(self.base)) * k)
+                .clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
+            None => crate::ecg::micro_volts(v, self.base, self.gain),
+        }
+    }
 }
 
 /// The plain baseline's frame: the same compressed samples with no
@@ -763,6 +787,27 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The integer path gives exactly the floating-point values.
+    #[test]
+    fn micro_volts_fast_path_is_exact() {
+        for gain in [200.0, 100.0, 1000.0, 1.0, 0.5, 400.0, 204.8, 3.0] {
+            for base in [0, 1024, -7, i32::MAX, i32::MIN] {
+                let uv = Uv::new(gain, base);
+                for v in
+                    (-70_000..70_000)
+                        .step_by(7)
+                        .chain([i32::MIN, i32::MAX, i32::MIN + 1, 0, 1, -1])
+                {
+                    assert_eq!(
+                        uv.of(v),
+                        crate::ecg::micro_volts(v, base, gain),
+                        "{v} at gain {gain} baseline {base}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn lead0_applies_the_one_gain_rule() {

@@ -59,7 +59,7 @@ fn run(x: &[f64], fs: f64, chunk: usize, restore_at: Option<usize>) -> Vec<Strin
             EcgChunk {
                 fs,
                 samples: c.to_vec(),
-                other_leads_uv: Vec::new(),
+                leads_uv: Vec::new(),
             }
             .into(),
             &mut out,

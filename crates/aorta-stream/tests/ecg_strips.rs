@@ -273,7 +273,27 @@ fn replay_from_checkpoints_and_other_frame_sizes_give_the_same_strips_and_beats(
         assert!(st.remove("strips").is_some());
         st.remove("next_beats");
     }
-    let without = serde_json::to_vec(&v).unwrap().len();
+    let old_format = serde_json::to_vec(&v).unwrap();
+    let without = old_format.len();
+    // A checkpoint written before strips and beat times existed still
+    // restores, and the device goes on.
+    let mut old = engine();
+    old.restore(&old_format).unwrap();
+    let mut later = Vec::new();
+    for a in ((120.0 * r.fs) as usize..(180.0 * r.fs) as usize).step_by(360) {
+        old.push(
+            KEY.to_string(),
+            t_of(&r, a),
+            chunk(&r, a, a + 360),
+            &mut later,
+        );
+    }
+    assert!(later.iter().any(|o| matches!(o.value, EcgResult::Beats(_))));
+    assert!(
+        later
+            .iter()
+            .any(|o| matches!(o.value, EcgResult::HeartRate { .. }))
+    );
     eprintln!(
         "checkpoint of one device at 120 s: {} bytes of engine JSON ({without} without the strip ring and beat-window state); at the cuts: {sizes:?}",
         snap.len()
@@ -370,5 +390,41 @@ fn beat_times_cover_the_reference_beats() {
         found as f64 >= 0.95 * refs.len() as f64,
         "{found} of {} reference beats within 150 ms of a reported one",
         refs.len()
+    );
+}
+
+/// One missing 1-s frame: the frame after it starts exactly 1 s after the
+/// last one ended, which the detector would take as contiguous. Beat times
+/// (and strips) after the gap stay on the record's time.
+#[test]
+fn beat_times_after_a_one_frame_gap_stay_true() {
+    let Some(r) = record(200.0) else { return };
+    let db = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/mitdb");
+    let reference: Vec<i64> = read_annotations(db.join("201.atr"))
+        .unwrap()
+        .iter()
+        .filter(|a| a.is_beat())
+        .map(|a| T0 + (a.sample as f64 * 1e6 / r.fs).round() as i64)
+        .collect();
+    let k = 100 * 360;
+    let (m, _) = run(&r, 360, &[], Some((k, k + 360)));
+    let after: Vec<i64> = parsed(&m)
+        .into_iter()
+        .filter_map(|(_, _, v)| match v {
+            EcgResult::Beats(b) => Some(b.r_peaks_us),
+            _ => None,
+        })
+        .flatten()
+        .filter(|&t| t > t_of(&r, k + 720))
+        .collect();
+    assert!(after.len() > 50, "{}", after.len());
+    let near = after
+        .iter()
+        .filter(|&&t| reference.iter().any(|&x| (x - t).abs() <= 150_000))
+        .count();
+    assert!(
+        near as f64 >= 0.95 * after.len() as f64,
+        "only {near} of {} beats after the gap are on the record's beats",
+        after.len()
     );
 }

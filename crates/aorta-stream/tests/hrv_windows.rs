@@ -46,7 +46,7 @@ fn a_window_the_beats_do_not_cover_is_partial() {
         let ev = EcgChunk {
             fs,
             samples: c.to_vec(),
-            other_leads_uv: Vec::new(),
+            leads_uv: Vec::new(),
         };
         e.push("dev-100".to_string(), t, ev.into(), &mut out);
     }

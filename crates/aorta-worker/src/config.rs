@@ -24,6 +24,8 @@ pub struct StreamConfig {
     /// Allowed out-of-orderness of a device's frames, seconds (later ones
     /// are dropped and counted).
     pub out_of_orderness_s: f64,
+    /// Beat-times tumbling window, seconds.
+    pub beats_window_s: f64,
 }
 
 impl Default for StreamConfig {
@@ -33,6 +35,7 @@ impl Default for StreamConfig {
             hr_slide_s: 5.0,
             hrv_window_s: 300.0,
             out_of_orderness_s: 0.0,
+            beats_window_s: 30.0,
         }
     }
 }
@@ -56,6 +59,11 @@ impl StreamConfig {
         if !ok(c.out_of_orderness_s, 0.0, 3600.0) {
             return Err(bad("out_of_orderness_s must be in [0, 3600]".into()));
         }
+        if !ok(c.beats_window_s, 1.0, 3600.0) {
+            return Err(bad("beats_window_s must be in [1, 3600]".into()));
+        }
+        // Windows of one length would give two kinds of result one id.
+        c.ecg().check().map_err(|e| bad(e.to_string()))?;
         Ok(c)
     }
 
@@ -69,6 +77,7 @@ impl StreamConfig {
             hr_window: Self::micros(self.hr_window_s),
             hr_slide: Self::micros(self.hr_slide_s),
             hrv_window: Self::micros(self.hrv_window_s),
+            beats_window: Self::micros(self.beats_window_s),
             ..aorta_stream::ecg::EcgConfig::default()
         }
     }
@@ -126,6 +135,9 @@ mod tests {
             b"what = 1",
             b"\xff\xfe",
             b"hr_window_s = \"ten\"",
+            // Heart-rate and beat-times results would share ids.
+            b"hr_window_s = 30",
+            b"beats_window_s = 0.5",
         ] {
             assert!(
                 StreamConfig::parse(bad).is_err(),

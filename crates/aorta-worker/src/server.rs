@@ -331,6 +331,25 @@ impl FrameLog for RemoteLog {
     }
 }
 
+/// Most bytes of results one `POST /v1/results` carries (the server's
+/// default per-connection body limit is 8 MiB).
+pub const MAX_POST_BYTES: usize = 4 << 20;
+
+/// How many of `results`, from the front, the next request carries: as
+/// many as fit in `max` bytes of ids and bodies (plus 16 bytes of JSON each),
+/// at least one.
+fn next_part(results: &[ResultItem], max: usize) -> usize {
+    let mut bytes = 0usize;
+    results
+        .iter()
+        .take_while(|r| {
+            bytes = bytes.saturating_add(r.id.len() + r.body.len() + 16);
+            bytes <= max
+        })
+        .count()
+        .max(1)
+}
+
 /// The server's results store as a `ResultSink`: results are buffered and
 /// sent, durably, by `ResultSink::sync`, together with the progress report
 /// set by [`RemoteResults::report`].
@@ -388,10 +407,30 @@ impl ResultSink for RemoteResults {
             .push(ResultItem::new(id, payload));
         Ok(true)
     }
+    /// Results that would make one request larger than
+    /// [`MAX_POST_BYTES`] (event strips are tens of KB each) go first, in
+    /// parts; the progress report goes with the last part. A part that
+    /// fails stays buffered with everything after it; parts stored are not
+    /// sent again.
     fn sync(&mut self) -> Result<(), StreamError> {
         let b = self.batch.get_mut();
         if b.is_empty() {
             return Ok(());
+        }
+        loop {
+            let n = next_part(&b.results, MAX_POST_BYTES);
+            if n >= b.results.len() {
+                break;
+            }
+            let part = WorkerBatch {
+                results: b.results.iter().take(n).cloned().collect(),
+                certificate: self.certificate.clone(),
+                ..WorkerBatch::default()
+            };
+            let a = self.server.post_results(&part)?;
+            b.results.drain(..n);
+            self.stored += a.stored;
+            self.duplicates += a.duplicates;
         }
         if !b.results.is_empty() {
             b.certificate.clone_from(&self.certificate);
@@ -429,3 +468,26 @@ impl CheckpointStore for RemoteCheckpoints {
 /// A worker job whose stores are the server's.
 pub type RemoteJob<F, RS, SS> =
     aorta_stream::job::EcgJob<F, RemoteCheckpoints, RemoteResults, RS, SS>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_are_posted_in_parts_under_the_limit() {
+        let item = |n: usize| ResultItem {
+            id: "s/x".into(),
+            body: "A".repeat(n),
+        };
+        let mb = 1 << 20;
+        // Four 1-MiB strips: three fit in 4 MiB with their ids, the fourth waits.
+        let four: Vec<ResultItem> = (0..4).map(|_| item(mb)).collect();
+        assert_eq!(next_part(&four, MAX_POST_BYTES), 3);
+        assert_eq!(next_part(&four[3..], MAX_POST_BYTES), 1);
+        // Small results all go at once; one larger than the limit goes alone.
+        let small: Vec<ResultItem> = (0..1000).map(|_| item(100)).collect();
+        assert_eq!(next_part(&small, MAX_POST_BYTES), 1000);
+        assert_eq!(next_part(&[item(5 * mb), item(1)], MAX_POST_BYTES), 1);
+        assert_eq!(next_part(&[], MAX_POST_BYTES), 1);
+    }
+}
