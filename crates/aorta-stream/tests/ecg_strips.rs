@@ -57,11 +57,19 @@ fn record(seconds: f64) -> Option<Rec> {
     Some(Rec { fs, raw, cal, n })
 }
 
+/// The operator with rate alarms that change state at once (no hysteresis,
+/// no hold): record 201 then has many rate events close together, which
+/// exercises the strip bound and lets a gap fall right after an event.
 fn engine() -> Engine<String, EcgOperator> {
-    Engine::new(
-        EcgOperator::new(EcgConfig::default()),
-        EngineConfig::default(),
-    )
+    let cfg = EcgConfig {
+        rhythm: aorta_signal::rhythm::RhythmConfig {
+            rate_hysteresis_bpm: 0.0,
+            rate_hold_s: 0.0,
+            ..Default::default()
+        },
+        ..EcgConfig::default()
+    };
+    Engine::new(EcgOperator::new(cfg), EngineConfig::default())
 }
 
 /// The frame of samples `[a, b)` as the worker opens it.
