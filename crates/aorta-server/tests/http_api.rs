@@ -187,19 +187,8 @@ fn worker_routes_need_the_token_and_refuse_garbage() {
     }
     // A batch signed by a certified worker key is stored once; a replay of
     // it is counted as duplicate.
-    let worker = SigningKey::from_seed(&[7u8; 32]).unwrap();
+    let (worker, cert) = worker_cert(&["dr"]);
     let now = aorta_base::time::now_s();
-    let cert = WorkerCert::issue(
-        &broker_key(),
-        worker.public(),
-        now - 10,
-        now + 3600,
-        false,
-        "sim",
-        &[1; 32],
-        "ward-a",
-        &["dr".to_owned()],
-    );
     let record = SignedResult::sign(&worker, cert.digest(), "dr/SN/0/1", b"sealed");
     let batch = |id: &str, rec: &[u8], cert: Option<&WorkerCert>| {
         serde_json::to_vec(&aorta_api::WorkerBatch {

@@ -13,30 +13,13 @@
 
 use std::time::Duration;
 
-use aorta_crypto::auth::{SignedResult, SigningKey, WorkerCert};
+use aorta_crypto::auth::SignedResult;
 
 mod http_common;
 use http_common::*;
 
-fn cert_and_key() -> (SigningKey, WorkerCert) {
-    let worker = SigningKey::from_seed(&[7u8; 32]).unwrap();
-    let now = aorta_base::time::now_s();
-    let cert = WorkerCert::issue(
-        &broker_key(),
-        worker.public(),
-        now - 10,
-        now + 3600,
-        false,
-        "sim",
-        &[1; 32],
-        "ward-a",
-        &["dr".to_owned(), "other".to_owned()],
-    );
-    (worker, cert)
-}
-
 fn store(r: &Running, id: &str) {
-    let (worker, cert) = cert_and_key();
+    let (worker, cert) = worker_cert(&["dr", "other"]);
     let record = SignedResult::sign(&worker, cert.digest(), id, b"sealed");
     let body = serde_json::to_vec(&aorta_api::WorkerBatch {
         results: vec![aorta_api::ResultItem::new(id, &record)],

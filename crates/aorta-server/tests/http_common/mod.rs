@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use aorta_crypto::auth::SigningKey;
+use aorta_crypto::auth::{SigningKey, WorkerCert};
 use aorta_crypto::directory::{Directory, Entry, Status};
 use aorta_crypto::frame::{self, ChannelCalibration, FrameHeader, TransportKey};
 use aorta_crypto::keys::KeySlice;
@@ -81,6 +81,26 @@ pub fn read_as(r: &Running, who: &str, key: &SigningKey, pq: &str, time: u64) ->
 /// The broker's certifying key this test's server pins.
 pub fn broker_key() -> SigningKey {
     SigningKey::from_seed(&[0x42; 32]).unwrap()
+}
+
+/// A `sim` worker's result-signing key and the certificate [`broker_key`]
+/// issued it for an hour, for results sealed to `subscribers`.
+pub fn worker_cert(subscribers: &[&str]) -> (SigningKey, WorkerCert) {
+    let worker = SigningKey::from_seed(&[7u8; 32]).unwrap();
+    let now = aorta_base::time::now_s();
+    let subscribers: Vec<String> = subscribers.iter().map(|s| (*s).to_owned()).collect();
+    let cert = WorkerCert::issue(
+        &broker_key(),
+        worker.public(),
+        now - 10,
+        now + 3600,
+        false,
+        "sim",
+        &[1; 32],
+        "ward-a",
+        &subscribers,
+    );
+    (worker, cert)
 }
 
 pub fn entry(status: Status, slice_len: u16, key: bool, serial: &str) -> Entry {
