@@ -153,7 +153,7 @@ pub fn rr_event(channels: u16, samples: &[i32]) -> Result<EcgEvent, Refused> {
 }
 
 /// The ECG chunk of a frame's interleaved samples: the analysed lead
-/// (channel 0) in mV and every other channel in µV
+/// (channel 0) in mV and every channel, channel 0 included, in µV
 /// ([`crate::ecg::micro_volts`], for event strips), each with its own
 /// calibration `(gain, baseline)` (a missing or unusable gain is replaced by
 /// the one rule, `aorta_crypto::frame::usable_gain`); refused
