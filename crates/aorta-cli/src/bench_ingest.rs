@@ -33,8 +33,9 @@ pub struct Args {
     #[arg(long, default_value_t = 19, value_parser = crate::args::int(0i32, 19))]
     hostile_nice: i32,
     /// Print JSON (`clean` and `hostile` with `frames_per_s`, `p50_ms`,
-    /// `p99_ms`, `peak_rss_bytes`; `p99_ratio`, `hostile_clients`,
-    /// `hostile_outcomes`, …).
+    /// `p99_ms` (from the frame's due time), `ack_p50_ms`, `ack_p99_ms`
+    /// (from its upload), `peak_rss_bytes`; `p99_ratio`, `ack_p99_ratio`,
+    /// `hostile_clients`, `hostile_outcomes`, …).
     #[arg(long)]
     json: bool,
 }

@@ -48,6 +48,10 @@ fn bench_ingest_measures_both_phases_and_what_each_hostile_client_achieved() {
         assert!(fps <= 4.0 * 1.5, "{p} in {v}");
         let (p50, p99, max) = (f(&ph["p50_ms"]), f(&ph["p99_ms"]), f(&ph["max_ms"]));
         assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{p} in {v}");
+        // The server's part of a frame's latency is within the device's.
+        let (a50, a99) = (f(&ph["ack_p50_ms"]), f(&ph["ack_p99_ms"]));
+        assert!(0.0 < a50 && a50 <= a99 && a99 <= max, "{p} in {v}");
+        assert!(a50 <= p50 && a99 <= p99, "{p}: ack latency within the device's in {v}");
         let peak = u(&ph["peak_rss_bytes"]);
         assert!(
             peak >= u(&ph["rss_end_bytes"]) && peak > 1 << 20,
@@ -57,6 +61,8 @@ fn bench_ingest_measures_both_phases_and_what_each_hostile_client_achieved() {
     }
     let ratio = f(&v["hostile"]["p99_ms"]) / f(&v["clean"]["p99_ms"]);
     assert!((f(&v["p99_ratio"]) - ratio).abs() < 1e-9 * ratio, "{v}");
+    let ack = f(&v["hostile"]["ack_p99_ms"]) / f(&v["clean"]["ack_p99_ms"]);
+    assert!((f(&v["ack_p99_ratio"]) - ack).abs() < 1e-9 * ack, "{v}");
 
     // Four clients: the first four kinds, one each.
     let kinds = ["checkpoint_put", "h2_streams", "slow_loris", "idle_h2"];

@@ -43,8 +43,12 @@ struct Device {
 /// What the devices did in one phase.
 #[derive(Debug, Default)]
 pub(crate) struct PhaseCounts {
-    /// Acknowledgement latencies (ack − the moment the frame was due), ms.
+    /// Device latencies (ack − the moment the frame was due: the device
+    /// thread's wake-up, sealing, signing and the upload), ms.
     pub(crate) latencies_ms: Vec<f64>,
+    /// Acknowledgement latencies (ack − the moment the frame's first upload
+    /// began: the server's part, with any retries), ms.
+    pub(crate) ack_latencies_ms: Vec<f64>,
     /// Frames sealed and offered.
     pub(crate) offered: u64,
     /// Frames acknowledged.
@@ -68,6 +72,7 @@ pub(crate) struct PhaseCounts {
 impl PhaseCounts {
     fn merge(&mut self, o: PhaseCounts) {
         self.latencies_ms.extend(o.latencies_ms);
+        self.ack_latencies_ms.extend(o.ack_latencies_ms);
         self.offered += o.offered;
         self.acked += o.acked;
         self.refused += o.refused;
@@ -225,12 +230,16 @@ impl Device {
             };
             c.offered += 1;
             c.frame_bytes += sealed.bytes.len() as u64;
+            let sent = Instant::now();
             loop {
                 match self.transport.upload(&sealed.bytes, &sig) {
                     Ok(UploadReply::Ack { .. }) => {
                         c.acked += 1;
+                        let now = Instant::now();
                         c.latencies_ms
-                            .push(Instant::now().duration_since(due).as_secs_f64() * 1e3);
+                            .push(now.duration_since(due).as_secs_f64() * 1e3);
+                        c.ack_latencies_ms
+                            .push(now.duration_since(sent).as_secs_f64() * 1e3);
                         break;
                     }
                     Ok(UploadReply::Refused { reason, .. }) => {

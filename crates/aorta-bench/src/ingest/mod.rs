@@ -170,6 +170,7 @@ pub fn run(cfg: &IngestConfig, say: &dyn Fn(&str)) -> anyhow::Result<IngestRepor
         mean_frame_bytes,
         seconds: cfg.seconds,
         p99_ratio: hostile.p99_ms / clean.p99_ms,
+        ack_p99_ratio: hostile.ack_p99_ms / clean.ack_p99_ms,
         clean,
         hostile,
         hostile_total: cfg.hostile,
@@ -196,12 +197,15 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn figures(mut c: devices::PhaseCounts, rss: &PhaseRss) -> PhaseFigures {
     c.latencies_ms.sort_by(f64::total_cmp);
+    c.ack_latencies_ms.sort_by(f64::total_cmp);
     let secs = c.seconds.max(1e-9);
     PhaseFigures {
         frames_per_s: c.acked as f64 / secs,
         p50_ms: percentile(&c.latencies_ms, 0.50),
         p99_ms: percentile(&c.latencies_ms, 0.99),
         max_ms: c.latencies_ms.last().copied().unwrap_or(f64::NAN),
+        ack_p50_ms: percentile(&c.ack_latencies_ms, 0.50),
+        ack_p99_ms: percentile(&c.ack_latencies_ms, 0.99),
         peak_rss_bytes: rss.peak,
         rss_end_bytes: rss.end,
         frames_offered: c.offered,
