@@ -4,7 +4,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use aorta_stream::StreamError;
-use aorta_stream::log::FrameLog;
+use aorta_stream::log::{FrameLog, Located};
 use async_nats::jetstream;
 use futures::StreamExt;
 
@@ -82,7 +82,7 @@ impl PartitionReader {
         &self,
         offset: u64,
         max: usize,
-    ) -> Result<(Vec<(u64, Vec<u8>)>, u64), ClusterError> {
+    ) -> Result<(Vec<Located>, u64), ClusterError> {
         let start = offset.max(1);
         let taken = self
             .live
