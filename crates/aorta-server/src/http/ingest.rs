@@ -32,6 +32,15 @@
 //! forgotten by the deduplication index, so the device's retry is appended
 //! anew once space returns. Nothing is acknowledged at an offset that was
 //! rolled back, and the writer keeps serving.
+//!
+//! The writer's log is a [`CommitLog`]: the embedded [`FileLog`], or, in
+//! the server's `[cluster]` mode ([`Ingest::start_cluster`],
+//! `docs/scale.md`), NATS JetStream through
+//! [`aorta_cluster::FramePublisher`]. There a batch is durable once
+//! JetStream acknowledged every publish of it. A failure or a timeout
+//! refuses the whole batch (`503`), and JetStream's duplicate window
+//! (`Nats-Msg-Id = serial/sequence`) stores the retry of a frame that was
+//! in fact stored only once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
