@@ -17,7 +17,8 @@
 //!   offsets are JetStream stream sequences, so a checkpoint's offset says
 //!   where to resume;
 //! - with the `testing` feature, a harness that runs real `nats-server`
-//!   processes (one node or a cluster with routes) for tests ([`testing`]).
+//!   processes (one node or a cluster with routes) for tests (module
+//!   `testing`).
 //!
 //! **Never** does: frame acceptance (authentication, sequence and
 //! key-index checks stay in `aorta-server`'s ingest, which calls this only
