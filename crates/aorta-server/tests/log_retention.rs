@@ -84,11 +84,21 @@ fn segments_go_only_once_the_checkpoint_passed_them_and_offsets_stay() {
     assert_eq!(now, kept);
     assert!(now.get(1).is_none_or(|s| s.0 > covered), "{now:?}");
     let end = *ingest.end.borrow();
-    match ingest.reader.read_from(offsets[0], 1, end) {
+    match ingest
+        .reader
+        .as_ref()
+        .unwrap()
+        .read_from(offsets[0], 1, end)
+    {
         Err(StreamError::Deleted { first: f, .. }) => assert_eq!(f, first),
         other => panic!("{other:?}"),
     }
-    let (recs, _) = ingest.reader.read_from(covered, 100, end).unwrap();
+    let (recs, _) = ingest
+        .reader
+        .as_ref()
+        .unwrap()
+        .read_from(covered, 100, end)
+        .unwrap();
     assert_eq!(recs.len(), 20);
     // New frames still go to the end, at global offsets.
     let next = submit(&rt, &ingest, 60);
@@ -98,7 +108,12 @@ fn segments_go_only_once_the_checkpoint_passed_them_and_offsets_stay() {
     let ingest = start();
     let end2 = *ingest.end.borrow();
     assert!(end2 > next);
-    let (recs, _) = ingest.reader.read_from(covered, 100, end2).unwrap();
+    let (recs, _) = ingest
+        .reader
+        .as_ref()
+        .unwrap()
+        .read_from(covered, 100, end2)
+        .unwrap();
     assert_eq!(recs.len(), 21);
     assert_eq!(submit(&rt, &ingest, 61), end2);
 }

@@ -412,7 +412,13 @@ async fn get_log(State(s): State<Arc<AppState>>, h: HeaderMap, q: Query<LogQuery
             end = *end_rx.borrow();
         }
     }
-    let reader = s.ingest.reader.clone();
+    let Some(reader) = s.ingest.reader.clone() else {
+        return err(
+            StatusCode::CONFLICT,
+            "frames_in_jetstream",
+            "this server runs in cluster mode: its frames are in NATS JetStream (docs/scale.md)",
+        );
+    };
     let (from, max) = (q.from, q.max.clamp(1, MAX_LOG_RECORDS));
     let cap = s.limits.log_answer_bytes;
     let read = tokio::task::spawn_blocking(move || reader.read_capped(from, max, cap, end)).await;
@@ -480,7 +486,9 @@ async fn put_checkpoint(State(s): State<Arc<AppState>>, h: HeaderMap, body: Byte
             "unknown version or checksum mismatch",
         );
     }
-    if cp.log_offset > *s.ingest.end.borrow() {
+    // (In cluster mode the offset is a JetStream stream sequence, which
+    // this ingest node's end does not bound.)
+    if s.ingest.reader.is_some() && cp.log_offset > *s.ingest.end.borrow() {
         return err(
             StatusCode::BAD_REQUEST,
             "bad_checkpoint",
@@ -1230,19 +1238,37 @@ pub fn open_state_with_reneg(
             .to_owned(),
     );
     let hours = |h: u64| Duration::from_secs(h.saturating_mul(3600));
-    let ingest = Ingest::start_with(
-        dir,
-        devices,
-        cfg.ingest_queue_frames,
-        cfg.ingest_queue_bytes,
-        cfg.max_worker_lag_bytes,
-        super::ingest::Retention {
-            segment_bytes: cfg.log_segment_bytes.unwrap_or(u64::MAX),
-            keep: cfg.log_retention_hours.map(hours),
-            ..Default::default()
-        },
-    )
-    .context("opening the frame log")?;
+    let ingest = match &cfg.cluster {
+        // Cluster mode: accepted frames go to NATS JetStream (docs/scale.md).
+        Some(c) => {
+            let spec = c.spec();
+            let nats = aorta_cluster::Nats::connect(&c.nats, spec.ack_timeout)
+                .with_context(|| format!("connecting to NATS at {}", c.nats))?;
+            nats.ensure_stream(&spec)
+                .with_context(|| format!("the JetStream stream {}", spec.stream))?;
+            tracing::info!(target: "aorta::server", stream = %spec.stream, partitions = spec.partitions, replicas = spec.replicas, "cluster mode: frames go to NATS JetStream");
+            Ingest::start_cluster(
+                nats.publisher(&spec),
+                devices,
+                cfg.ingest_queue_frames,
+                cfg.ingest_queue_bytes,
+            )
+            .context("starting ingest")?
+        }
+        None => Ingest::start_with(
+            dir,
+            devices,
+            cfg.ingest_queue_frames,
+            cfg.ingest_queue_bytes,
+            cfg.max_worker_lag_bytes,
+            super::ingest::Retention {
+                segment_bytes: cfg.log_segment_bytes.unwrap_or(u64::MAX),
+                keep: cfg.log_retention_hours.map(hours),
+                ..Default::default()
+            },
+        )
+        .context("opening the frame log")?,
+    };
     let checkpoints = FileCheckpointStore::new(dir.join("checkpoint"))?;
     if let Some(cp) = checkpoints
         .load()

@@ -114,6 +114,85 @@ pub struct ServerConfig {
     /// `/healthz` and `/readyz` (`docs/server.md`, "Operations port");
     /// absent: off. Bind it to loopback or a management network.
     pub metrics_listen: Option<SocketAddr>,
+    /// Cluster mode (`docs/scale.md`): accepted frames go to a NATS
+    /// JetStream stream instead of the local frame log; absent: the
+    /// embedded file log.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// The `[cluster]` table: NATS JetStream as the frame log.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// NATS server URLs, comma-separated (`nats://host:4222,…`).
+    pub nats: String,
+    /// Partitions of the frame stream (subjects `<subject_prefix>.<p>`).
+    #[serde(default = "ClusterConfig::default_partitions")]
+    pub partitions: u32,
+    /// Replicas of the frame stream (3 on a 3-node cluster; 1: development).
+    #[serde(default = "ClusterConfig::default_replicas")]
+    pub replicas: usize,
+    /// The JetStream stream's name.
+    #[serde(default = "ClusterConfig::default_stream")]
+    pub stream: String,
+    /// The subjects' prefix.
+    #[serde(default = "ClusterConfig::default_subject_prefix")]
+    pub subject_prefix: String,
+    /// Longest a batch waits for JetStream's publish acknowledgements
+    /// before its frames get 503 (ms).
+    #[serde(default = "ClusterConfig::default_ack_timeout_ms")]
+    pub ack_timeout_ms: u64,
+    /// JetStream's duplicate window (s): a device's retry within it is
+    /// stored once.
+    #[serde(default = "ClusterConfig::default_duplicate_window_secs")]
+    pub duplicate_window_secs: u64,
+}
+
+impl ClusterConfig {
+    fn default_partitions() -> u32 {
+        aorta_cluster::StreamSpec::default().partitions
+    }
+    fn default_replicas() -> usize {
+        aorta_cluster::StreamSpec::default().replicas
+    }
+    fn default_stream() -> String {
+        aorta_cluster::StreamSpec::default().stream
+    }
+    fn default_subject_prefix() -> String {
+        aorta_cluster::StreamSpec::default().subject_prefix
+    }
+    fn default_ack_timeout_ms() -> u64 {
+        5000
+    }
+    fn default_duplicate_window_secs() -> u64 {
+        120
+    }
+
+    /// A table for the NATS servers at `nats` with every other key at its
+    /// default.
+    pub fn new(nats: &str) -> ClusterConfig {
+        ClusterConfig {
+            nats: nats.to_owned(),
+            partitions: Self::default_partitions(),
+            replicas: Self::default_replicas(),
+            stream: Self::default_stream(),
+            subject_prefix: Self::default_subject_prefix(),
+            ack_timeout_ms: Self::default_ack_timeout_ms(),
+            duplicate_window_secs: Self::default_duplicate_window_secs(),
+        }
+    }
+
+    /// The stream layout these settings give.
+    pub fn spec(&self) -> aorta_cluster::StreamSpec {
+        aorta_cluster::StreamSpec {
+            stream: self.stream.clone(),
+            subject_prefix: self.subject_prefix.clone(),
+            partitions: self.partitions,
+            replicas: self.replicas,
+            duplicate_window: std::time::Duration::from_secs(self.duplicate_window_secs),
+            ack_timeout: std::time::Duration::from_millis(self.ack_timeout_ms),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -156,6 +235,7 @@ impl Default for ServerConfig {
             results_segment_bytes: None,
             results_retention_hours: None,
             metrics_listen: None,
+            cluster: None,
         }
     }
 }
@@ -326,6 +406,14 @@ impl ServerConfig {
                 return bad(field, "must be in [1, 876000] hours");
             }
         }
+        if let Some(c) = &self.cluster {
+            if c.nats.trim().is_empty() {
+                return bad("cluster.nats", "needs at least one nats:// URL");
+            }
+            if let Err(e) = c.spec().validate() {
+                return bad("cluster", &e.to_string());
+            }
+        }
         if self.body_budget_bytes < self.connection_body_bytes {
             return bad(
                 "body_budget_bytes",
@@ -419,6 +507,18 @@ log_answer_bytes = 16777216
 # Plain HTTP (no TLS): /metrics (Prometheus), /healthz, /readyz. Bind it to
 # loopback or a management network only.
 # metrics_listen = "127.0.0.1:9464"
+
+# --- cluster mode (docs/scale.md): off by default (the embedded file log).
+# Accepted frames go to a NATS JetStream stream; a device is acknowledged
+# only after JetStream's publish acknowledgement.
+# [cluster]
+# nats = "nats://127.0.0.1:4222"     # several: comma-separated
+# partitions = 16                     # subjects aorta.frames.<p>
+# replicas = 1                        # 3 on a 3-node cluster
+# stream = "AORTA_FRAMES"
+# subject_prefix = "aorta.frames"
+# ack_timeout_ms = 5000
+# duplicate_window_secs = 120
 "#;
 
 #[cfg(test)]
@@ -460,6 +560,13 @@ mod tests {
             "results_segment_bytes = 1048576\nresults_retention_hours = 0",
             "metrics_listen = \"localhost\"",
             "metrics_listen = 9464",
+            "[cluster]",
+            "[cluster]\nnats = \"\"",
+            "[cluster]\nnats = \"nats://a\"\npartitions = 0",
+            "[cluster]\nnats = \"nats://a\"\nreplicas = 7",
+            "[cluster]\nnats = \"nats://a\"\nack_timeout_ms = 0",
+            "[cluster]\nnats = \"nats://a\"\nstream = \"a.b\"",
+            "[cluster]\nnats = \"nats://a\"\nnope = 1",
         ] {
             assert!(ServerConfig::from_toml_str(bad, p).is_err(), "{bad}");
         }

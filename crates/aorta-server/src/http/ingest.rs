@@ -32,6 +32,15 @@
 //! forgotten by the deduplication index, so the device's retry is appended
 //! anew once space returns. Nothing is acknowledged at an offset that was
 //! rolled back, and the writer keeps serving.
+//!
+//! The writer's log is a [`CommitLog`]: the embedded [`FileLog`], or, in
+//! the server's `[cluster]` mode ([`Ingest::start_cluster`],
+//! `docs/scale.md`), NATS JetStream through
+//! [`aorta_cluster::FramePublisher`]. There a batch is durable once
+//! JetStream acknowledged every publish of it. A failure or a timeout
+//! refuses the whole batch (`503`), and JetStream's duplicate window
+//! (`Nats-Msg-Id = serial/sequence`) stores the retry of a frame that was
+//! in fact stored only once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -597,18 +606,101 @@ pub struct Committed {
     pub sync_error: Option<String>,
 }
 
+/// Where the log writer puts accepted frames: the embedded [`FileLog`]
+/// (the default), or NATS JetStream ([`aorta_cluster::FramePublisher`],
+/// the server's `[cluster]` mode, `docs/scale.md`). [`GroupCommit`] runs
+/// the same checks in front of either.
+///
+/// `append` gives a record a position; `sync` makes every appended record
+/// durable or fails, and then the log has rolled back to
+/// [`CommitLog::durable_end`] (nothing past it may be acknowledged).
+pub trait CommitLog: Send + 'static {
+    /// Appends `record` (the log record of `serial`'s frame `sequence`);
+    /// its position. Not durable until [`CommitLog::sync`].
+    fn append(
+        &mut self,
+        serial: &str,
+        sequence: u64,
+        record: &[u8],
+    ) -> Result<u64, aorta_stream::StreamError>;
+    /// Makes every appended record durable (or rolls back and fails).
+    fn sync(&mut self) -> Result<(), aorta_stream::StreamError>;
+    /// Where the next append goes.
+    fn end(&self) -> u64;
+    /// Everything before it is durable.
+    fn durable_end(&self) -> u64;
+    /// After a successful sync, the offset the device is acknowledged with
+    /// for the record appended at `position` in that batch, and whether the
+    /// log found it a duplicate; `None`: the position itself, not a
+    /// duplicate (the file log).
+    fn settled(&self, _position: u64) -> Option<(u64, bool)> {
+        None
+    }
+}
+
+impl CommitLog for FileLog {
+    fn append(
+        &mut self,
+        _serial: &str,
+        _sequence: u64,
+        record: &[u8],
+    ) -> Result<u64, aorta_stream::StreamError> {
+        FrameLog::append(self, record)
+    }
+    fn sync(&mut self) -> Result<(), aorta_stream::StreamError> {
+        FrameLog::sync(self)
+    }
+    fn end(&self) -> u64 {
+        FrameLog::end(self)
+    }
+    fn durable_end(&self) -> u64 {
+        FileLog::durable_end(self)
+    }
+}
+
+/// JetStream: a record is durable once its publish acknowledgement came
+/// back; the device is acknowledged with its stream sequence.
+impl CommitLog for aorta_cluster::FramePublisher {
+    fn append(
+        &mut self,
+        serial: &str,
+        sequence: u64,
+        record: &[u8],
+    ) -> Result<u64, aorta_stream::StreamError> {
+        Ok(aorta_cluster::FramePublisher::append(
+            self, serial, sequence, record,
+        )?)
+    }
+    fn sync(&mut self) -> Result<(), aorta_stream::StreamError> {
+        Ok(aorta_cluster::FramePublisher::sync(self)?)
+    }
+    fn end(&self) -> u64 {
+        aorta_cluster::FramePublisher::end(self)
+    }
+    fn durable_end(&self) -> u64 {
+        aorta_cluster::FramePublisher::durable_end(self)
+    }
+    fn settled(&self, position: u64) -> Option<(u64, bool)> {
+        aorta_cluster::FramePublisher::settled(self, position)
+    }
+}
+
+/// Most submissions the server's writer thread commits at once.
+const MAX_BATCH: usize = 1024;
+
 /// The log's only writer: deduplication and replay checks, appends, one
 /// sync per batch (group commit). The server's writer thread and
-/// `aorta bench pipeline` both drive it.
-pub struct GroupCommit {
-    log: FileLog,
+/// `aorta bench pipeline` both drive it, over the file log or JetStream
+/// ([`CommitLog`]).
+pub struct GroupCommit<L: CommitLog = FileLog> {
+    log: L,
     seen: HashMap<String, Seen>,
     counters: Arc<IngestCounters>,
 }
 
 impl GroupCommit {
     /// Most submissions the server's writer thread commits at once.
-    pub const MAX_BATCH: usize = 1024;
+    pub const MAX_BATCH: usize = MAX_BATCH;
 
     /// Opens (or creates) the log at `path` and rebuilds the deduplication
     /// index from it; `counters` receive accepted frames, bytes and syncs.
@@ -666,6 +758,19 @@ impl GroupCommit {
     pub fn reader(&self) -> LogReader {
         self.log.reader()
     }
+}
+
+impl<L: CommitLog> GroupCommit<L> {
+    /// A writer over `log` that starts with no memory of earlier frames:
+    /// a stateless ingest node in front of JetStream, whose duplicate
+    /// window (`Nats-Msg-Id`) drops a retry this node never saw.
+    pub fn with_log(log: L, counters: Arc<IngestCounters>) -> GroupCommit<L> {
+        GroupCommit {
+            log,
+            seen: HashMap::new(),
+            counters,
+        }
+    }
 
     /// The log's end offset (durable after a successful [`GroupCommit::commit`]).
     pub fn end(&self) -> u64 {
@@ -699,6 +804,25 @@ impl GroupCommit {
         if failure.is_none() && !undo.is_empty() {
             self.counters.syncs.fetch_add(1, Ordering::Relaxed);
             failure = self.log.sync().err();
+        }
+        if failure.is_none() {
+            // Where the log put each new frame (JetStream: its stream
+            // sequence, and whether its duplicate window dropped it).
+            for u in &undo {
+                if let Some((offset, duplicate)) = self.log.settled(u.offset) {
+                    if let Some(Ok(a)) = acks.get_mut(u.index) {
+                        a.offset = offset;
+                        a.duplicate = duplicate;
+                    }
+                    if let Some(r) = self
+                        .seen
+                        .get_mut(&u.serial)
+                        .and_then(|s| s.recent.get_mut(&u.sequence))
+                    {
+                        r.1 = offset;
+                    }
+                }
+            }
         }
         if let Some(e) = &failure {
             // Forget what was rolled back, newest first.
@@ -795,7 +919,7 @@ impl GroupCommit {
                 })
             }
             None => {
-                let off = match self.log.append(&j.record) {
+                let off = match self.log.append(&j.serial, j.sequence, &j.record) {
                     Ok(off) => off,
                     Err(e) => {
                         let refusal = IngestError::from_log(&e);
@@ -869,8 +993,9 @@ pub struct Ingest {
     pub worker_offset: Arc<AtomicU64>,
     /// Counters.
     pub counters: Arc<IngestCounters>,
-    /// Reader of the log for workers.
-    pub reader: LogReader,
+    /// Reader of the log for workers (`GET /v1/log`); `None` in cluster
+    /// mode, where workers read JetStream.
+    pub reader: Option<LogReader>,
 }
 
 fn digest(frame: &[u8]) -> [u8; 16] {
@@ -931,7 +1056,53 @@ impl Ingest {
                 .map_err(|e| aorta_stream::StreamError::Store(Box::new(e)))?;
         }
         let reader = log.reader();
-        let (end_tx, end_rx) = watch::channel(log.end());
+        Ingest::launch(
+            log,
+            Some(reader),
+            worker_offset,
+            devices,
+            queue_frames,
+            queue_bytes,
+            max_lag,
+        )
+    }
+
+    /// Ingest in front of NATS JetStream (the server's `[cluster]` mode):
+    /// the same checks, queue and writer thread, whose group commit
+    /// publishes each batch and acknowledges a frame only after
+    /// JetStream's publish acknowledgement ([`CommitLog`]). No local log,
+    /// no worker-lag budget (workers read JetStream, `docs/scale.md`).
+    pub fn start_cluster(
+        publisher: aorta_cluster::FramePublisher,
+        devices: Arc<dyn DeviceDirectory>,
+        queue_frames: usize,
+        queue_bytes: usize,
+    ) -> Result<Ingest, aorta_stream::StreamError> {
+        let counters = Arc::new(IngestCounters::default());
+        let log = GroupCommit::with_log(publisher, counters);
+        Ingest::launch(
+            log,
+            None,
+            Arc::new(AtomicU64::new(0)),
+            devices,
+            queue_frames,
+            queue_bytes,
+            0,
+        )
+    }
+
+    /// Starts the verifier and writer threads over `log`.
+    fn launch<L: CommitLog>(
+        log: GroupCommit<L>,
+        reader: Option<LogReader>,
+        worker_offset: Arc<AtomicU64>,
+        devices: Arc<dyn DeviceDirectory>,
+        queue_frames: usize,
+        queue_bytes: usize,
+        max_lag: u64,
+    ) -> Result<Ingest, aorta_stream::StreamError> {
+        let counters = log.counters.clone();
+        let (end_tx, end_rx) = watch::channel(log.durable_end());
         let (tx, rx) = mpsc::channel(queue_frames);
         let queued_bytes = Arc::new(AtomicUsize::new(0));
         let (verify, verify_rx) = mpsc::channel(VERIFY_QUEUE);
@@ -1135,8 +1306,8 @@ fn retire(
 
 /// The server's writer thread: batches of queued frames through
 /// [`GroupCommit`], the durable end published after each, then the replies.
-fn writer(
-    mut log: GroupCommit,
+fn writer<L: CommitLog>(
+    mut log: GroupCommit<L>,
     mut rx: mpsc::Receiver<Job>,
     end: watch::Sender<u64>,
     queued: Arc<AtomicUsize>,
@@ -1144,7 +1315,7 @@ fn writer(
     let mut batch = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
-        while batch.len() < GroupCommit::MAX_BATCH {
+        while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(j) => batch.push(j),
                 Err(_) => break,
