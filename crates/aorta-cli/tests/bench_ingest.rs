@@ -51,7 +51,10 @@ fn bench_ingest_measures_both_phases_and_what_each_hostile_client_achieved() {
         // The server's part of a frame's latency is within the device's.
         let (a50, a99) = (f(&ph["ack_p50_ms"]), f(&ph["ack_p99_ms"]));
         assert!(0.0 < a50 && a50 <= a99 && a99 <= max, "{p} in {v}");
-        assert!(a50 <= p50 && a99 <= p99, "{p}: ack latency within the device's in {v}");
+        assert!(
+            a50 <= p50 && a99 <= p99,
+            "{p}: ack latency within the device's in {v}"
+        );
         let peak = u(&ph["peak_rss_bytes"]);
         assert!(
             peak >= u(&ph["rss_end_bytes"]) && peak > 1 << 20,

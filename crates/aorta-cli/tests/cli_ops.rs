@@ -547,3 +547,99 @@ fn server_at_trace_logs_no_token_and_no_tls_key() {
         assert!(!all.contains(l), "TLS key material is in the log");
     }
 }
+
+/// A stranger floods `POST /v1/frames` with garbage that carries a
+/// well-formed (meaningless) signature header, so every request reaches
+/// the frame checks and is refused. Each refusal used to write one log
+/// line: the stranger wrote the operator's log (and disk) at the speed of
+/// its requests. The log now keeps a sample (at most
+/// `aorta_server::log_throttle::REFUSALS_PER_SEC` lines a second, the next
+/// line counting what it left out); the metrics count every refusal.
+#[test]
+fn a_flood_of_refused_frames_cannot_flood_the_log() {
+    const FLOOD: usize = 300;
+    let t = tempfile::tempdir().unwrap();
+    server_files(t.path(), "metrics_listen = \"127.0.0.1:0\"\n");
+    // The stranger has read the public directory: its bodies start with a
+    // listed device's well-formed frame header, so each reaches the
+    // signature check (as `aorta bench ingest`'s attackers do).
+    let serial = "FLOOD-0001";
+    std::fs::write(
+        t.path().join("directory.txt"),
+        format!(
+            "{}\n{serial} verified 120 1000 {}\n",
+            aorta_crypto::directory::HEADER,
+            "3d".repeat(32)
+        ),
+    )
+    .unwrap();
+    let s = Srv::start(t.path(), &[], &[]);
+    let addr: SocketAddr = s
+        .seen
+        .iter()
+        .find_map(|l| l.strip_prefix("aorta server listening on https://"))
+        .and_then(|r| r.split(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let tls = std::sync::Arc::new(
+        aorta_api::client_tls_config_file(&t.path().join("data").join("cert.pem")).unwrap(),
+    );
+    let sig = "ab".repeat(64);
+    let started = Instant::now();
+    for i in 0..FLOOD {
+        let name = rustls::pki_types::ServerName::try_from(addr.ip().to_string()).unwrap();
+        let conn = rustls::ClientConnection::new(tls.clone(), name).unwrap();
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut tls_stream = rustls::StreamOwned::new(conn, tcp);
+        let payload = [i as u8; 64];
+        let mut body =
+            aorta_crypto::frame::FrameHeader::new(serial, 0, i as u64, 0, 360_000, 2, 360, [7; 16])
+                .unwrap()
+                .encode_with_len(payload.len() as u32);
+        body.extend_from_slice(&payload);
+        write!(
+            tls_stream,
+            "POST /v1/frames HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\naorta-signature: {sig}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        tls_stream.write_all(&body).unwrap();
+        let mut resp = Vec::new();
+        let _ = tls_stream.read_to_end(&mut resp);
+        let head = String::from_utf8_lossy(&resp);
+        assert!(head.starts_with("HTTP/1.1 4"), "request {i}: {head}");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let (metrics_status, metrics) = http(s.ops(), "GET", "/metrics");
+    assert_eq!(metrics_status, 200);
+    let refused: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("aorta_ingest_frames_refused_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        refused >= FLOOD as f64,
+        "every refusal is counted: {refused}\n{metrics}"
+    );
+    let (code, lines) = s.stop();
+    assert_eq!(code, Some(0));
+    let logged: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("frame refused"))
+        .collect();
+    let bound = aorta_server::log_throttle::REFUSALS_PER_SEC as f64 * (elapsed.ceil() + 1.0);
+    assert!(
+        (logged.len() as f64) <= bound,
+        "{} refusal lines for {FLOOD} refusals in {elapsed:.1} s (at most {bound})",
+        logged.len()
+    );
+    assert!(!logged.is_empty(), "refusals are still logged (a sample)");
+    assert!(
+        logged
+            .iter()
+            .any(|l| l.contains("suppressed=") && !l.contains("suppressed=0")),
+        "a line says how many it left out: {logged:#?}"
+    );
+}

@@ -47,3 +47,4 @@ pub mod broker;
 pub mod broker_report;
 pub mod erasure;
 pub mod http;
+pub mod log_throttle;

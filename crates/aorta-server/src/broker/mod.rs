@@ -10,10 +10,10 @@
 //! [`MemoryKeySource`] is the in-memory implementation used by tests and by
 //! the development key file of `aorta broker serve --keys`.
 
+use crate::log_throttle::LogThrottle;
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -663,33 +663,6 @@ impl Bucket {
         self.tokens = (self.tokens + earned).min(f64::from(burst));
         self.at = now;
         self.tokens >= f64::from(burst)
-    }
-}
-
-/// At most one log line per second for a repeated event (a flood must not
-/// flood the log): `allow` says whether to log now and how many were
-/// suppressed since the last line.
-#[derive(Default)]
-struct LogThrottle {
-    last_sec: AtomicU64,
-    suppressed: AtomicU64,
-}
-
-impl LogThrottle {
-    fn allow(&self) -> Option<u64> {
-        let now = aorta_base::time::now_s();
-        let last = self.last_sec.load(Ordering::Relaxed);
-        if now != last
-            && self
-                .last_sec
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            Some(self.suppressed.swap(0, Ordering::Relaxed))
-        } else {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            None
-        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The HTTP routes, their state and the serving loop.
 
+use crate::log_throttle::{LogThrottle, REFUSALS_PER_SEC};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -326,7 +327,12 @@ async fn post_frame(
             axum::Json(ack).into_response()
         }
         Err(e) => {
-            tracing::info!(target: "aorta::ingest", error = e.name(), detail = %e, "frame refused");
+            // Any client can cause a refusal: the log keeps a sample, the
+            // metrics count them all (`log_throttle`).
+            static REFUSED: LogThrottle = LogThrottle::new(REFUSALS_PER_SEC);
+            if let Some(suppressed) = REFUSED.allow() {
+                tracing::info!(target: "aorta::ingest", error = e.name(), detail = %e, suppressed, "frame refused");
+            }
             ingest_err(&e)
         }
     }
@@ -384,7 +390,10 @@ async fn post_reneg(
         }
         Ok((_, Ok(None))) => StatusCode::NO_CONTENT.into_response(),
         Ok((serial, Err(e))) => {
-            tracing::info!(target: "aorta::reneg", serial, error = e.name(), detail = %e, "renegotiation message refused");
+            static REFUSED: LogThrottle = LogThrottle::new(REFUSALS_PER_SEC);
+            if let Some(suppressed) = REFUSED.allow() {
+                tracing::info!(target: "aorta::reneg", serial, error = e.name(), detail = %e, suppressed, "renegotiation message refused");
+            }
             let status =
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             err(status, e.name(), e.to_string())
