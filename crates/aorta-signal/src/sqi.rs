@@ -126,7 +126,7 @@ impl SqiConfig {
             window: 4.0,
             lost_range_mv: 0.01,
             rail_fraction: 0.3,
-            asystole_mv: 0.1,
+            asystole_mv: 0.05,
             asystole_s: 4,
             vf_leakage: 0.5,
             vf_kurtosis: 3.5,
@@ -463,6 +463,8 @@ impl SignalQuality {
         }
         let needed = match (self.state, target) {
             (_, SignalState::Asystole) => self.cfg.asystole_s,
+            // A lost signal is unambiguous: at once.
+            (_, SignalState::SignalLost) => 1,
             (SignalState::Readable, _) => self.cfg.enter,
             (_, SignalState::Readable) => self.cfg.exit,
             _ => self.cfg.enter,
