@@ -137,7 +137,8 @@ fn flat_railed_and_disconnected_stretches_are_signal_lost() {
     let Some(db) = common::data_dir("mitdb") else {
         return;
     };
-    let cases: [(&str, Box<dyn Fn(usize, f64) -> f64>); 4] = [
+    type Stretch = Box<dyn Fn(usize, f64) -> f64>;
+    let cases: [(&str, Stretch); 4] = [
         ("flat (lead off, constant)", Box::new(|_, _| -0.215)),
         ("railed at +5.12 mV", Box::new(|_, _| 5.12)),
         ("disconnected (NaN gaps)", Box::new(|_, _| f64::NAN)),
