@@ -18,7 +18,8 @@
 //!   [`SqiConfig::lost_range_mv`]: a disconnected lead or a flat-lined
 //!   amplifier), or more than half its samples are not finite (gaps), or at
 //!   least [`SqiConfig::rail_fraction`] of them sit at the second's minimum
-//!   or maximum (a railed or clipped amplifier);
+//!   or maximum and as many in one run of equal samples (a railed or
+//!   clipped amplifier);
 //! - **flat**: readable (not lost) but with no electrical activity: the
 //!   band-passed peak-to-peak amplitude of second `k` is below
 //!   [`SqiConfig::asystole_mv`];
@@ -47,6 +48,7 @@
 //! second of the run that caused it.
 
 use crate::filter::Biquad;
+use crate::rhythm::{RhythmEvent, RhythmEventKind};
 
 /// The class of one second, before hysteresis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -188,6 +190,36 @@ pub struct StateChange {
     pub to: SignalState,
 }
 
+impl SignalState {
+    /// The rhythm events that enter (`true`) or leave (`false`) this state
+    /// (`None` for [`SignalState::Readable`]).
+    pub fn event(self, enter: bool) -> Option<RhythmEventKind> {
+        use RhythmEventKind as K;
+        let (on, off) = match self {
+            SignalState::Readable => return None,
+            SignalState::TooNoisy => (K::TooNoisyOnset, K::TooNoisyOffset),
+            SignalState::SignalLost => (K::SignalLostOnset, K::SignalLostOffset),
+            SignalState::VentricularFibrillation => (K::VfOnset, K::VfOffset),
+            SignalState::Asystole => (K::AsystoleOnset, K::AsystoleOffset),
+        };
+        Some(if enter { on } else { off })
+    }
+}
+
+impl StateChange {
+    /// The change as rhythm events: the offset of the state left, then the
+    /// onset of the state entered, both at [`StateChange::time_s`].
+    pub fn events(&self) -> impl Iterator<Item = RhythmEvent> + '_ {
+        [self.from.event(false), self.to.event(true)]
+            .into_iter()
+            .flatten()
+            .map(|kind| RhythmEvent {
+                time_s: self.time_s,
+                kind,
+            })
+    }
+}
+
 /// Online per-second signal quality and signal state (see the module docs).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SignalQuality {
@@ -217,6 +249,10 @@ pub struct SignalQuality {
     at_min: u64,
     bmax: f64,
     bmin: f64,
+    /// Previous raw sample and the current run of equal samples.
+    prev: f64,
+    run: u64,
+    longest_run: u64,
     // Hysteresis.
     state: SignalState,
     run_class: SecondClass,
@@ -277,6 +313,9 @@ impl SignalQuality {
             at_min: 0,
             bmax: f64::MIN,
             bmin: f64::MAX,
+            prev: f64::NAN,
+            run: 0,
+            longest_run: 0,
             state: SignalState::Readable,
             run_class: SecondClass::Readable,
             run_len: 0,
@@ -333,6 +372,13 @@ impl SignalQuality {
     fn step(&mut self, x: f64, seconds: &mut Vec<SecondQuality>, changes: &mut Vec<StateChange>) {
         self.count += 1;
         let v = if x.is_finite() {
+            if x == self.prev {
+                self.run += 1;
+            } else {
+                self.run = 1;
+            }
+            self.prev = x;
+            self.longest_run = self.longest_run.max(self.run);
             if x > self.max {
                 self.max = x;
                 self.at_max = 1;
@@ -386,7 +432,8 @@ impl SignalQuality {
         };
         let lost = self.nonfinite as f64 > 0.5 * count
             || range < self.cfg.lost_range_mv
-            || (self.at_max + self.at_min) as f64 >= self.cfg.rail_fraction * count;
+            || ((self.at_max + self.at_min) as f64 >= self.cfg.rail_fraction * count
+                && self.longest_run as f64 >= self.cfg.rail_fraction * count);
         let ptp = if self.bmax >= self.bmin {
             self.bmax - self.bmin
         } else {
@@ -441,6 +488,8 @@ impl SignalQuality {
         self.at_min = 0;
         self.bmax = f64::MIN;
         self.bmin = f64::MAX;
+        self.run = 0;
+        self.longest_run = 0;
     }
 
     fn hysteresis(&mut self, class: SecondClass, start: u64, changes: &mut Vec<StateChange>) {
@@ -563,6 +612,25 @@ mod tests {
         let (mut s, mut c) = (Vec::new(), Vec::new());
         q.push(x, &mut s, &mut c);
         (s, c)
+    }
+
+    #[test]
+    fn state_changes_as_rhythm_events() {
+        let c = StateChange {
+            time_s: 12.0,
+            from: SignalState::TooNoisy,
+            to: SignalState::SignalLost,
+        };
+        let kinds: Vec<RhythmEventKind> = c.events().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                RhythmEventKind::TooNoisyOffset,
+                RhythmEventKind::SignalLostOnset
+            ]
+        );
+        let json = serde_json::to_string(&c.events().last()).unwrap_or_default();
+        assert_eq!(json, r#"{"time_s":12.0,"kind":"signal_lost_onset"}"#);
     }
 
     #[test]
