@@ -298,7 +298,7 @@ impl EcgConfig {
                 }
             }
             let strip = 2 * crate::ecg_strip::STRIP_HALF_US;
-            if *la > strip && *la <= strip + 9 {
+            if *la > strip && *la <= strip + 1 + MAX_KIND_CODE {
                 return bad(format!(
                     "the {a} window of {la} µs has the length of an event strip's window"
                 ));
@@ -383,6 +383,9 @@ fn intervals(inside: &[Micros], breaks: &VecDeque<Micros>) -> Vec<Micros> {
         .map(|(a, b)| b - a)
         .collect()
 }
+
+/// The largest [`kind_code`].
+const MAX_KIND_CODE: Micros = 16;
 
 fn kind_code(k: &RhythmEventKind) -> Micros {
     match k {
