@@ -325,7 +325,7 @@ impl MultiLeadDetector {
             if l == self.active {
                 for beat in b.drain(..) {
                     let keep = match self.last_beat {
-                        Some(last) => beat.sample > last + self.refractory,
+                        Some(last) => beat.sample > last.saturating_add(self.refractory),
                         None => true,
                     };
                     if keep {

@@ -250,7 +250,7 @@ pub struct SignalQuality {
     bmax: f64,
     bmin: f64,
     /// Previous raw sample and the current run of equal samples.
-    prev: f64,
+    prev: Option<f64>,
     run: u64,
     longest_run: u64,
     // Hysteresis.
@@ -313,7 +313,7 @@ impl SignalQuality {
             at_min: 0,
             bmax: f64::MIN,
             bmin: f64::MAX,
-            prev: f64::NAN,
+            prev: None,
             run: 0,
             longest_run: 0,
             state: SignalState::Readable,
@@ -370,30 +370,30 @@ impl SignalQuality {
 
     #[inline]
     fn step(&mut self, x: f64, seconds: &mut Vec<SecondQuality>, changes: &mut Vec<StateChange>) {
-        self.count += 1;
+        self.count = self.count.saturating_add(1);
         let v = if x.is_finite() {
-            if x == self.prev {
-                self.run += 1;
+            if self.prev == Some(x) {
+                self.run = self.run.saturating_add(1);
             } else {
                 self.run = 1;
             }
-            self.prev = x;
+            self.prev = Some(x);
             self.longest_run = self.longest_run.max(self.run);
             if x > self.max {
                 self.max = x;
                 self.at_max = 1;
             } else if x == self.max {
-                self.at_max += 1;
+                self.at_max = self.at_max.saturating_add(1);
             }
             if x < self.min {
                 self.min = x;
                 self.at_min = 1;
             } else if x == self.min {
-                self.at_min += 1;
+                self.at_min = self.at_min.saturating_add(1);
             }
             x
         } else {
-            self.nonfinite += 1;
+            self.nonfinite = self.nonfinite.saturating_add(1);
             0.0
         };
         let b = self.lp.step(self.hp.step(v));
@@ -408,14 +408,14 @@ impl SignalQuality {
         if let Some(slot) = self.ring_hf.get_mut(self.pos) {
             *slot = h * h;
         }
-        self.pos += 1;
+        self.pos = self.pos.saturating_add(1);
         if self.pos >= self.ring.len() {
             self.pos = 0;
         }
-        self.filled = (self.filled + 1).min(self.ring.len());
+        self.filled = self.filled.saturating_add(1).min(self.ring.len());
         self.bmax = self.bmax.max(b);
         self.bmin = self.bmin.min(b);
-        self.n += 1;
+        self.n = self.n.saturating_add(1);
         if self.n >= self.next_boundary {
             self.close_second(seconds, changes);
         }
@@ -432,7 +432,7 @@ impl SignalQuality {
         };
         let lost = self.nonfinite as f64 > 0.5 * count
             || range < self.cfg.lost_range_mv
-            || ((self.at_max + self.at_min) as f64 >= self.cfg.rail_fraction * count
+            || (self.at_max.saturating_add(self.at_min) as f64 >= self.cfg.rail_fraction * count
                 && self.longest_run as f64 >= self.cfg.rail_fraction * count);
         let ptp = if self.bmax >= self.bmin {
             self.bmax - self.bmin
@@ -478,8 +478,8 @@ impl SignalQuality {
         };
         self.last = Some(q);
         seconds.push(q);
-        self.second += 1;
-        self.next_boundary = ((self.second + 1) as f64 * fs).round() as u64;
+        self.second = self.second.saturating_add(1);
+        self.next_boundary = (self.second.saturating_add(1) as f64 * fs).round() as u64;
         self.count = 0;
         self.nonfinite = 0;
         self.max = f64::MIN;
@@ -631,6 +631,46 @@ mod tests {
         );
         let json = serde_json::to_string(&c.events().last()).unwrap_or_default();
         assert_eq!(json, r#"{"time_s":12.0,"kind":"signal_lost_onset"}"#);
+    }
+
+    #[test]
+    fn hostile_state_does_not_panic() {
+        let q = SignalQuality::new(360.0).unwrap_or_else(|e| panic!("{e}"));
+        let mut v = serde_json::to_value(&q).unwrap_or_default();
+        for (k, x) in [
+            ("ring", serde_json::json!([])),
+            ("ring_qrs", serde_json::json!([1.0])),
+            ("pos", serde_json::json!(u64::MAX)),
+            ("filled", serde_json::json!(u64::MAX)),
+            ("n", serde_json::json!(u64::MAX)),
+            ("second", serde_json::json!(u64::MAX)),
+            ("count", serde_json::json!(u64::MAX)),
+            ("at_max", serde_json::json!(u64::MAX)),
+            ("at_min", serde_json::json!(u64::MAX)),
+            ("run", serde_json::json!(u64::MAX)),
+        ] {
+            if let Some(slot) = v.get_mut(k) {
+                *slot = x;
+            }
+        }
+        let mut q: SignalQuality = serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"));
+        let (mut s, mut c) = (Vec::new(), Vec::new());
+        q.push(
+            &[1e308, -1e308, f64::NAN, f64::INFINITY, 0.0],
+            &mut s,
+            &mut c,
+        );
+        let mut fresh = SignalQuality::new(360.0).unwrap_or_else(|e| panic!("{e}"));
+        fresh.push(&vec![1e308; 2000], &mut s, &mut c);
+        // Any state round-trips through JSON (checkpoints), even after NaN
+        // samples only.
+        let mut q = SignalQuality::new(360.0).unwrap_or_else(|e| panic!("{e}"));
+        q.push(&[f64::NAN; 10], &mut s, &mut c);
+        let text = serde_json::to_string(&q).unwrap_or_default();
+        assert!(
+            serde_json::from_str::<SignalQuality>(&text).is_ok(),
+            "{text}"
+        );
     }
 
     #[test]
