@@ -61,9 +61,24 @@ pub struct RpeakArgs {
     /// Matching window in seconds.
     #[arg(long, default_value_t = 0.150, value_parser = crate::args::secs(0.0, 10.0))]
     window: f64,
-    /// Signal (lead) index to analyse.
-    #[arg(long, default_value_t = 0)]
+    /// Signal (lead) index to analyse (0: the first, e.g. MLII; 1: the
+    /// second, e.g. V1).
+    #[arg(long, default_value_t = 0, conflicts_with = "fuse")]
     lead: usize,
+    /// Add the reproducible noise mix (baseline wander, mains, muscle,
+    /// electrode motion; docs/signal.md) at this SNR in dB before detection.
+    #[arg(long, value_parser = crate::args::secs(-30.0, 60.0))]
+    snr: Option<f64>,
+    /// Seed of the noise mix.
+    #[arg(long, default_value_t = 1, requires = "snr")]
+    seed: u64,
+    /// Multi-lead fusion: use every lead, the one with the better signal
+    /// quality second by second.
+    #[arg(long)]
+    fuse: bool,
+    /// Score the bare detector, without the signal-quality gate.
+    #[arg(long, conflicts_with = "fuse")]
+    no_gate: bool,
 }
 
 pub fn run(cmd: EvalCmd) -> anyhow::Result<ExitCode> {
@@ -92,6 +107,10 @@ fn rpeaks(a: RpeakArgs) -> anyhow::Result<ExitCode> {
         start: a.start,
         lead: a.lead,
         read: crate::wfdb_cmd::read_options(a.no_verify),
+        snr_db: a.snr,
+        noise_seed: a.seed,
+        fuse: a.fuse,
+        gate: !a.no_gate,
     };
     let report = score_rpeaks(&a.db, &names, &opts);
     crate::eval_report::rpeaks(&report, a.json)

@@ -13,6 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::monitor::{LeadMonitor, MultiLeadDetector};
 use crate::rpeak::{Detector, DetectorConfig};
 use crate::wfdb::{ReadOptions, Record, WfdbError, read_annotations};
 
@@ -27,6 +28,17 @@ pub struct EvalOptions {
     pub lead: usize,
     /// What to verify when reading each record.
     pub read: ReadOptions,
+    /// Adds the [`crate::noise`] mix at this SNR (dB) to every lead analysed
+    /// before detection (`None`: the clean signal).
+    pub snr_db: Option<f64>,
+    /// Seed of the noise mix (mixed with the record name and lead index).
+    pub noise_seed: u64,
+    /// Multi-lead fusion ([`crate::monitor::MultiLeadDetector`]) over every
+    /// lead of the record instead of the single `lead`.
+    pub fuse: bool,
+    /// Gate beats by signal quality ([`crate::monitor::LeadMonitor`]); off:
+    /// the bare [`Detector`].
+    pub gate: bool,
 }
 
 impl Default for EvalOptions {
@@ -36,8 +48,23 @@ impl Default for EvalOptions {
             start: 300.0,
             lead: 0,
             read: ReadOptions::default(),
+            snr_db: None,
+            noise_seed: 1,
+            fuse: false,
+            gate: true,
         }
     }
+}
+
+/// The seed of the noise added to `lead` of record `name`: FNV-1a of the
+/// name, mixed with the lead and the run's seed.
+pub fn noise_seed(seed: u64, name: &str, lead: usize) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (lead as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)
 }
 
 /// The score of one record.
@@ -58,20 +85,59 @@ pub struct RecordEval {
 pub fn evaluate_record(db: &Path, name: &str, opts: &EvalOptions) -> Result<RecordEval, WfdbError> {
     let rec = Record::read_with(db.join(name), opts.read)?;
     let fs = rec.fs();
-    let signal = rec.physical(opts.lead).unwrap_or_default();
-    let mut det =
-        Detector::with_config(DetectorConfig::new(fs)).map_err(|e| WfdbError::Signal {
-            path: db.join(name),
-            error: crate::wfdb::SignalError::Inconsistent(e.to_string()),
-        })?;
-    let mut beats = Vec::new();
-    det.push(&signal, &mut beats);
-    det.finish(&mut beats);
     let reference: Vec<u64> = read_annotations(db.join(format!("{name}.atr")))?
         .iter()
         .filter(|a| a.is_beat())
         .map(|a| a.sample)
         .collect();
+    let leads: Vec<usize> = if opts.fuse {
+        (0..rec.header.signals.len()).collect()
+    } else {
+        vec![opts.lead]
+    };
+    let mut signals: Vec<Vec<f64>> = Vec::with_capacity(leads.len());
+    for &lead in &leads {
+        let mut x = rec.physical(lead).unwrap_or_default();
+        if let Some(snr) = opts.snr_db
+            && let Some(amp) = crate::noise::qrs_amplitude(&x, &reference, fs)
+        {
+            crate::noise::add_noise(
+                &mut x,
+                fs,
+                amp,
+                snr,
+                noise_seed(opts.noise_seed, name, lead),
+            );
+        }
+        signals.push(x);
+    }
+    let bad = |e: String| WfdbError::Signal {
+        path: db.join(name),
+        error: crate::wfdb::SignalError::Inconsistent(e),
+    };
+    let mut beats = Vec::new();
+    if opts.fuse {
+        let mut det = MultiLeadDetector::new(fs, signals.len()).map_err(|e| bad(e.to_string()))?;
+        let views: Vec<&[f64]> = signals.iter().map(Vec::as_slice).collect();
+        det.push(&views, &mut beats)
+            .map_err(|e| bad(e.to_string()))?;
+        det.finish(&mut beats);
+    } else if opts.gate {
+        let mut det = LeadMonitor::new(fs).map_err(|e| bad(e.to_string()))?;
+        let (mut seconds, mut changes) = (Vec::new(), Vec::new());
+        for x in &signals {
+            det.push(x, &mut beats, &mut seconds, &mut changes);
+        }
+        det.finish(&mut beats);
+    } else {
+        let mut det =
+            Detector::with_config(DetectorConfig::new(fs)).map_err(|e| bad(e.to_string()))?;
+        for x in &signals {
+            det.push(x, &mut beats);
+        }
+        det.finish(&mut beats);
+    }
+    let len = signals.first().map_or(0, Vec::len);
     let detected: Vec<u64> = beats.iter().map(|b| b.sample).collect();
     let max_latency = beats
         .iter()
@@ -82,9 +148,9 @@ pub fn evaluate_record(db: &Path, name: &str, opts: &EvalOptions) -> Result<Reco
     let window = (opts.window * fs).round() as u64;
     Ok(RecordEval {
         record: name.to_string(),
-        counts: match_beats(&reference, &detected, window, start, signal.len() as u64),
+        counts: match_beats(&reference, &detected, window, start, len as u64),
         max_latency_ms: max_latency as f64 * 1000.0 / fs,
-        samples: signal.len() as u64,
+        samples: len as u64,
     })
 }
 
@@ -667,8 +733,16 @@ pub struct RpeakReport {
     pub window_s: f64,
     /// Seconds at the start of each record not scored.
     pub start_s: f64,
-    /// Signal (lead) index analysed.
+    /// Signal (lead) index analysed (ignored when `fused`).
     pub lead: usize,
+    /// Every lead fused ([`crate::monitor::MultiLeadDetector`]).
+    pub fused: bool,
+    /// Beats gated by signal quality ([`crate::monitor::LeadMonitor`]).
+    pub gated: bool,
+    /// SNR of the [`crate::noise`] mix added, dB (`null`: clean signal).
+    pub snr_db: Option<f64>,
+    /// Seed of the noise mix (`null` when no noise was added).
+    pub noise_seed: Option<u64>,
     /// Records that could not be scored (not in the JSON).
     #[serde(skip)]
     pub failures: Vec<RecordFailure>,
@@ -694,6 +768,10 @@ pub fn score_rpeaks(db: &Path, names: &[String], opts: &EvalOptions) -> RpeakRep
         window_s: opts.window,
         start_s: opts.start,
         lead: opts.lead,
+        fused: opts.fuse,
+        gated: opts.gate || opts.fuse,
+        snr_db: opts.snr_db,
+        noise_seed: opts.snr_db.map(|_| opts.noise_seed),
         failures,
     }
 }
@@ -908,13 +986,18 @@ mod report_tests {
             window_s: 0.15,
             start_s: 300.0,
             lead: 0,
+            fused: false,
+            gated: true,
+            snr_db: Some(0.0),
+            noise_seed: Some(1),
             failures: Vec::new(),
         };
         assert_eq!(
             serde_json::to_string(&report).unwrap(),
             concat!(
                 r#"{"records":[{"record":"100","tp":3,"fp":1,"fn":1,"se":0.75,"ppv":0.75,"max_latency_ms":250.0}],"#,
-                r#""gross":{"tp":3,"fp":1,"fn":1,"se":0.75,"ppv":0.75},"window_s":0.15,"start_s":300.0,"lead":0}"#
+                r#""gross":{"tp":3,"fp":1,"fn":1,"se":0.75,"ppv":0.75},"window_s":0.15,"start_s":300.0,"lead":0,"#,
+                r#""fused":false,"gated":true,"snr_db":0.0,"noise_seed":1}"#
             )
         );
     }

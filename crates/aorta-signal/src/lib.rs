@@ -11,6 +11,12 @@
 //!   per record and over a database (typed reports and their text tables,
 //!   as `aorta eval` prints them); records are scored in parallel on scoped
 //!   threads ([`eval::parallel_map`]), reported in list order.
+//! - [`sqi`]: signal quality per second and the signal states (too noisy,
+//!   signal lost, ventricular fibrillation/flutter, asystole) read from the signal.
+//! - [`monitor`]: the R-peak detector gated by signal quality, on one lead
+//!   or fused over several (the lead with the better quality, second by second).
+//! - [`noise`]: a reproducible noise mix (baseline wander, mains, muscle,
+//!   electrode motion) at a given SNR, for robustness evaluation.
 //! - [`rhythm`]: real-time AF episodes, brady-/tachycardia and pauses from beat times.
 //! - [`hrv`]: heart-rate variability per the 1996 Task Force standard (NN
 //!   series with artefact handling; time, frequency and non-linear metrics in
@@ -25,6 +31,9 @@
 pub mod eval;
 mod filter;
 pub mod hrv;
+pub mod monitor;
+pub mod noise;
 pub mod rhythm;
 pub mod rpeak;
+pub mod sqi;
 pub mod wfdb;

@@ -68,6 +68,23 @@ pub enum RhythmEventKind {
         /// Length of the pause, seconds.
         duration_s: f64,
     },
+    /// The signal was lost (lead off, railed, gaps): no beats, no rhythm
+    /// alarms until [`RhythmEventKind::SignalLostOffset`] (see [`crate::sqi`]).
+    SignalLostOnset,
+    /// The signal came back.
+    SignalLostOffset,
+    /// The signal became too noisy to analyse: no beats, no rhythm alarms.
+    TooNoisyOnset,
+    /// The signal became readable again.
+    TooNoisyOffset,
+    /// Ventricular fibrillation/flutter, detected from the signal.
+    VfOnset,
+    /// Ventricular fibrillation/flutter ended.
+    VfOffset,
+    /// Asystole: a readable flat line, detected from the signal.
+    AsystoleOnset,
+    /// Asystole ended.
+    AsystoleOffset,
 }
 
 /// A rhythm event at a time (seconds from the start of the stream).

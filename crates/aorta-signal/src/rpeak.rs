@@ -15,6 +15,8 @@
 //!    against adaptive signal/noise peak levels (`SPK`, `NPK`) with the
 //!    threshold `NPK + 0.25·(SPK − NPK)`, halved once no beat has been seen
 //!    for 1.66 mean RR intervals (the latency-bounded form of search-back);
+//!    a peak updates `SPK` as at most 1.5·`SPK`, so tall ectopic beats do
+//!    not lift the threshold over the small beats between them;
 //! 4. candidates within 360 ms of the previous beat must show at least half
 //!    of its maximal slope (T-wave rejection); candidates within the 200 ms
 //!    refractory period can only replace a still-pending beat if larger;
@@ -110,6 +112,9 @@ impl DetectorConfig {
 }
 
 const RR_HISTORY: usize = 8;
+
+/// Largest peak, relative to the signal level, that updates the signal level.
+const SPK_CLAMP: f64 = 1.5;
 
 /// The online detector. Feed samples (any unit; physical mV recommended)
 /// with [`Detector::push`], and call [`Detector::finish`] at end of stream.
@@ -449,6 +454,14 @@ impl Detector {
     }
 
     fn signal_level(&mut self, peak: f64, searchback: bool) {
+        // A peak counts at most 1.5 × the signal level: tall ectopic beats
+        // (or artefacts) no longer lift the threshold over the small normal
+        // beats between them (V1 in bigeminy: records 200, 208).
+        let peak = if self.spk > 0.0 {
+            peak.min(SPK_CLAMP * self.spk)
+        } else {
+            peak
+        };
         if searchback {
             self.spk = 0.25 * peak + 0.75 * self.spk;
         } else {

@@ -48,6 +48,7 @@ use std::collections::VecDeque;
 use aorta_signal::hrv::{ArtefactRule, HrvEngine, HrvOptions, NnSeries, WindowCoverage};
 use aorta_signal::rhythm::{RhythmConfig, RhythmEvent, RhythmEventKind, RhythmMonitor};
 use aorta_signal::rpeak::{Beat, Detector};
+use aorta_signal::sqi::{SignalQuality, SignalState};
 use serde::{Deserialize, Serialize};
 
 use crate::{KeyedOperator, Micros};
@@ -297,7 +298,7 @@ impl EcgConfig {
                 }
             }
             let strip = 2 * crate::ecg_strip::STRIP_HALF_US;
-            if *la > strip && *la <= strip + 9 {
+            if *la > strip && *la <= strip + 1 + MAX_KIND_CODE {
                 return bad(format!(
                     "the {a} window of {la} µs has the length of an event strip's window"
                 ));
@@ -348,6 +349,13 @@ pub struct EcgState {
     /// Recent samples of every channel and strips awaiting their samples.
     #[serde(default)]
     strips: crate::ecg_strip::StripBook,
+    /// Signal quality of the analysed lead (absent in older checkpoints:
+    /// started at the next chunk).
+    #[serde(default)]
+    quality: Option<SignalQuality>,
+    /// Detector sample at which `quality` started.
+    #[serde(default)]
+    quality_offset: u64,
 }
 
 /// The ECG operator (one per worker: it reuses HRV buffers).
@@ -376,6 +384,9 @@ fn intervals(inside: &[Micros], breaks: &VecDeque<Micros>) -> Vec<Micros> {
         .collect()
 }
 
+/// The largest [`kind_code`].
+const MAX_KIND_CODE: Micros = 16;
+
 fn kind_code(k: &RhythmEventKind) -> Micros {
     match k {
         RhythmEventKind::AfOnset => 0,
@@ -386,6 +397,14 @@ fn kind_code(k: &RhythmEventKind) -> Micros {
         RhythmEventKind::TachyOffset => 5,
         RhythmEventKind::Pause { .. } => 6,
         RhythmEventKind::PauseOnset => 7,
+        RhythmEventKind::SignalLostOnset => 9,
+        RhythmEventKind::SignalLostOffset => 10,
+        RhythmEventKind::TooNoisyOnset => 11,
+        RhythmEventKind::TooNoisyOffset => 12,
+        RhythmEventKind::VfOnset => 13,
+        RhythmEventKind::VfOffset => 14,
+        RhythmEventKind::AsystoleOnset => 15,
+        RhythmEventKind::AsystoleOffset => 16,
         _ => 8,
     }
 }
@@ -495,6 +514,11 @@ impl EcgOperator {
                 .close(state.origin, state.fs, &mut state.pending);
             // An invalid rate leaves the device without a detector: its chunks are ignored.
             state.detector = Detector::new(chunk.fs).ok();
+            // A signal state still open ends where the run ends.
+            if let Some(ev) = state.quality.take().and_then(|q| q.state().event(false)) {
+                let time_s = state.next_t.max(state.origin) as f64 / 1e6;
+                Self::queue_events(state, vec![RhythmEvent { time_s, kind: ev }]);
+            }
             state.fs = chunk.fs;
             state.origin = t;
             if state.monitor.is_none() {
@@ -512,13 +536,70 @@ impl EcgOperator {
             state.fs,
             &mut state.pending,
         );
+        if state.quality.is_none() {
+            // A new run, or a checkpoint from before signal quality.
+            state.quality = SignalQuality::new(state.fs).ok();
+            state.quality_offset = det.samples_seen();
+        }
+        // The detector and the signal quality see the same samples, cut at
+        // the quality's second boundaries: a beat is kept only while the
+        // signal is readable (judged at the last second boundary).
         let mut beats = Vec::new();
-        det.push(&chunk.samples, &mut beats);
+        let mut piece_beats = Vec::new();
+        let mut changes = Vec::new();
+        let mut seconds = Vec::new();
+        let mut rest: &[f64] = &chunk.samples;
+        while !rest.is_empty() {
+            let take = match state.quality.as_ref() {
+                Some(q) => {
+                    usize::try_from(q.next_boundary().saturating_sub(q.samples_seen()).max(1))
+                        .unwrap_or(usize::MAX)
+                        .min(rest.len())
+                }
+                None => rest.len(),
+            };
+            let (piece, tail) = rest.split_at(take);
+            det.push(piece, &mut piece_beats);
+            if state
+                .quality
+                .as_ref()
+                .is_none_or(|q| q.state().beats_allowed())
+            {
+                beats.append(&mut piece_beats);
+            } else {
+                piece_beats.clear();
+            }
+            if let Some(q) = state.quality.as_mut() {
+                q.push(piece, &mut seconds, &mut changes);
+                seconds.clear();
+            }
+            rest = tail;
+        }
         let seen = det.samples_seen();
         state.next_t = state.origin + (seen as f64 * 1e6 / state.fs).round() as Micros;
         self.add_beats(state, &beats);
         let mut events = Vec::new();
-        if let Some(m) = state.monitor.as_mut() {
+        let base_s = state.origin as f64 / 1e6 + state.quality_offset as f64 / state.fs;
+        for c in &changes {
+            events.extend(c.events().map(|mut e| {
+                e.time_s += base_s;
+                e
+            }));
+            if c.from == SignalState::Readable {
+                // The signal became unreadable: open episodes close there
+                // and rhythm analysis starts afresh once it is readable
+                // again, so no pause, AF or rate alarm spans the stretch.
+                if let Some(m) = state.monitor.as_mut() {
+                    m.finish(c.time_s + base_s, &mut events);
+                }
+                state.monitor = Some(RhythmMonitor::new(self.cfg.rhythm));
+            }
+        }
+        let readable = state
+            .quality
+            .as_ref()
+            .is_none_or(|q| q.state().beats_allowed());
+        if readable && let Some(m) = state.monitor.as_mut() {
             m.tick(state.next_t as f64 / 1e6, &mut events);
         }
         Self::queue_events(state, events);

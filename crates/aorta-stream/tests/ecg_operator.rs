@@ -148,3 +148,115 @@ fn checkpoint_restore_and_chunking_do_not_change_results() {
     same(&run(x, fs, 90, None), &whole, "quarter-second chunks");
     same(&run(x, fs, 3600, None), &whole, "ten-second chunks");
 }
+
+fn run_events(
+    x: &[f64],
+    fs: f64,
+    strip_quality_at: Option<usize>,
+) -> Vec<Output<String, EcgResult>> {
+    let new = || {
+        Engine::<String, EcgOperator>::new(
+            EcgOperator::new(EcgConfig::default()),
+            EngineConfig::default(),
+        )
+    };
+    let mut e = new();
+    let mut out = Vec::new();
+    let chunk = 360;
+    for (i, c) in x.chunks(chunk).enumerate() {
+        if Some(i) == strip_quality_at {
+            // A checkpoint written before signal quality existed: no
+            // `quality` / `quality_offset` keys.
+            let snap = e.snapshot().unwrap();
+            let text = String::from_utf8(snap).unwrap();
+            assert!(text.contains("\"quality\""));
+            let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            fn strip(v: &mut serde_json::Value) {
+                match v {
+                    serde_json::Value::Object(m) => {
+                        m.remove("quality");
+                        m.remove("quality_offset");
+                        m.values_mut().for_each(strip);
+                    }
+                    serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+                    _ => {}
+                }
+            }
+            strip(&mut v);
+            let old = serde_json::to_vec(&v).unwrap();
+            assert!(!String::from_utf8_lossy(&old).contains("\"quality\""));
+            e = new();
+            e.restore(&old).unwrap();
+        }
+        let t = T0 + ((i * chunk) as f64 * 1e6 / fs).round() as i64;
+        e.push(
+            "dev-201".to_string(),
+            t,
+            EcgChunk {
+                fs,
+                samples: c.to_vec(),
+                leads_uv: Vec::new(),
+            }
+            .into(),
+            &mut out,
+        );
+    }
+    e.finish(&mut out);
+    out
+}
+
+#[test]
+fn lead_off_gives_signal_lost_events_and_no_pause_alarm() {
+    use aorta_signal::rhythm::RhythmEventKind as K;
+    let Some((mut x, fs, _)) = record() else {
+        return;
+    };
+    x.truncate((120.0 * fs) as usize);
+    // Lead off (the amplifier sends NaN gaps) from 40 to 60 s.
+    for v in &mut x[(40.0 * fs) as usize..(60.0 * fs) as usize] {
+        *v = f64::NAN;
+    }
+    let out = run_events(&x, fs, None);
+    let rel = |o: &Output<String, EcgResult>| (o.start - T0) as f64 / 1e6;
+    let events: Vec<(f64, K)> = out
+        .iter()
+        .filter_map(|o| match &o.value {
+            EcgResult::Rhythm(e) => Some((rel(o), e.kind)),
+            _ => None,
+        })
+        .collect();
+    let on: Vec<f64> = events
+        .iter()
+        .filter(|e| e.1 == K::SignalLostOnset)
+        .map(|e| e.0)
+        .collect();
+    let off: Vec<f64> = events
+        .iter()
+        .filter(|e| e.1 == K::SignalLostOffset)
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(on.len(), 1, "{events:?}");
+    assert_eq!(off.len(), 1, "{events:?}");
+    assert!((39.0..=41.0).contains(&on[0]), "{events:?}");
+    assert!((60.0..=63.0).contains(&off[0]), "{events:?}");
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e.1, K::PauseOnset | K::Pause { .. }) && e.0 > 38.0),
+        "a pause alarm for a lost signal: {events:?}"
+    );
+    // Beats come back after the stretch: heart rate is reported again.
+    assert!(
+        out.iter()
+            .any(|o| matches!(o.value, EcgResult::HeartRate { .. }) && rel(o) >= 70.0)
+    );
+
+    // A checkpoint from before signal quality still loads; the quality
+    // restarts at the next chunk and sees the lead-off all the same.
+    let restored = run_events(&x, fs, Some(20));
+    let lost = restored
+        .iter()
+        .filter(|o| matches!(&o.value, EcgResult::Rhythm(e) if e.kind == K::SignalLostOnset))
+        .count();
+    assert_eq!(lost, 1);
+}
