@@ -11,6 +11,9 @@
 //!   per record and over a database (typed reports and their text tables,
 //!   as `aorta eval` prints them); records are scored in parallel on scoped
 //!   threads ([`eval::parallel_map`]), reported in list order.
+//! - [`beats`]: online beat classification into the AAMI classes N, S, V,
+//!   F, Q (patient-relative RR and morphology features, a committed
+//!   logistic-regression model) and its leave-one-record-out scoring.
 //! - [`rhythm`]: real-time AF episodes, brady-/tachycardia and pauses from beat times.
 //! - [`hrv`]: heart-rate variability per the 1996 Task Force standard (NN
 //!   series with artefact handling; time, frequency and non-linear metrics in
@@ -22,9 +25,11 @@
 //! bytes return typed errors and never panic.
 #![deny(missing_docs)]
 
+pub mod beats;
 pub mod eval;
 mod filter;
 pub mod hrv;
 pub mod rhythm;
+pub mod rhythm_eval;
 pub mod rpeak;
 pub mod wfdb;
