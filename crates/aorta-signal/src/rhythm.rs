@@ -1,5 +1,9 @@
 //! Real-time rhythm analysis on beat times: atrial fibrillation episodes,
-//! brady-/tachycardia and pauses.
+//! brady-/tachycardia and pauses; and, from classified beats
+//! ([`RhythmMonitor::push_classified`], classes from [`crate::beats`]),
+//! ventricular tachycardia, ventricular runs, bigeminy and trigeminy, with
+//! the RR intervals next to ectopic beats left out of the AF evidence
+//! (docs/signal.md, "Rhythms from beat classes").
 //!
 //! # Atrial fibrillation
 //!
@@ -958,6 +962,132 @@ mod tests {
         cfg.remove("rate_hold_s");
         let m: RhythmMonitor = serde_json::from_value(v).unwrap();
         assert_eq!(m.cfg, RhythmConfig::default());
+    }
+
+    fn run_classes(beats: &[(f64, crate::beats::BeatClass)]) -> Vec<RhythmEvent> {
+        let mut m = RhythmMonitor::new(RhythmConfig::default());
+        let mut out = Vec::new();
+        let mut t = 0.0;
+        for &(rr, c) in beats {
+            t += rr;
+            let p = if c == crate::beats::BeatClass::V {
+                0.9
+            } else {
+                0.05
+            };
+            m.push_classified(t, c, p, &mut out);
+        }
+        m.finish(t + 1.0, &mut out);
+        out
+    }
+
+    #[test]
+    fn vt_needs_three_fast_v_beats_and_does_not_flicker() {
+        use crate::beats::BeatClass::{N, V};
+        let mut b = vec![(0.8, N); 20];
+        b.extend(vec![(0.8, V); 2]); // a slow couplet: nothing
+        b.extend(vec![(0.8, N); 10]);
+        b.extend(vec![(0.4, V); 10]); // 150 bpm: VT
+        b.push((0.4, N)); // one beat off does not end it
+        b.extend(vec![(0.4, V); 10]);
+        b.extend(vec![(0.8, N); 10]);
+        b.extend(vec![(1.0, V); 4]); // 60 bpm: a ventricular run, not VT
+        b.extend(vec![(0.8, N); 10]);
+        let out = run_classes(&b);
+        let vt = vt_episodes(&out);
+        assert_eq!(vt.len(), 1, "{out:?}");
+        assert!((vt[0].0 - (20.0 * 0.8 + 2.0 * 0.8 + 10.0 * 0.8 + 0.4)).abs() < 1e-9);
+        assert!(out.iter().any(|e| matches!(
+            e.kind,
+            RhythmEventKind::VtOnset { confidence } if (confidence - 0.9).abs() < 1e-9
+        )));
+        let runs: Vec<_> = out
+            .iter()
+            .filter_map(|e| match e.kind {
+                RhythmEventKind::VentricularRun {
+                    beats, rate_bpm, ..
+                } => Some((beats, rate_bpm)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(runs.len(), 1, "{out:?}");
+        assert_eq!(runs[0].0, 4);
+        assert!((runs[0].1 - 60.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bigeminy_and_trigeminy() {
+        use crate::beats::BeatClass::{N, V};
+        let mut b = vec![(0.8, N); 10];
+        for _ in 0..20 {
+            b.push((0.9, N));
+            b.push((0.5, V));
+        }
+        b.extend(vec![(0.8, N); 20]);
+        for _ in 0..20 {
+            b.push((0.9, N));
+            b.push((0.9, N));
+            b.push((0.5, V));
+        }
+        b.extend(vec![(0.8, N); 20]);
+        let out = run_classes(&b);
+        let kinds: Vec<&str> = out
+            .iter()
+            .filter_map(|e| match e.kind {
+                RhythmEventKind::BigeminyOnset { .. } => Some("B+"),
+                RhythmEventKind::BigeminyOffset => Some("B-"),
+                RhythmEventKind::TrigeminyOnset { .. } => Some("T+"),
+                RhythmEventKind::TrigeminyOffset => Some("T-"),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(kinds, ["B+", "B-", "T+", "T-"], "{out:?}");
+        // Bigeminy's RR alternation is never AF: the V intervals are left out.
+        assert!(af_episodes(&out).is_empty());
+    }
+
+    #[test]
+    fn new_events_serialize_with_snake_case_kinds() {
+        let e = RhythmEvent {
+            time_s: 1.5,
+            kind: RhythmEventKind::VtOnset { confidence: 0.75 },
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"time_s":1.5,"kind":"vt_onset","confidence":0.75}"#
+        );
+        let old = RhythmEvent {
+            time_s: 2.0,
+            kind: RhythmEventKind::AfOnset,
+        };
+        assert_eq!(
+            serde_json::to_string(&old).unwrap(),
+            r#"{"time_s":2.0,"kind":"af_onset"}"#
+        );
+    }
+
+    #[test]
+    fn checkpoints_from_before_the_beat_classes_still_load() {
+        let mut v = serde_json::to_value(RhythmMonitor::new(RhythmConfig::default())).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("af_rr");
+        o.remove("af_rr_end");
+        o.remove("classes");
+        let cfg = o.get_mut("cfg").unwrap().as_object_mut().unwrap();
+        for k in [
+            "vt_beats",
+            "vt_bpm",
+            "vt_exit",
+            "pattern_cycles",
+            "pattern_exit",
+            "af_drop_s",
+            "af_min_clean",
+        ] {
+            assert!(cfg.remove(k).is_some(), "{k}");
+        }
+        let m: RhythmMonitor = serde_json::from_value(v).unwrap();
+        assert_eq!(m.cfg, RhythmConfig::default());
+        assert!(!m.in_vt());
     }
 
     #[test]
