@@ -16,6 +16,55 @@ pub enum EvalCmd {
     /// Score the AF detector: 30-s segments of MIT-BIH-style records against
     /// their (AFIB rhythm annotations, or PhysioNet/CinC 2017 strips against REFERENCE.csv.
     Af(AfArgs),
+    /// Score beat classification (AAMI classes N, S, V, F, Q) against reference
+    /// beats, leave-one-record-out: each record with the model trained without it.
+    Beats(BeatArgs),
+    /// Score rhythm episodes (AF, VT, bigeminy, trigeminy; VFL reference only)
+    /// against the rhythm annotations of MIT-BIH-style records (EC57 episode
+    /// and duration Se and +P).
+    Rhythm(RhythmArgs),
+}
+
+/// Arguments of `aorta eval rhythm`.
+#[derive(clap::Args)]
+pub struct RhythmArgs {
+    /// Database directory with .atr rhythm annotations, e.g. ../shared/data/mitdb.
+    #[arg(long)]
+    db: PathBuf,
+    /// Records to score (default: every record listed in DB/RECORDS).
+    #[arg(long = "record")]
+    records: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Read records without checking their checksums and initial values.
+    #[arg(long)]
+    no_verify: bool,
+}
+
+/// Arguments of `aorta eval beats`.
+#[derive(clap::Args)]
+pub struct BeatArgs {
+    /// Database directory with .atr beat annotations, e.g. ../shared/data/mitdb.
+    #[arg(long)]
+    db: PathBuf,
+    /// Records to score (default: every record listed in DB/RECORDS).
+    #[arg(long = "record")]
+    records: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Read records without checking their checksums and initial values.
+    #[arg(long)]
+    no_verify: bool,
+    /// Seconds at the start of each record not scored (EC57 learning period).
+    #[arg(long, default_value_t = 300.0, value_parser = crate::args::non_negative(crate::args::LONG))]
+    start: f64,
+    /// Instead of scoring, write every detected beat's features with the
+    /// class of its matched reference beat as CSV to FILE (`-`: stdout), the
+    /// input of tools/train_beats.py.
+    #[arg(long, value_name = "FILE")]
+    dump_features: Option<PathBuf>,
 }
 
 /// Arguments of `aorta eval af`.
@@ -86,7 +135,62 @@ pub fn run(cmd: EvalCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         EvalCmd::Rpeaks(a) => rpeaks(a),
         EvalCmd::Af(a) => af(a),
+        EvalCmd::Beats(a) => beats(a),
+        EvalCmd::Rhythm(a) => rhythm(a),
     }
+}
+
+fn rhythm(a: RhythmArgs) -> anyhow::Result<ExitCode> {
+    let names = record_list(&a.db, &a.records)?;
+    crate::eval_report::check_records(&a.db, &names, 0, None)?;
+    let opts = EvalOptions {
+        read: crate::wfdb_cmd::read_options(a.no_verify),
+        ..EvalOptions::default()
+    };
+    let report =
+        aorta_signal::rhythm_eval::score_rhythm(&a.db, &names, &opts, &RhythmConfig::default());
+    crate::eval_class_report::rhythm(&report, a.json)
+}
+
+fn beats(a: BeatArgs) -> anyhow::Result<ExitCode> {
+    let names = record_list(&a.db, &a.records)?;
+    let readable: Vec<String> = names
+        .iter()
+        .filter(|n| aorta_signal::wfdb::read_header(a.db.join(n)).is_ok())
+        .cloned()
+        .collect();
+    if !readable.is_empty() {
+        check_beat_annotations(&a.db, &readable)?;
+    }
+    crate::eval_report::check_records(&a.db, &names, 0, Some(a.start))?;
+    let opts = EvalOptions {
+        start: a.start,
+        read: crate::wfdb_cmd::read_options(a.no_verify),
+        ..EvalOptions::default()
+    };
+    if let Some(path) = a.dump_features {
+        let failures = if path.as_os_str() == "-" {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            aorta_signal::beats::eval::dump_features(&a.db, &names, &opts, &mut out)?
+        } else {
+            let file = std::fs::File::create(&path)
+                .map_err(|e| anyhow::anyhow!("creating {}: {e}", path.display()))?;
+            let mut out = std::io::BufWriter::new(file);
+            let f = aorta_signal::beats::eval::dump_features(&a.db, &names, &opts, &mut out)?;
+            std::io::Write::flush(&mut out)?;
+            f
+        };
+        for f in &failures {
+            eprintln!("error: record {}: {}", f.record, f.error);
+        }
+        return Ok(if failures.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        });
+    }
+    let report = aorta_signal::beats::eval::score_beats(&a.db, &names, &opts);
+    crate::eval_class_report::beats(&report, a.json)
 }
 
 fn rpeaks(a: RpeakArgs) -> anyhow::Result<ExitCode> {

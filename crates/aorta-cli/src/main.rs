@@ -28,6 +28,7 @@ mod demo_cmd;
 mod device_cmd;
 mod ehr_cmd;
 mod ehr_institution_cmd;
+mod eval_class_report;
 mod eval_cmd;
 mod eval_report;
 mod factory_cmd;

@@ -464,7 +464,8 @@ pub fn evaluate_af_record_with(
     })
 }
 
-/// The rhythm events of a record's first lead (R peaks detected, then the
+/// The rhythm events of a record's first lead (R peaks detected, beats
+/// classified by the model trained without the record, then the
 /// [`crate::rhythm::RhythmMonitor`] with `cfg`) and the record's duration,
 /// seconds.
 pub fn rhythm_events(
@@ -482,17 +483,21 @@ fn record_rhythm_events(
     name: &str,
     cfg: &crate::rhythm::RhythmConfig,
 ) -> Result<(Vec<crate::rhythm::RhythmEvent>, f64), WfdbError> {
-    let (times, duration) = detect_beat_times(rec, 0).map_err(|e| WfdbError::Signal {
+    // Beats classified by the model that never saw this record, so that
+    // the AF evidence leaves out the intervals next to ectopic beats.
+    let fs = rec.fs();
+    let err = |e: String| WfdbError::Signal {
         path: db.join(name),
         error: crate::wfdb::SignalError::Inconsistent(e),
-    })?;
-    let mut mon = crate::rhythm::RhythmMonitor::new(*cfg);
-    let mut events = Vec::new();
-    for &t in &times {
-        mon.push_beat(t, &mut events);
-    }
-    mon.finish(duration, &mut events);
-    Ok((events, duration))
+    };
+    let signal = rec.physical(0).ok_or_else(|| err("no signal 0".into()))?;
+    let beats = crate::beats::classify(&signal, fs, crate::beats::model::held_out(name))
+        .map_err(|e| err(e.to_string()))?;
+    let duration = signal.len() as f64 / fs;
+    Ok((
+        crate::rhythm_eval::classified_events(&beats, fs, duration, cfg),
+        duration,
+    ))
 }
 
 /// Classifies one short recording (e.g. a PhysioNet/CinC 2017 strip) as AF or

@@ -17,6 +17,9 @@
 //!   or fused over several (the lead with the better quality, second by second).
 //! - [`noise`]: a reproducible noise mix (baseline wander, mains, muscle,
 //!   electrode motion) at a given SNR, for robustness evaluation.
+//! - [`beats`]: online beat classification into the AAMI classes N, S, V,
+//!   F, Q (patient-relative RR and morphology features, a committed
+//!   logistic-regression model) and its leave-one-record-out scoring.
 //! - [`rhythm`]: real-time AF episodes, brady-/tachycardia and pauses from beat times.
 //! - [`hrv`]: heart-rate variability per the 1996 Task Force standard (NN
 //!   series with artefact handling; time, frequency and non-linear metrics in
@@ -28,12 +31,14 @@
 //! bytes return typed errors and never panic.
 #![deny(missing_docs)]
 
+pub mod beats;
 pub mod eval;
 mod filter;
 pub mod hrv;
 pub mod monitor;
 pub mod noise;
 pub mod rhythm;
+pub mod rhythm_eval;
 pub mod rpeak;
 pub mod sqi;
 pub mod wfdb;

@@ -1,5 +1,9 @@
 //! Real-time rhythm analysis on beat times: atrial fibrillation episodes,
-//! brady-/tachycardia and pauses.
+//! brady-/tachycardia and pauses; and, from classified beats
+//! ([`RhythmMonitor::push_classified`], classes from [`crate::beats`]),
+//! ventricular tachycardia, ventricular runs, bigeminy and trigeminy, with
+//! the RR intervals next to ectopic beats left out of the AF evidence
+//! (docs/signal.md, "Rhythms from beat classes").
 //!
 //! # Atrial fibrillation
 //!
@@ -85,6 +89,43 @@ pub enum RhythmEventKind {
     AsystoleOnset,
     /// Asystole ended.
     AsystoleOffset,
+    /// Ventricular tachycardia began: at least [`RhythmConfig::vt_beats`]
+    /// consecutive V beats faster than [`RhythmConfig::vt_bpm`]; dated at
+    /// the first V beat of the run.
+    VtOnset {
+        /// Mean probability of V the classifier gave the run's beats.
+        confidence: f64,
+    },
+    /// Ventricular tachycardia ended: [`RhythmConfig::vt_exit`] consecutive
+    /// non-V beats; dated at the first of them.
+    VtOffset,
+    /// A run of at least [`RhythmConfig::vt_beats`] consecutive V beats no
+    /// faster than [`RhythmConfig::vt_bpm`] (idioventricular) ended; dated at
+    /// its first beat.
+    VentricularRun {
+        /// V beats in the run.
+        beats: u32,
+        /// Mean rate over the run, bpm.
+        rate_bpm: f64,
+        /// Mean probability of V of its beats.
+        confidence: f64,
+    },
+    /// Ventricular bigeminy began (V after every other beat for
+    /// [`RhythmConfig::pattern_cycles`] cycles); dated at the pattern's first beat.
+    BigeminyOnset {
+        /// Mean probability of V of the pattern's V beats.
+        confidence: f64,
+    },
+    /// Ventricular bigeminy ended; dated at the first beat off the pattern.
+    BigeminyOffset,
+    /// Ventricular trigeminy began (V after every two beats for
+    /// [`RhythmConfig::pattern_cycles`] cycles).
+    TrigeminyOnset {
+        /// Mean probability of V of the pattern's V beats.
+        confidence: f64,
+    },
+    /// Ventricular trigeminy ended.
+    TrigeminyOffset,
 }
 
 /// A rhythm event at a time (seconds from the start of the stream).
@@ -130,6 +171,49 @@ pub struct RhythmConfig {
     /// is dated at the beat where it began to hold.
     #[serde(default = "default_rate_hold_s")]
     pub rate_hold_s: f64,
+    /// Consecutive V beats that make a ventricular run (and a VT when fast).
+    #[serde(default = "default_vt_beats")]
+    pub vt_beats: usize,
+    /// A V run faster than this is ventricular tachycardia, bpm.
+    #[serde(default = "default_vt_bpm")]
+    pub vt_bpm: f64,
+    /// Consecutive non-V beats that end a VT.
+    #[serde(default = "default_vt_exit")]
+    pub vt_exit: usize,
+    /// Cycles of the bigeminy / trigeminy pattern that start the episode.
+    #[serde(default = "default_pattern_cycles")]
+    pub pattern_cycles: usize,
+    /// Consecutive beats off the pattern that end a bigeminy / trigeminy.
+    #[serde(default = "default_pattern_exit")]
+    pub pattern_exit: usize,
+    /// With classified beats, also leave RR intervals next to S beats out of
+    /// the AF evidence (those next to V and F beats always are).
+    #[serde(default)]
+    pub af_drop_s: bool,
+    /// Smallest fraction of the time an AF window spans that its clean
+    /// intervals must cover (the rest left out next to ectopic beats).
+    #[serde(default = "default_af_min_clean")]
+    pub af_min_clean: f64,
+}
+
+fn default_af_min_clean() -> f64 {
+    RhythmConfig::default().af_min_clean
+}
+
+fn default_vt_beats() -> usize {
+    RhythmConfig::default().vt_beats
+}
+fn default_vt_bpm() -> f64 {
+    RhythmConfig::default().vt_bpm
+}
+fn default_vt_exit() -> usize {
+    RhythmConfig::default().vt_exit
+}
+fn default_pattern_cycles() -> usize {
+    RhythmConfig::default().pattern_cycles
+}
+fn default_pattern_exit() -> usize {
+    RhythmConfig::default().pattern_exit
 }
 
 /// Checkpoints written before the rate hysteresis read as the defaults.
@@ -157,6 +241,13 @@ impl Default for RhythmConfig {
             pause_s: 3.0,
             rate_hysteresis_bpm: 10.0,
             rate_hold_s: 10.0,
+            vt_beats: 3,
+            vt_bpm: 100.0,
+            vt_exit: 4,
+            pattern_cycles: 4,
+            pattern_exit: 8,
+            af_drop_s: false,
+            af_min_clean: 0.5,
         }
     }
 }
@@ -258,6 +349,40 @@ pub struct RhythmMonitor {
     #[serde(default)]
     tachy_pending: Option<f64>,
     pause_reported: bool,
+    /// RR intervals of the AF evidence: with classified beats, only those
+    /// between two beats that are neither V nor F (nor S with `af_drop_s`).
+    #[serde(default)]
+    af_rr: VecDeque<f64>,
+    /// End time of each interval of `af_rr`, seconds.
+    #[serde(default)]
+    af_rr_end: VecDeque<f64>,
+    /// State of the beat-class rhythms (absent in older checkpoints).
+    #[serde(default)]
+    classes: ClassState,
+}
+
+/// The state of the rhythms read from beat classes.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct ClassState {
+    /// Whether the previous beat was left out of the AF evidence.
+    prev_excluded: bool,
+    /// Recent beats, newest last: (time, is V, probability of V).
+    recent: VecDeque<(f64, bool, f64)>,
+    /// The current run of V beats: count, first and last time, sum of p(V).
+    run: u32,
+    run_first: f64,
+    run_last: f64,
+    run_p: f64,
+    run_is_vt: bool,
+    vt: bool,
+    vt_quiet: usize,
+    vt_quiet_since: f64,
+    bigeminy: bool,
+    bigeminy_off: usize,
+    bigeminy_off_since: f64,
+    trigeminy: bool,
+    trigeminy_off: usize,
+    trigeminy_off_since: f64,
 }
 
 impl RhythmMonitor {
@@ -275,6 +400,181 @@ impl RhythmMonitor {
             brady_pending: None,
             tachy_pending: None,
             pause_reported: false,
+            af_rr: VecDeque::with_capacity(cfg.af_window + 1),
+            af_rr_end: VecDeque::with_capacity(cfg.af_window + 1),
+            classes: ClassState::default(),
+        }
+    }
+
+    /// True while a ventricular tachycardia is open.
+    pub fn in_vt(&self) -> bool {
+        self.classes.vt
+    }
+
+    /// Consumes one classified beat at `t_s` seconds (classes from
+    /// [`crate::beats::BeatClassifier`], `p_v` its probability of V): the
+    /// rate, pause and AF analysis of [`RhythmMonitor::push_beat`], with the
+    /// RR intervals next to ectopic beats left out of the AF evidence, and
+    /// ventricular tachycardia, ventricular runs, bigeminy and trigeminy.
+    pub fn push_classified(
+        &mut self,
+        t_s: f64,
+        class: crate::beats::BeatClass,
+        p_v: f64,
+        out: &mut Vec<RhythmEvent>,
+    ) {
+        if !t_s.is_finite() || self.last_beat.is_some_and(|l| t_s <= l) {
+            return;
+        }
+        use crate::beats::BeatClass;
+        let excluded = match class {
+            BeatClass::V | BeatClass::F => true,
+            BeatClass::S => self.cfg.af_drop_s,
+            BeatClass::N | BeatClass::Q => false,
+        };
+        let clean = !excluded && !self.classes.prev_excluded;
+        self.classes.prev_excluded = excluded;
+        self.beat(t_s, clean, out);
+        self.ventricular(t_s, class == BeatClass::V, p_v.clamp(0.0, 1.0), out);
+    }
+
+    fn ventricular(&mut self, t_s: f64, is_v: bool, p_v: f64, out: &mut Vec<RhythmEvent>) {
+        let c = self.cfg;
+        let st = &mut self.classes;
+        let keep = (3 * c.pattern_cycles)
+            .max(2 * c.pattern_cycles)
+            .clamp(2, 64);
+        st.recent.push_back((t_s, is_v, p_v));
+        while st.recent.len() > keep {
+            st.recent.pop_front();
+        }
+        let need = c.vt_beats.max(1) as u32;
+        if is_v {
+            if st.run == 0 {
+                st.run_first = t_s;
+                st.run_p = 0.0;
+                st.run_is_vt = false;
+            }
+            st.run += 1;
+            st.run_last = t_s;
+            st.run_p += p_v;
+            st.vt_quiet = 0;
+            let rate = if st.run > 1 {
+                60.0 * f64::from(st.run - 1) / (st.run_last - st.run_first).max(1e-9)
+            } else {
+                0.0
+            };
+            if st.run >= need && rate > c.vt_bpm {
+                st.run_is_vt = true;
+                if !st.vt {
+                    st.vt = true;
+                    out.push(RhythmEvent {
+                        time_s: st.run_first,
+                        kind: RhythmEventKind::VtOnset {
+                            confidence: st.run_p / f64::from(st.run),
+                        },
+                    });
+                }
+            }
+        } else {
+            if st.run >= need && !st.run_is_vt {
+                let rate = 60.0 * f64::from(st.run - 1) / (st.run_last - st.run_first).max(1e-9);
+                out.push(RhythmEvent {
+                    time_s: st.run_first,
+                    kind: RhythmEventKind::VentricularRun {
+                        beats: st.run,
+                        rate_bpm: rate,
+                        confidence: st.run_p / f64::from(st.run),
+                    },
+                });
+            }
+            st.run = 0;
+            if st.vt {
+                if st.vt_quiet == 0 {
+                    st.vt_quiet_since = t_s;
+                }
+                st.vt_quiet += 1;
+                if st.vt_quiet >= c.vt_exit.max(1) {
+                    st.vt = false;
+                    st.vt_quiet = 0;
+                    out.push(RhythmEvent {
+                        time_s: st.vt_quiet_since,
+                        kind: RhythmEventKind::VtOffset,
+                    });
+                }
+            }
+        }
+        let cycles = c.pattern_cycles.max(2);
+        for period in [2usize, 3] {
+            let n = period * cycles;
+            let fits = st.recent.len() >= n && {
+                let w: Vec<&(f64, bool, f64)> = st.recent.iter().rev().take(n).collect();
+                // One V per period, at the same phase, the others not V.
+                (0..period).any(|phase| {
+                    w.iter()
+                        .enumerate()
+                        .all(|(i, b)| b.1 == (i % period == phase))
+                })
+            };
+            let (on, off, since) = if period == 2 {
+                (
+                    &mut st.bigeminy,
+                    &mut st.bigeminy_off,
+                    &mut st.bigeminy_off_since,
+                )
+            } else {
+                (
+                    &mut st.trigeminy,
+                    &mut st.trigeminy_off,
+                    &mut st.trigeminy_off_since,
+                )
+            };
+            if fits {
+                *off = 0;
+                if !*on {
+                    *on = true;
+                    let first = st
+                        .recent
+                        .get(st.recent.len().saturating_sub(n))
+                        .map_or(t_s, |b| b.0);
+                    let vs: Vec<f64> = st
+                        .recent
+                        .iter()
+                        .rev()
+                        .take(n)
+                        .filter(|b| b.1)
+                        .map(|b| b.2)
+                        .collect();
+                    let confidence = vs.iter().sum::<f64>() / vs.len().max(1) as f64;
+                    let kind = if period == 2 {
+                        RhythmEventKind::BigeminyOnset { confidence }
+                    } else {
+                        RhythmEventKind::TrigeminyOnset { confidence }
+                    };
+                    out.push(RhythmEvent {
+                        time_s: first,
+                        kind,
+                    });
+                }
+            } else if *on {
+                if *off == 0 {
+                    *since = t_s;
+                }
+                *off += 1;
+                if *off >= c.pattern_exit.max(1) {
+                    *on = false;
+                    *off = 0;
+                    let kind = if period == 2 {
+                        RhythmEventKind::BigeminyOffset
+                    } else {
+                        RhythmEventKind::TrigeminyOffset
+                    };
+                    out.push(RhythmEvent {
+                        time_s: *since,
+                        kind,
+                    });
+                }
+            }
         }
     }
 
@@ -304,6 +604,11 @@ impl RhythmMonitor {
         if !t_s.is_finite() || self.last_beat.is_some_and(|l| t_s <= l) {
             return;
         }
+        self.beat(t_s, true, out);
+    }
+
+    /// One beat; `clean`: its RR interval counts as AF evidence.
+    fn beat(&mut self, t_s: f64, clean: bool, out: &mut Vec<RhythmEvent>) {
         self.tick(t_s, out);
         let Some(last) = self.last_beat.replace(t_s) else {
             return;
@@ -317,6 +622,8 @@ impl RhythmMonitor {
             });
             // A pause breaks the series: AF and rate analysis restart after it.
             self.rr.clear();
+            self.af_rr.clear();
+            self.af_rr_end.clear();
             return;
         }
         self.rr.push_back(rr);
@@ -325,7 +632,17 @@ impl RhythmMonitor {
             self.rr.pop_front();
         }
         self.rate(t_s, out);
-        self.af(t_s, out);
+        if clean {
+            self.af_rr.push_back(rr);
+            self.af_rr_end.push_back(t_s);
+            while self.af_rr.len() > self.cfg.af_window.max(1) {
+                self.af_rr.pop_front();
+            }
+            while self.af_rr_end.len() > self.af_rr.len() {
+                self.af_rr_end.pop_front();
+            }
+            self.af(t_s, out);
+        }
     }
 
     fn rate(&mut self, t_s: f64, out: &mut Vec<RhythmEvent>) {
@@ -370,14 +687,21 @@ impl RhythmMonitor {
 
     fn af(&mut self, t_s: f64, out: &mut Vec<RhythmEvent>) {
         let n = self.cfg.af_window;
-        if self.rr.len() < n {
+        if self.af_rr.len() < n {
             return;
         }
-        let window: Vec<f64> = self.rr.iter().rev().take(n).copied().collect();
+        let window: Vec<f64> = self.af_rr.iter().rev().take(n).copied().collect();
         let Some(f) = af_features(&window) else {
             return;
         };
-        let evidence = self.cfg.is_af(&f);
+        // A window whose clean intervals cover too little of the time it
+        // spans (ectopic beats left out) is not AF evidence.
+        let covered: f64 = window.iter().sum();
+        let span = match (self.af_rr_end.front(), self.af_rr.front()) {
+            (Some(end), Some(rr)) if self.af_rr_end.len() == self.af_rr.len() => t_s - (end - rr),
+            _ => covered,
+        };
+        let evidence = self.cfg.is_af(&f) && covered >= self.cfg.af_min_clean * span;
         if evidence != self.in_af {
             if self.run_len == 0 {
                 self.run_start = Some(t_s);
@@ -430,6 +754,20 @@ impl RhythmMonitor {
                 kind: RhythmEventKind::TachyOffset,
             });
         }
+        let st = &mut self.classes;
+        for (on, kind) in [
+            (&mut st.vt, RhythmEventKind::VtOffset),
+            (&mut st.bigeminy, RhythmEventKind::BigeminyOffset),
+            (&mut st.trigeminy, RhythmEventKind::TrigeminyOffset),
+        ] {
+            if *on {
+                *on = false;
+                out.push(RhythmEvent {
+                    time_s: end_s,
+                    kind,
+                });
+            }
+        }
     }
 }
 
@@ -452,20 +790,42 @@ fn held(wants_change: bool, pending: &mut Option<f64>, t_s: f64, hold: f64) -> O
 
 /// AF episodes `(onset_s, offset_s)` from a monitor's events.
 pub fn af_episodes(events: &[RhythmEvent]) -> Vec<(f64, f64)> {
+    episodes(events, |k| match k {
+        RhythmEventKind::AfOnset => Some(true),
+        RhythmEventKind::AfOffset => Some(false),
+        _ => None,
+    })
+}
+
+/// Episodes `(onset_s, offset_s)` of the rhythm whose onset and offset
+/// events `which` maps to `Some(true)` and `Some(false)`.
+pub fn episodes(
+    events: &[RhythmEvent],
+    which: impl Fn(&RhythmEventKind) -> Option<bool>,
+) -> Vec<(f64, f64)> {
     let mut eps = Vec::new();
     let mut open = None;
     for e in events {
-        match e.kind {
-            RhythmEventKind::AfOnset => open = Some(e.time_s),
-            RhythmEventKind::AfOffset => {
+        match which(&e.kind) {
+            Some(true) => open = open.or(Some(e.time_s)),
+            Some(false) => {
                 if let Some(s) = open.take() {
                     eps.push((s, e.time_s));
                 }
             }
-            _ => {}
+            None => {}
         }
     }
     eps
+}
+
+/// Ventricular-tachycardia episodes from a monitor's events.
+pub fn vt_episodes(events: &[RhythmEvent]) -> Vec<(f64, f64)> {
+    episodes(events, |k| match k {
+        RhythmEventKind::VtOnset { .. } => Some(true),
+        RhythmEventKind::VtOffset => Some(false),
+        _ => None,
+    })
 }
 
 #[cfg(test)]
@@ -619,6 +979,132 @@ mod tests {
         cfg.remove("rate_hold_s");
         let m: RhythmMonitor = serde_json::from_value(v).unwrap();
         assert_eq!(m.cfg, RhythmConfig::default());
+    }
+
+    fn run_classes(beats: &[(f64, crate::beats::BeatClass)]) -> Vec<RhythmEvent> {
+        let mut m = RhythmMonitor::new(RhythmConfig::default());
+        let mut out = Vec::new();
+        let mut t = 0.0;
+        for &(rr, c) in beats {
+            t += rr;
+            let p = if c == crate::beats::BeatClass::V {
+                0.9
+            } else {
+                0.05
+            };
+            m.push_classified(t, c, p, &mut out);
+        }
+        m.finish(t + 1.0, &mut out);
+        out
+    }
+
+    #[test]
+    fn vt_needs_three_fast_v_beats_and_does_not_flicker() {
+        use crate::beats::BeatClass::{N, V};
+        let mut b = vec![(0.8, N); 20];
+        b.extend(vec![(0.8, V); 2]); // a slow couplet: nothing
+        b.extend(vec![(0.8, N); 10]);
+        b.extend(vec![(0.4, V); 10]); // 150 bpm: VT
+        b.push((0.4, N)); // one beat off does not end it
+        b.extend(vec![(0.4, V); 10]);
+        b.extend(vec![(0.8, N); 10]);
+        b.extend(vec![(1.0, V); 4]); // 60 bpm: a ventricular run, not VT
+        b.extend(vec![(0.8, N); 10]);
+        let out = run_classes(&b);
+        let vt = vt_episodes(&out);
+        assert_eq!(vt.len(), 1, "{out:?}");
+        assert!((vt[0].0 - (20.0 * 0.8 + 2.0 * 0.8 + 10.0 * 0.8 + 0.4)).abs() < 1e-9);
+        assert!(out.iter().any(|e| matches!(
+            e.kind,
+            RhythmEventKind::VtOnset { confidence } if (confidence - 0.9).abs() < 1e-9
+        )));
+        let runs: Vec<_> = out
+            .iter()
+            .filter_map(|e| match e.kind {
+                RhythmEventKind::VentricularRun {
+                    beats, rate_bpm, ..
+                } => Some((beats, rate_bpm)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(runs.len(), 1, "{out:?}");
+        assert_eq!(runs[0].0, 4);
+        assert!((runs[0].1 - 60.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bigeminy_and_trigeminy() {
+        use crate::beats::BeatClass::{N, V};
+        let mut b = vec![(0.8, N); 10];
+        for _ in 0..20 {
+            b.push((0.9, N));
+            b.push((0.5, V));
+        }
+        b.extend(vec![(0.8, N); 20]);
+        for _ in 0..20 {
+            b.push((0.9, N));
+            b.push((0.9, N));
+            b.push((0.5, V));
+        }
+        b.extend(vec![(0.8, N); 20]);
+        let out = run_classes(&b);
+        let kinds: Vec<&str> = out
+            .iter()
+            .filter_map(|e| match e.kind {
+                RhythmEventKind::BigeminyOnset { .. } => Some("B+"),
+                RhythmEventKind::BigeminyOffset => Some("B-"),
+                RhythmEventKind::TrigeminyOnset { .. } => Some("T+"),
+                RhythmEventKind::TrigeminyOffset => Some("T-"),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(kinds, ["B+", "B-", "T+", "T-"], "{out:?}");
+        // Bigeminy's RR alternation is never AF: the V intervals are left out.
+        assert!(af_episodes(&out).is_empty());
+    }
+
+    #[test]
+    fn new_events_serialize_with_snake_case_kinds() {
+        let e = RhythmEvent {
+            time_s: 1.5,
+            kind: RhythmEventKind::VtOnset { confidence: 0.75 },
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"time_s":1.5,"kind":"vt_onset","confidence":0.75}"#
+        );
+        let old = RhythmEvent {
+            time_s: 2.0,
+            kind: RhythmEventKind::AfOnset,
+        };
+        assert_eq!(
+            serde_json::to_string(&old).unwrap(),
+            r#"{"time_s":2.0,"kind":"af_onset"}"#
+        );
+    }
+
+    #[test]
+    fn checkpoints_from_before_the_beat_classes_still_load() {
+        let mut v = serde_json::to_value(RhythmMonitor::new(RhythmConfig::default())).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("af_rr");
+        o.remove("af_rr_end");
+        o.remove("classes");
+        let cfg = o.get_mut("cfg").unwrap().as_object_mut().unwrap();
+        for k in [
+            "vt_beats",
+            "vt_bpm",
+            "vt_exit",
+            "pattern_cycles",
+            "pattern_exit",
+            "af_drop_s",
+            "af_min_clean",
+        ] {
+            assert!(cfg.remove(k).is_some(), "{k}");
+        }
+        let m: RhythmMonitor = serde_json::from_value(v).unwrap();
+        assert_eq!(m.cfg, RhythmConfig::default());
+        assert!(!m.in_vt());
     }
 
     #[test]

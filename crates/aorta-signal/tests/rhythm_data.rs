@@ -24,7 +24,10 @@ fn mitdb_af_segments() {
         total += evaluate_af_record(&db, &name, 30.0, &cfg).unwrap().segments;
     }
     assert!(total.tp + total.fn_ > 100, "{total:?}");
-    assert!(total.se() >= 0.93 && total.sp() >= 0.93, "{total:?}");
+    // With the intervals next to ectopic beats left out (beat classes,
+    // leave-one-record-out) the measured figures are Se 88.5 %, Sp 97.1 %;
+    // before (every interval): Se 95.4 %, Sp 94.4 %.
+    assert!(total.se() >= 0.86 && total.sp() >= 0.96, "{total:?}");
 }
 
 #[test]
