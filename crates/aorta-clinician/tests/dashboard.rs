@@ -694,3 +694,97 @@ fn audit_lines_match_the_vector() {
     let extra = vector.trim().replace("}", ",\"x\":1}");
     assert!(serde_json::from_str::<AuditLine>(&extra).is_err());
 }
+
+/// The rhythms issue 15 added reach the ward with monitor priorities:
+/// VF, VT and asystole read from the signal are high (red), bigeminy and a
+/// ventricular run medium, leads off and noise low (technical); a
+/// ventricular run is one event, raised already over; an offset ends its
+/// alarm; leads off shows in the tile's signal status.
+#[test]
+fn ventricular_rhythms_asystole_and_leads_off_get_monitor_priorities() {
+    let mut w = Ward::new();
+    let now = T0 + 60_000_000;
+    w.feed(
+        &[
+            hr("vt", T0 + 1_000_000, 150.0),
+            rhythm(
+                "vt",
+                T0 + 2_000_000,
+                RhythmEventKind::VtOnset { confidence: 0.9 },
+            ),
+            hr("vf", T0 + 1_000_000, 0.0),
+            rhythm("vf", T0 + 2_000_000, RhythmEventKind::VfOnset),
+            hr("flat", T0 + 1_000_000, 0.0),
+            rhythm("flat", T0 + 2_000_000, RhythmEventKind::AsystoleOnset),
+            hr("big", T0 + 1_000_000, 80.0),
+            rhythm(
+                "big",
+                T0 + 2_000_000,
+                RhythmEventKind::BigeminyOnset { confidence: 0.8 },
+            ),
+            hr("run", T0 + 1_000_000, 80.0),
+            rhythm(
+                "run",
+                T0 + 2_000_000,
+                RhythmEventKind::VentricularRun {
+                    beats: 4,
+                    rate_bpm: 90.0,
+                    confidence: 0.7,
+                },
+            ),
+            hr("off", T0 + 1_000_000, 70.0),
+            rhythm("off", T0 + 2_000_000, RhythmEventKind::SignalLostOnset),
+            hr("ok", T0 + 1_000_000, 70.0),
+        ],
+        now,
+    );
+    let v = w.view(now);
+    let tile = |p: &str| v.tiles.iter().find(|t| t.patient == p).unwrap();
+    for (p, kind, label) in [
+        ("vt", AlarmKind::Vt, "V-TACH"),
+        ("vf", AlarmKind::Vf, "VFIB / VFL"),
+        ("flat", AlarmKind::Asystole, "ASYSTOLE"),
+    ] {
+        let t = tile(p);
+        assert_eq!(t.alarms[0].kind, kind, "{p}");
+        assert_eq!(t.alarms[0].priority, Priority::High, "{p}");
+        assert_eq!(t.rhythm, label, "{p}");
+        assert!(t.alarms[0].end_us.is_none(), "{p}: present");
+    }
+    assert_eq!(tile("big").alarms[0].priority, Priority::Medium);
+    let run = &tile("run").alarms[0];
+    assert_eq!(
+        (run.kind, run.priority),
+        (AlarmKind::VentricularRun, Priority::Medium)
+    );
+    assert!(
+        run.end_us.is_some(),
+        "a run is one event: raised already over"
+    );
+    let off = tile("off");
+    assert_eq!(
+        (off.alarms[0].kind, off.alarms[0].priority),
+        (AlarmKind::LeadsOff, Priority::Low)
+    );
+    assert_eq!(off.signal, "lost");
+    assert_eq!(tile("ok").rhythm, "SINUS");
+    // High before medium before low before none.
+    let rank = |p: &str| v.tiles.iter().position(|t| t.patient == p).unwrap();
+    assert!(rank("vt").max(rank("vf")).max(rank("flat")) < rank("big").min(rank("run")));
+    assert!(rank("big").max(rank("run")) < rank("off"));
+    assert!(rank("off") < rank("ok"));
+
+    // The offsets end the alarms; the leads coming back clears the status.
+    w.feed(
+        &[
+            rhythm("vt", T0 + 9_000_000, RhythmEventKind::VtOffset),
+            rhythm("off", T0 + 9_000_000, RhythmEventKind::SignalLostOffset),
+        ],
+        now,
+    );
+    let v = w.view(now);
+    let tile = |p: &str| v.tiles.iter().find(|t| t.patient == p).unwrap();
+    assert!(tile("vt").alarms[0].end_us.is_some());
+    assert_eq!(tile("vt").rhythm, "SINUS");
+    assert_eq!(tile("off").signal, "ok");
+}

@@ -385,7 +385,7 @@ fn intervals(inside: &[Micros], breaks: &VecDeque<Micros>) -> Vec<Micros> {
 }
 
 /// The largest [`kind_code`].
-const MAX_KIND_CODE: Micros = 16;
+const MAX_KIND_CODE: Micros = 23;
 
 fn kind_code(k: &RhythmEventKind) -> Micros {
     match k {
@@ -405,6 +405,13 @@ fn kind_code(k: &RhythmEventKind) -> Micros {
         RhythmEventKind::VfOffset => 14,
         RhythmEventKind::AsystoleOnset => 15,
         RhythmEventKind::AsystoleOffset => 16,
+        RhythmEventKind::VtOnset { .. } => 17,
+        RhythmEventKind::VtOffset => 18,
+        RhythmEventKind::VentricularRun { .. } => 19,
+        RhythmEventKind::BigeminyOnset { .. } => 20,
+        RhythmEventKind::BigeminyOffset => 21,
+        RhythmEventKind::TrigeminyOnset { .. } => 22,
+        RhythmEventKind::TrigeminyOffset => 23,
         _ => 8,
     }
 }

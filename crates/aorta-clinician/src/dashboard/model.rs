@@ -52,15 +52,44 @@ pub enum AlarmKind {
     Pause,
     /// Frames of the device never reached the worker (technical alarm).
     SignalLost,
+    /// Ventricular fibrillation/flutter read from the signal (`vf_onset` …
+    /// `vf_offset`).
+    Vf,
+    /// Ventricular tachycardia (`vt_onset` … `vt_offset`).
+    Vt,
+    /// Asystole read from the signal: a readable flat line
+    /// (`asystole_onset` … `asystole_offset`).
+    Asystole,
+    /// A run of ventricular beats no faster than the VT limit
+    /// (`ventricular_run`, one event: the alarm is raised already over).
+    VentricularRun,
+    /// Ventricular bigeminy (`bigeminy_onset` … `bigeminy_offset`).
+    Bigeminy,
+    /// Ventricular trigeminy (`trigeminy_onset` … `trigeminy_offset`).
+    Trigeminy,
+    /// The signal is unreadable (lead off, railed, gaps in the samples):
+    /// no beats and no rhythm alarms meanwhile (technical alarm;
+    /// `signal_lost_onset` … `signal_lost_offset`).
+    LeadsOff,
+    /// The signal is too noisy to analyse (technical alarm;
+    /// `too_noisy_onset` … `too_noisy_offset`).
+    TooNoisy,
 }
 
 impl AlarmKind {
     /// The priority of the alarm (`docs/dashboard.md`, "Alarm priorities").
     pub fn priority(self) -> Priority {
         match self {
-            AlarmKind::Pause => Priority::High,
-            AlarmKind::Af | AlarmKind::Brady | AlarmKind::Tachy => Priority::Medium,
-            AlarmKind::SignalLost => Priority::Low,
+            AlarmKind::Pause | AlarmKind::Vf | AlarmKind::Vt | AlarmKind::Asystole => {
+                Priority::High
+            }
+            AlarmKind::Af
+            | AlarmKind::Brady
+            | AlarmKind::Tachy
+            | AlarmKind::VentricularRun
+            | AlarmKind::Bigeminy
+            | AlarmKind::Trigeminy => Priority::Medium,
+            AlarmKind::SignalLost | AlarmKind::LeadsOff | AlarmKind::TooNoisy => Priority::Low,
         }
     }
 
@@ -72,6 +101,14 @@ impl AlarmKind {
             AlarmKind::Tachy => "TACHY",
             AlarmKind::Pause => "PAUSE / ASYSTOLE",
             AlarmKind::SignalLost => "SIGNAL LOST",
+            AlarmKind::Vf => "VFIB / VFL",
+            AlarmKind::Vt => "V-TACH",
+            AlarmKind::Asystole => "ASYSTOLE",
+            AlarmKind::VentricularRun => "V-RUN",
+            AlarmKind::Bigeminy => "BIGEMINY",
+            AlarmKind::Trigeminy => "TRIGEMINY",
+            AlarmKind::LeadsOff => "LEADS OFF",
+            AlarmKind::TooNoisy => "NOISY SIGNAL",
         }
     }
 
@@ -82,7 +119,47 @@ impl AlarmKind {
             AlarmKind::Tachy => "tachy",
             AlarmKind::Pause => "pause",
             AlarmKind::SignalLost => "signal_lost",
+            AlarmKind::Vf => "vf",
+            AlarmKind::Vt => "vt",
+            AlarmKind::Asystole => "asystole",
+            AlarmKind::VentricularRun => "ventricular_run",
+            AlarmKind::Bigeminy => "bigeminy",
+            AlarmKind::Trigeminy => "trigeminy",
+            AlarmKind::LeadsOff => "leads_off",
+            AlarmKind::TooNoisy => "too_noisy",
         }
+    }
+
+    /// The condition a rhythm event starts (`Some((kind, true))`) or ends
+    /// (`Some((kind, false))`); `None` for an event that is no alarm.
+    pub fn of_event(kind: &RhythmEventKind) -> Option<(AlarmKind, bool)> {
+        use RhythmEventKind as K;
+        Some(match kind {
+            K::AfOnset => (AlarmKind::Af, true),
+            K::AfOffset => (AlarmKind::Af, false),
+            K::BradyOnset => (AlarmKind::Brady, true),
+            K::BradyOffset => (AlarmKind::Brady, false),
+            K::TachyOnset => (AlarmKind::Tachy, true),
+            K::TachyOffset => (AlarmKind::Tachy, false),
+            K::PauseOnset => (AlarmKind::Pause, true),
+            K::Pause { .. } => (AlarmKind::Pause, false),
+            K::VfOnset => (AlarmKind::Vf, true),
+            K::VfOffset => (AlarmKind::Vf, false),
+            K::VtOnset { .. } => (AlarmKind::Vt, true),
+            K::VtOffset => (AlarmKind::Vt, false),
+            K::AsystoleOnset => (AlarmKind::Asystole, true),
+            K::AsystoleOffset => (AlarmKind::Asystole, false),
+            K::VentricularRun { .. } => (AlarmKind::VentricularRun, false),
+            K::BigeminyOnset { .. } => (AlarmKind::Bigeminy, true),
+            K::BigeminyOffset => (AlarmKind::Bigeminy, false),
+            K::TrigeminyOnset { .. } => (AlarmKind::Trigeminy, true),
+            K::TrigeminyOffset => (AlarmKind::Trigeminy, false),
+            K::SignalLostOnset => (AlarmKind::LeadsOff, true),
+            K::SignalLostOffset => (AlarmKind::LeadsOff, false),
+            K::TooNoisyOnset => (AlarmKind::TooNoisy, true),
+            K::TooNoisyOffset => (AlarmKind::TooNoisy, false),
+            _ => return None,
+        })
     }
 }
 
@@ -165,10 +242,8 @@ pub struct StoredStrip {
 pub struct Patient {
     hr: Option<HrPoint>,
     hrv: Option<HrvPoint>,
-    af: bool,
-    brady: bool,
-    tachy: bool,
-    pause: bool,
+    /// The rhythm conditions present now, in the order they began.
+    active: Vec<AlarmKind>,
     last_gap: Option<(i64, u64)>,
     /// Wall-clock time of the last result, µs.
     last_seen_us: i64,
@@ -324,6 +399,25 @@ fn kind_text(k: &RhythmEventKind) -> String {
         RhythmEventKind::TachyOffset => "Tachycardia offset".into(),
         RhythmEventKind::PauseOnset => "Pause (no beat)".into(),
         RhythmEventKind::Pause { duration_s } => format!("Pause ended ({duration_s:.1} s)"),
+        RhythmEventKind::VfOnset => "VF/VFL onset".into(),
+        RhythmEventKind::VfOffset => "VF/VFL offset".into(),
+        RhythmEventKind::VtOnset { confidence } => {
+            format!("V-tach onset (confidence {:.0} %)", confidence * 100.0)
+        }
+        RhythmEventKind::VtOffset => "V-tach offset".into(),
+        RhythmEventKind::AsystoleOnset => "Asystole onset (flat line)".into(),
+        RhythmEventKind::AsystoleOffset => "Asystole offset".into(),
+        RhythmEventKind::VentricularRun {
+            beats, rate_bpm, ..
+        } => format!("Ventricular run: {beats} beats at {rate_bpm:.0} bpm"),
+        RhythmEventKind::BigeminyOnset { .. } => "Bigeminy onset".into(),
+        RhythmEventKind::BigeminyOffset => "Bigeminy offset".into(),
+        RhythmEventKind::TrigeminyOnset { .. } => "Trigeminy onset".into(),
+        RhythmEventKind::TrigeminyOffset => "Trigeminy offset".into(),
+        RhythmEventKind::SignalLostOnset => "Leads off / signal lost".into(),
+        RhythmEventKind::SignalLostOffset => "Signal back".into(),
+        RhythmEventKind::TooNoisyOnset => "Signal too noisy to analyse".into(),
+        RhythmEventKind::TooNoisyOffset => "Signal readable again".into(),
         _ => "rhythm event".into(),
     }
 }
@@ -386,27 +480,17 @@ impl Patient {
     }
 
     fn rhythm_label(&self) -> String {
-        let mut parts = Vec::new();
-        if self.pause {
-            parts.push("PAUSE");
-        }
-        if self.af {
-            parts.push("AFIB");
-        }
-        if self.brady {
-            parts.push("BRADY");
-        }
-        if self.tachy {
-            parts.push("TACHY");
-        }
-        if parts.is_empty() {
+        let mut present = self.active.clone();
+        present.sort_by_key(|k| std::cmp::Reverse(k.priority()));
+        if present.is_empty() {
             if self.hr.is_some() {
                 "SINUS".into()
             } else {
                 "—".into()
             }
         } else {
-            parts.join(" · ")
+            let labels: Vec<&str> = present.iter().map(|k| k.label()).collect();
+            labels.join(" · ")
         }
     }
 
@@ -434,6 +518,10 @@ impl Patient {
                     now_us.saturating_sub(self.last_seen_us) / 1_000_000
                 ),
             )
+        } else if self.active.contains(&AlarmKind::LeadsOff) {
+            ("lost", "leads off / signal lost: no analysis".to_owned())
+        } else if self.active.contains(&AlarmKind::TooNoisy) {
+            ("noisy", "signal too noisy to analyse".to_owned())
         } else if let Some((t, n)) = self.last_gap.filter(|(t, _)| {
             // A gap in the last 60 s of the patient's data.
             self.last_data_us.saturating_sub(*t) < 60_000_000
@@ -548,28 +636,18 @@ impl Patient {
     }
 
     fn rhythm(&mut self, id: &str, t: i64, ev: &RhythmEvent) {
-        let (kind, onset) = match ev.kind {
-            RhythmEventKind::AfOnset => (Some(AlarmKind::Af), true),
-            RhythmEventKind::AfOffset => (Some(AlarmKind::Af), false),
-            RhythmEventKind::BradyOnset => (Some(AlarmKind::Brady), true),
-            RhythmEventKind::BradyOffset => (Some(AlarmKind::Brady), false),
-            RhythmEventKind::TachyOnset => (Some(AlarmKind::Tachy), true),
-            RhythmEventKind::TachyOffset => (Some(AlarmKind::Tachy), false),
-            RhythmEventKind::PauseOnset => (Some(AlarmKind::Pause), true),
-            RhythmEventKind::Pause { .. } => (Some(AlarmKind::Pause), false),
-            _ => (None, false),
+        let (kind, onset) = match AlarmKind::of_event(&ev.kind) {
+            Some((k, on)) => (Some(k), on),
+            None => (None, false),
         };
         if let Some(k) = kind {
-            let state = match k {
-                AlarmKind::Af => &mut self.af,
-                AlarmKind::Brady => &mut self.brady,
-                AlarmKind::Tachy => &mut self.tachy,
-                AlarmKind::Pause | AlarmKind::SignalLost => &mut self.pause,
-            };
-            *state = onset;
+            self.active.retain(|a| *a != k);
+            if onset {
+                self.active.push(k);
+            }
             if onset {
                 self.raise(id, k, t, kind_text(&ev.kind));
-            } else if k == AlarmKind::Pause
+            } else if matches!(k, AlarmKind::Pause | AlarmKind::VentricularRun)
                 && !self
                     .alarms
                     .iter()

@@ -131,6 +131,11 @@ fn rhythm_snomed(kind: &RhythmEventKind) -> Option<Value> {
         RhythmEventKind::AfOnset => Some(coding(SNOMED, "49436004", "Atrial fibrillation")),
         RhythmEventKind::BradyOnset => Some(coding(SNOMED, "48867003", "Bradycardia")),
         RhythmEventKind::TachyOnset => Some(coding(SNOMED, "3424008", "Tachycardia")),
+        RhythmEventKind::VfOnset => Some(coding(SNOMED, "71908006", "Ventricular fibrillation")),
+        RhythmEventKind::VtOnset { .. } => {
+            Some(coding(SNOMED, "25569003", "Ventricular tachycardia"))
+        }
+        RhythmEventKind::AsystoleOnset => Some(coding(SNOMED, "397829000", "Asystole")),
         _ => None,
     }
 }
@@ -145,6 +150,21 @@ fn rhythm_display(kind: &RhythmEventKind) -> &'static str {
         RhythmEventKind::TachyOffset => "Tachycardia ended",
         RhythmEventKind::PauseOnset => "Pause: no beat for the pause limit",
         RhythmEventKind::Pause { .. } => "Pause ended",
+        RhythmEventKind::VfOnset => "Ventricular fibrillation/flutter began (read from the signal)",
+        RhythmEventKind::VfOffset => "Ventricular fibrillation/flutter ended",
+        RhythmEventKind::VtOnset { .. } => "Ventricular tachycardia began",
+        RhythmEventKind::VtOffset => "Ventricular tachycardia ended",
+        RhythmEventKind::AsystoleOnset => "Asystole began (a readable flat line)",
+        RhythmEventKind::AsystoleOffset => "Asystole ended",
+        RhythmEventKind::VentricularRun { .. } => "Run of ventricular beats",
+        RhythmEventKind::BigeminyOnset { .. } => "Ventricular bigeminy began",
+        RhythmEventKind::BigeminyOffset => "Ventricular bigeminy ended",
+        RhythmEventKind::TrigeminyOnset { .. } => "Ventricular trigeminy began",
+        RhythmEventKind::TrigeminyOffset => "Ventricular trigeminy ended",
+        RhythmEventKind::SignalLostOnset => "Signal lost (lead off, railed or gaps): no analysis",
+        RhythmEventKind::SignalLostOffset => "Signal back",
+        RhythmEventKind::TooNoisyOnset => "Signal too noisy to analyse",
+        RhythmEventKind::TooNoisyOffset => "Signal readable again",
         _ => "Rhythm event",
     }
 }

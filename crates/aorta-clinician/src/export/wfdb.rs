@@ -88,7 +88,17 @@ fn marks(r: &OpenedResult, out: &mut Vec<(i64, u8, Option<String>)>) {
         EcgResult::Rhythm(e) => {
             let aux = match e.kind {
                 RhythmEventKind::AfOnset => Some((RHYTHM, "(AFIB".to_owned())),
-                RhythmEventKind::AfOffset => Some((RHYTHM, "(N".to_owned())),
+                RhythmEventKind::VtOnset { .. } => Some((RHYTHM, "(VT".to_owned())),
+                RhythmEventKind::VfOnset => Some((RHYTHM, "(VFL".to_owned())),
+                RhythmEventKind::BigeminyOnset { .. } => Some((RHYTHM, "(B".to_owned())),
+                RhythmEventKind::TrigeminyOnset { .. } => Some((RHYTHM, "(T".to_owned())),
+                // The end of a rhythm episode: back to normal, as MIT-BIH's
+                // annotators mark it.
+                RhythmEventKind::AfOffset
+                | RhythmEventKind::VtOffset
+                | RhythmEventKind::VfOffset
+                | RhythmEventKind::BigeminyOffset
+                | RhythmEventKind::TrigeminyOffset => Some((RHYTHM, "(N".to_owned())),
                 _ => None,
             };
             let (code, aux) = aux.unwrap_or_else(|| {
