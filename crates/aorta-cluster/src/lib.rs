@@ -333,24 +333,21 @@ impl Nats {
 
     /// The number of messages in the frame stream and its last sequence.
     pub fn stream_state(&self, spec: &StreamSpec) -> Result<(u64, u64), ClusterError> {
-        let js = self.js.clone();
-        let name = spec.stream.clone();
-        self.rt.block(async move {
-            let mut s = js
-                .get_stream(&name)
-                .await
-                .map_err(|e| ClusterError::Unavailable(format!("stream {name}: {e}")))?;
-            let info = s
-                .info()
-                .await
-                .map_err(|e| ClusterError::Unavailable(format!("stream info: {e}")))?;
-            Ok((info.state.messages, info.state.last_sequence))
-        })
+        let info = self.stream_info(spec)?;
+        Ok((info.state.messages, info.state.last_sequence))
     }
 
     /// The name of the server that leads the frame stream's replicas
     /// (`None` on a single server without clustering).
     pub fn stream_leader(&self, spec: &StreamSpec) -> Result<Option<String>, ClusterError> {
+        let info = self.stream_info(spec)?;
+        Ok(info.cluster.and_then(|c| c.leader))
+    }
+
+    fn stream_info(
+        &self,
+        spec: &StreamSpec,
+    ) -> Result<async_nats::jetstream::stream::Info, ClusterError> {
         let js = self.js.clone();
         let name = spec.stream.clone();
         self.rt.block(async move {
@@ -362,7 +359,7 @@ impl Nats {
                 .info()
                 .await
                 .map_err(|e| ClusterError::Unavailable(format!("stream info: {e}")))?;
-            Ok(info.cluster.as_ref().and_then(|c| c.leader.clone()))
+            Ok(info.clone())
         })
     }
 

@@ -416,6 +416,18 @@ pub fn evaluate_af_record(
     evaluate_af_record_with(db, name, segment, cfg, ReadOptions::default())
 }
 
+/// Which RR intervals are AF evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AfEvidence {
+    /// Intervals next to ectopic beats left out (beats classified by the
+    /// model trained without the record): what `aorta eval af` scores.
+    #[default]
+    WithoutEctopy,
+    /// Every interval between detected beats, as the live worker's
+    /// [`crate::rhythm::RhythmMonitor::push_beat`] still uses them.
+    EveryInterval,
+}
+
 /// [`evaluate_af_record`] reading the record with `read`.
 pub fn evaluate_af_record_with(
     db: &Path,
@@ -424,9 +436,36 @@ pub fn evaluate_af_record_with(
     cfg: &crate::rhythm::RhythmConfig,
     read: ReadOptions,
 ) -> Result<AfRecordEval, WfdbError> {
+    evaluate_af_record_from(db, name, segment, cfg, read, AfEvidence::default())
+}
+
+/// [`evaluate_af_record_with`] with the AF evidence chosen.
+pub fn evaluate_af_record_from(
+    db: &Path,
+    name: &str,
+    segment: f64,
+    cfg: &crate::rhythm::RhythmConfig,
+    read: ReadOptions,
+    evidence: AfEvidence,
+) -> Result<AfRecordEval, WfdbError> {
     let rec = Record::read_with(db.join(name), read)?;
     let fs = rec.fs();
-    let (events, duration) = record_rhythm_events(&rec, db, name, cfg)?;
+    let (events, duration) = match evidence {
+        AfEvidence::WithoutEctopy => record_rhythm_events(&rec, db, name, cfg)?,
+        AfEvidence::EveryInterval => {
+            let (times, duration) = detect_beat_times(&rec, 0).map_err(|e| WfdbError::Signal {
+                path: db.join(name),
+                error: crate::wfdb::SignalError::Inconsistent(e),
+            })?;
+            let mut mon = crate::rhythm::RhythmMonitor::new(*cfg);
+            let mut events = Vec::new();
+            for &t in &times {
+                mon.push_beat(t, &mut events);
+            }
+            mon.finish(duration, &mut events);
+            (events, duration)
+        }
+    };
     let episodes = crate::rhythm::af_episodes(&events);
     // Reference AFIB intervals from rhythm-change annotations.
     let anns = read_annotations(db.join(format!("{name}.atr")))?;
