@@ -110,6 +110,11 @@ pub struct AttestArgs {
     /// tdx/sgx-gramine: Intel collateral JSON for the quote (from a PCCS).
     #[arg(long)]
     pub collateral: Option<PathBuf>,
+    /// Hold only this many key indices per device (a key window, fetched
+    /// again as devices rotate) instead of every device's whole key slice:
+    /// lifts the 546-device limit of one key bundle. Default: whole slices.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub key_window: Option<u16>,
 }
 
 impl AttestArgs {
@@ -127,6 +132,7 @@ impl AttestArgs {
             config: self.config.clone(),
             sim_platform_key: self.sim_platform_key.clone(),
             collateral: self.collateral.clone(),
+            key_window: self.key_window,
         })
     }
 }
@@ -157,6 +163,11 @@ pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
             json,
             log,
         } => {
+            if a.key_window.is_some() {
+                anyhow::bail!(
+                    "--key-window applies to `aorta worker stream`, which fetches windows again as devices rotate; `worker run` holds whole key slices"
+                );
+            }
             crate::signals::shut_down_on_signals()?;
             crate::logging::init(&log)?;
             let assignment = a.assignment.clone();

@@ -162,7 +162,8 @@ fn table() -> Vec<(Vec<&'static str>, &'static str, Vec<&'static str>)> {
         ),
         (init, "--slice-len", v(&[COUNT, &["7", "65536"]].concat())),
         (stream.clone(), "--batch", v(COUNT)),
-        (stream, "--checkpoint-secs", v(F)),
+        (stream.clone(), "--checkpoint-secs", v(F)),
+        (stream, "--key-window", v(&[COUNT, &["65536"]].concat())),
         (
             wrun,
             "--broker",

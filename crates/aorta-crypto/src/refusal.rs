@@ -137,6 +137,9 @@ pub const BROKER_BUSY: u16 = 306;
 pub const BROKER_RATE_LIMITED: u16 = 307;
 /// This source already has its most concurrent broker connections.
 pub const BROKER_TOO_MANY_CONNECTIONS: u16 = 308;
+/// A key window request is malformed: a width or page size of 0, a key
+/// index outside the device's slice, or a device listed twice.
+pub const BROKER_BAD_WINDOW: u16 = 309;
 /// The broker failed (including an assignment too large for one bundle).
 pub const BROKER_INTERNAL: u16 = 399;
 
@@ -355,6 +358,11 @@ pub const ALL: &[(u16, &str, &str)] = &[
         BROKER_TOO_MANY_CONNECTIONS,
         "BROKER_TOO_MANY_CONNECTIONS",
         "too many concurrent connections from this source",
+    ),
+    (
+        BROKER_BAD_WINDOW,
+        "BROKER_BAD_WINDOW",
+        "malformed key window request (width or page size 0, index outside the slice, device listed twice)",
     ),
     (
         BROKER_INTERNAL,

@@ -6,9 +6,13 @@
 //! data of the evidence, so a sealed bundle only opens for the attestation it
 //! answers. Wire form: `enc [32] ‖ ciphertext`.
 //!
-//! Plaintext bundle (version 1, big-endian):
-//! `version u8 | assignment (u16 len, UTF-8) | n u16 | n × (serial (u16 len, UTF-8) | key [32])
-//!  | m u16 | m × (subscriber (u16 len, UTF-8) | key [32])`.
+//! Plaintext bundle (big-endian; `docs/worker-protocol.md`):
+//! `version u8 | assignment (u16 len, UTF-8) | n u16 | n × (name (u16 len, UTF-8) | key [32])
+//!  | m u16 | m × (subscriber (u16 len, UTF-8) | key [32]) | c u16 | certificate [c]`,
+//! and in version 3 (a bundle that releases key windows) also
+//! `| s u16 | s × (serial (u16 len, UTF-8) | slice_len u16)`: the length of
+//! each windowed device's key slice, which its released entries no longer
+//! show. A bundle without windows is still written as version 2.
 
 use std::fmt;
 
@@ -25,8 +29,11 @@ use aorta_base::codec::{Decode, DecodeError, Encode, Reader};
 
 /// HPKE `info` string for key release.
 pub const KEY_RELEASE_INFO: &[u8] = b"aorta key release v1";
-/// Bundle plaintext version.
+/// Bundle plaintext version of a bundle without key windows.
 pub const BUNDLE_VERSION: u8 = 2;
+/// Bundle plaintext version of a bundle that releases key windows (it
+/// carries each windowed device's slice length, [`KeyBundle::slices`]).
+pub const BUNDLE_VERSION_WINDOWED: u8 = 3;
 /// Most keys of each kind in one bundle.
 pub const MAX_KEYS_PER_KIND: usize = 65_535;
 /// Longest identifier (serial, subscriber, assignment) in bytes: the results
@@ -68,6 +75,12 @@ pub struct KeyBundle {
     /// [`crate::worker::RESULT_SIGNING_KEY_NAME`]); empty when the broker
     /// certifies none.
     pub certificate: Vec<u8>,
+    /// Devices whose group keys are released as a window of key indices
+    /// (not the whole slice), with the length of their key slice: the
+    /// worker needs it to check a frame's key index, and the released
+    /// entries no longer show it. Empty: every device's entries are its
+    /// whole slice (a version-2 bundle).
+    pub slices: Vec<(String, u16)>,
 }
 
 /// Why key wrapping or unwrapping failed.
@@ -99,7 +112,7 @@ pub enum KeyWrapError {
     },
     /// The bundle version is unknown.
     #[error(
-        "unknown key bundle version {version} (this build reads {BUNDLE_VERSION}); upgrade the worker"
+        "unknown key bundle version {version} (this build reads {BUNDLE_VERSION} and {BUNDLE_VERSION_WINDOWED}); upgrade the worker"
     )]
     UnknownVersion {
         /// The version found.
@@ -137,7 +150,11 @@ impl KeyBundle {
         let mut out = Zeroizing::new(Vec::with_capacity(
             64 + (self.transport_keys.len() + self.result_keys.len()) * 64,
         ));
-        out.push(BUNDLE_VERSION);
+        out.push(if self.slices.is_empty() {
+            BUNDLE_VERSION
+        } else {
+            BUNDLE_VERSION_WINDOWED
+        });
         id(&mut out, &self.assignment)?;
         for list in [&self.transport_keys, &self.result_keys] {
             let n = u16::try_from(list.len()).map_err(|_| KeyWrapError::TooLarge {
@@ -154,6 +171,16 @@ impl KeyBundle {
         })?;
         out.extend_from_slice(&n.to_be_bytes());
         out.extend_from_slice(&self.certificate);
+        if !self.slices.is_empty() {
+            let n = u16::try_from(self.slices.len()).map_err(|_| KeyWrapError::TooLarge {
+                detail: "more than 65535 windowed devices",
+            })?;
+            out.extend_from_slice(&n.to_be_bytes());
+            for (serial, len) in &self.slices {
+                id(&mut out, serial)?;
+                out.extend_from_slice(&len.to_be_bytes());
+            }
+        }
         Ok(out)
     }
 
@@ -165,7 +192,7 @@ impl KeyBundle {
             offset: r.position(),
         };
         let version = r.u8("version").map_err(|_| bad("empty", &r))?;
-        if version != BUNDLE_VERSION {
+        if version != BUNDLE_VERSION && version != BUNDLE_VERSION_WINDOWED {
             return Err(KeyWrapError::UnknownVersion { version });
         }
         /// `Err(None)`: truncated; `Err(Some(()))`: too long or not UTF-8.
@@ -204,6 +231,26 @@ impl KeyBundle {
             .take(usize::from(n), "certificate")
             .map_err(|_| bad("truncated certificate", &r))?
             .to_vec();
+        let mut slices = Vec::new();
+        if version == BUNDLE_VERSION_WINDOWED {
+            let n = r
+                .u16("windowed device count")
+                .map_err(|_| bad("truncated windowed device count", &r))?;
+            if n == 0 {
+                return Err(bad("a version-3 bundle without windowed devices", &r));
+            }
+            for _ in 0..n {
+                let serial = match id(&mut r) {
+                    Err(None) => return Err(bad("truncated identifier", &r)),
+                    Err(Some(())) => return Err(bad("bad identifier", &r)),
+                    Ok(s) => s,
+                };
+                let len = r
+                    .u16("slice length")
+                    .map_err(|_| bad("truncated slice length", &r))?;
+                slices.push((serial, len));
+            }
+        }
         if r.remaining() != 0 {
             return Err(bad("trailing bytes", &r));
         }
@@ -213,6 +260,7 @@ impl KeyBundle {
             transport_keys,
             result_keys,
             certificate,
+            slices,
         })
     }
 
@@ -365,6 +413,37 @@ mod tests {
         );
         assert_eq!(b.transport_key("ECG-2").unwrap().expose(), &[2; 32]);
         assert!(b.transport_key("ECG-3").is_none());
+    }
+
+    /// A bundle that releases key windows says so (version 3) and carries
+    /// each windowed device's slice length; one without is byte for byte a
+    /// version-2 bundle, so older workers still read it.
+    #[test]
+    fn windowed_bundles_are_version_3_and_round_trip() {
+        let plain = bundle().encode().unwrap();
+        assert_eq!(plain[0], BUNDLE_VERSION);
+        let mut b = bundle();
+        b.transport_keys.clear();
+        for i in [118u16, 119, 0] {
+            b.transport_keys
+                .push((format!("ECG-1/{i}"), Secret32::from_bytes([i as u8; 32])));
+        }
+        b.slices.push(("ECG-1".into(), 120));
+        let enc = b.encode().unwrap();
+        assert_eq!(enc[0], BUNDLE_VERSION_WINDOWED);
+        assert_eq!(&enc[enc.len() - 11..], b"\x00\x01\x00\x05ECG-1\x00\x78");
+        assert_eq!(KeyBundle::decode(&enc).unwrap(), b);
+        for n in 0..enc.len() {
+            assert!(KeyBundle::decode(&enc[..n]).is_err(), "prefix {n}");
+        }
+        // A version-3 bundle must name at least one windowed device.
+        let mut v = plain.to_vec();
+        v[0] = BUNDLE_VERSION_WINDOWED;
+        v.extend_from_slice(&[0, 0]);
+        assert!(matches!(
+            KeyBundle::decode(&v),
+            Err(KeyWrapError::Malformed { .. })
+        ));
     }
 
     #[test]

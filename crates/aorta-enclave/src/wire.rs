@@ -2,7 +2,7 @@
 //! `docs/worker-protocol.md`). One framing for both channels:
 //!
 //! * worker ↔ key broker (TCP): `Hello`, `ChallengeRequest` → `Challenge`,
-//!   `KeyRequest` → `KeyRelease` | `Refused`;
+//!   `KeyRequest` or `KeyWindowRequest` → `KeyRelease` | `Refused`;
 //! * untrusted host ↔ worker (stdin/stdout or a socket): `Hello`, `Status`,
 //!   `SealedFrame` → `FrameDone` | `FrameRefused`, `Shutdown`.
 //!
@@ -26,6 +26,25 @@ pub const PROTOCOL_VERSION: u16 = 1;
 pub const MAX_MESSAGE_LEN: usize = 16 * 1024 * 1024;
 /// Most identifiers in a `KeyRequest` list.
 pub const MAX_IDS: usize = 65_535;
+
+/// The devices of a [`Message::KeyWindowRequest`]. Encoded as `0x00 |
+/// after (u16 str) | max u16` or `0x01 | n u16 | n × (serial (u16 str) |
+/// from u16)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceSelection {
+    /// A page of the assignment's devices: those whose serial sorts after
+    /// `after` (bytewise; `""` from the first), at most `max` of them
+    /// (1..=65535), each from key index 0. A page with fewer than `max`
+    /// devices is the last.
+    Page {
+        /// The last serial of the previous page (`""`: none).
+        after: String,
+        /// Most devices in this page.
+        max: u16,
+    },
+    /// These devices (each in the assignment), each from its own key index.
+    Listed(Vec<(String, u16)>),
+}
 
 /// Who speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +99,24 @@ pub enum Message {
         /// Device serials whose transport keys are requested.
         devices: Vec<String>,
         /// Subscribers whose result keys are requested.
+        subscribers: Vec<String>,
+    },
+    /// `0x15` worker → broker: `evidence (u32 len) | assignment (u16 str) |
+    /// width u16 | devices | subscribers (u16 count × u16 str)`: like
+    /// `KeyRequest`, but each device's group keys are released only for a
+    /// window of `width` key indices (`docs/worker-protocol.md`, "Key
+    /// windows"), and the devices are a [`DeviceSelection`].
+    KeyWindowRequest {
+        /// Encoded [`crate::Evidence`].
+        evidence: Vec<u8>,
+        /// Assignment name.
+        assignment: String,
+        /// Key indices released per device, from its first (1..=65535; a
+        /// width at least the slice's length releases the whole slice).
+        width: u16,
+        /// Which devices, and from which key index.
+        devices: DeviceSelection,
+        /// Subscribers whose result keys are requested (empty: all).
         subscribers: Vec<String>,
     },
     /// `0x13` broker → worker: `sealed (u32 len)` — an HPKE-sealed key bundle.
@@ -205,6 +242,7 @@ impl Message {
             Message::Challenge { .. } => 0x11,
             Message::KeyRequest { .. } => 0x12,
             Message::KeyRelease { .. } => 0x13,
+            Message::KeyWindowRequest { .. } => 0x15,
             Message::Refused { .. } => 0x14,
             Message::Status { .. } => 0x20,
             Message::SealedFrame { .. } => 0x21,
@@ -221,6 +259,7 @@ impl Message {
             Message::ChallengeRequest => "ChallengeRequest",
             Message::Challenge { .. } => "Challenge",
             Message::KeyRequest { .. } => "KeyRequest",
+            Message::KeyWindowRequest { .. } => "KeyWindowRequest",
             Message::KeyRelease { .. } => "KeyRelease",
             Message::Refused { .. } => "Refused",
             Message::Status { .. } => "Status",
@@ -288,6 +327,46 @@ impl Message {
                     for s in list {
                         s16(&mut p, field, s)?;
                     }
+                }
+            }
+            Message::KeyWindowRequest {
+                evidence,
+                assignment,
+                width,
+                devices,
+                subscribers,
+            } => {
+                b32(&mut p, "evidence", evidence)?;
+                s16(&mut p, "assignment", assignment)?;
+                p.extend_from_slice(&width.to_be_bytes());
+                match devices {
+                    DeviceSelection::Page { after, max } => {
+                        p.push(0);
+                        s16(&mut p, "after", after)?;
+                        p.extend_from_slice(&max.to_be_bytes());
+                    }
+                    DeviceSelection::Listed(list) => {
+                        p.push(1);
+                        let n = u16::try_from(list.len()).map_err(|_| WireError::TooLarge {
+                            field: "devices",
+                            len: list.len(),
+                            max: MAX_IDS,
+                        })?;
+                        p.extend_from_slice(&n.to_be_bytes());
+                        for (serial, from) in list {
+                            s16(&mut p, "devices", serial)?;
+                            p.extend_from_slice(&from.to_be_bytes());
+                        }
+                    }
+                }
+                let n = u16::try_from(subscribers.len()).map_err(|_| WireError::TooLarge {
+                    field: "subscribers",
+                    len: subscribers.len(),
+                    max: MAX_IDS,
+                })?;
+                p.extend_from_slice(&n.to_be_bytes());
+                for s in subscribers {
+                    s16(&mut p, "subscribers", s)?;
                 }
             }
             Message::KeyRelease { sealed } => b32(&mut p, "sealed", sealed)?,
@@ -395,6 +474,39 @@ impl Message {
             0x13 => Message::KeyRelease {
                 sealed: blob(&mut r)?,
             },
+            0x15 => {
+                let evidence = blob(&mut r)?;
+                let assignment = str16(&mut r)?;
+                let width = r.u16("width").map_err(t)?;
+                let devices = match r.u8("selection").map_err(t)? {
+                    0 => DeviceSelection::Page {
+                        after: str16(&mut r)?,
+                        max: r.u16("max").map_err(t)?,
+                    },
+                    1 => {
+                        let n = r.u16("count").map_err(t)?;
+                        let mut list = Vec::new();
+                        for _ in 0..n {
+                            let serial = str16(&mut r)?;
+                            list.push((serial, r.u16("from").map_err(t)?));
+                        }
+                        DeviceSelection::Listed(list)
+                    }
+                    _ => return Err(m("bad device selection")),
+                };
+                let n = r.u16("count").map_err(t)?;
+                let mut subscribers = Vec::new();
+                for _ in 0..n {
+                    subscribers.push(str16(&mut r)?);
+                }
+                Message::KeyWindowRequest {
+                    evidence,
+                    assignment,
+                    width,
+                    devices,
+                    subscribers,
+                }
+            }
             0x14 | 0x23 => {
                 let code = r.u16("code").map_err(t)?;
                 let reason = str16(&mut r)?;
@@ -559,6 +671,23 @@ mod tests {
             },
             Message::KeyRelease {
                 sealed: vec![9; 80],
+            },
+            Message::KeyWindowRequest {
+                evidence: vec![1, 2, 3],
+                assignment: "ward-a".into(),
+                width: 4,
+                devices: DeviceSelection::Page {
+                    after: "ECG-1".into(),
+                    max: 500,
+                },
+                subscribers: vec![],
+            },
+            Message::KeyWindowRequest {
+                evidence: vec![1, 2, 3],
+                assignment: "ward-a".into(),
+                width: 2,
+                devices: DeviceSelection::Listed(vec![("ECG-1".into(), 119), ("ECG-2".into(), 7)]),
+                subscribers: vec!["dr-a".into()],
             },
             Message::Refused {
                 code: aorta_crypto::refusal::ATTEST_MEASUREMENT_NOT_ALLOWED,

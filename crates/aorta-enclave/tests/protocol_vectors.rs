@@ -20,7 +20,7 @@ use aorta_enclave::attest::{Attester, SimAttester};
 use aorta_enclave::evidence::{Backend, Evidence, EvidenceClaims, Measurement, Nonce};
 use aorta_enclave::keywrap::{KeyBundle, Secret32, open_bundle};
 use aorta_enclave::verify::{VerifierPolicy, verify};
-use aorta_enclave::wire::{self, Message, PROTOCOL_VERSION, Role};
+use aorta_enclave::wire::{self, DeviceSelection, Message, PROTOCOL_VERSION, Role};
 use aorta_enclave::worker::WorkerKeypair;
 
 fn root() -> PathBuf {
@@ -125,6 +125,32 @@ fn messages(evidence: &[u8]) -> Vec<(&'static str, Message)> {
             },
         ),
         ("11-shutdown", Message::Shutdown),
+        (
+            "12-key-window-request-page",
+            Message::KeyWindowRequest {
+                evidence: evidence.to_vec(),
+                assignment: "ward-a".into(),
+                width: 4,
+                devices: DeviceSelection::Page {
+                    after: "ECG-0001".into(),
+                    max: 15_000,
+                },
+                subscribers: vec![],
+            },
+        ),
+        (
+            "13-key-window-request-listed",
+            Message::KeyWindowRequest {
+                evidence: evidence.to_vec(),
+                assignment: "ward-a".into(),
+                width: 4,
+                devices: DeviceSelection::Listed(vec![
+                    ("ECG-0001".into(), 118),
+                    ("ECG-0002".into(), 7),
+                ]),
+                subscribers: vec!["dr-alice".into()],
+            },
+        ),
     ]
 }
 

@@ -136,6 +136,14 @@ pub struct Opened {
 pub trait FrameOpen {
     /// Opens one frame.
     fn open(&mut self, frame: &[u8]) -> Result<Opened, Refused>;
+    /// Sees a batch's frames before any is opened (e.g. to fetch the keys
+    /// they need in one go). An error fails the batch before anything
+    /// moved, and the worker retries it ([`crate::pipeline::Decoder::prepare`]).
+    /// Default: nothing.
+    fn prepare(&mut self, frames: &[&[u8]]) -> Result<(), StreamError> {
+        let _ = frames;
+        Ok(())
+    }
 }
 
 /// The event of an RR frame's samples (codec 2: one channel of intervals,
@@ -501,6 +509,15 @@ impl<F: FrameOpen> Decoder<String, EcgEvent> for JobDecoder<F> {
                 })
             }
         }
+    }
+
+    fn prepare(&mut self, records: &[Vec<u8>]) -> Result<(), StreamError> {
+        // Records that do not decode are refused later, one by one.
+        let frames: Vec<&[u8]> = records
+            .iter()
+            .filter_map(|r| decode_record(r).ok().map(|(_, f)| f))
+            .collect();
+        self.frames.prepare(&frames)
     }
 
     fn snapshot(&self) -> Result<String, StreamError> {

@@ -37,6 +37,14 @@ pub trait Decoder<K, E> {
     fn restore(&mut self, _state: &str) -> Result<(), StreamError> {
         Ok(())
     }
+    /// Called with a batch's records before any of them is decoded. An
+    /// error fails the whole step before anything moved (no record
+    /// decoded, the offset unchanged), so the caller retries the same
+    /// records later: for what the decoder must fetch first and may fail
+    /// to fetch for a while (the worker's key windows). Default: nothing.
+    fn prepare(&mut self, _records: &[Vec<u8>]) -> Result<(), StreamError> {
+        Ok(())
+    }
 }
 
 impl<K, E, F> Decoder<K, E> for F
@@ -175,6 +183,7 @@ where
     /// Processes up to `max` records from the log; returns how many.
     pub fn step(&mut self, log: &impl FrameLog, max: usize) -> Result<usize, StreamError> {
         let (records, next) = log.read_from(self.offset, max)?;
+        self.decode.prepare(&records)?;
         let mut out = Vec::new();
         for r in &records {
             match self.decode.decode(r) {

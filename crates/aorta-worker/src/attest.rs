@@ -5,10 +5,12 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::client::{ClientError, KeyRequest, Ready, Unattested, attest_to_broker};
+use crate::client::{
+    ClientError, KeyRequest, Ready, Unattested, attest_to_broker, attest_to_broker_windowed,
+};
 use aorta_enclave::attest::{Attester, SimAttester, SystemRoots, detect, hardware_attester};
 use aorta_enclave::evidence::{Backend, Measurement};
-use aorta_enclave::wire::WireError;
+use aorta_enclave::wire::{DeviceSelection, WireError};
 
 use crate::WorkerError;
 
@@ -27,6 +29,19 @@ pub struct AttestOptions {
     pub sim_platform_key: PathBuf,
     /// tdx/sgx-gramine: Intel collateral JSON for the quote (from a PCCS).
     pub collateral: Option<PathBuf>,
+    /// Ask for key windows of this many key indices per device instead of
+    /// whole key slices ([`attest_windowed`]); `None`: whole slices.
+    pub key_window: Option<u16>,
+}
+
+/// Most device key entries one windowed page asks for: a bundle holds at
+/// most 65,535 transport entries, and the state and result-signing keys
+/// need room too.
+pub const MAX_WINDOW_KEYS_PER_PAGE: usize = 60_000;
+
+/// Devices per page (or per refresh request) at key-window `width`.
+pub fn window_page(width: u16) -> u16 {
+    u16::try_from(MAX_WINDOW_KEYS_PER_PAGE / usize::from(width.max(1))).unwrap_or(u16::MAX)
 }
 
 /// The backend named `name`: `sim`, `tdx`, `sev-snp`, `sgx-gramine`, or
@@ -108,6 +123,80 @@ pub fn attest(
     devices: Vec<String>,
     subscribers: Vec<String>,
 ) -> Result<Attested, WorkerError> {
+    let req = KeyRequest {
+        assignment: o.assignment.clone(),
+        devices,
+        subscribers,
+    };
+    exchange(o, config, |stream, worker, attester| {
+        attest_to_broker(stream, worker, attester, &req)
+    })
+}
+
+/// Attests and receives key windows of `width` key indices (from index 0)
+/// for every device of the assignment, one page of [`window_page`] devices
+/// per attestation (the broker's bundles are bounded, the assignment is
+/// not), with the first page's state key, result-signing key and
+/// certificate.
+pub fn attest_windowed(
+    o: &AttestOptions,
+    config: &[u8],
+    width: u16,
+) -> Result<Attested, WorkerError> {
+    let page = window_page(width);
+    let mut after = String::new();
+    let mut first: Option<Attested> = None;
+    loop {
+        let a = exchange(o, config, |stream, worker, attester| {
+            let selection = DeviceSelection::Page {
+                after: after.clone(),
+                max: page,
+            };
+            attest_to_broker_windowed(stream, worker, attester, &o.assignment, width, selection)
+        })?;
+        let devices =
+            released_devices(a.ready.keys().transport_keys.iter().map(|(n, _)| n.clone()));
+        let last = devices.last().cloned();
+        match first.as_mut() {
+            None => first = Some(a),
+            Some(f) => f.ready.take_device_keys(a.ready).map_err(client_error)?,
+        }
+        match last {
+            Some(last) if devices.len() >= usize::from(page) => after = last,
+            _ => break,
+        }
+    }
+    first.ok_or_else(|| WorkerError::Internal("no key release".into()))
+}
+
+/// Attests again and receives key windows of `width` indices for
+/// `devices`, each from its own first index (a refresh while running),
+/// in pages of [`window_page`] devices.
+pub fn fetch_windows(
+    o: &AttestOptions,
+    config: &[u8],
+    width: u16,
+    devices: &[(String, u16)],
+) -> Result<Vec<Ready>, WorkerError> {
+    devices
+        .chunks(usize::from(window_page(width)))
+        .map(|chunk| {
+            exchange(o, config, |stream, worker, attester| {
+                let selection = DeviceSelection::Listed(chunk.to_vec());
+                attest_to_broker_windowed(stream, worker, attester, &o.assignment, width, selection)
+            })
+            .map(|a| a.ready)
+        })
+        .collect()
+}
+
+/// One attestation: evidence for a fresh nonce over a new connection, and
+/// `request`'s key release.
+fn exchange(
+    o: &AttestOptions,
+    config: &[u8],
+    request: impl FnOnce(&mut TcpStream, Unattested, &dyn Attester) -> Result<Ready, ClientError>,
+) -> Result<Attested, WorkerError> {
     if let Err(e) = crate::client::harden_process() {
         tracing::warn!(target: "aorta::worker", error = %e, "could not mark the worker non-dumpable");
     }
@@ -143,13 +232,7 @@ pub fn attest(
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .map_err(net("setting the broker timeout".into()))?;
-    let req = KeyRequest {
-        assignment: o.assignment.clone(),
-        devices,
-        subscribers,
-    };
-    let ready =
-        attest_to_broker(&mut stream, worker, attester.as_ref(), &req).map_err(client_error)?;
+    let ready = request(&mut stream, worker, attester.as_ref()).map_err(client_error)?;
     Ok(Attested {
         ready,
         backend,

@@ -176,6 +176,46 @@ pub fn attest_to_broker<S: Read + Write>(
     attester: &dyn Attester,
     request: &KeyRequest,
 ) -> Result<Ready, ClientError> {
+    exchange(stream, worker, attester, &request.assignment, |evidence| {
+        Message::KeyRequest {
+            evidence,
+            assignment: request.assignment.clone(),
+            devices: request.devices.clone(),
+            subscribers: request.subscribers.clone(),
+        }
+    })
+}
+
+/// [`attest_to_broker`] asking for key windows (`KeyWindowRequest`,
+/// `docs/worker-protocol.md`, "Key windows"): `width` key indices of each
+/// selected device, and all of the assignment's subscribers.
+pub fn attest_to_broker_windowed<S: Read + Write>(
+    stream: &mut S,
+    worker: Unattested,
+    attester: &dyn Attester,
+    assignment: &str,
+    width: u16,
+    devices: wire::DeviceSelection,
+) -> Result<Ready, ClientError> {
+    exchange(stream, worker, attester, assignment, |evidence| {
+        Message::KeyWindowRequest {
+            evidence,
+            assignment: assignment.to_owned(),
+            width,
+            devices,
+            subscribers: Vec::new(),
+        }
+    })
+}
+
+/// Handshake, nonce, evidence, then `request(evidence)`; opens the answer.
+fn exchange<S: Read + Write>(
+    stream: &mut S,
+    worker: Unattested,
+    attester: &dyn Attester,
+    assignment: &str,
+    request: impl FnOnce(Vec<u8>) -> Message,
+) -> Result<Ready, ClientError> {
     wire::handshake(stream, Role::Worker)?;
     // A broker that will not serve this connection (too many from this
     // source) answers `Hello` + `Refused` and closes at once: our write may
@@ -196,21 +236,13 @@ pub fn attest_to_broker<S: Read + Write>(
         }
     };
     let awaiting = worker.attest(attester, nonce, issued_at)?;
-    wire::write_message(
-        stream,
-        &Message::KeyRequest {
-            evidence: awaiting.evidence().encode(),
-            assignment: request.assignment.clone(),
-            devices: request.devices.clone(),
-            subscribers: request.subscribers.clone(),
-        },
-    )?;
+    wire::write_message(stream, &request(awaiting.evidence().encode()))?;
     match wire::expect_message(stream)? {
         Message::KeyRelease { sealed } => {
             let ready = awaiting.receive_keys(&sealed)?;
-            if ready.keys.assignment != request.assignment {
+            if ready.keys.assignment != assignment {
                 return Err(ClientError::WrongAssignment {
-                    asked: request.assignment.clone(),
+                    asked: assignment.to_owned(),
                     got: ready.keys.assignment.clone(),
                 });
             }
@@ -240,6 +272,51 @@ impl Ready {
     /// The released keys.
     pub fn keys(&self) -> &KeyBundle {
         &self.keys
+    }
+
+    /// Whether the transport key entry `name` (e.g. `SERIAL/INDEX`) is held.
+    pub fn holds(&self, name: &str) -> bool {
+        self.transport_index.contains_key(name)
+    }
+
+    /// Takes over the device group keys of `other` (a later release to this
+    /// worker, of the same assignment): each device `other` holds group
+    /// keys of loses the ones held so far (its window moved) and gets
+    /// `other`'s, with its slice length. Everything else of `other` (its
+    /// state key, result-signing key, certificate and result keys) is
+    /// dropped, zeroized: this worker keeps its first release's.
+    pub fn take_device_keys(&mut self, other: Ready) -> Result<(), ClientError> {
+        let mut other = other;
+        if other.keys.assignment != self.keys.assignment {
+            return Err(ClientError::WrongAssignment {
+                asked: self.keys.assignment.clone(),
+                got: other.keys.assignment.clone(),
+            });
+        }
+        let device = |name: &str| name.split_once('/').map(|(d, _)| d.to_owned());
+        let moved: std::collections::BTreeSet<String> = other
+            .keys
+            .transport_keys
+            .iter()
+            .filter_map(|(n, _)| device(n))
+            .collect();
+        self.keys
+            .transport_keys
+            .retain(|(n, _)| device(n).is_none_or(|d| !moved.contains(&d)));
+        self.keys.transport_keys.extend(
+            std::mem::take(&mut other.keys.transport_keys)
+                .into_iter()
+                .filter(|(n, _)| device(n).is_some()),
+        );
+        self.keys.slices.retain(|(d, _)| !moved.contains(d));
+        self.keys
+            .slices
+            .extend(std::mem::take(&mut other.keys.slices));
+        self.transport_index.clear();
+        for (i, (name, _)) in self.keys.transport_keys.iter().enumerate() {
+            self.transport_index.entry(name.clone()).or_insert(i);
+        }
+        Ok(())
     }
 
     /// The `Status` message for the host (counts only).

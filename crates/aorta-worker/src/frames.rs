@@ -5,9 +5,25 @@ use aorta_enclave::upload::CachedUploadFrames;
 use aorta_enclave::wire::{self, Message};
 use aorta_enclave::worker::WorkerFrame;
 
+use crate::WorkerError;
 use crate::client::Ready;
+use aorta_enclave::upload::group_key_name;
+use aorta_stream::StreamError;
 use aorta_stream::ecg::EcgEvent;
 use aorta_stream::job::{FrameOpen, Opened, Position, Refused, ecg_chunk, rr_event};
+
+/// Fetches key windows: `(serial, first key index)` → the releases holding
+/// them ([`crate::attest::fetch_windows`] with the worker's options).
+pub type WindowFetch = dyn FnMut(&[(String, u16)]) -> Result<Vec<Ready>, WorkerError> + Send;
+
+/// The worker's key windows: their width and how to fetch moved ones.
+struct Windows {
+    width: u16,
+    /// Devices released as windows (not whole slices).
+    devices: std::collections::HashSet<String>,
+    fetch: Box<WindowFetch>,
+    refreshes: u64,
+}
 
 /// Opens aorta upload frames inside the attested worker with the released
 /// group keys. Each frame crosses the host↔worker boundary as a protocol
@@ -17,11 +33,20 @@ use aorta_stream::job::{FrameOpen, Opened, Position, Refused, ecg_chunk, rr_even
 /// Inside the worker, each device's transport key is derived once per
 /// `(serial, key index, epoch)` and remembered in zeroizing memory
 /// ([`CachedUploadFrames`]).
+///
+/// With key windows ([`SecureFrames::with_key_windows`]) the worker holds a
+/// few key indices per device; before a batch is opened
+/// ([`FrameOpen::prepare`]) it fetches, in one attestation, the windows of
+/// every device whose frames carry an index it does not hold, and a failed
+/// fetch fails the batch, which the worker loop retries: no frame is
+/// refused for a key the broker would release.
 pub struct SecureFrames {
     ready: Ready,
     opener: CachedUploadFrames,
-    /// Serial → key-slice length (the group keys released for it).
+    /// Serial → key-slice length (the group keys released for it, or for a
+    /// windowed device the length its release states).
     slices: std::collections::HashMap<String, u16>,
+    windows: Option<Windows>,
 }
 
 impl SecureFrames {
@@ -35,11 +60,47 @@ impl SecureFrames {
                 *slices.entry(serial.to_owned()).or_insert(0u16) += 1;
             }
         }
+        for (serial, n) in &ready.keys().slices {
+            slices.insert(serial.clone(), *n);
+        }
         SecureFrames {
             ready,
             opener: CachedUploadFrames::new(),
             slices,
+            windows: None,
         }
+    }
+
+    /// Key windows of `width` indices: a frame whose device is released as
+    /// a window, with an index inside its slice that is not held, makes
+    /// [`FrameOpen::prepare`] fetch that device's window again with
+    /// `fetch`, from the frame's index, or from the one before it (for
+    /// frames that arrive late) when `width` is at least 3.
+    pub fn with_key_windows(mut self, width: u16, fetch: Box<WindowFetch>) -> Self {
+        let devices = self
+            .ready
+            .keys()
+            .slices
+            .iter()
+            .map(|(d, _)| d.clone())
+            .collect();
+        self.windows = Some(Windows {
+            devices,
+            width: width.max(1),
+            fetch,
+            refreshes: 0,
+        });
+        self
+    }
+
+    /// How many window fetches [`FrameOpen::prepare`] made.
+    pub fn window_refreshes(&self) -> u64 {
+        self.windows.as_ref().map_or(0, |w| w.refreshes)
+    }
+
+    /// The attested worker and its keys.
+    pub fn ready(&self) -> &Ready {
+        &self.ready
     }
 
     /// The position of a frame the worker authenticated (its header is the
@@ -65,6 +126,60 @@ fn event(f: &WorkerFrame) -> Result<EcgEvent, Refused> {
 }
 
 impl FrameOpen for SecureFrames {
+    fn prepare(&mut self, frames: &[&[u8]]) -> Result<(), StreamError> {
+        let Some(w) = self.windows.as_mut() else {
+            return Ok(());
+        };
+        // The cleartext headers say which device and key index each frame
+        // needs; only devices released as windows, and indices inside their
+        // slice, are fetched (anything else is refused when opened).
+        let mut wants: std::collections::BTreeMap<String, u16> = Default::default();
+        for f in frames {
+            let Ok(p) = aorta_crypto::frame::parse_prefix(f) else {
+                continue;
+            };
+            let Some(h) = p.map(|p| p.header) else {
+                continue;
+            };
+            let Some(&n) = self.slices.get(&h.serial) else {
+                continue;
+            };
+            if !w.devices.contains(&h.serial)
+                || h.key_index >= n
+                || self.ready.holds(&group_key_name(&h.serial, h.key_index))
+                || wants.contains_key(&h.serial)
+            {
+                continue;
+            }
+            // Devices rotate forward: the window starts at the frame's
+            // index, or one before it (for frames a device stored offline
+            // and uploads late) once it is at least 3 wide.
+            let from = if w.width >= 3 {
+                ((u32::from(h.key_index) + u32::from(n) - 1) % u32::from(n)) as u16
+            } else {
+                h.key_index
+            };
+            wants.insert(h.serial, from);
+        }
+        if wants.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<(String, u16)> = wants.into_iter().collect();
+        tracing::info!(target: "aorta::worker", devices = list.len(), width = w.width, "key windows moved; fetching them from the broker");
+        let releases = (w.fetch)(&list)?;
+        w.refreshes += 1;
+        for r in releases {
+            for (serial, n) in &r.keys().slices {
+                self.slices.insert(serial.clone(), *n);
+                w.devices.insert(serial.clone());
+            }
+            self.ready
+                .take_device_keys(r)
+                .map_err(|e| StreamError::from(WorkerError::Peer(e.to_string())))?;
+        }
+        Ok(())
+    }
+
     fn open(&mut self, frame: &[u8]) -> Result<Opened, Refused> {
         // Host side: the frame is handed over as a protocol message.
         let crossing = Message::SealedFrame {

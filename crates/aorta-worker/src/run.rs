@@ -337,7 +337,11 @@ pub fn stream(o: &StreamOptions, stop: &AtomicBool) -> Result<StreamSummary, Wor
     // refusal.
     let mut failures = 0u32;
     let Attested { ready, backend, .. } = loop {
-        match attest(&o.attest, &config, Vec::new(), Vec::new()) {
+        let attempt = match o.attest.key_window {
+            Some(w) => crate::attest::attest_windowed(&o.attest, &config, w),
+            None => attest(&o.attest, &config, Vec::new(), Vec::new()),
+        };
+        match attempt {
             Ok(r) => break r,
             Err(e) if e.is_transient() && failures < 30 && !stop.load(Ordering::Relaxed) => {
                 failures += 1;
@@ -353,13 +357,23 @@ pub fn stream(o: &StreamOptions, stop: &AtomicBool) -> Result<StreamSummary, Wor
         tracing::warn!(target: "aorta::worker", "the assignment has no subscribers: results are computed but nobody can read them");
     }
     let devices = released_devices(ready.keys().transport_keys.iter().map(|(s, _)| s.clone()));
-    tracing::info!(target: "aorta::worker", backend = backend.name(), hardware_protected = backend.is_hardware(), devices = devices.len(), subscribers = results_sealer.len(), "keys received; streaming");
+    tracing::info!(target: "aorta::worker", backend = backend.name(), hardware_protected = backend.is_hardware(), devices = devices.len(), transport_keys = ready.keys().transport_keys.len(), key_window = o.attest.key_window, subscribers = results_sealer.len(), "keys received; streaming");
     let srv = Server::new(&o.server, &o.ca, Some(token.to_string()))?;
     let log = RemoteLog::new(srv.clone(), 500);
+    let mut frames = SecureFrames::new(ready);
+    if let Some(width) = o.attest.key_window {
+        let (attest_opts, config) = (o.attest.clone(), config.clone());
+        frames = frames.with_key_windows(
+            width,
+            Box::new(move |wants| {
+                crate::attest::fetch_windows(&attest_opts, &config, width, wants)
+            }),
+        );
+    }
     let mut job = aorta_stream::job::EcgJob::open(
         cfg.ecg(),
         cfg.engine(),
-        SecureFrames::new(ready),
+        frames,
         RemoteCheckpoints::new(srv.clone()),
         state_sealer,
         RemoteResults::new(srv.clone()).with_certificate(&certificate),

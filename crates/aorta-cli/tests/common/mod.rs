@@ -414,6 +414,11 @@ impl Broker {
 /// is appended to `dir/worker-DATA.log`. With `ready`, waits until it logs
 /// that it holds its keys and streams.
 pub fn worker(dir: &Path, data: &str, server: &Server, ready: bool) -> Proc {
+    worker_with(dir, data, server, ready, &[])
+}
+
+/// [`worker`] with `extra` arguments.
+pub fn worker_with(dir: &Path, data: &str, server: &Server, ready: bool, extra: &[&str]) -> Proc {
     let mut proc = Run::new([
         "worker",
         "stream",
@@ -436,6 +441,7 @@ pub fn worker(dir: &Path, data: &str, server: &Server, ready: bool) -> Proc {
         "--batch",
         "16",
     ])
+    .args(extra)
     .cwd(dir)
     .spawn(Stdio::piped());
     let rx = lines(

@@ -496,6 +496,12 @@ pub enum BrokerRefusal {
         /// The per-source limit.
         limit: usize,
     },
+    /// A key window request is malformed.
+    #[error("bad key window request: {detail}")]
+    BadWindow {
+        /// What is wrong.
+        detail: String,
+    },
     /// Sealing failed (our bug or a broken attested key).
     #[error("key wrapping failed: {detail}")]
     Internal {
@@ -525,6 +531,7 @@ impl BrokerRefusal {
                 refusal::BROKER_RATE_LIMITED
             }
             BrokerRefusal::TooManyConnections { .. } => refusal::BROKER_TOO_MANY_CONNECTIONS,
+            BrokerRefusal::BadWindow { .. } => refusal::BROKER_BAD_WINDOW,
             BrokerRefusal::Internal { .. } => refusal::BROKER_INTERNAL,
         }
     }
@@ -539,6 +546,24 @@ pub struct ReleaseRequest {
     pub assignment: String,
     /// Devices requested (empty: all of the assignment's).
     pub devices: Vec<String>,
+    /// Subscribers requested (empty: all of the assignment's).
+    pub subscribers: Vec<String>,
+}
+
+/// A key window request as the broker sees it (`KeyWindowRequest`,
+/// `docs/worker-protocol.md`, "Key windows"): each device's group keys are
+/// released only for `width` key indices from its first, wrapping around
+/// its slice as the device's own rotation does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WindowRequest {
+    /// Encoded evidence.
+    pub evidence: Vec<u8>,
+    /// Assignment name.
+    pub assignment: String,
+    /// Key indices per device (≥ 1; at least the slice's length: all).
+    pub width: u16,
+    /// Which devices, from which index.
+    pub devices: wire::DeviceSelection,
     /// Subscribers requested (empty: all of the assignment's).
     pub subscribers: Vec<String>,
 }
@@ -803,8 +828,90 @@ impl Broker {
         res
     }
 
-    fn release_inner(&self, req: &ReleaseRequest) -> Result<Released, BrokerRefusal> {
-        let evidence = Evidence::decode(&req.evidence).map_err(Refusal::from)?;
+    /// Verifies the evidence in `req` and releases a window of each
+    /// requested device's group keys (with the subscribers' result keys, the
+    /// state key and a certificate, as [`Broker::release`]), or refuses.
+    /// Logs the decision either way.
+    pub fn release_windowed(&self, req: &WindowRequest) -> Result<Released, BrokerRefusal> {
+        let res = self.release_windowed_inner(req);
+        match &res {
+            Ok(r) => tracing::info!(
+                target: "aorta::broker",
+                decision = "release",
+                assignment = %req.assignment,
+                devices = r.devices.len(),
+                key_window = req.width,
+                subscribers = r.subscribers.len(),
+                "key windows released to attested worker"
+            ),
+            Err(e) => tracing::warn!(
+                target: "aorta::broker",
+                decision = "refuse",
+                code = e.code(),
+                assignment = %req.assignment,
+                reason = %e,
+                "key window request refused"
+            ),
+        }
+        res
+    }
+
+    fn release_windowed_inner(&self, req: &WindowRequest) -> Result<Released, BrokerRefusal> {
+        let bad = |detail: &str| BrokerRefusal::BadWindow {
+            detail: detail.to_owned(),
+        };
+        // The request's own form first: a malformed one costs no nonce.
+        if req.width == 0 {
+            return Err(bad("width 0"));
+        }
+        if matches!(req.devices, wire::DeviceSelection::Page { max: 0, .. }) {
+            return Err(bad("page size 0"));
+        }
+        let (worker, a, now) = self.verified(&req.evidence, &req.assignment)?;
+        let plan: Vec<(String, Option<u16>)> = match &req.devices {
+            wire::DeviceSelection::Page { after, max } => {
+                use std::ops::Bound::{Excluded, Unbounded};
+                a.devices
+                    .range::<str, _>((Excluded(after.as_str()), Unbounded))
+                    .take(usize::from(*max))
+                    .map(|d| (d.clone(), Some(0)))
+                    .collect()
+            }
+            wire::DeviceSelection::Listed(list) => {
+                let mut seen = BTreeSet::new();
+                for (d, _) in list {
+                    if !a.devices.contains(d) {
+                        return Err(BrokerRefusal::DeviceOutsideAssignment {
+                            serial: d.clone(),
+                            assignment: a.name.clone(),
+                        });
+                    }
+                    if !seen.insert(d.as_str()) {
+                        return Err(bad(&format!("device {d:?} listed twice")));
+                    }
+                }
+                list.iter()
+                    .map(|(d, from)| (d.clone(), Some(*from)))
+                    .collect()
+            }
+        };
+        self.seal_release(&worker, a, now, &plan, Some(req.width), &req.subscribers)
+    }
+
+    /// The evidence verified against a fresh nonce, and the assignment.
+    fn verified(
+        &self,
+        evidence: &[u8],
+        assignment: &str,
+    ) -> Result<
+        (
+            aorta_enclave::verify::AttestedWorker,
+            &policy::Assignment,
+            u64,
+        ),
+        BrokerRefusal,
+    > {
+        let evidence = Evidence::decode(evidence).map_err(Refusal::from)?;
         let now = (self.clock)();
         // Single use: the nonce is consumed whatever the outcome.
         let issued_at = self
@@ -833,20 +940,21 @@ impl Broker {
         if !worker.hardware_protected() {
             tracing::warn!(target: "aorta::broker", "{}", aorta_enclave::SIM_WARNING);
         }
-        let a = self.policy.assignment(&req.assignment).ok_or_else(|| {
-            BrokerRefusal::UnknownAssignment {
-                name: req.assignment.clone(),
-            }
-        })?;
+        let a =
+            self.policy
+                .assignment(assignment)
+                .ok_or_else(|| BrokerRefusal::UnknownAssignment {
+                    name: assignment.to_owned(),
+                })?;
+        Ok((worker, a, now))
+    }
+
+    fn release_inner(&self, req: &ReleaseRequest) -> Result<Released, BrokerRefusal> {
+        let (worker, a, now) = self.verified(&req.evidence, &req.assignment)?;
         let devices: BTreeSet<String> = if req.devices.is_empty() {
             a.devices.clone()
         } else {
             req.devices.iter().cloned().collect()
-        };
-        let subscribers: BTreeSet<String> = if req.subscribers.is_empty() {
-            a.subscribers.clone()
-        } else {
-            req.subscribers.iter().cloned().collect()
         };
         if let Some(d) = devices.iter().find(|d| !a.devices.contains(*d)) {
             return Err(BrokerRefusal::DeviceOutsideAssignment {
@@ -854,6 +962,27 @@ impl Broker {
                 assignment: a.name.clone(),
             });
         }
+        let plan: Vec<(String, Option<u16>)> = devices.into_iter().map(|d| (d, None)).collect();
+        self.seal_release(&worker, a, now, &plan, None, &req.subscribers)
+    }
+
+    /// The sealed bundle of `plan`'s devices (each with the first key index
+    /// of its window, or `None`: its whole slice), `width` indices per
+    /// window, and the requested subscribers (empty: all of `a`'s).
+    fn seal_release(
+        &self,
+        worker: &aorta_enclave::verify::AttestedWorker,
+        a: &policy::Assignment,
+        now: u64,
+        plan: &[(String, Option<u16>)],
+        width: Option<u16>,
+        requested_subscribers: &[String],
+    ) -> Result<Released, BrokerRefusal> {
+        let subscribers: BTreeSet<String> = if requested_subscribers.is_empty() {
+            a.subscribers.clone()
+        } else {
+            requested_subscribers.iter().cloned().collect()
+        };
         if let Some(s) = subscribers.iter().find(|s| !a.subscribers.contains(*s)) {
             return Err(BrokerRefusal::SubscriberOutsideAssignment {
                 id: s.clone(),
@@ -861,7 +990,7 @@ impl Broker {
             });
         }
         let mut bundle = KeyBundle::new(&a.name);
-        for d in &devices {
+        for (d, from) in plan {
             let unavailable = || BrokerRefusal::KeyUnavailable {
                 what: "device",
                 id: d.clone(),
@@ -869,9 +998,37 @@ impl Broker {
             match self.keys.transport_group_keys(d) {
                 Some(groups) if groups.is_empty() => return Err(unavailable()),
                 Some(groups) => {
-                    for (i, g) in groups.into_iter().enumerate() {
-                        let i = u16::try_from(i).map_err(|_| BrokerRefusal::Internal {
-                            detail: format!("device {d} has more than 65535 group keys"),
+                    let n = u16::try_from(groups.len()).map_err(|_| BrokerRefusal::Internal {
+                        detail: format!("device {d} has more than 65535 group keys"),
+                    })?;
+                    let indices: Vec<u16> = match (from, width) {
+                        (Some(from), Some(w)) if w < n => {
+                            if *from >= n {
+                                return Err(BrokerRefusal::BadWindow {
+                                    detail: format!(
+                                        "key index {from} is outside device {d}'s slice of {n}"
+                                    ),
+                                });
+                            }
+                            bundle.slices.push((d.clone(), n));
+                            (0..w)
+                                .map(|k| ((u32::from(*from) + u32::from(k)) % u32::from(n)) as u16)
+                                .collect()
+                        }
+                        (Some(from), _) if *from >= n => {
+                            return Err(BrokerRefusal::BadWindow {
+                                detail: format!(
+                                    "key index {from} is outside device {d}'s slice of {n}"
+                                ),
+                            });
+                        }
+                        _ => (0..n).collect(),
+                    };
+                    for i in indices {
+                        let g = groups.get(usize::from(i)).cloned().ok_or_else(|| {
+                            BrokerRefusal::Internal {
+                                detail: format!("device {d} has no group key {i}"),
+                            }
                         })?;
                         bundle.transport_keys.push((group_key_name(d, i), g));
                     }
@@ -918,12 +1075,12 @@ impl Broker {
             ));
             bundle.certificate = aorta_base::codec::Encode::to_bytes(&cert);
         }
-        let sealed = seal_bundle(&worker, &bundle).map_err(|e| BrokerRefusal::Internal {
+        let sealed = seal_bundle(worker, &bundle).map_err(|e| BrokerRefusal::Internal {
             detail: e.to_string(),
         })?;
         Ok(Released {
             sealed,
-            devices: devices.into_iter().collect(),
+            devices: plan.iter().map(|(d, _)| d.clone()).collect(),
             subscribers: subscribers.into_iter().collect(),
         })
     }
@@ -991,10 +1148,26 @@ impl Broker {
                 Ok(r) => Message::KeyRelease { sealed: r.sealed },
                 Err(e) => refused(&e),
             },
+            Message::KeyWindowRequest {
+                evidence,
+                assignment,
+                width,
+                devices,
+                subscribers,
+            } => match self.release_windowed(&WindowRequest {
+                evidence,
+                assignment,
+                width,
+                devices,
+                subscribers,
+            }) {
+                Ok(r) => Message::KeyRelease { sealed: r.sealed },
+                Err(e) => refused(&e),
+            },
             other => {
                 return Err(WireError::Unexpected {
                     got: other.name(),
-                    expected: "ChallengeRequest or KeyRequest",
+                    expected: "ChallengeRequest, KeyRequest or KeyWindowRequest",
                 });
             }
         })
