@@ -53,6 +53,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -261,12 +262,101 @@ impl std::fmt::Debug for Nats {
     }
 }
 
+/// How aorta authenticates to NATS and which TLS it trusts
+/// (`docs/scale.md`, "Securing NATS"). Every field is optional; the
+/// default is an anonymous plain connection, for development on loopback.
+/// Secrets are held in zeroizing memory and never printed.
+#[derive(Clone, Default)]
+pub struct NatsAuth {
+    /// A token (nats-server `authorization { token: … }`).
+    pub token: Option<zeroize::Zeroizing<String>>,
+    /// A user and password (nats-server `authorization { users: […] }`,
+    /// where each user's permissions say what it may publish and read).
+    pub user: Option<(String, zeroize::Zeroizing<String>)>,
+    /// PEM file of the CA that signs the NATS servers' certificates. Set,
+    /// TLS is required: the connection fails rather than fall back to
+    /// plain text.
+    pub tls_ca: Option<PathBuf>,
+    /// PEM files of a client certificate and its key, for servers that
+    /// verify clients (`tls { verify: true }`); TLS is then required too.
+    pub tls_client: Option<(PathBuf, PathBuf)>,
+}
+
+impl std::fmt::Debug for NatsAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsAuth")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("user", &self.user.as_ref().map(|(u, _)| u))
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_client", &self.tls_client)
+            .finish()
+    }
+}
+
+impl NatsAuth {
+    /// Reads a secret (a token or password) from `path`: its first line,
+    /// trimmed; an empty one is refused.
+    pub fn read_secret(
+        path: &Path,
+        what: &str,
+    ) -> Result<zeroize::Zeroizing<String>, ClusterError> {
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+            ClusterError::Config(format!(
+                "cannot read the NATS {what} file {}: {e}",
+                path.display()
+            ))
+        })?);
+        let line = text.lines().next().unwrap_or("").trim();
+        if line.is_empty() {
+            return Err(ClusterError::Config(format!(
+                "the NATS {what} file {} is empty",
+                path.display()
+            )));
+        }
+        Ok(zeroize::Zeroizing::new(line.to_owned()))
+    }
+
+    /// Whether TLS must be used.
+    pub fn requires_tls(&self) -> bool {
+        self.tls_ca.is_some() || self.tls_client.is_some()
+    }
+
+    fn options(&self) -> async_nats::ConnectOptions {
+        let mut o = async_nats::ConnectOptions::new();
+        if let Some(t) = &self.token {
+            o = o.token(t.to_string());
+        }
+        if let Some((u, p)) = &self.user {
+            o = o.user_and_password(u.clone(), p.to_string());
+        }
+        if let Some(ca) = &self.tls_ca {
+            o = o.add_root_certificates(ca.clone());
+        }
+        if let Some((cert, key)) = &self.tls_client {
+            o = o.add_client_certificate(cert.clone(), key.clone());
+        }
+        o.require_tls(self.requires_tls())
+    }
+}
+
 impl Nats {
     /// Connects to `urls` (`nats://host:port`, several separated by commas:
     /// the client fails over between them), waiting at most `timeout` for
     /// the first connection. JetStream API calls time out after `timeout`
-    /// too.
+    /// too. Anonymous and in plain text unless the server asks for TLS:
+    /// [`Nats::connect_with`] authenticates.
     pub fn connect(urls: &str, timeout: Duration) -> Result<Nats, ClusterError> {
+        Self::connect_with(urls, &NatsAuth::default(), timeout)
+    }
+
+    /// [`Nats::connect`] with credentials and TLS trust. A server that
+    /// refuses the credentials is [`ClusterError::Config`] (the operator's
+    /// to fix, not retried as an outage).
+    pub fn connect_with(
+        urls: &str,
+        auth: &NatsAuth,
+        timeout: Duration,
+    ) -> Result<Nats, ClusterError> {
         let addrs = urls
             .split(',')
             .map(str::trim)
@@ -286,13 +376,22 @@ impl Nats {
             .build()
             .map_err(|e| ClusterError::Internal(format!("starting the NATS runtime: {e}")))?;
         let rt = Rt(Some(rt));
+        let options = auth.options();
         let js = rt.block(async move {
-            let client = async_nats::ConnectOptions::new()
+            let client = options
                 .connection_timeout(timeout)
                 .request_timeout(Some(timeout))
                 .connect(addrs)
                 .await
-                .map_err(|e| ClusterError::Unavailable(format!("connecting: {e}")))?;
+                .map_err(|e| match e.kind() {
+                    async_nats::ConnectErrorKind::AuthorizationViolation => {
+                        ClusterError::Config(format!("NATS refused aorta's credentials: {e}"))
+                    }
+                    async_nats::ConnectErrorKind::Tls => {
+                        ClusterError::Config(format!("TLS to NATS failed: {e}"))
+                    }
+                    _ => ClusterError::Unavailable(format!("connecting: {e}")),
+                })?;
             Ok(jetstream::ContextBuilder::new()
                 .timeout(timeout)
                 .build(client))

@@ -77,6 +77,12 @@ impl NatsCluster {
     /// Starts `n` nodes (1: a single server; more: a cluster joined by
     /// routes) with `bin`, and waits until each accepts connections.
     pub fn start(bin: &Path, n: usize) -> std::io::Result<NatsCluster> {
+        Self::start_with(bin, n, "")
+    }
+
+    /// [`NatsCluster::start`] with `extra` appended to every node's
+    /// configuration (an `authorization { … }` or `tls { … }` block).
+    pub fn start_with(bin: &Path, n: usize, extra: &str) -> std::io::Result<NatsCluster> {
         let dir = tempfile::tempdir()?;
         let routes: Vec<u16> = (0..n).map(|_| free_port()).collect::<Result<_, _>>()?;
         let mut nodes = Vec::new();
@@ -101,6 +107,8 @@ impl NatsCluster {
                     others.join(", ")
                 ));
             }
+            conf.push_str(extra);
+            conf.push('\n');
             let config = dir.path().join(format!("{name}.conf"));
             std::fs::write(&config, conf)?;
             nodes.push(Node {

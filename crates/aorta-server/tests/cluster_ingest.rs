@@ -215,3 +215,58 @@ fn r3_a_nats_node_killed_mid_run_loses_no_acknowledged_frame() {
         "r3 through the server: 60 frames acknowledged, {refused} refusals (503) during the failover"
     );
 }
+
+/// `[cluster]` credentials (`docs/scale.md`, "Securing NATS"): with its
+/// user and password file the server ingests into a NATS that refuses
+/// strangers; with a wrong password it does not start, and says why.
+#[test]
+fn cluster_credentials_come_from_the_config_and_a_wrong_password_stops_the_start() {
+    let Some(bin) = nats_server_or_skip("cluster_credentials_come_from_the_config") else {
+        return;
+    };
+    let conf = r#"authorization { users: [ { user: aorta-ingest, password: "ingest-pw-5d1e" } ] }"#;
+    let nats = NatsCluster::start_with(&bin, 1, conf).unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let (good, bad) = (t.path().join("good.pw"), t.path().join("bad.pw"));
+    std::fs::write(&good, "ingest-pw-5d1e\n").unwrap();
+    std::fs::write(&bad, "guessed\n").unwrap();
+    let with_password = |file: &std::path::Path| ClusterConfig {
+        user: Some("aorta-ingest".into()),
+        password_file: Some(file.to_owned()),
+        ..cluster_cfg(&nats.urls(), 2, 1, 2000)
+    };
+    // A stranger (no credentials) is refused by NATS itself.
+    assert!(Nats::connect(&nats.urls(), Duration::from_secs(2)).is_err());
+    // The server with its credentials: JetStream may still be starting.
+    let c = with_password(&good);
+    let auth = c.auth().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Nats::connect_with(&c.nats, &auth, Duration::from_secs(2))
+        .and_then(|n| n.ensure_stream(&c.spec()))
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "JetStream not ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let a = start({
+        let c = c.clone();
+        move |cfg| cfg.cluster = Some(c)
+    });
+    let (status, ack) = post(&a, sealed("SN-OK", 1, 0, 360));
+    assert_eq!(status, 200, "{ack}");
+    // A wrong password: the server refuses to start and names the cause.
+    let mut cfg = aorta_server::http::ServerConfig {
+        data_dir: t.path().join("data"),
+        cluster: Some(with_password(&bad)),
+        ..aorta_server::http::ServerConfig::default()
+    };
+    cfg.max_frame_bytes = 64 << 10;
+    std::fs::create_dir_all(&cfg.data_dir).unwrap();
+    let devices: std::sync::Arc<dyn aorta_server::http::ingest::DeviceDirectory> =
+        std::sync::Arc::new(aorta_crypto::directory::Directory::default());
+    let err = match aorta_server::http::api::open_state(&cfg, devices, None) {
+        Ok(_) => panic!("a server with a wrong NATS password started"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("credentials"), "{err}");
+}

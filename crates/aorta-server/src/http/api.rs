@@ -1251,7 +1251,8 @@ pub fn open_state_with_reneg(
         // Cluster mode: accepted frames go to NATS JetStream (docs/scale.md).
         Some(c) => {
             let spec = c.spec();
-            let nats = aorta_cluster::Nats::connect(&c.nats, spec.ack_timeout)
+            let auth = c.auth().context("the [cluster] credentials")?;
+            let nats = aorta_cluster::Nats::connect_with(&c.nats, &auth, spec.ack_timeout)
                 .with_context(|| format!("connecting to NATS at {}", c.nats))?;
             nats.ensure_stream(&spec)
                 .with_context(|| format!("the JetStream stream {}", spec.stream))?;

@@ -146,6 +146,26 @@ pub struct ClusterConfig {
     /// stored once.
     #[serde(default = "ClusterConfig::default_duplicate_window_secs")]
     pub duplicate_window_secs: u64,
+    /// File holding the NATS token (`docs/scale.md`, "Securing NATS").
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// NATS user name (with `password_file`).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// File holding the NATS user's password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// PEM file of the CA that signs the NATS servers' certificates: set,
+    /// TLS to NATS is required.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate for NATS servers that verify clients (with
+    /// `tls_key`).
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM key of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ClusterConfig {
@@ -179,7 +199,47 @@ impl ClusterConfig {
             subject_prefix: Self::default_subject_prefix(),
             ack_timeout_ms: Self::default_ack_timeout_ms(),
             duplicate_window_secs: Self::default_duplicate_window_secs(),
+            token_file: None,
+            user: None,
+            password_file: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
         }
+    }
+
+    /// The credentials and TLS trust for NATS, with the secrets read from
+    /// their files.
+    pub fn auth(&self) -> Result<aorta_cluster::NatsAuth, aorta_cluster::ClusterError> {
+        use aorta_cluster::{ClusterError, NatsAuth};
+        let token = match &self.token_file {
+            Some(f) => Some(NatsAuth::read_secret(f, "token")?),
+            None => None,
+        };
+        let user = match (&self.user, &self.password_file) {
+            (Some(u), Some(f)) => Some((u.clone(), NatsAuth::read_secret(f, "password")?)),
+            (None, None) => None,
+            _ => {
+                return Err(ClusterError::Config(
+                    "cluster.user and cluster.password_file go together".into(),
+                ));
+            }
+        };
+        let tls_client = match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            (None, None) => None,
+            _ => {
+                return Err(ClusterError::Config(
+                    "cluster.tls_cert and cluster.tls_key go together".into(),
+                ));
+            }
+        };
+        Ok(NatsAuth {
+            token,
+            user,
+            tls_ca: self.tls_ca.clone(),
+            tls_client,
+        })
     }
 
     /// The stream layout these settings give.
@@ -301,6 +361,20 @@ impl ServerConfig {
         {
             rel(p);
         }
+        if let Some(cl) = c.cluster.as_mut() {
+            for p in [
+                &mut cl.token_file,
+                &mut cl.password_file,
+                &mut cl.tls_ca,
+                &mut cl.tls_cert,
+                &mut cl.tls_key,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                rel(p);
+            }
+        }
         c.validate(path)?;
         Ok(c)
     }
@@ -413,6 +487,9 @@ impl ServerConfig {
             if let Err(e) = c.spec().validate() {
                 return bad("cluster", &e.to_string());
             }
+            if let Err(e) = c.auth() {
+                return bad("cluster", &e.to_string());
+            }
         }
         if self.body_budget_bytes < self.connection_body_bytes {
             return bad(
@@ -519,6 +596,13 @@ log_answer_bytes = 16777216
 # subject_prefix = "aorta.frames"
 # ack_timeout_ms = 5000
 # duplicate_window_secs = 120
+# Securing NATS (docs/scale.md): credentials and TLS trust, secrets in files.
+# token_file = "nats.token"           # or: user + password_file
+# user = "aorta-ingest"
+# password_file = "nats-ingest.password"
+# tls_ca = "nats-ca.pem"              # set: TLS to NATS is required
+# tls_cert = "nats-client.pem"        # for servers that verify clients
+# tls_key = "nats-client-key.pem"
 "#;
 
 #[cfg(test)]
