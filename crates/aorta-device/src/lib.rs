@@ -36,6 +36,7 @@ pub mod agent;
 pub mod dir;
 mod fsutil;
 pub mod http;
+pub mod mqtt;
 pub mod pkcs11;
 pub mod progress;
 pub mod queue;
