@@ -41,11 +41,17 @@ pub fn parse_url(url: &str) -> Result<(String, u16), DeviceError> {
     if u.scheme() != "mqtts" {
         return Err(bad("must be mqtts://host:port"));
     }
-    let host = u.host_str().filter(|h| !h.is_empty()).ok_or_else(|| bad("no host"))?;
+    let host = u
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| bad("no host"))?;
     if !matches!(u.path(), "" | "/") || u.query().is_some() || u.fragment().is_some() {
         return Err(bad("must not have a path, query or fragment"));
     }
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     Ok((host, u.port().unwrap_or(8883)))
 }
 
@@ -257,7 +263,10 @@ mod tests {
             Ok(UploadReply::Ack { sequence: 7 })
         ));
         match map_puback("S", 7, &refused("409", None), cap) {
-            Ok(UploadReply::Refused { sequence: 7, reason }) => {
+            Ok(UploadReply::Refused {
+                sequence: 7,
+                reason,
+            }) => {
                 assert!(reason.contains("sequence_replayed"), "{reason}")
             }
             other => panic!("{other:?}"),
@@ -288,7 +297,13 @@ mod tests {
             ("127.0.0.1".into(), 9)
         );
         assert_eq!(parse_url("mqtts://h").unwrap(), ("h".into(), 8883));
-        for bad in ["mqtt://h:1", "https://h", "mqtts://h:1/x", "mqtts://", "nope"] {
+        for bad in [
+            "mqtt://h:1",
+            "https://h",
+            "mqtts://h:1/x",
+            "mqtts://",
+            "nope",
+        ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
     }

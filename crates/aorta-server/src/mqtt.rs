@@ -293,34 +293,38 @@ pub fn decode(
         }
         Some(Version::V311) => {
             let mut b = BytesMut::from(buf);
-            Ok(match v4::Packet::read(&mut b, max_packet).map_err(malformed)? {
-                v4::Packet::Publish(p) => match p.qos {
-                    rumqttc::QoS::AtLeastOnce => Inbound::Publish {
-                        pkid: p.pkid,
-                        topic: p.topic,
-                        payload: p.payload,
+            Ok(
+                match v4::Packet::read(&mut b, max_packet).map_err(malformed)? {
+                    v4::Packet::Publish(p) => match p.qos {
+                        rumqttc::QoS::AtLeastOnce => Inbound::Publish {
+                            pkid: p.pkid,
+                            topic: p.topic,
+                            payload: p.payload,
+                        },
+                        _ => Inbound::Unsupported("only QoS 1 PUBLISH is accepted"),
                     },
-                    _ => Inbound::Unsupported("only QoS 1 PUBLISH is accepted"),
+                    v4::Packet::PingReq => Inbound::PingReq,
+                    v4::Packet::Disconnect => Inbound::Disconnect,
+                    v4::Packet::Connect(_) => Inbound::Unsupported("a second CONNECT"),
+                    v4::Packet::Subscribe(_) | v4::Packet::Unsubscribe(_) => {
+                        Inbound::Unsupported("subscriptions are not served")
+                    }
+                    _ => Inbound::Unsupported("a packet a device does not send"),
                 },
-                v4::Packet::PingReq => Inbound::PingReq,
-                v4::Packet::Disconnect => Inbound::Disconnect,
-                v4::Packet::Connect(_) => Inbound::Unsupported("a second CONNECT"),
-                v4::Packet::Subscribe(_) | v4::Packet::Unsubscribe(_) => {
-                    Inbound::Unsupported("subscriptions are not served")
-                }
-                _ => Inbound::Unsupported("a packet a device does not send"),
-            })
+            )
         }
         Some(Version::V5) => {
             let mut b = BytesMut::from(buf);
             Ok(
-                match v5::Packet::read(&mut b, u32::try_from(max_packet).ok())
-                    .map_err(malformed)?
-                {
+                match v5::Packet::read(&mut b, u32::try_from(max_packet).ok()).map_err(malformed)? {
                     v5::Packet::Publish(p) => {
                         if p.qos != rumqttc::v5::mqttbytes::QoS::AtLeastOnce {
                             Inbound::Unsupported("only QoS 1 PUBLISH is accepted")
-                        } else if p.properties.as_ref().is_some_and(|q| q.topic_alias.is_some()) {
+                        } else if p
+                            .properties
+                            .as_ref()
+                            .is_some_and(|q| q.topic_alias.is_some())
+                        {
                             Inbound::Unsupported("topic aliases are not accepted")
                         } else {
                             match String::from_utf8(p.topic.to_vec()) {
@@ -428,7 +432,9 @@ pub async fn read_packet<R: AsyncRead + Unpin>(
         }
         buf.extend_from_slice(chunk.get(..got).unwrap_or_default());
         if !prechecked && let Some(v) = version {
-            let window = buf.get(..buf.len().min(n + PRECHECK_WINDOW)).unwrap_or_default();
+            let window = buf
+                .get(..buf.len().min(n + PRECHECK_WINDOW))
+                .unwrap_or_default();
             if let Some((pkid, topic, payload)) = publish_prefix(window, n, v) {
                 let refused = |refusal| MqttRefusal::Frame { pkid, refusal };
                 if topic.len() > MAX_TOPIC || topic_serial(&topic).is_none() {
@@ -595,7 +601,11 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let Ok(admitted) = table.admit(peer.ip(), &conn_limits) else {
-            log_refusal(peer, "connection", &"its source holds its share of connections");
+            log_refusal(
+                peer,
+                "connection",
+                &"its source holds its share of connections",
+            );
             continue;
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
@@ -637,10 +647,12 @@ pub async fn serve(
 
 type Pending = (u16, tokio::task::JoinHandle<Result<(), FrameRefusal>>);
 
-fn settle(
-    r: Result<Result<(), FrameRefusal>, tokio::task::JoinError>,
-) -> Result<(), FrameRefusal> {
-    r.unwrap_or_else(|_| Err(FrameRefusal::from(&IngestError::Internal("ingest task failed".into()))))
+fn settle(r: Result<Result<(), FrameRefusal>, tokio::task::JoinError>) -> Result<(), FrameRefusal> {
+    r.unwrap_or_else(|_| {
+        Err(FrameRefusal::from(&IngestError::Internal(
+            "ingest task failed".into(),
+        )))
+    })
 }
 
 /// One connection: CONNECT by `deadline`, then PUBLISHes until the client
@@ -686,7 +698,9 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             let pre = move |topic: &str, frame: &[u8]| match st.ingest().precheck(frame) {
                 Ok(None) => Ok(false),
                 Ok(Some(_)) => match aorta_crypto::frame::parse_prefix(frame) {
-                    Ok(Some(p)) if topic_serial(topic) == Some(p.header.serial.as_str()) => Ok(true),
+                    Ok(Some(p)) if topic_serial(topic) == Some(p.header.serial.as_str()) => {
+                        Ok(true)
+                    }
                     _ => Err(FrameRefusal::topic()),
                 },
                 Err(e) => {
@@ -694,7 +708,12 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                     Err(FrameRefusal::from(&e))
                 }
             };
-            let r = match tokio::time::timeout(idle, read_packet(&mut rd, Some(version), max_packet, pre)).await {
+            let r = match tokio::time::timeout(
+                idle,
+                read_packet(&mut rd, Some(version), max_packet, pre),
+            )
+            .await
+            {
                 Ok(r) => r,
                 Err(_) => Err(MqttRefusal::Timeout("no packet within 1.5 × keep-alive")),
             };

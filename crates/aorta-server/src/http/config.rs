@@ -483,8 +483,7 @@ impl ServerConfig {
                     "plain TCP is allowed only on a loopback listen address",
                 );
             }
-            if m.max_connections == 0 || m.max_connections_per_source == 0 || m.max_inflight == 0
-            {
+            if m.max_connections == 0 || m.max_connections_per_source == 0 || m.max_inflight == 0 {
                 return bad(
                     "mqtt",
                     "max_connections, max_connections_per_source and max_inflight must be at least 1",

@@ -1,0 +1,431 @@
+//! The MQTT front (`docs/mqtt.md`) against the same in-process ingest the
+//! HTTPS tests drive: the device's MQTT 5 uplink over real TLS, raw MQTT
+//! 3.1.1 clients over loopback TCP, and hostile clients.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails by panicking: unwrap, expect and indexing are its assertions"
+)]
+
+mod http_common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use aorta_device::DeviceError;
+use aorta_device::http::HttpOptions;
+use aorta_device::mqtt::MqttTransport;
+use aorta_device::queue::{Transport, UploadReply};
+use aorta_server::http::config::MqttConfig;
+use aorta_server::http::tls;
+use aorta_server::mqtt::{self, MqttLimits};
+use bytes::BytesMut;
+use http_common::*;
+use rumqttc::mqttbytes::v4;
+
+struct Front {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Serves the MQTT front of `r`'s ingest (TLS with `r`'s certificate, or
+/// plain TCP).
+fn front(r: &Running, use_tls: bool, tweak: impl FnOnce(&mut MqttConfig)) -> Front {
+    let mut cfg = MqttConfig::new("127.0.0.1:0".parse().unwrap());
+    cfg.insecure_plain_tcp = !use_tls;
+    tweak(&mut cfg);
+    let limits = MqttLimits::from_config(&cfg, r.state.limits().max_frame_bytes);
+    let tls_cfg = use_tls.then(|| tls::server_config(&r.cert, &r.data.join(tls::DEV_KEY)).unwrap());
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let state = r.state.clone();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(l).unwrap();
+            mqtt::serve(l, tls_cfg, state, limits, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+    });
+    Front {
+        addr,
+        stop: Some(tx),
+        thread: Some(thread),
+    }
+}
+
+fn signature(serial: &str, frame: &[u8]) -> [u8; 64] {
+    device_key(serial).sign(&aorta_crypto::auth::frame_message(frame))
+}
+
+fn accepted(r: &Running) -> u64 {
+    r.state.ingest().counters.accepted.load(Ordering::Relaxed)
+}
+
+fn device(r: &Running, f: &Front) -> MqttTransport {
+    MqttTransport::new(
+        &format!("mqtts://localhost:{}", f.addr.port()),
+        &r.cert,
+        HttpOptions {
+            request_timeout: Duration::from_secs(10),
+            ..HttpOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn device_uplink_frames_land_in_the_log_and_are_acknowledged_exactly() {
+    let r = start(|_| {});
+    let f = front(&r, true, |_| {});
+    let mut t = device(&r, &f);
+    for seq in 0..5 {
+        let frame = sealed("SN-OK", 1, seq, 40);
+        let reply = t.upload(&frame, &signature("SN-OK", &frame)).unwrap();
+        assert!(
+            matches!(reply, UploadReply::Ack { sequence } if sequence == seq),
+            "{reply:?}"
+        );
+        // Acknowledged means durable: the log's durable end covers it.
+        assert_eq!(accepted(&r), seq + 1);
+    }
+    let end = *r.state.ingest().end.borrow();
+    assert!(end > 0);
+    // An exact re-send is acknowledged again and stored once.
+    let frame = sealed("SN-OK", 1, 4, 40);
+    let reply = t.upload(&frame, &signature("SN-OK", &frame)).unwrap();
+    assert!(
+        matches!(reply, UploadReply::Ack { sequence: 4 }),
+        "{reply:?}"
+    );
+    assert_eq!(accepted(&r), 5);
+    assert_eq!(*r.state.ingest().end.borrow(), end);
+}
+
+#[test]
+fn refused_frames_are_never_acknowledged_and_the_device_is_told_why() {
+    let r = start(|_| {});
+    let f = front(&r, true, |_| {});
+    let mut t = device(&r, &f);
+    let frame = sealed("SN-OK", 1, 1, 40);
+    // A bad signature: 401, as over HTTPS (retried: the directory may not
+    // list the device yet), never a success PUBACK.
+    let mut bad = signature("SN-OK", &frame);
+    bad[0] ^= 1;
+    match t.upload(&frame, &bad) {
+        Err(DeviceError::ServerBusy {
+            status: 401,
+            detail,
+            ..
+        }) => {
+            assert!(detail.contains("device_signature_invalid"), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // An unknown serial: refused at the frame header, before the payload.
+    let stranger = sealed("SN-NOBODY", 1, 1, 40);
+    match t.upload(&stranger, &signature("SN-NOBODY", &stranger)) {
+        Err(DeviceError::ServerBusy { status: 401, .. }) | Err(DeviceError::Network(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(accepted(&r), 0);
+    // A replayed sequence (other bytes, same sequence): refused for good.
+    t.upload(&frame, &signature("SN-OK", &frame)).unwrap();
+    let other = sealed("SN-OK", 2, 1, 40);
+    match t.upload(&other, &signature("SN-OK", &other)).unwrap() {
+        UploadReply::Refused {
+            sequence: 1,
+            reason,
+        } => {
+            assert!(
+                reason.contains("409") && reason.contains("sequence_replayed"),
+                "{reason}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(accepted(&r), 1);
+}
+
+// --- raw MQTT 3.1.1 clients over plain TCP ---
+
+fn write(s: &mut TcpStream, p: v4::Packet) {
+    let mut b = BytesMut::new();
+    p.write(&mut b, 1 << 24).unwrap();
+    s.write_all(&b).unwrap();
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write(&mut s, v4::Packet::Connect(v4::Connect::new("raw")));
+    let mut connack = [0u8; 4];
+    s.read_exact(&mut connack).unwrap();
+    assert_eq!(connack, [0x20, 2, 0, 0], "CONNACK accepted");
+    s
+}
+
+fn publish(s: &mut TcpStream, pkid: u16, qos: rumqttc::QoS, topic: &str, payload: Vec<u8>) {
+    let mut p = v4::Publish::new(topic, qos, payload);
+    p.pkid = pkid;
+    write(s, v4::Packet::Publish(p));
+}
+
+/// What the server sends until it closes (or `wait` passes): the bytes,
+/// and whether it closed.
+fn drain(s: &mut TcpStream, wait: Duration) -> (Vec<u8>, bool) {
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (out, true),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (out, true),
+            Err(_) => return (out, false),
+        }
+    }
+}
+
+fn signed_payload(serial: &str, frame: &[u8]) -> Vec<u8> {
+    mqtt::payload(&signature(serial, frame), frame)
+}
+
+#[test]
+fn mqtt_311_puback_only_for_an_accepted_frame_a_refusal_disconnects() {
+    let r = start(|_| {});
+    let f = front(&r, false, |_| {});
+    let mut s = connect(f.addr);
+    let frame = sealed("SN-OK", 1, 7, 40);
+    publish(
+        &mut s,
+        9,
+        rumqttc::QoS::AtLeastOnce,
+        "aorta/v1/frames/SN-OK",
+        signed_payload("SN-OK", &frame),
+    );
+    let mut ack = [0u8; 4];
+    s.read_exact(&mut ack).unwrap();
+    assert_eq!(ack, [0x40, 2, 0, 9], "PUBACK of packet 9");
+    assert_eq!(accepted(&r), 1);
+    // Bad signature: no PUBACK, the connection is closed.
+    let other = sealed("SN-OK", 1, 8, 40);
+    let mut p = signed_payload("SN-OK", &other);
+    p[3] ^= 0x10;
+    publish(
+        &mut s,
+        10,
+        rumqttc::QoS::AtLeastOnce,
+        "aorta/v1/frames/SN-OK",
+        p,
+    );
+    let (got, closed) = drain(&mut s, Duration::from_secs(5));
+    assert!(
+        got.is_empty() && closed,
+        "no PUBACK, closed: {got:?} {closed}"
+    );
+    // A frame published to another serial's topic: refused the same way.
+    let mut s = connect(f.addr);
+    publish(
+        &mut s,
+        11,
+        rumqttc::QoS::AtLeastOnce,
+        "aorta/v1/frames/SN-OTHER",
+        signed_payload("SN-OK", &other),
+    );
+    let (got, closed) = drain(&mut s, Duration::from_secs(5));
+    assert!(got.is_empty() && closed, "{got:?} {closed}");
+    assert_eq!(accepted(&r), 1);
+}
+
+#[test]
+fn qos0_subscribe_and_foreign_topics_are_refused() {
+    let r = start(|_| {});
+    let f = front(&r, false, |_| {});
+    let frame = sealed("SN-OK", 1, 1, 40);
+    let cases: Vec<Box<dyn Fn(&mut TcpStream)>> = vec![
+        Box::new(|s| {
+            publish(
+                s,
+                0,
+                rumqttc::QoS::AtMostOnce,
+                "aorta/v1/frames/SN-OK",
+                signed_payload("SN-OK", &frame),
+            )
+        }),
+        Box::new(|s| {
+            publish(
+                s,
+                1,
+                rumqttc::QoS::ExactlyOnce,
+                "aorta/v1/frames/SN-OK",
+                signed_payload("SN-OK", &frame),
+            )
+        }),
+        Box::new(|s| {
+            publish(
+                s,
+                1,
+                rumqttc::QoS::AtLeastOnce,
+                "aorta/v1/frames/#",
+                signed_payload("SN-OK", &frame),
+            )
+        }),
+        Box::new(|s| {
+            publish(
+                s,
+                1,
+                rumqttc::QoS::AtLeastOnce,
+                "elsewhere",
+                signed_payload("SN-OK", &frame),
+            )
+        }),
+        Box::new(|s| {
+            write(
+                s,
+                v4::Packet::Subscribe(v4::Subscribe::new("aorta/#", rumqttc::QoS::AtLeastOnce)),
+            )
+        }),
+    ];
+    for (i, case) in cases.iter().enumerate() {
+        let mut s = connect(f.addr);
+        case(&mut s);
+        let (got, closed) = drain(&mut s, Duration::from_secs(5));
+        assert!(got.is_empty() && closed, "case {i}: {got:?} {closed}");
+    }
+    assert_eq!(accepted(&r), 0);
+}
+
+#[test]
+fn a_connection_that_never_sends_connect_is_closed_by_the_deadline() {
+    let r = start(|_| {});
+    let f = front(&r, false, |c| c.connect_timeout_secs = 1);
+    let mut s = TcpStream::connect(f.addr).unwrap();
+    let t0 = Instant::now();
+    let (got, closed) = drain(&mut s, Duration::from_secs(10));
+    assert!(closed && got.is_empty(), "closed by the server");
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+    // The same over TLS: an idle TCP connection never handshaking.
+    let f = front(&r, true, |c| c.connect_timeout_secs = 1);
+    let mut s = TcpStream::connect(f.addr).unwrap();
+    let (_, closed) = drain(&mut s, Duration::from_secs(10));
+    assert!(closed);
+}
+
+#[test]
+fn a_silent_connection_is_closed_after_one_and_a_half_keep_alives() {
+    let r = start(|_| {});
+    let f = front(&r, false, |c| c.max_keep_alive_secs = 1);
+    let mut s = connect(f.addr);
+    let t0 = Instant::now();
+    let (_, closed) = drain(&mut s, Duration::from_secs(10));
+    assert!(closed);
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+}
+
+#[test]
+fn a_packet_claiming_a_huge_remaining_length_is_refused_from_its_header() {
+    let r = start(|_| {});
+    let f = front(&r, false, |_| {});
+    // Before CONNECT and after it: 268,435,455 bytes claimed, none sent.
+    for connected in [false, true] {
+        let mut s = if connected {
+            connect(f.addr)
+        } else {
+            TcpStream::connect(f.addr).unwrap()
+        };
+        s.write_all(&[0x32, 0xff, 0xff, 0xff, 0x7f]).unwrap();
+        let (got, closed) = drain(&mut s, Duration::from_secs(5));
+        assert!(closed && got.is_empty(), "connected={connected}: {got:?}");
+    }
+    // A PUBLISH whose frame header names no listed device is refused at
+    // its header: the server closes before the rest of the declared
+    // payload arrives.
+    let mut s = connect(f.addr);
+    let head = frame_head("SN-NOBODY", 60 << 10);
+    let mut payload = vec![0u8; 64];
+    payload.extend_from_slice(&head);
+    let topic = "aorta/v1/frames/SN-NOBODY";
+    let remaining = 2 + topic.len() + 2 + 64 + (60 << 10);
+    let mut b = vec![0x32];
+    let mut n = remaining;
+    loop {
+        let mut byte = (n % 128) as u8;
+        n /= 128;
+        if n > 0 {
+            byte |= 0x80;
+        }
+        b.push(byte);
+        if n == 0 {
+            break;
+        }
+    }
+    b.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+    b.extend_from_slice(topic.as_bytes());
+    b.extend_from_slice(&1u16.to_be_bytes());
+    b.extend_from_slice(&payload);
+    s.write_all(&b).unwrap();
+    let (got, closed) = drain(&mut s, Duration::from_secs(5));
+    assert!(closed && got.is_empty(), "{got:?}");
+    assert_eq!(accepted(&r), 0);
+}
+
+#[test]
+fn connections_over_the_per_source_share_are_closed_at_once() {
+    let r = start(|_| {});
+    let f = front(&r, false, |c| {
+        c.max_connections_per_source = 3;
+        c.connect_timeout_secs = 30;
+    });
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(f.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut extra = TcpStream::connect(f.addr).unwrap();
+    let t0 = Instant::now();
+    let (_, closed) = drain(&mut extra, Duration::from_secs(5));
+    assert!(
+        closed && t0.elapsed() < Duration::from_secs(3),
+        "the fourth is closed at once"
+    );
+    // The three held ones are still open (they may still CONNECT).
+    for mut s in held {
+        let (_, closed) = drain(&mut s, Duration::from_millis(200));
+        assert!(!closed);
+    }
+    // And the global cap: a front of two connections closes the third.
+    let f = front(&r, false, |c| {
+        c.max_connections = 2;
+        c.connect_timeout_secs = 30;
+    });
+    let _a = TcpStream::connect(f.addr).unwrap();
+    let _b = TcpStream::connect(f.addr).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut c = TcpStream::connect(f.addr).unwrap();
+    let (_, closed) = drain(&mut c, Duration::from_secs(5));
+    assert!(closed);
+}
