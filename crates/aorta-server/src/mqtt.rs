@@ -848,6 +848,63 @@ mod tests {
         }
     }
 
+    fn unhex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        aorta_base::hex::decode(&s, aorta_base::hex::Case::Any).unwrap()
+    }
+
+    /// The test vectors of docs/mqtt.md.
+    #[test]
+    fn docs_vectors() {
+        let sig = "11".repeat(64);
+        let topic = "0014 616f7274612f76312f6672616d65732f534e2d31";
+        let v311 = unhex(&format!("32 5c {topic} 0001 {sig} 414f4652"));
+        let v5 = unhex(&format!("32 5d {topic} 0001 00 {sig} 414f4652"));
+        for (bytes, v) in [(v311, Version::V311), (v5, Version::V5)] {
+            match decode(&bytes, Some(v), 1 << 20).unwrap() {
+                Inbound::Publish {
+                    pkid,
+                    topic,
+                    payload,
+                } => {
+                    assert_eq!(pkid, 1);
+                    assert_eq!(topic_serial(&topic), Some("SN-1"));
+                    let (s, frame) = split_payload(&payload).unwrap();
+                    assert_eq!(s, "11".repeat(64));
+                    assert_eq!(frame, b"AOFR");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(
+            puback(Version::V311, 1, &Ok(())).unwrap().to_vec(),
+            unhex("40 02 0001")
+        );
+        let v5ok = puback(Version::V5, 1, &Ok(())).unwrap().to_vec();
+        assert_eq!(v5ok[..4], unhex("40 02 0001")[..], "{v5ok:02x?}");
+        let refused = puback(Version::V5, 1, &Err(FrameRefusal::topic())).unwrap();
+        assert_eq!(refused[0], 0x40);
+        assert_eq!(refused[4], 0x90, "TopicNameInvalid");
+        assert!(puback(Version::V311, 1, &Err(FrameRefusal::topic())).is_none());
+        // CONNECT, 3.1.1 and 5 (client id "d", keep-alive 30).
+        let c311 = unhex("10 0d 0004 4d515454 04 02 001e 0001 64");
+        assert_eq!(
+            decode(&c311, None, 1 << 20).unwrap(),
+            Inbound::Connect {
+                version: Version::V311,
+                keep_alive: 30
+            }
+        );
+        let c5 = unhex("10 0e 0004 4d515454 05 02 001e 00 0001 64");
+        assert_eq!(
+            decode(&c5, None, 1 << 20).unwrap(),
+            Inbound::Connect {
+                version: Version::V5,
+                keep_alive: 30
+            }
+        );
+    }
+
     #[test]
     fn decode_never_panics_on_short_or_garbage_input() {
         for v in [None, Some(Version::V311), Some(Version::V5)] {

@@ -267,7 +267,8 @@ fn qos0_subscribe_and_foreign_topics_are_refused() {
     let r = start(|_| {});
     let f = front(&r, false, |_| {});
     let frame = sealed("SN-OK", 1, 1, 40);
-    let cases: Vec<Box<dyn Fn(&mut TcpStream)>> = vec![
+    type Case<'a> = Box<dyn Fn(&mut TcpStream) + 'a>;
+    let cases: Vec<Case<'_>> = vec![
         Box::new(|s| {
             publish(
                 s,
