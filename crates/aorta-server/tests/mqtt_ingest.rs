@@ -430,3 +430,69 @@ fn connections_over_the_per_source_share_are_closed_at_once() {
     let (_, closed) = drain(&mut c, Duration::from_secs(5));
     assert!(closed);
 }
+
+/// Cluster mode (`[cluster]`): the PUBACK waits for JetStream's
+/// acknowledgement; with NATS down the device gets a retryable refusal
+/// (503 `log_unavailable`), never a success, and once NATS is back its
+/// retry is acknowledged and stored once. `SKIPPED` without nats-server.
+#[test]
+fn cluster_mode_no_puback_while_jetstream_is_down_then_one_once_back() {
+    use aorta_cluster::Nats;
+    use aorta_cluster::testing::{NatsCluster, nats_server_or_skip};
+    use aorta_server::http::config::ClusterConfig;
+    let Some(bin) = nats_server_or_skip("mqtt cluster_mode_no_puback_while_jetstream_is_down")
+    else {
+        return;
+    };
+    let mut nats = NatsCluster::start(&bin, 1).unwrap();
+    let c = ClusterConfig {
+        partitions: 2,
+        replicas: 1,
+        ack_timeout_ms: 1000,
+        ..ClusterConfig::new(&nats.urls())
+    };
+    let spec = c.spec();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) =
+        Nats::connect(&c.nats, Duration::from_secs(2)).and_then(|n| n.ensure_stream(&spec))
+    {
+        assert!(Instant::now() < deadline, "JetStream not ready: {e}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let r = start(move |cfg| cfg.cluster = Some(c));
+    let f = front(&r, true, |_| {});
+    let mut t = device(&r, &f);
+    let f0 = sealed("SN-OK", 1, 0, 360);
+    let reply = t.upload(&f0, &signature("SN-OK", &f0)).unwrap();
+    assert!(
+        matches!(reply, UploadReply::Ack { sequence: 0 }),
+        "{reply:?}"
+    );
+    nats.kill(0);
+    let f1 = sealed("SN-OK", 1, 1, 360);
+    match t.upload(&f1, &signature("SN-OK", &f1)) {
+        Err(DeviceError::ServerBusy {
+            status: 503,
+            detail,
+            retry_after,
+        }) => {
+            assert!(detail.contains("log_unavailable"), "{detail}");
+            assert_eq!(retry_after, Some(Duration::from_secs(1)));
+        }
+        other => panic!("no success PUBACK while JetStream is down: {other:?}"),
+    }
+    nats.restart(0).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match t.upload(&f1, &signature("SN-OK", &f1)) {
+            Ok(UploadReply::Ack { sequence: 1 }) => break,
+            Err(DeviceError::ServerBusy { status: 503, .. }) | Err(DeviceError::Network(_)) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(Instant::now() < deadline, "JetStream did not come back");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let nats_client = Nats::connect(&nats.urls(), Duration::from_secs(5)).unwrap();
+    let (messages, _) = nats_client.stream_state(&spec).unwrap();
+    assert_eq!(messages, 2, "each frame stored once");
+}
