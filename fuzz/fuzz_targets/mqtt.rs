@@ -23,7 +23,9 @@ fuzz_target!(|data: &[u8]| {
     let rt = tokio::runtime::Builder::new_current_thread().build();
     if let Ok(rt) = rt {
         let mut r = rest;
-        let _ = rt.block_on(mqtt::read_packet(&mut r, version, max, |_, frame| {
+        let budget = std::sync::Arc::new(aorta_server::http::limits::Budget::new(max));
+        let charge = aorta_server::http::limits::Charge::new(budget, None);
+        let _ = rt.block_on(mqtt::read_packet(&mut r, version, max, charge, |_, frame| {
             Ok(frame.len() > 8)
         }));
     }

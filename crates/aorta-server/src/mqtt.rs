@@ -39,7 +39,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::http::api::AppState;
 use crate::http::ingest::IngestError;
-use crate::http::limits::{ConnTable, Limits};
+use crate::http::limits::{Budget, Charge, ConnState, ConnTable, Limits};
 use crate::log_throttle::{LogThrottle, REFUSALS_PER_SEC};
 
 /// Topics frames are published to: this prefix, then the frame's serial.
@@ -51,6 +51,8 @@ pub const SIGNATURE_LEN: usize = 64;
 pub const PACKET_OVERHEAD: usize = 5 + 2 + MAX_TOPIC + 2 + 256;
 /// Longest topic accepted, bytes.
 pub const MAX_TOPIC: usize = 128;
+/// Bytes read from a connection at once.
+pub const READ_CHUNK: usize = 16 << 10;
 /// Bytes of a PUBLISH read before its frame header is prechecked.
 const PRECHECK_WINDOW: usize = 4096;
 
@@ -108,6 +110,10 @@ pub enum MqttRefusal {
     /// Something a device may not do here.
     #[error("unsupported: {0}")]
     Unsupported(&'static str),
+    /// The packet's bytes would go over the connection's, its source's or
+    /// the server's share of frame bytes in memory (retry later).
+    #[error("too many frame bytes in memory (this connection, its source or all); retry later")]
+    Busy,
     /// The peer closed or the read failed.
     #[error("connection closed: {0}")]
     Closed(String),
@@ -208,14 +214,15 @@ impl MqttLimits {
         }
     }
 
-    /// The memory the MQTT front holds at most, bytes, besides the ingest
-    /// queue it shares with HTTPS: `max_connections × ((1 + max_inflight) ×
-    /// max_packet + TLS_CONNECTION_BYTES)` (one packet being read and the
-    /// in-flight frames of every connection).
+    /// What the MQTT front adds to the server's memory bound, bytes:
+    /// `max_connections × (TLS_CONNECTION_BYTES + READ_CHUNK + 64 KiB)` (TLS
+    /// buffers, a read chunk, the connection's task and channels). The
+    /// packet bytes themselves are charged to the server's body budget, the
+    /// one HTTPS frame bodies use (`Limits::memory_bound` counts it: each
+    /// charged byte held at most twice).
     pub fn memory_bound(&self) -> u64 {
         self.max_connections as u64
-            * ((1 + self.max_inflight as u64) * self.max_packet as u64
-                + crate::http::limits::TLS_CONNECTION_BYTES)
+            * (crate::http::limits::TLS_CONNECTION_BYTES + READ_CHUNK as u64 + (64 << 10))
     }
 
     /// Keep-alive granted for a client's request, seconds.
@@ -377,14 +384,17 @@ fn publish_prefix(
 
 /// Reads one packet: its fixed header first (its remaining length is
 /// checked against `max_packet` before anything else is read), then the
-/// rest. A PUBLISH's frame header is handed to `precheck` as soon as it has
-/// arrived, before the rest of the payload is read.
+/// rest, each chunk charged to `charge` as it arrives (over it:
+/// [`MqttRefusal::Busy`]). A PUBLISH's frame header is handed to `precheck`
+/// as soon as it has arrived, before the rest of the payload is read.
+/// Returns the packet and its charge (held while the frame is in ingest).
 pub async fn read_packet<R: AsyncRead + Unpin>(
     r: &mut R,
     version: Option<Version>,
     max_packet: usize,
+    mut charge: Charge,
     mut precheck: impl FnMut(&str, &[u8]) -> Result<bool, FrameRefusal>,
-) -> Result<Inbound, MqttRefusal> {
+) -> Result<(Inbound, Charge), MqttRefusal> {
     let closed = |e: std::io::Error| MqttRefusal::Closed(e.to_string());
     // Fixed header: one type byte, then 1 to 4 bytes of remaining length.
     let mut header = [0u8; 5];
@@ -420,7 +430,7 @@ pub async fn read_packet<R: AsyncRead + Unpin>(
     buf.extend_from_slice(head);
     let publish = header[0] >> 4 == 3;
     let mut prechecked = !publish || version.is_none();
-    let mut chunk = [0u8; 16 << 10];
+    let mut chunk = vec![0u8; READ_CHUNK];
     while buf.len() < n + remaining {
         let want = (n + remaining - buf.len()).min(chunk.len());
         let got = r
@@ -429,6 +439,9 @@ pub async fn read_packet<R: AsyncRead + Unpin>(
             .map_err(closed)?;
         if got == 0 {
             return Err(MqttRefusal::Closed("end of stream inside a packet".into()));
+        }
+        if !charge.add(got) {
+            return Err(MqttRefusal::Busy);
         }
         buf.extend_from_slice(chunk.get(..got).unwrap_or_default());
         if !prechecked && let Some(v) = version {
@@ -448,7 +461,7 @@ pub async fn read_packet<R: AsyncRead + Unpin>(
             }
         }
     }
-    decode(&buf, version, max_packet)
+    Ok((decode(&buf, version, max_packet)?, charge))
 }
 
 fn connack(version: Version, ok: bool, keep_alive: Option<u16>, max_packet: usize) -> BytesMut {
@@ -539,6 +552,7 @@ fn disconnect(version: Version, why: &MqttRefusal) -> Option<BytesMut> {
     let code = match why {
         MqttRefusal::Malformed(_) => D::MalformedPacket,
         MqttRefusal::TooLarge { .. } => D::PacketTooLarge,
+        MqttRefusal::Busy => D::ServerBusy,
         MqttRefusal::Unsupported(_) => D::ImplementationSpecificError,
         MqttRefusal::Timeout(_) => D::KeepAliveTimeout,
         MqttRefusal::Frame { .. } => D::NotAuthorized,
@@ -587,6 +601,7 @@ pub async fn serve(
     conn_limits.max_per_source = limits.max_per_source;
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let limits = Arc::new(limits);
+    let budget = state.body_budget();
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -614,6 +629,7 @@ pub async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         let (acceptor, state, limits) = (acceptor.clone(), state.clone(), limits.clone());
+        let budget = budget.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let conn = admitted.state.clone();
@@ -622,7 +638,7 @@ pub async fn serve(
                 Some(a) => match tokio::time::timeout_at(deadline, a.accept(tcp)).await {
                     Ok(Ok(t)) => {
                         tokio::select! {
-                            r = connection(t, peer, &state, &limits, deadline) => r,
+                            r = connection(t, peer, &state, &limits, deadline, (&budget, &conn)) => r,
                             () = conn.close_requested() => Err(MqttRefusal::Closed("server stopping".into())),
                         }
                     }
@@ -630,7 +646,7 @@ pub async fn serve(
                     Err(_) => Err(MqttRefusal::Timeout("TLS handshake")),
                 },
                 None => tokio::select! {
-                    r = connection(tcp, peer, &state, &limits, deadline) => r,
+                    r = connection(tcp, peer, &state, &limits, deadline, (&budget, &conn)) => r,
                     () = conn.close_requested() => Err(MqttRefusal::Closed("server stopping".into())),
                 },
             };
@@ -663,11 +679,13 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     state: &Arc<AppState>,
     limits: &MqttLimits,
     deadline: tokio::time::Instant,
+    (budget, conn): (&Arc<Budget>, &Arc<ConnState>),
 ) -> Result<(), MqttRefusal> {
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let first = tokio::time::timeout_at(
+    let charge = || Charge::new(budget.clone(), Some(conn.clone()));
+    let (first, _) = tokio::time::timeout_at(
         deadline,
-        read_packet(&mut rd, None, limits.max_packet, |_, _| Ok(true)),
+        read_packet(&mut rd, None, limits.max_packet, charge(), |_, _| Ok(true)),
     )
     .await
     .map_err(|_| MqttRefusal::Timeout("no CONNECT"))??;
@@ -689,11 +707,13 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     // select below; the channel of one packet stops reading while the
     // connection has `max_inflight` frames in ingest.
     let idle = Duration::from_millis(u64::from(granted) * 1500);
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Inbound, MqttRefusal>>(1);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(Inbound, Charge), MqttRefusal>>(1);
     let ingest_state = state.clone();
     let max_packet = limits.max_packet;
+    let (budget, conn) = (budget.clone(), conn.clone());
     let reader = tokio::spawn(async move {
         loop {
+            let charge = Charge::new(budget.clone(), Some(conn.clone()));
             let st = ingest_state.clone();
             let pre = move |topic: &str, frame: &[u8]| match st.ingest().precheck(frame) {
                 Ok(None) => Ok(false),
@@ -710,7 +730,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             };
             let r = match tokio::time::timeout(
                 idle,
-                read_packet(&mut rd, Some(version), max_packet, pre),
+                read_packet(&mut rd, Some(version), max_packet, charge, pre),
             )
             .await
             {
@@ -744,9 +764,11 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             m = rx.recv(), if inflight.len() < limits.max_inflight => {
                 let m = m.unwrap_or(Err(MqttRefusal::Closed("reader ended".into())));
                 match m {
-                    Ok(Inbound::Publish { pkid, topic, payload }) => {
+                    Ok((Inbound::Publish { pkid, topic, payload }, charge)) => {
                         let st = state.clone();
                         let h = tokio::spawn(async move {
+                            // The payload's bytes stay charged until ingest answered.
+                            let _charge = charge;
                             let arrival = aorta_base::time::now_us();
                             let Some((sig, frame)) = split_payload(&payload) else {
                                 let e = IngestError::Malformed(aorta_crypto::frame::FrameError::Truncated { needed: (SIGNATURE_LEN + 1) as u64, available: payload.len() as u64 });
@@ -767,7 +789,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                         });
                         inflight.push_back((pkid, h));
                     }
-                    Ok(Inbound::PingReq) => {
+                    Ok((Inbound::PingReq, _)) => {
                         let mut b = BytesMut::new();
                         match version {
                             Version::V311 => { let _ = v4::PingResp.write(&mut b); }
@@ -775,7 +797,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                         }
                         write_all(&mut wr, &b).await?;
                     }
-                    Ok(Inbound::Disconnect) => {
+                    Ok((Inbound::Disconnect, _)) => {
                         // Answer what is in flight, then close.
                         while let Some((pkid, h)) = inflight.pop_front() {
                             let r = settle(h.await);
@@ -786,11 +808,11 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                         }
                         return Ok(());
                     }
-                    Ok(Inbound::Connect { .. }) => {
+                    Ok((Inbound::Connect { .. }, _)) => {
                         let e = MqttRefusal::Unsupported("a second CONNECT");
                         return refuse(&mut wr, version, e).await;
                     }
-                    Ok(Inbound::Unsupported(why)) => {
+                    Ok((Inbound::Unsupported(why), _)) => {
                         return refuse(&mut wr, version, MqttRefusal::Unsupported(why)).await;
                     }
                     Err(e) => return refuse(&mut wr, version, e).await,

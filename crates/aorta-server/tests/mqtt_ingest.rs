@@ -211,6 +211,30 @@ fn drain(s: &mut TcpStream, wait: Duration) -> (Vec<u8>, bool) {
     }
 }
 
+/// The first bytes of a 3.1.1 QoS 1 PUBLISH (packet id 1) to `topic`
+/// whose payload is `total` bytes long, `prefix` of them included.
+fn publish_head(topic: &str, prefix: &[u8], total: usize) -> Vec<u8> {
+    let remaining = 2 + topic.len() + 2 + total;
+    let mut b = vec![0x32];
+    let mut n = remaining;
+    loop {
+        let mut byte = (n % 128) as u8;
+        n /= 128;
+        if n > 0 {
+            byte |= 0x80;
+        }
+        b.push(byte);
+        if n == 0 {
+            break;
+        }
+    }
+    b.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+    b.extend_from_slice(topic.as_bytes());
+    b.extend_from_slice(&1u16.to_be_bytes());
+    b.extend_from_slice(prefix);
+    b
+}
+
 fn signed_payload(serial: &str, frame: &[u8]) -> Vec<u8> {
     mqtt::payload(&signature(serial, frame), frame)
 }
@@ -370,25 +394,7 @@ fn a_packet_claiming_a_huge_remaining_length_is_refused_from_its_header() {
     let head = frame_head("SN-NOBODY", 60 << 10);
     let mut payload = vec![0u8; 64];
     payload.extend_from_slice(&head);
-    let topic = "aorta/v1/frames/SN-NOBODY";
-    let remaining = 2 + topic.len() + 2 + 64 + (60 << 10);
-    let mut b = vec![0x32];
-    let mut n = remaining;
-    loop {
-        let mut byte = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            byte |= 0x80;
-        }
-        b.push(byte);
-        if n == 0 {
-            break;
-        }
-    }
-    b.extend_from_slice(&(topic.len() as u16).to_be_bytes());
-    b.extend_from_slice(topic.as_bytes());
-    b.extend_from_slice(&1u16.to_be_bytes());
-    b.extend_from_slice(&payload);
+    let b = publish_head("aorta/v1/frames/SN-NOBODY", &payload, 64 + (60 << 10));
     s.write_all(&b).unwrap();
     let (got, closed) = drain(&mut s, Duration::from_secs(5));
     assert!(closed && got.is_empty(), "{got:?}");
@@ -495,4 +501,44 @@ fn cluster_mode_no_puback_while_jetstream_is_down_then_one_once_back() {
     let nats_client = Nats::connect(&nats.urls(), Duration::from_secs(5)).unwrap();
     let (messages, _) = nats_client.stream_state(&spec).unwrap();
     assert_eq!(messages, 2, "each frame stored once");
+}
+
+#[test]
+fn packet_bytes_are_charged_to_the_body_budget_shared_with_https() {
+    // 48 KiB for every frame body in memory, HTTPS and MQTT together.
+    let r = start(|c| {
+        c.body_budget_bytes = 48 << 10;
+        c.connection_body_bytes = 48 << 10;
+    });
+    let f = front(&r, false, |_| {});
+    // A listed serial's header (public: the directory), so the precheck
+    // passes, then 40 KiB of a 60 KiB payload from each of two clients:
+    // the second goes over the budget and is closed before its payload
+    // is complete; the first holds its 40 KiB.
+    let mut held = Vec::new();
+    let mut closed_any = false;
+    for _ in 0..2 {
+        let mut s = connect(f.addr);
+        let mut payload = vec![0u8; 64];
+        payload.extend_from_slice(&frame_head("SN-OK", 60 << 10));
+        payload.resize(40 << 10, 0);
+        s.write_all(&publish_head(
+            "aorta/v1/frames/SN-OK",
+            &payload,
+            64 + (60 << 10),
+        ))
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let (_, closed) = drain(&mut s, Duration::from_millis(500));
+        closed_any |= closed;
+        held.push(s);
+    }
+    assert!(closed_any, "one client is refused by the budget");
+    assert!(r.state.body_bytes_in_use() <= 48 << 10);
+    drop(held);
+    let t0 = Instant::now();
+    while r.state.body_bytes_in_use() > 0 {
+        assert!(t0.elapsed() < Duration::from_secs(5), "charges given back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

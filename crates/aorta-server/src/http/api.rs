@@ -1380,6 +1380,12 @@ impl AppState {
         &self.ingest
     }
 
+    /// The budget of frame bytes in memory, all connections (the MQTT
+    /// front charges its packets to it too).
+    pub fn body_budget(&self) -> Arc<Budget> {
+        self.bodies.clone()
+    }
+
     /// The limits this state serves under.
     pub fn limits(&self) -> &Limits {
         &self.limits
