@@ -799,13 +799,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                     }
                     Ok((Inbound::Disconnect, _)) => {
                         // Answer what is in flight, then close.
-                        while let Some((pkid, h)) = inflight.pop_front() {
-                            let r = settle(h.await);
-                            match puback(version, pkid, &r) {
-                                Some(b) => write_all(&mut wr, &b).await?,
-                                None => break,
-                            }
-                        }
+                        answer_inflight(&mut inflight, &mut wr, version).await?;
                         return Ok(());
                     }
                     Ok((Inbound::Connect { .. }, _)) => {
@@ -815,11 +809,34 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                     Ok((Inbound::Unsupported(why), _)) => {
                         return refuse(&mut wr, version, MqttRefusal::Unsupported(why)).await;
                     }
-                    Err(e) => return refuse(&mut wr, version, e).await,
+                    Err(e) => {
+                        // PUBACKs go in order: what came before the refused
+                        // packet is answered first.
+                        if matches!(e, MqttRefusal::Frame { .. }) {
+                            answer_inflight(&mut inflight, &mut wr, version).await?;
+                        }
+                        return refuse(&mut wr, version, e).await;
+                    }
                 }
             }
         }
     }
+}
+
+/// Waits for every frame in flight and writes its PUBACK, in order (stops
+/// at a 3.1.1 refusal, which cannot be answered).
+async fn answer_inflight<W: AsyncWrite + Unpin>(
+    inflight: &mut VecDeque<Pending>,
+    wr: &mut W,
+    version: Version,
+) -> Result<(), MqttRefusal> {
+    while let Some((pkid, h)) = inflight.pop_front() {
+        match puback(version, pkid, &settle(h.await)) {
+            Some(b) => write_all(wr, &b).await?,
+            None => break,
+        }
+    }
+    Ok(())
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
