@@ -661,8 +661,32 @@ mod tests {
             "[cluster]\nnats = \"nats://a\"\nack_timeout_ms = 0",
             "[cluster]\nnats = \"nats://a\"\nstream = \"a.b\"",
             "[cluster]\nnats = \"nats://a\"\nnope = 1",
+            "[mqtt]",
+            "[mqtt]\nlisten = \"0.0.0.0:1883\"\ninsecure_plain_tcp = true",
+            "[mqtt]\nlisten = \"127.0.0.1:1883\"\nmax_inflight = 0",
+            "[mqtt]\nlisten = \"127.0.0.1:1883\"\nmax_connections = 0",
+            "[mqtt]\nlisten = \"127.0.0.1:1883\"\nconnect_timeout_secs = 0",
+            "[mqtt]\nlisten = \"127.0.0.1:1883\"\nmax_keep_alive_secs = 70000",
+            "[mqtt]\nlisten = \"127.0.0.1:1883\"\nnope = 1",
         ] {
             assert!(ServerConfig::from_toml_str(bad, p).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn mqtt_table() {
+        let p = Path::new("/etc/aorta/server.toml");
+        let c = ServerConfig::from_toml_str("[mqtt]\nlisten = \"0.0.0.0:8883\"\n", p).unwrap();
+        assert_eq!(
+            c.mqtt,
+            Some(MqttConfig::new("0.0.0.0:8883".parse().unwrap()))
+        );
+        let c = ServerConfig::from_toml_str(
+            "[mqtt]\nlisten = \"127.0.0.1:1883\"\ninsecure_plain_tcp = true\n",
+            p,
+        )
+        .unwrap();
+        assert!(c.mqtt.unwrap().insecure_plain_tcp);
+        assert_eq!(ServerConfig::default().mqtt, None);
     }
 }
