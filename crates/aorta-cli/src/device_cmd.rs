@@ -10,6 +10,15 @@ use anyhow::Context;
 use aorta_device::DeviceDir;
 use aorta_device::agent::{self, AgentConfig, AgentEvent, AgentReport, RunSummary, Speed};
 use aorta_device::http::{HttpOptions, HttpsTransport};
+use aorta_device::mqtt::MqttTransport;
+
+/// Where `aorta device run` uploads.
+enum Uplink {
+    /// `--server https://…`.
+    Https(String),
+    /// `--mqtt mqtts://…`.
+    Mqtt(String),
+}
 use aorta_device::progress::ProgressLine;
 use aorta_device::queue::{OfflineQueue, QueueLimits};
 use aorta_device::source::record::{RecordReplay, ReplayOptions, seal_record};
@@ -69,8 +78,13 @@ pub enum DeviceCmd {
         #[arg(long)]
         rr_from_annotations: Option<PathBuf>,
         /// Server base URL (https://host:port).
+        #[arg(long, required_unless_present = "mqtt", conflicts_with = "mqtt")]
+        server: Option<String>,
+        /// Upload over MQTT 5 QoS 1 instead of HTTPS: the server's MQTT
+        /// front (mqtts://host:port, `[mqtt]` in the server config,
+        /// docs/mqtt.md); the same --ca, queue and retries.
         #[arg(long)]
-        server: String,
+        mqtt: Option<String>,
         /// PEM file with the CA certificate(s) to trust for the server (the
         /// dev server's `cert.pem`).
         #[arg(long)]
@@ -133,6 +147,7 @@ pub fn run(cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
             rr,
             rr_from_annotations,
             server,
+            mqtt,
             ca,
             speed,
             frame_seconds,
@@ -179,7 +194,12 @@ pub fn run(cmd: DeviceCmd) -> anyhow::Result<ExitCode> {
                 (None, None, Some(r)) => Input::RrAnnotations(r),
                 _ => anyhow::bail!("give exactly one of --record, --rr, --rr-from-annotations"),
             };
-            stream(&device, &input, &server, &ca, &opts, &config, json)
+            let uplink = match (server, mqtt) {
+                (Some(s), None) => Uplink::Https(s),
+                (None, Some(m)) => Uplink::Mqtt(m),
+                _ => anyhow::bail!("give exactly one of --server, --mqtt"),
+            };
+            stream(&device, &input, &uplink, &ca, &opts, &config, json)
         }
     }
 }
@@ -233,13 +253,23 @@ fn seal(
 fn stream(
     device: &std::path::Path,
     input: &Input,
-    server: &str,
+    uplink: &Uplink,
     ca: &std::path::Path,
     opts: &ReplayOptions,
     config: &AgentConfig,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut transport = HttpsTransport::new(server, ca, HttpOptions::default())?;
+    let (mut transport, url): (Box<dyn aorta_device::queue::Transport>, String) = match uplink {
+        Uplink::Https(server) => {
+            let t = HttpsTransport::new(server, ca, HttpOptions::default())?;
+            let url = t.url().to_owned();
+            (Box::new(t), url)
+        }
+        Uplink::Mqtt(url) => (
+            Box::new(MqttTransport::new(url, ca, HttpOptions::default())?),
+            format!("{url} (MQTT 5, QoS 1)"),
+        ),
+    };
     let dir = DeviceDir::new(device);
     let mut sealer = dir.open_sealer()?;
     let serial = aorta_crypto::keys::KeyPrf::serial(sealer.secure_element()).to_owned();
@@ -256,7 +286,7 @@ fn stream(
         source: mut src,
         what,
     } = input.open(opts, stop.clone())?;
-    eprintln!("{serial}: streaming {what} to {} ({pace})", transport.url());
+    eprintln!("{serial}: streaming {what} to {url} ({pace})");
     if resumed > 0 {
         eprintln!("{serial}: {resumed} frames queued by an earlier run go first");
     }
@@ -266,7 +296,7 @@ fn stream(
         src.as_mut(),
         &mut sealer,
         &mut queue,
-        &mut transport,
+        transport.as_mut(),
         config,
         &stop,
         Some(&mut cb),

@@ -6,8 +6,9 @@
 //! samples into sealed upload frames, the crash-safe offline buffer
 //! ([`queue::OfflineQueue`]), the upload loop ([`queue::flush`]), the live
 //! device agent ([`agent::run`]: paced production, offline buffering, retry
-//! with capped exponential backoff and jitter, clean shutdown) and its HTTPS
-//! uplink ([`http::HttpsTransport`]). It also owns the device's frame sources
+//! with capped exponential backoff and jitter, clean shutdown) and its
+//! uplinks: HTTPS ([`http::HttpsTransport`]) and MQTT 5
+//! ([`mqtt::MqttTransport`], `docs/mqtt.md`). It also owns the device's frame sources
 //! ([`source`]: a replayed WFDB record, a record still being written, RR
 //! intervals, named by [`source::Input`]; the one WFDB-header-to-calibration
 //! mapping [`source::calibration_of`]), the operator's status line
@@ -36,6 +37,7 @@ pub mod agent;
 pub mod dir;
 mod fsutil;
 pub mod http;
+pub mod mqtt;
 pub mod pkcs11;
 pub mod progress;
 pub mod queue;

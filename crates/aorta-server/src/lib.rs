@@ -20,6 +20,7 @@
 //! (bodies from `aorta-api`; the checkpoint document is the engine's), and
 //! metrics; and patient erasure on the host ([`erasure`]: the data
 //! directory's lock, pending requests, the audit log, `aorta admin erase`).
+//! The MQTT front ([`mqtt`], `docs/mqtt.md`) feeds the same ingest.
 //! [`broker_report`] summarises a policy and inspects DCAP quotes offline
 //! for the data owner (`aorta broker check` / `inspect-quote`).
 //!
@@ -48,3 +49,4 @@ pub mod broker_report;
 pub mod erasure;
 pub mod http;
 pub mod log_throttle;
+pub mod mqtt;

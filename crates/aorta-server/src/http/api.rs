@@ -1376,6 +1376,17 @@ fn retire_results(
 }
 
 impl AppState {
+    /// Device ingest (the MQTT front submits through it too).
+    pub fn ingest(&self) -> &Ingest {
+        &self.ingest
+    }
+
+    /// The budget of frame bytes in memory, all connections (the MQTT
+    /// front charges its packets to it too).
+    pub fn body_budget(&self) -> Arc<Budget> {
+        self.bodies.clone()
+    }
+
     /// The limits this state serves under.
     pub fn limits(&self) -> &Limits {
         &self.limits
@@ -1566,6 +1577,8 @@ pub struct Running {
     pub cert: std::path::PathBuf,
     /// The plain-HTTP operations port bound (`metrics_listen`), if any.
     pub metrics: Option<SocketAddr>,
+    /// The MQTT front bound (`[mqtt]`), if any.
+    pub mqtt: Option<SocketAddr>,
 }
 
 /// Runs `aorta server` with `cfg` until SIGINT/SIGTERM; `ready` is called
@@ -1679,11 +1692,26 @@ pub fn run(cfg: &ServerConfig, ready: impl FnOnce(&Running)) -> anyhow::Result<(
             }
             None => None,
         };
+        let mqtt = match &cfg.mqtt {
+            Some(m) => {
+                let l = tokio::net::TcpListener::bind(m.listen)
+                    .await
+                    .with_context(|| format!("binding the MQTT front (mqtt.listen) {}", m.listen))?;
+                let bound = l.local_addr()?;
+                let limits = crate::mqtt::MqttLimits::from_config(m, cfg.max_frame_bytes);
+                tracing::info!(target: "aorta::mqtt", addr = %bound, tls = !m.insecure_plain_tcp, memory_bound_mib = limits.memory_bound() >> 20, "MQTT front listening (docs/mqtt.md)");
+                let tls = (!m.insecure_plain_tcp).then(|| tls_cfg.clone());
+                tokio::spawn(crate::mqtt::serve(l, tls, state.clone(), limits, std::future::pending()));
+                Some(bound)
+            }
+            None => None,
+        };
         let running = Running {
             addr: listener.local_addr()?,
             broker: broker_addr,
             cert: cert.clone(),
             metrics,
+            mqtt,
         };
         let shutdown = shutdown_signal();
         let off = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());

@@ -118,6 +118,67 @@ pub struct ServerConfig {
     /// JetStream stream instead of the local frame log; absent: the
     /// embedded file log.
     pub cluster: Option<ClusterConfig>,
+    /// The MQTT front (`docs/mqtt.md`): devices publish frames with MQTT
+    /// QoS 1; absent: off.
+    pub mqtt: Option<MqttConfig>,
+}
+
+/// The `[mqtt]` table: the MQTT front of device ingest (`docs/mqtt.md`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Listen address (MQTT over TLS with the server's certificate).
+    pub listen: SocketAddr,
+    /// Plain TCP instead of TLS: only for a loopback `listen` (development).
+    #[serde(default)]
+    pub insecure_plain_tcp: bool,
+    /// Connections at once.
+    #[serde(default = "MqttConfig::default_max_connections")]
+    pub max_connections: usize,
+    /// Connections at once from one address.
+    #[serde(default = "MqttConfig::default_max_connections_per_source")]
+    pub max_connections_per_source: usize,
+    /// Deadline for the TLS handshake and the CONNECT packet, seconds.
+    #[serde(default = "MqttConfig::default_connect_timeout_secs")]
+    pub connect_timeout_secs: u64,
+    /// Longest keep-alive granted, seconds; a connection with no packet for
+    /// 1.5 × its keep-alive is closed.
+    #[serde(default = "MqttConfig::default_max_keep_alive_secs")]
+    pub max_keep_alive_secs: u16,
+    /// Frames of one connection in ingest at once.
+    #[serde(default = "MqttConfig::default_max_inflight")]
+    pub max_inflight: usize,
+}
+
+impl MqttConfig {
+    fn default_max_connections() -> usize {
+        1024
+    }
+    fn default_max_connections_per_source() -> usize {
+        16
+    }
+    fn default_connect_timeout_secs() -> u64 {
+        10
+    }
+    fn default_max_keep_alive_secs() -> u16 {
+        120
+    }
+    fn default_max_inflight() -> usize {
+        16
+    }
+
+    /// The table with every default, listening on `listen`.
+    pub fn new(listen: SocketAddr) -> MqttConfig {
+        MqttConfig {
+            listen,
+            insecure_plain_tcp: false,
+            max_connections: Self::default_max_connections(),
+            max_connections_per_source: Self::default_max_connections_per_source(),
+            connect_timeout_secs: Self::default_connect_timeout_secs(),
+            max_keep_alive_secs: Self::default_max_keep_alive_secs(),
+            max_inflight: Self::default_max_inflight(),
+        }
+    }
 }
 
 /// The `[cluster]` table: NATS JetStream as the frame log.
@@ -296,6 +357,7 @@ impl Default for ServerConfig {
             results_retention_hours: None,
             metrics_listen: None,
             cluster: None,
+            mqtt: None,
         }
     }
 }
@@ -491,6 +553,26 @@ impl ServerConfig {
                 return bad("cluster", &e.to_string());
             }
         }
+        if let Some(m) = &self.mqtt {
+            if m.insecure_plain_tcp && !m.listen.ip().is_loopback() {
+                return bad(
+                    "mqtt.insecure_plain_tcp",
+                    "plain TCP is allowed only on a loopback listen address",
+                );
+            }
+            if m.max_connections == 0 || m.max_connections_per_source == 0 || m.max_inflight == 0 {
+                return bad(
+                    "mqtt",
+                    "max_connections, max_connections_per_source and max_inflight must be at least 1",
+                );
+            }
+            if m.connect_timeout_secs == 0 || m.max_keep_alive_secs == 0 {
+                return bad(
+                    "mqtt",
+                    "connect_timeout_secs and max_keep_alive_secs must be at least 1",
+                );
+            }
+        }
         if self.body_budget_bytes < self.connection_body_bytes {
             return bad(
                 "body_budget_bytes",
@@ -603,6 +685,18 @@ log_answer_bytes = 16777216
 # tls_ca = "nats-ca.pem"              # set: TLS to NATS is required
 # tls_cert = "nats-client.pem"        # for servers that verify clients
 # tls_key = "nats-client-key.pem"
+
+# --- MQTT front (docs/mqtt.md): off by default. Devices publish frames
+# with QoS 1 to aorta/v1/frames/<serial>; same checks as HTTPS, PUBACK once
+# durable. TLS with the server's certificate.
+# [mqtt]
+# listen = "127.0.0.1:8883"
+# insecure_plain_tcp = false          # true only on a loopback address
+# max_connections = 1024
+# max_connections_per_source = 16
+# connect_timeout_secs = 10           # TLS handshake + CONNECT
+# max_keep_alive_secs = 120           # closed after 1.5 x keep-alive silent
+# max_inflight = 16                   # frames of one connection in ingest
 "#;
 
 #[cfg(test)]
@@ -651,8 +745,32 @@ mod tests {
             "[cluster]\nnats = \"nats://a\"\nack_timeout_ms = 0",
             "[cluster]\nnats = \"nats://a\"\nstream = \"a.b\"",
             "[cluster]\nnats = \"nats://a\"\nnope = 1",
+            "[mqtt]",
+            "[mqtt]\nlisten = \"0.0.0.0:1883\"\ninsecure_plain_tcp = true",
+            "[mqtt]\nlisten = \"127.0.0.1:1883\"\nmax_inflight = 0",
+            "[mqtt]\nlisten = \"127.0.0.1:1883\"\nmax_connections = 0",
+            "[mqtt]\nlisten = \"127.0.0.1:1883\"\nconnect_timeout_secs = 0",
+            "[mqtt]\nlisten = \"127.0.0.1:1883\"\nmax_keep_alive_secs = 70000",
+            "[mqtt]\nlisten = \"127.0.0.1:1883\"\nnope = 1",
         ] {
             assert!(ServerConfig::from_toml_str(bad, p).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn mqtt_table() {
+        let p = Path::new("/etc/aorta/server.toml");
+        let c = ServerConfig::from_toml_str("[mqtt]\nlisten = \"0.0.0.0:8883\"\n", p).unwrap();
+        assert_eq!(
+            c.mqtt,
+            Some(MqttConfig::new("0.0.0.0:8883".parse().unwrap()))
+        );
+        let c = ServerConfig::from_toml_str(
+            "[mqtt]\nlisten = \"127.0.0.1:1883\"\ninsecure_plain_tcp = true\n",
+            p,
+        )
+        .unwrap();
+        assert!(c.mqtt.unwrap().insecure_plain_tcp);
+        assert_eq!(ServerConfig::default().mqtt, None);
     }
 }
