@@ -610,6 +610,12 @@ impl Leases {
         first_err.map_or(Ok(()), Err)
     }
 
+    /// Forgets partition `p`'s lease without writing anything (its
+    /// checkpoint was refused: another worker owns it). True if it was held.
+    pub fn abandon_one(&mut self, p: u32) -> bool {
+        self.held.remove(&p).is_some()
+    }
+
     /// Forgets every lease at once without writing anything (what a fenced
     /// worker does; tests use it to play a worker that stopped renewing).
     pub fn abandon(&mut self) -> Vec<u32> {

@@ -42,6 +42,11 @@ impl SecureFrames {
         }
     }
 
+    /// The attested worker and its keys.
+    pub fn ready(&self) -> &Ready {
+        &self.ready
+    }
+
     /// The position of a frame the worker authenticated (its header is the
     /// AEAD's associated data).
     fn position(&self, frame: &[u8], serial: &str, sequence: u64) -> Option<Position> {

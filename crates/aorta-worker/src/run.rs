@@ -308,12 +308,14 @@ pub struct StreamSummary {
     pub results_duplicate: u64,
 }
 
-/// Attests (retrying what the network breaks, never a refusal), then runs
-/// the ECG job over the server's log until `stop` is set: frames opened
-/// inside the worker, results sealed to the assignment's subscribers,
-/// checkpoints under the state key. A final checkpoint is taken on a clean
-/// stop.
-pub fn stream(o: &StreamOptions, stop: &AtomicBool) -> Result<StreamSummary, WorkerError> {
+/// What [`stream`] and the cluster mode share before running: the
+/// configuration (read once: the bytes measured into the attestation are
+/// the bytes run), the worker token, and the attested worker (retrying
+/// what the network breaks, never a refusal).
+pub(crate) fn attest_for_stream(
+    o: &StreamOptions,
+    stop: &AtomicBool,
+) -> Result<(StreamConfig, zeroize::Zeroizing<String>, Attested), WorkerError> {
     if !(o.checkpoint_secs.is_finite() && o.checkpoint_secs > 0.0) {
         return Err(WorkerError::Config(
             "--checkpoint-secs must be positive".into(),
@@ -336,7 +338,7 @@ pub fn stream(o: &StreamOptions, stop: &AtomicBool) -> Result<StreamSummary, Wor
     // The broker may be restarting: retry what the network breaks, never a
     // refusal.
     let mut failures = 0u32;
-    let Attested { ready, backend, .. } = loop {
+    let attested = loop {
         match attest(&o.attest, &config, Vec::new(), Vec::new()) {
             Ok(r) => break r,
             Err(e) if e.is_transient() && failures < 30 && !stop.load(Ordering::Relaxed) => {
@@ -348,6 +350,16 @@ pub fn stream(o: &StreamOptions, stop: &AtomicBool) -> Result<StreamSummary, Wor
             Err(e) => return Err(e),
         }
     };
+    Ok((cfg, token, attested))
+}
+
+/// Attests (retrying what the network breaks, never a refusal), then runs
+/// the ECG job over the server's log until `stop` is set: frames opened
+/// inside the worker, results sealed to the assignment's subscribers,
+/// checkpoints under the state key. A final checkpoint is taken on a clean
+/// stop.
+pub fn stream(o: &StreamOptions, stop: &AtomicBool) -> Result<StreamSummary, WorkerError> {
+    let (cfg, token, Attested { ready, backend, .. }) = attest_for_stream(o, stop)?;
     let (results_sealer, state_sealer, certificate) = sealers(&ready, &o.attest.assignment)?;
     if results_sealer.is_empty() {
         tracing::warn!(target: "aorta::worker", "the assignment has no subscribers: results are computed but nobody can read them");
