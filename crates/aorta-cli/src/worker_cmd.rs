@@ -64,7 +64,7 @@ pub enum WorkerCmd {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        cluster: ClusterArgs,
+        cluster: Box<ClusterArgs>,
         #[command(flatten)]
         log: crate::logging::LogArgs,
     },
@@ -115,6 +115,14 @@ pub struct ClusterArgs {
     /// This worker's id, unique among live workers (default: random).
     #[arg(long)]
     pub worker_id: Option<String>,
+    /// The JetStream KV bucket of partition leases and worker membership
+    /// (one per group of workers sharing the stream: one per assignment).
+    #[arg(long, default_value = "AORTA_LEASES")]
+    pub lease_bucket: String,
+    /// The JetStream KV bucket of the partitions' checkpoints (one per
+    /// assignment: a checkpoint is sealed under its state key).
+    #[arg(long, default_value = "AORTA_CHECKPOINTS")]
+    pub checkpoint_bucket: String,
     /// How long a partition lease lasts without renewal, ms.
     #[arg(long, default_value_t = 3000, value_parser = crate::args::int(300u64, 600_000))]
     pub lease_ttl_ms: u64,
@@ -136,6 +144,8 @@ impl ClusterArgs {
         c.spec.stream.clone_from(&self.stream);
         c.spec.subject_prefix.clone_from(&self.subject_prefix);
         c.lease.replicas = self.replicas;
+        c.lease.bucket.clone_from(&self.lease_bucket);
+        c.checkpoints.bucket.clone_from(&self.checkpoint_bucket);
         c.lease.ttl = std::time::Duration::from_millis(self.lease_ttl_ms);
         c.lease.renew = std::time::Duration::from_millis(self.lease_renew_ms);
         c.lease.margin = c.lease.renew / 2;

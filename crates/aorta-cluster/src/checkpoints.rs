@@ -329,43 +329,88 @@ impl KvCheckpoints {
                     "{key}: another worker took this partition's checkpoint over"
                 )));
             }
-            match Head::decode(&e.value)? {
-                Head::Empty => Ok(None),
-                Head::Inline(b) => Ok(Some(b)),
-                Head::Chunked {
-                    owner,
-                    slot,
-                    chunks,
-                    bytes,
-                } => {
-                    let mut out = Vec::with_capacity(bytes.min(64 << 20));
-                    for i in 0..chunks {
-                        let ck = chunk_key(p, &owner, slot, i);
-                        let v = kv
-                            .get(ck.clone())
-                            .await
-                            .map_err(|e| unavailable(&ck, e))?
-                            .ok_or_else(|| {
-                                ClusterError::Refused(format!("checkpoint chunk {ck} is missing"))
-                            })?;
-                        out.extend_from_slice(&v);
-                        if out.len() > bytes {
-                            return Err(ClusterError::Refused(format!(
-                                "checkpoint chunks exceed the manifest's {bytes} bytes"
-                            )));
-                        }
-                    }
-                    if out.len() != bytes {
-                        return Err(ClusterError::Refused(format!(
-                            "checkpoint chunks hold {} bytes, the manifest says {bytes}",
-                            out.len()
-                        )));
-                    }
-                    Ok(Some(out))
-                }
-            }
+            assemble(&kv, p, &e.value).await
         })
     }
+}
+
+/// The checkpoint bytes a head value points at.
+async fn assemble(kv: &kv::Store, p: u32, head: &[u8]) -> Result<Option<Vec<u8>>, ClusterError> {
+    match Head::decode(head)? {
+        Head::Empty => Ok(None),
+        Head::Inline(b) => Ok(Some(b)),
+        Head::Chunked {
+            owner,
+            slot,
+            chunks,
+            bytes,
+        } => {
+            let mut out = Vec::with_capacity(bytes.min(64 << 20));
+            for i in 0..chunks {
+                let ck = chunk_key(p, &owner, slot, i);
+                let v = kv
+                    .get(ck.clone())
+                    .await
+                    .map_err(|e| unavailable(&ck, e))?
+                    .ok_or_else(|| {
+                        ClusterError::Refused(format!("checkpoint chunk {ck} is missing"))
+                    })?;
+                out.extend_from_slice(&v);
+                if out.len() > bytes {
+                    return Err(ClusterError::Refused(format!(
+                        "checkpoint chunks exceed the manifest's {bytes} bytes"
+                    )));
+                }
+            }
+            if out.len() != bytes {
+                return Err(ClusterError::Refused(format!(
+                    "checkpoint chunks hold {} bytes, the manifest says {bytes}",
+                    out.len()
+                )));
+            }
+            Ok(Some(out))
+        }
+    }
+}
+
+/// The clear `log_offset` of each of `partitions` partitions' checkpoints
+/// in `bucket` (`None`: no checkpoint yet): how far each partition's
+/// owner has checkpointed, for operators' lag metrics and for tests. (The
+/// authoritative offset is the sealed one inside the state.)
+pub fn checkpoint_offsets(
+    nats: &Nats,
+    bucket: &str,
+    partitions: u32,
+) -> Result<Vec<Option<u64>>, ClusterError> {
+    let js = nats.js.clone();
+    let bucket = bucket.to_owned();
+    nats.rt.block(async move {
+        let kv = js
+            .get_key_value(&bucket)
+            .await
+            .map_err(|e| unavailable(&bucket, e))?;
+        let mut out = Vec::new();
+        for p in 0..partitions {
+            let key = head_key(p);
+            let e = kv
+                .entry(key.clone())
+                .await
+                .map_err(|e| unavailable(&key, e))?;
+            let bytes = match e.filter(|e| e.operation == kv::Operation::Put) {
+                Some(e) => assemble(&kv, p, &e.value).await?,
+                None => None,
+            };
+            out.push(match bytes {
+                Some(b) => Some(
+                    serde_json::from_slice::<Checkpoint>(&b)
+                        .map_err(|e| ClusterError::Refused(format!("checkpoint {key}: {e}")))?
+                        .log_offset,
+                ),
+                None => None,
+            });
+        }
+        Ok(out)
+    })
 }
 
 impl CheckpointStore for KvCheckpoints {

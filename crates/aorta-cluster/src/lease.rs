@@ -513,12 +513,12 @@ impl Leases {
                 first_err.get_or_insert(e);
             }
         }
-        // Claims up to the fair share.
+        // Every partition not held is read each round, so that the age of
+        // its revision is known before this worker's share grows (a dead
+        // worker's partitions are then claimable one TTL after its last
+        // renewal, not two); claims go up to the fair share.
         let share = self.fair_share();
         for p in 0..self.partitions {
-            if self.held.len() >= share {
-                break;
-            }
             if self.held.contains_key(&p) {
                 continue;
             }
@@ -541,6 +541,9 @@ impl Leases {
                     Some(rev)
                 }
             };
+            if self.held.len() >= share {
+                continue;
+            }
             let sent = Instant::now();
             match self.cas(&key, self.value(), expected) {
                 Ok(Cas::Won(revision)) => {

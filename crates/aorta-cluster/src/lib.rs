@@ -361,6 +361,30 @@ impl Nats {
         Ok(info.cluster.and_then(|c| c.leader))
     }
 
+    /// The stream sequence of partition `p`'s last record (`None`: the
+    /// partition is empty).
+    pub fn last_sequence_of(&self, spec: &StreamSpec, p: u32) -> Result<Option<u64>, ClusterError> {
+        let js = self.js.clone();
+        let name = spec.stream.clone();
+        let subject = spec.subject(p);
+        self.rt.block(async move {
+            let s = js
+                .get_stream(&name)
+                .await
+                .map_err(|e| ClusterError::Unavailable(format!("stream {name}: {e}")))?;
+            match s.get_last_raw_message_by_subject(&subject).await {
+                Ok(m) => Ok(Some(m.sequence)),
+                Err(e)
+                    if e.kind()
+                        == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(ClusterError::Unavailable(format!("last of {subject}: {e}"))),
+            }
+        })
+    }
+
     fn stream_info(
         &self,
         spec: &StreamSpec,
