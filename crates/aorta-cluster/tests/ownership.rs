@@ -242,3 +242,43 @@ fn a_checkpoint_larger_than_a_nats_message_is_chunked_and_read_back() {
         Err(ClusterError::Config(_))
     ));
 }
+
+#[test]
+fn a_survivor_at_its_share_takes_a_dead_peer_s_partitions_within_one_ttl_plus_renewal() {
+    let Some(bin) = nats_server_or_skip("survivor_takes_over") else {
+        return;
+    };
+    let nats_proc = NatsCluster::start(&bin, 1).unwrap();
+    let nats = connect(&nats_proc.urls());
+    let cfg = LeaseConfig::default();
+    let mut a = join(&nats, "worker-a", 4);
+    let mut b = join(&nats, "worker-b", 4);
+    // Both run until they share 2/2 and have seen each other for a while.
+    let start = Instant::now();
+    while !(a.owned().len() == 2 && b.owned().len() == 2 && start.elapsed() > cfg.ttl * 2) {
+        for p in tick_if_due(&mut a).surplus {
+            a.release(p).unwrap();
+        }
+        tick_if_due(&mut b);
+        assert!(start.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A renews one last time, then dies.
+    while !a.due() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    a.tick().unwrap();
+    let last_renewal = Instant::now();
+    drop(a);
+    while b.owned().len() < 4 {
+        tick_if_due(&mut b);
+        assert!(last_renewal.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = last_renewal.elapsed();
+    println!("survivor took the dead peer's partitions after {took:?}");
+    assert!(
+        took <= cfg.ttl + cfg.renew + Duration::from_millis(700),
+        "takeover took {took:?}: the survivor must already know the age of every partition key"
+    );
+}

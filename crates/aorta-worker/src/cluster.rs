@@ -243,6 +243,14 @@ pub fn stream_cluster(
     let (cfg, token, Attested { ready, backend, .. }) = attest_for_stream(o, stop)?;
     let devices = released_devices(ready.keys().transport_keys.iter().map(|(s, _)| s.clone()));
     tracing::info!(target: "aorta::worker", backend = backend.name(), hardware_protected = backend.is_hardware(), devices = devices.len(), worker = %c.worker_id, "keys received; joining the cluster");
+    // Stop an hour before the certificate expires, as the embedded path
+    // does (its results would be refused after it).
+    let until_s = {
+        let (_, _, certificate) = sealers(&ready, &o.attest.assignment)?;
+        aorta_crypto::auth::WorkerCert::parse(&certificate)
+            .ok()
+            .map(|c| c.not_after.saturating_sub(3600))
+    };
     let srv = Server::new(&o.server, &o.ca, Some(token.to_string()))?;
     let (nats, mut leases) = connect(c, stop)?;
     let ctx = Ctx {
@@ -259,7 +267,12 @@ pub fn stream_cluster(
     let mut parts: BTreeMap<u32, Part> = BTreeMap::new();
     let mut t = Totals::default();
     let mut failures = 0u32;
+    let mut expired = false;
     while !stop.load(Ordering::Relaxed) {
+        if until_s.is_some_and(|t| aorta_base::time::now_s() >= t) {
+            expired = true;
+            break;
+        }
         if leases.due() {
             match leases.tick() {
                 Ok(ch) => {
@@ -385,6 +398,12 @@ pub fn stream_cluster(
     }
     if let Err(e) = leases.leave() {
         tracing::warn!(target: "aorta::worker", error = %e, "leaving the cluster failed; the leases run out");
+    }
+    if expired {
+        return Err(WorkerError::Attestation(
+            "the worker's certificate is about to expire: checkpointed, handed its partitions back and stopped; restart the worker to re-attest"
+                .into(),
+        ));
     }
     Ok(StreamSummary {
         progress: t.progress,
