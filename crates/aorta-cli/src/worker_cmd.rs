@@ -64,6 +64,8 @@ pub enum WorkerCmd {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
+        cluster: Box<ClusterArgs>,
+        #[command(flatten)]
         log: crate::logging::LogArgs,
     },
     /// Print the measurement of this binary with a configuration (what a
@@ -86,6 +88,70 @@ pub enum WorkerCmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Cluster mode of `aorta worker stream` (`docs/scale.md`): read the
+/// JetStream frame stream instead of the server's log. The stream flags
+/// must match the servers' `[cluster]` table.
+#[derive(clap::Args, Clone)]
+pub struct ClusterArgs {
+    /// NATS URLs, comma-separated (`nats://host:4222,…`): run in cluster
+    /// mode, sharing the stream's partitions with the other workers.
+    #[arg(long)]
+    pub nats: Option<String>,
+    /// Partitions of the frame stream (`[cluster] partitions`).
+    #[arg(long, default_value_t = 16, value_parser = crate::args::int(1u32, 4096))]
+    pub partitions: u32,
+    /// Replicas of the stream, and of the lease and checkpoint buckets
+    /// (`[cluster] replicas`).
+    #[arg(long, default_value_t = 1, value_parser = crate::args::int(1usize, 5))]
+    pub replicas: usize,
+    /// The JetStream stream (`[cluster] stream`).
+    #[arg(long, default_value = "AORTA_FRAMES")]
+    pub stream: String,
+    /// Subject prefix of the partitions (`[cluster] subject_prefix`).
+    #[arg(long, default_value = "aorta.frames")]
+    pub subject_prefix: String,
+    /// This worker's id, unique among live workers (default: random).
+    #[arg(long)]
+    pub worker_id: Option<String>,
+    /// The JetStream KV bucket of partition leases and worker membership
+    /// (one per group of workers sharing the stream: one per assignment).
+    #[arg(long, default_value = "AORTA_LEASES")]
+    pub lease_bucket: String,
+    /// The JetStream KV bucket of the partitions' checkpoints (one per
+    /// assignment: a checkpoint is sealed under its state key).
+    #[arg(long, default_value = "AORTA_CHECKPOINTS")]
+    pub checkpoint_bucket: String,
+    /// How long a partition lease lasts without renewal, ms.
+    #[arg(long, default_value_t = 3000, value_parser = crate::args::int(300u64, 600_000))]
+    pub lease_ttl_ms: u64,
+    /// How often leases are renewed, ms (at most a third of the TTL).
+    #[arg(long, default_value_t = 1000, value_parser = crate::args::int(1u64, 200_000))]
+    pub lease_renew_ms: u64,
+}
+
+impl ClusterArgs {
+    fn options(&self) -> Option<aorta_worker::cluster::ClusterOptions> {
+        let nats = self.nats.as_ref()?;
+        let id = self
+            .worker_id
+            .clone()
+            .unwrap_or_else(aorta_worker::cluster::default_worker_id);
+        let mut c = aorta_worker::cluster::ClusterOptions::new(nats, &id);
+        c.spec.partitions = self.partitions;
+        c.spec.replicas = self.replicas;
+        c.spec.stream.clone_from(&self.stream);
+        c.spec.subject_prefix.clone_from(&self.subject_prefix);
+        c.lease.replicas = self.replicas;
+        c.lease.bucket.clone_from(&self.lease_bucket);
+        c.checkpoints.bucket.clone_from(&self.checkpoint_bucket);
+        c.lease.ttl = std::time::Duration::from_millis(self.lease_ttl_ms);
+        c.lease.renew = std::time::Duration::from_millis(self.lease_renew_ms);
+        c.lease.margin = c.lease.renew / 2;
+        c.checkpoints.replicas = self.replicas;
+        Some(c)
+    }
 }
 
 /// How the worker attests and what it asks for.
@@ -230,6 +296,7 @@ pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
             batch,
             checkpoint_secs,
             json,
+            cluster,
             log,
         } => {
             crate::logging::init(&log)?;
@@ -243,7 +310,11 @@ pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
                 batch,
                 checkpoint_secs,
             };
-            let summary = match stream(&o, &stop) {
+            let r = match cluster.options() {
+                Some(c) => aorta_worker::cluster::stream_cluster(&o, &c, &stop),
+                None => stream(&o, &stop),
+            };
+            let summary = match r {
                 Ok(s) => serde_json::to_string(&s)?,
                 Err(WorkerError::Refused { code, reason }) => {
                     eprintln!("refused by the key broker (code {code}): {reason}");

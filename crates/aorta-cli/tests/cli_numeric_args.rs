@@ -162,6 +162,22 @@ fn table() -> Vec<(Vec<&'static str>, &'static str, Vec<&'static str>)> {
         ),
         (init, "--slice-len", v(&[COUNT, &["7", "65536"]].concat())),
         (stream.clone(), "--batch", v(COUNT)),
+        (
+            stream.clone(),
+            "--partitions",
+            v(&[COUNT, &["4097"]].concat()),
+        ),
+        (stream.clone(), "--replicas", v(&[COUNT, &["6"]].concat())),
+        (
+            stream.clone(),
+            "--lease-ttl-ms",
+            v(&[COUNT, &["299", "600001"]].concat()),
+        ),
+        (
+            stream.clone(),
+            "--lease-renew-ms",
+            v(&[COUNT, &["200001"]].concat()),
+        ),
         (stream.clone(), "--checkpoint-secs", v(F)),
         (stream, "--key-window", v(&[COUNT, &["65536"]].concat())),
         (

@@ -16,6 +16,14 @@
 //!   [`aorta_stream::log::FrameLog`] over one or more partitions, whose
 //!   offsets are JetStream stream sequences, so a checkpoint's offset says
 //!   where to resume;
+//! - partition ownership between workers ([`Leases`], module [`lease`]):
+//!   leases and membership in a JetStream key-value bucket, written with
+//!   compare-and-set, renewed well inside their TTL, claimed up to each
+//!   live worker's fair share, handed back when a worker joins;
+//! - each partition's checkpoint in a JetStream key-value bucket
+//!   ([`KvCheckpoints`], module [`checkpoints`]), compare-and-set on the
+//!   revision read at takeover so a fenced owner's late checkpoint is
+//!   refused, chunked when larger than a value may be;
 //! - with the `testing` feature, a harness that runs real `nats-server`
 //!   processes (one node or a cluster with routes) for tests (module
 //!   `testing`).
@@ -23,8 +31,8 @@
 //! **Never** does: frame acceptance (authentication, sequence and
 //! key-index checks stay in `aorta-server`'s ingest, which calls this only
 //! for frames that passed them), opening or analysing frames (the worker's
-//! job), holding any key, or deciding which worker owns which partition
-//! (the next slice of issue 11). It depends only on `aorta-stream` (for
+//! job), holding any key, or reading what a checkpoint holds (it stores
+//! the bytes it is given: in the worker, already sealed). It depends only on `aorta-stream` (for
 //! the `FrameLog` seam and its error type); the server and the worker
 //! depend on it, never the other way round.
 //!
@@ -60,10 +68,14 @@ use std::time::Duration;
 use async_nats::jetstream;
 use futures::StreamExt;
 
+pub mod checkpoints;
+pub mod lease;
 mod reader;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use checkpoints::{CheckpointConfig, KvCheckpoints, is_fenced};
+pub use lease::{LeaseChanges, LeaseConfig, Leases};
 pub use reader::PartitionReader;
 
 /// Why a JetStream operation failed.
@@ -79,6 +91,11 @@ pub enum ClusterError {
     /// JetStream answered with an error.
     #[error("NATS JetStream refused: {0}")]
     Refused(String),
+    /// This worker no longer owns what it tried to write: another worker
+    /// took the partition over (stop that partition's job; write nothing
+    /// more for it).
+    #[error("fenced: {0}")]
+    Fenced(String),
     /// A bug of ours or of the client library.
     #[error("internal: {0}")]
     Internal(String),
@@ -441,6 +458,30 @@ impl Nats {
     pub fn stream_leader(&self, spec: &StreamSpec) -> Result<Option<String>, ClusterError> {
         let info = self.stream_info(spec)?;
         Ok(info.cluster.and_then(|c| c.leader))
+    }
+
+    /// The stream sequence of partition `p`'s last record (`None`: the
+    /// partition is empty).
+    pub fn last_sequence_of(&self, spec: &StreamSpec, p: u32) -> Result<Option<u64>, ClusterError> {
+        let js = self.js.clone();
+        let name = spec.stream.clone();
+        let subject = spec.subject(p);
+        self.rt.block(async move {
+            let s = js
+                .get_stream(&name)
+                .await
+                .map_err(|e| ClusterError::Unavailable(format!("stream {name}: {e}")))?;
+            match s.get_last_raw_message_by_subject(&subject).await {
+                Ok(m) => Ok(Some(m.sequence)),
+                Err(e)
+                    if e.kind()
+                        == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(ClusterError::Unavailable(format!("last of {subject}: {e}"))),
+            }
+        })
     }
 
     fn stream_info(

@@ -22,6 +22,9 @@
 //! - [`run`] — the worker loops as library functions: [`run::run_worker`]
 //!   over a server's log, [`run::stream`] (attest, then run the ECG job until
 //!   stopped) and the typed reports the CLI prints;
+//! - [`cluster`] — the worker in cluster mode: partitions of the JetStream
+//!   frame stream shared between workers by leases, one job per owned
+//!   partition, checkpoints in JetStream KV ([`cluster::stream_cluster`]);
 //! - [`clinician`] — fetching and opening the results sealed to one
 //!   subscriber, typed ([`clinician::OpenedResult`]).
 //!
@@ -34,6 +37,7 @@
 pub mod attest;
 pub mod client;
 pub mod clinician;
+pub mod cluster;
 pub mod config;
 pub mod frames;
 pub mod run;

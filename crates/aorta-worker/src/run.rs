@@ -308,12 +308,14 @@ pub struct StreamSummary {
     pub results_duplicate: u64,
 }
 
-/// Attests (retrying what the network breaks, never a refusal), then runs
-/// the ECG job over the server's log until `stop` is set: frames opened
-/// inside the worker, results sealed to the assignment's subscribers,
-/// checkpoints under the state key. A final checkpoint is taken on a clean
-/// stop.
-pub fn stream(o: &StreamOptions, stop: &AtomicBool) -> Result<StreamSummary, WorkerError> {
+/// What [`stream`] and the cluster mode share before running: the
+/// configuration (read once: the bytes measured into the attestation are
+/// the bytes run), the worker token, and the attested worker (retrying
+/// what the network breaks, never a refusal).
+pub(crate) fn attest_for_stream(
+    o: &StreamOptions,
+    stop: &AtomicBool,
+) -> Result<Attestation, WorkerError> {
     if !(o.checkpoint_secs.is_finite() && o.checkpoint_secs > 0.0) {
         return Err(WorkerError::Config(
             "--checkpoint-secs must be positive".into(),
@@ -336,7 +338,7 @@ pub fn stream(o: &StreamOptions, stop: &AtomicBool) -> Result<StreamSummary, Wor
     // The broker may be restarting: retry what the network breaks, never a
     // refusal.
     let mut failures = 0u32;
-    let Attested { ready, backend, .. } = loop {
+    let attested = loop {
         let attempt = match o.attest.key_window {
             Some(w) => crate::attest::attest_windowed(&o.attest, &config, w),
             None => attest(&o.attest, &config, Vec::new(), Vec::new()),
@@ -352,6 +354,57 @@ pub fn stream(o: &StreamOptions, stop: &AtomicBool) -> Result<StreamSummary, Wor
             Err(e) => return Err(e),
         }
     };
+    Ok(Attestation {
+        cfg,
+        config,
+        token,
+        attested,
+    })
+}
+
+/// What [`attest_for_stream`] gives.
+pub(crate) struct Attestation {
+    /// The parsed configuration.
+    pub(crate) cfg: StreamConfig,
+    /// Its bytes, as measured into the attestation (a key-window refresh
+    /// attests with them again).
+    pub(crate) config: Vec<u8>,
+    /// The worker token.
+    pub(crate) token: zeroize::Zeroizing<String>,
+    /// The attested worker.
+    pub(crate) attested: Attested,
+}
+
+/// The frame opener of `ready`, fetching moved key windows as `o` asks
+/// (`--key-window`) with the configuration bytes `config`.
+pub(crate) fn secure_frames(o: &StreamOptions, config: &[u8], ready: Ready) -> SecureFrames {
+    let frames = SecureFrames::new(ready);
+    match o.attest.key_window {
+        Some(width) => {
+            let (attest_opts, config) = (o.attest.clone(), config.to_vec());
+            frames.with_key_windows(
+                width,
+                Box::new(move |wants| {
+                    crate::attest::fetch_windows(&attest_opts, &config, width, wants)
+                }),
+            )
+        }
+        None => frames,
+    }
+}
+
+/// Attests (retrying what the network breaks, never a refusal), then runs
+/// the ECG job over the server's log until `stop` is set: frames opened
+/// inside the worker, results sealed to the assignment's subscribers,
+/// checkpoints under the state key. A final checkpoint is taken on a clean
+/// stop.
+pub fn stream(o: &StreamOptions, stop: &AtomicBool) -> Result<StreamSummary, WorkerError> {
+    let Attestation {
+        cfg,
+        config,
+        token,
+        attested: Attested { ready, backend, .. },
+    } = attest_for_stream(o, stop)?;
     let (results_sealer, state_sealer, certificate) = sealers(&ready, &o.attest.assignment)?;
     if results_sealer.is_empty() {
         tracing::warn!(target: "aorta::worker", "the assignment has no subscribers: results are computed but nobody can read them");
@@ -360,16 +413,7 @@ pub fn stream(o: &StreamOptions, stop: &AtomicBool) -> Result<StreamSummary, Wor
     tracing::info!(target: "aorta::worker", backend = backend.name(), hardware_protected = backend.is_hardware(), devices = devices.len(), transport_keys = ready.keys().transport_keys.len(), key_window = o.attest.key_window, subscribers = results_sealer.len(), "keys received; streaming");
     let srv = Server::new(&o.server, &o.ca, Some(token.to_string()))?;
     let log = RemoteLog::new(srv.clone(), 500);
-    let mut frames = SecureFrames::new(ready);
-    if let Some(width) = o.attest.key_window {
-        let (attest_opts, config) = (o.attest.clone(), config.clone());
-        frames = frames.with_key_windows(
-            width,
-            Box::new(move |wants| {
-                crate::attest::fetch_windows(&attest_opts, &config, width, wants)
-            }),
-        );
-    }
+    let frames = secure_frames(o, &config, ready);
     let mut job = aorta_stream::job::EcgJob::open(
         cfg.ecg(),
         cfg.engine(),
