@@ -179,6 +179,17 @@ fn ms(x: f64) -> String {
     }
 }
 
+/// The rhythm events by kind, most frequent first (`vt_onset 3, …`).
+fn events_by_kind(r: &DemoReport) -> String {
+    let mut kinds: Vec<(&String, &u64)> = r.events_by_kind.iter().collect();
+    kinds.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    kinds
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn finish(r: &DemoReport, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         outln!("{}", serde_json::to_string_pretty(r)?);
@@ -199,6 +210,9 @@ fn finish(r: &DemoReport, json: bool) -> anyhow::Result<ExitCode> {
             ms(r.latency_ms.p50),
             ms(r.latency_ms.p99),
         );
+        if !r.events_by_kind.is_empty() {
+            outln!("rhythm events: {}", events_by_kind(r));
+        }
     }
     if let Some(d) = &r.kept_dir {
         eprintln!("work directory kept: {}", d.display());

@@ -2,24 +2,37 @@
 //! rhythm events out. It runs inside the attested worker.
 //!
 //! State per device (all of it checkpointed with the engine): the online
-//! R-peak detector ([`aorta_signal::rpeak::Detector`]), the rhythm monitor
+//! R-peak detector ([`aorta_signal::rpeak::Detector`]), the signal quality
+//! ([`aorta_signal::sqi::SignalQuality`]), the beat classifier
+//! ([`aorta_signal::beats::DetectedBeatClassifier`], on the detector's beats;
+//! its model checkpointed by name and weights fingerprint), the rhythm monitor
 //! ([`aorta_signal::rhythm::RhythmMonitor`]), the beat times still needed by
 //! an open window, rhythm events waiting for the watermark, and for event
-//! strips the last 30 s of every channel and the strips waiting for the 5 s
-//! after their event.
+//! strips the last 33 s of every channel and the strips waiting for the 5 s
+//! after their event. One 360-Hz device's state is about 168 KB of JSON, of
+//! which the beat classifier about 44 KB (`tests/ecg_beat_classes.rs`).
+//!
+//! Every beat the detector keeps (while the signal is readable) is
+//! classified N/S/V/F/Q and fed to
+//! [`aorta_signal::rhythm::RhythmMonitor::push_classified`]: AF evidence
+//! without the intervals next to V and F beats, and ventricular tachycardia,
+//! ventricular runs, bigeminy and trigeminy — the code path of `aorta eval
+//! rhythm|af`, which give the same events on the same samples. Beats from RR
+//! input are not classified (no waveform): their AF uses every interval.
 //!
 //! Outputs, each with a deterministic identity `(device, start, end)`:
 //! - [`EcgResult::HeartRate`] per sliding window (default 10 s every 5 s):
 //!   beats in the window and the mean rate over their intervals;
 //! - [`EcgResult::Hrv`] per tumbling window (default 5 min, Task Force):
 //!   the main time-domain, frequency-domain and Poincaré values;
-//! - [`EcgResult::Rhythm`] for each AF onset/offset, brady/tachy change and
-//!   pause, as an interval `[t, t + 1 + kind)` µs so that two events at the
+//! - [`EcgResult::Rhythm`] for each AF onset/offset, brady/tachy change,
+//!   pause, signal state, VT onset/offset, ventricular run, bigeminy and
+//!   trigeminy onset/offset, as an interval `[t, t + 1 + kind)` µs so that two events at the
 //!   same instant keep distinct identities;
 //! - [`EcgResult::Strip`] for each rhythm event of a device that sends
 //!   samples: every channel, µV, from 5 s before the event to 5 s after,
 //!   over `[t − 5 s, t + 5 s + 1 + kind)` (`docs/results-format.md`, "Event
-//!   strips"; the ring of the last 30 s of all channels it is cut from is
+//!   strips"; the ring of the last 33 s of all channels it is cut from is
 //!   part of the state);
 //! - [`EcgResult::Beats`] per tumbling window (default 30 s): the beat times.
 //!
