@@ -9,8 +9,8 @@
 //! ([`aorta_signal::rhythm::RhythmMonitor`]), the beat times still needed by
 //! an open window, rhythm events waiting for the watermark, and for event
 //! strips the last 33 s of every channel and the strips waiting for the 5 s
-//! after their event. One 360-Hz device's state is about 168 KB of JSON, of
-//! which the beat classifier about 44 KB (`tests/ecg_beat_classes.rs`).
+//! after their event. One 360-Hz device's state is about 102 KB of JSON, of
+//! which the beat classifier about 24 KB (`tests/ecg_beat_classes.rs`).
 //!
 //! Every beat the detector keeps (while the signal is readable) is
 //! classified N/S/V/F/Q and fed to

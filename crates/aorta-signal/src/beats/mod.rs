@@ -180,6 +180,7 @@ pub struct ClassifiedBeat {
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Cluster {
+    #[serde(with = "crate::compact")]
     template: Vec<f64>,
     weight: f64,
 }
@@ -311,6 +312,7 @@ struct CoreState {
     model_changed: Option<String>,
     hp: Biquad,
     lp: Biquad,
+    #[serde(with = "crate::compact")]
     ring: Vec<f64>,
     n: u64,
     pending: VecDeque<Beat>,
