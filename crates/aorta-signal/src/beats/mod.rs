@@ -388,7 +388,14 @@ impl TryFrom<CoreState> for DetectedBeatClassifier {
         {
             return Err(bad("templates"));
         }
-        if s.pending.len() > MAX_PENDING || s.local.len() > LOCAL_RR {
+        if s.n > 1 << 62
+            || s.pending.len() > MAX_PENDING
+            || s.local.len() > LOCAL_RR
+            || s.pending
+                .iter()
+                .any(|b| b.sample > s.n || b.reported_at > s.n)
+            || s.prev_r.is_some_and(|r| r > s.n)
+        {
             return Err(bad("beat queues"));
         }
         if s.ring.iter().any(|v| !v.is_finite()) {
@@ -545,8 +552,8 @@ impl DetectedBeatClassifier {
             let next = self.pending.get(1).map(|n| n.sample);
             let ready = end
                 || self.pending.len() > MAX_PENDING
-                || self.n >= b.sample + self.deadline
-                || (next.is_some() && self.n > b.sample + self.settle);
+                || self.n >= b.sample.saturating_add(self.deadline)
+                || (next.is_some() && self.n > b.sample.saturating_add(self.settle));
             if !ready {
                 break;
             }
@@ -982,6 +989,11 @@ mod tests {
                 serde_json::json!([{ "template": [1.0], "weight": 1.0 }]),
             ),
             ("model_fingerprint", serde_json::json!("xyz")),
+            ("n", serde_json::json!(u64::MAX)),
+            (
+                "pending",
+                serde_json::json!([{ "sample": u64::MAX, "reported_at": u64::MAX }]),
+            ),
         ] {
             let mut w = v.clone();
             w[key] = bad;
