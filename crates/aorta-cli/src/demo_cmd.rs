@@ -179,12 +179,24 @@ fn ms(x: f64) -> String {
     }
 }
 
+/// The rhythm events by kind, most frequent first (`: vt_onset 3, …`;
+/// empty without events).
+fn events_by_kind(r: &DemoReport) -> String {
+    let mut kinds: Vec<(&String, &u64)> = r.events_by_kind.iter().collect();
+    if kinds.is_empty() {
+        return String::new();
+    }
+    kinds.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let list: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    format!(": {}", list.join(", "))
+}
+
 fn finish(r: &DemoReport, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         outln!("{}", serde_json::to_string_pretty(r)?);
     } else {
         outln!(
-            "{}{} devices · {} samples · {} frames · {} results ({} rhythm events) · {:.0} samples/s · latency p50 {}, p99 {} (frame arrival → sealed results stored)",
+            "{}{} devices · {} samples · {} frames · {} results ({} rhythm events{}) · {:.0} samples/s · latency p50 {}, p99 {} (frame arrival → sealed results stored)",
             if r.interrupted {
                 "interrupted (partial): "
             } else {
@@ -195,6 +207,7 @@ fn finish(r: &DemoReport, json: bool) -> anyhow::Result<ExitCode> {
             r.frames,
             r.results,
             r.events,
+            events_by_kind(r),
             r.samples_per_s,
             ms(r.latency_ms.p50),
             ms(r.latency_ms.p99),

@@ -87,6 +87,12 @@ pub struct AfArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Run each annotated record through the live worker's ECG operator
+    /// (`aorta_stream::ecg::EcgOperator`: signal quality, detector, beat
+    /// classes, rhythm monitor, in 1-s frames) and score the AF events it
+    /// emits; each record classified by the model trained without it.
+    #[arg(long)]
+    through_worker: bool,
 }
 
 /// Arguments of `aorta eval rpeaks`.
@@ -226,6 +232,69 @@ fn af(a: AfArgs) -> anyhow::Result<ExitCode> {
         let names = record_list(&a.db, &a.records)?;
         crate::eval_report::check_records(&a.db, &names, 0, None)?;
     }
-    let report = score_af_with(&a.db, &a.records, a.segment, &RhythmConfig::default(), read)?;
+    let report = if a.through_worker {
+        if a.db.join("REFERENCE.csv").is_file() {
+            anyhow::bail!(
+                "--through-worker scores annotated records (a database with .atr rhythm annotations), not REFERENCE.csv strips"
+            );
+        }
+        aorta_signal::eval::score_af_records_from(&a.db, &a.records, a.segment, |name| {
+            worker_events(&a.db, name, read)
+        })?
+    } else {
+        score_af_with(&a.db, &a.records, a.segment, &RhythmConfig::default(), read)?
+    };
     crate::eval_report::af(&report, a.json)
+}
+
+/// The rhythm events the worker's ECG operator emits over a record's first
+/// lead, sent in 1-s frames (times in seconds from the record's start), with
+/// the record's rate and duration.
+fn worker_events(
+    db: &std::path::Path,
+    name: &str,
+    read: aorta_signal::wfdb::ReadOptions,
+) -> Result<aorta_signal::eval::RecordEvents, aorta_signal::wfdb::WfdbError> {
+    use aorta_stream::ecg::{EcgChunk, EcgConfig, EcgOperator, EcgResult};
+    use aorta_stream::{Engine, EngineConfig};
+    let rec = aorta_signal::wfdb::Record::read_with(db.join(name), read)?;
+    let fs = rec.fs();
+    let signal = rec
+        .physical(0)
+        .ok_or_else(|| aorta_signal::wfdb::WfdbError::Signal {
+            path: db.join(name),
+            error: aorta_signal::wfdb::SignalError::Inconsistent("no signal 0".into()),
+        })?;
+    // Any fixed epoch: results carry wall-clock µs.
+    const T0: i64 = 1_767_225_600_000_000;
+    let op = EcgOperator::new(EcgConfig::default())
+        .with_beat_model(aorta_signal::beats::model::held_out(name));
+    let mut engine = Engine::<String, EcgOperator>::new(op, EngineConfig::default());
+    let mut out = Vec::new();
+    let mut events = Vec::new();
+    let frame = (fs.round() as usize).max(1);
+    let mut take = |out: &mut Vec<aorta_stream::Output<String, EcgResult>>| {
+        for o in out.drain(..) {
+            if let EcgResult::Rhythm(e) = o.value {
+                events.push(aorta_signal::rhythm::RhythmEvent {
+                    time_s: (o.start - T0) as f64 / 1e6,
+                    kind: e.kind,
+                });
+            }
+        }
+    };
+    for (i, c) in signal.chunks(frame).enumerate() {
+        let t = T0 + ((i * frame) as f64 * 1e6 / fs).round() as i64;
+        let chunk = EcgChunk {
+            fs,
+            samples: c.to_vec(),
+            leads_uv: Vec::new(),
+        };
+        engine.push(name.to_string(), t, chunk.into(), &mut out);
+        take(&mut out);
+    }
+    engine.finish(&mut out);
+    take(&mut out);
+    events.sort_by(|a, b| a.time_s.total_cmp(&b.time_s));
+    Ok((events, fs, signal.len() as f64 / fs))
 }

@@ -81,3 +81,44 @@ fn eval_rhythm_json_has_af_vt_and_a_place_for_vfl() {
     assert!(v["rhythms"]["VFL"]["se"].is_null());
     assert!(v["rhythms"]["AF"].get("duration_se").is_some());
 }
+
+/// `aorta eval af --through-worker` scores the live worker's ECG operator:
+/// on these records its AF segments are the offline evaluation's (one code
+/// path: detector, beat classes, AF without ectopy).
+#[test]
+fn eval_af_through_the_worker_scores_what_the_worker_emits() {
+    let Some(db) = shared_data("mitdb", "this test") else {
+        return;
+    };
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "eval", "af", "--json", "--record", "201", "--record", "119", "--record", "208",
+        ];
+        args.extend_from_slice(extra);
+        args.push("--db");
+        let out = Run::new(args).arg(&db).ok();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let live = run(&["--through-worker"]);
+    let offline = run(&[]);
+    for k in ["tp", "fp", "tn", "fn"] {
+        assert_eq!(live[k], offline[k], "{k}: {live} {offline}");
+    }
+    let rows = live["records"].as_array().unwrap();
+    assert_eq!(rows[0]["record"], "201");
+    assert!(rows[0]["tp"].as_u64().unwrap() > 10, "201 has AF: {live}");
+    for row in &rows[1..] {
+        assert_eq!(row["episodes"], serde_json::json!([]), "no AF on {row}");
+    }
+    // REFERENCE.csv strips are not records the worker can be run over here.
+    if let Some(c) = shared_data("challenge-2017", "this test") {
+        let out = Run::new(["eval", "af", "--through-worker", "--db"])
+            .arg(&c)
+            .output();
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--through-worker"),
+            "{out:?}"
+        );
+    }
+}

@@ -36,6 +36,16 @@ fn check(v: &serde_json::Value) {
     assert_eq!(v["samples"], 2 * 40 * 360 * 2);
     assert_eq!(v["frames"], 2 * 40);
     assert!(v["events"].as_u64().is_some());
+    // The events by kind (as results name them) add up to the events.
+    let by_kind = v["events_by_kind"].as_object().unwrap();
+    let sum: u64 = by_kind.values().map(|n| n.as_u64().unwrap()).sum();
+    assert_eq!(Some(sum), v["events"].as_u64(), "{v}");
+    assert!(
+        by_kind
+            .keys()
+            .all(|k| k.chars().all(|c| c.is_ascii_lowercase() || c == '_')),
+        "{v}"
+    );
     assert!(v["samples_per_s"].as_f64().unwrap() > 0.0);
     let (p50, p99) = (
         v["latency_ms"]["p50"].as_f64().unwrap(),

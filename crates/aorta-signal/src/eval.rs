@@ -466,7 +466,22 @@ pub fn evaluate_af_record_from(
             (events, duration)
         }
     };
-    let episodes = crate::rhythm::af_episodes(&events);
+    score_af_events(db, name, fs, duration, segment, &events)
+}
+
+/// Scores the AF episodes of `events` (a monitor's events over record
+/// `name`, times in seconds from its start; `duration` seconds long at
+/// `fs` Hz) over `segment`-second pieces against the record's `(AFIB`
+/// annotations, as [`evaluate_af_record`] does with its own events.
+pub fn score_af_events(
+    db: &Path,
+    name: &str,
+    fs: f64,
+    duration: f64,
+    segment: f64,
+    events: &[crate::rhythm::RhythmEvent],
+) -> Result<AfRecordEval, WfdbError> {
+    let episodes = crate::rhythm::af_episodes(events);
     // Reference AFIB intervals from rhythm-change annotations.
     let anns = read_annotations(db.join(format!("{name}.atr")))?;
     let mut truth = Vec::new();
@@ -975,17 +990,48 @@ pub fn score_af_with(
     let (rows, failures) = each_record(&names, |name| {
         evaluate_af_record_with(db, name, segment, cfg, read)
     });
+    Ok(af_segment_report(rows, failures, segment))
+}
+
+/// The events of one record for [`score_af_records_from`]: the rhythm
+/// events (seconds from the record's start), the sampling rate and the
+/// record's duration, seconds.
+pub type RecordEvents = (Vec<crate::rhythm::RhythmEvent>, f64, f64);
+
+/// Scores AF over `segment`-second pieces of each annotated record
+/// (`records`, or `DB/RECORDS`) with the events `events_of` gives for it
+/// (e.g. the live worker's operator run over the record).
+pub fn score_af_records_from(
+    db: &Path,
+    records: &[String],
+    segment: f64,
+    events_of: impl Fn(&str) -> Result<RecordEvents, WfdbError> + Sync,
+) -> Result<AfReport, EvalError> {
+    let names = record_list(db, records)?;
+    let (rows, failures) = each_record(&names, |name| {
+        let (events, fs, duration) = events_of(name)?;
+        score_af_events(db, name, fs, duration, segment, &events)
+    });
+    Ok(af_segment_report(rows, failures, segment))
+}
+
+fn af_segment_report(
+    rows: Vec<AfRecordEval>,
+    failures: Vec<RecordFailure>,
+    segment: f64,
+) -> AfReport {
+    let mut total = Confusion::default();
     for r in &rows {
         total += r.segments;
     }
-    Ok(AfReport {
+    AfReport {
         score: total.into(),
         units: AfUnits::Segment {
             segment_s: segment,
             records: rows,
         },
         failures,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@
 #![deny(missing_docs)]
 
 pub mod beats;
+pub mod compact;
 pub mod eval;
 mod filter;
 pub mod hrv;

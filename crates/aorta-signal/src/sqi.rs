@@ -230,10 +230,13 @@ pub struct SignalQuality {
     qhp: Biquad,
     qlp: Biquad,
     /// Ring of band-passed samples (the analysis window).
+    #[serde(with = "crate::compact")]
     ring: Vec<f64>,
     /// Ring of QRS-band (5–25 Hz) samples.
+    #[serde(with = "crate::compact")]
     ring_qrs: Vec<f64>,
     /// Ring of squared high-frequency samples.
+    #[serde(with = "crate::compact")]
     ring_hf: Vec<f64>,
     pos: usize,
     filled: usize,

@@ -2,24 +2,37 @@
 //! rhythm events out. It runs inside the attested worker.
 //!
 //! State per device (all of it checkpointed with the engine): the online
-//! R-peak detector ([`aorta_signal::rpeak::Detector`]), the rhythm monitor
+//! R-peak detector ([`aorta_signal::rpeak::Detector`]), the signal quality
+//! ([`aorta_signal::sqi::SignalQuality`]), the beat classifier
+//! ([`aorta_signal::beats::DetectedBeatClassifier`], on the detector's beats;
+//! its model checkpointed by name and weights fingerprint), the rhythm monitor
 //! ([`aorta_signal::rhythm::RhythmMonitor`]), the beat times still needed by
 //! an open window, rhythm events waiting for the watermark, and for event
-//! strips the last 30 s of every channel and the strips waiting for the 5 s
-//! after their event.
+//! strips the last 33 s of every channel and the strips waiting for the 5 s
+//! after their event. One 360-Hz device's state is about 102 KB of JSON, of
+//! which the beat classifier about 24 KB (`tests/ecg_beat_classes.rs`).
+//!
+//! Every beat the detector keeps (while the signal is readable) is
+//! classified N/S/V/F/Q and fed to
+//! [`aorta_signal::rhythm::RhythmMonitor::push_classified`]: AF evidence
+//! without the intervals next to V and F beats, and ventricular tachycardia,
+//! ventricular runs, bigeminy and trigeminy — the code path of `aorta eval
+//! rhythm|af`, which give the same events on the same samples. Beats from RR
+//! input are not classified (no waveform): their AF uses every interval.
 //!
 //! Outputs, each with a deterministic identity `(device, start, end)`:
 //! - [`EcgResult::HeartRate`] per sliding window (default 10 s every 5 s):
 //!   beats in the window and the mean rate over their intervals;
 //! - [`EcgResult::Hrv`] per tumbling window (default 5 min, Task Force):
 //!   the main time-domain, frequency-domain and Poincaré values;
-//! - [`EcgResult::Rhythm`] for each AF onset/offset, brady/tachy change and
-//!   pause, as an interval `[t, t + 1 + kind)` µs so that two events at the
+//! - [`EcgResult::Rhythm`] for each AF onset/offset, brady/tachy change,
+//!   pause, signal state, VT onset/offset, ventricular run, bigeminy and
+//!   trigeminy onset/offset, as an interval `[t, t + 1 + kind)` µs so that two events at the
 //!   same instant keep distinct identities;
 //! - [`EcgResult::Strip`] for each rhythm event of a device that sends
 //!   samples: every channel, µV, from 5 s before the event to 5 s after,
 //!   over `[t − 5 s, t + 5 s + 1 + kind)` (`docs/results-format.md`, "Event
-//!   strips"; the ring of the last 30 s of all channels it is cut from is
+//!   strips"; the ring of the last 33 s of all channels it is cut from is
 //!   part of the state);
 //! - [`EcgResult::Beats`] per tumbling window (default 30 s): the beat times.
 //!
@@ -45,10 +58,11 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 
+use aorta_signal::beats::{ClassifiedBeat, DetectedBeatClassifier, Model, model};
 use aorta_signal::hrv::{ArtefactRule, HrvEngine, HrvOptions, NnSeries, WindowCoverage};
 use aorta_signal::rhythm::{RhythmConfig, RhythmEvent, RhythmEventKind, RhythmMonitor};
 use aorta_signal::rpeak::{Beat, Detector};
-use aorta_signal::sqi::{SignalQuality, SignalState};
+use aorta_signal::sqi::{SignalQuality, SignalState, StateChange};
 use serde::{Deserialize, Serialize};
 
 use crate::{KeyedOperator, Micros};
@@ -356,13 +370,33 @@ pub struct EcgState {
     /// Detector sample at which `quality` started.
     #[serde(default)]
     quality_offset: u64,
+    /// Beat classification of the analysed lead, on the detector's beats
+    /// (absent in older checkpoints: started at the next chunk, at the
+    /// detector's sample count).
+    #[serde(default)]
+    classifier: Option<DetectedBeatClassifier>,
+}
+
+/// What the rhythm monitor sees of one chunk, in order.
+enum Step {
+    /// A classified beat of the analysed lead.
+    Beat(ClassifiedBeat),
+    /// A change of signal state.
+    Change(StateChange),
 }
 
 /// The ECG operator (one per worker: it reuses HRV buffers).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct EcgOperator {
     cfg: EcgConfig,
     hrv: RefCell<HrvEngine>,
+    beat_model: &'static Model,
+}
+
+impl Default for EcgOperator {
+    fn default() -> Self {
+        EcgOperator::new(EcgConfig::default())
+    }
 }
 
 /// The beats in `[s, e)` (the deque is in time order: two binary searches,
@@ -383,6 +417,11 @@ fn intervals(inside: &[Micros], breaks: &VecDeque<Micros>) -> Vec<Micros> {
         .map(|(a, b)| b - a)
         .collect()
 }
+
+/// A beat is classified at most this long after its R peak: the
+/// classifier's deadline ([`aorta_signal::beats::MAX_RR_S`] plus the
+/// detector's 250-ms latency bound) plus its quarter-second step.
+const CLASSIFY_LAG_US: Micros = 2_750_000;
 
 /// The largest [`kind_code`].
 const MAX_KIND_CODE: Micros = 23;
@@ -422,30 +461,98 @@ impl EcgOperator {
         EcgOperator {
             cfg,
             hrv: RefCell::new(HrvEngine::new()),
+            beat_model: model::full(),
+        }
+    }
+
+    /// The operator classifying beats with `model` instead of the model
+    /// trained on every shared record ([`model::full`]): for evaluation on
+    /// a shared record with the model that never saw it
+    /// ([`model::held_out`]). A device whose checkpointed classifier names
+    /// another model keeps that one (resolved by name on restore).
+    pub fn with_beat_model(mut self, model: &'static Model) -> Self {
+        self.beat_model = model;
+        self
+    }
+
+    /// Ends the detector's run: its last beats are flushed and classified.
+    fn end_run(&self, state: &mut EcgState) {
+        let mut flushed = Vec::new();
+        if let Some(d) = state.detector.as_mut() {
+            d.finish(&mut flushed);
+        }
+        let mut classified = Vec::new();
+        let classify = state.classifier.is_some();
+        if let Some(c) = state.classifier.as_mut() {
+            c.finish(&flushed, &mut classified);
+        }
+        // Without a classifier (a checkpoint from before it, flushed before
+        // the next chunk) the beats go to the monitor unclassified.
+        self.add_beats(state, &flushed, !classify);
+        let mut events = Vec::new();
+        self.add_classified(state, &classified, &mut events);
+        Self::queue_events(state, events);
+    }
+
+    /// Classified beats of the analysed lead into the rhythm monitor.
+    fn add_classified(
+        &self,
+        state: &mut EcgState,
+        beats: &[ClassifiedBeat],
+        events: &mut Vec<RhythmEvent>,
+    ) {
+        let Some(m) = state.monitor.as_mut() else {
+            return;
+        };
+        for b in beats {
+            let t = state.origin + (b.beat.sample as f64 * 1e6 / state.fs).round() as Micros;
+            m.push_classified(t as f64 / 1e6, b.class, b.p_v, events);
         }
     }
 
     fn queue_events(state: &mut EcgState, events: Vec<RhythmEvent>) {
+        Self::queue_events_from(state, events, None);
+    }
+
+    /// Queues events found at stream time `found` (µs) or later than the
+    /// detector's latency after their beats: their strips start no earlier
+    /// than `found − RING_HISTORY_US + CLASSIFY_LAG_US`, a time the strip
+    /// ring holds whatever the chunking (it keeps `RING_HISTORY_US` back
+    /// from the end of the previous chunk, and an event found at `found`
+    /// was found in a chunk that ends after `found − CLASSIFY_LAG_US`).
+    fn queue_events_from(state: &mut EcgState, events: Vec<RhythmEvent>, found: Option<Micros>) {
+        let from = found.map(|f| {
+            f.saturating_sub(crate::ecg_strip::RING_HISTORY_US)
+                .saturating_add(CLASSIFY_LAG_US)
+        });
         for e in events {
             let t = (e.time_s * 1e6).round() as Micros;
             let code = kind_code(&e.kind);
-            state.strips.on_event(t, code, e);
+            state.strips.on_event(t, code, e, from);
             state.pending.push((t, t + 1 + code, EcgResult::Rhythm(e)));
         }
     }
 
-    fn add_beats(&self, state: &mut EcgState, beats: &[Beat]) {
+    /// Detected beats into the windows (and into the rhythm monitor when
+    /// `to_monitor`: beats that are not classified).
+    fn add_beats(&self, state: &mut EcgState, beats: &[Beat], to_monitor: bool) {
         let mut events = Vec::new();
         for b in beats {
             let t = state.origin + (b.sample as f64 * 1e6 / state.fs).round() as Micros;
-            self.add_beat_time(state, t, &mut events);
+            self.add_beat_time(state, t, &mut events, to_monitor);
         }
         Self::queue_events(state, events);
     }
 
-    fn add_beat_time(&self, state: &mut EcgState, t: Micros, events: &mut Vec<RhythmEvent>) {
+    fn add_beat_time(
+        &self,
+        state: &mut EcgState,
+        t: Micros,
+        events: &mut Vec<RhythmEvent>,
+        to_monitor: bool,
+    ) {
         state.beats.push_back(t);
-        if let Some(m) = state.monitor.as_mut() {
+        if to_monitor && let Some(m) = state.monitor.as_mut() {
             m.push_beat(t as f64 / 1e6, events);
         }
         let align = |size: Micros| t.div_euclid(size) * size;
@@ -457,10 +564,10 @@ impl EcgOperator {
     /// RR intervals enter at the beat stage (no detector).
     fn on_rr(&self, state: &mut EcgState, t: Micros, rr: &RrBeats) {
         // A device that switches from raw ECG to RR: flush its detector.
-        if let Some(mut d) = state.detector.take() {
-            let mut flushed = Vec::new();
-            d.finish(&mut flushed);
-            self.add_beats(state, &flushed);
+        if state.detector.is_some() {
+            self.end_run(state);
+            state.detector = None;
+            state.classifier = None;
             state
                 .strips
                 .close(state.origin, state.fs, &mut state.pending);
@@ -482,7 +589,7 @@ impl EcgOperator {
                     state.breaks.push_back(b);
                     new_segment = false;
                 }
-                self.add_beat_time(state, b, events);
+                self.add_beat_time(state, b, events, true);
             }
         };
         if !continuation {
@@ -510,17 +617,14 @@ impl EcgOperator {
             Some(_) => state.fs != chunk.fs || (t - state.next_t).abs() > 1_000_000,
         };
         if restart {
-            let mut flushed = Vec::new();
-            if let Some(d) = state.detector.as_mut() {
-                d.finish(&mut flushed);
-            }
-            self.add_beats(state, &flushed);
+            self.end_run(state);
             // The run ends: its strips are cut from what it holds.
             state
                 .strips
                 .close(state.origin, state.fs, &mut state.pending);
             // An invalid rate leaves the device without a detector: its chunks are ignored.
             state.detector = Detector::new(chunk.fs).ok();
+            state.classifier = DetectedBeatClassifier::with_model(chunk.fs, self.beat_model).ok();
             // A signal state still open ends where the run ends.
             if let Some(ev) = state.quality.take().and_then(|q| q.state().event(false)) {
                 let time_s = state.next_t.max(state.origin) as f64 / 1e6;
@@ -548,6 +652,12 @@ impl EcgOperator {
             state.quality = SignalQuality::new(state.fs).ok();
             state.quality_offset = det.samples_seen();
         }
+        if state.classifier.is_none() {
+            // A checkpoint from before beat classification.
+            state.classifier =
+                DetectedBeatClassifier::starting_at(state.fs, self.beat_model, det.samples_seen())
+                    .ok();
+        }
         // The detector and the signal quality see the same samples, cut at
         // the quality's second boundaries: a beat is kept only while the
         // signal is readable (judged at the last second boundary).
@@ -555,6 +665,9 @@ impl EcgOperator {
         let mut piece_beats = Vec::new();
         let mut changes = Vec::new();
         let mut seconds = Vec::new();
+        // Classified beats and signal-state changes, in order.
+        let mut steps = Vec::new();
+        let mut classified = Vec::new();
         let mut rest: &[f64] = &chunk.samples;
         while !rest.is_empty() {
             let take = match state.quality.as_ref() {
@@ -567,27 +680,54 @@ impl EcgOperator {
             };
             let (piece, tail) = rest.split_at(take);
             det.push(piece, &mut piece_beats);
-            if state
+            let allowed = state
                 .quality
                 .as_ref()
-                .is_none_or(|q| q.state().beats_allowed())
-            {
-                beats.append(&mut piece_beats);
-            } else {
+                .is_none_or(|q| q.state().beats_allowed());
+            if !allowed {
                 piece_beats.clear();
             }
+            // The classifier sees every sample and the beats kept.
+            if let Some(c) = state.classifier.as_mut() {
+                c.push(piece, &piece_beats, &mut classified);
+            }
+            beats.append(&mut piece_beats);
+            steps.extend(classified.drain(..).map(Step::Beat));
             if let Some(q) = state.quality.as_mut() {
                 q.push(piece, &mut seconds, &mut changes);
                 seconds.clear();
+            }
+            for c in changes.drain(..) {
+                if c.from == SignalState::Readable
+                    && let Some(k) = state.classifier.as_mut()
+                {
+                    // The beats before the signal became unreadable are
+                    // classified now, so they reach the monitor before it
+                    // restarts.
+                    k.finish(&[], &mut classified);
+                    steps.extend(classified.drain(..).map(Step::Beat));
+                }
+                steps.push(Step::Change(c));
             }
             rest = tail;
         }
         let seen = det.samples_seen();
         state.next_t = state.origin + (seen as f64 * 1e6 / state.fs).round() as Micros;
-        self.add_beats(state, &beats);
+        self.add_beats(state, &beats, false);
         let mut events = Vec::new();
         let base_s = state.origin as f64 / 1e6 + state.quality_offset as f64 / state.fs;
-        for c in &changes {
+        for step in &steps {
+            let c = match step {
+                Step::Beat(b) => {
+                    let mut found = Vec::new();
+                    self.add_classified(state, std::slice::from_ref(b), &mut found);
+                    let t =
+                        state.origin + (b.beat.sample as f64 * 1e6 / state.fs).round() as Micros;
+                    Self::queue_events_from(state, found, Some(t));
+                    continue;
+                }
+                Step::Change(c) => c,
+            };
             events.extend(c.events().map(|mut e| {
                 e.time_s += base_s;
                 e
@@ -606,10 +746,21 @@ impl EcgOperator {
             .quality
             .as_ref()
             .is_none_or(|q| q.state().beats_allowed());
-        if readable && let Some(m) = state.monitor.as_mut() {
-            m.tick(state.next_t as f64 / 1e6, &mut events);
-        }
+        // A pause is judged up to the oldest beat detected but not yet
+        // classified (at most about 2.3 s back): no pause ends after it.
+        let unclassified = state
+            .classifier
+            .as_ref()
+            .and_then(|c| c.oldest_pending())
+            .map(|s| state.origin + (s as f64 * 1e6 / state.fs).round() as Micros);
+        let now = unclassified.map_or(state.next_t, |u| u.min(state.next_t));
         Self::queue_events(state, events);
+        let mut ticked = Vec::new();
+        if readable && let Some(m) = state.monitor.as_mut() {
+            m.tick(now as f64 / 1e6, &mut ticked);
+        }
+        // `now` is at most CLASSIFY_LAG_US before the chunk's end.
+        Self::queue_events_from(state, ticked, Some(now));
         state
             .strips
             .complete(state.origin, state.fs, &mut state.pending);
@@ -684,12 +835,10 @@ impl KeyedOperator for EcgOperator {
                 // the last, which it would otherwise take as contiguous and
                 // date every later beat too early), and a strip never spans
                 // the gap.
-                if matches!(**inner, EcgEvent::Samples(_))
-                    && let Some(mut d) = state.detector.take()
-                {
-                    let mut flushed = Vec::new();
-                    d.finish(&mut flushed);
-                    self.add_beats(state, &flushed);
+                if matches!(**inner, EcgEvent::Samples(_)) && state.detector.is_some() {
+                    self.end_run(state);
+                    state.detector = None;
+                    state.classifier = None;
                 }
                 state
                     .strips
@@ -720,11 +869,7 @@ impl KeyedOperator for EcgOperator {
             wm.saturating_sub(300_000)
         };
         if wm == Micros::MAX {
-            let mut flushed = Vec::new();
-            if let Some(d) = state.detector.as_mut() {
-                d.finish(&mut flushed);
-            }
-            self.add_beats(state, &flushed);
+            self.end_run(state);
             let mut events = Vec::new();
             if let Some(m) = state.monitor.as_mut() {
                 m.finish(state.next_t as f64 / 1e6, &mut events);

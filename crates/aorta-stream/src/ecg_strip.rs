@@ -13,9 +13,11 @@
 //!
 //! Chunk invariance: after each chunk the ring keeps [`RING_HISTORY_US`]
 //! back from the chunk's end. An event found while the next chunk is read
-//! is dated at most the detector's latency (250 ms) plus its own lag (for
-//! AF the 16 beats of evidence, for a pause its length) before that chunk's
-//! start, so while that lag stays under `RING_HISTORY_US − 5.25 s` (24.75 s)
+//! is dated at most the detector's latency (250 ms), the beat classifier's
+//! (a beat is classified at most 2.25 s after its R peak, once the next beat
+//! is in; rhythms from beat classes wait for it) plus its own lag (for AF
+//! the 16 beats of evidence, for a pause its length) before that chunk's
+//! start, so while that lag stays under `RING_HISTORY_US − 7.5 s` (25.5 s)
 //! the strip never depends on how the samples were cut into frames. A
 //! strip is complete when the ring reaches 5 s past its event, whatever the
 //! chunk; at the end of a run (a gap, a restart, the end of input) every
@@ -32,10 +34,10 @@ use crate::ecg::{EcgResult, EcgStrip, StripLead};
 /// Time shown before and after the event, µs.
 pub const STRIP_HALF_US: Micros = 5_000_000;
 /// How far back from the newest sample the ring reaches, µs.
-pub const RING_HISTORY_US: Micros = 30_000_000;
+pub const RING_HISTORY_US: Micros = 33_000_000;
 /// Most samples the ring holds over all channels (the history is shortened
-/// for a device whose `fs · channels · 30 s` exceeds it: 12 leads at 500 Hz
-/// keep their 30 s, 32 channels at 10 kHz 0.8 s). A strip is cut from the
+/// for a device whose `fs · channels · 33 s` exceeds it: 12 leads at 500 Hz
+/// keep their 33 s, 32 channels at 10 kHz 0.8 s). A strip is cut from the
 /// ring (2¹⁸ samples plus at most an eighth in its newest block), so its JSON
 /// stays under 3.6 MB (12 bytes per sample at most), whose
 /// sealed, base64 record fits one request to the server (8 MiB).
@@ -250,6 +252,12 @@ pub(crate) struct PendingStrip {
     /// The event's kind code (as in its result id).
     code: Micros,
     event: RhythmEvent,
+    /// The earliest time the strip shows, µs (absent: 5 s before the
+    /// event). Set for events found late (from classified beats), so that
+    /// what the strip holds never depends on how far the ring reached when
+    /// the event was found, i.e. on how the samples were cut into frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    from: Option<Micros>,
 }
 
 /// The strip state of one device.
@@ -266,7 +274,7 @@ pub(crate) struct StripBook {
     granted: VecDeque<Micros>,
 }
 
-/// Samples per channel the ring keeps back from its newest one: 30 s, or
+/// Samples per channel the ring keeps back from its newest one: 33 s, or
 /// fewer so that all channels hold at most `MAX_RING_SAMPLES`.
 fn history(fs: f64, ch: usize) -> u64 {
     ((RING_HISTORY_US as f64 * fs / 1e6).ceil() as u64).min((MAX_RING_SAMPLES / ch.max(1)) as u64)
@@ -324,8 +332,15 @@ impl StripBook {
 
     /// An event was found: grants it a strip unless the device has no
     /// samples or [`MAX_STRIPS_PER_SPAN`] strips were granted within 10 s
-    /// of it.
-    pub(crate) fn on_event(&mut self, t: Micros, code: Micros, event: RhythmEvent) {
+    /// of it. The strip starts no earlier than `from` (when given: a time
+    /// the ring is known to hold, whatever the chunking).
+    pub(crate) fn on_event(
+        &mut self,
+        t: Micros,
+        code: Micros,
+        event: RhythmEvent,
+        from: Option<Micros>,
+    ) {
         if self.ring.is_none() {
             return;
         }
@@ -341,7 +356,12 @@ impl StripBook {
         while self.granted.len() > GRANTED_CAP {
             self.granted.pop_front();
         }
-        self.pending.push(PendingStrip { t, code, event });
+        self.pending.push(PendingStrip {
+            t,
+            code,
+            event,
+            from,
+        });
     }
 
     /// Completes the pending strips whose 5 s after the event are in the
@@ -399,7 +419,10 @@ fn cut(
     p: &PendingStrip,
     out: &mut Vec<(Micros, Micros, EcgResult)>,
 ) {
-    let k0 = index_at(origin, fs, p.t.saturating_sub(STRIP_HALF_US)).max(0) as u64;
+    let start =
+        p.t.saturating_sub(STRIP_HALF_US)
+            .max(p.from.unwrap_or(Micros::MIN));
+    let k0 = index_at(origin, fs, start).max(0) as u64;
     let k1 = index_at(origin, fs, p.t.saturating_add(STRIP_HALF_US)).max(0) as u64;
     let lo = k0.max(ring.first());
     let hi = k1.min(ring.end());
@@ -461,29 +484,29 @@ mod tests {
         b.append(0, &[0.0; 360], &[], 0, 360.0, &mut out);
         assert_eq!(b.ring.as_ref().map(|r| r.ch), Some(1));
         for i in 0..100 {
-            b.on_event(100_000 * i, 4, ev(100_000 * i));
+            b.on_event(100_000 * i, 4, ev(100_000 * i), None);
         }
         assert_eq!(b.pending.len(), MAX_STRIPS_PER_SPAN);
         // 10 s after the last granted one: granted again.
-        b.on_event(10_300_000, 4, ev(10_300_000));
+        b.on_event(10_300_000, 4, ev(10_300_000), None);
         assert_eq!(b.pending.len(), MAX_STRIPS_PER_SPAN + 1);
         // The remembered times stay bounded.
         for i in 0..10_000 {
-            b.on_event(20_000_000 + 3_000_000 * i, 4, ev(0));
+            b.on_event(20_000_000 + 3_000_000 * i, 4, ev(0), None);
         }
         assert!(b.granted.len() <= GRANTED_CAP);
         // No ring (RR input, no samples): no strip.
         let mut none = StripBook::default();
-        none.on_event(0, 0, ev(0));
+        none.on_event(0, 0, ev(0), None);
         assert!(none.pending.is_empty());
     }
 
-    /// The ring keeps 30 s, at most `MAX_RING_SAMPLES` over its channels
+    /// The ring keeps 33 s, at most `MAX_RING_SAMPLES` over its channels
     /// (32 channels at 10 kHz: 3.2 s), and reads back what it wrote.
     #[test]
     fn the_ring_is_bounded_and_round_trips() {
         for (fs, ch, keep) in [
-            (360.0, 2usize, 10_800u64),
+            (360.0, 2usize, 11_880u64),
             (10_000.0, 32, (MAX_RING_SAMPLES / 32) as u64),
         ] {
             let mut b = StripBook::default();
@@ -534,7 +557,7 @@ mod tests {
             fs,
             &mut out,
         );
-        b.on_event(6_000_000, 0, ev(6_000_000));
+        b.on_event(6_000_000, 0, ev(6_000_000), None);
         b.complete(0, fs, &mut out);
         assert!(out.is_empty(), "waits for 5 s after the event");
         b.close(0, fs, &mut out);

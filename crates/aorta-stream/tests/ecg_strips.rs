@@ -189,13 +189,14 @@ fn a_strip_of_both_channels_is_centred_on_every_rhythm_event() {
     assert_eq!(strips.len() + refused, events.len());
     assert!(refused >= 1, "the bound applies on this record");
     let period = 1e6 / r.fs;
+    let mut late_found = 0;
     for (t, ev) in &events {
         let Some((s, e, st)) = strips.iter().find(|(_, _, st)| st.event == *ev) else {
             continue;
         };
         // The strip's id differs from the event's and names it.
         assert_eq!(*s, t - 5_000_000);
-        assert!(*e > t + 5_000_000 && *e <= t + 5_000_009, "{e}");
+        assert!(*e > t + 5_000_000 && *e <= t + 5_000_024, "{e}");
         assert_eq!(st.fs, r.fs);
         assert_eq!(st.leads.len(), 2, "both channels");
         assert_eq!(
@@ -205,14 +206,26 @@ fn a_strip_of_both_channels_is_centred_on_every_rhythm_event() {
         let n = st.leads[0].samples_uv.len();
         assert_eq!(n, st.leads[1].samples_uv.len());
         // Centred: 5 s each side (to the nearest sample), except at the end
-        // of the input.
+        // of the input, and for an AF offset found so late (its 16 beats of
+        // evidence are the intervals clear of ectopic beats: in 201's
+        // trigeminy one in three) that the 33 s the operator keeps no longer
+        // reach 5 s before it: that strip starts later, where the ring held
+        // it whatever the framing (docs/results-format.md, "Event strips").
         let first = st.first_sample_us;
-        assert!(
-            ((first - (t - 5_000_000)) as f64).abs() <= period / 2.0,
-            "{ev:?}: strip starts at {first}, event at {t}"
-        );
+        let late = first > t - 5_000_000 && ev.kind == RhythmEventKind::AfOffset;
+        if late {
+            late_found += 1;
+            assert!(first < t + 5_000_000, "{ev:?}: an empty strip");
+        } else {
+            assert!(
+                ((first - (t - 5_000_000)) as f64).abs() <= period / 2.0,
+                "{ev:?}: strip starts at {first}, event at {t}"
+            );
+        }
         let end_of_input = t_of(&r, r.n);
-        if t + 5_000_000 <= end_of_input {
+        if late {
+            assert!(n > 0 && n < 3600);
+        } else if t + 5_000_000 <= end_of_input {
             assert_eq!(n, 3600, "{ev:?}: 10 s at 360 Hz");
         } else {
             assert!(n < 3600 && n > 0);
@@ -232,6 +245,8 @@ fn a_strip_of_both_channels_is_centred_on_every_rhythm_event() {
         .max()
         .unwrap();
     eprintln!("largest strip result JSON: {json_len} bytes");
+    eprintln!("strips of AF offsets found too late to be centred: {late_found}");
+    assert!(late_found <= 1, "{late_found}");
 }
 
 #[test]

@@ -37,6 +37,8 @@ pub(crate) struct Fleet {
     total: u64,
     view: BTreeMap<String, Patient>,
     events: u64,
+    /// Rhythm events received, by kind name.
+    event_kinds: BTreeMap<String, u64>,
 }
 
 impl Fleet {
@@ -56,6 +58,7 @@ impl Fleet {
             total: 0,
             view: BTreeMap::new(),
             events: 0,
+            event_kinds: BTreeMap::new(),
         };
         let mut loaded: BTreeMap<PathBuf, Arc<Record>> = BTreeMap::new();
         let uplink = HttpsTransport::new(&cloud.url, &cloud.cert, HttpOptions::default())?;
@@ -156,6 +159,12 @@ impl Fleet {
         reader: &mut ResultReader,
     ) -> Result<(), aorta_stream::StreamError> {
         for r in reader.poll()? {
+            if let aorta_stream::ecg::EcgResult::Rhythm(ev) = &r.result {
+                *self
+                    .event_kinds
+                    .entry(view::kind_name(&ev.kind))
+                    .or_default() += 1;
+            }
             view::apply(&mut self.view, &r, &mut self.events);
         }
         Ok(())
@@ -238,6 +247,7 @@ impl Fleet {
                 .frames_accepted
                 .max(self.counters.acked.load(Ordering::Relaxed)),
             events: self.events,
+            events_by_kind: self.event_kinds.clone(),
             results: self.view.values().map(|p| p.results).sum(),
             samples_per_s: samples as f64 / streaming.max(1e-9),
             seconds: streaming,

@@ -218,6 +218,9 @@ pub struct DemoReport {
     pub frames: u64,
     /// Rhythm events received.
     pub events: u64,
+    /// Rhythm events received, by kind as results name it (`af_onset`,
+    /// `vt_onset`, `bigeminy_onset`, …).
+    pub events_by_kind: std::collections::BTreeMap<String, u64>,
     /// Results opened.
     pub results: u64,
     /// Samples per second of streaming.

@@ -33,12 +33,7 @@ pub(crate) fn apply(view: &mut BTreeMap<String, Patient>, r: &OpenedResult, even
         }
         EcgResult::Rhythm(ev) => {
             *events += 1;
-            // The kind's name as it is written in results (`af_onset`, …).
-            let kind = serde_json::to_value(ev.kind)
-                .ok()
-                .and_then(|v| v.get("kind")?.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            p.events.push(kind);
+            p.events.push(kind_name(&ev.kind));
         }
         // A strip repeats its event's rhythm result and beats repeat the
         // heart rate: the terminal view shows neither waveform nor beats.
@@ -49,6 +44,15 @@ pub(crate) fn apply(view: &mut BTreeMap<String, Patient>, r: &OpenedResult, even
                 .push(format!("gap ({missing_frames} frames missing)"));
         }
     }
+}
+
+/// A rhythm event kind's name as it is written in results (`af_onset`,
+/// `vt_onset`, `bigeminy_onset`, …).
+pub(crate) fn kind_name(kind: &aorta_signal::rhythm::RhythmEventKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.get("kind")?.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 fn fmt_opt(v: Option<f64>, prec: usize) -> String {
@@ -161,6 +165,37 @@ impl Screen {
         } else if final_ || self.last_plain.elapsed() >= Duration::from_secs(5) {
             let _ = writeln!(err, "{}", lines.first().cloned().unwrap_or_default());
             self.last_plain = Instant::now();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+    use super::*;
+    use aorta_signal::rhythm::RhythmEventKind as K;
+
+    /// The live view names the beat-class rhythms as results do.
+    #[test]
+    fn beat_class_rhythms_are_named_as_in_results() {
+        for (k, name) in [
+            (K::AfOnset, "af_onset"),
+            (K::VtOnset { confidence: 0.9 }, "vt_onset"),
+            (K::VtOffset, "vt_offset"),
+            (
+                K::VentricularRun {
+                    beats: 4,
+                    rate_bpm: 60.0,
+                    confidence: 0.8,
+                },
+                "ventricular_run",
+            ),
+            (K::BigeminyOnset { confidence: 0.9 }, "bigeminy_onset"),
+            (K::BigeminyOffset, "bigeminy_offset"),
+            (K::TrigeminyOnset { confidence: 0.9 }, "trigeminy_onset"),
+            (K::TrigeminyOffset, "trigeminy_offset"),
+        ] {
+            assert_eq!(kind_name(&k), name);
         }
     }
 }

@@ -180,17 +180,106 @@ pub struct ClassifiedBeat {
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Cluster {
+    #[serde(with = "crate::compact")]
     template: Vec<f64>,
     weight: f64,
 }
 
-/// The online beat classifier: R-peak detection and classification of the
-/// samples of one lead.
-#[derive(Debug, Clone)]
+/// The online beat classifier: R-peak detection ([`Detector`]) and
+/// classification ([`DetectedBeatClassifier`]) of the samples of one lead.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BeatClassifier {
+    det: Detector,
+    core: DetectedBeatClassifier,
+    #[serde(skip)]
+    scratch: Vec<Beat>,
+}
+
+impl BeatClassifier {
+    /// A classifier for sampling rate `fs` using the model trained on every
+    /// shared record ([`model::full`]).
+    pub fn new(fs: f64) -> Result<BeatClassifier, DetectorConfigError> {
+        BeatClassifier::with_model(fs, model::full())
+    }
+
+    /// A classifier using `model` (e.g. [`model::without`] a record).
+    pub fn with_model(
+        fs: f64,
+        model: &'static Model,
+    ) -> Result<BeatClassifier, DetectorConfigError> {
+        Ok(BeatClassifier {
+            det: Detector::with_config(DetectorConfig::new(fs))?,
+            core: DetectedBeatClassifier::with_model(fs, model)?,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Bytes held in buffers, fixed at construction (the templates are
+    /// created once each).
+    pub fn buffer_bytes(&self) -> usize {
+        self.core.buffer_bytes() + self.det.buffer_bytes()
+    }
+
+    /// Samples consumed so far.
+    pub fn samples_seen(&self) -> u64 {
+        self.core.samples_seen()
+    }
+
+    /// The classification stage.
+    pub fn core(&self) -> &DetectedBeatClassifier {
+        &self.core
+    }
+
+    /// Consumes samples (any unit, mV recommended), appending every beat to
+    /// `out` once it is classified. Non-finite samples count as 0.
+    pub fn push(&mut self, samples: &[f64], out: &mut Vec<ClassifiedBeat>) {
+        // The detector and the classification stage see the same pieces,
+        // so the beats reach the stage exactly when they are reported.
+        let step = self.core.step();
+        for chunk in samples.chunks(step) {
+            let mut found = std::mem::take(&mut self.scratch);
+            found.clear();
+            self.det.push(chunk, &mut found);
+            self.core.push(chunk, &found, out);
+            self.scratch = found;
+        }
+    }
+
+    /// End of stream: classifies the beats still pending.
+    pub fn finish(&mut self, out: &mut Vec<ClassifiedBeat>) {
+        let mut found = Vec::new();
+        self.det.finish(&mut found);
+        self.core.finish(&found, out);
+    }
+}
+
+/// Most beats waiting for their classification; more (only from a caller
+/// reporting beats faster than any heart beats) are classified at once.
+const MAX_PENDING: usize = 32;
+
+/// The classification stage of [`BeatClassifier`] for beats detected
+/// elsewhere: it is given the samples of the lead and the beats a
+/// [`Detector`] reported while consuming them (the streaming worker's own
+/// detector, whose beats it gates by signal quality), and classifies each
+/// beat as [`BeatClassifier`] would.
+///
+/// The whole state serialises (serde), the model by reference: its name
+/// ([`Model::left_out`], empty for [`model::full`]) and a checksum of its
+/// weights ([`Model::fingerprint`]), resolved to the built-in model of that
+/// name on restore. A state naming no built-in model does not deserialize
+/// (an error, never a guess); one saved under *other weights* of that name
+/// (another model version) is restored with the built-in model and says so
+/// ([`DetectedBeatClassifier::model_changed`]): what it has learnt (templates,
+/// RR averages) does not depend on the model, only the class decisions do.
+/// A state whose buffers do not fit its sampling rate does not deserialize.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "CoreState", into = "CoreState")]
+pub struct DetectedBeatClassifier {
     fs: f64,
     model: &'static Model,
-    det: Detector,
+    /// Fingerprint of the model the state was saved under, when it was not
+    /// the built-in one of that name.
+    model_changed: Option<u64>,
     hp: Biquad,
     lp: Biquad,
     /// Delay of the morphology filter, samples.
@@ -209,40 +298,164 @@ pub struct BeatClassifier {
     deadline: u64,
     /// Samples after an R peak by which its whole window is in.
     settle: u64,
-    scratch: Vec<Beat>,
 }
 
-impl BeatClassifier {
-    /// A classifier for sampling rate `fs` using the model trained on every
-    /// shared record ([`model::full`]).
-    pub fn new(fs: f64) -> Result<BeatClassifier, DetectorConfigError> {
-        BeatClassifier::with_model(fs, model::full())
-    }
+/// The serialised form of [`DetectedBeatClassifier`].
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CoreState {
+    fs: f64,
+    /// [`Model::left_out`] of the model.
+    model: String,
+    /// [`Model::fingerprint`] of the model, hexadecimal.
+    model_fingerprint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    model_changed: Option<String>,
+    hp: Biquad,
+    lp: Biquad,
+    #[serde(with = "crate::compact")]
+    ring: Vec<f64>,
+    n: u64,
+    pending: VecDeque<Beat>,
+    prev_r: Option<u64>,
+    local: VecDeque<f64>,
+    avg_rr: Option<f64>,
+    clusters: Vec<Cluster>,
+}
 
-    /// A classifier using `model` (e.g. [`model::without`] a record).
+/// Why a saved [`DetectedBeatClassifier`] was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestoreError {
+    /// No built-in model has this name.
+    #[error("no built-in beat model is named {0:?}")]
+    UnknownModel(String),
+    /// The sampling rate is not supported.
+    #[error("beat classifier state: {0}")]
+    Rate(#[from] DetectorConfigError),
+    /// A buffer or counter does not fit the state's sampling rate.
+    #[error("beat classifier state is inconsistent: {0}")]
+    Inconsistent(&'static str),
+}
+
+impl From<DetectedBeatClassifier> for CoreState {
+    fn from(c: DetectedBeatClassifier) -> CoreState {
+        CoreState {
+            fs: c.fs,
+            model: c.model.left_out.to_string(),
+            model_fingerprint: format!("{:016x}", c.model.fingerprint()),
+            model_changed: c.model_changed.map(|f| format!("{f:016x}")),
+            hp: c.hp,
+            lp: c.lp,
+            ring: c.ring,
+            n: c.n,
+            pending: c.pending,
+            prev_r: c.prev_r,
+            local: c.local,
+            avg_rr: c.avg_rr,
+            clusters: c.clusters,
+        }
+    }
+}
+
+impl TryFrom<CoreState> for DetectedBeatClassifier {
+    type Error = RestoreError;
+
+    fn try_from(s: CoreState) -> Result<DetectedBeatClassifier, RestoreError> {
+        let model = if s.model.is_empty() {
+            model::full()
+        } else {
+            model::without(&s.model).ok_or_else(|| RestoreError::UnknownModel(s.model.clone()))?
+        };
+        let saved = u64::from_str_radix(&s.model_fingerprint, 16)
+            .map_err(|_| RestoreError::Inconsistent("model fingerprint"))?;
+        let earlier = match s.model_changed.as_deref() {
+            Some(f) => Some(
+                u64::from_str_radix(f, 16)
+                    .map_err(|_| RestoreError::Inconsistent("model fingerprint"))?,
+            ),
+            None => None,
+        };
+        let mut c = DetectedBeatClassifier::with_model(s.fs, model)?;
+        let bad = RestoreError::Inconsistent;
+        if s.ring.len() != c.ring.len() {
+            return Err(bad("ring length"));
+        }
+        let width = c.pre + c.post + 1;
+        if s.clusters.len() > CLUSTERS
+            || s.clusters
+                .iter()
+                .any(|k| k.template.len() != width || !k.weight.is_finite())
+        {
+            return Err(bad("templates"));
+        }
+        if s.n > 1 << 62
+            || s.pending.len() > MAX_PENDING
+            || s.local.len() > LOCAL_RR
+            || s.pending
+                .iter()
+                .any(|b| b.sample > s.n || b.reported_at > s.n)
+            || s.prev_r.is_some_and(|r| r > s.n)
+        {
+            return Err(bad("beat queues"));
+        }
+        if s.ring.iter().any(|v| !v.is_finite()) {
+            return Err(bad("ring values"));
+        }
+        c.model_changed = if saved == model.fingerprint() {
+            earlier
+        } else {
+            Some(saved)
+        };
+        c.hp = s.hp;
+        c.lp = s.lp;
+        c.ring = s.ring;
+        c.n = s.n;
+        c.pending = s.pending;
+        c.prev_r = s.prev_r;
+        c.local = s.local;
+        c.avg_rr = s.avg_rr;
+        c.clusters = s.clusters;
+        Ok(c)
+    }
+}
+
+impl DetectedBeatClassifier {
+    /// A classification stage for sampling rate `fs` using `model`.
     pub fn with_model(
         fs: f64,
         model: &'static Model,
-    ) -> Result<BeatClassifier, DetectorConfigError> {
-        let det = Detector::with_config(DetectorConfig::new(fs))?;
+    ) -> Result<DetectedBeatClassifier, DetectorConfigError> {
+        DetectedBeatClassifier::starting_at(fs, model, 0)
+    }
+
+    /// A stage whose first sample is the detector's sample `first` (for a
+    /// detector that has already run: the beats' sample indices are the
+    /// detector's).
+    pub fn starting_at(
+        fs: f64,
+        model: &'static Model,
+        first: u64,
+    ) -> Result<DetectedBeatClassifier, DetectorConfigError> {
+        // The detector's checks of the rate (and its latency bound).
+        let cfg = DetectorConfig::new(fs);
+        Detector::with_config(cfg)?;
         let hp = Biquad::highpass(fs, 0.5);
         let lp = Biquad::lowpass(fs, 40.0);
         let gd = group_delay(&[hp, lp], fs, 10.0).round().max(0.0) as u64;
         let s = |t: f64| (t * fs).round().max(1.0) as usize;
         let pre = s(PRE_S);
         let post = s(POST_S);
-        let latency = det.config().max_latency;
-        let deadline = s(MAX_RR_S + latency) as u64 + 1;
-        let ring = (deadline as usize + pre + post + gd as usize + s(0.5)).next_power_of_two();
-        Ok(BeatClassifier {
+        let deadline = s(MAX_RR_S + cfg.max_latency) as u64 + 1;
+        let ring = deadline as usize + pre + post + gd as usize + s(0.5);
+        Ok(DetectedBeatClassifier {
             fs,
             model,
-            det,
+            model_changed: None,
             hp,
             lp,
             gd,
             ring: vec![0.0; ring],
-            n: 0,
+            n: first,
             pre,
             post,
             pending: VecDeque::new(),
@@ -252,51 +465,85 @@ impl BeatClassifier {
             clusters: Vec::with_capacity(CLUSTERS),
             deadline,
             settle: (post + s(ALIGN_S) + 1) as u64 + gd,
-            scratch: Vec::new(),
         })
+    }
+
+    /// The model in use.
+    pub fn model(&self) -> &'static Model {
+        self.model
+    }
+
+    /// `Some(fingerprint)` when this state was restored from one saved under
+    /// another version of its model (which it then replaced by the built-in
+    /// one): the classes before and after the restore come from different
+    /// weights.
+    pub fn model_changed(&self) -> Option<u64> {
+        self.model_changed
     }
 
     /// Bytes held in buffers, fixed at construction (the templates are
     /// created once each).
     pub fn buffer_bytes(&self) -> usize {
-        (self.ring.capacity() + CLUSTERS * (self.pre + self.post + 1)) * 8 + self.det.buffer_bytes()
+        (self.ring.capacity() + CLUSTERS * (self.pre + self.post + 1)) * 8
     }
 
-    /// Samples consumed so far.
+    /// Samples consumed so far (counting from the detector's sample 0).
     pub fn samples_seen(&self) -> u64 {
         self.n
     }
 
-    /// Consumes samples (any unit, mV recommended), appending every beat to
-    /// `out` once it is classified. Non-finite samples count as 0.
-    pub fn push(&mut self, samples: &[f64], out: &mut Vec<ClassifiedBeat>) {
-        // Sub-chunks short enough that the ring still holds every window
-        // a decision taken at their end may need.
-        let step = ((0.25 * self.fs) as usize).max(1);
-        for chunk in samples.chunks(step) {
+    /// R-peak sample of the oldest beat given but not yet classified.
+    pub fn oldest_pending(&self) -> Option<u64> {
+        self.pending.front().map(|b| b.sample)
+    }
+
+    /// Sub-chunks short enough that the ring still holds every window a
+    /// decision taken at their end may need.
+    fn step(&self) -> usize {
+        ((0.25 * self.fs) as usize).max(1)
+    }
+
+    /// Consumes the samples that follow those already seen, and `beats`:
+    /// the beats a detector reported while consuming exactly these samples
+    /// (each enters when the sample that made it reported,
+    /// [`Beat::reported_at`], has), appending every beat to `out` once it is
+    /// classified. Leave beats out (e.g. while the signal is unreadable) by
+    /// not passing them. Non-finite samples count as 0.
+    pub fn push(&mut self, samples: &[f64], beats: &[Beat], out: &mut Vec<ClassifiedBeat>) {
+        let mut next = 0;
+        for chunk in samples.chunks(self.step()) {
             for &x in chunk {
-                let x = if x.is_finite() { x } else { 0.0 };
+                let x = if x.is_finite() {
+                    x.clamp(-1e6, 1e6)
+                } else {
+                    0.0
+                };
                 let y = self.lp.step(self.hp.step(x));
                 let len = self.ring.len() as u64;
-                if let Some(slot) = self.ring.get_mut((self.n % len) as usize) {
+                if let Some(slot) = self.ring.get_mut((self.n % len.max(1)) as usize) {
                     *slot = y;
                 }
                 self.n += 1;
             }
-            let mut found = std::mem::take(&mut self.scratch);
-            found.clear();
-            self.det.push(chunk, &mut found);
-            self.pending.extend(found.drain(..));
-            self.scratch = found;
+            while let Some(b) = beats.get(next).filter(|b| b.reported_at < self.n) {
+                self.pending.push_back(*b);
+                next += 1;
+            }
+            self.decide(false, out);
+        }
+        // Beats reported later than these samples (not from a detector fed
+        // exactly these samples) enter now.
+        if let Some(rest) = beats.get(next..).filter(|r| !r.is_empty()) {
+            self.pending.extend(rest.iter().copied());
             self.decide(false, out);
         }
     }
 
-    /// End of stream: classifies the beats still pending.
-    pub fn finish(&mut self, out: &mut Vec<ClassifiedBeat>) {
-        let mut found = Vec::new();
-        self.det.finish(&mut found);
-        self.pending.extend(found);
+    /// Classifies every pending beat now, with `beats` (those a detector
+    /// reported when it was flushed) added: at the end of a stream, or where
+    /// the caller stops giving beats.
+    pub fn finish(&mut self, beats: &[Beat], out: &mut Vec<ClassifiedBeat>) {
+        self.pending.extend(beats.iter().copied());
         self.decide(true, out);
     }
 
@@ -304,8 +551,9 @@ impl BeatClassifier {
         while let Some(&b) = self.pending.front() {
             let next = self.pending.get(1).map(|n| n.sample);
             let ready = end
-                || self.n >= b.sample + self.deadline
-                || (next.is_some() && self.n > b.sample + self.settle);
+                || self.pending.len() > MAX_PENDING
+                || self.n >= b.sample.saturating_add(self.deadline)
+                || (next.is_some() && self.n > b.sample.saturating_add(self.settle));
             if !ready {
                 break;
             }
@@ -318,7 +566,7 @@ impl BeatClassifier {
     /// Filtered sample at absolute index `i` aligned to the raw signal
     /// (filter delay removed); edges are extended with the nearest sample.
     fn at(&self, i: i64) -> f64 {
-        let len = self.ring.len() as i64;
+        let len = (self.ring.len() as i64).max(1);
         let newest = self.n as i64 - 1;
         let oldest = (self.n as i64 - len).max(0);
         let j = (i + self.gd as i64).clamp(oldest, newest.max(oldest));
@@ -648,12 +896,111 @@ mod tests {
                 c.push(part, &mut out);
             }
             c.finish(&mut out);
-            let strip = |v: &[ClassifiedBeat]| -> Vec<_> {
-                v.iter()
-                    .map(|b| (b.beat.sample, b.class, b.confidence.to_bits()))
-                    .collect()
-            };
             assert_eq!(strip(&out), strip(&whole), "chunk {chunk}");
+        }
+    }
+
+    fn strip(v: &[ClassifiedBeat]) -> Vec<(u64, BeatClass, u64)> {
+        v.iter()
+            .map(|b| (b.beat.sample, b.class, b.confidence.to_bits()))
+            .collect()
+    }
+
+    #[test]
+    fn an_outside_detector_gives_the_same_classes() {
+        // The worker's way: its own detector, fed pieces of any length, and
+        // the stage given the samples and the beats of each piece.
+        let fs = 360.0;
+        let x = synthetic(fs, 60.0);
+        let whole = classify(&x, fs, model::full()).unwrap();
+        for piece in [1usize, 90, 360, 1000, 4096] {
+            let mut det = Detector::with_config(DetectorConfig::new(fs)).unwrap();
+            let mut core = DetectedBeatClassifier::with_model(fs, model::full()).unwrap();
+            let mut out = Vec::new();
+            for part in x.chunks(piece) {
+                let mut beats = Vec::new();
+                det.push(part, &mut beats);
+                core.push(part, &beats, &mut out);
+            }
+            let mut beats = Vec::new();
+            det.finish(&mut beats);
+            core.finish(&beats, &mut out);
+            assert_eq!(strip(&out), strip(&whole), "pieces of {piece}");
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_restores_the_same_classes() {
+        let fs = 360.0;
+        let x = synthetic(fs, 60.0);
+        let whole = classify(&x, fs, model::full()).unwrap();
+        let mut c = BeatClassifier::new(fs).unwrap();
+        let mut out = Vec::new();
+        let cut = (27.3 * fs) as usize;
+        c.push(&x[..cut], &mut out);
+        let json = serde_json::to_string(&c).unwrap();
+        let mut c: BeatClassifier = serde_json::from_str(&json).unwrap();
+        assert_eq!(c.core().model_changed(), None);
+        c.push(&x[cut..], &mut out);
+        c.finish(&mut out);
+        assert_eq!(strip(&out), strip(&whole));
+    }
+
+    #[test]
+    fn a_checkpoint_of_another_model_is_never_taken_silently() {
+        let fs = 250.0;
+        let mut c = DetectedBeatClassifier::with_model(fs, model::full()).unwrap();
+        let mut out = Vec::new();
+        c.push(&synthetic(fs, 20.0), &[], &mut out);
+        let v = serde_json::to_value(&c).unwrap();
+        let fp = format!("{:016x}", model::full().fingerprint());
+        assert_eq!(v["model"], "");
+        assert_eq!(v["model_fingerprint"], fp.as_str());
+        // Saved under other weights of the same name: restored with the
+        // built-in model, and it says so (also after another checkpoint).
+        let mut other = v.clone();
+        other["model_fingerprint"] = "0123456789abcdef".into();
+        let r: DetectedBeatClassifier = serde_json::from_value(other).unwrap();
+        assert_eq!(r.model_changed(), Some(0x0123_4567_89ab_cdef));
+        assert!(std::ptr::eq(r.model(), model::full()));
+        let again: DetectedBeatClassifier =
+            serde_json::from_value(serde_json::to_value(&r).unwrap()).unwrap();
+        assert_eq!(again.model_changed(), Some(0x0123_4567_89ab_cdef));
+        // A model no build has: refused.
+        let mut unknown = v.clone();
+        unknown["model"] = "999".into();
+        let e = serde_json::from_value::<DetectedBeatClassifier>(unknown).unwrap_err();
+        assert!(e.to_string().contains("no built-in beat model"), "{e}");
+        // A fold is resolved by its name.
+        let fold = "100";
+        let mut named = v.clone();
+        named["model"] = fold.into();
+        named["model_fingerprint"] =
+            format!("{:016x}", model::without(fold).unwrap().fingerprint()).into();
+        let r: DetectedBeatClassifier = serde_json::from_value(named).unwrap();
+        assert_eq!(r.model().left_out, fold);
+        assert_eq!(r.model_changed(), None);
+        // Buffers that do not fit the rate, or a rate out of range: refused.
+        for (key, bad) in [
+            ("ring", serde_json::json!([0.0, 1.0])),
+            ("fs", serde_json::json!(1.0)),
+            (
+                "clusters",
+                serde_json::json!([{ "template": [1.0], "weight": 1.0 }]),
+            ),
+            ("model_fingerprint", serde_json::json!("xyz")),
+            ("n", serde_json::json!(u64::MAX)),
+            (
+                "pending",
+                serde_json::json!([{ "sample": u64::MAX, "reported_at": u64::MAX }]),
+            ),
+        ] {
+            let mut w = v.clone();
+            w[key] = bad;
+            assert!(
+                serde_json::from_value::<DetectedBeatClassifier>(w).is_err(),
+                "{key}"
+            );
         }
     }
 
@@ -677,8 +1024,8 @@ mod tests {
         let mut out = Vec::new();
         c.push(&x, &mut out);
         assert_eq!(c.buffer_bytes(), before);
-        assert!(c.pending.len() <= 8);
-        assert!(c.clusters.len() <= CLUSTERS);
+        assert!(c.core.pending.len() <= 8);
+        assert!(c.core.clusters.len() <= CLUSTERS);
     }
 
     #[test]

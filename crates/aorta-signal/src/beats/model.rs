@@ -41,6 +41,28 @@ impl Model {
         }
         p
     }
+
+    /// A checksum of the weights (FNV-1a over the little-endian bytes of
+    /// the means, deviations, weights and biases, in that order): two
+    /// models with one name but different weights differ here. It tells a
+    /// model version from another, not a forged model from a real one (a
+    /// checkpoint's integrity is the sealing's job).
+    pub fn fingerprint(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let values = self
+            .mean
+            .iter()
+            .chain(&self.sd)
+            .chain(self.w.iter().flatten())
+            .chain(&self.b);
+        for v in values {
+            for byte in v.to_le_bytes() {
+                h ^= u64::from(byte);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        h
+    }
 }
 
 include!("weights.rs");
