@@ -129,11 +129,32 @@ pub struct ClusterArgs {
     /// How often leases are renewed, ms (at most a third of the TTL).
     #[arg(long, default_value_t = 1000, value_parser = crate::args::int(1u64, 200_000))]
     pub lease_renew_ms: u64,
+    /// File holding the NATS token (docs/scale.md, "Securing NATS").
+    #[arg(long, value_name = "FILE")]
+    pub nats_token_file: Option<PathBuf>,
+    /// NATS user (with --nats-password-file).
+    #[arg(long, requires = "nats_password_file")]
+    pub nats_user: Option<String>,
+    /// File holding the NATS user's password.
+    #[arg(long, value_name = "FILE", requires = "nats_user")]
+    pub nats_password_file: Option<PathBuf>,
+    /// PEM CA of the NATS servers' certificates: TLS to NATS is required.
+    #[arg(long, value_name = "FILE")]
+    pub nats_ca: Option<PathBuf>,
+    /// PEM client certificate for NATS servers that verify clients.
+    #[arg(long, value_name = "FILE", requires = "nats_key")]
+    pub nats_cert: Option<PathBuf>,
+    /// PEM key of --nats-cert.
+    #[arg(long, value_name = "FILE", requires = "nats_cert")]
+    pub nats_key: Option<PathBuf>,
 }
 
 impl ClusterArgs {
-    fn options(&self) -> Option<aorta_worker::cluster::ClusterOptions> {
-        let nats = self.nats.as_ref()?;
+    fn options(&self) -> anyhow::Result<Option<aorta_worker::cluster::ClusterOptions>> {
+        use aorta_worker::cluster::NatsAuth;
+        let Some(nats) = self.nats.as_ref() else {
+            return Ok(None);
+        };
         let id = self
             .worker_id
             .clone()
@@ -150,7 +171,19 @@ impl ClusterArgs {
         c.lease.renew = std::time::Duration::from_millis(self.lease_renew_ms);
         c.lease.margin = c.lease.renew / 2;
         c.checkpoints.replicas = self.replicas;
-        Some(c)
+        c.auth = NatsAuth {
+            token: match &self.nats_token_file {
+                Some(f) => Some(NatsAuth::read_secret(f, "token")?),
+                None => None,
+            },
+            user: match (&self.nats_user, &self.nats_password_file) {
+                (Some(u), Some(f)) => Some((u.clone(), NatsAuth::read_secret(f, "password")?)),
+                _ => None,
+            },
+            tls_ca: self.nats_ca.clone(),
+            tls_client: self.nats_cert.clone().zip(self.nats_key.clone()),
+        };
+        Ok(Some(c))
     }
 }
 
@@ -310,7 +343,7 @@ pub fn run(cmd: WorkerCmd) -> anyhow::Result<ExitCode> {
                 batch,
                 checkpoint_secs,
             };
-            let r = match cluster.options() {
+            let r = match cluster.options()? {
                 Some(c) => aorta_worker::cluster::stream_cluster(&o, &c, &stop),
                 None => stream(&o, &stop),
             };

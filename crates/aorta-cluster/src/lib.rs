@@ -283,7 +283,7 @@ impl std::fmt::Debug for Nats {
 /// (`docs/scale.md`, "Securing NATS"). Every field is optional; the
 /// default is an anonymous plain connection, for development on loopback.
 /// Secrets are held in zeroizing memory and never printed.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct NatsAuth {
     /// A token (nats-server `authorization { token: … }`).
     pub token: Option<zeroize::Zeroizing<String>>,

@@ -41,6 +41,9 @@ use crate::run::{
 use crate::seal::{StateKeySealer, SubscriberSealer, sealers};
 use crate::server::{RemoteResults, Server};
 
+/// Credentials and TLS trust for NATS (re-exported for the CLI).
+pub use aorta_cluster::NatsAuth;
+
 /// Cluster settings of `aorta worker stream --nats …`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterOptions {
@@ -57,6 +60,9 @@ pub struct ClusterOptions {
     pub checkpoints: CheckpointConfig,
     /// Longest a read of one idle partition waits for new records.
     pub read_wait: Duration,
+    /// Credentials and TLS trust for NATS (`docs/scale.md`, "Securing
+    /// NATS"); default: anonymous, plain.
+    pub auth: aorta_cluster::NatsAuth,
 }
 
 impl ClusterOptions {
@@ -69,6 +75,7 @@ impl ClusterOptions {
             lease: LeaseConfig::default(),
             checkpoints: CheckpointConfig::default(),
             read_wait: Duration::from_millis(50),
+            auth: aorta_cluster::NatsAuth::default(),
         }
     }
 }
@@ -214,7 +221,7 @@ fn step(
 fn connect(c: &ClusterOptions, stop: &AtomicBool) -> Result<(Nats, Leases), WorkerError> {
     let mut failures = 0u32;
     loop {
-        let r = Nats::connect(&c.nats, Duration::from_secs(5)).and_then(|n| {
+        let r = Nats::connect_with(&c.nats, &c.auth, Duration::from_secs(5)).and_then(|n| {
             let l = Leases::join(&n, &c.worker_id, c.spec.partitions, c.lease.clone())?;
             Ok((n, l))
         });
