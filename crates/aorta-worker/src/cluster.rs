@@ -428,3 +428,16 @@ pub fn stream_cluster(
         results_duplicate: t.duplicate,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_worker_ids_are_valid_and_distinct() {
+        let a = default_worker_id();
+        let b = default_worker_id();
+        assert!(aorta_cluster::lease::valid_id(&a), "{a}");
+        assert_ne!(a, b);
+    }
+}
