@@ -290,35 +290,6 @@ impl Leases {
     }
 
     /// This worker's fair share of the partitions among `live` workers:
-    /// The lease value of each of `partitions` partitions in `bucket` (`None`:
-    /// never claimed, or unreadable): what operators and tests look at.
-    pub fn lease_owners(
-        nats: &Nats,
-        bucket: &str,
-        partitions: u32,
-    ) -> Result<Vec<Option<LeaseValue>>, ClusterError> {
-        let js = nats.js.clone();
-        let bucket = bucket.to_owned();
-        nats.rt.block(async move {
-            let kv = js
-                .get_key_value(&bucket)
-                .await
-                .map_err(|e| ClusterError::Unavailable(format!("bucket {bucket}: {e}")))?;
-            let mut out = Vec::new();
-            for p in 0..partitions {
-                let e = kv
-                    .entry(partition_key(p))
-                    .await
-                    .map_err(|e| ClusterError::Unavailable(format!("lease: {e}")))?;
-                out.push(
-                    e.filter(|e| e.operation == kv::Operation::Put)
-                        .and_then(|e| LeaseValue::decode(&e.value).ok()),
-                );
-            }
-            Ok(out)
-        })
-    }
-
     /// `P / N`, one more for the first `P mod N` workers by id.
     pub fn fair_share(&self) -> usize {
         fair_share(self.partitions, &self.live, &self.me)

@@ -581,6 +581,36 @@ pub struct Released {
 
 type Clock = dyn Fn() -> u64 + Send + Sync;
 
+/// Logs a key-release decision (counts and the refusal, never key bytes)
+/// and passes it on; `key_window`: the width of a windowed release.
+fn log_decision(
+    assignment: &str,
+    key_window: Option<u16>,
+    res: Result<Released, BrokerRefusal>,
+) -> Result<Released, BrokerRefusal> {
+    match &res {
+        Ok(r) => tracing::info!(
+            target: "aorta::broker",
+            decision = "release",
+            assignment = %assignment,
+            devices = r.devices.len(),
+            key_window,
+            subscribers = r.subscribers.len(),
+            "keys released to attested worker"
+        ),
+        Err(e) => tracing::warn!(
+            target: "aorta::broker",
+            decision = "refuse",
+            code = e.code(),
+            assignment = %assignment,
+            key_window,
+            reason = %e,
+            "key request refused"
+        ),
+    }
+    res
+}
+
 /// The key broker.
 pub struct Broker {
     policy: Policy,
@@ -806,26 +836,7 @@ impl Broker {
     /// Verifies the evidence in `req` and releases the assignment's keys, or
     /// refuses. Logs the decision either way.
     pub fn release(&self, req: &ReleaseRequest) -> Result<Released, BrokerRefusal> {
-        let res = self.release_inner(req);
-        match &res {
-            Ok(r) => tracing::info!(
-                target: "aorta::broker",
-                decision = "release",
-                assignment = %req.assignment,
-                devices = r.devices.len(),
-                subscribers = r.subscribers.len(),
-                "keys released to attested worker"
-            ),
-            Err(e) => tracing::warn!(
-                target: "aorta::broker",
-                decision = "refuse",
-                code = e.code(),
-                assignment = %req.assignment,
-                reason = %e,
-                "key request refused"
-            ),
-        }
-        res
+        log_decision(&req.assignment, None, self.release_inner(req))
     }
 
     /// Verifies the evidence in `req` and releases a window of each
@@ -833,27 +844,11 @@ impl Broker {
     /// state key and a certificate, as [`Broker::release`]), or refuses.
     /// Logs the decision either way.
     pub fn release_windowed(&self, req: &WindowRequest) -> Result<Released, BrokerRefusal> {
-        let res = self.release_windowed_inner(req);
-        match &res {
-            Ok(r) => tracing::info!(
-                target: "aorta::broker",
-                decision = "release",
-                assignment = %req.assignment,
-                devices = r.devices.len(),
-                key_window = req.width,
-                subscribers = r.subscribers.len(),
-                "key windows released to attested worker"
-            ),
-            Err(e) => tracing::warn!(
-                target: "aorta::broker",
-                decision = "refuse",
-                code = e.code(),
-                assignment = %req.assignment,
-                reason = %e,
-                "key window request refused"
-            ),
-        }
-        res
+        log_decision(
+            &req.assignment,
+            Some(req.width),
+            self.release_windowed_inner(req),
+        )
     }
 
     fn release_windowed_inner(&self, req: &WindowRequest) -> Result<Released, BrokerRefusal> {
