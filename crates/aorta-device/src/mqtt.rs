@@ -18,14 +18,31 @@
 //! server puts the HTTPS status of its refusal in the PUBACK's `status` user
 //! property and the error body in its reason string. Renegotiation offers
 //! travel over HTTPS only: this uplink never carries one.
+//!
+//! The client is small and blocking, like the uplink's queue: one TLS
+//! connection (rustls over a `TcpStream`, the same configuration as HTTPS),
+//! `rumqttc`'s MQTT 5 codec for the packets (its network client and TLS
+//! helpers are not built: they pull an unmaintained `rustls-webpki` 0.102),
+//! one frame in flight. A connection idle for half its keep-alive is
+//! replaced before the next frame, so the server never closes one under it.
 
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{Packet, PubAck, PubAckReason};
-use rumqttc::v5::{Client, Connection, Event, MqttOptions};
+use rumqttc::v5::mqttbytes::v5::{
+    ConnectProperties, ConnectReturnCode, Packet, PubAck, PubAckReason, Publish,
+};
+
+/// Keep-alive asked for in CONNECT, seconds.
+pub const KEEP_ALIVE_SECS: u16 = 30;
+/// Largest packet either side may send (a frame, its signature and the
+/// topic fit well inside).
+pub const MAX_PACKET_BYTES: u32 = 16 << 20;
 
 use crate::DeviceError;
 use crate::http::HttpOptions;
@@ -106,6 +123,66 @@ pub fn map_puback(
     )
 }
 
+/// One MQTT connection: the TLS stream, bytes read but not yet decoded,
+/// the next packet id, and when it last carried a packet.
+struct Session {
+    stream: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    buf: BytesMut,
+    next_pkid: u16,
+    last_io: Instant,
+}
+
+impl Session {
+    fn send(&mut self, p: &Packet) -> Result<(), String> {
+        let mut out = BytesMut::new();
+        p.write(&mut out, Some(MAX_PACKET_BYTES))
+            .map_err(|e| format!("encoding {p:?}: {e:?}"))?;
+        self.stream
+            .write_all(&out)
+            .and_then(|()| self.stream.flush())
+            .map_err(|e| e.to_string())?;
+        self.last_io = Instant::now();
+        Ok(())
+    }
+
+    /// The next packet, read by `deadline`.
+    fn recv(&mut self, deadline: Instant) -> Result<Packet, String> {
+        use rumqttc::v5::mqttbytes::Error;
+        let mut chunk = [0u8; 16 << 10];
+        loop {
+            match Packet::read(&mut self.buf, Some(MAX_PACKET_BYTES)) {
+                Ok(p) => {
+                    self.last_io = Instant::now();
+                    return Ok(p);
+                }
+                Err(Error::InsufficientBytes(_)) => {}
+                Err(e) => return Err(format!("malformed packet from the server: {e:?}")),
+            }
+            if Instant::now() >= deadline {
+                return Err("no answer in time".into());
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err("the server closed the connection".into()),
+                Ok(n) => self
+                    .buf
+                    .extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    fn pkid(&mut self) -> u16 {
+        let id = self.next_pkid;
+        self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
+        id
+    }
+}
+
 /// The MQTT uplink (one connection, one frame in flight; reconnects on the
 /// next upload after a failure).
 pub struct MqttTransport {
@@ -113,7 +190,7 @@ pub struct MqttTransport {
     port: u16,
     tls: Arc<rustls::ClientConfig>,
     opts: HttpOptions,
-    conn: Option<(Client, Connection)>,
+    session: Option<Session>,
     client_id: String,
 }
 
@@ -151,21 +228,119 @@ impl MqttTransport {
             port,
             tls: Arc::new(tls),
             opts,
-            conn: None,
+            session: None,
             client_id: format!("aorta-device-{id}"),
         })
     }
 
-    fn connect(&mut self) -> (Client, Connection) {
-        let mut o = MqttOptions::new(self.client_id.clone(), self.host.clone(), self.port);
-        o.set_keep_alive(Duration::from_secs(30))
-            .set_clean_start(true)
-            .set_connection_timeout(self.opts.connect_timeout.as_secs().max(1))
-            .set_max_packet_size(Some(16 << 20))
-            .set_transport(rumqttc::Transport::tls_with_config(
-                rumqttc::TlsConfiguration::Rustls(self.tls.clone()),
-            ));
-        Client::new(o, 4)
+    fn where_(&self) -> String {
+        format!("mqtts://{}:{}", self.host, self.port)
+    }
+
+    /// TCP, TLS, then CONNECT answered by a successful CONNACK.
+    fn connect(&self) -> Result<Session, DeviceError> {
+        let net = |e: String| DeviceError::Network(format!("{}: {e}", self.where_()));
+        let addrs = (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .map_err(|e| net(e.to_string()))?;
+        let mut last = String::from("no address");
+        let mut tcp = None;
+        for a in addrs {
+            match TcpStream::connect_timeout(&a, self.opts.connect_timeout) {
+                Ok(t) => {
+                    tcp = Some(t);
+                    break;
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        let tcp = tcp.ok_or_else(|| net(last))?;
+        let io = |e: std::io::Error| net(e.to_string());
+        tcp.set_read_timeout(Some(Duration::from_millis(200)))
+            .map_err(io)?;
+        tcp.set_write_timeout(Some(self.opts.request_timeout))
+            .map_err(io)?;
+        tcp.set_nodelay(true).map_err(io)?;
+        let name = rustls::pki_types::ServerName::try_from(self.host.clone())
+            .map_err(|e| DeviceError::Config(format!("{}: {e}", self.where_())))?;
+        let conn = rustls::ClientConnection::new(self.tls.clone(), name)
+            .map_err(|e| net(format!("TLS: {e}")))?;
+        let mut s = Session {
+            stream: rustls::StreamOwned::new(conn, tcp),
+            buf: BytesMut::new(),
+            next_pkid: 1,
+            last_io: Instant::now(),
+        };
+        let mut properties = ConnectProperties::new();
+        properties.max_packet_size = Some(MAX_PACKET_BYTES);
+        let connect = rumqttc::v5::mqttbytes::v5::Connect {
+            keep_alive: KEEP_ALIVE_SECS,
+            client_id: self.client_id.clone(),
+            clean_start: true,
+            properties: Some(properties),
+        };
+        s.send(&Packet::Connect(connect, None, None)).map_err(net)?;
+        let deadline = Instant::now() + self.opts.connect_timeout.max(self.opts.request_timeout);
+        match s.recv(deadline).map_err(net)? {
+            Packet::ConnAck(a) if a.code == ConnectReturnCode::Success => Ok(s),
+            Packet::ConnAck(a) => Err(net(format!("the server refused CONNECT: {:?}", a.code))),
+            other => Err(net(format!("expected CONNACK, got {other:?}"))),
+        }
+    }
+}
+
+impl MqttTransport {
+    /// Publishes one frame on `s` and waits for its PUBACK. The session is
+    /// kept only after a success PUBACK: after a refusal the server may
+    /// close the connection (MQTT 3.1.1 has no other way to refuse).
+    fn publish(
+        &mut self,
+        mut s: Session,
+        header: &aorta_crypto::frame::FrameHeader,
+        frame: &[u8],
+        signature: &[u8; 64],
+    ) -> Result<UploadReply, DeviceError> {
+        let where_ = self.where_();
+        let net = |e: String| DeviceError::Network(format!("{where_}: {e}"));
+        let pkid = s.pkid();
+        let mut publish = Publish::new(
+            format!("{TOPIC_PREFIX}{}", header.serial),
+            QoS::AtLeastOnce,
+            payload(signature, frame),
+            None,
+        );
+        publish.pkid = pkid;
+        s.send(&Packet::Publish(publish)).map_err(net)?;
+        // On any failure below the session is dropped: a late PUBACK cannot
+        // be matched to this frame any more; its retry is deduplicated by
+        // the server.
+        let deadline = Instant::now() + self.opts.request_timeout;
+        loop {
+            match s.recv(deadline).map_err(net)? {
+                Packet::PubAck(a) if a.pkid == pkid => {
+                    if matches!(a.reason, PubAckReason::Success) {
+                        self.session = Some(s);
+                    }
+                    return map_puback(
+                        &header.serial,
+                        header.sequence,
+                        &a,
+                        self.opts.max_retry_after,
+                    );
+                }
+                Packet::Disconnect(d) => {
+                    return Err(net(format!(
+                        "the server disconnected: {:?}{}",
+                        d.reason_code,
+                        d.properties
+                            .and_then(|p| p.reason_string)
+                            .map(|r| format!(" ({r})"))
+                            .unwrap_or_default()
+                    )));
+                }
+                _ => {}
+            }
+        }
     }
 }
 
@@ -180,46 +355,21 @@ impl Transport for MqttTransport {
                 });
             }
         };
-        let where_ = format!("mqtts://{}:{}", self.host, self.port);
-        let (client, mut conn) = match self.conn.take() {
-            Some(c) => c,
-            None => self.connect(),
+        let idle = Duration::from_secs(u64::from(KEEP_ALIVE_SECS / 2));
+        let reused = self.session.take().filter(|s| s.last_io.elapsed() < idle);
+        let was_reused = reused.is_some();
+        let s = match reused {
+            Some(s) => s,
+            None => self.connect()?,
         };
-        let topic = format!("{TOPIC_PREFIX}{}", header.serial);
-        if let Err(e) = client.publish(topic, QoS::AtLeastOnce, false, payload(signature, frame)) {
-            return Err(DeviceError::Network(format!("{where_}: {e}")));
-        }
-        let deadline = Instant::now() + self.opts.request_timeout;
-        let mut pkid = None;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                // The connection is dropped: a late PUBACK cannot be
-                // matched to this frame any more; the retry is
-                // deduplicated by the server.
-                return Err(DeviceError::Network(format!(
-                    "{where_}: no PUBACK within {} s",
-                    self.opts.request_timeout.as_secs()
-                )));
+        match self.publish(s, &header, frame, signature) {
+            // A kept connection the server has meanwhile closed: once more
+            // on a fresh one (a frame that did arrive is stored once).
+            Err(DeviceError::Network(_)) if was_reused => {
+                let s = self.connect()?;
+                self.publish(s, &header, frame, signature)
             }
-            match conn.recv_timeout(left) {
-                Ok(Ok(Event::Outgoing(rumqttc::Outgoing::Publish(id)))) => pkid = Some(id),
-                Ok(Ok(Event::Incoming(Packet::PubAck(a)))) if Some(a.pkid) == pkid => {
-                    let r = map_puback(
-                        &header.serial,
-                        header.sequence,
-                        &a,
-                        self.opts.max_retry_after,
-                    );
-                    self.conn = Some((client, conn));
-                    return r;
-                }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    return Err(DeviceError::Network(format!("{where_}: {e}")));
-                }
-                Err(_) => {}
-            }
+            r => r,
         }
     }
 
