@@ -133,7 +133,11 @@ pub struct ClusterReport {
     pub latency_measures: &'static str,
     /// Acknowledged frames not covered by the checkpoints after catch-up.
     pub lost_frames: u64,
-    /// Distinct frames in the stream / covered by the checkpoints.
+    /// `lost_frames` is exact: every frame offered was acknowledged (a
+    /// frame sent but unacknowledged when the devices stopped may be in
+    /// the stream and would make up for a lost one in the count).
+    pub lost_frames_exact: bool,
+    /// Distinct frames in the stream.
     pub frames_in_stream: u64,
     /// Distinct frames below their partition's checkpoint.
     pub frames_covered: u64,
@@ -459,6 +463,7 @@ fn run_in(cfg: &ClusterConfig, tmp: &Path, say: &dyn Fn(&str)) -> anyhow::Result
         p99_ms: cluster.p99_ms,
         latency_measures: "per frame: its arrival at ingest → the worker's results for it durable on the server (server /v1/stats, last 65,536 frames, warm-up included)",
         lost_frames,
+        lost_frames_exact: cluster.frames_acked == cluster.frames_offered,
         frames_in_stream: in_stream,
         frames_covered: covered,
         duplicate_results,

@@ -38,6 +38,7 @@ fn bench_cluster_loses_nothing_stores_nothing_twice_and_fails_over_a_killed_work
         "p50_ms",
         "p99_ms",
         "lost_frames",
+        "lost_frames_exact",
         "duplicate_results",
         "failover_s",
         "embedded_samples_per_s",
