@@ -21,6 +21,7 @@
 //! documented TOML files an operator would.
 #![deny(missing_docs)]
 
+pub mod cluster;
 pub mod compress;
 pub mod demo;
 pub mod ingest;

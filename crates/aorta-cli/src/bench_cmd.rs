@@ -4,11 +4,16 @@
 
 use std::process::ExitCode;
 
-use crate::{bench_compress, bench_ingest, bench_pipeline, bench_rr_stream, bench_se};
+use crate::{
+    bench_cluster, bench_compress, bench_ingest, bench_pipeline, bench_rr_stream, bench_se,
+};
 
 /// `aorta bench` subcommands.
 #[derive(clap::Subcommand)]
 pub enum BenchCmd {
+    /// The distributed mode on a local 3-node NATS cluster (R=3) with W workers,
+    /// a worker and/or NATS node killed mid-run, against the embedded mode.
+    Cluster(bench_cluster::Args),
     /// Compressed size and speed of aorta's ECG codec against gzip -6, zstd -3
     /// and the paper's dedup+gzip, on every record of a WFDB database.
     Compress(bench_compress::Args),
@@ -32,6 +37,7 @@ pub enum BenchCmd {
 pub fn run(cmd: BenchCmd) -> anyhow::Result<ExitCode> {
     crate::signals::abort_on_signals()?;
     match cmd {
+        BenchCmd::Cluster(a) => bench_cluster::run(a),
         BenchCmd::Compress(a) => bench_compress::run(a),
         BenchCmd::Ingest(a) => bench_ingest::run(a),
         BenchCmd::Pipeline(a) => bench_pipeline::run(a),

@@ -16,6 +16,7 @@ mod out;
 
 mod admin_cmd;
 mod args;
+mod bench_cluster;
 mod bench_cmd;
 mod bench_compress;
 mod bench_ingest;

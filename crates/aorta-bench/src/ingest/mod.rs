@@ -23,7 +23,7 @@
 //! when the server's memory passes `rss_cap_bytes` (the bench must not take
 //! the machine down with it), and says so.
 
-mod devices;
+pub(crate) mod devices;
 mod hostile;
 mod report;
 
