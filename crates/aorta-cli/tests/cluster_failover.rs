@@ -313,10 +313,10 @@ fn a_killed_worker_s_partitions_are_resumed_within_10_s_and_a_joining_worker_tak
     let urls = nats_proc.urls();
     let nats = nats_ready(&urls);
     cluster_config(&work, "server.toml", "server", &urls);
-    let mut srv = Server::start(&work, "server.toml");
+    let srv = Server::start(&work, "server.toml");
 
     let mut wa = worker(&work, "server", &srv, &urls, "w-a", MAIN);
-    let mut wb = worker(&work, "server", &srv, &urls, "w-b", MAIN);
+    let wb = worker(&work, "server", &srv, &urls, "w-b", MAIN);
     wait_for(
         &work,
         "8 partitions owned by w-a and w-b",
@@ -333,7 +333,7 @@ fn a_killed_worker_s_partitions_are_resumed_within_10_s_and_a_joining_worker_tak
     std::thread::sleep(Duration::from_secs(2));
 
     // A third worker joins mid-run: the others hand partitions back.
-    let mut wc = worker(&work, "server", &srv, &urls, "w-c", MAIN);
+    let wc = worker(&work, "server", &srv, &urls, "w-c", MAIN);
     let join = wait_for(
         &work,
         "w-c holds its share",
@@ -368,20 +368,35 @@ fn a_killed_worker_s_partitions_are_resumed_within_10_s_and_a_joining_worker_tak
     assert!(took <= Duration::from_secs(10));
 
     let sealed = devices_done(devs, duration);
+    settle_and_compare(&work, srv, &urls, &nats, &sealed, [wb, wc]);
+}
+
+/// The end of a failure run: every acknowledged frame is in the stream;
+/// once the workers caught up, the results (each id stored once) equal an
+/// uninterrupted reference run's. Stops `workers` and `srv`.
+fn settle_and_compare<const N: usize>(
+    work: &Path,
+    mut srv: Server,
+    urls: &str,
+    nats: &Nats,
+    sealed: &BTreeMap<String, u64>,
+    workers: [Proc; N],
+) {
     assert_eq!(
-        stream_counts(&nats),
+        &stream_counts(nats),
         sealed,
         "acknowledged frames vs the stream"
     );
-    wait_for(&work, "workers caught up", Duration::from_secs(90), || {
-        caught_up(&nats, MAIN.1)
+    wait_for(work, "workers caught up", Duration::from_secs(90), || {
+        caught_up(nats, MAIN.1)
     });
-    let killed = results(&work, "server", &srv);
-    wb.term();
-    wc.term();
+    let killed = results(work, "server", &srv);
+    for mut w in workers {
+        w.term();
+    }
     srv.proc.term();
-    ids_unique(&work, "server");
-    let reference = reference(&work, &urls, &nats);
+    ids_unique(work, "server");
+    let reference = reference(work, urls, nats);
     compare(&killed, &reference);
 }
 
@@ -397,9 +412,9 @@ fn a_nats_node_killed_mid_run_loses_no_acknowledged_frame_and_no_result() {
     let urls = nats_proc.urls();
     let nats = nats_ready(&urls);
     cluster_config(&work, "server.toml", "server", &urls);
-    let mut srv = Server::start(&work, "server.toml");
-    let mut wa = worker(&work, "server", &srv, &urls, "w-a", MAIN);
-    let mut wb = worker(&work, "server", &srv, &urls, "w-b", MAIN);
+    let srv = Server::start(&work, "server.toml");
+    let wa = worker(&work, "server", &srv, &urls, "w-a", MAIN);
+    let wb = worker(&work, "server", &srv, &urls, "w-b", MAIN);
     wait_for(&work, "8 partitions owned", Duration::from_secs(60), || {
         owners(&nats, MAIN.0).len() == P as usize
     });
@@ -419,19 +434,5 @@ fn a_nats_node_killed_mid_run_loses_no_acknowledged_frame_and_no_result() {
         .collect::<Vec<_>>()
         .join(",");
     let nats = nats_ready(&survivors);
-    assert_eq!(
-        stream_counts(&nats),
-        sealed,
-        "acknowledged frames vs the stream"
-    );
-    wait_for(&work, "workers caught up", Duration::from_secs(90), || {
-        caught_up(&nats, MAIN.1)
-    });
-    let killed = results(&work, "server", &srv);
-    wa.term();
-    wb.term();
-    srv.proc.term();
-    ids_unique(&work, "server");
-    let reference = reference(&work, &survivors, &nats);
-    compare(&killed, &reference);
+    settle_and_compare(&work, srv, &survivors, &nats, &sealed, [wa, wb]);
 }

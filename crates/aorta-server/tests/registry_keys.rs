@@ -77,15 +77,9 @@ fn fixture() -> Fixture {
     }
 }
 
-fn release(
-    f: &Fixture,
-    assignment: &str,
-    devices: &[&str],
-) -> (
-    WorkerKeypair,
-    EvidenceClaims,
-    Result<aorta_server::broker::Released, BrokerRefusal>,
-) {
+/// A fresh worker key pair, its claims for a nonce of `f`'s broker, and
+/// the sim evidence for them.
+fn attested(f: &Fixture) -> (WorkerKeypair, EvidenceClaims, Vec<u8>) {
     let kp = WorkerKeypair::generate().unwrap();
     let (nonce, issued_at) = f.broker.issue_nonce().unwrap();
     let c = EvidenceClaims {
@@ -95,9 +89,22 @@ fn release(
         app_measurement: f.measurement,
         issued_at,
     };
-    let ev = f.platform.attest(c).unwrap();
+    let ev = f.platform.attest(c).unwrap().encode();
+    (kp, c, ev)
+}
+
+fn release(
+    f: &Fixture,
+    assignment: &str,
+    devices: &[&str],
+) -> (
+    WorkerKeypair,
+    EvidenceClaims,
+    Result<aorta_server::broker::Released, BrokerRefusal>,
+) {
+    let (kp, c, evidence) = attested(f);
     let r = f.broker.release(&ReleaseRequest {
-        evidence: ev.encode(),
+        evidence,
         assignment: assignment.into(),
         devices: devices.iter().map(|d| d.to_string()).collect(),
         subscribers: vec![],
@@ -186,20 +193,11 @@ fn release_windowed(
     EvidenceClaims,
     Result<aorta_server::broker::Released, BrokerRefusal>,
 ) {
-    let kp = WorkerKeypair::generate().unwrap();
-    let (nonce, issued_at) = f.broker.issue_nonce().unwrap();
-    let c = EvidenceClaims {
-        backend: Backend::Sim,
-        nonce,
-        worker_public_key: kp.public_bytes(),
-        app_measurement: f.measurement,
-        issued_at,
-    };
-    let ev = f.platform.attest(c).unwrap();
+    let (kp, c, evidence) = attested(f);
     let r = f
         .broker
         .release_windowed(&aorta_server::broker::WindowRequest {
-            evidence: ev.encode(),
+            evidence,
             assignment: "ward-a".into(),
             width,
             devices,
